@@ -1,0 +1,191 @@
+/*
+ * core.h - private plumbing of the OPAQUE core: the bounds-checked reader, hashing and
+ * HKDF, the prime-order group interface and the suite table.
+ *
+ * Invariants every source file keeps:
+ *   - wire bytes are read only through opaque_reader, which never reads past the end and
+ *     reports a short or long message as OPAQUE_ERR_LENGTH;
+ *   - errors travel through OPAQUE_TRY: a call either succeeds or the caller returns early,
+ *     after its cleanup label has wiped every secret it holds.
+ */
+#ifndef OPAQUE_CORE_H
+#define OPAQUE_CORE_H
+
+#include <stdbool.h>
+#include <string.h>
+
+#include "opaque_internal.h"
+
+/* Propagate an error to the function's `done:` label, which must wipe secrets. */
+#define OPAQUE_TRY(expr)                                                                          \
+	do {                                                                                       \
+		err = (expr);                                                                      \
+		if (err != OPAQUE_OK)                                                              \
+			goto done;                                                                 \
+	} while (0)
+
+#define OPAQUE_FAIL(code)                                                                         \
+	do {                                                                                       \
+		err = (code);                                                                      \
+		goto done;                                                                         \
+	} while (0)
+
+/* ---- Bounds-checked reader over a received message ---- */
+
+typedef struct opaque_reader {
+	const uint8_t *data;
+	size_t len;
+	size_t pos;
+} opaque_reader;
+
+static inline opaque_reader opaque_reader_init(const uint8_t *data, size_t len)
+{
+	opaque_reader r = {data, len, 0};
+	return r;
+}
+
+/* Returns a pointer to the next n bytes, or NULL (and consumes nothing) if fewer remain. */
+static inline const uint8_t *opaque_reader_take(opaque_reader *r, size_t n)
+{
+	if (r->data == NULL || n > r->len - r->pos)
+		return NULL;
+	const uint8_t *p = r->data + r->pos;
+	r->pos += n;
+	return p;
+}
+
+static inline bool opaque_reader_done(const opaque_reader *r)
+{
+	return r->pos == r->len;
+}
+
+/* ---- Bounds-checked writer into an output buffer ---- */
+
+typedef struct opaque_writer {
+	uint8_t *data;
+	size_t cap;
+	size_t pos;
+	bool overflow;
+} opaque_writer;
+
+static inline opaque_writer opaque_writer_init(uint8_t *data, size_t cap)
+{
+	opaque_writer w = {data, cap, 0, false};
+	return w;
+}
+
+static inline void opaque_writer_put(opaque_writer *w, const uint8_t *p, size_t n)
+{
+	if (w->overflow || n > w->cap - w->pos) {
+		w->overflow = true;
+		return;
+	}
+	if (n > 0)
+		memcpy(w->data + w->pos, p, n);
+	w->pos += n;
+}
+
+/* A buffer is complete when everything fit and it is exactly full. */
+static inline bool opaque_writer_full(const opaque_writer *w)
+{
+	return !w->overflow && w->pos == w->cap;
+}
+
+/* ---- Hashing, HMAC and HKDF (libsodium) over scattered inputs ---- */
+
+typedef struct opaque_slice {
+	const uint8_t *data;
+	size_t len;
+} opaque_slice;
+
+#define OPAQUE_SLICE(p, n) ((opaque_slice){(const uint8_t *)(p), (n)})
+#define OPAQUE_SLICE_STR(s) ((opaque_slice){(const uint8_t *)(s), sizeof(s) - 1})
+
+size_t opaque_hash_len(opaque_hash_id hash);
+/* out = Hash(parts[0] || ... ), hash_len bytes. */
+void opaque_hash(opaque_hash_id hash, const opaque_slice *parts, size_t nparts, uint8_t *out);
+/* out = HMAC(key, parts...), hash_len bytes. */
+void opaque_hmac(opaque_hash_id hash, const uint8_t *key, size_t key_len,
+		 const opaque_slice *parts, size_t nparts, uint8_t *out);
+/* HKDF-Extract(salt, ikm parts...). */
+void opaque_hkdf_extract(opaque_hash_id hash, const uint8_t *salt, size_t salt_len,
+			 const opaque_slice *ikm, size_t nikm, uint8_t *prk);
+/* HKDF-Expand(prk, info parts..., out_len); out_len <= 255 * hash_len. */
+opaque_err opaque_hkdf_expand(opaque_hash_id hash, const uint8_t *prk, size_t prk_len,
+			      const opaque_slice *info, size_t ninfo, uint8_t *out,
+			      size_t out_len);
+
+/* expand_message_xmd over scattered msg. */
+opaque_err opaque_expand_message_xmd_parts(opaque_hash_id hash, const opaque_slice *msg,
+					   size_t nmsg, const uint8_t *dst, size_t dst_len,
+					   uint8_t *out, size_t out_len);
+
+/* ---- RFC 9380 for P-256 over scattered inputs (h2c.c) ---- */
+
+opaque_err opaque_p256_hash_to_field_parts(opaque_p256_field field, const opaque_slice *msg,
+					   size_t nmsg, const uint8_t *dst, size_t dst_len,
+					   size_t count, uint8_t *out);
+opaque_err opaque_p256_hash_to_curve_parts(const opaque_slice *msg, size_t nmsg,
+					   const uint8_t *dst, size_t dst_len, uint8_t out_xy[64]);
+
+/* ---- Prime-order groups ---- */
+
+typedef struct opaque_group {
+	size_t element_len;
+	size_t scalar_len;
+	opaque_err (*element_validate)(const uint8_t *element, size_t element_len);
+	/* OPAQUE_OK if scalar is reduced and non-zero. */
+	opaque_err (*scalar_validate)(const uint8_t *scalar);
+	/* out = scalar * element; element must already be validated. Identity -> error. */
+	opaque_err (*scalar_mult)(const uint8_t *scalar, const uint8_t *element, uint8_t *out);
+	opaque_err (*scalar_mult_base)(const uint8_t *scalar, uint8_t *out);
+	opaque_err (*scalar_invert)(const uint8_t *scalar, uint8_t *out);
+	opaque_err (*random_scalar)(uint8_t *out);
+	opaque_err (*hash_to_group)(const opaque_slice *msg, size_t nmsg, const uint8_t *dst,
+				    size_t dst_len, uint8_t *out);
+	opaque_err (*hash_to_scalar)(const opaque_slice *msg, size_t nmsg, const uint8_t *dst,
+				     size_t dst_len, uint8_t *out);
+} opaque_group;
+
+extern const opaque_group opaque_group_p256;
+extern const opaque_group opaque_group_ristretto255;
+
+/* ---- Suites ---- */
+
+typedef struct opaque_suite {
+	opaque_suite_id id;
+	const char *name;
+	opaque_hash_id hash;
+	const opaque_group *group;
+	opaque_sizes sizes;
+	/* RFC 9497 domain separation tags for mode 0x00. */
+	opaque_slice hash_to_group_dst;
+	opaque_slice hash_to_scalar_dst;
+	opaque_slice derive_key_pair_dst;
+} opaque_suite;
+
+/* NULL for an unknown suite. */
+const opaque_suite *opaque_suite_get(opaque_suite_id id);
+
+/* ---- OPRF internals shared with the protocol ---- */
+
+opaque_err opaque_oprf_derive_key_pair_internal(const opaque_suite *suite, const uint8_t *seed,
+						const uint8_t *info, size_t info_len,
+						uint8_t *private_key, uint8_t *public_key);
+opaque_err opaque_oprf_blind_internal(const opaque_suite *suite, const uint8_t *input,
+				      size_t input_len, const uint8_t *blind,
+				      uint8_t *blinded_element);
+opaque_err opaque_oprf_finalize_internal(const opaque_suite *suite, const uint8_t *input,
+					 size_t input_len, const uint8_t *blind,
+					 const uint8_t *evaluated_element, uint8_t *output);
+
+/* ---- KSF ---- */
+
+/* out (Nh bytes) = Stretch(msg) per ksf. */
+opaque_err opaque_ksf_stretch(const opaque_suite *suite, const opaque_ksf *ksf,
+			      const uint8_t *msg, size_t msg_len, uint8_t *out);
+
+/* Fill with CSPRNG bytes. */
+void opaque_random_bytes(uint8_t *out, size_t len);
+
+#endif

@@ -1,0 +1,281 @@
+/*
+ * group_p256.c - the P-256 group through OpenSSL 3, as RFC 9497 (P256-SHA256) uses it:
+ * compressed 33-byte elements, 32-byte big-endian scalars, HashToGroup =
+ * P256_XMD:SHA-256_SSWU_RO_ (h2c.c), HashToScalar = hash_to_field mod n.
+ *
+ * Secret scalars are multiplied with BN_FLG_CONSTTIME set, which routes OpenSSL to its
+ * constant-time ladder, and inverted by Fermat with BN_mod_exp_mont_consttime. Every
+ * BN_CTX that touches a secret is a secure one, so its numbers are cleared when freed.
+ */
+#include <pthread.h>
+
+#include <openssl/err.h>
+#include <openssl/obj_mac.h>
+#include <sodium.h>
+
+#include "core.h"
+#include "p256.h"
+
+#define P256_ELEMENT_BYTES 33
+#define P256_SCALAR_BYTES 32
+
+static p256_ctx shared_ctx;
+static const p256_ctx *shared_ctx_ptr;
+static pthread_once_t shared_ctx_once = PTHREAD_ONCE_INIT;
+
+static int bn_mod_inverse_prime(BIGNUM *r, const BIGNUM *a, const BIGNUM *p, BN_CTX *bn)
+{
+	BIGNUM *e = BN_CTX_get(bn);
+	return e != NULL && BN_sub(e, p, BN_value_one()) && BN_sub(e, e, BN_value_one()) &&
+	       BN_mod_exp(r, a, e, p, bn);
+}
+
+static void shared_ctx_init(void)
+{
+	p256_ctx *c = &shared_ctx;
+	BN_CTX *bn = BN_CTX_new();
+	if (bn == NULL)
+		return;
+	BN_CTX_start(bn);
+	BIGNUM *t = BN_CTX_get(bn);
+	c->group = EC_GROUP_new_by_curve_name(NID_X9_62_prime256v1);
+	c->p = BN_new();
+	c->n = BN_new();
+	c->a = BN_new();
+	c->b = BN_new();
+	c->z = BN_new();
+	c->minus_b_over_a = BN_new();
+	c->b_over_za = BN_new();
+	c->p_minus_2 = BN_new();
+	c->p_minus_1_half = BN_new();
+	c->p_plus_1_quarter = BN_new();
+	c->n_minus_2 = BN_new();
+	c->mont_p = BN_MONT_CTX_new();
+	c->mont_n = BN_MONT_CTX_new();
+	int ok = t != NULL && c->group != NULL && c->p != NULL && c->n != NULL && c->a != NULL &&
+		 c->b != NULL && c->z != NULL && c->minus_b_over_a != NULL &&
+		 c->b_over_za != NULL && c->p_minus_2 != NULL && c->p_minus_1_half != NULL &&
+		 c->p_plus_1_quarter != NULL && c->n_minus_2 != NULL && c->mont_p != NULL &&
+		 c->mont_n != NULL;
+	ok = ok && EC_GROUP_get_curve(c->group, c->p, c->a, c->b, bn) &&
+	     BN_copy(c->n, EC_GROUP_get0_order(c->group)) != NULL &&
+	     BN_MONT_CTX_set(c->mont_p, c->p, bn) && BN_MONT_CTX_set(c->mont_n, c->n, bn);
+	/* Z = -10 */
+	ok = ok && BN_set_word(t, 10) && BN_sub(c->z, c->p, t);
+	/* -B / A */
+	ok = ok && bn_mod_inverse_prime(t, c->a, c->p, bn) &&
+	     BN_mod_mul(c->minus_b_over_a, c->b, t, c->p, bn) &&
+	     BN_sub(c->minus_b_over_a, c->p, c->minus_b_over_a);
+	/* B / (Z * A) */
+	ok = ok && BN_mod_mul(t, c->z, c->a, c->p, bn) &&
+	     bn_mod_inverse_prime(t, t, c->p, bn) && BN_mod_mul(c->b_over_za, c->b, t, c->p, bn);
+	ok = ok && BN_sub(c->p_minus_2, c->p, BN_value_one()) &&
+	     BN_sub(c->p_minus_2, c->p_minus_2, BN_value_one());
+	ok = ok && BN_sub(c->p_minus_1_half, c->p, BN_value_one()) &&
+	     BN_rshift1(c->p_minus_1_half, c->p_minus_1_half);
+	ok = ok && BN_add(c->p_plus_1_quarter, c->p, BN_value_one()) &&
+	     BN_rshift(c->p_plus_1_quarter, c->p_plus_1_quarter, 2);
+	ok = ok && BN_sub(c->n_minus_2, c->n, BN_value_one()) &&
+	     BN_sub(c->n_minus_2, c->n_minus_2, BN_value_one());
+	BN_CTX_end(bn);
+	BN_CTX_free(bn);
+	if (ok)
+		shared_ctx_ptr = c;
+}
+
+const p256_ctx *p256_get(void)
+{
+	pthread_once(&shared_ctx_once, shared_ctx_init);
+	return shared_ctx_ptr;
+}
+
+/* Decodes and validates a compressed element into pt. */
+static opaque_err p256_decode(const p256_ctx *c, const uint8_t *e, size_t len, EC_POINT *pt,
+			      BN_CTX *bn)
+{
+	if (len != P256_ELEMENT_BYTES)
+		return OPAQUE_ERR_LENGTH;
+	if (e[0] == 0x00)
+		return OPAQUE_ERR_ELEMENT_IDENTITY;
+	if (e[0] != 0x02 && e[0] != 0x03)
+		return OPAQUE_ERR_ELEMENT_NONCANONICAL;
+	opaque_err err = OPAQUE_ERR_CRYPTO;
+	BN_CTX_start(bn);
+	BIGNUM *x = BN_CTX_get(bn);
+	if (x == NULL || BN_bin2bn(e + 1, 32, x) == NULL)
+		goto done;
+	if (BN_cmp(x, c->p) >= 0) {
+		err = OPAQUE_ERR_ELEMENT_NONCANONICAL;
+		goto done;
+	}
+	if (EC_POINT_set_compressed_coordinates(c->group, pt, x, e[0] & 1, bn) != 1) {
+		ERR_clear_error();
+		err = OPAQUE_ERR_ELEMENT_NOT_ON_CURVE;
+		goto done;
+	}
+	err = OPAQUE_OK;
+done:
+	BN_CTX_end(bn);
+	return err;
+}
+
+static opaque_err p256_encode(const p256_ctx *c, const EC_POINT *pt, uint8_t *out, BN_CTX *bn)
+{
+	if (EC_POINT_is_at_infinity(c->group, pt))
+		return OPAQUE_ERR_ELEMENT_IDENTITY;
+	if (EC_POINT_point2oct(c->group, pt, POINT_CONVERSION_COMPRESSED, out,
+			       P256_ELEMENT_BYTES, bn) != P256_ELEMENT_BYTES) {
+		ERR_clear_error();
+		return OPAQUE_ERR_CRYPTO;
+	}
+	return OPAQUE_OK;
+}
+
+static opaque_err p256_element_validate(const uint8_t *e, size_t len)
+{
+	const p256_ctx *c = p256_get();
+	if (c == NULL)
+		return OPAQUE_ERR_CRYPTO;
+	if (len != P256_ELEMENT_BYTES)
+		return OPAQUE_ERR_LENGTH;
+	BN_CTX *bn = BN_CTX_new();
+	EC_POINT *pt = EC_POINT_new(c->group);
+	opaque_err err = OPAQUE_ERR_CRYPTO;
+	if (bn != NULL && pt != NULL)
+		err = p256_decode(c, e, len, pt, bn);
+	EC_POINT_free(pt);
+	BN_CTX_free(bn);
+	return err;
+}
+
+/* Big-endian scalar in [1, n). */
+static opaque_err p256_scalar_validate(const uint8_t *k)
+{
+	static const uint8_t order[32] = {
+		0xff, 0xff, 0xff, 0xff, 0x00, 0x00, 0x00, 0x00, 0xff, 0xff, 0xff,
+		0xff, 0xff, 0xff, 0xff, 0xff, 0xbc, 0xe6, 0xfa, 0xad, 0xa7, 0x17,
+		0x9e, 0x84, 0xf3, 0xb9, 0xca, 0xc2, 0xfc, 0x63, 0x25, 0x51};
+	unsigned int lt = 0, eq = 1;
+	for (size_t i = 0; i < 32; i++) {
+		unsigned int x = k[i], y = order[i];
+		lt |= eq & ((x - y) >> 8 & 1);
+		eq &= ((x ^ y) - 1) >> 8 & 1;
+	}
+	if (!lt || sodium_is_zero(k, P256_SCALAR_BYTES))
+		return OPAQUE_ERR_SCALAR;
+	return OPAQUE_OK;
+}
+
+/* out = k * P (P given, already decoded) or k * G (P NULL). */
+static opaque_err p256_mult(const uint8_t *k, const uint8_t *element, uint8_t *out)
+{
+	const p256_ctx *c = p256_get();
+	if (c == NULL)
+		return OPAQUE_ERR_CRYPTO;
+	opaque_err err = OPAQUE_ERR_CRYPTO;
+	BN_CTX *bn = BN_CTX_secure_new();
+	EC_POINT *pt = EC_POINT_new(c->group);
+	EC_POINT *r = EC_POINT_new(c->group);
+	BIGNUM *scalar = BN_secure_new();
+	if (bn == NULL || pt == NULL || r == NULL || scalar == NULL)
+		goto done;
+	if (BN_bin2bn(k, P256_SCALAR_BYTES, scalar) == NULL)
+		goto done;
+	BN_set_flags(scalar, BN_FLG_CONSTTIME);
+	if (element != NULL) {
+		OPAQUE_TRY(p256_decode(c, element, P256_ELEMENT_BYTES, pt, bn));
+		if (EC_POINT_mul(c->group, r, NULL, pt, scalar, bn) != 1)
+			goto done;
+	} else if (EC_POINT_mul(c->group, r, scalar, NULL, NULL, bn) != 1) {
+		goto done;
+	}
+	err = p256_encode(c, r, out, bn);
+done:
+	ERR_clear_error();
+	BN_clear_free(scalar);
+	EC_POINT_clear_free(r);
+	EC_POINT_free(pt);
+	BN_CTX_free(bn);
+	return err;
+}
+
+static opaque_err p256_scalar_mult(const uint8_t *k, const uint8_t *e, uint8_t *out)
+{
+	return p256_mult(k, e, out);
+}
+
+static opaque_err p256_scalar_mult_base(const uint8_t *k, uint8_t *out)
+{
+	return p256_mult(k, NULL, out);
+}
+
+static opaque_err p256_scalar_invert(const uint8_t *k, uint8_t *out)
+{
+	const p256_ctx *c = p256_get();
+	if (c == NULL)
+		return OPAQUE_ERR_CRYPTO;
+	opaque_err err = p256_scalar_validate(k);
+	if (err != OPAQUE_OK)
+		return err;
+	err = OPAQUE_ERR_CRYPTO;
+	BN_CTX *bn = BN_CTX_secure_new();
+	BIGNUM *a = BN_secure_new();
+	BIGNUM *r = BN_secure_new();
+	if (bn == NULL || a == NULL || r == NULL || BN_bin2bn(k, P256_SCALAR_BYTES, a) == NULL)
+		goto done;
+	BN_set_flags(a, BN_FLG_CONSTTIME);
+	/* k^(n-2) mod n, constant time. */
+	if (BN_mod_exp_mont_consttime(r, a, c->n_minus_2, c->n, bn, c->mont_n) != 1 ||
+	    BN_bn2binpad(r, out, P256_SCALAR_BYTES) != P256_SCALAR_BYTES)
+		goto done;
+	err = OPAQUE_OK;
+done:
+	ERR_clear_error();
+	BN_clear_free(a);
+	BN_clear_free(r);
+	BN_CTX_free(bn);
+	return err;
+}
+
+static opaque_err p256_random_scalar(uint8_t *out)
+{
+	/* Rejection sampling: uniform in [1, n); n is close to 2^256 so retries are rare. */
+	do {
+		opaque_random_bytes(out, P256_SCALAR_BYTES);
+	} while (p256_scalar_validate(out) != OPAQUE_OK);
+	return OPAQUE_OK;
+}
+
+static opaque_err p256_hash_to_group(const opaque_slice *msg, size_t nmsg, const uint8_t *dst,
+				     size_t dst_len, uint8_t *out)
+{
+	uint8_t xy[64];
+	opaque_err err = opaque_p256_hash_to_curve_parts(msg, nmsg, dst, dst_len, xy);
+	if (err == OPAQUE_OK) {
+		/* SEC1 compressed: 0x02 | sgn(y), then x. */
+		out[0] = (uint8_t)(0x02 | (xy[63] & 1));
+		memcpy(out + 1, xy, 32);
+	}
+	sodium_memzero(xy, sizeof(xy));
+	return err;
+}
+
+static opaque_err p256_hash_to_scalar(const opaque_slice *msg, size_t nmsg, const uint8_t *dst,
+				      size_t dst_len, uint8_t *out)
+{
+	return opaque_p256_hash_to_field_parts(OPAQUE_P256_FIELD_SCALAR, msg, nmsg, dst, dst_len,
+					       1, out);
+}
+
+const opaque_group opaque_group_p256 = {
+	.element_len = P256_ELEMENT_BYTES,
+	.scalar_len = P256_SCALAR_BYTES,
+	.element_validate = p256_element_validate,
+	.scalar_validate = p256_scalar_validate,
+	.scalar_mult = p256_scalar_mult,
+	.scalar_mult_base = p256_scalar_mult_base,
+	.scalar_invert = p256_scalar_invert,
+	.random_scalar = p256_random_scalar,
+	.hash_to_group = p256_hash_to_group,
+	.hash_to_scalar = p256_hash_to_scalar,
+};
