@@ -141,8 +141,11 @@ typedef struct opaque_group {
 	opaque_err (*scalar_mult_base)(const uint8_t *scalar, uint8_t *out);
 	opaque_err (*scalar_invert)(const uint8_t *scalar, uint8_t *out);
 	opaque_err (*random_scalar)(uint8_t *out);
-	opaque_err (*hash_to_group)(const opaque_slice *msg, size_t nmsg, const uint8_t *dst,
-				    size_t dst_len, uint8_t *out);
+	/* out = scalar * HashToGroup(msg); OPAQUE_ERR_INVALID_INPUT if HashToGroup(msg) is
+	 * the identity. One step, so the hashed point is never re-encoded and decoded. */
+	opaque_err (*hash_to_group_mult)(const opaque_slice *msg, size_t nmsg,
+					 const uint8_t *dst, size_t dst_len,
+					 const uint8_t *scalar, uint8_t *out);
 	opaque_err (*hash_to_scalar)(const opaque_slice *msg, size_t nmsg, const uint8_t *dst,
 				     size_t dst_len, uint8_t *out);
 } opaque_group;

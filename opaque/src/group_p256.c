@@ -166,8 +166,28 @@ static opaque_err p256_scalar_validate(const uint8_t *k)
 	return OPAQUE_OK;
 }
 
-/* out = k * P (P given, already decoded) or k * G (P NULL). */
-static opaque_err p256_mult(const uint8_t *k, const uint8_t *element, uint8_t *out)
+/* out = k * pt, or k * G when pt is NULL. The scalar is marked BN_FLG_CONSTTIME. */
+static opaque_err p256_mult_point(const p256_ctx *c, const uint8_t *k, const EC_POINT *pt,
+				  uint8_t *out, BN_CTX *bn)
+{
+	opaque_err err = OPAQUE_ERR_CRYPTO;
+	EC_POINT *r = EC_POINT_new(c->group);
+	BIGNUM *scalar = BN_secure_new();
+	if (r == NULL || scalar == NULL || BN_bin2bn(k, P256_SCALAR_BYTES, scalar) == NULL)
+		goto done;
+	BN_set_flags(scalar, BN_FLG_CONSTTIME);
+	if (pt != NULL ? EC_POINT_mul(c->group, r, NULL, pt, scalar, bn) != 1
+		       : EC_POINT_mul(c->group, r, scalar, NULL, NULL, bn) != 1)
+		goto done;
+	err = p256_encode(c, r, out, bn);
+done:
+	ERR_clear_error();
+	BN_clear_free(scalar);
+	EC_POINT_clear_free(r);
+	return err;
+}
+
+static opaque_err p256_scalar_mult(const uint8_t *k, const uint8_t *element, uint8_t *out)
 {
 	const p256_ctx *c = p256_get();
 	if (c == NULL)
@@ -175,38 +195,25 @@ static opaque_err p256_mult(const uint8_t *k, const uint8_t *element, uint8_t *o
 	opaque_err err = OPAQUE_ERR_CRYPTO;
 	BN_CTX *bn = BN_CTX_secure_new();
 	EC_POINT *pt = EC_POINT_new(c->group);
-	EC_POINT *r = EC_POINT_new(c->group);
-	BIGNUM *scalar = BN_secure_new();
-	if (bn == NULL || pt == NULL || r == NULL || scalar == NULL)
-		goto done;
-	if (BN_bin2bn(k, P256_SCALAR_BYTES, scalar) == NULL)
-		goto done;
-	BN_set_flags(scalar, BN_FLG_CONSTTIME);
-	if (element != NULL) {
-		OPAQUE_TRY(p256_decode(c, element, P256_ELEMENT_BYTES, pt, bn));
-		if (EC_POINT_mul(c->group, r, NULL, pt, scalar, bn) != 1)
-			goto done;
-	} else if (EC_POINT_mul(c->group, r, scalar, NULL, NULL, bn) != 1) {
-		goto done;
+	if (bn != NULL && pt != NULL) {
+		err = p256_decode(c, element, P256_ELEMENT_BYTES, pt, bn);
+		if (err == OPAQUE_OK)
+			err = p256_mult_point(c, k, pt, out, bn);
 	}
-	err = p256_encode(c, r, out, bn);
-done:
-	ERR_clear_error();
-	BN_clear_free(scalar);
-	EC_POINT_clear_free(r);
 	EC_POINT_free(pt);
 	BN_CTX_free(bn);
 	return err;
 }
 
-static opaque_err p256_scalar_mult(const uint8_t *k, const uint8_t *e, uint8_t *out)
-{
-	return p256_mult(k, e, out);
-}
-
 static opaque_err p256_scalar_mult_base(const uint8_t *k, uint8_t *out)
 {
-	return p256_mult(k, NULL, out);
+	const p256_ctx *c = p256_get();
+	if (c == NULL)
+		return OPAQUE_ERR_CRYPTO;
+	BN_CTX *bn = BN_CTX_secure_new();
+	opaque_err err = bn ? p256_mult_point(c, k, NULL, out, bn) : OPAQUE_ERR_CRYPTO;
+	BN_CTX_free(bn);
+	return err;
 }
 
 static opaque_err p256_scalar_invert(const uint8_t *k, uint8_t *out)
@@ -246,16 +253,37 @@ static opaque_err p256_random_scalar(uint8_t *out)
 	return OPAQUE_OK;
 }
 
-static opaque_err p256_hash_to_group(const opaque_slice *msg, size_t nmsg, const uint8_t *dst,
-				     size_t dst_len, uint8_t *out)
+/* out = k * HashToGroup(msg). The hashed point stays affine (x, y) all the way into the
+ * multiplication: re-encoding and decompressing it would run OpenSSL's variable-time
+ * square root on a value derived from the password. */
+static opaque_err p256_hash_to_group_mult(const opaque_slice *msg, size_t nmsg,
+					  const uint8_t *dst, size_t dst_len, const uint8_t *k,
+					  uint8_t *out)
 {
+	const p256_ctx *c = p256_get();
+	if (c == NULL)
+		return OPAQUE_ERR_CRYPTO;
 	uint8_t xy[64];
-	opaque_err err = opaque_p256_hash_to_curve_parts(msg, nmsg, dst, dst_len, xy);
-	if (err == OPAQUE_OK) {
-		/* SEC1 compressed: 0x02 | sgn(y), then x. */
-		out[0] = (uint8_t)(0x02 | (xy[63] & 1));
-		memcpy(out + 1, xy, 32);
-	}
+	opaque_err err;
+	BN_CTX *bn = NULL;
+	EC_POINT *pt = NULL;
+	OPAQUE_TRY(opaque_p256_hash_to_curve_parts(msg, nmsg, dst, dst_len, xy));
+	err = OPAQUE_ERR_CRYPTO;
+	bn = BN_CTX_secure_new();
+	pt = EC_POINT_new(c->group);
+	if (bn == NULL || pt == NULL)
+		goto done;
+	BN_CTX_start(bn);
+	BIGNUM *x = BN_CTX_get(bn), *y = BN_CTX_get(bn);
+	int ok = y != NULL && BN_bin2bn(xy, 32, x) != NULL && BN_bin2bn(xy + 32, 32, y) != NULL &&
+		 EC_POINT_set_affine_coordinates(c->group, pt, x, y, bn) == 1;
+	BN_CTX_end(bn);
+	if (ok)
+		err = p256_mult_point(c, k, pt, out, bn);
+done:
+	ERR_clear_error();
+	EC_POINT_clear_free(pt);
+	BN_CTX_free(bn);
 	sodium_memzero(xy, sizeof(xy));
 	return err;
 }
@@ -276,6 +304,6 @@ const opaque_group opaque_group_p256 = {
 	.scalar_mult_base = p256_scalar_mult_base,
 	.scalar_invert = p256_scalar_invert,
 	.random_scalar = p256_random_scalar,
-	.hash_to_group = p256_hash_to_group,
+	.hash_to_group_mult = p256_hash_to_group_mult,
 	.hash_to_scalar = p256_hash_to_scalar,
 };

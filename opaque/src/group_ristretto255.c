@@ -86,18 +86,24 @@ static opaque_err r255_random_scalar(uint8_t *out)
 	return OPAQUE_OK;
 }
 
-static opaque_err r255_hash_to_group(const opaque_slice *msg, size_t nmsg, const uint8_t *dst,
-				     size_t dst_len, uint8_t *out)
+/* out = k * HashToGroup(msg), HashToGroup = from_hash(expand_message_xmd(msg, 64)). */
+static opaque_err r255_hash_to_group_mult(const opaque_slice *msg, size_t nmsg,
+					  const uint8_t *dst, size_t dst_len, const uint8_t *k,
+					  uint8_t *out)
 {
 	uint8_t uniform[crypto_core_ristretto255_HASHBYTES];
+	uint8_t point[R255_BYTES];
 	opaque_err err = opaque_expand_message_xmd_parts(OPAQUE_HASH_SHA512, msg, nmsg, dst,
 							 dst_len, uniform, sizeof(uniform));
 	if (err == OPAQUE_OK) {
-		crypto_core_ristretto255_from_hash(out, uniform);
-		if (sodium_is_zero(out, R255_BYTES))
+		crypto_core_ristretto255_from_hash(point, uniform);
+		if (sodium_is_zero(point, R255_BYTES))
 			err = OPAQUE_ERR_INVALID_INPUT;
+		else
+			err = r255_scalar_mult(k, point, out);
 	}
 	sodium_memzero(uniform, sizeof(uniform));
+	sodium_memzero(point, sizeof(point));
 	return err;
 }
 
@@ -122,6 +128,6 @@ const opaque_group opaque_group_ristretto255 = {
 	.scalar_mult_base = r255_scalar_mult_base,
 	.scalar_invert = r255_scalar_invert,
 	.random_scalar = r255_random_scalar,
-	.hash_to_group = r255_hash_to_group,
+	.hash_to_group_mult = r255_hash_to_group_mult,
 	.hash_to_scalar = r255_hash_to_scalar,
 };

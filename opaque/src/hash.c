@@ -67,6 +67,10 @@ void opaque_hash(opaque_hash_id hash, const opaque_slice *parts, size_t nparts, 
 void opaque_hmac(opaque_hash_id hash, const uint8_t *key, size_t key_len,
 		 const opaque_slice *parts, size_t nparts, uint8_t *out)
 {
+	/* libsodium's key argument is nonnull even when empty (HKDF-Extract with salt ""). */
+	static const uint8_t empty_key[1] = {0};
+	if (key_len == 0)
+		key = empty_key;
 	opaque_hmac_state st;
 	if (hash == OPAQUE_HASH_SHA512) {
 		crypto_auth_hmacsha512_init(&st.sha512, key, key_len);

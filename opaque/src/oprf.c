@@ -48,16 +48,12 @@ opaque_err opaque_oprf_blind_internal(const opaque_suite *suite, const uint8_t *
 				      uint8_t *blinded_element)
 {
 	const opaque_group *g = suite->group;
-	uint8_t input_element[OPAQUE_MAX_ELEMENT_BYTES];
 	opaque_slice msg = OPAQUE_SLICE(input, input_len);
-	opaque_err err;
-	OPAQUE_TRY(g->scalar_validate(blind));
-	OPAQUE_TRY(g->hash_to_group(&msg, 1, suite->hash_to_group_dst.data,
-				    suite->hash_to_group_dst.len, input_element));
-	OPAQUE_TRY(g->scalar_mult(blind, input_element, blinded_element));
-done:
-	sodium_memzero(input_element, sizeof(input_element));
-	return err;
+	opaque_err err = g->scalar_validate(blind);
+	if (err != OPAQUE_OK)
+		return err;
+	return g->hash_to_group_mult(&msg, 1, suite->hash_to_group_dst.data,
+				     suite->hash_to_group_dst.len, blind, blinded_element);
 }
 
 opaque_err opaque_oprf_finalize_internal(const opaque_suite *suite, const uint8_t *input,

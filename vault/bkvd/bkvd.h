@@ -1,0 +1,29 @@
+/*
+ * bkvd.h - what the bkvd subcommands share: exit codes, option parsing of --config, and
+ * opening the token with a one-line reason on failure.
+ */
+#ifndef BKVD_H
+#define BKVD_H
+
+#include "config.h"
+#include "token.h"
+
+enum {
+	BKVD_EXIT_OK = 0,
+	BKVD_EXIT_FAILURE = 1, /* the command ran and failed */
+	BKVD_EXIT_STARTUP = 2, /* usage, configuration or token problem: refused to start */
+};
+
+#define BKVD_DEFAULT_CONFIG "/etc/bkv/bkvd.conf"
+
+/* Loads the configuration named by --config, $BKVD_CONFIG or the default. Prints a
+ * one-line reason and returns false on failure. */
+bool bkvd_load_config(const char *path, bkvd_config *config);
+
+/* Opens the token named in config with its PIN. Prints "bkvd: <reason>" on failure. */
+bool bkvd_open_token(const bkvd_config *config, bkv_token **token);
+
+int bkvd_cmd_init(int argc, char **argv);
+int bkvd_cmd_rotate_seal_key(int argc, char **argv);
+
+#endif

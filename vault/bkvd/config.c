@@ -1,0 +1,233 @@
+/*
+ * config.c - parsing bkvd's INI configuration (see config.h) and reading the token PIN.
+ */
+#include <errno.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+
+#include <ini.h>
+#include <sodium.h>
+
+#include "config.h"
+
+typedef struct parse_state {
+	bkvd_config *config;
+	char why[256];
+} parse_state;
+
+bool bkvd_suite_parse(const char *name, opaque_suite_id *suite)
+{
+	if (strcmp(name, "p256-sha256") == 0) {
+		*suite = OPAQUE_SUITE_P256_SHA256;
+		return true;
+	}
+	if (strcmp(name, "ristretto255-sha512") == 0) {
+		*suite = OPAQUE_SUITE_RISTRETTO255_SHA512;
+		return true;
+	}
+	return false;
+}
+
+const char *bkvd_suite_config_name(opaque_suite_id suite)
+{
+	return suite == OPAQUE_SUITE_P256_SHA256 ? "p256-sha256" : "ristretto255-sha512";
+}
+
+static bool copy_string(char *dst, size_t cap, const char *value)
+{
+	size_t len = strlen(value);
+	if (len >= cap)
+		return false;
+	memcpy(dst, value, len + 1);
+	return true;
+}
+
+static bool parse_u32(const char *value, uint32_t min, uint32_t max, uint32_t *out)
+{
+	char *end;
+	errno = 0;
+	unsigned long long v = strtoull(value, &end, 10);
+	if (errno != 0 || end == value || *end != '\0' || value[0] == '-' || v < min || v > max)
+		return false;
+	*out = (uint32_t)v;
+	return true;
+}
+
+/* "a, b" -> suites; duplicates and unknown names are errors. */
+static bool parse_suites(const char *value, bkvd_config *c)
+{
+	char buf[128];
+	if (!copy_string(buf, sizeof(buf), value))
+		return false;
+	c->nsuites = 0;
+	char *save = NULL;
+	for (char *tok = strtok_r(buf, ", \t", &save); tok != NULL;
+	     tok = strtok_r(NULL, ", \t", &save)) {
+		opaque_suite_id s;
+		if (!bkvd_suite_parse(tok, &s) || c->nsuites == BKVD_MAX_SUITES)
+			return false;
+		for (size_t i = 0; i < c->nsuites; i++) {
+			if (c->suites[i] == s)
+				return false;
+		}
+		c->suites[c->nsuites++] = s;
+	}
+	return c->nsuites > 0;
+}
+
+static int on_entry(void *user, const char *section, const char *name, const char *value)
+{
+	parse_state *st = user;
+	bkvd_config *c = st->config;
+	bool ok;
+	if (strcmp(section, "token") == 0) {
+		if (strcmp(name, "module") == 0)
+			ok = copy_string(c->token_module, sizeof(c->token_module), value);
+		else if (strcmp(name, "label") == 0)
+			ok = copy_string(c->token_label, sizeof(c->token_label), value) &&
+			     strlen(value) <= 32 && strlen(value) > 0;
+		else if (strcmp(name, "pin_file") == 0)
+			ok = copy_string(c->token_pin_file, sizeof(c->token_pin_file), value);
+		else if (strcmp(name, "pin_env") == 0)
+			ok = copy_string(c->token_pin_env, sizeof(c->token_pin_env), value);
+		else
+			goto unknown;
+	} else if (strcmp(section, "opaque") == 0) {
+		if (strcmp(name, "suites") == 0) {
+			ok = parse_suites(value, c);
+		} else if (strcmp(name, "context") == 0) {
+			c->context_len = strlen(value);
+			ok = c->context_len <= sizeof(c->context);
+			if (ok)
+				memcpy(c->context, value, c->context_len);
+		} else if (strcmp(name, "argon2_iterations") == 0) {
+			ok = parse_u32(value, 1, 1000, &c->ksf.iterations);
+		} else if (strcmp(name, "argon2_memory_kib") == 0) {
+			ok = parse_u32(value, 8, 4u * 1024 * 1024, &c->ksf.memory_kib);
+		} else if (strcmp(name, "argon2_parallelism") == 0) {
+			ok = parse_u32(value, 1, 64, &c->ksf.parallelism);
+		} else if (strcmp(name, "default_attempt_limit") == 0) {
+			ok = parse_u32(value, 1, 1000, &c->default_attempt_limit);
+		} else if (strcmp(name, "max_attempt_limit") == 0) {
+			ok = parse_u32(value, 1, 1000, &c->max_attempt_limit);
+		} else {
+			goto unknown;
+		}
+	} else {
+		snprintf(st->why, sizeof(st->why), "unknown section [%s]", section);
+		return 0;
+	}
+	if (!ok) {
+		snprintf(st->why, sizeof(st->why), "invalid value for [%s] %s", section, name);
+		return 0;
+	}
+	return 1;
+unknown:
+	snprintf(st->why, sizeof(st->why), "unknown key [%s] %s", section, name);
+	return 0;
+}
+
+static void set_defaults(bkvd_config *c)
+{
+	memset(c, 0, sizeof(*c));
+	snprintf(c->token_pin_env, sizeof(c->token_pin_env), "BKV_TOKEN_PIN");
+	c->suites[0] = OPAQUE_SUITE_RISTRETTO255_SHA512;
+	c->suites[1] = OPAQUE_SUITE_P256_SHA256;
+	c->nsuites = 2;
+	memcpy(c->context, "bkv-v1", 6);
+	c->context_len = 6;
+	/* Argon2id t=3, m=64 MiB, p=4: also opaque-ke's JS default, so its users interoperate. */
+	c->ksf = (opaque_ksf){OPAQUE_KSF_ARGON2ID, 3, 65536, 4};
+	c->default_attempt_limit = 10;
+	c->max_attempt_limit = 20;
+}
+
+bool bkvd_config_load(const char *path, bkvd_config *config, char *why, size_t why_len)
+{
+	set_defaults(config);
+	if (!copy_string(config->path, sizeof(config->path), path)) {
+		snprintf(why, why_len, "configuration path too long");
+		return false;
+	}
+	FILE *f = fopen(path, "r");
+	if (f == NULL) {
+		snprintf(why, why_len, "cannot read configuration %s: %s", path, strerror(errno));
+		return false;
+	}
+	parse_state st = {.config = config};
+	int rc = ini_parse_file(f, on_entry, &st);
+	fclose(f);
+	if (rc != 0) {
+		if (st.why[0] != '\0')
+			snprintf(why, why_len, "%s line %d: %s", path, rc, st.why);
+		else
+			snprintf(why, why_len, "%s line %d: syntax error", path, rc);
+		return false;
+	}
+	if (config->token_module[0] == '\0' || config->token_label[0] == '\0') {
+		snprintf(why, why_len, "%s: [token] module and label are required", path);
+		return false;
+	}
+	if (config->default_attempt_limit > config->max_attempt_limit) {
+		snprintf(why, why_len, "%s: default_attempt_limit exceeds max_attempt_limit", path);
+		return false;
+	}
+	if (config->ksf.memory_kib < 8 * config->ksf.parallelism) {
+		snprintf(why, why_len, "%s: argon2_memory_kib must be at least 8 * parallelism",
+			 path);
+		return false;
+	}
+	return true;
+}
+
+size_t bkvd_config_read_pin(const bkvd_config *config, char *pin, size_t pin_cap, char *why,
+			    size_t why_len)
+{
+	size_t len = 0;
+	if (config->token_pin_file[0] != '\0') {
+		FILE *f = fopen(config->token_pin_file, "r");
+		if (f == NULL) {
+			snprintf(why, why_len, "cannot read pin_file %s: %s",
+				 config->token_pin_file, strerror(errno));
+			return 0;
+		}
+		struct stat st;
+		if (fstat(fileno(f), &st) == 0 && (st.st_mode & 0077) != 0) {
+			fclose(f);
+			snprintf(why, why_len,
+				 "pin_file %s is readable by group or others; chmod 600 it",
+				 config->token_pin_file);
+			return 0;
+		}
+		len = fread(pin, 1, pin_cap - 1, f);
+		int more = fgetc(f);
+		fclose(f);
+		if (more != EOF) {
+			sodium_memzero(pin, pin_cap);
+			snprintf(why, why_len, "pin_file %s is too long", config->token_pin_file);
+			return 0;
+		}
+	} else {
+		const char *env = getenv(config->token_pin_env);
+		if (env == NULL) {
+			snprintf(why, why_len,
+				 "no token PIN: set [token] pin_file or the environment variable %s",
+				 config->token_pin_env);
+			return 0;
+		}
+		len = strlen(env);
+		if (len >= pin_cap) {
+			snprintf(why, why_len, "the PIN in %s is too long", config->token_pin_env);
+			return 0;
+		}
+		memcpy(pin, env, len);
+	}
+	while (len > 0 && (pin[len - 1] == '\n' || pin[len - 1] == '\r'))
+		len--;
+	pin[len] = '\0';
+	if (len == 0)
+		snprintf(why, why_len, "the token PIN is empty");
+	return len;
+}

@@ -1,0 +1,51 @@
+/*
+ * config.h - bkvd's configuration: an INI file (inih) plus a few flags. Unknown sections
+ * and keys are errors, so a typo never silently falls back to a default.
+ *
+ * The token PIN comes from pin_file or from the environment variable named by pin_env
+ * (default BKV_TOKEN_PIN), never from the command line, and is never printed.
+ */
+#ifndef BKVD_CONFIG_H
+#define BKVD_CONFIG_H
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#include "opaque/opaque.h"
+
+#define BKVD_MAX_SUITES 2
+#define BKVD_PATH_MAX 4096
+
+typedef struct bkvd_config {
+	char path[BKVD_PATH_MAX]; /* the file it was read from */
+
+	/* [token] */
+	char token_module[BKVD_PATH_MAX];
+	char token_label[64];
+	char token_pin_file[BKVD_PATH_MAX];
+	char token_pin_env[64];
+
+	/* [opaque] */
+	opaque_suite_id suites[BKVD_MAX_SUITES]; /* enabled, preferred first */
+	size_t nsuites;
+	uint8_t context[256];
+	size_t context_len;
+	opaque_ksf ksf; /* what clients must use; published by GetConfig */
+	uint32_t default_attempt_limit;
+	uint32_t max_attempt_limit;
+} bkvd_config;
+
+/* Loads defaults, then the file. On failure writes a one-line reason to why. */
+bool bkvd_config_load(const char *path, bkvd_config *config, char *why, size_t why_len);
+
+/* Reads the token PIN (file or environment) into pin (NUL-terminated). Returns its length,
+ * or 0 with a reason in why. The caller wipes pin. */
+size_t bkvd_config_read_pin(const bkvd_config *config, char *pin, size_t pin_cap, char *why,
+			    size_t why_len);
+
+/* "p256-sha256" / "ristretto255-sha512" <-> suite. */
+bool bkvd_suite_parse(const char *name, opaque_suite_id *suite);
+const char *bkvd_suite_config_name(opaque_suite_id suite);
+
+#endif

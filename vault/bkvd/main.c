@@ -1,0 +1,87 @@
+/*
+ * main.c - bkvd's entry point: dispatches to one subcommand per file (cmd_*.c) and holds
+ * the helpers they share.
+ */
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include <sodium.h>
+
+#include "bkvd.h"
+
+static const struct {
+	const char *name;
+	int (*run)(int argc, char **argv);
+	const char *summary;
+} commands[] = {
+	{"init", bkvd_cmd_init, "create the vault's keys in the token (the key ceremony)"},
+	{"rotate-seal-key", bkvd_cmd_rotate_seal_key, "create the next record-sealing key"},
+};
+
+static void usage(FILE *out)
+{
+	fprintf(out, "usage: bkvd <command> [--config FILE] [options]\n\ncommands:\n");
+	for (size_t i = 0; i < sizeof(commands) / sizeof(commands[0]); i++)
+		fprintf(out, "  %-16s %s\n", commands[i].name, commands[i].summary);
+	fprintf(out, "\nThe configuration is --config, else $BKVD_CONFIG, else %s.\n"
+		     "Run `bkvd <command> --help` for a command's options.\n",
+		BKVD_DEFAULT_CONFIG);
+}
+
+bool bkvd_load_config(const char *path, bkvd_config *config)
+{
+	if (path == NULL)
+		path = getenv("BKVD_CONFIG");
+	if (path == NULL)
+		path = BKVD_DEFAULT_CONFIG;
+	char why[512];
+	if (!bkvd_config_load(path, config, why, sizeof(why))) {
+		fprintf(stderr, "bkvd: %s\n", why);
+		return false;
+	}
+	return true;
+}
+
+bool bkvd_open_token(const bkvd_config *config, bkv_token **token)
+{
+	char why[512];
+	char pin[BKV_TOKEN_PIN_MAX + 1];
+	size_t pin_len = bkvd_config_read_pin(config, pin, sizeof(pin), why, sizeof(why));
+	if (pin_len == 0) {
+		fprintf(stderr, "bkvd: %s\n", why);
+		return false;
+	}
+	bkv_token_config tc = {
+		.module_path = config->token_module,
+		.token_label = config->token_label,
+		.pin = pin,
+		.pin_len = pin_len,
+	};
+	bkv_token_err err = bkv_token_open(&tc, token, why, sizeof(why));
+	sodium_memzero(pin, sizeof(pin));
+	if (err != BKV_TOKEN_OK) {
+		fprintf(stderr, "bkvd: %s\n", why);
+		return false;
+	}
+	return true;
+}
+
+int main(int argc, char **argv)
+{
+	if (argc < 2 || strcmp(argv[1], "--help") == 0 || strcmp(argv[1], "-h") == 0) {
+		usage(argc < 2 ? stderr : stdout);
+		return argc < 2 ? BKVD_EXIT_STARTUP : BKVD_EXIT_OK;
+	}
+	if (sodium_init() < 0) {
+		fprintf(stderr, "bkvd: cannot initialize libsodium\n");
+		return BKVD_EXIT_STARTUP;
+	}
+	for (size_t i = 0; i < sizeof(commands) / sizeof(commands[0]); i++) {
+		if (strcmp(argv[1], commands[i].name) == 0)
+			return commands[i].run(argc - 1, argv + 1);
+	}
+	fprintf(stderr, "bkvd: unknown command \"%s\"\n", argv[1]);
+	usage(stderr);
+	return BKVD_EXIT_STARTUP;
+}
