@@ -1,8 +1,8 @@
 /*
- * ksf.c - the key-stretching functions of RFC 9807 (section 2.3, configurations in
- * section 7): Identity (for the RFC
- * vectors) and Argon2id through libargon2, with a salt of 16 zero bytes and output
- * length Nh, so that identical parameters give identical keys across implementations.
+ * ksf.c - the key-stretching functions of RFC 9807 (section 2.3; configurations in
+ * section 7): Identity, for the RFC vectors, and Argon2id through libargon2 with a salt
+ * of 16 zero bytes and output length Nh, so that identical parameters give identical keys
+ * across implementations.
  */
 #include <argon2.h>
 #include <sodium.h>
