@@ -95,7 +95,7 @@ static opaque_err p256_decode(const p256_ctx *c, const uint8_t *e, size_t len, E
 {
 	if (len != P256_ELEMENT_BYTES)
 		return OPAQUE_ERR_LENGTH;
-	if (e[0] == 0x00)
+	if (sodium_is_zero(e, len))
 		return OPAQUE_ERR_ELEMENT_IDENTITY;
 	if (e[0] != 0x02 && e[0] != 0x03)
 		return OPAQUE_ERR_ELEMENT_NONCANONICAL;

@@ -91,6 +91,7 @@ typedef struct opaque_sizes {
 
 /* NULL for an unknown suite. */
 const opaque_sizes *opaque_suite_sizes(opaque_suite_id suite);
+/* The RFC 9497 identifier ("P256-SHA256", ...), or "unknown suite". Never NULL. */
 const char *opaque_suite_name(opaque_suite_id suite);
 
 /* The key-stretching function. Identity exists for the RFC vectors only. Argon2id uses a
@@ -115,8 +116,9 @@ typedef struct opaque_config {
 	opaque_ksf ksf;
 } opaque_config;
 
-/* Optional identities (RFC 9807 CleartextCredentials). A NULL pointer means the default:
- * the client's or server's public key. */
+/* Optional identities (RFC 9807 CleartextCredentials). A NULL identity pointer, or a NULL
+ * opaque_identities pointer for both, means the default: the client's or server's public
+ * key. */
 typedef struct opaque_identities {
 	const uint8_t *client_identity;
 	size_t client_identity_len;
@@ -169,7 +171,9 @@ opaque_err opaque_generate_ake_key_pair(opaque_suite_id suite, uint8_t *private_
 					size_t public_key_len);
 
 /* Checks that a serialized element is a valid non-identity element of the suite's group.
- * Returns OPAQUE_OK or one of the OPAQUE_ERR_ELEMENT_* / OPAQUE_ERR_LENGTH errors. */
+ * Returns OPAQUE_OK or one of the OPAQUE_ERR_ELEMENT_* / OPAQUE_ERR_LENGTH errors. For
+ * P-256 (compressed SEC1): all zeros is the identity; a prefix other than 0x02/0x03 or
+ * x >= p is non-canonical; an x with no point is not on the curve. */
 opaque_err opaque_element_validate(opaque_suite_id suite, const uint8_t *element,
 				   size_t element_len);
 
