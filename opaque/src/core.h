@@ -3,8 +3,8 @@
  * HKDF, the prime-order group interface and the suite table.
  *
  * Invariants every source file keeps:
- *   - wire bytes are read only through opaque_reader, which never reads past the end and
- *     reports a short or long message as OPAQUE_ERR_LENGTH;
+ *   - wire bytes are read only through opaque_reader (opaque/wire.h), which never reads
+ *     past the end; a short or long message is OPAQUE_ERR_LENGTH;
  *   - errors travel through OPAQUE_TRY: a call either succeeds or the caller returns early,
  *     after its cleanup label has wiped every secret it holds.
  */
@@ -14,6 +14,7 @@
 #include <stdbool.h>
 #include <string.h>
 
+#include "opaque/wire.h"
 #include "opaque_internal.h"
 
 /* Propagate an error to the function's `done:` label, which must wipe secrets. */
@@ -29,67 +30,6 @@
 		err = (code);                                                                      \
 		goto done;                                                                         \
 	} while (0)
-
-/* ---- Bounds-checked reader over a received message ---- */
-
-typedef struct opaque_reader {
-	const uint8_t *data;
-	size_t len;
-	size_t pos;
-} opaque_reader;
-
-static inline opaque_reader opaque_reader_init(const uint8_t *data, size_t len)
-{
-	opaque_reader r = {data, len, 0};
-	return r;
-}
-
-/* Returns a pointer to the next n bytes, or NULL (and consumes nothing) if fewer remain. */
-static inline const uint8_t *opaque_reader_take(opaque_reader *r, size_t n)
-{
-	if (r->data == NULL || n > r->len - r->pos)
-		return NULL;
-	const uint8_t *p = r->data + r->pos;
-	r->pos += n;
-	return p;
-}
-
-static inline bool opaque_reader_done(const opaque_reader *r)
-{
-	return r->pos == r->len;
-}
-
-/* ---- Bounds-checked writer into an output buffer ---- */
-
-typedef struct opaque_writer {
-	uint8_t *data;
-	size_t cap;
-	size_t pos;
-	bool overflow;
-} opaque_writer;
-
-static inline opaque_writer opaque_writer_init(uint8_t *data, size_t cap)
-{
-	opaque_writer w = {data, cap, 0, false};
-	return w;
-}
-
-static inline void opaque_writer_put(opaque_writer *w, const uint8_t *p, size_t n)
-{
-	if (w->overflow || n > w->cap - w->pos) {
-		w->overflow = true;
-		return;
-	}
-	if (n > 0)
-		memcpy(w->data + w->pos, p, n);
-	w->pos += n;
-}
-
-/* A buffer is complete when everything fit and it is exactly full. */
-static inline bool opaque_writer_full(const opaque_writer *w)
-{
-	return !w->overflow && w->pos == w->cap;
-}
 
 /* ---- Hashing, HMAC and HKDF (libsodium) over scattered inputs ---- */
 

@@ -117,3 +117,15 @@ opaque_err opaque_generate_ake_key_pair(opaque_suite_id suite, uint8_t *private_
 	}
 	return err;
 }
+
+opaque_err opaque_kdf_expand(opaque_suite_id suite, const uint8_t *prk, size_t prk_len,
+			     const uint8_t *info, size_t info_len, uint8_t *out, size_t out_len)
+{
+	const opaque_suite *s = opaque_suite_get(suite);
+	if (s == NULL || prk == NULL || (info == NULL && info_len > 0) || out == NULL)
+		return OPAQUE_ERR_ARGUMENT;
+	if (prk_len != s->sizes.Nh)
+		return OPAQUE_ERR_LENGTH;
+	opaque_slice part = OPAQUE_SLICE(info, info_len);
+	return opaque_hkdf_expand(s->hash, prk, prk_len, &part, 1, out, out_len);
+}

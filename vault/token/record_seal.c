@@ -7,41 +7,23 @@
 
 #include <sodium.h>
 
+#include "opaque/wire.h"
 #include "record_seal.h"
 
 #define AAD_LABEL "bkv-v1 record"
 #define AAD_MAX (sizeof(AAD_LABEL) - 1 + 2 + BKV_ACCOUNT_ID_MAX + 1 + 8 + 4)
 
-static void put_be(uint8_t *out, uint64_t v, size_t n)
-{
-	for (size_t i = 0; i < n; i++)
-		out[i] = (uint8_t)(v >> (8 * (n - 1 - i)));
-}
-
-static uint64_t get_be(const uint8_t *in, size_t n)
-{
-	uint64_t v = 0;
-	for (size_t i = 0; i < n; i++)
-		v = v << 8 | in[i];
-	return v;
-}
-
 static size_t build_aad(uint8_t aad[AAD_MAX], const uint8_t *account_id, size_t account_id_len,
 			opaque_suite_id suite, uint64_t record_version, uint32_t key_version)
 {
-	size_t n = 0;
-	memcpy(aad, AAD_LABEL, sizeof(AAD_LABEL) - 1);
-	n += sizeof(AAD_LABEL) - 1;
-	put_be(aad + n, account_id_len, 2);
-	n += 2;
-	memcpy(aad + n, account_id, account_id_len);
-	n += account_id_len;
-	aad[n++] = (uint8_t)suite;
-	put_be(aad + n, record_version, 8);
-	n += 8;
-	put_be(aad + n, key_version, 4);
-	n += 4;
-	return n;
+	opaque_writer w = opaque_writer_init(aad, AAD_MAX);
+	opaque_writer_put(&w, (const uint8_t *)AAD_LABEL, sizeof(AAD_LABEL) - 1);
+	opaque_writer_uint(&w, 2, account_id_len);
+	opaque_writer_put(&w, account_id, account_id_len);
+	opaque_writer_uint(&w, 1, (uint64_t)suite);
+	opaque_writer_uint(&w, 8, record_version);
+	opaque_writer_uint(&w, 4, key_version);
+	return w.pos; /* AAD_MAX fits every account_ok() id */
 }
 
 static bool account_ok(const uint8_t *account_id, size_t account_id_len)
@@ -64,9 +46,10 @@ bkv_token_err bkv_record_seal(bkv_token *token, const uint8_t *account_id,
 	uint8_t aad[AAD_MAX];
 	const size_t aad_len =
 		build_aad(aad, account_id, account_id_len, suite, record_version, key_version);
-	out[0] = BKV_RECORD_SEAL_FORMAT;
-	put_be(out + 1, key_version, 4);
-	uint8_t *iv = out + 5;
+	opaque_writer header = opaque_writer_init(out, BKV_RECORD_SEAL_HEADER_BYTES);
+	opaque_writer_uint(&header, 1, BKV_RECORD_SEAL_FORMAT);
+	opaque_writer_uint(&header, 4, key_version);
+	uint8_t *iv = out + header.pos;
 	randombytes_buf(iv, BKV_TOKEN_IV_BYTES);
 	return bkv_token_encrypt(token, BKV_TOKEN_KEY_SEAL, key_version, iv, aad, aad_len,
 				 plaintext, plaintext_len, out + BKV_RECORD_SEAL_HEADER_BYTES,
@@ -75,10 +58,13 @@ bkv_token_err bkv_record_seal(bkv_token *token, const uint8_t *account_id,
 
 uint32_t bkv_record_seal_key_version(const uint8_t *sealed, size_t sealed_len)
 {
+	opaque_reader r = opaque_reader_init(sealed, sealed_len);
+	uint64_t format, version;
 	if (sealed == NULL || sealed_len < BKV_RECORD_SEAL_OVERHEAD ||
-	    sealed[0] != BKV_RECORD_SEAL_FORMAT)
+	    !opaque_reader_uint(&r, 1, &format) || format != BKV_RECORD_SEAL_FORMAT ||
+	    !opaque_reader_uint(&r, 4, &version))
 		return 0;
-	return (uint32_t)get_be(sealed + 1, 4);
+	return (uint32_t)version;
 }
 
 bkv_token_err bkv_record_open(bkv_token *token, const uint8_t *account_id,

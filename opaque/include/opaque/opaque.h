@@ -170,6 +170,11 @@ opaque_err opaque_generate_ake_key_pair(opaque_suite_id suite, uint8_t *private_
 					size_t private_key_len, uint8_t *public_key,
 					size_t public_key_len);
 
+/* HKDF-Expand(prk, info, out_len) with the suite's hash (RFC 5869), for keys derived from
+ * export_key or session_key. prk_len must be Nh; out_len at most 255 * Nh. */
+opaque_err opaque_kdf_expand(opaque_suite_id suite, const uint8_t *prk, size_t prk_len,
+			     const uint8_t *info, size_t info_len, uint8_t *out, size_t out_len);
+
 /* Checks that a serialized element is a valid non-identity element of the suite's group.
  * Returns OPAQUE_OK or one of the OPAQUE_ERR_ELEMENT_* / OPAQUE_ERR_LENGTH errors. For
  * P-256 (compressed SEC1): all zeros is the identity; a prefix other than 0x02/0x03 or

@@ -1,0 +1,35 @@
+/*
+ * account.c - GetStatus and Delete: what the vault holds for the caller, and removing it.
+ */
+#include "handlers.h"
+
+bkv_status bkv_get_status(bkv_vault *v, bkv_account account, Bkv__V1__GetStatusResponse *resp)
+{
+	bkv__v1__get_status_response__init(resp);
+	bkv_record record;
+	bkv_storage_err err = bkv_storage_get(v->storage, account.id, account.len, &record);
+	if (err == BKV_STORAGE_NOT_FOUND)
+		return bkv_status_ok(); /* registered = false */
+	if (err != BKV_STORAGE_OK)
+		return bkv_status_from_storage(err);
+	resp->registered = true;
+	resp->suite = (Bkv__V1__Suite)record.suite;
+	resp->attempts_used = record.attempts_used;
+	resp->attempt_limit = record.attempt_limit;
+	resp->record_version = record.record_version;
+	resp->registered_at_unix = record.registered_at;
+	return bkv_status_ok();
+}
+
+bkv_status bkv_delete(bkv_vault *v, bkv_account account, Bkv__V1__DeleteResponse *resp)
+{
+	bkv__v1__delete_response__init(resp);
+	bkv_storage_err err = bkv_storage_delete(v->storage, account.id, account.len);
+	if (err == BKV_STORAGE_NOT_FOUND)
+		return bkv_status_ok(); /* deleted = false */
+	if (err != BKV_STORAGE_OK)
+		return bkv_status_from_storage(err);
+	bkv_audit(v, "deleted", account, NULL, 0);
+	resp->deleted = true;
+	return bkv_status_ok();
+}

@@ -1,0 +1,128 @@
+/*
+ * common.c - what every handler shares: statuses and their mapping from token and
+ * storage errors, suite checks, and the audit log.
+ *
+ * Logs never hold passwords, tokens, keys or OPAQUE messages. Account ids appear only as a
+ * keyed hash, so a log cannot be searched for a phone number without the log key.
+ */
+#include <inttypes.h>
+#include <time.h>
+
+#include <sodium.h>
+
+#include "handlers.h"
+
+const char *bkv_code_name(bkv_code code)
+{
+	switch (code) {
+	case BKV_CODE_OK:
+		return "ok";
+	case BKV_CODE_INVALID_ARGUMENT:
+		return "invalid_argument";
+	case BKV_CODE_UNAUTHENTICATED:
+		return "unauthenticated";
+	case BKV_CODE_PERMISSION_DENIED:
+		return "permission_denied";
+	case BKV_CODE_NOT_FOUND:
+		return "not_found";
+	case BKV_CODE_FAILED_PRECONDITION:
+		return "failed_precondition";
+	case BKV_CODE_RESOURCE_EXHAUSTED:
+		return "resource_exhausted";
+	case BKV_CODE_UNAVAILABLE:
+		return "unavailable";
+	case BKV_CODE_INTERNAL:
+		return "internal";
+	case BKV_CODE_UNIMPLEMENTED:
+		return "unimplemented";
+	}
+	return "unknown";
+}
+
+bkv_status bkv_status_ok(void)
+{
+	return (bkv_status){.code = BKV_CODE_OK, .message = ""};
+}
+
+bkv_status bkv_status_error(bkv_code code, const char *message)
+{
+	return (bkv_status){.code = code, .message = message};
+}
+
+bkv_status bkv_status_from_token(bkv_token_err err)
+{
+	switch (err) {
+	case BKV_TOKEN_OK:
+		return bkv_status_ok();
+	case BKV_TOKEN_ERR_AUTH:
+		return bkv_status_error(BKV_CODE_INTERNAL, "a stored record failed to open");
+	case BKV_TOKEN_ERR_KEY_MISSING:
+		return bkv_status_error(BKV_CODE_INTERNAL, "a vault key is missing from the token");
+	default:
+		return bkv_status_error(BKV_CODE_UNAVAILABLE,
+					"the vault's key token is unavailable; try again later");
+	}
+}
+
+bkv_status bkv_status_from_storage(bkv_storage_err err)
+{
+	switch (err) {
+	case BKV_STORAGE_OK:
+		return bkv_status_ok();
+	case BKV_STORAGE_NOT_FOUND:
+		return bkv_status_error(BKV_CODE_NOT_FOUND, "no backup key is registered");
+	case BKV_STORAGE_UNAVAILABLE:
+		return bkv_status_error(BKV_CODE_UNAVAILABLE,
+					"the vault's database is unavailable; try again later");
+	default:
+		return bkv_status_error(BKV_CODE_INTERNAL, "storage failure");
+	}
+}
+
+bool bkv_suite_enabled(const bkv_vault *v, Bkv__V1__Suite suite, opaque_suite_id *out)
+{
+	for (size_t i = 0; i < v->settings.nsuites; i++) {
+		if ((int)v->settings.suites[i] == (int)suite) {
+			*out = v->settings.suites[i];
+			return true;
+		}
+	}
+	return false;
+}
+
+opaque_config bkv_opaque_config(const bkv_vault *v, opaque_suite_id suite)
+{
+	/* The server never runs the KSF; the identity KSF keeps the config well-formed. */
+	return (opaque_config){
+		.suite = suite,
+		.context = v->settings.context,
+		.context_len = v->settings.context_len,
+		.ksf = {OPAQUE_KSF_IDENTITY, 0, 0, 0},
+	};
+}
+
+void bkv_account_hash(const bkv_vault *v, bkv_account account, char out[33])
+{
+	uint8_t digest[16];
+	crypto_generichash(digest, sizeof(digest), account.id, account.len, v->settings.log_key,
+			   sizeof(v->settings.log_key));
+	sodium_bin2hex(out, 33, digest, sizeof(digest));
+}
+
+void bkv_audit(const bkv_vault *v, const char *event, bkv_account account,
+	       const char *extra_key, uint64_t extra_value)
+{
+	if (v->settings.audit == NULL)
+		return;
+	char account_hash[33];
+	bkv_account_hash(v, account, account_hash);
+	if (extra_key != NULL)
+		fprintf(v->settings.audit,
+			"{\"ts\":%" PRId64 ",\"event\":\"%s\",\"account\":\"%s\",\"%s\":%" PRIu64
+			"}\n",
+			(int64_t)time(NULL), event, account_hash, extra_key, extra_value);
+	else
+		fprintf(v->settings.audit, "{\"ts\":%" PRId64 ",\"event\":\"%s\",\"account\":\"%s\"}\n",
+			(int64_t)time(NULL), event, account_hash);
+	fflush(v->settings.audit);
+}

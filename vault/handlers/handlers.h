@@ -1,0 +1,132 @@
+/*
+ * handlers.h - the vault's RPCs as plain functions: decoded protobuf request in, protobuf
+ * response or a status out. No HTTP here and no PKCS#11: the handlers reach the token
+ * only through bkv_token's operations and storage only through bkv_storage.
+ *
+ * The recovery invariants live in recover.c:
+ *   - an attempt is committed durably before KE2 leaves RecoverStart;
+ *   - once attempts_used has reached the limit no KE2 is computed and the record is
+ *     destroyed;
+ *   - a request that failed in the token or the database consumes no attempt;
+ *   - a ticket is finished at most once.
+ */
+#ifndef BKV_HANDLERS_H
+#define BKV_HANDLERS_H
+
+#include <stdbool.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <string.h>
+
+#include "bkv/v1/vault.pb-c.h"
+#include "opaque/opaque.h"
+#include "record_seal.h"
+#include "storage.h"
+#include "token.h"
+
+/* Connect / gRPC status codes the vault uses. */
+typedef enum bkv_code {
+	BKV_CODE_OK = 0,
+	BKV_CODE_INVALID_ARGUMENT,
+	BKV_CODE_UNAUTHENTICATED,
+	BKV_CODE_PERMISSION_DENIED,
+	BKV_CODE_NOT_FOUND,
+	BKV_CODE_FAILED_PRECONDITION,
+	BKV_CODE_RESOURCE_EXHAUSTED,
+	BKV_CODE_UNAVAILABLE,
+	BKV_CODE_INTERNAL,
+	BKV_CODE_UNIMPLEMENTED,
+} bkv_code;
+
+const char *bkv_code_name(bkv_code code); /* "invalid_argument", ... */
+
+typedef struct bkv_status {
+	bkv_code code;
+	const char *message; /* static text, safe to show to clients and to log */
+	bool has_attempt_info; /* attach bkv.v1.AttemptInfo */
+	uint32_t attempts_remaining;
+	uint32_t attempt_limit;
+} bkv_status;
+
+#define BKV_WRAPPED_KEY_MAX 256
+#define BKV_TICKET_LIFETIME_DEFAULT 60
+/* A ticket: iv || AES-GCM(format, suite, record_version, guess_seq, expires_at,
+ * expected_client_mac, session_key) || tag */
+#define BKV_TICKET_MAX_BYTES                                                                       \
+	(BKV_TOKEN_IV_BYTES + 1 + 1 + 8 + 8 + 8 + 2 * OPAQUE_MAX_HASH_BYTES + BKV_TOKEN_TAG_BYTES)
+/* sealed_key = nonce (12) || AES-256-GCM(wrapped_key) || tag (16) */
+#define BKV_SEALED_KEY_MAX_BYTES (12 + BKV_WRAPPED_KEY_MAX + 16)
+
+typedef struct bkv_vault_settings {
+	opaque_suite_id suites[2]; /* enabled, preferred first */
+	size_t nsuites;
+	const uint8_t *context;
+	size_t context_len;
+	opaque_ksf ksf; /* published for clients */
+	uint32_t default_attempt_limit;
+	uint32_t max_attempt_limit;
+	uint32_t ticket_lifetime_s;
+	FILE *audit; /* JSON lines; NULL for none */
+	uint8_t log_key[32]; /* keys the account-id hash in logs */
+} bkv_vault_settings;
+
+/* One per worker process: its token session and storage connection. */
+typedef struct bkv_vault {
+	bkv_vault_settings settings;
+	bkv_token *token;
+	bkv_storage *storage;
+} bkv_vault;
+
+/* Buffers the responses point into; live until the response is encoded. */
+typedef struct bkv_reply_buffers {
+	uint8_t registration_response[OPAQUE_MAX_REGISTRATION_RESPONSE_BYTES];
+	uint8_t ke2[OPAQUE_MAX_KE2_BYTES];
+	uint8_t ticket[BKV_TICKET_MAX_BYTES];
+	uint8_t sealed_key[BKV_SEALED_KEY_MAX_BYTES];
+	Bkv__V1__Suite suites[2];
+	Bkv__V1__ServerKey server_keys[2];
+	Bkv__V1__ServerKey *server_key_ptrs[2];
+	Bkv__V1__KsfParams ksf;
+} bkv_reply_buffers;
+
+/* The authenticated caller: the JWT's sub. */
+typedef struct bkv_account {
+	const uint8_t *id;
+	size_t len;
+} bkv_account;
+
+bkv_status bkv_get_config(bkv_vault *v, Bkv__V1__GetConfigResponse *resp,
+			  bkv_reply_buffers *buf);
+bkv_status bkv_register_start(bkv_vault *v, bkv_account account,
+			      const Bkv__V1__RegisterStartRequest *req,
+			      Bkv__V1__RegisterStartResponse *resp, bkv_reply_buffers *buf);
+bkv_status bkv_register_finish(bkv_vault *v, bkv_account account,
+			       const Bkv__V1__RegisterFinishRequest *req,
+			       Bkv__V1__RegisterFinishResponse *resp);
+bkv_status bkv_recover_start(bkv_vault *v, bkv_account account,
+			     const Bkv__V1__RecoverStartRequest *req,
+			     Bkv__V1__RecoverStartResponse *resp, bkv_reply_buffers *buf);
+bkv_status bkv_recover_finish(bkv_vault *v, bkv_account account,
+			      const Bkv__V1__RecoverFinishRequest *req,
+			      Bkv__V1__RecoverFinishResponse *resp, bkv_reply_buffers *buf);
+bkv_status bkv_get_status(bkv_vault *v, bkv_account account, Bkv__V1__GetStatusResponse *resp);
+bkv_status bkv_delete(bkv_vault *v, bkv_account account, Bkv__V1__DeleteResponse *resp);
+
+/* ---- Shared by the handler files ---- */
+
+bkv_status bkv_status_ok(void);
+bkv_status bkv_status_error(bkv_code code, const char *message);
+/* Maps a token failure: device trouble is UNAVAILABLE, bad data INTERNAL. */
+bkv_status bkv_status_from_token(bkv_token_err err);
+bkv_status bkv_status_from_storage(bkv_storage_err err);
+/* The suite, if the request names an enabled one. */
+bool bkv_suite_enabled(const bkv_vault *v, Bkv__V1__Suite suite, opaque_suite_id *out);
+opaque_config bkv_opaque_config(const bkv_vault *v, opaque_suite_id suite);
+
+/* Writes an audit event (JSON line) with the keyed hash of the account id. */
+void bkv_audit(const bkv_vault *v, const char *event, bkv_account account,
+	       const char *extra_key, uint64_t extra_value);
+/* hex(BLAKE2b-128 keyed with log_key) of the account id, NUL-terminated (33 bytes). */
+void bkv_account_hash(const bkv_vault *v, bkv_account account, char out[33]);
+
+#endif
