@@ -25,5 +25,7 @@ bool bkvd_open_token(const bkvd_config *config, bkv_token **token);
 
 int bkvd_cmd_init(int argc, char **argv);
 int bkvd_cmd_rotate_seal_key(int argc, char **argv);
+int bkvd_cmd_serve(int argc, char **argv);
+int bkvd_cmd_dev_token(int argc, char **argv);
 
 #endif

@@ -4,9 +4,12 @@
  * can publish and pin them. Idempotent: existing keys are kept, unless --replace-keys,
  * which destroys them first (every sealed record becomes unreadable).
  */
+#include <errno.h>
+#include <fcntl.h>
 #include <getopt.h>
 #include <stdio.h>
 #include <string.h>
+#include <unistd.h>
 
 #include <sodium.h>
 
@@ -34,6 +37,34 @@ static void report(void *arg, const char *label, const char *what, const uint8_t
 	}
 }
 
+/* Writes n random bytes to path (mode 0600) unless it exists. */
+static bool create_secret_file(const char *path, size_t n, bool hex, const char *what)
+{
+	if (path[0] == '\0' || access(path, F_OK) == 0)
+		return true;
+	int fd = open(path, O_WRONLY | O_CREAT | O_EXCL, 0600);
+	if (fd < 0) {
+		fprintf(stderr, "bkvd init: cannot create %s %s: %s\n", what, path, strerror(errno));
+		return false;
+	}
+	uint8_t raw[64];
+	char text[129];
+	randombytes_buf(raw, n);
+	const void *data = raw;
+	size_t len = n;
+	if (hex) {
+		sodium_bin2hex(text, sizeof(text), raw, n);
+		data = text;
+		len = 2 * n;
+	}
+	bool ok = write(fd, data, len) == (ssize_t)len && close(fd) == 0;
+	sodium_memzero(raw, sizeof(raw));
+	sodium_memzero(text, sizeof(text));
+	if (ok)
+		printf("  %-36s created %s\n", what, path);
+	return ok;
+}
+
 static void help(void)
 {
 	printf("usage: bkvd init [--config FILE] [--replace-keys]\n\n"
@@ -41,7 +72,9 @@ static void help(void)
 	       "ticket key, and per enabled suite the OPRF seed and the AKE key pair. Keys that\n"
 	       "already exist are kept. Prints the AKE public keys and their fingerprints.\n\n"
 	       "  --config FILE    bkvd configuration\n"
-	       "  --replace-keys   destroy existing keys first; every sealed record is lost\n");
+	       "  --replace-keys   destroy existing keys first; every sealed record is lost\n"
+	       "  --dev            also create the development JWT key ([auth] key_file, HS256)\n"
+	       "                   and the log key ([vault] log_key_file) if they are missing\n");
 }
 
 int bkvd_cmd_init(int argc, char **argv)
@@ -49,11 +82,12 @@ int bkvd_cmd_init(int argc, char **argv)
 	static const struct option options[] = {
 		{"config", required_argument, NULL, 'c'},
 		{"replace-keys", no_argument, NULL, 'R'},
+		{"dev", no_argument, NULL, 'D'},
 		{"help", no_argument, NULL, 'h'},
 		{NULL, 0, NULL, 0},
 	};
 	const char *config_path = NULL;
-	bool replace = false;
+	bool replace = false, dev = false;
 	int opt;
 	optind = 1;
 	while ((opt = getopt_long(argc, argv, "c:h", options, NULL)) != -1) {
@@ -63,6 +97,9 @@ int bkvd_cmd_init(int argc, char **argv)
 			break;
 		case 'R':
 			replace = true;
+			break;
+		case 'D':
+			dev = true;
 			break;
 		case 'h':
 			help();
@@ -88,6 +125,16 @@ int bkvd_cmd_init(int argc, char **argv)
 	if (err != BKV_TOKEN_OK) {
 		fprintf(stderr, "bkvd init: %s\n", bkv_token_strerror(err));
 		return BKVD_EXIT_FAILURE;
+	}
+	if (!create_secret_file(config.log_key_file, 32, false, "log key"))
+		return BKVD_EXIT_FAILURE;
+	if (dev) {
+		if (strcmp(config.auth_algorithm, "HS256") != 0 || config.auth_key_file[0] == '\0') {
+			fprintf(stderr, "bkvd init: --dev needs [auth] algorithm = HS256 and key_file\n");
+			return BKVD_EXIT_FAILURE;
+		}
+		if (!create_secret_file(config.auth_key_file, 32, true, "development JWT key"))
+			return BKVD_EXIT_FAILURE;
 	}
 	return BKVD_EXIT_OK;
 }

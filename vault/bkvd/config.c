@@ -77,12 +77,64 @@ static bool parse_suites(const char *value, bkvd_config *c)
 	return c->nsuites > 0;
 }
 
+static bool parse_bool(const char *value, bool *out)
+{
+	if (strcmp(value, "true") == 0 || strcmp(value, "yes") == 0 || strcmp(value, "1") == 0)
+		*out = true;
+	else if (strcmp(value, "false") == 0 || strcmp(value, "no") == 0 ||
+		 strcmp(value, "0") == 0)
+		*out = false;
+	else
+		return false;
+	return true;
+}
+
+#define STRING(field) copy_string(c->field, sizeof(c->field), value)
+
 static int on_entry(void *user, const char *section, const char *name, const char *value)
 {
 	parse_state *st = user;
 	bkvd_config *c = st->config;
 	bool ok;
-	if (strcmp(section, "token") == 0) {
+	if (strcmp(section, "vault") == 0) {
+		if (strcmp(name, "listen") == 0)
+			ok = STRING(listen);
+		else if (strcmp(name, "storage") == 0)
+			ok = STRING(storage);
+		else if (strcmp(name, "workers") == 0)
+			ok = parse_u32(value, 0, 256, &c->workers);
+		else if (strcmp(name, "tls_cert") == 0)
+			ok = STRING(tls_cert);
+		else if (strcmp(name, "tls_key") == 0)
+			ok = STRING(tls_key);
+		else if (strcmp(name, "audit_log") == 0)
+			ok = STRING(audit_log);
+		else if (strcmp(name, "request_log") == 0)
+			ok = STRING(request_log);
+		else if (strcmp(name, "log_key_file") == 0)
+			ok = STRING(log_key_file);
+		else if (strcmp(name, "ticket_lifetime") == 0)
+			ok = parse_u32(value, 1, 3600, &c->ticket_lifetime_s);
+		else
+			goto unknown;
+	} else if (strcmp(section, "auth") == 0) {
+		if (strcmp(name, "algorithm") == 0)
+			ok = STRING(auth_algorithm);
+		else if (strcmp(name, "key_file") == 0)
+			ok = STRING(auth_key_file);
+		else if (strcmp(name, "issuer") == 0)
+			ok = STRING(auth_issuer);
+		else if (strcmp(name, "audience") == 0)
+			ok = STRING(auth_audience);
+		else if (strcmp(name, "max_lifetime") == 0)
+			ok = parse_u32(value, 1, 7 * 24 * 3600, &c->auth_max_lifetime_s);
+		else if (strcmp(name, "clock_skew") == 0)
+			ok = parse_u32(value, 0, 3600, &c->auth_clock_skew_s);
+		else if (strcmp(name, "dev_issuer") == 0)
+			ok = parse_bool(value, &c->auth_dev_issuer);
+		else
+			goto unknown;
+	} else if (strcmp(section, "token") == 0) {
 		if (strcmp(name, "module") == 0)
 			ok = copy_string(c->token_module, sizeof(c->token_module), value);
 		else if (strcmp(name, "label") == 0)
@@ -133,6 +185,14 @@ static void set_defaults(bkvd_config *c)
 {
 	memset(c, 0, sizeof(*c));
 	snprintf(c->token_pin_env, sizeof(c->token_pin_env), "BKV_TOKEN_PIN");
+	snprintf(c->listen, sizeof(c->listen), "127.0.0.1:8443");
+	snprintf(c->storage, sizeof(c->storage), "sqlite:/var/lib/bkv/bkv.db");
+	snprintf(c->audit_log, sizeof(c->audit_log), "-");
+	snprintf(c->request_log, sizeof(c->request_log), "-");
+	c->ticket_lifetime_s = 60;
+	snprintf(c->auth_algorithm, sizeof(c->auth_algorithm), "ES256");
+	c->auth_max_lifetime_s = 3600;
+	c->auth_clock_skew_s = 60;
 	c->suites[0] = OPAQUE_SUITE_RISTRETTO255_SHA512;
 	c->suites[1] = OPAQUE_SUITE_P256_SHA256;
 	c->nsuites = 2;
@@ -230,4 +290,34 @@ size_t bkvd_config_read_pin(const bkvd_config *config, char *pin, size_t pin_cap
 	if (len == 0)
 		snprintf(why, why_len, "the token PIN is empty");
 	return len;
+}
+
+bool bkvd_split_listen(const char *listen, char *host, size_t host_cap, char *port,
+		       size_t port_cap)
+{
+	const char *colon = strrchr(listen, ':');
+	if (colon == NULL || colon[1] == '\0')
+		return false;
+	const char *h = listen;
+	size_t hlen = (size_t)(colon - listen);
+	if (hlen >= 2 && h[0] == '[' && h[hlen - 1] == ']') {
+		h++;
+		hlen -= 2;
+	}
+	if (hlen == 0 || hlen >= host_cap || strlen(colon + 1) >= port_cap)
+		return false;
+	memcpy(host, h, hlen);
+	host[hlen] = '\0';
+	snprintf(port, port_cap, "%s", colon + 1);
+	for (const char *p = port; *p; p++) {
+		if (*p < '0' || *p > '9')
+			return false;
+	}
+	return true;
+}
+
+bool bkvd_host_is_loopback(const char *host)
+{
+	return strncmp(host, "127.", 4) == 0 || strcmp(host, "::1") == 0 ||
+	       strcmp(host, "localhost") == 0;
 }

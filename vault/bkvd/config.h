@@ -20,6 +20,26 @@
 typedef struct bkvd_config {
 	char path[BKVD_PATH_MAX]; /* the file it was read from */
 
+	/* [vault] */
+	char listen[256];   /* host:port */
+	char storage[BKVD_PATH_MAX];
+	uint32_t workers;   /* 0 = number of CPUs */
+	char tls_cert[BKVD_PATH_MAX];
+	char tls_key[BKVD_PATH_MAX];
+	char audit_log[BKVD_PATH_MAX];   /* "-" for stderr, "" for none */
+	char request_log[BKVD_PATH_MAX]; /* "-" for stderr, "" for none */
+	char log_key_file[BKVD_PATH_MAX];
+	uint32_t ticket_lifetime_s;
+
+	/* [auth] */
+	char auth_algorithm[16];
+	char auth_key_file[BKVD_PATH_MAX];
+	char auth_issuer[256];
+	char auth_audience[256];
+	uint32_t auth_max_lifetime_s;
+	uint32_t auth_clock_skew_s;
+	bool auth_dev_issuer; /* allows `bkvd dev-token` */
+
 	/* [token] */
 	char token_module[BKVD_PATH_MAX];
 	char token_label[64];
@@ -43,6 +63,12 @@ bool bkvd_config_load(const char *path, bkvd_config *config, char *why, size_t w
  * or 0 with a reason in why. The caller wipes pin. */
 size_t bkvd_config_read_pin(const bkvd_config *config, char *pin, size_t pin_cap, char *why,
 			    size_t why_len);
+
+/* Splits "host:port" or "[v6]:port". */
+bool bkvd_split_listen(const char *listen, char *host, size_t host_cap, char *port,
+		       size_t port_cap);
+/* True if host is a loopback address (127.0.0.0/8, ::1 or localhost). */
+bool bkvd_host_is_loopback(const char *host);
 
 /* "p256-sha256" / "ristretto255-sha512" <-> suite. */
 bool bkvd_suite_parse(const char *name, opaque_suite_id *suite);

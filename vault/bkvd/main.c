@@ -16,6 +16,8 @@ static const struct {
 	const char *summary;
 } commands[] = {
 	{"init", bkvd_cmd_init, "create the vault's keys in the token (the key ceremony)"},
+	{"serve", bkvd_cmd_serve, "serve the vault over HTTPS (Connect protocol)"},
+	{"dev-token", bkvd_cmd_dev_token, "mint a development bearer token for an account"},
 	{"rotate-seal-key", bkvd_cmd_rotate_seal_key, "create the next record-sealing key"},
 };
 

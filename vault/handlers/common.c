@@ -112,6 +112,8 @@ void bkv_account_hash(const bkv_vault *v, bkv_account account, char out[33])
 void bkv_audit(const bkv_vault *v, const char *event, bkv_account account,
 	       const char *extra_key, uint64_t extra_value)
 {
+	if (v->settings.event_hook != NULL)
+		v->settings.event_hook(v->settings.event_arg, event);
 	if (v->settings.audit == NULL)
 		return;
 	char account_hash[33];
@@ -125,4 +127,14 @@ void bkv_audit(const bkv_vault *v, const char *event, bkv_account account,
 		fprintf(v->settings.audit, "{\"ts\":%" PRId64 ",\"event\":\"%s\",\"account\":\"%s\"}\n",
 			(int64_t)time(NULL), event, account_hash);
 	fflush(v->settings.audit);
+}
+
+bool bkv_vault_token_healthy(bkv_vault *v)
+{
+	return bkv_token_check(v->token) == BKV_TOKEN_OK;
+}
+
+bool bkv_vault_reopen_token(bkv_vault *v)
+{
+	return bkv_token_reopen(v->token) == BKV_TOKEN_OK;
 }

@@ -67,6 +67,9 @@ typedef struct bkv_vault_settings {
 	uint32_t max_attempt_limit;
 	uint32_t ticket_lifetime_s;
 	FILE *audit; /* JSON lines; NULL for none */
+	/* Optional: told of every audit event ("attempt_used", "destroyed", ...). */
+	void (*event_hook)(void *arg, const char *event);
+	void *event_arg;
 	uint8_t log_key[32]; /* keys the account-id hash in logs */
 } bkv_vault_settings;
 
@@ -111,6 +114,12 @@ bkv_status bkv_recover_finish(bkv_vault *v, bkv_account account,
 			      Bkv__V1__RecoverFinishResponse *resp, bkv_reply_buffers *buf);
 bkv_status bkv_get_status(bkv_vault *v, bkv_account account, Bkv__V1__GetStatusResponse *resp);
 bkv_status bkv_delete(bkv_vault *v, bkv_account account, Bkv__V1__DeleteResponse *resp);
+
+/* Whether the worker's token session still answers; and reopening it (with its keys)
+ * after a failure. The transport calls these to back off and recover, without touching
+ * the token itself. */
+bool bkv_vault_token_healthy(bkv_vault *v);
+bool bkv_vault_reopen_token(bkv_vault *v);
 
 /* ---- Shared by the handler files ---- */
 

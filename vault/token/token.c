@@ -9,6 +9,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <time.h>
 
 #include <p11-kit/p11-kit.h>
 #include <sodium.h>
@@ -250,9 +251,44 @@ void bkv_token_close(bkv_token *t)
 	free(t);
 }
 
+void bkv_token_set_observer(bkv_token *t, bkv_token_observer_fn fn, void *arg)
+{
+	if (t != NULL) {
+		t->observer = fn;
+		t->observer_arg = arg;
+	}
+}
+
+uint64_t token_now_us(void)
+{
+	struct timespec ts;
+	clock_gettime(CLOCK_MONOTONIC, &ts);
+	return (uint64_t)ts.tv_sec * 1000000u + (uint64_t)ts.tv_nsec / 1000u;
+}
+
+void token_observe(bkv_token *t, bkv_token_op op, uint64_t started_us)
+{
+	if (t->observer != NULL)
+		t->observer(t->observer_arg, op, token_now_us() - started_us);
+}
+
 bkv_token_err bkv_token_last_error(const bkv_token *t)
 {
 	return t ? t->last_error : BKV_TOKEN_ERR_ARGUMENT;
+}
+
+static bool session_healthy(bkv_token *t)
+{
+	CK_SESSION_INFO info;
+	return t->fn->C_GetSessionInfo(t->session, &info) == CKR_OK &&
+	       info.state == CKS_RW_USER_FUNCTIONS;
+}
+
+bkv_token_err bkv_token_check(bkv_token *t)
+{
+	if (t == NULL || !t->session_open)
+		return BKV_TOKEN_ERR_DEVICE;
+	return session_healthy(t) ? BKV_TOKEN_OK : BKV_TOKEN_ERR_DEVICE;
 }
 
 bkv_token_err bkv_token_reopen(bkv_token *t)
@@ -474,13 +510,6 @@ static bkv_token_err aead_key(bkv_token *t, bkv_token_aead_key key, uint32_t ver
 	return BKV_TOKEN_ERR_KEY_MISSING;
 }
 
-static bool session_healthy(bkv_token *t)
-{
-	CK_SESSION_INFO info;
-	return t->fn->C_GetSessionInfo(t->session, &info) == CKR_OK &&
-	       info.state == CKS_RW_USER_FUNCTIONS;
-}
-
 static bkv_token_err aead(bkv_token *t, bool encrypt, bkv_token_aead_key key, uint32_t version,
 			  const uint8_t iv[BKV_TOKEN_IV_BYTES], const uint8_t *aad,
 			  size_t aad_len, const uint8_t *in, size_t in_len, uint8_t *out,
@@ -509,6 +538,7 @@ static bkv_token_err aead(bkv_token *t, bool encrypt, bkv_token_aead_key key, ui
 	CK_MECHANISM mech = {CKM_AES_GCM, &params, sizeof(params)};
 	CK_ULONG produced = out_len;
 	CK_RV rv;
+	const uint64_t started = token_now_us();
 	if (encrypt) {
 		rv = t->fn->C_EncryptInit(t->session, &mech, handle);
 		if (rv == CKR_OK)
@@ -526,6 +556,7 @@ static bkv_token_err aead(bkv_token *t, bool encrypt, bkv_token_aead_key key, ui
 			memcpy(out, tmp, out_len);
 		sodium_free(tmp);
 	}
+	token_observe(t, encrypt ? BKV_TOKEN_OP_ENCRYPT : BKV_TOKEN_OP_DECRYPT, started);
 	if (rv != CKR_OK) {
 		sodium_memzero(out, out_len);
 		err = token_rv(t, rv);

@@ -90,9 +90,22 @@ bkv_token_err bkv_token_load_keys(bkv_token *token, const opaque_suite_id *suite
 const opaque_server_keys *bkv_token_server_keys(bkv_token *token, opaque_suite_id suite);
 bkv_token_err bkv_token_last_error(const bkv_token *token);
 
+/* BKV_TOKEN_OK if the session still answers and is logged in, else BKV_TOKEN_ERR_DEVICE. */
+bkv_token_err bkv_token_check(bkv_token *token);
+
 /* Closes and reopens the session, logs in again and reloads the keys of the last
  * bkv_token_load_keys. Used after BKV_TOKEN_ERR_DEVICE, with backoff by the caller. */
 bkv_token_err bkv_token_reopen(bkv_token *token);
+
+/* Optional: called after each timed token operation, for metrics. */
+typedef enum bkv_token_op {
+	BKV_TOKEN_OP_ENCRYPT = 0,
+	BKV_TOKEN_OP_DECRYPT = 1,
+	BKV_TOKEN_OP_HMAC = 2,
+	BKV_TOKEN_OP_ECDH = 3,
+} bkv_token_op;
+typedef void (*bkv_token_observer_fn)(void *arg, bkv_token_op op, uint64_t micros);
+void bkv_token_set_observer(bkv_token *token, bkv_token_observer_fn fn, void *arg);
 
 /* ---- AES-256-GCM in the token ---- */
 

@@ -45,6 +45,7 @@ bkv_token_err token_ecdh_x(bkv_token *t, CK_OBJECT_HANDLE private_key,
 		{CKA_EXTRACTABLE, &yes, sizeof(yes)},
 	};
 	CK_OBJECT_HANDLE derived;
+	const uint64_t started = token_now_us();
 	CK_RV rv = t->fn->C_DeriveKey(t->session, &mech, private_key, tmpl,
 				      sizeof(tmpl) / sizeof(tmpl[0]), &derived);
 	if (rv != CKR_OK)
@@ -52,6 +53,7 @@ bkv_token_err token_ecdh_x(bkv_token *t, CK_OBJECT_HANDLE private_key,
 	CK_ATTRIBUTE value = {CKA_VALUE, x, 32};
 	rv = t->fn->C_GetAttributeValue(t->session, derived, &value, 1);
 	t->fn->C_DestroyObject(t->session, derived);
+	token_observe(t, BKV_TOKEN_OP_ECDH, started);
 	if (rv == CKR_OK && value.ulValueLen != 32)
 		rv = CKR_GENERAL_ERROR;
 	if (rv != CKR_OK) {

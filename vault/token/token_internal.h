@@ -46,7 +46,13 @@ struct bkv_token {
 	opaque_suite_id loaded_suites[TOKEN_NUM_SUITES];
 	size_t nloaded;
 	bkv_token_err last_error;
+	bkv_token_observer_fn observer;
+	void *observer_arg;
 };
+
+/* Monotonic microseconds, and reporting one operation to the observer. */
+uint64_t token_now_us(void);
+void token_observe(bkv_token *t, bkv_token_op op, uint64_t started_us);
 
 /* Map a PKCS#11 return value to a bkv_token_err (and remember it as last_error). */
 bkv_token_err token_rv(bkv_token *t, CK_RV rv);

@@ -42,10 +42,12 @@ static opaque_err token_oprf_seed_expand(void *ctx, const uint8_t *info, size_t 
 		memcpy(input + prev_len, info, info_len);
 		input[prev_len + info_len] = counter;
 		CK_ULONG mac_len = nh;
+		const uint64_t started = token_now_us();
 		CK_RV rv = t->fn->C_SignInit(t->session, &mech, sk->oprf_seed);
 		if (rv == CKR_OK)
 			rv = t->fn->C_Sign(t->session, input, prev_len + info_len + 1, block,
 					   &mac_len);
+		token_observe(t, BKV_TOKEN_OP_HMAC, started);
 		if (rv != CKR_OK || mac_len != nh) {
 			token_rv(t, rv == CKR_OK ? CKR_GENERAL_ERROR : rv);
 			err = OPAQUE_ERR_SERVER_KEYS;

@@ -1,0 +1,327 @@
+/*
+ * connect.c - the Connect protocol (connectrpc.com) for unary RPCs over evhttp:
+ *
+ *   POST /bkv.v1.BackupKeyVault/<Method>
+ *   Content-Type: application/proto, Connect-Protocol-Version: 1 (optional for curl)
+ *   200 + application/proto on success;
+ *   an HTTP status from Connect's table + application/json {"code","message","details"}
+ *   on error, with bkv.v1.AttemptInfo as a detail where attempts matter.
+ *
+ * Bodies are capped here (64 KiB), not in evhttp, so an oversize request still gets a
+ * proper Connect error. Nothing in this file logs a token, a password or an OPAQUE
+ * message: the request log has the method, code, latency and a keyed hash of the account.
+ */
+#include <inttypes.h>
+#include <string.h>
+#include <time.h>
+
+#include <event2/buffer.h>
+#include <event2/http.h>
+#include <event2/keyvalq_struct.h>
+#include <jansson.h>
+#include <sodium.h>
+
+#include "server_internal.h"
+
+enum {
+	METHOD_GET_CONFIG,
+	METHOD_REGISTER_START,
+	METHOD_REGISTER_FINISH,
+	METHOD_RECOVER_START,
+	METHOD_RECOVER_FINISH,
+	METHOD_GET_STATUS,
+	METHOD_DELETE,
+	METHOD_UNKNOWN,
+};
+
+static const struct {
+	const char *name;
+	const ProtobufCMessageDescriptor *request;
+	bool needs_auth;
+} methods[] = {
+	[METHOD_GET_CONFIG] = {"GetConfig", &bkv__v1__get_config_request__descriptor, false},
+	[METHOD_REGISTER_START] = {"RegisterStart", &bkv__v1__register_start_request__descriptor,
+				   true},
+	[METHOD_REGISTER_FINISH] = {"RegisterFinish",
+				    &bkv__v1__register_finish_request__descriptor, true},
+	[METHOD_RECOVER_START] = {"RecoverStart", &bkv__v1__recover_start_request__descriptor,
+				  true},
+	[METHOD_RECOVER_FINISH] = {"RecoverFinish", &bkv__v1__recover_finish_request__descriptor,
+				   true},
+	[METHOD_GET_STATUS] = {"GetStatus", &bkv__v1__get_status_request__descriptor, true},
+	[METHOD_DELETE] = {"Delete", &bkv__v1__delete_request__descriptor, true},
+};
+
+/* Storage for whichever response the method produces. */
+typedef union response_storage {
+	Bkv__V1__GetConfigResponse get_config;
+	Bkv__V1__RegisterStartResponse register_start;
+	Bkv__V1__RegisterFinishResponse register_finish;
+	Bkv__V1__RecoverStartResponse recover_start;
+	Bkv__V1__RecoverFinishResponse recover_finish;
+	Bkv__V1__GetStatusResponse get_status;
+	Bkv__V1__DeleteResponse delete_;
+} response_storage;
+
+#define TOKEN_BACKOFF_MIN_MS 100
+#define TOKEN_BACKOFF_MAX_MS 5000
+
+static int http_status(bkv_code code)
+{
+	switch (code) {
+	case BKV_CODE_OK:
+		return 200;
+	case BKV_CODE_INVALID_ARGUMENT:
+	case BKV_CODE_FAILED_PRECONDITION:
+		return 400;
+	case BKV_CODE_UNAUTHENTICATED:
+		return 401;
+	case BKV_CODE_PERMISSION_DENIED:
+		return 403;
+	case BKV_CODE_NOT_FOUND:
+		return 404;
+	case BKV_CODE_RESOURCE_EXHAUSTED:
+		return 429;
+	case BKV_CODE_UNIMPLEMENTED:
+		return 501;
+	case BKV_CODE_UNAVAILABLE:
+		return 503;
+	case BKV_CODE_INTERNAL:
+		return 500;
+	}
+	return 500;
+}
+
+/* {"code","message","details":[{"type":"bkv.v1.AttemptInfo","value":base64}]} */
+static void send_error(struct evhttp_request *req, int http, const bkv_status *st)
+{
+	json_t *body = json_object();
+	json_object_set_new(body, "code", json_string(bkv_code_name(st->code)));
+	json_object_set_new(body, "message", json_string(st->message));
+	if (st->has_attempt_info) {
+		Bkv__V1__AttemptInfo info = BKV__V1__ATTEMPT_INFO__INIT;
+		info.attempts_remaining = st->attempts_remaining;
+		info.attempt_limit = st->attempt_limit;
+		uint8_t packed[32];
+		size_t n = bkv__v1__attempt_info__pack(&info, packed);
+		char b64[64];
+		sodium_bin2base64(b64, sizeof(b64), packed, n,
+				  sodium_base64_VARIANT_ORIGINAL_NO_PADDING);
+		json_t *detail = json_object();
+		json_object_set_new(detail, "type", json_string("bkv.v1.AttemptInfo"));
+		json_object_set_new(detail, "value", json_string(b64));
+		json_t *details = json_array();
+		json_array_append_new(details, detail);
+		json_object_set_new(body, "details", details);
+	}
+	char *text = json_dumps(body, JSON_COMPACT);
+	json_decref(body);
+	struct evbuffer *buf = evbuffer_new();
+	if (text != NULL && buf != NULL)
+		evbuffer_add(buf, text, strlen(text));
+	free(text);
+	evhttp_add_header(evhttp_request_get_output_headers(req), "Content-Type",
+			  "application/json");
+	evhttp_send_reply(req, http, NULL, buf);
+	if (buf != NULL)
+		evbuffer_free(buf);
+}
+
+static void send_message(struct evhttp_request *req, const ProtobufCMessage *msg)
+{
+	const size_t len = protobuf_c_message_get_packed_size(msg);
+	struct evbuffer *buf = evbuffer_new();
+	uint8_t *space = NULL;
+	struct evbuffer_iovec vec;
+	if (buf == NULL || evbuffer_reserve_space(buf, (ev_ssize_t)(len ? len : 1), &vec, 1) < 1) {
+		bkv_status st = bkv_status_error(BKV_CODE_INTERNAL, "out of memory");
+		if (buf != NULL)
+			evbuffer_free(buf);
+		send_error(req, 500, &st);
+		return;
+	}
+	space = vec.iov_base;
+	vec.iov_len = protobuf_c_message_pack(msg, space);
+	evbuffer_commit_space(buf, &vec, 1);
+	evhttp_add_header(evhttp_request_get_output_headers(req), "Content-Type",
+			  "application/proto");
+	evhttp_send_reply(req, 200, "OK", buf);
+	evbuffer_free(buf);
+}
+
+static void log_request(bkv_server_ctx *ctx, const char *method, bkv_code code, uint64_t micros,
+			const uint8_t *account, size_t account_len)
+{
+	FILE *log = ctx->settings->request_log;
+	if (log == NULL)
+		return;
+	char account_hash[33] = "";
+	if (account_len > 0)
+		bkv_account_hash(ctx->vault, (bkv_account){account, account_len}, account_hash);
+	fprintf(log,
+		"{\"ts\":%" PRId64 ",\"method\":\"%s\",\"code\":\"%s\",\"latency_ms\":%.3f,"
+		"\"account\":\"%s\"}\n",
+		(int64_t)time(NULL), method, bkv_code_name(code), (double)micros / 1000.0,
+		account_hash);
+	fflush(log);
+}
+
+/* True when the token is usable now; tries a reopen when its backoff has elapsed. */
+static bool token_ready(bkv_server_ctx *ctx)
+{
+	if (!ctx->token_down)
+		return true;
+	const uint64_t now = bkv_now_ms();
+	if (now < ctx->token_retry_at_ms)
+		return false;
+	if (bkv_vault_reopen_token(ctx->vault)) {
+		ctx->token_down = false;
+		ctx->token_backoff_ms = TOKEN_BACKOFF_MIN_MS;
+		return true;
+	}
+	ctx->token_backoff_ms = ctx->token_backoff_ms * 2 > TOKEN_BACKOFF_MAX_MS
+					? TOKEN_BACKOFF_MAX_MS
+					: ctx->token_backoff_ms * 2;
+	ctx->token_retry_at_ms = now + ctx->token_backoff_ms;
+	return false;
+}
+
+static bkv_status dispatch(bkv_server_ctx *ctx, int method, bkv_account account,
+			   const ProtobufCMessage *request, ProtobufCMessage **response,
+			   response_storage *out, bkv_reply_buffers *buf)
+{
+	bkv_vault *v = ctx->vault;
+	switch (method) {
+	case METHOD_GET_CONFIG:
+		*response = &out->get_config.base;
+		return bkv_get_config(v, &out->get_config, buf);
+	case METHOD_REGISTER_START:
+		*response = &out->register_start.base;
+		return bkv_register_start(v, account, (const void *)request, &out->register_start,
+					  buf);
+	case METHOD_REGISTER_FINISH:
+		*response = &out->register_finish.base;
+		return bkv_register_finish(v, account, (const void *)request,
+					   &out->register_finish);
+	case METHOD_RECOVER_START:
+		*response = &out->recover_start.base;
+		return bkv_recover_start(v, account, (const void *)request, &out->recover_start,
+					 buf);
+	case METHOD_RECOVER_FINISH:
+		*response = &out->recover_finish.base;
+		return bkv_recover_finish(v, account, (const void *)request, &out->recover_finish,
+					  buf);
+	case METHOD_GET_STATUS:
+		*response = &out->get_status.base;
+		return bkv_get_status(v, account, &out->get_status);
+	default:
+		*response = &out->delete_.base;
+		return bkv_delete(v, account, &out->delete_);
+	}
+}
+
+void bkv_connect_handle(bkv_server_ctx *ctx, struct evhttp_request *req, const char *name)
+{
+	const uint64_t started = bkv_now_us();
+	bkv_metrics *metrics = ctx->settings->metrics;
+	int method = METHOD_UNKNOWN;
+	for (int i = 0; i < METHOD_UNKNOWN; i++) {
+		if (strcmp(name, methods[i].name) == 0)
+			method = i;
+	}
+	uint8_t account_id[BKV_AUTH_ACCOUNT_MAX];
+	size_t account_len = 0;
+	ProtobufCMessage *request = NULL;
+	bkv_reply_buffers *buf = NULL;
+	bkv_status st = bkv_status_ok();
+	int http = 0;
+	struct evkeyvalq *in = evhttp_request_get_input_headers(req);
+
+	if (method == METHOD_UNKNOWN) {
+		st = bkv_status_error(BKV_CODE_UNIMPLEMENTED, "unknown method");
+		http = 404;
+		goto reply;
+	}
+	if (evhttp_request_get_command(req) != EVHTTP_REQ_POST) {
+		st = bkv_status_error(BKV_CODE_UNIMPLEMENTED, "unary RPCs take POST");
+		evhttp_add_header(evhttp_request_get_output_headers(req), "Allow", "POST");
+		http = 405;
+		goto reply;
+	}
+	const char *content_type = evhttp_find_header(in, "Content-Type");
+	if (content_type == NULL || strcmp(content_type, "application/proto") != 0) {
+		st = bkv_status_error(BKV_CODE_INVALID_ARGUMENT,
+				      "Content-Type must be application/proto");
+		evhttp_add_header(evhttp_request_get_output_headers(req), "Accept-Post",
+				  "application/proto");
+		http = 415;
+		goto reply;
+	}
+	const char *version = evhttp_find_header(in, "Connect-Protocol-Version");
+	if (version != NULL && strcmp(version, "1") != 0) {
+		st = bkv_status_error(BKV_CODE_INVALID_ARGUMENT,
+				      "unsupported Connect-Protocol-Version (this vault speaks 1)");
+		goto reply;
+	}
+	struct evbuffer *body = evhttp_request_get_input_buffer(req);
+	const size_t body_len = evbuffer_get_length(body);
+	if (body_len > BKV_CONNECT_MAX_BODY) {
+		st = bkv_status_error(BKV_CODE_RESOURCE_EXHAUSTED,
+				      "request body exceeds 64 KiB");
+		goto reply;
+	}
+	if (methods[method].needs_auth) {
+		const char *why = NULL;
+		if (!bkv_auth_verify(ctx->settings->auth, evhttp_find_header(in, "Authorization"),
+				     (int64_t)time(NULL), account_id, &account_len, &why)) {
+			account_len = 0;
+			st = bkv_status_error(BKV_CODE_UNAUTHENTICATED, why);
+			goto reply;
+		}
+	}
+	const uint8_t *data = body_len ? evbuffer_pullup(body, (ev_ssize_t)body_len) : NULL;
+	request = protobuf_c_message_unpack(methods[method].request, NULL, body_len, data);
+	if (request == NULL) {
+		st = bkv_status_error(BKV_CODE_INVALID_ARGUMENT,
+				      "the request body is not a valid protobuf message");
+		goto reply;
+	}
+	if (!token_ready(ctx)) {
+		st = bkv_status_error(BKV_CODE_UNAVAILABLE,
+				      "the vault's key token is unavailable; try again later");
+		goto reply;
+	}
+	buf = malloc(sizeof(*buf));
+	response_storage out;
+	ProtobufCMessage *response = NULL;
+	if (buf == NULL) {
+		st = bkv_status_error(BKV_CODE_INTERNAL, "out of memory");
+		goto reply;
+	}
+	st = dispatch(ctx, method, (bkv_account){account_id, account_len}, request, &response,
+		      &out, buf);
+	if (st.code == BKV_CODE_UNAVAILABLE && !bkv_vault_token_healthy(ctx->vault)) {
+		ctx->token_down = true;
+		ctx->token_backoff_ms = TOKEN_BACKOFF_MIN_MS;
+		ctx->token_retry_at_ms = bkv_now_ms();
+	}
+	if (st.code == BKV_CODE_OK)
+		send_message(req, response);
+reply:
+	if (st.code != BKV_CODE_OK)
+		send_error(req, http ? http : http_status(st.code), &st);
+	const uint64_t micros = bkv_now_us() - started;
+	if (metrics != NULL) {
+		bkv_metrics_add(&metrics->requests[method][st.code], 1);
+		bkv_metrics_observe(&metrics->latency[method], micros);
+	}
+	log_request(ctx, method == METHOD_UNKNOWN ? "unknown" : methods[method].name, st.code,
+		    micros, account_id, account_len);
+	if (request != NULL)
+		protobuf_c_message_free_unpacked(request, NULL);
+	if (buf != NULL) {
+		sodium_memzero(buf, sizeof(*buf));
+		free(buf);
+	}
+	sodium_memzero(account_id, sizeof(account_id));
+}

@@ -1,0 +1,46 @@
+/*
+ * server.h - one worker's HTTP(S) server: libevent evhttp, TLS through
+ * bufferevent_openssl, the Connect protocol (connect.c), /healthz and /metrics.
+ *
+ * The transport sees requests, statuses and encoded messages only. It reaches the token
+ * and the database through the handlers, never directly: it does not call PKCS#11.
+ */
+#ifndef BKV_SERVER_H
+#define BKV_SERVER_H
+
+#include <stdbool.h>
+#include <stdio.h>
+
+#include <openssl/ssl.h>
+
+#include "auth.h"
+#include "handlers.h"
+#include "metrics.h"
+
+#define BKV_CONNECT_MAX_BODY (64 * 1024)
+
+typedef struct bkv_server_settings {
+	int listen_fd;      /* bound and listening (SO_REUSEPORT), owned by the caller */
+	SSL_CTX *tls;       /* NULL for plain HTTP */
+	const bkv_auth *auth;
+	bkv_metrics *metrics;
+	FILE *request_log; /* JSON lines, one per request; NULL for none */
+	/* Re-establishes the worker's token session after a device failure. */
+	bool (*recover_token)(void *arg);
+	void *recover_arg;
+} bkv_server_settings;
+
+/* Serves until SIGTERM/SIGINT: then stops accepting, finishes in-flight requests and
+ * returns 0. Returns non-zero if the loop cannot start. */
+int bkv_server_run(const bkv_server_settings *settings, bkv_vault *vault);
+
+/* ---- connect.c ---- */
+
+struct evhttp_request;
+typedef struct bkv_server_ctx bkv_server_ctx;
+void bkv_connect_handle(bkv_server_ctx *ctx, struct evhttp_request *req, const char *method);
+
+/* Listening socket with SO_REUSEPORT and TCP_NODELAY. host:port; port 0 picks one. */
+int bkv_listen(const char *host, const char *port, char *why, size_t why_len);
+
+#endif

@@ -1,0 +1,24 @@
+/*
+ * server_internal.h - the per-worker server context shared by server.c and connect.c.
+ */
+#ifndef BKV_SERVER_INTERNAL_H
+#define BKV_SERVER_INTERNAL_H
+
+#include <event2/event.h>
+
+#include "server.h"
+
+struct bkv_server_ctx {
+	const bkv_server_settings *settings;
+	bkv_vault *vault;
+	struct event_base *base;
+	/* Token recovery with exponential backoff (ms). */
+	bool token_down;
+	uint64_t token_retry_at_ms;
+	uint64_t token_backoff_ms;
+};
+
+uint64_t bkv_now_ms(void);
+uint64_t bkv_now_us(void);
+
+#endif
