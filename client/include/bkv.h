@@ -1,0 +1,151 @@
+/*
+ * bkv.h - libbkv, the client of the bkv backup key vault.
+ *
+ * The backup key is 32 random bytes, shown to people as 64 lowercase hex digits in 16
+ * groups of 4. With a password, the key can be kept in the vault: the client wraps it
+ * with the OPAQUE export key, so the vault never holds it in the clear, and the vault
+ * hands the wrapped key back only after an OPAQUE login, with a hard attempt limit.
+ *
+ * Conventions: every buffer has an explicit length; errors are a bkv_status plus a
+ * message you can show; there is no global state, and a bkv_client may be used from
+ * several threads at once. Every secret this library holds is wiped before it is freed.
+ */
+#ifndef BKV_H
+#define BKV_H
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <stdio.h>
+
+#ifdef __cplusplus
+extern "C" {
+#endif
+
+#define BKV_KEY_BYTES 32
+#define BKV_KEY_TEXT_BYTES 80 /* "xxxx xxxx ... xxxx" (79 characters) + NUL */
+#define BKV_MESSAGE_BYTES 256
+
+typedef enum bkv_status {
+	BKV_OK = 0,
+	BKV_ERR_ARGUMENT,       /* bad input; the message says which and where */
+	BKV_ERR_WRONG_PASSWORD, /* the password did not open the key; attempts may remain */
+	BKV_ERR_DESTROYED,      /* no attempts left: the vault destroyed the key */
+	BKV_ERR_NOT_REGISTERED, /* the vault holds no key for this account */
+	BKV_ERR_UNAUTHENTICATED, /* the vault rejected the account token */
+	BKV_ERR_UNAVAILABLE,    /* the vault cannot be reached or is temporarily down */
+	BKV_ERR_PROTOCOL,       /* the vault's answer was malformed or failed verification */
+	BKV_ERR_IO,             /* reading or writing a file failed */
+	BKV_ERR_FORMAT,         /* a backup file is not in the bkv format or is corrupted */
+	BKV_ERR_TRUNCATED,      /* a backup file ends early */
+	BKV_ERR_TAMPERED,       /* a backup chunk failed authentication or is out of order */
+	BKV_ERR_WRONG_KEY,      /* the backup file was encrypted with another key */
+	BKV_ERR_NOMEM,
+	BKV_ERR_INTERNAL,
+} bkv_status;
+
+/* A status with a human-readable message, e.g. "wrong password: 3 attempts left". */
+typedef struct bkv_error {
+	bkv_status status;
+	char message[BKV_MESSAGE_BYTES];
+} bkv_error;
+
+const char *bkv_status_name(bkv_status status);
+
+/* ---- The backup key ---- */
+
+typedef struct bkv_key {
+	uint8_t bytes[BKV_KEY_BYTES];
+} bkv_key;
+
+/* 32 bytes from the OS CSPRNG. */
+bkv_status bkv_key_generate(bkv_key *key);
+/* 64 lowercase hex digits in 16 groups of 4 separated by spaces, NUL-terminated. */
+bkv_status bkv_key_format(const bkv_key *key, char *text, size_t text_len);
+/* Accepts upper and lower case, spaces, dashes and line breaks between digits. Anything
+ * else fails with BKV_ERR_ARGUMENT and a message naming the 1-based position of the first
+ * problem; a wrong number of digits is reported as such. */
+bkv_status bkv_key_parse(const char *text, size_t text_len, bkv_key *key, bkv_error *error);
+void bkv_key_wipe(bkv_key *key);
+
+/* ---- The vault client ---- */
+
+typedef enum bkv_suite {
+	BKV_SUITE_VAULT_PREFERENCE = 0, /* the first suite the vault lists */
+	BKV_SUITE_P256_SHA256 = 1,
+	BKV_SUITE_RISTRETTO255_SHA512 = 2,
+} bkv_suite;
+
+typedef struct bkv_client_config {
+	const char *vault_url;    /* "https://host:port" (http only for loopback) */
+	const char *ca_file;      /* PEM CA bundle; NULL for the system's */
+	const char *pinned_cert;  /* PEM certificate the server must present exactly; or NULL */
+	long timeout_ms;          /* per request; 0 for 30 s */
+	bkv_suite suite;          /* preference for registration */
+	/* Argon2id parameters; all 0 (the default) takes the vault's published ones. */
+	uint32_t argon2_iterations;
+	uint32_t argon2_memory_kib;
+	uint32_t argon2_parallelism;
+} bkv_client_config;
+
+typedef struct bkv_client bkv_client;
+
+bkv_status bkv_client_new(const bkv_client_config *config, bkv_client **client,
+			  bkv_error *error);
+void bkv_client_free(bkv_client *client);
+
+/* What a recovery attempt left behind. */
+typedef struct bkv_recover_info {
+	uint32_t attempts_remaining; /* after this attempt; valid when attempts_known */
+	uint32_t attempt_limit;
+	bool attempts_known;
+	bool destroyed; /* the key is gone for good */
+} bkv_recover_info;
+
+typedef struct bkv_account_status {
+	bool registered;
+	bkv_suite suite;
+	uint32_t attempts_used;
+	uint32_t attempt_limit;
+	uint64_t record_version;
+	int64_t registered_at_unix;
+} bkv_account_status;
+
+/* account_token is the bearer token (JWT) from the integrator's auth service. */
+bkv_status bkv_register(bkv_client *client, const char *account_token, const char *password,
+			size_t password_len, const bkv_key *key, uint32_t attempt_limit,
+			bkv_error *error);
+bkv_status bkv_recover(bkv_client *client, const char *account_token, const char *password,
+		       size_t password_len, bkv_key *out_key, bkv_recover_info *out_info,
+		       bkv_error *error);
+/* Recovers with the old password, then registers the same key under the new one. */
+bkv_status bkv_change_password(bkv_client *client, const char *account_token,
+			       const char *old_password, size_t old_password_len,
+			       const char *new_password, size_t new_password_len,
+			       bkv_recover_info *out_info, bkv_error *error);
+bkv_status bkv_status_get(bkv_client *client, const char *account_token,
+			  bkv_account_status *out, bkv_error *error);
+bkv_status bkv_delete(bkv_client *client, const char *account_token, bool *deleted,
+		      bkv_error *error);
+
+/* ---- Backup files (docs/BACKUP-FORMAT.md) ---- */
+
+#define BKV_BACKUP_CHUNK_BYTES 65536
+
+/* Called now and then with bytes processed so far; total is 0 when unknown. */
+typedef void (*bkv_progress_fn)(void *arg, uint64_t done, uint64_t total);
+
+/* Streams in to out in constant memory. total_hint (0 if unknown) only feeds progress. */
+bkv_status bkv_backup_encrypt(const bkv_key *key, FILE *in, FILE *out, uint64_t total_hint,
+			      bkv_progress_fn progress, void *progress_arg, bkv_error *error);
+/* Writes plaintext to out as chunks verify; on any error the output so far must be
+ * discarded (the caller deletes it). Truncation, reordering, chunks from another file and
+ * a wrong key each fail with their own status. */
+bkv_status bkv_backup_decrypt(const bkv_key *key, FILE *in, FILE *out, uint64_t total_hint,
+			      bkv_progress_fn progress, void *progress_arg, bkv_error *error);
+
+#ifdef __cplusplus
+}
+#endif
+
+#endif
