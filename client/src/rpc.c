@@ -1,0 +1,176 @@
+/*
+ * rpc.c - the Connect protocol client side on libcurl (OpenSSL backend): POST
+ * application/proto with Connect-Protocol-Version: 1, TLS verification on, and Connect
+ * error bodies decoded with jansson. Bearer tokens go in a header and are never logged.
+ */
+#include <stdlib.h>
+#include <string.h>
+
+#include <jansson.h>
+#include <sodium.h>
+
+#include "rpc.h"
+
+#define RESPONSE_MAX (256 * 1024)
+
+typedef struct body {
+	uint8_t *data;
+	size_t len;
+	bool too_big;
+} body;
+
+static size_t on_data(char *ptr, size_t size, size_t nmemb, void *arg)
+{
+	body *b = arg;
+	const size_t n = size * nmemb;
+	if (b->len + n > RESPONSE_MAX) {
+		b->too_big = true;
+		return 0;
+	}
+	uint8_t *grown = realloc(b->data, b->len + n + 1);
+	if (grown == NULL)
+		return 0;
+	b->data = grown;
+	memcpy(b->data + b->len, ptr, n);
+	b->len += n;
+	return n;
+}
+
+static bkv_status status_for_code(const char *code)
+{
+	if (strcmp(code, "unauthenticated") == 0)
+		return BKV_ERR_UNAUTHENTICATED;
+	if (strcmp(code, "permission_denied") == 0)
+		return BKV_ERR_WRONG_PASSWORD;
+	if (strcmp(code, "not_found") == 0)
+		return BKV_ERR_NOT_REGISTERED;
+	if (strcmp(code, "unavailable") == 0 || strcmp(code, "resource_exhausted") == 0)
+		return BKV_ERR_UNAVAILABLE;
+	if (strcmp(code, "invalid_argument") == 0 || strcmp(code, "failed_precondition") == 0)
+		return BKV_ERR_ARGUMENT;
+	return BKV_ERR_PROTOCOL;
+}
+
+/* {"code","message","details":[{"type":"bkv.v1.AttemptInfo","value":base64}]} */
+static void decode_error(const body *b, long http, rpc_error *err)
+{
+	memset(err, 0, sizeof(*err));
+	json_t *root = b->data ? json_loadb((const char *)b->data, b->len, 0, NULL) : NULL;
+	const char *code = json_string_value(json_object_get(root, "code"));
+	const char *message = json_string_value(json_object_get(root, "message"));
+	snprintf(err->code, sizeof(err->code), "%s",
+		 code ? code : (http == 503 ? "unavailable" : "unknown"));
+	snprintf(err->message, sizeof(err->message), "%s", message ? message : "");
+	json_t *details = json_object_get(root, "details");
+	size_t i;
+	json_t *d;
+	json_array_foreach(details, i, d)
+	{
+		const char *type = json_string_value(json_object_get(d, "type"));
+		const char *value = json_string_value(json_object_get(d, "value"));
+		if (type == NULL || value == NULL || strcmp(type, "bkv.v1.AttemptInfo") != 0)
+			continue;
+		uint8_t raw[64];
+		size_t raw_len = 0;
+		if (sodium_base642bin(raw, sizeof(raw), value, strlen(value), NULL, &raw_len, NULL,
+				      sodium_base64_VARIANT_ORIGINAL_NO_PADDING) != 0 &&
+		    sodium_base642bin(raw, sizeof(raw), value, strlen(value), NULL, &raw_len, NULL,
+				      sodium_base64_VARIANT_ORIGINAL) != 0)
+			continue;
+		Bkv__V1__AttemptInfo *info = bkv__v1__attempt_info__unpack(NULL, raw_len, raw);
+		if (info != NULL) {
+			err->has_attempt_info = true;
+			err->attempts_remaining = info->attempts_remaining;
+			err->attempt_limit = info->attempt_limit;
+			bkv__v1__attempt_info__free_unpacked(info, NULL);
+		}
+	}
+	json_decref(root);
+}
+
+bkv_status rpc_call(const rpc_endpoint *ep, const char *method, const char *bearer,
+		    const ProtobufCMessage *request,
+		    const ProtobufCMessageDescriptor *response_descriptor,
+		    ProtobufCMessage **response, rpc_error *err, bkv_error *error)
+{
+	*response = NULL;
+	memset(err, 0, sizeof(*err));
+	char url[1024];
+	snprintf(url, sizeof(url), "%s/bkv.v1.BackupKeyVault/%s", ep->base_url, method);
+	const size_t req_len = protobuf_c_message_get_packed_size(request);
+	uint8_t *req = malloc(req_len ? req_len : 1);
+	char *auth = NULL;
+	CURL *curl = curl_easy_init();
+	struct curl_slist *headers = NULL;
+	body b = {0};
+	bkv_status st = BKV_ERR_NOMEM;
+	if (req == NULL || curl == NULL)
+		goto done;
+	protobuf_c_message_pack(request, req);
+	headers = curl_slist_append(headers, "Content-Type: application/proto");
+	headers = curl_slist_append(headers, "Connect-Protocol-Version: 1");
+	headers = curl_slist_append(headers, "Expect:");
+	if (bearer != NULL) {
+		const size_t n = strlen(bearer) + sizeof("Authorization: Bearer ");
+		auth = malloc(n);
+		if (auth == NULL)
+			goto done;
+		snprintf(auth, n, "Authorization: Bearer %s", bearer);
+		headers = curl_slist_append(headers, auth);
+	}
+	if (headers == NULL)
+		goto done;
+	curl_easy_setopt(curl, CURLOPT_URL, url);
+	curl_easy_setopt(curl, CURLOPT_SHARE, ep->share);
+	curl_easy_setopt(curl, CURLOPT_POST, 1L);
+	curl_easy_setopt(curl, CURLOPT_POSTFIELDS, req);
+	curl_easy_setopt(curl, CURLOPT_POSTFIELDSIZE, (long)req_len);
+	curl_easy_setopt(curl, CURLOPT_HTTPHEADER, headers);
+	curl_easy_setopt(curl, CURLOPT_WRITEFUNCTION, on_data);
+	curl_easy_setopt(curl, CURLOPT_WRITEDATA, &b);
+	curl_easy_setopt(curl, CURLOPT_TIMEOUT_MS, ep->timeout_ms);
+	curl_easy_setopt(curl, CURLOPT_NOSIGNAL, 1L);
+	curl_easy_setopt(curl, CURLOPT_PROTOCOLS_STR, "http,https");
+	curl_easy_setopt(curl, CURLOPT_SSL_VERIFYPEER, 1L);
+	curl_easy_setopt(curl, CURLOPT_SSL_VERIFYHOST, 2L);
+	curl_easy_setopt(curl, CURLOPT_TCP_NODELAY, 1L);
+	if (ep->ca_file != NULL)
+		curl_easy_setopt(curl, CURLOPT_CAINFO, ep->ca_file);
+	if (ep->pinned_key != NULL)
+		curl_easy_setopt(curl, CURLOPT_PINNEDPUBLICKEY, ep->pinned_key);
+	CURLcode rc = curl_easy_perform(curl);
+	if (rc != CURLE_OK) {
+		st = bkv_fail(error, BKV_ERR_UNAVAILABLE, "cannot reach the vault at %s: %s",
+			      ep->base_url, curl_easy_strerror(rc));
+		goto done;
+	}
+	long http = 0;
+	char *content_type = NULL;
+	curl_easy_getinfo(curl, CURLINFO_RESPONSE_CODE, &http);
+	curl_easy_getinfo(curl, CURLINFO_CONTENT_TYPE, &content_type);
+	if (http == 200 && content_type != NULL && strcmp(content_type, "application/proto") == 0) {
+		*response = protobuf_c_message_unpack(response_descriptor, NULL, b.len, b.data);
+		st = *response ? BKV_OK
+			       : bkv_fail(error, BKV_ERR_PROTOCOL,
+					  "the vault's %s response is not valid protobuf", method);
+		goto done;
+	}
+	decode_error(&b, http, err);
+	st = status_for_code(err->code);
+	bkv_fail(error, st, "%s: %s", method, err->message[0] ? err->message : err->code);
+done:
+	curl_slist_free_all(headers);
+	curl_easy_cleanup(curl);
+	if (auth != NULL) {
+		sodium_memzero(auth, strlen(auth));
+		free(auth);
+	}
+	if (req != NULL)
+		sodium_memzero(req, req_len ? req_len : 1);
+	free(req);
+	if (b.data != NULL) {
+		sodium_memzero(b.data, b.len);
+		free(b.data);
+	}
+	return st;
+}
