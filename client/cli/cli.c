@@ -1,0 +1,273 @@
+/*
+ * cli.c - option parsing and the input helpers every bkv subcommand uses. Passwords come
+ * from --password-file or the terminal (no echo), never from the command line.
+ */
+#include <errno.h>
+#include <fcntl.h>
+#include <getopt.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <termios.h>
+#include <unistd.h>
+
+#include <sodium.h>
+
+#include "cli.h"
+
+static const struct option all_options[] = {
+	{"vault", required_argument, NULL, 'v'},
+	{"ca-file", required_argument, NULL, 'c'},
+	{"pin-cert", required_argument, NULL, 'P'},
+	{"token-file", required_argument, NULL, 't'},
+	{"password-file", required_argument, NULL, 'p'},
+	{"new-password-file", required_argument, NULL, 'N'},
+	{"key-file", required_argument, NULL, 'k'},
+	{"out", required_argument, NULL, 'o'},
+	{"attempt-limit", required_argument, NULL, 'a'},
+	{"suite", required_argument, NULL, 's'},
+	{"help", no_argument, NULL, 'h'},
+	{NULL, 0, NULL, 0},
+};
+
+bool cli_parse(int argc, char **argv, const char *allowed, cli_options *o)
+{
+	memset(o, 0, sizeof(*o));
+	o->vault_url = getenv("BKV_VAULT");
+	int opt;
+	optind = 1;
+	opterr = 1;
+	while ((opt = getopt_long(argc, argv, "h", all_options, NULL)) != -1) {
+		if (opt == '?')
+			return false;
+		if (opt != 'h' && strchr(allowed, opt) == NULL) {
+			fprintf(stderr, "bkv %s: option not accepted here (see --help)\n", argv[0]);
+			return false;
+		}
+		switch (opt) {
+		case 'v':
+			o->vault_url = optarg;
+			break;
+		case 'c':
+			o->ca_file = optarg;
+			break;
+		case 'P':
+			o->pinned_cert = optarg;
+			break;
+		case 't':
+			o->token_file = optarg;
+			break;
+		case 'p':
+			o->password_file = optarg;
+			break;
+		case 'N':
+			o->new_password_file = optarg;
+			break;
+		case 'k':
+			o->key_file = optarg;
+			break;
+		case 'o':
+			o->out = optarg;
+			break;
+		case 'a': {
+			char *end;
+			unsigned long v = strtoul(optarg, &end, 10);
+			if (*end != '\0' || v == 0 || v > 1000) {
+				fprintf(stderr, "bkv %s: --attempt-limit must be 1 to 1000\n",
+					argv[0]);
+				return false;
+			}
+			o->attempt_limit = (unsigned)v;
+			break;
+		}
+		case 's':
+			o->suite = optarg;
+			break;
+		case 'h':
+			o->help = true;
+			break;
+		}
+	}
+	o->args = argv + optind;
+	o->nargs = argc - optind;
+	return true;
+}
+
+int cli_exit_for(bkv_status status)
+{
+	switch (status) {
+	case BKV_OK:
+		return CLI_EXIT_OK;
+	case BKV_ERR_ARGUMENT:
+		return CLI_EXIT_USAGE;
+	case BKV_ERR_WRONG_PASSWORD:
+		return CLI_EXIT_WRONG_PASSWORD;
+	case BKV_ERR_DESTROYED:
+		return CLI_EXIT_DESTROYED;
+	case BKV_ERR_UNAVAILABLE:
+		return CLI_EXIT_UNAVAILABLE;
+	default:
+		return CLI_EXIT_FAILURE;
+	}
+}
+
+int cli_fail(const char *command, const bkv_error *error)
+{
+	fprintf(stderr, "bkv %s: %s\n", command,
+		error->message[0] ? error->message : bkv_status_name(error->status));
+	return cli_exit_for(error->status);
+}
+
+bool cli_client(const cli_options *o, bkv_client **client)
+{
+	if (o->vault_url == NULL) {
+		fprintf(stderr, "bkv: no vault: pass --vault URL or set BKV_VAULT\n");
+		return false;
+	}
+	bkv_client_config config = {
+		.vault_url = o->vault_url,
+		.ca_file = o->ca_file,
+		.pinned_cert = o->pinned_cert,
+	};
+	if (o->suite != NULL) {
+		if (strcmp(o->suite, "p256-sha256") == 0)
+			config.suite = BKV_SUITE_P256_SHA256;
+		else if (strcmp(o->suite, "ristretto255-sha512") == 0)
+			config.suite = BKV_SUITE_RISTRETTO255_SHA512;
+		else {
+			fprintf(stderr, "bkv: --suite is p256-sha256 or ristretto255-sha512\n");
+			return false;
+		}
+	}
+	bkv_error error = {0};
+	if (bkv_client_new(&config, client, &error) != BKV_OK) {
+		fprintf(stderr, "bkv: %s\n", error.message);
+		return false;
+	}
+	return true;
+}
+
+void cli_wipe(void *p, size_t n)
+{
+	sodium_memzero(p, n);
+}
+
+/* Reads a small file; strips one trailing newline. Returns its length or -1. */
+static long read_small_file(const char *path, char *buf, size_t cap)
+{
+	FILE *f = fopen(path, "r");
+	if (f == NULL) {
+		fprintf(stderr, "bkv: cannot read %s: %s\n", path, strerror(errno));
+		return -1;
+	}
+	size_t n = fread(buf, 1, cap - 1, f);
+	bool more = fgetc(f) != EOF;
+	fclose(f);
+	if (more) {
+		sodium_memzero(buf, cap);
+		fprintf(stderr, "bkv: %s is too large\n", path);
+		return -1;
+	}
+	while (n > 0 && (buf[n - 1] == '\n' || buf[n - 1] == '\r'))
+		n--;
+	buf[n] = '\0';
+	return (long)n;
+}
+
+char *cli_read_token(const cli_options *o)
+{
+	if (o->token_file != NULL) {
+		char *buf = malloc(16384);
+		if (buf == NULL || read_small_file(o->token_file, buf, 16384) <= 0) {
+			free(buf);
+			return NULL;
+		}
+		return buf;
+	}
+	const char *env = getenv("BKV_TOKEN");
+	if (env == NULL || env[0] == '\0') {
+		fprintf(stderr, "bkv: no account token: pass --token-file or set BKV_TOKEN\n");
+		return NULL;
+	}
+	return strdup(env);
+}
+
+static size_t prompt_tty(const char *prompt, char *buf, size_t cap)
+{
+	int fd = open("/dev/tty", O_RDWR | O_CLOEXEC);
+	if (fd < 0) {
+		fprintf(stderr, "bkv: no terminal to ask for the password; use --password-file\n");
+		return 0;
+	}
+	struct termios old, quiet;
+	bool restore = tcgetattr(fd, &old) == 0;
+	if (restore) {
+		quiet = old;
+		quiet.c_lflag &= (tcflag_t) ~(ECHO | ECHONL);
+		quiet.c_lflag |= ICANON;
+		tcsetattr(fd, TCSAFLUSH, &quiet);
+	}
+	if (write(fd, prompt, strlen(prompt)) < 0) {
+		/* the prompt is a courtesy */
+	}
+	size_t n = 0;
+	char ch;
+	while (n + 1 < cap && read(fd, &ch, 1) == 1 && ch != '\n')
+		buf[n++] = ch;
+	buf[n] = '\0';
+	if (restore)
+		tcsetattr(fd, TCSAFLUSH, &old);
+	if (write(fd, "\n", 1) < 0) {
+		/* ignore */
+	}
+	close(fd);
+	return n;
+}
+
+size_t cli_read_password(const cli_options *o, const char *prompt, bool confirm,
+			 char *password, size_t cap)
+{
+	if (o->password_file != NULL) {
+		long n = read_small_file(o->password_file, password, cap);
+		if (n == 0)
+			fprintf(stderr, "bkv: the password file is empty\n");
+		return n > 0 ? (size_t)n : 0;
+	}
+	size_t n = prompt_tty(prompt, password, cap);
+	if (n == 0) {
+		fprintf(stderr, "bkv: empty password\n");
+		return 0;
+	}
+	if (confirm) {
+		char again[CLI_PASSWORD_MAX];
+		size_t m = prompt_tty("Repeat the password: ", again, sizeof(again));
+		bool same = m == n && sodium_memcmp(again, password, n) == 0;
+		sodium_memzero(again, sizeof(again));
+		if (!same) {
+			sodium_memzero(password, cap);
+			fprintf(stderr, "bkv: the passwords do not match\n");
+			return 0;
+		}
+	}
+	return n;
+}
+
+bool cli_read_key(const cli_options *o, bkv_key *key)
+{
+	char text[512];
+	long n;
+	if (o->key_file != NULL) {
+		n = read_small_file(o->key_file, text, sizeof(text));
+	} else {
+		n = (long)fread(text, 1, sizeof(text) - 1, stdin);
+		text[n] = '\0';
+	}
+	if (n < 0)
+		return false;
+	bkv_error error = {0};
+	bool ok = bkv_key_parse(text, (size_t)n, key, &error) == BKV_OK;
+	sodium_memzero(text, sizeof(text));
+	if (!ok)
+		fprintf(stderr, "bkv: the backup key is not valid: %s\n", error.message);
+	return ok;
+}

@@ -1,0 +1,71 @@
+/*
+ * cli.h - what the bkv subcommands share: exit codes, common options, reading the
+ * account token, passwords and keys, and mapping library statuses to exit codes.
+ *
+ * Exit codes: 0 ok, 1 failure, 2 usage, 3 wrong password, 4 no attempts left / destroyed,
+ * 5 vault unavailable.
+ */
+#ifndef BKV_CLI_H
+#define BKV_CLI_H
+
+#include <stdbool.h>
+#include <stddef.h>
+
+#include "bkv.h"
+
+enum {
+	CLI_EXIT_OK = 0,
+	CLI_EXIT_FAILURE = 1,
+	CLI_EXIT_USAGE = 2,
+	CLI_EXIT_WRONG_PASSWORD = 3,
+	CLI_EXIT_DESTROYED = 4,
+	CLI_EXIT_UNAVAILABLE = 5,
+};
+
+#define CLI_PASSWORD_MAX 1024
+
+typedef struct cli_options {
+	const char *vault_url;     /* --vault or $BKV_VAULT */
+	const char *ca_file;       /* --ca-file */
+	const char *pinned_cert;   /* --pin-cert */
+	const char *token_file;    /* --token-file, else $BKV_TOKEN */
+	const char *password_file; /* --password-file, else the terminal */
+	const char *new_password_file; /* --new-password-file (change-password) */
+	const char *key_file;      /* --key-file */
+	const char *out;           /* --out */
+	unsigned attempt_limit;    /* --attempt-limit */
+	const char *suite;         /* --suite */
+	bool help;
+	/* positional arguments after the options */
+	char **args;
+	int nargs;
+} cli_options;
+
+/* Parses the options in allowed (a string of option letters, see cli.c). Prints usage
+ * problems and returns false. */
+bool cli_parse(int argc, char **argv, const char *allowed, cli_options *o);
+
+int cli_exit_for(bkv_status status);
+int cli_fail(const char *command, const bkv_error *error);
+
+/* A client for o's vault. */
+bool cli_client(const cli_options *o, bkv_client **client);
+/* The account token: --token-file or $BKV_TOKEN. Returns a malloc'd string. */
+char *cli_read_token(const cli_options *o);
+/* A password from --password-file or the terminal without echo (asked twice if confirm).
+ * Returns its length, 0 on failure. */
+size_t cli_read_password(const cli_options *o, const char *prompt, bool confirm,
+			 char *password, size_t cap);
+bool cli_read_key(const cli_options *o, bkv_key *key);
+void cli_wipe(void *p, size_t n);
+
+int cli_keygen(int argc, char **argv);
+int cli_register(int argc, char **argv);
+int cli_recover(int argc, char **argv);
+int cli_change_password(int argc, char **argv);
+int cli_status(int argc, char **argv);
+int cli_delete(int argc, char **argv);
+int cli_encrypt(int argc, char **argv);
+int cli_decrypt(int argc, char **argv);
+
+#endif
