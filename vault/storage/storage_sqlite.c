@@ -236,12 +236,13 @@ static bkv_storage_err sq_finish_attempt(bkv_storage *s, const uint8_t *account,
 		goto rollback;
 	}
 	const uint32_t attempts_after = success ? 0 : r.attempts_used;
+	const int64_t now = now_unix();
 	if (destroy) {
 		sqlite3_bind_blob(st, 1, account, (int)len, SQLITE_STATIC);
 	} else {
 		sqlite3_bind_int64(st, 1, (int64_t)guess_seq);
 		sqlite3_bind_int64(st, 2, attempts_after);
-		sqlite3_bind_int64(st, 3, now_unix());
+		sqlite3_bind_int64(st, 3, now);
 		sqlite3_bind_blob(st, 4, account, (int)len, SQLITE_STATIC);
 	}
 	err = map_rc(sqlite3_step(st));
@@ -259,6 +260,7 @@ static bkv_storage_err sq_finish_attempt(bkv_storage *s, const uint8_t *account,
 		*record = r;
 		record->attempts_used = attempts_after;
 		record->last_finished_seq = guess_seq;
+		record->updated_at = now;
 	}
 	return BKV_STORAGE_OK;
 rollback:
@@ -363,35 +365,75 @@ static const bkv_storage_ops sqlite_ops = {
 	.count_sealed_with = sq_count_sealed_with,
 };
 
-static bool migrate(sqlite3 *db, char *why, size_t why_len)
+static int schema_version(sqlite3 *db)
 {
-	const int latest = (int)(sizeof(migrations) / sizeof(migrations[0]));
 	sqlite3_stmt *st = prepare(db, "PRAGMA user_version");
 	int version = -1;
 	if (st != NULL && sqlite3_step(st) == SQLITE_ROW)
 		version = sqlite3_column_int(st, 0);
 	sqlite3_finalize(st);
-	if (version < 0) {
-		snprintf(why, why_len, "cannot read the schema version: %s", sqlite3_errmsg(db));
-		return false;
-	}
-	if (version > latest) {
-		snprintf(why, why_len, "the database schema (version %d) is newer than this bkvd "
-				       "(version %d)", version, latest);
-		return false;
-	}
-	for (int v = version; v < latest; v++) {
+	return version;
+}
+
+/* Each migration reads the version and runs under one write lock, so processes opening a
+ * new database together run every migration exactly once. */
+static bool migrate(sqlite3 *db, char *why, size_t why_len)
+{
+	const int latest = (int)(sizeof(migrations) / sizeof(migrations[0]));
+	for (;;) {
+		if (exec(db, "BEGIN IMMEDIATE") != SQLITE_OK) {
+			snprintf(why, why_len, "cannot lock the database: %s", sqlite3_errmsg(db));
+			return false;
+		}
+		const int version = schema_version(db);
+		if (version < 0) {
+			snprintf(why, why_len, "cannot read the schema version: %s",
+				 sqlite3_errmsg(db));
+			exec(db, "ROLLBACK");
+			return false;
+		}
+		if (version > latest) {
+			snprintf(why, why_len, "the database schema (version %d) is newer than this bkvd "
+					       "(version %d)", version, latest);
+			exec(db, "ROLLBACK");
+			return false;
+		}
+		if (version == latest) {
+			exec(db, "ROLLBACK"); /* nothing to do */
+			return true;
+		}
 		char set_version[64];
-		snprintf(set_version, sizeof(set_version), "PRAGMA user_version = %d", v + 1);
-		if (exec(db, "BEGIN IMMEDIATE") != SQLITE_OK || exec(db, migrations[v]) != SQLITE_OK ||
-		    exec(db, set_version) != SQLITE_OK || exec(db, "COMMIT") != SQLITE_OK) {
-			snprintf(why, why_len, "schema migration %d failed: %s", v + 1,
+		snprintf(set_version, sizeof(set_version), "PRAGMA user_version = %d", version + 1);
+		if (exec(db, migrations[version]) != SQLITE_OK || exec(db, set_version) != SQLITE_OK ||
+		    exec(db, "COMMIT") != SQLITE_OK) {
+			snprintf(why, why_len, "schema migration %d failed: %s", version + 1,
 				 sqlite3_errmsg(db));
 			exec(db, "ROLLBACK");
 			return false;
 		}
 	}
-	return true;
+}
+
+/* Switching a new file to WAL needs an exclusive lock, and SQLite answers SQLITE_BUSY at
+ * once, without the busy handler, while another process is doing the same: retry for as
+ * long as the busy timeout. */
+static bool enable_wal(sqlite3 *db)
+{
+	for (int waited = 0; waited <= BUSY_TIMEOUT_MS; waited += 10) {
+		sqlite3_stmt *st = NULL;
+		int rc = sqlite3_prepare_v2(db, "PRAGMA journal_mode = WAL", -1, &st, NULL);
+		if (rc == SQLITE_OK)
+			rc = sqlite3_step(st);
+		const unsigned char *mode = rc == SQLITE_ROW ? sqlite3_column_text(st, 0) : NULL;
+		const bool wal = mode != NULL && strcmp((const char *)mode, "wal") == 0;
+		sqlite3_finalize(st);
+		if (wal)
+			return true;
+		if ((rc & 0xff) != SQLITE_BUSY && rc != SQLITE_ROW)
+			return false;
+		sqlite3_sleep(10);
+	}
+	return false;
 }
 
 bkv_storage_err bkv_storage_sqlite_open(const char *path, bkv_storage **storage, char *why,
@@ -410,11 +452,7 @@ bkv_storage_err bkv_storage_sqlite_open(const char *path, bkv_storage **storage,
 		goto fail;
 	}
 	sqlite3_busy_timeout(ss->db, BUSY_TIMEOUT_MS);
-	sqlite3_stmt *st = prepare(ss->db, "PRAGMA journal_mode = WAL");
-	bool wal = st != NULL && sqlite3_step(st) == SQLITE_ROW &&
-		   strcmp((const char *)sqlite3_column_text(st, 0), "wal") == 0;
-	sqlite3_finalize(st);
-	if (!wal || exec(ss->db, "PRAGMA synchronous = FULL") != SQLITE_OK) {
+	if (!enable_wal(ss->db) || exec(ss->db, "PRAGMA synchronous = FULL") != SQLITE_OK) {
 		snprintf(why, why_len, "cannot enable WAL with synchronous=FULL on %s: %s", path,
 			 sqlite3_errmsg(ss->db));
 		goto fail;
