@@ -5,6 +5,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <unistd.h>
 
 #include <sodium.h>
 
@@ -60,7 +61,15 @@ bool bkvd_open_token(const bkvd_config *config, bkv_token **token)
 		.pin = pin,
 		.pin_len = pin_len,
 	};
-	bkv_token_err err = bkv_token_open(&tc, token, why, sizeof(why));
+	/* SoftHSM's file store answers "no token" or a device error for a moment while
+	 * other processes log in at the same time; only those are retried. */
+	bkv_token_err err = BKV_TOKEN_ERR_DEVICE;
+	for (int attempt = 0; attempt < 10; attempt++) {
+		err = bkv_token_open(&tc, token, why, sizeof(why));
+		if (err != BKV_TOKEN_ERR_NO_TOKEN && err != BKV_TOKEN_ERR_DEVICE)
+			break;
+		usleep((useconds_t)(20000 + attempt * 10000));
+	}
 	sodium_memzero(pin, sizeof(pin));
 	if (err != BKV_TOKEN_OK) {
 		fprintf(stderr, "bkvd: %s\n", why);

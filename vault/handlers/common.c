@@ -58,6 +58,8 @@ bkv_status bkv_status_from_token(bkv_token_err err)
 		return bkv_status_error(BKV_CODE_INTERNAL, "a stored record failed to open");
 	case BKV_TOKEN_ERR_KEY_MISSING:
 		return bkv_status_error(BKV_CODE_INTERNAL, "a vault key is missing from the token");
+	case BKV_TOKEN_ERR_ARGUMENT:
+		return bkv_status_error(BKV_CODE_INTERNAL, "invalid token operation");
 	default:
 		return bkv_status_error(BKV_CODE_UNAVAILABLE,
 					"the vault's key token is unavailable; try again later");
@@ -77,6 +79,11 @@ bkv_status bkv_status_from_storage(bkv_storage_err err)
 	default:
 		return bkv_status_error(BKV_CODE_INTERNAL, "storage failure");
 	}
+}
+
+bool bkv_account_valid(bkv_account account)
+{
+	return account.id != NULL && account.len >= 1 && account.len <= BKV_ACCOUNT_ID_MAX;
 }
 
 bool bkv_suite_enabled(const bkv_vault *v, Bkv__V1__Suite suite, opaque_suite_id *out)

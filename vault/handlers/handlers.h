@@ -92,11 +92,14 @@ typedef struct bkv_reply_buffers {
 	Bkv__V1__KsfParams ksf;
 } bkv_reply_buffers;
 
-/* The authenticated caller: the JWT's sub. */
+/* The authenticated caller: the JWT's sub, 1 to BKV_ACCOUNT_ID_MAX (256) bytes. */
 typedef struct bkv_account {
 	const uint8_t *id;
 	size_t len;
 } bkv_account;
+
+/* INVALID_ARGUMENT unless the account id is 1 to BKV_ACCOUNT_ID_MAX bytes. */
+bool bkv_account_valid(bkv_account account);
 
 bkv_status bkv_get_config(bkv_vault *v, Bkv__V1__GetConfigResponse *resp,
 			  bkv_reply_buffers *buf);

@@ -37,10 +37,16 @@ static bkv_status destroyed_status(uint32_t attempt_limit)
 	return st;
 }
 
-/* The limit was reached and no success followed: the key is gone for good. */
-static bkv_status destroy_record(bkv_vault *v, bkv_account account, uint32_t attempt_limit)
+/* The limit was reached and no success followed: the key is gone for good. Only the
+ * record that was read is destroyed; *replaced is set if it was replaced meanwhile (the
+ * caller re-reads and serves the new record). */
+static bkv_status destroy_record(bkv_vault *v, bkv_account account, const bkv_record *record,
+				 bool *replaced)
 {
-	bkv_storage_err err = bkv_storage_delete(v->storage, account.id, account.len);
+	const uint32_t attempt_limit = record->attempt_limit;
+	bkv_storage_err err = bkv_storage_destroy_exhausted(v->storage, account.id, account.len,
+							    record->record_version);
+	*replaced = err == BKV_STORAGE_STALE;
 	if (err != BKV_STORAGE_OK && err != BKV_STORAGE_NOT_FOUND)
 		return bkv_status_from_storage(err);
 	if (err == BKV_STORAGE_OK)
@@ -70,6 +76,8 @@ bkv_status bkv_recover_start(bkv_vault *v, bkv_account account,
 			     Bkv__V1__RecoverStartResponse *resp, bkv_reply_buffers *buf)
 {
 	bkv__v1__recover_start_response__init(resp);
+	if (!bkv_account_valid(account))
+		return bkv_status_error(BKV_CODE_INVALID_ARGUMENT, "account id must be 1 to 256 bytes");
 	opaque_suite_id suite;
 	if (!bkv_suite_enabled(v, req->suite, &suite))
 		return bkv_status_error(BKV_CODE_INVALID_ARGUMENT, "suite is not enabled");
@@ -99,7 +107,10 @@ bkv_status bkv_recover_start(bkv_vault *v, bkv_account account,
 			break;
 		}
 		if (record.attempts_used >= record.attempt_limit) {
-			st = destroy_record(v, account, record.attempt_limit);
+			bool replaced;
+			st = destroy_record(v, account, &record, &replaced);
+			if (replaced)
+				continue;
 			break;
 		}
 		bkv_token_err terr = open_record(v, account, &record, plaintext, &plaintext_len);
@@ -134,9 +145,12 @@ bkv_status bkv_recover_start(bkv_vault *v, bkv_account account,
 						  &attempts_used, &attempt_limit);
 		if (serr == BKV_STORAGE_STALE)
 			continue; /* another request moved the row: redo on the new one */
-		if (serr == BKV_STORAGE_EXHAUSTED)
-			st = destroy_record(v, account, record.attempt_limit);
-		else if (serr != BKV_STORAGE_OK)
+		if (serr == BKV_STORAGE_EXHAUSTED) {
+			bool replaced;
+			st = destroy_record(v, account, &record, &replaced);
+			if (replaced)
+				continue;
+		} else if (serr != BKV_STORAGE_OK)
 			st = bkv_status_from_storage(serr);
 		else
 			st = bkv_status_ok();
@@ -195,6 +209,8 @@ bkv_status bkv_recover_finish(bkv_vault *v, bkv_account account,
 			      Bkv__V1__RecoverFinishResponse *resp, bkv_reply_buffers *buf)
 {
 	bkv__v1__recover_finish_response__init(resp);
+	if (!bkv_account_valid(account))
+		return bkv_status_error(BKV_CODE_INVALID_ARGUMENT, "account id must be 1 to 256 bytes");
 	bkv_ticket ticket;
 	bkv_record record;
 	uint8_t plaintext[OPAQUE_MAX_REGISTRATION_RECORD_BYTES + BKV_WRAPPED_KEY_MAX];

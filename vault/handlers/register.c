@@ -15,6 +15,8 @@ bkv_status bkv_register_start(bkv_vault *v, bkv_account account,
 			      Bkv__V1__RegisterStartResponse *resp, bkv_reply_buffers *buf)
 {
 	bkv__v1__register_start_response__init(resp);
+	if (!bkv_account_valid(account))
+		return bkv_status_error(BKV_CODE_INVALID_ARGUMENT, "account id must be 1 to 256 bytes");
 	opaque_suite_id suite;
 	if (!bkv_suite_enabled(v, req->suite, &suite))
 		return bkv_status_error(BKV_CODE_INVALID_ARGUMENT, "suite is not enabled");
@@ -38,6 +40,8 @@ bkv_status bkv_register_finish(bkv_vault *v, bkv_account account,
 			       Bkv__V1__RegisterFinishResponse *resp)
 {
 	bkv__v1__register_finish_response__init(resp);
+	if (!bkv_account_valid(account))
+		return bkv_status_error(BKV_CODE_INVALID_ARGUMENT, "account id must be 1 to 256 bytes");
 	opaque_suite_id suite;
 	if (!bkv_suite_enabled(v, req->suite, &suite))
 		return bkv_status_error(BKV_CODE_INVALID_ARGUMENT, "suite is not enabled");

@@ -106,6 +106,14 @@ bkv_storage_err bkv_storage_delete(bkv_storage *s, const uint8_t *account, size_
 	return s->ops->delete_record(s, account, len);
 }
 
+bkv_storage_err bkv_storage_destroy_exhausted(bkv_storage *s, const uint8_t *account,
+					      size_t len, uint64_t record_version)
+{
+	if (s == NULL || !account_ok(account, len))
+		return BKV_STORAGE_ARGUMENT;
+	return s->ops->destroy_exhausted(s, account, len, record_version);
+}
+
 bkv_storage_err bkv_storage_list_sealed_below(bkv_storage *s, uint32_t min_version,
 					      const uint8_t *after, size_t after_len,
 					      bkv_record *out, size_t max, size_t *count)

@@ -94,6 +94,12 @@ bkv_storage_err bkv_storage_finish_attempt(bkv_storage *s, const uint8_t *accoun
 					   uint64_t guess_seq, bool success,
 					   bkv_finish_result *result, bkv_record *record);
 
+/* Destroys the account's record only if it is still record_version and its attempts are
+ * used up (attempts_used >= attempt_limit). NOT_FOUND if there is no record; STALE if the
+ * record was replaced or is no longer exhausted (re-read it). */
+bkv_storage_err bkv_storage_destroy_exhausted(bkv_storage *s, const uint8_t *account_id,
+					      size_t account_id_len, uint64_t record_version);
+
 /* Deletes the account's record. NOT_FOUND if there was none. */
 bkv_storage_err bkv_storage_delete(bkv_storage *s, const uint8_t *account_id,
 				   size_t account_id_len);

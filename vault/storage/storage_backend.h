@@ -21,6 +21,8 @@ typedef struct bkv_storage_ops {
 					  bool success, bkv_finish_result *result,
 					  bkv_record *record);
 	bkv_storage_err (*delete_record)(bkv_storage *s, const uint8_t *account, size_t len);
+	bkv_storage_err (*destroy_exhausted)(bkv_storage *s, const uint8_t *account, size_t len,
+					     uint64_t record_version);
 	bkv_storage_err (*list_sealed_below)(bkv_storage *s, uint32_t min_version,
 					     const uint8_t *after, size_t after_len,
 					     bkv_record *out, size_t max, size_t *count);

@@ -282,6 +282,26 @@ static bkv_storage_err sq_delete(bkv_storage *s, const uint8_t *account, size_t 
 	return err;
 }
 
+static bkv_storage_err sq_destroy_exhausted(bkv_storage *s, const uint8_t *account, size_t len,
+					    uint64_t record_version)
+{
+	sqlite3 *db = db_of(s);
+	sqlite3_stmt *st = prepare(db, "DELETE FROM records WHERE account_id = ? AND "
+				       "record_version = ? AND attempts_used >= attempt_limit");
+	if (st == NULL)
+		return BKV_STORAGE_UNAVAILABLE;
+	sqlite3_bind_blob(st, 1, account, (int)len, SQLITE_STATIC);
+	sqlite3_bind_int64(st, 2, (int64_t)record_version);
+	bkv_storage_err err = map_rc(sqlite3_step(st));
+	sqlite3_finalize(st);
+	if (err != BKV_STORAGE_OK || sqlite3_changes(db) > 0)
+		return err;
+	/* Nothing deleted: gone already, or replaced / no longer exhausted. */
+	bkv_record r;
+	err = get_row(db, account, len, &r);
+	return err == BKV_STORAGE_OK ? BKV_STORAGE_STALE : err;
+}
+
 static bkv_storage_err sq_list_sealed_below(bkv_storage *s, uint32_t min_version,
 					    const uint8_t *after, size_t after_len,
 					    bkv_record *out, size_t max, size_t *count)
@@ -360,6 +380,7 @@ static const bkv_storage_ops sqlite_ops = {
 	.commit_attempt = sq_commit_attempt,
 	.finish_attempt = sq_finish_attempt,
 	.delete_record = sq_delete,
+	.destroy_exhausted = sq_destroy_exhausted,
 	.list_sealed_below = sq_list_sealed_below,
 	.reseal = sq_reseal,
 	.count_sealed_with = sq_count_sealed_with,

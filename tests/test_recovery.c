@@ -1,0 +1,2521 @@
+/*
+ * test_recovery.c - behaviour tests of the vault's RPC handlers (vault/handlers) against a
+ * real SoftHSM2 token and a real SQLite file (cmocka): registration and recovery for both
+ * suites with the pure-software OPAQUE client, the attempt limit (counted down, committed
+ * before KE2, reset by a success, destroying the record when used up), invalid input,
+ * tickets, replacement and deletion, the audit log, concurrent guessers in K processes and
+ * processes killed with SIGKILL.
+ *
+ * Run it through tests/with-softhsm, which makes a throw-away token and exports
+ * BKV_TEST_PKCS11_MODULE, BKV_TEST_TOKEN_LABEL and BKV_TEST_PIN_FILE. Keys for both suites
+ * are created once; every test gets its own token session, a fresh database in a temporary
+ * directory and its own audit file.
+ *
+ * The client side is the OPAQUE core's software client (OPAQUE_KSF_IDENTITY: the server
+ * never runs the KSF), and the release is opened here with OpenSSL as the spec says:
+ *   sealed_key = nonce (12) || AES-256-GCM(key = HKDF-Expand(session_key, "bkv-v1 release",
+ *                32), AAD = "bkv-v1 release") || tag (16)
+ *
+ * Observation points are linked in with -Wl,--wrap (tests/CMakeLists.txt): the calls to
+ * opaque_server_login_start (was a KE2 computed at all?), bkv_storage_commit_attempt (was a
+ * commit tried?) and bkv_storage_get (to run a re-registration right after a handler's
+ * read, making the race with a destruction deterministic). Each calls straight through.
+ */
+#define _XOPEN_SOURCE 700
+
+#include <errno.h>
+#include <fcntl.h>
+#include <setjmp.h>
+#include <signal.h>
+#include <stdarg.h>
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/resource.h>
+#include <sys/stat.h>
+#include <sys/types.h>
+#include <sys/wait.h>
+#include <time.h>
+#include <unistd.h>
+
+#include <cmocka.h>
+
+#include <jansson.h>
+#include <openssl/ec.h>
+#include <openssl/evp.h>
+#include <openssl/obj_mac.h>
+#include <sodium.h>
+#include <sqlite3.h>
+
+#include "handlers.h"
+
+/* ------------------------------------------------------------------------------------ */
+/* Constants and globals                                                                 */
+/* ------------------------------------------------------------------------------------ */
+
+#define P256 OPAQUE_SUITE_P256_SHA256
+#define R255 OPAQUE_SUITE_RISTRETTO255_SHA512
+
+#define DEFAULT_LIMIT 10u
+#define MAX_LIMIT     20u
+#define LIFETIME_S    60u
+
+/* The test client's own failure (never a vault answer from these handlers). */
+#define CLIENT_FAILED BKV_CODE_UNIMPLEMENTED
+
+#define CONCURRENT_GUESSERS 12
+#define KILL_ROUNDS         5
+#define CHILD_DEADLINE_MS   30000
+
+static const opaque_suite_id both_suites[] = {P256, R255};
+static const char CONTEXT[] = "bkv-v1";
+static const char PASSWORD[] = "correct horse battery staple";
+static const char WRONG_PASSWORD[] = "correct horse battery stapler";
+static const char NEW_PASSWORD[] = "tr0ub4dor&3";
+static const char RELEASE_INFO[] = "bkv-v1 release";
+/* Account ids are the JWT's sub; a phone number makes a leak in the audit log obvious. */
+static const char ALICE[] = "+15551234567";
+static const char BOB[] = "+15559876543";
+static const uint8_t LOG_KEY[32] = {
+    0x6c, 0x6f, 0x67, 0x2d, 0x6b, 0x65, 0x79, 0x2d, 0x66, 0x6f, 0x72, 0x2d, 0x74, 0x65, 0x73, 0x74,
+    0x73, 0x2d, 0x6f, 0x6e, 0x6c, 0x79, 0x2d, 0x30, 0x31, 0x32, 0x33, 0x34, 0x35, 0x36, 0x37, 0x38};
+
+static const char *g_module;
+static const char *g_label;
+static char g_pin[BKV_TOKEN_PIN_MAX + 1];
+static size_t g_pin_len;
+
+static opaque_suite_id suite_p256 = P256;
+static opaque_suite_id suite_r255 = R255;
+
+/* ------------------------------------------------------------------------------------ */
+/* Observation points (-Wl,--wrap)                                                       */
+/* ------------------------------------------------------------------------------------ */
+
+static unsigned g_login_start_calls;   /* KE2 computations */
+static unsigned g_commit_calls;        /* bkv_storage_commit_attempt calls */
+static void (*g_after_get)(void *arg); /* runs once, right after the next storage read */
+static void *g_after_get_arg;
+
+opaque_err __real_opaque_server_login_start(
+    const opaque_config *config, const opaque_server_keys *keys,
+    const opaque_identities *identities, const uint8_t *credential_identifier,
+    size_t credential_identifier_len, const uint8_t *registration_record,
+    size_t registration_record_len, const uint8_t *ke1, size_t ke1_len,
+    opaque_server_login_state *state, uint8_t *ke2, size_t ke2_len);
+opaque_err __wrap_opaque_server_login_start(
+    const opaque_config *config, const opaque_server_keys *keys,
+    const opaque_identities *identities, const uint8_t *credential_identifier,
+    size_t credential_identifier_len, const uint8_t *registration_record,
+    size_t registration_record_len, const uint8_t *ke1, size_t ke1_len,
+    opaque_server_login_state *state, uint8_t *ke2, size_t ke2_len);
+bkv_storage_err __real_bkv_storage_commit_attempt(bkv_storage *s, const uint8_t *account_id,
+                                                  size_t account_id_len, uint64_t record_version,
+                                                  uint64_t expected_guess_seq,
+                                                  uint32_t *attempts_used, uint32_t *attempt_limit);
+bkv_storage_err __wrap_bkv_storage_commit_attempt(bkv_storage *s, const uint8_t *account_id,
+                                                  size_t account_id_len, uint64_t record_version,
+                                                  uint64_t expected_guess_seq,
+                                                  uint32_t *attempts_used, uint32_t *attempt_limit);
+bkv_storage_err __real_bkv_storage_get(bkv_storage *s, const uint8_t *account_id,
+                                       size_t account_id_len, bkv_record *out);
+bkv_storage_err __wrap_bkv_storage_get(bkv_storage *s, const uint8_t *account_id,
+                                       size_t account_id_len, bkv_record *out);
+
+opaque_err __wrap_opaque_server_login_start(
+    const opaque_config *config, const opaque_server_keys *keys,
+    const opaque_identities *identities, const uint8_t *credential_identifier,
+    size_t credential_identifier_len, const uint8_t *registration_record,
+    size_t registration_record_len, const uint8_t *ke1, size_t ke1_len,
+    opaque_server_login_state *state, uint8_t *ke2, size_t ke2_len)
+{
+	g_login_start_calls++;
+	return __real_opaque_server_login_start(
+	    config, keys, identities, credential_identifier, credential_identifier_len,
+	    registration_record, registration_record_len, ke1, ke1_len, state, ke2, ke2_len);
+}
+
+bkv_storage_err __wrap_bkv_storage_commit_attempt(bkv_storage *s, const uint8_t *account_id,
+                                                  size_t account_id_len, uint64_t record_version,
+                                                  uint64_t expected_guess_seq,
+                                                  uint32_t *attempts_used, uint32_t *attempt_limit)
+{
+	g_commit_calls++;
+	return __real_bkv_storage_commit_attempt(s, account_id, account_id_len, record_version,
+	                                         expected_guess_seq, attempts_used, attempt_limit);
+}
+
+bkv_storage_err __wrap_bkv_storage_get(bkv_storage *s, const uint8_t *account_id,
+                                       size_t account_id_len, bkv_record *out)
+{
+	const bkv_storage_err err = __real_bkv_storage_get(s, account_id, account_id_len, out);
+	if (g_after_get != NULL) {
+		void (*hook)(void *) = g_after_get;
+		g_after_get = NULL;
+		hook(g_after_get_arg);
+	}
+	return err;
+}
+
+/* ------------------------------------------------------------------------------------ */
+/* Small helpers                                                                         */
+/* ------------------------------------------------------------------------------------ */
+
+static bkv_account account_of(const char *id)
+{
+	return (bkv_account){(const uint8_t *)id, strlen(id)};
+}
+
+static const opaque_sizes *sizes_of(opaque_suite_id suite)
+{
+	return opaque_suite_sizes(suite);
+}
+
+static opaque_config client_config(opaque_suite_id suite)
+{
+	return (opaque_config){
+	    suite, (const uint8_t *)CONTEXT, sizeof(CONTEXT) - 1, {OPAQUE_KSF_IDENTITY, 0, 0, 0}};
+}
+
+static int64_t now_ms(void)
+{
+	struct timespec ts;
+	clock_gettime(CLOCK_MONOTONIC, &ts);
+	return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
+}
+
+static void sleep_ms(long ms)
+{
+	struct timespec ts = {ms / 1000, (ms % 1000) * 1000000L};
+	while (nanosleep(&ts, &ts) != 0 && errno == EINTR)
+		;
+}
+
+static bool is_zero(const uint8_t *p, size_t len)
+{
+	uint8_t acc = 0;
+	for (size_t i = 0; i < len; i++)
+		acc |= p[i];
+	return acc == 0;
+}
+
+/* The wrapped key every registration stores unless a test says otherwise. */
+static void wrapped_key_pattern(uint8_t *out, size_t len, uint8_t seed)
+{
+	for (size_t i = 0; i < len; i++)
+		out[i] = (uint8_t)(seed + 31 * i);
+}
+
+#define WK_LEN 64
+
+/* ------------------------------------------------------------------------------------ */
+/* Fixture                                                                               */
+/* ------------------------------------------------------------------------------------ */
+
+typedef struct fx {
+	bkv_vault v;
+	bkv_reply_buffers buf;
+	char dir[256];
+	char db[320];
+	char url[340];
+	char audit_path[320];
+	FILE *audit;
+	opaque_suite_id suite; /* for the tests that run once per suite */
+	uint8_t wk[WK_LEN];    /* the default wrapped key */
+} fx;
+
+/* A token session with both suites' keys loaded, or NULL (why says what failed). */
+static bkv_token *token_open_loaded(char *why, size_t why_len)
+{
+	bkv_token_config cfg = {g_module, g_label, g_pin, g_pin_len};
+	bkv_token *t = NULL;
+	if (bkv_token_open(&cfg, &t, why, why_len) != BKV_TOKEN_OK)
+		return NULL;
+	bkv_token_err err = bkv_token_load_keys(t, both_suites, 2);
+	if (err != BKV_TOKEN_OK) {
+		snprintf(why, why_len, "load_keys: %s", bkv_token_strerror(err));
+		bkv_token_close(t);
+		return NULL;
+	}
+	return t;
+}
+
+static void settings_init(bkv_vault_settings *s, FILE *audit, uint32_t lifetime)
+{
+	memset(s, 0, sizeof(*s));
+	s->suites[0] = P256;
+	s->suites[1] = R255;
+	s->nsuites = 2;
+	s->context = (const uint8_t *)CONTEXT;
+	s->context_len = sizeof(CONTEXT) - 1;
+	s->ksf = (opaque_ksf){OPAQUE_KSF_ARGON2ID, 3, 65536, 4};
+	s->default_attempt_limit = DEFAULT_LIMIT;
+	s->max_attempt_limit = MAX_LIMIT;
+	s->ticket_lifetime_s = lifetime;
+	s->audit = audit;
+	memcpy(s->log_key, LOG_KEY, sizeof(LOG_KEY));
+}
+
+/* Opens the vault's token session and storage connection (a worker's resources). */
+static bool vault_attach(fx *f, char *why, size_t why_len)
+{
+	f->v.token = token_open_loaded(why, why_len);
+	if (f->v.token == NULL)
+		return false;
+	if (bkv_storage_open(f->url, &f->v.storage, why, why_len) != BKV_STORAGE_OK) {
+		bkv_token_close(f->v.token);
+		f->v.token = NULL;
+		return false;
+	}
+	return true;
+}
+
+/* Closes them: before fork(), so that no child inherits a live PKCS#11 module or SQLite
+ * connection (neither may be used across fork). */
+static void vault_detach(fx *f)
+{
+	bkv_storage_close(f->v.storage);
+	f->v.storage = NULL;
+	bkv_token_close(f->v.token);
+	f->v.token = NULL;
+}
+
+static int setup_lifetime(void **state, uint32_t lifetime)
+{
+	fx *f = calloc(1, sizeof(*f));
+	if (f == NULL)
+		return -1;
+	f->suite = *state != NULL ? *(opaque_suite_id *)*state : P256;
+	const char *tmp = getenv("TMPDIR");
+	snprintf(f->dir, sizeof(f->dir), "%s/bkv-recovery.XXXXXX",
+	         tmp != NULL && *tmp != '\0' ? tmp : "/tmp");
+	if (mkdtemp(f->dir) == NULL) {
+		free(f);
+		return -1;
+	}
+	snprintf(f->db, sizeof(f->db), "%s/vault.db", f->dir);
+	snprintf(f->url, sizeof(f->url), "sqlite:%s", f->db);
+	snprintf(f->audit_path, sizeof(f->audit_path), "%s/audit.jsonl", f->dir);
+	/* Append mode, so that forked workers sharing it never overwrite each other. */
+	f->audit = fopen(f->audit_path, "a+");
+	char why[512] = "";
+	if (f->audit == NULL || !vault_attach(f, why, sizeof(why))) {
+		print_error("cannot set up the vault: %s\n", why);
+		if (f->audit != NULL)
+			fclose(f->audit);
+		unlink(f->audit_path);
+		rmdir(f->dir);
+		free(f);
+		return -1;
+	}
+	settings_init(&f->v.settings, f->audit, lifetime);
+	wrapped_key_pattern(f->wk, sizeof(f->wk), 0x5a);
+	g_after_get = NULL;
+	*state = f;
+	return 0;
+}
+
+static int setup(void **state)
+{
+	return setup_lifetime(state, LIFETIME_S);
+}
+
+static int setup_short_tickets(void **state)
+{
+	return setup_lifetime(state, 1);
+}
+
+static int teardown(void **state)
+{
+	fx *f = *state;
+	if (f == NULL)
+		return 0;
+	g_after_get = NULL;
+	vault_detach(f);
+	if (f->audit != NULL)
+		fclose(f->audit);
+	const char *suffixes[] = {"", "-wal", "-shm", "-journal"};
+	for (size_t i = 0; i < sizeof(suffixes) / sizeof(suffixes[0]); i++) {
+		char path[400];
+		snprintf(path, sizeof(path), "%s%s", f->db, suffixes[i]);
+		unlink(path);
+	}
+	unlink(f->audit_path);
+	rmdir(f->dir);
+	free(f);
+	return 0;
+}
+
+/* ------------------------------------------------------------------------------------ */
+/* The client side (no cmocka asserts: also used in forked children)                     */
+/* ------------------------------------------------------------------------------------ */
+
+/* RegisterStart and the client's finalization: a registration record for password. */
+static bkv_status client_make_record(bkv_vault *v, bkv_reply_buffers *buf, bkv_account a,
+                                     opaque_suite_id suite, const char *password, uint8_t *record)
+{
+	const opaque_config cfg = client_config(suite);
+	const opaque_sizes *sz = sizes_of(suite);
+	opaque_client_registration_state cs;
+	uint8_t request[OPAQUE_MAX_REGISTRATION_REQUEST_BYTES];
+	uint8_t export_key[OPAQUE_MAX_HASH_BYTES];
+	if (opaque_client_registration_start(&cfg, (const uint8_t *)password, strlen(password), &cs,
+	                                     request, sz->registration_request) != OPAQUE_OK)
+		return bkv_status_error(CLIENT_FAILED, "client registration start");
+	Bkv__V1__RegisterStartRequest req = BKV__V1__REGISTER_START_REQUEST__INIT;
+	Bkv__V1__RegisterStartResponse resp;
+	req.suite = (Bkv__V1__Suite)suite;
+	req.registration_request.data = request;
+	req.registration_request.len = sz->registration_request;
+	bkv_status st = bkv_register_start(v, a, &req, &resp, buf);
+	if (st.code != BKV_CODE_OK) {
+		opaque_client_registration_state_wipe(&cs);
+		return st;
+	}
+	if (opaque_client_registration_finish(
+	        &cfg, &cs, (const uint8_t *)password, strlen(password), NULL,
+	        resp.registration_response.data, resp.registration_response.len, record,
+	        sz->registration_record, export_key, sz->Nh) != OPAQUE_OK)
+		return bkv_status_error(CLIENT_FAILED, "client registration finish");
+	return st;
+}
+
+static bkv_status send_register_finish(bkv_vault *v, bkv_account a, opaque_suite_id suite,
+                                       const uint8_t *record, size_t record_len, const uint8_t *wk,
+                                       size_t wk_len, uint32_t limit,
+                                       Bkv__V1__RegisterFinishResponse *resp)
+{
+	Bkv__V1__RegisterFinishRequest req = BKV__V1__REGISTER_FINISH_REQUEST__INIT;
+	req.suite = (Bkv__V1__Suite)suite;
+	req.registration_record.data = (uint8_t *)record;
+	req.registration_record.len = record_len;
+	req.wrapped_key.data = (uint8_t *)wk;
+	req.wrapped_key.len = wk_len;
+	req.attempt_limit = limit;
+	return bkv_register_finish(v, a, &req, resp);
+}
+
+static bkv_status client_register(bkv_vault *v, bkv_reply_buffers *buf, bkv_account a,
+                                  opaque_suite_id suite, const char *password, const uint8_t *wk,
+                                  size_t wk_len, uint32_t limit,
+                                  Bkv__V1__RegisterFinishResponse *resp)
+{
+	uint8_t record[OPAQUE_MAX_REGISTRATION_RECORD_BYTES];
+	bkv_status st = client_make_record(v, buf, a, suite, password, record);
+	if (st.code != BKV_CODE_OK)
+		return st;
+	return send_register_finish(v, a, suite, record, sizes_of(suite)->registration_record, wk,
+	                            wk_len, limit, resp);
+}
+
+/* One guess from the client's side of RecoverStart. */
+typedef struct attempt {
+	opaque_suite_id suite;
+	const char *password;
+	opaque_client_login_state cs;
+	uint8_t ke1[OPAQUE_MAX_KE1_BYTES];
+	uint8_t ke2[OPAQUE_MAX_KE2_BYTES];
+	size_t ke2_len;
+	uint8_t ticket[BKV_TICKET_MAX_BYTES];
+	size_t ticket_len;
+	uint32_t attempts_remaining;
+	Bkv__V1__RecoverStartResponse resp; /* as returned (points into the reply buffers) */
+} attempt;
+
+static bkv_status send_recover_start(bkv_vault *v, bkv_reply_buffers *buf, bkv_account a,
+                                     Bkv__V1__Suite suite, const uint8_t *ke1, size_t ke1_len,
+                                     Bkv__V1__RecoverStartResponse *resp)
+{
+	Bkv__V1__RecoverStartRequest req = BKV__V1__RECOVER_START_REQUEST__INIT;
+	req.suite = suite;
+	req.ke1.data = (uint8_t *)ke1;
+	req.ke1.len = ke1_len;
+	return bkv_recover_start(v, a, &req, resp, buf);
+}
+
+/* KE1 for password, then RecoverStart; on success KE2 and the ticket are copied out. */
+static bkv_status client_recover_start(bkv_vault *v, bkv_reply_buffers *buf, bkv_account a,
+                                       opaque_suite_id suite, const char *password, attempt *at)
+{
+	memset(at, 0, sizeof(*at));
+	at->suite = suite;
+	at->password = password;
+	const opaque_config cfg = client_config(suite);
+	const opaque_sizes *sz = sizes_of(suite);
+	if (opaque_client_login_start(&cfg, (const uint8_t *)password, strlen(password), &at->cs,
+	                              at->ke1, sz->ke1) != OPAQUE_OK)
+		return bkv_status_error(CLIENT_FAILED, "client login start");
+	bkv_status st =
+	    send_recover_start(v, buf, a, (Bkv__V1__Suite)suite, at->ke1, sz->ke1, &at->resp);
+	if (st.code == BKV_CODE_OK) {
+		if (at->resp.ke2.len > sizeof(at->ke2) || at->resp.ticket.len > sizeof(at->ticket))
+			return bkv_status_error(CLIENT_FAILED, "oversized reply");
+		memcpy(at->ke2, at->resp.ke2.data, at->resp.ke2.len);
+		at->ke2_len = at->resp.ke2.len;
+		memcpy(at->ticket, at->resp.ticket.data, at->resp.ticket.len);
+		at->ticket_len = at->resp.ticket.len;
+		at->attempts_remaining = at->resp.attempts_remaining;
+	}
+	return st;
+}
+
+/* The client's side of RecoverFinish. */
+typedef struct finish {
+	opaque_err client_err; /* the client's KE3 step: ENVELOPE_RECOVERY for a wrong password */
+	bkv_status st;
+	uint8_t ke3[OPAQUE_MAX_KE3_BYTES];
+	size_t ke3_len;
+	uint8_t session_key[OPAQUE_MAX_HASH_BYTES];
+	uint8_t sealed[BKV_SEALED_KEY_MAX_BYTES];
+	size_t sealed_len;
+	uint64_t record_version;
+} finish;
+
+static bkv_status send_recover_finish(bkv_vault *v, bkv_reply_buffers *buf, bkv_account a,
+                                      const uint8_t *ticket, size_t ticket_len, const uint8_t *ke3,
+                                      size_t ke3_len, Bkv__V1__RecoverFinishResponse *resp)
+{
+	Bkv__V1__RecoverFinishRequest req = BKV__V1__RECOVER_FINISH_REQUEST__INIT;
+	req.ticket.data = (uint8_t *)ticket;
+	req.ticket.len = ticket_len;
+	req.ke3.data = (uint8_t *)ke3;
+	req.ke3.len = ke3_len;
+	return bkv_recover_finish(v, a, &req, resp, buf);
+}
+
+/* The client's KE3 (a random one of the right length if the client fails, i.e. a wrong
+ * password, so that the guess can still be consumed). Wipes the login state. */
+static void client_ke3(attempt *at, finish *out)
+{
+	memset(out, 0, sizeof(*out));
+	const opaque_config cfg = client_config(at->suite);
+	const opaque_sizes *sz = sizes_of(at->suite);
+	uint8_t export_key[OPAQUE_MAX_HASH_BYTES];
+	out->ke3_len = sz->ke3;
+	out->client_err = opaque_client_login_finish(
+	    &cfg, &at->cs, (const uint8_t *)at->password, strlen(at->password), NULL, at->ke2,
+	    at->ke2_len, out->ke3, sz->ke3, out->session_key, sz->session_key, export_key,
+	    sz->export_key);
+	if (out->client_err != OPAQUE_OK)
+		randombytes_buf(out->ke3, sz->ke3);
+}
+
+/* Sends KE3 with the attempt's ticket; on success copies the release out. */
+static void send_ke3(bkv_vault *v, bkv_reply_buffers *buf, bkv_account a, const attempt *at,
+                     finish *out)
+{
+	out->sealed_len = 0;
+	out->record_version = 0;
+	Bkv__V1__RecoverFinishResponse resp;
+	out->st = send_recover_finish(v, buf, a, at->ticket, at->ticket_len, out->ke3, out->ke3_len,
+	                              &resp);
+	if (out->st.code == BKV_CODE_OK && resp.sealed_key.len <= sizeof(out->sealed)) {
+		memcpy(out->sealed, resp.sealed_key.data, resp.sealed_key.len);
+		out->sealed_len = resp.sealed_key.len;
+		out->record_version = resp.record_version;
+	}
+}
+
+static void client_recover_finish(bkv_vault *v, bkv_reply_buffers *buf, bkv_account a, attempt *at,
+                                  finish *out)
+{
+	client_ke3(at, out);
+	send_ke3(v, buf, a, at, out);
+}
+
+/* Opens sealed_key as the client: nonce (12) || AES-256-GCM ciphertext || tag (16), under
+ * HKDF-Expand(session_key, "bkv-v1 release", 32), AAD "bkv-v1 release". */
+static bool open_release(opaque_suite_id suite, const uint8_t *session_key, const uint8_t *sealed,
+                         size_t sealed_len, uint8_t *out, size_t *out_len)
+{
+	if (sealed_len < 12 + 16)
+		return false;
+	uint8_t key[32];
+	if (opaque_kdf_expand(suite, session_key, sizes_of(suite)->Nh,
+	                      (const uint8_t *)RELEASE_INFO, sizeof(RELEASE_INFO) - 1, key,
+	                      sizeof(key)) != OPAQUE_OK)
+		return false;
+	const size_t ct_len = sealed_len - 12 - 16;
+	EVP_CIPHER_CTX *ctx = EVP_CIPHER_CTX_new();
+	int n = 0, final_len = 0;
+	bool ok =
+	    ctx != NULL && EVP_DecryptInit_ex(ctx, EVP_aes_256_gcm(), NULL, NULL, NULL) == 1 &&
+	    EVP_CIPHER_CTX_ctrl(ctx, EVP_CTRL_GCM_SET_IVLEN, 12, NULL) == 1 &&
+	    EVP_DecryptInit_ex(ctx, NULL, NULL, key, sealed) == 1 &&
+	    EVP_DecryptUpdate(ctx, NULL, &n, (const uint8_t *)RELEASE_INFO,
+	                      (int)(sizeof(RELEASE_INFO) - 1)) == 1 &&
+	    EVP_DecryptUpdate(ctx, out, &n, sealed + 12, (int)ct_len) == 1 &&
+	    EVP_CIPHER_CTX_ctrl(ctx, EVP_CTRL_GCM_SET_TAG, 16, (void *)(sealed + 12 + ct_len)) ==
+	        1 &&
+	    EVP_DecryptFinal_ex(ctx, out + n, &final_len) == 1;
+	EVP_CIPHER_CTX_free(ctx);
+	sodium_memzero(key, sizeof(key));
+	*out_len = ok ? ct_len : 0;
+	return ok;
+}
+
+/* ------------------------------------------------------------------------------------ */
+/* Asserting wrappers for the parent                                                     */
+/* ------------------------------------------------------------------------------------ */
+
+#define assert_code(st, expected)                                                                  \
+	do {                                                                                       \
+		bkv_status st_ = (st);                                                             \
+		if (st_.code != (expected))                                                        \
+			print_error("status %s (%s), expected %s\n", bkv_code_name(st_.code),      \
+			            st_.message ? st_.message : "", bkv_code_name(expected));      \
+		assert_int_equal(st_.code, (expected));                                            \
+	} while (0)
+
+static uint64_t must_register(fx *f, const char *account, opaque_suite_id suite,
+                              const char *password, uint32_t limit)
+{
+	Bkv__V1__RegisterFinishResponse resp;
+	assert_code(client_register(&f->v, &f->buf, account_of(account), suite, password, f->wk,
+	                            sizeof(f->wk), limit, &resp),
+	            BKV_CODE_OK);
+	assert_true(resp.record_version > 0);
+	return resp.record_version;
+}
+
+static void must_start(fx *f, const char *account, opaque_suite_id suite, const char *password,
+                       attempt *at)
+{
+	assert_code(client_recover_start(&f->v, &f->buf, account_of(account), suite, password, at),
+	            BKV_CODE_OK);
+	assert_int_equal(at->ke2_len, sizes_of(suite)->ke2);
+	assert_true(at->ticket_len > 0);
+}
+
+/* A successful RecoverFinish released exactly wk, sealed for the client's session key. */
+static void assert_release(const finish *fin, opaque_suite_id suite, const uint8_t *wk,
+                           size_t wk_len, uint64_t record_version)
+{
+	assert_int_equal(fin->client_err, OPAQUE_OK);
+	assert_code(fin->st, BKV_CODE_OK);
+	assert_int_equal(fin->record_version, record_version);
+	assert_int_equal(fin->sealed_len, 12 + wk_len + 16);
+	uint8_t opened[BKV_SEALED_KEY_MAX_BYTES];
+	size_t opened_len = 0;
+	assert_true(open_release(suite, fin->session_key, fin->sealed, fin->sealed_len, opened,
+	                         &opened_len));
+	assert_int_equal(opened_len, wk_len);
+	assert_memory_equal(opened, wk, wk_len);
+}
+
+/* Finishes with the right password and checks the released key is the registered one. */
+static void must_recover(fx *f, const char *account, attempt *at, const uint8_t *wk, size_t wk_len,
+                         uint64_t record_version)
+{
+	finish fin;
+	client_recover_finish(&f->v, &f->buf, account_of(account), at, &fin);
+	assert_release(&fin, at->suite, wk, wk_len, record_version);
+}
+
+/* A full recovery with the right password. */
+static void must_recover_fully(fx *f, const char *account, opaque_suite_id suite,
+                               const char *password, uint64_t record_version)
+{
+	attempt at;
+	must_start(f, account, suite, password, &at);
+	must_recover(f, account, &at, f->wk, sizeof(f->wk), record_version);
+}
+
+/* A wrong guess, finished with a random KE3: the vault's answer to RecoverFinish. */
+static bkv_status wrong_guess(fx *f, const char *account, opaque_suite_id suite,
+                              uint32_t *start_remaining)
+{
+	attempt at;
+	must_start(f, account, suite, WRONG_PASSWORD, &at);
+	if (start_remaining != NULL)
+		*start_remaining = at.attempts_remaining;
+	finish fin;
+	client_recover_finish(&f->v, &f->buf, account_of(account), &at, &fin);
+	assert_int_equal(fin.client_err, OPAQUE_ERR_ENVELOPE_RECOVERY);
+	return fin.st;
+}
+
+static Bkv__V1__GetStatusResponse status_of(fx *f, const char *account)
+{
+	Bkv__V1__GetStatusResponse resp;
+	assert_code(bkv_get_status(&f->v, account_of(account), &resp), BKV_CODE_OK);
+	return resp;
+}
+
+/* The committed row, read through a connection of its own (not the vault's). */
+static bkv_storage_err peek(fx *f, const char *account, bkv_record *out)
+{
+	bkv_storage *s = NULL;
+	char why[256] = "";
+	if (bkv_storage_open(f->url, &s, why, sizeof(why)) != BKV_STORAGE_OK) {
+		print_error("peek: %s\n", why);
+		return BKV_STORAGE_UNAVAILABLE;
+	}
+	bkv_storage_err err = bkv_storage_get(s, (const uint8_t *)account, strlen(account), out);
+	bkv_storage_close(s);
+	return err;
+}
+
+static bkv_record must_peek(fx *f, const char *account)
+{
+	bkv_record r;
+	assert_int_equal(peek(f, account, &r), BKV_STORAGE_OK);
+	return r;
+}
+
+static void assert_no_record(fx *f, const char *account)
+{
+	bkv_record r;
+	assert_int_equal(peek(f, account, &r), BKV_STORAGE_NOT_FOUND);
+}
+
+static void assert_same_row(const bkv_record *a, const bkv_record *b)
+{
+	assert_int_equal(a->suite, b->suite);
+	assert_int_equal(a->record_version, b->record_version);
+	assert_int_equal(a->attempts_used, b->attempts_used);
+	assert_int_equal(a->attempt_limit, b->attempt_limit);
+	assert_int_equal(a->guess_seq, b->guess_seq);
+	assert_int_equal(a->last_finished_seq, b->last_finished_seq);
+	assert_int_equal(a->seal_key_version, b->seal_key_version);
+	assert_int_equal(a->sealed_len, b->sealed_len);
+	assert_memory_equal(a->sealed, b->sealed, a->sealed_len);
+	assert_int_equal(a->registered_at, b->registered_at);
+	assert_int_equal(a->updated_at, b->updated_at);
+}
+
+static void assert_attempt_info(bkv_status st, uint32_t remaining, uint32_t limit)
+{
+	assert_true(st.has_attempt_info);
+	assert_int_equal(st.attempts_remaining, remaining);
+	assert_int_equal(st.attempt_limit, limit);
+}
+
+/* ---- Invalid group elements, found independently of the code under test ---- */
+
+static void identity_element(opaque_suite_id suite, uint8_t *out)
+{
+	/* P-256: all zeros (opaque.h); ristretto255: the all-zero encoding. */
+	memset(out, 0, sizes_of(suite)->Noe);
+}
+
+/* An element encoding that is canonical in form but is no point of the group. */
+static void off_curve_element(opaque_suite_id suite, uint8_t *out)
+{
+	if (suite == P256) {
+		EC_GROUP *g = EC_GROUP_new_by_curve_name(NID_X9_62_prime256v1);
+		EC_POINT *p = EC_POINT_new(g);
+		assert_non_null(p);
+		bool found = false;
+		for (uint8_t x = 1; x != 0 && !found; x++) {
+			memset(out, 0, 33);
+			out[0] = 0x02;
+			out[32] = x;
+			found = EC_POINT_oct2point(g, p, out, 33, NULL) != 1;
+		}
+		EC_POINT_free(p);
+		EC_GROUP_free(g);
+		assert_true(found);
+	} else {
+		bool found = false;
+		for (uint8_t s = 2; s != 0 && !found; s = (uint8_t)(s + 2)) {
+			memset(out, 0, 32);
+			out[0] = s; /* small and even: a canonical field element */
+			found = crypto_core_ristretto255_is_valid_point(out) == 0;
+		}
+		assert_true(found);
+	}
+}
+
+/* ---- The audit log ---- */
+
+typedef struct audit_event {
+	char event[32];
+	char account[40];
+	char extra_key[32]; /* "" if none */
+	uint64_t extra;
+	int64_t ts;
+} audit_event;
+
+/* hex(BLAKE2b-128 keyed with log_key) of the account id, computed here with libsodium. */
+static void expected_hash(const char *account, char out[33])
+{
+	uint8_t digest[16];
+	crypto_generichash(digest, sizeof(digest), (const uint8_t *)account, strlen(account),
+	                   LOG_KEY, sizeof(LOG_KEY));
+	sodium_bin2hex(out, 33, digest, sizeof(digest));
+}
+
+/* Every line of the audit file, each of which must be a JSON object holding ts, event,
+ * account and at most one more integer member. The raw text goes to raw (NUL-terminated). */
+static size_t read_audit(fx *f, audit_event *out, size_t max, char *raw, size_t raw_cap)
+{
+	assert_int_equal(fflush(f->audit), 0);
+	FILE *in = fopen(f->audit_path, "r");
+	assert_non_null(in);
+	const size_t raw_len = fread(raw, 1, raw_cap - 1, in);
+	assert_true(feof(in));
+	fclose(in);
+	raw[raw_len] = '\0';
+	size_t n = 0;
+	char *copy = strdup(raw);
+	assert_non_null(copy);
+	char *save = NULL;
+	for (char *line = strtok_r(copy, "\n", &save); line != NULL;
+	     line = strtok_r(NULL, "\n", &save)) {
+		assert_true(n < max);
+		json_error_t jerr;
+		json_t *j = json_loads(line, 0, &jerr);
+		if (j == NULL)
+			fail_msg("audit line is not JSON: %s (%s)", line, jerr.text);
+		assert_true(json_is_object(j));
+		audit_event *e = &out[n++];
+		memset(e, 0, sizeof(*e));
+		const char *key;
+		json_t *val;
+		size_t members = 0;
+		json_object_foreach(j, key, val)
+		{
+			members++;
+			if (strcmp(key, "ts") == 0) {
+				assert_true(json_is_integer(val));
+				e->ts = (int64_t)json_integer_value(val);
+			} else if (strcmp(key, "event") == 0) {
+				assert_true(json_is_string(val));
+				snprintf(e->event, sizeof(e->event), "%s", json_string_value(val));
+			} else if (strcmp(key, "account") == 0) {
+				assert_true(json_is_string(val));
+				snprintf(e->account, sizeof(e->account), "%s",
+				         json_string_value(val));
+			} else {
+				assert_true(json_is_integer(val));
+				assert_true(e->extra_key[0] == '\0');
+				snprintf(e->extra_key, sizeof(e->extra_key), "%s", key);
+				e->extra = (uint64_t)json_integer_value(val);
+			}
+		}
+		assert_true(e->event[0] != '\0');
+		assert_int_equal(strlen(e->account), 32);
+		assert_true(e->ts > 1600000000);
+		assert_true(members == 3 || members == 4);
+		json_decref(j);
+	}
+	free(copy);
+	return n;
+}
+
+static size_t count_events(const audit_event *ev, size_t n, const char *event, const char *account)
+{
+	char hash[33];
+	expected_hash(account, hash);
+	size_t count = 0;
+	for (size_t i = 0; i < n; i++)
+		if (strcmp(ev[i].event, event) == 0 && strcmp(ev[i].account, hash) == 0)
+			count++;
+	return count;
+}
+
+static void assert_event(const audit_event *e, const char *event, const char *account,
+                         const char *extra_key, uint64_t extra)
+{
+	char hash[33];
+	expected_hash(account, hash);
+	assert_string_equal(e->event, event);
+	assert_string_equal(e->account, hash);
+	assert_string_equal(e->extra_key, extra_key != NULL ? extra_key : "");
+	if (extra_key != NULL)
+		assert_int_equal(e->extra, extra);
+}
+
+static void assert_raw_account_absent(const char *raw, const char *account)
+{
+	assert_null(strstr(raw, account));
+	/* nor without the leading '+', nor as hex */
+	assert_null(strstr(raw, account + 1));
+	char hex[2 * 64 + 1];
+	sodium_bin2hex(hex, sizeof(hex), (const uint8_t *)account, strlen(account));
+	assert_null(strstr(raw, hex));
+}
+
+/* ---- Worker processes ---- */
+
+/* Runs in a forked child with a vault of its own: its own token session and storage
+ * connection, the test's settings and the shared (append-mode) audit file. Returns the
+ * child's exit status. No cmocka asserts in here. */
+typedef int (*worker_fn)(bkv_vault *v, bkv_reply_buffers *buf, int report_fd, void *arg);
+
+typedef struct worker {
+	worker_fn fn;
+	void *arg;
+	int report_fd; /* the child writes its results here */
+	int ready_fd;  /* the child writes one byte here once set up, or -1 */
+	int go_fd;     /* the child waits for EOF on this before running, or -1 */
+	int close_fds[4];
+} worker;
+
+#define WORKER_SETUP_FAILED 90
+#define WORKER_TIMEOUT      91
+
+static pid_t spawn_worker(fx *f, const worker *w)
+{
+	fflush(NULL);
+	const pid_t pid = fork();
+	assert_true(pid >= 0);
+	if (pid > 0)
+		return pid;
+	/* The child: never returns into cmocka, and crashes show as signals (cmocka's
+	 * handlers would otherwise catch them). */
+	const int crash_signals[] = {SIGSEGV, SIGBUS, SIGILL, SIGFPE, SIGSYS, SIGABRT};
+	for (size_t i = 0; i < sizeof(crash_signals) / sizeof(crash_signals[0]); i++)
+		signal(crash_signals[i], SIG_DFL);
+	alarm(CHILD_DEADLINE_MS / 1000 + 10);
+	for (size_t i = 0; i < sizeof(w->close_fds) / sizeof(w->close_fds[0]); i++)
+		if (w->close_fds[i] >= 0)
+			close(w->close_fds[i]);
+	bkv_vault v;
+	memset(&v, 0, sizeof(v));
+	FILE *audit = fdopen(dup(fileno(f->audit)), "a");
+	settings_init(&v.settings, audit, f->v.settings.ticket_lifetime_s);
+	char why[512] = "";
+	v.token = token_open_loaded(why, sizeof(why));
+	if (audit == NULL || v.token == NULL ||
+	    bkv_storage_open(f->url, &v.storage, why, sizeof(why)) != BKV_STORAGE_OK) {
+		fprintf(stderr, "worker %d: setup failed: %s\n", (int)getpid(), why);
+		_exit(WORKER_SETUP_FAILED);
+	}
+	bkv_reply_buffers *buf = calloc(1, sizeof(*buf));
+	if (buf == NULL)
+		_exit(WORKER_SETUP_FAILED);
+	const uint8_t one = 1;
+	if (w->ready_fd >= 0 && write(w->ready_fd, &one, 1) != 1)
+		_exit(WORKER_SETUP_FAILED);
+	if (w->go_fd >= 0) {
+		uint8_t b;
+		while (read(w->go_fd, &b, 1) < 0 && errno == EINTR)
+			;
+	}
+	const int rc = w->fn(&v, buf, w->report_fd, w->arg);
+	fflush(audit);
+	_exit(rc);
+}
+
+/* Reaps the children, killing any that outlive the deadline (and then failing). */
+static void reap_all(const pid_t *pids, int *statuses, size_t n, int64_t deadline)
+{
+	size_t left = n;
+	bool done[64] = {false};
+	assert_true(n <= 64);
+	while (left > 0) {
+		for (size_t i = 0; i < n; i++) {
+			if (done[i])
+				continue;
+			const pid_t r = waitpid(pids[i], &statuses[i], WNOHANG);
+			assert_true(r >= 0);
+			if (r == pids[i]) {
+				done[i] = true;
+				left--;
+			}
+		}
+		if (left > 0 && now_ms() > deadline) {
+			for (size_t i = 0; i < n; i++) {
+				if (!done[i]) {
+					kill(pids[i], SIGKILL);
+					waitpid(pids[i], &statuses[i], 0);
+				}
+			}
+			fail_msg("%zu worker(s) did not finish in time", left);
+		}
+		if (left > 0)
+			sleep_ms(5);
+	}
+}
+
+/* Reads exactly len bytes, waiting at most until deadline. */
+static bool read_exactly(int fd, void *out, size_t len, int64_t deadline)
+{
+	uint8_t *p = out;
+	size_t got = 0;
+	const int flags = fcntl(fd, F_GETFL);
+	fcntl(fd, F_SETFL, flags | O_NONBLOCK);
+	while (got < len) {
+		const ssize_t r = read(fd, p + got, len - got);
+		if (r > 0) {
+			got += (size_t)r;
+		} else if (r == 0) {
+			break; /* EOF */
+		} else if (errno == EAGAIN || errno == EINTR) {
+			if (now_ms() > deadline)
+				break;
+			sleep_ms(1);
+		} else {
+			break;
+		}
+	}
+	fcntl(fd, F_SETFL, flags);
+	return got == len;
+}
+
+/* Waits for a worker's ready byte; false at the deadline or as soon as the worker has died
+ * (it is left to be reaped). */
+static bool wait_ready(int fd, pid_t pid, int64_t deadline)
+{
+	for (;;) {
+		uint8_t b;
+		if (read_exactly(fd, &b, 1, now_ms() + 10))
+			return true;
+		siginfo_t info;
+		memset(&info, 0, sizeof(info));
+		if (waitid(P_PID, (id_t)pid, &info, WEXITED | WNOHANG | WNOWAIT) != 0 ||
+		    info.si_pid != 0 || now_ms() > deadline)
+			return false;
+	}
+}
+
+static void reattach(fx *f)
+{
+	char why[512] = "";
+	if (!vault_attach(f, why, sizeof(why)))
+		fail_msg("cannot reopen the vault: %s", why);
+}
+
+static void assert_exited_cleanly(int status, const char *who)
+{
+	if (!WIFEXITED(status) || WEXITSTATUS(status) != 0) {
+		if (WIFSIGNALED(status))
+			print_error("%s: killed by signal %d\n", who, WTERMSIG(status));
+		else
+			print_error("%s: exit status %d\n", who, WEXITSTATUS(status));
+	}
+	assert_true(WIFEXITED(status));
+	assert_int_equal(WEXITSTATUS(status), 0);
+}
+
+static bool db_integrity_ok(fx *f)
+{
+	sqlite3 *db = NULL;
+	bool ok = false;
+	if (sqlite3_open_v2(f->db, &db, SQLITE_OPEN_READONLY, NULL) == SQLITE_OK) {
+		sqlite3_stmt *st = NULL;
+		if (sqlite3_prepare_v2(db, "PRAGMA integrity_check", -1, &st, NULL) == SQLITE_OK &&
+		    sqlite3_step(st) == SQLITE_ROW)
+			ok = strcmp((const char *)sqlite3_column_text(st, 0), "ok") == 0;
+		sqlite3_finalize(st);
+	}
+	sqlite3_close(db);
+	return ok;
+}
+
+/* ------------------------------------------------------------------------------------ */
+/* Registration, recovery, status and configuration                                     */
+/* ------------------------------------------------------------------------------------ */
+
+static void register_then_recover_releases_the_wrapped_key(void **state)
+{
+	fx *f = *state;
+	const uint64_t version = must_register(f, ALICE, f->suite, PASSWORD, 0);
+	attempt at;
+	must_start(f, ALICE, f->suite, PASSWORD, &at);
+	assert_int_equal(at.attempts_remaining, DEFAULT_LIMIT - 1);
+	must_recover(f, ALICE, &at, f->wk, sizeof(f->wk), version);
+}
+
+static void wrapped_keys_of_1_and_256_bytes_round_trip(void **state)
+{
+	fx *f = *state;
+	const size_t lens[] = {1, BKV_WRAPPED_KEY_MAX};
+	for (size_t i = 0; i < 2; i++) {
+		uint8_t wk[BKV_WRAPPED_KEY_MAX];
+		wrapped_key_pattern(wk, lens[i], (uint8_t)(0x10 + i));
+		Bkv__V1__RegisterFinishResponse resp;
+		assert_code(client_register(&f->v, &f->buf, account_of(ALICE), f->suite, PASSWORD,
+		                            wk, lens[i], 0, &resp),
+		            BKV_CODE_OK);
+		attempt at;
+		must_start(f, ALICE, f->suite, PASSWORD, &at);
+		must_recover(f, ALICE, &at, wk, lens[i], resp.record_version);
+	}
+}
+
+static void get_status_reports_the_registration(void **state)
+{
+	fx *f = *state;
+	const int64_t before = (int64_t)time(NULL);
+	Bkv__V1__RegisterFinishResponse rr;
+	assert_code(client_register(&f->v, &f->buf, account_of(ALICE), f->suite, PASSWORD, f->wk,
+	                            sizeof(f->wk), 7, &rr),
+	            BKV_CODE_OK);
+	const int64_t after = (int64_t)time(NULL);
+	assert_int_equal(rr.attempt_limit, 7);
+	assert_code(wrong_guess(f, ALICE, f->suite, NULL), BKV_CODE_PERMISSION_DENIED);
+	assert_code(wrong_guess(f, ALICE, f->suite, NULL), BKV_CODE_PERMISSION_DENIED);
+
+	Bkv__V1__GetStatusResponse s = status_of(f, ALICE);
+	assert_true(s.registered);
+	assert_int_equal(s.suite, (Bkv__V1__Suite)f->suite);
+	assert_int_equal(s.attempts_used, 2);
+	assert_int_equal(s.attempt_limit, 7);
+	assert_int_equal(s.record_version, rr.record_version);
+	assert_true(s.registered_at_unix >= before && s.registered_at_unix <= after);
+}
+
+static void get_status_of_an_unregistered_account_reports_not_registered(void **state)
+{
+	fx *f = *state;
+	Bkv__V1__GetStatusResponse s = status_of(f, ALICE);
+	assert_false(s.registered);
+	assert_int_equal(s.attempts_used, 0);
+	assert_int_equal(s.attempt_limit, 0);
+	assert_int_equal(s.record_version, 0);
+}
+
+static void get_config_publishes_suites_context_server_keys_limits_and_ksf(void **state)
+{
+	fx *f = *state;
+	Bkv__V1__GetConfigResponse resp;
+	assert_code(bkv_get_config(&f->v, &resp, &f->buf), BKV_CODE_OK);
+	assert_int_equal(resp.n_suites, 2);
+	assert_int_equal(resp.suites[0], BKV__V1__SUITE__SUITE_P256_SHA256);
+	assert_int_equal(resp.suites[1], BKV__V1__SUITE__SUITE_RISTRETTO255_SHA512);
+	assert_int_equal(resp.context.len, strlen(CONTEXT));
+	assert_memory_equal(resp.context.data, CONTEXT, strlen(CONTEXT));
+	assert_int_equal(resp.default_attempt_limit, DEFAULT_LIMIT);
+	assert_int_equal(resp.max_attempt_limit, MAX_LIMIT);
+	assert_non_null(resp.ksf);
+	assert_string_equal(resp.ksf->algorithm, "argon2id");
+	assert_int_equal(resp.ksf->iterations, 3);
+	assert_int_equal(resp.ksf->memory_kib, 65536);
+	assert_int_equal(resp.ksf->parallelism, 4);
+	assert_int_equal(resp.n_server_keys, 2);
+	for (size_t i = 0; i < 2; i++) {
+		const opaque_suite_id suite = both_suites[i];
+		const size_t npk = sizes_of(suite)->Npk;
+		const Bkv__V1__ServerKey *k = resp.server_keys[i];
+		assert_int_equal(k->suite, (Bkv__V1__Suite)suite);
+		assert_int_equal(k->public_key.len, npk);
+		const opaque_server_keys *keys = bkv_token_server_keys(f->v.token, suite);
+		assert_non_null(keys);
+		assert_memory_equal(k->public_key.data, keys->server_public_key, npk);
+		/* ...and it is the key a registering client receives (RFC 9807:
+		 * RegistrationResponse = evaluated_message || server_public_key). */
+		const opaque_config cfg = client_config(suite);
+		opaque_client_registration_state cs;
+		uint8_t request[OPAQUE_MAX_REGISTRATION_REQUEST_BYTES];
+		assert_int_equal(opaque_client_registration_start(
+		                     &cfg, (const uint8_t *)PASSWORD, strlen(PASSWORD), &cs,
+		                     request, sizes_of(suite)->registration_request),
+		                 OPAQUE_OK);
+		opaque_client_registration_state_wipe(&cs);
+		Bkv__V1__RegisterStartRequest rq = BKV__V1__REGISTER_START_REQUEST__INIT;
+		Bkv__V1__RegisterStartResponse rs;
+		bkv_reply_buffers rbuf;
+		rq.suite = (Bkv__V1__Suite)suite;
+		rq.registration_request.data = request;
+		rq.registration_request.len = sizes_of(suite)->registration_request;
+		assert_code(bkv_register_start(&f->v, account_of(ALICE), &rq, &rs, &rbuf),
+		            BKV_CODE_OK);
+		assert_memory_equal(rs.registration_response.data + sizes_of(suite)->Noe,
+		                    k->public_key.data, npk);
+	}
+	/* The response encodes and decodes as the contract says. */
+	const size_t len = bkv__v1__get_config_response__get_packed_size(&resp);
+	uint8_t *wire = malloc(len);
+	assert_non_null(wire);
+	assert_int_equal(bkv__v1__get_config_response__pack(&resp, wire), len);
+	Bkv__V1__GetConfigResponse *back = bkv__v1__get_config_response__unpack(NULL, len, wire);
+	assert_non_null(back);
+	assert_int_equal(back->n_server_keys, 2);
+	assert_memory_equal(back->server_keys[1]->public_key.data,
+	                    resp.server_keys[1]->public_key.data,
+	                    resp.server_keys[1]->public_key.len);
+	assert_string_equal(back->ksf->algorithm, "argon2id");
+	bkv__v1__get_config_response__free_unpacked(back, NULL);
+	free(wire);
+}
+
+/* ------------------------------------------------------------------------------------ */
+/* The attempt limit                                                                     */
+/* ------------------------------------------------------------------------------------ */
+
+static void wrong_passwords_count_attempts_remaining_down(void **state)
+{
+	fx *f = *state;
+	must_register(f, ALICE, f->suite, PASSWORD, 0);
+	for (uint32_t used = 1; used < DEFAULT_LIMIT; used++) {
+		uint32_t remaining = 99;
+		bkv_status st = wrong_guess(f, ALICE, f->suite, &remaining);
+		assert_int_equal(remaining, DEFAULT_LIMIT - used);
+		assert_code(st, BKV_CODE_PERMISSION_DENIED);
+		assert_attempt_info(st, DEFAULT_LIMIT - used, DEFAULT_LIMIT);
+		assert_int_equal(status_of(f, ALICE).attempts_used, used);
+	}
+	assert_true(status_of(f, ALICE).registered);
+}
+
+static void tenth_wrong_password_destroys_the_record(void **state)
+{
+	fx *f = *state;
+	must_register(f, ALICE, f->suite, PASSWORD, 0);
+	for (uint32_t used = 1; used < DEFAULT_LIMIT; used++)
+		assert_code(wrong_guess(f, ALICE, f->suite, NULL), BKV_CODE_PERMISSION_DENIED);
+	uint32_t remaining = 99;
+	bkv_status st = wrong_guess(f, ALICE, f->suite, &remaining);
+	assert_int_equal(remaining, 0);
+	assert_code(st, BKV_CODE_PERMISSION_DENIED);
+	assert_attempt_info(st, 0, DEFAULT_LIMIT);
+
+	assert_false(status_of(f, ALICE).registered);
+	assert_no_record(f, ALICE);
+	const unsigned logins = g_login_start_calls;
+	attempt at;
+	assert_code(
+	    client_recover_start(&f->v, &f->buf, account_of(ALICE), f->suite, PASSWORD, &at),
+	    BKV_CODE_NOT_FOUND);
+	assert_int_equal(at.resp.ke2.len, 0);
+	assert_int_equal(g_login_start_calls, logins);
+}
+
+static void
+eleventh_recover_start_without_finishing_destroys_the_record_without_computing_ke2(void **state)
+{
+	fx *f = *state;
+	must_register(f, ALICE, f->suite, PASSWORD, 0);
+	attempt last;
+	for (uint32_t used = 1; used <= DEFAULT_LIMIT; used++) {
+		must_start(f, ALICE, f->suite, PASSWORD, &last);
+		assert_int_equal(last.attempts_remaining, DEFAULT_LIMIT - used);
+	}
+	const unsigned logins = g_login_start_calls, commits = g_commit_calls;
+	attempt at;
+	bkv_status st =
+	    client_recover_start(&f->v, &f->buf, account_of(ALICE), f->suite, PASSWORD, &at);
+	assert_code(st, BKV_CODE_FAILED_PRECONDITION);
+	assert_attempt_info(st, 0, DEFAULT_LIMIT);
+	assert_int_equal(at.resp.ke2.len, 0);
+	assert_null(at.resp.ke2.data);
+	assert_int_equal(at.resp.ticket.len, 0);
+	assert_int_equal(g_login_start_calls, logins); /* no KE2 was computed */
+	assert_int_equal(g_commit_calls, commits);
+
+	assert_false(status_of(f, ALICE).registered);
+	assert_no_record(f, ALICE);
+	assert_code(
+	    client_recover_start(&f->v, &f->buf, account_of(ALICE), f->suite, PASSWORD, &at),
+	    BKV_CODE_NOT_FOUND);
+	/* The tenth guess, with the right password, can no longer be finished. */
+	finish fin;
+	client_recover_finish(&f->v, &f->buf, account_of(ALICE), &last, &fin);
+	assert_int_equal(fin.client_err, OPAQUE_OK);
+	assert_true(fin.st.code != BKV_CODE_OK);
+	assert_int_equal(fin.sealed_len, 0);
+}
+
+static void success_resets_attempts_used_to_zero(void **state)
+{
+	fx *f = *state;
+	const uint64_t version = must_register(f, ALICE, f->suite, PASSWORD, 0);
+	for (int i = 0; i < 3; i++)
+		assert_code(wrong_guess(f, ALICE, f->suite, NULL), BKV_CODE_PERMISSION_DENIED);
+	assert_int_equal(status_of(f, ALICE).attempts_used, 3);
+	attempt at;
+	must_start(f, ALICE, f->suite, PASSWORD, &at);
+	assert_int_equal(at.attempts_remaining, DEFAULT_LIMIT - 4);
+	must_recover(f, ALICE, &at, f->wk, sizeof(f->wk), version);
+	assert_int_equal(status_of(f, ALICE).attempts_used, 0);
+	assert_int_equal(must_peek(f, ALICE).attempts_used, 0);
+	must_start(f, ALICE, f->suite, WRONG_PASSWORD, &at);
+	assert_int_equal(at.attempts_remaining, DEFAULT_LIMIT - 1);
+}
+
+static void recover_start_commits_attempt_before_ke2(void **state)
+{
+	fx *f = *state;
+	must_register(f, ALICE, P256, PASSWORD, 0);
+	const bkv_record before = must_peek(f, ALICE);
+	attempt at;
+	must_start(f, ALICE, P256, WRONG_PASSWORD, &at);
+	/* Read through a connection of its own: the attempt is committed, not pending. */
+	const bkv_record after = must_peek(f, ALICE);
+	assert_int_equal(after.attempts_used, before.attempts_used + 1);
+	assert_int_equal(after.guess_seq, before.guess_seq + 1);
+	assert_int_equal(after.last_finished_seq, before.last_finished_seq);
+	assert_int_equal(at.attempts_remaining, after.attempt_limit - after.attempts_used);
+}
+
+static void assert_start_failed_without_ke2(fx *f, const attempt *at, const bkv_record *before,
+                                            unsigned logins, unsigned commits)
+{
+	assert_int_equal(g_login_start_calls, logins + 1); /* KE2 was computed... */
+	assert_int_equal(g_commit_calls, commits + 1);     /* ...the commit failed... */
+	assert_int_equal(at->resp.ke2.len, 0);             /* ...and nothing was sent */
+	assert_null(at->resp.ke2.data);
+	assert_int_equal(at->resp.ticket.len, 0);
+	assert_null(at->resp.ticket.data);
+	assert_true(is_zero(f->buf.ke2, sizeof(f->buf.ke2)));
+	assert_true(is_zero(f->buf.ticket, sizeof(f->buf.ticket)));
+	/* No attempt was consumed. */
+	const bkv_record after = must_peek(f, ALICE);
+	assert_same_row(before, &after);
+	attempt next;
+	must_start(f, ALICE, P256, PASSWORD, &next);
+	assert_int_equal(next.attempts_remaining, DEFAULT_LIMIT - 1);
+}
+
+/* A real write failure at the commit point: the process may not grow any file, so the
+ * read of the row and every token operation succeed and only the WAL append fails. */
+static void recover_start_returns_no_ke2_when_the_commit_cannot_be_written(void **state)
+{
+	fx *f = *state;
+	must_register(f, ALICE, P256, PASSWORD, 0);
+	const bkv_record before = must_peek(f, ALICE);
+	const unsigned logins = g_login_start_calls, commits = g_commit_calls;
+
+	struct sigaction ignore, old_action;
+	memset(&ignore, 0, sizeof(ignore));
+	ignore.sa_handler = SIG_IGN;
+	assert_int_equal(sigaction(SIGXFSZ, &ignore, &old_action), 0);
+	struct rlimit old_limit;
+	assert_int_equal(getrlimit(RLIMIT_FSIZE, &old_limit), 0);
+	const struct rlimit tiny = {1, old_limit.rlim_max};
+	assert_int_equal(setrlimit(RLIMIT_FSIZE, &tiny), 0);
+	attempt at;
+	const bkv_status st =
+	    client_recover_start(&f->v, &f->buf, account_of(ALICE), P256, PASSWORD, &at);
+	assert_int_equal(setrlimit(RLIMIT_FSIZE, &old_limit), 0);
+	assert_int_equal(sigaction(SIGXFSZ, &old_action, NULL), 0);
+
+	assert_code(st, BKV_CODE_UNAVAILABLE);
+	assert_false(st.has_attempt_info);
+	assert_start_failed_without_ke2(f, &at, &before, logins, commits);
+}
+
+/* Another writer holds the database for longer than the busy timeout (5 s). */
+static void recover_start_returns_no_ke2_while_another_writer_holds_the_database(void **state)
+{
+	fx *f = *state;
+	must_register(f, ALICE, P256, PASSWORD, 0);
+	const bkv_record before = must_peek(f, ALICE);
+	const unsigned logins = g_login_start_calls, commits = g_commit_calls;
+
+	sqlite3 *db = NULL;
+	assert_int_equal(sqlite3_open_v2(f->db, &db, SQLITE_OPEN_READWRITE, NULL), SQLITE_OK);
+	assert_int_equal(sqlite3_exec(db, "BEGIN EXCLUSIVE", NULL, NULL, NULL), SQLITE_OK);
+	attempt at;
+	const int64_t t0 = now_ms();
+	const bkv_status st =
+	    client_recover_start(&f->v, &f->buf, account_of(ALICE), P256, PASSWORD, &at);
+	const int64_t waited = now_ms() - t0;
+	assert_int_equal(sqlite3_exec(db, "ROLLBACK", NULL, NULL, NULL), SQLITE_OK);
+	sqlite3_close(db);
+
+	assert_code(st, BKV_CODE_UNAVAILABLE);
+	assert_true(waited >= 4000); /* it waited for the lock, then gave up */
+	assert_start_failed_without_ke2(f, &at, &before, logins, commits);
+}
+
+static void recover_start_for_an_unregistered_account_is_not_found(void **state)
+{
+	fx *f = *state;
+	const unsigned logins = g_login_start_calls;
+	attempt at;
+	assert_code(client_recover_start(&f->v, &f->buf, account_of(ALICE), P256, PASSWORD, &at),
+	            BKV_CODE_NOT_FOUND);
+	assert_int_equal(at.resp.ke2.len, 0);
+	assert_int_equal(g_login_start_calls, logins);
+	assert_no_record(f, ALICE);
+}
+
+static void attempt_limit_zero_means_the_default_of_10(void **state)
+{
+	fx *f = *state;
+	Bkv__V1__RegisterFinishResponse resp;
+	assert_code(client_register(&f->v, &f->buf, account_of(ALICE), P256, PASSWORD, f->wk,
+	                            sizeof(f->wk), 0, &resp),
+	            BKV_CODE_OK);
+	assert_int_equal(resp.attempt_limit, DEFAULT_LIMIT);
+	assert_int_equal(status_of(f, ALICE).attempt_limit, DEFAULT_LIMIT);
+	assert_int_equal(must_peek(f, ALICE).attempt_limit, DEFAULT_LIMIT);
+}
+
+static void attempt_limit_up_to_the_maximum_is_accepted(void **state)
+{
+	fx *f = *state;
+	const uint32_t limits[] = {1, MAX_LIMIT};
+	for (size_t i = 0; i < 2; i++) {
+		Bkv__V1__RegisterFinishResponse resp;
+		assert_code(client_register(&f->v, &f->buf, account_of(ALICE), P256, PASSWORD,
+		                            f->wk, sizeof(f->wk), limits[i], &resp),
+		            BKV_CODE_OK);
+		assert_int_equal(resp.attempt_limit, limits[i]);
+		attempt at;
+		must_start(f, ALICE, P256, WRONG_PASSWORD, &at);
+		assert_int_equal(at.attempts_remaining, limits[i] - 1);
+	}
+}
+
+static void attempt_limit_above_the_maximum_is_invalid_argument(void **state)
+{
+	fx *f = *state;
+	const uint64_t version = must_register(f, ALICE, P256, PASSWORD, 0);
+	const bkv_record before = must_peek(f, ALICE);
+	const uint32_t limits[] = {MAX_LIMIT + 1, UINT32_MAX};
+	for (size_t i = 0; i < 2; i++) {
+		Bkv__V1__RegisterFinishResponse resp;
+		assert_code(client_register(&f->v, &f->buf, account_of(ALICE), P256, NEW_PASSWORD,
+		                            f->wk, sizeof(f->wk), limits[i], &resp),
+		            BKV_CODE_INVALID_ARGUMENT);
+		assert_code(client_register(&f->v, &f->buf, account_of(BOB), P256, NEW_PASSWORD,
+		                            f->wk, sizeof(f->wk), limits[i], &resp),
+		            BKV_CODE_INVALID_ARGUMENT);
+	}
+	const bkv_record after = must_peek(f, ALICE);
+	assert_same_row(&before, &after);
+	assert_no_record(f, BOB);
+	must_recover_fully(f, ALICE, P256, PASSWORD, version);
+}
+
+/* ------------------------------------------------------------------------------------ */
+/* Invalid input leaves the state unchanged                                              */
+/* ------------------------------------------------------------------------------------ */
+
+/* RecoverStart with this KE1 and suite must fail with `expected`, return no KE2, commit
+ * nothing and leave ALICE's row exactly as it was. */
+static void assert_start_rejected(fx *f, Bkv__V1__Suite suite, const uint8_t *ke1, size_t ke1_len,
+                                  bkv_code expected)
+{
+	const bkv_record before = must_peek(f, ALICE);
+	const unsigned commits = g_commit_calls;
+	Bkv__V1__RecoverStartResponse resp;
+	const bkv_status st =
+	    send_recover_start(&f->v, &f->buf, account_of(ALICE), suite, ke1, ke1_len, &resp);
+	assert_code(st, expected);
+	assert_int_equal(resp.ke2.len, 0);
+	assert_int_equal(resp.ticket.len, 0);
+	assert_int_equal(g_commit_calls, commits);
+	const bkv_record after = must_peek(f, ALICE);
+	assert_same_row(&before, &after);
+}
+
+static void valid_ke1(opaque_suite_id suite, uint8_t *ke1)
+{
+	const opaque_config cfg = client_config(suite);
+	opaque_client_login_state cs;
+	assert_int_equal(opaque_client_login_start(&cfg, (const uint8_t *)PASSWORD,
+	                                           strlen(PASSWORD), &cs, ke1,
+	                                           sizes_of(suite)->ke1),
+	                 OPAQUE_OK);
+	opaque_client_login_state_wipe(&cs);
+}
+
+/* After rejected requests the account still works from where it was. */
+static void assert_still_fresh(fx *f, opaque_suite_id suite, uint64_t version)
+{
+	attempt at;
+	must_start(f, ALICE, suite, PASSWORD, &at);
+	assert_int_equal(at.attempts_remaining, DEFAULT_LIMIT - 1);
+	must_recover(f, ALICE, &at, f->wk, sizeof(f->wk), version);
+}
+
+static void recover_start_rejects_a_ke1_of_the_wrong_length(void **state)
+{
+	fx *f = *state;
+	const uint64_t version = must_register(f, ALICE, f->suite, PASSWORD, 0);
+	uint8_t ke1[OPAQUE_MAX_KE1_BYTES + 2];
+	valid_ke1(f->suite, ke1);
+	const size_t n = sizes_of(f->suite)->ke1;
+	const size_t lens[] = {0, 1, n - 1, n + 1, OPAQUE_MAX_KE1_BYTES + 1};
+	for (size_t i = 0; i < sizeof(lens) / sizeof(lens[0]); i++)
+		assert_start_rejected(f, (Bkv__V1__Suite)f->suite, lens[i] ? ke1 : NULL, lens[i],
+		                      BKV_CODE_INVALID_ARGUMENT);
+	assert_still_fresh(f, f->suite, version);
+}
+
+/* KE1 = blinded_element (Noe) || client_nonce (Nn) || client_public_keyshare (Npk). */
+static void recover_start_rejects_bad_elements(fx *f, void (*bad)(opaque_suite_id, uint8_t *))
+{
+	const uint64_t version = must_register(f, ALICE, f->suite, PASSWORD, 0);
+	const opaque_sizes *sz = sizes_of(f->suite);
+	const size_t offsets[] = {0, sz->Noe + sz->Nn};
+	for (size_t i = 0; i < 2; i++) {
+		uint8_t ke1[OPAQUE_MAX_KE1_BYTES];
+		valid_ke1(f->suite, ke1);
+		bad(f->suite, ke1 + offsets[i]);
+		assert_int_not_equal(opaque_element_validate(f->suite, ke1 + offsets[i], sz->Noe),
+		                     OPAQUE_OK);
+		assert_start_rejected(f, (Bkv__V1__Suite)f->suite, ke1, sz->ke1,
+		                      BKV_CODE_INVALID_ARGUMENT);
+	}
+	assert_still_fresh(f, f->suite, version);
+}
+
+static void recover_start_rejects_a_ke1_with_an_identity_element(void **state)
+{
+	recover_start_rejects_bad_elements(*state, identity_element);
+}
+
+static void recover_start_rejects_a_ke1_with_an_off_curve_element(void **state)
+{
+	recover_start_rejects_bad_elements(*state, off_curve_element);
+}
+
+static void recover_start_rejects_an_unknown_suite(void **state)
+{
+	fx *f = *state;
+	const uint64_t version = must_register(f, ALICE, P256, PASSWORD, 0);
+	uint8_t ke1[OPAQUE_MAX_KE1_BYTES];
+	valid_ke1(P256, ke1);
+	const int suites[] = {0, 3, 255, -1};
+	for (size_t i = 0; i < sizeof(suites) / sizeof(suites[0]); i++)
+		assert_start_rejected(f, (Bkv__V1__Suite)suites[i], ke1, sizes_of(P256)->ke1,
+		                      BKV_CODE_INVALID_ARGUMENT);
+	assert_still_fresh(f, P256, version);
+}
+
+static void recover_start_rejects_a_disabled_suite(void **state)
+{
+	fx *f = *state;
+	/* Registered while ristretto255 was enabled; the operator then disables it. */
+	const uint64_t version = must_register(f, ALICE, R255, PASSWORD, 0);
+	f->v.settings.suites[0] = P256;
+	f->v.settings.nsuites = 1;
+	uint8_t ke1[OPAQUE_MAX_KE1_BYTES];
+	valid_ke1(R255, ke1);
+	assert_start_rejected(f, BKV__V1__SUITE__SUITE_RISTRETTO255_SHA512, ke1,
+	                      sizes_of(R255)->ke1, BKV_CODE_INVALID_ARGUMENT);
+	f->v.settings.suites[1] = R255;
+	f->v.settings.nsuites = 2;
+	assert_still_fresh(f, R255, version);
+}
+
+static void recover_start_with_another_suite_than_registered_is_failed_precondition(void **state)
+{
+	fx *f = *state;
+	const opaque_suite_id other = f->suite == P256 ? R255 : P256;
+	const uint64_t version = must_register(f, ALICE, f->suite, PASSWORD, 0);
+	uint8_t ke1[OPAQUE_MAX_KE1_BYTES];
+	valid_ke1(other, ke1);
+	const unsigned logins = g_login_start_calls;
+	assert_start_rejected(f, (Bkv__V1__Suite)other, ke1, sizes_of(other)->ke1,
+	                      BKV_CODE_FAILED_PRECONDITION);
+	assert_int_equal(g_login_start_calls, logins);
+	assert_still_fresh(f, f->suite, version);
+}
+
+static void register_start_rejects_an_invalid_registration_request(void **state)
+{
+	fx *f = *state;
+	const opaque_sizes *sz = sizes_of(f->suite);
+	uint8_t good[OPAQUE_MAX_REGISTRATION_REQUEST_BYTES + 1];
+	const opaque_config cfg = client_config(f->suite);
+	opaque_client_registration_state cs;
+	assert_int_equal(opaque_client_registration_start(&cfg, (const uint8_t *)PASSWORD,
+	                                                  strlen(PASSWORD), &cs, good,
+	                                                  sz->registration_request),
+	                 OPAQUE_OK);
+	opaque_client_registration_state_wipe(&cs);
+	good[sz->registration_request] = 0;
+	uint8_t identity[OPAQUE_MAX_ELEMENT_BYTES], off_curve[OPAQUE_MAX_ELEMENT_BYTES];
+	identity_element(f->suite, identity);
+	off_curve_element(f->suite, off_curve);
+	const struct {
+		const uint8_t *data;
+		size_t len;
+	} cases[] = {
+	    {NULL, 0},
+	    {good, sz->registration_request - 1},
+	    {good, sz->registration_request + 1},
+	    {identity, sz->Noe},
+	    {off_curve, sz->Noe},
+	};
+	for (size_t i = 0; i < sizeof(cases) / sizeof(cases[0]); i++) {
+		Bkv__V1__RegisterStartRequest req = BKV__V1__REGISTER_START_REQUEST__INIT;
+		Bkv__V1__RegisterStartResponse resp;
+		req.suite = (Bkv__V1__Suite)f->suite;
+		req.registration_request.data = (uint8_t *)cases[i].data;
+		req.registration_request.len = cases[i].len;
+		assert_code(bkv_register_start(&f->v, account_of(ALICE), &req, &resp, &f->buf),
+		            BKV_CODE_INVALID_ARGUMENT);
+		assert_int_equal(resp.registration_response.len, 0);
+	}
+	assert_no_record(f, ALICE);
+}
+
+static void register_rejects_an_unknown_or_disabled_suite(void **state)
+{
+	fx *f = *state;
+	uint8_t record[OPAQUE_MAX_REGISTRATION_RECORD_BYTES];
+	assert_code(client_make_record(&f->v, &f->buf, account_of(ALICE), R255, PASSWORD, record),
+	            BKV_CODE_OK);
+	const int unknown[] = {0, 3, 255};
+	for (size_t i = 0; i < sizeof(unknown) / sizeof(unknown[0]); i++) {
+		Bkv__V1__RegisterStartRequest req = BKV__V1__REGISTER_START_REQUEST__INIT;
+		Bkv__V1__RegisterStartResponse resp;
+		uint8_t request[OPAQUE_MAX_REGISTRATION_REQUEST_BYTES];
+		memset(request, 0x42, sizeof(request));
+		req.suite = (Bkv__V1__Suite)unknown[i];
+		req.registration_request.data = request;
+		req.registration_request.len = sizeof(request);
+		assert_code(bkv_register_start(&f->v, account_of(ALICE), &req, &resp, &f->buf),
+		            BKV_CODE_INVALID_ARGUMENT);
+		Bkv__V1__RegisterFinishResponse fr;
+		assert_code(send_register_finish(
+		                &f->v, account_of(ALICE), (opaque_suite_id)unknown[i], record,
+		                sizes_of(R255)->registration_record, f->wk, sizeof(f->wk), 0, &fr),
+		            BKV_CODE_INVALID_ARGUMENT);
+	}
+	/* Disabled: a record made while ristretto255 was enabled is refused once it is not. */
+	f->v.settings.nsuites = 1;
+	Bkv__V1__RegisterFinishResponse fr;
+	assert_code(send_register_finish(&f->v, account_of(ALICE), R255, record,
+	                                 sizes_of(R255)->registration_record, f->wk, sizeof(f->wk),
+	                                 0, &fr),
+	            BKV_CODE_INVALID_ARGUMENT);
+	assert_code(client_make_record(&f->v, &f->buf, account_of(ALICE), R255, PASSWORD, record),
+	            BKV_CODE_INVALID_ARGUMENT);
+	f->v.settings.nsuites = 2;
+	assert_no_record(f, ALICE);
+	assert_false(status_of(f, ALICE).registered);
+}
+
+/* RegisterFinish with this record and wrapped key must fail with INVALID_ARGUMENT and
+ * leave ALICE's existing registration exactly as it was. */
+static void assert_register_finish_rejected(fx *f, const uint8_t *record, size_t record_len,
+                                            const uint8_t *wk, size_t wk_len)
+{
+	const bkv_record before = must_peek(f, ALICE);
+	Bkv__V1__RegisterFinishResponse resp;
+	assert_code(send_register_finish(&f->v, account_of(ALICE), f->suite, record, record_len, wk,
+	                                 wk_len, 0, &resp),
+	            BKV_CODE_INVALID_ARGUMENT);
+	assert_int_equal(resp.record_version, 0);
+	const bkv_record after = must_peek(f, ALICE);
+	assert_same_row(&before, &after);
+}
+
+static void register_finish_rejects_a_record_of_the_wrong_length(void **state)
+{
+	fx *f = *state;
+	const uint64_t version = must_register(f, ALICE, f->suite, PASSWORD, 0);
+	uint8_t record[OPAQUE_MAX_REGISTRATION_RECORD_BYTES + 1];
+	assert_code(
+	    client_make_record(&f->v, &f->buf, account_of(ALICE), f->suite, NEW_PASSWORD, record),
+	    BKV_CODE_OK);
+	const size_t n = sizes_of(f->suite)->registration_record;
+	record[n] = 0;
+	const size_t lens[] = {0, 1, n - 1, n + 1};
+	for (size_t i = 0; i < sizeof(lens) / sizeof(lens[0]); i++)
+		assert_register_finish_rejected(f, lens[i] ? record : NULL, lens[i], f->wk,
+		                                sizeof(f->wk));
+	assert_still_fresh(f, f->suite, version);
+}
+
+/* RegistrationRecord = client_public_key (Npk) || masking_key (Nh) || envelope. */
+static void register_finish_rejects_a_record_with_an_invalid_client_public_key(void **state)
+{
+	fx *f = *state;
+	const uint64_t version = must_register(f, ALICE, f->suite, PASSWORD, 0);
+	void (*bad[])(opaque_suite_id, uint8_t *) = {identity_element, off_curve_element};
+	for (size_t i = 0; i < 2; i++) {
+		uint8_t record[OPAQUE_MAX_REGISTRATION_RECORD_BYTES];
+		assert_code(client_make_record(&f->v, &f->buf, account_of(ALICE), f->suite,
+		                               NEW_PASSWORD, record),
+		            BKV_CODE_OK);
+		bad[i](f->suite, record);
+		assert_register_finish_rejected(f, record, sizes_of(f->suite)->registration_record,
+		                                f->wk, sizeof(f->wk));
+	}
+	assert_still_fresh(f, f->suite, version);
+}
+
+static void register_finish_rejects_an_empty_wrapped_key(void **state)
+{
+	fx *f = *state;
+	const uint64_t version = must_register(f, ALICE, f->suite, PASSWORD, 0);
+	uint8_t record[OPAQUE_MAX_REGISTRATION_RECORD_BYTES];
+	assert_code(
+	    client_make_record(&f->v, &f->buf, account_of(ALICE), f->suite, NEW_PASSWORD, record),
+	    BKV_CODE_OK);
+	assert_register_finish_rejected(f, record, sizes_of(f->suite)->registration_record, NULL,
+	                                0);
+	assert_still_fresh(f, f->suite, version);
+}
+
+static void register_finish_rejects_a_wrapped_key_of_257_bytes(void **state)
+{
+	fx *f = *state;
+	const uint64_t version = must_register(f, ALICE, f->suite, PASSWORD, 0);
+	uint8_t record[OPAQUE_MAX_REGISTRATION_RECORD_BYTES];
+	assert_code(
+	    client_make_record(&f->v, &f->buf, account_of(ALICE), f->suite, NEW_PASSWORD, record),
+	    BKV_CODE_OK);
+	uint8_t wk[BKV_WRAPPED_KEY_MAX + 1];
+	wrapped_key_pattern(wk, sizeof(wk), 1);
+	assert_register_finish_rejected(f, record, sizes_of(f->suite)->registration_record, wk,
+	                                sizeof(wk));
+	assert_still_fresh(f, f->suite, version);
+}
+
+/* The account id is the JWT's sub. vault/auth bounds it to 1..256 bytes, but handlers.h
+ * states no bound and RegisterFinish copies it into a 256-byte field: a handler must refuse
+ * what it cannot hold. RegisterFinish needs no RegisterStart for the same account, so the
+ * record is made under ALICE. Run in a worker, because an unchecked copy smashes the stack. */
+#define LONG_ACCOUNT_CASES 3
+
+static int register_finish_long_account_ids(bkv_vault *v, bkv_reply_buffers *buf, int report_fd,
+                                            void *arg)
+{
+	const uint8_t *wk = arg;
+	uint8_t record[OPAQUE_MAX_REGISTRATION_RECORD_BYTES];
+	if (client_make_record(v, buf, account_of(ALICE), P256, PASSWORD, record).code !=
+	    BKV_CODE_OK)
+		return 1;
+	static uint8_t long_id[4096];
+	memset(long_id, 'a', sizeof(long_id));
+	const size_t lens[LONG_ACCOUNT_CASES] = {BKV_ACCOUNT_ID_MAX + 1, 1000, sizeof(long_id)};
+	for (size_t i = 0; i < LONG_ACCOUNT_CASES; i++) {
+		Bkv__V1__RegisterFinishResponse resp;
+		const bkv_account a = {long_id, lens[i]};
+		const int32_t code = (int32_t)send_register_finish(
+		                         v, a, P256, record, sizes_of(P256)->registration_record,
+		                         wk, WK_LEN, 0, &resp)
+		                         .code;
+		if (write(report_fd, &code, sizeof(code)) != (ssize_t)sizeof(code))
+			return 2;
+	}
+	return 0;
+}
+
+static void register_finish_rejects_an_account_id_longer_than_256_bytes(void **state)
+{
+	fx *f = *state;
+	int report[2];
+	assert_int_equal(pipe(report), 0);
+	vault_detach(f);
+	const worker w = {register_finish_long_account_ids, f->wk, report[1], -1, -1,
+	                  {report[0], -1, -1, -1}};
+	const pid_t pid = spawn_worker(f, &w);
+	close(report[1]);
+	int status = 0;
+	reap_all(&pid, &status, 1, now_ms() + CHILD_DEADLINE_MS);
+	int32_t codes[LONG_ACCOUNT_CASES] = {-1, -1, -1};
+	for (size_t i = 0; i < LONG_ACCOUNT_CASES; i++)
+		if (!read_exactly(report[0], &codes[i], sizeof(codes[i]), now_ms() + 1000))
+			break;
+	close(report[0]);
+	reattach(f);
+	print_message("RegisterFinish with an account id of 257 bytes: %s; 1000 bytes: %s; "
+	              "4096 bytes: %s; worker %s %d\n",
+	              codes[0] >= 0 ? bkv_code_name((bkv_code)codes[0]) : "(no answer)",
+	              codes[1] >= 0 ? bkv_code_name((bkv_code)codes[1]) : "(no answer)",
+	              codes[2] >= 0 ? bkv_code_name((bkv_code)codes[2]) : "(no answer)",
+	              WIFSIGNALED(status) ? "killed by signal" : "exited with",
+	              WIFSIGNALED(status) ? WTERMSIG(status) : WEXITSTATUS(status));
+	assert_exited_cleanly(status, "RegisterFinish worker");
+	for (size_t i = 0; i < LONG_ACCOUNT_CASES; i++)
+		assert_int_equal(codes[i], BKV_CODE_INVALID_ARGUMENT);
+	assert_no_record(f, ALICE);
+}
+
+/* ------------------------------------------------------------------------------------ */
+/* Tickets                                                                               */
+/* ------------------------------------------------------------------------------------ */
+
+/* A started recovery with the right password and its KE3, not yet sent. */
+typedef struct pending {
+	uint64_t version;
+	attempt at;
+	finish fin;
+	bkv_record row; /* the row after RecoverStart */
+} pending;
+
+static void start_pending(fx *f, pending *p)
+{
+	p->version = must_register(f, ALICE, f->suite, PASSWORD, 0);
+	must_start(f, ALICE, f->suite, PASSWORD, &p->at);
+	client_ke3(&p->at, &p->fin);
+	assert_int_equal(p->fin.client_err, OPAQUE_OK);
+	p->row = must_peek(f, ALICE);
+	assert_int_equal(p->row.attempts_used, 1);
+}
+
+/* RecoverFinish with this ticket (and the right KE3) fails with `expected`, releases
+ * nothing, and leaves the row as it was. */
+static void assert_finish_rejected(fx *f, const pending *p, const uint8_t *ticket,
+                                   size_t ticket_len, bkv_code expected)
+{
+	Bkv__V1__RecoverFinishResponse resp;
+	const bkv_status st = send_recover_finish(&f->v, &f->buf, account_of(ALICE), ticket,
+	                                          ticket_len, p->fin.ke3, p->fin.ke3_len, &resp);
+	assert_code(st, expected);
+	assert_int_equal(resp.sealed_key.len, 0);
+	assert_int_equal(resp.record_version, 0);
+	const bkv_record now = must_peek(f, ALICE);
+	assert_same_row(&p->row, &now);
+}
+
+/* The genuine ticket still finishes: the rejected requests consumed nothing. */
+static void assert_genuine_finish(fx *f, pending *p)
+{
+	send_ke3(&f->v, &f->buf, account_of(ALICE), &p->at, &p->fin);
+	assert_release(&p->fin, f->suite, f->wk, sizeof(f->wk), p->version);
+	assert_int_equal(status_of(f, ALICE).attempts_used, 0);
+}
+
+static void recover_finish_rejects_a_forged_ticket(void **state)
+{
+	fx *f = *state;
+	pending p;
+	start_pending(f, &p);
+	uint8_t forged[BKV_TICKET_MAX_BYTES];
+	randombytes_buf(forged, sizeof(forged));
+	assert_finish_rejected(f, &p, forged, p.at.ticket_len, BKV_CODE_INVALID_ARGUMENT);
+	assert_finish_rejected(f, &p, forged, sizeof(forged), BKV_CODE_INVALID_ARGUMENT);
+	assert_finish_rejected(f, &p, NULL, 0, BKV_CODE_INVALID_ARGUMENT);
+	assert_genuine_finish(f, &p);
+}
+
+static void recover_finish_rejects_a_truncated_ticket(void **state)
+{
+	fx *f = *state;
+	pending p;
+	start_pending(f, &p);
+	const size_t lens[] = {
+	    p.at.ticket_len - 1, p.at.ticket_len - 16, 12 + 16 + 1, 12 + 16, 12, 1};
+	for (size_t i = 0; i < sizeof(lens) / sizeof(lens[0]); i++)
+		assert_finish_rejected(f, &p, p.at.ticket, lens[i], BKV_CODE_INVALID_ARGUMENT);
+	assert_genuine_finish(f, &p);
+}
+
+static void recover_finish_rejects_a_ticket_with_bytes_appended(void **state)
+{
+	fx *f = *state;
+	pending p;
+	start_pending(f, &p);
+	uint8_t longer[BKV_TICKET_MAX_BYTES + 2];
+	memset(longer, 0, sizeof(longer));
+	memcpy(longer, p.at.ticket, p.at.ticket_len);
+	assert_finish_rejected(f, &p, longer, p.at.ticket_len + 1, BKV_CODE_INVALID_ARGUMENT);
+	assert_finish_rejected(f, &p, longer, sizeof(longer), BKV_CODE_INVALID_ARGUMENT);
+	assert_genuine_finish(f, &p);
+}
+
+static void recover_finish_rejects_a_ticket_with_one_byte_flipped(void **state)
+{
+	fx *f = *state;
+	pending p;
+	start_pending(f, &p);
+	const size_t n = p.at.ticket_len;
+	/* in the IV, the ciphertext's first and middle bytes, and the tag */
+	const size_t positions[] = {0, 11, 12, n / 2, n - 17, n - 16, n - 1};
+	for (size_t i = 0; i < sizeof(positions) / sizeof(positions[0]); i++) {
+		uint8_t t[BKV_TICKET_MAX_BYTES];
+		memcpy(t, p.at.ticket, n);
+		t[positions[i]] ^= 0x01;
+		assert_finish_rejected(f, &p, t, n, BKV_CODE_INVALID_ARGUMENT);
+	}
+	assert_genuine_finish(f, &p);
+}
+
+static void recover_finish_rejects_a_ticket_from_another_account(void **state)
+{
+	fx *f = *state;
+	pending p;
+	start_pending(f, &p);
+	must_register(f, BOB, f->suite, PASSWORD, 0);
+	const bkv_record bob_before = must_peek(f, BOB);
+	Bkv__V1__RecoverFinishResponse resp;
+	assert_code(send_recover_finish(&f->v, &f->buf, account_of(BOB), p.at.ticket,
+	                                p.at.ticket_len, p.fin.ke3, p.fin.ke3_len, &resp),
+	            BKV_CODE_INVALID_ARGUMENT);
+	assert_int_equal(resp.sealed_key.len, 0);
+	const bkv_record bob_after = must_peek(f, BOB);
+	assert_same_row(&bob_before, &bob_after);
+	const bkv_record alice = must_peek(f, ALICE);
+	assert_same_row(&p.row, &alice);
+	assert_genuine_finish(f, &p);
+}
+
+static void recover_finish_rejects_an_expired_ticket(void **state)
+{
+	fx *f = *state; /* tickets live 1 s */
+	pending p;
+	start_pending(f, &p);
+	sleep_ms(2100);
+	assert_finish_rejected(f, &p, p.at.ticket, p.at.ticket_len, BKV_CODE_FAILED_PRECONDITION);
+	/* The attempt stays used; nothing else moved. */
+	assert_int_equal(status_of(f, ALICE).attempts_used, 1);
+	attempt next;
+	must_start(f, ALICE, f->suite, PASSWORD, &next);
+	assert_int_equal(next.attempts_remaining, DEFAULT_LIMIT - 2);
+	must_recover(f, ALICE, &next, f->wk, sizeof(f->wk), p.version); /* fresh ones work */
+}
+
+static void recover_finish_rejects_a_replayed_ticket_after_a_success(void **state)
+{
+	fx *f = *state;
+	pending p;
+	start_pending(f, &p);
+	assert_genuine_finish(f, &p);
+	p.row = must_peek(f, ALICE);
+	assert_finish_rejected(f, &p, p.at.ticket, p.at.ticket_len, BKV_CODE_FAILED_PRECONDITION);
+	assert_int_equal(status_of(f, ALICE).attempts_used, 0);
+}
+
+static void recover_finish_rejects_a_replayed_ticket_after_a_failure(void **state)
+{
+	fx *f = *state;
+	must_register(f, ALICE, f->suite, PASSWORD, 0);
+	attempt at;
+	must_start(f, ALICE, f->suite, WRONG_PASSWORD, &at);
+	finish fin;
+	client_recover_finish(&f->v, &f->buf, account_of(ALICE), &at, &fin);
+	assert_code(fin.st, BKV_CODE_PERMISSION_DENIED);
+	assert_attempt_info(fin.st, DEFAULT_LIMIT - 1, DEFAULT_LIMIT);
+	const bkv_record before = must_peek(f, ALICE);
+	for (int i = 0; i < 3; i++) {
+		send_ke3(&f->v, &f->buf, account_of(ALICE), &at, &fin);
+		assert_code(fin.st, BKV_CODE_FAILED_PRECONDITION);
+		assert_int_equal(fin.sealed_len, 0);
+	}
+	const bkv_record after = must_peek(f, ALICE);
+	assert_same_row(&before, &after);
+	assert_int_equal(status_of(f, ALICE).attempts_used, 1);
+}
+
+static void recover_finish_rejects_a_ticket_from_before_a_reregistration(void **state)
+{
+	fx *f = *state;
+	pending p;
+	start_pending(f, &p);
+	/* Same account, same password, same wrapped key: only the record_version differs. */
+	const uint64_t version2 = must_register(f, ALICE, f->suite, PASSWORD, 0);
+	assert_true(version2 > p.version);
+	p.row = must_peek(f, ALICE);
+	assert_finish_rejected(f, &p, p.at.ticket, p.at.ticket_len, BKV_CODE_FAILED_PRECONDITION);
+	assert_int_equal(status_of(f, ALICE).attempts_used, 0);
+	assert_still_fresh(f, f->suite, version2);
+}
+
+static void recover_finish_rejects_a_ke3_of_the_wrong_length(void **state)
+{
+	fx *f = *state;
+	pending p;
+	start_pending(f, &p);
+	const size_t n = p.fin.ke3_len;
+	const size_t lens[] = {0, n - 1, n + 1};
+	for (size_t i = 0; i < 3; i++) {
+		uint8_t ke3[OPAQUE_MAX_KE3_BYTES + 1];
+		memset(ke3, 0, sizeof(ke3));
+		memcpy(ke3, p.fin.ke3, n);
+		Bkv__V1__RecoverFinishResponse resp;
+		assert_code(send_recover_finish(&f->v, &f->buf, account_of(ALICE), p.at.ticket,
+		                                p.at.ticket_len, lens[i] ? ke3 : NULL, lens[i],
+		                                &resp),
+		            BKV_CODE_INVALID_ARGUMENT);
+		assert_int_equal(resp.sealed_key.len, 0);
+		const bkv_record now = must_peek(f, ALICE);
+		assert_same_row(&p.row, &now);
+	}
+	assert_genuine_finish(f, &p);
+}
+
+/* ------------------------------------------------------------------------------------ */
+/* Replacing and deleting                                                                */
+/* ------------------------------------------------------------------------------------ */
+
+static void register_finish_replaces_the_record_with_a_new_version_and_a_fresh_counter(void **state)
+{
+	fx *f = *state;
+	const uint64_t v1 = must_register(f, ALICE, f->suite, PASSWORD, 0);
+	for (int i = 0; i < 3; i++)
+		assert_code(wrong_guess(f, ALICE, f->suite, NULL), BKV_CODE_PERMISSION_DENIED);
+	assert_int_equal(status_of(f, ALICE).attempts_used, 3);
+
+	uint8_t wk2[100];
+	wrapped_key_pattern(wk2, sizeof(wk2), 0xc3);
+	Bkv__V1__RegisterFinishResponse rr;
+	assert_code(client_register(&f->v, &f->buf, account_of(ALICE), f->suite, NEW_PASSWORD, wk2,
+	                            sizeof(wk2), 5, &rr),
+	            BKV_CODE_OK);
+	assert_true(rr.record_version > v1);
+	assert_int_equal(rr.attempt_limit, 5);
+	const Bkv__V1__GetStatusResponse s = status_of(f, ALICE);
+	assert_true(s.registered);
+	assert_int_equal(s.record_version, rr.record_version);
+	assert_int_equal(s.attempts_used, 0);
+	assert_int_equal(s.attempt_limit, 5);
+
+	/* The old password no longer opens anything; the new one releases the new key. */
+	attempt at;
+	must_start(f, ALICE, f->suite, PASSWORD, &at);
+	assert_int_equal(at.attempts_remaining, 4);
+	finish fin;
+	client_recover_finish(&f->v, &f->buf, account_of(ALICE), &at, &fin);
+	assert_int_equal(fin.client_err, OPAQUE_ERR_ENVELOPE_RECOVERY);
+	assert_code(fin.st, BKV_CODE_PERMISSION_DENIED);
+	must_start(f, ALICE, f->suite, NEW_PASSWORD, &at);
+	must_recover(f, ALICE, &at, wk2, sizeof(wk2), rr.record_version);
+}
+
+static void delete_removes_the_record(void **state)
+{
+	fx *f = *state;
+	must_register(f, ALICE, P256, PASSWORD, 0);
+	must_register(f, BOB, P256, PASSWORD, 0);
+	const bkv_record bob = must_peek(f, BOB);
+	Bkv__V1__DeleteResponse resp;
+	assert_code(bkv_delete(&f->v, account_of(ALICE), &resp), BKV_CODE_OK);
+	assert_true(resp.deleted);
+	assert_false(status_of(f, ALICE).registered);
+	assert_no_record(f, ALICE);
+	attempt at;
+	assert_code(client_recover_start(&f->v, &f->buf, account_of(ALICE), P256, PASSWORD, &at),
+	            BKV_CODE_NOT_FOUND);
+	assert_code(bkv_delete(&f->v, account_of(ALICE), &resp), BKV_CODE_OK);
+	assert_false(resp.deleted);
+	const bkv_record bob_after = must_peek(f, BOB);
+	assert_same_row(&bob, &bob_after);
+}
+
+static void recover_finish_after_delete_releases_nothing(void **state)
+{
+	fx *f = *state;
+	pending p;
+	start_pending(f, &p);
+	Bkv__V1__DeleteResponse resp;
+	assert_code(bkv_delete(&f->v, account_of(ALICE), &resp), BKV_CODE_OK);
+	send_ke3(&f->v, &f->buf, account_of(ALICE), &p.at, &p.fin);
+	assert_true(p.fin.st.code != BKV_CODE_OK);
+	assert_int_equal(p.fin.sealed_len, 0);
+	assert_no_record(f, ALICE);
+}
+
+/* The race: a RecoverStart reads an exhausted record and destroys it; between its read and
+ * its delete the owner registers again (RegisterFinish returns OK). The destruction must
+ * not take the new registration with it. */
+static struct {
+	fx *f;
+	bkv_status st;
+	uint64_t version;
+} g_rereg;
+
+static void reregister_after_read(void *arg)
+{
+	(void)arg;
+	bkv_reply_buffers *buf = calloc(1, sizeof(*buf));
+	if (buf == NULL)
+		return;
+	Bkv__V1__RegisterFinishResponse resp;
+	g_rereg.st = client_register(&g_rereg.f->v, buf, account_of(ALICE), P256, NEW_PASSWORD,
+	                             g_rereg.f->wk, sizeof(g_rereg.f->wk), 0, &resp);
+	g_rereg.version = resp.record_version;
+	free(buf);
+}
+
+static void destroying_an_exhausted_record_spares_a_registration_that_replaced_it(void **state)
+{
+	fx *f = *state;
+	must_register(f, ALICE, P256, PASSWORD, 2);
+	attempt at;
+	must_start(f, ALICE, P256, WRONG_PASSWORD, &at);
+	must_start(f, ALICE, P256, WRONG_PASSWORD, &at);
+	memset(&g_rereg, 0, sizeof(g_rereg));
+	g_rereg.f = f;
+	g_after_get = reregister_after_read;
+	const bkv_status st =
+	    client_recover_start(&f->v, &f->buf, account_of(ALICE), P256, WRONG_PASSWORD, &at);
+	assert_null(g_after_get); /* the interleaving happened */
+	assert_code(g_rereg.st, BKV_CODE_OK);
+	/* Either answer is fine: "destroyed" for the old record, or a guess served on the new
+	 * one. But the registration that RegisterFinish acknowledged must still be there. */
+	assert_true(st.code == BKV_CODE_FAILED_PRECONDITION || st.code == BKV_CODE_OK);
+	const Bkv__V1__GetStatusResponse s = status_of(f, ALICE);
+	assert_true(s.registered);
+	assert_int_equal(s.record_version, g_rereg.version);
+	assert_int_equal(s.attempts_used, st.code == BKV_CODE_OK ? 1 : 0);
+	must_recover_fully(f, ALICE, P256, NEW_PASSWORD, g_rereg.version);
+}
+
+/* ------------------------------------------------------------------------------------ */
+/* The audit log                                                                         */
+/* ------------------------------------------------------------------------------------ */
+
+#define AUDIT_MAX 64
+#define RAW_MAX   16384
+
+static void audit_log_records_registration_attempts_recovery_and_deletion(void **state)
+{
+	fx *f = *state;
+	const uint64_t version = must_register(f, ALICE, P256, PASSWORD, 0);
+	assert_code(wrong_guess(f, ALICE, P256, NULL), BKV_CODE_PERMISSION_DENIED);
+	must_recover_fully(f, ALICE, P256, PASSWORD, version);
+	Bkv__V1__DeleteResponse resp;
+	assert_code(bkv_delete(&f->v, account_of(ALICE), &resp), BKV_CODE_OK);
+	assert_code(bkv_delete(&f->v, account_of(ALICE), &resp), BKV_CODE_OK); /* nothing */
+
+	audit_event ev[AUDIT_MAX];
+	static char raw[RAW_MAX];
+	const size_t n = read_audit(f, ev, AUDIT_MAX, raw, sizeof(raw));
+	assert_int_equal(n, 5);
+	assert_event(&ev[0], "registered", ALICE, "record_version", version);
+	assert_event(&ev[1], "attempt_used", ALICE, "attempts_used", 1);
+	assert_event(&ev[2], "attempt_used", ALICE, "attempts_used", 2);
+	assert_event(&ev[3], "recovered", ALICE, "record_version", version);
+	assert_event(&ev[4], "deleted", ALICE, NULL, 0);
+	const int64_t now = (int64_t)time(NULL);
+	for (size_t i = 0; i < n; i++)
+		assert_true(ev[i].ts <= now && ev[i].ts >= now - 30);
+	assert_raw_account_absent(raw, ALICE);
+}
+
+static void audit_log_records_destruction_by_finish_and_by_start(void **state)
+{
+	fx *f = *state;
+	/* ALICE: the last failed RecoverFinish destroys. */
+	const uint64_t va = must_register(f, ALICE, P256, PASSWORD, 1);
+	assert_code(wrong_guess(f, ALICE, P256, NULL), BKV_CODE_PERMISSION_DENIED);
+	/* BOB: a RecoverStart after the last attempt destroys. */
+	const uint64_t vb = must_register(f, BOB, R255, PASSWORD, 1);
+	attempt at;
+	must_start(f, BOB, R255, WRONG_PASSWORD, &at);
+	assert_code(
+	    client_recover_start(&f->v, &f->buf, account_of(BOB), R255, WRONG_PASSWORD, &at),
+	    BKV_CODE_FAILED_PRECONDITION);
+
+	audit_event ev[AUDIT_MAX];
+	static char raw[RAW_MAX];
+	const size_t n = read_audit(f, ev, AUDIT_MAX, raw, sizeof(raw));
+	assert_int_equal(n, 6);
+	assert_event(&ev[0], "registered", ALICE, "record_version", va);
+	assert_event(&ev[1], "attempt_used", ALICE, "attempts_used", 1);
+	assert_event(&ev[2], "destroyed", ALICE, NULL, 0);
+	assert_event(&ev[3], "registered", BOB, "record_version", vb);
+	assert_event(&ev[4], "attempt_used", BOB, "attempts_used", 1);
+	assert_event(&ev[5], "destroyed", BOB, NULL, 0);
+	char ha[33], hb[33];
+	expected_hash(ALICE, ha);
+	expected_hash(BOB, hb);
+	assert_string_not_equal(ha, hb);
+	assert_raw_account_absent(raw, ALICE);
+	assert_raw_account_absent(raw, BOB);
+}
+
+/* ------------------------------------------------------------------------------------ */
+/* Concurrency: K processes guessing at once                                             */
+/* ------------------------------------------------------------------------------------ */
+
+typedef struct guess_report {
+	int32_t ke2;                /* RecoverStart answers with a KE2 */
+	int32_t denied;             /* RecoverFinish: PERMISSION_DENIED */
+	int32_t stale;              /* RecoverFinish: a later guess finished first, or destroyed */
+	int32_t unavailable;        /* RecoverStart: busy answers, retried */
+	int32_t finish_unavailable; /* RecoverFinish: busy answers (the guess stays open) */
+	int32_t last_code;          /* the RecoverStart answer that ended the loop */
+} guess_report;
+
+static int guess_until_refused(bkv_vault *v, bkv_reply_buffers *buf, int report_fd, void *arg)
+{
+	(void)arg;
+	guess_report r;
+	memset(&r, 0, sizeof(r));
+	const int64_t deadline = now_ms() + CHILD_DEADLINE_MS;
+	int rc = 0;
+	for (;;) {
+		if (now_ms() > deadline) {
+			rc = WORKER_TIMEOUT;
+			break;
+		}
+		attempt at;
+		const bkv_status st =
+		    client_recover_start(v, buf, account_of(ALICE), P256, WRONG_PASSWORD, &at);
+		if (st.code == BKV_CODE_OK) {
+			r.ke2++;
+			finish fin;
+			client_recover_finish(v, buf, account_of(ALICE), &at, &fin);
+			if (fin.client_err != OPAQUE_ERR_ENVELOPE_RECOVERY) {
+				rc = 2;
+				break;
+			}
+			if (fin.st.code == BKV_CODE_PERMISSION_DENIED)
+				r.denied++;
+			else if (fin.st.code == BKV_CODE_FAILED_PRECONDITION ||
+			         fin.st.code == BKV_CODE_NOT_FOUND)
+				r.stale++;
+			else if (fin.st.code == BKV_CODE_UNAVAILABLE)
+				r.finish_unavailable++;
+			else {
+				r.last_code = (int32_t)fin.st.code;
+				rc = 3;
+				break;
+			}
+			continue;
+		}
+		if (st.code == BKV_CODE_UNAVAILABLE) {
+			r.unavailable++;
+			continue;
+		}
+		r.last_code = (int32_t)st.code;
+		if (st.code != BKV_CODE_FAILED_PRECONDITION && st.code != BKV_CODE_NOT_FOUND)
+			rc = 4;
+		break;
+	}
+	if (write(report_fd, &r, sizeof(r)) != (ssize_t)sizeof(r))
+		return 5;
+	return rc;
+}
+
+static void concurrent_guessers_get_exactly_the_attempt_limit_of_ke2s(void **state)
+{
+	fx *f = *state;
+	must_register(f, ALICE, P256, PASSWORD, 0);
+	const uint64_t bob_version = must_register(f, BOB, R255, PASSWORD, 0);
+	const bkv_record bob_before = must_peek(f, BOB);
+	vault_detach(f);
+
+	int report[2], ready[2], go[2];
+	assert_int_equal(pipe(report), 0);
+	assert_int_equal(pipe(ready), 0);
+	assert_int_equal(pipe(go), 0);
+	const worker w = {guess_until_refused,
+	                  NULL,
+	                  report[1],
+	                  ready[1],
+	                  go[0],
+	                  {report[0], ready[0], go[1], -1}};
+	pid_t pids[CONCURRENT_GUESSERS];
+	int statuses[CONCURRENT_GUESSERS];
+	const int64_t t0 = now_ms();
+	/* One at a time: SoftHSM2's file store fails C_Initialize/C_Login run by many processes
+	 * at the same instant (tokens vanish: CKR_TOKEN_NOT_PRESENT-like NO_TOKEN). */
+	bool all_ready = true;
+	size_t spawned = 0;
+	for (; spawned < CONCURRENT_GUESSERS && all_ready; spawned++) {
+		pids[spawned] = spawn_worker(f, &w);
+		all_ready = wait_ready(ready[0], pids[spawned], now_ms() + CHILD_DEADLINE_MS);
+	}
+	close(report[1]);
+	close(ready[1]);
+	close(go[0]);
+	/* Everyone has a token session and a connection: start them all at once. */
+	const int64_t t_ready = now_ms();
+	close(go[1]);
+	reap_all(pids, statuses, spawned, now_ms() + CHILD_DEADLINE_MS);
+	const int64_t t_done = now_ms();
+	guess_report reports[CONCURRENT_GUESSERS];
+	memset(reports, 0, sizeof(reports));
+	const bool all_reported =
+	    read_exactly(report[0], reports, sizeof(reports), now_ms() + 1000);
+	close(report[0]);
+	close(ready[0]);
+	reattach(f);
+
+	int ke2 = 0, denied = 0, stale = 0, busy = 0, finish_busy = 0, guessers_with_ke2 = 0;
+	for (size_t i = 0; i < CONCURRENT_GUESSERS; i++) {
+		ke2 += reports[i].ke2;
+		denied += reports[i].denied;
+		stale += reports[i].stale;
+		busy += reports[i].unavailable;
+		finish_busy += reports[i].finish_unavailable;
+		guessers_with_ke2 += reports[i].ke2 > 0;
+	}
+	print_message("%d guessers: setup %lld ms, guessing %lld ms; KE2s %d (to %d guessers); "
+	              "finishes denied %d, stale %d, busy %d; busy starts %d\n",
+	              CONCURRENT_GUESSERS, (long long)(t_ready - t0), (long long)(t_done - t_ready),
+	              ke2, guessers_with_ke2, denied, stale, finish_busy, busy);
+	assert_true(all_ready);
+	for (size_t i = 0; i < CONCURRENT_GUESSERS; i++)
+		assert_exited_cleanly(statuses[i], "guesser");
+	assert_true(all_reported);
+	for (size_t i = 0; i < CONCURRENT_GUESSERS; i++)
+		assert_true(reports[i].last_code == BKV_CODE_FAILED_PRECONDITION ||
+		            reports[i].last_code == BKV_CODE_NOT_FOUND);
+	assert_int_equal(ke2, DEFAULT_LIMIT);
+	assert_int_equal(denied + stale + finish_busy, ke2);
+
+	/* The record is gone, destroyed exactly once, with exactly ten attempts logged. */
+	assert_false(status_of(f, ALICE).registered);
+	assert_no_record(f, ALICE);
+	attempt at;
+	assert_code(client_recover_start(&f->v, &f->buf, account_of(ALICE), P256, PASSWORD, &at),
+	            BKV_CODE_NOT_FOUND);
+	audit_event ev[AUDIT_MAX];
+	static char raw[RAW_MAX];
+	const size_t n = read_audit(f, ev, AUDIT_MAX, raw, sizeof(raw));
+	assert_int_equal(count_events(ev, n, "attempt_used", ALICE), DEFAULT_LIMIT);
+	assert_int_equal(count_events(ev, n, "destroyed", ALICE), 1);
+	assert_raw_account_absent(raw, ALICE);
+
+	/* The bystander is untouched and still recovers. */
+	const bkv_record bob_after = must_peek(f, BOB);
+	assert_same_row(&bob_before, &bob_after);
+	assert_int_equal(count_events(ev, n, "attempt_used", BOB), 0);
+	must_recover_fully(f, BOB, R255, PASSWORD, bob_version);
+}
+
+/* ------------------------------------------------------------------------------------ */
+/* SIGKILL                                                                               */
+/* ------------------------------------------------------------------------------------ */
+
+/* Reports every attempts_remaining it receives; never finishes a guess. */
+static int start_forever(bkv_vault *v, bkv_reply_buffers *buf, int report_fd, void *arg)
+{
+	(void)arg;
+	for (;;) {
+		attempt at;
+		const bkv_status st =
+		    client_recover_start(v, buf, account_of(ALICE), P256, WRONG_PASSWORD, &at);
+		if (st.code == BKV_CODE_OK) {
+			const uint32_t remaining = at.attempts_remaining;
+			if (write(report_fd, &remaining, sizeof(remaining)) !=
+			    (ssize_t)sizeof(remaining))
+				return 1;
+		} else if (st.code != BKV_CODE_UNAVAILABLE) {
+			for (;;)
+				pause(); /* used up: wait for the kill */
+		}
+	}
+}
+
+static void sigkill_during_recover_start_never_loses_a_committed_attempt(void **state)
+{
+	fx *f = *state;
+	for (int round = 0; round < KILL_ROUNDS; round++) {
+		const uint64_t version = must_register(f, ALICE, P256, PASSWORD, MAX_LIMIT);
+		const bkv_record registered = must_peek(f, ALICE);
+		vault_detach(f);
+		int report[2], ready[2];
+		assert_int_equal(pipe(report), 0);
+		assert_int_equal(pipe(ready), 0);
+		const worker w = {start_forever, NULL, report[1],
+		                  ready[1],      -1,   {report[0], ready[0], -1, -1}};
+		const pid_t pid = spawn_worker(f, &w);
+		close(report[1]);
+		close(ready[1]);
+		const bool is_ready = wait_ready(ready[0], pid, now_ms() + CHILD_DEADLINE_MS);
+		/* A random moment: after a random number of answers, plus up to 3 ms, so the kill
+		 * lands anywhere in a RecoverStart (token work, the commit, or the reply). */
+		const uint32_t before_kill = randombytes_uniform(MAX_LIMIT - 2);
+		uint32_t remaining[MAX_LIMIT + 1];
+		size_t got = 0;
+		while (is_ready && got < before_kill &&
+		       read_exactly(report[0], &remaining[got], sizeof(uint32_t),
+		                    now_ms() + CHILD_DEADLINE_MS))
+			got++;
+		struct timespec jitter = {0, (long)randombytes_uniform(3000000)};
+		nanosleep(&jitter, NULL);
+		kill(pid, SIGKILL);
+		int status = 0;
+		reap_all(&pid, &status, 1, now_ms() + CHILD_DEADLINE_MS);
+		while (got < MAX_LIMIT + 1 &&
+		       read_exactly(report[0], &remaining[got], sizeof(uint32_t), now_ms() + 1000))
+			got++;
+		close(report[0]);
+		close(ready[0]);
+		reattach(f);
+
+		assert_true(is_ready);
+		assert_true(WIFSIGNALED(status) && WTERMSIG(status) == SIGKILL);
+		assert_true(got <= MAX_LIMIT);
+		for (size_t i = 0; i < got; i++)
+			assert_int_equal(remaining[i], MAX_LIMIT - 1 - i);
+		const uint32_t reported_used = got > 0 ? MAX_LIMIT - remaining[got - 1] : 0;
+		assert_true(db_integrity_ok(f));
+		bkv_record r;
+		const bkv_storage_err err = peek(f, ALICE, &r);
+		print_message("round %d: killed after %u answers + jitter; %zu reported; row %s, "
+		              "attempts_used %u\n",
+		              round, before_kill, got, err == BKV_STORAGE_OK ? "present" : "gone",
+		              err == BKV_STORAGE_OK ? r.attempts_used : 0);
+		if (err == BKV_STORAGE_NOT_FOUND) {
+			/* destroyed by the start after the last attempt */
+			assert_int_equal(reported_used, MAX_LIMIT);
+			continue;
+		}
+		assert_int_equal(err, BKV_STORAGE_OK);
+		assert_int_equal(r.record_version, version);
+		/* Every reported attempt is committed; at most one more, whose KE2 was lost. */
+		assert_true(r.attempts_used >= reported_used);
+		assert_true(r.attempts_used <= reported_used + 1);
+		assert_int_equal(r.guess_seq - registered.guess_seq, r.attempts_used);
+	}
+}
+
+static int register_then_wait(bkv_vault *v, bkv_reply_buffers *buf, int report_fd, void *arg)
+{
+	const uint8_t *wk = arg;
+	Bkv__V1__RegisterFinishResponse resp;
+	if (client_register(v, buf, account_of(BOB), R255, NEW_PASSWORD, wk, WK_LEN, 0, &resp)
+	        .code != BKV_CODE_OK)
+		return 1;
+	if (write(report_fd, &resp.record_version, sizeof(resp.record_version)) !=
+	    (ssize_t)sizeof(resp.record_version))
+		return 2;
+	for (;;)
+		pause();
+}
+
+static void registration_survives_sigkill_right_after_register_finish(void **state)
+{
+	fx *f = *state;
+	vault_detach(f);
+	int report[2];
+	assert_int_equal(pipe(report), 0);
+	const worker w = {register_then_wait, f->wk, report[1], -1, -1, {report[0], -1, -1, -1}};
+	const pid_t pid = spawn_worker(f, &w);
+	close(report[1]);
+	uint64_t version = 0;
+	const bool got =
+	    read_exactly(report[0], &version, sizeof(version), now_ms() + CHILD_DEADLINE_MS);
+	kill(pid, SIGKILL);
+	int status = 0;
+	reap_all(&pid, &status, 1, now_ms() + CHILD_DEADLINE_MS);
+	close(report[0]);
+	reattach(f);
+
+	assert_true(got);
+	assert_true(WIFSIGNALED(status) && WTERMSIG(status) == SIGKILL);
+	assert_true(db_integrity_ok(f));
+	const Bkv__V1__GetStatusResponse s = status_of(f, BOB);
+	assert_true(s.registered);
+	assert_int_equal(s.record_version, version);
+	assert_int_equal(s.suite, BKV__V1__SUITE__SUITE_RISTRETTO255_SHA512);
+	must_recover_fully(f, BOB, R255, NEW_PASSWORD, version);
+}
+
+/* ------------------------------------------------------------------------------------ */
+/* Main                                                                                  */
+/* ------------------------------------------------------------------------------------ */
+
+static bool read_pin(const char *path)
+{
+	FILE *in = fopen(path, "r");
+	if (in == NULL)
+		return false;
+	g_pin_len = fread(g_pin, 1, sizeof(g_pin) - 1, in);
+	fclose(in);
+	while (g_pin_len > 0 && (g_pin[g_pin_len - 1] == '\n' || g_pin[g_pin_len - 1] == '\r'))
+		g_pin_len--;
+	g_pin[g_pin_len] = '\0';
+	return g_pin_len > 0;
+}
+
+static void ignore_report(void *arg, const char *label, const char *what, const uint8_t *public_key,
+                          size_t public_key_len)
+{
+	(void)arg;
+	(void)label;
+	(void)what;
+	(void)public_key;
+	(void)public_key_len;
+}
+
+static int group_setup(void **state)
+{
+	(void)state;
+	g_module = getenv("BKV_TEST_PKCS11_MODULE");
+	g_label = getenv("BKV_TEST_TOKEN_LABEL");
+	const char *pin_file = getenv("BKV_TEST_PIN_FILE");
+	if (g_module == NULL || g_label == NULL || pin_file == NULL || !read_pin(pin_file)) {
+		print_error("test-recovery needs a SoftHSM2 token: run it as tests/with-softhsm "
+		            "test-recovery\n");
+		return -1;
+	}
+	if (sodium_init() < 0)
+		return -1;
+	bkv_token_config cfg = {g_module, g_label, g_pin, g_pin_len};
+	bkv_token *t = NULL;
+	char why[512] = "";
+	if (bkv_token_open(&cfg, &t, why, sizeof(why)) != BKV_TOKEN_OK) {
+		print_error("cannot open the test token: %s\n", why);
+		return -1;
+	}
+	const bkv_token_err err =
+	    bkv_token_create_keys(t, both_suites, 2, false, ignore_report, NULL);
+	bkv_token_close(t);
+	if (err != BKV_TOKEN_OK) {
+		print_error("cannot create the keys: %s\n", bkv_token_strerror(err));
+		return -1;
+	}
+	return 0;
+}
+
+static int group_teardown(void **state)
+{
+	(void)state;
+	sodium_memzero(g_pin, sizeof(g_pin));
+	return 0;
+}
+
+#define TEST(f)               cmocka_unit_test_setup_teardown(f, setup, teardown)
+#define TEST_SHORT_TICKETS(f) cmocka_unit_test_setup_teardown(f, setup_short_tickets, teardown)
+/* Once per suite, named after it. */
+#define SUITE_TESTS(f)                                                                             \
+	{#f "_p256", f, setup, teardown, &suite_p256},                                             \
+	{                                                                                          \
+#f "_ristretto255", f, setup, teardown, &suite_r255                                \
+	}
+
+int main(void)
+{
+	const struct CMUnitTest tests[] = {
+	    /* Registration, recovery, status and configuration */
+	    SUITE_TESTS(register_then_recover_releases_the_wrapped_key),
+	    SUITE_TESTS(wrapped_keys_of_1_and_256_bytes_round_trip),
+	    SUITE_TESTS(get_status_reports_the_registration),
+	    TEST(get_status_of_an_unregistered_account_reports_not_registered),
+	    TEST(get_config_publishes_suites_context_server_keys_limits_and_ksf),
+	    /* The attempt limit */
+	    SUITE_TESTS(wrong_passwords_count_attempts_remaining_down),
+	    SUITE_TESTS(tenth_wrong_password_destroys_the_record),
+	    SUITE_TESTS(
+	        eleventh_recover_start_without_finishing_destroys_the_record_without_computing_ke2),
+	    SUITE_TESTS(success_resets_attempts_used_to_zero),
+	    TEST(recover_start_commits_attempt_before_ke2),
+	    TEST(recover_start_returns_no_ke2_when_the_commit_cannot_be_written),
+	    TEST(recover_start_returns_no_ke2_while_another_writer_holds_the_database),
+	    TEST(recover_start_for_an_unregistered_account_is_not_found),
+	    TEST(attempt_limit_zero_means_the_default_of_10),
+	    TEST(attempt_limit_up_to_the_maximum_is_accepted),
+	    TEST(attempt_limit_above_the_maximum_is_invalid_argument),
+	    /* Invalid input */
+	    SUITE_TESTS(recover_start_rejects_a_ke1_of_the_wrong_length),
+	    SUITE_TESTS(recover_start_rejects_a_ke1_with_an_identity_element),
+	    SUITE_TESTS(recover_start_rejects_a_ke1_with_an_off_curve_element),
+	    TEST(recover_start_rejects_an_unknown_suite),
+	    TEST(recover_start_rejects_a_disabled_suite),
+	    SUITE_TESTS(recover_start_with_another_suite_than_registered_is_failed_precondition),
+	    SUITE_TESTS(register_start_rejects_an_invalid_registration_request),
+	    TEST(register_rejects_an_unknown_or_disabled_suite),
+	    SUITE_TESTS(register_finish_rejects_a_record_of_the_wrong_length),
+	    SUITE_TESTS(register_finish_rejects_a_record_with_an_invalid_client_public_key),
+	    SUITE_TESTS(register_finish_rejects_an_empty_wrapped_key),
+	    SUITE_TESTS(register_finish_rejects_a_wrapped_key_of_257_bytes),
+	    TEST(register_finish_rejects_an_account_id_longer_than_256_bytes),
+	    /* Tickets */
+	    SUITE_TESTS(recover_finish_rejects_a_forged_ticket),
+	    SUITE_TESTS(recover_finish_rejects_a_truncated_ticket),
+	    SUITE_TESTS(recover_finish_rejects_a_ticket_with_bytes_appended),
+	    SUITE_TESTS(recover_finish_rejects_a_ticket_with_one_byte_flipped),
+	    SUITE_TESTS(recover_finish_rejects_a_ticket_from_another_account),
+	    TEST_SHORT_TICKETS(recover_finish_rejects_an_expired_ticket),
+	    SUITE_TESTS(recover_finish_rejects_a_replayed_ticket_after_a_success),
+	    SUITE_TESTS(recover_finish_rejects_a_replayed_ticket_after_a_failure),
+	    SUITE_TESTS(recover_finish_rejects_a_ticket_from_before_a_reregistration),
+	    SUITE_TESTS(recover_finish_rejects_a_ke3_of_the_wrong_length),
+	    /* Replacing and deleting */
+	    SUITE_TESTS(register_finish_replaces_the_record_with_a_new_version_and_a_fresh_counter),
+	    TEST(delete_removes_the_record),
+	    TEST(recover_finish_after_delete_releases_nothing),
+	    TEST(destroying_an_exhausted_record_spares_a_registration_that_replaced_it),
+	    /* The audit log */
+	    TEST(audit_log_records_registration_attempts_recovery_and_deletion),
+	    TEST(audit_log_records_destruction_by_finish_and_by_start),
+	    /* Processes */
+	    TEST(concurrent_guessers_get_exactly_the_attempt_limit_of_ke2s),
+	    TEST(sigkill_during_recover_start_never_loses_a_committed_attempt),
+	    TEST(registration_survives_sigkill_right_after_register_finish),
+	};
+	return cmocka_run_group_tests_name("recovery", tests, group_setup, group_teardown);
+}
