@@ -38,8 +38,10 @@ typedef enum bkv_status {
 	BKV_ERR_IO,             /* reading or writing a file failed */
 	BKV_ERR_FORMAT,         /* a backup file is not in the bkv format or is corrupted */
 	BKV_ERR_TRUNCATED,      /* a backup file ends early */
-	BKV_ERR_TAMPERED,       /* a backup chunk failed authentication or is out of order */
-	BKV_ERR_WRONG_KEY,      /* the backup file was encrypted with another key */
+	BKV_ERR_TAMPERED,       /* a backup chunk failed authentication, is out of order, has
+				 * an invalid chunk header, or data follows the final chunk */
+	BKV_ERR_WRONG_KEY,      /* the backup was encrypted with another key (or its salt or
+				 * key commitment is damaged: the two look the same) */
 	BKV_ERR_NOMEM,
 	BKV_ERR_INTERNAL,
 } bkv_status;
@@ -62,9 +64,11 @@ typedef struct bkv_key {
 bkv_status bkv_key_generate(bkv_key *key);
 /* 64 lowercase hex digits in 16 groups of 4 separated by spaces, NUL-terminated. */
 bkv_status bkv_key_format(const bkv_key *key, char *text, size_t text_len);
-/* Accepts upper and lower case, spaces, dashes and line breaks between digits. Anything
+/* Accepts upper and lower case, and spaces, dashes and line breaks anywhere. Anything
  * else fails with BKV_ERR_ARGUMENT and a message naming the 1-based position of the first
- * problem; a wrong number of digits is reported as such. */
+ * problem ("invalid character 'g' at position 12", or "invalid character 0x09 at
+ * position 10" for unprintable bytes); a wrong number of digits is reported as such
+ * ("expected 64 hex digits, found 63"). *key is zeroed on failure. */
 bkv_status bkv_key_parse(const char *text, size_t text_len, bkv_key *key, bkv_error *error);
 void bkv_key_wipe(bkv_key *key);
 
@@ -132,10 +136,13 @@ bkv_status bkv_delete(bkv_client *client, const char *account_token, bool *delet
 
 #define BKV_BACKUP_CHUNK_BYTES 65536
 
-/* Called now and then with bytes processed so far; total is 0 when unknown. */
+/* Called every few chunks and at the end with the bytes read from `in` so far; total is
+ * the caller's total_hint (0 when unknown), so passing the input's size makes done reach
+ * it. */
 typedef void (*bkv_progress_fn)(void *arg, uint64_t done, uint64_t total);
 
-/* Streams in to out in constant memory. total_hint (0 if unknown) only feeds progress. */
+/* Streams in to out in constant memory (about 128 KiB). out is flushed, not closed or
+ * synced; error is set only on failure. total_hint (0 if unknown) only feeds progress. */
 bkv_status bkv_backup_encrypt(const bkv_key *key, FILE *in, FILE *out, uint64_t total_hint,
 			      bkv_progress_fn progress, void *progress_arg, bkv_error *error);
 /* Writes plaintext to out as chunks verify; on any error the output so far must be

@@ -4,11 +4,13 @@
  * the key's digits, so the time taken does not depend on the key; parsing branches only on
  * whether a character is a digit at all. Partial results are wiped on every path.
  */
+#include <string.h>
+
 #include <sodium.h>
 
 #include "internal.h"
 
-#define KEY_DIGITS (2 * BKV_KEY_BYTES)
+#define KEY_DIGITS   (2 * BKV_KEY_BYTES)
 #define GROUP_DIGITS 4
 
 bkv_status bkv_key_generate(bkv_key *key)
@@ -65,9 +67,9 @@ static bkv_status invalid_character(bkv_error *error, unsigned char c, size_t po
 {
 	if (c > ' ' && c < 0x7f)
 		return bkv_fail(error, BKV_ERR_ARGUMENT, "invalid character '%c' at position %zu",
-				c, position);
+		                c, position);
 	return bkv_fail(error, BKV_ERR_ARGUMENT, "invalid character 0x%02x at position %zu",
-			(unsigned int)c, position);
+	                (unsigned int)c, position);
 }
 
 bkv_status bkv_key_parse(const char *text, size_t text_len, bkv_key *key, bkv_error *error)
@@ -86,7 +88,8 @@ bkv_status bkv_key_parse(const char *text, size_t text_len, bkv_key *key, bkv_er
 		unsigned int value;
 		if (hex_value(c, &value)) {
 			if (digits < KEY_DIGITS)
-				bytes[digits / 2] |= (uint8_t)(digits % 2 == 0 ? value << 4 : value);
+				bytes[digits / 2] |=
+				    (uint8_t)(digits % 2 == 0 ? value << 4 : value);
 			digits++;
 		} else if (!is_separator(c)) {
 			status = invalid_character(error, c, i + 1);
@@ -95,7 +98,7 @@ bkv_status bkv_key_parse(const char *text, size_t text_len, bkv_key *key, bkv_er
 	}
 	if (status == BKV_OK && digits != KEY_DIGITS)
 		status = bkv_fail(error, BKV_ERR_ARGUMENT, "expected %d hex digits, found %zu",
-				  KEY_DIGITS, digits);
+		                  KEY_DIGITS, digits);
 	if (status == BKV_OK)
 		memcpy(key->bytes, bytes, sizeof(bytes));
 	sodium_memzero(bytes, sizeof(bytes));

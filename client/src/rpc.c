@@ -52,10 +52,10 @@ static bkv_status status_for_code(const char *code)
 }
 
 /* {"code","message","details":[{"type":"bkv.v1.AttemptInfo","value":base64}]} */
-static void decode_error(const body *b, long http, rpc_error *err)
+void rpc_decode_error(const uint8_t *data, size_t len, long http, rpc_error *err)
 {
 	memset(err, 0, sizeof(*err));
-	json_t *root = b->data ? json_loadb((const char *)b->data, b->len, 0, NULL) : NULL;
+	json_t *root = data ? json_loadb((const char *)data, len, 0, NULL) : NULL;
 	const char *code = json_string_value(json_object_get(root, "code"));
 	const char *message = json_string_value(json_object_get(root, "message"));
 	snprintf(err->code, sizeof(err->code), "%s",
@@ -155,7 +155,7 @@ bkv_status rpc_call(const rpc_endpoint *ep, const char *method, const char *bear
 					  "the vault's %s response is not valid protobuf", method);
 		goto done;
 	}
-	decode_error(&b, http, err);
+	rpc_decode_error(b.data, b.len, http, err);
 	st = status_for_code(err->code);
 	bkv_fail(error, st, "%s: %s", method, err->message[0] ? err->message : err->code);
 done:

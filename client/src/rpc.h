@@ -26,6 +26,10 @@ typedef struct rpc_endpoint {
 	long timeout_ms;
 } rpc_endpoint;
 
+/* Decodes a Connect error body ({"code","message","details"}) into err. Any input is
+ * safe: unknown or malformed parts are left empty. */
+void rpc_decode_error(const uint8_t *body, size_t len, long http, rpc_error *err);
+
 /* Calls method with request; on success *response is unpacked (free it with
  * protobuf_c_message_free_unpacked). BKV_ERR_UNAVAILABLE on transport failure, otherwise
  * the error is in *err and the status is mapped from its code. */

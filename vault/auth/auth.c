@@ -39,6 +39,10 @@ static bool read_file(const char *path, uint8_t **out, size_t *len, char *why, s
 bool bkv_auth_init(bkv_auth *auth, const bkv_auth_settings *s, char *why, size_t why_len)
 {
 	memset(auth, 0, sizeof(*auth));
+	if (sodium_init() < 0) {
+		snprintf(why, why_len, "cannot initialize libsodium");
+		return false;
+	}
 	if (strcmp(s->algorithm, "ES256") == 0) {
 		auth->alg = JWT_ALG_ES256;
 	} else if (strcmp(s->algorithm, "HS256") == 0) {
