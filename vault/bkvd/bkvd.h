@@ -27,5 +27,8 @@ int bkvd_cmd_init(int argc, char **argv);
 int bkvd_cmd_rotate_seal_key(int argc, char **argv);
 int bkvd_cmd_serve(int argc, char **argv);
 int bkvd_cmd_dev_token(int argc, char **argv);
+int bkvd_cmd_rewrap(int argc, char **argv);
+int bkvd_cmd_delete_seal_key(int argc, char **argv);
+int bkvd_cmd_status(int argc, char **argv);
 
 #endif

@@ -19,7 +19,10 @@ static const struct {
 	{"init", bkvd_cmd_init, "create the vault's keys in the token (the key ceremony)"},
 	{"serve", bkvd_cmd_serve, "serve the vault over HTTPS (Connect protocol)"},
 	{"dev-token", bkvd_cmd_dev_token, "mint a development bearer token for an account"},
+	{"status", bkvd_cmd_status, "check the configuration, token, keys and database"},
 	{"rotate-seal-key", bkvd_cmd_rotate_seal_key, "create the next record-sealing key"},
+	{"rewrap", bkvd_cmd_rewrap, "re-seal every record under the newest sealing key"},
+	{"delete-seal-key", bkvd_cmd_delete_seal_key, "destroy an unused old sealing key"},
 };
 
 static void usage(FILE *out)

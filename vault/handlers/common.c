@@ -66,6 +66,14 @@ bkv_status bkv_status_from_token(bkv_token_err err)
 	}
 }
 
+bkv_status bkv_status_from_server_keys(bkv_vault *v)
+{
+	const bkv_token_err why = bkv_token_last_error(v->token);
+	if (why == BKV_TOKEN_OK)
+		return bkv_status_error(BKV_CODE_INTERNAL, "a server key operation failed");
+	return bkv_status_from_token(why);
+}
+
 bkv_status bkv_status_from_storage(bkv_storage_err err)
 {
 	switch (err) {

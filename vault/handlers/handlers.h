@@ -131,6 +131,8 @@ bkv_status bkv_status_error(bkv_code code, const char *message);
 /* Maps a token failure: device trouble is UNAVAILABLE, bad data INTERNAL. */
 bkv_status bkv_status_from_token(bkv_token_err err);
 bkv_status bkv_status_from_storage(bkv_storage_err err);
+/* After OPAQUE_ERR_SERVER_KEYS: the token's reason, never OK. */
+bkv_status bkv_status_from_server_keys(bkv_vault *v);
 /* The suite, if the request names an enabled one. */
 bool bkv_suite_enabled(const bkv_vault *v, Bkv__V1__Suite suite, opaque_suite_id *out);
 opaque_config bkv_opaque_config(const bkv_vault *v, opaque_suite_id suite);

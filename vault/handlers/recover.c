@@ -124,7 +124,7 @@ bkv_status bkv_recover_start(bkv_vault *v, bkv_account account,
 			buf->ke2, sizes->ke2);
 		if (oerr != OPAQUE_OK) {
 			st = oerr == OPAQUE_ERR_SERVER_KEYS
-				     ? bkv_status_from_token(bkv_token_last_error(v->token))
+				     ? bkv_status_from_server_keys(v)
 				     : bkv_status_error(BKV_CODE_INVALID_ARGUMENT,
 							opaque_strerror(oerr));
 			break;

@@ -27,7 +27,7 @@ bkv_status bkv_register_start(bkv_vault *v, bkv_account account,
 		&config, keys, account.id, account.len, req->registration_request.data,
 		req->registration_request.len, buf->registration_response, len);
 	if (err == OPAQUE_ERR_SERVER_KEYS)
-		return bkv_status_from_token(bkv_token_last_error(v->token));
+		return bkv_status_from_server_keys(v);
 	if (err != OPAQUE_OK)
 		return bkv_status_error(BKV_CODE_INVALID_ARGUMENT, opaque_strerror(err));
 	resp->registration_response.data = buf->registration_response;

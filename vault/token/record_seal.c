@@ -81,8 +81,13 @@ bkv_token_err bkv_record_open(bkv_token *token, const uint8_t *account_id,
 	uint8_t aad[AAD_MAX];
 	const size_t aad_len =
 		build_aad(aad, account_id, account_id_len, suite, record_version, key_version);
-	return bkv_token_decrypt(token, BKV_TOKEN_KEY_SEAL, key_version, sealed + 5, aad,
-				 aad_len, sealed + BKV_RECORD_SEAL_HEADER_BYTES,
-				 sealed_len - BKV_RECORD_SEAL_HEADER_BYTES, plaintext,
-				 plaintext_len);
+	bkv_token_err err = bkv_token_decrypt(token, BKV_TOKEN_KEY_SEAL, key_version, sealed + 5,
+					      aad, aad_len, sealed + BKV_RECORD_SEAL_HEADER_BYTES,
+					      sealed_len - BKV_RECORD_SEAL_HEADER_BYTES, plaintext,
+					      plaintext_len);
+	/* Seal keys are loaded but none has the header's version: the header was changed
+	 * (or names a deleted key, which the caller made sure no record uses). */
+	if (err == BKV_TOKEN_ERR_KEY_MISSING && bkv_token_seal_version(token) != 0)
+		err = BKV_TOKEN_ERR_AUTH;
+	return err;
 }

@@ -516,7 +516,7 @@ static bkv_token_err aead(bkv_token *t, bool encrypt, bkv_token_aead_key key, ui
 			  size_t out_len)
 {
 	if (t == NULL || iv == NULL || (aad == NULL && aad_len > 0) ||
-	    (in == NULL && in_len > 0) || out == NULL)
+	    (in == NULL && in_len > 0) || (out == NULL && out_len > 0))
 		return BKV_TOKEN_ERR_ARGUMENT;
 	if (encrypt ? out_len != in_len + BKV_TOKEN_TAG_BYTES
 		    : (in_len < BKV_TOKEN_TAG_BYTES || out_len != in_len - BKV_TOKEN_TAG_BYTES))
@@ -536,6 +536,13 @@ static bkv_token_err aead(bkv_token *t, bool encrypt, bkv_token_aead_key key, ui
 		.ulTagBits = BKV_TOKEN_TAG_BYTES * 8,
 	};
 	CK_MECHANISM mech = {CKM_AES_GCM, &params, sizeof(params)};
+	/* Never hand the module a NULL buffer: SoftHSM rejects it with CKR_ARGUMENTS_BAD
+	 * and leaves the operation active, which wedges the session. */
+	uint8_t empty = 0;
+	if (in == NULL)
+		in = &empty;
+	if (out == NULL)
+		out = &empty;
 	CK_ULONG produced = out_len;
 	CK_RV rv;
 	const uint64_t started = token_now_us();

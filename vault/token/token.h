@@ -137,6 +137,10 @@ bkv_token_err bkv_token_rotate_seal_key(bkv_token *token, uint32_t *version);
 /* Lists the seal-key versions present in the token, ascending. */
 bkv_token_err bkv_token_seal_versions(bkv_token *token, uint32_t *versions, size_t max,
 				      size_t *count);
+/* Re-seals the ristretto255 AKE key's data object under the newest loaded seal key if an
+ * older one seals it. *resealed says whether anything changed. */
+bkv_token_err bkv_token_reseal_ake_key(bkv_token *token, bool *resealed);
+
 /* Destroys bkv-seal-<version>. The caller must have checked that no record uses it; the
  * token refuses the newest version and the one sealing the ristretto255 AKE key. */
 bkv_token_err bkv_token_delete_seal_key(bkv_token *token, uint32_t version);

@@ -118,8 +118,8 @@ bkv_token_err p256_dh_full_point(p256_x_only_dh_fn dh, void *ctx,
 	if (EC_POINT_add(g, shifted, p, gen, bn) != 1)
 		goto done;
 	if (EC_POINT_is_at_infinity(g, shifted)) {
+		/* P = -G: shifted = (P + G) + G = P + 2G = G. */
 		if (EC_POINT_add(g, shifted, shifted, gen, bn) != 1 ||
-		    EC_POINT_add(g, shifted, shifted, gen, bn) != 1 ||
 		    EC_POINT_dbl(g, s, s, bn) != 1)
 			goto done;
 	}

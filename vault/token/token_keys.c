@@ -347,3 +347,49 @@ bkv_token_err bkv_token_delete_seal_key(bkv_token *t, uint32_t version)
 	}
 	return BKV_TOKEN_ERR_KEY_MISSING;
 }
+
+bkv_token_err bkv_token_reseal_ake_key(bkv_token *t, bool *resealed)
+{
+	if (t == NULL || resealed == NULL)
+		return BKV_TOKEN_ERR_ARGUMENT;
+	*resealed = false;
+	uint32_t version;
+	bkv_token_err err = r255_key_seal_version(t, &version);
+	if (err != BKV_TOKEN_OK || version == 0 || version == bkv_token_seal_version(t))
+		return err;
+	char label[64];
+	token_label(label, sizeof(label), "bkv-ake-", OPAQUE_SUITE_RISTRETTO255_SHA512);
+	CK_OBJECT_HANDLE old;
+	uint8_t sealed[R255_SEALED_KEY_BYTES + 1];
+	size_t len = sizeof(sealed);
+	uint8_t sk[32];
+	uint8_t resealed_blob[R255_SEALED_KEY_BYTES];
+	err = token_find(t, CKO_DATA, label, &old);
+	if (err == BKV_TOKEN_OK)
+		err = token_get_attribute(t, old, CKA_VALUE, sealed, &len);
+	if (err == BKV_TOKEN_OK)
+		err = token_unseal_r255_key(t, sealed, len, sk);
+	if (err == BKV_TOKEN_OK)
+		err = token_seal_r255_key(t, sk, resealed_blob);
+	sodium_memzero(sk, sizeof(sk));
+	if (err != BKV_TOKEN_OK)
+		return err;
+	/* Create the new object first: a crash in between leaves two objects, both valid. */
+	CK_OBJECT_CLASS cls = CKO_DATA;
+	CK_ATTRIBUTE tmpl[] = {
+		{CKA_CLASS, &cls, sizeof(cls)},
+		{CKA_LABEL, (void *)label, strlen(label)},
+		{CKA_VALUE, resealed_blob, sizeof(resealed_blob)},
+		BOOL_ATTR(CKA_TOKEN, yes),
+		BOOL_ATTR(CKA_PRIVATE, yes),
+		BOOL_ATTR(CKA_MODIFIABLE, no),
+	};
+	CK_OBJECT_HANDLE fresh;
+	err = token_rv(t, t->fn->C_CreateObject(t->session, tmpl, sizeof(tmpl) / sizeof(tmpl[0]),
+						&fresh));
+	if (err == BKV_TOKEN_OK)
+		err = token_rv(t, t->fn->C_DestroyObject(t->session, old));
+	if (err == BKV_TOKEN_OK)
+		*resealed = true;
+	return err;
+}

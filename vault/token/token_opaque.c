@@ -21,6 +21,13 @@
 
 static const char r255_key_aad[] = "bkv-v1 ake-key ristretto255-sha512";
 
+/* Every failure of a server-key operation leaves its reason in last_error (token.h). */
+static opaque_err server_keys_fail(bkv_token *t, bkv_token_err why)
+{
+	t->last_error = why;
+	return OPAQUE_ERR_SERVER_KEYS;
+}
+
 static opaque_err token_oprf_seed_expand(void *ctx, const uint8_t *info, size_t info_len,
 					 uint8_t *out, size_t out_len)
 {
@@ -28,7 +35,7 @@ static opaque_err token_oprf_seed_expand(void *ctx, const uint8_t *info, size_t 
 	bkv_token *t = sk->token;
 	const size_t nh = opaque_suite_sizes(sk->suite)->Nh;
 	if (info_len > HMAC_MAX_INPUT - nh - 1 || out_len > 255 * nh)
-		return OPAQUE_ERR_SERVER_KEYS;
+		return server_keys_fail(t, BKV_TOKEN_ERR_ARGUMENT);
 	CK_MECHANISM mech = {sk->suite == OPAQUE_SUITE_P256_SHA256 ? CKM_SHA256_HMAC
 								   : CKM_SHA512_HMAC,
 			     NULL, 0};
@@ -77,15 +84,14 @@ static opaque_err token_ake_dh(void *ctx, const uint8_t *peer, size_t peer_len, 
 	token_suite_keys *sk = ctx;
 	const opaque_sizes *sizes = opaque_suite_sizes(sk->suite);
 	if (peer_len != sizes->Npk || out_len != sizes->Npk)
-		return OPAQUE_ERR_SERVER_KEYS;
+		return server_keys_fail(sk->token, BKV_TOKEN_ERR_ARGUMENT);
 	if (sk->suite == OPAQUE_SUITE_P256_SHA256) {
-		if (p256_dh_full_point(token_x_only_dh, sk, sk->ake_public, peer, out) !=
-		    BKV_TOKEN_OK)
-			return OPAQUE_ERR_SERVER_KEYS;
-		return OPAQUE_OK;
+		bkv_token_err err =
+			p256_dh_full_point(token_x_only_dh, sk, sk->ake_public, peer, out);
+		return err == BKV_TOKEN_OK ? OPAQUE_OK : server_keys_fail(sk->token, err);
 	}
 	if (crypto_scalarmult_ristretto255(out, sk->r255_private_key, peer) != 0)
-		return OPAQUE_ERR_SERVER_KEYS;
+		return server_keys_fail(sk->token, BKV_TOKEN_ERR_ARGUMENT);
 	return OPAQUE_OK;
 }
 

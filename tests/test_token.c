@@ -1,0 +1,2158 @@
+/*
+ * test_token.c - behaviour tests of the vault's token layer (vault/token) against a real
+ * SoftHSM2 token (cmocka): the protection of every key, the key ceremony, OPAQUE with
+ * token-held server keys against the software client, full-point P-256 DH recovery (with
+ * the token and with a software x-only oracle), sealed records, seal-key rotation, and
+ * faults (bad configuration, sessions closed underneath, the token's files removed).
+ *
+ * Run it through tests/with-softhsm, which makes a throw-away token and exports
+ * BKV_TEST_PKCS11_MODULE, BKV_TEST_TOKEN_LABEL, BKV_TEST_PIN_FILE and BKV_TEST_TOKEN_DIR.
+ * Keys for both suites are created once on that token; every test that changes a token
+ * (rotation, replacement, faults) initializes a token of its own in the same SoftHSM2
+ * directory, so tests do not depend on each other's order. Objects are inspected through
+ * this program's own PKCS#11 session, never through the token layer's internals. To compare
+ * the token's HMAC with the software HKDF byte for byte, one token gets OPRF seeds of known
+ * value imported in place of the generated ones.
+ *
+ * Expected values come from the specification (token.h, record_seal.h, RFC 9807) or from
+ * an independent computation (OpenSSL, the pure-software server keys), never from running
+ * the token code and pasting its output.
+ */
+#define _XOPEN_SOURCE 700
+
+#include <dirent.h>
+#include <ftw.h>
+#include <setjmp.h>
+#include <stdarg.h>
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include <cmocka.h>
+
+#include <openssl/bn.h>
+#include <openssl/ec.h>
+#include <openssl/obj_mac.h>
+#include <p11-kit/p11-kit.h>
+#include <p11-kit/pkcs11.h>
+#include <sodium.h>
+
+#include "opaque/opaque.h"
+#include "opaque_internal.h"
+#include "record_seal.h"
+#include "token.h"
+#include "token_ecdh.h"
+
+/* ------------------------------------------------------------------------------------ */
+/* Environment, fixtures and helpers                                                     */
+/* ------------------------------------------------------------------------------------ */
+
+#define P256 OPAQUE_SUITE_P256_SHA256
+#define R255 OPAQUE_SUITE_RISTRETTO255_SHA512
+
+/* Random points checked against software DH, through the token and through the oracle. */
+#define TOKEN_RANDOM_POINTS  5000
+#define ORACLE_RANDOM_POINTS 2000
+#define R255_RANDOM_POINTS   500
+
+static opaque_suite_id suite_p256 = P256;
+static opaque_suite_id suite_r255 = R255;
+static const opaque_suite_id both_suites[] = {P256, R255};
+
+static const char CONTEXT[] = "bkv test_token";
+static const char PASSWORD[] = "CorrectHorseBatteryStaple";
+static const char OTHER_PASSWORD[] = "CorrectHorseBatteryStapler";
+static const char CRED_ID[] = "alice@example.org";
+static const char OTHER_CRED_ID[] = "bob@example.org";
+static const uint8_t ACCOUNT[] = {'a', 'c', 'c', 't', '-', '0', '0', '0', '1'};
+static const uint8_t OTHER_ACCOUNT[] = {'a', 'c', 'c', 't', '-', '0', '0', '0', '2'};
+static const char WRONG_PIN[] = "bkv-wrong-pin-5f1c9a";
+
+#define RECORD_VERSION   7u
+#define RECORD_PT_BYTES  48
+#define RECORD_SEALED    (RECORD_PT_BYTES + BKV_RECORD_SEAL_OVERHEAD)
+#define RECORD_IV_AT     (1 + 4)
+#define RECORD_CT_AT     BKV_RECORD_SEAL_HEADER_BYTES
+#define RECORD_TAG_AT    (RECORD_CT_AT + RECORD_PT_BYTES)
+#define R255_SEALED_SIZE (4 + 12 + 32 + 16)
+
+static const char *g_module;
+static const char *g_label;
+static const char *g_token_dir;
+static char g_pin[BKV_TOKEN_PIN_MAX + 1];
+static size_t g_pin_len;
+/* This program's own view of the module (p11-kit managed, like the vault's). Keeping it
+ * initialized for the whole run keeps SoftHSM2 initialized between vault handles. */
+static CK_FUNCTION_LIST *g_fn;
+
+static bkv_token_config config_for(const char *label)
+{
+	bkv_token_config c = {g_module, label, g_pin, g_pin_len};
+	return c;
+}
+
+static bool why_is_clean(const char *why)
+{
+	return strstr(why, g_pin) == NULL && strstr(why, WRONG_PIN) == NULL;
+}
+
+static bkv_token *vault_open(const char *label)
+{
+	bkv_token_config cfg = config_for(label);
+	bkv_token *t = NULL;
+	char why[256] = "";
+	bkv_token_err err = bkv_token_open(&cfg, &t, why, sizeof(why));
+	if (err != BKV_TOKEN_OK)
+		print_error("bkv_token_open(%s): %s: %s\n", label, bkv_token_strerror(err), why);
+	assert_int_equal(err, BKV_TOKEN_OK);
+	assert_non_null(t);
+	return t;
+}
+
+static bkv_token *vault_open_loaded(const char *label)
+{
+	bkv_token *t = vault_open(label);
+	assert_int_equal(bkv_token_load_keys(t, both_suites, 2), BKV_TOKEN_OK);
+	return t;
+}
+
+/* Everything bkv_token_create_keys reported. */
+typedef struct key_report {
+	char label[64];
+	char what[16];
+	uint8_t public_key[OPAQUE_MAX_ELEMENT_BYTES];
+	size_t public_key_len;
+} key_report;
+
+typedef struct report_log {
+	key_report r[16];
+	size_t n;
+} report_log;
+
+static void collect_report(void *arg, const char *label, const char *what,
+                           const uint8_t *public_key, size_t public_key_len)
+{
+	report_log *log = arg;
+	assert_true(log->n < sizeof(log->r) / sizeof(log->r[0]));
+	key_report *r = &log->r[log->n++];
+	snprintf(r->label, sizeof(r->label), "%s", label);
+	snprintf(r->what, sizeof(r->what), "%s", what);
+	assert_true(public_key_len <= sizeof(r->public_key));
+	if (public_key != NULL)
+		memcpy(r->public_key, public_key, public_key_len);
+	r->public_key_len = public_key_len;
+}
+
+static const key_report *find_report(const report_log *log, const char *label)
+{
+	const key_report *found = NULL;
+	for (size_t i = 0; i < log->n; i++) {
+		if (strcmp(log->r[i].label, label) == 0) {
+			assert_null(found); /* each key is reported once */
+			found = &log->r[i];
+		}
+	}
+	assert_non_null(found);
+	return found;
+}
+
+static void create_keys(bkv_token *t, bool replace, report_log *log)
+{
+	report_log ignored;
+	memset(&ignored, 0, sizeof(ignored));
+	assert_int_equal(bkv_token_create_keys(t, both_suites, 2, replace, collect_report,
+	                                       log != NULL ? log : &ignored),
+	                 BKV_TOKEN_OK);
+}
+
+/* ---- This program's own PKCS#11 view ---- */
+
+static CK_SLOT_ID slot_of(const char *label)
+{
+	CK_SLOT_ID slots[64];
+	CK_ULONG n = 64;
+	assert_int_equal(g_fn->C_GetSlotList(CK_TRUE, slots, &n), CKR_OK);
+	char padded[32];
+	memset(padded, ' ', sizeof(padded));
+	memcpy(padded, label, strlen(label));
+	for (CK_ULONG i = 0; i < n; i++) {
+		CK_TOKEN_INFO info;
+		if (g_fn->C_GetTokenInfo(slots[i], &info) == CKR_OK &&
+		    (info.flags & CKF_TOKEN_INITIALIZED) != 0 &&
+		    memcmp(info.label, padded, sizeof(padded)) == 0)
+			return slots[i];
+	}
+	fail_msg("no token labelled %s", label);
+	return 0;
+}
+
+/* A user session of our own. Login state is per token and process in PKCS#11, so never
+ * C_Logout here: that would log the vault's session out too. */
+static CK_SESSION_HANDLE inspect_session(const char *label, bool rw)
+{
+	CK_SESSION_HANDLE h;
+	CK_FLAGS flags = CKF_SERIAL_SESSION | (rw ? CKF_RW_SESSION : 0);
+	assert_int_equal(g_fn->C_OpenSession(slot_of(label), flags, NULL, NULL, &h), CKR_OK);
+	CK_RV rv = g_fn->C_Login(h, CKU_USER, (CK_UTF8CHAR_PTR)g_pin, g_pin_len);
+	assert_true(rv == CKR_OK || rv == CKR_USER_ALREADY_LOGGED_IN);
+	return h;
+}
+
+static void inspect_close(CK_SESSION_HANDLE h)
+{
+	g_fn->C_CloseSession(h);
+}
+
+/* Up to max handles of objects matching tmpl; returns the count. */
+static CK_ULONG find_objects(CK_SESSION_HANDLE h, CK_ATTRIBUTE *tmpl, CK_ULONG ntmpl,
+                             CK_OBJECT_HANDLE *found, CK_ULONG max)
+{
+	CK_ULONG n = 0;
+	assert_int_equal(g_fn->C_FindObjectsInit(h, tmpl, ntmpl), CKR_OK);
+	assert_int_equal(g_fn->C_FindObjects(h, found, max, &n), CKR_OK);
+	assert_int_equal(g_fn->C_FindObjectsFinal(h), CKR_OK);
+	return n;
+}
+
+/* Token objects of any class with label. */
+static CK_ULONG count_labelled(CK_SESSION_HANDLE h, const char *label)
+{
+	CK_BBOOL yes = CK_TRUE;
+	CK_ATTRIBUTE tmpl[] = {
+	    {CKA_TOKEN, &yes, sizeof(yes)},
+	    {CKA_LABEL, (void *)label, strlen(label)},
+	};
+	CK_OBJECT_HANDLE found[8];
+	return find_objects(h, tmpl, 2, found, 8);
+}
+
+/* The one token object of class cls with label. */
+static CK_OBJECT_HANDLE find_one(CK_SESSION_HANDLE h, CK_OBJECT_CLASS cls, const char *label)
+{
+	CK_BBOOL yes = CK_TRUE;
+	CK_ATTRIBUTE tmpl[] = {
+	    {CKA_CLASS, &cls, sizeof(cls)},
+	    {CKA_TOKEN, &yes, sizeof(yes)},
+	    {CKA_LABEL, (void *)label, strlen(label)},
+	};
+	CK_OBJECT_HANDLE found[2];
+	CK_ULONG n = find_objects(h, tmpl, 3, found, 2);
+	if (n != 1)
+		fail_msg("%lu objects of class %lu labelled %s, expected 1", (unsigned long)n,
+		         (unsigned long)cls, label);
+	return found[0];
+}
+
+static CK_BBOOL get_bool(CK_SESSION_HANDLE h, CK_OBJECT_HANDLE obj, CK_ATTRIBUTE_TYPE type)
+{
+	CK_BBOOL v = 0xAA;
+	CK_ATTRIBUTE a = {type, &v, sizeof(v)};
+	CK_RV rv = g_fn->C_GetAttributeValue(h, obj, &a, 1);
+	if (rv != CKR_OK)
+		fail_msg("attribute 0x%lx unreadable: rv 0x%lx", (unsigned long)type,
+		         (unsigned long)rv);
+	assert_int_equal(a.ulValueLen, sizeof(CK_BBOOL));
+	return v;
+}
+
+#define assert_attr(h, obj, type, expected)                                                        \
+	do {                                                                                       \
+		CK_BBOOL v_ = get_bool((h), (obj), (type));                                        \
+		if ((v_ == CK_TRUE) != (expected))                                                 \
+			fail_msg("%s: %s is %s, expected %s", #obj, #type,                         \
+			         v_ == CK_TRUE ? "TRUE" : "FALSE", (expected) ? "TRUE" : "FALSE"); \
+	} while (0)
+
+static void assert_value_unreadable(CK_SESSION_HANDLE h, CK_OBJECT_HANDLE obj)
+{
+	uint8_t buf[128];
+	CK_ATTRIBUTE a = {CKA_VALUE, buf, sizeof(buf)};
+	assert_int_equal(g_fn->C_GetAttributeValue(h, obj, &a, 1), CKR_ATTRIBUTE_SENSITIVE);
+	assert_int_equal(a.ulValueLen, CK_UNAVAILABLE_INFORMATION);
+	/* Asking for the length only is refused too. */
+	CK_ATTRIBUTE len_only = {CKA_VALUE, NULL, 0};
+	assert_int_equal(g_fn->C_GetAttributeValue(h, obj, &len_only, 1), CKR_ATTRIBUTE_SENSITIVE);
+}
+
+static void assert_protected_secret(CK_SESSION_HANDLE h, CK_OBJECT_HANDLE obj)
+{
+	assert_attr(h, obj, CKA_SENSITIVE, true);
+	assert_attr(h, obj, CKA_EXTRACTABLE, false);
+	assert_attr(h, obj, CKA_ALWAYS_SENSITIVE, true);
+	assert_attr(h, obj, CKA_NEVER_EXTRACTABLE, true);
+	assert_attr(h, obj, CKA_PRIVATE, true);
+}
+
+/* The names of the subdirectories of the SoftHSM2 token directory, newline-separated. */
+static void list_token_dirs(char *out, size_t out_len)
+{
+	DIR *d = opendir(g_token_dir);
+	assert_non_null(d);
+	out[0] = '\0';
+	for (struct dirent *e = readdir(d); e != NULL; e = readdir(d)) {
+		if (e->d_name[0] == '.')
+			continue;
+		size_t used = strlen(out);
+		snprintf(out + used, out_len - used, "%s\n", e->d_name);
+	}
+	closedir(d);
+}
+
+/* Initializes a new token labelled label (user PIN = the test PIN, a random SO PIN) on
+ * SoftHSM2's free slot. If dir is not NULL it receives the token's directory. */
+static void init_token(const char *label, char *dir, size_t dir_len)
+{
+	char before[4096], after[4096];
+	list_token_dirs(before, sizeof(before));
+	/* SoftHSM2 adds a free slot when asked for the slot count and none is left. */
+	CK_ULONG count = 0;
+	assert_int_equal(g_fn->C_GetSlotList(CK_FALSE, NULL, &count), CKR_OK);
+	CK_SLOT_ID slots[64];
+	assert_true(count <= 64);
+	assert_int_equal(g_fn->C_GetSlotList(CK_FALSE, slots, &count), CKR_OK);
+	CK_SLOT_ID free_slot = (CK_SLOT_ID)-1;
+	for (CK_ULONG i = 0; i < count; i++) {
+		CK_TOKEN_INFO info;
+		if (g_fn->C_GetTokenInfo(slots[i], &info) == CKR_OK &&
+		    (info.flags & CKF_TOKEN_INITIALIZED) == 0) {
+			free_slot = slots[i];
+			break;
+		}
+	}
+	assert_true(free_slot != (CK_SLOT_ID)-1);
+	uint8_t so_raw[12];
+	char so_pin[2 * sizeof(so_raw) + 1];
+	randombytes_buf(so_raw, sizeof(so_raw));
+	sodium_bin2hex(so_pin, sizeof(so_pin), so_raw, sizeof(so_raw));
+	CK_UTF8CHAR padded[32];
+	memset(padded, ' ', sizeof(padded));
+	memcpy(padded, label, strlen(label));
+	assert_int_equal(
+	    g_fn->C_InitToken(free_slot, (CK_UTF8CHAR_PTR)so_pin, strlen(so_pin), padded), CKR_OK);
+	CK_SESSION_HANDLE h;
+	assert_int_equal(g_fn->C_OpenSession(slot_of(label), CKF_SERIAL_SESSION | CKF_RW_SESSION,
+	                                     NULL, NULL, &h),
+	                 CKR_OK);
+	assert_int_equal(g_fn->C_Login(h, CKU_SO, (CK_UTF8CHAR_PTR)so_pin, strlen(so_pin)), CKR_OK);
+	assert_int_equal(g_fn->C_InitPIN(h, (CK_UTF8CHAR_PTR)g_pin, g_pin_len), CKR_OK);
+	assert_int_equal(g_fn->C_Logout(h), CKR_OK);
+	assert_int_equal(g_fn->C_CloseSession(h), CKR_OK);
+	if (dir != NULL) {
+		list_token_dirs(after, sizeof(after));
+		dir[0] = '\0';
+		for (char *line = strtok(after, "\n"); line != NULL; line = strtok(NULL, "\n")) {
+			char needle[300];
+			snprintf(needle, sizeof(needle), "%s\n", line);
+			if (strstr(before, needle) == NULL) {
+				assert_true(dir[0] == '\0'); /* exactly one new directory */
+				snprintf(dir, dir_len, "%s/%s", g_token_dir, line);
+			}
+		}
+		assert_true(dir[0] != '\0');
+	}
+}
+
+/* A new token with keys for both suites, opened and loaded. */
+static bkv_token *fresh_token_with_keys(const char *label)
+{
+	init_token(label, NULL, 0);
+	bkv_token *t = vault_open(label);
+	create_keys(t, false, NULL);
+	assert_int_equal(bkv_token_load_keys(t, both_suites, 2), BKV_TOKEN_OK);
+	return t;
+}
+
+static int remove_entry(const char *path, const struct stat *sb, int flag, struct FTW *ftw)
+{
+	(void)sb;
+	(void)flag;
+	(void)ftw;
+	return remove(path);
+}
+
+static void remove_tree(const char *path)
+{
+	assert_int_equal(nftw(path, remove_entry, 16, FTW_DEPTH | FTW_PHYS), 0);
+}
+
+/* Closes every PKCS#11 session on the token's slot behind the vault's back: the module is
+ * loaded unmanaged, so the call reaches SoftHSM2 itself rather than a p11-kit wrapper that
+ * would close only its own sessions. */
+static void close_all_sessions_underneath(const char *label)
+{
+	CK_FUNCTION_LIST *raw = p11_kit_module_load(g_module, P11_KIT_MODULE_UNMANAGED);
+	assert_non_null(raw);
+	/* The same SoftHSM2 instance the vault uses, so it is initialized already. */
+	assert_int_equal(raw->C_Initialize(NULL), CKR_CRYPTOKI_ALREADY_INITIALIZED);
+	assert_int_equal(raw->C_CloseAllSessions(slot_of(label)), CKR_OK);
+	p11_kit_module_release(raw); /* never C_Finalize: the vault still uses the module */
+}
+
+/* Per-test fixture: the main token, opened with both suites loaded. */
+typedef struct fx {
+	bkv_token *t;
+	opaque_suite_id suite;
+} fx;
+
+static int vault_setup(void **state)
+{
+	fx *f = calloc(1, sizeof(*f));
+	if (f == NULL)
+		return -1;
+	f->suite = *state != NULL ? *(opaque_suite_id *)*state : P256;
+	bkv_token_config cfg = config_for(g_label);
+	char why[256] = "";
+	if (bkv_token_open(&cfg, &f->t, why, sizeof(why)) != BKV_TOKEN_OK ||
+	    bkv_token_load_keys(f->t, both_suites, 2) != BKV_TOKEN_OK) {
+		print_error("cannot open the test token: %s\n", why);
+		bkv_token_close(f->t);
+		free(f);
+		return -1;
+	}
+	*state = f;
+	return 0;
+}
+
+static int vault_teardown(void **state)
+{
+	fx *f = *state;
+	bkv_token_close(f->t);
+	free(f);
+	return 0;
+}
+
+/* ---- OPAQUE helpers ---- */
+
+#define STR(s) ((const uint8_t *)(s)), (sizeof(s) - 1)
+
+static opaque_config config_of(opaque_suite_id suite)
+{
+	opaque_config c = {
+	    .suite = suite,
+	    .context = (const uint8_t *)CONTEXT,
+	    .context_len = sizeof(CONTEXT) - 1,
+	    .ksf = {.id = OPAQUE_KSF_IDENTITY},
+	};
+	return c;
+}
+
+static void registration_response(const opaque_server_keys *keys, opaque_suite_id suite,
+                                  const char *cred_id, const uint8_t *request, uint8_t *response)
+{
+	const opaque_sizes *sz = opaque_suite_sizes(suite);
+	opaque_config cfg = config_of(suite);
+	assert_int_equal(opaque_server_registration_response(
+	                     &cfg, keys, (const uint8_t *)cred_id, strlen(cred_id), request,
+	                     sz->registration_request, response, sz->registration_response),
+	                 OPAQUE_OK);
+}
+
+static void register_user(const opaque_server_keys *keys, opaque_suite_id suite,
+                          const char *cred_id, uint8_t *record, uint8_t *export_key)
+{
+	const opaque_sizes *sz = opaque_suite_sizes(suite);
+	opaque_config cfg = config_of(suite);
+	opaque_client_registration_state st;
+	uint8_t request[OPAQUE_MAX_REGISTRATION_REQUEST_BYTES];
+	uint8_t response[OPAQUE_MAX_REGISTRATION_RESPONSE_BYTES];
+	assert_int_equal(opaque_client_registration_start(&cfg, STR(PASSWORD), &st, request,
+	                                                  sz->registration_request),
+	                 OPAQUE_OK);
+	registration_response(keys, suite, cred_id, request, response);
+	assert_int_equal(opaque_client_registration_finish(
+	                     &cfg, &st, STR(PASSWORD), NULL, response, sz->registration_response,
+	                     record, sz->registration_record, export_key, sz->export_key),
+	                 OPAQUE_OK);
+}
+
+typedef struct login_result {
+	opaque_err client;
+	opaque_err server;
+	uint8_t client_session_key[OPAQUE_MAX_HASH_BYTES];
+	uint8_t server_session_key[OPAQUE_MAX_HASH_BYTES];
+	uint8_t export_key[OPAQUE_MAX_HASH_BYTES];
+} login_result;
+
+/* A whole login with password; the server side uses keys. */
+static login_result login_user(const opaque_server_keys *keys, opaque_suite_id suite,
+                               const char *cred_id, const uint8_t *record, const char *password)
+{
+	const opaque_sizes *sz = opaque_suite_sizes(suite);
+	opaque_config cfg = config_of(suite);
+	opaque_client_login_state cst;
+	opaque_server_login_state sst;
+	uint8_t ke1[OPAQUE_MAX_KE1_BYTES], ke2[OPAQUE_MAX_KE2_BYTES], ke3[OPAQUE_MAX_KE3_BYTES];
+	login_result r;
+	memset(&r, 0, sizeof(r));
+	r.server = OPAQUE_ERR_ARGUMENT;
+	assert_int_equal(opaque_client_login_start(&cfg, (const uint8_t *)password,
+	                                           strlen(password), &cst, ke1, sz->ke1),
+	                 OPAQUE_OK);
+	assert_int_equal(opaque_server_login_start(&cfg, keys, NULL, (const uint8_t *)cred_id,
+	                                           strlen(cred_id), record, sz->registration_record,
+	                                           ke1, sz->ke1, &sst, ke2, sz->ke2),
+	                 OPAQUE_OK);
+	r.client = opaque_client_login_finish(
+	    &cfg, &cst, (const uint8_t *)password, strlen(password), NULL, ke2, sz->ke2, ke3,
+	    sz->ke3, r.client_session_key, sz->session_key, r.export_key, sz->export_key);
+	if (r.client == OPAQUE_OK)
+		r.server = opaque_server_login_finish(&sst, ke3, sz->ke3, r.server_session_key,
+		                                      sz->session_key);
+	else
+		opaque_server_login_state_wipe(&sst);
+	return r;
+}
+
+/* ---- P-256 helpers (OpenSSL, independent of the token code) ---- */
+
+typedef struct p256_ctx {
+	EC_GROUP *g;
+	BN_CTX *bn;
+} p256_ctx;
+
+static p256_ctx p256_new(void)
+{
+	p256_ctx c = {EC_GROUP_new_by_curve_name(NID_X9_62_prime256v1), BN_CTX_new()};
+	assert_non_null(c.g);
+	assert_non_null(c.bn);
+	return c;
+}
+
+static void p256_free(p256_ctx *c)
+{
+	BN_CTX_free(c->bn);
+	EC_GROUP_free(c->g);
+}
+
+static void p256_encode(const p256_ctx *c, const EC_POINT *p, point_conversion_form_t form,
+                        uint8_t *out, size_t len)
+{
+	assert_int_equal(EC_POINT_point2oct(c->g, p, form, out, len, c->bn), len);
+}
+
+/* out = m * in, for m in {1, -1, 2, -2}; in and out compressed. */
+static void p256_times(const p256_ctx *c, const uint8_t in[33], int m, uint8_t out[33])
+{
+	EC_POINT *p = EC_POINT_new(c->g);
+	assert_non_null(p);
+	assert_int_equal(EC_POINT_oct2point(c->g, p, in, 33, c->bn), 1);
+	if (m == 2 || m == -2)
+		assert_int_equal(EC_POINT_dbl(c->g, p, p, c->bn), 1);
+	if (m < 0)
+		assert_int_equal(EC_POINT_invert(c->g, p, c->bn), 1);
+	p256_encode(c, p, POINT_CONVERSION_COMPRESSED, out, 33);
+	EC_POINT_free(p);
+}
+
+static void p256_generator(const p256_ctx *c, uint8_t out[33])
+{
+	p256_encode(c, EC_GROUP_get0_generator(c->g), POINT_CONVERSION_COMPRESSED, out, 33);
+}
+
+static void p256_uncompress(const p256_ctx *c, const uint8_t in[33], uint8_t out[65])
+{
+	EC_POINT *p = EC_POINT_new(c->g);
+	assert_non_null(p);
+	assert_int_equal(EC_POINT_oct2point(c->g, p, in, 33, c->bn), 1);
+	p256_encode(c, p, POINT_CONVERSION_UNCOMPRESSED, out, 65);
+	EC_POINT_free(p);
+}
+
+/* A software x-only Diffie-Hellman oracle with a known scalar k, standing in for the
+ * token's CKM_ECDH1_DERIVE. corrupt_second makes every second answer wrong. */
+typedef struct soft_oracle {
+	p256_ctx c;
+	BIGNUM *k;
+	unsigned calls;
+	bool corrupt_second;
+	bool fail;
+} soft_oracle;
+
+static bkv_token_err soft_x_only_dh(void *ctx, const uint8_t peer[65], uint8_t x[32])
+{
+	soft_oracle *o = ctx;
+	o->calls++;
+	if (o->fail)
+		return BKV_TOKEN_ERR_DEVICE;
+	EC_POINT *p = EC_POINT_new(o->c.g);
+	EC_POINT *r = EC_POINT_new(o->c.g);
+	assert_non_null(p);
+	assert_non_null(r);
+	/* The recovery must only ever hand the oracle valid, non-identity points. */
+	assert_int_equal(EC_POINT_oct2point(o->c.g, p, peer, 65, o->c.bn), 1);
+	assert_false(EC_POINT_is_at_infinity(o->c.g, p));
+	assert_int_equal(EC_POINT_mul(o->c.g, r, NULL, p, o->k, o->c.bn), 1);
+	uint8_t enc[65];
+	p256_encode(&o->c, r, POINT_CONVERSION_UNCOMPRESSED, enc, 65);
+	memcpy(x, enc + 1, 32);
+	if (o->corrupt_second && o->calls % 2 == 0)
+		x[31] ^= 0x01;
+	EC_POINT_free(r);
+	EC_POINT_free(p);
+	return BKV_TOKEN_OK;
+}
+
+/* A fresh oracle; sk (32 bytes) and S = sk * G (uncompressed and compressed) returned. */
+static void soft_oracle_new(soft_oracle *o, uint8_t sk[32], uint8_t s_uncompressed[65],
+                            uint8_t s_compressed[33])
+{
+	memset(o, 0, sizeof(*o));
+	o->c = p256_new();
+	assert_int_equal(opaque_generate_ake_key_pair(P256, sk, 32, s_compressed, 33), OPAQUE_OK);
+	o->k = BN_bin2bn(sk, 32, NULL);
+	assert_non_null(o->k);
+	p256_uncompress(&o->c, s_compressed, s_uncompressed);
+}
+
+static void soft_oracle_free(soft_oracle *o)
+{
+	BN_clear_free(o->k);
+	p256_free(&o->c);
+}
+
+/* ---- Records ---- */
+
+static void fill_plaintext(uint8_t pt[RECORD_PT_BYTES])
+{
+	for (size_t i = 0; i < RECORD_PT_BYTES; i++)
+		pt[i] = (uint8_t)(0x40 + i);
+}
+
+static void seal_record(bkv_token *t, uint8_t sealed[RECORD_SEALED])
+{
+	uint8_t pt[RECORD_PT_BYTES];
+	fill_plaintext(pt);
+	assert_int_equal(bkv_record_seal(t, ACCOUNT, sizeof(ACCOUNT), P256, RECORD_VERSION, pt,
+	                                 sizeof(pt), sealed, RECORD_SEALED),
+	                 BKV_TOKEN_OK);
+}
+
+static bkv_token_err open_record(bkv_token *t, const uint8_t *sealed, size_t sealed_len)
+{
+	uint8_t pt[RECORD_PT_BYTES];
+	size_t pt_len =
+	    sealed_len >= BKV_RECORD_SEAL_OVERHEAD ? sealed_len - BKV_RECORD_SEAL_OVERHEAD : 0;
+	assert_true(pt_len <= sizeof(pt));
+	memset(pt, 0xAA, sizeof(pt));
+	bkv_token_err err = bkv_record_open(t, ACCOUNT, sizeof(ACCOUNT), P256, RECORD_VERSION,
+	                                    sealed, sealed_len, pt, pt_len);
+	if (err != BKV_TOKEN_OK) {
+		/* A failed open never hands out plaintext: the buffer is untouched or wiped. */
+		for (size_t i = 0; i < pt_len; i++)
+			assert_true(pt[i] == 0xAA || pt[i] == 0);
+	}
+	return err;
+}
+
+/* Every single-byte change (xor mask) in sealed[from, from+len) fails with AUTH. */
+static void assert_every_flip_fails(bkv_token *t, size_t from, size_t len)
+{
+	uint8_t sealed[RECORD_SEALED];
+	seal_record(t, sealed);
+	assert_int_equal(open_record(t, sealed, sizeof(sealed)), BKV_TOKEN_OK);
+	static const uint8_t masks[] = {0x01, 0x80};
+	for (size_t i = from; i < from + len; i++) {
+		for (size_t m = 0; m < sizeof(masks); m++) {
+			sealed[i] ^= masks[m];
+			bkv_token_err err = open_record(t, sealed, sizeof(sealed));
+			if (err != BKV_TOKEN_ERR_AUTH)
+				fail_msg("byte %zu ^ 0x%02x: %s, expected AUTH", i, masks[m],
+				         bkv_token_strerror(err));
+			sealed[i] ^= masks[m];
+		}
+	}
+}
+
+/* ------------------------------------------------------------------------------------ */
+/* Key attributes                                                                        */
+/* ------------------------------------------------------------------------------------ */
+
+static const char *const secret_key_labels[] = {
+    "bkv-seal-1",
+    "bkv-ticket-1",
+    "bkv-oprf-seed-p256-sha256",
+    "bkv-oprf-seed-ristretto255-sha512",
+};
+
+static void secret_keys_are_sensitive_and_never_extractable(void **state)
+{
+	(void)state;
+	CK_SESSION_HANDLE h = inspect_session(g_label, false);
+	for (size_t i = 0; i < sizeof(secret_key_labels) / sizeof(secret_key_labels[0]); i++)
+		assert_protected_secret(h, find_one(h, CKO_SECRET_KEY, secret_key_labels[i]));
+	inspect_close(h);
+}
+
+static void p256_private_key_is_sensitive_and_never_extractable(void **state)
+{
+	(void)state;
+	CK_SESSION_HANDLE h = inspect_session(g_label, false);
+	assert_protected_secret(h, find_one(h, CKO_PRIVATE_KEY, "bkv-ake-p256-sha256"));
+	inspect_close(h);
+}
+
+static void secret_key_values_cannot_be_read(void **state)
+{
+	(void)state;
+	CK_SESSION_HANDLE h = inspect_session(g_label, false);
+	for (size_t i = 0; i < sizeof(secret_key_labels) / sizeof(secret_key_labels[0]); i++)
+		assert_value_unreadable(h, find_one(h, CKO_SECRET_KEY, secret_key_labels[i]));
+	assert_value_unreadable(h, find_one(h, CKO_PRIVATE_KEY, "bkv-ake-p256-sha256"));
+	inspect_close(h);
+}
+
+static void aes_keys_only_encrypt_and_decrypt(void **state)
+{
+	(void)state;
+	CK_SESSION_HANDLE h = inspect_session(g_label, false);
+	for (size_t i = 0; i < 2; i++) {
+		CK_OBJECT_HANDLE k = find_one(h, CKO_SECRET_KEY, secret_key_labels[i]);
+		assert_attr(h, k, CKA_ENCRYPT, true);
+		assert_attr(h, k, CKA_DECRYPT, true);
+		assert_attr(h, k, CKA_SIGN, false);
+		assert_attr(h, k, CKA_VERIFY, false);
+		assert_attr(h, k, CKA_WRAP, false);
+		assert_attr(h, k, CKA_UNWRAP, false);
+		assert_attr(h, k, CKA_DERIVE, false);
+	}
+	inspect_close(h);
+}
+
+static void oprf_seed_allows_only_hmac(void **state)
+{
+	(void)state;
+	CK_SESSION_HANDLE h = inspect_session(g_label, false);
+	for (size_t s = 0; s < 2; s++) {
+		const bool p256 = both_suites[s] == P256;
+		CK_OBJECT_HANDLE k = find_one(h, CKO_SECRET_KEY, secret_key_labels[2 + s]);
+		assert_attr(h, k, CKA_SIGN, true);
+		assert_attr(h, k, CKA_VERIFY, false);
+		assert_attr(h, k, CKA_ENCRYPT, false);
+		assert_attr(h, k, CKA_DECRYPT, false);
+		assert_attr(h, k, CKA_DERIVE, false);
+		assert_attr(h, k, CKA_WRAP, false);
+		assert_attr(h, k, CKA_UNWRAP, false);
+		CK_ULONG len = 0;
+		CK_ATTRIBUTE value_len = {CKA_VALUE_LEN, &len, sizeof(len)};
+		assert_int_equal(g_fn->C_GetAttributeValue(h, k, &value_len, 1), CKR_OK);
+		assert_int_equal(len, opaque_suite_sizes(both_suites[s])->Nh);
+		/* CKA_ALLOWED_MECHANISMS, where the module reports it: the suite's HMAC only. */
+		CK_MECHANISM_TYPE mechs[8];
+		CK_ATTRIBUTE allowed = {CKA_ALLOWED_MECHANISMS, mechs, sizeof(mechs)};
+		if (g_fn->C_GetAttributeValue(h, k, &allowed, 1) == CKR_OK) {
+			assert_int_equal(allowed.ulValueLen, sizeof(CK_MECHANISM_TYPE));
+			assert_int_equal(mechs[0], p256 ? CKM_SHA256_HMAC : CKM_SHA512_HMAC);
+		}
+	}
+	inspect_close(h);
+}
+
+/* The token itself refuses any other use of the seed, not just the attributes. */
+static void oprf_seed_refuses_other_mechanisms(void **state)
+{
+	(void)state;
+	CK_SESSION_HANDLE h = inspect_session(g_label, false);
+	CK_OBJECT_HANDLE k = find_one(h, CKO_SECRET_KEY, "bkv-oprf-seed-p256-sha256");
+	CK_MECHANISM other_hmac = {CKM_SHA512_HMAC, NULL, 0};
+	assert_int_not_equal(g_fn->C_SignInit(h, &other_hmac, k), CKR_OK);
+	CK_MECHANISM verify = {CKM_SHA256_HMAC, NULL, 0};
+	assert_int_not_equal(g_fn->C_VerifyInit(h, &verify, k), CKR_OK);
+	uint8_t iv[16] = {0};
+	CK_MECHANISM aes = {CKM_AES_CBC, iv, sizeof(iv)};
+	assert_int_not_equal(g_fn->C_EncryptInit(h, &aes, k), CKR_OK);
+	CK_OBJECT_HANDLE derived;
+	CK_MECHANISM derive = {CKM_SHA256_KEY_DERIVATION, NULL, 0};
+	assert_int_not_equal(g_fn->C_DeriveKey(h, &derive, k, NULL, 0, &derived), CKR_OK);
+	/* Its own mechanism works. */
+	CK_MECHANISM hmac = {CKM_SHA256_HMAC, NULL, 0};
+	uint8_t mac[32];
+	CK_ULONG mac_len = sizeof(mac);
+	assert_int_equal(g_fn->C_SignInit(h, &hmac, k), CKR_OK);
+	assert_int_equal(g_fn->C_Sign(h, (CK_BYTE_PTR) "x", 1, mac, &mac_len), CKR_OK);
+	assert_int_equal(mac_len, 32);
+	inspect_close(h);
+}
+
+static void p256_private_key_only_derives(void **state)
+{
+	(void)state;
+	CK_SESSION_HANDLE h = inspect_session(g_label, false);
+	CK_OBJECT_HANDLE k = find_one(h, CKO_PRIVATE_KEY, "bkv-ake-p256-sha256");
+	assert_attr(h, k, CKA_DERIVE, true);
+	assert_attr(h, k, CKA_SIGN, false);
+	assert_attr(h, k, CKA_DECRYPT, false);
+	assert_attr(h, k, CKA_UNWRAP, false);
+	inspect_close(h);
+}
+
+/* No PKCS#11 key exists for ristretto255; the data object holds the private key sealed
+ * (version || iv || ciphertext || tag), and no 32-byte window of it is the key. */
+static void ristretto255_key_exists_only_sealed(void **state)
+{
+	fx *f = *state;
+	const opaque_server_keys *keys = bkv_token_server_keys(f->t, R255);
+	assert_non_null(keys);
+	CK_SESSION_HANDLE h = inspect_session(g_label, false);
+	const char *label = "bkv-ake-ristretto255-sha512";
+	assert_int_equal(count_labelled(h, label), 1);
+	CK_OBJECT_HANDLE obj = find_one(h, CKO_DATA, label);
+	assert_attr(h, obj, CKA_PRIVATE, true);
+	assert_attr(h, obj, CKA_MODIFIABLE, false);
+	uint8_t value[128];
+	CK_ATTRIBUTE a = {CKA_VALUE, value, sizeof(value)};
+	assert_int_equal(g_fn->C_GetAttributeValue(h, obj, &a, 1), CKR_OK);
+	assert_int_equal(a.ulValueLen, R255_SEALED_SIZE);
+	static const uint8_t version_1[4] = {0, 0, 0, 1};
+	assert_memory_equal(value, version_1, 4);
+	for (size_t at = 0; at + 32 <= R255_SEALED_SIZE; at++) {
+		uint8_t pk[32];
+		if (crypto_scalarmult_ristretto255_base(pk, value + at) == 0)
+			assert_memory_not_equal(pk, keys->server_public_key, 32);
+	}
+	inspect_close(h);
+}
+
+/* The session copies made by bkv_token_load_keys are as protected as the originals. */
+static void session_copies_stay_sensitive(void **state)
+{
+	(void)state; /* the fixture's vault holds the copies */
+	CK_SESSION_HANDLE h = inspect_session(g_label, false);
+	CK_BBOOL no = CK_FALSE;
+	CK_ATTRIBUTE tmpl[] = {{CKA_TOKEN, &no, sizeof(no)}};
+	CK_OBJECT_HANDLE found[32];
+	CK_ULONG n = find_objects(h, tmpl, 1, found, 32);
+	size_t checked = 0;
+	for (CK_ULONG i = 0; i < n; i++) {
+		CK_OBJECT_CLASS cls;
+		CK_ATTRIBUTE a = {CKA_CLASS, &cls, sizeof(cls)};
+		assert_int_equal(g_fn->C_GetAttributeValue(h, found[i], &a, 1), CKR_OK);
+		if (cls != CKO_SECRET_KEY && cls != CKO_PRIVATE_KEY)
+			continue;
+		assert_attr(h, found[i], CKA_SENSITIVE, true);
+		assert_attr(h, found[i], CKA_EXTRACTABLE, false);
+		assert_value_unreadable(h, found[i]);
+		checked++;
+	}
+	/* seal-1, ticket, two OPRF seeds, the P-256 private key */
+	assert_true(checked >= 5);
+	inspect_close(h);
+}
+
+/* ------------------------------------------------------------------------------------ */
+/* The key ceremony                                                                      */
+/* ------------------------------------------------------------------------------------ */
+
+static const char *const all_key_labels[] = {
+    "bkv-seal-1",
+    "bkv-ticket-1",
+    "bkv-oprf-seed-p256-sha256",
+    "bkv-ake-p256-sha256",
+    "bkv-oprf-seed-ristretto255-sha512",
+    "bkv-ake-ristretto255-sha512",
+};
+#define NUM_KEY_LABELS (sizeof(all_key_labels) / sizeof(all_key_labels[0]))
+
+static void assert_all_reported(const report_log *log, const char *what)
+{
+	assert_int_equal(log->n, NUM_KEY_LABELS);
+	for (size_t i = 0; i < NUM_KEY_LABELS; i++) {
+		const key_report *r = find_report(log, all_key_labels[i]);
+		if (strcmp(r->what, what) != 0)
+			fail_msg("%s reported \"%s\", expected \"%s\"", r->label, r->what, what);
+	}
+	assert_int_equal(find_report(log, "bkv-ake-p256-sha256")->public_key_len, 33);
+	assert_int_equal(find_report(log, "bkv-ake-ristretto255-sha512")->public_key_len, 32);
+}
+
+static void create_keys_creates_every_key_once(void **state)
+{
+	(void)state;
+	init_token("bkv-create", NULL, 0);
+	bkv_token *t = vault_open("bkv-create");
+	report_log log;
+	memset(&log, 0, sizeof(log));
+	create_keys(t, false, &log);
+	assert_all_reported(&log, "created");
+	bkv_token_close(t);
+	CK_SESSION_HANDLE h = inspect_session("bkv-create", false);
+	for (size_t i = 0; i < NUM_KEY_LABELS; i++)
+		assert_int_equal(count_labelled(h, all_key_labels[i]),
+		                 strcmp(all_key_labels[i], "bkv-ake-p256-sha256") == 0 ? 2 : 1);
+	inspect_close(h);
+}
+
+static void create_keys_again_keeps_every_key(void **state)
+{
+	(void)state;
+	init_token("bkv-idem", NULL, 0);
+	bkv_token *t = vault_open("bkv-idem");
+	report_log first, second;
+	memset(&first, 0, sizeof(first));
+	memset(&second, 0, sizeof(second));
+	create_keys(t, false, &first);
+	create_keys(t, false, &second);
+	assert_all_reported(&second, "exists");
+	for (size_t i = 0; i < 2; i++) {
+		const char *label = i == 0 ? "bkv-ake-p256-sha256" : "bkv-ake-ristretto255-sha512";
+		const key_report *a = find_report(&first, label), *b = find_report(&second, label);
+		assert_int_equal(a->public_key_len, b->public_key_len);
+		assert_memory_equal(a->public_key, b->public_key, a->public_key_len);
+	}
+	/* And what the vault serves is the same public key. */
+	assert_int_equal(bkv_token_load_keys(t, both_suites, 2), BKV_TOKEN_OK);
+	assert_memory_equal(bkv_token_server_keys(t, P256)->server_public_key,
+	                    find_report(&first, "bkv-ake-p256-sha256")->public_key, 33);
+	assert_memory_equal(bkv_token_server_keys(t, R255)->server_public_key,
+	                    find_report(&first, "bkv-ake-ristretto255-sha512")->public_key, 32);
+	bkv_token_close(t);
+}
+
+static void create_keys_with_replace_makes_new_keys(void **state)
+{
+	(void)state;
+	init_token("bkv-replace", NULL, 0);
+	bkv_token *t = vault_open("bkv-replace");
+	report_log first, replaced;
+	memset(&first, 0, sizeof(first));
+	memset(&replaced, 0, sizeof(replaced));
+	create_keys(t, false, &first);
+	create_keys(t, true, &replaced);
+	assert_all_reported(&replaced, "created");
+	for (size_t i = 0; i < 2; i++) {
+		const char *label = i == 0 ? "bkv-ake-p256-sha256" : "bkv-ake-ristretto255-sha512";
+		const key_report *a = find_report(&first, label),
+		                 *b = find_report(&replaced, label);
+		assert_memory_not_equal(a->public_key, b->public_key, a->public_key_len);
+	}
+	bkv_token_close(t);
+	/* The old keys are gone: no duplicates, seal key back to version 1 alone. */
+	CK_SESSION_HANDLE h = inspect_session("bkv-replace", false);
+	for (size_t i = 0; i < NUM_KEY_LABELS; i++)
+		assert_int_equal(count_labelled(h, all_key_labels[i]),
+		                 strcmp(all_key_labels[i], "bkv-ake-p256-sha256") == 0 ? 2 : 1);
+	inspect_close(h);
+}
+
+/* "All sealed data is then lost": a record sealed before the replacement fails to open. */
+static void records_sealed_before_replace_no_longer_open(void **state)
+{
+	(void)state;
+	bkv_token *t = fresh_token_with_keys("bkv-replace-rec");
+	uint8_t sealed[RECORD_SEALED];
+	seal_record(t, sealed);
+	create_keys(t, true, NULL);
+	assert_int_equal(bkv_token_load_keys(t, both_suites, 2), BKV_TOKEN_OK);
+	assert_int_equal(bkv_token_seal_version(t), 1);
+	assert_int_equal(open_record(t, sealed, sizeof(sealed)), BKV_TOKEN_ERR_AUTH);
+	bkv_token_close(t);
+}
+
+/* ------------------------------------------------------------------------------------ */
+/* OPAQUE with token-held keys                                                           */
+/* ------------------------------------------------------------------------------------ */
+
+static void token_keys_register_and_log_in_with_the_software_client(void **state)
+{
+	fx *f = *state;
+	const opaque_sizes *sz = opaque_suite_sizes(f->suite);
+	const opaque_server_keys *keys = bkv_token_server_keys(f->t, f->suite);
+	assert_non_null(keys);
+	assert_int_equal(keys->suite, f->suite);
+	uint8_t record[OPAQUE_MAX_REGISTRATION_RECORD_BYTES];
+	uint8_t export_key[OPAQUE_MAX_HASH_BYTES];
+	register_user(keys, f->suite, CRED_ID, record, export_key);
+	login_result r = login_user(keys, f->suite, CRED_ID, record, PASSWORD);
+	assert_int_equal(r.client, OPAQUE_OK);
+	assert_int_equal(r.server, OPAQUE_OK);
+	assert_memory_equal(r.client_session_key, r.server_session_key, sz->session_key);
+	assert_memory_equal(r.export_key, export_key, sz->export_key);
+}
+
+static void token_keys_reject_a_wrong_password(void **state)
+{
+	fx *f = *state;
+	const opaque_server_keys *keys = bkv_token_server_keys(f->t, f->suite);
+	uint8_t record[OPAQUE_MAX_REGISTRATION_RECORD_BYTES];
+	uint8_t export_key[OPAQUE_MAX_HASH_BYTES];
+	register_user(keys, f->suite, CRED_ID, record, export_key);
+	login_result r = login_user(keys, f->suite, CRED_ID, record, OTHER_PASSWORD);
+	assert_int_equal(r.client, OPAQUE_ERR_ENVELOPE_RECOVERY);
+}
+
+/* The token's keys persist: a registration verifies on a login in a later session. */
+static void token_registration_verifies_in_a_later_session(void **state)
+{
+	fx *f = *state;
+	const opaque_sizes *sz = opaque_suite_sizes(f->suite);
+	uint8_t record[OPAQUE_MAX_REGISTRATION_RECORD_BYTES];
+	uint8_t export_key[OPAQUE_MAX_HASH_BYTES];
+	register_user(bkv_token_server_keys(f->t, f->suite), f->suite, CRED_ID, record, export_key);
+	bkv_token_close(f->t);
+	f->t = vault_open_loaded(g_label);
+	login_result r =
+	    login_user(bkv_token_server_keys(f->t, f->suite), f->suite, CRED_ID, record, PASSWORD);
+	assert_int_equal(r.client, OPAQUE_OK);
+	assert_int_equal(r.server, OPAQUE_OK);
+	assert_memory_equal(r.export_key, export_key, sz->export_key);
+}
+
+static void token_oprf_is_deterministic_per_credential_identifier(void **state)
+{
+	fx *f = *state;
+	const opaque_sizes *sz = opaque_suite_sizes(f->suite);
+	const opaque_server_keys *keys = bkv_token_server_keys(f->t, f->suite);
+	opaque_config cfg = config_of(f->suite);
+	opaque_client_registration_state st;
+	uint8_t request[OPAQUE_MAX_REGISTRATION_REQUEST_BYTES];
+	uint8_t a[OPAQUE_MAX_REGISTRATION_RESPONSE_BYTES],
+	    b[OPAQUE_MAX_REGISTRATION_RESPONSE_BYTES];
+	assert_int_equal(opaque_client_registration_start(&cfg, STR(PASSWORD), &st, request,
+	                                                  sz->registration_request),
+	                 OPAQUE_OK);
+	registration_response(keys, f->suite, CRED_ID, request, a);
+	registration_response(keys, f->suite, CRED_ID, request, b);
+	assert_memory_equal(a, b, sz->registration_response);
+	opaque_client_registration_state_wipe(&st);
+}
+
+static void token_oprf_differs_between_credential_identifiers(void **state)
+{
+	fx *f = *state;
+	const opaque_sizes *sz = opaque_suite_sizes(f->suite);
+	const opaque_server_keys *keys = bkv_token_server_keys(f->t, f->suite);
+	opaque_config cfg = config_of(f->suite);
+	opaque_client_registration_state st;
+	uint8_t request[OPAQUE_MAX_REGISTRATION_REQUEST_BYTES];
+	uint8_t a[OPAQUE_MAX_REGISTRATION_RESPONSE_BYTES],
+	    b[OPAQUE_MAX_REGISTRATION_RESPONSE_BYTES];
+	assert_int_equal(opaque_client_registration_start(&cfg, STR(PASSWORD), &st, request,
+	                                                  sz->registration_request),
+	                 OPAQUE_OK);
+	registration_response(keys, f->suite, CRED_ID, request, a);
+	registration_response(keys, f->suite, OTHER_CRED_ID, request, b);
+	/* evaluated_message differs; server_public_key (the rest) is the same */
+	assert_memory_not_equal(a, b, sz->Noe);
+	assert_memory_equal(a + sz->Noe, b + sz->Noe, sz->Npk);
+	opaque_client_registration_state_wipe(&st);
+}
+
+/* A token whose OPRF seeds have known values: the test replaces the generated seeds with
+ * imported ones (same label and protection), so the token's HMAC can be compared with the
+ * software HKDF-Expand byte for byte. Built once. */
+static uint8_t known_seed[2][OPAQUE_MAX_HASH_BYTES];
+
+static void make_known_seed_token(void)
+{
+	static bool made;
+	if (made)
+		return;
+	init_token("bkv-known-seed", NULL, 0);
+	bkv_token *t = vault_open("bkv-known-seed");
+	create_keys(t, false, NULL);
+	bkv_token_close(t);
+	CK_SESSION_HANDLE h = inspect_session("bkv-known-seed", true);
+	for (size_t s = 0; s < 2; s++) {
+		const bool p256 = both_suites[s] == P256;
+		const char *label = secret_key_labels[2 + s];
+		const CK_ULONG nh = opaque_suite_sizes(both_suites[s])->Nh;
+		for (size_t i = 0; i < nh; i++)
+			known_seed[s][i] = (uint8_t)(0x11 * (s + 1) + 3 * i);
+		assert_int_equal(g_fn->C_DestroyObject(h, find_one(h, CKO_SECRET_KEY, label)),
+		                 CKR_OK);
+		CK_OBJECT_CLASS cls = CKO_SECRET_KEY;
+		CK_KEY_TYPE type = CKK_GENERIC_SECRET;
+		CK_BBOOL yes = CK_TRUE, no = CK_FALSE;
+		CK_MECHANISM_TYPE allowed[] = {p256 ? CKM_SHA256_HMAC : CKM_SHA512_HMAC};
+		CK_ATTRIBUTE tmpl[] = {
+		    {CKA_CLASS, &cls, sizeof(cls)},
+		    {CKA_KEY_TYPE, &type, sizeof(type)},
+		    {CKA_LABEL, (void *)label, strlen(label)},
+		    {CKA_VALUE, known_seed[s], nh},
+		    {CKA_ALLOWED_MECHANISMS, allowed, sizeof(allowed)},
+		    {CKA_TOKEN, &yes, sizeof(yes)},
+		    {CKA_PRIVATE, &yes, sizeof(yes)},
+		    {CKA_SENSITIVE, &yes, sizeof(yes)},
+		    {CKA_EXTRACTABLE, &no, sizeof(no)},
+		    {CKA_SIGN, &yes, sizeof(yes)},
+		};
+		CK_OBJECT_HANDLE obj;
+		assert_int_equal(
+		    g_fn->C_CreateObject(h, tmpl, sizeof(tmpl) / sizeof(tmpl[0]), &obj), CKR_OK);
+	}
+	inspect_close(h);
+	made = true;
+}
+
+static size_t suite_index(opaque_suite_id suite)
+{
+	return suite == P256 ? 0 : 1;
+}
+
+static void token_hmac_equals_software_hkdf_expand(void **state)
+{
+	opaque_suite_id suite = *(opaque_suite_id *)*state;
+	const size_t nh = opaque_suite_sizes(suite)->Nh;
+	make_known_seed_token();
+	bkv_token *t = vault_open_loaded("bkv-known-seed");
+	const opaque_server_keys *keys = bkv_token_server_keys(t, suite);
+	assert_non_null(keys);
+	opaque_soft_server_keys soft;
+	assert_int_equal(opaque_soft_server_keys_generate(&soft, suite), OPAQUE_OK);
+	uint8_t sk[OPAQUE_MAX_SCALAR_BYTES];
+	memcpy(sk, soft.server_private_key, sizeof(sk));
+	assert_int_equal(opaque_soft_server_keys_init(&soft, suite, known_seed[suite_index(suite)],
+	                                              nh, sk, opaque_suite_sizes(suite)->Nsk),
+	                 OPAQUE_OK);
+	uint8_t info[1100];
+	for (size_t i = 0; i < sizeof(info); i++)
+		info[i] = (uint8_t)(i * 13 + 1);
+	const size_t info_lens[] = {0, 1, 7, 24, 1024 + 7};
+	const size_t out_lens[] = {1, 31, 32, nh - 1, nh, nh + 1, 2 * nh + 5, 255 * nh};
+	static uint8_t from_token[255 * OPAQUE_MAX_HASH_BYTES];
+	static uint8_t from_soft[255 * OPAQUE_MAX_HASH_BYTES];
+	for (size_t i = 0; i < sizeof(info_lens) / sizeof(info_lens[0]); i++) {
+		for (size_t o = 0; o < sizeof(out_lens) / sizeof(out_lens[0]); o++) {
+			memset(from_token, 0, out_lens[o]);
+			assert_int_equal(keys->oprf_seed_expand(keys->ctx, info, info_lens[i],
+			                                        from_token, out_lens[o]),
+			                 OPAQUE_OK);
+			assert_int_equal(soft.keys.oprf_seed_expand(soft.keys.ctx, info,
+			                                            info_lens[i], from_soft,
+			                                            out_lens[o]),
+			                 OPAQUE_OK);
+			assert_memory_equal(from_token, from_soft, out_lens[o]);
+		}
+	}
+	opaque_soft_server_keys_wipe(&soft);
+	sodium_memzero(sk, sizeof(sk));
+	bkv_token_close(t);
+}
+
+/* End to end: with the same oprf_seed, the token and the software keys evaluate the OPRF
+ * identically (the evaluated element of the registration response). */
+static void token_oprf_equals_software_oprf_for_the_same_seed(void **state)
+{
+	opaque_suite_id suite = *(opaque_suite_id *)*state;
+	const opaque_sizes *sz = opaque_suite_sizes(suite);
+	make_known_seed_token();
+	bkv_token *t = vault_open_loaded("bkv-known-seed");
+	opaque_soft_server_keys soft;
+	uint8_t sk[OPAQUE_MAX_SCALAR_BYTES], pk[OPAQUE_MAX_ELEMENT_BYTES];
+	assert_int_equal(opaque_generate_ake_key_pair(suite, sk, sz->Nsk, pk, sz->Npk), OPAQUE_OK);
+	assert_int_equal(opaque_soft_server_keys_init(&soft, suite, known_seed[suite_index(suite)],
+	                                              sz->Nh, sk, sz->Nsk),
+	                 OPAQUE_OK);
+	opaque_config cfg = config_of(suite);
+	opaque_client_registration_state st;
+	uint8_t request[OPAQUE_MAX_REGISTRATION_REQUEST_BYTES];
+	uint8_t a[OPAQUE_MAX_REGISTRATION_RESPONSE_BYTES],
+	    b[OPAQUE_MAX_REGISTRATION_RESPONSE_BYTES];
+	assert_int_equal(opaque_client_registration_start(&cfg, STR(PASSWORD), &st, request,
+	                                                  sz->registration_request),
+	                 OPAQUE_OK);
+	registration_response(bkv_token_server_keys(t, suite), suite, CRED_ID, request, a);
+	registration_response(&soft.keys, suite, CRED_ID, request, b);
+	assert_memory_equal(a, b, sz->Noe);
+	opaque_client_registration_state_wipe(&st);
+	opaque_soft_server_keys_wipe(&soft);
+	sodium_memzero(sk, sizeof(sk));
+	bkv_token_close(t);
+}
+
+/* ------------------------------------------------------------------------------------ */
+/* Full-point P-256 Diffie-Hellman                                                       */
+/* ------------------------------------------------------------------------------------ */
+
+static void token_dh(const opaque_server_keys *keys, const uint8_t peer[33], uint8_t out[33])
+{
+	assert_int_equal(keys->ake_dh(keys->ctx, peer, 33, out, 33), OPAQUE_OK);
+}
+
+static void token_p256_dh_equals_software_dh_for_random_points(void **state)
+{
+	fx *f = *state;
+	const opaque_server_keys *keys = bkv_token_server_keys(f->t, P256);
+	const uint8_t *s = keys->server_public_key;
+	size_t odd = 0;
+	for (int i = 0; i < TOKEN_RANDOM_POINTS; i++) {
+		uint8_t r[32], p[33], expected[33], got[33];
+		assert_int_equal(opaque_generate_ake_key_pair(P256, r, 32, p, 33), OPAQUE_OK);
+		/* r * S = r * (sk * G) = sk * (r * G) = sk * P */
+		assert_int_equal(opaque_scalar_mult(P256, r, 32, s, 33, expected, 33), OPAQUE_OK);
+		token_dh(keys, p, got);
+		if (memcmp(got, expected, 33) != 0)
+			fail_msg("point %d: token DH differs from r * S", i);
+		odd += expected[0] == 0x03;
+	}
+	/* Both candidates of the recovery were the answer many times. */
+	assert_true(odd > TOKEN_RANDOM_POINTS / 4 && odd < 3 * TOKEN_RANDOM_POINTS / 4);
+}
+
+static void token_p256_dh_edge_case(fx *f, int m)
+{
+	const opaque_server_keys *keys = bkv_token_server_keys(f->t, P256);
+	p256_ctx c = p256_new();
+	uint8_t g[33], p[33], expected[33], got[33];
+	p256_generator(&c, g);
+	p256_times(&c, g, m, p);
+	p256_times(&c, keys->server_public_key, m, expected); /* sk * (m * G) = m * S */
+	token_dh(keys, p, got);
+	assert_memory_equal(got, expected, 33);
+	p256_free(&c);
+}
+
+static void token_p256_dh_of_g_is_the_public_key(void **state)
+{
+	token_p256_dh_edge_case(*state, 1);
+}
+
+static void token_p256_dh_of_minus_g_is_minus_the_public_key(void **state)
+{
+	token_p256_dh_edge_case(*state, -1);
+}
+
+static void token_p256_dh_of_2g_is_twice_the_public_key(void **state)
+{
+	token_p256_dh_edge_case(*state, 2);
+}
+
+static void token_p256_dh_of_minus_2g_is_minus_twice_the_public_key(void **state)
+{
+	token_p256_dh_edge_case(*state, -2);
+}
+
+/* The AKE DH runs on the client's keyshare from KE1, which anyone can send: a keyshare of
+ * -G must be served like any other, by the token as by software keys. */
+static void server_login_accepts_a_client_keyshare_of_minus_g(void **state)
+{
+	fx *f = *state;
+	const opaque_sizes *sz = opaque_suite_sizes(P256);
+	const opaque_server_keys *keys = bkv_token_server_keys(f->t, P256);
+	opaque_config cfg = config_of(P256);
+	uint8_t record[OPAQUE_MAX_REGISTRATION_RECORD_BYTES], export_key[OPAQUE_MAX_HASH_BYTES];
+	register_user(keys, P256, CRED_ID, record, export_key);
+	opaque_client_login_state cst;
+	opaque_server_login_state sst;
+	uint8_t ke1[OPAQUE_MAX_KE1_BYTES], ke2[OPAQUE_MAX_KE2_BYTES], g[33];
+	assert_int_equal(opaque_client_login_start(&cfg, STR(PASSWORD), &cst, ke1, sz->ke1),
+	                 OPAQUE_OK);
+	p256_ctx c = p256_new();
+	p256_generator(&c, g);
+	p256_times(&c, g, -1, ke1 + sz->ke1 - sz->Npk); /* KE1 ends with the keyshare */
+	p256_free(&c);
+	opaque_soft_server_keys soft;
+	assert_int_equal(opaque_soft_server_keys_generate(&soft, P256), OPAQUE_OK);
+	uint8_t soft_record[OPAQUE_MAX_REGISTRATION_RECORD_BYTES];
+	register_user(&soft.keys, P256, CRED_ID, soft_record, export_key);
+	assert_int_equal(opaque_server_login_start(&cfg, &soft.keys, NULL, STR(CRED_ID),
+	                                           soft_record, sz->registration_record, ke1,
+	                                           sz->ke1, &sst, ke2, sz->ke2),
+	                 OPAQUE_OK);
+	assert_int_equal(opaque_server_login_start(&cfg, keys, NULL, STR(CRED_ID), record,
+	                                           sz->registration_record, ke1, sz->ke1, &sst, ke2,
+	                                           sz->ke2),
+	                 OPAQUE_OK);
+	opaque_server_login_state_wipe(&sst);
+	opaque_client_login_state_wipe(&cst);
+	opaque_soft_server_keys_wipe(&soft);
+}
+
+static void token_ristretto255_dh_equals_software_dh_for_random_points(void **state)
+{
+	fx *f = *state;
+	const opaque_server_keys *keys = bkv_token_server_keys(f->t, R255);
+	for (int i = 0; i < R255_RANDOM_POINTS; i++) {
+		uint8_t r[32], p[32], expected[32], got[32];
+		assert_int_equal(opaque_generate_ake_key_pair(R255, r, 32, p, 32), OPAQUE_OK);
+		assert_int_equal(
+		    opaque_scalar_mult(R255, r, 32, keys->server_public_key, 32, expected, 32),
+		    OPAQUE_OK);
+		assert_int_equal(keys->ake_dh(keys->ctx, p, 32, got, 32), OPAQUE_OK);
+		assert_memory_equal(got, expected, 32);
+	}
+}
+
+/* p256_dh_full_point with a software x-only oracle: the recovery alone, without a token. */
+static void oracle_edge_case(int m)
+{
+	soft_oracle o;
+	uint8_t sk[32], s_unc[65], s[33], g[33], p[33], expected[33], got[33];
+	soft_oracle_new(&o, sk, s_unc, s);
+	p256_generator(&o.c, g);
+	p256_times(&o.c, g, m, p);
+	p256_times(&o.c, s, m, expected);
+	assert_int_equal(p256_dh_full_point(soft_x_only_dh, &o, s_unc, p, got), BKV_TOKEN_OK);
+	assert_memory_equal(got, expected, 33);
+	assert_int_equal(o.calls, 2);
+	soft_oracle_free(&o);
+}
+
+static void full_point_recovery_of_g_is_the_public_key(void **state)
+{
+	(void)state;
+	oracle_edge_case(1);
+}
+
+static void full_point_recovery_of_minus_g_is_minus_the_public_key(void **state)
+{
+	(void)state;
+	oracle_edge_case(-1);
+}
+
+static void full_point_recovery_of_2g_is_twice_the_public_key(void **state)
+{
+	(void)state;
+	oracle_edge_case(2);
+}
+
+static void full_point_recovery_of_minus_2g_is_minus_twice_the_public_key(void **state)
+{
+	(void)state;
+	oracle_edge_case(-2);
+}
+
+static void full_point_recovery_equals_software_dh_for_random_points(void **state)
+{
+	(void)state;
+	soft_oracle o;
+	uint8_t sk[32], s_unc[65], s[33];
+	soft_oracle_new(&o, sk, s_unc, s);
+	size_t odd = 0;
+	for (int i = 0; i < ORACLE_RANDOM_POINTS; i++) {
+		uint8_t r[32], p[33], expected[33], got[33];
+		assert_int_equal(opaque_generate_ake_key_pair(P256, r, 32, p, 33), OPAQUE_OK);
+		assert_int_equal(opaque_scalar_mult(P256, sk, 32, p, 33, expected, 33), OPAQUE_OK);
+		assert_int_equal(p256_dh_full_point(soft_x_only_dh, &o, s_unc, p, got),
+		                 BKV_TOKEN_OK);
+		if (memcmp(got, expected, 33) != 0)
+			fail_msg("point %d: recovered point differs from sk * P", i);
+		odd += expected[0] == 0x03;
+	}
+	assert_int_equal(o.calls, 2 * ORACLE_RANDOM_POINTS);
+	assert_true(odd > ORACLE_RANDOM_POINTS / 4 && odd < 3 * ORACLE_RANDOM_POINTS / 4);
+	soft_oracle_free(&o);
+}
+
+/* An oracle whose two answers disagree gives an error, never a wrong point. */
+static void full_point_recovery_rejects_inconsistent_oracle_answers(void **state)
+{
+	(void)state;
+	soft_oracle o;
+	uint8_t sk[32], s_unc[65], s[33];
+	soft_oracle_new(&o, sk, s_unc, s);
+	o.corrupt_second = true;
+	for (int i = 0; i < 50; i++) {
+		uint8_t r[32], p[33], got[33];
+		assert_int_equal(opaque_generate_ake_key_pair(P256, r, 32, p, 33), OPAQUE_OK);
+		memset(got, 0xAA, sizeof(got));
+		assert_int_equal(p256_dh_full_point(soft_x_only_dh, &o, s_unc, p, got),
+		                 BKV_TOKEN_ERR_DEVICE);
+		uint8_t zero[33] = {0};
+		assert_memory_equal(got, zero, 33);
+	}
+	soft_oracle_free(&o);
+}
+
+static void full_point_recovery_reports_oracle_failures(void **state)
+{
+	(void)state;
+	soft_oracle o;
+	uint8_t sk[32], s_unc[65], s[33], g[33], got[33];
+	soft_oracle_new(&o, sk, s_unc, s);
+	o.fail = true;
+	p256_generator(&o.c, g);
+	assert_int_equal(p256_dh_full_point(soft_x_only_dh, &o, s_unc, g, got),
+	                 BKV_TOKEN_ERR_DEVICE);
+	soft_oracle_free(&o);
+}
+
+static void full_point_recovery_rejects_an_invalid_peer(void **state)
+{
+	(void)state;
+	soft_oracle o;
+	uint8_t sk[32], s_unc[65], s[33], got[33];
+	soft_oracle_new(&o, sk, s_unc, s);
+	uint8_t bad[33];
+	memset(bad, 0xFF, sizeof(bad)); /* x >= p */
+	bad[0] = 0x02;
+	assert_int_equal(p256_dh_full_point(soft_x_only_dh, &o, s_unc, bad, got),
+	                 BKV_TOKEN_ERR_ARGUMENT);
+	assert_int_equal(o.calls, 0);
+	soft_oracle_free(&o);
+}
+
+/* ------------------------------------------------------------------------------------ */
+/* Sealed records                                                                        */
+/* ------------------------------------------------------------------------------------ */
+
+static void sealed_record_opens_where_it_belongs(void **state)
+{
+	fx *f = *state;
+	uint8_t sealed[RECORD_SEALED], pt[RECORD_PT_BYTES], expected[RECORD_PT_BYTES];
+	seal_record(f->t, sealed);
+	assert_int_equal(sealed[0], BKV_RECORD_SEAL_FORMAT);
+	assert_int_equal(bkv_record_seal_key_version(sealed, sizeof(sealed)), 1);
+	fill_plaintext(expected);
+	assert_memory_not_equal(sealed + RECORD_CT_AT, expected, RECORD_PT_BYTES);
+	assert_int_equal(bkv_record_open(f->t, ACCOUNT, sizeof(ACCOUNT), P256, RECORD_VERSION,
+	                                 sealed, sizeof(sealed), pt, sizeof(pt)),
+	                 BKV_TOKEN_OK);
+	assert_memory_equal(pt, expected, sizeof(pt));
+}
+
+static void empty_record_seals_and_opens(void **state)
+{
+	fx *f = *state;
+	uint8_t sealed[BKV_RECORD_SEAL_OVERHEAD], pt[1];
+	assert_int_equal(bkv_record_seal(f->t, ACCOUNT, sizeof(ACCOUNT), R255, 1, NULL, 0, sealed,
+	                                 sizeof(sealed)),
+	                 BKV_TOKEN_OK);
+	assert_int_equal(
+	    bkv_record_open(f->t, ACCOUNT, sizeof(ACCOUNT), R255, 1, sealed, sizeof(sealed), pt, 0),
+	    BKV_TOKEN_OK);
+	assert_int_equal(bkv_record_open(f->t, ACCOUNT, sizeof(ACCOUNT), R255, 1, sealed,
+	                                 sizeof(sealed), NULL, 0),
+	                 BKV_TOKEN_OK);
+	assert_int_equal(bkv_record_open(f->t, OTHER_ACCOUNT, sizeof(OTHER_ACCOUNT), R255, 1,
+	                                 sealed, sizeof(sealed), pt, 0),
+	                 BKV_TOKEN_ERR_AUTH);
+}
+
+/* Whatever becomes of an empty record, the session must stay usable afterwards. */
+static void sealing_an_empty_record_leaves_the_session_usable(void **state)
+{
+	fx *f = *state;
+	uint8_t empty[BKV_RECORD_SEAL_OVERHEAD], sealed[RECORD_SEALED];
+	(void)bkv_record_seal(f->t, ACCOUNT, sizeof(ACCOUNT), R255, 1, NULL, 0, empty,
+	                      sizeof(empty));
+	uint8_t pt[RECORD_PT_BYTES];
+	fill_plaintext(pt);
+	assert_int_equal(bkv_record_seal(f->t, ACCOUNT, sizeof(ACCOUNT), P256, RECORD_VERSION, pt,
+	                                 sizeof(pt), sealed, sizeof(sealed)),
+	                 BKV_TOKEN_OK);
+	assert_int_equal(open_record(f->t, sealed, sizeof(sealed)), BKV_TOKEN_OK);
+}
+
+static void sealing_twice_uses_fresh_ivs(void **state)
+{
+	fx *f = *state;
+	uint8_t a[RECORD_SEALED], b[RECORD_SEALED];
+	seal_record(f->t, a);
+	seal_record(f->t, b);
+	assert_memory_not_equal(a + RECORD_IV_AT, b + RECORD_IV_AT, BKV_TOKEN_IV_BYTES);
+	assert_memory_not_equal(a + RECORD_CT_AT, b + RECORD_CT_AT, RECORD_PT_BYTES);
+}
+
+static void sealed_record_does_not_open_under_another_account(void **state)
+{
+	fx *f = *state;
+	uint8_t sealed[RECORD_SEALED], pt[RECORD_PT_BYTES];
+	seal_record(f->t, sealed);
+	assert_int_equal(bkv_record_open(f->t, OTHER_ACCOUNT, sizeof(OTHER_ACCOUNT), P256,
+	                                 RECORD_VERSION, sealed, sizeof(sealed), pt, sizeof(pt)),
+	                 BKV_TOKEN_ERR_AUTH);
+	/* A prefix of the account id is another account too. */
+	assert_int_equal(bkv_record_open(f->t, ACCOUNT, sizeof(ACCOUNT) - 1, P256, RECORD_VERSION,
+	                                 sealed, sizeof(sealed), pt, sizeof(pt)),
+	                 BKV_TOKEN_ERR_AUTH);
+}
+
+static void sealed_record_does_not_open_under_another_suite(void **state)
+{
+	fx *f = *state;
+	uint8_t sealed[RECORD_SEALED], pt[RECORD_PT_BYTES];
+	seal_record(f->t, sealed);
+	assert_int_equal(bkv_record_open(f->t, ACCOUNT, sizeof(ACCOUNT), R255, RECORD_VERSION,
+	                                 sealed, sizeof(sealed), pt, sizeof(pt)),
+	                 BKV_TOKEN_ERR_AUTH);
+}
+
+static void sealed_record_does_not_open_under_another_record_version(void **state)
+{
+	fx *f = *state;
+	uint8_t sealed[RECORD_SEALED], pt[RECORD_PT_BYTES];
+	seal_record(f->t, sealed);
+	const uint64_t others[] = {RECORD_VERSION - 1, RECORD_VERSION + 1,
+	                           RECORD_VERSION | (1ull << 32), 0};
+	for (size_t i = 0; i < sizeof(others) / sizeof(others[0]); i++)
+		assert_int_equal(bkv_record_open(f->t, ACCOUNT, sizeof(ACCOUNT), P256, others[i],
+		                                 sealed, sizeof(sealed), pt, sizeof(pt)),
+		                 BKV_TOKEN_ERR_AUTH);
+}
+
+/* record_seal.h: "relabelled with another key version, fails to open with
+ * BKV_TOKEN_ERR_AUTH". Here the token holds only version 1, so every relabelling names a
+ * version it does not have. */
+static void sealed_record_relabelled_with_an_unknown_key_version_fails_auth(void **state)
+{
+	fx *f = *state;
+	uint8_t sealed[RECORD_SEALED];
+	seal_record(f->t, sealed);
+	for (size_t i = 1; i <= 4; i++) {
+		static const uint8_t masks[] = {0x01, 0x02, 0x80};
+		for (size_t m = 0; m < sizeof(masks); m++) {
+			sealed[i] ^= masks[m];
+			bkv_token_err err = open_record(f->t, sealed, sizeof(sealed));
+			if (err != BKV_TOKEN_ERR_AUTH)
+				fail_msg("key version relabelled to %u: %s, expected AUTH",
+				         bkv_record_seal_key_version(sealed, sizeof(sealed)),
+				         bkv_token_strerror(err));
+			sealed[i] ^= masks[m];
+		}
+	}
+}
+
+static void sealed_record_with_another_format_byte_fails_auth(void **state)
+{
+	fx *f = *state;
+	assert_every_flip_fails(f->t, 0, 1);
+}
+
+static void sealed_record_with_a_flipped_iv_byte_fails_auth(void **state)
+{
+	fx *f = *state;
+	assert_every_flip_fails(f->t, RECORD_IV_AT, BKV_TOKEN_IV_BYTES);
+}
+
+static void sealed_record_with_a_flipped_ciphertext_byte_fails_auth(void **state)
+{
+	fx *f = *state;
+	assert_every_flip_fails(f->t, RECORD_CT_AT, RECORD_PT_BYTES);
+}
+
+static void sealed_record_with_a_flipped_tag_byte_fails_auth(void **state)
+{
+	fx *f = *state;
+	assert_every_flip_fails(f->t, RECORD_TAG_AT, BKV_TOKEN_TAG_BYTES);
+}
+
+static void truncated_sealed_record_fails_auth(void **state)
+{
+	fx *f = *state;
+	uint8_t sealed[RECORD_SEALED];
+	seal_record(f->t, sealed);
+	for (size_t len = 0; len < sizeof(sealed); len++) {
+		bkv_token_err err = open_record(f->t, sealed, len);
+		if (err != BKV_TOKEN_ERR_AUTH)
+			fail_msg("truncated to %zu bytes: %s, expected AUTH", len,
+			         bkv_token_strerror(err));
+	}
+	/* A plaintext length that does not match is refused too. */
+	uint8_t pt[RECORD_PT_BYTES];
+	assert_int_not_equal(bkv_record_open(f->t, ACCOUNT, sizeof(ACCOUNT), P256, RECORD_VERSION,
+	                                     sealed, sizeof(sealed), pt, sizeof(pt) - 1),
+	                     BKV_TOKEN_OK);
+}
+
+/* ------------------------------------------------------------------------------------ */
+/* Seal-key rotation (each test on a token of its own)                                   */
+/* ------------------------------------------------------------------------------------ */
+
+static void assert_seal_versions(bkv_token *t, const uint32_t *expected, size_t n)
+{
+	uint32_t versions[16];
+	size_t count = 99;
+	assert_int_equal(bkv_token_seal_versions(t, versions, 16, &count), BKV_TOKEN_OK);
+	assert_int_equal(count, n);
+	for (size_t i = 0; i < n; i++)
+		assert_int_equal(versions[i], expected[i]);
+}
+
+static void rotating_the_seal_key_creates_version_2(void **state)
+{
+	(void)state;
+	bkv_token *t = fresh_token_with_keys("bkv-rot-create");
+	static const uint32_t before[] = {1}, after[] = {1, 2};
+	assert_seal_versions(t, before, 1);
+	uint32_t version = 0;
+	assert_int_equal(bkv_token_rotate_seal_key(t, &version), BKV_TOKEN_OK);
+	assert_int_equal(version, 2);
+	assert_seal_versions(t, after, 2);
+	bkv_token_close(t);
+}
+
+static void new_seals_use_the_new_version_once_keys_are_reloaded(void **state)
+{
+	(void)state;
+	bkv_token *t = fresh_token_with_keys("bkv-rot-use");
+	uint32_t version;
+	uint8_t sealed[RECORD_SEALED];
+	assert_int_equal(bkv_token_rotate_seal_key(t, &version), BKV_TOKEN_OK);
+	/* Not before the reload. */
+	assert_int_equal(bkv_token_seal_version(t), 1);
+	seal_record(t, sealed);
+	assert_int_equal(bkv_record_seal_key_version(sealed, sizeof(sealed)), 1);
+	assert_int_equal(bkv_token_load_keys(t, both_suites, 2), BKV_TOKEN_OK);
+	assert_int_equal(bkv_token_seal_version(t), 2);
+	seal_record(t, sealed);
+	assert_int_equal(bkv_record_seal_key_version(sealed, sizeof(sealed)), 2);
+	assert_int_equal(open_record(t, sealed, sizeof(sealed)), BKV_TOKEN_OK);
+	bkv_token_close(t);
+}
+
+static void records_sealed_under_version_1_open_after_rotation(void **state)
+{
+	(void)state;
+	bkv_token *t = fresh_token_with_keys("bkv-rot-old");
+	uint32_t version;
+	uint8_t sealed[RECORD_SEALED];
+	seal_record(t, sealed);
+	assert_int_equal(bkv_token_rotate_seal_key(t, &version), BKV_TOKEN_OK);
+	assert_int_equal(bkv_token_load_keys(t, both_suites, 2), BKV_TOKEN_OK);
+	assert_int_equal(open_record(t, sealed, sizeof(sealed)), BKV_TOKEN_OK);
+	/* And in a later session, which also still unseals the ristretto255 key. */
+	bkv_token_close(t);
+	t = vault_open_loaded("bkv-rot-old");
+	assert_int_equal(bkv_token_seal_version(t), 2);
+	assert_int_equal(open_record(t, sealed, sizeof(sealed)), BKV_TOKEN_OK);
+	bkv_token_close(t);
+}
+
+static void sealed_record_relabelled_with_another_existing_key_version_fails_auth(void **state)
+{
+	(void)state;
+	bkv_token *t = fresh_token_with_keys("bkv-rot-relabel");
+	uint32_t version;
+	uint8_t sealed[RECORD_SEALED];
+	assert_int_equal(bkv_token_rotate_seal_key(t, &version), BKV_TOKEN_OK);
+	assert_int_equal(bkv_token_load_keys(t, both_suites, 2), BKV_TOKEN_OK);
+	seal_record(t, sealed); /* under 2 */
+	sealed[4] = 1;          /* claims 1 */
+	assert_int_equal(open_record(t, sealed, sizeof(sealed)), BKV_TOKEN_ERR_AUTH);
+	bkv_token_close(t);
+}
+
+static void deleting_the_newest_seal_key_is_refused(void **state)
+{
+	(void)state;
+	bkv_token *t = fresh_token_with_keys("bkv-rot-newest");
+	static const uint32_t both[] = {1, 2};
+	uint32_t version;
+	assert_int_equal(bkv_token_rotate_seal_key(t, &version), BKV_TOKEN_OK);
+	assert_int_equal(bkv_token_delete_seal_key(t, 2), BKV_TOKEN_ERR_KEY_IN_USE);
+	assert_seal_versions(t, both, 2);
+	bkv_token_close(t);
+}
+
+static void deleting_the_seal_key_of_the_ristretto255_key_is_refused(void **state)
+{
+	(void)state;
+	bkv_token *t = fresh_token_with_keys("bkv-rot-r255");
+	static const uint32_t both[] = {1, 2};
+	uint32_t version;
+	assert_int_equal(bkv_token_rotate_seal_key(t, &version), BKV_TOKEN_OK);
+	assert_int_equal(bkv_token_delete_seal_key(t, 1), BKV_TOKEN_ERR_KEY_IN_USE);
+	assert_seal_versions(t, both, 2);
+	bkv_token_close(t);
+}
+
+static void deleting_an_unused_old_seal_key_succeeds(void **state)
+{
+	(void)state;
+	bkv_token *t = fresh_token_with_keys("bkv-rot-delete");
+	static const uint32_t left[] = {1, 3};
+	uint32_t version;
+	uint8_t sealed_2[RECORD_SEALED];
+	assert_int_equal(bkv_token_rotate_seal_key(t, &version), BKV_TOKEN_OK);
+	assert_int_equal(bkv_token_load_keys(t, both_suites, 2), BKV_TOKEN_OK);
+	seal_record(t, sealed_2);
+	assert_int_equal(bkv_token_rotate_seal_key(t, &version), BKV_TOKEN_OK);
+	assert_int_equal(version, 3);
+	assert_int_equal(bkv_token_delete_seal_key(t, 2), BKV_TOKEN_OK);
+	assert_seal_versions(t, left, 2);
+	/* The vault keeps working (the ristretto255 key is still under 1); a record under the
+	 * deleted key no longer opens. */
+	assert_int_equal(bkv_token_load_keys(t, both_suites, 2), BKV_TOKEN_OK);
+	assert_int_equal(bkv_token_seal_version(t), 3);
+	assert_int_not_equal(open_record(t, sealed_2, sizeof(sealed_2)), BKV_TOKEN_OK);
+	assert_int_equal(bkv_token_delete_seal_key(t, 2), BKV_TOKEN_ERR_KEY_MISSING);
+	bkv_token_close(t);
+}
+
+/* ------------------------------------------------------------------------------------ */
+/* Faults                                                                                */
+/* ------------------------------------------------------------------------------------ */
+
+static void wrong_module_path_fails_with_a_module_error_naming_the_path(void **state)
+{
+	(void)state;
+	const char *path = "/nonexistent/bkv-test/libnot-a-module.so";
+	bkv_token_config cfg = config_for(g_label);
+	cfg.module_path = path;
+	bkv_token *t = (bkv_token *)&cfg; /* must be reset to NULL */
+	char why[512] = "";
+	assert_int_equal(bkv_token_open(&cfg, &t, why, sizeof(why)), BKV_TOKEN_ERR_MODULE);
+	assert_null(t);
+	assert_non_null(strstr(why, path));
+	assert_true(why_is_clean(why));
+}
+
+static void wrong_pin_fails_with_a_pin_error(void **state)
+{
+	(void)state;
+	init_token("bkv-pin", NULL, 0);
+	bkv_token_config cfg = config_for("bkv-pin");
+	cfg.pin = WRONG_PIN;
+	cfg.pin_len = sizeof(WRONG_PIN) - 1;
+	bkv_token *t = NULL;
+	char why[512] = "";
+	assert_int_equal(bkv_token_open(&cfg, &t, why, sizeof(why)), BKV_TOKEN_ERR_PIN);
+	assert_null(t);
+	assert_true(why[0] != '\0');
+	assert_true(why_is_clean(why));
+	/* One failure does not lock the token out. */
+	t = vault_open("bkv-pin");
+	bkv_token_close(t);
+}
+
+static void unknown_label_fails_with_no_token(void **state)
+{
+	(void)state;
+	bkv_token_config cfg = config_for("bkv-no-such-token");
+	bkv_token *t = NULL;
+	char why[512] = "";
+	assert_int_equal(bkv_token_open(&cfg, &t, why, sizeof(why)), BKV_TOKEN_ERR_NO_TOKEN);
+	assert_null(t);
+	assert_non_null(strstr(why, "bkv-no-such-token"));
+	assert_true(why_is_clean(why));
+}
+
+static void invalid_configuration_fails_without_revealing_the_pin(void **state)
+{
+	(void)state;
+	char long_label[BKV_TOKEN_LABEL_MAX + 2];
+	memset(long_label, 'x', sizeof(long_label) - 1);
+	long_label[sizeof(long_label) - 1] = '\0';
+	static char long_pin[BKV_TOKEN_PIN_MAX + 2];
+	memset(long_pin, 'p', sizeof(long_pin) - 1);
+	bkv_token_config cfgs[4];
+	for (size_t i = 0; i < 4; i++)
+		cfgs[i] = config_for(g_label);
+	cfgs[0].pin_len = 0;
+	cfgs[1].token_label = long_label;
+	cfgs[2].pin = long_pin;
+	cfgs[2].pin_len = sizeof(long_pin) - 1;
+	cfgs[3].token_label = "";
+	for (size_t i = 0; i < 4; i++) {
+		bkv_token *t = NULL;
+		char why[512] = "";
+		assert_int_equal(bkv_token_open(&cfgs[i], &t, why, sizeof(why)),
+		                 BKV_TOKEN_ERR_ARGUMENT);
+		assert_null(t);
+		assert_true(why_is_clean(why));
+	}
+}
+
+static void loading_keys_from_a_token_without_keys_fails_with_key_missing(void **state)
+{
+	(void)state;
+	init_token("bkv-empty", NULL, 0);
+	bkv_token *t = vault_open("bkv-empty");
+	assert_int_equal(bkv_token_load_keys(t, both_suites, 2), BKV_TOKEN_ERR_KEY_MISSING);
+	assert_int_equal(bkv_token_last_error(t), BKV_TOKEN_ERR_KEY_MISSING);
+	assert_null(bkv_token_server_keys(t, P256));
+	assert_null(bkv_token_server_keys(t, R255));
+	uint8_t sealed[RECORD_SEALED];
+	uint8_t pt[RECORD_PT_BYTES] = {0};
+	assert_int_equal(bkv_record_seal(t, ACCOUNT, sizeof(ACCOUNT), P256, 1, pt, sizeof(pt),
+	                                 sealed, sizeof(sealed)),
+	                 BKV_TOKEN_ERR_KEY_MISSING);
+	bkv_token_close(t);
+}
+
+/* token.h: the server-key operations' "failures surface as OPAQUE_ERR_SERVER_KEYS;
+ * bkv_token_last_error then says why" - so after a failure it never says BKV_TOKEN_OK.
+ * (The core never passes bad lengths; they are simply the failures a test can provoke
+ * without breaking the token.) */
+static void failed_server_key_operations_say_why(void **state)
+{
+	fx *f = *state;
+	for (size_t s = 0; s < 2; s++) {
+		const opaque_server_keys *keys = bkv_token_server_keys(f->t, both_suites[s]);
+		const opaque_sizes *sz = opaque_suite_sizes(both_suites[s]);
+		uint8_t peer[OPAQUE_MAX_ELEMENT_BYTES] = {0}, out[OPAQUE_MAX_ELEMENT_BYTES];
+		static uint8_t big[256 * OPAQUE_MAX_HASH_BYTES];
+		assert_int_equal(bkv_token_last_error(f->t), BKV_TOKEN_OK);
+		assert_int_equal(keys->ake_dh(keys->ctx, peer, sz->Npk - 1, out, sz->Npk),
+		                 OPAQUE_ERR_SERVER_KEYS);
+		assert_int_not_equal(bkv_token_last_error(f->t), BKV_TOKEN_OK);
+		bkv_token_close(f->t);
+		f->t = vault_open_loaded(g_label);
+		keys = bkv_token_server_keys(f->t, both_suites[s]);
+		assert_int_equal(
+		    keys->oprf_seed_expand(keys->ctx, (const uint8_t *)"x", 1, big, 256 * sz->Nh),
+		    OPAQUE_ERR_SERVER_KEYS);
+		assert_int_not_equal(bkv_token_last_error(f->t), BKV_TOKEN_OK);
+		bkv_token_close(f->t);
+		f->t = vault_open_loaded(g_label);
+	}
+}
+
+static void token_check_tells_a_closed_session_from_a_healthy_one(void **state)
+{
+	fx *f = *state;
+	assert_int_equal(bkv_token_check(f->t), BKV_TOKEN_OK);
+	close_all_sessions_underneath(g_label);
+	assert_int_equal(bkv_token_check(f->t), BKV_TOKEN_ERR_DEVICE);
+	assert_int_equal(bkv_token_reopen(f->t), BKV_TOKEN_OK);
+	assert_int_equal(bkv_token_check(f->t), BKV_TOKEN_OK);
+}
+
+typedef struct op_counts {
+	unsigned n[4];
+} op_counts;
+
+static void count_op(void *arg, bkv_token_op op, uint64_t micros)
+{
+	(void)micros;
+	op_counts *c = arg;
+	assert_true((unsigned)op < 4);
+	c->n[op]++;
+}
+
+static void observer_sees_each_token_operation(void **state)
+{
+	fx *f = *state;
+	op_counts c;
+	memset(&c, 0, sizeof(c));
+	bkv_token_set_observer(f->t, count_op, &c);
+	uint8_t sealed[RECORD_SEALED];
+	seal_record(f->t, sealed);
+	assert_int_equal(open_record(f->t, sealed, sizeof(sealed)), BKV_TOKEN_OK);
+	const opaque_server_keys *keys = bkv_token_server_keys(f->t, P256);
+	uint8_t out[32], g[33], dh[33];
+	assert_int_equal(keys->oprf_seed_expand(keys->ctx, (const uint8_t *)"x", 1, out, 32),
+	                 OPAQUE_OK);
+	p256_ctx pc = p256_new();
+	p256_generator(&pc, g);
+	p256_free(&pc);
+	token_dh(keys, g, dh);
+	bkv_token_set_observer(f->t, NULL, NULL);
+	assert_int_equal(c.n[BKV_TOKEN_OP_ENCRYPT], 1);
+	assert_int_equal(c.n[BKV_TOKEN_OP_DECRYPT], 1);
+	assert_int_equal(c.n[BKV_TOKEN_OP_HMAC], 1);
+	assert_int_equal(c.n[BKV_TOKEN_OP_ECDH], 2); /* x(sk * P) and x(sk * (P + G)) */
+}
+
+/* p11-kit's managed mode gives each loader its own sessions: closing "all" sessions through
+ * another managed instance leaves the vault's alone. (Why the next test goes unmanaged.) */
+static void closing_sessions_through_another_managed_instance_spares_the_vault(void **state)
+{
+	fx *f = *state;
+	assert_int_equal(g_fn->C_CloseAllSessions(slot_of(g_label)), CKR_OK);
+	uint8_t sealed[RECORD_SEALED];
+	seal_record(f->t, sealed);
+	assert_int_equal(open_record(f->t, sealed, sizeof(sealed)), BKV_TOKEN_OK);
+}
+
+static void session_closed_underneath_fails_with_device_error(void **state)
+{
+	fx *f = *state;
+	uint8_t sealed[RECORD_SEALED], fresh[RECORD_SEALED];
+	uint8_t pt[RECORD_PT_BYTES];
+	fill_plaintext(pt);
+	seal_record(f->t, sealed);
+	close_all_sessions_underneath(g_label);
+
+	const opaque_server_keys *keys = bkv_token_server_keys(f->t, P256);
+	assert_non_null(keys);
+	opaque_config cfg = config_of(P256);
+	opaque_client_registration_state st;
+	uint8_t request[33], response[66];
+	assert_int_equal(opaque_client_registration_start(&cfg, STR(PASSWORD), &st, request, 33),
+	                 OPAQUE_OK);
+	assert_int_equal(opaque_server_registration_response(&cfg, keys, STR(CRED_ID), request, 33,
+	                                                     response, 66),
+	                 OPAQUE_ERR_SERVER_KEYS);
+	assert_int_equal(bkv_token_last_error(f->t), BKV_TOKEN_ERR_DEVICE);
+	/* The P-256 DH too, and the records: a dead session is not bad data (not AUTH). */
+	uint8_t g[33], out[33];
+	p256_ctx c = p256_new();
+	p256_generator(&c, g);
+	p256_free(&c);
+	assert_int_equal(keys->ake_dh(keys->ctx, g, 33, out, 33), OPAQUE_ERR_SERVER_KEYS);
+	assert_int_equal(bkv_token_last_error(f->t), BKV_TOKEN_ERR_DEVICE);
+	assert_int_equal(open_record(f->t, sealed, sizeof(sealed)), BKV_TOKEN_ERR_DEVICE);
+	assert_int_equal(bkv_record_seal(f->t, ACCOUNT, sizeof(ACCOUNT), P256, RECORD_VERSION, pt,
+	                                 sizeof(pt), fresh, sizeof(fresh)),
+	                 BKV_TOKEN_ERR_DEVICE);
+	opaque_client_registration_state_wipe(&st);
+}
+
+static void reopen_restores_service_after_the_session_was_closed(void **state)
+{
+	fx *f = *state;
+	uint8_t sealed[RECORD_SEALED];
+	uint8_t record[OPAQUE_MAX_REGISTRATION_RECORD_BYTES], export_key[OPAQUE_MAX_HASH_BYTES];
+	seal_record(f->t, sealed);
+	register_user(bkv_token_server_keys(f->t, P256), P256, CRED_ID, record, export_key);
+	close_all_sessions_underneath(g_label);
+	assert_int_equal(open_record(f->t, sealed, sizeof(sealed)), BKV_TOKEN_ERR_DEVICE);
+
+	assert_int_equal(bkv_token_reopen(f->t), BKV_TOKEN_OK);
+	assert_int_equal(bkv_token_last_error(f->t), BKV_TOKEN_OK);
+	assert_int_equal(open_record(f->t, sealed, sizeof(sealed)), BKV_TOKEN_OK);
+	for (size_t s = 0; s < 2; s++)
+		assert_non_null(bkv_token_server_keys(f->t, both_suites[s]));
+	login_result r =
+	    login_user(bkv_token_server_keys(f->t, P256), P256, CRED_ID, record, PASSWORD);
+	assert_int_equal(r.client, OPAQUE_OK);
+	assert_int_equal(r.server, OPAQUE_OK);
+}
+
+/* Observed with SoftHSM2 2.6: removing the token's files does not disturb an open session.
+ * The vault works on session copies of its keys, so it keeps serving from memory. */
+static void vault_keeps_serving_when_the_token_directory_is_removed(void **state)
+{
+	(void)state;
+	char dir[1024];
+	init_token("bkv-gone", dir, sizeof(dir));
+	bkv_token *t = vault_open("bkv-gone");
+	create_keys(t, false, NULL);
+	assert_int_equal(bkv_token_load_keys(t, both_suites, 2), BKV_TOKEN_OK);
+	uint8_t sealed[RECORD_SEALED], fresh[RECORD_SEALED];
+	uint8_t record[OPAQUE_MAX_REGISTRATION_RECORD_BYTES], export_key[OPAQUE_MAX_HASH_BYTES];
+	seal_record(t, sealed);
+	register_user(bkv_token_server_keys(t, P256), P256, CRED_ID, record, export_key);
+
+	remove_tree(dir);
+
+	assert_int_equal(open_record(t, sealed, sizeof(sealed)), BKV_TOKEN_OK);
+	seal_record(t, fresh);
+	assert_int_equal(open_record(t, fresh, sizeof(fresh)), BKV_TOKEN_OK);
+	for (size_t s = 0; s < 2; s++) {
+		login_result r;
+		if (both_suites[s] == P256) {
+			r = login_user(bkv_token_server_keys(t, P256), P256, CRED_ID, record,
+			               PASSWORD);
+		} else {
+			uint8_t rec[OPAQUE_MAX_REGISTRATION_RECORD_BYTES];
+			register_user(bkv_token_server_keys(t, R255), R255, CRED_ID, rec,
+			              export_key);
+			r = login_user(bkv_token_server_keys(t, R255), R255, CRED_ID, rec,
+			               PASSWORD);
+		}
+		assert_int_equal(r.client, OPAQUE_OK);
+		assert_int_equal(r.server, OPAQUE_OK);
+	}
+	/* The token objects themselves are gone. */
+	uint32_t versions[4];
+	size_t count = 99;
+	assert_int_equal(bkv_token_seal_versions(t, versions, 4, &count), BKV_TOKEN_OK);
+	assert_int_equal(count, 0);
+	bkv_token_close(t);
+}
+
+static void reopen_after_the_token_directory_is_removed_fails_cleanly(void **state)
+{
+	(void)state;
+	char dir[1024];
+	init_token("bkv-gone-reopen", dir, sizeof(dir));
+	bkv_token *t = vault_open("bkv-gone-reopen");
+	create_keys(t, false, NULL);
+	assert_int_equal(bkv_token_load_keys(t, both_suites, 2), BKV_TOKEN_OK);
+	const opaque_server_keys *stale = bkv_token_server_keys(t, P256);
+	uint8_t sealed[RECORD_SEALED];
+	seal_record(t, sealed);
+
+	remove_tree(dir);
+
+	assert_int_equal(bkv_token_reopen(t), BKV_TOKEN_ERR_NO_TOKEN);
+	assert_int_equal(bkv_token_last_error(t), BKV_TOKEN_ERR_NO_TOKEN);
+	/* Nothing is served any more, and nothing crashes. */
+	assert_null(bkv_token_server_keys(t, P256));
+	assert_null(bkv_token_server_keys(t, R255));
+	assert_int_equal(bkv_token_seal_version(t), 0);
+	assert_int_equal(open_record(t, sealed, sizeof(sealed)), BKV_TOKEN_ERR_KEY_MISSING);
+	/* A server still holding the old keys pointer gets an error from the core. */
+	opaque_config cfg = config_of(P256);
+	opaque_client_registration_state st;
+	uint8_t request[33], response[66];
+	assert_int_equal(opaque_client_registration_start(&cfg, STR(PASSWORD), &st, request, 33),
+	                 OPAQUE_OK);
+	assert_int_not_equal(opaque_server_registration_response(&cfg, stale, STR(CRED_ID), request,
+	                                                         33, response, 66),
+	                     OPAQUE_OK);
+	opaque_client_registration_state_wipe(&st);
+	/* Trying again keeps failing the same way. */
+	assert_int_equal(bkv_token_reopen(t), BKV_TOKEN_ERR_NO_TOKEN);
+	bkv_token_close(t);
+	/* A new open says which token is missing. */
+	bkv_token_config cfg2 = config_for("bkv-gone-reopen");
+	char why[512] = "";
+	assert_int_equal(bkv_token_open(&cfg2, &t, why, sizeof(why)), BKV_TOKEN_ERR_NO_TOKEN);
+	assert_non_null(strstr(why, "bkv-gone-reopen"));
+	assert_true(why_is_clean(why));
+}
+
+/* ------------------------------------------------------------------------------------ */
+/* Main                                                                                  */
+/* ------------------------------------------------------------------------------------ */
+
+static bool read_pin(const char *path)
+{
+	FILE *f = fopen(path, "r");
+	if (f == NULL)
+		return false;
+	g_pin_len = fread(g_pin, 1, sizeof(g_pin) - 1, f);
+	fclose(f);
+	while (g_pin_len > 0 && (g_pin[g_pin_len - 1] == '\n' || g_pin[g_pin_len - 1] == '\r'))
+		g_pin_len--;
+	g_pin[g_pin_len] = '\0';
+	return g_pin_len > 0;
+}
+
+static void ignore_report(void *arg, const char *label, const char *what, const uint8_t *public_key,
+                          size_t public_key_len)
+{
+	(void)arg;
+	(void)label;
+	(void)what;
+	(void)public_key;
+	(void)public_key_len;
+}
+
+static int group_setup(void **state)
+{
+	(void)state;
+	g_module = getenv("BKV_TEST_PKCS11_MODULE");
+	g_label = getenv("BKV_TEST_TOKEN_LABEL");
+	g_token_dir = getenv("BKV_TEST_TOKEN_DIR");
+	const char *pin_file = getenv("BKV_TEST_PIN_FILE");
+	if (g_module == NULL || g_label == NULL || g_token_dir == NULL || pin_file == NULL ||
+	    !read_pin(pin_file)) {
+		print_error("test-token needs a SoftHSM2 token: run it as tests/with-softhsm "
+		            "test-token\n");
+		return -1;
+	}
+	if (sodium_init() < 0)
+		return -1;
+	g_fn = p11_kit_module_load(g_module, 0);
+	if (g_fn == NULL || p11_kit_module_initialize(g_fn) != CKR_OK) {
+		print_error("cannot load %s\n", g_module);
+		return -1;
+	}
+	bkv_token_config cfg = config_for(g_label);
+	bkv_token *t = NULL;
+	char why[256] = "";
+	bkv_token_err err = bkv_token_open(&cfg, &t, why, sizeof(why));
+	if (err == BKV_TOKEN_OK)
+		err = bkv_token_create_keys(t, both_suites, 2, false, ignore_report, NULL);
+	bkv_token_close(t);
+	if (err != BKV_TOKEN_OK) {
+		print_error("cannot create the test keys: %s %s\n", bkv_token_strerror(err), why);
+		return -1;
+	}
+	return 0;
+}
+
+static int group_teardown(void **state)
+{
+	(void)state;
+	if (g_fn != NULL) {
+		p11_kit_module_finalize(g_fn);
+		p11_kit_module_release(g_fn);
+	}
+	sodium_memzero(g_pin, sizeof(g_pin));
+	return 0;
+}
+
+#define VAULT_TEST(f) cmocka_unit_test_setup_teardown(f, vault_setup, vault_teardown)
+#define VAULT_TEST_P256(f)                                                                         \
+	cmocka_unit_test_prestate_setup_teardown(f, vault_setup, vault_teardown, &suite_p256)
+#define VAULT_TEST_R255(f)                                                                         \
+	cmocka_unit_test_prestate_setup_teardown(f, vault_setup, vault_teardown, &suite_r255)
+#define TEST_P256(f) cmocka_unit_test_prestate(f, &suite_p256)
+#define TEST_R255(f) cmocka_unit_test_prestate(f, &suite_r255)
+
+int main(void)
+{
+	const struct CMUnitTest tests[] = {
+	    /* Key attributes */
+	    cmocka_unit_test(secret_keys_are_sensitive_and_never_extractable),
+	    cmocka_unit_test(p256_private_key_is_sensitive_and_never_extractable),
+	    cmocka_unit_test(secret_key_values_cannot_be_read),
+	    cmocka_unit_test(aes_keys_only_encrypt_and_decrypt),
+	    cmocka_unit_test(oprf_seed_allows_only_hmac),
+	    cmocka_unit_test(oprf_seed_refuses_other_mechanisms),
+	    cmocka_unit_test(p256_private_key_only_derives),
+	    VAULT_TEST(ristretto255_key_exists_only_sealed),
+	    VAULT_TEST(session_copies_stay_sensitive),
+	    /* The key ceremony */
+	    cmocka_unit_test(create_keys_creates_every_key_once),
+	    cmocka_unit_test(create_keys_again_keeps_every_key),
+	    cmocka_unit_test(create_keys_with_replace_makes_new_keys),
+	    cmocka_unit_test(records_sealed_before_replace_no_longer_open),
+	    /* OPAQUE with token-held keys */
+	    VAULT_TEST_P256(token_keys_register_and_log_in_with_the_software_client),
+	    VAULT_TEST_R255(token_keys_register_and_log_in_with_the_software_client),
+	    VAULT_TEST_P256(token_keys_reject_a_wrong_password),
+	    VAULT_TEST_R255(token_keys_reject_a_wrong_password),
+	    VAULT_TEST_P256(token_registration_verifies_in_a_later_session),
+	    VAULT_TEST_R255(token_registration_verifies_in_a_later_session),
+	    VAULT_TEST_P256(token_oprf_is_deterministic_per_credential_identifier),
+	    VAULT_TEST_R255(token_oprf_is_deterministic_per_credential_identifier),
+	    VAULT_TEST_P256(token_oprf_differs_between_credential_identifiers),
+	    VAULT_TEST_R255(token_oprf_differs_between_credential_identifiers),
+	    TEST_P256(token_hmac_equals_software_hkdf_expand),
+	    TEST_R255(token_hmac_equals_software_hkdf_expand),
+	    TEST_P256(token_oprf_equals_software_oprf_for_the_same_seed),
+	    TEST_R255(token_oprf_equals_software_oprf_for_the_same_seed),
+	    /* Full-point P-256 DH */
+	    VAULT_TEST(token_p256_dh_equals_software_dh_for_random_points),
+	    VAULT_TEST(token_p256_dh_of_g_is_the_public_key),
+	    VAULT_TEST(token_p256_dh_of_minus_g_is_minus_the_public_key),
+	    VAULT_TEST(token_p256_dh_of_2g_is_twice_the_public_key),
+	    VAULT_TEST(token_p256_dh_of_minus_2g_is_minus_twice_the_public_key),
+	    VAULT_TEST(server_login_accepts_a_client_keyshare_of_minus_g),
+	    VAULT_TEST(token_ristretto255_dh_equals_software_dh_for_random_points),
+	    cmocka_unit_test(full_point_recovery_of_g_is_the_public_key),
+	    cmocka_unit_test(full_point_recovery_of_minus_g_is_minus_the_public_key),
+	    cmocka_unit_test(full_point_recovery_of_2g_is_twice_the_public_key),
+	    cmocka_unit_test(full_point_recovery_of_minus_2g_is_minus_twice_the_public_key),
+	    cmocka_unit_test(full_point_recovery_equals_software_dh_for_random_points),
+	    cmocka_unit_test(full_point_recovery_rejects_inconsistent_oracle_answers),
+	    cmocka_unit_test(full_point_recovery_reports_oracle_failures),
+	    cmocka_unit_test(full_point_recovery_rejects_an_invalid_peer),
+	    /* Sealed records */
+	    VAULT_TEST(sealed_record_opens_where_it_belongs),
+	    VAULT_TEST(empty_record_seals_and_opens),
+	    VAULT_TEST(sealing_an_empty_record_leaves_the_session_usable),
+	    VAULT_TEST(sealing_twice_uses_fresh_ivs),
+	    VAULT_TEST(sealed_record_does_not_open_under_another_account),
+	    VAULT_TEST(sealed_record_does_not_open_under_another_suite),
+	    VAULT_TEST(sealed_record_does_not_open_under_another_record_version),
+	    VAULT_TEST(sealed_record_relabelled_with_an_unknown_key_version_fails_auth),
+	    VAULT_TEST(sealed_record_with_another_format_byte_fails_auth),
+	    VAULT_TEST(sealed_record_with_a_flipped_iv_byte_fails_auth),
+	    VAULT_TEST(sealed_record_with_a_flipped_ciphertext_byte_fails_auth),
+	    VAULT_TEST(sealed_record_with_a_flipped_tag_byte_fails_auth),
+	    VAULT_TEST(truncated_sealed_record_fails_auth),
+	    /* Seal-key rotation */
+	    cmocka_unit_test(rotating_the_seal_key_creates_version_2),
+	    cmocka_unit_test(new_seals_use_the_new_version_once_keys_are_reloaded),
+	    cmocka_unit_test(records_sealed_under_version_1_open_after_rotation),
+	    cmocka_unit_test(sealed_record_relabelled_with_another_existing_key_version_fails_auth),
+	    cmocka_unit_test(deleting_the_newest_seal_key_is_refused),
+	    cmocka_unit_test(deleting_the_seal_key_of_the_ristretto255_key_is_refused),
+	    cmocka_unit_test(deleting_an_unused_old_seal_key_succeeds),
+	    /* Faults */
+	    cmocka_unit_test(wrong_module_path_fails_with_a_module_error_naming_the_path),
+	    cmocka_unit_test(wrong_pin_fails_with_a_pin_error),
+	    cmocka_unit_test(unknown_label_fails_with_no_token),
+	    cmocka_unit_test(invalid_configuration_fails_without_revealing_the_pin),
+	    cmocka_unit_test(loading_keys_from_a_token_without_keys_fails_with_key_missing),
+	    VAULT_TEST(failed_server_key_operations_say_why),
+	    VAULT_TEST(observer_sees_each_token_operation),
+	    VAULT_TEST(closing_sessions_through_another_managed_instance_spares_the_vault),
+	    VAULT_TEST(token_check_tells_a_closed_session_from_a_healthy_one),
+	    VAULT_TEST(session_closed_underneath_fails_with_device_error),
+	    VAULT_TEST(reopen_restores_service_after_the_session_was_closed),
+	    cmocka_unit_test(vault_keeps_serving_when_the_token_directory_is_removed),
+	    cmocka_unit_test(reopen_after_the_token_directory_is_removed_fails_cleanly),
+	};
+	return cmocka_run_group_tests_name("token", tests, group_setup, group_teardown);
+}

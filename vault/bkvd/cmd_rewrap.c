@@ -1,0 +1,147 @@
+/*
+ * cmd_rewrap.c - `bkvd rewrap`: re-seals every record (and the ristretto255 AKE key)
+ * under the newest record-sealing key, in batches, printing progress. It only ever picks
+ * records sealed under an older version, so an interrupted run resumes where it stopped,
+ * and it can run while bkvd serves: each re-seal applies only if the record was not
+ * replaced meanwhile.
+ */
+#include <getopt.h>
+#include <inttypes.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include <sodium.h>
+
+#include "bkvd.h"
+#include "record_seal.h"
+#include "storage.h"
+
+#define BATCH 100
+#define PLAINTEXT_MAX BKV_STORAGE_SEALED_MAX
+
+/* Opens one record with its key version and seals it under the newest. */
+static bkv_token_err reseal_one(bkv_token *token, bkv_storage *storage, const bkv_record *r,
+				bool *stale)
+{
+	uint8_t plaintext[PLAINTEXT_MAX];
+	uint8_t sealed[BKV_STORAGE_SEALED_MAX];
+	*stale = false;
+	const size_t plaintext_len = r->sealed_len - BKV_RECORD_SEAL_OVERHEAD;
+	bkv_token_err err = bkv_record_open(token, r->account_id, r->account_id_len,
+					    (opaque_suite_id)r->suite, r->record_version,
+					    r->sealed, r->sealed_len, plaintext, plaintext_len);
+	if (err == BKV_TOKEN_OK)
+		err = bkv_record_seal(token, r->account_id, r->account_id_len,
+				      (opaque_suite_id)r->suite, r->record_version, plaintext,
+				      plaintext_len, sealed, r->sealed_len);
+	sodium_memzero(plaintext, sizeof(plaintext));
+	if (err != BKV_TOKEN_OK)
+		return err;
+	bkv_storage_err serr = bkv_storage_reseal(storage, r->account_id, r->account_id_len,
+						  r->record_version, bkv_token_seal_version(token),
+						  sealed, r->sealed_len);
+	*stale = serr == BKV_STORAGE_STALE || serr == BKV_STORAGE_NOT_FOUND;
+	if (serr != BKV_STORAGE_OK && !*stale)
+		return BKV_TOKEN_ERR_DEVICE; /* reported by the caller as a storage failure */
+	return BKV_TOKEN_OK;
+}
+
+int bkvd_cmd_rewrap(int argc, char **argv)
+{
+	static const struct option options[] = {
+		{"config", required_argument, NULL, 'c'},
+		{"help", no_argument, NULL, 'h'},
+		{NULL, 0, NULL, 0},
+	};
+	const char *config_path = NULL;
+	int opt;
+	optind = 1;
+	while ((opt = getopt_long(argc, argv, "c:h", options, NULL)) != -1) {
+		if (opt == 'c') {
+			config_path = optarg;
+		} else if (opt == 'h') {
+			printf("usage: bkvd rewrap [--config FILE]\n\n"
+			       "Re-seals every record, and the ristretto255 AKE key, under the newest\n"
+			       "record-sealing key. Safe to interrupt and run again, and to run while\n"
+			       "bkvd serves. Afterwards `bkvd delete-seal-key N` can remove old versions.\n");
+			return BKVD_EXIT_OK;
+		} else {
+			return BKVD_EXIT_STARTUP;
+		}
+	}
+	static bkvd_config config;
+	bkv_token *token = NULL;
+	bkv_storage *storage = NULL;
+	char why[512];
+	if (!bkvd_load_config(config_path, &config) || !bkvd_open_token(&config, &token))
+		return BKVD_EXIT_STARTUP;
+	int rc = BKVD_EXIT_STARTUP;
+	bkv_token_err terr = bkv_token_load_keys(token, config.suites, config.nsuites);
+	if (terr != BKV_TOKEN_OK) {
+		fprintf(stderr, "bkvd rewrap: %s\n", bkv_token_strerror(terr));
+		goto done;
+	}
+	if (bkv_storage_open(config.storage, &storage, why, sizeof(why)) != BKV_STORAGE_OK) {
+		fprintf(stderr, "bkvd rewrap: %s\n", why);
+		goto done;
+	}
+	rc = BKVD_EXIT_FAILURE;
+	const uint32_t newest = bkv_token_seal_version(token);
+	uint64_t remaining = 0;
+	for (uint32_t v = 1; v < newest; v++) {
+		uint64_t n = 0;
+		if (bkv_storage_count_sealed_with(storage, v, &n) != BKV_STORAGE_OK) {
+			fprintf(stderr, "bkvd rewrap: the database is unavailable\n");
+			goto done;
+		}
+		remaining += n;
+	}
+	printf("re-sealing %" PRIu64 " record%s under bkv-seal-%u\n", remaining,
+	       remaining == 1 ? "" : "s", newest);
+	static bkv_record batch[BATCH];
+	uint8_t after[BKV_STORAGE_ACCOUNT_MAX];
+	size_t after_len = 0;
+	uint64_t done_count = 0, skipped = 0;
+	for (;;) {
+		size_t count = 0;
+		if (bkv_storage_list_sealed_below(storage, newest, after, after_len, batch, BATCH,
+						  &count) != BKV_STORAGE_OK) {
+			fprintf(stderr, "\nbkvd rewrap: the database is unavailable; run it again\n");
+			goto done;
+		}
+		if (count == 0)
+			break;
+		for (size_t i = 0; i < count; i++) {
+			bool stale;
+			terr = reseal_one(token, storage, &batch[i], &stale);
+			if (terr != BKV_TOKEN_OK) {
+				fprintf(stderr, "\nbkvd rewrap: %s; run it again to resume\n",
+					bkv_token_strerror(terr));
+				goto done;
+			}
+			stale ? skipped++ : done_count++;
+		}
+		memcpy(after, batch[count - 1].account_id, batch[count - 1].account_id_len);
+		after_len = batch[count - 1].account_id_len;
+		printf("\r  %" PRIu64 " / %" PRIu64 " re-sealed", done_count, remaining);
+		fflush(stdout);
+	}
+	printf("\r  %" PRIu64 " re-sealed, %" PRIu64 " replaced meanwhile (already current)\n",
+	       done_count, skipped);
+	bool resealed = false;
+	terr = bkv_token_reseal_ake_key(token, &resealed);
+	if (terr != BKV_TOKEN_OK) {
+		fprintf(stderr, "bkvd rewrap: re-sealing the ristretto255 AKE key: %s\n",
+			bkv_token_strerror(terr));
+		goto done;
+	}
+	if (resealed)
+		printf("  the ristretto255 AKE key is now sealed under bkv-seal-%u\n", newest);
+	rc = BKVD_EXIT_OK;
+done:
+	sodium_memzero(batch, sizeof(batch));
+	bkv_storage_close(storage);
+	bkv_token_close(token);
+	return rc;
+}
