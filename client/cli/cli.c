@@ -16,18 +16,18 @@
 #include "cli.h"
 
 static const struct option all_options[] = {
-	{"vault", required_argument, NULL, 'v'},
-	{"ca-file", required_argument, NULL, 'c'},
-	{"pin-cert", required_argument, NULL, 'P'},
-	{"token-file", required_argument, NULL, 't'},
-	{"password-file", required_argument, NULL, 'p'},
-	{"new-password-file", required_argument, NULL, 'N'},
-	{"key-file", required_argument, NULL, 'k'},
-	{"out", required_argument, NULL, 'o'},
-	{"attempt-limit", required_argument, NULL, 'a'},
-	{"suite", required_argument, NULL, 's'},
-	{"help", no_argument, NULL, 'h'},
-	{NULL, 0, NULL, 0},
+    {"vault", required_argument, NULL, 'v'},
+    {"ca-file", required_argument, NULL, 'c'},
+    {"pin-cert", required_argument, NULL, 'P'},
+    {"token-file", required_argument, NULL, 't'},
+    {"password-file", required_argument, NULL, 'p'},
+    {"new-password-file", required_argument, NULL, 'N'},
+    {"key-file", required_argument, NULL, 'k'},
+    {"out", required_argument, NULL, 'o'},
+    {"attempt-limit", required_argument, NULL, 'a'},
+    {"suite", required_argument, NULL, 's'},
+    {"help", no_argument, NULL, 'h'},
+    {NULL, 0, NULL, 0},
 };
 
 bool cli_parse(int argc, char **argv, const char *allowed, cli_options *o)
@@ -74,7 +74,7 @@ bool cli_parse(int argc, char **argv, const char *allowed, cli_options *o)
 			unsigned long v = strtoul(optarg, &end, 10);
 			if (*end != '\0' || v == 0 || v > 1000) {
 				fprintf(stderr, "bkv %s: --attempt-limit must be 1 to 1000\n",
-					argv[0]);
+				        argv[0]);
 				return false;
 			}
 			o->attempt_limit = (unsigned)v;
@@ -114,7 +114,7 @@ int cli_exit_for(bkv_status status)
 int cli_fail(const char *command, const bkv_error *error)
 {
 	fprintf(stderr, "bkv %s: %s\n", command,
-		error->message[0] ? error->message : bkv_status_name(error->status));
+	        error->message[0] ? error->message : bkv_status_name(error->status));
 	return cli_exit_for(error->status);
 }
 
@@ -125,9 +125,9 @@ bool cli_client(const cli_options *o, bkv_client **client)
 		return false;
 	}
 	bkv_client_config config = {
-		.vault_url = o->vault_url,
-		.ca_file = o->ca_file,
-		.pinned_cert = o->pinned_cert,
+	    .vault_url = o->vault_url,
+	    .ca_file = o->ca_file,
+	    .pinned_cert = o->pinned_cert,
 	};
 	if (o->suite != NULL) {
 		if (strcmp(o->suite, "p256-sha256") == 0)
@@ -224,8 +224,8 @@ static size_t prompt_tty(const char *prompt, char *buf, size_t cap)
 	return n;
 }
 
-size_t cli_read_password(const cli_options *o, const char *prompt, bool confirm,
-			 char *password, size_t cap)
+size_t cli_read_password(const cli_options *o, const char *prompt, bool confirm, char *password,
+                         size_t cap)
 {
 	if (o->password_file != NULL) {
 		long n = read_small_file(o->password_file, password, cap);

@@ -25,16 +25,16 @@ enum {
 #define CLI_PASSWORD_MAX 1024
 
 typedef struct cli_options {
-	const char *vault_url;     /* --vault or $BKV_VAULT */
-	const char *ca_file;       /* --ca-file */
-	const char *pinned_cert;   /* --pin-cert */
-	const char *token_file;    /* --token-file, else $BKV_TOKEN */
-	const char *password_file; /* --password-file, else the terminal */
+	const char *vault_url;         /* --vault or $BKV_VAULT */
+	const char *ca_file;           /* --ca-file */
+	const char *pinned_cert;       /* --pin-cert */
+	const char *token_file;        /* --token-file, else $BKV_TOKEN */
+	const char *password_file;     /* --password-file, else the terminal */
 	const char *new_password_file; /* --new-password-file (change-password) */
-	const char *key_file;      /* --key-file */
-	const char *out;           /* --out */
-	unsigned attempt_limit;    /* --attempt-limit */
-	const char *suite;         /* --suite */
+	const char *key_file;          /* --key-file */
+	const char *out;               /* --out */
+	unsigned attempt_limit;        /* --attempt-limit */
+	const char *suite;             /* --suite */
 	bool help;
 	/* positional arguments after the options */
 	char **args;
@@ -54,8 +54,8 @@ bool cli_client(const cli_options *o, bkv_client **client);
 char *cli_read_token(const cli_options *o);
 /* A password from --password-file or the terminal without echo (asked twice if confirm).
  * Returns its length, 0 on failure. */
-size_t cli_read_password(const cli_options *o, const char *prompt, bool confirm,
-			 char *password, size_t cap);
+size_t cli_read_password(const cli_options *o, const char *prompt, bool confirm, char *password,
+                         size_t cap);
 bool cli_read_key(const cli_options *o, bkv_key *key);
 void cli_wipe(void *p, size_t n);
 

@@ -13,16 +13,17 @@ int cli_change_password(int argc, char **argv)
 	cli_options o;
 	if (!cli_parse(argc, argv, "vcPtpN", &o) || o.nargs != 0) {
 		fprintf(stderr, "usage: bkv change-password [--vault URL] [--token-file FILE]\n"
-				"       [--password-file FILE --new-password-file FILE]\n");
+		                "       [--password-file FILE --new-password-file FILE]\n");
 		return CLI_EXIT_USAGE;
 	}
 	if (o.help) {
-		printf("usage: bkv change-password [--vault URL] [--token-file FILE]\n"
-		       "       [--password-file FILE --new-password-file FILE]\n\n"
-		       "Asks for the current and the new vault password (on the terminal, or from\n"
-		       "the two files), recovers the\n"
-		       "key with the current one (this uses an attempt if it is wrong) and keeps it\n"
-		       "under the new one.\n");
+		printf(
+		    "usage: bkv change-password [--vault URL] [--token-file FILE]\n"
+		    "       [--password-file FILE --new-password-file FILE]\n\n"
+		    "Asks for the current and the new vault password (on the terminal, or from\n"
+		    "the two files), recovers the\n"
+		    "key with the current one (this uses an attempt if it is wrong) and keeps it\n"
+		    "under the new one.\n");
 		return CLI_EXIT_OK;
 	}
 	char old_password[CLI_PASSWORD_MAX], new_password[CLI_PASSWORD_MAX];
@@ -31,7 +32,7 @@ int cli_change_password(int argc, char **argv)
 	int rc = CLI_EXIT_USAGE;
 	new_password[0] = '\0';
 	size_t old_len = cli_read_password(&o, "Current vault password: ", false, old_password,
-					   sizeof(old_password));
+	                                   sizeof(old_password));
 	cli_options for_new = o;
 	for_new.password_file = o.new_password_file;
 	if ((o.password_file == NULL) != (o.new_password_file == NULL)) {
@@ -39,13 +40,13 @@ int cli_change_password(int argc, char **argv)
 		goto done;
 	}
 	size_t new_len = old_len ? cli_read_password(&for_new, "New vault password: ", true,
-						     new_password, sizeof(new_password))
-				 : 0;
+	                                             new_password, sizeof(new_password))
+	                         : 0;
 	if (new_len == 0 || (token = cli_read_token(&o)) == NULL || !cli_client(&o, &client))
 		goto done;
 	bkv_error error = {0};
 	if (bkv_change_password(client, token, old_password, old_len, new_password, new_len, NULL,
-				&error) != BKV_OK) {
+	                        &error) != BKV_OK) {
 		rc = cli_fail("change-password", &error);
 		goto done;
 	}

@@ -12,9 +12,9 @@ int cli_delete(int argc, char **argv)
 	cli_options o;
 	if (!cli_parse(argc, argv, "vcPt", &o) || o.nargs != 0 || o.help) {
 		fprintf(o.help ? stdout : stderr,
-			"usage: bkv delete [--vault URL] [--token-file FILE]\n\n"
-			"Deletes the key the vault keeps for the account. Keep the 64 digits\n"
-			"elsewhere first if you still need them.\n");
+		        "usage: bkv delete [--vault URL] [--token-file FILE]\n\n"
+		        "Deletes the key the vault keeps for the account. Keep the 64 digits\n"
+		        "elsewhere first if you still need them.\n");
 		return o.help ? CLI_EXIT_OK : CLI_EXIT_USAGE;
 	}
 	char *token = cli_read_token(&o);

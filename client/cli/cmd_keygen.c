@@ -25,7 +25,8 @@ int cli_keygen(int argc, char **argv)
 	}
 	bkv_key key;
 	char text[BKV_KEY_TEXT_BYTES];
-	if (bkv_key_generate(&key) != BKV_OK || bkv_key_format(&key, text, sizeof(text)) != BKV_OK) {
+	if (bkv_key_generate(&key) != BKV_OK ||
+	    bkv_key_format(&key, text, sizeof(text)) != BKV_OK) {
 		fprintf(stderr, "bkv keygen: cannot generate a key\n");
 		return CLI_EXIT_FAILURE;
 	}
@@ -36,7 +37,8 @@ int cli_keygen(int argc, char **argv)
 		const size_t len = strlen(text);
 		if (fd < 0 || write(fd, text, len) != (ssize_t)len || write(fd, "\n", 1) != 1 ||
 		    close(fd) != 0) {
-			fprintf(stderr, "bkv keygen: cannot write %s (it must not exist yet)\n", o.out);
+			fprintf(stderr, "bkv keygen: cannot write %s (it must not exist yet)\n",
+			        o.out);
 			rc = CLI_EXIT_FAILURE;
 		}
 	} else {

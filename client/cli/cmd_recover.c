@@ -19,12 +19,13 @@ int cli_recover(int argc, char **argv)
 		return CLI_EXIT_USAGE;
 	}
 	if (o.help) {
-		printf("usage: bkv recover [--vault URL] [--token-file FILE] [--password-file FILE]\n"
-		       "                   [--out FILE]\n\n"
-		       "Recovers the backup key with the vault password and prints its 64 digits.\n"
-		       "Each wrong password uses one attempt; after the last one the vault destroys\n"
-		       "the key for good. Exit code 3 for a wrong password, 4 when no attempts are\n"
-		       "left.\n");
+		printf(
+		    "usage: bkv recover [--vault URL] [--token-file FILE] [--password-file FILE]\n"
+		    "                   [--out FILE]\n\n"
+		    "Recovers the backup key with the vault password and prints its 64 digits.\n"
+		    "Each wrong password uses one attempt; after the last one the vault destroys\n"
+		    "the key for good. Exit code 3 for a wrong password, 4 when no attempts are\n"
+		    "left.\n");
 		return CLI_EXIT_OK;
 	}
 	char password[CLI_PASSWORD_MAX];
@@ -34,7 +35,7 @@ int cli_recover(int argc, char **argv)
 	bkv_key key;
 	int rc = CLI_EXIT_USAGE;
 	size_t password_len =
-		cli_read_password(&o, "Vault password: ", false, password, sizeof(password));
+	    cli_read_password(&o, "Vault password: ", false, password, sizeof(password));
 	if (password_len == 0 || (token = cli_read_token(&o)) == NULL || !cli_client(&o, &client))
 		goto done;
 	bkv_error error = {0};

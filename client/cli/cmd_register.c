@@ -16,14 +16,15 @@ int cli_register(int argc, char **argv)
 		return CLI_EXIT_USAGE;
 	}
 	if (o.help) {
-		printf("usage: bkv register [--vault URL] [--token-file FILE] [--key-file FILE]\n"
-		       "                    [--password-file FILE] [--attempt-limit N]\n"
-		       "                    [--suite p256-sha256|ristretto255-sha512]\n\n"
-		       "Keeps the backup key (from --key-file or standard input) in the vault under\n"
-		       "a password, asked twice on the terminal unless --password-file is given.\n"
-		       "The vault never sees the key or the password. --attempt-limit sets how many\n"
-		       "wrong passwords the vault allows before it destroys the key (default: the\n"
-		       "vault's, usually 10).\n");
+		printf(
+		    "usage: bkv register [--vault URL] [--token-file FILE] [--key-file FILE]\n"
+		    "                    [--password-file FILE] [--attempt-limit N]\n"
+		    "                    [--suite p256-sha256|ristretto255-sha512]\n\n"
+		    "Keeps the backup key (from --key-file or standard input) in the vault under\n"
+		    "a password, asked twice on the terminal unless --password-file is given.\n"
+		    "The vault never sees the key or the password. --attempt-limit sets how many\n"
+		    "wrong passwords the vault allows before it destroys the key (default: the\n"
+		    "vault's, usually 10).\n");
 		return CLI_EXIT_OK;
 	}
 	bkv_key key;
@@ -33,8 +34,8 @@ int cli_register(int argc, char **argv)
 	char *token = NULL;
 	bkv_client *client = NULL;
 	int rc = CLI_EXIT_USAGE;
-	size_t password_len = cli_read_password(&o, "New vault password: ", true, password,
-						sizeof(password));
+	size_t password_len =
+	    cli_read_password(&o, "New vault password: ", true, password, sizeof(password));
 	if (password_len == 0 || (token = cli_read_token(&o)) == NULL || !cli_client(&o, &client))
 		goto done;
 	bkv_error error = {0};

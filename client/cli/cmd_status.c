@@ -14,9 +14,9 @@ int cli_status(int argc, char **argv)
 	cli_options o;
 	if (!cli_parse(argc, argv, "vcPt", &o) || o.nargs != 0 || o.help) {
 		fprintf(o.help ? stdout : stderr,
-			"usage: bkv status [--vault URL] [--token-file FILE]\n\n"
-			"Shows whether the vault holds a key for the account, its suite, and how\n"
-			"many recovery attempts are used.\n");
+		        "usage: bkv status [--vault URL] [--token-file FILE]\n\n"
+		        "Shows whether the vault holds a key for the account, its suite, and how\n"
+		        "many recovery attempts are used.\n");
 		return o.help ? CLI_EXIT_OK : CLI_EXIT_USAGE;
 	}
 	char *token = cli_read_token(&o);

@@ -32,14 +32,14 @@ static void draw_progress(void *arg, uint64_t done, uint64_t total)
 	struct timespec now;
 	clock_gettime(CLOCK_MONOTONIC, &now);
 	const double seconds = (double)(now.tv_sec - p->started.tv_sec) +
-			       (double)(now.tv_nsec - p->started.tv_nsec) / 1e9;
+	                       (double)(now.tv_nsec - p->started.tv_nsec) / 1e9;
 	char bar[31];
 	const int filled = percent * 30 / 100;
 	for (int i = 0; i < 30; i++)
 		bar[i] = i < filled ? '#' : ' ';
 	bar[30] = '\0';
 	fprintf(stderr, "\r[%s] %3d%% %8.1f MB/s", bar, percent,
-		seconds > 0 ? (double)done / 1e6 / seconds : 0.0);
+	        seconds > 0 ? (double)done / 1e6 / seconds : 0.0);
 	if (done == total)
 		fputc('\n', stderr);
 }
@@ -48,13 +48,13 @@ int file_crypt(const char *command, bool encrypt, int argc, char **argv)
 {
 	cli_options o;
 	if (!cli_parse(argc, argv, "k", &o) || o.help || o.nargs != 2) {
-		fprintf(o.help ? stdout : stderr,
-			"usage: bkv %s --key-file FILE INPUT OUTPUT\n\n"
-			"%s a backup file with the 64-digit backup key (from --key-file or standard\n"
-			"input) in the format of docs/BACKUP-FORMAT.md, streaming in constant memory.\n"
-			"OUTPUT must not exist; it appears only when the whole file is done%s.\n",
-			command, encrypt ? "Encrypts" : "Decrypts",
-			encrypt ? "" : " and verified");
+		fprintf(
+		    o.help ? stdout : stderr,
+		    "usage: bkv %s --key-file FILE INPUT OUTPUT\n\n"
+		    "%s a backup file with the 64-digit backup key (from --key-file or standard\n"
+		    "input) in the format of docs/BACKUP-FORMAT.md, streaming in constant memory.\n"
+		    "OUTPUT must not exist; it appears only when the whole file is done%s.\n",
+		    command, encrypt ? "Encrypts" : "Decrypts", encrypt ? "" : " and verified");
 		return o.help ? CLI_EXIT_OK : CLI_EXIT_USAGE;
 	}
 	const char *in_path = o.args[0], *out_path = o.args[1];
@@ -66,7 +66,8 @@ int file_crypt(const char *command, bool encrypt, int argc, char **argv)
 	char tmp[4096] = "";
 	struct stat st;
 	if (access(out_path, F_OK) == 0) {
-		fprintf(stderr, "bkv %s: %s already exists; not overwriting it\n", command, out_path);
+		fprintf(stderr, "bkv %s: %s already exists; not overwriting it\n", command,
+		        out_path);
 		rc = CLI_EXIT_USAGE;
 		goto done;
 	}
@@ -89,10 +90,10 @@ int file_crypt(const char *command, bool encrypt, int argc, char **argv)
 	const bool tty = isatty(STDERR_FILENO);
 	const uint64_t total = S_ISREG(st.st_mode) ? (uint64_t)st.st_size : 0;
 	bkv_error error = {0};
-	bkv_status s = encrypt ? bkv_backup_encrypt(&key, in, out, total, tty ? draw_progress : NULL,
-						    &p, &error)
-			       : bkv_backup_decrypt(&key, in, out, total, tty ? draw_progress : NULL,
-						    &p, &error);
+	bkv_status s =
+	    encrypt
+	        ? bkv_backup_encrypt(&key, in, out, total, tty ? draw_progress : NULL, &p, &error)
+	        : bkv_backup_decrypt(&key, in, out, total, tty ? draw_progress : NULL, &p, &error);
 	if (s == BKV_OK && (fflush(out) != 0 || fsync(fileno(out)) != 0))
 		s = BKV_ERR_IO;
 	if (fclose(out) != 0 && s == BKV_OK)
@@ -105,7 +106,8 @@ int file_crypt(const char *command, bool encrypt, int argc, char **argv)
 		goto done;
 	}
 	if (rename(tmp, out_path) != 0) {
-		fprintf(stderr, "bkv %s: cannot create %s: %s\n", command, out_path, strerror(errno));
+		fprintf(stderr, "bkv %s: cannot create %s: %s\n", command, out_path,
+		        strerror(errno));
 		goto done;
 	}
 	tmp[0] = '\0';

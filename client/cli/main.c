@@ -11,14 +11,14 @@ static const struct {
 	int (*run)(int argc, char **argv);
 	const char *summary;
 } commands[] = {
-	{"keygen", cli_keygen, "generate a backup key and print its 64 digits"},
-	{"register", cli_register, "keep the backup key in the vault under a password"},
-	{"recover", cli_recover, "get the backup key back from the vault with the password"},
-	{"change-password", cli_change_password, "re-register the key under a new password"},
-	{"status", cli_status, "show what the vault holds for the account"},
-	{"delete", cli_delete, "delete the account's key from the vault"},
-	{"encrypt", cli_encrypt, "encrypt a backup file with the backup key"},
-	{"decrypt", cli_decrypt, "decrypt a backup file with the backup key"},
+    {"keygen", cli_keygen, "generate a backup key and print its 64 digits"},
+    {"register", cli_register, "keep the backup key in the vault under a password"},
+    {"recover", cli_recover, "get the backup key back from the vault with the password"},
+    {"change-password", cli_change_password, "re-register the key under a new password"},
+    {"status", cli_status, "show what the vault holds for the account"},
+    {"delete", cli_delete, "delete the account's key from the vault"},
+    {"encrypt", cli_encrypt, "encrypt a backup file with the backup key"},
+    {"decrypt", cli_decrypt, "decrypt a backup file with the backup key"},
 };
 
 static void usage(FILE *out)
@@ -27,11 +27,11 @@ static void usage(FILE *out)
 	for (size_t i = 0; i < sizeof(commands) / sizeof(commands[0]); i++)
 		fprintf(out, "  %-16s %s\n", commands[i].name, commands[i].summary);
 	fprintf(out,
-		"\nCommon options: --vault URL (or BKV_VAULT), --ca-file PEM, --pin-cert PEM,\n"
-		"--token-file FILE (or BKV_TOKEN), --password-file FILE (else asked on the\n"
-		"terminal; never on the command line). `bkv <command> --help` for more.\n\n"
-		"Exit codes: 0 ok, 1 failure, 2 usage, 3 wrong password,\n"
-		"            4 no attempts left / key destroyed, 5 vault unavailable.\n");
+	        "\nCommon options: --vault URL (or BKV_VAULT), --ca-file PEM, --pin-cert PEM,\n"
+	        "--token-file FILE (or BKV_TOKEN), --password-file FILE (else asked on the\n"
+	        "terminal; never on the command line). `bkv <command> --help` for more.\n\n"
+	        "Exit codes: 0 ok, 1 failure, 2 usage, 3 wrong password,\n"
+	        "            4 no attempts left / key destroyed, 5 vault unavailable.\n");
 }
 
 int main(int argc, char **argv)

@@ -22,26 +22,26 @@
 extern "C" {
 #endif
 
-#define BKV_KEY_BYTES 32
+#define BKV_KEY_BYTES      32
 #define BKV_KEY_TEXT_BYTES 80 /* "xxxx xxxx ... xxxx" (79 characters) + NUL */
-#define BKV_MESSAGE_BYTES 256
+#define BKV_MESSAGE_BYTES  256
 
 typedef enum bkv_status {
 	BKV_OK = 0,
-	BKV_ERR_ARGUMENT,       /* bad input; the message says which and where */
-	BKV_ERR_WRONG_PASSWORD, /* the password did not open the key; attempts may remain */
-	BKV_ERR_DESTROYED,      /* no attempts left: the vault destroyed the key */
-	BKV_ERR_NOT_REGISTERED, /* the vault holds no key for this account */
+	BKV_ERR_ARGUMENT,        /* bad input; the message says which and where */
+	BKV_ERR_WRONG_PASSWORD,  /* the password did not open the key; attempts may remain */
+	BKV_ERR_DESTROYED,       /* no attempts left: the vault destroyed the key */
+	BKV_ERR_NOT_REGISTERED,  /* the vault holds no key for this account */
 	BKV_ERR_UNAUTHENTICATED, /* the vault rejected the account token */
-	BKV_ERR_UNAVAILABLE,    /* the vault cannot be reached or is temporarily down */
-	BKV_ERR_PROTOCOL,       /* the vault's answer was malformed or failed verification */
-	BKV_ERR_IO,             /* reading or writing a file failed */
-	BKV_ERR_FORMAT,         /* a backup file is not in the bkv format or is corrupted */
-	BKV_ERR_TRUNCATED,      /* a backup file ends early */
-	BKV_ERR_TAMPERED,       /* a backup chunk failed authentication, is out of order, has
-				 * an invalid chunk header, or data follows the final chunk */
-	BKV_ERR_WRONG_KEY,      /* the backup was encrypted with another key (or its salt or
-				 * key commitment is damaged: the two look the same) */
+	BKV_ERR_UNAVAILABLE,     /* the vault cannot be reached or is temporarily down */
+	BKV_ERR_PROTOCOL,        /* the vault's answer was malformed or failed verification */
+	BKV_ERR_IO,              /* reading or writing a file failed */
+	BKV_ERR_FORMAT,          /* a backup file is not in the bkv format or is corrupted */
+	BKV_ERR_TRUNCATED,       /* a backup file ends early */
+	BKV_ERR_TAMPERED,        /* a backup chunk failed authentication, is out of order, has
+	                          * an invalid chunk header, or data follows the final chunk */
+	BKV_ERR_WRONG_KEY,       /* the backup was encrypted with another key (or its salt or
+	                          * key commitment is damaged: the two look the same) */
 	BKV_ERR_NOMEM,
 	BKV_ERR_INTERNAL,
 } bkv_status;
@@ -81,11 +81,11 @@ typedef enum bkv_suite {
 } bkv_suite;
 
 typedef struct bkv_client_config {
-	const char *vault_url;    /* "https://host:port" (http only for loopback) */
-	const char *ca_file;      /* PEM CA bundle; NULL for the system's */
-	const char *pinned_cert;  /* PEM certificate the server must present exactly; or NULL */
-	long timeout_ms;          /* per request; 0 for 30 s */
-	bkv_suite suite;          /* preference for registration */
+	const char *vault_url;   /* "https://host:port" (http only for loopback) */
+	const char *ca_file;     /* PEM CA bundle; NULL for the system's */
+	const char *pinned_cert; /* PEM certificate the server must present exactly; or NULL */
+	long timeout_ms;         /* per request; 0 for 30 s */
+	bkv_suite suite;         /* preference for registration */
 	/* Argon2id parameters; all 0 (the default) takes the vault's published ones. */
 	uint32_t argon2_iterations;
 	uint32_t argon2_memory_kib;
@@ -94,8 +94,7 @@ typedef struct bkv_client_config {
 
 typedef struct bkv_client bkv_client;
 
-bkv_status bkv_client_new(const bkv_client_config *config, bkv_client **client,
-			  bkv_error *error);
+bkv_status bkv_client_new(const bkv_client_config *config, bkv_client **client, bkv_error *error);
 void bkv_client_free(bkv_client *client);
 
 /* What a recovery attempt left behind. */
@@ -117,20 +116,20 @@ typedef struct bkv_account_status {
 
 /* account_token is the bearer token (JWT) from the integrator's auth service. */
 bkv_status bkv_register(bkv_client *client, const char *account_token, const char *password,
-			size_t password_len, const bkv_key *key, uint32_t attempt_limit,
-			bkv_error *error);
+                        size_t password_len, const bkv_key *key, uint32_t attempt_limit,
+                        bkv_error *error);
 bkv_status bkv_recover(bkv_client *client, const char *account_token, const char *password,
-		       size_t password_len, bkv_key *out_key, bkv_recover_info *out_info,
-		       bkv_error *error);
+                       size_t password_len, bkv_key *out_key, bkv_recover_info *out_info,
+                       bkv_error *error);
 /* Recovers with the old password, then registers the same key under the new one. */
 bkv_status bkv_change_password(bkv_client *client, const char *account_token,
-			       const char *old_password, size_t old_password_len,
-			       const char *new_password, size_t new_password_len,
-			       bkv_recover_info *out_info, bkv_error *error);
-bkv_status bkv_status_get(bkv_client *client, const char *account_token,
-			  bkv_account_status *out, bkv_error *error);
+                               const char *old_password, size_t old_password_len,
+                               const char *new_password, size_t new_password_len,
+                               bkv_recover_info *out_info, bkv_error *error);
+bkv_status bkv_status_get(bkv_client *client, const char *account_token, bkv_account_status *out,
+                          bkv_error *error);
 bkv_status bkv_delete(bkv_client *client, const char *account_token, bool *deleted,
-		      bkv_error *error);
+                      bkv_error *error);
 
 /* ---- Backup files (docs/BACKUP-FORMAT.md) ---- */
 
@@ -144,12 +143,12 @@ typedef void (*bkv_progress_fn)(void *arg, uint64_t done, uint64_t total);
 /* Streams in to out in constant memory (about 128 KiB). out is flushed, not closed or
  * synced; error is set only on failure. total_hint (0 if unknown) only feeds progress. */
 bkv_status bkv_backup_encrypt(const bkv_key *key, FILE *in, FILE *out, uint64_t total_hint,
-			      bkv_progress_fn progress, void *progress_arg, bkv_error *error);
+                              bkv_progress_fn progress, void *progress_arg, bkv_error *error);
 /* Writes plaintext to out as chunks verify; on any error the output so far must be
  * discarded (the caller deletes it). Truncation, reordering, chunks from another file and
  * a wrong key each fail with their own status. */
 bkv_status bkv_backup_decrypt(const bkv_key *key, FILE *in, FILE *out, uint64_t total_hint,
-			      bkv_progress_fn progress, void *progress_arg, bkv_error *error);
+                              bkv_progress_fn progress, void *progress_arg, bkv_error *error);
 
 #ifdef __cplusplus
 }

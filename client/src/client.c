@@ -21,8 +21,8 @@
 #include "rpc.h"
 
 /* Bounds on the KSF a vault may ask for, so a hostile vault cannot exhaust the client. */
-#define KSF_MAX_ITERATIONS 64
-#define KSF_MAX_MEMORY_KIB (2u * 1024 * 1024)
+#define KSF_MAX_ITERATIONS  64
+#define KSF_MAX_MEMORY_KIB  (2u * 1024 * 1024)
 #define KSF_MAX_PARALLELISM 64
 
 typedef struct vault_config {
@@ -81,7 +81,7 @@ static bool pin_from_certificate(const char *path, char *out, size_t out_len)
 		crypto_hash_sha256(digest, spki, (unsigned long long)len);
 		char b64[64];
 		sodium_bin2base64(b64, sizeof(b64), digest, sizeof(digest),
-				  sodium_base64_VARIANT_ORIGINAL);
+		                  sodium_base64_VARIANT_ORIGINAL);
 		snprintf(out, out_len, "sha256//%s", b64);
 		ok = true;
 	}
@@ -95,8 +95,8 @@ static bool url_allowed(const char *url)
 {
 	if (strncmp(url, "https://", 8) == 0)
 		return true;
-	static const char *const loopback[] = {"http://127.", "http://localhost:",
-					       "http://localhost/", "http://[::1]"};
+	static const char *const loopback[] = {
+	    "http://127.", "http://localhost:", "http://localhost/", "http://[::1]"};
 	for (size_t i = 0; i < sizeof(loopback) / sizeof(loopback[0]); i++) {
 		if (strncmp(url, loopback[i], strlen(loopback[i])) == 0)
 			return true;
@@ -113,18 +113,18 @@ bkv_status bkv_client_new(const bkv_client_config *config, bkv_client **client, 
 		return bkv_fail(error, BKV_ERR_ARGUMENT, "the vault URL is required");
 	if (!url_allowed(config->vault_url))
 		return bkv_fail(error, BKV_ERR_ARGUMENT,
-				"the vault URL must be https:// (http:// only for loopback)");
+		                "the vault URL must be https:// (http:// only for loopback)");
 	if (strlen(config->vault_url) >= sizeof(((bkv_client *)0)->base_url))
 		return bkv_fail(error, BKV_ERR_ARGUMENT, "the vault URL is too long");
 	if (config->suite != BKV_SUITE_VAULT_PREFERENCE && config->suite != BKV_SUITE_P256_SHA256 &&
 	    config->suite != BKV_SUITE_RISTRETTO255_SHA512)
 		return bkv_fail(error, BKV_ERR_ARGUMENT, "unknown suite preference");
-	const bool any_ksf = config->argon2_iterations || config->argon2_memory_kib ||
-			     config->argon2_parallelism;
+	const bool any_ksf =
+	    config->argon2_iterations || config->argon2_memory_kib || config->argon2_parallelism;
 	if (any_ksf && (config->argon2_iterations == 0 || config->argon2_memory_kib == 0 ||
-			config->argon2_parallelism == 0))
+	                config->argon2_parallelism == 0))
 		return bkv_fail(error, BKV_ERR_ARGUMENT,
-				"set all three Argon2id parameters, or none");
+		                "set all three Argon2id parameters, or none");
 	if (sodium_init() < 0 || curl_global_init(CURL_GLOBAL_DEFAULT) != CURLE_OK)
 		return bkv_fail(error, BKV_ERR_INTERNAL, "cannot initialize libsodium or libcurl");
 
@@ -139,18 +139,19 @@ bkv_status bkv_client_new(const bkv_client_config *config, bkv_client **client, 
 	c->suite = config->suite;
 	if (any_ksf) {
 		c->ksf_overridden = true;
-		c->ksf_override = (opaque_ksf){OPAQUE_KSF_ARGON2ID, config->argon2_iterations,
-					       config->argon2_memory_kib,
-					       config->argon2_parallelism};
+		c->ksf_override =
+		    (opaque_ksf){OPAQUE_KSF_ARGON2ID, config->argon2_iterations,
+		                 config->argon2_memory_kib, config->argon2_parallelism};
 	}
 	if (config->ca_file != NULL && (c->ca_file = strdup(config->ca_file)) == NULL)
 		goto nomem;
 	if (config->pinned_cert != NULL) {
 		if (!pin_from_certificate(config->pinned_cert, c->pinned_key,
-					  sizeof(c->pinned_key))) {
+		                          sizeof(c->pinned_key))) {
 			bkv_client_free(c);
 			return bkv_fail(error, BKV_ERR_ARGUMENT,
-					"cannot read the pinned certificate %s", config->pinned_cert);
+			                "cannot read the pinned certificate %s",
+			                config->pinned_cert);
 		}
 		c->pinned = true;
 	}
@@ -191,7 +192,7 @@ void bkv_client_free(bkv_client *c)
 static rpc_endpoint endpoint(const bkv_client *c)
 {
 	return (rpc_endpoint){c->base_url, c->share, c->ca_file, c->pinned ? c->pinned_key : NULL,
-			      c->timeout_ms};
+	                      c->timeout_ms};
 }
 
 /* Fetches and checks the vault's configuration once. */
@@ -209,9 +210,9 @@ static bkv_status load_config(bkv_client *c, vault_config *out, bkv_error *error
 	Bkv__V1__GetConfigResponse *resp = NULL;
 	rpc_error err;
 	const rpc_endpoint ep = endpoint(c);
-	bkv_status st = rpc_call(&ep, "GetConfig", NULL, &req.base,
-				 &bkv__v1__get_config_response__descriptor,
-				 (ProtobufCMessage **)&resp, &err, error);
+	bkv_status st =
+	    rpc_call(&ep, "GetConfig", NULL, &req.base, &bkv__v1__get_config_response__descriptor,
+	             (ProtobufCMessage **)&resp, &err, error);
 	if (st != BKV_OK)
 		return st;
 	vault_config cfg = {.loaded = true};
@@ -228,7 +229,7 @@ static bkv_status load_config(bkv_client *c, vault_config *out, bkv_error *error
 	    k->parallelism > KSF_MAX_PARALLELISM) {
 		bkv__v1__get_config_response__free_unpacked(resp, NULL);
 		return bkv_fail(error, BKV_ERR_PROTOCOL,
-				"the vault's configuration is unusable (suites, context or KSF)");
+		                "the vault's configuration is unusable (suites, context or KSF)");
 	}
 	memcpy(cfg.context, resp->context.data, resp->context.len);
 	cfg.context_len = resp->context.len;
@@ -249,32 +250,32 @@ static opaque_config opaque_config_for(const vault_config *cfg, opaque_suite_id 
 }
 
 static bkv_status check_common(bkv_client *c, const char *token, const char *password,
-			       size_t password_len, bkv_error *error)
+                               size_t password_len, bkv_error *error)
 {
 	if (c == NULL || token == NULL || token[0] == '\0')
 		return bkv_fail(error, BKV_ERR_ARGUMENT, "client and account token are required");
 	if (password == NULL || password_len == 0 || password_len > OPAQUE_MAX_PASSWORD_BYTES)
 		return bkv_fail(error, BKV_ERR_ARGUMENT, "the password must be 1 to %d bytes",
-				OPAQUE_MAX_PASSWORD_BYTES);
+		                OPAQUE_MAX_PASSWORD_BYTES);
 	return BKV_OK;
 }
 
 static bkv_status opaque_failure(bkv_error *error, const char *what, opaque_err err)
 {
 	return bkv_fail(error, err == OPAQUE_ERR_KSF ? BKV_ERR_NOMEM : BKV_ERR_PROTOCOL, "%s: %s",
-			what, opaque_strerror(err));
+	                what, opaque_strerror(err));
 }
 
 static bkv_status register_with(bkv_client *c, const vault_config *cfg, const char *token,
-				const char *password, size_t password_len, const bkv_key *key,
-				uint32_t attempt_limit, bkv_error *error)
+                                const char *password, size_t password_len, const bkv_key *key,
+                                uint32_t attempt_limit, bkv_error *error)
 {
 	opaque_suite_id suite = cfg->suites[0];
 	if (c->suite != BKV_SUITE_VAULT_PREFERENCE) {
 		suite = (opaque_suite_id)c->suite;
 		if (suite != cfg->suites[0] && (cfg->nsuites < 2 || suite != cfg->suites[1]))
 			return bkv_fail(error, BKV_ERR_ARGUMENT,
-					"the vault does not offer the requested suite");
+			                "the vault does not offer the requested suite");
 	}
 	const opaque_sizes *sizes = opaque_suite_sizes(suite);
 	const opaque_config oc = opaque_config_for(cfg, suite);
@@ -288,9 +289,9 @@ static bkv_status register_with(bkv_client *c, const vault_config *cfg, const ch
 	Bkv__V1__RegisterFinishResponse *finish = NULL;
 	rpc_error err;
 	bkv_status st;
-	opaque_err oerr = opaque_client_registration_start(&oc, (const uint8_t *)password,
-							   password_len, &state, request,
-							   sizes->registration_request);
+	opaque_err oerr =
+	    opaque_client_registration_start(&oc, (const uint8_t *)password, password_len, &state,
+	                                     request, sizes->registration_request);
 	if (oerr != OPAQUE_OK) {
 		st = opaque_failure(error, "registration", oerr);
 		goto done;
@@ -299,14 +300,14 @@ static bkv_status register_with(bkv_client *c, const vault_config *cfg, const ch
 	sreq.suite = (Bkv__V1__Suite)suite;
 	sreq.registration_request = (ProtobufCBinaryData){sizes->registration_request, request};
 	st = rpc_call(&ep, "RegisterStart", token, &sreq.base,
-		      &bkv__v1__register_start_response__descriptor, (ProtobufCMessage **)&start,
-		      &err, error);
+	              &bkv__v1__register_start_response__descriptor, (ProtobufCMessage **)&start,
+	              &err, error);
 	if (st != BKV_OK)
 		goto done;
 	oerr = opaque_client_registration_finish(
-		&oc, &state, (const uint8_t *)password, password_len, NULL,
-		start->registration_response.data, start->registration_response.len, record,
-		sizes->registration_record, export_key, sizes->export_key);
+	    &oc, &state, (const uint8_t *)password, password_len, NULL,
+	    start->registration_response.data, start->registration_response.len, record,
+	    sizes->registration_record, export_key, sizes->export_key);
 	if (oerr != OPAQUE_OK) {
 		st = opaque_failure(error, "registration", oerr);
 		goto done;
@@ -322,8 +323,8 @@ static bkv_status register_with(bkv_client *c, const vault_config *cfg, const ch
 	freq.wrapped_key = (ProtobufCBinaryData){sizeof(wrapped), wrapped};
 	freq.attempt_limit = attempt_limit;
 	st = rpc_call(&ep, "RegisterFinish", token, &freq.base,
-		      &bkv__v1__register_finish_response__descriptor,
-		      (ProtobufCMessage **)&finish, &err, error);
+	              &bkv__v1__register_finish_response__descriptor, (ProtobufCMessage **)&finish,
+	              &err, error);
 done:
 	opaque_client_registration_state_wipe(&state);
 	sodium_memzero(export_key, sizeof(export_key));
@@ -335,9 +336,8 @@ done:
 	return st;
 }
 
-bkv_status bkv_register(bkv_client *c, const char *token, const char *password,
-			size_t password_len, const bkv_key *key, uint32_t attempt_limit,
-			bkv_error *error)
+bkv_status bkv_register(bkv_client *c, const char *token, const char *password, size_t password_len,
+                        const bkv_key *key, uint32_t attempt_limit, bkv_error *error)
 {
 	bkv_status st = check_common(c, token, password, password_len, error);
 	if (st != BKV_OK)
@@ -353,7 +353,7 @@ bkv_status bkv_register(bkv_client *c, const char *token, const char *password,
 
 /* The message people see for a failed guess. */
 static bkv_status wrong_password(bkv_error *error, bkv_recover_info *info, const rpc_error *err,
-				 bool destroyed)
+                                 bool destroyed)
 {
 	if (err->has_attempt_info) {
 		info->attempts_known = true;
@@ -363,35 +363,37 @@ static bkv_status wrong_password(bkv_error *error, bkv_recover_info *info, const
 	if (destroyed || (err->has_attempt_info && err->attempts_remaining == 0)) {
 		info->destroyed = true;
 		return bkv_fail(error, BKV_ERR_DESTROYED,
-				"no attempts left: the vault has destroyed the backup key");
+		                "no attempts left: the vault has destroyed the backup key");
 	}
 	if (err->has_attempt_info)
 		return bkv_fail(error, BKV_ERR_WRONG_PASSWORD, "wrong password: %u attempt%s left",
-				err->attempts_remaining, err->attempts_remaining == 1 ? "" : "s");
+		                err->attempts_remaining, err->attempts_remaining == 1 ? "" : "s");
 	return bkv_fail(error, BKV_ERR_WRONG_PASSWORD, "wrong password");
 }
 
 static bkv_status recover_with(bkv_client *c, const vault_config *cfg, const char *token,
-			       const char *password, size_t password_len, bkv_key *out_key,
-			       bkv_recover_info *info, bkv_error *error)
+                               const char *password, size_t password_len, bkv_key *out_key,
+                               bkv_recover_info *info, bkv_error *error)
 {
 	const rpc_endpoint ep = endpoint(c);
 	rpc_error err;
 	Bkv__V1__GetStatusRequest status_req = BKV__V1__GET_STATUS_REQUEST__INIT;
 	Bkv__V1__GetStatusResponse *status = NULL;
 	bkv_status st = rpc_call(&ep, "GetStatus", token, &status_req.base,
-				 &bkv__v1__get_status_response__descriptor,
-				 (ProtobufCMessage **)&status, &err, error);
+	                         &bkv__v1__get_status_response__descriptor,
+	                         (ProtobufCMessage **)&status, &err, error);
 	if (st != BKV_OK)
 		return st;
 	const bool registered = status->registered;
 	const opaque_suite_id suite = (opaque_suite_id)status->suite;
 	bkv__v1__get_status_response__free_unpacked(status, NULL);
 	if (!registered)
-		return bkv_fail(error, BKV_ERR_NOT_REGISTERED, "the vault holds no key for this account");
+		return bkv_fail(error, BKV_ERR_NOT_REGISTERED,
+		                "the vault holds no key for this account");
 	const opaque_sizes *sizes = opaque_suite_sizes(suite);
 	if (sizes == NULL)
-		return bkv_fail(error, BKV_ERR_PROTOCOL, "the key is registered with an unknown suite");
+		return bkv_fail(error, BKV_ERR_PROTOCOL,
+		                "the key is registered with an unknown suite");
 
 	const opaque_config oc = opaque_config_for(cfg, suite);
 	opaque_client_login_state state;
@@ -404,7 +406,7 @@ static bkv_status recover_with(bkv_client *c, const vault_config *cfg, const cha
 	Bkv__V1__RecoverStartResponse *start = NULL;
 	Bkv__V1__RecoverFinishResponse *finish = NULL;
 	opaque_err oerr = opaque_client_login_start(&oc, (const uint8_t *)password, password_len,
-						    &state, ke1, sizes->ke1);
+	                                            &state, ke1, sizes->ke1);
 	if (oerr != OPAQUE_OK) {
 		st = opaque_failure(error, "recovery", oerr);
 		goto done;
@@ -413,8 +415,8 @@ static bkv_status recover_with(bkv_client *c, const vault_config *cfg, const cha
 	sreq.suite = (Bkv__V1__Suite)suite;
 	sreq.ke1 = (ProtobufCBinaryData){sizes->ke1, ke1};
 	st = rpc_call(&ep, "RecoverStart", token, &sreq.base,
-		      &bkv__v1__recover_start_response__descriptor, (ProtobufCMessage **)&start,
-		      &err, error);
+	              &bkv__v1__recover_start_response__descriptor, (ProtobufCMessage **)&start,
+	              &err, error);
 	if (st != BKV_OK) {
 		if (strcmp(err.code, "failed_precondition") == 0 && err.has_attempt_info)
 			st = wrong_password(error, info, &err, true);
@@ -423,9 +425,9 @@ static bkv_status recover_with(bkv_client *c, const vault_config *cfg, const cha
 	info->attempts_known = true;
 	info->attempts_remaining = start->attempts_remaining;
 	oerr = opaque_client_login_finish(&oc, &state, (const uint8_t *)password, password_len,
-					  NULL, start->ke2.data, start->ke2.len, ke3, sizes->ke3,
-					  session_key, sizes->session_key, export_key,
-					  sizes->export_key);
+	                                  NULL, start->ke2.data, start->ke2.len, ke3, sizes->ke3,
+	                                  session_key, sizes->session_key, export_key,
+	                                  sizes->export_key);
 	if (oerr != OPAQUE_OK && oerr != OPAQUE_ERR_ENVELOPE_RECOVERY) {
 		st = opaque_failure(error, "recovery", oerr);
 		goto done;
@@ -438,25 +440,25 @@ static bkv_status recover_with(bkv_client *c, const vault_config *cfg, const cha
 	freq.ticket = start->ticket;
 	freq.ke3 = (ProtobufCBinaryData){sizes->ke3, ke3};
 	st = rpc_call(&ep, "RecoverFinish", token, &freq.base,
-		      &bkv__v1__recover_finish_response__descriptor, (ProtobufCMessage **)&finish,
-		      &err, error);
+	              &bkv__v1__recover_finish_response__descriptor, (ProtobufCMessage **)&finish,
+	              &err, error);
 	if (st == BKV_ERR_WRONG_PASSWORD) {
 		st = wrong_password(error, info, &err, false);
 		goto done;
 	}
 	if (oerr == OPAQUE_ERR_ENVELOPE_RECOVERY) {
 		/* The password is wrong whatever the vault said to the random KE3. */
-		st = st == BKV_OK ? bkv_fail(error, BKV_ERR_PROTOCOL,
-					     "the vault accepted a random KE3")
-				  : bkv_fail(error, BKV_ERR_WRONG_PASSWORD,
-					     "wrong password (the vault did not confirm the "
-					     "attempts left)");
+		st = st == BKV_OK
+		         ? bkv_fail(error, BKV_ERR_PROTOCOL, "the vault accepted a random KE3")
+		         : bkv_fail(error, BKV_ERR_WRONG_PASSWORD,
+		                    "wrong password (the vault did not confirm the "
+		                    "attempts left)");
 		goto done;
 	}
 	if (st != BKV_OK)
 		goto done;
 	st = keywrap_open_release(suite, session_key, finish->sealed_key.data,
-				  finish->sealed_key.len, wrapped, sizeof(wrapped), &wrapped_len);
+	                          finish->sealed_key.len, wrapped, sizeof(wrapped), &wrapped_len);
 	if (st == BKV_OK)
 		st = keywrap_unwrap(suite, export_key, wrapped, wrapped_len, out_key);
 	if (st != BKV_OK)
@@ -475,9 +477,8 @@ done:
 	return st;
 }
 
-bkv_status bkv_recover(bkv_client *c, const char *token, const char *password,
-		       size_t password_len, bkv_key *out_key, bkv_recover_info *out_info,
-		       bkv_error *error)
+bkv_status bkv_recover(bkv_client *c, const char *token, const char *password, size_t password_len,
+                       bkv_key *out_key, bkv_recover_info *out_info, bkv_error *error)
 {
 	bkv_recover_info scratch;
 	bkv_recover_info *info = out_info ? out_info : &scratch;
@@ -495,9 +496,9 @@ bkv_status bkv_recover(bkv_client *c, const char *token, const char *password,
 }
 
 bkv_status bkv_change_password(bkv_client *c, const char *token, const char *old_password,
-			       size_t old_password_len, const char *new_password,
-			       size_t new_password_len, bkv_recover_info *out_info,
-			       bkv_error *error)
+                               size_t old_password_len, const char *new_password,
+                               size_t new_password_len, bkv_recover_info *out_info,
+                               bkv_error *error)
 {
 	bkv_status st = check_common(c, token, new_password, new_password_len, error);
 	if (st != BKV_OK)
@@ -509,14 +510,14 @@ bkv_status bkv_change_password(bkv_client *c, const char *token, const char *old
 		st = load_config(c, &cfg, error);
 		if (st == BKV_OK)
 			st = register_with(c, &cfg, token, new_password, new_password_len, &key, 0,
-					   error);
+			                   error);
 	}
 	bkv_key_wipe(&key);
 	return st;
 }
 
 bkv_status bkv_status_get(bkv_client *c, const char *token, bkv_account_status *out,
-			  bkv_error *error)
+                          bkv_error *error)
 {
 	if (c == NULL || token == NULL || out == NULL)
 		return bkv_fail(error, BKV_ERR_ARGUMENT, "client, token and out are required");
@@ -525,9 +526,9 @@ bkv_status bkv_status_get(bkv_client *c, const char *token, bkv_account_status *
 	rpc_error err;
 	Bkv__V1__GetStatusRequest req = BKV__V1__GET_STATUS_REQUEST__INIT;
 	Bkv__V1__GetStatusResponse *resp = NULL;
-	bkv_status st = rpc_call(&ep, "GetStatus", token, &req.base,
-				 &bkv__v1__get_status_response__descriptor,
-				 (ProtobufCMessage **)&resp, &err, error);
+	bkv_status st =
+	    rpc_call(&ep, "GetStatus", token, &req.base, &bkv__v1__get_status_response__descriptor,
+	             (ProtobufCMessage **)&resp, &err, error);
 	if (st != BKV_OK)
 		return st;
 	out->registered = resp->registered;
@@ -548,9 +549,9 @@ bkv_status bkv_delete(bkv_client *c, const char *token, bool *deleted, bkv_error
 	rpc_error err;
 	Bkv__V1__DeleteRequest req = BKV__V1__DELETE_REQUEST__INIT;
 	Bkv__V1__DeleteResponse *resp = NULL;
-	bkv_status st = rpc_call(&ep, "Delete", token, &req.base,
-				 &bkv__v1__delete_response__descriptor, (ProtobufCMessage **)&resp,
-				 &err, error);
+	bkv_status st =
+	    rpc_call(&ep, "Delete", token, &req.base, &bkv__v1__delete_response__descriptor,
+	             (ProtobufCMessage **)&resp, &err, error);
 	if (st != BKV_OK)
 		return st;
 	if (deleted != NULL)

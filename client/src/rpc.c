@@ -59,7 +59,7 @@ void rpc_decode_error(const uint8_t *data, size_t len, long http, rpc_error *err
 	const char *code = json_string_value(json_object_get(root, "code"));
 	const char *message = json_string_value(json_object_get(root, "message"));
 	snprintf(err->code, sizeof(err->code), "%s",
-		 code ? code : (http == 503 ? "unavailable" : "unknown"));
+	         code ? code : (http == 503 ? "unavailable" : "unknown"));
 	snprintf(err->message, sizeof(err->message), "%s", message ? message : "");
 	json_t *details = json_object_get(root, "details");
 	size_t i;
@@ -73,9 +73,9 @@ void rpc_decode_error(const uint8_t *data, size_t len, long http, rpc_error *err
 		uint8_t raw[64];
 		size_t raw_len = 0;
 		if (sodium_base642bin(raw, sizeof(raw), value, strlen(value), NULL, &raw_len, NULL,
-				      sodium_base64_VARIANT_ORIGINAL_NO_PADDING) != 0 &&
+		                      sodium_base64_VARIANT_ORIGINAL_NO_PADDING) != 0 &&
 		    sodium_base642bin(raw, sizeof(raw), value, strlen(value), NULL, &raw_len, NULL,
-				      sodium_base64_VARIANT_ORIGINAL) != 0)
+		                      sodium_base64_VARIANT_ORIGINAL) != 0)
 			continue;
 		Bkv__V1__AttemptInfo *info = bkv__v1__attempt_info__unpack(NULL, raw_len, raw);
 		if (info != NULL) {
@@ -89,9 +89,9 @@ void rpc_decode_error(const uint8_t *data, size_t len, long http, rpc_error *err
 }
 
 bkv_status rpc_call(const rpc_endpoint *ep, const char *method, const char *bearer,
-		    const ProtobufCMessage *request,
-		    const ProtobufCMessageDescriptor *response_descriptor,
-		    ProtobufCMessage **response, rpc_error *err, bkv_error *error)
+                    const ProtobufCMessage *request,
+                    const ProtobufCMessageDescriptor *response_descriptor,
+                    ProtobufCMessage **response, rpc_error *err, bkv_error *error)
 {
 	*response = NULL;
 	memset(err, 0, sizeof(*err));
@@ -141,7 +141,7 @@ bkv_status rpc_call(const rpc_endpoint *ep, const char *method, const char *bear
 	CURLcode rc = curl_easy_perform(curl);
 	if (rc != CURLE_OK) {
 		st = bkv_fail(error, BKV_ERR_UNAVAILABLE, "cannot reach the vault at %s: %s",
-			      ep->base_url, curl_easy_strerror(rc));
+		              ep->base_url, curl_easy_strerror(rc));
 		goto done;
 	}
 	long http = 0;
@@ -151,8 +151,8 @@ bkv_status rpc_call(const rpc_endpoint *ep, const char *method, const char *bear
 	if (http == 200 && content_type != NULL && strcmp(content_type, "application/proto") == 0) {
 		*response = protobuf_c_message_unpack(response_descriptor, NULL, b.len, b.data);
 		st = *response ? BKV_OK
-			       : bkv_fail(error, BKV_ERR_PROTOCOL,
-					  "the vault's %s response is not valid protobuf", method);
+		               : bkv_fail(error, BKV_ERR_PROTOCOL,
+		                          "the vault's %s response is not valid protobuf", method);
 		goto done;
 	}
 	rpc_decode_error(b.data, b.len, http, err);

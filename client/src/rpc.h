@@ -34,8 +34,8 @@ void rpc_decode_error(const uint8_t *body, size_t len, long http, rpc_error *err
  * protobuf_c_message_free_unpacked). BKV_ERR_UNAVAILABLE on transport failure, otherwise
  * the error is in *err and the status is mapped from its code. */
 bkv_status rpc_call(const rpc_endpoint *endpoint, const char *method, const char *bearer,
-		    const ProtobufCMessage *request,
-		    const ProtobufCMessageDescriptor *response_descriptor,
-		    ProtobufCMessage **response, rpc_error *err, bkv_error *error);
+                    const ProtobufCMessage *request,
+                    const ProtobufCMessageDescriptor *response_descriptor,
+                    ProtobufCMessage **response, rpc_error *err, bkv_error *error);
 
 #endif

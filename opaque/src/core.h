@@ -18,14 +18,14 @@
 #include "opaque_internal.h"
 
 /* Propagate an error to the function's `done:` label, which must wipe secrets. */
-#define OPAQUE_TRY(expr)                                                                          \
+#define OPAQUE_TRY(expr)                                                                           \
 	do {                                                                                       \
 		err = (expr);                                                                      \
 		if (err != OPAQUE_OK)                                                              \
 			goto done;                                                                 \
 	} while (0)
 
-#define OPAQUE_FAIL(code)                                                                         \
+#define OPAQUE_FAIL(code)                                                                          \
 	do {                                                                                       \
 		err = (code);                                                                      \
 		goto done;                                                                         \
@@ -38,35 +38,34 @@ typedef struct opaque_slice {
 	size_t len;
 } opaque_slice;
 
-#define OPAQUE_SLICE(p, n) ((opaque_slice){(const uint8_t *)(p), (n)})
+#define OPAQUE_SLICE(p, n)  ((opaque_slice){(const uint8_t *)(p), (n)})
 #define OPAQUE_SLICE_STR(s) ((opaque_slice){(const uint8_t *)(s), sizeof(s) - 1})
 
 size_t opaque_hash_len(opaque_hash_id hash);
 /* out = Hash(parts[0] || ... ), hash_len bytes. */
 void opaque_hash(opaque_hash_id hash, const opaque_slice *parts, size_t nparts, uint8_t *out);
 /* out = HMAC(key, parts...), hash_len bytes. */
-void opaque_hmac(opaque_hash_id hash, const uint8_t *key, size_t key_len,
-		 const opaque_slice *parts, size_t nparts, uint8_t *out);
+void opaque_hmac(opaque_hash_id hash, const uint8_t *key, size_t key_len, const opaque_slice *parts,
+                 size_t nparts, uint8_t *out);
 /* HKDF-Extract(salt, ikm parts...). */
 void opaque_hkdf_extract(opaque_hash_id hash, const uint8_t *salt, size_t salt_len,
-			 const opaque_slice *ikm, size_t nikm, uint8_t *prk);
+                         const opaque_slice *ikm, size_t nikm, uint8_t *prk);
 /* HKDF-Expand(prk, info parts..., out_len); out_len <= 255 * hash_len. */
 opaque_err opaque_hkdf_expand(opaque_hash_id hash, const uint8_t *prk, size_t prk_len,
-			      const opaque_slice *info, size_t ninfo, uint8_t *out,
-			      size_t out_len);
+                              const opaque_slice *info, size_t ninfo, uint8_t *out, size_t out_len);
 
 /* expand_message_xmd over scattered msg. */
 opaque_err opaque_expand_message_xmd_parts(opaque_hash_id hash, const opaque_slice *msg,
-					   size_t nmsg, const uint8_t *dst, size_t dst_len,
-					   uint8_t *out, size_t out_len);
+                                           size_t nmsg, const uint8_t *dst, size_t dst_len,
+                                           uint8_t *out, size_t out_len);
 
 /* ---- RFC 9380 for P-256 over scattered inputs (h2c.c) ---- */
 
 opaque_err opaque_p256_hash_to_field_parts(opaque_p256_field field, const opaque_slice *msg,
-					   size_t nmsg, const uint8_t *dst, size_t dst_len,
-					   size_t count, uint8_t *out);
-opaque_err opaque_p256_hash_to_curve_parts(const opaque_slice *msg, size_t nmsg,
-					   const uint8_t *dst, size_t dst_len, uint8_t out_xy[64]);
+                                           size_t nmsg, const uint8_t *dst, size_t dst_len,
+                                           size_t count, uint8_t *out);
+opaque_err opaque_p256_hash_to_curve_parts(const opaque_slice *msg, size_t nmsg, const uint8_t *dst,
+                                           size_t dst_len, uint8_t out_xy[64]);
 
 /* ---- Prime-order groups ---- */
 
@@ -83,11 +82,10 @@ typedef struct opaque_group {
 	opaque_err (*random_scalar)(uint8_t *out);
 	/* out = scalar * HashToGroup(msg); OPAQUE_ERR_INVALID_INPUT if HashToGroup(msg) is
 	 * the identity. One step, so the hashed point is never re-encoded and decoded. */
-	opaque_err (*hash_to_group_mult)(const opaque_slice *msg, size_t nmsg,
-					 const uint8_t *dst, size_t dst_len,
-					 const uint8_t *scalar, uint8_t *out);
+	opaque_err (*hash_to_group_mult)(const opaque_slice *msg, size_t nmsg, const uint8_t *dst,
+	                                 size_t dst_len, const uint8_t *scalar, uint8_t *out);
 	opaque_err (*hash_to_scalar)(const opaque_slice *msg, size_t nmsg, const uint8_t *dst,
-				     size_t dst_len, uint8_t *out);
+	                             size_t dst_len, uint8_t *out);
 } opaque_group;
 
 extern const opaque_group opaque_group_p256;
@@ -113,20 +111,20 @@ const opaque_suite *opaque_suite_get(opaque_suite_id id);
 /* ---- OPRF internals shared with the protocol ---- */
 
 opaque_err opaque_oprf_derive_key_pair_internal(const opaque_suite *suite, const uint8_t *seed,
-						const uint8_t *info, size_t info_len,
-						uint8_t *private_key, uint8_t *public_key);
+                                                const uint8_t *info, size_t info_len,
+                                                uint8_t *private_key, uint8_t *public_key);
 opaque_err opaque_oprf_blind_internal(const opaque_suite *suite, const uint8_t *input,
-				      size_t input_len, const uint8_t *blind,
-				      uint8_t *blinded_element);
+                                      size_t input_len, const uint8_t *blind,
+                                      uint8_t *blinded_element);
 opaque_err opaque_oprf_finalize_internal(const opaque_suite *suite, const uint8_t *input,
-					 size_t input_len, const uint8_t *blind,
-					 const uint8_t *evaluated_element, uint8_t *output);
+                                         size_t input_len, const uint8_t *blind,
+                                         const uint8_t *evaluated_element, uint8_t *output);
 
 /* ---- KSF ---- */
 
 /* out (Nh bytes) = Stretch(msg) per ksf. */
-opaque_err opaque_ksf_stretch(const opaque_suite *suite, const opaque_ksf *ksf,
-			      const uint8_t *msg, size_t msg_len, uint8_t *out);
+opaque_err opaque_ksf_stretch(const opaque_suite *suite, const opaque_ksf *ksf, const uint8_t *msg,
+                              size_t msg_len, uint8_t *out);
 
 /* Fill with CSPRNG bytes. */
 void opaque_random_bytes(uint8_t *out, size_t len);

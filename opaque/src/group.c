@@ -22,26 +22,26 @@
 	}
 
 static const opaque_suite suites[] = {
-	{
-		.id = OPAQUE_SUITE_P256_SHA256,
-		.name = "P256-SHA256",
-		.hash = OPAQUE_HASH_SHA256,
-		.group = &opaque_group_p256,
-		.sizes = SIZES(33, 32),
-		.hash_to_group_dst = OPAQUE_SLICE_STR("HashToGroup-" P256_CONTEXT),
-		.hash_to_scalar_dst = OPAQUE_SLICE_STR("HashToScalar-" P256_CONTEXT),
-		.derive_key_pair_dst = OPAQUE_SLICE_STR("DeriveKeyPair" P256_CONTEXT),
-	},
-	{
-		.id = OPAQUE_SUITE_RISTRETTO255_SHA512,
-		.name = "ristretto255-SHA512",
-		.hash = OPAQUE_HASH_SHA512,
-		.group = &opaque_group_ristretto255,
-		.sizes = SIZES(32, 64),
-		.hash_to_group_dst = OPAQUE_SLICE_STR("HashToGroup-" R255_CONTEXT),
-		.hash_to_scalar_dst = OPAQUE_SLICE_STR("HashToScalar-" R255_CONTEXT),
-		.derive_key_pair_dst = OPAQUE_SLICE_STR("DeriveKeyPair" R255_CONTEXT),
-	},
+    {
+        .id = OPAQUE_SUITE_P256_SHA256,
+        .name = "P256-SHA256",
+        .hash = OPAQUE_HASH_SHA256,
+        .group = &opaque_group_p256,
+        .sizes = SIZES(33, 32),
+        .hash_to_group_dst = OPAQUE_SLICE_STR("HashToGroup-" P256_CONTEXT),
+        .hash_to_scalar_dst = OPAQUE_SLICE_STR("HashToScalar-" P256_CONTEXT),
+        .derive_key_pair_dst = OPAQUE_SLICE_STR("DeriveKeyPair" P256_CONTEXT),
+    },
+    {
+        .id = OPAQUE_SUITE_RISTRETTO255_SHA512,
+        .name = "ristretto255-SHA512",
+        .hash = OPAQUE_HASH_SHA512,
+        .group = &opaque_group_ristretto255,
+        .sizes = SIZES(32, 64),
+        .hash_to_group_dst = OPAQUE_SLICE_STR("HashToGroup-" R255_CONTEXT),
+        .hash_to_scalar_dst = OPAQUE_SLICE_STR("HashToScalar-" R255_CONTEXT),
+        .derive_key_pair_dst = OPAQUE_SLICE_STR("DeriveKeyPair" R255_CONTEXT),
+    },
 };
 
 const opaque_suite *opaque_suite_get(opaque_suite_id id)
@@ -70,7 +70,7 @@ const char *opaque_suite_name(opaque_suite_id suite)
 }
 
 opaque_err opaque_element_validate(opaque_suite_id suite, const uint8_t *element,
-				   size_t element_len)
+                                   size_t element_len)
 {
 	const opaque_suite *s = opaque_suite_get(suite);
 	if (s == NULL || element == NULL)
@@ -79,8 +79,8 @@ opaque_err opaque_element_validate(opaque_suite_id suite, const uint8_t *element
 }
 
 opaque_err opaque_scalar_mult(opaque_suite_id suite, const uint8_t *scalar, size_t scalar_len,
-			      const uint8_t *element, size_t element_len, uint8_t *out,
-			      size_t out_len)
+                              const uint8_t *element, size_t element_len, uint8_t *out,
+                              size_t out_len)
 {
 	const opaque_suite *s = opaque_suite_get(suite);
 	if (s == NULL || scalar == NULL || element == NULL || out == NULL)
@@ -100,8 +100,8 @@ opaque_err opaque_scalar_mult(opaque_suite_id suite, const uint8_t *scalar, size
 }
 
 opaque_err opaque_generate_ake_key_pair(opaque_suite_id suite, uint8_t *private_key,
-					size_t private_key_len, uint8_t *public_key,
-					size_t public_key_len)
+                                        size_t private_key_len, uint8_t *public_key,
+                                        size_t public_key_len)
 {
 	const opaque_suite *s = opaque_suite_get(suite);
 	if (s == NULL || private_key == NULL || public_key == NULL)
@@ -119,7 +119,7 @@ opaque_err opaque_generate_ake_key_pair(opaque_suite_id suite, uint8_t *private_
 }
 
 opaque_err opaque_kdf_expand(opaque_suite_id suite, const uint8_t *prk, size_t prk_len,
-			     const uint8_t *info, size_t info_len, uint8_t *out, size_t out_len)
+                             const uint8_t *info, size_t info_len, uint8_t *out, size_t out_len)
 {
 	const opaque_suite *s = opaque_suite_get(suite);
 	if (s == NULL || prk == NULL || (info == NULL && info_len > 0) || out == NULL)

@@ -17,7 +17,7 @@
 #include "p256.h"
 
 #define P256_ELEMENT_BYTES 33
-#define P256_SCALAR_BYTES 32
+#define P256_SCALAR_BYTES  32
 
 static p256_ctx shared_ctx;
 static const p256_ctx *shared_ctx_ptr;
@@ -53,10 +53,10 @@ static void shared_ctx_init(void)
 	c->mont_p = BN_MONT_CTX_new();
 	c->mont_n = BN_MONT_CTX_new();
 	int ok = t != NULL && c->group != NULL && c->p != NULL && c->n != NULL && c->a != NULL &&
-		 c->b != NULL && c->z != NULL && c->minus_b_over_a != NULL &&
-		 c->b_over_za != NULL && c->p_minus_2 != NULL && c->p_minus_1_half != NULL &&
-		 c->p_plus_1_quarter != NULL && c->n_minus_2 != NULL && c->mont_p != NULL &&
-		 c->mont_n != NULL;
+	         c->b != NULL && c->z != NULL && c->minus_b_over_a != NULL &&
+	         c->b_over_za != NULL && c->p_minus_2 != NULL && c->p_minus_1_half != NULL &&
+	         c->p_plus_1_quarter != NULL && c->n_minus_2 != NULL && c->mont_p != NULL &&
+	         c->mont_n != NULL;
 	ok = ok && EC_GROUP_get_curve(c->group, c->p, c->a, c->b, bn) &&
 	     BN_copy(c->n, EC_GROUP_get0_order(c->group)) != NULL &&
 	     BN_MONT_CTX_set(c->mont_p, c->p, bn) && BN_MONT_CTX_set(c->mont_n, c->n, bn);
@@ -67,8 +67,8 @@ static void shared_ctx_init(void)
 	     BN_mod_mul(c->minus_b_over_a, c->b, t, c->p, bn) &&
 	     BN_sub(c->minus_b_over_a, c->p, c->minus_b_over_a);
 	/* B / (Z * A) */
-	ok = ok && BN_mod_mul(t, c->z, c->a, c->p, bn) &&
-	     bn_mod_inverse_prime(t, t, c->p, bn) && BN_mod_mul(c->b_over_za, c->b, t, c->p, bn);
+	ok = ok && BN_mod_mul(t, c->z, c->a, c->p, bn) && bn_mod_inverse_prime(t, t, c->p, bn) &&
+	     BN_mod_mul(c->b_over_za, c->b, t, c->p, bn);
 	ok = ok && BN_sub(c->p_minus_2, c->p, BN_value_one()) &&
 	     BN_sub(c->p_minus_2, c->p_minus_2, BN_value_one());
 	ok = ok && BN_sub(c->p_minus_1_half, c->p, BN_value_one()) &&
@@ -91,7 +91,7 @@ const p256_ctx *p256_get(void)
 
 /* Decodes and validates a compressed element into pt. */
 static opaque_err p256_decode(const p256_ctx *c, const uint8_t *e, size_t len, EC_POINT *pt,
-			      BN_CTX *bn)
+                              BN_CTX *bn)
 {
 	if (len != P256_ELEMENT_BYTES)
 		return OPAQUE_ERR_LENGTH;
@@ -123,8 +123,8 @@ static opaque_err p256_encode(const p256_ctx *c, const EC_POINT *pt, uint8_t *ou
 {
 	if (EC_POINT_is_at_infinity(c->group, pt))
 		return OPAQUE_ERR_ELEMENT_IDENTITY;
-	if (EC_POINT_point2oct(c->group, pt, POINT_CONVERSION_COMPRESSED, out,
-			       P256_ELEMENT_BYTES, bn) != P256_ELEMENT_BYTES) {
+	if (EC_POINT_point2oct(c->group, pt, POINT_CONVERSION_COMPRESSED, out, P256_ELEMENT_BYTES,
+	                       bn) != P256_ELEMENT_BYTES) {
 		ERR_clear_error();
 		return OPAQUE_ERR_CRYPTO;
 	}
@@ -151,10 +151,10 @@ static opaque_err p256_element_validate(const uint8_t *e, size_t len)
 /* Big-endian scalar in [1, n). */
 static opaque_err p256_scalar_validate(const uint8_t *k)
 {
-	static const uint8_t order[32] = {
-		0xff, 0xff, 0xff, 0xff, 0x00, 0x00, 0x00, 0x00, 0xff, 0xff, 0xff,
-		0xff, 0xff, 0xff, 0xff, 0xff, 0xbc, 0xe6, 0xfa, 0xad, 0xa7, 0x17,
-		0x9e, 0x84, 0xf3, 0xb9, 0xca, 0xc2, 0xfc, 0x63, 0x25, 0x51};
+	static const uint8_t order[32] = {0xff, 0xff, 0xff, 0xff, 0x00, 0x00, 0x00, 0x00,
+	                                  0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff,
+	                                  0xbc, 0xe6, 0xfa, 0xad, 0xa7, 0x17, 0x9e, 0x84,
+	                                  0xf3, 0xb9, 0xca, 0xc2, 0xfc, 0x63, 0x25, 0x51};
 	unsigned int lt = 0, eq = 1;
 	for (size_t i = 0; i < 32; i++) {
 		unsigned int x = k[i], y = order[i];
@@ -168,7 +168,7 @@ static opaque_err p256_scalar_validate(const uint8_t *k)
 
 /* out = k * pt, or k * G when pt is NULL. The scalar is marked BN_FLG_CONSTTIME. */
 static opaque_err p256_mult_point(const p256_ctx *c, const uint8_t *k, const EC_POINT *pt,
-				  uint8_t *out, BN_CTX *bn)
+                                  uint8_t *out, BN_CTX *bn)
 {
 	opaque_err err = OPAQUE_ERR_CRYPTO;
 	EC_POINT *r = EC_POINT_new(c->group);
@@ -177,7 +177,7 @@ static opaque_err p256_mult_point(const p256_ctx *c, const uint8_t *k, const EC_
 		goto done;
 	BN_set_flags(scalar, BN_FLG_CONSTTIME);
 	if (pt != NULL ? EC_POINT_mul(c->group, r, NULL, pt, scalar, bn) != 1
-		       : EC_POINT_mul(c->group, r, scalar, NULL, NULL, bn) != 1)
+	               : EC_POINT_mul(c->group, r, scalar, NULL, NULL, bn) != 1)
 		goto done;
 	err = p256_encode(c, r, out, bn);
 done:
@@ -256,9 +256,8 @@ static opaque_err p256_random_scalar(uint8_t *out)
 /* out = k * HashToGroup(msg). The hashed point stays affine (x, y) all the way into the
  * multiplication: re-encoding and decompressing it would run OpenSSL's variable-time
  * square root on a value derived from the password. */
-static opaque_err p256_hash_to_group_mult(const opaque_slice *msg, size_t nmsg,
-					  const uint8_t *dst, size_t dst_len, const uint8_t *k,
-					  uint8_t *out)
+static opaque_err p256_hash_to_group_mult(const opaque_slice *msg, size_t nmsg, const uint8_t *dst,
+                                          size_t dst_len, const uint8_t *k, uint8_t *out)
 {
 	const p256_ctx *c = p256_get();
 	if (c == NULL)
@@ -276,7 +275,7 @@ static opaque_err p256_hash_to_group_mult(const opaque_slice *msg, size_t nmsg,
 	BN_CTX_start(bn);
 	BIGNUM *x = BN_CTX_get(bn), *y = BN_CTX_get(bn);
 	int ok = y != NULL && BN_bin2bn(xy, 32, x) != NULL && BN_bin2bn(xy + 32, 32, y) != NULL &&
-		 EC_POINT_set_affine_coordinates(c->group, pt, x, y, bn) == 1;
+	         EC_POINT_set_affine_coordinates(c->group, pt, x, y, bn) == 1;
 	BN_CTX_end(bn);
 	if (ok)
 		err = p256_mult_point(c, k, pt, out, bn);
@@ -289,21 +288,21 @@ done:
 }
 
 static opaque_err p256_hash_to_scalar(const opaque_slice *msg, size_t nmsg, const uint8_t *dst,
-				      size_t dst_len, uint8_t *out)
+                                      size_t dst_len, uint8_t *out)
 {
-	return opaque_p256_hash_to_field_parts(OPAQUE_P256_FIELD_SCALAR, msg, nmsg, dst, dst_len,
-					       1, out);
+	return opaque_p256_hash_to_field_parts(OPAQUE_P256_FIELD_SCALAR, msg, nmsg, dst, dst_len, 1,
+	                                       out);
 }
 
 const opaque_group opaque_group_p256 = {
-	.element_len = P256_ELEMENT_BYTES,
-	.scalar_len = P256_SCALAR_BYTES,
-	.element_validate = p256_element_validate,
-	.scalar_validate = p256_scalar_validate,
-	.scalar_mult = p256_scalar_mult,
-	.scalar_mult_base = p256_scalar_mult_base,
-	.scalar_invert = p256_scalar_invert,
-	.random_scalar = p256_random_scalar,
-	.hash_to_group_mult = p256_hash_to_group_mult,
-	.hash_to_scalar = p256_hash_to_scalar,
+    .element_len = P256_ELEMENT_BYTES,
+    .scalar_len = P256_SCALAR_BYTES,
+    .element_validate = p256_element_validate,
+    .scalar_validate = p256_scalar_validate,
+    .scalar_mult = p256_scalar_mult,
+    .scalar_mult_base = p256_scalar_mult_base,
+    .scalar_invert = p256_scalar_invert,
+    .random_scalar = p256_random_scalar,
+    .hash_to_group_mult = p256_hash_to_group_mult,
+    .hash_to_scalar = p256_hash_to_scalar,
 };

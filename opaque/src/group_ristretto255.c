@@ -11,18 +11,16 @@
 
 #include "core.h"
 
-#define R255_BYTES crypto_core_ristretto255_BYTES
+#define R255_BYTES        crypto_core_ristretto255_BYTES
 #define R255_SCALAR_BYTES crypto_core_ristretto255_SCALARBYTES
 
 /* p = 2^255 - 19 and the group order L, little-endian. */
-static const uint8_t field_p[32] = {0xed, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff,
-				    0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff,
-				    0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff,
-				    0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0x7f};
-static const uint8_t order_l[32] = {0xed, 0xd3, 0xf5, 0x5c, 0x1a, 0x63, 0x12, 0x58,
-				    0xd6, 0x9c, 0xf7, 0xa2, 0xde, 0xf9, 0xde, 0x14,
-				    0x00, 0x00, 0x00, 0x00, 0x00, 0x00, 0x00, 0x00,
-				    0x00, 0x00, 0x00, 0x00, 0x00, 0x00, 0x00, 0x10};
+static const uint8_t field_p[32] = {
+    0xed, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff,
+    0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0x7f};
+static const uint8_t order_l[32] = {
+    0xed, 0xd3, 0xf5, 0x5c, 0x1a, 0x63, 0x12, 0x58, 0xd6, 0x9c, 0xf7, 0xa2, 0xde, 0xf9, 0xde, 0x14,
+    0x00, 0x00, 0x00, 0x00, 0x00, 0x00, 0x00, 0x00, 0x00, 0x00, 0x00, 0x00, 0x00, 0x00, 0x00, 0x10};
 
 /* a < b for 32-byte little-endian numbers, without data-dependent branches. */
 static int le_less_than(const uint8_t a[32], const uint8_t b[32])
@@ -87,14 +85,13 @@ static opaque_err r255_random_scalar(uint8_t *out)
 }
 
 /* out = k * HashToGroup(msg), HashToGroup = from_hash(expand_message_xmd(msg, 64)). */
-static opaque_err r255_hash_to_group_mult(const opaque_slice *msg, size_t nmsg,
-					  const uint8_t *dst, size_t dst_len, const uint8_t *k,
-					  uint8_t *out)
+static opaque_err r255_hash_to_group_mult(const opaque_slice *msg, size_t nmsg, const uint8_t *dst,
+                                          size_t dst_len, const uint8_t *k, uint8_t *out)
 {
 	uint8_t uniform[crypto_core_ristretto255_HASHBYTES];
 	uint8_t point[R255_BYTES];
 	opaque_err err = opaque_expand_message_xmd_parts(OPAQUE_HASH_SHA512, msg, nmsg, dst,
-							 dst_len, uniform, sizeof(uniform));
+	                                                 dst_len, uniform, sizeof(uniform));
 	if (err == OPAQUE_OK) {
 		crypto_core_ristretto255_from_hash(point, uniform);
 		if (sodium_is_zero(point, R255_BYTES))
@@ -108,11 +105,11 @@ static opaque_err r255_hash_to_group_mult(const opaque_slice *msg, size_t nmsg,
 }
 
 static opaque_err r255_hash_to_scalar(const opaque_slice *msg, size_t nmsg, const uint8_t *dst,
-				      size_t dst_len, uint8_t *out)
+                                      size_t dst_len, uint8_t *out)
 {
 	uint8_t uniform[crypto_core_ristretto255_NONREDUCEDSCALARBYTES];
 	opaque_err err = opaque_expand_message_xmd_parts(OPAQUE_HASH_SHA512, msg, nmsg, dst,
-							 dst_len, uniform, sizeof(uniform));
+	                                                 dst_len, uniform, sizeof(uniform));
 	if (err == OPAQUE_OK)
 		crypto_core_ristretto255_scalar_reduce(out, uniform);
 	sodium_memzero(uniform, sizeof(uniform));
@@ -120,14 +117,14 @@ static opaque_err r255_hash_to_scalar(const opaque_slice *msg, size_t nmsg, cons
 }
 
 const opaque_group opaque_group_ristretto255 = {
-	.element_len = R255_BYTES,
-	.scalar_len = R255_SCALAR_BYTES,
-	.element_validate = r255_element_validate,
-	.scalar_validate = r255_scalar_validate,
-	.scalar_mult = r255_scalar_mult,
-	.scalar_mult_base = r255_scalar_mult_base,
-	.scalar_invert = r255_scalar_invert,
-	.random_scalar = r255_random_scalar,
-	.hash_to_group_mult = r255_hash_to_group_mult,
-	.hash_to_scalar = r255_hash_to_scalar,
+    .element_len = R255_BYTES,
+    .scalar_len = R255_SCALAR_BYTES,
+    .element_validate = r255_element_validate,
+    .scalar_validate = r255_scalar_validate,
+    .scalar_mult = r255_scalar_mult,
+    .scalar_mult_base = r255_scalar_mult_base,
+    .scalar_invert = r255_scalar_invert,
+    .random_scalar = r255_random_scalar,
+    .hash_to_group_mult = r255_hash_to_group_mult,
+    .hash_to_scalar = r255_hash_to_scalar,
 };

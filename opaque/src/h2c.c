@@ -15,8 +15,8 @@
 #include "core.h"
 #include "p256.h"
 
-#define FE_BYTES 32
-#define L_BYTES 48 /* ceil((ceil(log2(p)) + k) / 8) with k = 128 */
+#define FE_BYTES      32
+#define L_BYTES       48 /* ceil((ceil(log2(p)) + k) / 8) with k = 128 */
 #define H2C_MAX_COUNT 2
 
 /* out = choose_b ? b : a, without branching on choose_b (0 or 1). */
@@ -38,8 +38,8 @@ static unsigned int ct_equals_small(const uint8_t *v, uint8_t small)
 }
 
 opaque_err opaque_p256_hash_to_field_parts(opaque_p256_field field, const opaque_slice *msg,
-					   size_t nmsg, const uint8_t *dst, size_t dst_len,
-					   size_t count, uint8_t *out)
+                                           size_t nmsg, const uint8_t *dst, size_t dst_len,
+                                           size_t count, uint8_t *out)
 {
 	const p256_ctx *c = p256_get();
 	if (c == NULL)
@@ -50,7 +50,7 @@ opaque_err opaque_p256_hash_to_field_parts(opaque_p256_field field, const opaque
 
 	uint8_t uniform[H2C_MAX_COUNT * L_BYTES];
 	opaque_err err = opaque_expand_message_xmd_parts(OPAQUE_HASH_SHA256, msg, nmsg, dst,
-							 dst_len, uniform, count * L_BYTES);
+	                                                 dst_len, uniform, count * L_BYTES);
 	if (err != OPAQUE_OK)
 		goto wipe;
 	err = OPAQUE_ERR_CRYPTO;
@@ -77,9 +77,8 @@ wipe:
 	return err;
 }
 
-opaque_err opaque_p256_hash_to_field(opaque_p256_field field, const uint8_t *msg,
-				     size_t msg_len, const uint8_t *dst, size_t dst_len,
-				     size_t count, uint8_t *out)
+opaque_err opaque_p256_hash_to_field(opaque_p256_field field, const uint8_t *msg, size_t msg_len,
+                                     const uint8_t *dst, size_t dst_len, size_t count, uint8_t *out)
 {
 	if ((msg == NULL && msg_len > 0) || dst == NULL || out == NULL)
 		return OPAQUE_ERR_ARGUMENT;
@@ -189,14 +188,14 @@ static int point_from_xy(const p256_ctx *c, EC_POINT *pt, const uint8_t xy[64], 
 	BN_CTX_start(bn);
 	BIGNUM *x = BN_CTX_get(bn), *y = BN_CTX_get(bn);
 	int ok = y != NULL && BN_bin2bn(xy, FE_BYTES, x) != NULL &&
-		 BN_bin2bn(xy + FE_BYTES, FE_BYTES, y) != NULL &&
-		 EC_POINT_set_affine_coordinates(c->group, pt, x, y, bn) == 1;
+	         BN_bin2bn(xy + FE_BYTES, FE_BYTES, y) != NULL &&
+	         EC_POINT_set_affine_coordinates(c->group, pt, x, y, bn) == 1;
 	BN_CTX_end(bn);
 	return ok;
 }
 
-opaque_err opaque_p256_hash_to_curve_parts(const opaque_slice *msg, size_t nmsg,
-					   const uint8_t *dst, size_t dst_len, uint8_t out_xy[64])
+opaque_err opaque_p256_hash_to_curve_parts(const opaque_slice *msg, size_t nmsg, const uint8_t *dst,
+                                           size_t dst_len, uint8_t out_xy[64])
 {
 	const p256_ctx *c = p256_get();
 	if (c == NULL)
@@ -206,8 +205,8 @@ opaque_err opaque_p256_hash_to_curve_parts(const opaque_slice *msg, size_t nmsg,
 	EC_POINT *q0 = NULL, *q1 = NULL;
 	BN_CTX *bn = NULL;
 	opaque_err err;
-	OPAQUE_TRY(opaque_p256_hash_to_field_parts(OPAQUE_P256_FIELD_BASE, msg, nmsg, dst, dst_len,
-						   2, u));
+	OPAQUE_TRY(
+	    opaque_p256_hash_to_field_parts(OPAQUE_P256_FIELD_BASE, msg, nmsg, dst, dst_len, 2, u));
 	OPAQUE_TRY(opaque_p256_map_to_curve(u, q[0]));
 	OPAQUE_TRY(opaque_p256_map_to_curve(u + FE_BYTES, q[1]));
 	err = OPAQUE_ERR_CRYPTO;
@@ -223,7 +222,7 @@ opaque_err opaque_p256_hash_to_curve_parts(const opaque_slice *msg, size_t nmsg,
 	BN_CTX_start(bn);
 	BIGNUM *x = BN_CTX_get(bn), *y = BN_CTX_get(bn);
 	int ok = y != NULL && EC_POINT_get_affine_coordinates(c->group, q0, x, y, bn) == 1 &&
-		 to_bytes(x, out_xy) && to_bytes(y, out_xy + FE_BYTES);
+	         to_bytes(x, out_xy) && to_bytes(y, out_xy + FE_BYTES);
 	BN_CTX_end(bn);
 	if (ok)
 		err = OPAQUE_OK;
@@ -238,7 +237,7 @@ done:
 }
 
 opaque_err opaque_p256_hash_to_curve(const uint8_t *msg, size_t msg_len, const uint8_t *dst,
-				     size_t dst_len, uint8_t out_xy[64])
+                                     size_t dst_len, uint8_t out_xy[64])
 {
 	if ((msg == NULL && msg_len > 0) || dst == NULL || out_xy == NULL)
 		return OPAQUE_ERR_ARGUMENT;

@@ -64,8 +64,8 @@ void opaque_hash(opaque_hash_id hash, const opaque_slice *parts, size_t nparts, 
 	hash_final(hash, &st, out);
 }
 
-void opaque_hmac(opaque_hash_id hash, const uint8_t *key, size_t key_len,
-		 const opaque_slice *parts, size_t nparts, uint8_t *out)
+void opaque_hmac(opaque_hash_id hash, const uint8_t *key, size_t key_len, const opaque_slice *parts,
+                 size_t nparts, uint8_t *out)
 {
 	/* libsodium's key argument is nonnull even when empty (HKDF-Extract with salt ""). */
 	static const uint8_t empty_key[1] = {0};
@@ -77,7 +77,7 @@ void opaque_hmac(opaque_hash_id hash, const uint8_t *key, size_t key_len,
 		for (size_t i = 0; i < nparts; i++) {
 			if (parts[i].len > 0)
 				crypto_auth_hmacsha512_update(&st.sha512, parts[i].data,
-							      parts[i].len);
+				                              parts[i].len);
 		}
 		crypto_auth_hmacsha512_final(&st.sha512, out);
 	} else {
@@ -85,7 +85,7 @@ void opaque_hmac(opaque_hash_id hash, const uint8_t *key, size_t key_len,
 		for (size_t i = 0; i < nparts; i++) {
 			if (parts[i].len > 0)
 				crypto_auth_hmacsha256_update(&st.sha256, parts[i].data,
-							      parts[i].len);
+				                              parts[i].len);
 		}
 		crypto_auth_hmacsha256_final(&st.sha256, out);
 	}
@@ -93,7 +93,7 @@ void opaque_hmac(opaque_hash_id hash, const uint8_t *key, size_t key_len,
 }
 
 void opaque_hkdf_extract(opaque_hash_id hash, const uint8_t *salt, size_t salt_len,
-			 const opaque_slice *ikm, size_t nikm, uint8_t *prk)
+                         const opaque_slice *ikm, size_t nikm, uint8_t *prk)
 {
 	opaque_hmac(hash, salt, salt_len, ikm, nikm, prk);
 }
@@ -101,8 +101,7 @@ void opaque_hkdf_extract(opaque_hash_id hash, const uint8_t *salt, size_t salt_l
 #define HKDF_MAX_INFO_PARTS 8
 
 opaque_err opaque_hkdf_expand(opaque_hash_id hash, const uint8_t *prk, size_t prk_len,
-			      const opaque_slice *info, size_t ninfo, uint8_t *out,
-			      size_t out_len)
+                              const opaque_slice *info, size_t ninfo, uint8_t *out, size_t out_len)
 {
 	const size_t hlen = opaque_hash_len(hash);
 	if (out_len > 255 * hlen || ninfo > HKDF_MAX_INFO_PARTS)
@@ -132,8 +131,8 @@ opaque_err opaque_hkdf_expand(opaque_hash_id hash, const uint8_t *prk, size_t pr
 #define XMD_MAX_MSG_PARTS 8
 
 opaque_err opaque_expand_message_xmd_parts(opaque_hash_id hash, const opaque_slice *msg,
-					   size_t nmsg, const uint8_t *dst, size_t dst_len,
-					   uint8_t *out, size_t out_len)
+                                           size_t nmsg, const uint8_t *dst, size_t dst_len,
+                                           uint8_t *out, size_t out_len)
 {
 	const size_t b_len = opaque_hash_len(hash);
 	const size_t ell = (out_len + b_len - 1) / b_len;
@@ -143,7 +142,8 @@ opaque_err opaque_expand_message_xmd_parts(opaque_hash_id hash, const opaque_sli
 	/* DST longer than 255 bytes is replaced by H("H2C-OVERSIZE-DST-" || DST). */
 	uint8_t short_dst[OPAQUE_MAX_HASH_BYTES];
 	if (dst_len > 255) {
-		opaque_slice p[2] = {OPAQUE_SLICE_STR("H2C-OVERSIZE-DST-"), OPAQUE_SLICE(dst, dst_len)};
+		opaque_slice p[2] = {OPAQUE_SLICE_STR("H2C-OVERSIZE-DST-"),
+		                     OPAQUE_SLICE(dst, dst_len)};
 		opaque_hash(hash, p, 2, short_dst);
 		dst = short_dst;
 		dst_len = b_len;
@@ -175,7 +175,7 @@ opaque_err opaque_expand_message_xmd_parts(opaque_hash_id hash, const opaque_sli
 			mixed[j] = i == 1 ? b0[j] : (uint8_t)(b0[j] ^ bi[j]);
 		const uint8_t index = (uint8_t)i;
 		opaque_slice p[4] = {OPAQUE_SLICE(mixed, b_len), OPAQUE_SLICE(&index, 1),
-				     OPAQUE_SLICE(dst, dst_len), OPAQUE_SLICE(&dst_len_byte, 1)};
+		                     OPAQUE_SLICE(dst, dst_len), OPAQUE_SLICE(&dst_len_byte, 1)};
 		opaque_hash(hash, p, 4, bi);
 		size_t take = out_len - done < b_len ? out_len - done : b_len;
 		memcpy(out + done, bi, take);
@@ -189,8 +189,8 @@ opaque_err opaque_expand_message_xmd_parts(opaque_hash_id hash, const opaque_sli
 }
 
 opaque_err opaque_expand_message_xmd(opaque_hash_id hash, const uint8_t *msg, size_t msg_len,
-				     const uint8_t *dst, size_t dst_len, uint8_t *out,
-				     size_t out_len)
+                                     const uint8_t *dst, size_t dst_len, uint8_t *out,
+                                     size_t out_len)
 {
 	if ((msg == NULL && msg_len > 0) || dst == NULL || dst_len == 0 || out == NULL)
 		return OPAQUE_ERR_ARGUMENT;

@@ -11,8 +11,8 @@
 
 #define ARGON2_ZERO_SALT_BYTES 16
 
-opaque_err opaque_ksf_stretch(const opaque_suite *suite, const opaque_ksf *ksf,
-			      const uint8_t *msg, size_t msg_len, uint8_t *out)
+opaque_err opaque_ksf_stretch(const opaque_suite *suite, const opaque_ksf *ksf, const uint8_t *msg,
+                              size_t msg_len, uint8_t *out)
 {
 	const size_t nh = suite->sizes.Nh;
 	switch (ksf->id) {
@@ -26,7 +26,7 @@ opaque_err opaque_ksf_stretch(const opaque_suite *suite, const opaque_ksf *ksf,
 		if (msg_len > UINT32_MAX)
 			return OPAQUE_ERR_KSF;
 		int rc = argon2id_hash_raw(ksf->iterations, ksf->memory_kib, ksf->parallelism, msg,
-					   msg_len, zero_salt, sizeof(zero_salt), out, nh);
+		                           msg_len, zero_salt, sizeof(zero_salt), out, nh);
 		if (rc != ARGON2_OK) {
 			sodium_memzero(out, nh);
 			return OPAQUE_ERR_KSF;

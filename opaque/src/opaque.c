@@ -14,7 +14,7 @@
 
 #include "core.h"
 
-#define DH_MAX_BYTES (3 * OPAQUE_MAX_ELEMENT_BYTES)
+#define DH_MAX_BYTES     (3 * OPAQUE_MAX_ELEMENT_BYTES)
 #define MASKED_MAX_BYTES (OPAQUE_MAX_ELEMENT_BYTES + OPAQUE_NONCE_BYTES + OPAQUE_MAX_HASH_BYTES)
 #define CREDENTIAL_RESPONSE_MAX_BYTES                                                              \
 	(OPAQUE_MAX_ELEMENT_BYTES + OPAQUE_NONCE_BYTES + MASKED_MAX_BYTES)
@@ -51,7 +51,7 @@ static bool identities_ok(const opaque_identities *ids)
 
 /* The identity to use: the caller's, or the public key when none was given. */
 static opaque_slice client_identity_or(const opaque_identities *ids, const uint8_t *pk,
-				       size_t pk_len)
+                                       size_t pk_len)
 {
 	if (ids != NULL && ids->client_identity != NULL)
 		return OPAQUE_SLICE(ids->client_identity, ids->client_identity_len);
@@ -59,7 +59,7 @@ static opaque_slice client_identity_or(const opaque_identities *ids, const uint8
 }
 
 static opaque_slice server_identity_or(const opaque_identities *ids, const uint8_t *pk,
-				       size_t pk_len)
+                                       size_t pk_len)
 {
 	if (ids != NULL && ids->server_identity != NULL)
 		return OPAQUE_SLICE(ids->server_identity, ids->server_identity_len);
@@ -70,7 +70,7 @@ static opaque_slice server_identity_or(const opaque_identities *ids, const uint8
 
 /* Expand(secret, info parts..., len) with the suite's hash. */
 static opaque_err expand(const opaque_suite *s, const uint8_t *secret, const opaque_slice *info,
-			 size_t ninfo, uint8_t *out, size_t out_len)
+                         size_t ninfo, uint8_t *out, size_t out_len)
 {
 	return opaque_hkdf_expand(s->hash, secret, s->sizes.Nh, info, ninfo, out, out_len);
 }
@@ -79,33 +79,33 @@ static opaque_err expand(const opaque_suite *s, const uint8_t *secret, const opa
  * CustomLabel = I2OSP(Length, 2) || I2OSP(len("OPAQUE-" || Label), 1) || "OPAQUE-" ||
  * Label || I2OSP(len(Context), 1) || Context */
 static opaque_err expand_label(const opaque_suite *s, const uint8_t *secret, const char *label,
-			       const uint8_t *context, size_t context_len, uint8_t *out,
-			       size_t out_len)
+                               const uint8_t *context, size_t context_len, uint8_t *out,
+                               size_t out_len)
 {
 	const size_t label_len = strlen(label);
 	const uint8_t length_be[2] = {(uint8_t)(out_len >> 8), (uint8_t)out_len};
 	const uint8_t full_label_len = (uint8_t)(sizeof("OPAQUE-") - 1 + label_len);
 	const uint8_t ctx_len = (uint8_t)context_len;
-	opaque_slice info[6] = {OPAQUE_SLICE(length_be, 2),      OPAQUE_SLICE(&full_label_len, 1),
-				OPAQUE_SLICE_STR("OPAQUE-"),     OPAQUE_SLICE(label, label_len),
-				OPAQUE_SLICE(&ctx_len, 1),       OPAQUE_SLICE(context, context_len)};
+	opaque_slice info[6] = {OPAQUE_SLICE(length_be, 2),  OPAQUE_SLICE(&full_label_len, 1),
+	                        OPAQUE_SLICE_STR("OPAQUE-"), OPAQUE_SLICE(label, label_len),
+	                        OPAQUE_SLICE(&ctx_len, 1),   OPAQUE_SLICE(context, context_len)};
 	return expand(s, secret, info, 6, out, out_len);
 }
 
 /* DeriveDiffieHellmanKeyPair(seed) = DeriveKeyPair(seed, "OPAQUE-DeriveDiffieHellmanKeyPair") */
 static opaque_err derive_dh_key_pair(const opaque_suite *s, const uint8_t *seed,
-				     uint8_t *private_key, uint8_t *public_key)
+                                     uint8_t *private_key, uint8_t *public_key)
 {
 	static const char info[] = "OPAQUE-DeriveDiffieHellmanKeyPair";
 	return opaque_oprf_derive_key_pair_internal(s, seed, (const uint8_t *)info,
-						    sizeof(info) - 1, private_key, public_key);
+	                                            sizeof(info) - 1, private_key, public_key);
 }
 
 /* The per-user OPRF key: seed = Expand(oprf_seed, credential_identifier || "OprfKey", Nok),
  * then DeriveKeyPair(seed, "OPAQUE-DeriveKeyPair"). The Expand runs in keys (the token). */
 static opaque_err derive_oprf_key(const opaque_suite *s, const opaque_server_keys *keys,
-				  const uint8_t *credential_identifier,
-				  size_t credential_identifier_len, uint8_t *oprf_key)
+                                  const uint8_t *credential_identifier,
+                                  size_t credential_identifier_len, uint8_t *oprf_key)
 {
 	static const char label[] = "OprfKey";
 	static const char dkp_info[] = "OPAQUE-DeriveKeyPair";
@@ -115,10 +115,10 @@ static opaque_err derive_oprf_key(const opaque_suite *s, const opaque_server_key
 	memcpy(info, credential_identifier, credential_identifier_len);
 	memcpy(info + credential_identifier_len, label, sizeof(label) - 1);
 	if (keys->oprf_seed_expand(keys->ctx, info, credential_identifier_len + sizeof(label) - 1,
-				   seed, s->sizes.Nok) != OPAQUE_OK)
+	                           seed, s->sizes.Nok) != OPAQUE_OK)
 		OPAQUE_FAIL(OPAQUE_ERR_SERVER_KEYS);
-	OPAQUE_TRY(opaque_oprf_derive_key_pair_internal(
-		s, seed, (const uint8_t *)dkp_info, sizeof(dkp_info) - 1, oprf_key, NULL));
+	OPAQUE_TRY(opaque_oprf_derive_key_pair_internal(s, seed, (const uint8_t *)dkp_info,
+	                                                sizeof(dkp_info) - 1, oprf_key, NULL));
 done:
 	sodium_memzero(seed, sizeof(seed));
 	return err;
@@ -126,14 +126,14 @@ done:
 
 /* BlindEvaluate with the per-user key: evaluated = oprf_key * blinded_element. */
 static opaque_err server_evaluate(const opaque_suite *s, const opaque_server_keys *keys,
-				  const uint8_t *credential_identifier,
-				  size_t credential_identifier_len, const uint8_t *blinded_element,
-				  uint8_t *evaluated_element)
+                                  const uint8_t *credential_identifier,
+                                  size_t credential_identifier_len, const uint8_t *blinded_element,
+                                  uint8_t *evaluated_element)
 {
 	uint8_t oprf_key[OPAQUE_MAX_SCALAR_BYTES];
 	opaque_err err;
-	OPAQUE_TRY(derive_oprf_key(s, keys, credential_identifier, credential_identifier_len,
-				   oprf_key));
+	OPAQUE_TRY(
+	    derive_oprf_key(s, keys, credential_identifier, credential_identifier_len, oprf_key));
 	OPAQUE_TRY(s->group->scalar_mult(oprf_key, blinded_element, evaluated_element));
 done:
 	sodium_memzero(oprf_key, sizeof(oprf_key));
@@ -142,19 +142,18 @@ done:
 
 /* randomized_password = Extract("", oprf_output || Stretch(oprf_output)) */
 static opaque_err derive_randomized_password(const opaque_suite *s, const opaque_config *config,
-					     const uint8_t *password, size_t password_len,
-					     const uint8_t *blind,
-					     const uint8_t *evaluated_element,
-					     uint8_t *randomized_password)
+                                             const uint8_t *password, size_t password_len,
+                                             const uint8_t *blind, const uint8_t *evaluated_element,
+                                             uint8_t *randomized_password)
 {
 	uint8_t oprf_output[OPAQUE_MAX_HASH_BYTES];
 	uint8_t stretched[OPAQUE_MAX_HASH_BYTES];
 	opaque_err err;
 	OPAQUE_TRY(opaque_oprf_finalize_internal(s, password, password_len, blind,
-						 evaluated_element, oprf_output));
+	                                         evaluated_element, oprf_output));
 	OPAQUE_TRY(opaque_ksf_stretch(s, &config->ksf, oprf_output, s->sizes.Nh, stretched));
 	opaque_slice ikm[2] = {OPAQUE_SLICE(oprf_output, s->sizes.Nh),
-			       OPAQUE_SLICE(stretched, s->sizes.Nh)};
+	                       OPAQUE_SLICE(stretched, s->sizes.Nh)};
 	opaque_hkdf_extract(s->hash, NULL, 0, ikm, 2, randomized_password);
 done:
 	sodium_memzero(oprf_output, sizeof(oprf_output));
@@ -173,17 +172,17 @@ typedef struct envelope_keys {
 
 /* The derivations Store and Recover share: auth_key, export_key and the client key pair. */
 static opaque_err derive_envelope_keys(const opaque_suite *s, const uint8_t *randomized_password,
-				       const uint8_t *envelope_nonce, envelope_keys *k)
+                                       const uint8_t *envelope_nonce, envelope_keys *k)
 {
 	const size_t nh = s->sizes.Nh;
 	uint8_t seed[OPAQUE_SEED_BYTES];
 	opaque_err err;
 	opaque_slice auth_info[2] = {OPAQUE_SLICE(envelope_nonce, OPAQUE_NONCE_BYTES),
-				     OPAQUE_SLICE_STR("AuthKey")};
+	                             OPAQUE_SLICE_STR("AuthKey")};
 	opaque_slice export_info[2] = {OPAQUE_SLICE(envelope_nonce, OPAQUE_NONCE_BYTES),
-				       OPAQUE_SLICE_STR("ExportKey")};
+	                               OPAQUE_SLICE_STR("ExportKey")};
 	opaque_slice seed_info[2] = {OPAQUE_SLICE(envelope_nonce, OPAQUE_NONCE_BYTES),
-				     OPAQUE_SLICE_STR("PrivateKey")};
+	                             OPAQUE_SLICE_STR("PrivateKey")};
 	OPAQUE_TRY(expand(s, randomized_password, auth_info, 2, k->auth_key, nh));
 	OPAQUE_TRY(expand(s, randomized_password, export_info, 2, k->export_key, nh));
 	OPAQUE_TRY(expand(s, randomized_password, seed_info, 2, seed, s->sizes.Nseed));
@@ -197,34 +196,33 @@ done:
  * CleartextCredentials = server_public_key || I2OSP(len(server_identity), 2) ||
  * server_identity || I2OSP(len(client_identity), 2) || client_identity */
 static void envelope_auth_tag(const opaque_suite *s, const uint8_t *auth_key,
-			      const uint8_t *envelope_nonce, const uint8_t *server_public_key,
-			      opaque_slice server_identity, opaque_slice client_identity,
-			      uint8_t *auth_tag)
+                              const uint8_t *envelope_nonce, const uint8_t *server_public_key,
+                              opaque_slice server_identity, opaque_slice client_identity,
+                              uint8_t *auth_tag)
 {
 	const uint8_t sid_len[2] = {(uint8_t)(server_identity.len >> 8),
-				    (uint8_t)server_identity.len};
+	                            (uint8_t)server_identity.len};
 	const uint8_t cid_len[2] = {(uint8_t)(client_identity.len >> 8),
-				    (uint8_t)client_identity.len};
+	                            (uint8_t)client_identity.len};
 	opaque_slice parts[6] = {OPAQUE_SLICE(envelope_nonce, OPAQUE_NONCE_BYTES),
-				 OPAQUE_SLICE(server_public_key, s->sizes.Npk),
-				 OPAQUE_SLICE(sid_len, 2),
-				 server_identity,
-				 OPAQUE_SLICE(cid_len, 2),
-				 client_identity};
+	                         OPAQUE_SLICE(server_public_key, s->sizes.Npk),
+	                         OPAQUE_SLICE(sid_len, 2),
+	                         server_identity,
+	                         OPAQUE_SLICE(cid_len, 2),
+	                         client_identity};
 	opaque_hmac(s->hash, auth_key, s->sizes.Nh, parts, 6, auth_tag);
 }
 
 /* masked_response = Expand(masking_key, masking_nonce || "CredentialResponsePad",
  * Npk + Nn + Nm) XOR (server_public_key || envelope); the same call unmasks. */
-static opaque_err apply_credential_response_pad(const opaque_suite *s,
-						const uint8_t *masking_key,
-						const uint8_t *masking_nonce, const uint8_t *in,
-						uint8_t *out)
+static opaque_err apply_credential_response_pad(const opaque_suite *s, const uint8_t *masking_key,
+                                                const uint8_t *masking_nonce, const uint8_t *in,
+                                                uint8_t *out)
 {
 	const size_t len = s->sizes.Npk + s->sizes.envelope;
 	uint8_t pad[MASKED_MAX_BYTES];
 	opaque_slice info[2] = {OPAQUE_SLICE(masking_nonce, OPAQUE_NONCE_BYTES),
-				OPAQUE_SLICE_STR("CredentialResponsePad")};
+	                        OPAQUE_SLICE_STR("CredentialResponsePad")};
 	opaque_err err = expand(s, masking_key, info, 2, pad, len);
 	if (err == OPAQUE_OK) {
 		for (size_t i = 0; i < len; i++)
@@ -250,9 +248,9 @@ typedef struct preamble {
  *   I2OSP(len(server_identity), 2) || server_identity || credential_response ||
  *   server_nonce || server_public_keyshare */
 static void preamble_build(preamble *p, const opaque_config *config, opaque_slice client_identity,
-			   opaque_slice ke1, opaque_slice server_identity,
-			   opaque_slice credential_response, opaque_slice server_nonce,
-			   opaque_slice server_public_keyshare)
+                           opaque_slice ke1, opaque_slice server_identity,
+                           opaque_slice credential_response, opaque_slice server_nonce,
+                           opaque_slice server_public_keyshare)
 {
 	p->context_len[0] = (uint8_t)(config->context_len >> 8);
 	p->context_len[1] = (uint8_t)config->context_len;
@@ -283,7 +281,7 @@ static void preamble_build(preamble *p, const opaque_config *config, opaque_slic
  *   server_mac = MAC(Km2, Hash(preamble))
  *   client_mac = MAC(Km3, Hash(preamble || server_mac)) */
 static opaque_err derive_3dh(const opaque_suite *s, preamble *p, const uint8_t *ikm,
-			     uint8_t *session_key, uint8_t *server_mac, uint8_t *client_mac)
+                             uint8_t *session_key, uint8_t *server_mac, uint8_t *client_mac)
 {
 	const size_t nh = s->sizes.Nh;
 	uint8_t preamble_hash[OPAQUE_MAX_HASH_BYTES];
@@ -297,8 +295,8 @@ static opaque_err derive_3dh(const opaque_suite *s, preamble *p, const uint8_t *
 	opaque_hash(s->hash, p->parts, p->nparts, preamble_hash);
 	opaque_slice ikm_slice = OPAQUE_SLICE(ikm, 3 * s->sizes.Noe);
 	opaque_hkdf_extract(s->hash, NULL, 0, &ikm_slice, 1, prk);
-	OPAQUE_TRY(expand_label(s, prk, "HandshakeSecret", preamble_hash, nh, handshake_secret,
-				nh));
+	OPAQUE_TRY(
+	    expand_label(s, prk, "HandshakeSecret", preamble_hash, nh, handshake_secret, nh));
 	OPAQUE_TRY(expand_label(s, prk, "SessionKey", preamble_hash, nh, session_key, nh));
 	OPAQUE_TRY(expand_label(s, handshake_secret, "ServerMAC", NULL, 0, km2, nh));
 	OPAQUE_TRY(expand_label(s, handshake_secret, "ClientMAC", NULL, 0, km3, nh));
@@ -322,9 +320,9 @@ done:
 /* ---- Registration ---- */
 
 opaque_err opaque_client_registration_start_with_randomness(
-	const opaque_config *config, const uint8_t *password, size_t password_len,
-	const uint8_t *blind, size_t blind_len, opaque_client_registration_state *state,
-	uint8_t *registration_request, size_t registration_request_len)
+    const opaque_config *config, const uint8_t *password, size_t password_len, const uint8_t *blind,
+    size_t blind_len, opaque_client_registration_state *state, uint8_t *registration_request,
+    size_t registration_request_len)
 {
 	const opaque_suite *s;
 	opaque_err err;
@@ -338,8 +336,8 @@ opaque_err opaque_client_registration_start_with_randomness(
 		OPAQUE_FAIL(OPAQUE_ERR_BUFFER);
 	if (blind_len != s->sizes.Ns)
 		OPAQUE_FAIL(OPAQUE_ERR_LENGTH);
-	OPAQUE_TRY(opaque_oprf_blind_internal(s, password, password_len, blind,
-					      registration_request));
+	OPAQUE_TRY(
+	    opaque_oprf_blind_internal(s, password, password_len, blind, registration_request));
 	state->suite = s->id;
 	memcpy(state->blind, blind, blind_len);
 done:
@@ -352,10 +350,10 @@ done:
 }
 
 opaque_err opaque_client_registration_start(const opaque_config *config, const uint8_t *password,
-					    size_t password_len,
-					    opaque_client_registration_state *state,
-					    uint8_t *registration_request,
-					    size_t registration_request_len)
+                                            size_t password_len,
+                                            opaque_client_registration_state *state,
+                                            uint8_t *registration_request,
+                                            size_t registration_request_len)
 {
 	const opaque_suite *s;
 	uint8_t blind[OPAQUE_MAX_SCALAR_BYTES];
@@ -363,18 +361,18 @@ opaque_err opaque_client_registration_start(const opaque_config *config, const u
 	OPAQUE_TRY(check_config(config, &s));
 	OPAQUE_TRY(s->group->random_scalar(blind));
 	err = opaque_client_registration_start_with_randomness(
-		config, password, password_len, blind, s->sizes.Ns, state, registration_request,
-		registration_request_len);
+	    config, password, password_len, blind, s->sizes.Ns, state, registration_request,
+	    registration_request_len);
 done:
 	sodium_memzero(blind, sizeof(blind));
 	return err;
 }
 
 opaque_err opaque_server_registration_response(
-	const opaque_config *config, const opaque_server_keys *keys,
-	const uint8_t *credential_identifier, size_t credential_identifier_len,
-	const uint8_t *registration_request, size_t registration_request_len,
-	uint8_t *registration_response, size_t registration_response_len)
+    const opaque_config *config, const opaque_server_keys *keys,
+    const uint8_t *credential_identifier, size_t credential_identifier_len,
+    const uint8_t *registration_request, size_t registration_request_len,
+    uint8_t *registration_response, size_t registration_response_len)
 {
 	const opaque_suite *s;
 	opaque_err err;
@@ -389,7 +387,7 @@ opaque_err opaque_server_registration_response(
 
 	/* response = evaluated_message || server_public_key */
 	OPAQUE_TRY(server_evaluate(s, keys, credential_identifier, credential_identifier_len,
-				   registration_request, registration_response));
+	                           registration_request, registration_response));
 	memcpy(registration_response + s->sizes.Noe, keys->server_public_key, s->sizes.Npk);
 done:
 	if (err != OPAQUE_OK && registration_response != NULL)
@@ -398,11 +396,11 @@ done:
 }
 
 opaque_err opaque_client_registration_finish_with_randomness(
-	const opaque_config *config, opaque_client_registration_state *state,
-	const uint8_t *password, size_t password_len, const opaque_identities *identities,
-	const uint8_t *registration_response, size_t registration_response_len,
-	const uint8_t envelope_nonce[OPAQUE_NONCE_BYTES], uint8_t *registration_record,
-	size_t registration_record_len, uint8_t *export_key, size_t export_key_len)
+    const opaque_config *config, opaque_client_registration_state *state, const uint8_t *password,
+    size_t password_len, const opaque_identities *identities, const uint8_t *registration_response,
+    size_t registration_response_len, const uint8_t envelope_nonce[OPAQUE_NONCE_BYTES],
+    uint8_t *registration_record, size_t registration_record_len, uint8_t *export_key,
+    size_t export_key_len)
 {
 	const opaque_suite *s = NULL;
 	uint8_t randomized_password[OPAQUE_MAX_HASH_BYTES];
@@ -411,8 +409,8 @@ opaque_err opaque_client_registration_finish_with_randomness(
 	sodium_memzero(&keys, sizeof(keys));
 	OPAQUE_TRY(check_config(config, &s));
 	if (state == NULL || state->suite != s->id || !password_ok(password, password_len) ||
-	    !identities_ok(identities) || registration_response == NULL ||
-	    envelope_nonce == NULL || registration_record == NULL || export_key == NULL)
+	    !identities_ok(identities) || registration_response == NULL || envelope_nonce == NULL ||
+	    registration_record == NULL || export_key == NULL)
 		OPAQUE_FAIL(OPAQUE_ERR_ARGUMENT);
 	if (registration_record_len != s->sizes.registration_record ||
 	    export_key_len != s->sizes.export_key)
@@ -425,7 +423,7 @@ opaque_err opaque_client_registration_finish_with_randomness(
 		OPAQUE_FAIL(OPAQUE_ERR_LENGTH);
 	OPAQUE_TRY(s->group->element_validate(server_public_key, s->sizes.Npk));
 	OPAQUE_TRY(derive_randomized_password(s, config, password, password_len, state->blind,
-					      evaluated_message, randomized_password));
+	                                      evaluated_message, randomized_password));
 
 	/* Store: record = client_public_key || masking_key || envelope_nonce || auth_tag */
 	const size_t nh = s->sizes.Nh, npk = s->sizes.Npk;
@@ -439,9 +437,9 @@ opaque_err opaque_client_registration_finish_with_randomness(
 	memcpy(out_client_public_key, keys.client_public_key, npk);
 	memcpy(out_envelope_nonce, envelope_nonce, OPAQUE_NONCE_BYTES);
 	envelope_auth_tag(s, keys.auth_key, envelope_nonce, server_public_key,
-			  server_identity_or(identities, server_public_key, npk),
-			  client_identity_or(identities, keys.client_public_key, npk),
-			  out_auth_tag);
+	                  server_identity_or(identities, server_public_key, npk),
+	                  client_identity_or(identities, keys.client_public_key, npk),
+	                  out_auth_tag);
 	memcpy(export_key, keys.export_key, nh);
 done:
 	sodium_memzero(randomized_password, sizeof(randomized_password));
@@ -458,22 +456,21 @@ done:
 }
 
 opaque_err opaque_client_registration_finish(
-	const opaque_config *config, opaque_client_registration_state *state,
-	const uint8_t *password, size_t password_len, const opaque_identities *identities,
-	const uint8_t *registration_response, size_t registration_response_len,
-	uint8_t *registration_record, size_t registration_record_len, uint8_t *export_key,
-	size_t export_key_len)
+    const opaque_config *config, opaque_client_registration_state *state, const uint8_t *password,
+    size_t password_len, const opaque_identities *identities, const uint8_t *registration_response,
+    size_t registration_response_len, uint8_t *registration_record, size_t registration_record_len,
+    uint8_t *export_key, size_t export_key_len)
 {
 	uint8_t envelope_nonce[OPAQUE_NONCE_BYTES];
 	opaque_random_bytes(envelope_nonce, sizeof(envelope_nonce));
 	return opaque_client_registration_finish_with_randomness(
-		config, state, password, password_len, identities, registration_response,
-		registration_response_len, envelope_nonce, registration_record,
-		registration_record_len, export_key, export_key_len);
+	    config, state, password, password_len, identities, registration_response,
+	    registration_response_len, envelope_nonce, registration_record, registration_record_len,
+	    export_key, export_key_len);
 }
 
 opaque_err opaque_registration_record_validate(opaque_suite_id suite, const uint8_t *record,
-					       size_t record_len)
+                                               size_t record_len)
 {
 	const opaque_suite *s = opaque_suite_get(suite);
 	if (s == NULL || record == NULL)
@@ -484,7 +481,7 @@ opaque_err opaque_registration_record_validate(opaque_suite_id suite, const uint
 }
 
 opaque_err opaque_fake_record_create(opaque_suite_id suite, uint8_t *registration_record,
-				     size_t registration_record_len)
+                                     size_t registration_record_len)
 {
 	const opaque_suite *s = opaque_suite_get(suite);
 	if (s == NULL || registration_record == NULL)
@@ -494,7 +491,7 @@ opaque_err opaque_fake_record_create(opaque_suite_id suite, uint8_t *registratio
 	uint8_t fake_private_key[OPAQUE_MAX_SCALAR_BYTES];
 	sodium_memzero(registration_record, registration_record_len);
 	opaque_err err = opaque_generate_ake_key_pair(suite, fake_private_key, s->sizes.Nsk,
-						      registration_record, s->sizes.Npk);
+	                                              registration_record, s->sizes.Npk);
 	if (err == OPAQUE_OK)
 		opaque_random_bytes(registration_record + s->sizes.Npk, s->sizes.Nh);
 	else
@@ -506,10 +503,10 @@ opaque_err opaque_fake_record_create(opaque_suite_id suite, uint8_t *registratio
 /* ---- Login ---- */
 
 opaque_err opaque_client_login_start_with_randomness(
-	const opaque_config *config, const uint8_t *password, size_t password_len,
-	const uint8_t *blind, size_t blind_len, const uint8_t client_nonce[OPAQUE_NONCE_BYTES],
-	const uint8_t client_keyshare_seed[OPAQUE_SEED_BYTES], opaque_client_login_state *state,
-	uint8_t *ke1, size_t ke1_len)
+    const opaque_config *config, const uint8_t *password, size_t password_len, const uint8_t *blind,
+    size_t blind_len, const uint8_t client_nonce[OPAQUE_NONCE_BYTES],
+    const uint8_t client_keyshare_seed[OPAQUE_SEED_BYTES], opaque_client_login_state *state,
+    uint8_t *ke1, size_t ke1_len)
 {
 	const opaque_suite *s;
 	opaque_err err;
@@ -532,7 +529,7 @@ opaque_err opaque_client_login_start_with_randomness(
 	OPAQUE_TRY(opaque_oprf_blind_internal(s, password, password_len, blind, blinded_message));
 	memcpy(out_client_nonce, client_nonce, OPAQUE_NONCE_BYTES);
 	OPAQUE_TRY(derive_dh_key_pair(s, client_keyshare_seed, state->client_secret,
-				      client_public_keyshare));
+	                              client_public_keyshare));
 	state->suite = s->id;
 	memcpy(state->blind, blind, blind_len);
 	memcpy(state->ke1, ke1, ke1_len);
@@ -546,8 +543,8 @@ done:
 }
 
 opaque_err opaque_client_login_start(const opaque_config *config, const uint8_t *password,
-				     size_t password_len, opaque_client_login_state *state,
-				     uint8_t *ke1, size_t ke1_len)
+                                     size_t password_len, opaque_client_login_state *state,
+                                     uint8_t *ke1, size_t ke1_len)
 {
 	const opaque_suite *s;
 	uint8_t blind[OPAQUE_MAX_SCALAR_BYTES];
@@ -559,8 +556,8 @@ opaque_err opaque_client_login_start(const opaque_config *config, const uint8_t 
 	opaque_random_bytes(client_nonce, sizeof(client_nonce));
 	opaque_random_bytes(client_keyshare_seed, sizeof(client_keyshare_seed));
 	err = opaque_client_login_start_with_randomness(config, password, password_len, blind,
-							s->sizes.Ns, client_nonce,
-							client_keyshare_seed, state, ke1, ke1_len);
+	                                                s->sizes.Ns, client_nonce,
+	                                                client_keyshare_seed, state, ke1, ke1_len);
 done:
 	sodium_memzero(blind, sizeof(blind));
 	sodium_memzero(client_keyshare_seed, sizeof(client_keyshare_seed));
@@ -568,14 +565,13 @@ done:
 }
 
 opaque_err opaque_server_login_start_with_randomness(
-	const opaque_config *config, const opaque_server_keys *keys,
-	const opaque_identities *identities, const uint8_t *credential_identifier,
-	size_t credential_identifier_len, const uint8_t *registration_record,
-	size_t registration_record_len, const uint8_t *ke1, size_t ke1_len,
-	const uint8_t masking_nonce[OPAQUE_NONCE_BYTES],
-	const uint8_t server_nonce[OPAQUE_NONCE_BYTES],
-	const uint8_t server_keyshare_seed[OPAQUE_SEED_BYTES], opaque_server_login_state *state,
-	uint8_t *ke2, size_t ke2_len)
+    const opaque_config *config, const opaque_server_keys *keys,
+    const opaque_identities *identities, const uint8_t *credential_identifier,
+    size_t credential_identifier_len, const uint8_t *registration_record,
+    size_t registration_record_len, const uint8_t *ke1, size_t ke1_len,
+    const uint8_t masking_nonce[OPAQUE_NONCE_BYTES], const uint8_t server_nonce[OPAQUE_NONCE_BYTES],
+    const uint8_t server_keyshare_seed[OPAQUE_SEED_BYTES], opaque_server_login_state *state,
+    uint8_t *ke2, size_t ke2_len)
 {
 	const opaque_suite *s = NULL;
 	uint8_t server_private_keyshare[OPAQUE_MAX_SCALAR_BYTES];
@@ -625,36 +621,36 @@ opaque_err opaque_server_login_start_with_randomness(
 	uint8_t *server_mac = server_public_keyshare + npk;
 
 	OPAQUE_TRY(server_evaluate(s, keys, credential_identifier, credential_identifier_len,
-				   blinded_message, evaluated_message));
+	                           blinded_message, evaluated_message));
 	memcpy(out_masking_nonce, masking_nonce, OPAQUE_NONCE_BYTES);
 	uint8_t unmasked[MASKED_MAX_BYTES];
 	memcpy(unmasked, keys->server_public_key, npk);
 	memcpy(unmasked + npk, envelope, s->sizes.envelope);
-	err = apply_credential_response_pad(s, masking_key, masking_nonce, unmasked,
-					    masked_response);
+	err =
+	    apply_credential_response_pad(s, masking_key, masking_nonce, unmasked, masked_response);
 	sodium_memzero(unmasked, sizeof(unmasked));
 	if (err != OPAQUE_OK)
 		goto done;
 
 	memcpy(out_server_nonce, server_nonce, OPAQUE_NONCE_BYTES);
 	OPAQUE_TRY(derive_dh_key_pair(s, server_keyshare_seed, server_private_keyshare,
-				      server_public_keyshare));
+	                              server_public_keyshare));
 	/* dh1 = server_private_keyshare * client_public_keyshare
 	 * dh2 = server_private_key * client_public_keyshare   (in keys: the token)
 	 * dh3 = server_private_keyshare * client_public_key */
 	OPAQUE_TRY(s->group->scalar_mult(server_private_keyshare, client_public_keyshare, ikm));
 	if (keys->ake_dh(keys->ctx, client_public_keyshare, npk, ikm + noe, noe) != OPAQUE_OK)
 		OPAQUE_FAIL(OPAQUE_ERR_SERVER_KEYS);
-	OPAQUE_TRY(s->group->scalar_mult(server_private_keyshare, client_public_key,
-					 ikm + 2 * noe));
+	OPAQUE_TRY(
+	    s->group->scalar_mult(server_private_keyshare, client_public_key, ikm + 2 * noe));
 
 	preamble p;
 	preamble_build(&p, config, client_identity_or(identities, client_public_key, npk),
-		       OPAQUE_SLICE(ke1, ke1_len),
-		       server_identity_or(identities, keys->server_public_key, npk),
-		       OPAQUE_SLICE(ke2, credential_response_len),
-		       OPAQUE_SLICE(out_server_nonce, OPAQUE_NONCE_BYTES),
-		       OPAQUE_SLICE(server_public_keyshare, npk));
+	               OPAQUE_SLICE(ke1, ke1_len),
+	               server_identity_or(identities, keys->server_public_key, npk),
+	               OPAQUE_SLICE(ke2, credential_response_len),
+	               OPAQUE_SLICE(out_server_nonce, OPAQUE_NONCE_BYTES),
+	               OPAQUE_SLICE(server_public_keyshare, npk));
 	OPAQUE_TRY(derive_3dh(s, &p, ikm, state->session_key, server_mac, client_mac));
 	memcpy(state->expected_client_mac, client_mac, nh);
 	state->suite = s->id;
@@ -670,14 +666,12 @@ done:
 	return err;
 }
 
-opaque_err opaque_server_login_start(const opaque_config *config, const opaque_server_keys *keys,
-				     const opaque_identities *identities,
-				     const uint8_t *credential_identifier,
-				     size_t credential_identifier_len,
-				     const uint8_t *registration_record,
-				     size_t registration_record_len, const uint8_t *ke1,
-				     size_t ke1_len, opaque_server_login_state *state,
-				     uint8_t *ke2, size_t ke2_len)
+opaque_err
+opaque_server_login_start(const opaque_config *config, const opaque_server_keys *keys,
+                          const opaque_identities *identities, const uint8_t *credential_identifier,
+                          size_t credential_identifier_len, const uint8_t *registration_record,
+                          size_t registration_record_len, const uint8_t *ke1, size_t ke1_len,
+                          opaque_server_login_state *state, uint8_t *ke2, size_t ke2_len)
 {
 	uint8_t masking_nonce[OPAQUE_NONCE_BYTES];
 	uint8_t server_nonce[OPAQUE_NONCE_BYTES];
@@ -686,20 +680,19 @@ opaque_err opaque_server_login_start(const opaque_config *config, const opaque_s
 	opaque_random_bytes(server_nonce, sizeof(server_nonce));
 	opaque_random_bytes(server_keyshare_seed, sizeof(server_keyshare_seed));
 	opaque_err err = opaque_server_login_start_with_randomness(
-		config, keys, identities, credential_identifier, credential_identifier_len,
-		registration_record, registration_record_len, ke1, ke1_len, masking_nonce,
-		server_nonce, server_keyshare_seed, state, ke2, ke2_len);
+	    config, keys, identities, credential_identifier, credential_identifier_len,
+	    registration_record, registration_record_len, ke1, ke1_len, masking_nonce, server_nonce,
+	    server_keyshare_seed, state, ke2, ke2_len);
 	sodium_memzero(server_keyshare_seed, sizeof(server_keyshare_seed));
 	return err;
 }
 
-opaque_err opaque_client_login_finish(const opaque_config *config,
-				      opaque_client_login_state *state, const uint8_t *password,
-				      size_t password_len, const opaque_identities *identities,
-				      const uint8_t *ke2, size_t ke2_len, uint8_t *ke3,
-				      size_t ke3_len, uint8_t *session_key,
-				      size_t session_key_len, uint8_t *export_key,
-				      size_t export_key_len)
+opaque_err opaque_client_login_finish(const opaque_config *config, opaque_client_login_state *state,
+                                      const uint8_t *password, size_t password_len,
+                                      const opaque_identities *identities, const uint8_t *ke2,
+                                      size_t ke2_len, uint8_t *ke3, size_t ke3_len,
+                                      uint8_t *session_key, size_t session_key_len,
+                                      uint8_t *export_key, size_t export_key_len)
 {
 	const opaque_suite *s = NULL;
 	uint8_t randomized_password[OPAQUE_MAX_HASH_BYTES];
@@ -737,11 +730,11 @@ opaque_err opaque_client_login_finish(const opaque_config *config,
 		OPAQUE_FAIL(OPAQUE_ERR_LENGTH);
 
 	OPAQUE_TRY(derive_randomized_password(s, config, password, password_len, state->blind,
-					      evaluated_message, randomized_password));
+	                                      evaluated_message, randomized_password));
 	opaque_slice masking_info = OPAQUE_SLICE_STR("MaskingKey");
 	OPAQUE_TRY(expand(s, randomized_password, &masking_info, 1, masking_key, nh));
 	OPAQUE_TRY(apply_credential_response_pad(s, masking_key, masking_nonce, masked_response,
-						 unmasked));
+	                                         unmasked));
 	/* unmasked = server_public_key || envelope_nonce || auth_tag */
 	const uint8_t *server_public_key = unmasked;
 	const uint8_t *envelope_nonce = unmasked + npk;
@@ -750,9 +743,9 @@ opaque_err opaque_client_login_finish(const opaque_config *config,
 	/* Recover: nothing unmasked is trusted until the envelope's auth_tag verifies. */
 	OPAQUE_TRY(derive_envelope_keys(s, randomized_password, envelope_nonce, &keys));
 	envelope_auth_tag(s, keys.auth_key, envelope_nonce, server_public_key,
-			  server_identity_or(identities, server_public_key, npk),
-			  client_identity_or(identities, keys.client_public_key, npk),
-			  expected_auth_tag);
+	                  server_identity_or(identities, server_public_key, npk),
+	                  client_identity_or(identities, keys.client_public_key, npk),
+	                  expected_auth_tag);
 	if (sodium_memcmp(expected_auth_tag, auth_tag, nh) != 0)
 		OPAQUE_FAIL(OPAQUE_ERR_ENVELOPE_RECOVERY);
 
@@ -764,16 +757,16 @@ opaque_err opaque_client_login_finish(const opaque_config *config,
 	OPAQUE_TRY(s->group->element_validate(server_public_keyshare, npk));
 	OPAQUE_TRY(s->group->scalar_mult(state->client_secret, server_public_keyshare, ikm));
 	OPAQUE_TRY(s->group->scalar_mult(state->client_secret, server_public_key, ikm + noe));
-	OPAQUE_TRY(s->group->scalar_mult(keys.client_private_key, server_public_keyshare,
-					 ikm + 2 * noe));
+	OPAQUE_TRY(
+	    s->group->scalar_mult(keys.client_private_key, server_public_keyshare, ikm + 2 * noe));
 
 	preamble p;
 	preamble_build(&p, config, client_identity_or(identities, keys.client_public_key, npk),
-		       OPAQUE_SLICE(state->ke1, s->sizes.ke1),
-		       server_identity_or(identities, server_public_key, npk),
-		       OPAQUE_SLICE(ke2, credential_response_len),
-		       OPAQUE_SLICE(server_nonce, OPAQUE_NONCE_BYTES),
-		       OPAQUE_SLICE(server_public_keyshare, npk));
+	               OPAQUE_SLICE(state->ke1, s->sizes.ke1),
+	               server_identity_or(identities, server_public_key, npk),
+	               OPAQUE_SLICE(ke2, credential_response_len),
+	               OPAQUE_SLICE(server_nonce, OPAQUE_NONCE_BYTES),
+	               OPAQUE_SLICE(server_public_keyshare, npk));
 	OPAQUE_TRY(derive_3dh(s, &p, ikm, session_key, expected_server_mac, ke3));
 	if (sodium_memcmp(expected_server_mac, server_mac, nh) != 0)
 		OPAQUE_FAIL(OPAQUE_ERR_SERVER_AUTH);
@@ -800,8 +793,7 @@ done:
 }
 
 opaque_err opaque_server_login_finish(opaque_server_login_state *state, const uint8_t *ke3,
-				      size_t ke3_len, uint8_t *session_key,
-				      size_t session_key_len)
+                                      size_t ke3_len, uint8_t *session_key, size_t session_key_len)
 {
 	const opaque_suite *s = state ? opaque_suite_get(state->suite) : NULL;
 	opaque_err err;

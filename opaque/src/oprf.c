@@ -12,8 +12,8 @@
 #define MAX_INPUT_LEN 65535 /* inputs are length-prefixed with I2OSP(len, 2) */
 
 opaque_err opaque_oprf_derive_key_pair_internal(const opaque_suite *suite, const uint8_t *seed,
-						const uint8_t *info, size_t info_len,
-						uint8_t *private_key, uint8_t *public_key)
+                                                const uint8_t *info, size_t info_len,
+                                                uint8_t *private_key, uint8_t *public_key)
 {
 	if (info_len > MAX_INPUT_LEN)
 		return OPAQUE_ERR_ARGUMENT;
@@ -23,10 +23,10 @@ opaque_err opaque_oprf_derive_key_pair_internal(const opaque_suite *suite, const
 	for (unsigned int counter = 0; counter <= 255; counter++) {
 		const uint8_t counter_byte = (uint8_t)counter;
 		opaque_slice parts[4] = {OPAQUE_SLICE(seed, OPAQUE_SEED_BYTES),
-					 OPAQUE_SLICE(info_len_be, 2), OPAQUE_SLICE(info, info_len),
-					 OPAQUE_SLICE(&counter_byte, 1)};
+		                         OPAQUE_SLICE(info_len_be, 2), OPAQUE_SLICE(info, info_len),
+		                         OPAQUE_SLICE(&counter_byte, 1)};
 		opaque_err err = g->hash_to_scalar(parts, 4, suite->derive_key_pair_dst.data,
-						   suite->derive_key_pair_dst.len, private_key);
+		                                   suite->derive_key_pair_dst.len, private_key);
 		if (err != OPAQUE_OK) {
 			sodium_memzero(private_key, g->scalar_len);
 			return err;
@@ -44,8 +44,8 @@ opaque_err opaque_oprf_derive_key_pair_internal(const opaque_suite *suite, const
 }
 
 opaque_err opaque_oprf_blind_internal(const opaque_suite *suite, const uint8_t *input,
-				      size_t input_len, const uint8_t *blind,
-				      uint8_t *blinded_element)
+                                      size_t input_len, const uint8_t *blind,
+                                      uint8_t *blinded_element)
 {
 	const opaque_group *g = suite->group;
 	opaque_slice msg = OPAQUE_SLICE(input, input_len);
@@ -53,12 +53,12 @@ opaque_err opaque_oprf_blind_internal(const opaque_suite *suite, const uint8_t *
 	if (err != OPAQUE_OK)
 		return err;
 	return g->hash_to_group_mult(&msg, 1, suite->hash_to_group_dst.data,
-				     suite->hash_to_group_dst.len, blind, blinded_element);
+	                             suite->hash_to_group_dst.len, blind, blinded_element);
 }
 
 opaque_err opaque_oprf_finalize_internal(const opaque_suite *suite, const uint8_t *input,
-					 size_t input_len, const uint8_t *blind,
-					 const uint8_t *evaluated_element, uint8_t *output)
+                                         size_t input_len, const uint8_t *blind,
+                                         const uint8_t *evaluated_element, uint8_t *output)
 {
 	const opaque_group *g = suite->group;
 	uint8_t inverse[OPAQUE_MAX_SCALAR_BYTES];
@@ -74,9 +74,9 @@ opaque_err opaque_oprf_finalize_internal(const opaque_suite *suite, const uint8_
 	const uint8_t input_len_be[2] = {(uint8_t)(input_len >> 8), (uint8_t)input_len};
 	const uint8_t element_len_be[2] = {0, (uint8_t)g->element_len};
 	opaque_slice parts[5] = {OPAQUE_SLICE(input_len_be, 2), OPAQUE_SLICE(input, input_len),
-				 OPAQUE_SLICE(element_len_be, 2),
-				 OPAQUE_SLICE(unblinded, g->element_len),
-				 OPAQUE_SLICE_STR("Finalize")};
+	                         OPAQUE_SLICE(element_len_be, 2),
+	                         OPAQUE_SLICE(unblinded, g->element_len),
+	                         OPAQUE_SLICE_STR("Finalize")};
 	opaque_hash(suite->hash, parts, 5, output);
 done:
 	sodium_memzero(inverse, sizeof(inverse));
@@ -93,9 +93,9 @@ static opaque_err check_suite(opaque_suite_id id, const opaque_suite **suite)
 }
 
 opaque_err opaque_oprf_blind_with_randomness(opaque_suite_id suite_id, const uint8_t *input,
-					     size_t input_len, const uint8_t *blind,
-					     size_t blind_len, uint8_t *blinded_element,
-					     size_t blinded_element_len)
+                                             size_t input_len, const uint8_t *blind,
+                                             size_t blind_len, uint8_t *blinded_element,
+                                             size_t blinded_element_len)
 {
 	const opaque_suite *suite;
 	if (check_suite(suite_id, &suite) != OPAQUE_OK || (input == NULL && input_len > 0) ||
@@ -107,16 +107,16 @@ opaque_err opaque_oprf_blind_with_randomness(opaque_suite_id suite_id, const uin
 		return OPAQUE_ERR_BUFFER;
 	if (blind_len != suite->sizes.Ns)
 		return OPAQUE_ERR_LENGTH;
-	opaque_err err = opaque_oprf_blind_internal(suite, input, input_len, blind,
-						    blinded_element);
+	opaque_err err =
+	    opaque_oprf_blind_internal(suite, input, input_len, blind, blinded_element);
 	if (err != OPAQUE_OK)
 		sodium_memzero(blinded_element, blinded_element_len);
 	return err;
 }
 
 opaque_err opaque_oprf_blind(opaque_suite_id suite_id, const uint8_t *input, size_t input_len,
-			     uint8_t *blind, size_t blind_len, uint8_t *blinded_element,
-			     size_t blinded_element_len)
+                             uint8_t *blind, size_t blind_len, uint8_t *blinded_element,
+                             size_t blinded_element_len)
 {
 	const opaque_suite *suite;
 	if (check_suite(suite_id, &suite) != OPAQUE_OK || blind == NULL)
@@ -125,18 +125,18 @@ opaque_err opaque_oprf_blind(opaque_suite_id suite_id, const uint8_t *input, siz
 		return OPAQUE_ERR_BUFFER;
 	opaque_err err = suite->group->random_scalar(blind);
 	if (err == OPAQUE_OK)
-		err = opaque_oprf_blind_with_randomness(suite_id, input, input_len, blind,
-							blind_len, blinded_element,
-							blinded_element_len);
+		err =
+		    opaque_oprf_blind_with_randomness(suite_id, input, input_len, blind, blind_len,
+		                                      blinded_element, blinded_element_len);
 	if (err != OPAQUE_OK)
 		sodium_memzero(blind, blind_len);
 	return err;
 }
 
 opaque_err opaque_oprf_blind_evaluate(opaque_suite_id suite_id, const uint8_t *private_key,
-				      size_t private_key_len, const uint8_t *blinded_element,
-				      size_t blinded_element_len, uint8_t *evaluated_element,
-				      size_t evaluated_element_len)
+                                      size_t private_key_len, const uint8_t *blinded_element,
+                                      size_t blinded_element_len, uint8_t *evaluated_element,
+                                      size_t evaluated_element_len)
 {
 	const opaque_suite *suite;
 	if (check_suite(suite_id, &suite) != OPAQUE_OK || private_key == NULL ||
@@ -158,9 +158,9 @@ opaque_err opaque_oprf_blind_evaluate(opaque_suite_id suite_id, const uint8_t *p
 }
 
 opaque_err opaque_oprf_finalize(opaque_suite_id suite_id, const uint8_t *input, size_t input_len,
-				const uint8_t *blind, size_t blind_len,
-				const uint8_t *evaluated_element, size_t evaluated_element_len,
-				uint8_t *output, size_t output_len)
+                                const uint8_t *blind, size_t blind_len,
+                                const uint8_t *evaluated_element, size_t evaluated_element_len,
+                                uint8_t *output, size_t output_len)
 {
 	const opaque_suite *suite;
 	if (check_suite(suite_id, &suite) != OPAQUE_OK || (input == NULL && input_len > 0) ||
@@ -173,16 +173,16 @@ opaque_err opaque_oprf_finalize(opaque_suite_id suite_id, const uint8_t *input, 
 	opaque_err err = suite->group->scalar_validate(blind);
 	if (err == OPAQUE_OK)
 		err = opaque_oprf_finalize_internal(suite, input, input_len, blind,
-						    evaluated_element, output);
+		                                    evaluated_element, output);
 	if (err != OPAQUE_OK)
 		sodium_memzero(output, output_len);
 	return err;
 }
 
 opaque_err opaque_oprf_derive_key_pair(opaque_suite_id suite_id, const uint8_t *seed,
-				       size_t seed_len, const uint8_t *info, size_t info_len,
-				       uint8_t *private_key, size_t private_key_len,
-				       uint8_t *public_key, size_t public_key_len)
+                                       size_t seed_len, const uint8_t *info, size_t info_len,
+                                       uint8_t *private_key, size_t private_key_len,
+                                       uint8_t *public_key, size_t public_key_len)
 {
 	const opaque_suite *suite;
 	if (check_suite(suite_id, &suite) != OPAQUE_OK || seed == NULL ||
@@ -194,14 +194,14 @@ opaque_err opaque_oprf_derive_key_pair(opaque_suite_id suite_id, const uint8_t *
 	if (seed_len != OPAQUE_SEED_BYTES)
 		return OPAQUE_ERR_LENGTH;
 	opaque_err err = opaque_oprf_derive_key_pair_internal(suite, seed, info, info_len,
-							      private_key, public_key);
+	                                                      private_key, public_key);
 	if (err != OPAQUE_OK && public_key != NULL)
 		sodium_memzero(public_key, public_key_len);
 	return err;
 }
 
 opaque_err opaque_oprf_hash_to_scalar(opaque_suite_id suite_id, const uint8_t *input,
-				      size_t input_len, uint8_t *scalar, size_t scalar_len)
+                                      size_t input_len, uint8_t *scalar, size_t scalar_len)
 {
 	const opaque_suite *suite;
 	if (check_suite(suite_id, &suite) != OPAQUE_OK || (input == NULL && input_len > 0) ||
@@ -211,5 +211,5 @@ opaque_err opaque_oprf_hash_to_scalar(opaque_suite_id suite_id, const uint8_t *i
 		return OPAQUE_ERR_BUFFER;
 	opaque_slice msg = OPAQUE_SLICE(input, input_len);
 	return suite->group->hash_to_scalar(&msg, 1, suite->hash_to_scalar_dst.data,
-					    suite->hash_to_scalar_dst.len, scalar);
+	                                    suite->hash_to_scalar_dst.len, scalar);
 }

@@ -17,10 +17,10 @@ typedef struct p256_ctx {
 	BN_MONT_CTX *mont_n; /* Montgomery context for n */
 	/* SSWU constants (RFC 9380 8.2: A = -3, B = b, Z = -10) */
 	BIGNUM *a, *b, *z;
-	BIGNUM *minus_b_over_a; /* -B / A */
-	BIGNUM *b_over_za;      /* B / (Z * A), for the exceptional case */
-	BIGNUM *p_minus_2;      /* inversion exponent */
-	BIGNUM *p_minus_1_half; /* Legendre exponent (p - 1) / 2 */
+	BIGNUM *minus_b_over_a;   /* -B / A */
+	BIGNUM *b_over_za;        /* B / (Z * A), for the exceptional case */
+	BIGNUM *p_minus_2;        /* inversion exponent */
+	BIGNUM *p_minus_1_half;   /* Legendre exponent (p - 1) / 2 */
 	BIGNUM *p_plus_1_quarter; /* square-root exponent (p + 1) / 4, valid as p = 3 mod 4 */
 	BIGNUM *n_minus_2;
 } p256_ctx;

@@ -8,7 +8,7 @@
 #include "core.h"
 
 static opaque_err soft_oprf_seed_expand(void *ctx, const uint8_t *info, size_t info_len,
-					uint8_t *out, size_t out_len)
+                                        uint8_t *out, size_t out_len)
 {
 	const opaque_soft_server_keys *soft = ctx;
 	const opaque_suite *suite = opaque_suite_get(soft->keys.suite);
@@ -16,13 +16,13 @@ static opaque_err soft_oprf_seed_expand(void *ctx, const uint8_t *info, size_t i
 		return OPAQUE_ERR_SERVER_KEYS;
 	opaque_slice parts = OPAQUE_SLICE(info, info_len);
 	if (opaque_hkdf_expand(suite->hash, soft->oprf_seed, suite->sizes.Nh, &parts, 1, out,
-			       out_len) != OPAQUE_OK)
+	                       out_len) != OPAQUE_OK)
 		return OPAQUE_ERR_SERVER_KEYS;
 	return OPAQUE_OK;
 }
 
 static opaque_err soft_ake_dh(void *ctx, const uint8_t *peer, size_t peer_len, uint8_t *out,
-			      size_t out_len)
+                              size_t out_len)
 {
 	const opaque_soft_server_keys *soft = ctx;
 	const opaque_suite *suite = opaque_suite_get(soft->keys.suite);
@@ -34,9 +34,9 @@ static opaque_err soft_ake_dh(void *ctx, const uint8_t *peer, size_t peer_len, u
 }
 
 opaque_err opaque_soft_server_keys_init(opaque_soft_server_keys *soft, opaque_suite_id suite_id,
-					const uint8_t *oprf_seed, size_t oprf_seed_len,
-					const uint8_t *server_private_key,
-					size_t server_private_key_len)
+                                        const uint8_t *oprf_seed, size_t oprf_seed_len,
+                                        const uint8_t *server_private_key,
+                                        size_t server_private_key_len)
 {
 	const opaque_suite *suite = opaque_suite_get(suite_id);
 	if (soft == NULL || suite == NULL || oprf_seed == NULL || server_private_key == NULL)
@@ -47,7 +47,7 @@ opaque_err opaque_soft_server_keys_init(opaque_soft_server_keys *soft, opaque_su
 	opaque_err err = suite->group->scalar_validate(server_private_key);
 	if (err == OPAQUE_OK)
 		err = suite->group->scalar_mult_base(server_private_key,
-						     soft->keys.server_public_key);
+		                                     soft->keys.server_public_key);
 	if (err != OPAQUE_OK) {
 		sodium_memzero(soft, sizeof(*soft));
 		return err;
@@ -61,8 +61,7 @@ opaque_err opaque_soft_server_keys_init(opaque_soft_server_keys *soft, opaque_su
 	return OPAQUE_OK;
 }
 
-opaque_err opaque_soft_server_keys_generate(opaque_soft_server_keys *soft,
-					    opaque_suite_id suite_id)
+opaque_err opaque_soft_server_keys_generate(opaque_soft_server_keys *soft, opaque_suite_id suite_id)
 {
 	const opaque_suite *suite = opaque_suite_get(suite_id);
 	if (soft == NULL || suite == NULL)
@@ -73,7 +72,7 @@ opaque_err opaque_soft_server_keys_generate(opaque_soft_server_keys *soft,
 	opaque_err err = suite->group->random_scalar(private_key);
 	if (err == OPAQUE_OK)
 		err = opaque_soft_server_keys_init(soft, suite_id, oprf_seed, suite->sizes.Nh,
-						   private_key, suite->sizes.Nsk);
+		                                   private_key, suite->sizes.Nsk);
 	sodium_memzero(oprf_seed, sizeof(oprf_seed));
 	sodium_memzero(private_key, sizeof(private_key));
 	return err;

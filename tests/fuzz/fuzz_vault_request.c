@@ -16,14 +16,10 @@
 #include "ticket.h"
 
 static const ProtobufCMessageDescriptor *const requests[] = {
-	&bkv__v1__get_config_request__descriptor,
-	&bkv__v1__register_start_request__descriptor,
-	&bkv__v1__register_finish_request__descriptor,
-	&bkv__v1__recover_start_request__descriptor,
-	&bkv__v1__recover_finish_request__descriptor,
-	&bkv__v1__get_status_request__descriptor,
-	&bkv__v1__delete_request__descriptor,
-	&bkv__v1__attempt_info__descriptor,
+    &bkv__v1__get_config_request__descriptor,      &bkv__v1__register_start_request__descriptor,
+    &bkv__v1__register_finish_request__descriptor, &bkv__v1__recover_start_request__descriptor,
+    &bkv__v1__recover_finish_request__descriptor,  &bkv__v1__get_status_request__descriptor,
+    &bkv__v1__delete_request__descriptor,          &bkv__v1__attempt_info__descriptor,
 };
 #define NREQUESTS (sizeof(requests) / sizeof(requests[0]))
 
@@ -74,7 +70,8 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 		}
 	} else {
 		const uint32_t version = bkv_record_seal_key_version(in, len);
-		if (version != 0 && (len < BKV_RECORD_SEAL_OVERHEAD || in[0] != BKV_RECORD_SEAL_FORMAT))
+		if (version != 0 &&
+		    (len < BKV_RECORD_SEAL_OVERHEAD || in[0] != BKV_RECORD_SEAL_FORMAT))
 			abort();
 	}
 	free(in);

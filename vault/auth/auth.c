@@ -107,8 +107,8 @@ static bool audience_matches(jwt_t *jwt, const char *audience)
 	return found;
 }
 
-bool bkv_auth_verify(const bkv_auth *auth, const char *authorization, int64_t now,
-		     uint8_t *account, size_t *account_len, const char **why)
+bool bkv_auth_verify(const bkv_auth *auth, const char *authorization, int64_t now, uint8_t *account,
+                     size_t *account_len, const char **why)
 {
 	static const char bearer[] = "Bearer ";
 	if (authorization == NULL) {

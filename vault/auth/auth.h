@@ -15,7 +15,7 @@
 #include <stdint.h>
 
 #define BKV_AUTH_ACCOUNT_MAX 256
-#define BKV_AUTH_TOKEN_MAX 8192
+#define BKV_AUTH_TOKEN_MAX   8192
 
 typedef struct bkv_auth {
 	int alg; /* jwt_alg_t */
@@ -41,8 +41,8 @@ void bkv_auth_free(bkv_auth *auth);
 
 /* Verifies an Authorization header value. On success copies sub into account (1..256
  * bytes). On failure *why is a static message fit for the client. */
-bool bkv_auth_verify(const bkv_auth *auth, const char *authorization, int64_t now,
-		     uint8_t *account, size_t *account_len, const char **why);
+bool bkv_auth_verify(const bkv_auth *auth, const char *authorization, int64_t now, uint8_t *account,
+                     size_t *account_len, const char **why);
 
 /* Mints a token for development (bkvd dev-token). HS256 only. Returns malloc'd text. */
 char *bkv_auth_mint(const bkv_auth *auth, const char *account, int64_t now, int64_t lifetime_s);

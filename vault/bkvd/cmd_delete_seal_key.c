@@ -14,9 +14,9 @@
 int bkvd_cmd_delete_seal_key(int argc, char **argv)
 {
 	static const struct option options[] = {
-		{"config", required_argument, NULL, 'c'},
-		{"help", no_argument, NULL, 'h'},
-		{NULL, 0, NULL, 0},
+	    {"config", required_argument, NULL, 'c'},
+	    {"help", no_argument, NULL, 'h'},
+	    {NULL, 0, NULL, 0},
 	};
 	const char *config_path = NULL;
 	int opt;
@@ -26,7 +26,8 @@ int bkvd_cmd_delete_seal_key(int argc, char **argv)
 			config_path = optarg;
 		} else if (opt == 'h') {
 			printf("usage: bkvd delete-seal-key [--config FILE] VERSION\n\n"
-			       "Destroys bkv-seal-VERSION once nothing is sealed under it any more (run\n"
+			       "Destroys bkv-seal-VERSION once nothing is sealed under it any more "
+			       "(run\n"
 			       "`bkvd rewrap` first). The newest version is never deleted.\n");
 			return BKVD_EXIT_OK;
 		} else {
@@ -57,9 +58,9 @@ int bkvd_cmd_delete_seal_key(int argc, char **argv)
 	}
 	if (users > 0) {
 		fprintf(stderr,
-			"bkvd delete-seal-key: refused: %" PRIu64 " record%s still sealed under "
-			"bkv-seal-%lu; run `bkvd rewrap` first\n",
-			users, users == 1 ? " is" : "s are", version);
+		        "bkvd delete-seal-key: refused: %" PRIu64 " record%s still sealed under "
+		        "bkv-seal-%lu; run `bkvd rewrap` first\n",
+		        users, users == 1 ? " is" : "s are", version);
 		goto done;
 	}
 	if (!bkvd_open_token(&config, &token)) {
@@ -68,9 +69,10 @@ int bkvd_cmd_delete_seal_key(int argc, char **argv)
 	}
 	bkv_token_err err = bkv_token_delete_seal_key(token, (uint32_t)version);
 	if (err == BKV_TOKEN_ERR_KEY_IN_USE) {
-		fprintf(stderr, "bkvd delete-seal-key: refused: bkv-seal-%lu is the newest version "
-				"or still seals the ristretto255 AKE key (run `bkvd rewrap`)\n",
-			version);
+		fprintf(stderr,
+		        "bkvd delete-seal-key: refused: bkv-seal-%lu is the newest version "
+		        "or still seals the ristretto255 AKE key (run `bkvd rewrap`)\n",
+		        version);
 		goto done;
 	}
 	if (err != BKV_TOKEN_OK) {

@@ -22,7 +22,7 @@ static void print_hex(const uint8_t *p, size_t n)
 }
 
 static void report(void *arg, const char *label, const char *what, const uint8_t *public_key,
-		   size_t public_key_len)
+                   size_t public_key_len)
 {
 	(void)arg;
 	printf("  %-36s %s\n", label, what);
@@ -44,7 +44,8 @@ static bool create_secret_file(const char *path, size_t n, bool hex, const char 
 		return true;
 	int fd = open(path, O_WRONLY | O_CREAT | O_EXCL, 0600);
 	if (fd < 0) {
-		fprintf(stderr, "bkvd init: cannot create %s %s: %s\n", what, path, strerror(errno));
+		fprintf(stderr, "bkvd init: cannot create %s %s: %s\n", what, path,
+		        strerror(errno));
 		return false;
 	}
 	uint8_t raw[64];
@@ -80,11 +81,11 @@ static void help(void)
 int bkvd_cmd_init(int argc, char **argv)
 {
 	static const struct option options[] = {
-		{"config", required_argument, NULL, 'c'},
-		{"replace-keys", no_argument, NULL, 'R'},
-		{"dev", no_argument, NULL, 'D'},
-		{"help", no_argument, NULL, 'h'},
-		{NULL, 0, NULL, 0},
+	    {"config", required_argument, NULL, 'c'},
+	    {"replace-keys", no_argument, NULL, 'R'},
+	    {"dev", no_argument, NULL, 'D'},
+	    {"help", no_argument, NULL, 'h'},
+	    {NULL, 0, NULL, 0},
 	};
 	const char *config_path = NULL;
 	bool replace = false, dev = false;
@@ -119,8 +120,8 @@ int bkvd_cmd_init(int argc, char **argv)
 	if (replace)
 		fprintf(stderr, "bkvd init: --replace-keys: destroying the existing keys\n");
 	printf("token \"%s\":\n", config.token_label);
-	bkv_token_err err = bkv_token_create_keys(token, config.suites, config.nsuites, replace,
-						  report, NULL);
+	bkv_token_err err =
+	    bkv_token_create_keys(token, config.suites, config.nsuites, replace, report, NULL);
 	bkv_token_close(token);
 	if (err != BKV_TOKEN_OK) {
 		fprintf(stderr, "bkvd init: %s\n", bkv_token_strerror(err));
@@ -129,8 +130,10 @@ int bkvd_cmd_init(int argc, char **argv)
 	if (!create_secret_file(config.log_key_file, 32, false, "log key"))
 		return BKVD_EXIT_FAILURE;
 	if (dev) {
-		if (strcmp(config.auth_algorithm, "HS256") != 0 || config.auth_key_file[0] == '\0') {
-			fprintf(stderr, "bkvd init: --dev needs [auth] algorithm = HS256 and key_file\n");
+		if (strcmp(config.auth_algorithm, "HS256") != 0 ||
+		    config.auth_key_file[0] == '\0') {
+			fprintf(stderr,
+			        "bkvd init: --dev needs [auth] algorithm = HS256 and key_file\n");
 			return BKVD_EXIT_FAILURE;
 		}
 		if (!create_secret_file(config.auth_key_file, 32, true, "development JWT key"))

@@ -17,30 +17,30 @@
 #include "record_seal.h"
 #include "storage.h"
 
-#define BATCH 100
+#define BATCH         100
 #define PLAINTEXT_MAX BKV_STORAGE_SEALED_MAX
 
 /* Opens one record with its key version and seals it under the newest. */
 static bkv_token_err reseal_one(bkv_token *token, bkv_storage *storage, const bkv_record *r,
-				bool *stale)
+                                bool *stale)
 {
 	uint8_t plaintext[PLAINTEXT_MAX];
 	uint8_t sealed[BKV_STORAGE_SEALED_MAX];
 	*stale = false;
 	const size_t plaintext_len = r->sealed_len - BKV_RECORD_SEAL_OVERHEAD;
-	bkv_token_err err = bkv_record_open(token, r->account_id, r->account_id_len,
-					    (opaque_suite_id)r->suite, r->record_version,
-					    r->sealed, r->sealed_len, plaintext, plaintext_len);
+	bkv_token_err err =
+	    bkv_record_open(token, r->account_id, r->account_id_len, (opaque_suite_id)r->suite,
+	                    r->record_version, r->sealed, r->sealed_len, plaintext, plaintext_len);
 	if (err == BKV_TOKEN_OK)
 		err = bkv_record_seal(token, r->account_id, r->account_id_len,
-				      (opaque_suite_id)r->suite, r->record_version, plaintext,
-				      plaintext_len, sealed, r->sealed_len);
+		                      (opaque_suite_id)r->suite, r->record_version, plaintext,
+		                      plaintext_len, sealed, r->sealed_len);
 	sodium_memzero(plaintext, sizeof(plaintext));
 	if (err != BKV_TOKEN_OK)
 		return err;
-	bkv_storage_err serr = bkv_storage_reseal(storage, r->account_id, r->account_id_len,
-						  r->record_version, bkv_token_seal_version(token),
-						  sealed, r->sealed_len);
+	bkv_storage_err serr =
+	    bkv_storage_reseal(storage, r->account_id, r->account_id_len, r->record_version,
+	                       bkv_token_seal_version(token), sealed, r->sealed_len);
 	*stale = serr == BKV_STORAGE_STALE || serr == BKV_STORAGE_NOT_FOUND;
 	if (serr != BKV_STORAGE_OK && !*stale)
 		return BKV_TOKEN_ERR_DEVICE; /* reported by the caller as a storage failure */
@@ -50,9 +50,9 @@ static bkv_token_err reseal_one(bkv_token *token, bkv_storage *storage, const bk
 int bkvd_cmd_rewrap(int argc, char **argv)
 {
 	static const struct option options[] = {
-		{"config", required_argument, NULL, 'c'},
-		{"help", no_argument, NULL, 'h'},
-		{NULL, 0, NULL, 0},
+	    {"config", required_argument, NULL, 'c'},
+	    {"help", no_argument, NULL, 'h'},
+	    {NULL, 0, NULL, 0},
 	};
 	const char *config_path = NULL;
 	int opt;
@@ -62,9 +62,12 @@ int bkvd_cmd_rewrap(int argc, char **argv)
 			config_path = optarg;
 		} else if (opt == 'h') {
 			printf("usage: bkvd rewrap [--config FILE]\n\n"
-			       "Re-seals every record, and the ristretto255 AKE key, under the newest\n"
-			       "record-sealing key. Safe to interrupt and run again, and to run while\n"
-			       "bkvd serves. Afterwards `bkvd delete-seal-key N` can remove old versions.\n");
+			       "Re-seals every record, and the ristretto255 AKE key, under the "
+			       "newest\n"
+			       "record-sealing key. Safe to interrupt and run again, and to run "
+			       "while\n"
+			       "bkvd serves. Afterwards `bkvd delete-seal-key N` can remove old "
+			       "versions.\n");
 			return BKVD_EXIT_OK;
 		} else {
 			return BKVD_EXIT_STARTUP;
@@ -106,8 +109,9 @@ int bkvd_cmd_rewrap(int argc, char **argv)
 	for (;;) {
 		size_t count = 0;
 		if (bkv_storage_list_sealed_below(storage, newest, after, after_len, batch, BATCH,
-						  &count) != BKV_STORAGE_OK) {
-			fprintf(stderr, "\nbkvd rewrap: the database is unavailable; run it again\n");
+		                                  &count) != BKV_STORAGE_OK) {
+			fprintf(stderr,
+			        "\nbkvd rewrap: the database is unavailable; run it again\n");
 			goto done;
 		}
 		if (count == 0)
@@ -117,7 +121,7 @@ int bkvd_cmd_rewrap(int argc, char **argv)
 			terr = reseal_one(token, storage, &batch[i], &stale);
 			if (terr != BKV_TOKEN_OK) {
 				fprintf(stderr, "\nbkvd rewrap: %s; run it again to resume\n",
-					bkv_token_strerror(terr));
+				        bkv_token_strerror(terr));
 				goto done;
 			}
 			stale ? skipped++ : done_count++;
@@ -133,7 +137,7 @@ int bkvd_cmd_rewrap(int argc, char **argv)
 	terr = bkv_token_reseal_ake_key(token, &resealed);
 	if (terr != BKV_TOKEN_OK) {
 		fprintf(stderr, "bkvd rewrap: re-sealing the ristretto255 AKE key: %s\n",
-			bkv_token_strerror(terr));
+		        bkv_token_strerror(terr));
 		goto done;
 	}
 	if (resealed)

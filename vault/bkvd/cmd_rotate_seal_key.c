@@ -11,9 +11,9 @@
 int bkvd_cmd_rotate_seal_key(int argc, char **argv)
 {
 	static const struct option options[] = {
-		{"config", required_argument, NULL, 'c'},
-		{"help", no_argument, NULL, 'h'},
-		{NULL, 0, NULL, 0},
+	    {"config", required_argument, NULL, 'c'},
+	    {"help", no_argument, NULL, 'h'},
+	    {NULL, 0, NULL, 0},
 	};
 	const char *config_path = NULL;
 	int opt;
@@ -25,8 +25,10 @@ int bkvd_cmd_rotate_seal_key(int argc, char **argv)
 			break;
 		case 'h':
 			printf("usage: bkvd rotate-seal-key [--config FILE]\n\n"
-			       "Creates the next record-sealing key version in the token. New records\n"
-			       "are sealed with it after bkvd restarts; older versions keep opening.\n");
+			       "Creates the next record-sealing key version in the token. New "
+			       "records\n"
+			       "are sealed with it after bkvd restarts; older versions keep "
+			       "opening.\n");
 			return BKVD_EXIT_OK;
 		default:
 			return BKVD_EXIT_STARTUP;

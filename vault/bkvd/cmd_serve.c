@@ -29,7 +29,7 @@
 #include "bkvd.h"
 #include "server.h"
 
-#define MAX_WORKERS 256
+#define MAX_WORKERS    256
 #define STOP_TIMEOUT_S 10
 
 typedef struct serve_options {
@@ -44,13 +44,14 @@ typedef struct serve_options {
 static SSL_CTX *make_tls(const bkvd_config *c, char *why, size_t why_len)
 {
 	SSL_CTX *ctx = SSL_CTX_new(TLS_server_method());
-	if (ctx == NULL ||
-	    SSL_CTX_set_min_proto_version(ctx, TLS1_2_VERSION) != 1 ||
+	if (ctx == NULL || SSL_CTX_set_min_proto_version(ctx, TLS1_2_VERSION) != 1 ||
 	    SSL_CTX_use_certificate_chain_file(ctx, c->tls_cert) != 1 ||
 	    SSL_CTX_use_PrivateKey_file(ctx, c->tls_key, SSL_FILETYPE_PEM) != 1 ||
 	    SSL_CTX_check_private_key(ctx) != 1) {
-		snprintf(why, why_len, "cannot load the TLS certificate and key ([vault] tls_cert %.200s, "
-			 "tls_key %.200s)", c->tls_cert, c->tls_key);
+		snprintf(why, why_len,
+		         "cannot load the TLS certificate and key ([vault] tls_cert %.200s, "
+		         "tls_key %.200s)",
+		         c->tls_cert, c->tls_key);
 		SSL_CTX_free(ctx);
 		return NULL;
 	}
@@ -69,12 +70,12 @@ static FILE *open_log(const char *path)
 static bool auth_settings(const bkvd_config *c, bkv_auth *auth, char *why, size_t why_len)
 {
 	bkv_auth_settings s = {
-		.algorithm = c->auth_algorithm,
-		.key_file = c->auth_key_file,
-		.issuer = c->auth_issuer,
-		.audience = c->auth_audience,
-		.max_lifetime_s = c->auth_max_lifetime_s,
-		.clock_skew_s = c->auth_clock_skew_s,
+	    .algorithm = c->auth_algorithm,
+	    .key_file = c->auth_key_file,
+	    .issuer = c->auth_issuer,
+	    .audience = c->auth_audience,
+	    .max_lifetime_s = c->auth_max_lifetime_s,
+	    .clock_skew_s = c->auth_clock_skew_s,
 	};
 	return bkv_auth_init(auth, &s, why, why_len);
 }
@@ -102,7 +103,7 @@ static void on_event(void *arg, const char *event)
 }
 
 static int worker_main(const bkvd_config *c, int listen_fd, bool tls, bkv_metrics *metrics,
-		       const uint8_t log_key[32])
+                       const uint8_t log_key[32])
 {
 	char why[512];
 	bkv_vault vault = {0};
@@ -147,11 +148,11 @@ static int worker_main(const bkvd_config *c, int listen_fd, bool tls, bkv_metric
 	bkv_token_set_observer(vault.token, on_token_op, &w);
 
 	bkv_server_settings server = {
-		.listen_fd = listen_fd,
-		.tls = tls_ctx,
-		.auth = &auth,
-		.metrics = metrics,
-		.request_log = open_log(c->request_log),
+	    .listen_fd = listen_fd,
+	    .tls = tls_ctx,
+	    .auth = &auth,
+	    .metrics = metrics,
+	    .request_log = open_log(c->request_log),
 	};
 	rc = bkv_server_run(&server, &vault) == 0 ? BKVD_EXIT_OK : BKVD_EXIT_FAILURE;
 	if (server.request_log != NULL && server.request_log != stderr)
@@ -171,7 +172,7 @@ done:
 /* ---- Master ---- */
 
 static pid_t spawn_worker(const bkvd_config *c, int listen_fd, bool tls, bkv_metrics *metrics,
-			  const uint8_t log_key[32], const sigset_t *old_mask)
+                          const uint8_t log_key[32], const sigset_t *old_mask)
 {
 	fflush(NULL);
 	pid_t pid = fork();
@@ -192,7 +193,8 @@ static bool preflight(const bkvd_config *c, bool tls)
 	bkv_token_err terr = bkv_token_load_keys(token, c->suites, c->nsuites);
 	bkv_token_close(token);
 	if (terr != BKV_TOKEN_OK) {
-		fprintf(stderr, "bkvd: token \"%s\": %s\n", c->token_label, bkv_token_strerror(terr));
+		fprintf(stderr, "bkvd: token \"%s\": %s\n", c->token_label,
+		        bkv_token_strerror(terr));
 		return false;
 	}
 	bkv_storage *storage;
@@ -231,7 +233,7 @@ static bool load_log_key(const bkvd_config *c, uint8_t key[32])
 		fclose(f);
 	if (n != 32) {
 		fprintf(stderr, "bkvd: log_key_file %s must hold 32 bytes (bkvd init creates it)\n",
-			c->log_key_file);
+		        c->log_key_file);
 		return false;
 	}
 	return true;
@@ -261,13 +263,13 @@ static void help(void)
 static bool parse_options(int argc, char **argv, serve_options *o)
 {
 	static const struct option options[] = {
-		{"config", required_argument, NULL, 'c'},
-		{"listen", required_argument, NULL, 'l'},
-		{"workers", required_argument, NULL, 'w'},
-		{"insecure-plaintext", no_argument, NULL, 'I'},
-		{"port-file", required_argument, NULL, 'p'},
-		{"help", no_argument, NULL, 'h'},
-		{NULL, 0, NULL, 0},
+	    {"config", required_argument, NULL, 'c'},
+	    {"listen", required_argument, NULL, 'l'},
+	    {"workers", required_argument, NULL, 'w'},
+	    {"insecure-plaintext", no_argument, NULL, 'I'},
+	    {"port-file", required_argument, NULL, 'p'},
+	    {"help", no_argument, NULL, 'h'},
+	    {NULL, 0, NULL, 0},
 	};
 	int opt;
 	optind = 1;
@@ -284,7 +286,7 @@ static bool parse_options(int argc, char **argv, serve_options *o)
 			unsigned long v = strtoul(optarg, &end, 10);
 			if (*end != '\0' || v == 0 || v > MAX_WORKERS) {
 				fprintf(stderr, "bkvd serve: --workers must be 1 to %d\n",
-					MAX_WORKERS);
+				        MAX_WORKERS);
 				return false;
 			}
 			o->workers = (uint32_t)v;
@@ -323,14 +325,15 @@ int bkvd_cmd_serve(int argc, char **argv)
 	char host[256], port[16], why[512];
 	if (!bkvd_split_listen(listen_addr, host, sizeof(host), port, sizeof(port))) {
 		fprintf(stderr, "bkvd: invalid listen address \"%s\" (want HOST:PORT)\n",
-			listen_addr);
+		        listen_addr);
 		return BKVD_EXIT_STARTUP;
 	}
 	const bool tls = config.tls_cert[0] != '\0';
 	if (!tls && !bkvd_host_is_loopback(host) && !o.insecure_plaintext) {
-		fprintf(stderr, "bkvd: TLS is required on %s: set [vault] tls_cert and tls_key, or "
-				"pass --insecure-plaintext\n",
-			host);
+		fprintf(stderr,
+		        "bkvd: TLS is required on %s: set [vault] tls_cert and tls_key, or "
+		        "pass --insecure-plaintext\n",
+		        host);
 		return BKVD_EXIT_STARTUP;
 	}
 	uint32_t workers = o.workers_set ? o.workers : config.workers;
@@ -356,7 +359,7 @@ int bkvd_cmd_serve(int argc, char **argv)
 		}
 	}
 	fprintf(stderr, "bkvd: listening on %s://%s:%u with %u worker%s\n", tls ? "https" : "http",
-		host, actual_port, workers, workers == 1 ? "" : "s");
+	        host, actual_port, workers, workers == 1 ? "" : "s");
 
 	sigset_t mask, old_mask;
 	sigemptyset(&mask);
@@ -401,13 +404,16 @@ int bkvd_cmd_serve(int argc, char **argv)
 					break;
 				}
 				fprintf(stderr, "bkvd: worker %d %s %d; restarting it\n", (int)pid,
-					WIFSIGNALED(status) ? "killed by signal" : "exited with",
-					WIFSIGNALED(status) ? WTERMSIG(status) : WEXITSTATUS(status));
+				        WIFSIGNALED(status) ? "killed by signal" : "exited with",
+				        WIFSIGNALED(status) ? WTERMSIG(status)
+				                            : WEXITSTATUS(status));
 				bkv_metrics_add(&metrics->worker_restarts, 1);
-				/* A worker that cannot start will not start a moment later either. */
+				/* A worker that cannot start will not start a moment later either.
+				 */
 				if (WIFEXITED(status) && WEXITSTATUS(status) == BKVD_EXIT_STARTUP)
 					sleep(1);
-				pids[i] = spawn_worker(&config, fd, tls, metrics, log_key, &old_mask);
+				pids[i] =
+				    spawn_worker(&config, fd, tls, metrics, log_key, &old_mask);
 				break;
 			}
 		}

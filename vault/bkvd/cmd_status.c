@@ -15,9 +15,9 @@
 int bkvd_cmd_status(int argc, char **argv)
 {
 	static const struct option options[] = {
-		{"config", required_argument, NULL, 'c'},
-		{"help", no_argument, NULL, 'h'},
-		{NULL, 0, NULL, 0},
+	    {"config", required_argument, NULL, 'c'},
+	    {"help", no_argument, NULL, 'h'},
+	    {NULL, 0, NULL, 0},
 	};
 	const char *config_path = NULL;
 	int opt;
@@ -26,9 +26,10 @@ int bkvd_cmd_status(int argc, char **argv)
 		if (opt == 'c') {
 			config_path = optarg;
 		} else if (opt == 'h') {
-			printf("usage: bkvd status [--config FILE]\n\n"
-			       "Checks the configuration, the token and its keys, and the database,\n"
-			       "and prints what it finds. Exit 0 when bkvd serve would start.\n");
+			printf(
+			    "usage: bkvd status [--config FILE]\n\n"
+			    "Checks the configuration, the token and its keys, and the database,\n"
+			    "and prints what it finds. Exit 0 when bkvd serve would start.\n");
 			return BKVD_EXIT_OK;
 		} else {
 			return BKVD_EXIT_STARTUP;

@@ -81,8 +81,7 @@ static bool parse_bool(const char *value, bool *out)
 {
 	if (strcmp(value, "true") == 0 || strcmp(value, "yes") == 0 || strcmp(value, "1") == 0)
 		*out = true;
-	else if (strcmp(value, "false") == 0 || strcmp(value, "no") == 0 ||
-		 strcmp(value, "0") == 0)
+	else if (strcmp(value, "false") == 0 || strcmp(value, "no") == 0 || strcmp(value, "0") == 0)
 		*out = false;
 	else
 		return false;
@@ -236,29 +235,29 @@ bool bkvd_config_load(const char *path, bkvd_config *config, char *why, size_t w
 	}
 	if (config->ksf.memory_kib < 8 * config->ksf.parallelism) {
 		snprintf(why, why_len, "%s: argon2_memory_kib must be at least 8 * parallelism",
-			 path);
+		         path);
 		return false;
 	}
 	return true;
 }
 
 size_t bkvd_config_read_pin(const bkvd_config *config, char *pin, size_t pin_cap, char *why,
-			    size_t why_len)
+                            size_t why_len)
 {
 	size_t len = 0;
 	if (config->token_pin_file[0] != '\0') {
 		FILE *f = fopen(config->token_pin_file, "r");
 		if (f == NULL) {
 			snprintf(why, why_len, "cannot read pin_file %s: %s",
-				 config->token_pin_file, strerror(errno));
+			         config->token_pin_file, strerror(errno));
 			return 0;
 		}
 		struct stat st;
 		if (fstat(fileno(f), &st) == 0 && (st.st_mode & 0077) != 0) {
 			fclose(f);
 			snprintf(why, why_len,
-				 "pin_file %s is readable by group or others; chmod 600 it",
-				 config->token_pin_file);
+			         "pin_file %s is readable by group or others; chmod 600 it",
+			         config->token_pin_file);
 			return 0;
 		}
 		len = fread(pin, 1, pin_cap - 1, f);
@@ -272,9 +271,10 @@ size_t bkvd_config_read_pin(const bkvd_config *config, char *pin, size_t pin_cap
 	} else {
 		const char *env = getenv(config->token_pin_env);
 		if (env == NULL) {
-			snprintf(why, why_len,
-				 "no token PIN: set [token] pin_file or the environment variable %s",
-				 config->token_pin_env);
+			snprintf(
+			    why, why_len,
+			    "no token PIN: set [token] pin_file or the environment variable %s",
+			    config->token_pin_env);
 			return 0;
 		}
 		len = strlen(env);
@@ -292,8 +292,7 @@ size_t bkvd_config_read_pin(const bkvd_config *config, char *pin, size_t pin_cap
 	return len;
 }
 
-bool bkvd_split_listen(const char *listen, char *host, size_t host_cap, char *port,
-		       size_t port_cap)
+bool bkvd_split_listen(const char *listen, char *host, size_t host_cap, char *port, size_t port_cap)
 {
 	const char *colon = strrchr(listen, ':');
 	if (colon == NULL || colon[1] == '\0')

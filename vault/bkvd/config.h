@@ -15,15 +15,15 @@
 #include "opaque/opaque.h"
 
 #define BKVD_MAX_SUITES 2
-#define BKVD_PATH_MAX 4096
+#define BKVD_PATH_MAX   4096
 
 typedef struct bkvd_config {
 	char path[BKVD_PATH_MAX]; /* the file it was read from */
 
 	/* [vault] */
-	char listen[256];   /* host:port */
+	char listen[256]; /* host:port */
 	char storage[BKVD_PATH_MAX];
-	uint32_t workers;   /* 0 = number of CPUs */
+	uint32_t workers; /* 0 = number of CPUs */
 	char tls_cert[BKVD_PATH_MAX];
 	char tls_key[BKVD_PATH_MAX];
 	char audit_log[BKVD_PATH_MAX];   /* "-" for stderr, "" for none */
@@ -62,11 +62,11 @@ bool bkvd_config_load(const char *path, bkvd_config *config, char *why, size_t w
 /* Reads the token PIN (file or environment) into pin (NUL-terminated). Returns its length,
  * or 0 with a reason in why. The caller wipes pin. */
 size_t bkvd_config_read_pin(const bkvd_config *config, char *pin, size_t pin_cap, char *why,
-			    size_t why_len);
+                            size_t why_len);
 
 /* Splits "host:port" or "[v6]:port". */
 bool bkvd_split_listen(const char *listen, char *host, size_t host_cap, char *port,
-		       size_t port_cap);
+                       size_t port_cap);
 /* True if host is a loopback address (127.0.0.0/8, ::1 or localhost). */
 bool bkvd_host_is_loopback(const char *host);
 

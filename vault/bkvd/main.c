@@ -16,13 +16,13 @@ static const struct {
 	int (*run)(int argc, char **argv);
 	const char *summary;
 } commands[] = {
-	{"init", bkvd_cmd_init, "create the vault's keys in the token (the key ceremony)"},
-	{"serve", bkvd_cmd_serve, "serve the vault over HTTPS (Connect protocol)"},
-	{"dev-token", bkvd_cmd_dev_token, "mint a development bearer token for an account"},
-	{"status", bkvd_cmd_status, "check the configuration, token, keys and database"},
-	{"rotate-seal-key", bkvd_cmd_rotate_seal_key, "create the next record-sealing key"},
-	{"rewrap", bkvd_cmd_rewrap, "re-seal every record under the newest sealing key"},
-	{"delete-seal-key", bkvd_cmd_delete_seal_key, "destroy an unused old sealing key"},
+    {"init", bkvd_cmd_init, "create the vault's keys in the token (the key ceremony)"},
+    {"serve", bkvd_cmd_serve, "serve the vault over HTTPS (Connect protocol)"},
+    {"dev-token", bkvd_cmd_dev_token, "mint a development bearer token for an account"},
+    {"status", bkvd_cmd_status, "check the configuration, token, keys and database"},
+    {"rotate-seal-key", bkvd_cmd_rotate_seal_key, "create the next record-sealing key"},
+    {"rewrap", bkvd_cmd_rewrap, "re-seal every record under the newest sealing key"},
+    {"delete-seal-key", bkvd_cmd_delete_seal_key, "destroy an unused old sealing key"},
 };
 
 static void usage(FILE *out)
@@ -30,9 +30,10 @@ static void usage(FILE *out)
 	fprintf(out, "usage: bkvd <command> [--config FILE] [options]\n\ncommands:\n");
 	for (size_t i = 0; i < sizeof(commands) / sizeof(commands[0]); i++)
 		fprintf(out, "  %-16s %s\n", commands[i].name, commands[i].summary);
-	fprintf(out, "\nThe configuration is --config, else $BKVD_CONFIG, else %s.\n"
-		     "Run `bkvd <command> --help` for a command's options.\n",
-		BKVD_DEFAULT_CONFIG);
+	fprintf(out,
+	        "\nThe configuration is --config, else $BKVD_CONFIG, else %s.\n"
+	        "Run `bkvd <command> --help` for a command's options.\n",
+	        BKVD_DEFAULT_CONFIG);
 }
 
 bool bkvd_load_config(const char *path, bkvd_config *config)
@@ -59,10 +60,10 @@ bool bkvd_open_token(const bkvd_config *config, bkv_token **token)
 		return false;
 	}
 	bkv_token_config tc = {
-		.module_path = config->token_module,
-		.token_label = config->token_label,
-		.pin = pin,
-		.pin_len = pin_len,
+	    .module_path = config->token_module,
+	    .token_label = config->token_label,
+	    .pin = pin,
+	    .pin_len = pin_len,
 	};
 	/* SoftHSM's file store answers "no token" or a device error for a moment while
 	 * other processes log in at the same time; only those are retried. */

@@ -7,7 +7,8 @@ bkv_status bkv_get_status(bkv_vault *v, bkv_account account, Bkv__V1__GetStatusR
 {
 	bkv__v1__get_status_response__init(resp);
 	if (!bkv_account_valid(account))
-		return bkv_status_error(BKV_CODE_INVALID_ARGUMENT, "account id must be 1 to 256 bytes");
+		return bkv_status_error(BKV_CODE_INVALID_ARGUMENT,
+		                        "account id must be 1 to 256 bytes");
 	bkv_record record;
 	bkv_storage_err err = bkv_storage_get(v->storage, account.id, account.len, &record);
 	if (err == BKV_STORAGE_NOT_FOUND)
@@ -27,7 +28,8 @@ bkv_status bkv_delete(bkv_vault *v, bkv_account account, Bkv__V1__DeleteResponse
 {
 	bkv__v1__delete_response__init(resp);
 	if (!bkv_account_valid(account))
-		return bkv_status_error(BKV_CODE_INVALID_ARGUMENT, "account id must be 1 to 256 bytes");
+		return bkv_status_error(BKV_CODE_INVALID_ARGUMENT,
+		                        "account id must be 1 to 256 bytes");
 	bkv_storage_err err = bkv_storage_delete(v->storage, account.id, account.len);
 	if (err == BKV_STORAGE_NOT_FOUND)
 		return bkv_status_ok(); /* deleted = false */

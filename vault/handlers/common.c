@@ -62,7 +62,7 @@ bkv_status bkv_status_from_token(bkv_token_err err)
 		return bkv_status_error(BKV_CODE_INTERNAL, "invalid token operation");
 	default:
 		return bkv_status_error(BKV_CODE_UNAVAILABLE,
-					"the vault's key token is unavailable; try again later");
+		                        "the vault's key token is unavailable; try again later");
 	}
 }
 
@@ -83,7 +83,7 @@ bkv_status bkv_status_from_storage(bkv_storage_err err)
 		return bkv_status_error(BKV_CODE_NOT_FOUND, "no backup key is registered");
 	case BKV_STORAGE_UNAVAILABLE:
 		return bkv_status_error(BKV_CODE_UNAVAILABLE,
-					"the vault's database is unavailable; try again later");
+		                        "the vault's database is unavailable; try again later");
 	default:
 		return bkv_status_error(BKV_CODE_INTERNAL, "storage failure");
 	}
@@ -109,10 +109,10 @@ opaque_config bkv_opaque_config(const bkv_vault *v, opaque_suite_id suite)
 {
 	/* The server never runs the KSF; the identity KSF keeps the config well-formed. */
 	return (opaque_config){
-		.suite = suite,
-		.context = v->settings.context,
-		.context_len = v->settings.context_len,
-		.ksf = {OPAQUE_KSF_IDENTITY, 0, 0, 0},
+	    .suite = suite,
+	    .context = v->settings.context,
+	    .context_len = v->settings.context_len,
+	    .ksf = {OPAQUE_KSF_IDENTITY, 0, 0, 0},
 	};
 }
 
@@ -120,12 +120,12 @@ void bkv_account_hash(const bkv_vault *v, bkv_account account, char out[33])
 {
 	uint8_t digest[16];
 	crypto_generichash(digest, sizeof(digest), account.id, account.len, v->settings.log_key,
-			   sizeof(v->settings.log_key));
+	                   sizeof(v->settings.log_key));
 	sodium_bin2hex(out, 33, digest, sizeof(digest));
 }
 
-void bkv_audit(const bkv_vault *v, const char *event, bkv_account account,
-	       const char *extra_key, uint64_t extra_value)
+void bkv_audit(const bkv_vault *v, const char *event, bkv_account account, const char *extra_key,
+               uint64_t extra_value)
 {
 	if (v->settings.event_hook != NULL)
 		v->settings.event_hook(v->settings.event_arg, event);
@@ -135,12 +135,13 @@ void bkv_audit(const bkv_vault *v, const char *event, bkv_account account,
 	bkv_account_hash(v, account, account_hash);
 	if (extra_key != NULL)
 		fprintf(v->settings.audit,
-			"{\"ts\":%" PRId64 ",\"event\":\"%s\",\"account\":\"%s\",\"%s\":%" PRIu64
-			"}\n",
-			(int64_t)time(NULL), event, account_hash, extra_key, extra_value);
+		        "{\"ts\":%" PRId64 ",\"event\":\"%s\",\"account\":\"%s\",\"%s\":%" PRIu64
+		        "}\n",
+		        (int64_t)time(NULL), event, account_hash, extra_key, extra_value);
 	else
-		fprintf(v->settings.audit, "{\"ts\":%" PRId64 ",\"event\":\"%s\",\"account\":\"%s\"}\n",
-			(int64_t)time(NULL), event, account_hash);
+		fprintf(v->settings.audit,
+		        "{\"ts\":%" PRId64 ",\"event\":\"%s\",\"account\":\"%s\"}\n",
+		        (int64_t)time(NULL), event, account_hash);
 	fflush(v->settings.audit);
 }
 

@@ -5,8 +5,7 @@
  */
 #include "handlers.h"
 
-bkv_status bkv_get_config(bkv_vault *v, Bkv__V1__GetConfigResponse *resp,
-			  bkv_reply_buffers *buf)
+bkv_status bkv_get_config(bkv_vault *v, Bkv__V1__GetConfigResponse *resp, bkv_reply_buffers *buf)
 {
 	bkv__v1__get_config_response__init(resp);
 	for (size_t i = 0; i < v->settings.nsuites; i++) {

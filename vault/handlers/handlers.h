@@ -42,13 +42,13 @@ const char *bkv_code_name(bkv_code code); /* "invalid_argument", ... */
 
 typedef struct bkv_status {
 	bkv_code code;
-	const char *message; /* static text, safe to show to clients and to log */
+	const char *message;   /* static text, safe to show to clients and to log */
 	bool has_attempt_info; /* attach bkv.v1.AttemptInfo */
 	uint32_t attempts_remaining;
 	uint32_t attempt_limit;
 } bkv_status;
 
-#define BKV_WRAPPED_KEY_MAX 256
+#define BKV_WRAPPED_KEY_MAX         256
 #define BKV_TICKET_LIFETIME_DEFAULT 60
 /* A ticket: iv || AES-GCM(format, suite, record_version, guess_seq, expires_at,
  * expected_client_mac, session_key) || tag */
@@ -101,20 +101,19 @@ typedef struct bkv_account {
 /* INVALID_ARGUMENT unless the account id is 1 to BKV_ACCOUNT_ID_MAX bytes. */
 bool bkv_account_valid(bkv_account account);
 
-bkv_status bkv_get_config(bkv_vault *v, Bkv__V1__GetConfigResponse *resp,
-			  bkv_reply_buffers *buf);
+bkv_status bkv_get_config(bkv_vault *v, Bkv__V1__GetConfigResponse *resp, bkv_reply_buffers *buf);
 bkv_status bkv_register_start(bkv_vault *v, bkv_account account,
-			      const Bkv__V1__RegisterStartRequest *req,
-			      Bkv__V1__RegisterStartResponse *resp, bkv_reply_buffers *buf);
+                              const Bkv__V1__RegisterStartRequest *req,
+                              Bkv__V1__RegisterStartResponse *resp, bkv_reply_buffers *buf);
 bkv_status bkv_register_finish(bkv_vault *v, bkv_account account,
-			       const Bkv__V1__RegisterFinishRequest *req,
-			       Bkv__V1__RegisterFinishResponse *resp);
+                               const Bkv__V1__RegisterFinishRequest *req,
+                               Bkv__V1__RegisterFinishResponse *resp);
 bkv_status bkv_recover_start(bkv_vault *v, bkv_account account,
-			     const Bkv__V1__RecoverStartRequest *req,
-			     Bkv__V1__RecoverStartResponse *resp, bkv_reply_buffers *buf);
+                             const Bkv__V1__RecoverStartRequest *req,
+                             Bkv__V1__RecoverStartResponse *resp, bkv_reply_buffers *buf);
 bkv_status bkv_recover_finish(bkv_vault *v, bkv_account account,
-			      const Bkv__V1__RecoverFinishRequest *req,
-			      Bkv__V1__RecoverFinishResponse *resp, bkv_reply_buffers *buf);
+                              const Bkv__V1__RecoverFinishRequest *req,
+                              Bkv__V1__RecoverFinishResponse *resp, bkv_reply_buffers *buf);
 bkv_status bkv_get_status(bkv_vault *v, bkv_account account, Bkv__V1__GetStatusResponse *resp);
 bkv_status bkv_delete(bkv_vault *v, bkv_account account, Bkv__V1__DeleteResponse *resp);
 
@@ -138,8 +137,8 @@ bool bkv_suite_enabled(const bkv_vault *v, Bkv__V1__Suite suite, opaque_suite_id
 opaque_config bkv_opaque_config(const bkv_vault *v, opaque_suite_id suite);
 
 /* Writes an audit event (JSON line) with the keyed hash of the account id. */
-void bkv_audit(const bkv_vault *v, const char *event, bkv_account account,
-	       const char *extra_key, uint64_t extra_value);
+void bkv_audit(const bkv_vault *v, const char *event, bkv_account account, const char *extra_key,
+               uint64_t extra_value);
 /* hex(BLAKE2b-128 keyed with log_key) of the account id, NUL-terminated (33 bytes). */
 void bkv_account_hash(const bkv_vault *v, bkv_account account, char out[33]);
 

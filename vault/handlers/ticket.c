@@ -7,9 +7,9 @@
 #include "opaque/wire.h"
 #include "ticket.h"
 
-#define TICKET_FORMAT 1
-#define TICKET_AAD_LABEL "bkv-v1 ticket"
-#define TICKET_AAD_MAX (sizeof(TICKET_AAD_LABEL) - 1 + 2 + BKV_ACCOUNT_ID_MAX)
+#define TICKET_FORMAT        1
+#define TICKET_AAD_LABEL     "bkv-v1 ticket"
+#define TICKET_AAD_MAX       (sizeof(TICKET_AAD_LABEL) - 1 + 2 + BKV_ACCOUNT_ID_MAX)
 #define TICKET_PLAINTEXT_MAX (BKV_TICKET_MAX_BYTES - BKV_TOKEN_IV_BYTES - BKV_TOKEN_TAG_BYTES)
 
 static bool build_aad(bkv_account account, uint8_t aad[TICKET_AAD_MAX], size_t *len)
@@ -25,7 +25,7 @@ static bool build_aad(bkv_account account, uint8_t aad[TICKET_AAD_MAX], size_t *
 }
 
 bkv_token_err bkv_ticket_seal(bkv_token *token, bkv_account account, const bkv_ticket *ticket,
-			      uint8_t *out, size_t out_cap, size_t *out_len)
+                              uint8_t *out, size_t out_cap, size_t *out_len)
 {
 	const opaque_sizes *sizes = opaque_suite_sizes(ticket->suite);
 	uint8_t aad[TICKET_AAD_MAX];
@@ -44,9 +44,9 @@ bkv_token_err bkv_ticket_seal(bkv_token *token, bkv_account account, const bkv_t
 	bkv_token_err err = BKV_TOKEN_ERR_ARGUMENT;
 	if (!w.overflow) {
 		randombytes_buf(out, BKV_TOKEN_IV_BYTES);
-		err = bkv_token_encrypt(token, BKV_TOKEN_KEY_TICKET, 1, out, aad, aad_len, plaintext,
-					w.pos, out + BKV_TOKEN_IV_BYTES,
-					w.pos + BKV_TOKEN_TAG_BYTES);
+		err =
+		    bkv_token_encrypt(token, BKV_TOKEN_KEY_TICKET, 1, out, aad, aad_len, plaintext,
+		                      w.pos, out + BKV_TOKEN_IV_BYTES, w.pos + BKV_TOKEN_TAG_BYTES);
 		*out_len = BKV_TOKEN_IV_BYTES + w.pos + BKV_TOKEN_TAG_BYTES;
 	}
 	sodium_memzero(plaintext, sizeof(plaintext));
@@ -79,7 +79,7 @@ bool bkv_ticket_parse(const uint8_t *plaintext, size_t len, bkv_ticket *ticket)
 }
 
 bkv_token_err bkv_ticket_open(bkv_token *token, bkv_account account, const uint8_t *in,
-			      size_t in_len, bkv_ticket *ticket)
+                              size_t in_len, bkv_ticket *ticket)
 {
 	uint8_t aad[TICKET_AAD_MAX];
 	size_t aad_len;
@@ -91,8 +91,8 @@ bkv_token_err bkv_ticket_open(bkv_token *token, bkv_account account, const uint8
 	uint8_t plaintext[TICKET_PLAINTEXT_MAX];
 	const size_t plaintext_len = in_len - BKV_TOKEN_IV_BYTES - BKV_TOKEN_TAG_BYTES;
 	bkv_token_err err = bkv_token_decrypt(token, BKV_TOKEN_KEY_TICKET, 1, in, aad, aad_len,
-					      in + BKV_TOKEN_IV_BYTES,
-					      in_len - BKV_TOKEN_IV_BYTES, plaintext, plaintext_len);
+	                                      in + BKV_TOKEN_IV_BYTES, in_len - BKV_TOKEN_IV_BYTES,
+	                                      plaintext, plaintext_len);
 	if (err == BKV_TOKEN_OK && !bkv_ticket_parse(plaintext, plaintext_len, ticket))
 		err = BKV_TOKEN_ERR_AUTH;
 	sodium_memzero(plaintext, sizeof(plaintext));

@@ -25,12 +25,12 @@ typedef struct bkv_ticket {
 
 /* out_len receives the ticket's length (at most BKV_TICKET_MAX_BYTES). */
 bkv_token_err bkv_ticket_seal(bkv_token *token, bkv_account account, const bkv_ticket *ticket,
-			      uint8_t *out, size_t out_cap, size_t *out_len);
+                              uint8_t *out, size_t out_cap, size_t *out_len);
 
 /* BKV_TOKEN_ERR_AUTH for anything forged, truncated, malformed or for another account;
  * BKV_TOKEN_ERR_DEVICE if the token failed. Wipes *ticket on failure. */
 bkv_token_err bkv_ticket_open(bkv_token *token, bkv_account account, const uint8_t *in,
-			      size_t in_len, bkv_ticket *ticket);
+                              size_t in_len, bkv_ticket *ticket);
 
 /* Parses a decrypted ticket plaintext (exposed for the fuzz target). */
 bool bkv_ticket_parse(const uint8_t *plaintext, size_t len, bkv_ticket *ticket);

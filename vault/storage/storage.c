@@ -26,8 +26,7 @@ const char *bkv_storage_strerror(bkv_storage_err err)
 	return "unknown storage error";
 }
 
-bkv_storage_err bkv_storage_open(const char *url, bkv_storage **storage, char *why,
-				 size_t why_len)
+bkv_storage_err bkv_storage_open(const char *url, bkv_storage **storage, char *why, size_t why_len)
 {
 	if (url == NULL || storage == NULL)
 		return BKV_STORAGE_ARGUMENT;
@@ -52,8 +51,7 @@ static bool account_ok(const uint8_t *account, size_t len)
 	return account != NULL && len >= 1 && len <= BKV_STORAGE_ACCOUNT_MAX;
 }
 
-bkv_storage_err bkv_storage_get(bkv_storage *s, const uint8_t *account, size_t len,
-				bkv_record *out)
+bkv_storage_err bkv_storage_get(bkv_storage *s, const uint8_t *account, size_t len, bkv_record *out)
 {
 	if (s == NULL || !account_ok(account, len) || out == NULL)
 		return BKV_STORAGE_ARGUMENT;
@@ -70,33 +68,33 @@ bkv_storage_err bkv_storage_next_record_version(bkv_storage *s, uint64_t *versio
 bkv_storage_err bkv_storage_put(bkv_storage *s, const bkv_record *r)
 {
 	if (s == NULL || r == NULL || !account_ok(r->account_id, r->account_id_len) ||
-	    r->sealed_len == 0 || r->sealed_len > BKV_STORAGE_SEALED_MAX ||
-	    r->attempt_limit == 0 || r->record_version == 0 || r->record_version > INT64_MAX)
+	    r->sealed_len == 0 || r->sealed_len > BKV_STORAGE_SEALED_MAX || r->attempt_limit == 0 ||
+	    r->record_version == 0 || r->record_version > INT64_MAX)
 		return BKV_STORAGE_ARGUMENT;
 	return s->ops->put(s, r);
 }
 
 bkv_storage_err bkv_storage_commit_attempt(bkv_storage *s, const uint8_t *account, size_t len,
-					   uint64_t record_version, uint64_t expected_guess_seq,
-					   uint32_t *attempts_used, uint32_t *attempt_limit)
+                                           uint64_t record_version, uint64_t expected_guess_seq,
+                                           uint32_t *attempts_used, uint32_t *attempt_limit)
 {
 	if (s == NULL || !account_ok(account, len) || attempts_used == NULL ||
 	    attempt_limit == NULL || expected_guess_seq >= INT64_MAX)
 		return BKV_STORAGE_ARGUMENT;
 	return s->ops->commit_attempt(s, account, len, record_version, expected_guess_seq,
-				      attempts_used, attempt_limit);
+	                              attempts_used, attempt_limit);
 }
 
 bkv_storage_err bkv_storage_finish_attempt(bkv_storage *s, const uint8_t *account, size_t len,
-					   uint64_t record_version, uint64_t guess_seq,
-					   bool success, bkv_finish_result *result,
-					   bkv_record *record)
+                                           uint64_t record_version, uint64_t guess_seq,
+                                           bool success, bkv_finish_result *result,
+                                           bkv_record *record)
 {
 	if (s == NULL || !account_ok(account, len) || result == NULL || guess_seq > INT64_MAX)
 		return BKV_STORAGE_ARGUMENT;
 	memset(result, 0, sizeof(*result));
-	return s->ops->finish_attempt(s, account, len, record_version, guess_seq, success,
-				      result, record);
+	return s->ops->finish_attempt(s, account, len, record_version, guess_seq, success, result,
+	                              record);
 }
 
 bkv_storage_err bkv_storage_delete(bkv_storage *s, const uint8_t *account, size_t len)
@@ -106,8 +104,8 @@ bkv_storage_err bkv_storage_delete(bkv_storage *s, const uint8_t *account, size_
 	return s->ops->delete_record(s, account, len);
 }
 
-bkv_storage_err bkv_storage_destroy_exhausted(bkv_storage *s, const uint8_t *account,
-					      size_t len, uint64_t record_version)
+bkv_storage_err bkv_storage_destroy_exhausted(bkv_storage *s, const uint8_t *account, size_t len,
+                                              uint64_t record_version)
 {
 	if (s == NULL || !account_ok(account, len))
 		return BKV_STORAGE_ARGUMENT;
@@ -115,8 +113,8 @@ bkv_storage_err bkv_storage_destroy_exhausted(bkv_storage *s, const uint8_t *acc
 }
 
 bkv_storage_err bkv_storage_list_sealed_below(bkv_storage *s, uint32_t min_version,
-					      const uint8_t *after, size_t after_len,
-					      bkv_record *out, size_t max, size_t *count)
+                                              const uint8_t *after, size_t after_len,
+                                              bkv_record *out, size_t max, size_t *count)
 {
 	if (s == NULL || out == NULL || count == NULL || max == 0 ||
 	    (after == NULL && after_len > 0) || after_len > BKV_STORAGE_ACCOUNT_MAX)
@@ -126,18 +124,17 @@ bkv_storage_err bkv_storage_list_sealed_below(bkv_storage *s, uint32_t min_versi
 }
 
 bkv_storage_err bkv_storage_reseal(bkv_storage *s, const uint8_t *account, size_t len,
-				   uint64_t record_version, uint32_t seal_key_version,
-				   const uint8_t *sealed, size_t sealed_len)
+                                   uint64_t record_version, uint32_t seal_key_version,
+                                   const uint8_t *sealed, size_t sealed_len)
 {
 	if (s == NULL || !account_ok(account, len) || sealed == NULL || sealed_len == 0 ||
 	    sealed_len > BKV_STORAGE_SEALED_MAX)
 		return BKV_STORAGE_ARGUMENT;
 	return s->ops->reseal(s, account, len, record_version, seal_key_version, sealed,
-			      sealed_len);
+	                      sealed_len);
 }
 
-bkv_storage_err bkv_storage_count_sealed_with(bkv_storage *s, uint32_t version,
-					      uint64_t *count)
+bkv_storage_err bkv_storage_count_sealed_with(bkv_storage *s, uint32_t version, uint64_t *count)
 {
 	if (s == NULL || count == NULL)
 		return BKV_STORAGE_ARGUMENT;

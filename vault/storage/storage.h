@@ -22,7 +22,7 @@
 #include <stdint.h>
 
 #define BKV_STORAGE_ACCOUNT_MAX 256
-#define BKV_STORAGE_SEALED_MAX 1024
+#define BKV_STORAGE_SEALED_MAX  1024
 
 typedef struct bkv_record {
 	uint8_t account_id[BKV_STORAGE_ACCOUNT_MAX];
@@ -54,12 +54,11 @@ const char *bkv_storage_strerror(bkv_storage_err err);
 typedef struct bkv_storage bkv_storage;
 
 /* url: "sqlite:PATH" (or a bare path). Creates or migrates the schema. */
-bkv_storage_err bkv_storage_open(const char *url, bkv_storage **storage, char *why,
-				 size_t why_len);
+bkv_storage_err bkv_storage_open(const char *url, bkv_storage **storage, char *why, size_t why_len);
 void bkv_storage_close(bkv_storage *storage);
 
-bkv_storage_err bkv_storage_get(bkv_storage *s, const uint8_t *account_id,
-				size_t account_id_len, bkv_record *out);
+bkv_storage_err bkv_storage_get(bkv_storage *s, const uint8_t *account_id, size_t account_id_len,
+                                bkv_record *out);
 
 /* A fresh record_version, never handed out before. Seal the blob under it, then put. */
 bkv_storage_err bkv_storage_next_record_version(bkv_storage *s, uint64_t *record_version);
@@ -75,9 +74,9 @@ bkv_storage_err bkv_storage_put(bkv_storage *s, const bkv_record *r);
  * are incremented and committed. Out: the new attempts_used and attempt_limit.
  * NOT_FOUND, EXHAUSTED, or STALE (someone else moved the row: re-read and retry). */
 bkv_storage_err bkv_storage_commit_attempt(bkv_storage *s, const uint8_t *account_id,
-					   size_t account_id_len, uint64_t record_version,
-					   uint64_t expected_guess_seq, uint32_t *attempts_used,
-					   uint32_t *attempt_limit);
+                                           size_t account_id_len, uint64_t record_version,
+                                           uint64_t expected_guess_seq, uint32_t *attempts_used,
+                                           uint32_t *attempt_limit);
 
 typedef struct bkv_finish_result {
 	uint32_t attempts_used; /* after the finish */
@@ -90,34 +89,33 @@ typedef struct bkv_finish_result {
  * becomes 0 and *record (if not NULL) receives the row, so the caller can release the
  * sealed blob; on failure the row is deleted if attempts_used has reached the limit. */
 bkv_storage_err bkv_storage_finish_attempt(bkv_storage *s, const uint8_t *account_id,
-					   size_t account_id_len, uint64_t record_version,
-					   uint64_t guess_seq, bool success,
-					   bkv_finish_result *result, bkv_record *record);
+                                           size_t account_id_len, uint64_t record_version,
+                                           uint64_t guess_seq, bool success,
+                                           bkv_finish_result *result, bkv_record *record);
 
 /* Destroys the account's record only if it is still record_version and its attempts are
  * used up (attempts_used >= attempt_limit). NOT_FOUND if there is no record; STALE if the
  * record was replaced or is no longer exhausted (re-read it). */
 bkv_storage_err bkv_storage_destroy_exhausted(bkv_storage *s, const uint8_t *account_id,
-					      size_t account_id_len, uint64_t record_version);
+                                              size_t account_id_len, uint64_t record_version);
 
 /* Deletes the account's record. NOT_FOUND if there was none. */
 bkv_storage_err bkv_storage_delete(bkv_storage *s, const uint8_t *account_id,
-				   size_t account_id_len);
+                                   size_t account_id_len);
 
 /* Records sealed under a key version below min_version, in account order after the given
  * account (NULL/0 to start), at most max. For resumable re-sealing. */
 bkv_storage_err bkv_storage_list_sealed_below(bkv_storage *s, uint32_t min_version,
-					      const uint8_t *after, size_t after_len,
-					      bkv_record *out, size_t max, size_t *count);
+                                              const uint8_t *after, size_t after_len,
+                                              bkv_record *out, size_t max, size_t *count);
 
 /* Replaces the sealed blob of a record if it still has record_version. STALE otherwise. */
-bkv_storage_err bkv_storage_reseal(bkv_storage *s, const uint8_t *account_id,
-				   size_t account_id_len, uint64_t record_version,
-				   uint32_t seal_key_version, const uint8_t *sealed,
-				   size_t sealed_len);
+bkv_storage_err bkv_storage_reseal(bkv_storage *s, const uint8_t *account_id, size_t account_id_len,
+                                   uint64_t record_version, uint32_t seal_key_version,
+                                   const uint8_t *sealed, size_t sealed_len);
 
 /* How many records a seal-key version still seals. */
 bkv_storage_err bkv_storage_count_sealed_with(bkv_storage *s, uint32_t seal_key_version,
-					      uint64_t *count);
+                                              uint64_t *count);
 
 #endif

@@ -25,27 +25,27 @@ typedef struct sqlite_storage {
 } sqlite_storage;
 
 static const char *const migrations[] = {
-	/* 1: records and the record_version counter */
-	"CREATE TABLE records ("
-	" account_id BLOB PRIMARY KEY,"
-	" suite INTEGER NOT NULL,"
-	" record_version INTEGER NOT NULL,"
-	" attempts_used INTEGER NOT NULL,"
-	" attempt_limit INTEGER NOT NULL,"
-	" guess_seq INTEGER NOT NULL,"
-	" last_finished_seq INTEGER NOT NULL,"
-	" seal_key_version INTEGER NOT NULL,"
-	" sealed BLOB NOT NULL,"
-	" registered_at INTEGER NOT NULL,"
-	" updated_at INTEGER NOT NULL"
-	") WITHOUT ROWID;"
-	"CREATE INDEX records_by_seal_key_version ON records(seal_key_version, account_id);"
-	"CREATE TABLE counters (name TEXT PRIMARY KEY, value INTEGER NOT NULL) WITHOUT ROWID;"
-	"INSERT INTO counters VALUES ('record_version', 0);",
+    /* 1: records and the record_version counter */
+    "CREATE TABLE records ("
+    " account_id BLOB PRIMARY KEY,"
+    " suite INTEGER NOT NULL,"
+    " record_version INTEGER NOT NULL,"
+    " attempts_used INTEGER NOT NULL,"
+    " attempt_limit INTEGER NOT NULL,"
+    " guess_seq INTEGER NOT NULL,"
+    " last_finished_seq INTEGER NOT NULL,"
+    " seal_key_version INTEGER NOT NULL,"
+    " sealed BLOB NOT NULL,"
+    " registered_at INTEGER NOT NULL,"
+    " updated_at INTEGER NOT NULL"
+    ") WITHOUT ROWID;"
+    "CREATE INDEX records_by_seal_key_version ON records(seal_key_version, account_id);"
+    "CREATE TABLE counters (name TEXT PRIMARY KEY, value INTEGER NOT NULL) WITHOUT ROWID;"
+    "INSERT INTO counters VALUES ('record_version', 0);",
 };
 
 #define RECORD_COLUMNS                                                                             \
-	"account_id, suite, record_version, attempts_used, attempt_limit, guess_seq, "           \
+	"account_id, suite, record_version, attempts_used, attempt_limit, guess_seq, "             \
 	"last_finished_seq, seal_key_version, sealed, registered_at, updated_at"
 
 static sqlite3 *db_of(bkv_storage *s)
@@ -56,7 +56,7 @@ static sqlite3 *db_of(bkv_storage *s)
 static bkv_storage_err map_rc(int rc)
 {
 	return rc == SQLITE_OK || rc == SQLITE_DONE || rc == SQLITE_ROW ? BKV_STORAGE_OK
-									 : BKV_STORAGE_UNAVAILABLE;
+	                                                                : BKV_STORAGE_UNAVAILABLE;
 }
 
 static int64_t now_unix(void)
@@ -106,7 +106,8 @@ static bool read_record(sqlite3_stmt *st, bkv_record *r)
 
 static bkv_storage_err get_row(sqlite3 *db, const uint8_t *account, size_t len, bkv_record *out)
 {
-	sqlite3_stmt *st = prepare(db, "SELECT " RECORD_COLUMNS " FROM records WHERE account_id = ?");
+	sqlite3_stmt *st =
+	    prepare(db, "SELECT " RECORD_COLUMNS " FROM records WHERE account_id = ?");
 	if (st == NULL)
 		return BKV_STORAGE_UNAVAILABLE;
 	sqlite3_bind_blob(st, 1, account, (int)len, SQLITE_STATIC);
@@ -130,7 +131,7 @@ static bkv_storage_err sq_get(bkv_storage *s, const uint8_t *account, size_t len
 static bkv_storage_err sq_next_record_version(bkv_storage *s, uint64_t *version)
 {
 	sqlite3_stmt *st = prepare(db_of(s), "UPDATE counters SET value = value + 1 "
-					     "WHERE name = 'record_version' RETURNING value");
+	                                     "WHERE name = 'record_version' RETURNING value");
 	if (st == NULL)
 		return BKV_STORAGE_UNAVAILABLE;
 	int rc = sqlite3_step(st);
@@ -148,13 +149,13 @@ static bkv_storage_err sq_next_record_version(bkv_storage *s, uint64_t *version)
 static bkv_storage_err sq_put(bkv_storage *s, const bkv_record *r)
 {
 	sqlite3_stmt *st = prepare(
-		db_of(s),
-		"INSERT INTO records (" RECORD_COLUMNS ") VALUES (?, ?, ?, 0, ?, 0, 0, ?, ?, ?, ?) "
-		"ON CONFLICT(account_id) DO UPDATE SET suite = excluded.suite, "
-		"record_version = excluded.record_version, attempts_used = 0, "
-		"attempt_limit = excluded.attempt_limit, last_finished_seq = records.guess_seq, "
-		"seal_key_version = excluded.seal_key_version, sealed = excluded.sealed, "
-		"registered_at = excluded.registered_at, updated_at = excluded.updated_at");
+	    db_of(s),
+	    "INSERT INTO records (" RECORD_COLUMNS ") VALUES (?, ?, ?, 0, ?, 0, 0, ?, ?, ?, ?) "
+	    "ON CONFLICT(account_id) DO UPDATE SET suite = excluded.suite, "
+	    "record_version = excluded.record_version, attempts_used = 0, "
+	    "attempt_limit = excluded.attempt_limit, last_finished_seq = records.guess_seq, "
+	    "seal_key_version = excluded.seal_key_version, sealed = excluded.sealed, "
+	    "registered_at = excluded.registered_at, updated_at = excluded.updated_at");
 	if (st == NULL)
 		return BKV_STORAGE_UNAVAILABLE;
 	const int64_t now = now_unix();
@@ -172,14 +173,14 @@ static bkv_storage_err sq_put(bkv_storage *s, const bkv_record *r)
 }
 
 static bkv_storage_err sq_commit_attempt(bkv_storage *s, const uint8_t *account, size_t len,
-					 uint64_t record_version, uint64_t expected_guess_seq,
-					 uint32_t *attempts_used, uint32_t *attempt_limit)
+                                         uint64_t record_version, uint64_t expected_guess_seq,
+                                         uint32_t *attempts_used, uint32_t *attempt_limit)
 {
 	sqlite3 *db = db_of(s);
 	sqlite3_stmt *st = prepare(
-		db, "UPDATE records SET attempts_used = attempts_used + 1, guess_seq = guess_seq + 1, "
-		    "updated_at = ? WHERE account_id = ? AND record_version = ? AND guess_seq = ? "
-		    "AND attempts_used < attempt_limit RETURNING attempts_used, attempt_limit");
+	    db, "UPDATE records SET attempts_used = attempts_used + 1, guess_seq = guess_seq + 1, "
+	        "updated_at = ? WHERE account_id = ? AND record_version = ? AND guess_seq = ? "
+	        "AND attempts_used < attempt_limit RETURNING attempts_used, attempt_limit");
 	if (st == NULL)
 		return BKV_STORAGE_UNAVAILABLE;
 	sqlite3_bind_int64(st, 1, now_unix());
@@ -211,8 +212,8 @@ static bkv_storage_err sq_commit_attempt(bkv_storage *s, const uint8_t *account,
 }
 
 static bkv_storage_err sq_finish_attempt(bkv_storage *s, const uint8_t *account, size_t len,
-					 uint64_t record_version, uint64_t guess_seq, bool success,
-					 bkv_finish_result *result, bkv_record *record)
+                                         uint64_t record_version, uint64_t guess_seq, bool success,
+                                         bkv_finish_result *result, bkv_record *record)
 {
 	sqlite3 *db = db_of(s);
 	if (exec(db, "BEGIN IMMEDIATE") != SQLITE_OK)
@@ -228,9 +229,9 @@ static bkv_storage_err sq_finish_attempt(bkv_storage *s, const uint8_t *account,
 	}
 	const bool destroy = !success && r.attempts_used >= r.attempt_limit;
 	sqlite3_stmt *st =
-		destroy ? prepare(db, "DELETE FROM records WHERE account_id = ?")
-			: prepare(db, "UPDATE records SET last_finished_seq = ?, attempts_used = ?, "
-				      "updated_at = ? WHERE account_id = ?");
+	    destroy ? prepare(db, "DELETE FROM records WHERE account_id = ?")
+	            : prepare(db, "UPDATE records SET last_finished_seq = ?, attempts_used = ?, "
+	                          "updated_at = ? WHERE account_id = ?");
 	if (st == NULL) {
 		err = BKV_STORAGE_UNAVAILABLE;
 		goto rollback;
@@ -283,11 +284,11 @@ static bkv_storage_err sq_delete(bkv_storage *s, const uint8_t *account, size_t 
 }
 
 static bkv_storage_err sq_destroy_exhausted(bkv_storage *s, const uint8_t *account, size_t len,
-					    uint64_t record_version)
+                                            uint64_t record_version)
 {
 	sqlite3 *db = db_of(s);
 	sqlite3_stmt *st = prepare(db, "DELETE FROM records WHERE account_id = ? AND "
-				       "record_version = ? AND attempts_used >= attempt_limit");
+	                               "record_version = ? AND attempts_used >= attempt_limit");
 	if (st == NULL)
 		return BKV_STORAGE_UNAVAILABLE;
 	sqlite3_bind_blob(st, 1, account, (int)len, SQLITE_STATIC);
@@ -303,12 +304,12 @@ static bkv_storage_err sq_destroy_exhausted(bkv_storage *s, const uint8_t *accou
 }
 
 static bkv_storage_err sq_list_sealed_below(bkv_storage *s, uint32_t min_version,
-					    const uint8_t *after, size_t after_len,
-					    bkv_record *out, size_t max, size_t *count)
+                                            const uint8_t *after, size_t after_len, bkv_record *out,
+                                            size_t max, size_t *count)
 {
 	sqlite3_stmt *st = prepare(db_of(s), "SELECT " RECORD_COLUMNS " FROM records "
-					     "WHERE seal_key_version < ? AND account_id > ? "
-					     "ORDER BY account_id LIMIT ?");
+	                                     "WHERE seal_key_version < ? AND account_id > ? "
+	                                     "ORDER BY account_id LIMIT ?");
 	if (st == NULL)
 		return BKV_STORAGE_UNAVAILABLE;
 	static const uint8_t nothing[1] = {0};
@@ -329,12 +330,13 @@ static bkv_storage_err sq_list_sealed_below(bkv_storage *s, uint32_t min_version
 }
 
 static bkv_storage_err sq_reseal(bkv_storage *s, const uint8_t *account, size_t len,
-				 uint64_t record_version, uint32_t seal_key_version,
-				 const uint8_t *sealed, size_t sealed_len)
+                                 uint64_t record_version, uint32_t seal_key_version,
+                                 const uint8_t *sealed, size_t sealed_len)
 {
 	sqlite3 *db = db_of(s);
-	sqlite3_stmt *st = prepare(db, "UPDATE records SET sealed = ?, seal_key_version = ?, "
-				       "updated_at = ? WHERE account_id = ? AND record_version = ?");
+	sqlite3_stmt *st =
+	    prepare(db, "UPDATE records SET sealed = ?, seal_key_version = ?, "
+	                "updated_at = ? WHERE account_id = ? AND record_version = ?");
 	if (st == NULL)
 		return BKV_STORAGE_UNAVAILABLE;
 	sqlite3_bind_blob(st, 1, sealed, (int)sealed_len, SQLITE_STATIC);
@@ -352,7 +354,7 @@ static bkv_storage_err sq_reseal(bkv_storage *s, const uint8_t *account, size_t 
 static bkv_storage_err sq_count_sealed_with(bkv_storage *s, uint32_t version, uint64_t *count)
 {
 	sqlite3_stmt *st =
-		prepare(db_of(s), "SELECT count(*) FROM records WHERE seal_key_version = ?");
+	    prepare(db_of(s), "SELECT count(*) FROM records WHERE seal_key_version = ?");
 	if (st == NULL)
 		return BKV_STORAGE_UNAVAILABLE;
 	sqlite3_bind_int64(st, 1, version);
@@ -373,17 +375,17 @@ static void sq_close(bkv_storage *s)
 }
 
 static const bkv_storage_ops sqlite_ops = {
-	.close = sq_close,
-	.get = sq_get,
-	.next_record_version = sq_next_record_version,
-	.put = sq_put,
-	.commit_attempt = sq_commit_attempt,
-	.finish_attempt = sq_finish_attempt,
-	.delete_record = sq_delete,
-	.destroy_exhausted = sq_destroy_exhausted,
-	.list_sealed_below = sq_list_sealed_below,
-	.reseal = sq_reseal,
-	.count_sealed_with = sq_count_sealed_with,
+    .close = sq_close,
+    .get = sq_get,
+    .next_record_version = sq_next_record_version,
+    .put = sq_put,
+    .commit_attempt = sq_commit_attempt,
+    .finish_attempt = sq_finish_attempt,
+    .delete_record = sq_delete,
+    .destroy_exhausted = sq_destroy_exhausted,
+    .list_sealed_below = sq_list_sealed_below,
+    .reseal = sq_reseal,
+    .count_sealed_with = sq_count_sealed_with,
 };
 
 static int schema_version(sqlite3 *db)
@@ -409,13 +411,15 @@ static bool migrate(sqlite3 *db, char *why, size_t why_len)
 		const int version = schema_version(db);
 		if (version < 0) {
 			snprintf(why, why_len, "cannot read the schema version: %s",
-				 sqlite3_errmsg(db));
+			         sqlite3_errmsg(db));
 			exec(db, "ROLLBACK");
 			return false;
 		}
 		if (version > latest) {
-			snprintf(why, why_len, "the database schema (version %d) is newer than this bkvd "
-					       "(version %d)", version, latest);
+			snprintf(why, why_len,
+			         "the database schema (version %d) is newer than this bkvd "
+			         "(version %d)",
+			         version, latest);
 			exec(db, "ROLLBACK");
 			return false;
 		}
@@ -425,10 +429,10 @@ static bool migrate(sqlite3 *db, char *why, size_t why_len)
 		}
 		char set_version[64];
 		snprintf(set_version, sizeof(set_version), "PRAGMA user_version = %d", version + 1);
-		if (exec(db, migrations[version]) != SQLITE_OK || exec(db, set_version) != SQLITE_OK ||
-		    exec(db, "COMMIT") != SQLITE_OK) {
+		if (exec(db, migrations[version]) != SQLITE_OK ||
+		    exec(db, set_version) != SQLITE_OK || exec(db, "COMMIT") != SQLITE_OK) {
 			snprintf(why, why_len, "schema migration %d failed: %s", version + 1,
-				 sqlite3_errmsg(db));
+			         sqlite3_errmsg(db));
 			exec(db, "ROLLBACK");
 			return false;
 		}
@@ -458,24 +462,23 @@ static bool enable_wal(sqlite3 *db)
 }
 
 bkv_storage_err bkv_storage_sqlite_open(const char *path, bkv_storage **storage, char *why,
-					size_t why_len)
+                                        size_t why_len)
 {
 	sqlite_storage *ss = calloc(1, sizeof(*ss));
 	if (ss == NULL)
 		return BKV_STORAGE_UNAVAILABLE;
 	ss->base.ops = &sqlite_ops;
-	int rc = sqlite3_open_v2(path, &ss->db,
-				 SQLITE_OPEN_READWRITE | SQLITE_OPEN_CREATE | SQLITE_OPEN_NOMUTEX,
-				 NULL);
+	int rc = sqlite3_open_v2(
+	    path, &ss->db, SQLITE_OPEN_READWRITE | SQLITE_OPEN_CREATE | SQLITE_OPEN_NOMUTEX, NULL);
 	if (rc != SQLITE_OK) {
 		snprintf(why, why_len, "cannot open SQLite database %s: %s", path,
-			 ss->db ? sqlite3_errmsg(ss->db) : sqlite3_errstr(rc));
+		         ss->db ? sqlite3_errmsg(ss->db) : sqlite3_errstr(rc));
 		goto fail;
 	}
 	sqlite3_busy_timeout(ss->db, BUSY_TIMEOUT_MS);
 	if (!enable_wal(ss->db) || exec(ss->db, "PRAGMA synchronous = FULL") != SQLITE_OK) {
 		snprintf(why, why_len, "cannot enable WAL with synchronous=FULL on %s: %s", path,
-			 sqlite3_errmsg(ss->db));
+		         sqlite3_errmsg(ss->db));
 		goto fail;
 	}
 	if (!migrate(ss->db, why, why_len))

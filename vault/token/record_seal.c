@@ -11,10 +11,10 @@
 #include "record_seal.h"
 
 #define AAD_LABEL "bkv-v1 record"
-#define AAD_MAX (sizeof(AAD_LABEL) - 1 + 2 + BKV_ACCOUNT_ID_MAX + 1 + 8 + 4)
+#define AAD_MAX   (sizeof(AAD_LABEL) - 1 + 2 + BKV_ACCOUNT_ID_MAX + 1 + 8 + 4)
 
 static size_t build_aad(uint8_t aad[AAD_MAX], const uint8_t *account_id, size_t account_id_len,
-			opaque_suite_id suite, uint64_t record_version, uint32_t key_version)
+                        opaque_suite_id suite, uint64_t record_version, uint32_t key_version)
 {
 	opaque_writer w = opaque_writer_init(aad, AAD_MAX);
 	opaque_writer_put(&w, (const uint8_t *)AAD_LABEL, sizeof(AAD_LABEL) - 1);
@@ -31,10 +31,10 @@ static bool account_ok(const uint8_t *account_id, size_t account_id_len)
 	return account_id != NULL && account_id_len >= 1 && account_id_len <= BKV_ACCOUNT_ID_MAX;
 }
 
-bkv_token_err bkv_record_seal(bkv_token *token, const uint8_t *account_id,
-			      size_t account_id_len, opaque_suite_id suite,
-			      uint64_t record_version, const uint8_t *plaintext,
-			      size_t plaintext_len, uint8_t *out, size_t out_len)
+bkv_token_err bkv_record_seal(bkv_token *token, const uint8_t *account_id, size_t account_id_len,
+                              opaque_suite_id suite, uint64_t record_version,
+                              const uint8_t *plaintext, size_t plaintext_len, uint8_t *out,
+                              size_t out_len)
 {
 	if (token == NULL || !account_ok(account_id, account_id_len) || out == NULL ||
 	    (plaintext == NULL && plaintext_len > 0) ||
@@ -45,15 +45,15 @@ bkv_token_err bkv_record_seal(bkv_token *token, const uint8_t *account_id,
 		return BKV_TOKEN_ERR_KEY_MISSING;
 	uint8_t aad[AAD_MAX];
 	const size_t aad_len =
-		build_aad(aad, account_id, account_id_len, suite, record_version, key_version);
+	    build_aad(aad, account_id, account_id_len, suite, record_version, key_version);
 	opaque_writer header = opaque_writer_init(out, BKV_RECORD_SEAL_HEADER_BYTES);
 	opaque_writer_uint(&header, 1, BKV_RECORD_SEAL_FORMAT);
 	opaque_writer_uint(&header, 4, key_version);
 	uint8_t *iv = out + header.pos;
 	randombytes_buf(iv, BKV_TOKEN_IV_BYTES);
 	return bkv_token_encrypt(token, BKV_TOKEN_KEY_SEAL, key_version, iv, aad, aad_len,
-				 plaintext, plaintext_len, out + BKV_RECORD_SEAL_HEADER_BYTES,
-				 plaintext_len + BKV_TOKEN_TAG_BYTES);
+	                         plaintext, plaintext_len, out + BKV_RECORD_SEAL_HEADER_BYTES,
+	                         plaintext_len + BKV_TOKEN_TAG_BYTES);
 }
 
 uint32_t bkv_record_seal_key_version(const uint8_t *sealed, size_t sealed_len)
@@ -67,10 +67,9 @@ uint32_t bkv_record_seal_key_version(const uint8_t *sealed, size_t sealed_len)
 	return (uint32_t)version;
 }
 
-bkv_token_err bkv_record_open(bkv_token *token, const uint8_t *account_id,
-			      size_t account_id_len, opaque_suite_id suite,
-			      uint64_t record_version, const uint8_t *sealed, size_t sealed_len,
-			      uint8_t *plaintext, size_t plaintext_len)
+bkv_token_err bkv_record_open(bkv_token *token, const uint8_t *account_id, size_t account_id_len,
+                              opaque_suite_id suite, uint64_t record_version, const uint8_t *sealed,
+                              size_t sealed_len, uint8_t *plaintext, size_t plaintext_len)
 {
 	if (token == NULL || !account_ok(account_id, account_id_len) || sealed == NULL ||
 	    (plaintext == NULL && plaintext_len > 0))
@@ -80,11 +79,11 @@ bkv_token_err bkv_record_open(bkv_token *token, const uint8_t *account_id,
 		return BKV_TOKEN_ERR_AUTH;
 	uint8_t aad[AAD_MAX];
 	const size_t aad_len =
-		build_aad(aad, account_id, account_id_len, suite, record_version, key_version);
-	bkv_token_err err = bkv_token_decrypt(token, BKV_TOKEN_KEY_SEAL, key_version, sealed + 5,
-					      aad, aad_len, sealed + BKV_RECORD_SEAL_HEADER_BYTES,
-					      sealed_len - BKV_RECORD_SEAL_HEADER_BYTES, plaintext,
-					      plaintext_len);
+	    build_aad(aad, account_id, account_id_len, suite, record_version, key_version);
+	bkv_token_err err =
+	    bkv_token_decrypt(token, BKV_TOKEN_KEY_SEAL, key_version, sealed + 5, aad, aad_len,
+	                      sealed + BKV_RECORD_SEAL_HEADER_BYTES,
+	                      sealed_len - BKV_RECORD_SEAL_HEADER_BYTES, plaintext, plaintext_len);
 	/* Seal keys are loaded but none has the header's version: the header was changed
 	 * (or names a deleted key, which the caller made sure no record uses). */
 	if (err == BKV_TOKEN_ERR_KEY_MISSING && bkv_token_seal_version(token) != 0)

@@ -14,22 +14,21 @@
 
 #include "token.h"
 
-#define BKV_RECORD_SEAL_FORMAT 0x01
+#define BKV_RECORD_SEAL_FORMAT       0x01
 #define BKV_RECORD_SEAL_HEADER_BYTES (1 + 4 + BKV_TOKEN_IV_BYTES)
-#define BKV_RECORD_SEAL_OVERHEAD (BKV_RECORD_SEAL_HEADER_BYTES + BKV_TOKEN_TAG_BYTES)
-#define BKV_ACCOUNT_ID_MAX 256
+#define BKV_RECORD_SEAL_OVERHEAD     (BKV_RECORD_SEAL_HEADER_BYTES + BKV_TOKEN_TAG_BYTES)
+#define BKV_ACCOUNT_ID_MAX           256
 
 /* Seals under the newest loaded seal key. out_len = plaintext_len + BKV_RECORD_SEAL_OVERHEAD. */
-bkv_token_err bkv_record_seal(bkv_token *token, const uint8_t *account_id,
-			      size_t account_id_len, opaque_suite_id suite,
-			      uint64_t record_version, const uint8_t *plaintext,
-			      size_t plaintext_len, uint8_t *out, size_t out_len);
+bkv_token_err bkv_record_seal(bkv_token *token, const uint8_t *account_id, size_t account_id_len,
+                              opaque_suite_id suite, uint64_t record_version,
+                              const uint8_t *plaintext, size_t plaintext_len, uint8_t *out,
+                              size_t out_len);
 
 /* plaintext_len = sealed_len - BKV_RECORD_SEAL_OVERHEAD. */
-bkv_token_err bkv_record_open(bkv_token *token, const uint8_t *account_id,
-			      size_t account_id_len, opaque_suite_id suite,
-			      uint64_t record_version, const uint8_t *sealed, size_t sealed_len,
-			      uint8_t *plaintext, size_t plaintext_len);
+bkv_token_err bkv_record_open(bkv_token *token, const uint8_t *account_id, size_t account_id_len,
+                              opaque_suite_id suite, uint64_t record_version, const uint8_t *sealed,
+                              size_t sealed_len, uint8_t *plaintext, size_t plaintext_len);
 
 /* The seal-key version named in a sealed record's header, or 0 if the header is invalid. */
 uint32_t bkv_record_seal_key_version(const uint8_t *sealed, size_t sealed_len);

@@ -124,7 +124,7 @@ static bkv_token_err find_slot(bkv_token *t, CK_SLOT_ID *slot)
 static bkv_token_err open_session(bkv_token *t)
 {
 	CK_RV rv = t->fn->C_OpenSession(t->slot, CKF_SERIAL_SESSION | CKF_RW_SESSION, NULL, NULL,
-					&t->session);
+	                                &t->session);
 	if (rv != CKR_OK)
 		return token_rv(t, rv);
 	t->session_open = true;
@@ -139,7 +139,7 @@ static bkv_token_err open_session(bkv_token *t)
 }
 
 bkv_token_err bkv_token_open(const bkv_token_config *config, bkv_token **token, char *why,
-			     size_t why_len)
+                             size_t why_len)
 {
 	if (token == NULL)
 		return BKV_TOKEN_ERR_ARGUMENT;
@@ -148,9 +148,9 @@ bkv_token_err bkv_token_open(const bkv_token_config *config, bkv_token **token, 
 	    config->pin == NULL || config->pin_len == 0 || config->pin_len > BKV_TOKEN_PIN_MAX ||
 	    strlen(config->token_label) == 0 || strlen(config->token_label) > BKV_TOKEN_LABEL_MAX) {
 		set_why(why, why_len,
-			"token configuration incomplete: module, label (at most 32 bytes) and PIN "
-			"are required",
-			CKR_OK);
+		        "token configuration incomplete: module, label (at most 32 bytes) and PIN "
+		        "are required",
+		        CKR_OK);
 		return BKV_TOKEN_ERR_ARGUMENT;
 	}
 	if (sodium_init() < 0)
@@ -179,7 +179,7 @@ bkv_token_err bkv_token_open(const bkv_token_config *config, bkv_token **token, 
 	CK_RV rv = p11_kit_module_initialize(t->fn);
 	if (rv != CKR_OK) {
 		snprintf(msg, sizeof(msg), "cannot initialize PKCS#11 module %s",
-			 config->module_path);
+		         config->module_path);
 		set_why(why, why_len, msg, rv);
 		p11_kit_module_release(t->fn);
 		t->fn = NULL;
@@ -189,7 +189,7 @@ bkv_token_err bkv_token_open(const bkv_token_config *config, bkv_token **token, 
 	err = find_slot(t, &t->slot);
 	if (err != BKV_TOKEN_OK) {
 		snprintf(msg, sizeof(msg), "no token labelled \"%s\" in PKCS#11 module %s",
-			 t->label, config->module_path);
+		         t->label, config->module_path);
 		set_why(why, why_len, msg, CKR_OK);
 		goto fail;
 	}
@@ -330,13 +330,13 @@ void token_label(char *out, size_t out_len, const char *prefix, opaque_suite_id 
 }
 
 bkv_token_err token_find(bkv_token *t, CK_OBJECT_CLASS cls, const char *label,
-			 CK_OBJECT_HANDLE *handle)
+                         CK_OBJECT_HANDLE *handle)
 {
 	CK_BBOOL yes = CK_TRUE;
 	CK_ATTRIBUTE tmpl[] = {
-		{CKA_CLASS, &cls, sizeof(cls)},
-		{CKA_TOKEN, &yes, sizeof(yes)},
-		{CKA_LABEL, (void *)label, strlen(label)},
+	    {CKA_CLASS, &cls, sizeof(cls)},
+	    {CKA_TOKEN, &yes, sizeof(yes)},
+	    {CKA_LABEL, (void *)label, strlen(label)},
 	};
 	CK_RV rv = t->fn->C_FindObjectsInit(t->session, tmpl, 3);
 	if (rv != CKR_OK)
@@ -361,7 +361,7 @@ bkv_token_err token_session_copy(bkv_token *t, CK_OBJECT_HANDLE obj, CK_OBJECT_H
 }
 
 bkv_token_err token_get_attribute(bkv_token *t, CK_OBJECT_HANDLE obj, CK_ATTRIBUTE_TYPE type,
-				  void *buf, size_t *len)
+                                  void *buf, size_t *len)
 {
 	CK_ATTRIBUTE a = {type, buf, *len};
 	CK_RV rv = t->fn->C_GetAttributeValue(t->session, obj, &a, 1);
@@ -390,16 +390,15 @@ static bool parse_seal_label(const char *label, size_t len, uint32_t *version)
 	return true;
 }
 
-bkv_token_err token_list_seal_keys(bkv_token *t, token_seal_key *keys, size_t max,
-				   size_t *count)
+bkv_token_err token_list_seal_keys(bkv_token *t, token_seal_key *keys, size_t max, size_t *count)
 {
 	CK_OBJECT_CLASS cls = CKO_SECRET_KEY;
 	CK_KEY_TYPE type = CKK_AES;
 	CK_BBOOL yes = CK_TRUE;
 	CK_ATTRIBUTE tmpl[] = {
-		{CKA_CLASS, &cls, sizeof(cls)},
-		{CKA_KEY_TYPE, &type, sizeof(type)},
-		{CKA_TOKEN, &yes, sizeof(yes)},
+	    {CKA_CLASS, &cls, sizeof(cls)},
+	    {CKA_KEY_TYPE, &type, sizeof(type)},
+	    {CKA_TOKEN, &yes, sizeof(yes)},
 	};
 	*count = 0;
 	CK_RV rv = t->fn->C_FindObjectsInit(t->session, tmpl, 3);
@@ -493,7 +492,7 @@ uint32_t bkv_token_seal_version(const bkv_token *t)
 /* ---- AES-256-GCM ---- */
 
 static bkv_token_err aead_key(bkv_token *t, bkv_token_aead_key key, uint32_t version,
-			      CK_OBJECT_HANDLE *handle)
+                              CK_OBJECT_HANDLE *handle)
 {
 	if (key == BKV_TOKEN_KEY_TICKET) {
 		if (version != 1 || !t->ticket_loaded)
@@ -511,15 +510,14 @@ static bkv_token_err aead_key(bkv_token *t, bkv_token_aead_key key, uint32_t ver
 }
 
 static bkv_token_err aead(bkv_token *t, bool encrypt, bkv_token_aead_key key, uint32_t version,
-			  const uint8_t iv[BKV_TOKEN_IV_BYTES], const uint8_t *aad,
-			  size_t aad_len, const uint8_t *in, size_t in_len, uint8_t *out,
-			  size_t out_len)
+                          const uint8_t iv[BKV_TOKEN_IV_BYTES], const uint8_t *aad, size_t aad_len,
+                          const uint8_t *in, size_t in_len, uint8_t *out, size_t out_len)
 {
-	if (t == NULL || iv == NULL || (aad == NULL && aad_len > 0) ||
-	    (in == NULL && in_len > 0) || (out == NULL && out_len > 0))
+	if (t == NULL || iv == NULL || (aad == NULL && aad_len > 0) || (in == NULL && in_len > 0) ||
+	    (out == NULL && out_len > 0))
 		return BKV_TOKEN_ERR_ARGUMENT;
 	if (encrypt ? out_len != in_len + BKV_TOKEN_TAG_BYTES
-		    : (in_len < BKV_TOKEN_TAG_BYTES || out_len != in_len - BKV_TOKEN_TAG_BYTES))
+	            : (in_len < BKV_TOKEN_TAG_BYTES || out_len != in_len - BKV_TOKEN_TAG_BYTES))
 		return BKV_TOKEN_ERR_ARGUMENT;
 	CK_OBJECT_HANDLE handle;
 	bkv_token_err err = aead_key(t, key, version, &handle);
@@ -528,12 +526,12 @@ static bkv_token_err aead(bkv_token *t, bool encrypt, bkv_token_aead_key key, ui
 	uint8_t iv_copy[BKV_TOKEN_IV_BYTES];
 	memcpy(iv_copy, iv, sizeof(iv_copy));
 	CK_GCM_PARAMS params = {
-		.pIv = iv_copy,
-		.ulIvLen = BKV_TOKEN_IV_BYTES,
-		.ulIvBits = BKV_TOKEN_IV_BYTES * 8,
-		.pAAD = (CK_BYTE_PTR)aad,
-		.ulAADLen = aad_len,
-		.ulTagBits = BKV_TOKEN_TAG_BYTES * 8,
+	    .pIv = iv_copy,
+	    .ulIvLen = BKV_TOKEN_IV_BYTES,
+	    .ulIvBits = BKV_TOKEN_IV_BYTES * 8,
+	    .pAAD = (CK_BYTE_PTR)aad,
+	    .ulAADLen = aad_len,
+	    .ulTagBits = BKV_TOKEN_TAG_BYTES * 8,
 	};
 	CK_MECHANISM mech = {CKM_AES_GCM, &params, sizeof(params)};
 	/* Never hand the module a NULL buffer: SoftHSM rejects it with CKR_ARGUMENTS_BAD
@@ -571,8 +569,8 @@ static bkv_token_err aead(bkv_token *t, bool encrypt, bkv_token_aead_key key, ui
 		 * CKR_GENERAL_ERROR, so that code counts as bad data while the session is
 		 * still healthy. */
 		if (!encrypt && (rv == CKR_ENCRYPTED_DATA_INVALID || rv == CKR_DATA_INVALID ||
-				 rv == CKR_ENCRYPTED_DATA_LEN_RANGE ||
-				 (rv == CKR_GENERAL_ERROR && session_healthy(t)))) {
+		                 rv == CKR_ENCRYPTED_DATA_LEN_RANGE ||
+		                 (rv == CKR_GENERAL_ERROR && session_healthy(t)))) {
 			err = BKV_TOKEN_ERR_AUTH;
 			t->last_error = err;
 		}
@@ -586,19 +584,18 @@ static bkv_token_err aead(bkv_token *t, bool encrypt, bkv_token_aead_key key, ui
 }
 
 bkv_token_err bkv_token_encrypt(bkv_token *t, bkv_token_aead_key key, uint32_t version,
-				const uint8_t iv[BKV_TOKEN_IV_BYTES], const uint8_t *aad,
-				size_t aad_len, const uint8_t *plaintext, size_t plaintext_len,
-				uint8_t *out, size_t out_len)
+                                const uint8_t iv[BKV_TOKEN_IV_BYTES], const uint8_t *aad,
+                                size_t aad_len, const uint8_t *plaintext, size_t plaintext_len,
+                                uint8_t *out, size_t out_len)
 {
 	return aead(t, true, key, version, iv, aad, aad_len, plaintext, plaintext_len, out,
-		    out_len);
+	            out_len);
 }
 
 bkv_token_err bkv_token_decrypt(bkv_token *t, bkv_token_aead_key key, uint32_t version,
-				const uint8_t iv[BKV_TOKEN_IV_BYTES], const uint8_t *aad,
-				size_t aad_len, const uint8_t *in, size_t in_len,
-				uint8_t *plaintext, size_t plaintext_len)
+                                const uint8_t iv[BKV_TOKEN_IV_BYTES], const uint8_t *aad,
+                                size_t aad_len, const uint8_t *in, size_t in_len,
+                                uint8_t *plaintext, size_t plaintext_len)
 {
-	return aead(t, false, key, version, iv, aad, aad_len, in, in_len, plaintext,
-		    plaintext_len);
+	return aead(t, false, key, version, iv, aad, aad_len, in, in_len, plaintext, plaintext_len);
 }

@@ -46,8 +46,8 @@ typedef enum bkv_token_err {
 const char *bkv_token_strerror(bkv_token_err err);
 
 #define BKV_TOKEN_LABEL_MAX 32
-#define BKV_TOKEN_PIN_MAX 256
-#define BKV_TOKEN_IV_BYTES 12
+#define BKV_TOKEN_PIN_MAX   256
+#define BKV_TOKEN_IV_BYTES  12
 #define BKV_TOKEN_TAG_BYTES 16
 
 typedef struct bkv_token_config {
@@ -62,7 +62,7 @@ typedef struct bkv_token bkv_token;
 /* Loads the module, finds the token by label, opens a session and logs in. On failure
  * writes a one-line reason (never the PIN) to why. */
 bkv_token_err bkv_token_open(const bkv_token_config *config, bkv_token **token, char *why,
-			     size_t why_len);
+                             size_t why_len);
 /* Logs out, closes the session, finalizes the module and wipes every secret. */
 void bkv_token_close(bkv_token *token);
 
@@ -70,20 +70,18 @@ void bkv_token_close(bkv_token *token);
 
 /* Called once per key with what happened to it. public_key is set for AKE keys. */
 typedef void (*bkv_token_report_fn)(void *arg, const char *label, const char *what,
-				    const uint8_t *public_key, size_t public_key_len);
+                                    const uint8_t *public_key, size_t public_key_len);
 
 /* Creates every missing key for the given suites. Existing keys are kept unless replace is
  * true, in which case they are destroyed and created anew (all sealed data is then lost). */
-bkv_token_err bkv_token_create_keys(bkv_token *token, const opaque_suite_id *suites,
-				    size_t nsuites, bool replace, bkv_token_report_fn report,
-				    void *report_arg);
+bkv_token_err bkv_token_create_keys(bkv_token *token, const opaque_suite_id *suites, size_t nsuites,
+                                    bool replace, bkv_token_report_fn report, void *report_arg);
 
 /* ---- Service ---- */
 
 /* Finds the keys for the given suites and makes session copies of them (sensitive and
  * non-extractable like the originals: 2-3x faster than token objects). */
-bkv_token_err bkv_token_load_keys(bkv_token *token, const opaque_suite_id *suites,
-				  size_t nsuites);
+bkv_token_err bkv_token_load_keys(bkv_token *token, const opaque_suite_id *suites, size_t nsuites);
 
 /* The OPAQUE server operations for a loaded suite, or NULL. Their failures surface as
  * OPAQUE_ERR_SERVER_KEYS; bkv_token_last_error then says why. */
@@ -119,15 +117,15 @@ uint32_t bkv_token_seal_version(const bkv_token *token);
 
 /* out = ciphertext || tag; out_len must be plaintext_len + BKV_TOKEN_TAG_BYTES. */
 bkv_token_err bkv_token_encrypt(bkv_token *token, bkv_token_aead_key key, uint32_t version,
-				const uint8_t iv[BKV_TOKEN_IV_BYTES], const uint8_t *aad,
-				size_t aad_len, const uint8_t *plaintext, size_t plaintext_len,
-				uint8_t *out, size_t out_len);
+                                const uint8_t iv[BKV_TOKEN_IV_BYTES], const uint8_t *aad,
+                                size_t aad_len, const uint8_t *plaintext, size_t plaintext_len,
+                                uint8_t *out, size_t out_len);
 /* plaintext_len must be in_len - BKV_TOKEN_TAG_BYTES. BKV_TOKEN_ERR_AUTH if the tag or AAD
  * does not match, BKV_TOKEN_ERR_KEY_MISSING for an unknown version. */
 bkv_token_err bkv_token_decrypt(bkv_token *token, bkv_token_aead_key key, uint32_t version,
-				const uint8_t iv[BKV_TOKEN_IV_BYTES], const uint8_t *aad,
-				size_t aad_len, const uint8_t *in, size_t in_len,
-				uint8_t *plaintext, size_t plaintext_len);
+                                const uint8_t iv[BKV_TOKEN_IV_BYTES], const uint8_t *aad,
+                                size_t aad_len, const uint8_t *in, size_t in_len,
+                                uint8_t *plaintext, size_t plaintext_len);
 
 /* ---- Seal-key rotation ---- */
 
@@ -136,7 +134,7 @@ bkv_token_err bkv_token_decrypt(bkv_token *token, bkv_token_aead_key key, uint32
 bkv_token_err bkv_token_rotate_seal_key(bkv_token *token, uint32_t *version);
 /* Lists the seal-key versions present in the token, ascending. */
 bkv_token_err bkv_token_seal_versions(bkv_token *token, uint32_t *versions, size_t max,
-				      size_t *count);
+                                      size_t *count);
 /* Re-seals the ristretto255 AKE key's data object under the newest loaded seal key if an
  * older one seals it. *resealed says whether anything changed. */
 bkv_token_err bkv_token_reseal_ake_key(bkv_token *token, bool *resealed);

@@ -22,14 +22,14 @@
 #include "token_ecdh.h"
 
 bkv_token_err token_ecdh_x(bkv_token *t, CK_OBJECT_HANDLE private_key,
-			   const uint8_t peer_uncompressed[P256_UNCOMPRESSED_BYTES], uint8_t x[32])
+                           const uint8_t peer_uncompressed[P256_UNCOMPRESSED_BYTES], uint8_t x[32])
 {
 	CK_ECDH1_DERIVE_PARAMS params = {
-		.kdf = CKD_NULL,
-		.pSharedData = NULL,
-		.ulSharedDataLen = 0,
-		.pPublicData = (CK_BYTE_PTR)peer_uncompressed,
-		.ulPublicDataLen = P256_UNCOMPRESSED_BYTES,
+	    .kdf = CKD_NULL,
+	    .pSharedData = NULL,
+	    .ulSharedDataLen = 0,
+	    .pPublicData = (CK_BYTE_PTR)peer_uncompressed,
+	    .ulPublicDataLen = P256_UNCOMPRESSED_BYTES,
 	};
 	CK_MECHANISM mech = {CKM_ECDH1_DERIVE, &params, sizeof(params)};
 	CK_OBJECT_CLASS cls = CKO_SECRET_KEY;
@@ -37,17 +37,14 @@ bkv_token_err token_ecdh_x(bkv_token *t, CK_OBJECT_HANDLE private_key,
 	CK_ULONG len = 32;
 	CK_BBOOL yes = CK_TRUE, no = CK_FALSE;
 	CK_ATTRIBUTE tmpl[] = {
-		{CKA_CLASS, &cls, sizeof(cls)},
-		{CKA_KEY_TYPE, &type, sizeof(type)},
-		{CKA_VALUE_LEN, &len, sizeof(len)},
-		{CKA_TOKEN, &no, sizeof(no)},
-		{CKA_SENSITIVE, &no, sizeof(no)},
-		{CKA_EXTRACTABLE, &yes, sizeof(yes)},
+	    {CKA_CLASS, &cls, sizeof(cls)},     {CKA_KEY_TYPE, &type, sizeof(type)},
+	    {CKA_VALUE_LEN, &len, sizeof(len)}, {CKA_TOKEN, &no, sizeof(no)},
+	    {CKA_SENSITIVE, &no, sizeof(no)},   {CKA_EXTRACTABLE, &yes, sizeof(yes)},
 	};
 	CK_OBJECT_HANDLE derived;
 	const uint64_t started = token_now_us();
 	CK_RV rv = t->fn->C_DeriveKey(t->session, &mech, private_key, tmpl,
-				      sizeof(tmpl) / sizeof(tmpl[0]), &derived);
+	                              sizeof(tmpl) / sizeof(tmpl[0]), &derived);
 	if (rv != CKR_OK)
 		return token_rv(t, rv);
 	CK_ATTRIBUTE value = {CKA_VALUE, x, 32};
@@ -63,8 +60,7 @@ bkv_token_err token_ecdh_x(bkv_token *t, CK_OBJECT_HANDLE private_key,
 	return BKV_TOKEN_OK;
 }
 
-static int point_to_uncompressed(const EC_GROUP *g, const EC_POINT *p, uint8_t out[65],
-				 BN_CTX *bn)
+static int point_to_uncompressed(const EC_GROUP *g, const EC_POINT *p, uint8_t out[65], BN_CTX *bn)
 {
 	return EC_POINT_point2oct(g, p, POINT_CONVERSION_UNCOMPRESSED, out, 65, bn) == 65;
 }
@@ -81,8 +77,8 @@ static int x_matches(const EC_GROUP *g, const EC_POINT *p, const uint8_t x[32], 
 }
 
 bkv_token_err p256_dh_full_point(p256_x_only_dh_fn dh, void *ctx,
-				 const uint8_t server_public[P256_UNCOMPRESSED_BYTES],
-				 const uint8_t peer_compressed[33], uint8_t out_compressed[33])
+                                 const uint8_t server_public[P256_UNCOMPRESSED_BYTES],
+                                 const uint8_t peer_compressed[33], uint8_t out_compressed[33])
 {
 	bkv_token_err err = BKV_TOKEN_ERR_NOMEM;
 	EC_GROUP *g = EC_GROUP_new_by_curve_name(NID_X9_62_prime256v1);

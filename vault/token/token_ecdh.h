@@ -15,6 +15,6 @@ typedef bkv_token_err (*p256_x_only_dh_fn)(void *ctx, const uint8_t peer[65], ui
 /* out = SerializeElement(sk * peer) (compressed), given x-only DH with sk and the public
  * key S = sk * G (uncompressed). peer must be a validated, non-identity point. */
 bkv_token_err p256_dh_full_point(p256_x_only_dh_fn dh, void *ctx, const uint8_t server_public[65],
-				 const uint8_t peer_compressed[33], uint8_t out_compressed[33]);
+                                 const uint8_t peer_compressed[33], uint8_t out_compressed[33]);
 
 #endif

@@ -9,19 +9,19 @@
 
 #include "token.h"
 
-#define TOKEN_MAX_SEAL_KEYS 64
-#define TOKEN_NUM_SUITES 2
+#define TOKEN_MAX_SEAL_KEYS     64
+#define TOKEN_NUM_SUITES        2
 #define P256_UNCOMPRESSED_BYTES 65
-#define R255_SEALED_KEY_BYTES (4 + BKV_TOKEN_IV_BYTES + 32 + BKV_TOKEN_TAG_BYTES)
+#define R255_SEALED_KEY_BYTES   (4 + BKV_TOKEN_IV_BYTES + 32 + BKV_TOKEN_TAG_BYTES)
 
 typedef struct token_suite_keys {
 	bkv_token *token;
 	opaque_suite_id suite;
 	bool loaded;
-	CK_OBJECT_HANDLE oprf_seed;   /* session copy of bkv-oprf-seed-<suite> */
-	CK_OBJECT_HANDLE ake_private; /* P-256: session copy of the private key */
+	CK_OBJECT_HANDLE oprf_seed;                  /* session copy of bkv-oprf-seed-<suite> */
+	CK_OBJECT_HANDLE ake_private;                /* P-256: session copy of the private key */
 	uint8_t ake_public[P256_UNCOMPRESSED_BYTES]; /* P-256: uncompressed public key */
-	uint8_t *r255_private_key;    /* ristretto255: locked, non-dumpable memory */
+	uint8_t *r255_private_key;                   /* ristretto255: locked, non-dumpable memory */
 	opaque_server_keys keys;
 } token_suite_keys;
 
@@ -63,29 +63,27 @@ void token_label(char *out, size_t out_len, const char *prefix, opaque_suite_id 
 
 /* Finds exactly one token object of class with label; BKV_TOKEN_ERR_KEY_MISSING if none. */
 bkv_token_err token_find(bkv_token *t, CK_OBJECT_CLASS cls, const char *label,
-			 CK_OBJECT_HANDLE *handle);
+                         CK_OBJECT_HANDLE *handle);
 /* Session copy of a token object (CKA_TOKEN = FALSE). */
 bkv_token_err token_session_copy(bkv_token *t, CK_OBJECT_HANDLE obj, CK_OBJECT_HANDLE *copy);
 /* Reads a non-sensitive attribute into buf; *len in: capacity, out: length. */
 bkv_token_err token_get_attribute(bkv_token *t, CK_OBJECT_HANDLE obj, CK_ATTRIBUTE_TYPE type,
-				  void *buf, size_t *len);
+                                  void *buf, size_t *len);
 
 /* The versions of every bkv-seal-N secret key in the token, with token-object handles. */
-bkv_token_err token_list_seal_keys(bkv_token *t, token_seal_key *keys, size_t max,
-				   size_t *count);
+bkv_token_err token_list_seal_keys(bkv_token *t, token_seal_key *keys, size_t max, size_t *count);
 
 /* ristretto255 AKE key sealing (token_opaque.c). */
 bkv_token_err token_seal_r255_key(bkv_token *t, const uint8_t private_key[32],
-				  uint8_t sealed[R255_SEALED_KEY_BYTES]);
+                                  uint8_t sealed[R255_SEALED_KEY_BYTES]);
 bkv_token_err token_unseal_r255_key(bkv_token *t, const uint8_t *sealed, size_t sealed_len,
-				    uint8_t private_key[32]);
+                                    uint8_t private_key[32]);
 /* Prepares suites[i] after the handles are loaded: wires opaque_server_keys. */
 bkv_token_err token_suite_keys_load(bkv_token *t, token_suite_keys *sk);
 void token_suite_keys_clear(token_suite_keys *sk);
 
 /* P-256 ECDH through CKM_ECDH1_DERIVE (token_ecdh.c). */
 bkv_token_err token_ecdh_x(bkv_token *t, CK_OBJECT_HANDLE private_key,
-			   const uint8_t peer_uncompressed[P256_UNCOMPRESSED_BYTES],
-			   uint8_t x[32]);
+                           const uint8_t peer_uncompressed[P256_UNCOMPRESSED_BYTES], uint8_t x[32]);
 
 #endif

@@ -15,10 +15,14 @@
 
 static const CK_BBOOL yes = CK_TRUE;
 static const CK_BBOOL no = CK_FALSE;
-#define BOOL_ATTR(type, value) {(type), (void *)&(value), sizeof(CK_BBOOL)}
+#define BOOL_ATTR(type, value)                                                                     \
+	{                                                                                          \
+		(type), (void *)&(value), sizeof(CK_BBOOL)                                         \
+	}
 
 /* DER OID 1.2.840.10045.3.1.7 (prime256v1) */
-static const uint8_t p256_ec_params[] = {0x06, 0x08, 0x2a, 0x86, 0x48, 0xce, 0x3d, 0x03, 0x01, 0x07};
+static const uint8_t p256_ec_params[] = {0x06, 0x08, 0x2a, 0x86, 0x48,
+                                         0xce, 0x3d, 0x03, 0x01, 0x07};
 
 static bkv_token_err create_aes_key(bkv_token *t, const char *label)
 {
@@ -26,26 +30,26 @@ static bkv_token_err create_aes_key(bkv_token *t, const char *label)
 	CK_KEY_TYPE type = CKK_AES;
 	CK_ULONG len = 32;
 	CK_ATTRIBUTE tmpl[] = {
-		{CKA_CLASS, &cls, sizeof(cls)},
-		{CKA_KEY_TYPE, &type, sizeof(type)},
-		{CKA_VALUE_LEN, &len, sizeof(len)},
-		{CKA_LABEL, (void *)label, strlen(label)},
-		BOOL_ATTR(CKA_TOKEN, yes),
-		BOOL_ATTR(CKA_PRIVATE, yes),
-		BOOL_ATTR(CKA_SENSITIVE, yes),
-		BOOL_ATTR(CKA_EXTRACTABLE, no),
-		BOOL_ATTR(CKA_ENCRYPT, yes),
-		BOOL_ATTR(CKA_DECRYPT, yes),
-		BOOL_ATTR(CKA_SIGN, no),
-		BOOL_ATTR(CKA_VERIFY, no),
-		BOOL_ATTR(CKA_WRAP, no),
-		BOOL_ATTR(CKA_UNWRAP, no),
-		BOOL_ATTR(CKA_DERIVE, no),
+	    {CKA_CLASS, &cls, sizeof(cls)},
+	    {CKA_KEY_TYPE, &type, sizeof(type)},
+	    {CKA_VALUE_LEN, &len, sizeof(len)},
+	    {CKA_LABEL, (void *)label, strlen(label)},
+	    BOOL_ATTR(CKA_TOKEN, yes),
+	    BOOL_ATTR(CKA_PRIVATE, yes),
+	    BOOL_ATTR(CKA_SENSITIVE, yes),
+	    BOOL_ATTR(CKA_EXTRACTABLE, no),
+	    BOOL_ATTR(CKA_ENCRYPT, yes),
+	    BOOL_ATTR(CKA_DECRYPT, yes),
+	    BOOL_ATTR(CKA_SIGN, no),
+	    BOOL_ATTR(CKA_VERIFY, no),
+	    BOOL_ATTR(CKA_WRAP, no),
+	    BOOL_ATTR(CKA_UNWRAP, no),
+	    BOOL_ATTR(CKA_DERIVE, no),
 	};
 	CK_MECHANISM mech = {CKM_AES_KEY_GEN, NULL, 0};
 	CK_OBJECT_HANDLE h;
-	return token_rv(t, t->fn->C_GenerateKey(t->session, &mech, tmpl,
-						 sizeof(tmpl) / sizeof(tmpl[0]), &h));
+	return token_rv(
+	    t, t->fn->C_GenerateKey(t->session, &mech, tmpl, sizeof(tmpl) / sizeof(tmpl[0]), &h));
 }
 
 static bkv_token_err create_oprf_seed(bkv_token *t, opaque_suite_id suite, const char *label)
@@ -55,56 +59,56 @@ static bkv_token_err create_oprf_seed(bkv_token *t, opaque_suite_id suite, const
 	CK_KEY_TYPE type = CKK_GENERIC_SECRET;
 	CK_ULONG len = sizes->Nh;
 	CK_MECHANISM_TYPE allowed[] = {suite == OPAQUE_SUITE_P256_SHA256 ? CKM_SHA256_HMAC
-									 : CKM_SHA512_HMAC};
+	                                                                 : CKM_SHA512_HMAC};
 	CK_ATTRIBUTE tmpl[] = {
-		{CKA_CLASS, &cls, sizeof(cls)},
-		{CKA_KEY_TYPE, &type, sizeof(type)},
-		{CKA_VALUE_LEN, &len, sizeof(len)},
-		{CKA_LABEL, (void *)label, strlen(label)},
-		{CKA_ALLOWED_MECHANISMS, allowed, sizeof(allowed)},
-		BOOL_ATTR(CKA_TOKEN, yes),
-		BOOL_ATTR(CKA_PRIVATE, yes),
-		BOOL_ATTR(CKA_SENSITIVE, yes),
-		BOOL_ATTR(CKA_EXTRACTABLE, no),
-		BOOL_ATTR(CKA_SIGN, yes),
-		BOOL_ATTR(CKA_VERIFY, no),
-		BOOL_ATTR(CKA_ENCRYPT, no),
-		BOOL_ATTR(CKA_DECRYPT, no),
-		BOOL_ATTR(CKA_WRAP, no),
-		BOOL_ATTR(CKA_UNWRAP, no),
-		BOOL_ATTR(CKA_DERIVE, no),
+	    {CKA_CLASS, &cls, sizeof(cls)},
+	    {CKA_KEY_TYPE, &type, sizeof(type)},
+	    {CKA_VALUE_LEN, &len, sizeof(len)},
+	    {CKA_LABEL, (void *)label, strlen(label)},
+	    {CKA_ALLOWED_MECHANISMS, allowed, sizeof(allowed)},
+	    BOOL_ATTR(CKA_TOKEN, yes),
+	    BOOL_ATTR(CKA_PRIVATE, yes),
+	    BOOL_ATTR(CKA_SENSITIVE, yes),
+	    BOOL_ATTR(CKA_EXTRACTABLE, no),
+	    BOOL_ATTR(CKA_SIGN, yes),
+	    BOOL_ATTR(CKA_VERIFY, no),
+	    BOOL_ATTR(CKA_ENCRYPT, no),
+	    BOOL_ATTR(CKA_DECRYPT, no),
+	    BOOL_ATTR(CKA_WRAP, no),
+	    BOOL_ATTR(CKA_UNWRAP, no),
+	    BOOL_ATTR(CKA_DERIVE, no),
 	};
 	CK_MECHANISM mech = {CKM_GENERIC_SECRET_KEY_GEN, NULL, 0};
 	CK_OBJECT_HANDLE h;
-	return token_rv(t, t->fn->C_GenerateKey(t->session, &mech, tmpl,
-						 sizeof(tmpl) / sizeof(tmpl[0]), &h));
+	return token_rv(
+	    t, t->fn->C_GenerateKey(t->session, &mech, tmpl, sizeof(tmpl) / sizeof(tmpl[0]), &h));
 }
 
 static bkv_token_err create_p256_key_pair(bkv_token *t, const char *label)
 {
 	CK_ATTRIBUTE pub[] = {
-		{CKA_EC_PARAMS, (void *)p256_ec_params, sizeof(p256_ec_params)},
-		{CKA_LABEL, (void *)label, strlen(label)},
-		BOOL_ATTR(CKA_TOKEN, yes),
-		BOOL_ATTR(CKA_VERIFY, no),
-		BOOL_ATTR(CKA_DERIVE, no),
+	    {CKA_EC_PARAMS, (void *)p256_ec_params, sizeof(p256_ec_params)},
+	    {CKA_LABEL, (void *)label, strlen(label)},
+	    BOOL_ATTR(CKA_TOKEN, yes),
+	    BOOL_ATTR(CKA_VERIFY, no),
+	    BOOL_ATTR(CKA_DERIVE, no),
 	};
 	CK_ATTRIBUTE priv[] = {
-		{CKA_LABEL, (void *)label, strlen(label)},
-		BOOL_ATTR(CKA_TOKEN, yes),
-		BOOL_ATTR(CKA_PRIVATE, yes),
-		BOOL_ATTR(CKA_SENSITIVE, yes),
-		BOOL_ATTR(CKA_EXTRACTABLE, no),
-		BOOL_ATTR(CKA_DERIVE, yes),
-		BOOL_ATTR(CKA_SIGN, no),
-		BOOL_ATTR(CKA_DECRYPT, no),
-		BOOL_ATTR(CKA_UNWRAP, no),
+	    {CKA_LABEL, (void *)label, strlen(label)},
+	    BOOL_ATTR(CKA_TOKEN, yes),
+	    BOOL_ATTR(CKA_PRIVATE, yes),
+	    BOOL_ATTR(CKA_SENSITIVE, yes),
+	    BOOL_ATTR(CKA_EXTRACTABLE, no),
+	    BOOL_ATTR(CKA_DERIVE, yes),
+	    BOOL_ATTR(CKA_SIGN, no),
+	    BOOL_ATTR(CKA_DECRYPT, no),
+	    BOOL_ATTR(CKA_UNWRAP, no),
 	};
 	CK_MECHANISM mech = {CKM_EC_KEY_PAIR_GEN, NULL, 0};
 	CK_OBJECT_HANDLE hpub, hpriv;
 	return token_rv(t, t->fn->C_GenerateKeyPair(t->session, &mech, pub,
-						     sizeof(pub) / sizeof(pub[0]), priv,
-						     sizeof(priv) / sizeof(priv[0]), &hpub, &hpriv));
+	                                            sizeof(pub) / sizeof(pub[0]), priv,
+	                                            sizeof(priv) / sizeof(priv[0]), &hpub, &hpriv));
 }
 
 static bkv_token_err create_r255_key(bkv_token *t, const char *label)
@@ -114,23 +118,20 @@ static bkv_token_err create_r255_key(bkv_token *t, const char *label)
 	uint8_t pk[32];
 	bkv_token_err err = BKV_TOKEN_ERR_DEVICE;
 	if (opaque_generate_ake_key_pair(OPAQUE_SUITE_RISTRETTO255_SHA512, sk, sizeof(sk), pk,
-					 sizeof(pk)) != OPAQUE_OK)
+	                                 sizeof(pk)) != OPAQUE_OK)
 		goto done;
 	err = token_seal_r255_key(t, sk, sealed);
 	if (err != BKV_TOKEN_OK)
 		goto done;
 	CK_OBJECT_CLASS cls = CKO_DATA;
 	CK_ATTRIBUTE tmpl[] = {
-		{CKA_CLASS, &cls, sizeof(cls)},
-		{CKA_LABEL, (void *)label, strlen(label)},
-		{CKA_VALUE, sealed, sizeof(sealed)},
-		BOOL_ATTR(CKA_TOKEN, yes),
-		BOOL_ATTR(CKA_PRIVATE, yes),
-		BOOL_ATTR(CKA_MODIFIABLE, no),
+	    {CKA_CLASS, &cls, sizeof(cls)},      {CKA_LABEL, (void *)label, strlen(label)},
+	    {CKA_VALUE, sealed, sizeof(sealed)}, BOOL_ATTR(CKA_TOKEN, yes),
+	    BOOL_ATTR(CKA_PRIVATE, yes),         BOOL_ATTR(CKA_MODIFIABLE, no),
 	};
 	CK_OBJECT_HANDLE h;
-	err = token_rv(t, t->fn->C_CreateObject(t->session, tmpl, sizeof(tmpl) / sizeof(tmpl[0]),
-						&h));
+	err = token_rv(t,
+	               t->fn->C_CreateObject(t->session, tmpl, sizeof(tmpl) / sizeof(tmpl[0]), &h));
 done:
 	sodium_memzero(sk, sizeof(sk));
 	return err;
@@ -152,8 +153,7 @@ static bkv_token_err destroy_all(bkv_token *t, CK_OBJECT_CLASS cls, const char *
 	}
 }
 
-static bkv_token_err destroy_everything(bkv_token *t, const opaque_suite_id *suites,
-					size_t nsuites)
+static bkv_token_err destroy_everything(bkv_token *t, const opaque_suite_id *suites, size_t nsuites)
 {
 	token_seal_key keys[TOKEN_MAX_SEAL_KEYS];
 	size_t count;
@@ -187,7 +187,7 @@ static bkv_token_err use_token_seal_keys(bkv_token *t)
 }
 
 static bkv_token_err ensure_secret_key(bkv_token *t, const char *label, opaque_suite_id suite,
-				       bool oprf_seed, bkv_token_report_fn report, void *arg)
+                                       bool oprf_seed, bkv_token_report_fn report, void *arg)
 {
 	CK_OBJECT_HANDLE h;
 	bkv_token_err err = token_find(t, CKO_SECRET_KEY, label, &h);
@@ -203,9 +203,8 @@ static bkv_token_err ensure_secret_key(bkv_token *t, const char *label, opaque_s
 	return err;
 }
 
-bkv_token_err bkv_token_create_keys(bkv_token *t, const opaque_suite_id *suites,
-				    size_t nsuites, bool replace, bkv_token_report_fn report,
-				    void *report_arg)
+bkv_token_err bkv_token_create_keys(bkv_token *t, const opaque_suite_id *suites, size_t nsuites,
+                                    bool replace, bkv_token_report_fn report, void *report_arg)
 {
 	if (t == NULL || suites == NULL || nsuites == 0 || nsuites > TOKEN_NUM_SUITES ||
 	    report == NULL)
@@ -264,8 +263,7 @@ bkv_token_err bkv_token_create_keys(bkv_token *t, const opaque_suite_id *suites,
 	return err;
 }
 
-bkv_token_err bkv_token_seal_versions(bkv_token *t, uint32_t *versions, size_t max,
-				      size_t *count)
+bkv_token_err bkv_token_seal_versions(bkv_token *t, uint32_t *versions, size_t max, size_t *count)
 {
 	if (t == NULL || versions == NULL || count == NULL)
 		return BKV_TOKEN_ERR_ARGUMENT;
@@ -320,7 +318,7 @@ static bkv_token_err r255_key_seal_version(bkv_token *t, uint32_t *version)
 		err = token_get_attribute(t, h, CKA_VALUE, sealed, &len);
 	if (err == BKV_TOKEN_OK && len >= 4)
 		*version = (uint32_t)sealed[0] << 24 | (uint32_t)sealed[1] << 16 |
-			   (uint32_t)sealed[2] << 8 | sealed[3];
+		           (uint32_t)sealed[2] << 8 | sealed[3];
 	return err;
 }
 
@@ -377,16 +375,16 @@ bkv_token_err bkv_token_reseal_ake_key(bkv_token *t, bool *resealed)
 	/* Create the new object first: a crash in between leaves two objects, both valid. */
 	CK_OBJECT_CLASS cls = CKO_DATA;
 	CK_ATTRIBUTE tmpl[] = {
-		{CKA_CLASS, &cls, sizeof(cls)},
-		{CKA_LABEL, (void *)label, strlen(label)},
-		{CKA_VALUE, resealed_blob, sizeof(resealed_blob)},
-		BOOL_ATTR(CKA_TOKEN, yes),
-		BOOL_ATTR(CKA_PRIVATE, yes),
-		BOOL_ATTR(CKA_MODIFIABLE, no),
+	    {CKA_CLASS, &cls, sizeof(cls)},
+	    {CKA_LABEL, (void *)label, strlen(label)},
+	    {CKA_VALUE, resealed_blob, sizeof(resealed_blob)},
+	    BOOL_ATTR(CKA_TOKEN, yes),
+	    BOOL_ATTR(CKA_PRIVATE, yes),
+	    BOOL_ATTR(CKA_MODIFIABLE, no),
 	};
 	CK_OBJECT_HANDLE fresh;
-	err = token_rv(t, t->fn->C_CreateObject(t->session, tmpl, sizeof(tmpl) / sizeof(tmpl[0]),
-						&fresh));
+	err = token_rv(
+	    t, t->fn->C_CreateObject(t->session, tmpl, sizeof(tmpl) / sizeof(tmpl[0]), &fresh));
 	if (err == BKV_TOKEN_OK)
 		err = token_rv(t, t->fn->C_DestroyObject(t->session, old));
 	if (err == BKV_TOKEN_OK)

@@ -29,16 +29,15 @@ static opaque_err server_keys_fail(bkv_token *t, bkv_token_err why)
 }
 
 static opaque_err token_oprf_seed_expand(void *ctx, const uint8_t *info, size_t info_len,
-					 uint8_t *out, size_t out_len)
+                                         uint8_t *out, size_t out_len)
 {
 	token_suite_keys *sk = ctx;
 	bkv_token *t = sk->token;
 	const size_t nh = opaque_suite_sizes(sk->suite)->Nh;
 	if (info_len > HMAC_MAX_INPUT - nh - 1 || out_len > 255 * nh)
 		return server_keys_fail(t, BKV_TOKEN_ERR_ARGUMENT);
-	CK_MECHANISM mech = {sk->suite == OPAQUE_SUITE_P256_SHA256 ? CKM_SHA256_HMAC
-								   : CKM_SHA512_HMAC,
-			     NULL, 0};
+	CK_MECHANISM mech = {
+	    sk->suite == OPAQUE_SUITE_P256_SHA256 ? CKM_SHA256_HMAC : CKM_SHA512_HMAC, NULL, 0};
 	uint8_t input[HMAC_MAX_INPUT];
 	uint8_t block[OPAQUE_MAX_HASH_BYTES];
 	size_t prev_len = 0, done = 0;
@@ -53,7 +52,7 @@ static opaque_err token_oprf_seed_expand(void *ctx, const uint8_t *info, size_t 
 		CK_RV rv = t->fn->C_SignInit(t->session, &mech, sk->oprf_seed);
 		if (rv == CKR_OK)
 			rv = t->fn->C_Sign(t->session, input, prev_len + info_len + 1, block,
-					   &mac_len);
+			                   &mac_len);
 		token_observe(t, BKV_TOKEN_OP_HMAC, started);
 		if (rv != CKR_OK || mac_len != nh) {
 			token_rv(t, rv == CKR_OK ? CKR_GENERAL_ERROR : rv);
@@ -79,7 +78,7 @@ static bkv_token_err token_x_only_dh(void *ctx, const uint8_t peer[65], uint8_t 
 }
 
 static opaque_err token_ake_dh(void *ctx, const uint8_t *peer, size_t peer_len, uint8_t *out,
-			       size_t out_len)
+                               size_t out_len)
 {
 	token_suite_keys *sk = ctx;
 	const opaque_sizes *sizes = opaque_suite_sizes(sk->suite);
@@ -87,7 +86,7 @@ static opaque_err token_ake_dh(void *ctx, const uint8_t *peer, size_t peer_len, 
 		return server_keys_fail(sk->token, BKV_TOKEN_ERR_ARGUMENT);
 	if (sk->suite == OPAQUE_SUITE_P256_SHA256) {
 		bkv_token_err err =
-			p256_dh_full_point(token_x_only_dh, sk, sk->ake_public, peer, out);
+		    p256_dh_full_point(token_x_only_dh, sk, sk->ake_public, peer, out);
 		return err == BKV_TOKEN_OK ? OPAQUE_OK : server_keys_fail(sk->token, err);
 	}
 	if (crypto_scalarmult_ristretto255(out, sk->r255_private_key, peer) != 0)
@@ -97,7 +96,7 @@ static opaque_err token_ake_dh(void *ctx, const uint8_t *peer, size_t peer_len, 
 
 /* sealed = seal_version(4, big-endian) || iv(12) || AES-GCM(private_key) || tag(16) */
 bkv_token_err token_seal_r255_key(bkv_token *t, const uint8_t private_key[32],
-				  uint8_t sealed[R255_SEALED_KEY_BYTES])
+                                  uint8_t sealed[R255_SEALED_KEY_BYTES])
 {
 	const uint32_t version = bkv_token_seal_version(t);
 	if (version == 0)
@@ -111,24 +110,23 @@ bkv_token_err token_seal_r255_key(bkv_token *t, const uint8_t private_key[32],
 	uint8_t aad[sizeof(r255_key_aad) - 1 + 4];
 	memcpy(aad, r255_key_aad, sizeof(r255_key_aad) - 1);
 	memcpy(aad + sizeof(r255_key_aad) - 1, sealed, 4);
-	return bkv_token_encrypt(t, BKV_TOKEN_KEY_SEAL, version, iv, aad, sizeof(aad),
-				 private_key, 32, iv + BKV_TOKEN_IV_BYTES,
-				 32 + BKV_TOKEN_TAG_BYTES);
+	return bkv_token_encrypt(t, BKV_TOKEN_KEY_SEAL, version, iv, aad, sizeof(aad), private_key,
+	                         32, iv + BKV_TOKEN_IV_BYTES, 32 + BKV_TOKEN_TAG_BYTES);
 }
 
 bkv_token_err token_unseal_r255_key(bkv_token *t, const uint8_t *sealed, size_t sealed_len,
-				    uint8_t private_key[32])
+                                    uint8_t private_key[32])
 {
 	if (sealed_len != R255_SEALED_KEY_BYTES)
 		return BKV_TOKEN_ERR_AUTH;
 	const uint32_t version = (uint32_t)sealed[0] << 24 | (uint32_t)sealed[1] << 16 |
-				 (uint32_t)sealed[2] << 8 | sealed[3];
+	                         (uint32_t)sealed[2] << 8 | sealed[3];
 	uint8_t aad[sizeof(r255_key_aad) - 1 + 4];
 	memcpy(aad, r255_key_aad, sizeof(r255_key_aad) - 1);
 	memcpy(aad + sizeof(r255_key_aad) - 1, sealed, 4);
 	return bkv_token_decrypt(t, BKV_TOKEN_KEY_SEAL, version, sealed + 4, aad, sizeof(aad),
-				 sealed + 4 + BKV_TOKEN_IV_BYTES, 32 + BKV_TOKEN_TAG_BYTES,
-				 private_key, 32);
+	                         sealed + 4 + BKV_TOKEN_IV_BYTES, 32 + BKV_TOKEN_TAG_BYTES,
+	                         private_key, 32);
 }
 
 /* CKA_EC_POINT is a DER OCTET STRING around the uncompressed point (04 41 04 x y); some
@@ -182,9 +180,8 @@ static bkv_token_err load_r255(bkv_token *t, token_suite_keys *sk, const char *l
 	if (sk->r255_private_key == NULL)
 		return BKV_TOKEN_ERR_NOMEM;
 	err = token_unseal_r255_key(t, sealed, len, sk->r255_private_key);
-	if (err == BKV_TOKEN_OK &&
-	    crypto_scalarmult_ristretto255_base(sk->keys.server_public_key,
-						sk->r255_private_key) != 0)
+	if (err == BKV_TOKEN_OK && crypto_scalarmult_ristretto255_base(sk->keys.server_public_key,
+	                                                               sk->r255_private_key) != 0)
 		err = BKV_TOKEN_ERR_AUTH;
 	if (err == BKV_TOKEN_OK && sodium_mprotect_readonly(sk->r255_private_key) != 0)
 		err = BKV_TOKEN_ERR_NOMEM;
@@ -202,7 +199,7 @@ bkv_token_err token_suite_keys_load(bkv_token *t, token_suite_keys *sk)
 	token_label(label, sizeof(label), "bkv-ake-", sk->suite);
 	if (err == BKV_TOKEN_OK)
 		err = sk->suite == OPAQUE_SUITE_P256_SHA256 ? load_p256(t, sk, label)
-							    : load_r255(t, sk, label);
+		                                            : load_r255(t, sk, label);
 	if (err != BKV_TOKEN_OK) {
 		token_suite_keys_clear(sk);
 		t->last_error = err;

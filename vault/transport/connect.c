@@ -39,17 +39,14 @@ static const struct {
 	const ProtobufCMessageDescriptor *request;
 	bool needs_auth;
 } methods[] = {
-	[METHOD_GET_CONFIG] = {"GetConfig", &bkv__v1__get_config_request__descriptor, false},
-	[METHOD_REGISTER_START] = {"RegisterStart", &bkv__v1__register_start_request__descriptor,
-				   true},
-	[METHOD_REGISTER_FINISH] = {"RegisterFinish",
-				    &bkv__v1__register_finish_request__descriptor, true},
-	[METHOD_RECOVER_START] = {"RecoverStart", &bkv__v1__recover_start_request__descriptor,
-				  true},
-	[METHOD_RECOVER_FINISH] = {"RecoverFinish", &bkv__v1__recover_finish_request__descriptor,
-				   true},
-	[METHOD_GET_STATUS] = {"GetStatus", &bkv__v1__get_status_request__descriptor, true},
-	[METHOD_DELETE] = {"Delete", &bkv__v1__delete_request__descriptor, true},
+    [METHOD_GET_CONFIG] = {"GetConfig", &bkv__v1__get_config_request__descriptor, false},
+    [METHOD_REGISTER_START] = {"RegisterStart", &bkv__v1__register_start_request__descriptor, true},
+    [METHOD_REGISTER_FINISH] = {"RegisterFinish", &bkv__v1__register_finish_request__descriptor,
+                                true},
+    [METHOD_RECOVER_START] = {"RecoverStart", &bkv__v1__recover_start_request__descriptor, true},
+    [METHOD_RECOVER_FINISH] = {"RecoverFinish", &bkv__v1__recover_finish_request__descriptor, true},
+    [METHOD_GET_STATUS] = {"GetStatus", &bkv__v1__get_status_request__descriptor, true},
+    [METHOD_DELETE] = {"Delete", &bkv__v1__delete_request__descriptor, true},
 };
 
 /* Storage for whichever response the method produces. */
@@ -106,7 +103,7 @@ static void send_error(struct evhttp_request *req, int http, const bkv_status *s
 		size_t n = bkv__v1__attempt_info__pack(&info, packed);
 		char b64[64];
 		sodium_bin2base64(b64, sizeof(b64), packed, n,
-				  sodium_base64_VARIANT_ORIGINAL_NO_PADDING);
+		                  sodium_base64_VARIANT_ORIGINAL_NO_PADDING);
 		json_t *detail = json_object();
 		json_object_set_new(detail, "type", json_string("bkv.v1.AttemptInfo"));
 		json_object_set_new(detail, "value", json_string(b64));
@@ -121,7 +118,7 @@ static void send_error(struct evhttp_request *req, int http, const bkv_status *s
 		evbuffer_add(buf, text, strlen(text));
 	free(text);
 	evhttp_add_header(evhttp_request_get_output_headers(req), "Content-Type",
-			  "application/json");
+	                  "application/json");
 	evhttp_send_reply(req, http, NULL, buf);
 	if (buf != NULL)
 		evbuffer_free(buf);
@@ -144,13 +141,13 @@ static void send_message(struct evhttp_request *req, const ProtobufCMessage *msg
 	vec.iov_len = protobuf_c_message_pack(msg, space);
 	evbuffer_commit_space(buf, &vec, 1);
 	evhttp_add_header(evhttp_request_get_output_headers(req), "Content-Type",
-			  "application/proto");
+	                  "application/proto");
 	evhttp_send_reply(req, 200, "OK", buf);
 	evbuffer_free(buf);
 }
 
 static void log_request(bkv_server_ctx *ctx, const char *method, bkv_code code, uint64_t micros,
-			const uint8_t *account, size_t account_len)
+                        const uint8_t *account, size_t account_len)
 {
 	FILE *log = ctx->settings->request_log;
 	if (log == NULL)
@@ -159,10 +156,10 @@ static void log_request(bkv_server_ctx *ctx, const char *method, bkv_code code, 
 	if (account_len > 0)
 		bkv_account_hash(ctx->vault, (bkv_account){account, account_len}, account_hash);
 	fprintf(log,
-		"{\"ts\":%" PRId64 ",\"method\":\"%s\",\"code\":\"%s\",\"latency_ms\":%.3f,"
-		"\"account\":\"%s\"}\n",
-		(int64_t)time(NULL), method, bkv_code_name(code), (double)micros / 1000.0,
-		account_hash);
+	        "{\"ts\":%" PRId64 ",\"method\":\"%s\",\"code\":\"%s\",\"latency_ms\":%.3f,"
+	        "\"account\":\"%s\"}\n",
+	        (int64_t)time(NULL), method, bkv_code_name(code), (double)micros / 1000.0,
+	        account_hash);
 	fflush(log);
 }
 
@@ -180,15 +177,15 @@ static bool token_ready(bkv_server_ctx *ctx)
 		return true;
 	}
 	ctx->token_backoff_ms = ctx->token_backoff_ms * 2 > TOKEN_BACKOFF_MAX_MS
-					? TOKEN_BACKOFF_MAX_MS
-					: ctx->token_backoff_ms * 2;
+	                            ? TOKEN_BACKOFF_MAX_MS
+	                            : ctx->token_backoff_ms * 2;
 	ctx->token_retry_at_ms = now + ctx->token_backoff_ms;
 	return false;
 }
 
 static bkv_status dispatch(bkv_server_ctx *ctx, int method, bkv_account account,
-			   const ProtobufCMessage *request, ProtobufCMessage **response,
-			   response_storage *out, bkv_reply_buffers *buf)
+                           const ProtobufCMessage *request, ProtobufCMessage **response,
+                           response_storage *out, bkv_reply_buffers *buf)
 {
 	bkv_vault *v = ctx->vault;
 	switch (method) {
@@ -198,19 +195,19 @@ static bkv_status dispatch(bkv_server_ctx *ctx, int method, bkv_account account,
 	case METHOD_REGISTER_START:
 		*response = &out->register_start.base;
 		return bkv_register_start(v, account, (const void *)request, &out->register_start,
-					  buf);
+		                          buf);
 	case METHOD_REGISTER_FINISH:
 		*response = &out->register_finish.base;
 		return bkv_register_finish(v, account, (const void *)request,
-					   &out->register_finish);
+		                           &out->register_finish);
 	case METHOD_RECOVER_START:
 		*response = &out->recover_start.base;
 		return bkv_recover_start(v, account, (const void *)request, &out->recover_start,
-					 buf);
+		                         buf);
 	case METHOD_RECOVER_FINISH:
 		*response = &out->recover_finish.base;
 		return bkv_recover_finish(v, account, (const void *)request, &out->recover_finish,
-					  buf);
+		                          buf);
 	case METHOD_GET_STATUS:
 		*response = &out->get_status.base;
 		return bkv_get_status(v, account, &out->get_status);
@@ -251,29 +248,28 @@ void bkv_connect_handle(bkv_server_ctx *ctx, struct evhttp_request *req, const c
 	const char *content_type = evhttp_find_header(in, "Content-Type");
 	if (content_type == NULL || strcmp(content_type, "application/proto") != 0) {
 		st = bkv_status_error(BKV_CODE_INVALID_ARGUMENT,
-				      "Content-Type must be application/proto");
+		                      "Content-Type must be application/proto");
 		evhttp_add_header(evhttp_request_get_output_headers(req), "Accept-Post",
-				  "application/proto");
+		                  "application/proto");
 		http = 415;
 		goto reply;
 	}
 	const char *version = evhttp_find_header(in, "Connect-Protocol-Version");
 	if (version != NULL && strcmp(version, "1") != 0) {
 		st = bkv_status_error(BKV_CODE_INVALID_ARGUMENT,
-				      "unsupported Connect-Protocol-Version (this vault speaks 1)");
+		                      "unsupported Connect-Protocol-Version (this vault speaks 1)");
 		goto reply;
 	}
 	struct evbuffer *body = evhttp_request_get_input_buffer(req);
 	const size_t body_len = evbuffer_get_length(body);
 	if (body_len > BKV_CONNECT_MAX_BODY) {
-		st = bkv_status_error(BKV_CODE_RESOURCE_EXHAUSTED,
-				      "request body exceeds 64 KiB");
+		st = bkv_status_error(BKV_CODE_RESOURCE_EXHAUSTED, "request body exceeds 64 KiB");
 		goto reply;
 	}
 	if (methods[method].needs_auth) {
 		const char *why = NULL;
 		if (!bkv_auth_verify(ctx->settings->auth, evhttp_find_header(in, "Authorization"),
-				     (int64_t)time(NULL), account_id, &account_len, &why)) {
+		                     (int64_t)time(NULL), account_id, &account_len, &why)) {
 			account_len = 0;
 			st = bkv_status_error(BKV_CODE_UNAUTHENTICATED, why);
 			goto reply;
@@ -283,12 +279,12 @@ void bkv_connect_handle(bkv_server_ctx *ctx, struct evhttp_request *req, const c
 	request = protobuf_c_message_unpack(methods[method].request, NULL, body_len, data);
 	if (request == NULL) {
 		st = bkv_status_error(BKV_CODE_INVALID_ARGUMENT,
-				      "the request body is not a valid protobuf message");
+		                      "the request body is not a valid protobuf message");
 		goto reply;
 	}
 	if (!token_ready(ctx)) {
 		st = bkv_status_error(BKV_CODE_UNAVAILABLE,
-				      "the vault's key token is unavailable; try again later");
+		                      "the vault's key token is unavailable; try again later");
 		goto reply;
 	}
 	buf = malloc(sizeof(*buf));
@@ -298,8 +294,8 @@ void bkv_connect_handle(bkv_server_ctx *ctx, struct evhttp_request *req, const c
 		st = bkv_status_error(BKV_CODE_INTERNAL, "out of memory");
 		goto reply;
 	}
-	st = dispatch(ctx, method, (bkv_account){account_id, account_len}, request, &response,
-		      &out, buf);
+	st = dispatch(ctx, method, (bkv_account){account_id, account_len}, request, &response, &out,
+	              buf);
 	if (st.code == BKV_CODE_UNAVAILABLE && !bkv_vault_token_healthy(ctx->vault)) {
 		ctx->token_down = true;
 		ctx->token_backoff_ms = TOKEN_BACKOFF_MIN_MS;
@@ -316,7 +312,7 @@ reply:
 		bkv_metrics_observe(&metrics->latency[method], micros);
 	}
 	log_request(ctx, method == METHOD_UNKNOWN ? "unknown" : methods[method].name, st.code,
-		    micros, account_id, account_len);
+	            micros, account_id, account_len);
 	if (request != NULL)
 		protobuf_c_message_free_unpacked(request, NULL);
 	if (buf != NULL) {

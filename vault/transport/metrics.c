@@ -9,24 +9,26 @@
 #include "metrics.h"
 
 const char *const bkv_metrics_method_names[BKV_METRICS_METHODS] = {
-	"GetConfig", "RegisterStart", "RegisterFinish", "RecoverStart",
-	"RecoverFinish", "GetStatus", "Delete", "unknown",
+    "GetConfig",     "RegisterStart", "RegisterFinish", "RecoverStart",
+    "RecoverFinish", "GetStatus",     "Delete",         "unknown",
 };
 
 const char *const bkv_metrics_token_op_names[BKV_METRICS_TOKEN_OPS] = {
-	"encrypt", "decrypt", "hmac", "ecdh",
+    "encrypt",
+    "decrypt",
+    "hmac",
+    "ecdh",
 };
 
 /* Upper bounds in microseconds. */
 static const uint64_t bucket_bounds_us[BKV_METRICS_BUCKETS] = {
-	50, 100, 250, 500, 1000, 2500, 5000, 10000, 25000, 50000, 100000, 250000, 1000000,
-	UINT64_MAX,
+    50, 100, 250, 500, 1000, 2500, 5000, 10000, 25000, 50000, 100000, 250000, 1000000, UINT64_MAX,
 };
 
 bkv_metrics *bkv_metrics_create(void)
 {
 	void *p = mmap(NULL, sizeof(bkv_metrics), PROT_READ | PROT_WRITE,
-		       MAP_SHARED | MAP_ANONYMOUS, -1, 0);
+	               MAP_SHARED | MAP_ANONYMOUS, -1, 0);
 	return p == MAP_FAILED ? NULL : p;
 }
 
@@ -50,19 +52,19 @@ static uint64_t load(const uint64_t *v)
 	return __atomic_load_n(v, __ATOMIC_RELAXED);
 }
 
-static void render_histogram(FILE *f, const char *name, const char *label_key,
-			     const char *label, const bkv_histogram *h)
+static void render_histogram(FILE *f, const char *name, const char *label_key, const char *label,
+                             const bkv_histogram *h)
 {
 	for (size_t i = 0; i < BKV_METRICS_BUCKETS; i++) {
 		if (bucket_bounds_us[i] == UINT64_MAX)
 			fprintf(f, "%s_bucket{%s=\"%s\",le=\"+Inf\"} %" PRIu64 "\n", name,
-				label_key, label, load(&h->buckets[i]));
+			        label_key, label, load(&h->buckets[i]));
 		else
 			fprintf(f, "%s_bucket{%s=\"%s\",le=\"%g\"} %" PRIu64 "\n", name, label_key,
-				label, (double)bucket_bounds_us[i] / 1e6, load(&h->buckets[i]));
+			        label, (double)bucket_bounds_us[i] / 1e6, load(&h->buckets[i]));
 	}
 	fprintf(f, "%s_sum{%s=\"%s\"} %g\n", name, label_key, label,
-		(double)load(&h->sum_us) / 1e6);
+	        (double)load(&h->sum_us) / 1e6);
 	fprintf(f, "%s_count{%s=\"%s\"} %" PRIu64 "\n", name, label_key, label, load(&h->count));
 }
 
@@ -73,37 +75,39 @@ char *bkv_metrics_render(const bkv_metrics *m, size_t *len)
 	if (f == NULL)
 		return NULL;
 	fprintf(f, "# HELP bkv_requests_total RPCs by method and Connect code.\n"
-		   "# TYPE bkv_requests_total counter\n");
+	           "# TYPE bkv_requests_total counter\n");
 	for (size_t i = 0; i < BKV_METRICS_METHODS; i++) {
 		for (size_t c = 0; c < BKV_METRICS_CODES; c++) {
 			uint64_t n = load(&m->requests[i][c]);
 			if (n > 0)
-				fprintf(f, "bkv_requests_total{method=\"%s\",code=\"%s\"} %" PRIu64 "\n",
-					bkv_metrics_method_names[i], bkv_code_name((bkv_code)c), n);
+				fprintf(f,
+				        "bkv_requests_total{method=\"%s\",code=\"%s\"} %" PRIu64
+				        "\n",
+				        bkv_metrics_method_names[i], bkv_code_name((bkv_code)c), n);
 		}
 	}
 	fprintf(f, "# HELP bkv_request_duration_seconds RPC latency.\n"
-		   "# TYPE bkv_request_duration_seconds histogram\n");
+	           "# TYPE bkv_request_duration_seconds histogram\n");
 	for (size_t i = 0; i < BKV_METRICS_METHODS; i++)
 		render_histogram(f, "bkv_request_duration_seconds", "method",
-				 bkv_metrics_method_names[i], &m->latency[i]);
+		                 bkv_metrics_method_names[i], &m->latency[i]);
 	fprintf(f, "# HELP bkv_token_operation_duration_seconds PKCS#11 operation latency.\n"
-		   "# TYPE bkv_token_operation_duration_seconds histogram\n");
+	           "# TYPE bkv_token_operation_duration_seconds histogram\n");
 	for (size_t i = 0; i < BKV_METRICS_TOKEN_OPS; i++)
 		render_histogram(f, "bkv_token_operation_duration_seconds", "op",
-				 bkv_metrics_token_op_names[i], &m->token_latency[i]);
+		                 bkv_metrics_token_op_names[i], &m->token_latency[i]);
 	fprintf(f,
-		"# HELP bkv_attempts_consumed_total Recovery attempts committed.\n"
-		"# TYPE bkv_attempts_consumed_total counter\n"
-		"bkv_attempts_consumed_total %" PRIu64 "\n"
-		"# HELP bkv_records_destroyed_total Records destroyed after the attempt limit.\n"
-		"# TYPE bkv_records_destroyed_total counter\n"
-		"bkv_records_destroyed_total %" PRIu64 "\n"
-		"# HELP bkv_worker_restarts_total Worker processes restarted after a crash.\n"
-		"# TYPE bkv_worker_restarts_total counter\n"
-		"bkv_worker_restarts_total %" PRIu64 "\n",
-		load(&m->attempts_consumed), load(&m->records_destroyed),
-		load(&m->worker_restarts));
+	        "# HELP bkv_attempts_consumed_total Recovery attempts committed.\n"
+	        "# TYPE bkv_attempts_consumed_total counter\n"
+	        "bkv_attempts_consumed_total %" PRIu64 "\n"
+	        "# HELP bkv_records_destroyed_total Records destroyed after the attempt limit.\n"
+	        "# TYPE bkv_records_destroyed_total counter\n"
+	        "bkv_records_destroyed_total %" PRIu64 "\n"
+	        "# HELP bkv_worker_restarts_total Worker processes restarted after a crash.\n"
+	        "# TYPE bkv_worker_restarts_total counter\n"
+	        "bkv_worker_restarts_total %" PRIu64 "\n",
+	        load(&m->attempts_consumed), load(&m->records_destroyed),
+	        load(&m->worker_restarts));
 	if (fclose(f) != 0) {
 		free(out);
 		return NULL;

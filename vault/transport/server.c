@@ -23,9 +23,9 @@
 
 #include "server_internal.h"
 
-#define SERVICE_PREFIX "/bkv.v1.BackupKeyVault/"
+#define SERVICE_PREFIX    "/bkv.v1.BackupKeyVault/"
 #define EVHTTP_BODY_LIMIT (1024 * 1024) /* above the Connect cap, which answers properly */
-#define DRAIN_SECONDS 2
+#define DRAIN_SECONDS     2
 
 uint64_t bkv_now_us(void)
 {
@@ -41,19 +41,20 @@ uint64_t bkv_now_ms(void)
 
 int bkv_listen(const char *host, const char *port, char *why, size_t why_len)
 {
-	struct addrinfo hints = {.ai_family = AF_UNSPEC, .ai_socktype = SOCK_STREAM,
-				 .ai_flags = AI_PASSIVE | AI_NUMERICSERV};
+	struct addrinfo hints = {.ai_family = AF_UNSPEC,
+	                         .ai_socktype = SOCK_STREAM,
+	                         .ai_flags = AI_PASSIVE | AI_NUMERICSERV};
 	struct addrinfo *res = NULL;
 	int rc = getaddrinfo(host, port, &hints, &res);
 	if (rc != 0) {
 		snprintf(why, why_len, "cannot resolve listen address %s:%s: %s", host, port,
-			 gai_strerror(rc));
+		         gai_strerror(rc));
 		return -1;
 	}
 	int fd = -1;
 	for (struct addrinfo *ai = res; ai != NULL && fd < 0; ai = ai->ai_next) {
 		fd = socket(ai->ai_family, ai->ai_socktype | SOCK_CLOEXEC | SOCK_NONBLOCK,
-			    ai->ai_protocol);
+		            ai->ai_protocol);
 		if (fd < 0)
 			continue;
 		int one = 1;
@@ -64,7 +65,7 @@ int bkv_listen(const char *host, const char *port, char *why, size_t why_len)
 		    setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof(one)) != 0 ||
 		    bind(fd, ai->ai_addr, ai->ai_addrlen) != 0 || listen(fd, 1024) != 0) {
 			snprintf(why, why_len, "cannot listen on %s:%s: %s", host, port,
-				 strerror(errno));
+			         strerror(errno));
 			close(fd);
 			fd = -1;
 		}
@@ -74,7 +75,7 @@ int bkv_listen(const char *host, const char *port, char *why, size_t why_len)
 }
 
 static void reply_text(struct evhttp_request *req, int code, const char *type, const char *text,
-		       size_t len)
+                       size_t len)
 {
 	struct evbuffer *buf = evbuffer_new();
 	if (buf != NULL)
@@ -116,7 +117,7 @@ static struct bufferevent *make_tls_bev(struct event_base *base, void *arg)
 	if (ssl == NULL)
 		return NULL;
 	return bufferevent_openssl_socket_new(base, -1, ssl, BUFFEREVENT_SSL_ACCEPTING,
-					      BEV_OPT_CLOSE_ON_FREE);
+	                                      BEV_OPT_CLOSE_ON_FREE);
 }
 
 typedef struct shutdown_state {

@@ -20,8 +20,8 @@
 #define BKV_CONNECT_MAX_BODY (64 * 1024)
 
 typedef struct bkv_server_settings {
-	int listen_fd;      /* bound and listening (SO_REUSEPORT), owned by the caller */
-	SSL_CTX *tls;       /* NULL for plain HTTP */
+	int listen_fd; /* bound and listening (SO_REUSEPORT), owned by the caller */
+	SSL_CTX *tls;  /* NULL for plain HTTP */
 	const bkv_auth *auth;
 	bkv_metrics *metrics;
 	FILE *request_log; /* JSON lines, one per request; NULL for none */

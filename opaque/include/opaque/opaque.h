@@ -36,44 +36,44 @@ typedef enum opaque_suite_id {
 
 typedef enum opaque_err {
 	OPAQUE_OK = 0,
-	OPAQUE_ERR_ARGUMENT,            /* NULL pointer, unknown suite, bad parameter */
-	OPAQUE_ERR_BUFFER,              /* output buffer length is not the suite's size */
-	OPAQUE_ERR_LENGTH,              /* input message length is not the suite's size */
-	OPAQUE_ERR_ELEMENT_IDENTITY,    /* a group element is the identity */
-	OPAQUE_ERR_ELEMENT_NOT_ON_CURVE,/* a group element does not decode to a curve point */
-	OPAQUE_ERR_ELEMENT_NONCANONICAL,/* a group element's encoding is not canonical */
-	OPAQUE_ERR_SCALAR,              /* a scalar is zero or not reduced */
-	OPAQUE_ERR_INVALID_INPUT,       /* RFC 9497 InvalidInputError: input hashes to identity */
-	OPAQUE_ERR_DERIVE_KEY_PAIR,     /* RFC 9497 DeriveKeyPairError */
-	OPAQUE_ERR_ENVELOPE_RECOVERY,   /* client: wrong password or corrupted record */
-	OPAQUE_ERR_SERVER_AUTH,         /* client: KE2's server_mac does not verify */
-	OPAQUE_ERR_CLIENT_AUTH,         /* server: KE3's client_mac does not verify */
-	OPAQUE_ERR_KSF,                 /* the key-stretching function failed (e.g. memory) */
-	OPAQUE_ERR_SERVER_KEYS,         /* a pluggable server-key operation failed */
-	OPAQUE_ERR_CRYPTO,              /* an underlying library call failed */
+	OPAQUE_ERR_ARGUMENT,             /* NULL pointer, unknown suite, bad parameter */
+	OPAQUE_ERR_BUFFER,               /* output buffer length is not the suite's size */
+	OPAQUE_ERR_LENGTH,               /* input message length is not the suite's size */
+	OPAQUE_ERR_ELEMENT_IDENTITY,     /* a group element is the identity */
+	OPAQUE_ERR_ELEMENT_NOT_ON_CURVE, /* a group element does not decode to a curve point */
+	OPAQUE_ERR_ELEMENT_NONCANONICAL, /* a group element's encoding is not canonical */
+	OPAQUE_ERR_SCALAR,               /* a scalar is zero or not reduced */
+	OPAQUE_ERR_INVALID_INPUT,        /* RFC 9497 InvalidInputError: input hashes to identity */
+	OPAQUE_ERR_DERIVE_KEY_PAIR,      /* RFC 9497 DeriveKeyPairError */
+	OPAQUE_ERR_ENVELOPE_RECOVERY,    /* client: wrong password or corrupted record */
+	OPAQUE_ERR_SERVER_AUTH,          /* client: KE2's server_mac does not verify */
+	OPAQUE_ERR_CLIENT_AUTH,          /* server: KE3's client_mac does not verify */
+	OPAQUE_ERR_KSF,                  /* the key-stretching function failed (e.g. memory) */
+	OPAQUE_ERR_SERVER_KEYS,          /* a pluggable server-key operation failed */
+	OPAQUE_ERR_CRYPTO,               /* an underlying library call failed */
 } opaque_err;
 
 /* A static, human-readable message for err. Never NULL. */
 const char *opaque_strerror(opaque_err err);
 
 /* Size bounds across both suites. Nn and Nseed are 32 for both. */
-#define OPAQUE_NONCE_BYTES 32
-#define OPAQUE_SEED_BYTES 32
-#define OPAQUE_MAX_HASH_BYTES 64 /* Nh = Nm = Nx */
-#define OPAQUE_MAX_ELEMENT_BYTES 33 /* Noe = Npk */
-#define OPAQUE_MAX_SCALAR_BYTES 32 /* Ns = Nsk */
-#define OPAQUE_OPRF_KEY_SEED_BYTES 32 /* Nok */
-#define OPAQUE_MAX_REGISTRATION_REQUEST_BYTES 33
+#define OPAQUE_NONCE_BYTES                     32
+#define OPAQUE_SEED_BYTES                      32
+#define OPAQUE_MAX_HASH_BYTES                  64 /* Nh = Nm = Nx */
+#define OPAQUE_MAX_ELEMENT_BYTES               33 /* Noe = Npk */
+#define OPAQUE_MAX_SCALAR_BYTES                32 /* Ns = Nsk */
+#define OPAQUE_OPRF_KEY_SEED_BYTES             32 /* Nok */
+#define OPAQUE_MAX_REGISTRATION_REQUEST_BYTES  33
 #define OPAQUE_MAX_REGISTRATION_RESPONSE_BYTES 66
-#define OPAQUE_MAX_REGISTRATION_RECORD_BYTES 192
-#define OPAQUE_MAX_KE1_BYTES 98
-#define OPAQUE_MAX_KE2_BYTES 320
-#define OPAQUE_MAX_KE3_BYTES 64
+#define OPAQUE_MAX_REGISTRATION_RECORD_BYTES   192
+#define OPAQUE_MAX_KE1_BYTES                   98
+#define OPAQUE_MAX_KE2_BYTES                   320
+#define OPAQUE_MAX_KE3_BYTES                   64
 /* Bounds on caller-chosen strings (each is length-prefixed with two bytes on the wire). */
 #define OPAQUE_MAX_CREDENTIAL_IDENTIFIER_BYTES 1024
-#define OPAQUE_MAX_IDENTITY_BYTES 65535
-#define OPAQUE_MAX_CONTEXT_BYTES 65535
-#define OPAQUE_MAX_PASSWORD_BYTES 65535
+#define OPAQUE_MAX_IDENTITY_BYTES              65535
+#define OPAQUE_MAX_CONTEXT_BYTES               65535
+#define OPAQUE_MAX_PASSWORD_BYTES              65535
 
 /* The sizes of one suite, in RFC 9807 notation plus whole-message sizes. */
 typedef struct opaque_sizes {
@@ -141,9 +141,9 @@ typedef struct opaque_server_keys {
 	opaque_suite_id suite;
 	uint8_t server_public_key[OPAQUE_MAX_ELEMENT_BYTES];
 	opaque_err (*oprf_seed_expand)(void *ctx, const uint8_t *info, size_t info_len,
-				       uint8_t *out, size_t out_len);
+	                               uint8_t *out, size_t out_len);
 	opaque_err (*ake_dh)(void *ctx, const uint8_t *peer, size_t peer_len, uint8_t *out,
-			     size_t out_len);
+	                     size_t out_len);
 	void *ctx;
 } opaque_server_keys;
 
@@ -157,30 +157,29 @@ typedef struct opaque_soft_server_keys {
 
 /* oprf_seed has Nh bytes, server_private_key Nsk bytes (a valid non-zero scalar). */
 opaque_err opaque_soft_server_keys_init(opaque_soft_server_keys *soft, opaque_suite_id suite,
-					const uint8_t *oprf_seed, size_t oprf_seed_len,
-					const uint8_t *server_private_key,
-					size_t server_private_key_len);
+                                        const uint8_t *oprf_seed, size_t oprf_seed_len,
+                                        const uint8_t *server_private_key,
+                                        size_t server_private_key_len);
 /* Fresh random oprf_seed and AKE key pair. */
-opaque_err opaque_soft_server_keys_generate(opaque_soft_server_keys *soft,
-					    opaque_suite_id suite);
+opaque_err opaque_soft_server_keys_generate(opaque_soft_server_keys *soft, opaque_suite_id suite);
 void opaque_soft_server_keys_wipe(opaque_soft_server_keys *soft);
 
 /* A fresh AKE key pair: private Nsk bytes, public Npk bytes. */
 opaque_err opaque_generate_ake_key_pair(opaque_suite_id suite, uint8_t *private_key,
-					size_t private_key_len, uint8_t *public_key,
-					size_t public_key_len);
+                                        size_t private_key_len, uint8_t *public_key,
+                                        size_t public_key_len);
 
 /* HKDF-Expand(prk, info, out_len) with the suite's hash (RFC 5869), for keys derived from
  * export_key or session_key. prk_len must be Nh; out_len at most 255 * Nh. */
 opaque_err opaque_kdf_expand(opaque_suite_id suite, const uint8_t *prk, size_t prk_len,
-			     const uint8_t *info, size_t info_len, uint8_t *out, size_t out_len);
+                             const uint8_t *info, size_t info_len, uint8_t *out, size_t out_len);
 
 /* Checks that a serialized element is a valid non-identity element of the suite's group.
  * Returns OPAQUE_OK or one of the OPAQUE_ERR_ELEMENT_* / OPAQUE_ERR_LENGTH errors. For
  * P-256 (compressed SEC1): all zeros is the identity; a prefix other than 0x02/0x03 or
  * x >= p is non-canonical; an x with no point is not on the curve. */
 opaque_err opaque_element_validate(opaque_suite_id suite, const uint8_t *element,
-				   size_t element_len);
+                                   size_t element_len);
 
 /* Client-side state between the two halves of each flow. Treat as opaque. */
 typedef struct opaque_client_registration_state {
@@ -212,70 +211,65 @@ void opaque_server_login_state_wipe(opaque_server_login_state *state);
 
 /* CreateRegistrationRequest. */
 opaque_err opaque_client_registration_start(const opaque_config *config, const uint8_t *password,
-					    size_t password_len,
-					    opaque_client_registration_state *state,
-					    uint8_t *registration_request,
-					    size_t registration_request_len);
+                                            size_t password_len,
+                                            opaque_client_registration_state *state,
+                                            uint8_t *registration_request,
+                                            size_t registration_request_len);
 
 /* CreateRegistrationResponse. */
 opaque_err opaque_server_registration_response(
-	const opaque_config *config, const opaque_server_keys *keys,
-	const uint8_t *credential_identifier, size_t credential_identifier_len,
-	const uint8_t *registration_request, size_t registration_request_len,
-	uint8_t *registration_response, size_t registration_response_len);
+    const opaque_config *config, const opaque_server_keys *keys,
+    const uint8_t *credential_identifier, size_t credential_identifier_len,
+    const uint8_t *registration_request, size_t registration_request_len,
+    uint8_t *registration_response, size_t registration_response_len);
 
 /* FinalizeRegistrationRequest. Wipes state. export_key has Nh bytes. */
 opaque_err opaque_client_registration_finish(
-	const opaque_config *config, opaque_client_registration_state *state,
-	const uint8_t *password, size_t password_len, const opaque_identities *identities,
-	const uint8_t *registration_response, size_t registration_response_len,
-	uint8_t *registration_record, size_t registration_record_len, uint8_t *export_key,
-	size_t export_key_len);
+    const opaque_config *config, opaque_client_registration_state *state, const uint8_t *password,
+    size_t password_len, const opaque_identities *identities, const uint8_t *registration_response,
+    size_t registration_response_len, uint8_t *registration_record, size_t registration_record_len,
+    uint8_t *export_key, size_t export_key_len);
 
 /* Checks a RegistrationRecord as the server receives it: length and client_public_key. */
 opaque_err opaque_registration_record_validate(opaque_suite_id suite, const uint8_t *record,
-					       size_t record_len);
+                                               size_t record_len);
 
 /* ---- Login (RFC 9807 section 6) ---- */
 
 /* GenerateKE1. */
 opaque_err opaque_client_login_start(const opaque_config *config, const uint8_t *password,
-				     size_t password_len, opaque_client_login_state *state,
-				     uint8_t *ke1, size_t ke1_len);
+                                     size_t password_len, opaque_client_login_state *state,
+                                     uint8_t *ke1, size_t ke1_len);
 
 /* GenerateKE2. registration_record is the stored record, or a fake one from
  * opaque_fake_record_create for an unknown credential_identifier (RFC 9807 section 10.9). */
-opaque_err opaque_server_login_start(const opaque_config *config, const opaque_server_keys *keys,
-				     const opaque_identities *identities,
-				     const uint8_t *credential_identifier,
-				     size_t credential_identifier_len,
-				     const uint8_t *registration_record,
-				     size_t registration_record_len, const uint8_t *ke1,
-				     size_t ke1_len, opaque_server_login_state *state,
-				     uint8_t *ke2, size_t ke2_len);
+opaque_err
+opaque_server_login_start(const opaque_config *config, const opaque_server_keys *keys,
+                          const opaque_identities *identities, const uint8_t *credential_identifier,
+                          size_t credential_identifier_len, const uint8_t *registration_record,
+                          size_t registration_record_len, const uint8_t *ke1, size_t ke1_len,
+                          opaque_server_login_state *state, uint8_t *ke2, size_t ke2_len);
 
 /* GenerateKE3. Wipes state. A wrong password fails with OPAQUE_ERR_ENVELOPE_RECOVERY.
  * session_key and export_key have Nh bytes. */
-opaque_err opaque_client_login_finish(const opaque_config *config,
-				      opaque_client_login_state *state, const uint8_t *password,
-				      size_t password_len, const opaque_identities *identities,
-				      const uint8_t *ke2, size_t ke2_len, uint8_t *ke3,
-				      size_t ke3_len, uint8_t *session_key,
-				      size_t session_key_len, uint8_t *export_key,
-				      size_t export_key_len);
+opaque_err opaque_client_login_finish(const opaque_config *config, opaque_client_login_state *state,
+                                      const uint8_t *password, size_t password_len,
+                                      const opaque_identities *identities, const uint8_t *ke2,
+                                      size_t ke2_len, uint8_t *ke3, size_t ke3_len,
+                                      uint8_t *session_key, size_t session_key_len,
+                                      uint8_t *export_key, size_t export_key_len);
 
 /* ServerFinish: checks KE3 in constant time. Wipes state. session_key has Nh bytes and is
  * written only on success. */
 opaque_err opaque_server_login_finish(opaque_server_login_state *state, const uint8_t *ke3,
-				      size_t ke3_len, uint8_t *session_key,
-				      size_t session_key_len);
+                                      size_t ke3_len, uint8_t *session_key, size_t session_key_len);
 
 /* A fake RegistrationRecord: a random client_public_key, a random masking_key and an
  * all-zero envelope. Answering an unknown user's KE1 with it gives a KE2 that looks like a
  * real one (RFC 9807 section 10.9). Keep one per server or derive one per identifier so
  * repeated queries look stable. */
 opaque_err opaque_fake_record_create(opaque_suite_id suite, uint8_t *registration_record,
-				     size_t registration_record_len);
+                                     size_t registration_record_len);
 
 #ifdef __cplusplus
 }
