@@ -5,6 +5,8 @@
 #ifndef BKVD_H
 #define BKVD_H
 
+#include <unistd.h>
+
 #include "config.h"
 #include "token.h"
 
@@ -19,6 +21,11 @@ enum {
 /* Loads the configuration named by --config, $BKVD_CONFIG or the default. Prints a
  * one-line reason and returns false on failure. */
 bool bkvd_load_config(const char *path, bkvd_config *config);
+
+/* For commands whose only options are --config FILE and --help: parses them, prints help
+ * (the command's usage text) or a usage error. Returns -1 to go on, with optind at the
+ * first positional argument, or the exit code to return. */
+int bkvd_config_only_options(int argc, char **argv, const char *help, const char **config_path);
 
 /* Opens the token named in config with its PIN. Prints "bkvd: <reason>" on failure. */
 bool bkvd_open_token(const bkvd_config *config, bkv_token **token);

@@ -3,7 +3,6 @@
  * but only when no record is sealed under it (checked in the database), it is not the
  * newest version, and it does not seal the ristretto255 AKE key (checked by the token).
  */
-#include <getopt.h>
 #include <inttypes.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -13,27 +12,14 @@
 
 int bkvd_cmd_delete_seal_key(int argc, char **argv)
 {
-	static const struct option options[] = {
-	    {"config", required_argument, NULL, 'c'},
-	    {"help", no_argument, NULL, 'h'},
-	    {NULL, 0, NULL, 0},
-	};
-	const char *config_path = NULL;
-	int opt;
-	optind = 1;
-	while ((opt = getopt_long(argc, argv, "c:h", options, NULL)) != -1) {
-		if (opt == 'c') {
-			config_path = optarg;
-		} else if (opt == 'h') {
-			printf("usage: bkvd delete-seal-key [--config FILE] VERSION\n\n"
-			       "Destroys bkv-seal-VERSION once nothing is sealed under it any more "
-			       "(run\n"
-			       "`bkvd rewrap` first). The newest version is never deleted.\n");
-			return BKVD_EXIT_OK;
-		} else {
-			return BKVD_EXIT_STARTUP;
-		}
-	}
+	static const char help[] =
+	    "usage: bkvd delete-seal-key [--config FILE] VERSION\n\n"
+	    "Destroys bkv-seal-VERSION once nothing is sealed under it any more (run\n"
+	    "`bkvd rewrap` first). The newest version is never deleted.\n";
+	const char *config_path;
+	int rc = bkvd_config_only_options(argc, argv, help, &config_path);
+	if (rc >= 0)
+		return rc;
 	char *end = NULL;
 	unsigned long version = optind + 1 == argc ? strtoul(argv[optind], &end, 10) : 0;
 	if (version == 0 || version > UINT32_MAX || end == NULL || *end != '\0') {
@@ -51,7 +37,7 @@ int bkvd_cmd_delete_seal_key(int argc, char **argv)
 		return BKVD_EXIT_STARTUP;
 	}
 	uint64_t users = 0;
-	int rc = BKVD_EXIT_FAILURE;
+	rc = BKVD_EXIT_FAILURE;
 	if (bkv_storage_count_sealed_with(storage, (uint32_t)version, &users) != BKV_STORAGE_OK) {
 		fprintf(stderr, "bkvd delete-seal-key: the database is unavailable\n");
 		goto done;

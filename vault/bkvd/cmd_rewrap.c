@@ -5,7 +5,6 @@
  * and it can run while bkvd serves: each re-seal applies only if the record was not
  * replaced meanwhile.
  */
-#include <getopt.h>
 #include <inttypes.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -49,29 +48,18 @@ static bkv_token_err reseal_one(bkv_token *token, bkv_storage *storage, const bk
 
 int bkvd_cmd_rewrap(int argc, char **argv)
 {
-	static const struct option options[] = {
-	    {"config", required_argument, NULL, 'c'},
-	    {"help", no_argument, NULL, 'h'},
-	    {NULL, 0, NULL, 0},
-	};
-	const char *config_path = NULL;
-	int opt;
-	optind = 1;
-	while ((opt = getopt_long(argc, argv, "c:h", options, NULL)) != -1) {
-		if (opt == 'c') {
-			config_path = optarg;
-		} else if (opt == 'h') {
-			printf("usage: bkvd rewrap [--config FILE]\n\n"
-			       "Re-seals every record, and the ristretto255 AKE key, under the "
-			       "newest\n"
-			       "record-sealing key. Safe to interrupt and run again, and to run "
-			       "while\n"
-			       "bkvd serves. Afterwards `bkvd delete-seal-key N` can remove old "
-			       "versions.\n");
-			return BKVD_EXIT_OK;
-		} else {
-			return BKVD_EXIT_STARTUP;
-		}
+	static const char help[] =
+	    "usage: bkvd rewrap [--config FILE]\n\n"
+	    "Re-seals every record, and the ristretto255 AKE key, under the newest\n"
+	    "record-sealing key. Safe to interrupt and run again, and to run while\n"
+	    "bkvd serves. Afterwards `bkvd delete-seal-key N` can remove old versions.\n";
+	const char *config_path;
+	int rc = bkvd_config_only_options(argc, argv, help, &config_path);
+	if (rc >= 0)
+		return rc;
+	if (optind != argc) {
+		fprintf(stderr, "bkvd rewrap: unexpected argument \"%s\"\n", argv[optind]);
+		return BKVD_EXIT_STARTUP;
 	}
 	static bkvd_config config;
 	bkv_token *token = NULL;
@@ -79,7 +67,7 @@ int bkvd_cmd_rewrap(int argc, char **argv)
 	char why[512];
 	if (!bkvd_load_config(config_path, &config) || !bkvd_open_token(&config, &token))
 		return BKVD_EXIT_STARTUP;
-	int rc = BKVD_EXIT_STARTUP;
+	rc = BKVD_EXIT_STARTUP;
 	bkv_token_err terr = bkv_token_load_keys(token, config.suites, config.nsuites);
 	if (terr != BKV_TOKEN_OK) {
 		fprintf(stderr, "bkvd rewrap: %s\n", bkv_token_strerror(terr));

@@ -3,37 +3,20 @@
  * version (bkv-seal-N+1). Records sealed under older versions keep opening; new seals use
  * the newest version once bkvd loads its keys again.
  */
-#include <getopt.h>
 #include <stdio.h>
 
 #include "bkvd.h"
 
 int bkvd_cmd_rotate_seal_key(int argc, char **argv)
 {
-	static const struct option options[] = {
-	    {"config", required_argument, NULL, 'c'},
-	    {"help", no_argument, NULL, 'h'},
-	    {NULL, 0, NULL, 0},
-	};
-	const char *config_path = NULL;
-	int opt;
-	optind = 1;
-	while ((opt = getopt_long(argc, argv, "c:h", options, NULL)) != -1) {
-		switch (opt) {
-		case 'c':
-			config_path = optarg;
-			break;
-		case 'h':
-			printf("usage: bkvd rotate-seal-key [--config FILE]\n\n"
-			       "Creates the next record-sealing key version in the token. New "
-			       "records\n"
-			       "are sealed with it after bkvd restarts; older versions keep "
-			       "opening.\n");
-			return BKVD_EXIT_OK;
-		default:
-			return BKVD_EXIT_STARTUP;
-		}
-	}
+	static const char help[] =
+	    "usage: bkvd rotate-seal-key [--config FILE]\n\n"
+	    "Creates the next record-sealing key version in the token. New records\n"
+	    "are sealed with it after bkvd restarts; older versions keep opening.\n";
+	const char *config_path;
+	int rc = bkvd_config_only_options(argc, argv, help, &config_path);
+	if (rc >= 0)
+		return rc;
 	if (optind != argc) {
 		fprintf(stderr, "bkvd rotate-seal-key: unexpected argument \"%s\"\n", argv[optind]);
 		return BKVD_EXIT_STARTUP;

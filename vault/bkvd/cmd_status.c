@@ -3,7 +3,6 @@
  * configuration, the token and its keys (with the AKE public keys' fingerprints), and
  * the database (records per sealing-key version). Exit 0 when all is ready.
  */
-#include <getopt.h>
 #include <inttypes.h>
 #include <stdio.h>
 
@@ -14,26 +13,17 @@
 
 int bkvd_cmd_status(int argc, char **argv)
 {
-	static const struct option options[] = {
-	    {"config", required_argument, NULL, 'c'},
-	    {"help", no_argument, NULL, 'h'},
-	    {NULL, 0, NULL, 0},
-	};
-	const char *config_path = NULL;
-	int opt;
-	optind = 1;
-	while ((opt = getopt_long(argc, argv, "c:h", options, NULL)) != -1) {
-		if (opt == 'c') {
-			config_path = optarg;
-		} else if (opt == 'h') {
-			printf(
-			    "usage: bkvd status [--config FILE]\n\n"
-			    "Checks the configuration, the token and its keys, and the database,\n"
-			    "and prints what it finds. Exit 0 when bkvd serve would start.\n");
-			return BKVD_EXIT_OK;
-		} else {
-			return BKVD_EXIT_STARTUP;
-		}
+	static const char help[] =
+	    "usage: bkvd status [--config FILE]\n\n"
+	    "Checks the configuration, the token and its keys, and the database,\n"
+	    "and prints what it finds. Exit 0 when bkvd serve would start.\n";
+	const char *config_path;
+	int rc = bkvd_config_only_options(argc, argv, help, &config_path);
+	if (rc >= 0)
+		return rc;
+	if (optind != argc) {
+		fprintf(stderr, "bkvd status: unexpected argument \"%s\"\n", argv[optind]);
+		return BKVD_EXIT_STARTUP;
 	}
 	static bkvd_config config;
 	bkv_token *token = NULL;
@@ -44,7 +34,7 @@ int bkvd_cmd_status(int argc, char **argv)
 	printf("configuration: %s\n", config.path);
 	if (!bkvd_open_token(&config, &token))
 		return BKVD_EXIT_STARTUP;
-	int rc = BKVD_EXIT_FAILURE;
+	rc = BKVD_EXIT_FAILURE;
 	printf("token: \"%s\" via %s\n", config.token_label, config.token_module);
 	bkv_token_err terr = bkv_token_load_keys(token, config.suites, config.nsuites);
 	if (terr != BKV_TOKEN_OK) {

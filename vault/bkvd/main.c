@@ -2,6 +2,7 @@
  * main.c - bkvd's entry point: dispatches to one subcommand per file (cmd_*.c) and holds
  * the helpers they share.
  */
+#include <getopt.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -34,6 +35,29 @@ static void usage(FILE *out)
 	        "\nThe configuration is --config, else $BKVD_CONFIG, else %s.\n"
 	        "Run `bkvd <command> --help` for a command's options.\n",
 	        BKVD_DEFAULT_CONFIG);
+}
+
+int bkvd_config_only_options(int argc, char **argv, const char *help, const char **config_path)
+{
+	static const struct option options[] = {
+	    {"config", required_argument, NULL, 'c'},
+	    {"help", no_argument, NULL, 'h'},
+	    {NULL, 0, NULL, 0},
+	};
+	*config_path = NULL;
+	int opt;
+	optind = 1;
+	while ((opt = getopt_long(argc, argv, "c:h", options, NULL)) != -1) {
+		if (opt == 'c') {
+			*config_path = optarg;
+		} else if (opt == 'h') {
+			fputs(help, stdout);
+			return BKVD_EXIT_OK;
+		} else {
+			return BKVD_EXIT_STARTUP;
+		}
+	}
+	return -1;
 }
 
 bool bkvd_load_config(const char *path, bkvd_config *config)
