@@ -118,7 +118,7 @@ int cli_fail(const char *command, const bkv_error *error)
 	return cli_exit_for(error->status);
 }
 
-bool cli_client(const cli_options *o, bkv_client **client)
+static bool cli_client(const cli_options *o, bkv_client **client)
 {
 	if (o->vault_url == NULL) {
 		fprintf(stderr, "bkv: no vault: pass --vault URL or set BKV_VAULT\n");
@@ -174,7 +174,7 @@ static long read_small_file(const char *path, char *buf, size_t cap)
 	return (long)n;
 }
 
-char *cli_read_token(const cli_options *o)
+static char *cli_read_token(const cli_options *o)
 {
 	if (o->token_file != NULL) {
 		char *buf = malloc(16384);
@@ -270,4 +270,24 @@ bool cli_read_key(const cli_options *o, bkv_key *key)
 	if (!ok)
 		fprintf(stderr, "bkv: the backup key is not valid: %s\n", error.message);
 	return ok;
+}
+
+bool cli_connect(const cli_options *o, char **token, bkv_client **client)
+{
+	*client = NULL;
+	*token = cli_read_token(o);
+	if (*token != NULL && cli_client(o, client))
+		return true;
+	cli_disconnect(*token, NULL);
+	*token = NULL;
+	return false;
+}
+
+void cli_disconnect(char *token, bkv_client *client)
+{
+	bkv_client_free(client);
+	if (token != NULL) {
+		sodium_memzero(token, strlen(token));
+		free(token);
+	}
 }

@@ -48,10 +48,10 @@ bool cli_parse(int argc, char **argv, const char *allowed, cli_options *o);
 int cli_exit_for(bkv_status status);
 int cli_fail(const char *command, const bkv_error *error);
 
-/* A client for o's vault. */
-bool cli_client(const cli_options *o, bkv_client **client);
-/* The account token: --token-file or $BKV_TOKEN. Returns a malloc'd string. */
-char *cli_read_token(const cli_options *o);
+/* The account token (--token-file or $BKV_TOKEN) and a client for o's vault: both, or
+ * neither with a message printed. Release them with cli_disconnect. */
+bool cli_connect(const cli_options *o, char **token, bkv_client **client);
+void cli_disconnect(char *token, bkv_client *client);
 /* A password from --password-file or the terminal without echo (asked twice if confirm).
  * Returns its length, 0 on failure. */
 size_t cli_read_password(const cli_options *o, const char *prompt, bool confirm, char *password,

@@ -42,7 +42,7 @@ int cli_change_password(int argc, char **argv)
 	size_t new_len = old_len ? cli_read_password(&for_new, "New vault password: ", true,
 	                                             new_password, sizeof(new_password))
 	                         : 0;
-	if (new_len == 0 || (token = cli_read_token(&o)) == NULL || !cli_client(&o, &client))
+	if (new_len == 0 || !cli_connect(&o, &token, &client))
 		goto done;
 	bkv_error error = {0};
 	if (bkv_change_password(client, token, old_password, old_len, new_password, new_len, NULL,
@@ -53,11 +53,7 @@ int cli_change_password(int argc, char **argv)
 	fprintf(stderr, "password changed\n");
 	rc = CLI_EXIT_OK;
 done:
-	bkv_client_free(client);
-	if (token != NULL) {
-		cli_wipe(token, strlen(token));
-		free(token);
-	}
+	cli_disconnect(token, client);
 	cli_wipe(old_password, sizeof(old_password));
 	cli_wipe(new_password, sizeof(new_password));
 	return rc;

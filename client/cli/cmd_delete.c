@@ -17,10 +17,10 @@ int cli_delete(int argc, char **argv)
 		        "elsewhere first if you still need them.\n");
 		return o.help ? CLI_EXIT_OK : CLI_EXIT_USAGE;
 	}
-	char *token = cli_read_token(&o);
+	char *token = NULL;
 	bkv_client *client = NULL;
 	int rc = CLI_EXIT_USAGE;
-	if (token == NULL || !cli_client(&o, &client))
+	if (!cli_connect(&o, &token, &client))
 		goto done;
 	bkv_error error = {0};
 	bool deleted = false;
@@ -31,10 +31,6 @@ int cli_delete(int argc, char **argv)
 	printf(deleted ? "deleted\n" : "nothing to delete\n");
 	rc = CLI_EXIT_OK;
 done:
-	bkv_client_free(client);
-	if (token != NULL) {
-		cli_wipe(token, strlen(token));
-		free(token);
-	}
+	cli_disconnect(token, client);
 	return rc;
 }

@@ -36,7 +36,7 @@ int cli_recover(int argc, char **argv)
 	int rc = CLI_EXIT_USAGE;
 	size_t password_len =
 	    cli_read_password(&o, "Vault password: ", false, password, sizeof(password));
-	if (password_len == 0 || (token = cli_read_token(&o)) == NULL || !cli_client(&o, &client))
+	if (password_len == 0 || !cli_connect(&o, &token, &client))
 		goto done;
 	bkv_error error = {0};
 	bkv_recover_info info;
@@ -59,11 +59,7 @@ int cli_recover(int argc, char **argv)
 		printf("%s\n", text);
 	}
 done:
-	bkv_client_free(client);
-	if (token != NULL) {
-		cli_wipe(token, strlen(token));
-		free(token);
-	}
+	cli_disconnect(token, client);
 	cli_wipe(password, sizeof(password));
 	cli_wipe(text, sizeof(text));
 	return rc;

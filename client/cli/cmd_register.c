@@ -36,7 +36,7 @@ int cli_register(int argc, char **argv)
 	int rc = CLI_EXIT_USAGE;
 	size_t password_len =
 	    cli_read_password(&o, "New vault password: ", true, password, sizeof(password));
-	if (password_len == 0 || (token = cli_read_token(&o)) == NULL || !cli_client(&o, &client))
+	if (password_len == 0 || !cli_connect(&o, &token, &client))
 		goto done;
 	bkv_error error = {0};
 	if (bkv_register(client, token, password, password_len, &key, o.attempt_limit, &error) !=
@@ -47,11 +47,7 @@ int cli_register(int argc, char **argv)
 	fprintf(stderr, "registered: the vault keeps the key under your password\n");
 	rc = CLI_EXIT_OK;
 done:
-	bkv_client_free(client);
-	if (token != NULL) {
-		cli_wipe(token, strlen(token));
-		free(token);
-	}
+	cli_disconnect(token, client);
 	cli_wipe(password, sizeof(password));
 	bkv_key_wipe(&key);
 	return rc;

@@ -19,10 +19,10 @@ int cli_status(int argc, char **argv)
 		        "many recovery attempts are used.\n");
 		return o.help ? CLI_EXIT_OK : CLI_EXIT_USAGE;
 	}
-	char *token = cli_read_token(&o);
+	char *token = NULL;
 	bkv_client *client = NULL;
 	int rc = CLI_EXIT_USAGE;
-	if (token == NULL || !cli_client(&o, &client))
+	if (!cli_connect(&o, &token, &client))
 		goto done;
 	bkv_error error = {0};
 	bkv_account_status st;
@@ -46,10 +46,6 @@ int cli_status(int argc, char **argv)
 	}
 	rc = CLI_EXIT_OK;
 done:
-	bkv_client_free(client);
-	if (token != NULL) {
-		cli_wipe(token, strlen(token));
-		free(token);
-	}
+	cli_disconnect(token, client);
 	return rc;
 }
