@@ -44,6 +44,8 @@
 #include <cmocka.h>
 
 #include <jansson.h>
+#include <p11-kit/p11-kit.h>
+#include <p11-kit/pkcs11.h>
 #include <openssl/ec.h>
 #include <openssl/evp.h>
 #include <openssl/obj_mac.h>
@@ -1291,6 +1293,58 @@ static void recover_start_returns_no_ke2_when_the_commit_cannot_be_written(void 
 	assert_start_failed_without_ke2(f, &at, &before, logins, commits);
 }
 
+/* Closes every PKCS#11 session on the token behind the vault's back. The module is loaded
+ * unmanaged, so the call reaches SoftHSM2 itself (the same instance the vault uses) rather
+ * than a p11-kit wrapper that would close only its own sessions. */
+static void close_token_sessions_underneath(void)
+{
+	CK_FUNCTION_LIST *raw = p11_kit_module_load(g_module, P11_KIT_MODULE_UNMANAGED);
+	assert_non_null(raw);
+	assert_int_equal(raw->C_Initialize(NULL), CKR_CRYPTOKI_ALREADY_INITIALIZED);
+	CK_SLOT_ID slots[16];
+	CK_ULONG n = 16;
+	assert_int_equal(raw->C_GetSlotList(CK_TRUE, slots, &n), CKR_OK);
+	char padded[32];
+	memset(padded, ' ', sizeof(padded));
+	memcpy(padded, g_label, strlen(g_label));
+	bool closed = false;
+	for (CK_ULONG i = 0; i < n; i++) {
+		CK_TOKEN_INFO info;
+		if (raw->C_GetTokenInfo(slots[i], &info) == CKR_OK &&
+		    memcmp(info.label, padded, sizeof(padded)) == 0) {
+			assert_int_equal(raw->C_CloseAllSessions(slots[i]), CKR_OK);
+			closed = true;
+		}
+	}
+	assert_true(closed);
+	p11_kit_module_release(raw); /* never C_Finalize: the vault still uses the module */
+}
+
+/* The token fails under RecoverStart: UNAVAILABLE, no KE2, and no attempt consumed; once
+ * the session is reopened the next attempt is the first. */
+static void recover_start_consumes_no_attempt_when_the_token_fails(void **state)
+{
+	fx *f = *state;
+	must_register(f, ALICE, f->suite, PASSWORD, 0);
+	const bkv_record before = must_peek(f, ALICE);
+	const unsigned commits = g_commit_calls;
+	close_token_sessions_underneath();
+	attempt at;
+	const bkv_status st =
+	    client_recover_start(&f->v, &f->buf, account_of(ALICE), f->suite, PASSWORD, &at);
+	assert_code(st, BKV_CODE_UNAVAILABLE);
+	assert_int_equal(at.resp.ke2.len, 0);
+	assert_int_equal(at.resp.ticket.len, 0);
+	assert_int_equal(g_commit_calls, commits); /* never reached the commit */
+	const bkv_record after = must_peek(f, ALICE);
+	assert_same_row(&before, &after);
+	assert_false(bkv_vault_token_healthy(&f->v));
+	assert_true(bkv_vault_reopen_token(&f->v));
+	attempt next;
+	must_start(f, ALICE, f->suite, PASSWORD, &next);
+	assert_int_equal(next.attempts_remaining, DEFAULT_LIMIT - 1);
+}
+
 /* Another writer holds the database for longer than the busy timeout (5 s). */
 static void recover_start_returns_no_ke2_while_another_writer_holds_the_database(void **state)
 {
@@ -2474,6 +2528,7 @@ int main(void)
 	    SUITE_TESTS(success_resets_attempts_used_to_zero),
 	    TEST(recover_start_commits_attempt_before_ke2),
 	    TEST(recover_start_returns_no_ke2_when_the_commit_cannot_be_written),
+	    SUITE_TESTS(recover_start_consumes_no_attempt_when_the_token_fails),
 	    TEST(recover_start_returns_no_ke2_while_another_writer_holds_the_database),
 	    TEST(recover_start_for_an_unregistered_account_is_not_found),
 	    TEST(attempt_limit_zero_means_the_default_of_10),
