@@ -1611,6 +1611,28 @@ static void records_sealed_under_version_1_open_after_rotation(void **state)
 	bkv_token_close(t);
 }
 
+/* Replicas restart one by one after a rotation: a session that loaded its keys before the
+ * rotation still opens records a restarted one sealed under the new version, and then
+ * seals with it too. */
+static void
+a_session_loaded_before_a_rotation_opens_records_sealed_under_the_new_version(void **state)
+{
+	(void)state;
+	bkv_token *before = fresh_token_with_keys("bkv-rot-lazy");
+	bkv_token *after = vault_open_loaded("bkv-rot-lazy");
+	uint32_t version;
+	uint8_t sealed[RECORD_SEALED];
+	assert_int_equal(bkv_token_rotate_seal_key(after, &version), BKV_TOKEN_OK);
+	assert_int_equal(bkv_token_load_keys(after, both_suites, 2), BKV_TOKEN_OK);
+	seal_record(after, sealed);
+	assert_int_equal(bkv_record_seal_key_version(sealed, sizeof(sealed)), 2);
+	assert_int_equal(bkv_token_seal_version(before), 1);
+	assert_int_equal(open_record(before, sealed, sizeof(sealed)), BKV_TOKEN_OK);
+	assert_int_equal(bkv_token_seal_version(before), 2);
+	bkv_token_close(after);
+	bkv_token_close(before);
+}
+
 static void sealed_record_relabelled_with_another_existing_key_version_fails_auth(void **state)
 {
 	(void)state;
@@ -2135,6 +2157,8 @@ int main(void)
 	    cmocka_unit_test(rotating_the_seal_key_creates_version_2),
 	    cmocka_unit_test(new_seals_use_the_new_version_once_keys_are_reloaded),
 	    cmocka_unit_test(records_sealed_under_version_1_open_after_rotation),
+	    cmocka_unit_test(
+	        a_session_loaded_before_a_rotation_opens_records_sealed_under_the_new_version),
 	    cmocka_unit_test(sealed_record_relabelled_with_another_existing_key_version_fails_auth),
 	    cmocka_unit_test(deleting_the_newest_seal_key_is_refused),
 	    cmocka_unit_test(deleting_the_seal_key_of_the_ristretto255_key_is_refused),

@@ -506,7 +506,24 @@ static bkv_token_err aead_key(bkv_token *t, bkv_token_aead_key key, uint32_t ver
 			return BKV_TOKEN_OK;
 		}
 	}
-	return BKV_TOKEN_ERR_KEY_MISSING;
+	/* A newer version than this session loaded: another process rotated the key (a
+	 * replica restarted first). Load it now, so records it sealed still open here. */
+	if (t->nseal == 0 || t->nseal == TOKEN_MAX_SEAL_KEYS ||
+	    version <= t->seal[t->nseal - 1].version)
+		return BKV_TOKEN_ERR_KEY_MISSING;
+	char label[32];
+	snprintf(label, sizeof(label), "bkv-seal-%u", version);
+	CK_OBJECT_HANDLE obj, copy;
+	bkv_token_err err = token_find(t, CKO_SECRET_KEY, label, &obj);
+	if (err == BKV_TOKEN_OK)
+		err = token_session_copy(t, obj, &copy);
+	if (err != BKV_TOKEN_OK)
+		return err;
+	t->seal[t->nseal].version = version;
+	t->seal[t->nseal].handle = copy;
+	t->nseal++;
+	*handle = copy;
+	return BKV_TOKEN_OK;
 }
 
 static bkv_token_err aead(bkv_token *t, bool encrypt, bkv_token_aead_key key, uint32_t version,

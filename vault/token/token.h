@@ -112,7 +112,8 @@ typedef enum bkv_token_aead_key {
 	BKV_TOKEN_KEY_TICKET = 2, /* bkv-ticket-1; version must be 1 */
 } bkv_token_aead_key;
 
-/* The newest loaded record-sealing key version (0 if none). */
+/* The newest loaded record-sealing key version (0 if none). Decrypting under a newer
+ * version found in the token loads it, and it becomes the newest. */
 uint32_t bkv_token_seal_version(const bkv_token *token);
 
 /* out = ciphertext || tag; out_len must be plaintext_len + BKV_TOKEN_TAG_BYTES. */
