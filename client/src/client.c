@@ -503,14 +503,20 @@ bkv_status bkv_change_password(bkv_client *c, const char *token, const char *old
 	bkv_status st = check_common(c, token, new_password, new_password_len, error);
 	if (st != BKV_OK)
 		return st;
+	/* Keep the record's attempt limit: registering with 0 would reset it to the vault's
+	 * default and quietly loosen a limit the integrator chose. */
+	bkv_account_status status;
+	st = bkv_status_get(c, token, &status, error);
+	if (st != BKV_OK)
+		return st;
 	bkv_key key;
 	st = bkv_recover(c, token, old_password, old_password_len, &key, out_info, error);
 	if (st == BKV_OK) {
 		vault_config cfg;
 		st = load_config(c, &cfg, error);
 		if (st == BKV_OK)
-			st = register_with(c, &cfg, token, new_password, new_password_len, &key, 0,
-			                   error);
+			st = register_with(c, &cfg, token, new_password, new_password_len, &key,
+			                   status.attempt_limit, error);
 	}
 	bkv_key_wipe(&key);
 	return st;

@@ -11,6 +11,8 @@
  * own event loop.
  */
 #include <errno.h>
+#include <fcntl.h>
+#include <poll.h>
 #include <getopt.h>
 #include <signal.h>
 #include <stdio.h>
@@ -102,8 +104,14 @@ static void on_event(void *arg, const char *event)
 		bkv_metrics_add(&w->metrics->records_destroyed, 1);
 }
 
-static int worker_main(const bkvd_config *c, int listen_fd, bool tls, bkv_metrics *metrics,
-                       const uint8_t log_key[32])
+typedef struct worker_addr {
+	const char *host;
+	char port[16]; /* the port the master reserved */
+	int ready_fd;  /* a worker writes one byte here once it listens */
+} worker_addr;
+
+static int worker_main(const bkvd_config *c, const worker_addr *addr, bool tls,
+                       bkv_metrics *metrics, const uint8_t log_key[32])
 {
 	char why[512];
 	bkv_vault vault = {0};
@@ -111,6 +119,7 @@ static int worker_main(const bkvd_config *c, int listen_fd, bool tls, bkv_metric
 	SSL_CTX *tls_ctx = NULL;
 	worker_ctx w = {.metrics = metrics};
 	int rc = BKVD_EXIT_STARTUP;
+	int listen_fd = -1;
 	bool auth_ok = false;
 	if (!bkvd_open_token(c, &vault.token))
 		return BKVD_EXIT_STARTUP;
@@ -131,6 +140,15 @@ static int worker_main(const bkvd_config *c, int listen_fd, bool tls, bkv_metric
 	if (tls && (tls_ctx = make_tls(c, why, sizeof(why))) == NULL) {
 		fprintf(stderr, "bkvd worker: %s\n", why);
 		goto done;
+	}
+	/* A listening socket of this worker's own on the shared port. */
+	listen_fd = bkv_listen(addr->host, addr->port, true, why, sizeof(why));
+	if (listen_fd < 0) {
+		fprintf(stderr, "bkvd worker: %s\n", why);
+		goto done;
+	}
+	if (write(addr->ready_fd, "", 1) != 1) {
+		/* the master only waits for it at start-up */
 	}
 	bkv_vault_settings *s = &vault.settings;
 	memcpy(s->suites, c->suites, c->nsuites * sizeof(c->suites[0]));
@@ -160,6 +178,8 @@ static int worker_main(const bkvd_config *c, int listen_fd, bool tls, bkv_metric
 	if (s->audit != NULL && s->audit != stderr)
 		fclose(s->audit);
 done:
+	if (listen_fd >= 0)
+		close(listen_fd);
 	SSL_CTX_free(tls_ctx);
 	if (auth_ok)
 		bkv_auth_free(&auth);
@@ -171,8 +191,8 @@ done:
 
 /* ---- Master ---- */
 
-static pid_t spawn_worker(const bkvd_config *c, int listen_fd, bool tls, bkv_metrics *metrics,
-                          const uint8_t log_key[32], const sigset_t *old_mask)
+static pid_t spawn_worker(const bkvd_config *c, int reserved_fd, const worker_addr *addr, bool tls,
+                          bkv_metrics *metrics, const uint8_t log_key[32], const sigset_t *old_mask)
 {
 	fflush(NULL);
 	pid_t pid = fork();
@@ -180,7 +200,8 @@ static pid_t spawn_worker(const bkvd_config *c, int listen_fd, bool tls, bkv_met
 		return pid;
 	prctl(PR_SET_PDEATHSIG, SIGTERM);
 	sigprocmask(SIG_SETMASK, old_mask, NULL);
-	_exit(worker_main(c, listen_fd, tls, metrics, log_key));
+	close(reserved_fd);
+	_exit(worker_main(c, addr, tls, metrics, log_key));
 }
 
 /* Everything that can be checked before forking, so bad setups fail fast with exit 2. */
@@ -248,6 +269,35 @@ static uint16_t bound_port(int fd)
 	if (ss.ss_family == AF_INET)
 		return ntohs(((struct sockaddr_in *)&ss)->sin_port);
 	return ntohs(((struct sockaddr_in6 *)&ss)->sin6_port);
+}
+
+/* Waits until every worker has written its byte (they listen), for at most 30 s. */
+static bool wait_until_listening(int fd, uint32_t workers)
+{
+	uint32_t seen = 0;
+	while (seen < workers) {
+		struct pollfd p = {.fd = fd, .events = POLLIN};
+		if (poll(&p, 1, 30000) != 1)
+			return false;
+		char buf[64];
+		ssize_t n = read(fd, buf, sizeof(buf));
+		if (n <= 0)
+			return false;
+		seen += (uint32_t)n;
+	}
+	return true;
+}
+
+/* Written once the workers listen (so a reader can connect at once), then renamed into
+ * place so a reader never sees a partial file. */
+static bool write_port_file(const char *path, uint16_t port)
+{
+	char tmp[BKVD_PATH_MAX + 16];
+	snprintf(tmp, sizeof(tmp), "%s.tmp", path);
+	FILE *f = fopen(tmp, "w");
+	if (f == NULL || fprintf(f, "%u\n", port) < 0 || fclose(f) != 0)
+		return false;
+	return rename(tmp, path) == 0;
 }
 
 static void help(void)
@@ -345,19 +395,25 @@ int bkvd_cmd_serve(int argc, char **argv)
 	if (!preflight(&config, tls) || !load_log_key(&config, log_key))
 		return BKVD_EXIT_STARTUP;
 	bkv_metrics *metrics = bkv_metrics_create();
-	int fd = bkv_listen(host, port, why, sizeof(why));
+	/* The master only reserves the port; each worker listens on a socket of its own. */
+	int fd = bkv_listen(host, port, false, why, sizeof(why));
 	if (metrics == NULL || fd < 0) {
 		fprintf(stderr, "bkvd: %s\n", fd < 0 ? why : "cannot map shared metrics");
 		return BKVD_EXIT_STARTUP;
 	}
 	const uint16_t actual_port = bound_port(fd);
-	if (o.port_file != NULL) {
-		FILE *f = fopen(o.port_file, "w");
-		if (f == NULL || fprintf(f, "%u\n", actual_port) < 0 || fclose(f) != 0) {
-			fprintf(stderr, "bkvd: cannot write %s\n", o.port_file);
-			return BKVD_EXIT_STARTUP;
-		}
+	int ready[2];
+	if (pipe(ready) != 0) {
+		fprintf(stderr, "bkvd: cannot create a pipe: %s\n", strerror(errno));
+		return BKVD_EXIT_STARTUP;
 	}
+	/* Restarted workers write too, and nobody reads then: never block on it. */
+	fcntl(ready[1], F_SETFL, O_NONBLOCK);
+	worker_addr addr = {.host = host, .ready_fd = ready[1]};
+	snprintf(addr.port, sizeof(addr.port), "%u", actual_port);
+	/* A client that resets its connection mid-response must cost that connection only,
+	 * not the worker and every connection it holds (workers inherit this). */
+	signal(SIGPIPE, SIG_IGN);
 	fprintf(stderr, "bkvd: listening on %s://%s:%u with %u worker%s\n", tls ? "https" : "http",
 	        host, actual_port, workers, workers == 1 ? "" : "s");
 
@@ -368,8 +424,17 @@ int bkvd_cmd_serve(int argc, char **argv)
 	sigaddset(&mask, SIGCHLD);
 	sigprocmask(SIG_BLOCK, &mask, &old_mask);
 	pid_t pids[MAX_WORKERS];
+	bool start_failed = false;
 	for (uint32_t i = 0; i < workers; i++)
-		pids[i] = spawn_worker(&config, fd, tls, metrics, log_key, &old_mask);
+		pids[i] = spawn_worker(&config, fd, &addr, tls, metrics, log_key, &old_mask);
+	if (!wait_until_listening(ready[0], workers) ||
+	    (o.port_file != NULL && !write_port_file(o.port_file, actual_port))) {
+		fprintf(stderr, "bkvd: the workers did not start listening, or the port file "
+		                "cannot be written\n");
+		start_failed = true;
+		kill(getpid(), SIGTERM); /* handled below: stop the workers, then exit 2 */
+	}
+	close(ready[0]);
 
 	bool stopping = false;
 	time_t stop_deadline = 0;
@@ -408,18 +473,18 @@ int bkvd_cmd_serve(int argc, char **argv)
 				        WIFSIGNALED(status) ? WTERMSIG(status)
 				                            : WEXITSTATUS(status));
 				bkv_metrics_add(&metrics->worker_restarts, 1);
-				/* A worker that cannot start will not start a moment later either.
-				 */
+				/* A worker that cannot start will not start at once either. */
 				if (WIFEXITED(status) && WEXITSTATUS(status) == BKVD_EXIT_STARTUP)
 					sleep(1);
-				pids[i] =
-				    spawn_worker(&config, fd, tls, metrics, log_key, &old_mask);
+				pids[i] = spawn_worker(&config, fd, &addr, tls, metrics, log_key,
+				                       &old_mask);
 				break;
 			}
 		}
 	}
 	close(fd);
 	sodium_memzero(log_key, sizeof(log_key));
+	close(ready[1]);
 	fprintf(stderr, "bkvd: stopped\n");
-	return BKVD_EXIT_OK;
+	return start_failed ? BKVD_EXIT_STARTUP : BKVD_EXIT_OK;
 }

@@ -48,7 +48,10 @@ struct bkv_token {
 	bkv_token_err last_error;
 	bkv_token_observer_fn observer;
 	void *observer_arg;
+	uint8_t *scratch; /* TOKEN_SCRATCH_BYTES of locked memory for decryption */
 };
+
+#define TOKEN_SCRATCH_BYTES 4096
 
 /* Monotonic microseconds, and reporting one operation to the observer. */
 uint64_t token_now_us(void);

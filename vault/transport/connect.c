@@ -7,8 +7,9 @@
  *   an HTTP status from Connect's table + application/json {"code","message","details"}
  *   on error, with bkv.v1.AttemptInfo as a detail where attempts matter.
  *
- * Bodies are capped here (64 KiB), not in evhttp, so an oversize request still gets a
- * proper Connect error. Nothing in this file logs a token, a password or an OPAQUE
+ * Bodies are capped here (64 KiB) rather than in evhttp, so an oversize request still
+ * gets a proper Connect error; only bodies over evhttp's own limit (1 MiB) get evhttp's
+ * plain 413 (libevent 2.1 offers no hook to replace it). Nothing in this file logs a token, a password or an OPAQUE
  * message: the request log has the method, code, latency and a keyed hash of the account.
  */
 #include <inttypes.h>

@@ -39,7 +39,7 @@ uint64_t bkv_now_ms(void)
 	return bkv_now_us() / 1000u;
 }
 
-int bkv_listen(const char *host, const char *port, char *why, size_t why_len)
+int bkv_listen(const char *host, const char *port, bool listening, char *why, size_t why_len)
 {
 	struct addrinfo hints = {.ai_family = AF_UNSPEC,
 	                         .ai_socktype = SOCK_STREAM,
@@ -63,7 +63,8 @@ int bkv_listen(const char *host, const char *port, char *why, size_t why_len)
 		if (setsockopt(fd, SOL_SOCKET, SO_REUSEADDR, &one, sizeof(one)) != 0 ||
 		    setsockopt(fd, SOL_SOCKET, SO_REUSEPORT, &one, sizeof(one)) != 0 ||
 		    setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof(one)) != 0 ||
-		    bind(fd, ai->ai_addr, ai->ai_addrlen) != 0 || listen(fd, 1024) != 0) {
+		    bind(fd, ai->ai_addr, ai->ai_addrlen) != 0 ||
+		    (listening && listen(fd, 1024) != 0)) {
 			snprintf(why, why_len, "cannot listen on %s:%s: %s", host, port,
 			         strerror(errno));
 			close(fd);

@@ -40,7 +40,10 @@ struct evhttp_request;
 typedef struct bkv_server_ctx bkv_server_ctx;
 void bkv_connect_handle(bkv_server_ctx *ctx, struct evhttp_request *req, const char *method);
 
-/* Listening socket with SO_REUSEPORT and TCP_NODELAY. host:port; port 0 picks one. */
-int bkv_listen(const char *host, const char *port, char *why, size_t why_len);
+/* A socket bound to host:port with SO_REUSEPORT and TCP_NODELAY; port 0 picks one. With
+ * listening false it only holds the port (the kernel routes no connection to it), so the
+ * master can reserve the port while each worker listens on a socket of its own and the
+ * kernel spreads connections across them. */
+int bkv_listen(const char *host, const char *port, bool listening, char *why, size_t why_len);
 
 #endif
