@@ -1611,7 +1611,7 @@ static void print_http(const bench *b, const http_result *r)
 	if (r->nworkers > 1 && lo < 0.5 * hi)
 		printf(
 		    "      uneven: a keep-alive connection stays on the worker that accepted it, "
-		    "and the workers share one accept queue\n");
+		    "and SO_REUSEPORT spreads connections by hash, not by load\n");
 }
 
 static void print_floor(const bench *b, const floor_result *f, const http_result *h)
