@@ -10,9 +10,20 @@
  * A few tests look into the file through a second, plain SQLite connection (PRAGMAs, the
  * `records` table, triggers that make a statement fail), which ties them to the SQLite
  * backend; everything else goes through the public API only.
+ *
+ * With BKV_TEST_STORAGE=postgresql the same tests run against the PostgreSQL backend, on
+ * the database BKV_TEST_PG_URL names (tests/with-postgres provides one): every test starts
+ * from an empty schema public, the second connection is a libpq one, the failure triggers
+ * are PL/pgSQL ones, and the few SQLite-only tests (bare paths, files, WAL, synchronous)
+ * are skipped. PostgreSQL-only tests check the session settings, the statement timeout, a
+ * connection lost before or during COMMIT, a COMMIT whose answer is lost after it
+ * committed (through a small TCP proxy), and a server restart under load
+ * (BKV_TEST_PG_CTL, a pg_ctl for the test cluster).
  */
+#include <arpa/inet.h>
 #include <errno.h>
 #include <limits.h>
+#include <netinet/in.h>
 #include <poll.h>
 #include <setjmp.h>
 #include <signal.h>
@@ -23,12 +34,14 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/socket.h>
 #include <sys/types.h>
 #include <sys/wait.h>
 #include <time.h>
 #include <unistd.h>
 
 #include <cmocka.h>
+#include <libpq-fe.h>
 #include <sqlite3.h>
 
 #include "storage.h"
@@ -42,6 +55,25 @@
 #define N_CHILDREN      8
 #define CHILD_ALARM_S   20 /* a child that is still alive after this is killed by SIGALRM */
 #define WAIT_DEADLINE_S 25 /* the parent gives up on its children after this */
+
+/* BKV_TEST_STORAGE=postgresql: run against BKV_TEST_PG_URL instead of SQLite files. */
+static bool on_pg;
+static const char *pg_url;
+
+#define SQLITE_ONLY()                                                                              \
+	do {                                                                                       \
+		if (on_pg) {                                                                       \
+			print_message("skipped: SQLite only\n");                                   \
+			skip();                                                                    \
+		}                                                                                  \
+	} while (0)
+#define POSTGRESQL_ONLY()                                                                          \
+	do {                                                                                       \
+		if (!on_pg) {                                                                      \
+			print_message("skipped: PostgreSQL only\n");                               \
+			skip();                                                                    \
+		}                                                                                  \
+	} while (0)
 
 typedef struct fx {
 	char dir[PATH_MAX / 2];
@@ -63,13 +95,93 @@ static int make_dir(fx *f)
 		return -1;
 	}
 	snprintf(f->path, sizeof(f->path), "%s/vault.db", f->dir);
-	snprintf(f->url, sizeof(f->url), "sqlite:%s", f->path);
+	if (on_pg) {
+		snprintf(f->url, sizeof(f->url), "%s", pg_url);
+	} else {
+		snprintf(f->url, sizeof(f->url), "sqlite:%s", f->path);
+	}
 	return 0;
 }
 
-/* A fresh directory, no database yet. */
+static void pg_quiet(void *arg, const char *message)
+{
+	(void)arg;
+	(void)message;
+}
+
+/* A plain libpq connection to the test database, or NULL (printed). */
+static PGconn *pg_raw_connect(void)
+{
+	PGconn *c = PQconnectdb(pg_url);
+	if (PQstatus(c) != CONNECTION_OK) {
+		fprintf(stderr, "cannot connect to %s: %s", pg_url, PQerrorMessage(c));
+		PQfinish(c);
+		return NULL;
+	}
+	PQsetNoticeProcessor(c, pg_quiet, NULL);
+	return c;
+}
+
+/* Runs sql (several statements allowed) on a fresh connection. NULL on success, else the
+ * error message (static). */
+static const char *pg_try_exec(const char *sql)
+{
+	static char msg[512];
+	PGconn *c = pg_raw_connect();
+	if (c == NULL) {
+		return "no connection";
+	}
+	PGresult *res = PQexec(c, sql);
+	const ExecStatusType st = PQresultStatus(res);
+	const bool ok = st == PGRES_COMMAND_OK || st == PGRES_TUPLES_OK;
+	snprintf(msg, sizeof(msg), "%s", ok ? "" : PQerrorMessage(c));
+	PQclear(res);
+	PQfinish(c);
+	return ok ? NULL : msg;
+}
+
+static void pg_exec(const char *sql)
+{
+	const char *err = pg_try_exec(sql);
+	if (err != NULL) {
+		fail_msg("%s: %s", sql, err);
+	}
+}
+
+/* The first column of the first row of sql, as an integer. */
+static int64_t pg_int(const char *sql)
+{
+	PGconn *c = pg_raw_connect();
+	assert_non_null(c);
+	PGresult *res = PQexec(c, sql);
+	if (PQresultStatus(res) != PGRES_TUPLES_OK || PQntuples(res) < 1) {
+		fail_msg("%s: %s", sql, PQerrorMessage(c));
+	}
+	const int64_t v = strtoll(PQgetvalue(res, 0, 0), NULL, 10);
+	PQclear(res);
+	PQfinish(c);
+	return v;
+}
+
+/* An empty database: no bkv tables, no per-database settings. */
+static int pg_reset(void)
+{
+	const char *err = pg_try_exec(
+	    "DROP SCHEMA IF EXISTS public CASCADE; CREATE SCHEMA public;"
+	    "DO $$BEGIN EXECUTE format('ALTER DATABASE %I RESET ALL', current_database()); END$$");
+	if (err != NULL) {
+		fprintf(stderr, "setup: cannot reset the PostgreSQL database: %s", err);
+		return -1;
+	}
+	return 0;
+}
+
+/* A fresh directory, no database yet (on PostgreSQL: an empty schema). */
 static int setup_dir(void **state)
 {
+	if (on_pg && pg_reset() != 0) {
+		return -1;
+	}
 	fx *f = calloc(1, sizeof(*f));
 	if (f == NULL) {
 		return -1;
@@ -247,8 +359,13 @@ static void raw_text(sqlite3 *db, const char *sql, char *buf, size_t cap)
 	sqlite3_finalize(st);
 }
 
+/* SQL through a second connection, on either backend. */
 static void raw_sql(const fx *f, const char *sql)
 {
+	if (on_pg) {
+		pg_exec(sql);
+		return;
+	}
 	sqlite3 *db = raw_open(f);
 	raw_exec(db, sql);
 	sqlite3_close(db);
@@ -407,18 +524,28 @@ static bkv_storage *child_open(const char *url)
 static void test_open_creates_the_schema(void **state)
 {
 	fx *f = *state;
-	sqlite3 *db = raw_open(f);
-	assert_true(raw_int(db, "PRAGMA user_version") >= 1);
-	assert_int_equal(raw_int(db, "SELECT count(*) FROM sqlite_schema WHERE type = 'table' "
-	                             "AND name = 'records'"),
-	                 1);
-	sqlite3_close(db);
+	if (on_pg) {
+		assert_true(pg_int("SELECT version FROM bkv_schema") >= 1);
+		assert_int_equal(pg_int("SELECT count(*) FROM bkv_schema"), 1);
+		assert_int_equal(
+		    pg_int("SELECT count(*) FROM pg_tables WHERE schemaname = 'public' "
+		           "AND tablename = 'records'"),
+		    1);
+	} else {
+		sqlite3 *db = raw_open(f);
+		assert_true(raw_int(db, "PRAGMA user_version") >= 1);
+		assert_int_equal(raw_int(db, "SELECT count(*) FROM sqlite_schema WHERE type = "
+		                             "'table' AND name = 'records'"),
+		                 1);
+		sqlite3_close(db);
+	}
 	bkv_record r;
 	assert_int_equal(bkv_storage_get(f->s, LIT("nobody"), &r), BKV_STORAGE_NOT_FOUND);
 }
 
 static void test_open_accepts_a_bare_path(void **state)
 {
+	SQLITE_ONLY();
 	fx *f = *state;
 	char why[256] = "";
 	assert_int_equal(bkv_storage_open(f->path, &f->s, why, sizeof(why)), BKV_STORAGE_OK);
@@ -432,11 +559,32 @@ static void test_open_refuses_an_unknown_url_scheme(void **state)
 	fx *f = *state;
 	char why[256] = "";
 	bkv_storage *s = (bkv_storage *)(uintptr_t)1; /* must be reset to NULL */
-	assert_int_equal(bkv_storage_open("postgres://localhost/bkv", &s, why, sizeof(why)),
+	assert_int_equal(bkv_storage_open("mysql://localhost/bkv", &s, why, sizeof(why)),
 	                 BKV_STORAGE_ARGUMENT);
 	assert_null(s);
-	assert_true(strstr(why, "postgres") != NULL);
+	assert_true(strstr(why, "mysql") != NULL);
 	assert_int_equal(access(f->path, F_OK), -1);
+}
+
+/* Both spellings reach the PostgreSQL backend (no server is needed for this: nothing
+ * listens on port 1), which fails at once and says why. */
+static void test_open_of_an_unreachable_postgresql_server_fails_fast_with_a_reason(void **state)
+{
+	(void)state;
+	const char *const urls[] = {"postgresql://postgres@127.0.0.1:1/bkv",
+	                            "postgres://postgres@127.0.0.1:1/bkv?connect_timeout=2"};
+	for (size_t i = 0; i < sizeof(urls) / sizeof(urls[0]); i++) {
+		char why[512] = "";
+		bkv_storage *s = (bkv_storage *)(uintptr_t)1;
+		const double t0 = now_s();
+		assert_int_equal(bkv_storage_open(urls[i], &s, why, sizeof(why)),
+		                 BKV_STORAGE_UNAVAILABLE);
+		assert_true(now_s() - t0 < 5);
+		assert_null(s);
+		print_message("why: %s\n", why);
+		assert_non_null(strstr(why, "PostgreSQL"));
+		assert_true(why[strlen(why) - 1] != '\n');
+	}
 }
 
 static void test_open_of_an_unusable_path_fails_with_a_reason(void **state)
@@ -445,26 +593,48 @@ static void test_open_of_an_unusable_path_fails_with_a_reason(void **state)
 	char url[PATH_MAX + 64];
 	char why[512] = "";
 	bkv_storage *s = NULL;
-	snprintf(url, sizeof(url), "sqlite:%s/no/such/dir/vault.db", f->dir);
+	if (on_pg) { /* a database that does not exist */
+		const char *slash = strrchr(pg_url, '/');
+		assert_non_null(slash);
+		snprintf(url, sizeof(url), "%.*s/no_such_database", (int)(slash - pg_url), pg_url);
+	} else {
+		snprintf(url, sizeof(url), "sqlite:%s/no/such/dir/vault.db", f->dir);
+	}
 	assert_int_not_equal(bkv_storage_open(url, &s, why, sizeof(why)), BKV_STORAGE_OK);
 	assert_null(s);
 	assert_true(strlen(why) > 0);
+	if (on_pg) {
+		print_message("why: %s\n", why);
+		assert_non_null(strstr(why, "no_such_database"));
+	}
 }
 
 static void test_open_of_a_file_that_is_not_a_database_fails_with_a_reason(void **state)
 {
 	fx *f = *state;
-	FILE *fp = fopen(f->path, "wb");
-	assert_non_null(fp);
-	for (int i = 0; i < 64; i++) {
-		fputs("this is not an SQLite database. ", fp);
+	if (on_pg) { /* a database with someone else's table "records" */
+		pg_exec("CREATE TABLE records (x integer)");
+	} else {
+		FILE *fp = fopen(f->path, "wb");
+		assert_non_null(fp);
+		for (int i = 0; i < 64; i++) {
+			fputs("this is not an SQLite database. ", fp);
+		}
+		fclose(fp);
 	}
-	fclose(fp);
 	char why[512] = "";
 	bkv_storage *s = NULL;
 	assert_int_not_equal(bkv_storage_open(f->url, &s, why, sizeof(why)), BKV_STORAGE_OK);
 	assert_null(s);
 	assert_true(strlen(why) > 0);
+	if (on_pg) { /* the failed migration left nothing behind */
+		print_message("why: %s\n", why);
+		assert_int_equal(
+		    pg_int("SELECT count(*) FROM pg_tables WHERE schemaname = 'public' "
+		           "AND tablename = 'bkv_schema'"),
+		    0);
+		assert_int_equal(pg_int("SELECT count(*) FROM records"), 0);
+	}
 }
 
 static void test_reopen_keeps_records(void **state)
@@ -483,7 +653,7 @@ static void test_open_refuses_a_schema_newer_than_the_code(void **state)
 	fx *f = *state;
 	put_new(f, LIT("alice"), 10);
 	close_storage(f);
-	raw_sql(f, "PRAGMA user_version = 9999");
+	raw_sql(f, on_pg ? "UPDATE bkv_schema SET version = 9999" : "PRAGMA user_version = 9999");
 
 	char why[512] = "";
 	bkv_storage *s = NULL;
@@ -493,6 +663,11 @@ static void test_open_refuses_a_schema_newer_than_the_code(void **state)
 	assert_true(strstr(why, "9999") != NULL); /* names the version it found */
 
 	/* and left the file alone */
+	if (on_pg) {
+		assert_int_equal(pg_int("SELECT version FROM bkv_schema"), 9999);
+		assert_int_equal(pg_int("SELECT count(*) FROM records"), 1);
+		return;
+	}
 	sqlite3 *db = raw_open(f);
 	assert_int_equal(raw_int(db, "PRAGMA user_version"), 9999);
 	assert_int_equal(raw_int(db, "SELECT count(*) FROM records"), 1);
@@ -501,6 +676,7 @@ static void test_open_refuses_a_schema_newer_than_the_code(void **state)
 
 static void test_database_is_in_wal_mode(void **state)
 {
+	SQLITE_ONLY();
 	fx *f = *state;
 	/* journal_mode=WAL is a property of the file: a second connection sees it */
 	sqlite3 *db = raw_open(f);
@@ -524,6 +700,7 @@ static int catch_connection(sqlite3 *db, char **err, const sqlite3_api_routines 
 
 static void test_connection_uses_synchronous_full(void **state)
 {
+	SQLITE_ONLY();
 	fx *f = *state;
 	char why[256] = "";
 	opened_db = NULL;
@@ -1315,6 +1492,42 @@ static void test_delete_of_a_missing_account_is_not_found(void **state)
 	assert_int_equal(bkv_storage_delete(f->s, LIT("alice")), BKV_STORAGE_NOT_FOUND);
 }
 
+static void test_destroy_exhausted_deletes_only_the_same_exhausted_record(void **state)
+{
+	fx *f = *state;
+	bkv_record r;
+	assert_int_equal(bkv_storage_destroy_exhausted(f->s, LIT("nobody"), 1),
+	                 BKV_STORAGE_NOT_FOUND);
+	const uint64_t v1 = put_new(f, LIT("alice"), 2);
+	put_new(f, LIT("bob"), 1);
+	commit_ok(f, LIT("alice"));
+	/* not exhausted yet */
+	const bkv_record before = get_ok(f, LIT("alice"));
+	assert_int_equal(bkv_storage_destroy_exhausted(f->s, LIT("alice"), v1), BKV_STORAGE_STALE);
+	bkv_record after = get_ok(f, LIT("alice"));
+	assert_same_record(&before, &after);
+	/* exhausted, but another record_version */
+	commit_ok(f, LIT("alice"));
+	const bkv_record used_up = get_ok(f, LIT("alice"));
+	assert_int_equal(used_up.attempts_used, 2);
+	assert_int_equal(bkv_storage_destroy_exhausted(f->s, LIT("alice"), v1 + 1000),
+	                 BKV_STORAGE_STALE);
+	after = get_ok(f, LIT("alice"));
+	assert_same_record(&used_up, &after);
+	/* the same record, exhausted: gone, and only it */
+	assert_int_equal(bkv_storage_destroy_exhausted(f->s, LIT("alice"), v1), BKV_STORAGE_OK);
+	assert_int_equal(bkv_storage_get(f->s, LIT("alice"), &r), BKV_STORAGE_NOT_FOUND);
+	assert_int_equal(bkv_storage_destroy_exhausted(f->s, LIT("alice"), v1),
+	                 BKV_STORAGE_NOT_FOUND);
+	get_ok(f, LIT("bob"));
+	/* a replaced record is not exhausted any more */
+	const uint64_t b1 = get_ok(f, LIT("bob")).record_version;
+	commit_ok(f, LIT("bob"));
+	put_new(f, LIT("bob"), 1);
+	assert_int_equal(bkv_storage_destroy_exhausted(f->s, LIT("bob"), b1), BKV_STORAGE_STALE);
+	get_ok(f, LIT("bob"));
+}
+
 /* ------------------------------------------------------------------------------------ */
 /* Re-sealing                                                                            */
 /* ------------------------------------------------------------------------------------ */
@@ -1518,27 +1731,46 @@ static void test_count_sealed_with_counts_records_per_key_version(void **state)
 /* UNAVAILABLE commits nothing                                                           */
 /* ------------------------------------------------------------------------------------ */
 
-/* A trigger added through a second connection makes the backend's statement fail. */
-#define FAIL_UPDATES                                                                               \
-	"CREATE TRIGGER inject BEFORE UPDATE ON records BEGIN SELECT RAISE(ABORT, 'x'); END"
-#define FAIL_DELETES                                                                               \
-	"CREATE TRIGGER inject BEFORE DELETE ON records BEGIN SELECT RAISE(ABORT, 'x'); END"
-#define FAIL_INSERTS                                                                               \
-	"CREATE TRIGGER inject BEFORE INSERT ON records BEGIN SELECT RAISE(ABORT, 'x'); END"
-#define HEAL "DROP TRIGGER inject"
+/* A trigger added through a second connection makes the backend's statements of one kind
+ * (UPDATE, DELETE or INSERT) fail; heal() drops it. */
+static void inject_failure(const fx *f, const char *kind)
+{
+	char sql[512];
+	if (on_pg) {
+		snprintf(
+		    sql, sizeof(sql),
+		    "CREATE OR REPLACE FUNCTION bkv_test_fail() RETURNS trigger LANGUAGE plpgsql "
+		    "AS $$BEGIN RAISE EXCEPTION 'injected failure'; END$$;"
+		    "CREATE TRIGGER inject BEFORE %s ON records FOR EACH ROW "
+		    "EXECUTE FUNCTION bkv_test_fail()",
+		    kind);
+	} else {
+		snprintf(
+		    sql, sizeof(sql),
+		    "CREATE TRIGGER inject BEFORE %s ON records BEGIN SELECT RAISE(ABORT, 'x'); "
+		    "END",
+		    kind);
+	}
+	raw_sql(f, sql);
+}
+
+static void heal(const fx *f)
+{
+	raw_sql(f, on_pg ? "DROP TRIGGER inject ON records" : "DROP TRIGGER inject");
+}
 
 static void test_unavailable_commit_attempt_commits_nothing(void **state)
 {
 	fx *f = *state;
 	const uint64_t v = put_new(f, LIT("alice"), 10);
 	const bkv_record before = get_ok(f, LIT("alice"));
-	raw_sql(f, FAIL_UPDATES);
+	inject_failure(f, "UPDATE");
 	uint32_t used, limit;
 	assert_int_equal(bkv_storage_commit_attempt(f->s, LIT("alice"), v, 0, &used, &limit),
 	                 BKV_STORAGE_UNAVAILABLE);
 	const bkv_record after = get_ok(f, LIT("alice"));
 	assert_same_record(&before, &after);
-	raw_sql(f, HEAL);
+	heal(f);
 	assert_int_equal(bkv_storage_commit_attempt(f->s, LIT("alice"), v, 0, &used, &limit),
 	                 BKV_STORAGE_OK);
 	assert_int_equal(used, 1);
@@ -1550,13 +1782,13 @@ static void test_unavailable_finish_commits_nothing(void **state)
 	const uint64_t v = put_new(f, LIT("alice"), 10);
 	commit_ok(f, LIT("alice"));
 	const bkv_record before = get_ok(f, LIT("alice"));
-	raw_sql(f, FAIL_UPDATES);
+	inject_failure(f, "UPDATE");
 	bkv_finish_result res;
 	assert_int_equal(bkv_storage_finish_attempt(f->s, LIT("alice"), v, 1, true, &res, NULL),
 	                 BKV_STORAGE_UNAVAILABLE);
 	const bkv_record after = get_ok(f, LIT("alice"));
 	assert_same_record(&before, &after);
-	raw_sql(f, HEAL);
+	heal(f);
 	/* no transaction was left open: the guess can still be finished, once */
 	assert_int_equal(bkv_storage_finish_attempt(f->s, LIT("alice"), v, 1, true, &res, NULL),
 	                 BKV_STORAGE_OK);
@@ -1569,16 +1801,31 @@ static void test_unavailable_destroying_finish_commits_nothing(void **state)
 	const uint64_t v = put_new(f, LIT("alice"), 1);
 	commit_ok(f, LIT("alice"));
 	const bkv_record before = get_ok(f, LIT("alice"));
-	raw_sql(f, FAIL_DELETES);
+	inject_failure(f, "DELETE");
 	bkv_finish_result res;
 	assert_int_equal(bkv_storage_finish_attempt(f->s, LIT("alice"), v, 1, false, &res, NULL),
 	                 BKV_STORAGE_UNAVAILABLE);
 	const bkv_record after = get_ok(f, LIT("alice"));
 	assert_same_record(&before, &after);
-	raw_sql(f, HEAL);
+	heal(f);
 	assert_int_equal(bkv_storage_finish_attempt(f->s, LIT("alice"), v, 1, false, &res, NULL),
 	                 BKV_STORAGE_OK);
 	assert_true(res.destroyed);
+}
+
+static void test_unavailable_destroy_exhausted_commits_nothing(void **state)
+{
+	fx *f = *state;
+	const uint64_t v = put_new(f, LIT("alice"), 1);
+	commit_ok(f, LIT("alice"));
+	const bkv_record before = get_ok(f, LIT("alice"));
+	inject_failure(f, "DELETE");
+	assert_int_equal(bkv_storage_destroy_exhausted(f->s, LIT("alice"), v),
+	                 BKV_STORAGE_UNAVAILABLE);
+	const bkv_record after = get_ok(f, LIT("alice"));
+	assert_same_record(&before, &after);
+	heal(f);
+	assert_int_equal(bkv_storage_destroy_exhausted(f->s, LIT("alice"), v), BKV_STORAGE_OK);
 }
 
 static void test_unavailable_put_commits_nothing(void **state)
@@ -1586,16 +1833,16 @@ static void test_unavailable_put_commits_nothing(void **state)
 	fx *f = *state;
 	bkv_record r;
 	make_record(f, &r, LIT("bob"), 10);
-	raw_sql(f, FAIL_INSERTS);
+	inject_failure(f, "INSERT");
 	assert_int_equal(bkv_storage_put(f->s, &r), BKV_STORAGE_UNAVAILABLE);
 	bkv_record out;
 	assert_int_equal(bkv_storage_get(f->s, LIT("bob"), &out), BKV_STORAGE_NOT_FOUND);
-	raw_sql(f, HEAL);
+	heal(f);
 
 	put_new(f, LIT("alice"), 10);
 	commit_ok(f, LIT("alice"));
 	const bkv_record before = get_ok(f, LIT("alice"));
-	raw_sql(f, FAIL_UPDATES);
+	inject_failure(f, "UPDATE");
 	make_record(f, &r, LIT("alice"), 10);
 	assert_int_equal(bkv_storage_put(f->s, &r), BKV_STORAGE_UNAVAILABLE);
 	const bkv_record after = get_ok(f, LIT("alice"));
@@ -1868,6 +2115,390 @@ static void test_sigkill_never_loses_a_committed_attempt(void **state)
 }
 
 /* ------------------------------------------------------------------------------------ */
+/* PostgreSQL only                                                                       */
+/* ------------------------------------------------------------------------------------ */
+
+/* The backend's own session, seen from a trigger: synchronous_commit stays on even when the
+ * database's default says off, a statement timeout is set, and writes run READ COMMITTED. */
+static void test_pg_session_keeps_synchronous_commit_on_and_has_a_statement_timeout(void **state)
+{
+	POSTGRESQL_ONLY();
+	fx *f = *state;
+	close_storage(f);
+	pg_exec("DO $$BEGIN EXECUTE format('ALTER DATABASE %I SET synchronous_commit = off', "
+	        "current_database()); END$$;"
+	        "CREATE TABLE seen (sync text, timeout text, isolation text, app text);"
+	        "CREATE FUNCTION bkv_test_capture() RETURNS trigger LANGUAGE plpgsql AS $$BEGIN "
+	        "INSERT INTO seen VALUES (current_setting('synchronous_commit'), "
+	        "current_setting('statement_timeout'), current_setting('transaction_isolation'), "
+	        "current_setting('application_name')); RETURN NEW; END$$;"
+	        "CREATE TRIGGER capture BEFORE INSERT ON records FOR EACH ROW "
+	        "EXECUTE FUNCTION bkv_test_capture()");
+	assert_int_equal(pg_int("SELECT count(*) FROM pg_db_role_setting WHERE setdatabase = "
+	                        "(SELECT oid FROM pg_database WHERE datname = current_database())"),
+	                 1);
+	reopen(f);
+	put_new(f, LIT("alice"), 10);
+	assert_int_equal(pg_int("SELECT count(*) FROM seen WHERE sync = 'on' AND timeout = '5s' "
+	                        "AND isolation = 'read committed' AND app = 'bkvd'"),
+	                 1);
+}
+
+/* A statement stuck in the database is cut off by the statement timeout (here 500 ms,
+ * set through the URL), fails with UNAVAILABLE and leaves the row as it was. */
+static void test_pg_statement_timeout_bounds_a_stuck_statement(void **state)
+{
+	POSTGRESQL_ONLY();
+	fx *f = *state;
+	const uint64_t v = put_new(f, LIT("alice"), 10);
+	const bkv_record before = get_ok(f, LIT("alice"));
+	close_storage(f);
+	snprintf(f->url, sizeof(f->url), "%s%soptions=-c%%20statement_timeout%%3D500", pg_url,
+	         strchr(pg_url, '?') ? "&" : "?");
+	reopen(f);
+	pg_exec("CREATE FUNCTION bkv_test_stuck() RETURNS trigger LANGUAGE plpgsql AS $$BEGIN "
+	        "PERFORM pg_sleep(30); RETURN NEW; END$$;"
+	        "CREATE TRIGGER inject BEFORE UPDATE ON records FOR EACH ROW "
+	        "EXECUTE FUNCTION bkv_test_stuck()");
+	uint32_t used, limit;
+	const double t0 = now_s();
+	assert_int_equal(bkv_storage_commit_attempt(f->s, LIT("alice"), v, 0, &used, &limit),
+	                 BKV_STORAGE_UNAVAILABLE);
+	const double took = now_s() - t0;
+	print_message("the stuck commit_attempt failed after %.3f s\n", took);
+	assert_true(took >= 0.4 && took < 3);
+	heal(f);
+	const bkv_record after = get_ok(f, LIT("alice"));
+	assert_same_record(&before, &after);
+	assert_int_equal(bkv_storage_commit_attempt(f->s, LIT("alice"), v, 0, &used, &limit),
+	                 BKV_STORAGE_OK);
+	assert_int_equal(used, 1);
+}
+
+/* The backend's session is terminated in the middle of a transaction, and then inside
+ * COMMIT (a deferred trigger runs there, so the answer to COMMIT is lost and the backend
+ * must find out on a new connection that the transaction aborted). Every call fails with
+ * UNAVAILABLE after its retries, nothing is committed, and the next call reconnects. */
+static void test_pg_a_connection_lost_before_or_during_commit_commits_nothing(void **state)
+{
+	POSTGRESQL_ONLY();
+	fx *f = *state;
+	const uint64_t v = put_new(f, LIT("alice"), 10);
+	commit_ok(f, LIT("alice"));
+	const bkv_record before = get_ok(f, LIT("alice"));
+	pg_exec("CREATE FUNCTION bkv_test_die() RETURNS trigger LANGUAGE plpgsql AS $$BEGIN "
+	        "PERFORM pg_terminate_backend(pg_backend_pid()); PERFORM pg_sleep(5); "
+	        "RETURN COALESCE(NEW, OLD); END$$");
+	static const char *const triggers[] = {
+	    "CREATE TRIGGER inject BEFORE UPDATE OR DELETE ON records FOR EACH ROW "
+	    "EXECUTE FUNCTION bkv_test_die()",
+	    "CREATE CONSTRAINT TRIGGER inject AFTER UPDATE OR DELETE ON records DEFERRABLE "
+	    "INITIALLY DEFERRED FOR EACH ROW EXECUTE FUNCTION bkv_test_die()"};
+	for (size_t i = 0; i < 2; i++) {
+		pg_exec(triggers[i]);
+		uint32_t used, limit;
+		bkv_finish_result res;
+		const double t0 = now_s();
+		assert_int_equal(bkv_storage_commit_attempt(f->s, LIT("alice"), v, before.guess_seq,
+		                                            &used, &limit),
+		                 BKV_STORAGE_UNAVAILABLE);
+		assert_int_equal(
+		    bkv_storage_finish_attempt(f->s, LIT("alice"), v, 1, true, &res, NULL),
+		    BKV_STORAGE_UNAVAILABLE);
+		assert_int_equal(bkv_storage_delete(f->s, LIT("alice")), BKV_STORAGE_UNAVAILABLE);
+		print_message("%s: three calls failed in %.3f s\n", i ? "during COMMIT" : "before",
+		              now_s() - t0);
+		heal(f);
+		const bkv_record after = get_ok(f, LIT("alice"));
+		assert_same_record(&before, &after);
+	}
+	uint32_t used, limit;
+	assert_int_equal(
+	    bkv_storage_commit_attempt(f->s, LIT("alice"), v, before.guess_seq, &used, &limit),
+	    BKV_STORAGE_OK);
+	assert_int_equal(used, before.attempts_used + 1);
+}
+
+/* A TCP proxy to the test server (run in a child) that loses the answer to one COMMIT: it
+ * forwards the first "COMMIT" of the first connection, swallows the server's answer up to
+ * and including ReadyForQuery - so the transaction has committed - and closes the
+ * connection. Later connections pass through. Reports the swallowed COMMIT on `report`. */
+static uint32_t be32(const uint8_t *p)
+{
+	return (uint32_t)p[0] << 24 | (uint32_t)p[1] << 16 | (uint32_t)p[2] << 8 | p[3];
+}
+
+/* Consumes the complete messages at the start of buf (the first one untyped if *startup);
+ * true if one of them is of type `want` (and, with `query`, carries exactly that text). */
+static bool consume_messages(uint8_t *buf, size_t *len, bool *startup, char want, const char *query)
+{
+	bool seen = false;
+	for (;;) {
+		const size_t head = *startup ? 4 : 5;
+		if (*len < head) {
+			return seen;
+		}
+		const size_t body = be32(buf + head - 4);
+		const size_t total = head - 4 + body;
+		if (body < 4 || *len < total) {
+			return seen;
+		}
+		if (!*startup && buf[0] == want &&
+		    (query == NULL ||
+		     (body - 4 == strlen(query) + 1 && memcmp(buf + 5, query, body - 4) == 0))) {
+			seen = true;
+		}
+		*startup = false;
+		memmove(buf, buf + total, *len - total);
+		*len -= total;
+	}
+}
+
+static void proxy_session(int client, int server, bool lose_commit, int report)
+{
+	static uint8_t cbuf[1 << 16], sbuf[1 << 16];
+	size_t clen = 0, slen = 0;
+	bool cstart = true, sstart = false, commit_sent = false;
+	for (;;) {
+		struct pollfd p[2] = {{client, POLLIN, 0}, {server, POLLIN, 0}};
+		if (poll(p, 2, -1) < 0) {
+			if (errno == EINTR) {
+				continue;
+			}
+			return;
+		}
+		uint8_t tmp[8192];
+		if (p[0].revents) {
+			const ssize_t n = read(client, tmp, sizeof(tmp));
+			if (n <= 0 || !write_full(server, tmp, (size_t)n)) {
+				return;
+			}
+			if (lose_commit && !commit_sent) {
+				if (clen + (size_t)n > sizeof(cbuf)) {
+					lose_commit = false; /* cannot follow: pass through */
+				} else {
+					memcpy(cbuf + clen, tmp, (size_t)n);
+					clen += (size_t)n;
+					commit_sent =
+					    consume_messages(cbuf, &clen, &cstart, 'Q', "COMMIT");
+				}
+			}
+		}
+		if (p[1].revents) {
+			const ssize_t n = read(server, tmp, sizeof(tmp));
+			if (n <= 0) {
+				return;
+			}
+			if (!commit_sent) {
+				if (!write_full(client, tmp, (size_t)n)) {
+					return;
+				}
+				continue;
+			}
+			/* the answer to COMMIT: swallow it, and hang up once it is complete */
+			if (slen + (size_t)n > sizeof(sbuf)) {
+				return;
+			}
+			memcpy(sbuf + slen, tmp, (size_t)n);
+			slen += (size_t)n;
+			if (consume_messages(sbuf, &slen, &sstart, 'Z', NULL)) {
+				const uint32_t one = 1;
+				(void)!write_full(report, &one, sizeof(one));
+				return;
+			}
+		}
+	}
+}
+
+static void proxy_main(int listen_fd, const struct sockaddr_in *to, int report)
+{
+	bool lost_one = false;
+	for (;;) {
+		const int client = accept(listen_fd, NULL, NULL);
+		if (client < 0) {
+			if (errno == EINTR) {
+				continue;
+			}
+			_exit(1);
+		}
+		const int server = socket(AF_INET, SOCK_STREAM, 0);
+		if (server >= 0 && connect(server, (const struct sockaddr *)to, sizeof(*to)) == 0) {
+			proxy_session(client, server, !lost_one, report);
+			lost_one = true;
+		}
+		close(server);
+		close(client);
+	}
+}
+
+/* The answer to COMMIT is lost with the connection after the transaction committed: the
+ * backend finds out on a new connection (pg_xact_status) and reports OK, not UNAVAILABLE,
+ * and the attempt was counted once. */
+static void test_pg_a_commit_whose_answer_is_lost_is_settled_as_committed(void **state)
+{
+	POSTGRESQL_ONLY();
+	fx *f = *state;
+	const uint64_t v = put_new(f, LIT("alice"), 10);
+	const bkv_record before = get_ok(f, LIT("alice"));
+	close_storage(f);
+
+	PQconninfoOption *opts = PQconninfoParse(pg_url, NULL);
+	assert_non_null(opts);
+	const char *user = "postgres", *dbname = "bkv", *port = "5432";
+	for (PQconninfoOption *o = opts; o->keyword != NULL; o++) {
+		if (o->val != NULL && strcmp(o->keyword, "user") == 0) {
+			user = o->val;
+		} else if (o->val != NULL && strcmp(o->keyword, "dbname") == 0) {
+			dbname = o->val;
+		} else if (o->val != NULL && strcmp(o->keyword, "port") == 0) {
+			port = o->val;
+		}
+	}
+	struct sockaddr_in to = {.sin_family = AF_INET};
+	to.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+	to.sin_port = htons((uint16_t)atoi(port));
+	struct sockaddr_in at = to;
+	at.sin_port = 0;
+	socklen_t at_len = sizeof(at);
+	const int lfd = socket(AF_INET, SOCK_STREAM, 0);
+	assert_true(lfd >= 0);
+	assert_int_equal(bind(lfd, (struct sockaddr *)&at, sizeof(at)), 0);
+	assert_int_equal(listen(lfd, 4), 0);
+	assert_int_equal(getsockname(lfd, (struct sockaddr *)&at, &at_len), 0);
+	int rep[2];
+	assert_int_equal(pipe(rep), 0);
+	fflush(stdout);
+	fflush(stderr);
+	const pid_t pid = fork();
+	assert_true(pid >= 0);
+	if (pid == 0) {
+		close(rep[0]);
+		alarm(CHILD_ALARM_S);
+		proxy_main(lfd, &to, rep[1]);
+		_exit(0);
+	}
+	close(lfd);
+	close(rep[1]);
+	snprintf(f->url, sizeof(f->url),
+	         "postgresql://%s@127.0.0.1:%d/%s?sslmode=disable&gssencmode=disable", user,
+	         (int)ntohs(at.sin_port), dbname);
+	PQconninfoFree(opts);
+	reopen(f);
+
+	uint32_t used = 0, limit = 0, lost = 0;
+	const bkv_storage_err err =
+	    bkv_storage_commit_attempt(f->s, LIT("alice"), v, before.guess_seq, &used, &limit);
+	const bool proxy_lost_it = read_report(rep[0], &lost, 2000) && lost == 1;
+	uint32_t next = 0;
+	const bkv_storage_err err2 =
+	    bkv_storage_commit_attempt(f->s, LIT("alice"), v, before.guess_seq + 1, &next, &limit);
+	close_storage(f);
+	kill(pid, SIGKILL);
+	waitpid(pid, NULL, 0);
+	close(rep[0]);
+
+	assert_true(proxy_lost_it);
+	assert_int_equal(err, BKV_STORAGE_OK);
+	assert_int_equal(used, before.attempts_used + 1);
+	assert_int_equal(err2, BKV_STORAGE_OK); /* and counted once: the next guess follows */
+	assert_int_equal(next, before.attempts_used + 2);
+	snprintf(f->url, sizeof(f->url), "%s", pg_url);
+	reopen(f);
+	const bkv_record r = get_ok(f, LIT("alice"));
+	assert_int_equal(r.attempts_used, before.attempts_used + 2);
+	assert_int_equal(r.guess_seq, before.guess_seq + 2);
+}
+
+/* PostgreSQL restarts (pg_ctl restart -m fast) while a client commits attempts in a loop:
+ * during the outage calls fail fast with UNAVAILABLE, afterwards the backend reconnects
+ * by itself, and no counter is ever seen to go down. */
+static void
+test_pg_restart_fails_calls_fast_then_reconnects_and_never_lowers_a_counter(void **state)
+{
+	POSTGRESQL_ONLY();
+	fx *f = *state;
+	const char *pg_ctl = getenv("BKV_TEST_PG_CTL");
+	if (pg_ctl == NULL || pg_ctl[0] == '\0') {
+		fail_msg("BKV_TEST_PG_CTL is not set (run under tests/with-postgres)");
+	}
+	const uint64_t v = put_new(f, LIT("alice"), 1000000);
+	uint32_t floor = 0;
+	for (int i = 0; i < 5; i++) {
+		floor = commit_ok(f, LIT("alice"));
+	}
+
+	fflush(stdout);
+	fflush(stderr);
+	const pid_t pid = fork();
+	assert_true(pid >= 0);
+	if (pid == 0) {
+		alarm(CHILD_ALARM_S);
+		struct timespec pause = {0, 200 * 1000000L};
+		nanosleep(&pause, NULL);
+		execl(pg_ctl, pg_ctl, "restart", (char *)NULL);
+		_exit(127);
+	}
+
+	const double t0 = now_s(), deadline = t0 + 20;
+	int ok_before = 0, ok_after = 0, unavailable = 0, restart_status = INT_MIN;
+	double first_failure = 0, last_failure = 0, slowest = 0;
+	while (now_s() < deadline && (restart_status == INT_MIN || ok_after < 20)) {
+		const double c0 = now_s();
+		bkv_record r;
+		bkv_storage_err err = bkv_storage_get(f->s, LIT("alice"), &r);
+		if (err == BKV_STORAGE_OK) {
+			if (r.attempts_used < floor) {
+				fail_msg("attempts_used went down from %u to %u", floor,
+				         r.attempts_used);
+			}
+			floor = r.attempts_used;
+			uint32_t used = 0, limit = 0;
+			err = bkv_storage_commit_attempt(f->s, LIT("alice"), v, r.guess_seq, &used,
+			                                 &limit);
+			if (err == BKV_STORAGE_OK) {
+				assert_true(used > floor);
+				floor = used;
+				*(unavailable ? &ok_after : &ok_before) += 1;
+			}
+		}
+		const double took = now_s() - c0;
+		slowest = took > slowest ? took : slowest;
+		if (err == BKV_STORAGE_UNAVAILABLE) {
+			if (unavailable++ == 0) {
+				first_failure = now_s() - t0;
+			}
+			last_failure = now_s() - t0;
+			struct timespec pause = {0, 5 * 1000000L};
+			nanosleep(&pause, NULL);
+		} else if (err != BKV_STORAGE_OK) {
+			fail_msg("unexpected %s", bkv_storage_strerror(err));
+		}
+		int ws;
+		if (restart_status == INT_MIN && waitpid(pid, &ws, WNOHANG) == pid) {
+			restart_status = WIFEXITED(ws) ? WEXITSTATUS(ws) : -WTERMSIG(ws);
+		}
+	}
+	if (restart_status == INT_MIN) {
+		kill(pid, SIGKILL);
+		waitpid(pid, NULL, 0);
+		fail_msg("pg_ctl restart did not finish");
+	}
+	print_message("%d attempts before the restart, %d UNAVAILABLE from %.3f s to %.3f s, "
+	              "%d attempts after; slowest call %.3f s\n",
+	              ok_before, unavailable, first_failure, last_failure, ok_after, slowest);
+	assert_int_equal(restart_status, 0);
+	assert_true(ok_before > 0);
+	assert_true(unavailable > 0);
+	assert_true(ok_after >= 20);
+	assert_true(slowest < 4); /* failed fast, never hung */
+
+	reopen(f);
+	const bkv_record r = get_ok(f, LIT("alice"));
+	assert_true(r.attempts_used >= floor);
+	assert_int_equal(r.guess_seq, r.attempts_used);
+}
+
+/* ------------------------------------------------------------------------------------ */
 
 #define T_DIR(fn)  cmocka_unit_test_setup_teardown(fn, setup_dir, teardown)
 #define T_OPEN(fn) cmocka_unit_test_setup_teardown(fn, setup_open, teardown)
@@ -1879,6 +2510,7 @@ int main(void)
 	    T_OPEN(test_open_creates_the_schema),
 	    T_DIR(test_open_accepts_a_bare_path),
 	    T_DIR(test_open_refuses_an_unknown_url_scheme),
+	    T_DIR(test_open_of_an_unreachable_postgresql_server_fails_fast_with_a_reason),
 	    T_DIR(test_open_of_an_unusable_path_fails_with_a_reason),
 	    T_DIR(test_open_of_a_file_that_is_not_a_database_fails_with_a_reason),
 	    T_OPEN(test_reopen_keeps_records),
@@ -1926,6 +2558,7 @@ int main(void)
 	    /* delete */
 	    T_OPEN(test_delete_removes_the_record),
 	    T_OPEN(test_delete_of_a_missing_account_is_not_found),
+	    T_OPEN(test_destroy_exhausted_deletes_only_the_same_exhausted_record),
 	    /* re-sealing */
 	    T_OPEN(test_list_sealed_below_pages_through_records_in_account_order),
 	    T_OPEN(test_list_sealed_below_returns_only_records_below_the_version),
@@ -1938,11 +2571,32 @@ int main(void)
 	    T_OPEN(test_unavailable_commit_attempt_commits_nothing),
 	    T_OPEN(test_unavailable_finish_commits_nothing),
 	    T_OPEN(test_unavailable_destroying_finish_commits_nothing),
+	    T_OPEN(test_unavailable_destroy_exhausted_commits_nothing),
 	    T_OPEN(test_unavailable_put_commits_nothing),
 	    /* concurrency and crashes */
 	    T_OPEN(test_concurrent_attempts_from_many_processes_grant_exactly_the_limit),
 	    T_OPEN(test_concurrent_finishes_of_one_guess_succeed_exactly_once),
 	    T_OPEN(test_sigkill_never_loses_a_committed_attempt),
+	    /* PostgreSQL only */
+	    T_OPEN(test_pg_session_keeps_synchronous_commit_on_and_has_a_statement_timeout),
+	    T_OPEN(test_pg_statement_timeout_bounds_a_stuck_statement),
+	    T_OPEN(test_pg_a_connection_lost_before_or_during_commit_commits_nothing),
+	    T_OPEN(test_pg_a_commit_whose_answer_is_lost_is_settled_as_committed),
+	    T_OPEN(test_pg_restart_fails_calls_fast_then_reconnects_and_never_lowers_a_counter),
 	};
-	return cmocka_run_group_tests(tests, NULL, NULL);
+	const char *backend = getenv("BKV_TEST_STORAGE");
+	if (backend != NULL && strcmp(backend, "postgresql") == 0) {
+		on_pg = true;
+		pg_url = getenv("BKV_TEST_PG_URL");
+		if (pg_url == NULL || pg_url[0] == '\0') {
+			fprintf(stderr, "BKV_TEST_STORAGE=postgresql needs BKV_TEST_PG_URL "
+			                "(run under tests/with-postgres)\n");
+			return 1;
+		}
+	} else if (backend != NULL && backend[0] != '\0' && strcmp(backend, "sqlite") != 0) {
+		fprintf(stderr, "BKV_TEST_STORAGE=%s: expected sqlite or postgresql\n", backend);
+		return 1;
+	}
+	return cmocka_run_group_tests_name(on_pg ? "storage (postgresql)" : "storage (sqlite)",
+	                                   tests, NULL, NULL);
 }

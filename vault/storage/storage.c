@@ -33,6 +33,8 @@ bkv_storage_err bkv_storage_open(const char *url, bkv_storage **storage, char *w
 	*storage = NULL;
 	if (strncmp(url, "sqlite:", 7) == 0)
 		return bkv_storage_sqlite_open(url + 7, storage, why, why_len);
+	if (strncmp(url, "postgresql://", 13) == 0 || strncmp(url, "postgres://", 11) == 0)
+		return bkv_storage_pg_open(url, storage, why, why_len);
 	if (strstr(url, "://") != NULL) {
 		snprintf(why, why_len, "unsupported storage URL scheme in \"%.64s\"", url);
 		return BKV_STORAGE_ARGUMENT;

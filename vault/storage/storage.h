@@ -53,7 +53,8 @@ const char *bkv_storage_strerror(bkv_storage_err err);
 
 typedef struct bkv_storage bkv_storage;
 
-/* url: "sqlite:PATH" (or a bare path). Creates or migrates the schema. */
+/* url: "sqlite:PATH" (or a bare path), or "postgresql://..." / "postgres://..." (a libpq
+ * connection URI). Creates or migrates the schema. */
 bkv_storage_err bkv_storage_open(const char *url, bkv_storage **storage, char *why, size_t why_len);
 void bkv_storage_close(bkv_storage *storage);
 

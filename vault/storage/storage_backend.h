@@ -37,4 +37,8 @@ struct bkv_storage {
 bkv_storage_err bkv_storage_sqlite_open(const char *path, bkv_storage **storage, char *why,
                                         size_t why_len);
 
+/* url: a libpq connection URI, "postgresql://..." or "postgres://...". */
+bkv_storage_err bkv_storage_pg_open(const char *url, bkv_storage **storage, char *why,
+                                    size_t why_len);
+
 #endif

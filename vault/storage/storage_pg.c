@@ -1,0 +1,1068 @@
+/*
+ * storage_pg.c - the PostgreSQL backend (libpq), for several bkvd replicas sharing one
+ * database. Same semantics as storage_sqlite.c; every worker process holds its own
+ * connection (one per bkv_storage).
+ *
+ * Invariants:
+ *  - Every call that changes a row runs in one explicit READ COMMITTED transaction and
+ *    returns BKV_STORAGE_OK only after its COMMIT was acknowledged. synchronous_commit is
+ *    left on (the default; a session that inherits "off" is switched back to "on"), so an
+ *    acknowledged COMMIT is flushed to the WAL. Every failure path ends in ROLLBACK, or in
+ *    a lost connection, on which the server aborts the open transaction itself.
+ *  - READ COMMITTED is enough because the counter only moves through row-locking
+ *    statements: commit_attempt, destroy_exhausted, reseal and delete are single
+ *    conditional UPDATE/DELETEs, whose WHERE clause PostgreSQL re-checks against the newest
+ *    committed row version after waiting for a concurrent writer's row lock (so two
+ *    replicas can never both move guess_seq from the same value); finish_attempt reads
+ *    the row with SELECT ... FOR UPDATE and writes it under that lock; put is one
+ *    INSERT ... ON CONFLICT DO UPDATE. Serialization failures and deadlocks (40001,
+ *    40P01) cannot normally happen here, but are retried anyway, at most MAX_TRIES runs.
+ *  - A COMMIT whose answer is lost with the connection is "in doubt". Each write
+ *    transaction learns its transaction id first, so after reconnecting the backend asks
+ *    pg_xact_status(): committed -> OK, aborted -> run it again. If that cannot be
+ *    settled within a second, the call returns BKV_STORAGE_UNAVAILABLE although the
+ *    change may have committed: the only case where UNAVAILABLE does not mean "nothing
+ *    committed", and for the attempt counter it errs on the safe side (an attempt may be
+ *    counted, never refunded).
+ *  - A lost connection is re-established on the next call (PQreset), at once the first
+ *    time, then no more often than an exponential backoff (50 ms .. 1 s) allows; while
+ *    the backoff runs, calls fail at once with BKV_STORAGE_UNAVAILABLE. Connecting is
+ *    bounded by connect_timeout, statements by statement_timeout (5 s unless the URL or
+ *    the role/database sets one, e.g. ?options=-c%20statement_timeout%3D2000), a dead
+ *    peer by TCP keepalives and tcp_user_timeout. URL parameters override these defaults.
+ *  - All statements are prepared once per connection, with binary parameters and binary
+ *    results (bytea and int8 never go through text escaping).
+ *  - The schema is versioned in the table bkv_schema (one row). Migrations are an ordered
+ *    list of SQL strings, as in the SQLite backend; each runs in its own transaction under
+ *    pg_advisory_xact_lock, so replicas starting together run each one exactly once. A
+ *    schema newer than this code is refused.
+ */
+#include <errno.h>
+#include <inttypes.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+
+#include <libpq-fe.h>
+
+#include "storage_backend.h"
+
+#define OID_BYTEA 17
+#define OID_INT8  20
+
+#define MAX_TRIES        4    /* runs of one call: retries after 40001/40P01 or a lost link */
+#define RETRY_WINDOW_S   1.0  /* ... and none once the call has taken this long */
+#define BACKOFF_MIN_MS   50   /* reconnect backoff after a failed reconnect ... */
+#define BACKOFF_MAX_MS   1000 /* ... doubling up to this */
+#define IN_DOUBT_POLLS   10   /* pg_xact_status polls while the old transaction runs ... */
+#define IN_DOUBT_POLL_MS 100  /* ... this far apart */
+#define MIGRATION_LOCK   INT64_C(0x626b762d736368) /* pg_advisory_xact_lock key, "bkv-sch" */
+
+/* Session settings: a statement timeout and an idle-in-transaction timeout unless the URL
+ * or the role/database already set one, and never synchronous_commit=off. */
+static const char session_sql[] =
+    "SELECT set_config('statement_timeout', '5s', false) "
+    " WHERE current_setting('statement_timeout') = '0';"
+    "SELECT set_config('idle_in_transaction_session_timeout', '10s', false) "
+    " WHERE current_setting('idle_in_transaction_session_timeout') = '0';"
+    "SELECT set_config('synchronous_commit', 'on', false) "
+    " WHERE current_setting('synchronous_commit') = 'off'";
+
+static const char *const migrations[] = {
+    /* 1: records and the record_version sequence */
+    "CREATE TABLE records ("
+    " account_id bytea PRIMARY KEY,"
+    " suite bigint NOT NULL,"
+    " record_version bigint NOT NULL,"
+    " attempts_used bigint NOT NULL,"
+    " attempt_limit bigint NOT NULL,"
+    " guess_seq bigint NOT NULL,"
+    " last_finished_seq bigint NOT NULL,"
+    " seal_key_version bigint NOT NULL,"
+    " sealed bytea NOT NULL,"
+    " registered_at bigint NOT NULL,"
+    " updated_at bigint NOT NULL"
+    ");"
+    "CREATE INDEX records_by_seal_key_version ON records (seal_key_version, account_id);"
+    "CREATE SEQUENCE record_version_seq AS bigint MINVALUE 1 NO CYCLE;",
+};
+
+#define RECORD_COLUMNS                                                                             \
+	"account_id, suite, record_version, attempts_used, attempt_limit, guess_seq, "             \
+	"last_finished_seq, seal_key_version, sealed, registered_at, updated_at"
+#define RECORD_NCOLS 11
+
+typedef struct statement {
+	const char *name;
+	const char *sql;
+	int nparams;
+	Oid types[7];
+} statement;
+
+#define B OID_BYTEA
+#define I OID_INT8
+static const statement statements[] = {
+    {"get", "SELECT " RECORD_COLUMNS " FROM records WHERE account_id = $1", 1, {B}},
+    {"get_for_update",
+     "SELECT " RECORD_COLUMNS " FROM records WHERE account_id = $1 FOR UPDATE",
+     1,
+     {B}},
+    {"next_version", "SELECT nextval('record_version_seq')", 0, {0}},
+    {"put",
+     "INSERT INTO records (" RECORD_COLUMNS ") VALUES ($1, $2, $3, 0, $4, 0, 0, $5, $6, $7, $7) "
+     "ON CONFLICT (account_id) DO UPDATE SET suite = excluded.suite, "
+     "record_version = excluded.record_version, attempts_used = 0, "
+     "attempt_limit = excluded.attempt_limit, last_finished_seq = records.guess_seq, "
+     "seal_key_version = excluded.seal_key_version, sealed = excluded.sealed, "
+     "registered_at = excluded.registered_at, updated_at = excluded.updated_at",
+     7,
+     {B, I, I, I, I, B, I}},
+    {"commit_attempt",
+     "UPDATE records SET attempts_used = attempts_used + 1, guess_seq = guess_seq + 1, "
+     "updated_at = $1 WHERE account_id = $2 AND record_version = $3 AND guess_seq = $4 "
+     "AND attempts_used < attempt_limit RETURNING attempts_used, attempt_limit",
+     4,
+     {I, B, I, I}},
+    {"finish",
+     "UPDATE records SET last_finished_seq = $2, attempts_used = $3, updated_at = $4 "
+     "WHERE account_id = $1 RETURNING " RECORD_COLUMNS,
+     4,
+     {B, I, I, I}},
+    {"delete", "DELETE FROM records WHERE account_id = $1", 1, {B}},
+    {"destroy_exhausted",
+     "DELETE FROM records WHERE account_id = $1 AND record_version = $2 "
+     "AND attempts_used >= attempt_limit",
+     2,
+     {B, I}},
+    {"list_sealed_below",
+     "SELECT " RECORD_COLUMNS " FROM records WHERE seal_key_version < $1 AND account_id > $2 "
+     "ORDER BY account_id LIMIT $3",
+     3,
+     {I, B, I}},
+    {"reseal",
+     "UPDATE records SET sealed = $1, seal_key_version = $2, updated_at = $3 "
+     "WHERE account_id = $4 AND record_version = $5",
+     5,
+     {B, I, I, B, I}},
+    {"count_sealed_with", "SELECT count(*) FROM records WHERE seal_key_version = $1", 1, {I}},
+    {"xact_status", "SELECT pg_xact_status($1::text::xid8)", 1, {0}},
+};
+#undef B
+#undef I
+
+/* Why the last statement failed. */
+typedef enum pg_fault {
+	FAULT_NONE,
+	FAULT_RETRY, /* serialization failure or deadlock: the transaction can run again */
+	FAULT_LOST,  /* the connection is gone: nothing uncommitted survives it */
+	FAULT_ERROR, /* any other error: give up */
+} pg_fault;
+
+typedef struct pg_storage {
+	bkv_storage base;
+	PGconn *conn;
+	bool ready;          /* conn is set up and its statements are prepared */
+	pg_fault fault;      /* of the last failed statement */
+	unsigned backoff_ms; /* 0 while connected, or after a loss until the first retry */
+	double retry_at;     /* monotonic seconds: no reconnect before this */
+} pg_storage;
+
+static double now_monotonic(void)
+{
+	struct timespec ts;
+	clock_gettime(CLOCK_MONOTONIC, &ts);
+	return (double)ts.tv_sec + (double)ts.tv_nsec / 1e9;
+}
+
+static void sleep_ms(unsigned ms)
+{
+	struct timespec ts = {(time_t)(ms / 1000), (long)(ms % 1000) * 1000000L};
+	while (nanosleep(&ts, &ts) != 0 && errno == EINTR) {
+	}
+}
+
+static int64_t now_unix(void)
+{
+	return (int64_t)time(NULL);
+}
+
+static void quiet_notices(void *arg, const char *message)
+{
+	(void)arg;
+	(void)message;
+}
+
+/* "what: detail", without the trailing newline libpq's messages end with. */
+static void set_why(char *why, size_t why_len, const char *what, const char *detail)
+{
+	if (why == NULL || why_len == 0)
+		return;
+	snprintf(why, why_len, "%s: %s", what, detail != NULL ? detail : "unknown error");
+	size_t end = strlen(why);
+	while (end > 0 && (why[end - 1] == '\n' || why[end - 1] == ' '))
+		why[--end] = '\0';
+}
+
+/* ---- Parameters and results, binary ---------------------------------------------------- */
+
+#define MAX_PARAMS 8
+
+typedef struct params {
+	const char *values[MAX_PARAMS];
+	int lengths[MAX_PARAMS];
+	int formats[MAX_PARAMS];
+	char ints[MAX_PARAMS][8];
+	int n;
+} params;
+
+static void p_int(params *p, int64_t v)
+{
+	const uint64_t u = (uint64_t)v;
+	for (int i = 0; i < 8; i++)
+		p->ints[p->n][i] = (char)(uint8_t)(u >> (56 - 8 * i));
+	p->values[p->n] = p->ints[p->n];
+	p->lengths[p->n] = 8;
+	p->formats[p->n] = 1;
+	p->n++;
+}
+
+static void p_bytes(params *p, const uint8_t *b, size_t len)
+{
+	static const char empty[1] = {0};
+	p->values[p->n] = len > 0 ? (const char *)b : empty; /* never NULL: that is SQL NULL */
+	p->lengths[p->n] = (int)len;
+	p->formats[p->n] = 1;
+	p->n++;
+}
+
+static void p_text(params *p, const char *s)
+{
+	p->values[p->n] = s;
+	p->lengths[p->n] = 0;
+	p->formats[p->n] = 0;
+	p->n++;
+}
+
+static bool col_int(const PGresult *res, int row, int col, int64_t *v)
+{
+	if (PQgetisnull(res, row, col) || PQgetlength(res, row, col) != 8 ||
+	    PQfformat(res, col) != 1)
+		return false;
+	const uint8_t *b = (const uint8_t *)PQgetvalue(res, row, col);
+	uint64_t u = 0;
+	for (int i = 0; i < 8; i++)
+		u = u << 8 | b[i];
+	*v = (int64_t)u;
+	return true;
+}
+
+static bool col_u32(const PGresult *res, int row, int col, uint32_t *v)
+{
+	int64_t x;
+	if (!col_int(res, row, col, &x) || x < 0 || x > UINT32_MAX)
+		return false;
+	*v = (uint32_t)x;
+	return true;
+}
+
+static bool col_u64(const PGresult *res, int row, int col, uint64_t *v)
+{
+	int64_t x;
+	if (!col_int(res, row, col, &x) || x < 0)
+		return false;
+	*v = (uint64_t)x;
+	return true;
+}
+
+static bool col_bytes(const PGresult *res, int row, int col, uint8_t *out, size_t cap, size_t *len)
+{
+	if (PQgetisnull(res, row, col) || PQfformat(res, col) != 1)
+		return false;
+	const int n = PQgetlength(res, row, col);
+	if (n <= 0 || (size_t)n > cap)
+		return false;
+	memcpy(out, PQgetvalue(res, row, col), (size_t)n);
+	*len = (size_t)n;
+	return true;
+}
+
+/* Reads row `row` of RECORD_COLUMNS into r. false if a column is missing or does not fit. */
+static bool read_record(const PGresult *res, int row, bkv_record *r)
+{
+	if (PQnfields(res) != RECORD_NCOLS)
+		return false;
+	memset(r, 0, sizeof(*r));
+	return col_bytes(res, row, 0, r->account_id, sizeof(r->account_id), &r->account_id_len) &&
+	       col_u32(res, row, 1, &r->suite) && col_u64(res, row, 2, &r->record_version) &&
+	       col_u32(res, row, 3, &r->attempts_used) && col_u32(res, row, 4, &r->attempt_limit) &&
+	       col_u64(res, row, 5, &r->guess_seq) && col_u64(res, row, 6, &r->last_finished_seq) &&
+	       col_u32(res, row, 7, &r->seal_key_version) &&
+	       col_bytes(res, row, 8, r->sealed, sizeof(r->sealed), &r->sealed_len) &&
+	       col_int(res, row, 9, &r->registered_at) && col_int(res, row, 10, &r->updated_at);
+}
+
+/* ---- Statements ------------------------------------------------------------------------ */
+
+static void classify(pg_storage *ps, const PGresult *res)
+{
+	const char *state = res != NULL ? PQresultErrorField(res, PG_DIAG_SQLSTATE) : NULL;
+	if (PQstatus(ps->conn) != CONNECTION_OK || state == NULL || strncmp(state, "08", 2) == 0 ||
+	    strncmp(state, "57P", 3) == 0) {
+		ps->fault = FAULT_LOST;
+		ps->ready = false; /* reconnect before the next statement */
+	} else if (strcmp(state, "40001") == 0 || strcmp(state, "40P01") == 0) {
+		ps->fault = FAULT_RETRY;
+	} else {
+		ps->fault = FAULT_ERROR;
+	}
+}
+
+/* Runs a prepared statement with binary results. Its result if it succeeded, else NULL with
+ * ps->fault set. */
+static PGresult *run(pg_storage *ps, const char *name, const params *p)
+{
+	PGresult *res = PQexecPrepared(ps->conn, name, p->n, p->values, p->lengths, p->formats, 1);
+	const ExecStatusType st = PQresultStatus(res);
+	if (res != NULL && (st == PGRES_COMMAND_OK || st == PGRES_TUPLES_OK))
+		return res;
+	classify(ps, res);
+	PQclear(res);
+	return NULL;
+}
+
+/* Runs SQL text (several statements allowed). true if the last one succeeded. */
+static bool exec_sql(pg_storage *ps, const char *sql, PGresult **out)
+{
+	PGresult *res = PQexec(ps->conn, sql);
+	const ExecStatusType st = PQresultStatus(res);
+	if (res != NULL && (st == PGRES_COMMAND_OK || st == PGRES_TUPLES_OK)) {
+		if (out != NULL)
+			*out = res;
+		else
+			PQclear(res);
+		return true;
+	}
+	classify(ps, res);
+	PQclear(res);
+	return false;
+}
+
+static uint64_t affected(const PGresult *res)
+{
+	return strtoull(PQcmdTuples((PGresult *)res), NULL, 10);
+}
+
+/* ---- The connection -------------------------------------------------------------------- */
+
+/* The prepared statements of a connection. */
+static bool prepare_statements(pg_storage *ps)
+{
+	for (size_t i = 0; i < sizeof(statements) / sizeof(statements[0]); i++) {
+		const statement *st = &statements[i];
+		PGresult *res = PQprepare(ps->conn, st->name, st->sql, st->nparams, st->types);
+		const bool ok = PQresultStatus(res) == PGRES_COMMAND_OK;
+		if (!ok)
+			classify(ps, res);
+		PQclear(res);
+		if (!ok)
+			return false;
+	}
+	return true;
+}
+
+/* Session settings and prepared statements on a fresh connection. */
+static bool setup_session(pg_storage *ps)
+{
+	ps->ready = exec_sql(ps, session_sql, NULL) && prepare_statements(ps);
+	return ps->ready;
+}
+
+/* Between calls the connection is idle, outside any transaction. Reconnects if it was lost,
+ * unless the backoff says not yet. false: fail the call with UNAVAILABLE. */
+static bool ensure_connected(pg_storage *ps)
+{
+	if (ps->ready && PQstatus(ps->conn) == CONNECTION_OK) {
+		if (PQtransactionStatus(ps->conn) == PQTRANS_IDLE)
+			return true;
+		/* cannot happen (every path rolls back); never run inside a stale transaction */
+		PGresult *res = PQexec(ps->conn, "ROLLBACK");
+		PQclear(res);
+		if (PQtransactionStatus(ps->conn) == PQTRANS_IDLE)
+			return true;
+	}
+	ps->ready = false;
+	if (now_monotonic() < ps->retry_at)
+		return false; /* fail fast while the backoff runs */
+	PQreset(ps->conn);
+	if (PQstatus(ps->conn) == CONNECTION_OK && setup_session(ps)) {
+		ps->backoff_ms = 0;
+		ps->retry_at = 0;
+		return true;
+	}
+	ps->ready = false;
+	ps->backoff_ms = ps->backoff_ms == 0 ? BACKOFF_MIN_MS : ps->backoff_ms * 2;
+	if (ps->backoff_ms > BACKOFF_MAX_MS)
+		ps->backoff_ms = BACKOFF_MAX_MS;
+	ps->retry_at = now_monotonic() + ps->backoff_ms / 1000.0;
+	return false;
+}
+
+static void rollback(pg_storage *ps)
+{
+	if (PQstatus(ps->conn) != CONNECTION_OK)
+		return; /* the server aborts the transaction of a closed connection */
+	PGresult *res = PQexec(ps->conn, "ROLLBACK");
+	PQclear(res);
+	if (PQtransactionStatus(ps->conn) != PQTRANS_IDLE)
+		ps->ready = false;
+}
+
+/* BEGIN, and the transaction's id (assigned now) for settling an in-doubt COMMIT. */
+static bool begin(pg_storage *ps, char xid[24])
+{
+	PGresult *res = NULL;
+	if (!exec_sql(ps,
+	              "BEGIN ISOLATION LEVEL READ COMMITTED, READ WRITE;"
+	              "SELECT pg_current_xact_id()::text",
+	              &res)) {
+		rollback(ps);
+		return false;
+	}
+	const bool ok = PQntuples(res) == 1 && PQgetlength(res, 0, 0) < 24;
+	if (ok)
+		snprintf(xid, 24, "%s", PQgetvalue(res, 0, 0));
+	PQclear(res);
+	if (!ok) {
+		ps->fault = FAULT_ERROR;
+		rollback(ps);
+	}
+	return ok;
+}
+
+typedef enum commit_outcome { COMMITTED, ABORTED, IN_DOUBT } commit_outcome;
+
+/* The COMMIT's answer was lost with the connection: ask a new connection what became of
+ * transaction xid. */
+static commit_outcome settle(pg_storage *ps, const char *xid)
+{
+	for (int i = 0; i < IN_DOUBT_POLLS; i++) {
+		if (i > 0)
+			sleep_ms(IN_DOUBT_POLL_MS);
+		if (!ensure_connected(ps))
+			return IN_DOUBT;
+		params p = {.n = 0};
+		p_text(&p, xid);
+		PGresult *res = run(ps, "xact_status", &p);
+		if (res == NULL && ps->fault == FAULT_LOST)
+			continue;
+		if (res == NULL)
+			return IN_DOUBT;
+		char status[16] = "";
+		if (PQntuples(res) == 1 && !PQgetisnull(res, 0, 0) && PQgetlength(res, 0, 0) < 16)
+			memcpy(status, PQgetvalue(res, 0, 0), (size_t)PQgetlength(res, 0, 0));
+		PQclear(res);
+		if (strcmp(status, "committed") == 0)
+			return COMMITTED;
+		if (strcmp(status, "aborted") == 0)
+			return ABORTED;
+		/* "in progress": the old backend has not finished yet, ask again; NULL: the
+		 * transaction is too old to know */
+		if (strcmp(status, "in progress") != 0)
+			return IN_DOUBT;
+	}
+	return IN_DOUBT;
+}
+
+static commit_outcome commit(pg_storage *ps, const char *xid)
+{
+	PGresult *res = PQexec(ps->conn, "COMMIT");
+	if (PQresultStatus(res) == PGRES_COMMAND_OK) {
+		/* COMMIT of a failed transaction answers "ROLLBACK", not an error */
+		const bool ok = strcmp(PQcmdStatus(res), "COMMIT") == 0 &&
+		                PQtransactionStatus(ps->conn) == PQTRANS_IDLE;
+		PQclear(res);
+		if (ok)
+			return COMMITTED;
+		ps->fault = FAULT_ERROR;
+	} else {
+		classify(ps, res);
+		PQclear(res);
+	}
+	if (ps->fault != FAULT_LOST) {
+		rollback(ps); /* a failed COMMIT has already rolled back; make sure */
+		return ABORTED;
+	}
+	const commit_outcome outcome = settle(ps, xid);
+	ps->fault = FAULT_LOST;
+	return outcome;
+}
+
+/* The body of a call: statements on ps->conn. Returns OK to commit (when in a transaction),
+ * UNAVAILABLE when a statement failed (ps->fault says why), or another result to roll
+ * back and return. */
+typedef bkv_storage_err (*body_fn)(pg_storage *ps, void *ctx);
+
+/* Runs body, in a transaction if it writes, at most MAX_TRIES times and not after
+ * RETRY_WINDOW_S: again after a serialization failure or deadlock, or after losing the
+ * connection before COMMIT (the server aborts the transaction) or at COMMIT if the
+ * transaction is known to have aborted. */
+static bkv_storage_err attempt(pg_storage *ps, bool write, body_fn body, void *ctx)
+{
+	const double start = now_monotonic();
+	for (int t = 0; t < MAX_TRIES; t++) {
+		if (t > 0 && now_monotonic() - start > RETRY_WINDOW_S)
+			break;
+		if (t > 0 && ps->fault == FAULT_RETRY) /* 1, 2, 4 ms and a little jitter */
+			sleep_ms((1u << (t - 1)) + (unsigned)(now_monotonic() * 1e6) % 3);
+		if (!ensure_connected(ps))
+			return BKV_STORAGE_UNAVAILABLE;
+		ps->fault = FAULT_NONE;
+		char xid[24] = "";
+		if (write && !begin(ps, xid)) {
+			if (ps->fault == FAULT_RETRY || ps->fault == FAULT_LOST)
+				continue;
+			return BKV_STORAGE_UNAVAILABLE;
+		}
+		bkv_storage_err err = body(ps, ctx);
+		if (err != BKV_STORAGE_OK || !write) {
+			if (write)
+				rollback(ps);
+			if (err == BKV_STORAGE_UNAVAILABLE &&
+			    (ps->fault == FAULT_RETRY || ps->fault == FAULT_LOST))
+				continue;
+			return err;
+		}
+		switch (commit(ps, xid)) {
+		case COMMITTED:
+			return BKV_STORAGE_OK;
+		case ABORTED:
+			if (ps->fault == FAULT_RETRY || ps->fault == FAULT_LOST)
+				continue;
+			return BKV_STORAGE_UNAVAILABLE;
+		case IN_DOUBT:
+			return BKV_STORAGE_UNAVAILABLE;
+		}
+	}
+	return BKV_STORAGE_UNAVAILABLE;
+}
+
+/* ---- Operations ------------------------------------------------------------------------ */
+
+static pg_storage *pg_of(bkv_storage *s)
+{
+	return (pg_storage *)s;
+}
+
+/* One row by account (FOR UPDATE if lock). */
+static bkv_storage_err get_row(pg_storage *ps, const uint8_t *account, size_t len, bool lock,
+                               bkv_record *out)
+{
+	params p = {.n = 0};
+	p_bytes(&p, account, len);
+	PGresult *res = run(ps, lock ? "get_for_update" : "get", &p);
+	if (res == NULL)
+		return BKV_STORAGE_UNAVAILABLE;
+	bkv_storage_err err = BKV_STORAGE_NOT_FOUND;
+	if (PQntuples(res) == 1)
+		err = read_record(res, 0, out) ? BKV_STORAGE_OK : BKV_STORAGE_UNAVAILABLE;
+	else if (PQntuples(res) != 0)
+		err = BKV_STORAGE_UNAVAILABLE;
+	if (err == BKV_STORAGE_UNAVAILABLE)
+		ps->fault = FAULT_ERROR;
+	PQclear(res);
+	return err;
+}
+
+typedef struct get_ctx {
+	const uint8_t *account;
+	size_t len;
+	bkv_record *out;
+} get_ctx;
+
+static bkv_storage_err get_body(pg_storage *ps, void *p)
+{
+	get_ctx *c = p;
+	return get_row(ps, c->account, c->len, false, c->out);
+}
+
+static bkv_storage_err pg_get(bkv_storage *s, const uint8_t *account, size_t len, bkv_record *out)
+{
+	get_ctx c = {account, len, out};
+	return attempt(pg_of(s), false, get_body, &c);
+}
+
+static bkv_storage_err next_version_body(pg_storage *ps, void *p)
+{
+	params q = {.n = 0};
+	PGresult *res = run(ps, "next_version", &q);
+	if (res == NULL)
+		return BKV_STORAGE_UNAVAILABLE;
+	uint64_t v = 0;
+	const bool ok = PQntuples(res) == 1 && col_u64(res, 0, 0, &v) && v > 0;
+	PQclear(res);
+	if (!ok) {
+		ps->fault = FAULT_ERROR;
+		return BKV_STORAGE_UNAVAILABLE;
+	}
+	*(uint64_t *)p = v;
+	return BKV_STORAGE_OK;
+}
+
+/* nextval() is not transactional, so a value is never handed out twice; it runs in a
+ * transaction anyway so it is returned only once the sequence's WAL record is flushed. */
+static bkv_storage_err pg_next_record_version(bkv_storage *s, uint64_t *version)
+{
+	return attempt(pg_of(s), true, next_version_body, version);
+}
+
+static bkv_storage_err put_body(pg_storage *ps, void *p)
+{
+	const bkv_record *r = p;
+	params q = {.n = 0};
+	p_bytes(&q, r->account_id, r->account_id_len);
+	p_int(&q, r->suite);
+	p_int(&q, (int64_t)r->record_version);
+	p_int(&q, r->attempt_limit);
+	p_int(&q, r->seal_key_version);
+	p_bytes(&q, r->sealed, r->sealed_len);
+	p_int(&q, now_unix());
+	PGresult *res = run(ps, "put", &q);
+	if (res == NULL)
+		return BKV_STORAGE_UNAVAILABLE;
+	PQclear(res);
+	return BKV_STORAGE_OK;
+}
+
+static bkv_storage_err pg_put(bkv_storage *s, const bkv_record *r)
+{
+	return attempt(pg_of(s), true, put_body, (void *)r);
+}
+
+typedef struct commit_ctx {
+	const uint8_t *account;
+	size_t len;
+	uint64_t record_version, expected_guess_seq;
+	uint32_t attempts_used, attempt_limit;
+} commit_ctx;
+
+static bkv_storage_err commit_body(pg_storage *ps, void *p)
+{
+	commit_ctx *c = p;
+	params q = {.n = 0};
+	p_int(&q, now_unix());
+	p_bytes(&q, c->account, c->len);
+	p_int(&q, (int64_t)c->record_version);
+	p_int(&q, (int64_t)c->expected_guess_seq);
+	PGresult *res = run(ps, "commit_attempt", &q);
+	if (res == NULL)
+		return BKV_STORAGE_UNAVAILABLE;
+	const int rows = PQntuples(res);
+	const bool ok = rows == 1 && col_u32(res, 0, 0, &c->attempts_used) &&
+	                col_u32(res, 0, 1, &c->attempt_limit);
+	PQclear(res);
+	if (rows != 0) {
+		if (!ok)
+			ps->fault = FAULT_ERROR;
+		return ok ? BKV_STORAGE_OK : BKV_STORAGE_UNAVAILABLE;
+	}
+	/* Nothing matched: say why. */
+	bkv_record r;
+	bkv_storage_err err = get_row(ps, c->account, c->len, false, &r);
+	if (err != BKV_STORAGE_OK)
+		return err;
+	if (r.record_version == c->record_version && r.attempts_used >= r.attempt_limit)
+		return BKV_STORAGE_EXHAUSTED;
+	return BKV_STORAGE_STALE;
+}
+
+static bkv_storage_err pg_commit_attempt(bkv_storage *s, const uint8_t *account, size_t len,
+                                         uint64_t record_version, uint64_t expected_guess_seq,
+                                         uint32_t *attempts_used, uint32_t *attempt_limit)
+{
+	commit_ctx c = {account, len, record_version, expected_guess_seq, 0, 0};
+	bkv_storage_err err = attempt(pg_of(s), true, commit_body, &c);
+	if (err == BKV_STORAGE_OK) {
+		*attempts_used = c.attempts_used;
+		*attempt_limit = c.attempt_limit;
+	}
+	return err;
+}
+
+typedef struct finish_ctx {
+	const uint8_t *account;
+	size_t len;
+	uint64_t record_version, guess_seq;
+	bool success;
+	bkv_finish_result result;
+	bkv_record record;
+} finish_ctx;
+
+static bkv_storage_err finish_body(pg_storage *ps, void *p)
+{
+	finish_ctx *c = p;
+	bkv_record r;
+	/* the row lock is held until COMMIT or ROLLBACK */
+	bkv_storage_err err = get_row(ps, c->account, c->len, true, &r);
+	if (err != BKV_STORAGE_OK)
+		return err;
+	if (r.record_version != c->record_version || c->guess_seq <= r.last_finished_seq ||
+	    c->guess_seq > r.guess_seq)
+		return BKV_STORAGE_STALE;
+	const bool destroy = !c->success && r.attempts_used >= r.attempt_limit;
+	const uint32_t attempts_after = c->success ? 0 : r.attempts_used;
+	const int64_t now = now_unix();
+	params q = {.n = 0};
+	p_bytes(&q, c->account, c->len);
+	if (!destroy) {
+		p_int(&q, (int64_t)c->guess_seq);
+		p_int(&q, attempts_after);
+		p_int(&q, now);
+	}
+	PGresult *res = run(ps, destroy ? "delete" : "finish", &q);
+	if (res == NULL)
+		return BKV_STORAGE_UNAVAILABLE;
+	bool ok;
+	if (destroy) {
+		ok = affected(res) == 1;
+		c->record = r;
+		c->record.attempts_used = attempts_after;
+		c->record.last_finished_seq = c->guess_seq;
+		c->record.updated_at = now;
+	} else {
+		ok = PQntuples(res) == 1 && read_record(res, 0, &c->record); /* the row as stored */
+	}
+	PQclear(res);
+	if (!ok) {
+		ps->fault = FAULT_ERROR;
+		return BKV_STORAGE_UNAVAILABLE;
+	}
+	c->result.attempts_used = attempts_after;
+	c->result.attempt_limit = r.attempt_limit;
+	c->result.destroyed = destroy;
+	return BKV_STORAGE_OK;
+}
+
+static bkv_storage_err pg_finish_attempt(bkv_storage *s, const uint8_t *account, size_t len,
+                                         uint64_t record_version, uint64_t guess_seq, bool success,
+                                         bkv_finish_result *result, bkv_record *record)
+{
+	finish_ctx c;
+	memset(&c, 0, sizeof(c));
+	c.account = account;
+	c.len = len;
+	c.record_version = record_version;
+	c.guess_seq = guess_seq;
+	c.success = success;
+	bkv_storage_err err = attempt(pg_of(s), true, finish_body, &c);
+	if (err == BKV_STORAGE_OK) {
+		*result = c.result;
+		if (record != NULL)
+			*record = c.record;
+	}
+	return err;
+}
+
+typedef struct account_ctx {
+	const uint8_t *account;
+	size_t len;
+	uint64_t record_version;
+} account_ctx;
+
+static bkv_storage_err delete_body(pg_storage *ps, void *p)
+{
+	const account_ctx *c = p;
+	params q = {.n = 0};
+	p_bytes(&q, c->account, c->len);
+	PGresult *res = run(ps, "delete", &q);
+	if (res == NULL)
+		return BKV_STORAGE_UNAVAILABLE;
+	const uint64_t n = affected(res);
+	PQclear(res);
+	return n > 0 ? BKV_STORAGE_OK : BKV_STORAGE_NOT_FOUND;
+}
+
+static bkv_storage_err pg_delete(bkv_storage *s, const uint8_t *account, size_t len)
+{
+	account_ctx c = {account, len, 0};
+	return attempt(pg_of(s), true, delete_body, &c);
+}
+
+static bkv_storage_err destroy_body(pg_storage *ps, void *p)
+{
+	const account_ctx *c = p;
+	params q = {.n = 0};
+	p_bytes(&q, c->account, c->len);
+	p_int(&q, (int64_t)c->record_version);
+	PGresult *res = run(ps, "destroy_exhausted", &q);
+	if (res == NULL)
+		return BKV_STORAGE_UNAVAILABLE;
+	const uint64_t n = affected(res);
+	PQclear(res);
+	if (n > 0)
+		return BKV_STORAGE_OK;
+	/* Nothing deleted: gone already, or replaced / no longer exhausted. */
+	bkv_record r;
+	bkv_storage_err err = get_row(ps, c->account, c->len, false, &r);
+	return err == BKV_STORAGE_OK ? BKV_STORAGE_STALE : err;
+}
+
+static bkv_storage_err pg_destroy_exhausted(bkv_storage *s, const uint8_t *account, size_t len,
+                                            uint64_t record_version)
+{
+	account_ctx c = {account, len, record_version};
+	return attempt(pg_of(s), true, destroy_body, &c);
+}
+
+typedef struct list_ctx {
+	uint32_t min_version;
+	const uint8_t *after;
+	size_t after_len;
+	bkv_record *out;
+	size_t max, count;
+} list_ctx;
+
+static bkv_storage_err list_body(pg_storage *ps, void *p)
+{
+	list_ctx *c = p;
+	params q = {.n = 0};
+	p_int(&q, c->min_version);
+	p_bytes(&q, c->after, c->after_len); /* every account id sorts after the empty bytea */
+	p_int(&q, c->max > INT64_MAX ? INT64_MAX : (int64_t)c->max);
+	PGresult *res = run(ps, "list_sealed_below", &q);
+	if (res == NULL)
+		return BKV_STORAGE_UNAVAILABLE;
+	const int rows = PQntuples(res);
+	bool ok = rows >= 0 && (size_t)rows <= c->max;
+	for (int i = 0; ok && i < rows; i++)
+		ok = read_record(res, i, &c->out[i]);
+	PQclear(res);
+	if (!ok) {
+		ps->fault = FAULT_ERROR;
+		return BKV_STORAGE_UNAVAILABLE;
+	}
+	c->count = (size_t)rows;
+	return BKV_STORAGE_OK;
+}
+
+static bkv_storage_err pg_list_sealed_below(bkv_storage *s, uint32_t min_version,
+                                            const uint8_t *after, size_t after_len, bkv_record *out,
+                                            size_t max, size_t *count)
+{
+	list_ctx c = {min_version, after, after_len, out, max, 0};
+	bkv_storage_err err = attempt(pg_of(s), false, list_body, &c);
+	if (err == BKV_STORAGE_OK)
+		*count = c.count;
+	return err;
+}
+
+typedef struct reseal_ctx {
+	const uint8_t *account;
+	size_t len;
+	uint64_t record_version;
+	uint32_t seal_key_version;
+	const uint8_t *sealed;
+	size_t sealed_len;
+} reseal_ctx;
+
+static bkv_storage_err reseal_body(pg_storage *ps, void *p)
+{
+	const reseal_ctx *c = p;
+	params q = {.n = 0};
+	p_bytes(&q, c->sealed, c->sealed_len);
+	p_int(&q, c->seal_key_version);
+	p_int(&q, now_unix());
+	p_bytes(&q, c->account, c->len);
+	p_int(&q, (int64_t)c->record_version);
+	PGresult *res = run(ps, "reseal", &q);
+	if (res == NULL)
+		return BKV_STORAGE_UNAVAILABLE;
+	const uint64_t n = affected(res);
+	PQclear(res);
+	return n > 0 ? BKV_STORAGE_OK : BKV_STORAGE_STALE;
+}
+
+static bkv_storage_err pg_reseal(bkv_storage *s, const uint8_t *account, size_t len,
+                                 uint64_t record_version, uint32_t seal_key_version,
+                                 const uint8_t *sealed, size_t sealed_len)
+{
+	reseal_ctx c = {account, len, record_version, seal_key_version, sealed, sealed_len};
+	return attempt(pg_of(s), true, reseal_body, &c);
+}
+
+typedef struct count_ctx {
+	uint32_t version;
+	uint64_t count;
+} count_ctx;
+
+static bkv_storage_err count_body(pg_storage *ps, void *p)
+{
+	count_ctx *c = p;
+	params q = {.n = 0};
+	p_int(&q, c->version);
+	PGresult *res = run(ps, "count_sealed_with", &q);
+	if (res == NULL)
+		return BKV_STORAGE_UNAVAILABLE;
+	const bool ok = PQntuples(res) == 1 && col_u64(res, 0, 0, &c->count);
+	PQclear(res);
+	if (!ok)
+		ps->fault = FAULT_ERROR;
+	return ok ? BKV_STORAGE_OK : BKV_STORAGE_UNAVAILABLE;
+}
+
+static bkv_storage_err pg_count_sealed_with(bkv_storage *s, uint32_t version, uint64_t *count)
+{
+	count_ctx c = {version, 0};
+	bkv_storage_err err = attempt(pg_of(s), false, count_body, &c);
+	if (err == BKV_STORAGE_OK)
+		*count = c.count;
+	return err;
+}
+
+static void pg_close(bkv_storage *s)
+{
+	pg_storage *ps = pg_of(s);
+	PQfinish(ps->conn);
+	free(ps);
+}
+
+static const bkv_storage_ops pg_ops = {
+    .close = pg_close,
+    .get = pg_get,
+    .next_record_version = pg_next_record_version,
+    .put = pg_put,
+    .commit_attempt = pg_commit_attempt,
+    .finish_attempt = pg_finish_attempt,
+    .delete_record = pg_delete,
+    .destroy_exhausted = pg_destroy_exhausted,
+    .list_sealed_below = pg_list_sealed_below,
+    .reseal = pg_reseal,
+    .count_sealed_with = pg_count_sealed_with,
+};
+
+/* ---- Schema ---------------------------------------------------------------------------- */
+
+static bool migrate_fail(pg_storage *ps, char *why, size_t why_len, const char *what)
+{
+	set_why(why, why_len, what, PQerrorMessage(ps->conn));
+	rollback(ps);
+	return false;
+}
+
+/* Reads the first column of the one row sql returns, as text. */
+static bool query_text(pg_storage *ps, const char *sql, char *out, size_t cap)
+{
+	PGresult *res = NULL;
+	if (!exec_sql(ps, sql, &res))
+		return false;
+	const bool ok = PQntuples(res) == 1 && !PQgetisnull(res, 0, 0);
+	if (ok)
+		snprintf(out, cap, "%s", PQgetvalue(res, 0, 0));
+	PQclear(res);
+	return ok;
+}
+
+/* Each migration reads the version and runs in one transaction under an advisory lock, so
+ * replicas opening a new database together run every migration exactly once. */
+static bool migrate(pg_storage *ps, char *why, size_t why_len)
+{
+	const int latest = (int)(sizeof(migrations) / sizeof(migrations[0]));
+	char lock_sql[96], text[32];
+	snprintf(lock_sql, sizeof(lock_sql), "SELECT pg_advisory_xact_lock(%" PRId64 ")",
+	         MIGRATION_LOCK);
+	for (;;) {
+		if (!exec_sql(ps, "BEGIN ISOLATION LEVEL READ COMMITTED", NULL) ||
+		    !exec_sql(ps, lock_sql, NULL))
+			return migrate_fail(ps, why, why_len,
+			                    "cannot lock the schema for migration");
+		if (!query_text(ps, "SELECT to_regclass('bkv_schema') IS NOT NULL", text,
+		                sizeof(text)))
+			return migrate_fail(ps, why, why_len, "cannot read the schema version");
+		if (strcmp(text, "t") != 0 &&
+		    !exec_sql(ps,
+		              "CREATE TABLE bkv_schema (only_row boolean PRIMARY KEY DEFAULT true "
+		              "CHECK (only_row), version integer NOT NULL);"
+		              "INSERT INTO bkv_schema (version) VALUES (0)",
+		              NULL))
+			return migrate_fail(ps, why, why_len, "cannot create the table bkv_schema");
+		if (!query_text(ps, "SELECT version FROM bkv_schema", text, sizeof(text)))
+			return migrate_fail(ps, why, why_len, "cannot read the schema version");
+		const long version = strtol(text, NULL, 10);
+		if (version < 0) {
+			snprintf(why, why_len, "invalid schema version %ld in bkv_schema", version);
+			rollback(ps);
+			return false;
+		}
+		if (version > latest) {
+			snprintf(why, why_len,
+			         "the database schema (version %ld) is newer than this bkvd "
+			         "(version %d)",
+			         version, latest);
+			rollback(ps);
+			return false;
+		}
+		if (version == latest) {
+			rollback(ps); /* nothing to do */
+			return true;
+		}
+		char set_version[64];
+		snprintf(set_version, sizeof(set_version), "UPDATE bkv_schema SET version = %ld",
+		         version + 1);
+		PGresult *res = NULL;
+		if (!exec_sql(ps, migrations[version], NULL) || !exec_sql(ps, set_version, NULL) ||
+		    !exec_sql(ps, "COMMIT", &res) || strcmp(PQcmdStatus(res), "COMMIT") != 0) {
+			PQclear(res);
+			char what[64];
+			snprintf(what, sizeof(what), "schema migration %ld failed", version + 1);
+			return migrate_fail(ps, why, why_len, what);
+		}
+		PQclear(res);
+	}
+}
+
+bkv_storage_err bkv_storage_pg_open(const char *url, bkv_storage **storage, char *why,
+                                    size_t why_len)
+{
+	pg_storage *ps = calloc(1, sizeof(*ps));
+	if (ps == NULL)
+		return BKV_STORAGE_UNAVAILABLE;
+	ps->base.ops = &pg_ops;
+	/* Defaults, then the URL (expanded from "dbname"), whose parameters override them:
+	 * connecting gives up after 3 s; a silent peer is detected by TCP keepalives after
+	 * 5 s idle (3 probes 1 s apart), or when sent data stays unacknowledged for 6 s. */
+	const char *const keys[] = {"connect_timeout",  "application_name", "keepalives",
+	                            "keepalives_idle",  "keepalives_count", "keepalives_interval",
+	                            "tcp_user_timeout", "dbname",           NULL};
+	const char *const values[] = {"3", "bkvd", "1", "5", "3", "1", "6000", url, NULL};
+	_Static_assert(sizeof(keys) == sizeof(values), "a value for every key");
+	ps->conn = PQconnectdbParams(keys, values, 1);
+	if (ps->conn == NULL) {
+		snprintf(why, why_len, "cannot connect to PostgreSQL: out of memory");
+		goto fail;
+	}
+	PQsetNoticeProcessor(ps->conn, quiet_notices, NULL);
+	if (PQstatus(ps->conn) != CONNECTION_OK) {
+		set_why(why, why_len, "cannot connect to PostgreSQL", PQerrorMessage(ps->conn));
+		goto fail;
+	}
+	/* the session's timeouts apply to the migrations too */
+	if (!exec_sql(ps, session_sql, NULL)) {
+		set_why(why, why_len, "cannot set up the PostgreSQL session",
+		        PQerrorMessage(ps->conn));
+		goto fail;
+	}
+	if (!migrate(ps, why, why_len))
+		goto fail;
+	if (!prepare_statements(ps)) {
+		set_why(why, why_len, "cannot prepare the storage statements",
+		        PQerrorMessage(ps->conn));
+		goto fail;
+	}
+	ps->ready = true;
+	*storage = &ps->base;
+	return BKV_STORAGE_OK;
+fail:
+	PQfinish(ps->conn);
+	free(ps);
+	return BKV_STORAGE_UNAVAILABLE;
+}
