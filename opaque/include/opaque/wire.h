@@ -67,12 +67,6 @@ static inline void opaque_writer_put(opaque_writer *w, const uint8_t *p, size_t 
 	w->pos += n;
 }
 
-/* A buffer is complete when everything fit and it is exactly full. */
-static inline bool opaque_writer_full(const opaque_writer *w)
-{
-	return !w->overflow && w->pos == w->cap;
-}
-
 /* Big-endian integers of n bytes (n <= 8). */
 static inline bool opaque_reader_uint(opaque_reader *r, size_t n, uint64_t *out)
 {
