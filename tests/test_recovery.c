@@ -1,15 +1,30 @@
 /*
  * test_recovery.c - behaviour tests of the vault's RPC handlers (vault/handlers) against a
- * real SoftHSM2 token and a real SQLite file (cmocka): registration and recovery for both
- * suites with the pure-software OPAQUE client, the attempt limit (counted down, committed
- * before KE2, reset by a success, destroying the record when used up), invalid input,
- * tickets, replacement and deletion, the audit log, concurrent guessers in K processes and
- * processes killed with SIGKILL.
+ * real SoftHSM2 token and a real SQLite file or PostgreSQL database (cmocka): registration
+ * and recovery for both suites with the pure-software OPAQUE client, the attempt limit
+ * (counted down, committed before KE2, reset by a success, destroying the record when used
+ * up), invalid input, tickets, replacement and deletion, the audit log, concurrent guessers
+ * in K processes and processes killed with SIGKILL.
  *
  * Run it through tests/with-softhsm, which makes a throw-away token and exports
  * BKV_TEST_PKCS11_MODULE, BKV_TEST_TOKEN_LABEL and BKV_TEST_PIN_FILE. Keys for both suites
  * are created once; every test gets its own token session, a fresh database in a temporary
  * directory and its own audit file.
+ *
+ * With BKV_TEST_STORAGE=postgresql the same tests run on the PostgreSQL backend, against the
+ * database BKV_TEST_PG_URL names (tests/with-postgres provides one; run it as
+ * tests/with-postgres tests/with-softhsm env BKV_TEST_STORAGE=postgresql test-recovery):
+ * every test starts from an empty schema public. The three tests that reach under the
+ * storage have PostgreSQL equivalents, none is skipped:
+ *  - a commit that cannot be written: RLIMIT_FSIZE cannot touch the server's writes, so a
+ *    PL/pgSQL trigger raises on the UPDATE of attempts_used, and then a deferred constraint
+ *    trigger raises at COMMIT itself;
+ *  - another writer holding the database: a second libpq connection holds the row
+ *    (SELECT ... FOR UPDATE), then the table (LOCK TABLE records IN EXCLUSIVE MODE), for
+ *    longer than the backend's statement_timeout (5 s);
+ *  - integrity after SIGKILL: the server owns its files, so no PRAGMA integrity_check; the
+ *    killed worker's transaction must be gone, every row must satisfy the counters'
+ *    invariants, and every row must read back through the backend.
  *
  * The client side is the OPAQUE core's software client (OPAQUE_KSF_IDENTITY: the server
  * never runs the KSF), and the release is opened here with OpenSSL as the spec says:
@@ -44,6 +59,7 @@
 #include <cmocka.h>
 
 #include <jansson.h>
+#include <libpq-fe.h>
 #include <p11-kit/p11-kit.h>
 #include <p11-kit/pkcs11.h>
 #include <openssl/ec.h>
@@ -92,6 +108,10 @@ static size_t g_pin_len;
 
 static opaque_suite_id suite_p256 = P256;
 static opaque_suite_id suite_r255 = R255;
+
+/* BKV_TEST_STORAGE=postgresql: run against BKV_TEST_PG_URL instead of SQLite files. */
+static bool on_pg;
+static const char *pg_url;
 
 /* ------------------------------------------------------------------------------------ */
 /* Observation points (-Wl,--wrap)                                                       */
@@ -214,6 +234,87 @@ static void wrapped_key_pattern(uint8_t *out, size_t len, uint8_t seed)
 #define WK_LEN 64
 
 /* ------------------------------------------------------------------------------------ */
+/* PostgreSQL: a plain libpq connection beside the backend's                             */
+/* ------------------------------------------------------------------------------------ */
+
+static void pg_quiet(void *arg, const char *message)
+{
+	(void)arg;
+	(void)message;
+}
+
+/* A plain libpq connection to the test database, or NULL (printed). Never kept across a
+ * fork. */
+static PGconn *pg_raw_connect(void)
+{
+	PGconn *c = PQconnectdb(pg_url);
+	if (PQstatus(c) != CONNECTION_OK) {
+		print_error("cannot connect to %s: %s", pg_url, PQerrorMessage(c));
+		PQfinish(c);
+		return NULL;
+	}
+	PQsetNoticeProcessor(c, pg_quiet, NULL);
+	return c;
+}
+
+/* Runs sql (several statements allowed) on c. NULL on success, else the error (static). */
+static const char *pg_try_exec_on(PGconn *c, const char *sql)
+{
+	static char msg[512];
+	PGresult *res = PQexec(c, sql);
+	const ExecStatusType st = PQresultStatus(res);
+	const bool ok = st == PGRES_COMMAND_OK || st == PGRES_TUPLES_OK;
+	snprintf(msg, sizeof(msg), "%s", ok ? "" : PQerrorMessage(c));
+	PQclear(res);
+	return ok ? NULL : msg;
+}
+
+/* The same on a fresh connection. */
+static const char *pg_try_exec(const char *sql)
+{
+	PGconn *c = pg_raw_connect();
+	if (c == NULL)
+		return "no connection";
+	const char *err = pg_try_exec_on(c, sql);
+	PQfinish(c);
+	return err;
+}
+
+static void pg_exec(const char *sql)
+{
+	const char *err = pg_try_exec(sql);
+	if (err != NULL)
+		fail_msg("%s: %s", sql, err);
+}
+
+/* The first column of the one row sql returns, as an integer; -1 on failure (printed). */
+static int64_t pg_count(PGconn *c, const char *sql)
+{
+	PGresult *res = PQexec(c, sql);
+	int64_t v = -1;
+	if (PQresultStatus(res) == PGRES_TUPLES_OK && PQntuples(res) == 1 &&
+	    !PQgetisnull(res, 0, 0))
+		v = strtoll(PQgetvalue(res, 0, 0), NULL, 10);
+	else
+		print_error("%s: %s", sql, PQerrorMessage(c));
+	PQclear(res);
+	return v;
+}
+
+/* An empty database: no bkv tables, no per-database settings. */
+static int pg_reset(void)
+{
+	const char *err = pg_try_exec(
+	    "DROP SCHEMA IF EXISTS public CASCADE; CREATE SCHEMA public;"
+	    "DO $$BEGIN EXECUTE format('ALTER DATABASE %I RESET ALL', current_database()); END$$");
+	if (err != NULL) {
+		print_error("setup: cannot reset the PostgreSQL database: %s", err);
+		return -1;
+	}
+	return 0;
+}
+
+/* ------------------------------------------------------------------------------------ */
 /* Fixture                                                                               */
 /* ------------------------------------------------------------------------------------ */
 
@@ -275,8 +376,8 @@ static bool vault_attach(fx *f, char *why, size_t why_len)
 	return true;
 }
 
-/* Closes them: before fork(), so that no child inherits a live PKCS#11 module or SQLite
- * connection (neither may be used across fork). */
+/* Closes them: before fork(), so that no child inherits a live PKCS#11 module or storage
+ * connection (SQLite or libpq: none may be used across fork). */
 static void vault_detach(fx *f)
 {
 	bkv_storage_close(f->v.storage);
@@ -287,6 +388,8 @@ static void vault_detach(fx *f)
 
 static int setup_lifetime(void **state, uint32_t lifetime)
 {
+	if (on_pg && pg_reset() != 0)
+		return -1;
 	fx *f = calloc(1, sizeof(*f));
 	if (f == NULL)
 		return -1;
@@ -299,7 +402,14 @@ static int setup_lifetime(void **state, uint32_t lifetime)
 		return -1;
 	}
 	snprintf(f->db, sizeof(f->db), "%s/vault.db", f->dir);
-	snprintf(f->url, sizeof(f->url), "sqlite:%s", f->db);
+	const int url_len = on_pg ? snprintf(f->url, sizeof(f->url), "%s", pg_url)
+	                          : snprintf(f->url, sizeof(f->url), "sqlite:%s", f->db);
+	if (url_len < 0 || (size_t)url_len >= sizeof(f->url)) {
+		print_error("setup: the storage URL is too long\n");
+		rmdir(f->dir);
+		free(f);
+		return -1;
+	}
 	snprintf(f->audit_path, sizeof(f->audit_path), "%s/audit.jsonl", f->dir);
 	/* Append mode, so that forked workers sharing it never overwrite each other. */
 	f->audit = fopen(f->audit_path, "a+");
@@ -995,8 +1105,92 @@ static void assert_exited_cleanly(int status, const char *who)
 	assert_int_equal(WEXITSTATUS(status), 0);
 }
 
+/* PostgreSQL has no file of ours to check (and no amcheck here). What a killed worker could
+ * leave behind is a transaction still open (holding row locks) or a half-applied change:
+ * so no other client session may still be inside a transaction once the server has seen
+ * the connection close, every row must satisfy the counters' invariants, and every row
+ * must read back through the backend, the same as by a direct read. */
+static bool pg_integrity_ok(fx *f)
+{
+	PGconn *c = pg_raw_connect();
+	if (c == NULL)
+		return false;
+	bool ok = false;
+	bkv_storage *s = NULL;
+	const int64_t deadline = now_ms() + 10000;
+	for (;;) {
+		const int64_t open_xacts = pg_count(
+		    c, "SELECT count(*) FROM pg_stat_activity WHERE datname = current_database() "
+		       "AND backend_type = 'client backend' AND pid <> pg_backend_pid() "
+		       "AND xact_start IS NOT NULL");
+		if (open_xacts == 0)
+			break;
+		if (open_xacts < 0 || now_ms() > deadline) {
+			print_error("integrity: %lld other session(s) still in a transaction\n",
+			            (long long)open_xacts);
+			goto out;
+		}
+		sleep_ms(10);
+	}
+	const int64_t bad = pg_count(
+	    c, "SELECT count(*) FROM records WHERE NOT (record_version > 0 "
+	       "AND record_version <= (SELECT last_value FROM record_version_seq) "
+	       "AND attempt_limit > 0 AND attempts_used >= 0 AND attempts_used <= attempt_limit "
+	       "AND last_finished_seq >= 0 AND last_finished_seq <= guess_seq "
+	       "AND octet_length(sealed) > 0 AND octet_length(account_id) > 0)");
+	const int64_t rows = pg_count(c, "SELECT count(*) FROM records");
+	if (bad != 0 || rows < 0) {
+		print_error("integrity: %lld row(s) break the invariants\n", (long long)bad);
+		goto out;
+	}
+	char why[256] = "";
+	if (bkv_storage_open(f->url, &s, why, sizeof(why)) != BKV_STORAGE_OK) {
+		print_error("integrity: %s\n", why);
+		goto out;
+	}
+	/* Every row, in account order, through the backend's own decoding. */
+	static bkv_record page[16];
+	uint8_t after[BKV_STORAGE_ACCOUNT_MAX];
+	size_t after_len = 0;
+	int64_t seen = 0;
+	for (;;) {
+		size_t n = 0;
+		if (bkv_storage_list_sealed_below(s, UINT32_MAX, after_len > 0 ? after : NULL,
+		                                  after_len, page, 16, &n) != BKV_STORAGE_OK)
+			goto out;
+		for (size_t i = 0; i < n; i++) {
+			bkv_record r;
+			if (bkv_storage_get(s, page[i].account_id, page[i].account_id_len, &r) !=
+			        BKV_STORAGE_OK ||
+			    r.record_version != page[i].record_version ||
+			    r.attempts_used != page[i].attempts_used ||
+			    r.guess_seq != page[i].guess_seq ||
+			    r.sealed_len != page[i].sealed_len ||
+			    memcmp(r.sealed, page[i].sealed, r.sealed_len) != 0) {
+				print_error("integrity: a row does not read back the same\n");
+				goto out;
+			}
+		}
+		seen += (int64_t)n;
+		if (n < 16)
+			break;
+		after_len = page[n - 1].account_id_len;
+		memcpy(after, page[n - 1].account_id, after_len);
+	}
+	ok = seen == rows;
+	if (!ok)
+		print_error("integrity: %lld rows, %lld read back\n", (long long)rows,
+		            (long long)seen);
+out:
+	bkv_storage_close(s);
+	PQfinish(c);
+	return ok;
+}
+
 static bool db_integrity_ok(fx *f)
 {
+	if (on_pg)
+		return pg_integrity_ok(f);
 	sqlite3 *db = NULL;
 	bool ok = false;
 	if (sqlite3_open_v2(f->db, &db, SQLITE_OPEN_READONLY, NULL) == SQLITE_OK) {
@@ -1265,11 +1459,49 @@ static void assert_start_failed_without_ke2(fx *f, const attempt *at, const bkv_
 	assert_int_equal(next.attempts_remaining, DEFAULT_LIMIT - 1);
 }
 
+/* PostgreSQL: the server writes, not this process, so no RLIMIT_FSIZE can make its commit
+ * fail. A trigger added through a second connection does: at the UPDATE of attempts_used
+ * (at_commit false), or deferred to the COMMIT itself (at_commit true). The read of the row
+ * and every token operation succeed; only the attempt's commit fails. */
+static void pg_recover_start_with_a_commit_that_fails(fx *f, bool at_commit)
+{
+	must_register(f, ALICE, P256, PASSWORD, 0);
+	const bkv_record before = must_peek(f, ALICE);
+	const unsigned logins = g_login_start_calls, commits = g_commit_calls;
+
+	pg_exec(at_commit ? "CREATE OR REPLACE FUNCTION bkv_test_fail() RETURNS trigger "
+	                    "LANGUAGE plpgsql AS $$BEGIN RAISE EXCEPTION 'injected failure'; "
+	                    "END$$;"
+	                    "CREATE CONSTRAINT TRIGGER inject AFTER UPDATE OF attempts_used "
+	                    "ON records DEFERRABLE INITIALLY DEFERRED FOR EACH ROW "
+	                    "EXECUTE FUNCTION bkv_test_fail()"
+	                  : "CREATE OR REPLACE FUNCTION bkv_test_fail() RETURNS trigger "
+	                    "LANGUAGE plpgsql AS $$BEGIN RAISE EXCEPTION 'injected failure'; "
+	                    "END$$;"
+	                    "CREATE TRIGGER inject BEFORE UPDATE OF attempts_used ON records "
+	                    "FOR EACH ROW EXECUTE FUNCTION bkv_test_fail()");
+	attempt at;
+	const bkv_status st =
+	    client_recover_start(&f->v, &f->buf, account_of(ALICE), P256, PASSWORD, &at);
+	pg_exec("DROP TRIGGER inject ON records");
+
+	print_message("commit failing %s: %s\n", at_commit ? "at COMMIT" : "at the UPDATE",
+	              bkv_code_name(st.code));
+	assert_code(st, BKV_CODE_UNAVAILABLE);
+	assert_false(st.has_attempt_info);
+	assert_start_failed_without_ke2(f, &at, &before, logins, commits);
+}
+
 /* A real write failure at the commit point: the process may not grow any file, so the
  * read of the row and every token operation succeed and only the WAL append fails. */
 static void recover_start_returns_no_ke2_when_the_commit_cannot_be_written(void **state)
 {
 	fx *f = *state;
+	if (on_pg) {
+		pg_recover_start_with_a_commit_that_fails(f, false);
+		pg_recover_start_with_a_commit_that_fails(f, true);
+		return;
+	}
 	must_register(f, ALICE, P256, PASSWORD, 0);
 	const bkv_record before = must_peek(f, ALICE);
 	const unsigned logins = g_login_start_calls, commits = g_commit_calls;
@@ -1345,28 +1577,95 @@ static void recover_start_consumes_no_attempt_when_the_token_fails(void **state)
 	assert_int_equal(next.attempts_remaining, DEFAULT_LIMIT - 1);
 }
 
-/* Another writer holds the database for longer than the busy timeout (5 s). */
-static void recover_start_returns_no_ke2_while_another_writer_holds_the_database(void **state)
+/* Another writer, on a second connection of its own: SQLite's BEGIN EXCLUSIVE, or on
+ * PostgreSQL a transaction that runs pg_lock (and must lock `rows` rows). */
+typedef struct other_writer {
+	sqlite3 *db;
+	PGconn *pg;
+} other_writer;
+
+static other_writer other_writer_begin(fx *f, const char *pg_lock, int rows)
 {
-	fx *f = *state;
+	other_writer w = {NULL, NULL};
+	if (!on_pg) {
+		assert_int_equal(sqlite3_open_v2(f->db, &w.db, SQLITE_OPEN_READWRITE, NULL),
+		                 SQLITE_OK);
+		assert_int_equal(sqlite3_exec(w.db, "BEGIN EXCLUSIVE", NULL, NULL, NULL),
+		                 SQLITE_OK);
+		return w;
+	}
+	w.pg = pg_raw_connect();
+	assert_non_null(w.pg);
+	const char *err = pg_try_exec_on(w.pg, "BEGIN");
+	if (err != NULL)
+		fail_msg("BEGIN: %s", err);
+	PGresult *res = PQexec(w.pg, pg_lock);
+	const ExecStatusType st = PQresultStatus(res);
+	const int locked = st == PGRES_TUPLES_OK ? PQntuples(res) : 0;
+	if (st != PGRES_COMMAND_OK && st != PGRES_TUPLES_OK)
+		print_error("%s: %s", pg_lock, PQerrorMessage(w.pg));
+	PQclear(res);
+	assert_true(st == PGRES_COMMAND_OK || st == PGRES_TUPLES_OK);
+	assert_int_equal(locked, rows);
+	return w;
+}
+
+static void other_writer_end(other_writer *w)
+{
+	if (w->db != NULL) {
+		assert_int_equal(sqlite3_exec(w->db, "ROLLBACK", NULL, NULL, NULL), SQLITE_OK);
+		sqlite3_close(w->db);
+	}
+	if (w->pg != NULL) {
+		const char *err = pg_try_exec_on(w->pg, "ROLLBACK");
+		PQfinish(w->pg);
+		if (err != NULL)
+			fail_msg("ROLLBACK: %s", err);
+	}
+}
+
+/* RecoverStart while another writer holds the lock: the commit waits for the busy timeout
+ * (SQLite) or the statement_timeout (PostgreSQL), both 5 s, then gives up. */
+static void recover_start_while_locked(fx *f, const char *pg_lock, int rows)
+{
 	must_register(f, ALICE, P256, PASSWORD, 0);
 	const bkv_record before = must_peek(f, ALICE);
 	const unsigned logins = g_login_start_calls, commits = g_commit_calls;
 
-	sqlite3 *db = NULL;
-	assert_int_equal(sqlite3_open_v2(f->db, &db, SQLITE_OPEN_READWRITE, NULL), SQLITE_OK);
-	assert_int_equal(sqlite3_exec(db, "BEGIN EXCLUSIVE", NULL, NULL, NULL), SQLITE_OK);
+	other_writer w = other_writer_begin(f, pg_lock, rows);
 	attempt at;
 	const int64_t t0 = now_ms();
 	const bkv_status st =
 	    client_recover_start(&f->v, &f->buf, account_of(ALICE), P256, PASSWORD, &at);
 	const int64_t waited = now_ms() - t0;
-	assert_int_equal(sqlite3_exec(db, "ROLLBACK", NULL, NULL, NULL), SQLITE_OK);
-	sqlite3_close(db);
+	other_writer_end(&w);
 
+	if (on_pg)
+		print_message("%s: %s after %lld ms\n", pg_lock, bkv_code_name(st.code),
+		              (long long)waited);
 	assert_code(st, BKV_CODE_UNAVAILABLE);
 	assert_true(waited >= 4000); /* it waited for the lock, then gave up */
+	if (on_pg)
+		assert_true(waited < 15000); /* once: a statement timeout is not retried */
 	assert_start_failed_without_ke2(f, &at, &before, logins, commits);
+}
+
+/* Another writer holds the database for longer than the busy timeout (5 s). On PostgreSQL
+ * another replica holds ALICE's row (as its RecoverFinish would, FOR UPDATE), then the
+ * whole table (reads still allowed, as under SQLite's WAL). */
+static void recover_start_returns_no_ke2_while_another_writer_holds_the_database(void **state)
+{
+	fx *f = *state;
+	if (!on_pg) {
+		recover_start_while_locked(f, NULL, 0);
+		return;
+	}
+	char row_lock[160];
+	snprintf(row_lock, sizeof(row_lock),
+	         "SELECT 1 FROM records WHERE account_id = convert_to('%s', 'UTF8') FOR UPDATE",
+	         ALICE);
+	recover_start_while_locked(f, row_lock, 1);
+	recover_start_while_locked(f, "LOCK TABLE records IN EXCLUSIVE MODE", 0);
 }
 
 static void recover_start_for_an_unregistered_account_is_not_found(void **state)
@@ -2513,6 +2812,19 @@ static int group_teardown(void **state)
 
 int main(void)
 {
+	const char *backend = getenv("BKV_TEST_STORAGE");
+	if (backend != NULL && strcmp(backend, "postgresql") == 0) {
+		on_pg = true;
+		pg_url = getenv("BKV_TEST_PG_URL");
+		if (pg_url == NULL || pg_url[0] == '\0') {
+			fprintf(stderr, "BKV_TEST_STORAGE=postgresql needs BKV_TEST_PG_URL "
+			                "(run under tests/with-postgres)\n");
+			return 1;
+		}
+	} else if (backend != NULL && backend[0] != '\0' && strcmp(backend, "sqlite") != 0) {
+		fprintf(stderr, "BKV_TEST_STORAGE=%s: expected sqlite or postgresql\n", backend);
+		return 1;
+	}
 	const struct CMUnitTest tests[] = {
 	    /* Registration, recovery, status and configuration */
 	    SUITE_TESTS(register_then_recover_releases_the_wrapped_key),
@@ -2572,5 +2884,6 @@ int main(void)
 	    TEST(sigkill_during_recover_start_never_loses_a_committed_attempt),
 	    TEST(registration_survives_sigkill_right_after_register_finish),
 	};
-	return cmocka_run_group_tests_name("recovery", tests, group_setup, group_teardown);
+	return cmocka_run_group_tests_name(on_pg ? "recovery (postgresql)" : "recovery (sqlite)",
+	                                   tests, group_setup, group_teardown);
 }

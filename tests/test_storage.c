@@ -2503,6 +2503,31 @@ test_pg_restart_fails_calls_fast_then_reconnects_and_never_lowers_a_counter(void
 #define T_DIR(fn)  cmocka_unit_test_setup_teardown(fn, setup_dir, teardown)
 #define T_OPEN(fn) cmocka_unit_test_setup_teardown(fn, setup_open, teardown)
 
+/* Status output and logs may show a storage URL, never a password in it. */
+static void test_url_redaction_hides_passwords_only(void **state)
+{
+	(void)state;
+	static const struct {
+		const char *url, *shown;
+	} cases[] = {
+	    {"postgresql://bkv:s3cret@db.internal:5432/bkv?sslmode=verify-full",
+	     "postgresql://bkv:***@db.internal:5432/bkv?sslmode=verify-full"},
+	    {"postgres://db/bkv?sslmode=require&password=s3cret&connect_timeout=3",
+	     "postgres://db/bkv?sslmode=require&password=***&connect_timeout=3"},
+	    {"postgresql://bkv@db/bkv", "postgresql://bkv@db/bkv"},
+	    {"sqlite:/var/lib/bkv/bkv.db", "sqlite:/var/lib/bkv/bkv.db"},
+	};
+	for (size_t i = 0; i < sizeof(cases) / sizeof(cases[0]); i++) {
+		char out[256];
+		bkv_storage_url_redacted(cases[i].url, out, sizeof(out));
+		assert_string_equal(out, cases[i].shown);
+		assert_null(strstr(out, "s3cret"));
+	}
+	char tiny[8];
+	bkv_storage_url_redacted(cases[0].url, tiny, sizeof(tiny));
+	assert_int_equal(strlen(tiny), sizeof(tiny) - 1);
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
@@ -2510,6 +2535,7 @@ int main(void)
 	    T_OPEN(test_open_creates_the_schema),
 	    T_DIR(test_open_accepts_a_bare_path),
 	    T_DIR(test_open_refuses_an_unknown_url_scheme),
+	    cmocka_unit_test(test_url_redaction_hides_passwords_only),
 	    T_DIR(test_open_of_an_unreachable_postgresql_server_fails_fast_with_a_reason),
 	    T_DIR(test_open_of_an_unusable_path_fails_with_a_reason),
 	    T_DIR(test_open_of_a_file_that_is_not_a_database_fails_with_a_reason),

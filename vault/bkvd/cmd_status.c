@@ -61,7 +61,9 @@ int bkvd_cmd_status(int argc, char **argv)
 		printf("database: %s\n", why);
 		goto done;
 	}
-	printf("database: %s\n", config.storage);
+	char shown[BKVD_PATH_MAX];
+	bkv_storage_url_redacted(config.storage, shown, sizeof(shown));
+	printf("database: %s\n", shown);
 	for (size_t i = 0; i < nversions; i++) {
 		uint64_t n = 0;
 		if (bkv_storage_count_sealed_with(storage, versions[i], &n) != BKV_STORAGE_OK) {

@@ -2,6 +2,7 @@
  * storage.c - the storage entry points: argument checks shared by every backend, then
  * dispatch to the backend named by the URL.
  */
+#include <stdbool.h>
 #include <stdio.h>
 #include <string.h>
 
@@ -141,4 +142,47 @@ bkv_storage_err bkv_storage_count_sealed_with(bkv_storage *s, uint32_t version, 
 	if (s == NULL || count == NULL)
 		return BKV_STORAGE_ARGUMENT;
 	return s->ops->count_sealed_with(s, version, count);
+}
+
+/* url with any password replaced by "***" (the userinfo's "user:password@" and a
+ * "password=" parameter), for messages and status output. Truncated to out_len. */
+void bkv_storage_url_redacted(const char *url, char *out, size_t out_len)
+{
+	if (out_len == 0)
+		return;
+	size_t o = 0;
+	const char *p = url;
+	const char *scheme = strstr(url, "://");
+	const char *auth = scheme != NULL ? scheme + 3 : NULL;
+	const char *auth_end = auth != NULL ? auth + strcspn(auth, "/?#") : NULL;
+	const char *at = NULL;
+	for (const char *q = auth; q != NULL && q < auth_end; q++)
+		if (*q == '@')
+			at = q; /* the last '@' of the authority ends the userinfo */
+	const char *colon = at != NULL ? memchr(auth, ':', (size_t)(at - auth)) : NULL;
+#define PUT(s, n)                                                                                  \
+	do {                                                                                       \
+		size_t n_ = (n);                                                                   \
+		if (n_ > out_len - 1 - o)                                                          \
+			n_ = out_len - 1 - o;                                                      \
+		memcpy(out + o, (s), n_);                                                          \
+		o += n_;                                                                           \
+	} while (0)
+	if (colon != NULL) {
+		PUT(p, (size_t)(colon + 1 - p));
+		PUT("***", 3);
+		p = at;
+	}
+	while (*p != '\0') {
+		const bool param_start = p > url && (p[-1] == '?' || p[-1] == '&');
+		if (param_start && strncmp(p, "password=", 9) == 0) {
+			PUT("password=***", 12);
+			p += 9 + strcspn(p + 9, "&#");
+			continue;
+		}
+		PUT(p, 1);
+		p++;
+	}
+#undef PUT
+	out[o] = '\0';
 }

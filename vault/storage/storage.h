@@ -58,6 +58,10 @@ typedef struct bkv_storage bkv_storage;
 bkv_storage_err bkv_storage_open(const char *url, bkv_storage **storage, char *why, size_t why_len);
 void bkv_storage_close(bkv_storage *storage);
 
+/* url with any password replaced by "***" (the userinfo's "user:password@" and a
+ * "password=" parameter), for messages and status output. Truncated to out_len. */
+void bkv_storage_url_redacted(const char *url, char *out, size_t out_len);
+
 bkv_storage_err bkv_storage_get(bkv_storage *s, const uint8_t *account_id, size_t account_id_len,
                                 bkv_record *out);
 

@@ -9,7 +9,7 @@
  * and the load generator spent per recovery.
  *
  * In the same run it measures the floor: a bkv_vault built in-process exactly like a
- * worker's (same token, keys, SQLite file and settings), its handlers called directly and
+ * worker's (same token, keys, database and settings), its handlers called directly and
  * single-threaded with the same client work, with a breakdown of where a recovery's time
  * goes; and the ratio of the two. HTTP and floor alternate in short slices, so both see the
  * same host (a shared machine's load and fsync latency drift within seconds).
@@ -1568,8 +1568,17 @@ static void print_header(const bench *b)
 	       bkvd_suite_config_name(b->suite), b->opt.accounts, b->opt.seconds);
 	printf("  bkvd: %u worker%s on %u CPU%s, the load generator on the same host\n",
 	       b->opt.workers, b->opt.workers == 1 ? "" : "s", b->ncpu, b->ncpu == 1 ? "" : "s");
-	printf("  storage: %s (%s; synchronous=FULL: each commit waits for its fsync)\n",
-	       b->config.storage, fs_name(b->config.storage));
+	char shown[BKVD_PATH_MAX];
+	bkv_storage_url_redacted(b->config.storage, shown, sizeof(shown));
+	if (strncmp(b->config.storage, "postgresql://", 13) == 0 ||
+	    strncmp(b->config.storage, "postgres://", 11) == 0)
+		printf(
+		    "  storage: %s (PostgreSQL; synchronous_commit on: each COMMIT waits for the "
+		    "server's WAL flush)\n",
+		    shown);
+	else
+		printf("  storage: %s (%s; synchronous=FULL: each commit waits for its fsync)\n",
+		       shown, fs_name(b->config.storage));
 	printf("  client KSF: identity. The KSF runs only on the client; the vault's Argon2id "
 	       "(t=%u, %u KiB)\n  would measure the load generator, not the vault.\n",
 	       b->config.ksf.iterations, b->config.ksf.memory_kib);
@@ -1669,11 +1678,11 @@ static void print_floor(const bench *b, const floor_result *f, const http_result
 	const double ratio = http_rate / (handlers_rate * b->opt.workers);
 	printf("service overhead: %.0f recoveries/s / (%.0f x %u workers) = %.2f\n", http_rate,
 	       handlers_rate, b->opt.workers, ratio);
-	printf(
-	    "      (1.00: HTTP, TLS, JWT and W processes sharing one token and SQLite file would "
-	    "cost nothing; the shortfall is the service's overhead%s)\n",
-	    b->ncpu < b->opt.workers + 1 ? ", here with too few CPUs for workers + load generator"
-	                                 : "");
+	printf("      (1.00: HTTP, TLS, JWT and W processes sharing one token and database would "
+	       "cost nothing; the shortfall is the service's overhead%s)\n",
+	       b->ncpu < b->opt.workers + 1
+	           ? ", here with too few CPUs for workers + load generator"
+	           : "");
 	const double bkvd_cpu_ms = h->worker_cpu_s * 1e3 / (double)h->recoveries;
 	printf("      CPU: bkvd %.2f ms per recovery vs %.2f ms in-process: the service adds "
 	       "%.2f ms of CPU per recovery\n",
