@@ -386,6 +386,9 @@ static bkv_status recover_with(bkv_client *c, const vault_config *cfg, const cha
 		return st;
 	const bool registered = status->registered;
 	const opaque_suite_id suite = (opaque_suite_id)status->suite;
+	/* RecoverStartResponse carries attempts_remaining only: the limit comes from here, so
+	 * attempts_known always comes with both numbers (bkv.h). */
+	const uint32_t attempt_limit = status->attempt_limit;
 	bkv__v1__get_status_response__free_unpacked(status, NULL);
 	if (!registered)
 		return bkv_fail(error, BKV_ERR_NOT_REGISTERED,
@@ -424,6 +427,7 @@ static bkv_status recover_with(bkv_client *c, const vault_config *cfg, const cha
 	}
 	info->attempts_known = true;
 	info->attempts_remaining = start->attempts_remaining;
+	info->attempt_limit = attempt_limit;
 	oerr = opaque_client_login_finish(&oc, &state, (const uint8_t *)password, password_len,
 	                                  NULL, start->ke2.data, start->ke2.len, ke3, sizes->ke3,
 	                                  session_key, sizes->session_key, export_key,
