@@ -48,6 +48,7 @@
 #include <sodium.h>
 
 #include "bkv.h"
+#include "testproc.h"
 #include "bkv/v1/vault.pb-c.h"
 #include "opaque/opaque.h"
 
@@ -137,79 +138,6 @@ static size_t ntokens;
 /* ------------------------------------------------------------------------------------ */
 /* Small helpers                                                                         */
 /* ------------------------------------------------------------------------------------ */
-
-static double now_ms(void)
-{
-	struct timespec ts;
-	clock_gettime(CLOCK_MONOTONIC, &ts);
-	return (double)ts.tv_sec * 1000.0 + (double)ts.tv_nsec / 1e6;
-}
-
-static void sleep_ms(long ms)
-{
-	struct timespec ts = {ms / 1000, (ms % 1000) * 1000000L};
-	while (nanosleep(&ts, &ts) != 0 && errno == EINTR) {
-	}
-}
-
-static void path_join(char out[PATH_MAX], const char *dir, const char *name)
-{
-	int n = snprintf(out, PATH_MAX, "%s/%s", dir, name);
-	if (n < 0 || n >= PATH_MAX) {
-		fprintf(stderr, "path too long: %s/%s\n", dir, name);
-		abort();
-	}
-}
-
-/* The whole file, NUL-terminated; NULL if it cannot be read. */
-static char *slurp(const char *path, size_t *len_out)
-{
-	FILE *f = fopen(path, "rb");
-	if (f == NULL)
-		return NULL;
-	size_t cap = 4096, len = 0;
-	char *buf = malloc(cap);
-	while (buf != NULL) {
-		size_t n = fread(buf + len, 1, cap - len - 1, f);
-		len += n;
-		if (n == 0)
-			break;
-		if (cap - len - 1 == 0) {
-			char *grown = realloc(buf, cap * 2);
-			if (grown == NULL) {
-				free(buf);
-				buf = NULL;
-				break;
-			}
-			buf = grown;
-			cap *= 2;
-		}
-	}
-	fclose(f);
-	if (buf != NULL) {
-		buf[len] = '\0';
-		if (len_out != NULL)
-			*len_out = len;
-	}
-	return buf;
-}
-
-static long file_size(const char *path)
-{
-	struct stat st;
-	return stat(path, &st) == 0 ? (long)st.st_size : 0;
-}
-
-static void print_log_tail(const char *path)
-{
-	size_t len = 0;
-	char *text = slurp(path, &len);
-	if (text == NULL)
-		return;
-	const char *from = len > 3000 ? text + len - 3000 : text;
-	fprintf(stderr, "---- %s (tail) ----\n%s\n----\n", path, from);
-	free(text);
-}
 
 static void chomp(char *s)
 {
