@@ -9,8 +9,9 @@
  *
  * Bodies are capped here (64 KiB) rather than in evhttp, so an oversize request still
  * gets a proper Connect error; only bodies over evhttp's own limit (1 MiB) get evhttp's
- * plain 413 (libevent 2.1 offers no hook to replace it). Nothing in this file logs a token, a password or an OPAQUE
- * message: the request log has the method, code, latency and a keyed hash of the account.
+ * plain 413 (libevent 2.1 offers no hook to replace it). Nothing in this file logs a token, a
+ * password or an OPAQUE message: the request log has the method, code, latency and a keyed hash of
+ * the account.
  */
 #include <inttypes.h>
 #include <string.h>
