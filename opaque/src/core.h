@@ -75,7 +75,8 @@ typedef struct opaque_group {
 	opaque_err (*element_validate)(const uint8_t *element, size_t element_len);
 	/* OPAQUE_OK if scalar is reduced and non-zero. */
 	opaque_err (*scalar_validate)(const uint8_t *scalar);
-	/* out = scalar * element; element must already be validated. Identity -> error. */
+	/* out = scalar * element. Decodes and validates element (the element_validate errors)
+	 * and rejects an identity result, so callers need not validate it separately. */
 	opaque_err (*scalar_mult)(const uint8_t *scalar, const uint8_t *element, uint8_t *out);
 	opaque_err (*scalar_mult_base)(const uint8_t *scalar, uint8_t *out);
 	opaque_err (*scalar_invert)(const uint8_t *scalar, uint8_t *out);

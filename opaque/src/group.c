@@ -89,11 +89,11 @@ opaque_err opaque_scalar_mult(opaque_suite_id suite, const uint8_t *scalar, size
 		return OPAQUE_ERR_BUFFER;
 	if (scalar_len != s->group->scalar_len)
 		return OPAQUE_ERR_LENGTH;
+	if (element_len != s->group->element_len)
+		return OPAQUE_ERR_LENGTH;
 	opaque_err err = s->group->scalar_validate(scalar);
 	if (err == OPAQUE_OK)
-		err = s->group->element_validate(element, element_len);
-	if (err == OPAQUE_OK)
-		err = s->group->scalar_mult(scalar, element, out);
+		err = s->group->scalar_mult(scalar, element, out); /* validates element */
 	if (err != OPAQUE_OK)
 		sodium_memzero(out, out_len);
 	return err;

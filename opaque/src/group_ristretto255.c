@@ -56,9 +56,12 @@ static opaque_err r255_scalar_validate(const uint8_t *k)
 
 static opaque_err r255_scalar_mult(const uint8_t *k, const uint8_t *e, uint8_t *out)
 {
-	/* Fails on an identity result or an undecodable point. */
+	/* Validates e first, so a bad element gets its precise error. */
+	opaque_err err = r255_element_validate(e, R255_BYTES);
+	if (err != OPAQUE_OK)
+		return err;
 	if (crypto_scalarmult_ristretto255(out, k, e) != 0)
-		return OPAQUE_ERR_ELEMENT_IDENTITY;
+		return OPAQUE_ERR_ELEMENT_IDENTITY; /* the result is the identity */
 	return OPAQUE_OK;
 }
 

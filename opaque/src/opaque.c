@@ -383,9 +383,11 @@ opaque_err opaque_server_registration_response(
 		OPAQUE_FAIL(OPAQUE_ERR_ARGUMENT);
 	if (registration_response_len != s->sizes.registration_response)
 		OPAQUE_FAIL(OPAQUE_ERR_BUFFER);
-	OPAQUE_TRY(s->group->element_validate(registration_request, registration_request_len));
+	if (registration_request_len != s->sizes.registration_request)
+		OPAQUE_FAIL(OPAQUE_ERR_LENGTH);
 
-	/* response = evaluated_message || server_public_key */
+	/* response = evaluated_message || server_public_key; server_evaluate's multiplication
+	 * validates the request's element. */
 	OPAQUE_TRY(server_evaluate(s, keys, credential_identifier, credential_identifier_len,
 	                           registration_request, registration_response));
 	memcpy(registration_response + s->sizes.Noe, keys->server_public_key, s->sizes.Npk);
@@ -606,9 +608,10 @@ opaque_err opaque_server_login_start_with_randomness(
 	const uint8_t *client_public_keyshare = opaque_reader_take(&r1, npk);
 	if (client_nonce == NULL || client_public_keyshare == NULL || !opaque_reader_done(&r1))
 		OPAQUE_FAIL(OPAQUE_ERR_LENGTH);
-	OPAQUE_TRY(s->group->element_validate(client_public_key, npk));
-	OPAQUE_TRY(s->group->element_validate(blinded_message, noe));
-	OPAQUE_TRY(s->group->element_validate(client_public_keyshare, npk));
+	/* blinded_message, client_public_keyshare and client_public_key are validated by the
+	 * scalar multiplications that first use them: blinded_message in server_evaluate,
+	 * client_public_keyshare in dh1 (before it reaches keys->ake_dh, the token), and
+	 * client_public_key in dh3. Decoding a P-256 point costs a square root; once is enough. */
 
 	/* credential_response = evaluated_message || masking_nonce || masked_response */
 	uint8_t *evaluated_message = ke2;
@@ -753,8 +756,7 @@ opaque_err opaque_client_login_finish(const opaque_config *config, opaque_client
 	 * dh1 = client_secret * server_public_keyshare
 	 * dh2 = client_secret * server_public_key
 	 * dh3 = client_private_key * server_public_keyshare */
-	OPAQUE_TRY(s->group->element_validate(server_public_key, npk));
-	OPAQUE_TRY(s->group->element_validate(server_public_keyshare, npk));
+	/* Each element is validated by the first multiplication that uses it. */
 	OPAQUE_TRY(s->group->scalar_mult(state->client_secret, server_public_keyshare, ikm));
 	OPAQUE_TRY(s->group->scalar_mult(state->client_secret, server_public_key, ikm + noe));
 	OPAQUE_TRY(

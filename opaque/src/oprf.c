@@ -66,9 +66,8 @@ opaque_err opaque_oprf_finalize_internal(const opaque_suite *suite, const uint8_
 	opaque_err err;
 	if (input_len > MAX_INPUT_LEN)
 		return OPAQUE_ERR_ARGUMENT;
-	OPAQUE_TRY(g->element_validate(evaluated_element, g->element_len));
 	OPAQUE_TRY(g->scalar_invert(blind, inverse));
-	OPAQUE_TRY(g->scalar_mult(inverse, evaluated_element, unblinded));
+	OPAQUE_TRY(g->scalar_mult(inverse, evaluated_element, unblinded)); /* validates it */
 	/* Hash(I2OSP(len(input), 2) || input || I2OSP(len(unblinded), 2) || unblinded ||
 	 *      "Finalize") */
 	const uint8_t input_len_be[2] = {(uint8_t)(input_len >> 8), (uint8_t)input_len};
@@ -147,10 +146,10 @@ opaque_err opaque_oprf_blind_evaluate(opaque_suite_id suite_id, const uint8_t *p
 	if (private_key_len != suite->sizes.Ns)
 		return OPAQUE_ERR_LENGTH;
 	const opaque_group *g = suite->group;
+	if (blinded_element_len != suite->sizes.Noe)
+		return OPAQUE_ERR_LENGTH;
 	opaque_err err = g->scalar_validate(private_key);
-	if (err == OPAQUE_OK)
-		err = g->element_validate(blinded_element, blinded_element_len);
-	if (err == OPAQUE_OK)
+	if (err == OPAQUE_OK) /* the multiplication validates blinded_element */
 		err = g->scalar_mult(private_key, blinded_element, evaluated_element);
 	if (err != OPAQUE_OK)
 		sodium_memzero(evaluated_element, evaluated_element_len);
