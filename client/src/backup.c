@@ -333,7 +333,7 @@ static bkv_status decrypt_stream(backup_stream *s, const bkv_key *key, FILE *in,
 		if (!open_chunk(s, index, final, length))
 			return chunk_failed(s, index, final, length, error);
 		if (final) {
-			bool end;
+			bool end = false;
 			status = at_end(in, &end, error);
 			if (status != BKV_OK)
 				return status;
