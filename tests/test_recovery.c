@@ -69,6 +69,8 @@
 #include <sqlite3.h>
 
 #include "handlers.h"
+#include "testpg.h"
+#include "testtoken.h"
 
 /* ------------------------------------------------------------------------------------ */
 /* Constants and globals                                                                 */
@@ -237,24 +239,9 @@ static void wrapped_key_pattern(uint8_t *out, size_t len, uint8_t seed)
 /* PostgreSQL: a plain libpq connection beside the backend's                             */
 /* ------------------------------------------------------------------------------------ */
 
-static void pg_quiet(void *arg, const char *message)
-{
-	(void)arg;
-	(void)message;
-}
-
-/* A plain libpq connection to the test database, or NULL (printed). Never kept across a
- * fork. */
 static PGconn *pg_raw_connect(void)
 {
-	PGconn *c = PQconnectdb(pg_url);
-	if (PQstatus(c) != CONNECTION_OK) {
-		print_error("cannot connect to %s: %s", pg_url, PQerrorMessage(c));
-		PQfinish(c);
-		return NULL;
-	}
-	PQsetNoticeProcessor(c, pg_quiet, NULL);
-	return c;
+	return tu_pg_connect(pg_url);
 }
 
 /* Runs sql (several statements allowed) on c. NULL on success, else the error (static). */
@@ -2743,25 +2730,7 @@ static void registration_survives_sigkill_right_after_register_finish(void **sta
 
 static bool read_pin(const char *path)
 {
-	FILE *in = fopen(path, "r");
-	if (in == NULL)
-		return false;
-	g_pin_len = fread(g_pin, 1, sizeof(g_pin) - 1, in);
-	fclose(in);
-	while (g_pin_len > 0 && (g_pin[g_pin_len - 1] == '\n' || g_pin[g_pin_len - 1] == '\r'))
-		g_pin_len--;
-	g_pin[g_pin_len] = '\0';
-	return g_pin_len > 0;
-}
-
-static void ignore_report(void *arg, const char *label, const char *what, const uint8_t *public_key,
-                          size_t public_key_len)
-{
-	(void)arg;
-	(void)label;
-	(void)what;
-	(void)public_key;
-	(void)public_key_len;
+	return tu_read_pin(path, g_pin, sizeof(g_pin), &g_pin_len);
 }
 
 static int group_setup(void **state)
@@ -2785,7 +2754,7 @@ static int group_setup(void **state)
 		return -1;
 	}
 	const bkv_token_err err =
-	    bkv_token_create_keys(t, both_suites, 2, false, ignore_report, NULL);
+	    bkv_token_create_keys(t, both_suites, 2, false, tu_ignore_report, NULL);
 	bkv_token_close(t);
 	if (err != BKV_TOKEN_OK) {
 		print_error("cannot create the keys: %s\n", bkv_token_strerror(err));

@@ -45,6 +45,7 @@
 #include <sqlite3.h>
 
 #include "storage.h"
+#include "testpg.h"
 
 /* ------------------------------------------------------------------------------------ */
 /* Fixture and helpers                                                                   */
@@ -103,23 +104,9 @@ static int make_dir(fx *f)
 	return 0;
 }
 
-static void pg_quiet(void *arg, const char *message)
-{
-	(void)arg;
-	(void)message;
-}
-
-/* A plain libpq connection to the test database, or NULL (printed). */
 static PGconn *pg_raw_connect(void)
 {
-	PGconn *c = PQconnectdb(pg_url);
-	if (PQstatus(c) != CONNECTION_OK) {
-		fprintf(stderr, "cannot connect to %s: %s", pg_url, PQerrorMessage(c));
-		PQfinish(c);
-		return NULL;
-	}
-	PQsetNoticeProcessor(c, pg_quiet, NULL);
-	return c;
+	return tu_pg_connect(pg_url);
 }
 
 /* Runs sql (several statements allowed) on a fresh connection. NULL on success, else the

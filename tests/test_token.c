@@ -45,6 +45,7 @@
 #include "record_seal.h"
 #include "token.h"
 #include "token_ecdh.h"
+#include "testtoken.h"
 
 /* ------------------------------------------------------------------------------------ */
 /* Environment, fixtures and helpers                                                     */
@@ -2016,25 +2017,7 @@ static void reopen_after_the_token_directory_is_removed_fails_cleanly(void **sta
 
 static bool read_pin(const char *path)
 {
-	FILE *f = fopen(path, "r");
-	if (f == NULL)
-		return false;
-	g_pin_len = fread(g_pin, 1, sizeof(g_pin) - 1, f);
-	fclose(f);
-	while (g_pin_len > 0 && (g_pin[g_pin_len - 1] == '\n' || g_pin[g_pin_len - 1] == '\r'))
-		g_pin_len--;
-	g_pin[g_pin_len] = '\0';
-	return g_pin_len > 0;
-}
-
-static void ignore_report(void *arg, const char *label, const char *what, const uint8_t *public_key,
-                          size_t public_key_len)
-{
-	(void)arg;
-	(void)label;
-	(void)what;
-	(void)public_key;
-	(void)public_key_len;
+	return tu_read_pin(path, g_pin, sizeof(g_pin), &g_pin_len);
 }
 
 static int group_setup(void **state)
@@ -2062,7 +2045,7 @@ static int group_setup(void **state)
 	char why[256] = "";
 	bkv_token_err err = bkv_token_open(&cfg, &t, why, sizeof(why));
 	if (err == BKV_TOKEN_OK)
-		err = bkv_token_create_keys(t, both_suites, 2, false, ignore_report, NULL);
+		err = bkv_token_create_keys(t, both_suites, 2, false, tu_ignore_report, NULL);
 	bkv_token_close(t);
 	if (err != BKV_TOKEN_OK) {
 		print_error("cannot create the test keys: %s %s\n", bkv_token_strerror(err), why);
