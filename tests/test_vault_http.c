@@ -50,6 +50,7 @@
 #include <sodium.h>
 
 #include "bkv.h"
+#include "testhttp.h"
 #include "testproc.h"
 #include "bkv/v1/vault.pb-c.h"
 #include "opaque/opaque.h"
@@ -124,16 +125,6 @@ static void remember_secret(const char *s)
 		secrets[nsecrets++] = strdup(s);
 }
 
-static int wait_child(pid_t pid)
-{
-	int status = 0;
-	while (waitpid(pid, &status, 0) < 0) {
-		if (errno != EINTR)
-			return -1;
-	}
-	return status;
-}
-
 /* Runs argv[0] (PATH lookup) with stdin from /dev/null and stdout captured into out
  * (NUL-terminated, newlines kept). Returns the wait status, or -1. */
 static int run_capture(char *const argv[], char *out, size_t cap)
@@ -170,13 +161,6 @@ static int run_capture(char *const argv[], char *out, size_t cap)
 	if (cap > 0)
 		out[len] = '\0';
 	return wait_child(pid);
-}
-
-static void chomp(char *s)
-{
-	size_t n = strlen(s);
-	while (n > 0 && (s[n - 1] == '\n' || s[n - 1] == '\r'))
-		s[--n] = '\0';
 }
 
 /* ------------------------------------------------------------------------------------ */
@@ -272,110 +256,11 @@ static void kill_all_children(void)
 /* Raw HTTP with libcurl                                                                 */
 /* ------------------------------------------------------------------------------------ */
 
-typedef struct http_reply {
-	long status;
-	char content_type[128];
-	char allow[128];
-	char accept_post[128];
-	char error[128]; /* the transport error, if there was no answer */
-	char *body;
-	size_t len;
-} http_reply;
-
-static size_t on_body(char *ptr, size_t size, size_t nmemb, void *arg)
-{
-	http_reply *r = arg;
-	const size_t n = size * nmemb;
-	char *grown = realloc(r->body, r->len + n + 1);
-	if (grown == NULL)
-		return 0;
-	r->body = grown;
-	memcpy(r->body + r->len, ptr, n);
-	r->len += n;
-	r->body[r->len] = '\0';
-	return n;
-}
-
-static void header_value(const char *line, size_t len, const char *name, char *out, size_t cap)
-{
-	const size_t nlen = strlen(name);
-	if (len <= nlen + 1 || strncasecmp(line, name, nlen) != 0 || line[nlen] != ':')
-		return;
-	const char *v = line + nlen + 1;
-	size_t vlen = len - nlen - 1;
-	while (vlen > 0 && (*v == ' ' || *v == '\t')) {
-		v++;
-		vlen--;
-	}
-	while (vlen > 0 && (v[vlen - 1] == '\r' || v[vlen - 1] == '\n'))
-		vlen--;
-	snprintf(out, cap, "%.*s", (int)vlen, v);
-}
-
-static size_t on_header(char *ptr, size_t size, size_t nmemb, void *arg)
-{
-	http_reply *r = arg;
-	const size_t n = size * nmemb;
-	header_value(ptr, n, "Allow", r->allow, sizeof(r->allow));
-	header_value(ptr, n, "Accept-Post", r->accept_post, sizeof(r->accept_post));
-	return n;
-}
-
-static void http_reply_free(http_reply *r)
-{
-	free(r->body);
-	memset(r, 0, sizeof(*r));
-}
-
-/* verb "GET" or "POST" to env.url + path, with extra header lines (NULL-terminated list).
- * False on a transport failure. */
 static bool http_request(const char *verb, const char *path, const char *const *headers,
                          const void *body, size_t len, http_reply *r)
 {
-	memset(r, 0, sizeof(*r));
-	CURL *curl = curl_easy_init();
-	if (curl == NULL)
-		return false;
-	char url[512];
-	snprintf(url, sizeof(url), "%s%s", env.url, path);
-	struct curl_slist *list = curl_slist_append(NULL, "Expect:");
-	for (size_t i = 0; headers != NULL && headers[i] != NULL; i++)
-		list = curl_slist_append(list, headers[i]);
-	curl_easy_setopt(curl, CURLOPT_URL, url);
-	curl_easy_setopt(curl, CURLOPT_CAINFO, env.ca);
-	curl_easy_setopt(curl, CURLOPT_NOSIGNAL, 1L);
-	curl_easy_setopt(curl, CURLOPT_TIMEOUT_MS, CLIENT_TIMEOUT_MS);
-	curl_easy_setopt(curl, CURLOPT_HTTPHEADER, list);
-	curl_easy_setopt(curl, CURLOPT_WRITEFUNCTION, on_body);
-	curl_easy_setopt(curl, CURLOPT_WRITEDATA, r);
-	curl_easy_setopt(curl, CURLOPT_HEADERFUNCTION, on_header);
-	curl_easy_setopt(curl, CURLOPT_HEADERDATA, r);
-	if (strcmp(verb, "POST") == 0) {
-		curl_easy_setopt(curl, CURLOPT_POST, 1L);
-		curl_easy_setopt(curl, CURLOPT_POSTFIELDS, body != NULL ? body : "");
-		curl_easy_setopt(curl, CURLOPT_POSTFIELDSIZE_LARGE, (curl_off_t)len);
-	} else {
-		curl_easy_setopt(curl, CURLOPT_HTTPGET, 1L);
-	}
-	CURLcode rc = curl_easy_perform(curl);
-	if (rc == CURLE_OK) {
-		char *ct = NULL;
-		curl_easy_getinfo(curl, CURLINFO_RESPONSE_CODE, &r->status);
-		curl_easy_getinfo(curl, CURLINFO_CONTENT_TYPE, &ct);
-		snprintf(r->content_type, sizeof(r->content_type), "%s", ct ? ct : "");
-		if (r->body == NULL) {
-			r->body = calloc(1, 1);
-			r->len = 0;
-		}
-	} else {
-		snprintf(r->error, sizeof(r->error), "%s", curl_easy_strerror(rc));
-		free(r->body);
-		r->body = NULL;
-		r->len = 0;
-	}
-	curl_slist_free_all(list);
-	curl_easy_cleanup(curl);
-	return rc == CURLE_OK;
+	return tu_http_request(env.ca, env.url, CLIENT_TIMEOUT_MS, verb, path, headers, body, len,
+	                       r);
 }
 
 /* POST /bkv.v1.BackupKeyVault/<method>. authorization is the whole header value (or NULL
@@ -694,15 +579,6 @@ static void on_fatal_signal(int sig)
 	if (m > 0)
 		kill(m, SIGKILL); /* its workers get SIGTERM (PR_SET_PDEATHSIG) */
 	_exit(128 + sig);
-}
-
-static int remove_entry(const char *path, const struct stat *st, int flag, struct FTW *ftw)
-{
-	(void)st;
-	(void)flag;
-	(void)ftw;
-	remove(path);
-	return 0;
 }
 
 static void cleanup_at_exit(void)

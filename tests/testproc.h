@@ -1,16 +1,19 @@
 /*
  * testproc.h - helpers for the tests that run bkvd and bkv as processes: a monotonic
- * clock, sleeping, joining paths, reading a whole file and showing a log's tail when a
- * test fails. Header-only (static) so each test stays a single source file.
+ * clock, sleeping, joining paths, reading a whole file, showing a log's tail when a test
+ * fails, waiting for a child and removing a temp tree. Header-only (static) so each test stays a single source file.
  */
 #ifndef BKV_TESTPROC_H
 #define BKV_TESTPROC_H
 
 #include <errno.h>
+#include <ftw.h>
 #include <limits.h>
 #include <stdio.h>
 #include <stdlib.h>
+#include <string.h>
 #include <sys/stat.h>
+#include <sys/wait.h>
 #include <time.h>
 
 static inline double now_ms(void)
@@ -84,6 +87,32 @@ static inline void print_log_tail(const char *path)
 	const char *from = len > 3000 ? text + len - 3000 : text;
 	fprintf(stderr, "---- %s (tail) ----\n%s\n----\n", path, from);
 	free(text);
+}
+
+static inline int wait_child(pid_t pid)
+{
+	int status = 0;
+	while (waitpid(pid, &status, 0) < 0) {
+		if (errno != EINTR)
+			return -1;
+	}
+	return status;
+}
+
+static inline void chomp(char *s)
+{
+	size_t n = strlen(s);
+	while (n > 0 && (s[n - 1] == '\n' || s[n - 1] == '\r'))
+		s[--n] = '\0';
+}
+
+static inline int remove_entry(const char *path, const struct stat *st, int flag, struct FTW *ftw)
+{
+	(void)st;
+	(void)flag;
+	(void)ftw;
+	remove(path);
+	return 0;
 }
 
 #endif
