@@ -2,15 +2,24 @@
 # test_bkvd_startup.sh - bkvd refuses to start with exit code 2 and a one-line reason
 # (never the PIN) when its setup is wrong: missing configuration, wrong module path,
 # unknown token label, wrong PIN, keys not created, plaintext on a public address, a bad
-# listen address; and `bkvd dev-token` is refused unless the dev issuer is enabled.
+# listen address, a token initialized before state MACs (bkv-state-mac-1 missing: `bkvd
+# serve` and `bkvd rewrap` say to run `bkvd init`, which creates it and only it); and `bkvd
+# dev-token` is refused unless the dev issuer is enabled.
 #
 #   tests/test_bkvd_startup.sh BUILD_BIN_DIR
+#
+# Needs pkcs11-tool (Debian package opensc, in scripts/deps) to delete one key from the token.
 set -euo pipefail
 
 bin=$(cd "${1:?usage: test_bkvd_startup.sh BUILD_BIN_DIR}" && pwd)
 root=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
 work=$(mktemp -d)
-trap 'rm -rf "$work"' EXIT
+serve_pid=""
+cleanup() {
+  if [ -n "$serve_pid" ]; then kill "$serve_pid" 2>/dev/null || true; wait "$serve_pid" 2>/dev/null || true; fi
+  rm -rf "$work"
+}
+trap cleanup EXIT
 
 passed=0
 failed=0
@@ -60,6 +69,58 @@ refuses "a bad listen address" "invalid listen address" "$config" --listen nonse
 # A fresh token without keys: the ceremony has not run.
 "$root/hsm-config/make-dev-token" "$work/vault/hsm" bkv-empty >/dev/null
 refuses "keys not created" "run \`bkvd init\`" "$(variant empty 's|^label = .*|label = bkv-empty|')"
+
+# A token initialized before state MACs: the same token with bkv-state-mac-1 deleted.
+ok() { echo "ok $1"; passed=$((passed + 1)); }
+fail() { echo "FAIL $1"; failed=$((failed + 1)); }
+module=$(sed -n 's/^module = //p' "$config")
+p11() {
+  pkcs11-tool --module "$module" --token-label bkv-dev --login \
+    --pin "$(cat "$work/vault/hsm/user.pin")" "$@"
+}
+state_mac_key() { p11 --list-objects --type secrkey 2>/dev/null | grep -q 'label: *bkv-state-mac-1$'; }
+if ! command -v pkcs11-tool >/dev/null; then
+  fail "a token from before state MACs: pkcs11-tool not found (scripts/deps must install opensc)"
+elif ! state_mac_key; then
+  fail "a token from before state MACs: bkvd init did not create bkv-state-mac-1"
+elif ! p11 --delete-object --type secrkey --label bkv-state-mac-1 >"$work/out" 2>&1 || state_mac_key; then
+  fail "a token from before state MACs: pkcs11-tool could not delete bkv-state-mac-1"
+  sed 's/^/    /' "$work/out"
+else
+  refuses "a token without bkv-state-mac-1 (initialized before state MACs)" "run \`bkvd init\`" \
+    "$config"
+  rc=0
+  "$bin/bkvd" rewrap --config "$config" >"$work/out" 2>"$work/err" || rc=$?
+  if [ "$rc" -eq 2 ] && grep -q 'run `bkvd init`' "$work/err"; then
+    ok "bkvd rewrap refuses it too (exit 2, run \`bkvd init\`)"
+  else
+    fail "bkvd rewrap on a token without bkv-state-mac-1 (exit $rc)"
+    sed 's/^/    /' "$work/err"
+  fi
+  rc=0
+  "$bin/bkvd" init --config "$config" >"$work/out" 2>"$work/err" || rc=$?
+  if [ "$rc" -eq 0 ] && grep -Eq '^ *bkv-state-mac-1 +created' "$work/out" &&
+    [ "$(grep -c ' created' "$work/out")" -eq 1 ] && state_mac_key; then
+    ok "bkvd init creates bkv-state-mac-1, and only it"
+  else
+    fail "bkvd init on a token without bkv-state-mac-1 (exit $rc)"
+    sed 's/^/    /' "$work/out" "$work/err"
+  fi
+  rm -f "$work/port"
+  "$bin/bkvd" serve --config "$config" --listen 127.0.0.1:0 --workers 1 \
+    --port-file "$work/port" 2>"$work/err" &
+  serve_pid=$!
+  for _ in $(seq 100); do [ -s "$work/port" ] && break; sleep 0.05; done
+  if [ -s "$work/port" ]; then
+    ok "bkvd serve starts once bkvd init has run"
+  else
+    fail "bkvd serve after bkvd init"
+    sed 's/^/    /' "$work/err"
+  fi
+  kill "$serve_pid" 2>/dev/null || true
+  wait "$serve_pid" 2>/dev/null || true
+  serve_pid=""
+fi
 
 rc=0
 "$bin/bkvd" dev-token --config "$(variant nodev 's|^dev_issuer = .*|dev_issuer = false|')" alice \

@@ -32,9 +32,18 @@
  *                32), AAD = "bkv-v1 release") || tag (16)
  *
  * Observation points are linked in with -Wl,--wrap (tests/CMakeLists.txt): the calls to
- * opaque_server_login_start (was a KE2 computed at all?), bkv_storage_commit_attempt (was a
- * commit tried?) and bkv_storage_get (to run a re-registration right after a handler's
- * read, making the race with a destruction deterministic). Each calls straight through.
+ * opaque_server_login_start (was a KE2 computed at all?), bkv_storage_update (was a commit of
+ * a record's state tried?) and bkv_storage_get (to run a re-registration right after a
+ * handler's read, making races deterministic). Each calls straight through. time() is
+ * wrapped too, to move the clock of the code under test forward (expired tickets) without
+ * waiting; it is the real clock unless a test sets g_time_offset.
+ *
+ * Issue 9 (the attempt limit against the account holder): the offline-guessing attack that
+ * spliced RegisterStart evaluations into one KE2, each with a control showing the splice is
+ * a working oracle when the evaluation is under the record's key; fresh registration ids
+ * and the tickets bound to them; compare-and-set registration; tombstones; AttemptInfo on
+ * every failure that concerns a record; and rows edited directly in the database (SQL on
+ * the SQLite file or through libpq), each refused with DATA_LOSS and audited.
  */
 #define _XOPEN_SOURCE 700
 
@@ -70,6 +79,7 @@
 
 #include "handlers.h"
 #include "testpg.h"
+#include "ticket.h"
 #include "testtoken.h"
 
 /* ------------------------------------------------------------------------------------ */
@@ -120,7 +130,8 @@ static const char *pg_url;
 /* ------------------------------------------------------------------------------------ */
 
 static unsigned g_login_start_calls;   /* KE2 computations */
-static unsigned g_commit_calls;        /* bkv_storage_commit_attempt calls */
+static unsigned g_commit_calls;        /* bkv_storage_update calls: commits of a record's state */
+static int64_t g_time_offset;          /* seconds added to time() */
 static void (*g_after_get)(void *arg); /* runs once, right after the next storage read */
 static void *g_after_get_arg;
 
@@ -136,14 +147,12 @@ opaque_err __wrap_opaque_server_login_start(
     size_t credential_identifier_len, const uint8_t *registration_record,
     size_t registration_record_len, const uint8_t *ke1, size_t ke1_len,
     opaque_server_login_state *state, uint8_t *ke2, size_t ke2_len);
-bkv_storage_err __real_bkv_storage_commit_attempt(bkv_storage *s, const uint8_t *account_id,
-                                                  size_t account_id_len, uint64_t record_version,
-                                                  uint64_t expected_guess_seq,
-                                                  uint32_t *attempts_used, uint32_t *attempt_limit);
-bkv_storage_err __wrap_bkv_storage_commit_attempt(bkv_storage *s, const uint8_t *account_id,
-                                                  size_t account_id_len, uint64_t record_version,
-                                                  uint64_t expected_guess_seq,
-                                                  uint32_t *attempts_used, uint32_t *attempt_limit);
+bkv_storage_err __real_bkv_storage_update(bkv_storage *s, const bkv_record *r,
+                                          const uint8_t *expected_mac, size_t expected_mac_len);
+bkv_storage_err __wrap_bkv_storage_update(bkv_storage *s, const bkv_record *r,
+                                          const uint8_t *expected_mac, size_t expected_mac_len);
+time_t __real_time(time_t *t);
+time_t __wrap_time(time_t *t);
 bkv_storage_err __real_bkv_storage_get(bkv_storage *s, const uint8_t *account_id,
                                        size_t account_id_len, bkv_record *out);
 bkv_storage_err __wrap_bkv_storage_get(bkv_storage *s, const uint8_t *account_id,
@@ -162,14 +171,19 @@ opaque_err __wrap_opaque_server_login_start(
 	    registration_record, registration_record_len, ke1, ke1_len, state, ke2, ke2_len);
 }
 
-bkv_storage_err __wrap_bkv_storage_commit_attempt(bkv_storage *s, const uint8_t *account_id,
-                                                  size_t account_id_len, uint64_t record_version,
-                                                  uint64_t expected_guess_seq,
-                                                  uint32_t *attempts_used, uint32_t *attempt_limit)
+bkv_storage_err __wrap_bkv_storage_update(bkv_storage *s, const bkv_record *r,
+                                          const uint8_t *expected_mac, size_t expected_mac_len)
 {
 	g_commit_calls++;
-	return __real_bkv_storage_commit_attempt(s, account_id, account_id_len, record_version,
-	                                         expected_guess_seq, attempts_used, attempt_limit);
+	return __real_bkv_storage_update(s, r, expected_mac, expected_mac_len);
+}
+
+time_t __wrap_time(time_t *t)
+{
+	const time_t now = __real_time(NULL) + (time_t)g_time_offset;
+	if (t != NULL)
+		*t = now;
+	return now;
 }
 
 bkv_storage_err __wrap_bkv_storage_get(bkv_storage *s, const uint8_t *account_id,
@@ -315,7 +329,15 @@ typedef struct fx {
 	FILE *audit;
 	opaque_suite_id suite; /* for the tests that run once per suite */
 	uint8_t wk[WK_LEN];    /* the default wrapped key */
+	unsigned refused;      /* "record_refused" events seen by the event hook */
 } fx;
+
+static void count_refusals(void *arg, const char *event)
+{
+	fx *f = arg;
+	if (strcmp(event, "record_refused") == 0)
+		f->refused++;
+}
 
 /* A token session with both suites' keys loaded, or NULL (why says what failed). */
 static bkv_token *token_open_loaded(char *why, size_t why_len)
@@ -411,8 +433,11 @@ static int setup_lifetime(void **state, uint32_t lifetime)
 		return -1;
 	}
 	settings_init(&f->v.settings, f->audit, lifetime);
+	f->v.settings.event_hook = count_refusals;
+	f->v.settings.event_arg = f;
 	wrapped_key_pattern(f->wk, sizeof(f->wk), 0x5a);
 	g_after_get = NULL;
+	g_time_offset = 0;
 	*state = f;
 	return 0;
 }
@@ -433,6 +458,7 @@ static int teardown(void **state)
 	if (f == NULL)
 		return 0;
 	g_after_get = NULL;
+	g_time_offset = 0;
 	vault_detach(f);
 	if (f->audit != NULL)
 		fclose(f->audit);
@@ -452,10 +478,18 @@ static int teardown(void **state)
 /* The client side (no cmocka asserts: also used in forked children)                     */
 /* ------------------------------------------------------------------------------------ */
 
+/* What the client keeps from RegisterStart: its finalized record and the ticket. */
+typedef struct reg_start {
+	uint8_t record[OPAQUE_MAX_REGISTRATION_RECORD_BYTES];
+	uint8_t ticket[BKV_REGISTRATION_TICKET_BYTES];
+	size_t ticket_len;
+} reg_start;
+
 /* RegisterStart and the client's finalization: a registration record for password. */
 static bkv_status client_make_record(bkv_vault *v, bkv_reply_buffers *buf, bkv_account a,
-                                     opaque_suite_id suite, const char *password, uint8_t *record)
+                                     opaque_suite_id suite, const char *password, reg_start *out)
 {
+	memset(out, 0, sizeof(*out));
 	const opaque_config cfg = client_config(suite);
 	const opaque_sizes *sz = sizes_of(suite);
 	opaque_client_registration_state cs;
@@ -474,40 +508,71 @@ static bkv_status client_make_record(bkv_vault *v, bkv_reply_buffers *buf, bkv_a
 		opaque_client_registration_state_wipe(&cs);
 		return st;
 	}
+	if (resp.registration_ticket.len == 0 || resp.registration_ticket.len > sizeof(out->ticket))
+		return bkv_status_error(CLIENT_FAILED, "no registration ticket");
+	memcpy(out->ticket, resp.registration_ticket.data, resp.registration_ticket.len);
+	out->ticket_len = resp.registration_ticket.len;
 	if (opaque_client_registration_finish(
 	        &cfg, &cs, (const uint8_t *)password, strlen(password), NULL,
-	        resp.registration_response.data, resp.registration_response.len, record,
+	        resp.registration_response.data, resp.registration_response.len, out->record,
 	        sz->registration_record, export_key, sz->Nh) != OPAQUE_OK)
 		return bkv_status_error(CLIENT_FAILED, "client registration finish");
+	sodium_memzero(export_key, sizeof(export_key));
 	return st;
 }
 
-static bkv_status send_register_finish(bkv_vault *v, bkv_account a, opaque_suite_id suite,
-                                       const uint8_t *record, size_t record_len, const uint8_t *wk,
-                                       size_t wk_len, uint32_t limit,
+/* RegisterFinish as the client sends it. */
+typedef struct finish_req {
+	opaque_suite_id suite;
+	const uint8_t *record;
+	size_t record_len;
+	const uint8_t *ticket;
+	size_t ticket_len;
+	uint64_t replaces;
+	const uint8_t *wk;
+	size_t wk_len;
+	uint32_t limit;
+} finish_req;
+
+static bkv_status send_register_finish(bkv_vault *v, bkv_account a, const finish_req *fr,
                                        Bkv__V1__RegisterFinishResponse *resp)
 {
 	Bkv__V1__RegisterFinishRequest req = BKV__V1__REGISTER_FINISH_REQUEST__INIT;
-	req.suite = (Bkv__V1__Suite)suite;
-	req.registration_record.data = (uint8_t *)record;
-	req.registration_record.len = record_len;
-	req.wrapped_key.data = (uint8_t *)wk;
-	req.wrapped_key.len = wk_len;
-	req.attempt_limit = limit;
+	req.suite = (Bkv__V1__Suite)fr->suite;
+	req.registration_record.data = (uint8_t *)fr->record;
+	req.registration_record.len = fr->record_len;
+	req.wrapped_key.data = (uint8_t *)fr->wk;
+	req.wrapped_key.len = fr->wk_len;
+	req.attempt_limit = fr->limit;
+	req.registration_ticket.data = (uint8_t *)fr->ticket;
+	req.registration_ticket.len = fr->ticket_len;
+	req.replaces_record_version = fr->replaces;
 	return bkv_register_finish(v, a, &req, resp);
 }
 
+/* The request for a finished RegisterStart, as an honest client sends it. */
+static finish_req finish_req_of(const reg_start *rs, opaque_suite_id suite, uint64_t replaces,
+                                const uint8_t *wk, size_t wk_len, uint32_t limit)
+{
+	return (finish_req){suite,      rs->record,     sizes_of(suite)->registration_record,
+	                    rs->ticket, rs->ticket_len, replaces,
+	                    wk,         wk_len,         limit};
+}
+
+/* RegisterStart then RegisterFinish, compare-and-set on `replaces` (0: create only). */
 static bkv_status client_register(bkv_vault *v, bkv_reply_buffers *buf, bkv_account a,
-                                  opaque_suite_id suite, const char *password, const uint8_t *wk,
-                                  size_t wk_len, uint32_t limit,
+                                  opaque_suite_id suite, const char *password, uint64_t replaces,
+                                  const uint8_t *wk, size_t wk_len, uint32_t limit,
                                   Bkv__V1__RegisterFinishResponse *resp)
 {
-	uint8_t record[OPAQUE_MAX_REGISTRATION_RECORD_BYTES];
-	bkv_status st = client_make_record(v, buf, a, suite, password, record);
-	if (st.code != BKV_CODE_OK)
+	reg_start rs;
+	bkv_status st = client_make_record(v, buf, a, suite, password, &rs);
+	if (st.code != BKV_CODE_OK) {
+		bkv__v1__register_finish_response__init(resp);
 		return st;
-	return send_register_finish(v, a, suite, record, sizes_of(suite)->registration_record, wk,
-	                            wk_len, limit, resp);
+	}
+	const finish_req fr = finish_req_of(&rs, suite, replaces, wk, wk_len, limit);
+	return send_register_finish(v, a, &fr, resp);
 }
 
 /* One guess from the client's side of RecoverStart. */
@@ -669,15 +734,34 @@ static bool open_release(opaque_suite_id suite, const uint8_t *session_key, cons
 		assert_int_equal(st_.code, (expected));                                            \
 	} while (0)
 
+/* The account's record_version as GetStatus reports it (a tombstone's too), 0 if none. */
+static uint64_t current_version(fx *f, const char *account)
+{
+	Bkv__V1__GetStatusResponse s;
+	assert_code(bkv_get_status(&f->v, account_of(account), &s), BKV_CODE_OK);
+	return s.state == BKV__V1__RECORD_STATE__RECORD_STATE_ABSENT ? 0 : s.record_version;
+}
+
+/* Registers, replacing whatever the account holds (as `bkv register --replace` does): the
+ * new record's version is the next of the account's own. */
+static uint64_t must_register_wk(fx *f, const char *account, opaque_suite_id suite,
+                                 const char *password, const uint8_t *wk, size_t wk_len,
+                                 uint32_t limit)
+{
+	const uint64_t replaces = current_version(f, account);
+	Bkv__V1__RegisterFinishResponse resp;
+	assert_code(client_register(&f->v, &f->buf, account_of(account), suite, password, replaces,
+	                            wk, wk_len, limit, &resp),
+	            BKV_CODE_OK);
+	assert_int_equal(resp.record_version, replaces + 1);
+	assert_int_equal(resp.attempt_limit, limit ? limit : DEFAULT_LIMIT);
+	return resp.record_version;
+}
+
 static uint64_t must_register(fx *f, const char *account, opaque_suite_id suite,
                               const char *password, uint32_t limit)
 {
-	Bkv__V1__RegisterFinishResponse resp;
-	assert_code(client_register(&f->v, &f->buf, account_of(account), suite, password, f->wk,
-	                            sizeof(f->wk), limit, &resp),
-	            BKV_CODE_OK);
-	assert_true(resp.record_version > 0);
-	return resp.record_version;
+	return must_register_wk(f, account, suite, password, f->wk, sizeof(f->wk), limit);
 }
 
 static void must_start(fx *f, const char *account, opaque_suite_id suite, const char *password,
@@ -773,6 +857,12 @@ static void assert_no_record(fx *f, const char *account)
 
 static void assert_same_row(const bkv_record *a, const bkv_record *b)
 {
+	assert_int_equal(a->state, b->state);
+	assert_int_equal(a->registration_id_len, b->registration_id_len);
+	assert_memory_equal(a->registration_id, b->registration_id, a->registration_id_len);
+	assert_int_equal(a->destroyed_at, b->destroyed_at);
+	assert_int_equal(a->mac_len, b->mac_len);
+	assert_memory_equal(a->mac, b->mac, a->mac_len);
 	assert_int_equal(a->suite, b->suite);
 	assert_int_equal(a->record_version, b->record_version);
 	assert_int_equal(a->attempts_used, b->attempts_used);
@@ -788,9 +878,56 @@ static void assert_same_row(const bkv_record *a, const bkv_record *b)
 
 static void assert_attempt_info(bkv_status st, uint32_t remaining, uint32_t limit)
 {
+	if (!st.has_attempt_info)
+		print_error("%s (%s) carries no AttemptInfo\n", bkv_code_name(st.code), st.message);
 	assert_true(st.has_attempt_info);
 	assert_int_equal(st.attempts_remaining, remaining);
 	assert_int_equal(st.attempt_limit, limit);
+}
+
+/* The account's record is a tombstone: GetStatus says destroyed (since destroyed_since or
+ * later), with every attempt used; the row keeps its version and MAC but no key material. */
+static void assert_tombstone(fx *f, const char *account, uint64_t version, uint32_t limit,
+                             int64_t destroyed_since)
+{
+	const Bkv__V1__GetStatusResponse s = status_of(f, account);
+	assert_false(s.registered);
+	assert_int_equal(s.state, BKV__V1__RECORD_STATE__RECORD_STATE_DESTROYED);
+	assert_int_equal(s.record_version, version);
+	assert_int_equal(s.attempts_used, limit);
+	assert_int_equal(s.attempt_limit, limit);
+	assert_true(s.destroyed_at_unix >= destroyed_since);
+	assert_true(s.destroyed_at_unix <= (int64_t)time(NULL));
+	const bkv_record r = must_peek(f, account);
+	assert_int_equal(r.state, BKV_RECORD_DESTROYED);
+	assert_int_equal(r.record_version, version);
+	assert_int_equal(r.sealed_len, 0);
+	assert_int_equal(r.seal_key_version, 0);
+	assert_int_equal(r.destroyed_at, s.destroyed_at_unix);
+	assert_int_equal(r.mac_len, BKV_TOKEN_STATE_MAC_BYTES);
+}
+
+/* RecoverStart on a tombstone, three times: FAILED_PRECONDITION with AttemptInfo{0, limit}
+ * every time, no KE2 computed, nothing committed, the row untouched. */
+static void assert_destroyed_on_start(fx *f, const char *account, opaque_suite_id suite,
+                                      uint32_t limit)
+{
+	const bkv_record before = must_peek(f, account);
+	const unsigned logins = g_login_start_calls, commits = g_commit_calls;
+	for (int i = 0; i < 3; i++) {
+		attempt at;
+		const bkv_status st =
+		    client_recover_start(&f->v, &f->buf, account_of(account), suite,
+		                         i == 1 ? WRONG_PASSWORD : PASSWORD, &at);
+		assert_code(st, BKV_CODE_FAILED_PRECONDITION);
+		assert_attempt_info(st, 0, limit);
+		assert_int_equal(at.resp.ke2.len, 0);
+		assert_int_equal(at.resp.ticket.len, 0);
+	}
+	assert_int_equal(g_login_start_calls, logins);
+	assert_int_equal(g_commit_calls, commits);
+	const bkv_record after = must_peek(f, account);
+	assert_same_row(&before, &after);
 }
 
 /* ---- Invalid group elements, found independently of the code under test ---- */
@@ -836,6 +973,7 @@ typedef struct audit_event {
 	char account[40];
 	char extra_key[32]; /* "" if none */
 	uint64_t extra;
+	char reason[160]; /* "" if none */
 	int64_t ts;
 } audit_event;
 
@@ -849,7 +987,8 @@ static void expected_hash(const char *account, char out[33])
 }
 
 /* Every line of the audit file, each of which must be a JSON object holding ts, event,
- * account and at most one more integer member. The raw text goes to raw (NUL-terminated). */
+ * account and at most one more member: an integer, or "reason" (a string). The raw text
+ * goes to raw (NUL-terminated). */
 static size_t read_audit(fx *f, audit_event *out, size_t max, char *raw, size_t raw_cap)
 {
 	assert_int_equal(fflush(f->audit), 0);
@@ -888,6 +1027,11 @@ static size_t read_audit(fx *f, audit_event *out, size_t max, char *raw, size_t 
 			} else if (strcmp(key, "account") == 0) {
 				assert_true(json_is_string(val));
 				snprintf(e->account, sizeof(e->account), "%s",
+				         json_string_value(val));
+			} else if (strcmp(key, "reason") == 0) {
+				assert_true(json_is_string(val));
+				assert_true(json_string_length(val) > 0);
+				snprintf(e->reason, sizeof(e->reason), "%s",
 				         json_string_value(val));
 			} else {
 				assert_true(json_is_integer(val));
@@ -1121,11 +1265,16 @@ static bool pg_integrity_ok(fx *f)
 	}
 	const int64_t bad = pg_count(
 	    c, "SELECT count(*) FROM records WHERE NOT (record_version > 0 "
-	       "AND record_version <= (SELECT last_value FROM record_version_seq) "
 	       "AND attempt_limit > 0 AND attempts_used >= 0 AND attempts_used <= attempt_limit "
 	       "AND last_finished_seq >= 0 AND last_finished_seq <= guess_seq "
-	       "AND octet_length(sealed) > 0 AND octet_length(account_id) > 0)");
-	const int64_t rows = pg_count(c, "SELECT count(*) FROM records");
+	       "AND octet_length(account_id) > 0 AND octet_length(mac) = 32 "
+	       "AND octet_length(registration_id) IN (0, 16) "
+	       "AND ((state = 1 AND octet_length(sealed) > 0 AND seal_key_version > 0 "
+	       "      AND destroyed_at = 0) "
+	       "  OR (state = 2 AND octet_length(sealed) = 0 AND seal_key_version = 0 "
+	       "      AND destroyed_at > 0)))");
+	/* The sealed ones (tombstones seal nothing, so no listing of sealed rows shows them). */
+	const int64_t rows = pg_count(c, "SELECT count(*) FROM records WHERE seal_key_version > 0");
 	if (bad != 0 || rows < 0) {
 		print_error("integrity: %lld row(s) break the invariants\n", (long long)bad);
 		goto out;
@@ -1174,10 +1323,68 @@ out:
 	return ok;
 }
 
+#define MAX_ACCOUNTS 16
+
+/* Every account id in the records table, read with SQL of its own. */
+static size_t db_accounts(fx *f, uint8_t ids[MAX_ACCOUNTS][BKV_STORAGE_ACCOUNT_MAX],
+                          size_t lens[MAX_ACCOUNTS])
+{
+	size_t n = 0;
+	if (on_pg) {
+		PGconn *c = pg_raw_connect();
+		assert_non_null(c);
+		PGresult *res = PQexec(c, "SELECT encode(account_id, 'hex') FROM records");
+		assert_int_equal(PQresultStatus(res), PGRES_TUPLES_OK);
+		assert_true(PQntuples(res) <= MAX_ACCOUNTS);
+		for (int i = 0; i < PQntuples(res); i++, n++)
+			assert_int_equal(
+			    sodium_hex2bin(ids[n], BKV_STORAGE_ACCOUNT_MAX, PQgetvalue(res, i, 0),
+			                   (size_t)PQgetlength(res, i, 0), NULL, &lens[n], NULL),
+			    0);
+		PQclear(res);
+		PQfinish(c);
+		return n;
+	}
+	sqlite3 *db = NULL;
+	sqlite3_stmt *st = NULL;
+	assert_int_equal(sqlite3_open_v2(f->db, &db, SQLITE_OPEN_READONLY, NULL), SQLITE_OK);
+	assert_int_equal(sqlite3_prepare_v2(db, "SELECT account_id FROM records", -1, &st, NULL),
+	                 SQLITE_OK);
+	while (sqlite3_step(st) == SQLITE_ROW) {
+		assert_true(n < MAX_ACCOUNTS);
+		const int len = sqlite3_column_bytes(st, 0);
+		assert_true(len > 0 && len <= BKV_STORAGE_ACCOUNT_MAX);
+		memcpy(ids[n], sqlite3_column_blob(st, 0), (size_t)len);
+		lens[n++] = (size_t)len;
+	}
+	sqlite3_finalize(st);
+	sqlite3_close(db);
+	return n;
+}
+
+/* Every row is one the token vouches for: the vault reads each without DATA_LOSS. */
+static bool all_rows_verify(fx *f)
+{
+	static uint8_t ids[MAX_ACCOUNTS][BKV_STORAGE_ACCOUNT_MAX];
+	size_t lens[MAX_ACCOUNTS];
+	const size_t n = db_accounts(f, ids, lens);
+	const unsigned refused = f->refused;
+	for (size_t i = 0; i < n; i++) {
+		bkv_record r;
+		const bkv_status st = bkv_load_record(&f->v, (bkv_account){ids[i], lens[i]}, &r);
+		if (st.code != BKV_CODE_OK) {
+			print_error("integrity: a row reads as %s (%s)\n", bkv_code_name(st.code),
+			            st.message);
+			return false;
+		}
+	}
+	return f->refused == refused;
+}
+
 static bool db_integrity_ok(fx *f)
 {
 	if (on_pg)
-		return pg_integrity_ok(f);
+		return pg_integrity_ok(f) && all_rows_verify(f);
 	sqlite3 *db = NULL;
 	bool ok = false;
 	if (sqlite3_open_v2(f->db, &db, SQLITE_OPEN_READONLY, NULL) == SQLITE_OK) {
@@ -1188,7 +1395,7 @@ static bool db_integrity_ok(fx *f)
 		sqlite3_finalize(st);
 	}
 	sqlite3_close(db);
-	return ok;
+	return ok && all_rows_verify(f);
 }
 
 /* ------------------------------------------------------------------------------------ */
@@ -1212,13 +1419,11 @@ static void wrapped_keys_of_1_and_256_bytes_round_trip(void **state)
 	for (size_t i = 0; i < 2; i++) {
 		uint8_t wk[BKV_WRAPPED_KEY_MAX];
 		wrapped_key_pattern(wk, lens[i], (uint8_t)(0x10 + i));
-		Bkv__V1__RegisterFinishResponse resp;
-		assert_code(client_register(&f->v, &f->buf, account_of(ALICE), f->suite, PASSWORD,
-		                            wk, lens[i], 0, &resp),
-		            BKV_CODE_OK);
+		const uint64_t version =
+		    must_register_wk(f, ALICE, f->suite, PASSWORD, wk, lens[i], 0);
 		attempt at;
 		must_start(f, ALICE, f->suite, PASSWORD, &at);
-		must_recover(f, ALICE, &at, wk, lens[i], resp.record_version);
+		must_recover(f, ALICE, &at, wk, lens[i], version);
 	}
 }
 
@@ -1227,16 +1432,19 @@ static void get_status_reports_the_registration(void **state)
 	fx *f = *state;
 	const int64_t before = (int64_t)time(NULL);
 	Bkv__V1__RegisterFinishResponse rr;
-	assert_code(client_register(&f->v, &f->buf, account_of(ALICE), f->suite, PASSWORD, f->wk,
+	assert_code(client_register(&f->v, &f->buf, account_of(ALICE), f->suite, PASSWORD, 0, f->wk,
 	                            sizeof(f->wk), 7, &rr),
 	            BKV_CODE_OK);
 	const int64_t after = (int64_t)time(NULL);
 	assert_int_equal(rr.attempt_limit, 7);
+	assert_int_equal(rr.record_version, 1); /* the account's first */
 	assert_code(wrong_guess(f, ALICE, f->suite, NULL), BKV_CODE_PERMISSION_DENIED);
 	assert_code(wrong_guess(f, ALICE, f->suite, NULL), BKV_CODE_PERMISSION_DENIED);
 
 	Bkv__V1__GetStatusResponse s = status_of(f, ALICE);
 	assert_true(s.registered);
+	assert_int_equal(s.state, BKV__V1__RECORD_STATE__RECORD_STATE_REGISTERED);
+	assert_int_equal(s.destroyed_at_unix, 0);
 	assert_int_equal(s.suite, (Bkv__V1__Suite)f->suite);
 	assert_int_equal(s.attempts_used, 2);
 	assert_int_equal(s.attempt_limit, 7);
@@ -1249,9 +1457,11 @@ static void get_status_of_an_unregistered_account_reports_not_registered(void **
 	fx *f = *state;
 	Bkv__V1__GetStatusResponse s = status_of(f, ALICE);
 	assert_false(s.registered);
+	assert_int_equal(s.state, BKV__V1__RECORD_STATE__RECORD_STATE_ABSENT);
 	assert_int_equal(s.attempts_used, 0);
 	assert_int_equal(s.attempt_limit, 0);
 	assert_int_equal(s.record_version, 0);
+	assert_int_equal(s.destroyed_at_unix, 0);
 }
 
 static void get_config_publishes_suites_context_server_keys_limits_and_ksf(void **state)
@@ -1341,6 +1551,7 @@ static void tenth_wrong_password_destroys_the_record(void **state)
 {
 	fx *f = *state;
 	must_register(f, ALICE, f->suite, PASSWORD, 0);
+	const int64_t t0 = (int64_t)time(NULL);
 	for (uint32_t used = 1; used < DEFAULT_LIMIT; used++)
 		assert_code(wrong_guess(f, ALICE, f->suite, NULL), BKV_CODE_PERMISSION_DENIED);
 	uint32_t remaining = 99;
@@ -1349,15 +1560,9 @@ static void tenth_wrong_password_destroys_the_record(void **state)
 	assert_code(st, BKV_CODE_PERMISSION_DENIED);
 	assert_attempt_info(st, 0, DEFAULT_LIMIT);
 
-	assert_false(status_of(f, ALICE).registered);
-	assert_no_record(f, ALICE);
-	const unsigned logins = g_login_start_calls;
-	attempt at;
-	assert_code(
-	    client_recover_start(&f->v, &f->buf, account_of(ALICE), f->suite, PASSWORD, &at),
-	    BKV_CODE_NOT_FOUND);
-	assert_int_equal(at.resp.ke2.len, 0);
-	assert_int_equal(g_login_start_calls, logins);
+	/* The key material is gone in the same commit; a tombstone says so from now on. */
+	assert_tombstone(f, ALICE, 1, DEFAULT_LIMIT, t0);
+	assert_destroyed_on_start(f, ALICE, f->suite, DEFAULT_LIMIT);
 }
 
 static void
@@ -1371,6 +1576,7 @@ eleventh_recover_start_without_finishing_destroys_the_record_without_computing_k
 		assert_int_equal(last.attempts_remaining, DEFAULT_LIMIT - used);
 	}
 	const unsigned logins = g_login_start_calls, commits = g_commit_calls;
+	const int64_t t0 = (int64_t)time(NULL);
 	attempt at;
 	bkv_status st =
 	    client_recover_start(&f->v, &f->buf, account_of(ALICE), f->suite, PASSWORD, &at);
@@ -1380,19 +1586,20 @@ eleventh_recover_start_without_finishing_destroys_the_record_without_computing_k
 	assert_null(at.resp.ke2.data);
 	assert_int_equal(at.resp.ticket.len, 0);
 	assert_int_equal(g_login_start_calls, logins); /* no KE2 was computed */
-	assert_int_equal(g_commit_calls, commits);
+	assert_int_equal(g_commit_calls, commits + 1); /* one commit: the tombstone */
 
-	assert_false(status_of(f, ALICE).registered);
-	assert_no_record(f, ALICE);
-	assert_code(
-	    client_recover_start(&f->v, &f->buf, account_of(ALICE), f->suite, PASSWORD, &at),
-	    BKV_CODE_NOT_FOUND);
+	assert_tombstone(f, ALICE, 1, DEFAULT_LIMIT, t0);
+	assert_destroyed_on_start(f, ALICE, f->suite, DEFAULT_LIMIT);
 	/* The tenth guess, with the right password, can no longer be finished. */
+	const bkv_record tomb = must_peek(f, ALICE);
 	finish fin;
 	client_recover_finish(&f->v, &f->buf, account_of(ALICE), &last, &fin);
 	assert_int_equal(fin.client_err, OPAQUE_OK);
-	assert_true(fin.st.code != BKV_CODE_OK);
+	assert_code(fin.st, BKV_CODE_FAILED_PRECONDITION);
+	assert_attempt_info(fin.st, 0, DEFAULT_LIMIT);
 	assert_int_equal(fin.sealed_len, 0);
+	const bkv_record after = must_peek(f, ALICE);
+	assert_same_row(&tomb, &after);
 }
 
 static void success_resets_attempts_used_to_zero(void **state)
@@ -1660,8 +1867,10 @@ static void recover_start_for_an_unregistered_account_is_not_found(void **state)
 	fx *f = *state;
 	const unsigned logins = g_login_start_calls;
 	attempt at;
-	assert_code(client_recover_start(&f->v, &f->buf, account_of(ALICE), P256, PASSWORD, &at),
-	            BKV_CODE_NOT_FOUND);
+	const bkv_status st =
+	    client_recover_start(&f->v, &f->buf, account_of(ALICE), P256, PASSWORD, &at);
+	assert_code(st, BKV_CODE_NOT_FOUND);
+	assert_false(st.has_attempt_info); /* no record, so nothing to count */
 	assert_int_equal(at.resp.ke2.len, 0);
 	assert_int_equal(g_login_start_calls, logins);
 	assert_no_record(f, ALICE);
@@ -1671,7 +1880,7 @@ static void attempt_limit_zero_means_the_default_of_10(void **state)
 {
 	fx *f = *state;
 	Bkv__V1__RegisterFinishResponse resp;
-	assert_code(client_register(&f->v, &f->buf, account_of(ALICE), P256, PASSWORD, f->wk,
+	assert_code(client_register(&f->v, &f->buf, account_of(ALICE), P256, PASSWORD, 0, f->wk,
 	                            sizeof(f->wk), 0, &resp),
 	            BKV_CODE_OK);
 	assert_int_equal(resp.attempt_limit, DEFAULT_LIMIT);
@@ -1685,10 +1894,11 @@ static void attempt_limit_up_to_the_maximum_is_accepted(void **state)
 	const uint32_t limits[] = {1, MAX_LIMIT};
 	for (size_t i = 0; i < 2; i++) {
 		Bkv__V1__RegisterFinishResponse resp;
-		assert_code(client_register(&f->v, &f->buf, account_of(ALICE), P256, PASSWORD,
+		assert_code(client_register(&f->v, &f->buf, account_of(ALICE), P256, PASSWORD, i,
 		                            f->wk, sizeof(f->wk), limits[i], &resp),
 		            BKV_CODE_OK);
 		assert_int_equal(resp.attempt_limit, limits[i]);
+		assert_int_equal(resp.record_version, i + 1);
 		attempt at;
 		must_start(f, ALICE, P256, WRONG_PASSWORD, &at);
 		assert_int_equal(at.attempts_remaining, limits[i] - 1);
@@ -1704,9 +1914,9 @@ static void attempt_limit_above_the_maximum_is_invalid_argument(void **state)
 	for (size_t i = 0; i < 2; i++) {
 		Bkv__V1__RegisterFinishResponse resp;
 		assert_code(client_register(&f->v, &f->buf, account_of(ALICE), P256, NEW_PASSWORD,
-		                            f->wk, sizeof(f->wk), limits[i], &resp),
+		                            version, f->wk, sizeof(f->wk), limits[i], &resp),
 		            BKV_CODE_INVALID_ARGUMENT);
-		assert_code(client_register(&f->v, &f->buf, account_of(BOB), P256, NEW_PASSWORD,
+		assert_code(client_register(&f->v, &f->buf, account_of(BOB), P256, NEW_PASSWORD, 0,
 		                            f->wk, sizeof(f->wk), limits[i], &resp),
 		            BKV_CODE_INVALID_ARGUMENT);
 	}
@@ -1722,8 +1932,8 @@ static void attempt_limit_above_the_maximum_is_invalid_argument(void **state)
 
 /* RecoverStart with this KE1 and suite must fail with `expected`, return no KE2, commit
  * nothing and leave ALICE's row exactly as it was. */
-static void assert_start_rejected(fx *f, Bkv__V1__Suite suite, const uint8_t *ke1, size_t ke1_len,
-                                  bkv_code expected)
+static bkv_status assert_start_rejected(fx *f, Bkv__V1__Suite suite, const uint8_t *ke1,
+                                        size_t ke1_len, bkv_code expected)
 {
 	const bkv_record before = must_peek(f, ALICE);
 	const unsigned commits = g_commit_calls;
@@ -1736,6 +1946,7 @@ static void assert_start_rejected(fx *f, Bkv__V1__Suite suite, const uint8_t *ke
 	assert_int_equal(g_commit_calls, commits);
 	const bkv_record after = must_peek(f, ALICE);
 	assert_same_row(&before, &after);
+	return st;
 }
 
 static void valid_ke1(opaque_suite_id suite, uint8_t *ke1)
@@ -1784,8 +1995,10 @@ static void recover_start_rejects_bad_elements(fx *f, void (*bad)(opaque_suite_i
 		bad(f->suite, ke1 + offsets[i]);
 		assert_int_not_equal(opaque_element_validate(f->suite, ke1 + offsets[i], sz->Noe),
 		                     OPAQUE_OK);
-		assert_start_rejected(f, (Bkv__V1__Suite)f->suite, ke1, sz->ke1,
-		                      BKV_CODE_INVALID_ARGUMENT);
+		/* An invalid KE1 for a live record: the answer says what is left. */
+		assert_attempt_info(assert_start_rejected(f, (Bkv__V1__Suite)f->suite, ke1, sz->ke1,
+		                                          BKV_CODE_INVALID_ARGUMENT),
+		                    DEFAULT_LIMIT, DEFAULT_LIMIT);
 	}
 	assert_still_fresh(f, f->suite, version);
 }
@@ -1837,8 +2050,10 @@ static void recover_start_with_another_suite_than_registered_is_failed_precondit
 	uint8_t ke1[OPAQUE_MAX_KE1_BYTES];
 	valid_ke1(other, ke1);
 	const unsigned logins = g_login_start_calls;
-	assert_start_rejected(f, (Bkv__V1__Suite)other, ke1, sizes_of(other)->ke1,
-	                      BKV_CODE_FAILED_PRECONDITION);
+	assert_attempt_info(assert_start_rejected(f, (Bkv__V1__Suite)other, ke1,
+	                                          sizes_of(other)->ke1,
+	                                          BKV_CODE_FAILED_PRECONDITION),
+	                    DEFAULT_LIMIT, DEFAULT_LIMIT);
 	assert_int_equal(g_login_start_calls, logins);
 	assert_still_fresh(f, f->suite, version);
 }
@@ -1885,8 +2100,8 @@ static void register_start_rejects_an_invalid_registration_request(void **state)
 static void register_rejects_an_unknown_or_disabled_suite(void **state)
 {
 	fx *f = *state;
-	uint8_t record[OPAQUE_MAX_REGISTRATION_RECORD_BYTES];
-	assert_code(client_make_record(&f->v, &f->buf, account_of(ALICE), R255, PASSWORD, record),
+	reg_start rs;
+	assert_code(client_make_record(&f->v, &f->buf, account_of(ALICE), R255, PASSWORD, &rs),
 	            BKV_CODE_OK);
 	const int unknown[] = {0, 3, 255};
 	for (size_t i = 0; i < sizeof(unknown) / sizeof(unknown[0]); i++) {
@@ -1900,34 +2115,37 @@ static void register_rejects_an_unknown_or_disabled_suite(void **state)
 		assert_code(bkv_register_start(&f->v, account_of(ALICE), &req, &resp, &f->buf),
 		            BKV_CODE_INVALID_ARGUMENT);
 		Bkv__V1__RegisterFinishResponse fr;
-		assert_code(send_register_finish(
-		                &f->v, account_of(ALICE), (opaque_suite_id)unknown[i], record,
-		                sizes_of(R255)->registration_record, f->wk, sizeof(f->wk), 0, &fr),
+		finish_req freq = finish_req_of(&rs, R255, 0, f->wk, sizeof(f->wk), 0);
+		freq.suite = (opaque_suite_id)unknown[i];
+		assert_code(send_register_finish(&f->v, account_of(ALICE), &freq, &fr),
 		            BKV_CODE_INVALID_ARGUMENT);
 	}
 	/* Disabled: a record made while ristretto255 was enabled is refused once it is not. */
 	f->v.settings.nsuites = 1;
 	Bkv__V1__RegisterFinishResponse fr;
-	assert_code(send_register_finish(&f->v, account_of(ALICE), R255, record,
-	                                 sizes_of(R255)->registration_record, f->wk, sizeof(f->wk),
-	                                 0, &fr),
+	const finish_req req = finish_req_of(&rs, R255, 0, f->wk, sizeof(f->wk), 0);
+	assert_code(send_register_finish(&f->v, account_of(ALICE), &req, &fr),
 	            BKV_CODE_INVALID_ARGUMENT);
-	assert_code(client_make_record(&f->v, &f->buf, account_of(ALICE), R255, PASSWORD, record),
+	reg_start again;
+	assert_code(client_make_record(&f->v, &f->buf, account_of(ALICE), R255, PASSWORD, &again),
 	            BKV_CODE_INVALID_ARGUMENT);
 	f->v.settings.nsuites = 2;
 	assert_no_record(f, ALICE);
 	assert_false(status_of(f, ALICE).registered);
 }
 
-/* RegisterFinish with this record and wrapped key must fail with INVALID_ARGUMENT and
- * leave ALICE's existing registration exactly as it was. */
-static void assert_register_finish_rejected(fx *f, const uint8_t *record, size_t record_len,
-                                            const uint8_t *wk, size_t wk_len)
+/* RegisterFinish with this record and wrapped key (and a good ticket, replacing the current
+ * version) must fail with INVALID_ARGUMENT and leave ALICE's existing registration exactly
+ * as it was. */
+static void assert_register_finish_rejected(fx *f, const reg_start *rs, const uint8_t *record,
+                                            size_t record_len, const uint8_t *wk, size_t wk_len)
 {
 	const bkv_record before = must_peek(f, ALICE);
 	Bkv__V1__RegisterFinishResponse resp;
-	assert_code(send_register_finish(&f->v, account_of(ALICE), f->suite, record, record_len, wk,
-	                                 wk_len, 0, &resp),
+	finish_req req = finish_req_of(rs, f->suite, before.record_version, wk, wk_len, 0);
+	req.record = record;
+	req.record_len = record_len;
+	assert_code(send_register_finish(&f->v, account_of(ALICE), &req, &resp),
 	            BKV_CODE_INVALID_ARGUMENT);
 	assert_int_equal(resp.record_version, 0);
 	const bkv_record after = must_peek(f, ALICE);
@@ -1938,15 +2156,17 @@ static void register_finish_rejects_a_record_of_the_wrong_length(void **state)
 {
 	fx *f = *state;
 	const uint64_t version = must_register(f, ALICE, f->suite, PASSWORD, 0);
-	uint8_t record[OPAQUE_MAX_REGISTRATION_RECORD_BYTES + 1];
+	reg_start rs;
 	assert_code(
-	    client_make_record(&f->v, &f->buf, account_of(ALICE), f->suite, NEW_PASSWORD, record),
+	    client_make_record(&f->v, &f->buf, account_of(ALICE), f->suite, NEW_PASSWORD, &rs),
 	    BKV_CODE_OK);
+	uint8_t record[OPAQUE_MAX_REGISTRATION_RECORD_BYTES + 1];
 	const size_t n = sizes_of(f->suite)->registration_record;
+	memcpy(record, rs.record, n);
 	record[n] = 0;
 	const size_t lens[] = {0, 1, n - 1, n + 1};
 	for (size_t i = 0; i < sizeof(lens) / sizeof(lens[0]); i++)
-		assert_register_finish_rejected(f, lens[i] ? record : NULL, lens[i], f->wk,
+		assert_register_finish_rejected(f, &rs, lens[i] ? record : NULL, lens[i], f->wk,
 		                                sizeof(f->wk));
 	assert_still_fresh(f, f->suite, version);
 }
@@ -1958,13 +2178,14 @@ static void register_finish_rejects_a_record_with_an_invalid_client_public_key(v
 	const uint64_t version = must_register(f, ALICE, f->suite, PASSWORD, 0);
 	void (*bad[])(opaque_suite_id, uint8_t *) = {identity_element, off_curve_element};
 	for (size_t i = 0; i < 2; i++) {
-		uint8_t record[OPAQUE_MAX_REGISTRATION_RECORD_BYTES];
+		reg_start rs;
 		assert_code(client_make_record(&f->v, &f->buf, account_of(ALICE), f->suite,
-		                               NEW_PASSWORD, record),
+		                               NEW_PASSWORD, &rs),
 		            BKV_CODE_OK);
-		bad[i](f->suite, record);
-		assert_register_finish_rejected(f, record, sizes_of(f->suite)->registration_record,
-		                                f->wk, sizeof(f->wk));
+		bad[i](f->suite, rs.record);
+		assert_register_finish_rejected(f, &rs, rs.record,
+		                                sizes_of(f->suite)->registration_record, f->wk,
+		                                sizeof(f->wk));
 	}
 	assert_still_fresh(f, f->suite, version);
 }
@@ -1973,12 +2194,12 @@ static void register_finish_rejects_an_empty_wrapped_key(void **state)
 {
 	fx *f = *state;
 	const uint64_t version = must_register(f, ALICE, f->suite, PASSWORD, 0);
-	uint8_t record[OPAQUE_MAX_REGISTRATION_RECORD_BYTES];
+	reg_start rs;
 	assert_code(
-	    client_make_record(&f->v, &f->buf, account_of(ALICE), f->suite, NEW_PASSWORD, record),
+	    client_make_record(&f->v, &f->buf, account_of(ALICE), f->suite, NEW_PASSWORD, &rs),
 	    BKV_CODE_OK);
-	assert_register_finish_rejected(f, record, sizes_of(f->suite)->registration_record, NULL,
-	                                0);
+	assert_register_finish_rejected(f, &rs, rs.record, sizes_of(f->suite)->registration_record,
+	                                NULL, 0);
 	assert_still_fresh(f, f->suite, version);
 }
 
@@ -1986,41 +2207,38 @@ static void register_finish_rejects_a_wrapped_key_of_257_bytes(void **state)
 {
 	fx *f = *state;
 	const uint64_t version = must_register(f, ALICE, f->suite, PASSWORD, 0);
-	uint8_t record[OPAQUE_MAX_REGISTRATION_RECORD_BYTES];
+	reg_start rs;
 	assert_code(
-	    client_make_record(&f->v, &f->buf, account_of(ALICE), f->suite, NEW_PASSWORD, record),
+	    client_make_record(&f->v, &f->buf, account_of(ALICE), f->suite, NEW_PASSWORD, &rs),
 	    BKV_CODE_OK);
 	uint8_t wk[BKV_WRAPPED_KEY_MAX + 1];
 	wrapped_key_pattern(wk, sizeof(wk), 1);
-	assert_register_finish_rejected(f, record, sizes_of(f->suite)->registration_record, wk,
-	                                sizeof(wk));
+	assert_register_finish_rejected(f, &rs, rs.record, sizes_of(f->suite)->registration_record,
+	                                wk, sizeof(wk));
 	assert_still_fresh(f, f->suite, version);
 }
 
 /* The account id is the JWT's sub. vault/auth bounds it to 1..256 bytes, but handlers.h
  * states no bound and RegisterFinish copies it into a 256-byte field: a handler must refuse
- * what it cannot hold. RegisterFinish needs no RegisterStart for the same account, so the
- * record is made under ALICE. Run in a worker, because an unchecked copy smashes the stack. */
+ * what it cannot hold. The record and its ticket are made under ALICE (no RegisterStart can
+ * be made for such an id). Run in a worker, because an unchecked copy smashes the stack. */
 #define LONG_ACCOUNT_CASES 3
 
 static int register_finish_long_account_ids(bkv_vault *v, bkv_reply_buffers *buf, int report_fd,
                                             void *arg)
 {
 	const uint8_t *wk = arg;
-	uint8_t record[OPAQUE_MAX_REGISTRATION_RECORD_BYTES];
-	if (client_make_record(v, buf, account_of(ALICE), P256, PASSWORD, record).code !=
-	    BKV_CODE_OK)
+	reg_start rs;
+	if (client_make_record(v, buf, account_of(ALICE), P256, PASSWORD, &rs).code != BKV_CODE_OK)
 		return 1;
+	const finish_req req = finish_req_of(&rs, P256, 0, wk, WK_LEN, 0);
 	static uint8_t long_id[4096];
 	memset(long_id, 'a', sizeof(long_id));
 	const size_t lens[LONG_ACCOUNT_CASES] = {BKV_ACCOUNT_ID_MAX + 1, 1000, sizeof(long_id)};
 	for (size_t i = 0; i < LONG_ACCOUNT_CASES; i++) {
 		Bkv__V1__RegisterFinishResponse resp;
 		const bkv_account a = {long_id, lens[i]};
-		const int32_t code = (int32_t)send_register_finish(
-		                         v, a, P256, record, sizes_of(P256)->registration_record,
-		                         wk, WK_LEN, 0, &resp)
-		                         .code;
+		const int32_t code = (int32_t)send_register_finish(v, a, &req, &resp).code;
 		if (write(report_fd, &code, sizeof(code)) != (ssize_t)sizeof(code))
 			return 2;
 	}
@@ -2082,8 +2300,8 @@ static void start_pending(fx *f, pending *p)
 
 /* RecoverFinish with this ticket (and the right KE3) fails with `expected`, releases
  * nothing, and leaves the row as it was. */
-static void assert_finish_rejected(fx *f, const pending *p, const uint8_t *ticket,
-                                   size_t ticket_len, bkv_code expected)
+static bkv_status assert_finish_rejected(fx *f, const pending *p, const uint8_t *ticket,
+                                         size_t ticket_len, bkv_code expected)
 {
 	Bkv__V1__RecoverFinishResponse resp;
 	const bkv_status st = send_recover_finish(&f->v, &f->buf, account_of(ALICE), ticket,
@@ -2093,6 +2311,7 @@ static void assert_finish_rejected(fx *f, const pending *p, const uint8_t *ticke
 	assert_int_equal(resp.record_version, 0);
 	const bkv_record now = must_peek(f, ALICE);
 	assert_same_row(&p->row, &now);
+	return st;
 }
 
 /* The genuine ticket still finishes: the rejected requests consumed nothing. */
@@ -2183,7 +2402,9 @@ static void recover_finish_rejects_an_expired_ticket(void **state)
 	pending p;
 	start_pending(f, &p);
 	sleep_ms(2100);
-	assert_finish_rejected(f, &p, p.at.ticket, p.at.ticket_len, BKV_CODE_FAILED_PRECONDITION);
+	assert_attempt_info(assert_finish_rejected(f, &p, p.at.ticket, p.at.ticket_len,
+	                                           BKV_CODE_FAILED_PRECONDITION),
+	                    DEFAULT_LIMIT - 1, DEFAULT_LIMIT);
 	/* The attempt stays used; nothing else moved. */
 	assert_int_equal(status_of(f, ALICE).attempts_used, 1);
 	attempt next;
@@ -2199,7 +2420,9 @@ static void recover_finish_rejects_a_replayed_ticket_after_a_success(void **stat
 	start_pending(f, &p);
 	assert_genuine_finish(f, &p);
 	p.row = must_peek(f, ALICE);
-	assert_finish_rejected(f, &p, p.at.ticket, p.at.ticket_len, BKV_CODE_FAILED_PRECONDITION);
+	assert_attempt_info(assert_finish_rejected(f, &p, p.at.ticket, p.at.ticket_len,
+	                                           BKV_CODE_FAILED_PRECONDITION),
+	                    DEFAULT_LIMIT, DEFAULT_LIMIT);
 	assert_int_equal(status_of(f, ALICE).attempts_used, 0);
 }
 
@@ -2217,6 +2440,7 @@ static void recover_finish_rejects_a_replayed_ticket_after_a_failure(void **stat
 	for (int i = 0; i < 3; i++) {
 		send_ke3(&f->v, &f->buf, account_of(ALICE), &at, &fin);
 		assert_code(fin.st, BKV_CODE_FAILED_PRECONDITION);
+		assert_attempt_info(fin.st, DEFAULT_LIMIT - 1, DEFAULT_LIMIT);
 		assert_int_equal(fin.sealed_len, 0);
 	}
 	const bkv_record after = must_peek(f, ALICE);
@@ -2229,11 +2453,14 @@ static void recover_finish_rejects_a_ticket_from_before_a_reregistration(void **
 	fx *f = *state;
 	pending p;
 	start_pending(f, &p);
-	/* Same account, same password, same wrapped key: only the record_version differs. */
+	/* Same account, same password, same wrapped key: only the record_version and the
+	 * registration id differ. */
 	const uint64_t version2 = must_register(f, ALICE, f->suite, PASSWORD, 0);
-	assert_true(version2 > p.version);
+	assert_int_equal(version2, p.version + 1);
 	p.row = must_peek(f, ALICE);
-	assert_finish_rejected(f, &p, p.at.ticket, p.at.ticket_len, BKV_CODE_FAILED_PRECONDITION);
+	assert_attempt_info(assert_finish_rejected(f, &p, p.at.ticket, p.at.ticket_len,
+	                                           BKV_CODE_FAILED_PRECONDITION),
+	                    DEFAULT_LIMIT, DEFAULT_LIMIT);
 	assert_int_equal(status_of(f, ALICE).attempts_used, 0);
 	assert_still_fresh(f, f->suite, version2);
 }
@@ -2269,18 +2496,27 @@ static void register_finish_replaces_the_record_with_a_new_version_and_a_fresh_c
 {
 	fx *f = *state;
 	const uint64_t v1 = must_register(f, ALICE, f->suite, PASSWORD, 0);
+	assert_int_equal(v1, 1);
 	for (int i = 0; i < 3; i++)
 		assert_code(wrong_guess(f, ALICE, f->suite, NULL), BKV_CODE_PERMISSION_DENIED);
 	assert_int_equal(status_of(f, ALICE).attempts_used, 3);
+	const bkv_record old = must_peek(f, ALICE);
 
 	uint8_t wk2[100];
 	wrapped_key_pattern(wk2, sizeof(wk2), 0xc3);
 	Bkv__V1__RegisterFinishResponse rr;
-	assert_code(client_register(&f->v, &f->buf, account_of(ALICE), f->suite, NEW_PASSWORD, wk2,
-	                            sizeof(wk2), 5, &rr),
+	assert_code(client_register(&f->v, &f->buf, account_of(ALICE), f->suite, NEW_PASSWORD, v1,
+	                            wk2, sizeof(wk2), 5, &rr),
 	            BKV_CODE_OK);
-	assert_true(rr.record_version > v1);
+	assert_int_equal(rr.record_version, v1 + 1);
 	assert_int_equal(rr.attempt_limit, 5);
+	/* guess_seq keeps counting (no earlier guess can be finished); a fresh registration id. */
+	const bkv_record replaced = must_peek(f, ALICE);
+	assert_int_equal(replaced.guess_seq, old.guess_seq);
+	assert_int_equal(replaced.last_finished_seq, old.guess_seq);
+	assert_int_equal(replaced.registration_id_len, BKV_REGISTRATION_ID_BYTES);
+	assert_memory_not_equal(replaced.registration_id, old.registration_id,
+	                        BKV_REGISTRATION_ID_BYTES);
 	const Bkv__V1__GetStatusResponse s = status_of(f, ALICE);
 	assert_true(s.registered);
 	assert_int_equal(s.record_version, rr.record_version);
@@ -2309,6 +2545,7 @@ static void delete_removes_the_record(void **state)
 	assert_code(bkv_delete(&f->v, account_of(ALICE), &resp), BKV_CODE_OK);
 	assert_true(resp.deleted);
 	assert_false(status_of(f, ALICE).registered);
+	assert_int_equal(status_of(f, ALICE).state, BKV__V1__RECORD_STATE__RECORD_STATE_ABSENT);
 	assert_no_record(f, ALICE);
 	attempt at;
 	assert_code(client_recover_start(&f->v, &f->buf, account_of(ALICE), P256, PASSWORD, &at),
@@ -2327,16 +2564,18 @@ static void recover_finish_after_delete_releases_nothing(void **state)
 	Bkv__V1__DeleteResponse resp;
 	assert_code(bkv_delete(&f->v, account_of(ALICE), &resp), BKV_CODE_OK);
 	send_ke3(&f->v, &f->buf, account_of(ALICE), &p.at, &p.fin);
-	assert_true(p.fin.st.code != BKV_CODE_OK);
+	assert_code(p.fin.st, BKV_CODE_NOT_FOUND);
 	assert_int_equal(p.fin.sealed_len, 0);
 	assert_no_record(f, ALICE);
 }
 
-/* The race: a RecoverStart reads an exhausted record and destroys it; between its read and
- * its delete the owner registers again (RegisterFinish returns OK). The destruction must
- * not take the new registration with it. */
+/* A registration run from the g_after_get hook, i.e. right after another handler read the
+ * account's row: account, password and replaces in, the answer out. */
 static struct {
 	fx *f;
+	const char *account;
+	const char *password;
+	uint64_t replaces;
 	bkv_status st;
 	uint64_t version;
 } g_rereg;
@@ -2348,33 +2587,50 @@ static void reregister_after_read(void *arg)
 	if (buf == NULL)
 		return;
 	Bkv__V1__RegisterFinishResponse resp;
-	g_rereg.st = client_register(&g_rereg.f->v, buf, account_of(ALICE), P256, NEW_PASSWORD,
-	                             g_rereg.f->wk, sizeof(g_rereg.f->wk), 0, &resp);
+	g_rereg.st =
+	    client_register(&g_rereg.f->v, buf, account_of(g_rereg.account), P256, g_rereg.password,
+	                    g_rereg.replaces, g_rereg.f->wk, sizeof(g_rereg.f->wk), 0, &resp);
 	g_rereg.version = resp.record_version;
 	free(buf);
 }
 
+static void reregister_next_read(fx *f, const char *account, const char *password,
+                                 uint64_t replaces)
+{
+	memset(&g_rereg, 0, sizeof(g_rereg));
+	g_rereg.f = f;
+	g_rereg.account = account;
+	g_rereg.password = password;
+	g_rereg.replaces = replaces;
+	g_after_get = reregister_after_read;
+}
+
+/* The race: a RecoverStart reads an exhausted record and destroys it; between its read and
+ * its commit the owner registers again over it (RegisterFinish returns OK). The destruction
+ * must not take the new registration with it: the tombstone's commit finds the row moved,
+ * and RecoverStart starts over on the new record. */
+
 static void destroying_an_exhausted_record_spares_a_registration_that_replaced_it(void **state)
 {
 	fx *f = *state;
-	must_register(f, ALICE, P256, PASSWORD, 2);
+	const uint64_t v1 = must_register(f, ALICE, P256, PASSWORD, 2);
 	attempt at;
 	must_start(f, ALICE, P256, WRONG_PASSWORD, &at);
 	must_start(f, ALICE, P256, WRONG_PASSWORD, &at);
-	memset(&g_rereg, 0, sizeof(g_rereg));
-	g_rereg.f = f;
-	g_after_get = reregister_after_read;
+	reregister_next_read(f, ALICE, NEW_PASSWORD, v1);
 	const bkv_status st =
 	    client_recover_start(&f->v, &f->buf, account_of(ALICE), P256, WRONG_PASSWORD, &at);
 	assert_null(g_after_get); /* the interleaving happened */
 	assert_code(g_rereg.st, BKV_CODE_OK);
-	/* Either answer is fine: "destroyed" for the old record, or a guess served on the new
-	 * one. But the registration that RegisterFinish acknowledged must still be there. */
-	assert_true(st.code == BKV_CODE_FAILED_PRECONDITION || st.code == BKV_CODE_OK);
+	assert_int_equal(g_rereg.version, v1 + 1);
+	/* The registration that RegisterFinish acknowledged is still there, and the guess was
+	 * served on it (never "destroyed" for a live record). */
+	assert_code(st, BKV_CODE_OK);
+	assert_int_equal(at.attempts_remaining, DEFAULT_LIMIT - 1);
 	const Bkv__V1__GetStatusResponse s = status_of(f, ALICE);
 	assert_true(s.registered);
 	assert_int_equal(s.record_version, g_rereg.version);
-	assert_int_equal(s.attempts_used, st.code == BKV_CODE_OK ? 1 : 0);
+	assert_int_equal(s.attempts_used, 1);
 	must_recover_fully(f, ALICE, P256, NEW_PASSWORD, g_rereg.version);
 }
 
@@ -2480,8 +2736,7 @@ static int guess_until_refused(bkv_vault *v, bkv_reply_buffers *buf, int report_
 			}
 			if (fin.st.code == BKV_CODE_PERMISSION_DENIED)
 				r.denied++;
-			else if (fin.st.code == BKV_CODE_FAILED_PRECONDITION ||
-			         fin.st.code == BKV_CODE_NOT_FOUND)
+			else if (fin.st.code == BKV_CODE_FAILED_PRECONDITION)
 				r.stale++;
 			else if (fin.st.code == BKV_CODE_UNAVAILABLE)
 				r.finish_unavailable++;
@@ -2497,7 +2752,7 @@ static int guess_until_refused(bkv_vault *v, bkv_reply_buffers *buf, int report_
 			continue;
 		}
 		r.last_code = (int32_t)st.code;
-		if (st.code != BKV_CODE_FAILED_PRECONDITION && st.code != BKV_CODE_NOT_FOUND)
+		if (st.code != BKV_CODE_FAILED_PRECONDITION)
 			rc = 4;
 		break;
 	}
@@ -2526,6 +2781,7 @@ static void concurrent_guessers_get_exactly_the_attempt_limit_of_ke2s(void **sta
 	                  {report[0], ready[0], go[1], -1}};
 	pid_t pids[CONCURRENT_GUESSERS];
 	int statuses[CONCURRENT_GUESSERS];
+	const int64_t started = (int64_t)time(NULL);
 	const int64_t t0 = now_ms();
 	/* One at a time: SoftHSM2's file store fails C_Initialize/C_Login run by many processes
 	 * at the same instant (tokens vanish: CKR_TOKEN_NOT_PRESENT-like NO_TOKEN). */
@@ -2569,17 +2825,14 @@ static void concurrent_guessers_get_exactly_the_attempt_limit_of_ke2s(void **sta
 		assert_exited_cleanly(statuses[i], "guesser");
 	assert_true(all_reported);
 	for (size_t i = 0; i < CONCURRENT_GUESSERS; i++)
-		assert_true(reports[i].last_code == BKV_CODE_FAILED_PRECONDITION ||
-		            reports[i].last_code == BKV_CODE_NOT_FOUND);
+		assert_int_equal(reports[i].last_code, BKV_CODE_FAILED_PRECONDITION);
 	assert_int_equal(ke2, DEFAULT_LIMIT);
 	assert_int_equal(denied + stale + finish_busy, ke2);
 
-	/* The record is gone, destroyed exactly once, with exactly ten attempts logged. */
-	assert_false(status_of(f, ALICE).registered);
-	assert_no_record(f, ALICE);
-	attempt at;
-	assert_code(client_recover_start(&f->v, &f->buf, account_of(ALICE), P256, PASSWORD, &at),
-	            BKV_CODE_NOT_FOUND);
+	/* The key is destroyed exactly once, with exactly ten attempts logged; a tombstone says
+	 * so to every later caller. */
+	assert_tombstone(f, ALICE, 1, DEFAULT_LIMIT, started);
+	assert_destroyed_on_start(f, ALICE, P256, DEFAULT_LIMIT);
 	audit_event ev[AUDIT_MAX];
 	static char raw[RAW_MAX];
 	const size_t n = read_audit(f, ev, AUDIT_MAX, raw, sizeof(raw));
@@ -2662,19 +2915,20 @@ static void sigkill_during_recover_start_never_loses_a_committed_attempt(void **
 			assert_int_equal(remaining[i], MAX_LIMIT - 1 - i);
 		const uint32_t reported_used = got > 0 ? MAX_LIMIT - remaining[got - 1] : 0;
 		assert_true(db_integrity_ok(f));
-		bkv_record r;
-		const bkv_storage_err err = peek(f, ALICE, &r);
-		print_message("round %d: killed after %u answers + jitter; %zu reported; row %s, "
-		              "attempts_used %u\n",
-		              round, before_kill, got, err == BKV_STORAGE_OK ? "present" : "gone",
-		              err == BKV_STORAGE_OK ? r.attempts_used : 0);
-		if (err == BKV_STORAGE_NOT_FOUND) {
+		const bkv_record r = must_peek(f, ALICE);
+		print_message(
+		    "round %d: killed after %u answers + jitter; %zu reported; record %s, "
+		    "attempts_used %u\n",
+		    round, before_kill, got, r.state == BKV_RECORD_DESTROYED ? "destroyed" : "live",
+		    r.attempts_used);
+		assert_int_equal(r.record_version, version);
+		if (r.state == BKV_RECORD_DESTROYED) {
 			/* destroyed by the start after the last attempt */
 			assert_int_equal(reported_used, MAX_LIMIT);
+			assert_int_equal(r.attempts_used, MAX_LIMIT);
 			continue;
 		}
-		assert_int_equal(err, BKV_STORAGE_OK);
-		assert_int_equal(r.record_version, version);
+		assert_int_equal(r.state, BKV_RECORD_LIVE);
 		/* Every reported attempt is committed; at most one more, whose KE2 was lost. */
 		assert_true(r.attempts_used >= reported_used);
 		assert_true(r.attempts_used <= reported_used + 1);
@@ -2686,7 +2940,7 @@ static int register_then_wait(bkv_vault *v, bkv_reply_buffers *buf, int report_f
 {
 	const uint8_t *wk = arg;
 	Bkv__V1__RegisterFinishResponse resp;
-	if (client_register(v, buf, account_of(BOB), R255, NEW_PASSWORD, wk, WK_LEN, 0, &resp)
+	if (client_register(v, buf, account_of(BOB), R255, NEW_PASSWORD, 0, wk, WK_LEN, 0, &resp)
 	        .code != BKV_CODE_OK)
 		return 1;
 	if (write(report_fd, &resp.record_version, sizeof(resp.record_version)) !=
@@ -2722,6 +2976,1397 @@ static void registration_survives_sigkill_right_after_register_finish(void **sta
 	assert_int_equal(s.record_version, version);
 	assert_int_equal(s.suite, BKV__V1__SUITE__SUITE_RISTRETTO255_SHA512);
 	must_recover_fully(f, BOB, R255, NEW_PASSWORD, version);
+}
+
+/* ------------------------------------------------------------------------------------ */
+/* Issue 9: RegisterStart answers never test guesses against a record                   */
+/* ------------------------------------------------------------------------------------ */
+
+/* The passwords the attacker tries; the right one (PASSWORD, or NEW_PASSWORD after a
+ * change) is among them, neither first nor last. */
+static const char *const GUESSES[] = {
+    "123456",
+    "password",
+    WRONG_PASSWORD,
+    PASSWORD,
+    "hunter2",
+    NEW_PASSWORD,
+    "Correct horse battery staple",
+    "correct horse battery stapl",
+};
+#define NGUESSES (sizeof(GUESSES) / sizeof(GUESSES[0]))
+
+/* The client's side of one guess: its login state and KE1 (whose first Noe bytes are the
+ * blinded element, the same bytes a RegistrationRequest holds). */
+typedef struct guess {
+	const char *password;
+	opaque_client_login_state cs;
+	uint8_t ke1[OPAQUE_MAX_KE1_BYTES];
+} guess;
+
+static void guess_start(opaque_suite_id suite, const char *password, guess *g)
+{
+	const opaque_config cfg = client_config(suite);
+	g->password = password;
+	assert_int_equal(opaque_client_login_start(&cfg, (const uint8_t *)password,
+	                                           strlen(password), &g->cs, g->ke1,
+	                                           sizes_of(suite)->ke1),
+	                 OPAQUE_OK);
+}
+
+/* The evaluated element RegisterStart answers for the blinded element (RFC 9807:
+ * RegistrationResponse = evaluated_message (Noe) || server_public_key). */
+static void register_start_evaluate(fx *f, const char *account, opaque_suite_id suite,
+                                    const uint8_t *blinded, uint8_t *evaluated)
+{
+	const opaque_sizes *sz = sizes_of(suite);
+	Bkv__V1__RegisterStartRequest req = BKV__V1__REGISTER_START_REQUEST__INIT;
+	Bkv__V1__RegisterStartResponse resp;
+	req.suite = (Bkv__V1__Suite)suite;
+	req.registration_request.data = (uint8_t *)blinded;
+	req.registration_request.len = sz->registration_request;
+	assert_code(bkv_register_start(&f->v, account_of(account), &req, &resp, &f->buf),
+	            BKV_CODE_OK);
+	assert_int_equal(resp.registration_response.len, sz->registration_response);
+	assert_true(resp.registration_ticket.len > 0);
+	memcpy(evaluated, resp.registration_response.data, sz->Noe);
+}
+
+/* CONTROL: the evaluation under the record's own OPRF key, computed here with the vault's
+ * token: credential_identifier = account id || the stored registration id (the design's,
+ * built here, not by the code under test). This is what RegisterStart answered before the
+ * fix, when the key depended on the account alone. */
+static void record_key_evaluate(fx *f, const char *account, const bkv_record *r,
+                                opaque_suite_id suite, const uint8_t *blinded, uint8_t *evaluated)
+{
+	const opaque_sizes *sz = sizes_of(suite);
+	uint8_t cred[BKV_ACCOUNT_ID_MAX + BKV_STORAGE_REG_ID_MAX];
+	const size_t alen = strlen(account);
+	memcpy(cred, account, alen);
+	memcpy(cred + alen, r->registration_id, r->registration_id_len);
+	const opaque_config cfg = bkv_opaque_config(&f->v, suite);
+	uint8_t response[OPAQUE_MAX_REGISTRATION_RESPONSE_BYTES];
+	assert_int_equal(opaque_server_registration_response(
+	                     &cfg, bkv_token_server_keys(f->v.token, suite), cred,
+	                     alen + r->registration_id_len, blinded, sz->registration_request,
+	                     response, sz->registration_response),
+	                 OPAQUE_OK);
+	memcpy(evaluated, response, sz->Noe);
+}
+
+/* The offline check: evaluated spliced into a copy of ke2 (KE2 = evaluated_message ||
+ * masking_nonce || masked_response || AKE), then the client's KE3 step for the guess on a
+ * copy of its state. OPAQUE_ERR_ENVELOPE_RECOVERY says "not this password"; anything else
+ * (the server MAC failing after the envelope opened, or success) says it is. */
+static opaque_err splice_and_check(opaque_suite_id suite, const guess *g, const uint8_t *ke2,
+                                   size_t ke2_len, const uint8_t *evaluated)
+{
+	const opaque_sizes *sz = sizes_of(suite);
+	const opaque_config cfg = client_config(suite);
+	uint8_t spliced[OPAQUE_MAX_KE2_BYTES];
+	uint8_t ke3[OPAQUE_MAX_KE3_BYTES], sk[OPAQUE_MAX_HASH_BYTES], ek[OPAQUE_MAX_HASH_BYTES];
+	assert_int_equal(ke2_len, sz->ke2);
+	memcpy(spliced, ke2, ke2_len);
+	memcpy(spliced, evaluated, sz->Noe);
+	opaque_client_login_state cs = g->cs;
+	const opaque_err err = opaque_client_login_finish(
+	    &cfg, &cs, (const uint8_t *)g->password, strlen(g->password), NULL, spliced, ke2_len,
+	    ke3, sz->ke3, sk, sz->session_key, ek, sz->export_key);
+	sodium_memzero(&cs, sizeof(cs));
+	sodium_memzero(sk, sizeof(sk));
+	sodium_memzero(ek, sizeof(ek));
+	return err;
+}
+
+static void assert_learns_nothing(opaque_suite_id suite, const guess *g, const uint8_t *ke2,
+                                  size_t ke2_len, const uint8_t *evaluated, const char *what)
+{
+	const opaque_err err = splice_and_check(suite, g, ke2, ke2_len, evaluated);
+	if (err != OPAQUE_ERR_ENVELOPE_RECOVERY)
+		fail_msg("%s: the guess \"%s\" gave %s, not the envelope-recovery failure every "
+		         "other guess gives: an offline oracle",
+		         what, g->password, opaque_strerror(err));
+}
+
+/* The attack of issue 9: an account-token holder without the password spends one counted
+ * RecoverStart for KE2, then asks RegisterStart to evaluate each guess and checks the guess
+ * offline against KE2's envelope. Every guess, the right one included, must fail envelope
+ * recovery alike, and the attempt count must be exactly the one RecoverStart. The controls
+ * show the check is a real oracle whenever the evaluation is under the record's key. */
+static void register_start_answers_never_test_guesses_against_the_envelope(void **state)
+{
+	fx *f = *state;
+	const opaque_suite_id suite = f->suite;
+	const opaque_sizes *sz = sizes_of(suite);
+	const uint64_t version = must_register(f, ALICE, suite, PASSWORD, 3);
+	attempt at;
+	must_start(f, ALICE, suite, "any password at all", &at); /* the one counted attempt */
+	assert_int_equal(status_of(f, ALICE).attempts_used, 1);
+	const bkv_record record = must_peek(f, ALICE);
+
+	static guess g[NGUESSES];
+	const unsigned logins = g_login_start_calls, commits = g_commit_calls;
+	static uint8_t z[NGUESSES][OPAQUE_MAX_ELEMENT_BYTES];
+	for (size_t i = 0; i < NGUESSES; i++) {
+		guess_start(suite, GUESSES[i], &g[i]);
+		register_start_evaluate(f, ALICE, suite, g[i].ke1, z[i]);
+		assert_learns_nothing(suite, &g[i], at.ke2, at.ke2_len, z[i], "RegisterStart");
+	}
+	/* A fresh key every time: the same blinded element evaluates differently. */
+	for (size_t i = 0; i < NGUESSES; i++) {
+		uint8_t z2[OPAQUE_MAX_ELEMENT_BYTES];
+		register_start_evaluate(f, ALICE, suite, g[i].ke1, z2);
+		assert_memory_not_equal(z[i], z2, sz->Noe);
+		assert_learns_nothing(suite, &g[i], at.ke2, at.ke2_len, z2, "RegisterStart again");
+	}
+	/* RegisterStart computed no KE2 and committed nothing; the count is exact. */
+	assert_int_equal(g_login_start_calls, logins);
+	assert_int_equal(g_commit_calls, commits);
+	const Bkv__V1__GetStatusResponse s = status_of(f, ALICE);
+	assert_int_equal(s.attempts_used, 1);
+	assert_int_equal(s.record_version, version);
+	const bkv_record after = must_peek(f, ALICE);
+	assert_same_row(&record, &after);
+
+	/* CONTROL 1: evaluations under the record's key (what RegisterStart answered before the
+	 * fix) single out exactly the right password: its envelope opens, and only the server
+	 * MAC (over another KE1) fails. So this test fails if RegisterStart used that key. */
+	for (size_t i = 0; i < NGUESSES; i++) {
+		uint8_t zr[OPAQUE_MAX_ELEMENT_BYTES];
+		record_key_evaluate(f, ALICE, &record, suite, g[i].ke1, zr);
+		const opaque_err err = splice_and_check(suite, &g[i], at.ke2, at.ke2_len, zr);
+		if (strcmp(GUESSES[i], PASSWORD) == 0)
+			assert_int_equal(err, OPAQUE_ERR_SERVER_AUTH);
+		else
+			assert_int_equal(err, OPAQUE_ERR_ENVELOPE_RECOVERY);
+	}
+	/* CONTROL 2, through the vault: a second, counted RecoverStart for the right password;
+	 * its evaluated element, spliced into the first KE2, opens the envelope too. */
+	attempt right;
+	must_start(f, ALICE, suite, PASSWORD, &right);
+	guess rg = {PASSWORD, right.cs, {0}};
+	memcpy(rg.ke1, right.ke1, sz->ke1);
+	assert_int_equal(splice_and_check(suite, &rg, at.ke2, at.ke2_len, right.ke2),
+	                 OPAQUE_ERR_SERVER_AUTH);
+	assert_int_equal(status_of(f, ALICE).attempts_used, 2);
+	sodium_memzero(&rg, sizeof(rg));
+	must_recover(f, ALICE, &right, f->wk, sizeof(f->wk), version);
+	for (size_t i = 0; i < NGUESSES; i++)
+		opaque_client_login_state_wipe(&g[i].cs);
+}
+
+/* The same with evaluations collected before a password change: RegisterStart answers for
+ * the new password, and a counted RecoverStart evaluation for it under the old record, are
+ * all useless against the new record's KE2. */
+static void register_start_answers_from_before_a_password_change_test_nothing_after_it(void **state)
+{
+	fx *f = *state;
+	const opaque_suite_id suite = f->suite;
+	const opaque_sizes *sz = sizes_of(suite);
+	const uint64_t v1 = must_register(f, ALICE, suite, PASSWORD, 3);
+
+	/* Before the change: every guess evaluated by RegisterStart... */
+	static guess g[NGUESSES];
+	static uint8_t z[NGUESSES][OPAQUE_MAX_ELEMENT_BYTES];
+	for (size_t i = 0; i < NGUESSES; i++) {
+		guess_start(suite, GUESSES[i], &g[i]);
+		register_start_evaluate(f, ALICE, suite, g[i].ke1, z[i]);
+	}
+	/* ...and the new password evaluated under the old record's key by a counted guess. */
+	attempt old;
+	must_start(f, ALICE, suite, NEW_PASSWORD, &old);
+	guess og = {NEW_PASSWORD, old.cs, {0}};
+	memcpy(og.ke1, old.ke1, sz->ke1);
+
+	/* The owner changes the password (`bkv change-password`: replace the version held). */
+	const uint64_t v2 = must_register(f, ALICE, suite, NEW_PASSWORD, 3);
+	assert_int_equal(v2, v1 + 1);
+	attempt at;
+	must_start(f, ALICE, suite, "any password at all", &at);
+	const bkv_record record = must_peek(f, ALICE);
+
+	for (size_t i = 0; i < NGUESSES; i++)
+		assert_learns_nothing(suite, &g[i], at.ke2, at.ke2_len, z[i],
+		                      "RegisterStart before the change");
+	assert_learns_nothing(suite, &og, at.ke2, at.ke2_len, old.ke2,
+	                      "RecoverStart before the change");
+	assert_int_equal(status_of(f, ALICE).attempts_used, 1);
+
+	/* CONTROL: under the new record's key the new password does open the envelope. */
+	for (size_t i = 0; i < NGUESSES; i++) {
+		uint8_t zr[OPAQUE_MAX_ELEMENT_BYTES];
+		record_key_evaluate(f, ALICE, &record, suite, g[i].ke1, zr);
+		assert_int_equal(splice_and_check(suite, &g[i], at.ke2, at.ke2_len, zr),
+		                 strcmp(GUESSES[i], NEW_PASSWORD) == 0
+		                     ? OPAQUE_ERR_SERVER_AUTH
+		                     : OPAQUE_ERR_ENVELOPE_RECOVERY);
+	}
+	must_recover_fully(f, ALICE, suite, NEW_PASSWORD, v2);
+	for (size_t i = 0; i < NGUESSES; i++)
+		opaque_client_login_state_wipe(&g[i].cs);
+	sodium_memzero(&og, sizeof(og));
+}
+
+/* ------------------------------------------------------------------------------------ */
+/* Registration ids, registration tickets and per-account versions                      */
+/* ------------------------------------------------------------------------------------ */
+
+static void every_registration_gets_a_fresh_registration_id_named_by_its_ticket(void **state)
+{
+	fx *f = *state;
+	const opaque_suite_id suite = f->suite;
+	const int64_t t0 = (int64_t)time(NULL);
+	reg_start rs;
+	assert_code(client_make_record(&f->v, &f->buf, account_of(ALICE), suite, PASSWORD, &rs),
+	            BKV_CODE_OK);
+	const int64_t t1 = (int64_t)time(NULL);
+	assert_int_equal(rs.ticket_len, BKV_REGISTRATION_TICKET_BYTES);
+	bkv_registration_ticket rt;
+	assert_int_equal(bkv_registration_ticket_open(f->v.token, account_of(ALICE), rs.ticket,
+	                                              rs.ticket_len, &rt),
+	                 BKV_TOKEN_OK);
+	assert_int_equal(rt.suite, suite);
+	assert_true(rt.expires_at >= t0 + 600 && rt.expires_at <= t1 + 600); /* 10 minutes */
+	assert_false(is_zero(rt.registration_id, sizeof(rt.registration_id)));
+	/* Sealed for this account alone. */
+	bkv_registration_ticket other;
+	assert_int_equal(bkv_registration_ticket_open(f->v.token, account_of(BOB), rs.ticket,
+	                                              rs.ticket_len, &other),
+	                 BKV_TOKEN_ERR_AUTH);
+	/* RegisterFinish stores exactly the ticket's id. */
+	Bkv__V1__RegisterFinishResponse rr;
+	const finish_req req = finish_req_of(&rs, suite, 0, f->wk, sizeof(f->wk), 0);
+	assert_code(send_register_finish(&f->v, account_of(ALICE), &req, &rr), BKV_CODE_OK);
+	assert_int_equal(rr.record_version, 1);
+	const bkv_record r1 = must_peek(f, ALICE);
+	assert_int_equal(r1.registration_id_len, BKV_REGISTRATION_ID_BYTES);
+	assert_memory_equal(r1.registration_id, rt.registration_id, BKV_REGISTRATION_ID_BYTES);
+	/* Every RegisterStart picks another id. */
+	uint8_t ids[8][BKV_REGISTRATION_ID_BYTES];
+	for (size_t i = 0; i < 8; i++) {
+		reg_start more;
+		assert_code(
+		    client_make_record(&f->v, &f->buf, account_of(ALICE), suite, PASSWORD, &more),
+		    BKV_CODE_OK);
+		assert_int_equal(bkv_registration_ticket_open(f->v.token, account_of(ALICE),
+		                                              more.ticket, more.ticket_len, &rt),
+		                 BKV_TOKEN_OK);
+		memcpy(ids[i], rt.registration_id, BKV_REGISTRATION_ID_BYTES);
+		assert_memory_not_equal(ids[i], r1.registration_id, BKV_REGISTRATION_ID_BYTES);
+		for (size_t j = 0; j < i; j++)
+			assert_memory_not_equal(ids[i], ids[j], BKV_REGISTRATION_ID_BYTES);
+	}
+	/* Replacing stores the new registration's id; the record recovers under it. */
+	const uint64_t v2 = must_register(f, ALICE, suite, NEW_PASSWORD, 0);
+	const bkv_record r2 = must_peek(f, ALICE);
+	assert_memory_not_equal(r2.registration_id, r1.registration_id, BKV_REGISTRATION_ID_BYTES);
+	must_recover_fully(f, ALICE, suite, NEW_PASSWORD, v2);
+}
+
+static void record_versions_count_per_account_from_1(void **state)
+{
+	fx *f = *state;
+	assert_int_equal(must_register(f, ALICE, P256, PASSWORD, 0), 1);
+	assert_int_equal(must_register(f, BOB, R255, PASSWORD, 0), 1); /* not vault-wide */
+	assert_int_equal(must_register(f, ALICE, P256, PASSWORD, 0), 2);
+	assert_int_equal(must_register(f, ALICE, R255, NEW_PASSWORD, 0), 3);
+	assert_int_equal(must_register(f, BOB, R255, PASSWORD, 0), 2);
+	assert_int_equal(status_of(f, ALICE).record_version, 3);
+	assert_int_equal(status_of(f, BOB).record_version, 2);
+	must_recover_fully(f, ALICE, R255, NEW_PASSWORD, 3);
+	Bkv__V1__DeleteResponse dr;
+	assert_code(bkv_delete(&f->v, account_of(ALICE), &dr), BKV_CODE_OK);
+	assert_int_equal(must_register(f, ALICE, P256, PASSWORD, 0), 1); /* starts over */
+	must_recover_fully(f, ALICE, P256, PASSWORD, 1);
+	must_recover_fully(f, BOB, R255, PASSWORD, 2);
+	/* The audit log names each account's own versions. */
+	audit_event ev[AUDIT_MAX];
+	static char raw[RAW_MAX];
+	const size_t n = read_audit(f, ev, AUDIT_MAX, raw, sizeof(raw));
+	uint64_t alice[4], bob[2];
+	size_t na = 0, nb = 0;
+	char ha[33], hb[33];
+	expected_hash(ALICE, ha);
+	expected_hash(BOB, hb);
+	for (size_t i = 0; i < n; i++) {
+		if (strcmp(ev[i].event, "registered") != 0)
+			continue;
+		assert_string_equal(ev[i].extra_key, "record_version");
+		if (strcmp(ev[i].account, ha) == 0 && na < 4)
+			alice[na++] = ev[i].extra;
+		else if (strcmp(ev[i].account, hb) == 0 && nb < 2)
+			bob[nb++] = ev[i].extra;
+	}
+	assert_int_equal(na, 4);
+	assert_int_equal(nb, 2);
+	const uint64_t want_alice[] = {1, 2, 3, 1}, want_bob[] = {1, 2};
+	assert_memory_equal(alice, want_alice, sizeof(alice));
+	assert_memory_equal(bob, want_bob, sizeof(bob));
+}
+
+/* A ticket from registration 1 never finishes against registration 2, even after Delete
+ * and a new registration with the same password, where the record version and the guess
+ * counter start over and match the old ticket's exactly: only the registration id differs,
+ * and the old KE3 is a valid one for the old ticket. */
+static void recover_finish_rejects_a_ticket_from_before_delete_and_a_new_registration(void **state)
+{
+	fx *f = *state;
+	pending p;
+	start_pending(f, &p);
+	const bkv_record first = p.row;
+	Bkv__V1__DeleteResponse dr;
+	assert_code(bkv_delete(&f->v, account_of(ALICE), &dr), BKV_CODE_OK);
+	assert_true(dr.deleted);
+	const uint64_t v = must_register(f, ALICE, f->suite, PASSWORD, 0);
+	assert_int_equal(v, p.version);
+	attempt at;
+	must_start(f, ALICE, f->suite, PASSWORD, &at);
+	p.row = must_peek(f, ALICE);
+	assert_int_equal(p.row.record_version, first.record_version);
+	assert_int_equal(p.row.guess_seq, first.guess_seq);
+	assert_int_equal(p.row.last_finished_seq, first.last_finished_seq);
+	assert_int_equal(p.row.attempts_used, first.attempts_used);
+	assert_memory_not_equal(p.row.registration_id, first.registration_id,
+	                        BKV_REGISTRATION_ID_BYTES);
+	assert_attempt_info(assert_finish_rejected(f, &p, p.at.ticket, p.at.ticket_len,
+	                                           BKV_CODE_FAILED_PRECONDITION),
+	                    DEFAULT_LIMIT - 1, DEFAULT_LIMIT);
+	/* The new registration's own guess finishes, and the old ticket stays refused. */
+	must_recover(f, ALICE, &at, f->wk, sizeof(f->wk), v);
+	p.row = must_peek(f, ALICE);
+	assert_attempt_info(assert_finish_rejected(f, &p, p.at.ticket, p.at.ticket_len,
+	                                           BKV_CODE_FAILED_PRECONDITION),
+	                    DEFAULT_LIMIT, DEFAULT_LIMIT);
+}
+
+/* ------------------------------------------------------------------------------------ */
+/* Compare-and-set registration                                                          */
+/* ------------------------------------------------------------------------------------ */
+
+/* RegisterFinish that must fail with `expected` and change nothing (account's row or its
+ * absence). */
+static void assert_register_refused(fx *f, const char *account, const char *password,
+                                    uint64_t replaces, bkv_code expected)
+{
+	bkv_record before;
+	const bkv_storage_err had = peek(f, account, &before);
+	Bkv__V1__RegisterFinishResponse rr;
+	assert_code(client_register(&f->v, &f->buf, account_of(account), f->suite, password,
+	                            replaces, f->wk, sizeof(f->wk), 0, &rr),
+	            expected);
+	assert_int_equal(rr.record_version, 0);
+	bkv_record after;
+	assert_int_equal(peek(f, account, &after), had);
+	if (had == BKV_STORAGE_OK)
+		assert_same_row(&before, &after);
+}
+
+static void register_finish_is_compare_and_set_on_the_record_version(void **state)
+{
+	fx *f = *state;
+	/* Nothing to replace. */
+	const uint64_t none[] = {1, 2, UINT64_MAX};
+	for (size_t i = 0; i < 3; i++)
+		assert_register_refused(f, ALICE, PASSWORD, none[i], BKV_CODE_ABORTED);
+	/* Create only. */
+	Bkv__V1__RegisterFinishResponse rr;
+	assert_code(client_register(&f->v, &f->buf, account_of(ALICE), f->suite, PASSWORD, 0, f->wk,
+	                            sizeof(f->wk), 0, &rr),
+	            BKV_CODE_OK);
+	assert_int_equal(rr.record_version, 1);
+	assert_register_refused(f, ALICE, NEW_PASSWORD, 0, BKV_CODE_ALREADY_EXISTS);
+	/* Replace only the version named. */
+	const uint64_t wrong[] = {2, 99, UINT64_MAX};
+	for (size_t i = 0; i < 3; i++)
+		assert_register_refused(f, ALICE, NEW_PASSWORD, wrong[i], BKV_CODE_ABORTED);
+	must_recover_fully(f, ALICE, f->suite, PASSWORD, 1); /* the old key is still there */
+	assert_code(client_register(&f->v, &f->buf, account_of(ALICE), f->suite, NEW_PASSWORD, 1,
+	                            f->wk, sizeof(f->wk), 1, &rr),
+	            BKV_CODE_OK);
+	assert_int_equal(rr.record_version, 2);
+	assert_register_refused(f, ALICE, PASSWORD, 1, BKV_CODE_ABORTED); /* stale */
+	/* Over a tombstone: only its version. */
+	assert_code(wrong_guess(f, ALICE, f->suite, NULL), BKV_CODE_PERMISSION_DENIED);
+	assert_tombstone(f, ALICE, 2, 1, 0);
+	assert_register_refused(f, ALICE, PASSWORD, 0, BKV_CODE_ALREADY_EXISTS);
+	assert_register_refused(f, ALICE, PASSWORD, 1, BKV_CODE_ABORTED);
+	assert_register_refused(f, ALICE, PASSWORD, 3, BKV_CODE_ABORTED);
+	assert_code(client_register(&f->v, &f->buf, account_of(ALICE), f->suite, PASSWORD, 2, f->wk,
+	                            sizeof(f->wk), 0, &rr),
+	            BKV_CODE_OK);
+	assert_int_equal(rr.record_version, 3);
+	must_recover_fully(f, ALICE, f->suite, PASSWORD, 3);
+}
+
+static void start_after_read(void *arg)
+{
+	attempt *at = arg;
+	bkv_reply_buffers *buf = calloc(1, sizeof(*buf));
+	if (buf == NULL)
+		return;
+	g_rereg.st =
+	    client_recover_start(&g_rereg.f->v, buf, account_of(ALICE), P256, PASSWORD, at);
+	free(buf);
+}
+
+/* Registrations racing: each RegisterFinish reads the row, and another lands before its
+ * write. The compare-and-set decides on the row as it is at the write. */
+static void registrations_racing_for_the_same_record_version_let_only_one_win(void **state)
+{
+	fx *f = *state;
+	const uint64_t v1 = must_register(f, ALICE, P256, PASSWORD, 0);
+	/* Two replacements of version 1: the one that writes first wins, the other is ABORTED. */
+	reg_start rs;
+	assert_code(client_make_record(&f->v, &f->buf, account_of(ALICE), P256, "a third one", &rs),
+	            BKV_CODE_OK);
+	reregister_next_read(f, ALICE, NEW_PASSWORD, v1);
+	Bkv__V1__RegisterFinishResponse rr;
+	finish_req req = finish_req_of(&rs, P256, v1, f->wk, sizeof(f->wk), 0);
+	assert_code(send_register_finish(&f->v, account_of(ALICE), &req, &rr), BKV_CODE_ABORTED);
+	assert_null(g_after_get);
+	assert_code(g_rereg.st, BKV_CODE_OK);
+	assert_int_equal(g_rereg.version, v1 + 1);
+	assert_int_equal(status_of(f, ALICE).record_version, v1 + 1);
+	must_recover_fully(f, ALICE, P256, NEW_PASSWORD, v1 + 1);
+
+	/* Two creations: the second finds the first's record. */
+	assert_code(client_make_record(&f->v, &f->buf, account_of(BOB), P256, "a third one", &rs),
+	            BKV_CODE_OK);
+	reregister_next_read(f, BOB, NEW_PASSWORD, 0);
+	req = finish_req_of(&rs, P256, 0, f->wk, sizeof(f->wk), 0);
+	assert_code(send_register_finish(&f->v, account_of(BOB), &req, &rr),
+	            BKV_CODE_ALREADY_EXISTS);
+	assert_null(g_after_get);
+	assert_code(g_rereg.st, BKV_CODE_OK);
+	assert_int_equal(g_rereg.version, 1);
+	must_recover_fully(f, BOB, P256, NEW_PASSWORD, 1);
+
+	/* A RecoverStart lands between the read and the write: the version named is still the
+	 * current one, so the replacement goes through over the moved row, keeps its guess
+	 * counter, and the guess that moved it can no longer be finished. */
+	const bkv_record before = must_peek(f, ALICE);
+	assert_code(client_make_record(&f->v, &f->buf, account_of(ALICE), P256, PASSWORD, &rs),
+	            BKV_CODE_OK);
+	static attempt moved;
+	memset(&g_rereg, 0, sizeof(g_rereg));
+	g_rereg.f = f;
+	g_after_get_arg = &moved;
+	g_after_get = start_after_read;
+	req = finish_req_of(&rs, P256, v1 + 1, f->wk, sizeof(f->wk), 0);
+	assert_code(send_register_finish(&f->v, account_of(ALICE), &req, &rr), BKV_CODE_OK);
+	g_after_get_arg = NULL;
+	assert_null(g_after_get);
+	assert_code(g_rereg.st, BKV_CODE_OK);
+	assert_int_equal(rr.record_version, v1 + 2);
+	const bkv_record after = must_peek(f, ALICE);
+	assert_int_equal(after.guess_seq, before.guess_seq + 1);
+	assert_int_equal(after.last_finished_seq, after.guess_seq);
+	assert_int_equal(after.attempts_used, 0);
+	finish fin;
+	client_recover_finish(&f->v, &f->buf, account_of(ALICE), &moved, &fin);
+	assert_code(fin.st, BKV_CODE_FAILED_PRECONDITION);
+	assert_int_equal(fin.sealed_len, 0);
+	must_recover_fully(f, ALICE, P256, PASSWORD, v1 + 2);
+}
+
+/* RegisterFinish needs the ticket its RegisterStart returned, for this account and suite:
+ * anything else is INVALID_ARGUMENT and changes nothing. */
+static void register_finish_refuses_a_missing_forged_or_foreign_registration_ticket(void **state)
+{
+	fx *f = *state;
+	const opaque_suite_id suite = f->suite, other = suite == P256 ? R255 : P256;
+	const uint64_t v1 = must_register(f, ALICE, suite, PASSWORD, 0);
+	/* A recovery ticket of ALICE's (it costs an attempt, so taken first). */
+	attempt at;
+	must_start(f, ALICE, suite, PASSWORD, &at);
+	const bkv_record before = must_peek(f, ALICE);
+
+	reg_start rs, bobs, others;
+	assert_code(client_make_record(&f->v, &f->buf, account_of(ALICE), suite, NEW_PASSWORD, &rs),
+	            BKV_CODE_OK);
+	assert_code(client_make_record(&f->v, &f->buf, account_of(BOB), suite, NEW_PASSWORD, &bobs),
+	            BKV_CODE_OK);
+	assert_code(
+	    client_make_record(&f->v, &f->buf, account_of(ALICE), other, NEW_PASSWORD, &others),
+	    BKV_CODE_OK);
+	uint8_t random[BKV_REGISTRATION_TICKET_BYTES], flipped[3][BKV_REGISTRATION_TICKET_BYTES];
+	uint8_t longer[BKV_REGISTRATION_TICKET_BYTES + 1];
+	randombytes_buf(random, sizeof(random));
+	const size_t at_byte[3] = {0, BKV_TOKEN_IV_BYTES + 2, BKV_REGISTRATION_TICKET_BYTES - 1};
+	for (size_t i = 0; i < 3; i++) {
+		memcpy(flipped[i], rs.ticket, rs.ticket_len);
+		flipped[i][at_byte[i]] ^= 0x01;
+	}
+	memcpy(longer, rs.ticket, rs.ticket_len);
+	longer[rs.ticket_len] = 0;
+	const struct {
+		const char *what;
+		const uint8_t *ticket;
+		size_t len;
+	} cases[] = {
+	    {"missing", NULL, 0},
+	    {"random", random, sizeof(random)},
+	    {"iv flipped", flipped[0], rs.ticket_len},
+	    {"ciphertext flipped", flipped[1], rs.ticket_len},
+	    {"tag flipped", flipped[2], rs.ticket_len},
+	    {"truncated", rs.ticket, rs.ticket_len - 1},
+	    {"one byte appended", longer, rs.ticket_len + 1},
+	    {"another account's", bobs.ticket, bobs.ticket_len},
+	    {"another suite's", others.ticket, others.ticket_len},
+	    {"a recovery ticket", at.ticket, at.ticket_len},
+	};
+	for (size_t i = 0; i < sizeof(cases) / sizeof(cases[0]); i++) {
+		finish_req req = finish_req_of(&rs, suite, v1, f->wk, sizeof(f->wk), 0);
+		req.ticket = cases[i].ticket;
+		req.ticket_len = cases[i].len;
+		Bkv__V1__RegisterFinishResponse rr;
+		const bkv_status st = send_register_finish(&f->v, account_of(ALICE), &req, &rr);
+		if (st.code != BKV_CODE_INVALID_ARGUMENT)
+			fail_msg("%s registration ticket: %s", cases[i].what,
+			         bkv_code_name(st.code));
+		assert_int_equal(rr.record_version, 0);
+		const bkv_record now = must_peek(f, ALICE);
+		assert_same_row(&before, &now);
+	}
+	/* Nor does a registration ticket pass as a recovery ticket. */
+	finish fin;
+	client_ke3(&at, &fin);
+	assert_int_equal(fin.client_err, OPAQUE_OK);
+	Bkv__V1__RecoverFinishResponse fresp;
+	assert_code(send_recover_finish(&f->v, &f->buf, account_of(ALICE), rs.ticket, rs.ticket_len,
+	                                fin.ke3, fin.ke3_len, &fresp),
+	            BKV_CODE_INVALID_ARGUMENT);
+	assert_int_equal(fresp.sealed_key.len, 0);
+	/* The genuine ticket still works, once the attempt is finished. */
+	send_ke3(&f->v, &f->buf, account_of(ALICE), &at, &fin);
+	assert_release(&fin, suite, f->wk, sizeof(f->wk), v1);
+	const finish_req req = finish_req_of(&rs, suite, v1, f->wk, sizeof(f->wk), 0);
+	Bkv__V1__RegisterFinishResponse rr;
+	assert_code(send_register_finish(&f->v, account_of(ALICE), &req, &rr), BKV_CODE_OK);
+	assert_int_equal(rr.record_version, v1 + 1);
+	must_recover_fully(f, ALICE, suite, NEW_PASSWORD, v1 + 1);
+}
+
+/* A registration ticket lives 10 minutes: FAILED_PRECONDITION after (the client starts
+ * again), OK before. Tickets sealed here with the vault's own token show the checks are on
+ * the ticket's fields: expired, another suite, another account. */
+static void register_finish_refuses_an_expired_registration_ticket(void **state)
+{
+	fx *f = *state;
+	const opaque_suite_id suite = f->suite, other = suite == P256 ? R255 : P256;
+	reg_start rs;
+	assert_code(client_make_record(&f->v, &f->buf, account_of(ALICE), suite, PASSWORD, &rs),
+	            BKV_CODE_OK);
+	const finish_req req = finish_req_of(&rs, suite, 0, f->wk, sizeof(f->wk), 0);
+	Bkv__V1__RegisterFinishResponse rr;
+	g_time_offset = 600 + 10;
+	assert_code(send_register_finish(&f->v, account_of(ALICE), &req, &rr),
+	            BKV_CODE_FAILED_PRECONDITION);
+	assert_no_record(f, ALICE);
+	g_time_offset = 600 - 10;
+	assert_code(send_register_finish(&f->v, account_of(ALICE), &req, &rr), BKV_CODE_OK);
+	g_time_offset = 0;
+	assert_int_equal(rr.record_version, 1);
+	must_recover_fully(f, ALICE, suite, PASSWORD, 1);
+
+	bkv_registration_ticket rt;
+	assert_code(client_make_record(&f->v, &f->buf, account_of(ALICE), suite, NEW_PASSWORD, &rs),
+	            BKV_CODE_OK);
+	assert_int_equal(bkv_registration_ticket_open(f->v.token, account_of(ALICE), rs.ticket,
+	                                              rs.ticket_len, &rt),
+	                 BKV_TOKEN_OK);
+	const bkv_registration_ticket genuine = rt;
+	const struct {
+		const char *what;
+		int64_t expires_at;
+		opaque_suite_id suite;
+		const char *account;
+		bkv_code expected;
+	} cases[] = {
+	    {"expired a second ago", (int64_t)time(NULL) - 1, suite, ALICE,
+	     BKV_CODE_FAILED_PRECONDITION},
+	    {"for another suite", genuine.expires_at, other, ALICE, BKV_CODE_INVALID_ARGUMENT},
+	    {"for another account", genuine.expires_at, suite, BOB, BKV_CODE_INVALID_ARGUMENT},
+	    {"as RegisterStart seals it", genuine.expires_at, suite, ALICE, BKV_CODE_OK},
+	};
+	for (size_t i = 0; i < sizeof(cases) / sizeof(cases[0]); i++) {
+		rt = genuine;
+		rt.expires_at = cases[i].expires_at;
+		rt.suite = cases[i].suite;
+		uint8_t sealed[BKV_REGISTRATION_TICKET_BYTES];
+		size_t sealed_len = 0;
+		assert_int_equal(bkv_registration_ticket_seal(f->v.token,
+		                                              account_of(cases[i].account), &rt,
+		                                              sealed, sizeof(sealed), &sealed_len),
+		                 BKV_TOKEN_OK);
+		finish_req r2 = finish_req_of(&rs, suite, 1, f->wk, sizeof(f->wk), 0);
+		r2.ticket = sealed;
+		r2.ticket_len = sealed_len;
+		const bkv_status st = send_register_finish(&f->v, account_of(ALICE), &r2, &rr);
+		if (st.code != cases[i].expected)
+			fail_msg("registration ticket %s: %s, expected %s", cases[i].what,
+			         bkv_code_name(st.code), bkv_code_name(cases[i].expected));
+	}
+	assert_int_equal(rr.record_version, 2);
+	must_recover_fully(f, ALICE, suite, NEW_PASSWORD, 2);
+}
+
+/* ------------------------------------------------------------------------------------ */
+/* Tombstones and AttemptInfo                                                            */
+/* ------------------------------------------------------------------------------------ */
+
+static void a_destroyed_record_stays_a_tombstone_until_registered_over_or_deleted(void **state)
+{
+	fx *f = *state;
+	const opaque_suite_id suite = f->suite;
+	const uint64_t v1 = must_register(f, ALICE, suite, PASSWORD, 2);
+	attempt right, wrong;
+	finish fr, fw;
+	must_start(f, ALICE, suite, PASSWORD, &right);
+	client_ke3(&right, &fr);
+	assert_int_equal(fr.client_err, OPAQUE_OK);
+	must_start(f, ALICE, suite, WRONG_PASSWORD, &wrong);
+	const int64_t t0 = (int64_t)time(NULL);
+	client_recover_finish(&f->v, &f->buf, account_of(ALICE), &wrong, &fw);
+	assert_code(fw.st, BKV_CODE_PERMISSION_DENIED);
+	assert_attempt_info(fw.st, 0, 2);
+	assert_tombstone(f, ALICE, v1, 2, t0);
+	const Bkv__V1__GetStatusResponse s1 = status_of(f, ALICE);
+	assert_destroyed_on_start(f, ALICE, suite, 2);
+	/* A guess started before, with the right password, releases nothing now. */
+	send_ke3(&f->v, &f->buf, account_of(ALICE), &right, &fr);
+	assert_code(fr.st, BKV_CODE_FAILED_PRECONDITION);
+	assert_attempt_info(fr.st, 0, 2);
+	assert_int_equal(fr.sealed_len, 0);
+	/* Nothing of that moved the tombstone. */
+	const Bkv__V1__GetStatusResponse s2 = status_of(f, ALICE);
+	assert_int_equal(s2.destroyed_at_unix, s1.destroyed_at_unix);
+	assert_int_equal(s2.record_version, v1);
+
+	/* Registering anew replaces the tombstone's version: a live record, a fresh counter,
+	 * the guess counter continued, another registration id. */
+	const bkv_record tomb = must_peek(f, ALICE);
+	const uint64_t v2 = must_register(f, ALICE, suite, NEW_PASSWORD, 0);
+	assert_int_equal(v2, v1 + 1);
+	const bkv_record live = must_peek(f, ALICE);
+	assert_int_equal(live.state, BKV_RECORD_LIVE);
+	assert_int_equal(live.attempts_used, 0);
+	assert_int_equal(live.destroyed_at, 0);
+	assert_int_equal(live.guess_seq, tomb.guess_seq);
+	assert_memory_not_equal(live.registration_id, tomb.registration_id,
+	                        BKV_REGISTRATION_ID_BYTES);
+	const Bkv__V1__GetStatusResponse s3 = status_of(f, ALICE);
+	assert_true(s3.registered);
+	assert_int_equal(s3.state, BKV__V1__RECORD_STATE__RECORD_STATE_REGISTERED);
+	assert_int_equal(s3.destroyed_at_unix, 0);
+	must_recover_fully(f, ALICE, suite, NEW_PASSWORD, v2);
+
+	/* Destroyed again, then deleted: absent, and the versions start over. */
+	const uint64_t v3 = must_register(f, ALICE, suite, PASSWORD, 1);
+	assert_code(wrong_guess(f, ALICE, suite, NULL), BKV_CODE_PERMISSION_DENIED);
+	assert_tombstone(f, ALICE, v3, 1, t0);
+	Bkv__V1__DeleteResponse dr;
+	assert_code(bkv_delete(&f->v, account_of(ALICE), &dr), BKV_CODE_OK);
+	assert_true(dr.deleted);
+	assert_no_record(f, ALICE);
+	assert_int_equal(status_of(f, ALICE).state, BKV__V1__RECORD_STATE__RECORD_STATE_ABSENT);
+	attempt at;
+	assert_code(client_recover_start(&f->v, &f->buf, account_of(ALICE), suite, PASSWORD, &at),
+	            BKV_CODE_NOT_FOUND);
+	assert_int_equal(must_register(f, ALICE, suite, PASSWORD, 0), 1);
+	must_recover_fully(f, ALICE, suite, PASSWORD, 1);
+
+	audit_event ev[AUDIT_MAX];
+	static char raw[RAW_MAX];
+	const size_t n = read_audit(f, ev, AUDIT_MAX, raw, sizeof(raw));
+	assert_int_equal(count_events(ev, n, "destroyed", ALICE), 2);
+	assert_int_equal(count_events(ev, n, "deleted", ALICE), 1);
+	assert_raw_account_absent(raw, ALICE);
+}
+
+/* AttemptInfo with the exact numbers on every RecoverStart/RecoverFinish failure that
+ * concerns a registered or destroyed record. */
+static void every_recovery_failure_concerning_a_record_carries_attempt_info(void **state)
+{
+	fx *f = *state;
+	const opaque_suite_id suite = f->suite, other = suite == P256 ? R255 : P256;
+	must_register(f, ALICE, suite, PASSWORD, 4);
+	/* Wrong password, then its ticket again. */
+	attempt w;
+	finish fw;
+	must_start(f, ALICE, suite, WRONG_PASSWORD, &w);
+	client_recover_finish(&f->v, &f->buf, account_of(ALICE), &w, &fw);
+	assert_code(fw.st, BKV_CODE_PERMISSION_DENIED);
+	assert_attempt_info(fw.st, 3, 4);
+	send_ke3(&f->v, &f->buf, account_of(ALICE), &w, &fw);
+	assert_code(fw.st, BKV_CODE_FAILED_PRECONDITION);
+	assert_attempt_info(fw.st, 3, 4);
+	/* Another suite than registered; an invalid KE1. */
+	uint8_t ke1[OPAQUE_MAX_KE1_BYTES];
+	valid_ke1(other, ke1);
+	Bkv__V1__RecoverStartResponse sresp;
+	bkv_status st = send_recover_start(&f->v, &f->buf, account_of(ALICE), (Bkv__V1__Suite)other,
+	                                   ke1, sizes_of(other)->ke1, &sresp);
+	assert_code(st, BKV_CODE_FAILED_PRECONDITION);
+	assert_attempt_info(st, 3, 4);
+	valid_ke1(suite, ke1);
+	identity_element(suite, ke1);
+	st = send_recover_start(&f->v, &f->buf, account_of(ALICE), (Bkv__V1__Suite)suite, ke1,
+	                        sizes_of(suite)->ke1, &sresp);
+	assert_code(st, BKV_CODE_INVALID_ARGUMENT);
+	assert_attempt_info(st, 3, 4);
+	/* An expired ticket: the clock moves past its lifetime. */
+	attempt e;
+	finish fe;
+	must_start(f, ALICE, suite, PASSWORD, &e);
+	client_ke3(&e, &fe);
+	g_time_offset = LIFETIME_S + 5;
+	send_ke3(&f->v, &f->buf, account_of(ALICE), &e, &fe);
+	g_time_offset = 0;
+	assert_code(fe.st, BKV_CODE_FAILED_PRECONDITION);
+	assert_attempt_info(fe.st, 2, 4);
+	/* A ticket replayed after its success. */
+	attempt s;
+	finish fs;
+	must_start(f, ALICE, suite, PASSWORD, &s);
+	assert_int_equal(s.attempts_remaining, 1);
+	client_recover_finish(&f->v, &f->buf, account_of(ALICE), &s, &fs);
+	assert_release(&fs, suite, f->wk, sizeof(f->wk), 1);
+	send_ke3(&f->v, &f->buf, account_of(ALICE), &s, &fs);
+	assert_code(fs.st, BKV_CODE_FAILED_PRECONDITION);
+	assert_attempt_info(fs.st, 4, 4);
+	/* A ticket from a record since replaced: the numbers are the new record's. */
+	attempt old;
+	finish fo;
+	must_start(f, ALICE, suite, PASSWORD, &old);
+	client_ke3(&old, &fo);
+	must_register(f, ALICE, suite, PASSWORD, 5);
+	send_ke3(&f->v, &f->buf, account_of(ALICE), &old, &fo);
+	assert_code(fo.st, BKV_CODE_FAILED_PRECONDITION);
+	assert_attempt_info(fo.st, 5, 5);
+	/* Down to destroyed: each wrong password counts, the last destroys; a guess started
+	 * before is refused as destroyed; RecoverStart says so every time. */
+	for (uint32_t used = 1; used <= 3; used++) {
+		st = wrong_guess(f, ALICE, suite, NULL);
+		assert_code(st, BKV_CODE_PERMISSION_DENIED);
+		assert_attempt_info(st, 5 - used, 5);
+	}
+	attempt pend, last;
+	finish fp, fl;
+	must_start(f, ALICE, suite, PASSWORD, &pend);
+	client_ke3(&pend, &fp);
+	must_start(f, ALICE, suite, WRONG_PASSWORD, &last);
+	assert_int_equal(last.attempts_remaining, 0);
+	client_recover_finish(&f->v, &f->buf, account_of(ALICE), &last, &fl);
+	assert_code(fl.st, BKV_CODE_PERMISSION_DENIED);
+	assert_attempt_info(fl.st, 0, 5);
+	send_ke3(&f->v, &f->buf, account_of(ALICE), &pend, &fp);
+	assert_code(fp.st, BKV_CODE_FAILED_PRECONDITION);
+	assert_attempt_info(fp.st, 0, 5);
+	assert_destroyed_on_start(f, ALICE, suite, 5);
+	/* No record concerned, no AttemptInfo. */
+	attempt none;
+	st = client_recover_start(&f->v, &f->buf, account_of(BOB), suite, PASSWORD, &none);
+	assert_code(st, BKV_CODE_NOT_FOUND);
+	assert_false(st.has_attempt_info);
+}
+
+/* ------------------------------------------------------------------------------------ */
+/* Rows edited outside bkvd (SQL of the test's own, as a database operator could)       */
+/* ------------------------------------------------------------------------------------ */
+
+#define SQL_MAX 8192
+
+/* A blob as an SQL literal: X'..' for SQLite, '\x..'::bytea for PostgreSQL. */
+static const char *sql_blob(char *out, size_t cap, const uint8_t *p, size_t len)
+{
+	static char hex[2 * (BKV_STORAGE_SEALED_MAX + 8) + 1];
+	static const uint8_t nothing[1] = {0};
+	assert_true(2 * len < sizeof(hex));
+	sodium_bin2hex(hex, sizeof(hex), len > 0 ? p : nothing, len);
+	const int n = snprintf(out, cap, on_pg ? "'\\x%s'::bytea" : "X'%s'", hex);
+	assert_true(n > 0 && (size_t)n < cap);
+	return out;
+}
+
+/* Runs one statement on a connection of its own; the number of rows it changed. */
+static long db_exec_sql(fx *f, const char *sql)
+{
+	if (on_pg) {
+		PGconn *c = pg_raw_connect();
+		assert_non_null(c);
+		PGresult *res = PQexec(c, sql);
+		if (PQresultStatus(res) != PGRES_COMMAND_OK)
+			fail_msg("%s: %s", sql, PQerrorMessage(c));
+		const long changed = strtol(PQcmdTuples(res), NULL, 10);
+		PQclear(res);
+		PQfinish(c);
+		return changed;
+	}
+	sqlite3 *db = NULL;
+	assert_int_equal(sqlite3_open_v2(f->db, &db, SQLITE_OPEN_READWRITE, NULL), SQLITE_OK);
+	sqlite3_busy_timeout(db, 5000);
+	if (sqlite3_exec(db, sql, NULL, NULL, NULL) != SQLITE_OK)
+		fail_msg("%s: %s", sql, sqlite3_errmsg(db));
+	const long changed = sqlite3_changes(db);
+	sqlite3_close(db);
+	return changed;
+}
+
+/* UPDATE records SET <set> on the account's row: exactly that row changes. */
+static void tamper_id(fx *f, const uint8_t *id, size_t id_len, const char *set)
+{
+	static char sql[SQL_MAX];
+	char where[2 * BKV_STORAGE_ACCOUNT_MAX + 32];
+	sql_blob(where, sizeof(where), id, id_len);
+	const int n =
+	    snprintf(sql, sizeof(sql), "UPDATE records SET %s WHERE account_id = %s", set, where);
+	assert_true(n > 0 && (size_t)n < sizeof(sql));
+	assert_int_equal(db_exec_sql(f, sql), 1);
+}
+
+static void tamper(fx *f, const char *account, const char *set)
+{
+	tamper_id(f, (const uint8_t *)account, strlen(account), set);
+}
+
+/* Writes every stored field of r but updated_at, its MAC as given, over r's account's row. */
+static void db_write_row(fx *f, const bkv_record *r)
+{
+	static char set[SQL_MAX];
+	char reg[2 * BKV_STORAGE_REG_ID_MAX + 32], mac[2 * BKV_STORAGE_MAC_MAX + 32];
+	static char sealed[2 * BKV_STORAGE_SEALED_MAX + 32];
+	const int n = snprintf(
+	    set, sizeof(set),
+	    "suite = %u, state = %u, record_version = %llu, registration_id = %s, "
+	    "attempts_used = %u, attempt_limit = %u, guess_seq = %llu, last_finished_seq = %llu, "
+	    "seal_key_version = %u, sealed = %s, registered_at = %lld, destroyed_at = %lld, "
+	    "mac = %s",
+	    r->suite, r->state, (unsigned long long)r->record_version,
+	    sql_blob(reg, sizeof(reg), r->registration_id, r->registration_id_len),
+	    r->attempts_used, r->attempt_limit, (unsigned long long)r->guess_seq,
+	    (unsigned long long)r->last_finished_seq, r->seal_key_version,
+	    sql_blob(sealed, sizeof(sealed), r->sealed, r->sealed_len), (long long)r->registered_at,
+	    (long long)r->destroyed_at, sql_blob(mac, sizeof(mac), r->mac, r->mac_len));
+	assert_true(n > 0 && (size_t)n < sizeof(set));
+	tamper_id(f, r->account_id, r->account_id_len, set);
+}
+
+/* The same with a MAC the token computed for it: a row only bkvd (or whoever holds the
+ * token) can make. For the range checks behind the MAC. */
+static void db_write_vouched_row(fx *f, bkv_record *r)
+{
+	assert_int_equal(bkv_record_mac(f->v.token, r), BKV_TOKEN_OK);
+	db_write_row(f, r);
+}
+
+/* Nothing is served from the account's row, and every refusal is audited: GetStatus,
+ * RecoverStart (twice: no KE2 computed, nothing committed), RecoverFinish of a guess
+ * started before the edit (nothing released), RegisterFinish creating or replacing
+ * (nothing written) are each DATA_LOSS and one "record_refused" event. */
+static void assert_refused(fx *f, const char *account, opaque_suite_id suite, const pending *p)
+{
+	const unsigned refused = f->refused, logins = g_login_start_calls, commits = g_commit_calls;
+	unsigned expected = 0;
+	Bkv__V1__GetStatusResponse s;
+	assert_code(bkv_get_status(&f->v, account_of(account), &s), BKV_CODE_DATA_LOSS);
+	assert_false(s.registered);
+	assert_int_equal(s.record_version, 0);
+	assert_int_equal(s.attempts_used, 0);
+	expected++;
+	for (int i = 0; i < 2; i++, expected++) {
+		attempt at;
+		const bkv_status st =
+		    client_recover_start(&f->v, &f->buf, account_of(account), suite, PASSWORD, &at);
+		assert_code(st, BKV_CODE_DATA_LOSS);
+		assert_int_equal(at.resp.ke2.len, 0);
+		assert_int_equal(at.resp.ticket.len, 0);
+		assert_true(is_zero(f->buf.ke2, sizeof(f->buf.ke2)));
+	}
+	if (p != NULL) {
+		Bkv__V1__RecoverFinishResponse resp;
+		assert_code(send_recover_finish(&f->v, &f->buf, account_of(account), p->at.ticket,
+		                                p->at.ticket_len, p->fin.ke3, p->fin.ke3_len,
+		                                &resp),
+		            BKV_CODE_DATA_LOSS);
+		assert_int_equal(resp.sealed_key.len, 0);
+		expected++;
+	}
+	reg_start rs;
+	assert_code(
+	    client_make_record(&f->v, &f->buf, account_of(account), suite, NEW_PASSWORD, &rs),
+	    BKV_CODE_OK);
+	const uint64_t replaces[] = {0, 1, 2};
+	for (size_t i = 0; i < 3; i++, expected++) {
+		const finish_req req =
+		    finish_req_of(&rs, suite, replaces[i], f->wk, sizeof(f->wk), 0);
+		Bkv__V1__RegisterFinishResponse rr;
+		assert_code(send_register_finish(&f->v, account_of(account), &req, &rr),
+		            BKV_CODE_DATA_LOSS);
+		assert_int_equal(rr.record_version, 0);
+	}
+	assert_int_equal(g_login_start_calls, logins);
+	assert_int_equal(g_commit_calls, commits);
+	assert_int_equal(f->refused - refused, expected);
+}
+
+/* The audit log holds `count` record_refused events for the account, each with a reason
+ * containing `why`, and never the account id itself. */
+static void assert_refusals_audited(fx *f, const char *account, size_t count, const char *why)
+{
+	static audit_event ev[256];
+	static char raw[65536];
+	const size_t n = read_audit(f, ev, 256, raw, sizeof(raw));
+	char hash[33];
+	expected_hash(account, hash);
+	size_t found = 0;
+	for (size_t i = 0; i < n; i++) {
+		if (strcmp(ev[i].event, "record_refused") != 0 || strcmp(ev[i].account, hash) != 0)
+			continue;
+		found++;
+		if (strstr(ev[i].reason, why) == NULL)
+			fail_msg("record_refused with reason \"%s\", expected one about \"%s\"",
+			         ev[i].reason, why);
+	}
+	assert_int_equal(found, count);
+	assert_raw_account_absent(raw, account);
+}
+
+/* The audit file starts over (the checks above count from here). */
+static void audit_truncate(fx *f)
+{
+	assert_int_equal(fflush(f->audit), 0);
+	assert_int_equal(ftruncate(fileno(f->audit), 0), 0);
+}
+
+#define REFUSALS_WITH_PENDING 7 /* assert_refused's requests, with a pending guess */
+#define REFUSALS              6
+
+/* The attack of issue 9 on the counter: lowering attempts_used (or raising the limit, or
+ * rewinding the guess counters so an old ticket finishes again) by one UPDATE. Refused
+ * with DATA_LOSS, zero KE2s, until the honest values are back. */
+static void tampered_counters_are_data_loss_and_serve_nothing(void **state)
+{
+	fx *f = *state;
+	const uint64_t bob_version = must_register(f, BOB, R255, PASSWORD, 0);
+	const bkv_record bob = must_peek(f, BOB);
+	/* ALICE, with two wrong guesses and one started for the right password. */
+	pending p;
+	p.version = must_register(f, ALICE, f->suite, PASSWORD, 0);
+	for (int i = 0; i < 2; i++)
+		assert_code(wrong_guess(f, ALICE, f->suite, NULL), BKV_CODE_PERMISSION_DENIED);
+	must_start(f, ALICE, f->suite, PASSWORD, &p.at);
+	client_ke3(&p.at, &p.fin);
+	assert_int_equal(p.fin.client_err, OPAQUE_OK);
+	const bkv_record honest = must_peek(f, ALICE);
+	assert_int_equal(honest.attempts_used, 3);
+	audit_truncate(f);
+	const char *const edits[] = {
+	    "attempts_used = 0",     "attempts_used = 2",
+	    "attempt_limit = 20",    "attempts_used = 0, attempt_limit = 20",
+	    "last_finished_seq = 0", "guess_seq = 1, last_finished_seq = 0",
+	    "guess_seq = 100",       "registered_at = 1",
+	    "destroyed_at = 1",
+	};
+	const size_t nedits = sizeof(edits) / sizeof(edits[0]);
+	for (size_t i = 0; i < nedits; i++) {
+		print_message("UPDATE records SET %s\n", edits[i]);
+		tamper(f, ALICE, edits[i]);
+		assert_refused(f, ALICE, f->suite, &p);
+		db_write_row(f, &honest);
+	}
+	/* The honest values back make the row the token's again: the refusals were the
+	 * edits'. The started guess finishes, from exactly the honest count. */
+	assert_int_equal(status_of(f, ALICE).attempts_used, 3);
+	send_ke3(&f->v, &f->buf, account_of(ALICE), &p.at, &p.fin);
+	assert_release(&p.fin, f->suite, f->wk, sizeof(f->wk), p.version);
+	assert_int_equal(status_of(f, ALICE).attempts_used, 0);
+	/* The bystander was never touched. */
+	const bkv_record bob_after = must_peek(f, BOB);
+	assert_same_row(&bob, &bob_after);
+	must_recover_fully(f, BOB, R255, PASSWORD, bob_version);
+	assert_refusals_audited(f, ALICE, nedits * REFUSALS_WITH_PENDING, "MAC does not match");
+	assert_refusals_audited(f, BOB, 0, "");
+}
+
+/* A tombstone turned back into a record: the old sealed bytes restored, state set live
+ * (and the counters reset, and destroyed_at cleared): never served. */
+static void a_tombstone_turned_back_into_a_record_is_data_loss(void **state)
+{
+	fx *f = *state;
+	const opaque_suite_id suite = f->suite;
+	const uint64_t version = must_register(f, ALICE, suite, PASSWORD, 2);
+	const bkv_record live = must_peek(f, ALICE);
+	for (int i = 0; i < 2; i++)
+		assert_code(wrong_guess(f, ALICE, suite, NULL), BKV_CODE_PERMISSION_DENIED);
+	const bkv_record tomb = must_peek(f, ALICE);
+	assert_tombstone(f, ALICE, version, 2, 0);
+	audit_truncate(f);
+
+	bkv_record edited[4];
+	/* The sealed bytes back and state live, everything else kept. */
+	edited[0] = tomb;
+	edited[0].state = BKV_RECORD_LIVE;
+	memcpy(edited[0].sealed, live.sealed, live.sealed_len);
+	edited[0].sealed_len = live.sealed_len;
+	edited[0].seal_key_version = live.seal_key_version;
+	/* ...and a fresh counter. */
+	edited[1] = edited[0];
+	edited[1].attempts_used = 0;
+	/* ...and not destroyed. */
+	edited[2] = edited[1];
+	edited[2].destroyed_at = 0;
+	/* Every field of the live row, under the tombstone's MAC. (The live row with its own
+	 * old MAC is a whole-row snapshot rollback, which docs/SECURITY.md puts out of scope.) */
+	edited[3] = live;
+	memcpy(edited[3].mac, tomb.mac, tomb.mac_len);
+	edited[3].mac_len = tomb.mac_len;
+	for (size_t i = 0; i < 4; i++) {
+		db_write_row(f, &edited[i]);
+		assert_refused(f, ALICE, suite, NULL);
+	}
+	db_write_row(f, &tomb);
+	assert_tombstone(f, ALICE, version, 2, 0);
+	assert_destroyed_on_start(f, ALICE, suite, 2);
+	assert_refusals_audited(f, ALICE, 4 * REFUSALS, "MAC does not match");
+}
+
+/* Fields moved between two accounts' rows: ALICE borrows BOB's fresh counters (with or
+ * without his MAC), or BOB's whole row: the MAC binds the account id, so neither row is
+ * served. */
+static void counters_swapped_between_two_rows_are_data_loss(void **state)
+{
+	fx *f = *state;
+	must_register(f, ALICE, P256, PASSWORD, 0);
+	for (int i = 0; i < 3; i++)
+		assert_code(wrong_guess(f, ALICE, P256, NULL), BKV_CODE_PERMISSION_DENIED);
+	const uint64_t vb = must_register(f, BOB, P256, NEW_PASSWORD, 0);
+	const bkv_record a = must_peek(f, ALICE), b = must_peek(f, BOB);
+	assert_int_equal(a.attempts_used, 3);
+	assert_int_equal(b.attempts_used, 0);
+	audit_truncate(f);
+
+	/* 1: counters and MACs swapped. */
+	bkv_record a2 = a, b2 = b;
+	a2.attempts_used = b.attempts_used;
+	a2.guess_seq = b.guess_seq;
+	a2.last_finished_seq = b.last_finished_seq;
+	memcpy(a2.mac, b.mac, b.mac_len);
+	b2.attempts_used = a.attempts_used;
+	b2.guess_seq = a.guess_seq;
+	b2.last_finished_seq = a.last_finished_seq;
+	memcpy(b2.mac, a.mac, a.mac_len);
+	db_write_row(f, &a2);
+	db_write_row(f, &b2);
+	assert_refused(f, ALICE, P256, NULL);
+	assert_refused(f, BOB, P256, NULL);
+	/* 2: only the MACs swapped. */
+	a2 = a;
+	b2 = b;
+	memcpy(a2.mac, b.mac, b.mac_len);
+	memcpy(b2.mac, a.mac, a.mac_len);
+	db_write_row(f, &a2);
+	db_write_row(f, &b2);
+	assert_refused(f, ALICE, P256, NULL);
+	assert_refused(f, BOB, P256, NULL);
+	db_write_row(f, &b);
+	/* 3: BOB's whole row, MAC and all, copied onto ALICE's. */
+	a2 = b;
+	memcpy(a2.account_id, a.account_id, a.account_id_len);
+	a2.account_id_len = a.account_id_len;
+	db_write_row(f, &a2);
+	assert_refused(f, ALICE, P256, NULL);
+	db_write_row(f, &a);
+	/* Both rows back: both serve again, from their own counters. */
+	assert_int_equal(status_of(f, ALICE).attempts_used, 3);
+	assert_int_equal(status_of(f, BOB).attempts_used, 0);
+	must_recover_fully(f, BOB, P256, NEW_PASSWORD, vb);
+	assert_refusals_audited(f, ALICE, 3 * REFUSALS, "MAC does not match");
+	assert_refusals_audited(f, BOB, 2 * REFUSALS, "MAC does not match");
+}
+
+/* The registration id picks the OPRF key: changed, emptied (a legacy record's form) or
+ * taken from another row, it is refused before any KE2 is computed under it. */
+static void a_changed_registration_id_is_data_loss(void **state)
+{
+	fx *f = *state;
+	const uint64_t version = must_register(f, ALICE, f->suite, PASSWORD, 0);
+	must_register(f, BOB, f->suite, PASSWORD, 0);
+	const bkv_record a = must_peek(f, ALICE), b = must_peek(f, BOB);
+	audit_truncate(f);
+	bkv_record e[3];
+	e[0] = a;
+	randombytes_buf(e[0].registration_id, BKV_REGISTRATION_ID_BYTES);
+	e[1] = a;
+	memcpy(e[1].registration_id, b.registration_id, BKV_REGISTRATION_ID_BYTES);
+	e[2] = a;
+	e[2].registration_id_len = 0;
+	for (size_t i = 0; i < 3; i++) {
+		db_write_row(f, &e[i]);
+		assert_refused(f, ALICE, f->suite, NULL);
+	}
+	db_write_row(f, &a);
+	must_recover_fully(f, ALICE, f->suite, PASSWORD, version);
+	assert_refusals_audited(f, ALICE, 3 * REFUSALS, "MAC does not match");
+}
+
+/* A row without a MAC (as every row was before the state MAC): refused until `bkvd rewrap`
+ * gives it one; Delete still removes it, so the owner can register again. */
+static void a_row_without_a_state_mac_is_data_loss(void **state)
+{
+	fx *f = *state;
+	const uint64_t version = must_register(f, ALICE, f->suite, PASSWORD, 0);
+	const bkv_record a = must_peek(f, ALICE);
+	audit_truncate(f);
+	tamper(f, ALICE, on_pg ? "mac = '\\x'::bytea" : "mac = X''");
+	assert_refused(f, ALICE, f->suite, NULL);
+	tamper(f, ALICE,
+	       on_pg ? "mac = '\\x'::bytea, registration_id = '\\x'::bytea"
+	             : "mac = X'', registration_id = X''");
+	assert_refused(f, ALICE, f->suite, NULL);
+	assert_refusals_audited(f, ALICE, 2 * REFUSALS, "no state MAC");
+	db_write_row(f, &a);
+	must_recover_fully(f, ALICE, f->suite, PASSWORD, version);
+	/* The way out for an owner: Delete, then register anew. */
+	tamper(f, ALICE, on_pg ? "mac = '\\x'::bytea" : "mac = X''");
+	Bkv__V1__DeleteResponse dr;
+	assert_code(bkv_delete(&f->v, account_of(ALICE), &dr), BKV_CODE_OK);
+	assert_true(dr.deleted);
+	assert_int_equal(must_register(f, ALICE, f->suite, PASSWORD, 0), 1);
+	must_recover_fully(f, ALICE, f->suite, PASSWORD, 1);
+}
+
+/* A record from before registration ids, once migrated (a MAC over an empty registration
+ * id, as `bkvd rewrap` writes): its OPRF key is the account id's alone, and it recovers.
+ * The record is made here as the old server made it. */
+static void a_migrated_record_from_before_registration_ids_still_recovers(void **state)
+{
+	fx *f = *state;
+	const opaque_suite_id suite = f->suite;
+	const opaque_sizes *sz = sizes_of(suite);
+	const opaque_config cfg = client_config(suite);
+	const opaque_config server_cfg = bkv_opaque_config(&f->v, suite);
+	opaque_client_registration_state cs;
+	uint8_t request[OPAQUE_MAX_REGISTRATION_REQUEST_BYTES];
+	uint8_t response[OPAQUE_MAX_REGISTRATION_RESPONSE_BYTES];
+	uint8_t plaintext[OPAQUE_MAX_REGISTRATION_RECORD_BYTES + WK_LEN];
+	uint8_t export_key[OPAQUE_MAX_HASH_BYTES];
+	assert_int_equal(opaque_client_registration_start(&cfg, (const uint8_t *)PASSWORD,
+	                                                  strlen(PASSWORD), &cs, request,
+	                                                  sz->registration_request),
+	                 OPAQUE_OK);
+	assert_int_equal(opaque_server_registration_response(
+	                     &server_cfg, bkv_token_server_keys(f->v.token, suite),
+	                     (const uint8_t *)ALICE, strlen(ALICE), request,
+	                     sz->registration_request, response, sz->registration_response),
+	                 OPAQUE_OK);
+	assert_int_equal(opaque_client_registration_finish(
+	                     &cfg, &cs, (const uint8_t *)PASSWORD, strlen(PASSWORD), NULL, response,
+	                     sz->registration_response, plaintext, sz->registration_record,
+	                     export_key, sz->Nh),
+	                 OPAQUE_OK);
+	memcpy(plaintext + sz->registration_record, f->wk, sizeof(f->wk));
+	bkv_record r;
+	memset(&r, 0, sizeof(r));
+	memcpy(r.account_id, ALICE, strlen(ALICE));
+	r.account_id_len = strlen(ALICE);
+	r.suite = (uint32_t)suite;
+	r.state = BKV_RECORD_LIVE;
+	r.record_version = 1;
+	r.attempt_limit = DEFAULT_LIMIT;
+	r.registered_at = (int64_t)time(NULL);
+	r.seal_key_version = bkv_token_seal_version(f->v.token);
+	r.sealed_len = sz->registration_record + sizeof(f->wk) + BKV_RECORD_SEAL_OVERHEAD;
+	assert_int_equal(bkv_record_seal(f->v.token, r.account_id, r.account_id_len, suite, 1, NULL,
+	                                 0, plaintext, sz->registration_record + sizeof(f->wk),
+	                                 r.sealed, r.sealed_len),
+	                 BKV_TOKEN_OK);
+	sodium_memzero(plaintext, sizeof(plaintext));
+	/* As it was before the migration: no MAC. */
+	bkv_storage *s = NULL;
+	char why[256] = "";
+	assert_int_equal(bkv_storage_open(f->url, &s, why, sizeof(why)), BKV_STORAGE_OK);
+	assert_int_equal(bkv_storage_insert(s, &r), BKV_STORAGE_OK);
+	bkv_storage_close(s);
+	audit_truncate(f);
+	assert_refused(f, ALICE, suite, NULL);
+	assert_refusals_audited(f, ALICE, REFUSALS, "no state MAC");
+	/* Migrated: a MAC over the same state. */
+	db_write_vouched_row(f, &r);
+	const Bkv__V1__GetStatusResponse st = status_of(f, ALICE);
+	assert_true(st.registered);
+	assert_int_equal(st.record_version, 1);
+	must_recover_fully(f, ALICE, suite, PASSWORD, 1);
+	/* Replacing it gives it a registration id like any other. */
+	assert_int_equal(must_register(f, ALICE, suite, NEW_PASSWORD, 0), 2);
+	assert_int_equal(must_peek(f, ALICE).registration_id_len, BKV_REGISTRATION_ID_BYTES);
+	must_recover_fully(f, ALICE, suite, NEW_PASSWORD, 2);
+}
+
+/* Values that no bkvd writes: ones that do not fit the record (refused by storage), ones
+ * edited under the old MAC, and ones a token holder MACed: each refused with DATA_LOSS,
+ * with the reason audited, never used. */
+static void stored_values_out_of_range_are_data_loss(void **state)
+{
+	fx *f = *state;
+	const opaque_suite_id suite = f->suite;
+	const opaque_sizes *sz = sizes_of(suite);
+	const uint64_t version = must_register(f, ALICE, suite, PASSWORD, 0);
+	const bkv_record honest = must_peek(f, ALICE);
+	audit_truncate(f);
+
+	/* Storage cannot hold them in a record. */
+	uint8_t big[BKV_STORAGE_SEALED_MAX + 1];
+	randombytes_buf(big, sizeof(big));
+	char blob_mac[2 * (BKV_STORAGE_MAC_MAX + 1) + 32],
+	    blob_reg[2 * (BKV_STORAGE_REG_ID_MAX + 1) + 32];
+	static char blob_sealed[2 * (BKV_STORAGE_SEALED_MAX + 1) + 32];
+	char set_mac[200], set_reg[200];
+	static char set_sealed[sizeof(blob_sealed) + 16];
+	snprintf(set_mac, sizeof(set_mac), "mac = %s",
+	         sql_blob(blob_mac, sizeof(blob_mac), big, BKV_STORAGE_MAC_MAX + 1));
+	snprintf(set_reg, sizeof(set_reg), "registration_id = %s",
+	         sql_blob(blob_reg, sizeof(blob_reg), big, BKV_STORAGE_REG_ID_MAX + 1));
+	snprintf(set_sealed, sizeof(set_sealed), "sealed = %s",
+	         sql_blob(blob_sealed, sizeof(blob_sealed), big, BKV_STORAGE_SEALED_MAX + 1));
+	const char *const unfit[] = {
+	    "attempts_used = -1",
+	    "attempts_used = 4294967296",
+	    "attempt_limit = -3",
+	    "record_version = -1",
+	    "guess_seq = -1",
+	    "last_finished_seq = -1",
+	    "suite = 4294967297",
+	    "state = -1",
+	    "seal_key_version = -1",
+	    set_mac,
+	    set_reg,
+	    set_sealed,
+	};
+	const size_t nunfit = sizeof(unfit) / sizeof(unfit[0]);
+	for (size_t i = 0; i < nunfit; i++) {
+		print_message("UPDATE records SET %.60s\n", unfit[i]);
+		tamper(f, ALICE, unfit[i]);
+		assert_refused(f, ALICE, suite, NULL);
+		db_write_row(f, &honest);
+	}
+	assert_refusals_audited(f, ALICE, nunfit * REFUSALS, "stored value is out of range");
+	audit_truncate(f);
+
+	/* In range for storage, under the old MAC. */
+	const char *const edited[] = {"suite = 99", "suite = 0", "state = 3", "record_version = 0"};
+	const size_t nedited = sizeof(edited) / sizeof(edited[0]);
+	for (size_t i = 0; i < nedited; i++) {
+		tamper(f, ALICE, edited[i]);
+		assert_refused(f, ALICE, suite, NULL);
+		db_write_row(f, &honest);
+	}
+	assert_refusals_audited(f, ALICE, nedited * REFUSALS, "MAC does not match");
+	audit_truncate(f);
+
+	/* MACed by the token, yet nothing bkvd writes: the range checks behind the MAC. */
+	bkv_record e[14];
+	size_t ne = 0;
+	e[ne] = honest, e[ne++].suite = 99;
+	e[ne] = honest, e[ne++].suite = 0;
+	e[ne] = honest, e[ne++].state = 0;
+	e[ne] = honest, e[ne++].state = 3;
+	e[ne] = honest, e[ne++].record_version = 0;
+	e[ne] = honest, e[ne++].attempt_limit = 0;
+	e[ne] = honest, e[ne].attempts_used = honest.attempt_limit + 1, ne++;
+	e[ne] = honest, e[ne].guess_seq = 2, e[ne].last_finished_seq = 3, ne++;
+	e[ne] = honest, e[ne++].registration_id_len = 5;
+	e[ne] = honest, e[ne++].sealed_len = 0; /* live, with nothing sealed */
+	e[ne] = honest, e[ne++].sealed_len = BKV_RECORD_SEAL_OVERHEAD + sz->registration_record;
+	e[ne] = honest;
+	e[ne++].sealed_len = BKV_RECORD_SEAL_OVERHEAD + sz->registration_record +
+	                     BKV_WRAPPED_KEY_MAX + 1; /* the bytes beyond are zeros */
+	e[ne] = honest, e[ne].state = BKV_RECORD_DESTROYED, e[ne].destroyed_at = 1, ne++;
+	for (size_t i = 0; i < ne; i++) {
+		db_write_vouched_row(f, &e[i]);
+		assert_refused(f, ALICE, suite, NULL);
+		db_write_row(f, &honest);
+	}
+	assert_refusals_audited(f, ALICE, ne * REFUSALS, "MAC-verified record is out of range");
+	must_recover_fully(f, ALICE, suite, PASSWORD, version);
+}
+
+/* What a worker reports about a row: the answers to RecoverFinish (with a guess started
+ * before the edit), RecoverStart and GetStatus, and whether anything was released. */
+typedef struct probe_report {
+	int32_t finish, start, status;
+	int32_t released; /* sealed_key bytes RecoverFinish returned */
+} probe_report;
+
+static int probe_row(bkv_vault *v, bkv_reply_buffers *buf, int report_fd, void *arg)
+{
+	const pending *p = arg;
+	probe_report r = {-1, -1, -1, -1};
+	Bkv__V1__RecoverFinishResponse fresp;
+	r.finish =
+	    (int32_t)send_recover_finish(v, buf, account_of(ALICE), p->at.ticket, p->at.ticket_len,
+	                                 p->fin.ke3, p->fin.ke3_len, &fresp)
+	        .code;
+	r.released = (int32_t)fresp.sealed_key.len;
+	attempt at;
+	r.start =
+	    (int32_t)client_recover_start(v, buf, account_of(ALICE), p->at.suite, PASSWORD, &at)
+	        .code;
+	Bkv__V1__GetStatusResponse s;
+	r.status = (int32_t)bkv_get_status(v, account_of(ALICE), &s).code;
+	return write(report_fd, &r, sizeof(r)) == (ssize_t)sizeof(r) ? 0 : 1;
+}
+
+/* Issue 9: a stored row naming a suite the vault does not know crashed a worker (SIGSEGV)
+ * in RecoverFinish. Each such row, edited or MACed by a token holder, is DATA_LOSS in a
+ * worker that exits normally (a crash shows as a signal here, not in the test process). */
+static void recover_finish_on_a_stored_suite_the_vault_does_not_know_is_data_loss(void **state)
+{
+	fx *f = *state;
+	pending p;
+	start_pending(f, &p);
+	const bkv_record honest = must_peek(f, ALICE);
+	const uint32_t suites[] = {99, 0, 3, 255, 99, 0, 3, 255};
+	for (size_t i = 0; i < sizeof(suites) / sizeof(suites[0]); i++) {
+		const bool vouched = i >= 4;
+		bkv_record e = honest;
+		e.suite = suites[i];
+		if (vouched)
+			db_write_vouched_row(f, &e);
+		else
+			db_write_row(f, &e);
+		int report[2];
+		assert_int_equal(pipe(report), 0);
+		vault_detach(f);
+		const worker w = {probe_row, &p, report[1], -1, -1, {report[0], -1, -1, -1}};
+		const pid_t pid = spawn_worker(f, &w);
+		close(report[1]);
+		int status = 0;
+		reap_all(&pid, &status, 1, now_ms() + CHILD_DEADLINE_MS);
+		probe_report r = {-1, -1, -1, -1};
+		const bool got = read_exactly(report[0], &r, sizeof(r), now_ms() + 1000);
+		close(report[0]);
+		reattach(f);
+		print_message(
+		    "stored suite %u (%s): RecoverFinish %s, RecoverStart %s, GetStatus %s; "
+		    "worker %s %d\n",
+		    suites[i], vouched ? "MACed by the token" : "edited",
+		    r.finish >= 0 ? bkv_code_name((bkv_code)r.finish) : "(none)",
+		    r.start >= 0 ? bkv_code_name((bkv_code)r.start) : "(none)",
+		    r.status >= 0 ? bkv_code_name((bkv_code)r.status) : "(none)",
+		    WIFSIGNALED(status) ? "killed by signal" : "exited with",
+		    WIFSIGNALED(status) ? WTERMSIG(status) : WEXITSTATUS(status));
+		assert_exited_cleanly(status, "RecoverFinish worker");
+		assert_true(got);
+		assert_int_equal(r.finish, BKV_CODE_DATA_LOSS);
+		assert_int_equal(r.released, 0);
+		assert_int_equal(r.start, BKV_CODE_DATA_LOSS);
+		assert_int_equal(r.status, BKV_CODE_DATA_LOSS);
+		db_write_row(f, &honest);
+	}
+	/* Restored, the guess started before finishes. */
+	send_ke3(&f->v, &f->buf, account_of(ALICE), &p.at, &p.fin);
+	assert_release(&p.fin, f->suite, f->wk, sizeof(f->wk), p.version);
 }
 
 /* ------------------------------------------------------------------------------------ */
@@ -2852,6 +4497,30 @@ int main(void)
 	    TEST(concurrent_guessers_get_exactly_the_attempt_limit_of_ke2s),
 	    TEST(sigkill_during_recover_start_never_loses_a_committed_attempt),
 	    TEST(registration_survives_sigkill_right_after_register_finish),
+	    /* Issue 9: RegisterStart answers never test guesses */
+	    SUITE_TESTS(register_start_answers_never_test_guesses_against_the_envelope),
+	    SUITE_TESTS(register_start_answers_from_before_a_password_change_test_nothing_after_it),
+	    /* Registration ids, registration tickets, per-account versions */
+	    SUITE_TESTS(every_registration_gets_a_fresh_registration_id_named_by_its_ticket),
+	    TEST(record_versions_count_per_account_from_1),
+	    SUITE_TESTS(recover_finish_rejects_a_ticket_from_before_delete_and_a_new_registration),
+	    /* Compare-and-set registration */
+	    SUITE_TESTS(register_finish_is_compare_and_set_on_the_record_version),
+	    TEST(registrations_racing_for_the_same_record_version_let_only_one_win),
+	    SUITE_TESTS(register_finish_refuses_a_missing_forged_or_foreign_registration_ticket),
+	    SUITE_TESTS(register_finish_refuses_an_expired_registration_ticket),
+	    /* Tombstones and AttemptInfo */
+	    SUITE_TESTS(a_destroyed_record_stays_a_tombstone_until_registered_over_or_deleted),
+	    SUITE_TESTS(every_recovery_failure_concerning_a_record_carries_attempt_info),
+	    /* Rows edited outside bkvd */
+	    TEST(tampered_counters_are_data_loss_and_serve_nothing),
+	    SUITE_TESTS(a_tombstone_turned_back_into_a_record_is_data_loss),
+	    TEST(counters_swapped_between_two_rows_are_data_loss),
+	    TEST(a_changed_registration_id_is_data_loss),
+	    TEST(a_row_without_a_state_mac_is_data_loss),
+	    SUITE_TESTS(a_migrated_record_from_before_registration_ids_still_recovers),
+	    SUITE_TESTS(stored_values_out_of_range_are_data_loss),
+	    SUITE_TESTS(recover_finish_on_a_stored_suite_the_vault_does_not_know_is_data_loss),
 	};
 	return cmocka_run_group_tests_name(on_pg ? "recovery (postgresql)" : "recovery (sqlite)",
 	                                   tests, group_setup, group_teardown);

@@ -6,7 +6,8 @@
  * PostgreSQL restart under load fails requests with "unavailable" and then heals without
  * lowering a counter, and a recovery ticket from one replica finishes on a second and cannot
  * be replayed on a third. One more test checks what libbkv reports for a guess whose
- * RecoverFinish failed under that concurrency.
+ * RecoverFinish failed under that concurrency, and one that two replicas racing to replace
+ * the same record version (compare-and-set on the shared database) let exactly one win.
  *
  *   tests/with-postgres tests/with-vault test-replicas BKVD DEV_VAULT_SCRIPT
  *
@@ -698,17 +699,27 @@ static void expect_recover(int i, const char *token, const bkv_key *want)
 	bkv_key_wipe(&got);
 }
 
-static void expect_not_registered(int i, const char *token)
+/* A destroyed key: every replica says so (a tombstone), never "not registered". */
+static void expect_destroyed(int i, const char *token, uint32_t limit)
 {
 	bkv_client *c = make_client(i, BKV_SUITE_VAULT_PREFERENCE);
 	bkv_error err = {0};
 	bkv_key got;
 	bkv_recover_info info;
 	const bkv_status st = bkv_recover(c, token, PASSWORD, strlen(PASSWORD), &got, &info, &err);
+	bkv_account_status s;
+	const bkv_status sst = bkv_status_get(c, token, &s, &err);
 	bkv_client_free(c);
-	if (st != BKV_ERR_NOT_REGISTERED)
-		fail_msg("bkv_recover on replica %d: %s (%s), want BKV_ERR_NOT_REGISTERED", i + 1,
+	if (st != BKV_ERR_DESTROYED)
+		fail_msg("bkv_recover on replica %d: %s (%s), want BKV_ERR_DESTROYED", i + 1,
 		         bkv_status_name(st), err.message);
+	assert_true(info.destroyed && info.attempts_known);
+	assert_int_equal(info.attempts_remaining, 0);
+	assert_int_equal(info.attempt_limit, limit);
+	assert_int_equal(sst, BKV_OK);
+	assert_false(s.registered);
+	assert_int_equal(s.state, BKV_RECORD_DESTROYED);
+	assert_true(s.destroyed_at_unix > 0);
 }
 
 static bkv_account_status get_status(int i, const char *token)
@@ -1147,14 +1158,17 @@ static void test_concurrent_guessing_across_three_replicas_consumes_exactly_the_
 			         audit.used_value[v]);
 	}
 	assert_int_equal(audit.destroyed, 1);
-	/* A wrong-password answer needs a KE2; the rest found the key gone. */
+	/* A wrong-password answer needs a KE2; the rest found the key gone: destroyed, which
+	 * none was told was "not registered". */
 	assert_true(atomic_load(&t.wrong) + atomic_load(&t.unconfirmed) <= LIMIT);
+	assert_int_equal(atomic_load(&t.not_registered), 0);
+	assert_true(atomic_load(&t.destroyed) > 0);
 
 	/* A is gone, everywhere, whatever the password. */
 	for (int i = 0; i < REPLICAS; i++) {
 		const bkv_account_status s = get_status(i, token_a);
 		assert_false(s.registered);
-		expect_not_registered(i, token_a);
+		expect_destroyed(i, token_a, LIMIT);
 	}
 	check_bystander();
 	bkv_key_wipe(&key_a);
@@ -1247,7 +1261,7 @@ static void *guess_through_kill(void *arg)
 				atomic_fetch_add(&g->unconfirmed, 1);
 			else if (st == BKV_ERR_WRONG_PASSWORD)
 				atomic_fetch_add(&g->wrong, 1);
-			/* (libbkv leaves attempt_limit 0 when the finish failed) */
+			/* (attempt_limit 0 would be an answer without the numbers) */
 			if (info.attempts_known && info.attempt_limit != 0) {
 				const unsigned used = info.attempt_limit - info.attempts_remaining;
 				unsigned seen = atomic_load(&g->max_used_seen);
@@ -1511,7 +1525,7 @@ static void test_kill_9_of_one_replica_mid_flight_loses_nothing_committed(void *
 	assert_true(replicas_ensure());
 	print_message("    replica %d restarted in %.0f ms\n", KILL_VICTIM + 1, now_ms() - t0);
 	expect_recover(KILL_VICTIM, token_d, &key_d);
-	expect_not_registered(KILL_VICTIM, token_c);
+	expect_destroyed(KILL_VICTIM, token_c, LIMIT);
 	check_bystander();
 	bkv_key_wipe(&key_c);
 	bkv_key_wipe(&key_d);
@@ -1909,6 +1923,131 @@ static void test_tickets_are_stateless_across_replicas(void **state)
 }
 
 /* ------------------------------------------------------------------------------------ */
+/* 5. Compare-and-set registration across replicas                                       */
+/* ------------------------------------------------------------------------------------ */
+
+#define CAS_ROUNDS 6
+
+typedef struct cas_racer {
+	bkv_client *client;
+	const char *token;
+	const char *password;
+	const bkv_key *key;
+	uint64_t replaces;
+	pthread_barrier_t *go;
+	bkv_status status;
+	uint64_t version;
+	char message[BKV_MESSAGE_BYTES];
+} cas_racer;
+
+static void *race_replace(void *arg)
+{
+	cas_racer *r = arg;
+	bkv_error err = {0};
+	pthread_barrier_wait(r->go);
+	r->status = bkv_register_replacing(r->client, r->token, r->password, strlen(r->password),
+	                                   r->key, 0, r->replaces, &r->version, &err);
+	snprintf(r->message, sizeof(r->message), "%s", err.message);
+	return NULL;
+}
+
+static bkv_status recover_on(int i, const char *token, const char *password, bkv_key *got)
+{
+	bkv_client *c = make_client(i, BKV_SUITE_VAULT_PREFERENCE);
+	bkv_error err = {0};
+	bkv_recover_info info;
+	const bkv_status st = bkv_recover(c, token, password, strlen(password), got, &info, &err);
+	bkv_client_free(c);
+	return st;
+}
+
+/* Two replicas replace the same record version at once: exactly one wins (version + 1, its
+ * password and key), the other gets BKV_ERR_CONFLICT and changed nothing. */
+static void test_two_replicas_racing_to_replace_one_version_let_exactly_one_win(void **state)
+{
+	(void)state;
+	const char *token = token_for("replicas-R");
+	static const char *const passwords[2] = {"racer zero's password", "racer one's password"};
+	bkv_key keys[2], got;
+	bkv_key_generate(&keys[0]);
+	bkv_key_generate(&keys[1]);
+	do_register(0, token, &keys[0], LIMIT);
+	unsigned wins[2] = {0, 0};
+	for (int round = 0; round < CAS_ROUNDS; round++) {
+		const bkv_account_status before = get_status(round % REPLICAS, token);
+		assert_true(before.registered);
+		pthread_barrier_t go;
+		pthread_barrier_init(&go, NULL, 2);
+		cas_racer r[2];
+		pthread_t threads[2];
+		for (int k = 0; k < 2; k++) {
+			/* Racer k on replica (round + k) % 3, so every pair meets. */
+			r[k] = (cas_racer){.client = make_client((round + k) % REPLICAS,
+			                                         BKV_SUITE_VAULT_PREFERENCE),
+			                   .token = token,
+			                   .password = passwords[k],
+			                   .key = &keys[k],
+			                   .replaces = before.record_version,
+			                   .go = &go};
+		}
+		for (int k = 0; k < 2; k++) {
+			if (pthread_create(&threads[k], NULL, race_replace, &r[k]) != 0)
+				abort(); /* the barrier would wait forever */
+		}
+		for (int k = 0; k < 2; k++)
+			pthread_join(threads[k], NULL);
+		pthread_barrier_destroy(&go);
+		for (int k = 0; k < 2; k++)
+			bkv_client_free(r[k].client);
+
+		int winner = -1;
+		for (int k = 0; k < 2; k++) {
+			if (r[k].status == BKV_OK)
+				winner = winner < 0 ? k : 2; /* 2: both won */
+		}
+		if (winner < 0 || winner == 2 || r[1 - winner].status != BKV_ERR_CONFLICT)
+			fail_msg(
+			    "round %d (replicas %d and %d, replacing version %llu): racer 0 %s "
+			    "(%s), racer 1 %s (%s); want exactly one ok and one conflict",
+			    round, round % REPLICAS + 1, (round + 1) % REPLICAS + 1,
+			    (unsigned long long)before.record_version, bkv_status_name(r[0].status),
+			    r[0].message, bkv_status_name(r[1].status), r[1].message);
+		const int loser = 1 - winner;
+		wins[winner]++;
+		assert_int_equal(r[winner].version, before.record_version + 1);
+		assert_int_equal(r[loser].version, 0);
+		/* Every replica sees the winner's record. */
+		for (int i = 0; i < REPLICAS; i++) {
+			const bkv_account_status s = get_status(i, token);
+			assert_true(s.registered);
+			assert_int_equal(s.record_version, before.record_version + 1);
+			assert_int_equal(s.attempts_used, 0);
+		}
+		/* The loser's password does not open it (one attempt), the winner's does, on the
+		 * third replica. */
+		const int third = (round + 2) % REPLICAS;
+		const bkv_status lost = recover_on(third, token, passwords[loser], &got);
+		if (lost != BKV_ERR_WRONG_PASSWORD)
+			fail_msg("the loser's password: %s, want wrong password",
+			         bkv_status_name(lost));
+		assert_int_equal(recover_on(third, token, passwords[winner], &got), BKV_OK);
+		assert_memory_equal(got.bytes, keys[winner].bytes, BKV_KEY_BYTES);
+		bkv_key_wipe(&got);
+		print_message(
+		    "    round %d: replica %d won over replica %d (version %llu -> %llu); "
+		    "the loser: %s\n",
+		    round, (round + winner) % REPLICAS + 1, (round + loser) % REPLICAS + 1,
+		    (unsigned long long)before.record_version,
+		    (unsigned long long)r[winner].version, r[loser].message);
+	}
+	print_message("    %d rounds: racer 0 won %u, racer 1 won %u\n", CAS_ROUNDS, wins[0],
+	              wins[1]);
+	check_bystander();
+	bkv_key_wipe(&keys[0]);
+	bkv_key_wipe(&keys[1]);
+}
+
+/* ------------------------------------------------------------------------------------ */
 
 /* The bystander B, registered on replica 3 and seen on replica 1, before the other tests
  * (which check that nothing they do touches it). */
@@ -1956,6 +2095,7 @@ int main(int argc, char **argv)
 	    TEST(test_kill_9_of_one_replica_mid_flight_loses_nothing_committed),
 	    TEST(test_postgresql_restart_under_load_is_unavailable_then_heals),
 	    TEST(test_tickets_are_stateless_across_replicas),
+	    TEST(test_two_replicas_racing_to_replace_one_version_let_exactly_one_win),
 	};
 	const int failed =
 	    cmocka_run_group_tests_name("replicas", tests, group_setup, group_teardown);

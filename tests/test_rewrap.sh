@@ -3,7 +3,10 @@
 # registered under bkv-seal-1 still recover after `bkvd rotate-seal-key`; `bkvd rewrap`
 # re-seals them (and the ristretto255 AKE key) under bkv-seal-2 and can be run again;
 # `bkvd delete-seal-key 1` is refused while anything uses version 1 and works after; the
-# newest version is never deleted; recovery works throughout.
+# newest version is never deleted; recovery works throughout. Re-sealing keeps each
+# record's state MAC valid: a counted wrong password is still counted after it, and a
+# tombstone (a key destroyed at its attempt limit) stays a tombstone, holding nothing to
+# re-seal and not holding back the deletion of version 1.
 #
 #   tests/test_rewrap.sh BUILD_BIN_DIR
 set -euo pipefail
@@ -49,11 +52,28 @@ stop() { kill "$pid"; wait "$pid" 2>/dev/null || true; pid=""; }
 
 printf 'rotation password' > "$work/password"
 bkv() { "$bin/bkv" "$@" --ca-file "$work/vault/tls/cert.pem"; }
-register() { # register ACCOUNT SUITE
-  "$bin/bkvd" dev-token --config "$config" "$1" > "$work/token-$1"
-  "$bin/bkv" keygen --out "$work/key-$1"
-  bkv register --token-file "$work/token-$1" --key-file "$work/key-$1" \
-    --password-file "$work/password" --suite "$2"
+register() { # register ACCOUNT SUITE [OPTIONS...]
+  local account=$1 suite=$2
+  shift 2
+  "$bin/bkvd" dev-token --config "$config" "$account" > "$work/token-$account"
+  "$bin/bkv" keygen --out "$work/key-$account"
+  bkv register --token-file "$work/token-$account" --key-file "$work/key-$account" \
+    --password-file "$work/password" --suite "$suite" "$@"
+}
+printf 'not the password' > "$work/wrong"
+wrong_password() { # wrong_password ACCOUNT EXIT: one wrong password, the CLI exits with EXIT
+  local rc=0
+  bkv recover --token-file "$work/token-$1" --password-file "$work/wrong" --out "$work/got-$1" || rc=$?
+  echo "exit $rc"
+  [ "$rc" -eq "$2" ]
+}
+attempts_used() { # attempts_used ACCOUNT N: bkv status shows N attempts used
+  bkv status --token-file "$work/token-$1" | tee /dev/stderr | grep -q "attempts used: $2 of"
+}
+# erin's row: a tombstone (state 2), no sealed bytes, seal_key_version 0
+tombstone() {
+  [ "$(sqlite3 -batch "$work/vault/bkv.db" "SELECT state, length(sealed), seal_key_version
+    FROM records WHERE account_id = CAST('erin' AS BLOB)")" = "2|0|0" ]
 }
 recovers() { # recovers ACCOUNT: the recovered key equals the registered one
   rm -f "$work/got-$1"
@@ -76,6 +96,11 @@ check "records still under bkv-seal-1 after rotation" records_under 1 3
 start
 check "a record sealed under version 1 recovers after rotation" recovers alice
 register dave p256-sha256
+check "a wrong password for bob (exit 3)" wrong_password bob 3
+check "bob: 1 attempt used" attempts_used bob 1
+check "erin registers with an attempt limit of 1" register erin ristretto255-sha512 --attempt-limit 1
+check "erin's one wrong password destroys the key (exit 4)" wrong_password erin 4
+check "erin's row is a tombstone" tombstone
 stop
 check "a new registration is sealed under bkv-seal-2" records_under 2 1
 check "delete-seal-key 1 is refused while records use it" \
@@ -88,10 +113,13 @@ check "the newest version cannot be deleted" \
   bash -c "! '$bin/bkvd' delete-seal-key --config '$config' 2"
 check "delete-seal-key 1 works once nothing uses it" \
   "$bin/bkvd" delete-seal-key --config "$config" 1
+check "erin's row is still a tombstone" tombstone
 start
+check "bob's wrong password is still counted after rewrap (the state MAC holds)" attempts_used bob 1
 for account in alice bob carol dave; do
   check "$account recovers after rewrap and deletion of version 1" recovers "$account"
 done
+check "erin's key stays destroyed (exit 4)" wrong_password erin 4
 stop
 
 echo "$passed passed, $failed failed"

@@ -1,11 +1,15 @@
 /*
  * test_storage.c - behaviour tests of the record store (vault/storage/storage.h) on its SQLite
  * backend (cmocka). Every test gets a fresh database in its own temporary directory and
- * checks one sentence of the contract: opening and schema versioning, WAL with
- * synchronous=FULL, put/get, record versions, the attempt counter (commit_attempt and
- * finish_attempt), delete, re-sealing, "UNAVAILABLE commits nothing", and the properties
- * that need several processes: concurrent attempts grant exactly the limit, a guess is
- * finished exactly once, and a SIGKILL never loses a committed attempt.
+ * checks one sentence of the contract: opening, schema versioning and the migration of a
+ * version-1 database, WAL with synchronous=FULL, insert/get, update as a compare-and-set on
+ * the stored MAC, values that do not fit a field (CORRUPT), delete, re-sealing,
+ * "UNAVAILABLE commits nothing", and the properties that need several processes: racing
+ * read -> compare-and-set loops lose no increment, two writers from one MAC never both
+ * succeed, and a SIGKILL never loses a committed write.
+ *
+ * The tests give a row's MAC a meaning of their own: the 8-byte big-endian value of
+ * attempts_used, so a row whose MAC does not match its counter shows a torn write.
  *
  * A few tests look into the file through a second, plain SQLite connection (PRAGMAs, the
  * `records` table, triggers that make a statement fail), which ties them to the SQLite
@@ -230,30 +234,56 @@ static void reopen(fx *f)
 	}
 }
 
-/* A record ready for put: version from next_record_version, a sealed blob derived from the
- * account so round trips are checkable. */
-static void make_record(fx *f, bkv_record *r, const uint8_t *account, size_t len, uint32_t limit)
+/* The schema version this code creates and migrates to. */
+#define SCHEMA_VERSION 2
+
+/* The MAC these tests give a state: attempts_used as 8 big-endian bytes. */
+static void set_counter_mac(bkv_record *r)
+{
+	r->mac_len = 8;
+	for (size_t i = 0; i < 8; i++) {
+		r->mac[i] = (uint8_t)((uint64_t)r->attempts_used >> (56 - 8 * i));
+	}
+}
+
+static bool has_counter_mac(const bkv_record *r)
+{
+	bkv_record expected = *r;
+	set_counter_mac(&expected);
+	return r->mac_len == 8 && memcmp(r->mac, expected.mac, 8) == 0;
+}
+
+/* A live record with every field set, derived from the account so round trips are
+ * checkable, and the counter MAC of attempts_used 0. */
+static void make_record(bkv_record *r, const uint8_t *account, size_t len)
 {
 	memset(r, 0, sizeof(*r));
 	memcpy(r->account_id, account, len);
 	r->account_id_len = len;
 	r->suite = 2;
-	assert_int_equal(bkv_storage_next_record_version(f->s, &r->record_version), BKV_STORAGE_OK);
-	r->attempt_limit = limit;
+	r->state = 1;
+	r->record_version = 1;
+	r->registration_id_len = 16;
+	for (size_t i = 0; i < r->registration_id_len; i++) {
+		r->registration_id[i] = (uint8_t)(0xA0 + i + len);
+	}
+	r->attempt_limit = 10;
 	r->seal_key_version = 1;
 	r->sealed_len = 48 + len % 16;
 	for (size_t i = 0; i < r->sealed_len; i++) {
 		r->sealed[i] = (uint8_t)(i * 7 + len + (len ? account[0] : 0));
 	}
+	r->registered_at = 1700000000;
+	set_counter_mac(r);
 }
 
-/* Puts a new record and returns its record_version. */
-static uint64_t put_new(fx *f, const uint8_t *account, size_t len, uint32_t limit)
+/* Inserts make_record's record and returns it. */
+static bkv_record insert_new(fx *f, const uint8_t *account, size_t len)
 {
 	bkv_record r;
-	make_record(f, &r, account, len, limit);
-	assert_int_equal(bkv_storage_put(f->s, &r), BKV_STORAGE_OK);
-	return r.record_version;
+	make_record(&r, account, len);
+	assert_int_equal(bkv_storage_insert(f->s, &r), BKV_STORAGE_OK);
+	return r;
 }
 
 static bkv_record get_ok(fx *f, const uint8_t *account, size_t len)
@@ -263,23 +293,35 @@ static bkv_record get_ok(fx *f, const uint8_t *account, size_t len)
 	return r;
 }
 
-/* commit_attempt against the row as it is now; returns the new attempts_used. */
-static uint32_t commit_ok(fx *f, const uint8_t *account, size_t len)
+/* The state a handler would write after r: one more attempt and guess, and its MAC. */
+static bkv_record next_state(const bkv_record *r)
 {
-	bkv_record r = get_ok(f, account, len);
-	uint32_t used = 0, limit = 0;
-	assert_int_equal(bkv_storage_commit_attempt(f->s, account, len, r.record_version,
-	                                            r.guess_seq, &used, &limit),
-	                 BKV_STORAGE_OK);
-	return used;
+	bkv_record n = *r;
+	n.attempts_used++;
+	n.guess_seq++;
+	set_counter_mac(&n);
+	return n;
 }
 
-static void assert_same_record(const bkv_record *a, const bkv_record *b)
+/* Reads the row, writes its next state from the MAC it read, and returns the row after. */
+static bkv_record advance_ok(fx *f, const uint8_t *account, size_t len)
+{
+	const bkv_record r = get_ok(f, account, len);
+	const bkv_record n = next_state(&r);
+	assert_int_equal(bkv_storage_update(f->s, &n, r.mac, r.mac_len), BKV_STORAGE_OK);
+	return get_ok(f, account, len);
+}
+
+/* Every field but updated_at, which storage sets. */
+static void assert_same_state(const bkv_record *a, const bkv_record *b)
 {
 	assert_int_equal(a->account_id_len, b->account_id_len);
 	assert_memory_equal(a->account_id, b->account_id, a->account_id_len);
 	assert_int_equal(a->suite, b->suite);
+	assert_int_equal(a->state, b->state);
 	assert_int_equal(a->record_version, b->record_version);
+	assert_int_equal(a->registration_id_len, b->registration_id_len);
+	assert_memory_equal(a->registration_id, b->registration_id, a->registration_id_len);
 	assert_int_equal(a->attempts_used, b->attempts_used);
 	assert_int_equal(a->attempt_limit, b->attempt_limit);
 	assert_int_equal(a->guess_seq, b->guess_seq);
@@ -288,6 +330,15 @@ static void assert_same_record(const bkv_record *a, const bkv_record *b)
 	assert_int_equal(a->sealed_len, b->sealed_len);
 	assert_memory_equal(a->sealed, b->sealed, a->sealed_len);
 	assert_int_equal(a->registered_at, b->registered_at);
+	assert_int_equal(a->destroyed_at, b->destroyed_at);
+	assert_int_equal(a->mac_len, b->mac_len);
+	assert_memory_equal(a->mac, b->mac, a->mac_len);
+}
+
+/* The row as stored, updated_at included. */
+static void assert_same_record(const bkv_record *a, const bkv_record *b)
+{
+	assert_same_state(a, b);
 	assert_int_equal(a->updated_at, b->updated_at);
 }
 
@@ -512,7 +563,7 @@ static void test_open_creates_the_schema(void **state)
 {
 	fx *f = *state;
 	if (on_pg) {
-		assert_true(pg_int("SELECT version FROM bkv_schema") >= 1);
+		assert_int_equal(pg_int("SELECT version FROM bkv_schema"), SCHEMA_VERSION);
 		assert_int_equal(pg_int("SELECT count(*) FROM bkv_schema"), 1);
 		assert_int_equal(
 		    pg_int("SELECT count(*) FROM pg_tables WHERE schemaname = 'public' "
@@ -520,7 +571,7 @@ static void test_open_creates_the_schema(void **state)
 		    1);
 	} else {
 		sqlite3 *db = raw_open(f);
-		assert_true(raw_int(db, "PRAGMA user_version") >= 1);
+		assert_int_equal(raw_int(db, "PRAGMA user_version"), SCHEMA_VERSION);
 		assert_int_equal(raw_int(db, "SELECT count(*) FROM sqlite_schema WHERE type = "
 		                             "'table' AND name = 'records'"),
 		                 1);
@@ -536,9 +587,10 @@ static void test_open_accepts_a_bare_path(void **state)
 	fx *f = *state;
 	char why[256] = "";
 	assert_int_equal(bkv_storage_open(f->path, &f->s, why, sizeof(why)), BKV_STORAGE_OK);
-	const uint64_t v = put_new(f, LIT("alice"), 10);
+	const bkv_record in = insert_new(f, LIT("alice"));
 	reopen(f); /* through "sqlite:PATH": the same file */
-	assert_int_equal(get_ok(f, LIT("alice")).record_version, v);
+	const bkv_record out = get_ok(f, LIT("alice"));
+	assert_same_state(&in, &out);
 }
 
 static void test_open_refuses_an_unknown_url_scheme(void **state)
@@ -627,9 +679,8 @@ static void test_open_of_a_file_that_is_not_a_database_fails_with_a_reason(void 
 static void test_reopen_keeps_records(void **state)
 {
 	fx *f = *state;
-	put_new(f, LIT("alice"), 10);
-	commit_ok(f, LIT("alice"));
-	const bkv_record before = get_ok(f, LIT("alice"));
+	insert_new(f, LIT("alice"));
+	const bkv_record before = advance_ok(f, LIT("alice"));
 	reopen(f);
 	const bkv_record after = get_ok(f, LIT("alice"));
 	assert_same_record(&before, &after);
@@ -638,7 +689,7 @@ static void test_reopen_keeps_records(void **state)
 static void test_open_refuses_a_schema_newer_than_the_code(void **state)
 {
 	fx *f = *state;
-	put_new(f, LIT("alice"), 10);
+	insert_new(f, LIT("alice"));
 	close_storage(f);
 	raw_sql(f, on_pg ? "UPDATE bkv_schema SET version = 9999" : "PRAGMA user_version = 9999");
 
@@ -659,6 +710,90 @@ static void test_open_refuses_a_schema_newer_than_the_code(void **state)
 	assert_int_equal(raw_int(db, "PRAGMA user_version"), 9999);
 	assert_int_equal(raw_int(db, "SELECT count(*) FROM records"), 1);
 	sqlite3_close(db);
+}
+
+/* A database written by the previous schema (version 1: no state, registration_id,
+ * destroyed_at or mac; record versions from a store-wide counter), as each backend
+ * created it. */
+static const char schema_1_sqlite[] =
+    "CREATE TABLE records (account_id BLOB PRIMARY KEY, suite INTEGER NOT NULL,"
+    " record_version INTEGER NOT NULL, attempts_used INTEGER NOT NULL,"
+    " attempt_limit INTEGER NOT NULL, guess_seq INTEGER NOT NULL,"
+    " last_finished_seq INTEGER NOT NULL, seal_key_version INTEGER NOT NULL,"
+    " sealed BLOB NOT NULL, registered_at INTEGER NOT NULL, updated_at INTEGER NOT NULL"
+    ") WITHOUT ROWID;"
+    "CREATE INDEX records_by_seal_key_version ON records(seal_key_version, account_id);"
+    "CREATE TABLE counters (name TEXT PRIMARY KEY, value INTEGER NOT NULL) WITHOUT ROWID;"
+    "INSERT INTO counters VALUES ('record_version', 7);"
+    "INSERT INTO records VALUES (x'616c696365', 2, 7, 3, 10, 5, 4, 1, x'00c0ffee00', "
+    "1600000000, 1600000001);"
+    "PRAGMA user_version = 1;";
+static const char schema_1_pg[] =
+    "CREATE TABLE bkv_schema (only_row boolean PRIMARY KEY DEFAULT true CHECK (only_row),"
+    " version integer NOT NULL);"
+    "INSERT INTO bkv_schema (version) VALUES (1);"
+    "CREATE TABLE records (account_id bytea PRIMARY KEY, suite bigint NOT NULL,"
+    " record_version bigint NOT NULL, attempts_used bigint NOT NULL,"
+    " attempt_limit bigint NOT NULL, guess_seq bigint NOT NULL,"
+    " last_finished_seq bigint NOT NULL, seal_key_version bigint NOT NULL,"
+    " sealed bytea NOT NULL, registered_at bigint NOT NULL, updated_at bigint NOT NULL);"
+    "CREATE INDEX records_by_seal_key_version ON records (seal_key_version, account_id);"
+    "CREATE SEQUENCE record_version_seq AS bigint MINVALUE 1 NO CYCLE;"
+    "SELECT setval('record_version_seq', 7);"
+    "INSERT INTO records VALUES ('\\x616c696365', 2, 7, 3, 10, 5, 4, 1, '\\x00c0ffee00', "
+    "1600000000, 1600000001);";
+
+static void test_open_migrates_a_version_1_database_and_keeps_its_rows(void **state)
+{
+	fx *f = *state;
+	if (on_pg) {
+		pg_exec(schema_1_pg);
+	} else {
+		sqlite3 *db = NULL;
+		assert_int_equal(
+		    sqlite3_open_v2(f->path, &db, SQLITE_OPEN_READWRITE | SQLITE_OPEN_CREATE, NULL),
+		    SQLITE_OK);
+		raw_exec(db, schema_1_sqlite);
+		sqlite3_close(db);
+	}
+	reopen(f);
+
+	const bkv_record r = get_ok(f, LIT("alice"));
+	assert_int_equal(r.suite, 2);
+	assert_int_equal(r.record_version, 7);
+	assert_int_equal(r.attempts_used, 3);
+	assert_int_equal(r.attempt_limit, 10);
+	assert_int_equal(r.guess_seq, 5);
+	assert_int_equal(r.last_finished_seq, 4);
+	assert_int_equal(r.seal_key_version, 1);
+	assert_int_equal(r.sealed_len, 5);
+	assert_memory_equal(r.sealed, "\x00\xc0\xff\xee\x00", 5);
+	assert_int_equal(r.registered_at, 1600000000);
+	assert_int_equal(r.updated_at, 1600000001);
+	/* the new columns, as a row from before them */
+	assert_int_equal(r.state, 1);
+	assert_int_equal(r.registration_id_len, 0);
+	assert_int_equal(r.destroyed_at, 0);
+	assert_int_equal(r.mac_len, 0);
+
+	/* the schema is the current one, and the store-wide version counter is gone */
+	if (on_pg) {
+		assert_int_equal(pg_int("SELECT version FROM bkv_schema"), SCHEMA_VERSION);
+		assert_int_equal(pg_int("SELECT count(*) FROM pg_class WHERE relname = "
+		                        "'record_version_seq'"),
+		                 0);
+	} else {
+		sqlite3 *db = raw_open(f);
+		assert_int_equal(raw_int(db, "PRAGMA user_version"), SCHEMA_VERSION);
+		assert_int_equal(
+		    raw_int(db, "SELECT count(*) FROM sqlite_schema WHERE name = 'counters'"), 0);
+		sqlite3_close(db);
+	}
+	/* and the migrated row takes its first MAC from "no MAC" */
+	const bkv_record n = next_state(&r);
+	assert_int_equal(bkv_storage_update(f->s, &n, NULL, 0), BKV_STORAGE_OK);
+	const bkv_record after = get_ok(f, LIT("alice"));
+	assert_same_state(&n, &after);
 }
 
 static void test_database_is_in_wal_mode(void **state)
@@ -704,23 +839,19 @@ static void test_connection_uses_synchronous_full(void **state)
 }
 
 /* Worker processes may start together on a database that does not exist yet. */
-static int child_open_and_put(int index, void *arg)
+static int child_open_and_insert(int index, void *arg)
 {
 	child_ready_and_wait(); /* all open together */
 	bkv_storage *s = child_open(arg);
 	if (s == NULL) {
 		return 1;
 	}
+	char account[16];
+	const int len = snprintf(account, sizeof(account), "worker-%d", index);
 	bkv_record r;
-	memset(&r, 0, sizeof(r));
-	r.account_id_len = (size_t)snprintf((char *)r.account_id, 16, "worker-%d", index);
-	r.attempt_limit = 10;
+	make_record(&r, (const uint8_t *)account, (size_t)len);
 	r.seal_key_version = 7;
-	r.sealed_len = 32;
-	bkv_storage_err err = bkv_storage_next_record_version(s, &r.record_version);
-	if (err == BKV_STORAGE_OK) {
-		err = bkv_storage_put(s, &r);
-	}
+	const bkv_storage_err err = bkv_storage_insert(s, &r);
 	bkv_storage_close(s);
 	return err == BKV_STORAGE_OK ? 0 : 2;
 }
@@ -729,7 +860,7 @@ static void test_concurrent_first_opens_of_a_new_database_all_succeed(void **sta
 {
 	fx *f = *state;
 	int status[N_CHILDREN];
-	run_children(N_CHILDREN, child_open_and_put, f->url, status);
+	run_children(N_CHILDREN, child_open_and_insert, f->url, status);
 	int failed = 0;
 	for (int i = 0; i < N_CHILDREN; i++) {
 		if (status[i] != 0) {
@@ -749,9 +880,9 @@ static void test_concurrent_first_opens_of_a_new_database_all_succeed(void **sta
 static void test_strerror_gives_a_distinct_message_for_every_error(void **state)
 {
 	(void)state;
-	const bkv_storage_err all[] = {BKV_STORAGE_OK,          BKV_STORAGE_NOT_FOUND,
-	                               BKV_STORAGE_EXHAUSTED,   BKV_STORAGE_STALE,
-	                               BKV_STORAGE_UNAVAILABLE, BKV_STORAGE_ARGUMENT};
+	const bkv_storage_err all[] = {
+	    BKV_STORAGE_OK,          BKV_STORAGE_NOT_FOUND, BKV_STORAGE_EXISTS, BKV_STORAGE_STALE,
+	    BKV_STORAGE_UNAVAILABLE, BKV_STORAGE_ARGUMENT,  BKV_STORAGE_CORRUPT};
 	const size_t n = sizeof(all) / sizeof(all[0]);
 	for (size_t i = 0; i < n; i++) {
 		const char *m = bkv_storage_strerror(all[i]);
@@ -761,11 +892,15 @@ static void test_strerror_gives_a_distinct_message_for_every_error(void **state)
 			assert_string_not_equal(m, bkv_storage_strerror(all[j]));
 		}
 	}
-	assert_non_null(bkv_storage_strerror((bkv_storage_err)99));
+	const char *unknown = bkv_storage_strerror((bkv_storage_err)99);
+	assert_non_null(unknown);
+	for (size_t i = 0; i < n; i++) {
+		assert_string_not_equal(unknown, bkv_storage_strerror(all[i]));
+	}
 }
 
 /* ------------------------------------------------------------------------------------ */
-/* get and put                                                                           */
+/* get and insert                                                                        */
 /* ------------------------------------------------------------------------------------ */
 
 static void test_get_of_a_missing_account_is_not_found(void **state)
@@ -773,61 +908,86 @@ static void test_get_of_a_missing_account_is_not_found(void **state)
 	fx *f = *state;
 	bkv_record r;
 	assert_int_equal(bkv_storage_get(f->s, LIT("nobody"), &r), BKV_STORAGE_NOT_FOUND);
-	put_new(f, LIT("alice"), 10);
+	insert_new(f, LIT("alice"));
 	assert_int_equal(bkv_storage_get(f->s, LIT("alic"), &r), BKV_STORAGE_NOT_FOUND);
 	assert_int_equal(bkv_storage_get(f->s, LIT("alice2"), &r), BKV_STORAGE_NOT_FOUND);
 }
 
-static void test_put_then_get_round_trips_every_field(void **state)
+/* Every field at an extreme of what it may hold; updated_at is storage's, not the caller's. */
+static void test_insert_then_get_round_trips_every_field(void **state)
 {
 	fx *f = *state;
 	bkv_record in;
-	make_record(f, &in, LIT("alice@example.org"), 7);
+	make_record(&in, LIT("alice@example.org"));
 	in.suite = 0xA5A5A5A5u;
-	in.seal_key_version = 0xFFFFFFF0u;
+	in.state = UINT32_MAX;
+	in.record_version = INT64_MAX;
+	in.registration_id_len = BKV_STORAGE_REG_ID_MAX;
+	for (size_t i = 0; i < in.registration_id_len; i++) {
+		in.registration_id[i] = (uint8_t)(i % 4 == 0 ? 0 : 0xFF - i);
+	}
+	in.attempts_used = UINT32_MAX - 1;
 	in.attempt_limit = UINT32_MAX;
+	in.guess_seq = INT64_MAX;
+	in.last_finished_seq = INT64_MAX - 1;
+	in.seal_key_version = 0xFFFFFFF0u;
+	in.registered_at = INT64_MIN;
+	in.destroyed_at = INT64_MAX;
+	in.updated_at = 2;
+	in.mac_len = BKV_STORAGE_MAC_MAX;
+	for (size_t i = 0; i < in.mac_len; i++) {
+		in.mac[i] = (uint8_t)(i % 3 == 0 ? 0 : i * 11);
+	}
 	const int64_t before = (int64_t)time(NULL);
-	assert_int_equal(bkv_storage_put(f->s, &in), BKV_STORAGE_OK);
+	assert_int_equal(bkv_storage_insert(f->s, &in), BKV_STORAGE_OK);
 	const int64_t after = (int64_t)time(NULL);
 
 	bkv_record out;
 	memset(&out, 0xEE, sizeof(out));
 	assert_int_equal(bkv_storage_get(f->s, LIT("alice@example.org"), &out), BKV_STORAGE_OK);
-	assert_int_equal(out.account_id_len, in.account_id_len);
-	assert_memory_equal(out.account_id, in.account_id, in.account_id_len);
-	assert_int_equal(out.suite, in.suite);
-	assert_int_equal(out.record_version, in.record_version);
-	assert_int_equal(out.attempt_limit, in.attempt_limit);
-	assert_int_equal(out.seal_key_version, in.seal_key_version);
-	assert_int_equal(out.sealed_len, in.sealed_len);
-	assert_memory_equal(out.sealed, in.sealed, in.sealed_len);
-	assert_int_equal(out.attempts_used, 0);
-	assert_int_equal(out.guess_seq, 0);
-	assert_int_equal(out.last_finished_seq, 0);
-	assert_time_between(out.registered_at, before, after);
+	assert_same_state(&in, &out);
 	assert_time_between(out.updated_at, before, after);
 }
 
-static void test_put_of_a_new_account_ignores_the_callers_counters(void **state)
+/* A tombstone: destroyed, nothing sealed (seal_key_version 0, an empty blob). */
+static void test_insert_then_get_round_trips_a_tombstone_with_nothing_sealed(void **state)
 {
 	fx *f = *state;
 	bkv_record in;
-	make_record(f, &in, LIT("alice"), 5);
-	in.attempts_used = 4;
-	in.guess_seq = 99;
-	in.last_finished_seq = 98;
-	in.registered_at = 1;
-	in.updated_at = 2;
-	assert_int_equal(bkv_storage_put(f->s, &in), BKV_STORAGE_OK);
-	const bkv_record out = get_ok(f, LIT("alice"));
-	assert_int_equal(out.attempts_used, 0);
-	assert_int_equal(out.guess_seq, 0);
-	assert_int_equal(out.last_finished_seq, 0);
-	assert_true(out.registered_at > 2);
-	assert_true(out.updated_at > 2);
+	make_record(&in, LIT("alice"));
+	in.state = 2;
+	in.attempts_used = in.attempt_limit;
+	in.seal_key_version = 0;
+	in.sealed_len = 0;
+	in.destroyed_at = 1700000500;
+	set_counter_mac(&in);
+	assert_int_equal(bkv_storage_insert(f->s, &in), BKV_STORAGE_OK);
+	bkv_record out;
+	memset(&out, 0xEE, sizeof(out));
+	assert_int_equal(bkv_storage_get(f->s, LIT("alice"), &out), BKV_STORAGE_OK);
+	assert_same_state(&in, &out);
+	assert_int_equal(out.sealed_len, 0);
+	assert_int_equal(out.seal_key_version, 0);
 }
 
-static void test_put_round_trips_a_maximum_length_account_with_nul_bytes(void **state)
+/* A row as the records from before registration ids and MACs look. */
+static void test_insert_then_get_round_trips_an_empty_registration_id_and_mac(void **state)
+{
+	fx *f = *state;
+	bkv_record in;
+	make_record(&in, LIT("alice"));
+	in.registration_id_len = 0;
+	in.mac_len = 0;
+	assert_int_equal(bkv_storage_insert(f->s, &in), BKV_STORAGE_OK);
+	bkv_record out;
+	memset(&out, 0xEE, sizeof(out));
+	assert_int_equal(bkv_storage_get(f->s, LIT("alice"), &out), BKV_STORAGE_OK);
+	assert_same_state(&in, &out);
+	assert_int_equal(out.registration_id_len, 0);
+	assert_int_equal(out.mac_len, 0);
+}
+
+static void test_insert_round_trips_a_maximum_length_account_with_nul_bytes(void **state)
 {
 	fx *f = *state;
 	uint8_t account[BKV_STORAGE_ACCOUNT_MAX];
@@ -835,65 +995,99 @@ static void test_put_round_trips_a_maximum_length_account_with_nul_bytes(void **
 		account[i] = (uint8_t)(i % 3 == 0 ? 0 : 255 - i); /* NULs throughout, and 0xFF.. */
 	}
 	bkv_record in;
-	make_record(f, &in, account, sizeof(account), 10);
+	make_record(&in, account, sizeof(account));
 	in.sealed_len = BKV_STORAGE_SEALED_MAX;
 	for (size_t i = 0; i < in.sealed_len; i++) {
 		in.sealed[i] = (uint8_t)(i % 5 == 0 ? 0 : i * 13);
 	}
-	assert_int_equal(bkv_storage_put(f->s, &in), BKV_STORAGE_OK);
+	assert_int_equal(bkv_storage_insert(f->s, &in), BKV_STORAGE_OK);
 	const bkv_record out = get_ok(f, account, sizeof(account));
 	assert_int_equal(out.account_id_len, BKV_STORAGE_ACCOUNT_MAX);
-	assert_memory_equal(out.account_id, account, sizeof(account));
-	assert_int_equal(out.sealed_len, BKV_STORAGE_SEALED_MAX);
-	assert_memory_equal(out.sealed, in.sealed, BKV_STORAGE_SEALED_MAX);
+	assert_same_state(&in, &out);
 }
 
 static void test_accounts_that_differ_only_after_a_nul_byte_are_distinct(void **state)
 {
 	fx *f = *state;
-	const uint64_t v1 = put_new(f, LIT("a\0b"), 3);
-	const uint64_t v2 = put_new(f, LIT("a\0c"), 4);
-	const uint64_t v3 = put_new(f, LIT("a"), 5);
-	const uint64_t v4 = put_new(f, LIT("a\0"), 6);
-	assert_int_equal(get_ok(f, LIT("a\0b")).record_version, v1);
-	assert_int_equal(get_ok(f, LIT("a\0c")).record_version, v2);
-	assert_int_equal(get_ok(f, LIT("a")).record_version, v3);
-	assert_int_equal(get_ok(f, LIT("a\0")).record_version, v4);
-	assert_int_equal(get_ok(f, LIT("a\0c")).attempt_limit, 4);
-	assert_int_equal(count_with(f, 1), 4);
+	static const struct {
+		const char *id;
+		size_t len;
+	} accounts[] = {{"a\0b", 3}, {"a\0c", 3}, {"a", 1}, {"a\0", 2}};
+	const size_t n = sizeof(accounts) / sizeof(accounts[0]);
+	for (size_t i = 0; i < n; i++) {
+		bkv_record r;
+		make_record(&r, (const uint8_t *)accounts[i].id, accounts[i].len);
+		r.record_version = 100 + i;
+		assert_int_equal(bkv_storage_insert(f->s, &r), BKV_STORAGE_OK);
+	}
+	for (size_t i = 0; i < n; i++) {
+		const bkv_record r = get_ok(f, (const uint8_t *)accounts[i].id, accounts[i].len);
+		assert_int_equal(r.record_version, 100 + i);
+	}
+	assert_int_equal(count_with(f, 1), n);
 }
 
-static void test_put_rejects_bad_arguments_and_stores_nothing(void **state)
+static void test_insert_over_an_existing_account_is_exists_and_changes_nothing(void **state)
+{
+	fx *f = *state;
+	insert_new(f, LIT("alice"));
+	advance_ok(f, LIT("alice"));
+	raw_sql(f, "UPDATE records SET updated_at = 1"); /* "unchanged" is visible in 1 s */
+	const bkv_record before = get_ok(f, LIT("alice"));
+
+	bkv_record other;
+	make_record(&other, LIT("alice"));
+	other.suite = 9;
+	other.record_version = 2;
+	other.seal_key_version = 5;
+	memset(other.mac, 0x77, other.mac_len);
+	assert_int_equal(bkv_storage_insert(f->s, &other), BKV_STORAGE_EXISTS);
+	other.state = 2; /* nor a tombstone */
+	other.seal_key_version = 0;
+	other.sealed_len = 0;
+	assert_int_equal(bkv_storage_insert(f->s, &other), BKV_STORAGE_EXISTS);
+	const bkv_record after = get_ok(f, LIT("alice"));
+	assert_same_record(&before, &after);
+	assert_int_equal(count_with(f, 5), 0);
+}
+
+static void test_insert_rejects_bad_arguments_and_stores_nothing(void **state)
 {
 	fx *f = *state;
 	bkv_record good, r;
-	make_record(f, &good, LIT("alice"), 10);
+	make_record(&good, LIT("alice"));
 
-	assert_int_equal(bkv_storage_put(f->s, NULL), BKV_STORAGE_ARGUMENT);
-	assert_int_equal(bkv_storage_put(NULL, &good), BKV_STORAGE_ARGUMENT);
+	assert_int_equal(bkv_storage_insert(f->s, NULL), BKV_STORAGE_ARGUMENT);
+	assert_int_equal(bkv_storage_insert(NULL, &good), BKV_STORAGE_ARGUMENT);
 	r = good;
 	r.account_id_len = 0;
-	assert_int_equal(bkv_storage_put(f->s, &r), BKV_STORAGE_ARGUMENT);
+	assert_int_equal(bkv_storage_insert(f->s, &r), BKV_STORAGE_ARGUMENT);
 	r = good;
 	r.account_id_len = BKV_STORAGE_ACCOUNT_MAX + 1;
-	assert_int_equal(bkv_storage_put(f->s, &r), BKV_STORAGE_ARGUMENT);
-	r = good;
-	r.sealed_len = 0;
-	assert_int_equal(bkv_storage_put(f->s, &r), BKV_STORAGE_ARGUMENT);
+	assert_int_equal(bkv_storage_insert(f->s, &r), BKV_STORAGE_ARGUMENT);
 	r = good;
 	r.sealed_len = BKV_STORAGE_SEALED_MAX + 1;
-	assert_int_equal(bkv_storage_put(f->s, &r), BKV_STORAGE_ARGUMENT);
+	assert_int_equal(bkv_storage_insert(f->s, &r), BKV_STORAGE_ARGUMENT);
 	r = good;
-	r.attempt_limit = 0;
-	assert_int_equal(bkv_storage_put(f->s, &r), BKV_STORAGE_ARGUMENT);
+	r.registration_id_len = BKV_STORAGE_REG_ID_MAX + 1;
+	assert_int_equal(bkv_storage_insert(f->s, &r), BKV_STORAGE_ARGUMENT);
 	r = good;
-	r.record_version = 0;
-	assert_int_equal(bkv_storage_put(f->s, &r), BKV_STORAGE_ARGUMENT);
+	r.mac_len = BKV_STORAGE_MAC_MAX + 1;
+	assert_int_equal(bkv_storage_insert(f->s, &r), BKV_STORAGE_ARGUMENT);
+	r = good;
+	r.record_version = (uint64_t)INT64_MAX + 1;
+	assert_int_equal(bkv_storage_insert(f->s, &r), BKV_STORAGE_ARGUMENT);
+	r = good;
+	r.guess_seq = UINT64_MAX;
+	assert_int_equal(bkv_storage_insert(f->s, &r), BKV_STORAGE_ARGUMENT);
+	r = good;
+	r.last_finished_seq = (uint64_t)INT64_MAX + 1;
+	assert_int_equal(bkv_storage_insert(f->s, &r), BKV_STORAGE_ARGUMENT);
 
 	bkv_record out;
 	assert_int_equal(bkv_storage_get(f->s, LIT("alice"), &out), BKV_STORAGE_NOT_FOUND);
 	assert_int_equal(count_with(f, good.seal_key_version), 0);
-	assert_int_equal(bkv_storage_put(f->s, &good), BKV_STORAGE_OK); /* the good one works */
+	assert_int_equal(bkv_storage_insert(f->s, &good), BKV_STORAGE_OK); /* the good one works */
 }
 
 static void test_get_rejects_bad_arguments(void **state)
@@ -909,44 +1103,390 @@ static void test_get_rejects_bad_arguments(void **state)
 	assert_int_equal(bkv_storage_get(NULL, LIT("alice"), &r), BKV_STORAGE_ARGUMENT);
 }
 
+/* ------------------------------------------------------------------------------------ */
+/* Stored values that do not fit their field                                             */
+/* ------------------------------------------------------------------------------------ */
+
+/* SQL for a blob of n zero bytes, on the backend under test. */
+static void zero_blob_sql(char *buf, size_t cap, size_t n)
+{
+	if (on_pg) {
+		snprintf(buf, cap, "decode(repeat('00', %zu), 'hex')", n);
+	} else {
+		snprintf(buf, cap, "zeroblob(%zu)", n);
+	}
+}
+
+/* "column = value" assignments that put a value into a row that no bkv_record field can
+ * hold: below zero, above UINT32_MAX for the 32-bit fields, blobs longer than their
+ * buffer; on SQLite also a value of the wrong type. Each fills set (cap bytes); false
+ * past the last one. */
+static bool misfit(size_t i, char *set, size_t cap)
+{
+	static const char *const numbers[] = {
+	    "attempts_used = -1",
+	    "attempts_used = 1099511627776", /* 2^40 */
+	    "suite = 8589934592",            /* 2^33 */
+	    "state = 4294967296",            /* 2^32 */
+	    "attempt_limit = -5",
+	    "seal_key_version = 4294967296",
+	    "record_version = -1",
+	    "guess_seq = -1",
+	    "last_finished_seq = -9223372036854775807",
+	};
+	static const struct {
+		const char *column;
+		size_t len;
+	} blobs[] = {{"sealed", BKV_STORAGE_SEALED_MAX + 1},
+	             {"registration_id", BKV_STORAGE_REG_ID_MAX + 1},
+	             {"mac", BKV_STORAGE_MAC_MAX + 1}};
+	static const char *const sqlite_types[] = {"attempts_used = 'three'", "suite = 2.5",
+	                                           "sealed = 42", "mac = 'text'"};
+	const size_t n_numbers = sizeof(numbers) / sizeof(numbers[0]);
+	const size_t n_blobs = sizeof(blobs) / sizeof(blobs[0]);
+	const size_t n_types = on_pg ? 0 : sizeof(sqlite_types) / sizeof(sqlite_types[0]);
+	if (i < n_numbers) {
+		snprintf(set, cap, "%s", numbers[i]);
+		return true;
+	}
+	i -= n_numbers;
+	if (i < n_blobs) {
+		char blob[64];
+		zero_blob_sql(blob, sizeof(blob), blobs[i].len);
+		snprintf(set, cap, "%s = %s", blobs[i].column, blob);
+		return true;
+	}
+	i -= n_blobs;
+	if (i < n_types) {
+		snprintf(set, cap, "%s", sqlite_types[i]);
+		return true;
+	}
+	return false;
+}
+
+static void test_get_of_a_row_with_a_value_that_does_not_fit_is_corrupt(void **state)
+{
+	fx *f = *state;
+	insert_new(f, LIT("bob"));
+	const bkv_record bob = get_ok(f, LIT("bob"));
+	char set[128], sql[256];
+	size_t cases = 0;
+	for (; misfit(cases, set, sizeof(set)); cases++) {
+		insert_new(f, LIT("alice"));
+		snprintf(sql, sizeof(sql), "UPDATE records SET %s WHERE account_id <> %s", set,
+		         on_pg ? "'\\x626f62'" : "x'626f62'");
+		raw_sql(f, sql);
+		bkv_record out, nothing;
+		memset(&out, 0, sizeof(out));
+		memset(&nothing, 0, sizeof(nothing));
+		const bkv_storage_err err = bkv_storage_get(f->s, LIT("alice"), &out);
+		if (err != BKV_STORAGE_CORRUPT) {
+			fail_msg("%s: get answered %s", set, bkv_storage_strerror(err));
+		}
+		assert_memory_equal(&out, &nothing, sizeof(out)); /* nothing of the row */
+		assert_int_equal(bkv_storage_delete(f->s, LIT("alice")), BKV_STORAGE_OK);
+	}
+	print_message("%zu values that do not fit\n", cases);
+	/* only the row that does not fit */
+	const bkv_record after = get_ok(f, LIT("bob"));
+	assert_same_record(&bob, &after);
+}
+
+static void test_list_sealed_below_of_a_row_that_does_not_fit_is_corrupt(void **state)
+{
+	fx *f = *state;
+	char too_long[96], blob[64];
+	zero_blob_sql(blob, sizeof(blob), BKV_STORAGE_ACCOUNT_MAX + 1);
+	snprintf(too_long, sizeof(too_long), "account_id = %s", blob);
+	const char *const sets[] = {"suite = 8589934592", too_long};
+	for (size_t i = 0; i < sizeof(sets) / sizeof(sets[0]); i++) {
+		raw_sql(f, "DELETE FROM records");
+		insert_new(f, LIT("a"));
+		char sql[160];
+		snprintf(sql, sizeof(sql), "UPDATE records SET %s", sets[i]);
+		raw_sql(f, sql);
+		bkv_record page[2];
+		size_t count = 0;
+		const bkv_storage_err err =
+		    bkv_storage_list_sealed_below(f->s, 2, NULL, 0, page, 2, &count);
+		if (err != BKV_STORAGE_CORRUPT) {
+			fail_msg("%s: list answered %s", sets[i], bkv_storage_strerror(err));
+		}
+	}
+}
+
+/* update compares the MAC only: a row that does not fit is STALE to any other MAC, and
+ * is written over whole by its own. */
+static void test_update_of_a_row_that_does_not_fit_is_stale_unless_the_mac_matches(void **state)
+{
+	fx *f = *state;
+	const bkv_record in = insert_new(f, LIT("alice"));
+	raw_sql(f, "UPDATE records SET attempts_used = -1");
+	bkv_record n = next_state(&in);
+	const uint8_t other[8] = {9, 9, 9, 9, 9, 9, 9, 9};
+	assert_int_equal(bkv_storage_update(f->s, &n, other, sizeof(other)), BKV_STORAGE_STALE);
+	bkv_record out;
+	assert_int_equal(bkv_storage_get(f->s, LIT("alice"), &out), BKV_STORAGE_CORRUPT);
+	assert_int_equal(bkv_storage_update(f->s, &n, in.mac, in.mac_len), BKV_STORAGE_OK);
+	out = get_ok(f, LIT("alice"));
+	assert_same_state(&n, &out);
+}
+
+/* ------------------------------------------------------------------------------------ */
+/* update: compare-and-set on the stored MAC                                             */
+/* ------------------------------------------------------------------------------------ */
+
+/* Every field but account_id is written as given - absolute values, lower ones too - and
+ * updated_at is set to now. */
+static void test_update_with_the_stored_mac_writes_every_field(void **state)
+{
+	fx *f = *state;
+	bkv_record in;
+	make_record(&in, LIT("alice"));
+	in.attempts_used = 5;
+	in.guess_seq = 9;
+	set_counter_mac(&in);
+	assert_int_equal(bkv_storage_insert(f->s, &in), BKV_STORAGE_OK);
+	raw_sql(f, "UPDATE records SET updated_at = 1");
+
+	bkv_record n = in;
+	n.suite = 3;
+	n.state = 7;
+	n.record_version = 2;
+	n.registration_id_len = BKV_STORAGE_REG_ID_MAX;
+	memset(n.registration_id, 0x42, n.registration_id_len);
+	n.attempts_used = 0;
+	n.attempt_limit = 20;
+	n.guess_seq = 10;
+	n.last_finished_seq = 10;
+	n.seal_key_version = 4;
+	n.sealed_len = 17;
+	memset(n.sealed, 0x5A, n.sealed_len);
+	n.registered_at = 1700000999;
+	n.destroyed_at = 1700001000;
+	n.updated_at = 5;
+	n.mac_len = BKV_STORAGE_MAC_MAX;
+	memset(n.mac, 0xC3, n.mac_len);
+	const int64_t before = (int64_t)time(NULL);
+	assert_int_equal(bkv_storage_update(f->s, &n, in.mac, in.mac_len), BKV_STORAGE_OK);
+	const int64_t after = (int64_t)time(NULL);
+	const bkv_record out = get_ok(f, LIT("alice"));
+	assert_same_state(&n, &out);
+	assert_time_between(out.updated_at, before, after);
+
+	/* down to a tombstone, from the MAC just written */
+	bkv_record t = n;
+	t.state = 2;
+	t.seal_key_version = 0;
+	t.sealed_len = 0;
+	t.registration_id_len = 0;
+	set_counter_mac(&t);
+	assert_int_equal(bkv_storage_update(f->s, &t, n.mac, n.mac_len), BKV_STORAGE_OK);
+	const bkv_record tomb = get_ok(f, LIT("alice"));
+	assert_same_state(&t, &tomb);
+	assert_int_equal(count_with(f, 4), 0);
+}
+
+static void test_update_with_another_mac_is_stale_and_changes_nothing(void **state)
+{
+	fx *f = *state;
+	const bkv_record first = insert_new(f, LIT("alice"));
+	const bkv_record before = advance_ok(f, LIT("alice"));
+	raw_sql(f, "UPDATE records SET updated_at = 1");
+	const bkv_record stored = get_ok(f, LIT("alice"));
+	const bkv_record n = next_state(&before);
+	uint8_t longer[9];
+	memcpy(longer, before.mac, 8);
+	longer[8] = 0;
+	const bkv_record later = next_state(&n);
+	const struct {
+		const char *what;
+		const uint8_t *mac;
+		size_t len;
+	} wrong[] = {
+	    {"the MAC it had before", first.mac, first.mac_len},
+	    {"a MAC it never had", later.mac, later.mac_len},
+	    {"a prefix of its MAC", before.mac, before.mac_len - 1},
+	    {"its MAC and one byte more", longer, sizeof(longer)},
+	    {"no MAC", NULL, 0},
+	};
+	for (size_t i = 0; i < sizeof(wrong) / sizeof(wrong[0]); i++) {
+		const bkv_storage_err err =
+		    bkv_storage_update(f->s, &n, wrong[i].mac, wrong[i].len);
+		if (err != BKV_STORAGE_STALE) {
+			fail_msg("update from %s answered %s", wrong[i].what,
+			         bkv_storage_strerror(err));
+		}
+	}
+	const bkv_record after = get_ok(f, LIT("alice"));
+	assert_same_record(&stored, &after);
+}
+
+static void test_update_of_a_missing_account_is_not_found_and_creates_nothing(void **state)
+{
+	fx *f = *state;
+	bkv_record n, out;
+	make_record(&n, LIT("nobody"));
+	assert_int_equal(bkv_storage_update(f->s, &n, n.mac, n.mac_len), BKV_STORAGE_NOT_FOUND);
+	assert_int_equal(bkv_storage_update(f->s, &n, NULL, 0), BKV_STORAGE_NOT_FOUND);
+	assert_int_equal(bkv_storage_get(f->s, LIT("nobody"), &out), BKV_STORAGE_NOT_FOUND);
+
+	const bkv_record alice = insert_new(f, LIT("alice"));
+	assert_int_equal(bkv_storage_delete(f->s, LIT("alice")), BKV_STORAGE_OK);
+	const bkv_record next = next_state(&alice);
+	assert_int_equal(bkv_storage_update(f->s, &next, alice.mac, alice.mac_len),
+	                 BKV_STORAGE_NOT_FOUND);
+	assert_int_equal(bkv_storage_get(f->s, LIT("alice"), &out), BKV_STORAGE_NOT_FOUND);
+}
+
+/* expected_mac_len 0 stands for "the row has no MAC yet" (a row from before MACs), and
+ * matches such a row only. */
+static void test_update_with_no_expected_mac_matches_only_a_row_without_a_mac(void **state)
+{
+	fx *f = *state;
+	bkv_record legacy;
+	make_record(&legacy, LIT("legacy"));
+	legacy.mac_len = 0;
+	assert_int_equal(bkv_storage_insert(f->s, &legacy), BKV_STORAGE_OK);
+	const bkv_record with_mac = insert_new(f, LIT("alice"));
+
+	const bkv_record alice_next = next_state(&with_mac);
+	assert_int_equal(bkv_storage_update(f->s, &alice_next, NULL, 0), BKV_STORAGE_STALE);
+	const bkv_record alice_after = get_ok(f, LIT("alice"));
+	assert_same_state(&with_mac, &alice_after);
+
+	const bkv_record legacy_next = next_state(&legacy); /* its first MAC */
+	const uint8_t unused[1] = {0};
+	assert_int_equal(bkv_storage_update(f->s, &legacy_next, unused, 0), BKV_STORAGE_OK);
+	const bkv_record legacy_after = get_ok(f, LIT("legacy"));
+	assert_same_state(&legacy_next, &legacy_after);
+	/* and, having one now, "no MAC" no longer matches it */
+	const bkv_record again = next_state(&legacy_next);
+	assert_int_equal(bkv_storage_update(f->s, &again, NULL, 0), BKV_STORAGE_STALE);
+}
+
+static void test_two_updates_from_the_same_mac_succeed_once(void **state)
+{
+	fx *f = *state;
+	const bkv_record r = insert_new(f, LIT("alice"));
+	const bkv_record first = next_state(&r);
+	bkv_record second = next_state(&r);
+	second.state = 2; /* another successor of the same row */
+	memset(second.mac, 0x99, second.mac_len);
+	assert_int_equal(bkv_storage_update(f->s, &first, r.mac, r.mac_len), BKV_STORAGE_OK);
+	assert_int_equal(bkv_storage_update(f->s, &second, r.mac, r.mac_len), BKV_STORAGE_STALE);
+	const bkv_record out = get_ok(f, LIT("alice"));
+	assert_same_state(&first, &out);
+}
+
+static void test_update_changes_only_its_own_account(void **state)
+{
+	fx *f = *state;
+	insert_new(f, LIT("alice"));
+	insert_new(f, LIT("bob")); /* the same MAC as alice's */
+	const bkv_record bob = get_ok(f, LIT("bob"));
+	advance_ok(f, LIT("alice"));
+	advance_ok(f, LIT("alice"));
+	const bkv_record after = get_ok(f, LIT("bob"));
+	assert_same_record(&bob, &after);
+}
+
+static void test_update_rejects_bad_arguments_and_changes_nothing(void **state)
+{
+	fx *f = *state;
+	const bkv_record stored = insert_new(f, LIT("alice"));
+	const bkv_record before = get_ok(f, LIT("alice"));
+	const bkv_record good = next_state(&stored);
+	const uint8_t *mac = stored.mac;
+	const size_t mac_len = stored.mac_len;
+	bkv_record r;
+
+	assert_int_equal(bkv_storage_update(NULL, &good, mac, mac_len), BKV_STORAGE_ARGUMENT);
+	assert_int_equal(bkv_storage_update(f->s, NULL, mac, mac_len), BKV_STORAGE_ARGUMENT);
+	assert_int_equal(bkv_storage_update(f->s, &good, NULL, mac_len), BKV_STORAGE_ARGUMENT);
+	uint8_t long_mac[BKV_STORAGE_MAC_MAX + 1];
+	memset(long_mac, 0, sizeof(long_mac));
+	assert_int_equal(bkv_storage_update(f->s, &good, long_mac, sizeof(long_mac)),
+	                 BKV_STORAGE_ARGUMENT);
+	r = good;
+	r.account_id_len = 0;
+	assert_int_equal(bkv_storage_update(f->s, &r, mac, mac_len), BKV_STORAGE_ARGUMENT);
+	r = good;
+	r.account_id_len = BKV_STORAGE_ACCOUNT_MAX + 1;
+	assert_int_equal(bkv_storage_update(f->s, &r, mac, mac_len), BKV_STORAGE_ARGUMENT);
+	r = good;
+	r.sealed_len = BKV_STORAGE_SEALED_MAX + 1;
+	assert_int_equal(bkv_storage_update(f->s, &r, mac, mac_len), BKV_STORAGE_ARGUMENT);
+	r = good;
+	r.registration_id_len = BKV_STORAGE_REG_ID_MAX + 1;
+	assert_int_equal(bkv_storage_update(f->s, &r, mac, mac_len), BKV_STORAGE_ARGUMENT);
+	r = good;
+	r.mac_len = BKV_STORAGE_MAC_MAX + 1;
+	assert_int_equal(bkv_storage_update(f->s, &r, mac, mac_len), BKV_STORAGE_ARGUMENT);
+	r = good;
+	r.record_version = (uint64_t)INT64_MAX + 1;
+	assert_int_equal(bkv_storage_update(f->s, &r, mac, mac_len), BKV_STORAGE_ARGUMENT);
+	r = good;
+	r.guess_seq = (uint64_t)INT64_MAX + 1;
+	assert_int_equal(bkv_storage_update(f->s, &r, mac, mac_len), BKV_STORAGE_ARGUMENT);
+	r = good;
+	r.last_finished_seq = UINT64_MAX;
+	assert_int_equal(bkv_storage_update(f->s, &r, mac, mac_len), BKV_STORAGE_ARGUMENT);
+
+	const bkv_record after = get_ok(f, LIT("alice"));
+	assert_same_record(&before, &after);
+	assert_int_equal(bkv_storage_update(f->s, &good, mac, mac_len), BKV_STORAGE_OK);
+}
+
+/* ------------------------------------------------------------------------------------ */
+/* delete                                                                                */
+/* ------------------------------------------------------------------------------------ */
+
+static void test_delete_removes_the_record(void **state)
+{
+	fx *f = *state;
+	insert_new(f, LIT("alice"));
+	insert_new(f, LIT("bob"));
+	assert_int_equal(bkv_storage_delete(f->s, LIT("alice")), BKV_STORAGE_OK);
+	bkv_record r;
+	assert_int_equal(bkv_storage_get(f->s, LIT("alice"), &r), BKV_STORAGE_NOT_FOUND);
+	get_ok(f, LIT("bob"));
+	reopen(f);
+	assert_int_equal(bkv_storage_get(f->s, LIT("alice"), &r), BKV_STORAGE_NOT_FOUND);
+	insert_new(f, LIT("alice")); /* the account can be registered again */
+}
+
+static void test_delete_of_a_missing_account_is_not_found(void **state)
+{
+	fx *f = *state;
+	assert_int_equal(bkv_storage_delete(f->s, LIT("nobody")), BKV_STORAGE_NOT_FOUND);
+	insert_new(f, LIT("alice"));
+	assert_int_equal(bkv_storage_delete(f->s, LIT("alice")), BKV_STORAGE_OK);
+	assert_int_equal(bkv_storage_delete(f->s, LIT("alice")), BKV_STORAGE_NOT_FOUND);
+}
+
 static void test_the_other_calls_reject_bad_arguments_and_change_nothing(void **state)
 {
 	fx *f = *state;
 	uint8_t big[BKV_STORAGE_ACCOUNT_MAX + 1];
 	memset(big, 'a', sizeof(big));
-	const uint64_t v = put_new(f, LIT("alice"), 10);
+	const bkv_record stored = insert_new(f, LIT("alice"));
 	const bkv_record before = get_ok(f, LIT("alice"));
-	uint32_t used, limit;
-	bkv_finish_result res;
+	const uint64_t v = stored.record_version;
+	const uint8_t *mac = stored.mac;
+	const size_t mac_len = stored.mac_len;
 	bkv_record recs[2];
 	size_t count;
-	uint64_t n;
 	uint8_t sealed[BKV_STORAGE_SEALED_MAX + 1] = {0};
+	uint8_t long_mac[BKV_STORAGE_MAC_MAX + 1] = {0};
 
-	assert_int_equal(bkv_storage_next_record_version(f->s, NULL), BKV_STORAGE_ARGUMENT);
-	assert_int_equal(bkv_storage_next_record_version(NULL, &n), BKV_STORAGE_ARGUMENT);
-
-	assert_int_equal(bkv_storage_commit_attempt(f->s, LIT(""), v, 0, &used, &limit),
-	                 BKV_STORAGE_ARGUMENT);
-	assert_int_equal(bkv_storage_commit_attempt(f->s, big, sizeof(big), v, 0, &used, &limit),
-	                 BKV_STORAGE_ARGUMENT);
-	assert_int_equal(bkv_storage_commit_attempt(f->s, LIT("alice"), v, 0, NULL, &limit),
-	                 BKV_STORAGE_ARGUMENT);
-	assert_int_equal(bkv_storage_commit_attempt(f->s, LIT("alice"), v, 0, &used, NULL),
-	                 BKV_STORAGE_ARGUMENT);
-
-	commit_ok(f, LIT("alice"));
-	const bkv_record committed = get_ok(f, LIT("alice"));
-	assert_int_equal(bkv_storage_finish_attempt(f->s, LIT(""), v, 1, true, &res, NULL),
-	                 BKV_STORAGE_ARGUMENT);
-	assert_int_equal(bkv_storage_finish_attempt(f->s, big, sizeof(big), v, 1, true, &res, NULL),
-	                 BKV_STORAGE_ARGUMENT);
-	assert_int_equal(bkv_storage_finish_attempt(f->s, LIT("alice"), v, 1, true, NULL, NULL),
-	                 BKV_STORAGE_ARGUMENT);
-
+	assert_int_equal(bkv_storage_delete(NULL, LIT("alice")), BKV_STORAGE_ARGUMENT);
 	assert_int_equal(bkv_storage_delete(f->s, LIT("")), BKV_STORAGE_ARGUMENT);
 	assert_int_equal(bkv_storage_delete(f->s, big, sizeof(big)), BKV_STORAGE_ARGUMENT);
+	assert_int_equal(bkv_storage_delete(f->s, NULL, 5), BKV_STORAGE_ARGUMENT);
 
+	assert_int_equal(bkv_storage_list_sealed_below(NULL, 9, NULL, 0, recs, 2, &count),
+	                 BKV_STORAGE_ARGUMENT);
 	assert_int_equal(bkv_storage_list_sealed_below(f->s, 9, NULL, 0, recs, 0, &count),
 	                 BKV_STORAGE_ARGUMENT);
 	assert_int_equal(bkv_storage_list_sealed_below(f->s, 9, NULL, 0, NULL, 2, &count),
@@ -958,561 +1498,34 @@ static void test_the_other_calls_reject_bad_arguments_and_change_nothing(void **
 	assert_int_equal(bkv_storage_list_sealed_below(f->s, 9, big, sizeof(big), recs, 2, &count),
 	                 BKV_STORAGE_ARGUMENT);
 
-	assert_int_equal(bkv_storage_reseal(f->s, LIT("alice"), v, 2, sealed, 0),
+	assert_int_equal(bkv_storage_reseal(NULL, LIT("alice"), v, mac, mac_len, 2, sealed, 16),
 	                 BKV_STORAGE_ARGUMENT);
-	assert_int_equal(bkv_storage_reseal(f->s, LIT("alice"), v, 2, sealed, sizeof(sealed)),
+	assert_int_equal(bkv_storage_reseal(f->s, LIT(""), v, mac, mac_len, 2, sealed, 16),
 	                 BKV_STORAGE_ARGUMENT);
-	assert_int_equal(bkv_storage_reseal(f->s, LIT("alice"), v, 2, NULL, 16),
+	assert_int_equal(bkv_storage_reseal(f->s, big, sizeof(big), v, mac, mac_len, 2, sealed, 16),
 	                 BKV_STORAGE_ARGUMENT);
-	assert_int_equal(bkv_storage_reseal(f->s, LIT(""), v, 2, sealed, 16), BKV_STORAGE_ARGUMENT);
+	assert_int_equal(bkv_storage_reseal(f->s, LIT("alice"), v, mac, mac_len, 2, sealed, 0),
+	                 BKV_STORAGE_ARGUMENT);
+	assert_int_equal(
+	    bkv_storage_reseal(f->s, LIT("alice"), v, mac, mac_len, 2, sealed, sizeof(sealed)),
+	    BKV_STORAGE_ARGUMENT);
+	assert_int_equal(bkv_storage_reseal(f->s, LIT("alice"), v, mac, mac_len, 2, NULL, 16),
+	                 BKV_STORAGE_ARGUMENT);
+	assert_int_equal(bkv_storage_reseal(f->s, LIT("alice"), v, NULL, mac_len, 2, sealed, 16),
+	                 BKV_STORAGE_ARGUMENT);
+	assert_int_equal(
+	    bkv_storage_reseal(f->s, LIT("alice"), v, long_mac, sizeof(long_mac), 2, sealed, 16),
+	    BKV_STORAGE_ARGUMENT);
+	assert_int_equal(bkv_storage_reseal(f->s, LIT("alice"), (uint64_t)INT64_MAX + 1, mac,
+	                                    mac_len, 2, sealed, 16),
+	                 BKV_STORAGE_ARGUMENT);
 
+	uint64_t n;
 	assert_int_equal(bkv_storage_count_sealed_with(f->s, 1, NULL), BKV_STORAGE_ARGUMENT);
+	assert_int_equal(bkv_storage_count_sealed_with(NULL, 1, &n), BKV_STORAGE_ARGUMENT);
 
 	const bkv_record after = get_ok(f, LIT("alice"));
-	assert_same_record(&committed, &after);
-	assert_int_equal(after.attempts_used, before.attempts_used + 1);
-}
-
-/* ------------------------------------------------------------------------------------ */
-/* record_version                                                                        */
-/* ------------------------------------------------------------------------------------ */
-
-static void test_next_record_version_strictly_increases(void **state)
-{
-	fx *f = *state;
-	uint64_t prev = 0;
-	for (int i = 0; i < 100; i++) {
-		uint64_t v = 0;
-		assert_int_equal(bkv_storage_next_record_version(f->s, &v), BKV_STORAGE_OK);
-		assert_true(v > prev);
-		prev = v;
-	}
-}
-
-static void test_next_record_version_is_never_reused_after_reopen(void **state)
-{
-	fx *f = *state;
-	uint64_t last = 0;
-	for (int round = 0; round < 3; round++) {
-		for (int i = 0; i < 5; i++) {
-			uint64_t v = 0;
-			assert_int_equal(bkv_storage_next_record_version(f->s, &v), BKV_STORAGE_OK);
-			assert_true(v > last);
-			last = v;
-		}
-		reopen(f);
-	}
-	/* nor after the records that used them are deleted */
-	const uint64_t used = put_new(f, LIT("alice"), 3);
-	assert_int_equal(bkv_storage_delete(f->s, LIT("alice")), BKV_STORAGE_OK);
-	reopen(f);
-	uint64_t v = 0;
-	assert_int_equal(bkv_storage_next_record_version(f->s, &v), BKV_STORAGE_OK);
-	assert_true(v > used);
-}
-
-static void test_next_record_version_is_unique_across_connections(void **state)
-{
-	fx *f = *state;
-	bkv_storage *other = NULL;
-	char why[256] = "";
-	assert_int_equal(bkv_storage_open(f->url, &other, why, sizeof(why)), BKV_STORAGE_OK);
-	uint64_t seen[40];
-	for (size_t i = 0; i < 40; i++) {
-		bkv_storage *s = i % 3 == 0 ? other : f->s;
-		assert_int_equal(bkv_storage_next_record_version(s, &seen[i]), BKV_STORAGE_OK);
-		for (size_t j = 0; j < i; j++) {
-			assert_true(seen[i] > seen[j]);
-		}
-	}
-	bkv_storage_close(other);
-}
-
-typedef struct versions_arg {
-	const char *url;
-	int out; /* pipe: each child writes the versions it was handed */
-} versions_arg;
-
-#define VERSIONS_PER_CHILD 25
-
-static int child_take_versions(int index, void *argp)
-{
-	(void)index;
-	const versions_arg *arg = argp;
-	bkv_storage *s = child_open(arg->url);
-	if (s == NULL) {
-		return 1;
-	}
-	child_ready_and_wait();
-	uint64_t v[VERSIONS_PER_CHILD];
-	for (int i = 0; i < VERSIONS_PER_CHILD; i++) {
-		if (bkv_storage_next_record_version(s, &v[i]) != BKV_STORAGE_OK) {
-			bkv_storage_close(s);
-			return 2;
-		}
-	}
-	bkv_storage_close(s);
-	return write_full(arg->out, v, sizeof(v)) ? 0 : 3;
-}
-
-static int cmp_u64(const void *a, const void *b)
-{
-	const uint64_t x = *(const uint64_t *)a, y = *(const uint64_t *)b;
-	return x < y ? -1 : x > y;
-}
-
-static void test_next_record_version_is_unique_across_processes(void **state)
-{
-	fx *f = *state;
-	uint64_t first = 0;
-	assert_int_equal(bkv_storage_next_record_version(f->s, &first), BKV_STORAGE_OK);
-	close_storage(f);
-
-	int p[2];
-	assert_int_equal(pipe(p), 0);
-	versions_arg arg = {f->url, p[1]};
-	int status[N_CHILDREN];
-	run_children(N_CHILDREN, child_take_versions, &arg, status);
-	close(p[1]);
-	for (int i = 0; i < N_CHILDREN; i++) {
-		assert_int_equal(status[i], 0);
-	}
-	static uint64_t all[N_CHILDREN * VERSIONS_PER_CHILD];
-	assert_true(read_full(p[0], all, sizeof(all)));
-	close(p[0]);
-	const size_t n = sizeof(all) / sizeof(all[0]);
-	qsort(all, n, sizeof(all[0]), cmp_u64);
-	assert_true(all[0] > first);
-	for (size_t i = 1; i < n; i++) {
-		assert_true(all[i] > all[i - 1]);
-	}
-}
-
-/* ------------------------------------------------------------------------------------ */
-/* put over an existing record                                                           */
-/* ------------------------------------------------------------------------------------ */
-
-static void test_put_over_an_existing_account_replaces_the_record(void **state)
-{
-	fx *f = *state;
-	const uint64_t v1 = put_new(f, LIT("alice"), 10);
-	commit_ok(f, LIT("alice"));
-	commit_ok(f, LIT("alice"));
-	commit_ok(f, LIT("alice"));
-	const bkv_record old = get_ok(f, LIT("alice"));
-	assert_int_equal(old.attempts_used, 3);
-	assert_int_equal(old.guess_seq, 3);
-	raw_sql(f, "UPDATE records SET registered_at = 1, updated_at = 1");
-
-	bkv_record in;
-	make_record(f, &in, LIT("alice"), 4);
-	in.suite = 9;
-	in.seal_key_version = 5;
-	in.sealed_len = 20;
-	memset(in.sealed, 0x5A, in.sealed_len);
-	const int64_t before = (int64_t)time(NULL);
-	assert_int_equal(bkv_storage_put(f->s, &in), BKV_STORAGE_OK);
-	const int64_t after = (int64_t)time(NULL);
-
-	const bkv_record out = get_ok(f, LIT("alice"));
-	assert_true(out.record_version != v1);
-	assert_int_equal(out.record_version, in.record_version);
-	assert_int_equal(out.suite, 9);
-	assert_int_equal(out.attempt_limit, 4);
-	assert_int_equal(out.seal_key_version, 5);
-	assert_int_equal(out.sealed_len, 20);
-	assert_memory_equal(out.sealed, in.sealed, 20);
-	assert_int_equal(out.attempts_used, 0);
-	assert_int_equal(out.guess_seq, 3);         /* carried over */
-	assert_int_equal(out.last_finished_seq, 3); /* = guess_seq */
-	assert_time_between(out.registered_at, before, after);
-	assert_time_between(out.updated_at, before, after);
-	assert_int_equal(count_with(f, 1), 0);
-	assert_int_equal(count_with(f, 5), 1);
-}
-
-static void test_put_replacement_leaves_no_earlier_guess_finishable(void **state)
-{
-	fx *f = *state;
-	put_new(f, LIT("alice"), 10);
-	commit_ok(f, LIT("alice")); /* guess 1, in flight */
-	const uint64_t v2 = put_new(f, LIT("alice"), 10);
-	bkv_finish_result res;
-	/* even claiming the new record_version, guess 1 cannot be finished */
-	assert_int_equal(bkv_storage_finish_attempt(f->s, LIT("alice"), v2, 1, true, &res, NULL),
-	                 BKV_STORAGE_STALE);
-	const bkv_record r = get_ok(f, LIT("alice"));
-	assert_int_equal(r.last_finished_seq, 1);
-	assert_int_equal(r.guess_seq, 1);
-	assert_int_equal(r.attempts_used, 0);
-}
-
-/* ------------------------------------------------------------------------------------ */
-/* commit_attempt                                                                        */
-/* ------------------------------------------------------------------------------------ */
-
-static void test_commit_attempt_increments_attempts_used_and_guess_seq(void **state)
-{
-	fx *f = *state;
-	const uint64_t v = put_new(f, LIT("alice"), 10);
-	for (uint32_t i = 1; i <= 3; i++) {
-		uint32_t used = 0, limit = 0;
-		const int64_t before = (int64_t)time(NULL);
-		assert_int_equal(
-		    bkv_storage_commit_attempt(f->s, LIT("alice"), v, i - 1, &used, &limit),
-		    BKV_STORAGE_OK);
-		const int64_t after = (int64_t)time(NULL);
-		assert_int_equal(used, i);
-		assert_int_equal(limit, 10);
-		const bkv_record r = get_ok(f, LIT("alice"));
-		assert_int_equal(r.attempts_used, i);
-		assert_int_equal(r.guess_seq, i);
-		assert_int_equal(r.last_finished_seq, 0);
-		assert_int_equal(r.record_version, v);
-		assert_time_between(r.updated_at, before, after);
-	}
-}
-
-static void test_commit_attempt_with_a_stale_guess_seq_is_stale_and_changes_nothing(void **state)
-{
-	fx *f = *state;
-	const uint64_t v = put_new(f, LIT("alice"), 10);
-	commit_ok(f, LIT("alice"));
-	const bkv_record before = get_ok(f, LIT("alice"));
-	uint32_t used = 77, limit = 77;
-	assert_int_equal(bkv_storage_commit_attempt(f->s, LIT("alice"), v, 0, &used, &limit),
-	                 BKV_STORAGE_STALE);
-	assert_int_equal(bkv_storage_commit_attempt(f->s, LIT("alice"), v, 2, &used, &limit),
-	                 BKV_STORAGE_STALE);
-	const bkv_record after = get_ok(f, LIT("alice"));
 	assert_same_record(&before, &after);
-}
-
-static void
-test_commit_attempt_with_another_record_version_is_stale_and_changes_nothing(void **state)
-{
-	fx *f = *state;
-	const uint64_t v1 = put_new(f, LIT("alice"), 10);
-	const uint64_t v2 = put_new(f, LIT("alice"), 10);
-	const bkv_record before = get_ok(f, LIT("alice"));
-	uint32_t used, limit;
-	assert_int_equal(
-	    bkv_storage_commit_attempt(f->s, LIT("alice"), v1, before.guess_seq, &used, &limit),
-	    BKV_STORAGE_STALE);
-	assert_int_equal(bkv_storage_commit_attempt(f->s, LIT("alice"), v2 + 1000, before.guess_seq,
-	                                            &used, &limit),
-	                 BKV_STORAGE_STALE);
-	const bkv_record after = get_ok(f, LIT("alice"));
-	assert_same_record(&before, &after);
-}
-
-static void test_commit_attempt_at_the_limit_is_exhausted_and_changes_nothing(void **state)
-{
-	fx *f = *state;
-	const uint64_t v = put_new(f, LIT("alice"), 3);
-	for (int i = 0; i < 3; i++) {
-		commit_ok(f, LIT("alice"));
-	}
-	const bkv_record before = get_ok(f, LIT("alice"));
-	assert_int_equal(before.attempts_used, 3);
-	uint32_t used, limit;
-	assert_int_equal(
-	    bkv_storage_commit_attempt(f->s, LIT("alice"), v, before.guess_seq, &used, &limit),
-	    BKV_STORAGE_EXHAUSTED);
-	const bkv_record after = get_ok(f, LIT("alice"));
-	assert_same_record(&before, &after);
-}
-
-static void test_commit_attempt_without_a_record_is_not_found(void **state)
-{
-	fx *f = *state;
-	uint32_t used, limit;
-	assert_int_equal(bkv_storage_commit_attempt(f->s, LIT("nobody"), 1, 0, &used, &limit),
-	                 BKV_STORAGE_NOT_FOUND);
-	const uint64_t v = put_new(f, LIT("alice"), 3);
-	assert_int_equal(bkv_storage_delete(f->s, LIT("alice")), BKV_STORAGE_OK);
-	assert_int_equal(bkv_storage_commit_attempt(f->s, LIT("alice"), v, 0, &used, &limit),
-	                 BKV_STORAGE_NOT_FOUND);
-}
-
-/* ------------------------------------------------------------------------------------ */
-/* finish_attempt                                                                        */
-/* ------------------------------------------------------------------------------------ */
-
-static void test_finish_success_resets_attempts_used_and_returns_the_record(void **state)
-{
-	fx *f = *state;
-	bkv_record in;
-	make_record(f, &in, LIT("alice"), 10);
-	assert_int_equal(bkv_storage_put(f->s, &in), BKV_STORAGE_OK);
-	commit_ok(f, LIT("alice"));
-	commit_ok(f, LIT("alice"));
-
-	bkv_finish_result res;
-	bkv_record rec;
-	memset(&rec, 0, sizeof(rec));
-	assert_int_equal(
-	    bkv_storage_finish_attempt(f->s, LIT("alice"), in.record_version, 2, true, &res, &rec),
-	    BKV_STORAGE_OK);
-	assert_int_equal(res.attempts_used, 0);
-	assert_int_equal(res.attempt_limit, 10);
-	assert_false(res.destroyed);
-	/* the record, with its sealed blob for release */
-	assert_int_equal(rec.account_id_len, 5);
-	assert_memory_equal(rec.account_id, "alice", 5);
-	assert_int_equal(rec.record_version, in.record_version);
-	assert_int_equal(rec.sealed_len, in.sealed_len);
-	assert_memory_equal(rec.sealed, in.sealed, in.sealed_len);
-	assert_int_equal(rec.attempts_used, 0);
-	assert_int_equal(rec.last_finished_seq, 2);
-
-	const bkv_record stored = get_ok(f, LIT("alice"));
-	assert_int_equal(stored.attempts_used, 0);
-	assert_int_equal(stored.last_finished_seq, 2);
-	assert_int_equal(stored.guess_seq, 2); /* never reset */
-}
-
-static void test_finish_success_returns_the_row_as_stored(void **state)
-{
-	fx *f = *state;
-	const uint64_t v = put_new(f, LIT("alice"), 10);
-	commit_ok(f, LIT("alice"));
-	/* an updated_at from the past, so "as stored" is observable within one second */
-	raw_sql(f, "UPDATE records SET updated_at = 1");
-	bkv_finish_result res;
-	bkv_record rec;
-	assert_int_equal(bkv_storage_finish_attempt(f->s, LIT("alice"), v, 1, true, &res, &rec),
-	                 BKV_STORAGE_OK);
-	const bkv_record stored = get_ok(f, LIT("alice"));
-	assert_true(stored.updated_at > 1); /* the finish touched the row */
-	assert_same_record(&rec, &stored);
-}
-
-static void test_finish_success_accepts_no_record_out(void **state)
-{
-	fx *f = *state;
-	const uint64_t v = put_new(f, LIT("alice"), 10);
-	commit_ok(f, LIT("alice"));
-	bkv_finish_result res;
-	assert_int_equal(bkv_storage_finish_attempt(f->s, LIT("alice"), v, 1, true, &res, NULL),
-	                 BKV_STORAGE_OK);
-	assert_int_equal(get_ok(f, LIT("alice")).attempts_used, 0);
-}
-
-static void test_finish_of_the_same_guess_twice_is_stale(void **state)
-{
-	fx *f = *state;
-	const uint64_t v = put_new(f, LIT("alice"), 10);
-	commit_ok(f, LIT("alice"));
-	commit_ok(f, LIT("alice"));
-	bkv_finish_result res;
-	assert_int_equal(bkv_storage_finish_attempt(f->s, LIT("alice"), v, 2, false, &res, NULL),
-	                 BKV_STORAGE_OK);
-	const bkv_record before = get_ok(f, LIT("alice"));
-	assert_int_equal(bkv_storage_finish_attempt(f->s, LIT("alice"), v, 2, false, &res, NULL),
-	                 BKV_STORAGE_STALE);
-	assert_int_equal(bkv_storage_finish_attempt(f->s, LIT("alice"), v, 2, true, &res, NULL),
-	                 BKV_STORAGE_STALE);
-	const bkv_record after = get_ok(f, LIT("alice"));
-	assert_same_record(&before, &after);
-	assert_int_equal(after.attempts_used, 2);
-}
-
-static void test_finish_of_an_older_guess_after_a_newer_one_finished_is_stale(void **state)
-{
-	fx *f = *state;
-	const uint64_t v = put_new(f, LIT("alice"), 10);
-	commit_ok(f, LIT("alice")); /* guess 1 */
-	commit_ok(f, LIT("alice")); /* guess 2 */
-	bkv_finish_result res;
-	assert_int_equal(bkv_storage_finish_attempt(f->s, LIT("alice"), v, 2, false, &res, NULL),
-	                 BKV_STORAGE_OK);
-	const bkv_record before = get_ok(f, LIT("alice"));
-	assert_int_equal(bkv_storage_finish_attempt(f->s, LIT("alice"), v, 1, true, &res, NULL),
-	                 BKV_STORAGE_STALE);
-	const bkv_record after = get_ok(f, LIT("alice"));
-	assert_same_record(&before, &after);
-	assert_int_equal(after.attempts_used, 2); /* the old success reset nothing */
-}
-
-static void test_finish_of_a_guess_that_was_never_started_is_stale(void **state)
-{
-	fx *f = *state;
-	const uint64_t v = put_new(f, LIT("alice"), 10);
-	bkv_finish_result res;
-	assert_int_equal(bkv_storage_finish_attempt(f->s, LIT("alice"), v, 1, true, &res, NULL),
-	                 BKV_STORAGE_STALE);
-	commit_ok(f, LIT("alice"));
-	const bkv_record before = get_ok(f, LIT("alice"));
-	assert_int_equal(bkv_storage_finish_attempt(f->s, LIT("alice"), v, 2, true, &res, NULL),
-	                 BKV_STORAGE_STALE);
-	assert_int_equal(bkv_storage_finish_attempt(f->s, LIT("alice"), v, 0, true, &res, NULL),
-	                 BKV_STORAGE_STALE);
-	const bkv_record after = get_ok(f, LIT("alice"));
-	assert_same_record(&before, &after);
-	/* guess 1 is still finishable */
-	assert_int_equal(bkv_storage_finish_attempt(f->s, LIT("alice"), v, 1, true, &res, NULL),
-	                 BKV_STORAGE_OK);
-}
-
-static void test_finish_failure_keeps_attempts_used(void **state)
-{
-	fx *f = *state;
-	const uint64_t v = put_new(f, LIT("alice"), 10);
-	commit_ok(f, LIT("alice"));
-	commit_ok(f, LIT("alice"));
-	bkv_finish_result res;
-	assert_int_equal(bkv_storage_finish_attempt(f->s, LIT("alice"), v, 1, false, &res, NULL),
-	                 BKV_STORAGE_OK);
-	assert_int_equal(res.attempts_used, 2);
-	assert_int_equal(res.attempt_limit, 10);
-	assert_false(res.destroyed);
-	const bkv_record r = get_ok(f, LIT("alice"));
-	assert_int_equal(r.attempts_used, 2);
-	assert_int_equal(r.last_finished_seq, 1);
-	assert_int_equal(r.guess_seq, 2);
-}
-
-static void test_finish_failure_that_used_the_last_attempt_destroys_the_record(void **state)
-{
-	fx *f = *state;
-	const uint64_t v = put_new(f, LIT("alice"), 3);
-	put_new(f, LIT("bob"), 3);
-	bkv_finish_result res;
-	for (uint64_t g = 1; g <= 2; g++) {
-		commit_ok(f, LIT("alice"));
-		assert_int_equal(
-		    bkv_storage_finish_attempt(f->s, LIT("alice"), v, g, false, &res, NULL),
-		    BKV_STORAGE_OK);
-		assert_false(res.destroyed);
-	}
-	assert_int_equal(commit_ok(f, LIT("alice")), 3);
-	assert_int_equal(bkv_storage_finish_attempt(f->s, LIT("alice"), v, 3, false, &res, NULL),
-	                 BKV_STORAGE_OK);
-	assert_true(res.destroyed);
-	assert_int_equal(res.attempts_used, 3);
-	assert_int_equal(res.attempt_limit, 3);
-	bkv_record r;
-	assert_int_equal(bkv_storage_get(f->s, LIT("alice"), &r), BKV_STORAGE_NOT_FOUND);
-	assert_int_equal(get_ok(f, LIT("bob")).attempts_used, 0); /* only alice */
-}
-
-static void test_finish_success_at_the_limit_resets_instead_of_destroying(void **state)
-{
-	fx *f = *state;
-	const uint64_t v = put_new(f, LIT("alice"), 2);
-	commit_ok(f, LIT("alice"));
-	commit_ok(f, LIT("alice"));
-	bkv_finish_result res;
-	assert_int_equal(bkv_storage_finish_attempt(f->s, LIT("alice"), v, 2, true, &res, NULL),
-	                 BKV_STORAGE_OK);
-	assert_false(res.destroyed);
-	assert_int_equal(get_ok(f, LIT("alice")).attempts_used, 0);
-}
-
-static void test_finish_against_a_replaced_record_is_stale(void **state)
-{
-	fx *f = *state;
-	const uint64_t v1 = put_new(f, LIT("alice"), 10);
-	commit_ok(f, LIT("alice")); /* guess 1 of v1 */
-	put_new(f, LIT("alice"), 10);
-	commit_ok(f, LIT("alice")); /* guess 2 of v2 */
-	const bkv_record before = get_ok(f, LIT("alice"));
-	bkv_finish_result res;
-	assert_int_equal(bkv_storage_finish_attempt(f->s, LIT("alice"), v1, 1, true, &res, NULL),
-	                 BKV_STORAGE_STALE);
-	assert_int_equal(bkv_storage_finish_attempt(f->s, LIT("alice"), v1, 2, true, &res, NULL),
-	                 BKV_STORAGE_STALE);
-	const bkv_record after = get_ok(f, LIT("alice"));
-	assert_same_record(&before, &after);
-	assert_int_equal(after.attempts_used, 1);
-}
-
-static void test_finish_without_a_record_is_not_found(void **state)
-{
-	fx *f = *state;
-	bkv_finish_result res;
-	assert_int_equal(bkv_storage_finish_attempt(f->s, LIT("nobody"), 1, 1, true, &res, NULL),
-	                 BKV_STORAGE_NOT_FOUND);
-}
-
-static void test_guess_seq_keeps_counting_after_a_success(void **state)
-{
-	fx *f = *state;
-	const uint64_t v = put_new(f, LIT("alice"), 10);
-	commit_ok(f, LIT("alice"));
-	bkv_finish_result res;
-	assert_int_equal(bkv_storage_finish_attempt(f->s, LIT("alice"), v, 1, true, &res, NULL),
-	                 BKV_STORAGE_OK);
-	uint32_t used, limit;
-	assert_int_equal(bkv_storage_commit_attempt(f->s, LIT("alice"), v, 0, &used, &limit),
-	                 BKV_STORAGE_STALE);
-	assert_int_equal(bkv_storage_commit_attempt(f->s, LIT("alice"), v, 1, &used, &limit),
-	                 BKV_STORAGE_OK);
-	assert_int_equal(used, 1);
-	assert_int_equal(get_ok(f, LIT("alice")).guess_seq, 2);
-}
-
-/* ------------------------------------------------------------------------------------ */
-/* delete                                                                                */
-/* ------------------------------------------------------------------------------------ */
-
-static void test_delete_removes_the_record(void **state)
-{
-	fx *f = *state;
-	put_new(f, LIT("alice"), 10);
-	put_new(f, LIT("bob"), 10);
-	assert_int_equal(bkv_storage_delete(f->s, LIT("alice")), BKV_STORAGE_OK);
-	bkv_record r;
-	assert_int_equal(bkv_storage_get(f->s, LIT("alice"), &r), BKV_STORAGE_NOT_FOUND);
-	get_ok(f, LIT("bob"));
-	reopen(f);
-	assert_int_equal(bkv_storage_get(f->s, LIT("alice"), &r), BKV_STORAGE_NOT_FOUND);
-}
-
-static void test_delete_of_a_missing_account_is_not_found(void **state)
-{
-	fx *f = *state;
-	assert_int_equal(bkv_storage_delete(f->s, LIT("nobody")), BKV_STORAGE_NOT_FOUND);
-	put_new(f, LIT("alice"), 10);
-	assert_int_equal(bkv_storage_delete(f->s, LIT("alice")), BKV_STORAGE_OK);
-	assert_int_equal(bkv_storage_delete(f->s, LIT("alice")), BKV_STORAGE_NOT_FOUND);
-}
-
-static void test_destroy_exhausted_deletes_only_the_same_exhausted_record(void **state)
-{
-	fx *f = *state;
-	bkv_record r;
-	assert_int_equal(bkv_storage_destroy_exhausted(f->s, LIT("nobody"), 1),
-	                 BKV_STORAGE_NOT_FOUND);
-	const uint64_t v1 = put_new(f, LIT("alice"), 2);
-	put_new(f, LIT("bob"), 1);
-	commit_ok(f, LIT("alice"));
-	/* not exhausted yet */
-	const bkv_record before = get_ok(f, LIT("alice"));
-	assert_int_equal(bkv_storage_destroy_exhausted(f->s, LIT("alice"), v1), BKV_STORAGE_STALE);
-	bkv_record after = get_ok(f, LIT("alice"));
-	assert_same_record(&before, &after);
-	/* exhausted, but another record_version */
-	commit_ok(f, LIT("alice"));
-	const bkv_record used_up = get_ok(f, LIT("alice"));
-	assert_int_equal(used_up.attempts_used, 2);
-	assert_int_equal(bkv_storage_destroy_exhausted(f->s, LIT("alice"), v1 + 1000),
-	                 BKV_STORAGE_STALE);
-	after = get_ok(f, LIT("alice"));
-	assert_same_record(&used_up, &after);
-	/* the same record, exhausted: gone, and only it */
-	assert_int_equal(bkv_storage_destroy_exhausted(f->s, LIT("alice"), v1), BKV_STORAGE_OK);
-	assert_int_equal(bkv_storage_get(f->s, LIT("alice"), &r), BKV_STORAGE_NOT_FOUND);
-	assert_int_equal(bkv_storage_destroy_exhausted(f->s, LIT("alice"), v1),
-	                 BKV_STORAGE_NOT_FOUND);
-	get_ok(f, LIT("bob"));
-	/* a replaced record is not exhausted any more */
-	const uint64_t b1 = get_ok(f, LIT("bob")).record_version;
-	commit_ok(f, LIT("bob"));
-	put_new(f, LIT("bob"), 1);
-	assert_int_equal(bkv_storage_destroy_exhausted(f->s, LIT("bob"), b1), BKV_STORAGE_STALE);
-	get_ok(f, LIT("bob"));
 }
 
 /* ------------------------------------------------------------------------------------ */
@@ -1522,7 +1535,7 @@ static void test_destroy_exhausted_deletes_only_the_same_exhausted_record(void *
 typedef struct keyed_account {
 	const char *id;
 	size_t len;
-	uint32_t seal_key_version;
+	uint32_t seal_key_version; /* 0: a tombstone, nothing sealed */
 } keyed_account;
 
 #define ACCT(s, k)                                                                                 \
@@ -1530,12 +1543,16 @@ typedef struct keyed_account {
 		(s), sizeof(s) - 1, (k)                                                            \
 	}
 
-static void put_with_key(fx *f, const keyed_account *a)
+static void insert_with_key(fx *f, const keyed_account *a)
 {
 	bkv_record r;
-	make_record(f, &r, (const uint8_t *)a->id, a->len, 10);
+	make_record(&r, (const uint8_t *)a->id, a->len);
 	r.seal_key_version = a->seal_key_version;
-	assert_int_equal(bkv_storage_put(f->s, &r), BKV_STORAGE_OK);
+	if (a->seal_key_version == 0) {
+		r.state = 2;
+		r.sealed_len = 0;
+	}
+	assert_int_equal(bkv_storage_insert(f->s, &r), BKV_STORAGE_OK);
 }
 
 /* Pages through list_sealed_below, resuming after the last account of each page, and
@@ -1579,7 +1596,7 @@ static void test_list_sealed_below_pages_through_records_in_account_order(void *
 	const size_t order_len[] = {1, 1, 2, 2, 2, 1, 1};
 	const size_t n = sizeof(accts) / sizeof(accts[0]);
 	for (size_t i = 0; i < n; i++) {
-		put_with_key(f, &accts[i]);
+		insert_with_key(f, &accts[i]);
 	}
 	for (size_t page = 1; page <= 4; page++) {
 		bkv_record seen[16];
@@ -1600,9 +1617,10 @@ static void test_list_sealed_below_returns_only_records_below_the_version(void *
 	const keyed_account accts[] = {ACCT("a", 1), ACCT("b", 3), ACCT("c", 2),
 	                               ACCT("d", 4), ACCT("e", 1), ACCT("f", 3)};
 	for (size_t i = 0; i < sizeof(accts) / sizeof(accts[0]); i++) {
-		put_with_key(f, &accts[i]);
+		insert_with_key(f, &accts[i]);
 	}
 	bkv_record seen[8];
+	assert_int_equal(list_all(f, 0, 2, seen, 8), 0);
 	assert_int_equal(list_all(f, 1, 2, seen, 8), 0);
 	assert_int_equal(list_all(f, 2, 2, seen, 8), 2);
 	assert_memory_equal(seen[0].account_id, "a", 1);
@@ -1617,12 +1635,30 @@ static void test_list_sealed_below_returns_only_records_below_the_version(void *
 	assert_int_equal(list_all(f, 5, 4, seen, 8), 6);
 }
 
+/* seal_key_version 0 is a tombstone: nothing is sealed, so nothing is to be re-sealed. */
+static void test_list_sealed_below_skips_tombstones(void **state)
+{
+	fx *f = *state;
+	const keyed_account accts[] = {ACCT("a", 0), ACCT("b", 1), ACCT("c", 0), ACCT("d", 2)};
+	for (size_t i = 0; i < sizeof(accts) / sizeof(accts[0]); i++) {
+		insert_with_key(f, &accts[i]);
+	}
+	const uint32_t bounds[] = {3, UINT32_MAX};
+	for (size_t i = 0; i < 2; i++) {
+		bkv_record seen[8];
+		assert_int_equal(list_all(f, bounds[i], 1, seen, 8), 2);
+		assert_memory_equal(seen[0].account_id, "b", 1);
+		assert_memory_equal(seen[1].account_id, "d", 1);
+	}
+	assert_int_equal(count_with(f, 0), 2); /* they are there */
+}
+
 static void test_list_sealed_below_resumes_after_an_account_that_is_gone(void **state)
 {
 	fx *f = *state;
 	const keyed_account accts[] = {ACCT("a", 1), ACCT("b", 1), ACCT("c", 1), ACCT("d", 1)};
 	for (size_t i = 0; i < 4; i++) {
-		put_with_key(f, &accts[i]);
+		insert_with_key(f, &accts[i]);
 	}
 	bkv_record page[2];
 	size_t count = 0;
@@ -1641,54 +1677,102 @@ static void test_list_sealed_below_resumes_after_an_account_that_is_gone(void **
 	assert_int_equal(count, 0);
 }
 
-static void test_reseal_replaces_the_blob_and_key_version_of_the_same_record(void **state)
+/* The blob and its key version change; the MAC does not (it does not cover them), so the
+ * row can still be updated from the MAC it had. */
+static void test_reseal_replaces_the_blob_and_key_version_and_keeps_the_mac(void **state)
 {
 	fx *f = *state;
-	const uint64_t v = put_new(f, LIT("alice"), 10);
-	commit_ok(f, LIT("alice"));
+	insert_new(f, LIT("alice"));
+	advance_ok(f, LIT("alice"));
+	raw_sql(f, "UPDATE records SET updated_at = 1");
 	const bkv_record before = get_ok(f, LIT("alice"));
 	uint8_t blob[BKV_STORAGE_SEALED_MAX];
 	for (size_t i = 0; i < sizeof(blob); i++) {
 		blob[i] = (uint8_t)(i ^ 0x3C);
 	}
-	assert_int_equal(bkv_storage_reseal(f->s, LIT("alice"), v, 2, blob, sizeof(blob)),
+	assert_int_equal(bkv_storage_reseal(f->s, LIT("alice"), before.record_version, before.mac,
+	                                    before.mac_len, 2, blob, sizeof(blob)),
 	                 BKV_STORAGE_OK);
 	const bkv_record after = get_ok(f, LIT("alice"));
 	assert_int_equal(after.seal_key_version, 2);
 	assert_int_equal(after.sealed_len, sizeof(blob));
 	assert_memory_equal(after.sealed, blob, sizeof(blob));
-	/* the record is otherwise the same one */
-	assert_int_equal(after.record_version, v);
-	assert_int_equal(after.attempts_used, before.attempts_used);
-	assert_int_equal(after.guess_seq, before.guess_seq);
-	assert_int_equal(after.last_finished_seq, before.last_finished_seq);
-	assert_int_equal(after.attempt_limit, before.attempt_limit);
-	assert_int_equal(after.registered_at, before.registered_at);
-	/* and an attempt in flight can still be finished */
-	bkv_finish_result res;
-	assert_int_equal(bkv_storage_finish_attempt(f->s, LIT("alice"), v, 1, true, &res, NULL),
-	                 BKV_STORAGE_OK);
+	assert_true(after.updated_at > 1);
+	/* the row is otherwise the same */
+	bkv_record expected = before;
+	expected.seal_key_version = 2;
+	expected.sealed_len = sizeof(blob);
+	memcpy(expected.sealed, blob, sizeof(blob));
+	assert_same_state(&expected, &after);
+	const bkv_record n = next_state(&after);
+	assert_int_equal(bkv_storage_update(f->s, &n, before.mac, before.mac_len), BKV_STORAGE_OK);
 }
 
-static void test_reseal_of_a_replaced_record_is_stale_and_changes_nothing(void **state)
+static void test_reseal_with_another_record_version_is_stale_and_changes_nothing(void **state)
 {
 	fx *f = *state;
-	const uint64_t v1 = put_new(f, LIT("alice"), 10);
-	put_new(f, LIT("alice"), 10);
+	insert_new(f, LIT("alice"));
 	const bkv_record before = get_ok(f, LIT("alice"));
 	const uint8_t blob[16] = {1, 2, 3};
-	assert_int_equal(bkv_storage_reseal(f->s, LIT("alice"), v1, 2, blob, sizeof(blob)),
-	                 BKV_STORAGE_STALE);
+	const uint64_t others[] = {before.record_version - 1, before.record_version + 1};
+	for (size_t i = 0; i < 2; i++) {
+		assert_int_equal(bkv_storage_reseal(f->s, LIT("alice"), others[i], before.mac,
+		                                    before.mac_len, 2, blob, sizeof(blob)),
+		                 BKV_STORAGE_STALE);
+	}
 	const bkv_record after = get_ok(f, LIT("alice"));
 	assert_same_record(&before, &after);
 }
 
-static void test_reseal_of_a_missing_account_changes_nothing(void **state)
+static void test_reseal_with_another_mac_is_stale_and_changes_nothing(void **state)
+{
+	fx *f = *state;
+	const bkv_record first = insert_new(f, LIT("alice"));
+	const bkv_record before = advance_ok(f, LIT("alice"));
+	const uint8_t blob[16] = {1, 2, 3};
+	const struct {
+		const uint8_t *mac;
+		size_t len;
+	} wrong[] = {{first.mac, first.mac_len}, {before.mac, before.mac_len - 1}, {NULL, 0}};
+	for (size_t i = 0; i < sizeof(wrong) / sizeof(wrong[0]); i++) {
+		assert_int_equal(bkv_storage_reseal(f->s, LIT("alice"), before.record_version,
+		                                    wrong[i].mac, wrong[i].len, 2, blob,
+		                                    sizeof(blob)),
+		                 BKV_STORAGE_STALE);
+	}
+	const bkv_record after = get_ok(f, LIT("alice"));
+	assert_same_record(&before, &after);
+}
+
+static void test_reseal_of_a_row_without_a_mac_takes_no_mac(void **state)
+{
+	fx *f = *state;
+	bkv_record legacy;
+	make_record(&legacy, LIT("legacy"));
+	legacy.mac_len = 0;
+	assert_int_equal(bkv_storage_insert(f->s, &legacy), BKV_STORAGE_OK);
+	const uint8_t blob[16] = {4, 5, 6};
+	const bkv_record some = insert_new(f, LIT("alice")); /* a MAC it does not have */
+	assert_int_equal(bkv_storage_reseal(f->s, LIT("legacy"), legacy.record_version, some.mac,
+	                                    some.mac_len, 2, blob, sizeof(blob)),
+	                 BKV_STORAGE_STALE);
+	assert_int_equal(bkv_storage_reseal(f->s, LIT("legacy"), legacy.record_version, NULL, 0, 2,
+	                                    blob, sizeof(blob)),
+	                 BKV_STORAGE_OK);
+	const bkv_record after = get_ok(f, LIT("legacy"));
+	assert_int_equal(after.seal_key_version, 2);
+	assert_memory_equal(after.sealed, blob, sizeof(blob));
+	assert_int_equal(after.mac_len, 0);
+}
+
+static void test_reseal_of_a_missing_account_is_stale_and_creates_nothing(void **state)
 {
 	fx *f = *state;
 	const uint8_t blob[16] = {1, 2, 3};
-	assert_int_not_equal(bkv_storage_reseal(f->s, LIT("nobody"), 1, 2, blob, sizeof(blob)),
-	                     BKV_STORAGE_OK);
+	const uint8_t mac[8] = {0};
+	assert_int_equal(
+	    bkv_storage_reseal(f->s, LIT("nobody"), 1, mac, sizeof(mac), 2, blob, sizeof(blob)),
+	    BKV_STORAGE_STALE);
 	bkv_record r;
 	assert_int_equal(bkv_storage_get(f->s, LIT("nobody"), &r), BKV_STORAGE_NOT_FOUND);
 	assert_int_equal(count_with(f, 2), 0);
@@ -1698,17 +1782,19 @@ static void test_count_sealed_with_counts_records_per_key_version(void **state)
 {
 	fx *f = *state;
 	assert_int_equal(count_with(f, 1), 0);
-	const keyed_account accts[] = {ACCT("a", 1), ACCT("b", 3), ACCT("c", 1), ACCT("d", 1)};
-	for (size_t i = 0; i < 4; i++) {
-		put_with_key(f, &accts[i]);
+	const keyed_account accts[] = {ACCT("a", 1), ACCT("b", 3), ACCT("c", 1), ACCT("d", 1),
+	                               ACCT("e", 0)};
+	for (size_t i = 0; i < sizeof(accts) / sizeof(accts[0]); i++) {
+		insert_with_key(f, &accts[i]);
 	}
 	assert_int_equal(count_with(f, 1), 3);
 	assert_int_equal(count_with(f, 3), 1);
 	assert_int_equal(count_with(f, 2), 0);
+	assert_int_equal(count_with(f, 0), 1);
 	const bkv_record c = get_ok(f, LIT("c"));
-	assert_int_equal(
-	    bkv_storage_reseal(f->s, LIT("c"), c.record_version, 3, c.sealed, c.sealed_len),
-	    BKV_STORAGE_OK);
+	assert_int_equal(bkv_storage_reseal(f->s, LIT("c"), c.record_version, c.mac, c.mac_len, 3,
+	                                    c.sealed, c.sealed_len),
+	                 BKV_STORAGE_OK);
 	assert_int_equal(bkv_storage_delete(f->s, LIT("a")), BKV_STORAGE_OK);
 	assert_int_equal(count_with(f, 1), 1);
 	assert_int_equal(count_with(f, 3), 2);
@@ -1746,118 +1832,89 @@ static void heal(const fx *f)
 	raw_sql(f, on_pg ? "DROP TRIGGER inject ON records" : "DROP TRIGGER inject");
 }
 
-static void test_unavailable_commit_attempt_commits_nothing(void **state)
+static void test_unavailable_update_commits_nothing(void **state)
 {
 	fx *f = *state;
-	const uint64_t v = put_new(f, LIT("alice"), 10);
+	insert_new(f, LIT("alice"));
 	const bkv_record before = get_ok(f, LIT("alice"));
+	const bkv_record n = next_state(&before);
 	inject_failure(f, "UPDATE");
-	uint32_t used, limit;
-	assert_int_equal(bkv_storage_commit_attempt(f->s, LIT("alice"), v, 0, &used, &limit),
+	assert_int_equal(bkv_storage_update(f->s, &n, before.mac, before.mac_len),
 	                 BKV_STORAGE_UNAVAILABLE);
 	const bkv_record after = get_ok(f, LIT("alice"));
 	assert_same_record(&before, &after);
 	heal(f);
-	assert_int_equal(bkv_storage_commit_attempt(f->s, LIT("alice"), v, 0, &used, &limit),
-	                 BKV_STORAGE_OK);
-	assert_int_equal(used, 1);
+	/* no transaction was left open: the same write goes through, once */
+	assert_int_equal(bkv_storage_update(f->s, &n, before.mac, before.mac_len), BKV_STORAGE_OK);
+	assert_int_equal(bkv_storage_update(f->s, &n, before.mac, before.mac_len),
+	                 BKV_STORAGE_STALE);
 }
 
-static void test_unavailable_finish_commits_nothing(void **state)
-{
-	fx *f = *state;
-	const uint64_t v = put_new(f, LIT("alice"), 10);
-	commit_ok(f, LIT("alice"));
-	const bkv_record before = get_ok(f, LIT("alice"));
-	inject_failure(f, "UPDATE");
-	bkv_finish_result res;
-	assert_int_equal(bkv_storage_finish_attempt(f->s, LIT("alice"), v, 1, true, &res, NULL),
-	                 BKV_STORAGE_UNAVAILABLE);
-	const bkv_record after = get_ok(f, LIT("alice"));
-	assert_same_record(&before, &after);
-	heal(f);
-	/* no transaction was left open: the guess can still be finished, once */
-	assert_int_equal(bkv_storage_finish_attempt(f->s, LIT("alice"), v, 1, true, &res, NULL),
-	                 BKV_STORAGE_OK);
-	assert_int_equal(get_ok(f, LIT("alice")).attempts_used, 0);
-}
-
-static void test_unavailable_destroying_finish_commits_nothing(void **state)
-{
-	fx *f = *state;
-	const uint64_t v = put_new(f, LIT("alice"), 1);
-	commit_ok(f, LIT("alice"));
-	const bkv_record before = get_ok(f, LIT("alice"));
-	inject_failure(f, "DELETE");
-	bkv_finish_result res;
-	assert_int_equal(bkv_storage_finish_attempt(f->s, LIT("alice"), v, 1, false, &res, NULL),
-	                 BKV_STORAGE_UNAVAILABLE);
-	const bkv_record after = get_ok(f, LIT("alice"));
-	assert_same_record(&before, &after);
-	heal(f);
-	assert_int_equal(bkv_storage_finish_attempt(f->s, LIT("alice"), v, 1, false, &res, NULL),
-	                 BKV_STORAGE_OK);
-	assert_true(res.destroyed);
-}
-
-static void test_unavailable_destroy_exhausted_commits_nothing(void **state)
-{
-	fx *f = *state;
-	const uint64_t v = put_new(f, LIT("alice"), 1);
-	commit_ok(f, LIT("alice"));
-	const bkv_record before = get_ok(f, LIT("alice"));
-	inject_failure(f, "DELETE");
-	assert_int_equal(bkv_storage_destroy_exhausted(f->s, LIT("alice"), v),
-	                 BKV_STORAGE_UNAVAILABLE);
-	const bkv_record after = get_ok(f, LIT("alice"));
-	assert_same_record(&before, &after);
-	heal(f);
-	assert_int_equal(bkv_storage_destroy_exhausted(f->s, LIT("alice"), v), BKV_STORAGE_OK);
-}
-
-static void test_unavailable_put_commits_nothing(void **state)
+static void test_unavailable_insert_commits_nothing(void **state)
 {
 	fx *f = *state;
 	bkv_record r;
-	make_record(f, &r, LIT("bob"), 10);
+	make_record(&r, LIT("bob"));
 	inject_failure(f, "INSERT");
-	assert_int_equal(bkv_storage_put(f->s, &r), BKV_STORAGE_UNAVAILABLE);
+	assert_int_equal(bkv_storage_insert(f->s, &r), BKV_STORAGE_UNAVAILABLE);
 	bkv_record out;
 	assert_int_equal(bkv_storage_get(f->s, LIT("bob"), &out), BKV_STORAGE_NOT_FOUND);
 	heal(f);
+	assert_int_equal(bkv_storage_insert(f->s, &r), BKV_STORAGE_OK);
+}
 
-	put_new(f, LIT("alice"), 10);
-	commit_ok(f, LIT("alice"));
+static void test_unavailable_delete_commits_nothing(void **state)
+{
+	fx *f = *state;
+	insert_new(f, LIT("alice"));
 	const bkv_record before = get_ok(f, LIT("alice"));
-	inject_failure(f, "UPDATE");
-	make_record(f, &r, LIT("alice"), 10);
-	assert_int_equal(bkv_storage_put(f->s, &r), BKV_STORAGE_UNAVAILABLE);
+	inject_failure(f, "DELETE");
+	assert_int_equal(bkv_storage_delete(f->s, LIT("alice")), BKV_STORAGE_UNAVAILABLE);
 	const bkv_record after = get_ok(f, LIT("alice"));
 	assert_same_record(&before, &after);
+	heal(f);
+	assert_int_equal(bkv_storage_delete(f->s, LIT("alice")), BKV_STORAGE_OK);
+}
+
+static void test_unavailable_reseal_commits_nothing(void **state)
+{
+	fx *f = *state;
+	insert_new(f, LIT("alice"));
+	const bkv_record before = get_ok(f, LIT("alice"));
+	const uint8_t blob[16] = {1, 2, 3};
+	inject_failure(f, "UPDATE");
+	assert_int_equal(bkv_storage_reseal(f->s, LIT("alice"), before.record_version, before.mac,
+	                                    before.mac_len, 2, blob, sizeof(blob)),
+	                 BKV_STORAGE_UNAVAILABLE);
+	const bkv_record after = get_ok(f, LIT("alice"));
+	assert_same_record(&before, &after);
+	heal(f);
+	assert_int_equal(bkv_storage_reseal(f->s, LIT("alice"), before.record_version, before.mac,
+	                                    before.mac_len, 2, blob, sizeof(blob)),
+	                 BKV_STORAGE_OK);
 }
 
 /* ------------------------------------------------------------------------------------ */
 /* Concurrency across processes                                                          */
 /* ------------------------------------------------------------------------------------ */
 
-#define RACE_LIMIT 100
+#define RACE_PER_CHILD 25
+#define RACE_TOTAL     (N_CHILDREN * RACE_PER_CHILD)
 
 typedef struct race_arg {
 	const char *url;
-	const uint8_t *account;
-	size_t account_len;
-	uint64_t record_version;
-	int out; /* pipe for the attempts_used values granted */
+	int out; /* pipe for the counter values written */
 } race_arg;
 
-/* What a racing child reports through the pipe. */
+/* What a racing child reports through the pipe after each successful update. */
 typedef struct race_report {
-	uint32_t granted; /* attempts_used returned by a successful commit, 0 for none */
+	uint32_t written; /* the counter the update wrote */
 	uint32_t stale;   /* STALE answers seen since the previous report */
 } race_report;
 
-/* Exit code: the number of attempts granted (0..RACE_LIMIT), or 100+ on an error. */
-static int child_race_attempts(int index, void *argp)
+/* Reads the counter and writes counter + 1 from the MAC it read, until RACE_PER_CHILD of
+ * its updates succeeded. Exit code: 0, or 100+ on an error. */
+static int child_race_updates(int index, void *argp)
 {
 	const race_arg *a = argp;
 	bkv_storage *s = child_open(a->url);
@@ -1865,141 +1922,173 @@ static int child_race_attempts(int index, void *argp)
 		return 100;
 	}
 	child_ready_and_wait();
-	int granted = 0, code = 101;
+	int written = 0, code = 101;
 	race_report rep = {0, 0};
 	const double deadline = now_s() + 15;
-	for (int i = 0; i < 100000 && now_s() < deadline; i++) {
+	while (written < RACE_PER_CHILD && now_s() < deadline) {
 		bkv_record r;
-		bkv_storage_err err = bkv_storage_get(s, a->account, a->account_len, &r);
+		bkv_storage_err err = bkv_storage_get(s, LIT("alice"), &r);
 		if (err != BKV_STORAGE_OK) {
 			code = 110 + (int)err;
 			break;
 		}
-		uint32_t used = 0, limit = 0;
-		err = bkv_storage_commit_attempt(s, a->account, a->account_len, r.record_version,
-		                                 r.guess_seq, &used, &limit);
+		if (!has_counter_mac(&r)) {
+			fprintf(stderr, "child %d: a torn row: counter %u\n", index,
+			        r.attempts_used);
+			code = 103;
+			break;
+		}
+		const bkv_record n = next_state(&r);
+		err = bkv_storage_update(s, &n, r.mac, r.mac_len);
 		if (err == BKV_STORAGE_OK) {
-			granted++;
-			rep.granted = used;
+			written++;
+			rep.written = n.attempts_used;
 			if (!write_full(a->out, &rep, sizeof(rep))) {
 				code = 102;
 				break;
 			}
 			rep.stale = 0;
-		} else if (err == BKV_STORAGE_EXHAUSTED) {
-			rep.granted = 0;
-			code = write_full(a->out, &rep, sizeof(rep)) ? granted : 102;
-			break;
 		} else if (err == BKV_STORAGE_STALE) {
 			rep.stale++;
 		} else {
-			fprintf(stderr, "child %d: commit_attempt: %s\n", index,
-			        bkv_storage_strerror(err));
+			fprintf(stderr, "child %d: update: %s\n", index, bkv_storage_strerror(err));
 			code = 120 + (int)err;
 			break;
 		}
 	}
 	bkv_storage_close(s);
-	return code;
+	return written == RACE_PER_CHILD ? 0 : code;
 }
 
-static void test_concurrent_attempts_from_many_processes_grant_exactly_the_limit(void **state)
+/* Many processes increment one counter by read -> update from the MAC read. Every value
+ * of the counter is written exactly once: no increment is lost, and no two updates from
+ * the same MAC both succeed. */
+static void test_concurrent_read_and_update_loops_lose_no_increment(void **state)
 {
 	fx *f = *state;
-	const uint64_t v = put_new(f, LIT("alice"), RACE_LIMIT);
+	insert_new(f, LIT("alice"));
 	close_storage(f);
 
 	int p[2];
 	assert_int_equal(pipe(p), 0);
-	race_arg arg = {f->url, (const uint8_t *)"alice", 5, v, p[1]};
+	race_arg arg = {f->url, p[1]};
 	int status[N_CHILDREN];
 	const double t0 = now_s();
-	run_children(N_CHILDREN, child_race_attempts, &arg, status);
+	run_children(N_CHILDREN, child_race_updates, &arg, status);
 	close(p[1]);
-	int total = 0;
 	for (int i = 0; i < N_CHILDREN; i++) {
-		if (status[i] < 0 || status[i] > RACE_LIMIT) {
+		if (status[i] != 0) {
 			fail_msg("child %d failed with status %d", i, status[i]);
 		}
-		total += status[i];
 	}
-	print_message("%d processes, %d attempts granted in %.3f s: ", N_CHILDREN, total,
-	              now_s() - t0);
-	for (int i = 0; i < N_CHILDREN; i++) {
-		print_message("%d%s", status[i], i + 1 < N_CHILDREN ? "+" : "\n");
-	}
-	assert_int_equal(total, RACE_LIMIT);
 
-	/* every value 1..limit was handed out exactly once */
-	int seen[RACE_LIMIT + 1] = {0};
+	int seen[RACE_TOTAL + 1] = {0};
 	race_report rep;
 	int n = 0;
 	unsigned long stale = 0;
 	while (read_full(p[0], &rep, sizeof(rep))) {
 		stale += rep.stale;
-		if (rep.granted != 0) {
-			assert_true(rep.granted <= RACE_LIMIT);
-			seen[rep.granted]++;
-			n++;
-		}
+		assert_true(rep.written >= 1 && rep.written <= RACE_TOTAL);
+		seen[rep.written]++;
+		n++;
 	}
 	close(p[0]);
-	print_message("%lu STALE answers were retried\n", stale);
-	assert_int_equal(n, RACE_LIMIT);
-	for (int i = 1; i <= RACE_LIMIT; i++) {
+	print_message("%d processes, %d updates in %.3f s, %lu STALE answers retried\n", N_CHILDREN,
+	              n, now_s() - t0, stale);
+	assert_int_equal(n, RACE_TOTAL);
+	for (int i = 1; i <= RACE_TOTAL; i++) {
 		assert_int_equal(seen[i], 1);
 	}
 
 	reopen(f);
 	const bkv_record r = get_ok(f, LIT("alice"));
-	assert_int_equal(r.attempts_used, RACE_LIMIT);
-	assert_int_equal(r.guess_seq, RACE_LIMIT);
-	assert_int_equal(r.record_version, v);
+	assert_int_equal(r.attempts_used, RACE_TOTAL);
+	assert_int_equal(r.guess_seq, RACE_TOTAL);
+	assert_true(has_counter_mac(&r));
 }
 
-typedef struct finish_arg {
+typedef struct one_mac_arg {
 	const char *url;
-	uint64_t record_version;
-} finish_arg;
+	bkv_record row; /* as every child read it */
+} one_mac_arg;
 
-/* Exit code: the bkv_storage_err of finishing guess 1 with success, or 100+ on error. */
-static int child_finish_guess_one(int index, void *argp)
+/* Each child writes its own successor of the same row: counter = 1 + index, with its MAC.
+ * Exit code: the bkv_storage_err of the update, or 100 on error. */
+static int child_update_from_one_mac(int index, void *argp)
 {
-	(void)index;
-	const finish_arg *a = argp;
+	const one_mac_arg *a = argp;
 	bkv_storage *s = child_open(a->url);
 	if (s == NULL) {
 		return 100;
 	}
+	bkv_record n = a->row;
+	n.attempts_used = 1 + (uint32_t)index;
+	set_counter_mac(&n);
 	child_ready_and_wait();
-	bkv_finish_result res;
-	bkv_storage_err err =
-	    bkv_storage_finish_attempt(s, LIT("alice"), a->record_version, 1, true, &res, NULL);
+	const bkv_storage_err err = bkv_storage_update(s, &n, a->row.mac, a->row.mac_len);
 	bkv_storage_close(s);
 	return (int)err;
 }
 
-static void test_concurrent_finishes_of_one_guess_succeed_exactly_once(void **state)
+static void test_concurrent_updates_from_one_mac_succeed_exactly_once(void **state)
 {
 	fx *f = *state;
-	const uint64_t v = put_new(f, LIT("alice"), RACE_LIMIT);
-	commit_ok(f, LIT("alice"));
+	insert_new(f, LIT("alice"));
+	one_mac_arg arg = {f->url, get_ok(f, LIT("alice"))};
 	close_storage(f);
 
-	finish_arg arg = {f->url, v};
 	int status[N_CHILDREN];
-	run_children(N_CHILDREN, child_finish_guess_one, &arg, status);
-	int ok = 0, stale = 0;
+	run_children(N_CHILDREN, child_update_from_one_mac, &arg, status);
+	int ok = 0, stale = 0, winner = -1;
 	for (int i = 0; i < N_CHILDREN; i++) {
 		ok += status[i] == BKV_STORAGE_OK;
 		stale += status[i] == BKV_STORAGE_STALE;
+		winner = status[i] == BKV_STORAGE_OK ? i : winner;
 	}
 	assert_int_equal(ok, 1);
 	assert_int_equal(stale, N_CHILDREN - 1);
 	reopen(f);
-	const bkv_record r = get_ok(f, LIT("alice"));
-	assert_int_equal(r.attempts_used, 0);
-	assert_int_equal(r.last_finished_seq, 1);
+	const bkv_record after = get_ok(f, LIT("alice"));
+	assert_int_equal(after.attempts_used, 1 + winner); /* the winner's state, whole */
+	assert_true(has_counter_mac(&after));
+}
+
+/* Each child inserts its own record for the same account. Exit code: the bkv_storage_err
+ * of the insert, or 100 on error. */
+static int child_insert_one_account(int index, void *arg)
+{
+	bkv_storage *s = child_open(arg);
+	if (s == NULL) {
+		return 100;
+	}
+	bkv_record r;
+	make_record(&r, LIT("alice"));
+	r.attempts_used = (uint32_t)index;
+	set_counter_mac(&r);
+	child_ready_and_wait();
+	const bkv_storage_err err = bkv_storage_insert(s, &r);
+	bkv_storage_close(s);
+	return (int)err;
+}
+
+static void test_concurrent_inserts_of_one_account_succeed_exactly_once(void **state)
+{
+	fx *f = *state;
+	close_storage(f);
+	int status[N_CHILDREN];
+	run_children(N_CHILDREN, child_insert_one_account, f->url, status);
+	int ok = 0, exists = 0, winner = -1;
+	for (int i = 0; i < N_CHILDREN; i++) {
+		ok += status[i] == BKV_STORAGE_OK;
+		exists += status[i] == BKV_STORAGE_EXISTS;
+		winner = status[i] == BKV_STORAGE_OK ? i : winner;
+	}
+	assert_int_equal(ok, 1);
+	assert_int_equal(exists, N_CHILDREN - 1);
+	reopen(f);
+	const bkv_record after = get_ok(f, LIT("alice"));
+	assert_int_equal(after.attempts_used, winner);
+	assert_true(has_counter_mac(&after));
 }
 
 /* ------------------------------------------------------------------------------------ */
@@ -2008,37 +2097,34 @@ static void test_concurrent_finishes_of_one_guess_succeed_exactly_once(void **st
 
 #define CRASH_ROUNDS 5
 
-/* Commits attempts as fast as it can, reporting each new attempts_used after the call
- * returned OK, until it is killed. */
-static void crash_child(const char *url, uint64_t record_version, uint64_t guess_seq, int out)
+/* Increments the counter by read -> update as fast as it can, reporting each value after
+ * the call returned OK, until it is killed. */
+static void crash_child(const char *url, int out)
 {
 	alarm(CHILD_ALARM_S);
 	bkv_storage *s = child_open(url);
-	if (s == NULL) {
+	bkv_record r;
+	if (s == NULL || bkv_storage_get(s, LIT("alice"), &r) != BKV_STORAGE_OK) {
 		_exit(100);
 	}
 	for (;;) {
-		uint32_t used = 0, limit = 0;
-		bkv_storage_err err = bkv_storage_commit_attempt(s, LIT("alice"), record_version,
-		                                                 guess_seq, &used, &limit);
+		const bkv_record n = next_state(&r);
+		bkv_storage_err err = bkv_storage_update(s, &n, r.mac, r.mac_len);
 		if (err == BKV_STORAGE_STALE) {
 			/* The previous child's last COMMIT may still land after it was killed (a
 			 * PostgreSQL backend finishes a COMMIT it already received): re-read and go
 			 * on, as the handlers do. */
-			bkv_record r;
 			if (bkv_storage_get(s, LIT("alice"), &r) != BKV_STORAGE_OK) {
 				_exit(103);
 			}
-			guess_seq = r.guess_seq;
 			continue;
 		}
 		if (err != BKV_STORAGE_OK) {
-			fprintf(stderr, "crash child: commit_attempt: %s\n",
-			        bkv_storage_strerror(err));
+			fprintf(stderr, "crash child: update: %s\n", bkv_storage_strerror(err));
 			_exit(101);
 		}
-		guess_seq++;
-		if (!write_full(out, &used, sizeof(used))) {
+		r = n;
+		if (!write_full(out, &n.attempts_used, sizeof(n.attempts_used))) {
 			_exit(102);
 		}
 	}
@@ -2054,11 +2140,10 @@ static bool read_report(int fd, uint32_t *v, int timeout_ms)
 	return read_full(fd, v, sizeof(*v));
 }
 
-static void test_sigkill_never_loses_a_committed_attempt(void **state)
+static void test_sigkill_never_loses_a_committed_update(void **state)
 {
 	fx *f = *state;
-	const uint32_t limit = 1000000;
-	const uint64_t v = put_new(f, LIT("alice"), limit);
+	insert_new(f, LIT("alice"));
 	const unsigned seed = (unsigned)time(NULL) ^ (unsigned)getpid();
 	srand(seed);
 	print_message("seed %u\n", seed);
@@ -2075,11 +2160,11 @@ static void test_sigkill_never_loses_a_committed_attempt(void **state)
 		assert_true(pid >= 0);
 		if (pid == 0) {
 			close(p[0]);
-			crash_child(f->url, v, start.guess_seq, p[1]);
+			crash_child(f->url, p[1]);
 		}
 		close(p[1]);
 
-		/* let it commit a random number of attempts, then kill it mid-loop */
+		/* let it commit a random number of updates, then kill it mid-loop */
 		const int wanted = 1 + rand() % 40;
 		uint32_t last = start.attempts_used, value;
 		for (int i = 0; i < wanted && read_report(p[0], &value, 5000); i++) {
@@ -2107,6 +2192,7 @@ static void test_sigkill_never_loses_a_committed_attempt(void **state)
 		assert_true(r.attempts_used >= last);     /* never lowered */
 		assert_true(r.attempts_used <= last + 1); /* at most one unreported commit */
 		assert_int_equal(r.guess_seq, r.attempts_used);
+		assert_true(has_counter_mac(&r)); /* a whole state, never a torn one */
 		assert_true(r.attempts_used >= floor);
 		floor = r.attempts_used;
 	}
@@ -2130,16 +2216,17 @@ static void test_pg_session_keeps_synchronous_commit_on_and_has_a_statement_time
 	        "INSERT INTO seen VALUES (current_setting('synchronous_commit'), "
 	        "current_setting('statement_timeout'), current_setting('transaction_isolation'), "
 	        "current_setting('application_name')); RETURN NEW; END$$;"
-	        "CREATE TRIGGER capture BEFORE INSERT ON records FOR EACH ROW "
+	        "CREATE TRIGGER capture BEFORE INSERT OR UPDATE ON records FOR EACH ROW "
 	        "EXECUTE FUNCTION bkv_test_capture()");
 	assert_int_equal(pg_int("SELECT count(*) FROM pg_db_role_setting WHERE setdatabase = "
 	                        "(SELECT oid FROM pg_database WHERE datname = current_database())"),
 	                 1);
 	reopen(f);
-	put_new(f, LIT("alice"), 10);
+	insert_new(f, LIT("alice"));
+	advance_ok(f, LIT("alice"));
 	assert_int_equal(pg_int("SELECT count(*) FROM seen WHERE sync = 'on' AND timeout = '5s' "
 	                        "AND isolation = 'read committed' AND app = 'bkvd'"),
-	                 1);
+	                 2);
 }
 
 /* A statement stuck in the database is cut off by the statement timeout (here 500 ms,
@@ -2148,8 +2235,9 @@ static void test_pg_statement_timeout_bounds_a_stuck_statement(void **state)
 {
 	POSTGRESQL_ONLY();
 	fx *f = *state;
-	const uint64_t v = put_new(f, LIT("alice"), 10);
+	insert_new(f, LIT("alice"));
 	const bkv_record before = get_ok(f, LIT("alice"));
+	const bkv_record n = next_state(&before);
 	close_storage(f);
 	snprintf(f->url, sizeof(f->url), "%s%soptions=-c%%20statement_timeout%%3D500", pg_url,
 	         strchr(pg_url, '?') ? "&" : "?");
@@ -2158,63 +2246,60 @@ static void test_pg_statement_timeout_bounds_a_stuck_statement(void **state)
 	        "PERFORM pg_sleep(30); RETURN NEW; END$$;"
 	        "CREATE TRIGGER inject BEFORE UPDATE ON records FOR EACH ROW "
 	        "EXECUTE FUNCTION bkv_test_stuck()");
-	uint32_t used, limit;
 	const double t0 = now_s();
-	assert_int_equal(bkv_storage_commit_attempt(f->s, LIT("alice"), v, 0, &used, &limit),
+	assert_int_equal(bkv_storage_update(f->s, &n, before.mac, before.mac_len),
 	                 BKV_STORAGE_UNAVAILABLE);
 	const double took = now_s() - t0;
-	print_message("the stuck commit_attempt failed after %.3f s\n", took);
+	print_message("the stuck update failed after %.3f s\n", took);
 	assert_true(took >= 0.4 && took < 3);
 	heal(f);
 	const bkv_record after = get_ok(f, LIT("alice"));
 	assert_same_record(&before, &after);
-	assert_int_equal(bkv_storage_commit_attempt(f->s, LIT("alice"), v, 0, &used, &limit),
-	                 BKV_STORAGE_OK);
-	assert_int_equal(used, 1);
+	assert_int_equal(bkv_storage_update(f->s, &n, before.mac, before.mac_len), BKV_STORAGE_OK);
 }
 
 /* The backend's session is terminated in the middle of a transaction, and then inside
  * COMMIT (a deferred trigger runs there, so the answer to COMMIT is lost and the backend
- * must find out on a new connection that the transaction aborted). Every call fails with
+ * must find out on a new connection that the transaction aborted). Every write fails with
  * UNAVAILABLE after its retries, nothing is committed, and the next call reconnects. */
 static void test_pg_a_connection_lost_before_or_during_commit_commits_nothing(void **state)
 {
 	POSTGRESQL_ONLY();
 	fx *f = *state;
-	const uint64_t v = put_new(f, LIT("alice"), 10);
-	commit_ok(f, LIT("alice"));
-	const bkv_record before = get_ok(f, LIT("alice"));
+	insert_new(f, LIT("alice"));
+	const bkv_record before = advance_ok(f, LIT("alice"));
+	const bkv_record n = next_state(&before);
+	bkv_record bob;
+	make_record(&bob, LIT("bob"));
+	const uint8_t blob[16] = {1, 2, 3};
 	pg_exec("CREATE FUNCTION bkv_test_die() RETURNS trigger LANGUAGE plpgsql AS $$BEGIN "
 	        "PERFORM pg_terminate_backend(pg_backend_pid()); PERFORM pg_sleep(5); "
 	        "RETURN COALESCE(NEW, OLD); END$$");
 	static const char *const triggers[] = {
-	    "CREATE TRIGGER inject BEFORE UPDATE OR DELETE ON records FOR EACH ROW "
+	    "CREATE TRIGGER inject BEFORE INSERT OR UPDATE OR DELETE ON records FOR EACH ROW "
 	    "EXECUTE FUNCTION bkv_test_die()",
-	    "CREATE CONSTRAINT TRIGGER inject AFTER UPDATE OR DELETE ON records DEFERRABLE "
-	    "INITIALLY DEFERRED FOR EACH ROW EXECUTE FUNCTION bkv_test_die()"};
+	    "CREATE CONSTRAINT TRIGGER inject AFTER INSERT OR UPDATE OR DELETE ON records "
+	    "DEFERRABLE INITIALLY DEFERRED FOR EACH ROW EXECUTE FUNCTION bkv_test_die()"};
 	for (size_t i = 0; i < 2; i++) {
 		pg_exec(triggers[i]);
-		uint32_t used, limit;
-		bkv_finish_result res;
 		const double t0 = now_s();
-		assert_int_equal(bkv_storage_commit_attempt(f->s, LIT("alice"), v, before.guess_seq,
-		                                            &used, &limit),
+		assert_int_equal(bkv_storage_update(f->s, &n, before.mac, before.mac_len),
 		                 BKV_STORAGE_UNAVAILABLE);
-		assert_int_equal(
-		    bkv_storage_finish_attempt(f->s, LIT("alice"), v, 1, true, &res, NULL),
-		    BKV_STORAGE_UNAVAILABLE);
+		assert_int_equal(bkv_storage_reseal(f->s, LIT("alice"), before.record_version,
+		                                    before.mac, before.mac_len, 2, blob,
+		                                    sizeof(blob)),
+		                 BKV_STORAGE_UNAVAILABLE);
+		assert_int_equal(bkv_storage_insert(f->s, &bob), BKV_STORAGE_UNAVAILABLE);
 		assert_int_equal(bkv_storage_delete(f->s, LIT("alice")), BKV_STORAGE_UNAVAILABLE);
-		print_message("%s: three calls failed in %.3f s\n", i ? "during COMMIT" : "before",
+		print_message("%s: four writes failed in %.3f s\n", i ? "during COMMIT" : "before",
 		              now_s() - t0);
 		heal(f);
 		const bkv_record after = get_ok(f, LIT("alice"));
 		assert_same_record(&before, &after);
+		bkv_record out;
+		assert_int_equal(bkv_storage_get(f->s, LIT("bob"), &out), BKV_STORAGE_NOT_FOUND);
 	}
-	uint32_t used, limit;
-	assert_int_equal(
-	    bkv_storage_commit_attempt(f->s, LIT("alice"), v, before.guess_seq, &used, &limit),
-	    BKV_STORAGE_OK);
-	assert_int_equal(used, before.attempts_used + 1);
+	assert_int_equal(bkv_storage_update(f->s, &n, before.mac, before.mac_len), BKV_STORAGE_OK);
 }
 
 /* A TCP proxy to the test server (run in a child) that loses the answer to one COMMIT: it
@@ -2331,12 +2416,12 @@ static void proxy_main(int listen_fd, const struct sockaddr_in *to, int report)
 
 /* The answer to COMMIT is lost with the connection after the transaction committed: the
  * backend finds out on a new connection (pg_xact_status) and reports OK, not UNAVAILABLE,
- * and the attempt was counted once. */
+ * and the update was written once: the next one goes on from its MAC. */
 static void test_pg_a_commit_whose_answer_is_lost_is_settled_as_committed(void **state)
 {
 	POSTGRESQL_ONLY();
 	fx *f = *state;
-	const uint64_t v = put_new(f, LIT("alice"), 10);
+	insert_new(f, LIT("alice"));
 	const bkv_record before = get_ok(f, LIT("alice"));
 	close_storage(f);
 
@@ -2383,13 +2468,12 @@ static void test_pg_a_commit_whose_answer_is_lost_is_settled_as_committed(void *
 	PQconninfoFree(opts);
 	reopen(f);
 
-	uint32_t used = 0, limit = 0, lost = 0;
-	const bkv_storage_err err =
-	    bkv_storage_commit_attempt(f->s, LIT("alice"), v, before.guess_seq, &used, &limit);
+	const bkv_record first = next_state(&before);
+	const bkv_record second = next_state(&first);
+	uint32_t lost = 0;
+	const bkv_storage_err err = bkv_storage_update(f->s, &first, before.mac, before.mac_len);
 	const bool proxy_lost_it = read_report(rep[0], &lost, 2000) && lost == 1;
-	uint32_t next = 0;
-	const bkv_storage_err err2 =
-	    bkv_storage_commit_attempt(f->s, LIT("alice"), v, before.guess_seq + 1, &next, &limit);
+	const bkv_storage_err err2 = bkv_storage_update(f->s, &second, first.mac, first.mac_len);
 	close_storage(f);
 	kill(pid, SIGKILL);
 	waitpid(pid, NULL, 0);
@@ -2397,17 +2481,14 @@ static void test_pg_a_commit_whose_answer_is_lost_is_settled_as_committed(void *
 
 	assert_true(proxy_lost_it);
 	assert_int_equal(err, BKV_STORAGE_OK);
-	assert_int_equal(used, before.attempts_used + 1);
-	assert_int_equal(err2, BKV_STORAGE_OK); /* and counted once: the next guess follows */
-	assert_int_equal(next, before.attempts_used + 2);
+	assert_int_equal(err2, BKV_STORAGE_OK); /* the first one is what the row holds */
 	snprintf(f->url, sizeof(f->url), "%s", pg_url);
 	reopen(f);
 	const bkv_record r = get_ok(f, LIT("alice"));
-	assert_int_equal(r.attempts_used, before.attempts_used + 2);
-	assert_int_equal(r.guess_seq, before.guess_seq + 2);
+	assert_same_state(&second, &r);
 }
 
-/* PostgreSQL restarts (pg_ctl restart -m fast) while a client commits attempts in a loop:
+/* PostgreSQL restarts (pg_ctl restart -m fast) while a client updates a counter in a loop:
  * during the outage calls fail fast with UNAVAILABLE, afterwards the backend reconnects
  * by itself, and no counter is ever seen to go down. */
 static void
@@ -2419,10 +2500,10 @@ test_pg_restart_fails_calls_fast_then_reconnects_and_never_lowers_a_counter(void
 	if (pg_ctl == NULL || pg_ctl[0] == '\0') {
 		fail_msg("BKV_TEST_PG_CTL is not set (run under tests/with-postgres)");
 	}
-	const uint64_t v = put_new(f, LIT("alice"), 1000000);
+	insert_new(f, LIT("alice"));
 	uint32_t floor = 0;
 	for (int i = 0; i < 5; i++) {
-		floor = commit_ok(f, LIT("alice"));
+		floor = advance_ok(f, LIT("alice")).attempts_used;
 	}
 
 	fflush(stdout);
@@ -2449,13 +2530,12 @@ test_pg_restart_fails_calls_fast_then_reconnects_and_never_lowers_a_counter(void
 				fail_msg("attempts_used went down from %u to %u", floor,
 				         r.attempts_used);
 			}
+			assert_true(has_counter_mac(&r));
 			floor = r.attempts_used;
-			uint32_t used = 0, limit = 0;
-			err = bkv_storage_commit_attempt(f->s, LIT("alice"), v, r.guess_seq, &used,
-			                                 &limit);
+			const bkv_record n = next_state(&r);
+			err = bkv_storage_update(f->s, &n, r.mac, r.mac_len);
 			if (err == BKV_STORAGE_OK) {
-				assert_true(used > floor);
-				floor = used;
+				floor = n.attempts_used;
 				*(unavailable ? &ok_after : &ok_before) += 1;
 			}
 		}
@@ -2481,8 +2561,8 @@ test_pg_restart_fails_calls_fast_then_reconnects_and_never_lowers_a_counter(void
 		waitpid(pid, NULL, 0);
 		fail_msg("pg_ctl restart did not finish");
 	}
-	print_message("%d attempts before the restart, %d UNAVAILABLE from %.3f s to %.3f s, "
-	              "%d attempts after; slowest call %.3f s\n",
+	print_message("%d updates before the restart, %d UNAVAILABLE from %.3f s to %.3f s, "
+	              "%d updates after; slowest call %.3f s\n",
 	              ok_before, unavailable, first_failure, last_failure, ok_after, slowest);
 	assert_int_equal(restart_status, 0);
 	assert_true(ok_before > 0);
@@ -2494,6 +2574,7 @@ test_pg_restart_fails_calls_fast_then_reconnects_and_never_lowers_a_counter(void
 	const bkv_record r = get_ok(f, LIT("alice"));
 	assert_true(r.attempts_used >= floor);
 	assert_int_equal(r.guess_seq, r.attempts_used);
+	assert_true(has_counter_mac(&r));
 }
 
 /* ------------------------------------------------------------------------------------ */
@@ -2539,68 +2620,58 @@ int main(void)
 	    T_DIR(test_open_of_a_file_that_is_not_a_database_fails_with_a_reason),
 	    T_OPEN(test_reopen_keeps_records),
 	    T_OPEN(test_open_refuses_a_schema_newer_than_the_code),
+	    T_DIR(test_open_migrates_a_version_1_database_and_keeps_its_rows),
 	    T_OPEN(test_database_is_in_wal_mode),
 	    T_DIR(test_connection_uses_synchronous_full),
 	    T_DIR(test_concurrent_first_opens_of_a_new_database_all_succeed),
 	    cmocka_unit_test(test_strerror_gives_a_distinct_message_for_every_error),
-	    /* get and put */
+	    /* get and insert */
 	    T_OPEN(test_get_of_a_missing_account_is_not_found),
-	    T_OPEN(test_put_then_get_round_trips_every_field),
-	    T_OPEN(test_put_of_a_new_account_ignores_the_callers_counters),
-	    T_OPEN(test_put_round_trips_a_maximum_length_account_with_nul_bytes),
+	    T_OPEN(test_insert_then_get_round_trips_every_field),
+	    T_OPEN(test_insert_then_get_round_trips_a_tombstone_with_nothing_sealed),
+	    T_OPEN(test_insert_then_get_round_trips_an_empty_registration_id_and_mac),
+	    T_OPEN(test_insert_round_trips_a_maximum_length_account_with_nul_bytes),
 	    T_OPEN(test_accounts_that_differ_only_after_a_nul_byte_are_distinct),
-	    T_OPEN(test_put_rejects_bad_arguments_and_stores_nothing),
+	    T_OPEN(test_insert_over_an_existing_account_is_exists_and_changes_nothing),
+	    T_OPEN(test_insert_rejects_bad_arguments_and_stores_nothing),
 	    T_OPEN(test_get_rejects_bad_arguments),
-	    T_OPEN(test_the_other_calls_reject_bad_arguments_and_change_nothing),
-	    /* record_version */
-	    T_OPEN(test_next_record_version_strictly_increases),
-	    T_OPEN(test_next_record_version_is_never_reused_after_reopen),
-	    T_OPEN(test_next_record_version_is_unique_across_connections),
-	    T_OPEN(test_next_record_version_is_unique_across_processes),
-	    /* put over an existing record */
-	    T_OPEN(test_put_over_an_existing_account_replaces_the_record),
-	    T_OPEN(test_put_replacement_leaves_no_earlier_guess_finishable),
-	    /* commit_attempt */
-	    T_OPEN(test_commit_attempt_increments_attempts_used_and_guess_seq),
-	    T_OPEN(test_commit_attempt_with_a_stale_guess_seq_is_stale_and_changes_nothing),
-	    T_OPEN(test_commit_attempt_with_another_record_version_is_stale_and_changes_nothing),
-	    T_OPEN(test_commit_attempt_at_the_limit_is_exhausted_and_changes_nothing),
-	    T_OPEN(test_commit_attempt_without_a_record_is_not_found),
-	    /* finish_attempt */
-	    T_OPEN(test_finish_success_resets_attempts_used_and_returns_the_record),
-	    T_OPEN(test_finish_success_returns_the_row_as_stored),
-	    T_OPEN(test_finish_success_accepts_no_record_out),
-	    T_OPEN(test_finish_of_the_same_guess_twice_is_stale),
-	    T_OPEN(test_finish_of_an_older_guess_after_a_newer_one_finished_is_stale),
-	    T_OPEN(test_finish_of_a_guess_that_was_never_started_is_stale),
-	    T_OPEN(test_finish_failure_keeps_attempts_used),
-	    T_OPEN(test_finish_failure_that_used_the_last_attempt_destroys_the_record),
-	    T_OPEN(test_finish_success_at_the_limit_resets_instead_of_destroying),
-	    T_OPEN(test_finish_against_a_replaced_record_is_stale),
-	    T_OPEN(test_finish_without_a_record_is_not_found),
-	    T_OPEN(test_guess_seq_keeps_counting_after_a_success),
+	    /* stored values that do not fit */
+	    T_OPEN(test_get_of_a_row_with_a_value_that_does_not_fit_is_corrupt),
+	    T_OPEN(test_list_sealed_below_of_a_row_that_does_not_fit_is_corrupt),
+	    T_OPEN(test_update_of_a_row_that_does_not_fit_is_stale_unless_the_mac_matches),
+	    /* update */
+	    T_OPEN(test_update_with_the_stored_mac_writes_every_field),
+	    T_OPEN(test_update_with_another_mac_is_stale_and_changes_nothing),
+	    T_OPEN(test_update_of_a_missing_account_is_not_found_and_creates_nothing),
+	    T_OPEN(test_update_with_no_expected_mac_matches_only_a_row_without_a_mac),
+	    T_OPEN(test_two_updates_from_the_same_mac_succeed_once),
+	    T_OPEN(test_update_changes_only_its_own_account),
+	    T_OPEN(test_update_rejects_bad_arguments_and_changes_nothing),
 	    /* delete */
 	    T_OPEN(test_delete_removes_the_record),
 	    T_OPEN(test_delete_of_a_missing_account_is_not_found),
-	    T_OPEN(test_destroy_exhausted_deletes_only_the_same_exhausted_record),
+	    T_OPEN(test_the_other_calls_reject_bad_arguments_and_change_nothing),
 	    /* re-sealing */
 	    T_OPEN(test_list_sealed_below_pages_through_records_in_account_order),
 	    T_OPEN(test_list_sealed_below_returns_only_records_below_the_version),
+	    T_OPEN(test_list_sealed_below_skips_tombstones),
 	    T_OPEN(test_list_sealed_below_resumes_after_an_account_that_is_gone),
-	    T_OPEN(test_reseal_replaces_the_blob_and_key_version_of_the_same_record),
-	    T_OPEN(test_reseal_of_a_replaced_record_is_stale_and_changes_nothing),
-	    T_OPEN(test_reseal_of_a_missing_account_changes_nothing),
+	    T_OPEN(test_reseal_replaces_the_blob_and_key_version_and_keeps_the_mac),
+	    T_OPEN(test_reseal_with_another_record_version_is_stale_and_changes_nothing),
+	    T_OPEN(test_reseal_with_another_mac_is_stale_and_changes_nothing),
+	    T_OPEN(test_reseal_of_a_row_without_a_mac_takes_no_mac),
+	    T_OPEN(test_reseal_of_a_missing_account_is_stale_and_creates_nothing),
 	    T_OPEN(test_count_sealed_with_counts_records_per_key_version),
 	    /* UNAVAILABLE commits nothing */
-	    T_OPEN(test_unavailable_commit_attempt_commits_nothing),
-	    T_OPEN(test_unavailable_finish_commits_nothing),
-	    T_OPEN(test_unavailable_destroying_finish_commits_nothing),
-	    T_OPEN(test_unavailable_destroy_exhausted_commits_nothing),
-	    T_OPEN(test_unavailable_put_commits_nothing),
+	    T_OPEN(test_unavailable_update_commits_nothing),
+	    T_OPEN(test_unavailable_insert_commits_nothing),
+	    T_OPEN(test_unavailable_delete_commits_nothing),
+	    T_OPEN(test_unavailable_reseal_commits_nothing),
 	    /* concurrency and crashes */
-	    T_OPEN(test_concurrent_attempts_from_many_processes_grant_exactly_the_limit),
-	    T_OPEN(test_concurrent_finishes_of_one_guess_succeed_exactly_once),
-	    T_OPEN(test_sigkill_never_loses_a_committed_attempt),
+	    T_OPEN(test_concurrent_read_and_update_loops_lose_no_increment),
+	    T_OPEN(test_concurrent_updates_from_one_mac_succeed_exactly_once),
+	    T_OPEN(test_concurrent_inserts_of_one_account_succeed_exactly_once),
+	    T_OPEN(test_sigkill_never_loses_a_committed_update),
 	    /* PostgreSQL only */
 	    T_OPEN(test_pg_session_keeps_synchronous_commit_on_and_has_a_statement_timeout),
 	    T_OPEN(test_pg_statement_timeout_bounds_a_stuck_statement),

@@ -35,6 +35,8 @@
 
 #include <openssl/bn.h>
 #include <openssl/ec.h>
+#include <openssl/evp.h>
+#include <openssl/hmac.h>
 #include <openssl/obj_mac.h>
 #include <p11-kit/p11-kit.h>
 #include <p11-kit/pkcs11.h>
@@ -626,8 +628,8 @@ static void seal_record(bkv_token *t, uint8_t sealed[RECORD_SEALED])
 {
 	uint8_t pt[RECORD_PT_BYTES];
 	fill_plaintext(pt);
-	assert_int_equal(bkv_record_seal(t, ACCOUNT, sizeof(ACCOUNT), P256, RECORD_VERSION, pt,
-	                                 sizeof(pt), sealed, RECORD_SEALED),
+	assert_int_equal(bkv_record_seal(t, ACCOUNT, sizeof(ACCOUNT), P256, RECORD_VERSION, NULL, 0,
+	                                 pt, sizeof(pt), sealed, RECORD_SEALED),
 	                 BKV_TOKEN_OK);
 }
 
@@ -638,8 +640,8 @@ static bkv_token_err open_record(bkv_token *t, const uint8_t *sealed, size_t sea
 	    sealed_len >= BKV_RECORD_SEAL_OVERHEAD ? sealed_len - BKV_RECORD_SEAL_OVERHEAD : 0;
 	assert_true(pt_len <= sizeof(pt));
 	memset(pt, 0xAA, sizeof(pt));
-	bkv_token_err err = bkv_record_open(t, ACCOUNT, sizeof(ACCOUNT), P256, RECORD_VERSION,
-	                                    sealed, sealed_len, pt, pt_len);
+	bkv_token_err err = bkv_record_open(t, ACCOUNT, sizeof(ACCOUNT), P256, RECORD_VERSION, NULL,
+	                                    0, sealed, sealed_len, pt, pt_len);
 	if (err != BKV_TOKEN_OK) {
 		/* A failed open never hands out plaintext: the buffer is untouched or wiped. */
 		for (size_t i = 0; i < pt_len; i++)
@@ -676,6 +678,7 @@ static const char *const secret_key_labels[] = {
     "bkv-ticket-1",
     "bkv-oprf-seed-p256-sha256",
     "bkv-oprf-seed-ristretto255-sha512",
+    "bkv-state-mac-1",
 };
 
 static void secret_keys_are_sensitive_and_never_extractable(void **state)
@@ -837,8 +840,8 @@ static void session_copies_stay_sensitive(void **state)
 		assert_value_unreadable(h, found[i]);
 		checked++;
 	}
-	/* seal-1, ticket, two OPRF seeds, the P-256 private key */
-	assert_true(checked >= 5);
+	/* seal-1, ticket, state MAC, two OPRF seeds, the P-256 private key */
+	assert_true(checked >= 6);
 	inspect_close(h);
 }
 
@@ -853,6 +856,7 @@ static const char *const all_key_labels[] = {
     "bkv-ake-p256-sha256",
     "bkv-oprf-seed-ristretto255-sha512",
     "bkv-ake-ristretto255-sha512",
+    "bkv-state-mac-1",
 };
 #define NUM_KEY_LABELS (sizeof(all_key_labels) / sizeof(all_key_labels[0]))
 
@@ -1398,8 +1402,8 @@ static void sealed_record_opens_where_it_belongs(void **state)
 	assert_int_equal(bkv_record_seal_key_version(sealed, sizeof(sealed)), 1);
 	fill_plaintext(expected);
 	assert_memory_not_equal(sealed + RECORD_CT_AT, expected, RECORD_PT_BYTES);
-	assert_int_equal(bkv_record_open(f->t, ACCOUNT, sizeof(ACCOUNT), P256, RECORD_VERSION,
-	                                 sealed, sizeof(sealed), pt, sizeof(pt)),
+	assert_int_equal(bkv_record_open(f->t, ACCOUNT, sizeof(ACCOUNT), P256, RECORD_VERSION, NULL,
+	                                 0, sealed, sizeof(sealed), pt, sizeof(pt)),
 	                 BKV_TOKEN_OK);
 	assert_memory_equal(pt, expected, sizeof(pt));
 }
@@ -1408,17 +1412,17 @@ static void empty_record_seals_and_opens(void **state)
 {
 	fx *f = *state;
 	uint8_t sealed[BKV_RECORD_SEAL_OVERHEAD], pt[1];
-	assert_int_equal(bkv_record_seal(f->t, ACCOUNT, sizeof(ACCOUNT), R255, 1, NULL, 0, sealed,
-	                                 sizeof(sealed)),
+	assert_int_equal(bkv_record_seal(f->t, ACCOUNT, sizeof(ACCOUNT), R255, 1, NULL, 0, NULL, 0,
+	                                 sealed, sizeof(sealed)),
 	                 BKV_TOKEN_OK);
-	assert_int_equal(
-	    bkv_record_open(f->t, ACCOUNT, sizeof(ACCOUNT), R255, 1, sealed, sizeof(sealed), pt, 0),
-	    BKV_TOKEN_OK);
-	assert_int_equal(bkv_record_open(f->t, ACCOUNT, sizeof(ACCOUNT), R255, 1, sealed,
+	assert_int_equal(bkv_record_open(f->t, ACCOUNT, sizeof(ACCOUNT), R255, 1, NULL, 0, sealed,
+	                                 sizeof(sealed), pt, 0),
+	                 BKV_TOKEN_OK);
+	assert_int_equal(bkv_record_open(f->t, ACCOUNT, sizeof(ACCOUNT), R255, 1, NULL, 0, sealed,
 	                                 sizeof(sealed), NULL, 0),
 	                 BKV_TOKEN_OK);
-	assert_int_equal(bkv_record_open(f->t, OTHER_ACCOUNT, sizeof(OTHER_ACCOUNT), R255, 1,
-	                                 sealed, sizeof(sealed), pt, 0),
+	assert_int_equal(bkv_record_open(f->t, OTHER_ACCOUNT, sizeof(OTHER_ACCOUNT), R255, 1, NULL,
+	                                 0, sealed, sizeof(sealed), pt, 0),
 	                 BKV_TOKEN_ERR_AUTH);
 }
 
@@ -1427,12 +1431,12 @@ static void sealing_an_empty_record_leaves_the_session_usable(void **state)
 {
 	fx *f = *state;
 	uint8_t empty[BKV_RECORD_SEAL_OVERHEAD], sealed[RECORD_SEALED];
-	(void)bkv_record_seal(f->t, ACCOUNT, sizeof(ACCOUNT), R255, 1, NULL, 0, empty,
+	(void)bkv_record_seal(f->t, ACCOUNT, sizeof(ACCOUNT), R255, 1, NULL, 0, NULL, 0, empty,
 	                      sizeof(empty));
 	uint8_t pt[RECORD_PT_BYTES];
 	fill_plaintext(pt);
-	assert_int_equal(bkv_record_seal(f->t, ACCOUNT, sizeof(ACCOUNT), P256, RECORD_VERSION, pt,
-	                                 sizeof(pt), sealed, sizeof(sealed)),
+	assert_int_equal(bkv_record_seal(f->t, ACCOUNT, sizeof(ACCOUNT), P256, RECORD_VERSION, NULL,
+	                                 0, pt, sizeof(pt), sealed, sizeof(sealed)),
 	                 BKV_TOKEN_OK);
 	assert_int_equal(open_record(f->t, sealed, sizeof(sealed)), BKV_TOKEN_OK);
 }
@@ -1453,11 +1457,12 @@ static void sealed_record_does_not_open_under_another_account(void **state)
 	uint8_t sealed[RECORD_SEALED], pt[RECORD_PT_BYTES];
 	seal_record(f->t, sealed);
 	assert_int_equal(bkv_record_open(f->t, OTHER_ACCOUNT, sizeof(OTHER_ACCOUNT), P256,
-	                                 RECORD_VERSION, sealed, sizeof(sealed), pt, sizeof(pt)),
+	                                 RECORD_VERSION, NULL, 0, sealed, sizeof(sealed), pt,
+	                                 sizeof(pt)),
 	                 BKV_TOKEN_ERR_AUTH);
 	/* A prefix of the account id is another account too. */
 	assert_int_equal(bkv_record_open(f->t, ACCOUNT, sizeof(ACCOUNT) - 1, P256, RECORD_VERSION,
-	                                 sealed, sizeof(sealed), pt, sizeof(pt)),
+	                                 NULL, 0, sealed, sizeof(sealed), pt, sizeof(pt)),
 	                 BKV_TOKEN_ERR_AUTH);
 }
 
@@ -1466,8 +1471,8 @@ static void sealed_record_does_not_open_under_another_suite(void **state)
 	fx *f = *state;
 	uint8_t sealed[RECORD_SEALED], pt[RECORD_PT_BYTES];
 	seal_record(f->t, sealed);
-	assert_int_equal(bkv_record_open(f->t, ACCOUNT, sizeof(ACCOUNT), R255, RECORD_VERSION,
-	                                 sealed, sizeof(sealed), pt, sizeof(pt)),
+	assert_int_equal(bkv_record_open(f->t, ACCOUNT, sizeof(ACCOUNT), R255, RECORD_VERSION, NULL,
+	                                 0, sealed, sizeof(sealed), pt, sizeof(pt)),
 	                 BKV_TOKEN_ERR_AUTH);
 }
 
@@ -1480,7 +1485,7 @@ static void sealed_record_does_not_open_under_another_record_version(void **stat
 	                           RECORD_VERSION | (1ull << 32), 0};
 	for (size_t i = 0; i < sizeof(others) / sizeof(others[0]); i++)
 		assert_int_equal(bkv_record_open(f->t, ACCOUNT, sizeof(ACCOUNT), P256, others[i],
-		                                 sealed, sizeof(sealed), pt, sizeof(pt)),
+		                                 NULL, 0, sealed, sizeof(sealed), pt, sizeof(pt)),
 		                 BKV_TOKEN_ERR_AUTH);
 }
 
@@ -1544,8 +1549,507 @@ static void truncated_sealed_record_fails_auth(void **state)
 	/* A plaintext length that does not match is refused too. */
 	uint8_t pt[RECORD_PT_BYTES];
 	assert_int_not_equal(bkv_record_open(f->t, ACCOUNT, sizeof(ACCOUNT), P256, RECORD_VERSION,
-	                                     sealed, sizeof(sealed), pt, sizeof(pt) - 1),
+	                                     NULL, 0, sealed, sizeof(sealed), pt, sizeof(pt) - 1),
 	                     BKV_TOKEN_OK);
+}
+
+/* ------------------------------------------------------------------------------------ */
+/* The record-state MAC (token.h: bkv-state-mac-1, HMAC-SHA256 in the token)            */
+/* ------------------------------------------------------------------------------------ */
+
+static const uint8_t STATE_DATA[] = "bkv-v1 record-state: account, suite, state, counters";
+
+typedef struct op_counts {
+	unsigned n[4];
+} op_counts;
+
+static void count_op(void *arg, bkv_token_op op, uint64_t micros)
+{
+	(void)micros;
+	op_counts *c = arg;
+	assert_true((unsigned)op < 4);
+	c->n[op]++;
+}
+
+static bool is_all(const uint8_t *p, size_t len, uint8_t value)
+{
+	for (size_t i = 0; i < len; i++)
+		if (p[i] != value)
+			return false;
+	return true;
+}
+
+static void state_mac_of(bkv_token *t, const uint8_t *data, size_t len,
+                         uint8_t mac[BKV_TOKEN_STATE_MAC_BYTES])
+{
+	memset(mac, 0xAA, BKV_TOKEN_STATE_MAC_BYTES);
+	assert_int_equal(bkv_token_state_mac(t, data, len, mac), BKV_TOKEN_OK);
+}
+
+static void state_mac_key_allows_only_hmac_sha256(void **state)
+{
+	(void)state;
+	CK_SESSION_HANDLE h = inspect_session(g_label, false);
+	CK_OBJECT_HANDLE k = find_one(h, CKO_SECRET_KEY, BKV_TOKEN_STATE_MAC_LABEL);
+	assert_attr(h, k, CKA_SIGN, true);
+	assert_attr(h, k, CKA_VERIFY, false);
+	assert_attr(h, k, CKA_ENCRYPT, false);
+	assert_attr(h, k, CKA_DECRYPT, false);
+	assert_attr(h, k, CKA_DERIVE, false);
+	assert_attr(h, k, CKA_WRAP, false);
+	assert_attr(h, k, CKA_UNWRAP, false);
+	CK_ULONG len = 0;
+	CK_ATTRIBUTE value_len = {CKA_VALUE_LEN, &len, sizeof(len)};
+	assert_int_equal(g_fn->C_GetAttributeValue(h, k, &value_len, 1), CKR_OK);
+	assert_int_equal(len, BKV_TOKEN_STATE_MAC_BYTES);
+	CK_MECHANISM_TYPE mechs[8];
+	CK_ATTRIBUTE allowed = {CKA_ALLOWED_MECHANISMS, mechs, sizeof(mechs)};
+	if (g_fn->C_GetAttributeValue(h, k, &allowed, 1) == CKR_OK) {
+		assert_int_equal(allowed.ulValueLen, sizeof(CK_MECHANISM_TYPE));
+		assert_int_equal(mechs[0], CKM_SHA256_HMAC);
+	}
+	/* The token refuses every other use, not just the attributes. */
+	CK_MECHANISM other_hmac = {CKM_SHA512_HMAC, NULL, 0};
+	assert_int_not_equal(g_fn->C_SignInit(h, &other_hmac, k), CKR_OK);
+	CK_MECHANISM verify = {CKM_SHA256_HMAC, NULL, 0};
+	assert_int_not_equal(g_fn->C_VerifyInit(h, &verify, k), CKR_OK);
+	uint8_t iv[16] = {0};
+	CK_MECHANISM aes = {CKM_AES_CBC, iv, sizeof(iv)};
+	assert_int_not_equal(g_fn->C_EncryptInit(h, &aes, k), CKR_OK);
+	inspect_close(h);
+}
+
+/* Deterministic for one key, and every byte of the data counts (including its length). */
+static void state_mac_is_deterministic_and_covers_every_byte(void **state)
+{
+	fx *f = *state;
+	op_counts c;
+	memset(&c, 0, sizeof(c));
+	bkv_token_set_observer(f->t, count_op, &c);
+	uint8_t a[BKV_TOKEN_STATE_MAC_BYTES], b[BKV_TOKEN_STATE_MAC_BYTES];
+	state_mac_of(f->t, STATE_DATA, sizeof(STATE_DATA), a);
+	state_mac_of(f->t, STATE_DATA, sizeof(STATE_DATA), b);
+	assert_memory_equal(a, b, sizeof(a));
+	assert_int_equal(c.n[BKV_TOKEN_OP_HMAC], 2); /* one token HMAC per MAC */
+	bkv_token_set_observer(f->t, NULL, NULL);
+	assert_false(is_all(a, sizeof(a), 0x00));
+	assert_false(is_all(a, sizeof(a), 0xAA));
+	uint8_t data[sizeof(STATE_DATA) + 1];
+	memcpy(data, STATE_DATA, sizeof(STATE_DATA));
+	for (size_t i = 0; i < sizeof(STATE_DATA); i++) {
+		data[i] ^= 0x01;
+		state_mac_of(f->t, data, sizeof(STATE_DATA), b);
+		if (memcmp(a, b, sizeof(a)) == 0)
+			fail_msg("flipping byte %zu left the MAC unchanged", i);
+		data[i] ^= 0x01;
+	}
+	data[sizeof(STATE_DATA)] = 0;
+	state_mac_of(f->t, data, sizeof(STATE_DATA) + 1, b); /* one byte longer */
+	assert_memory_not_equal(a, b, sizeof(a));
+	state_mac_of(f->t, data, sizeof(STATE_DATA) - 1, b); /* one byte shorter */
+	assert_memory_not_equal(a, b, sizeof(a));
+	/* Another session on the same token computes the same MAC. */
+	bkv_token *other = vault_open_loaded(g_label);
+	state_mac_of(other, STATE_DATA, sizeof(STATE_DATA), b);
+	assert_memory_equal(a, b, sizeof(a));
+	bkv_token_close(other);
+}
+
+/* Each token has its own key, and replacing the keys replaces it: a MAC made before no
+ * longer verifies. */
+static void state_mac_differs_between_tokens_and_after_the_keys_are_replaced(void **state)
+{
+	fx *f = *state;
+	uint8_t main_mac[BKV_TOKEN_STATE_MAC_BYTES], before[BKV_TOKEN_STATE_MAC_BYTES],
+	    after[BKV_TOKEN_STATE_MAC_BYTES];
+	state_mac_of(f->t, STATE_DATA, sizeof(STATE_DATA), main_mac);
+	bkv_token *t = fresh_token_with_keys("bkv-mac-other");
+	state_mac_of(t, STATE_DATA, sizeof(STATE_DATA), before);
+	assert_memory_not_equal(main_mac, before, sizeof(before));
+	create_keys(t, true, NULL);
+	assert_int_equal(bkv_token_load_keys(t, both_suites, 2), BKV_TOKEN_OK);
+	state_mac_of(t, STATE_DATA, sizeof(STATE_DATA), after);
+	assert_memory_not_equal(before, after, sizeof(after));
+	assert_memory_not_equal(main_mac, after, sizeof(after));
+	bkv_token_close(t);
+}
+
+/* Before bkv_token_load_keys there is no key to MAC with. */
+static void state_mac_before_the_keys_are_loaded_is_key_missing(void **state)
+{
+	(void)state;
+	bkv_token *t = vault_open(g_label);
+	uint8_t mac[BKV_TOKEN_STATE_MAC_BYTES];
+	memset(mac, 0xAA, sizeof(mac));
+	assert_int_equal(bkv_token_state_mac(t, STATE_DATA, sizeof(STATE_DATA), mac),
+	                 BKV_TOKEN_ERR_KEY_MISSING);
+	assert_true(is_all(mac, sizeof(mac), 0xAA) || is_all(mac, sizeof(mac), 0x00));
+	assert_int_equal(bkv_token_load_keys(t, both_suites, 2), BKV_TOKEN_OK);
+	assert_int_equal(bkv_token_state_mac(t, STATE_DATA, sizeof(STATE_DATA), mac), BKV_TOKEN_OK);
+	bkv_token_close(t);
+}
+
+/* A token initialized before the state MAC existed: the vault refuses to load it (so no
+ * record is read unverified), and running the key ceremony again adds only that key. */
+static void a_token_without_the_state_mac_key_gets_it_from_create_keys(void **state)
+{
+	(void)state;
+	init_token("bkv-mac-upgrade", NULL, 0);
+	bkv_token *t = vault_open("bkv-mac-upgrade");
+	report_log first, again;
+	memset(&first, 0, sizeof(first));
+	memset(&again, 0, sizeof(again));
+	create_keys(t, false, &first);
+	CK_SESSION_HANDLE h = inspect_session("bkv-mac-upgrade", true);
+	assert_int_equal(
+	    g_fn->C_DestroyObject(h, find_one(h, CKO_SECRET_KEY, BKV_TOKEN_STATE_MAC_LABEL)),
+	    CKR_OK);
+	inspect_close(h);
+	assert_int_equal(bkv_token_load_keys(t, both_suites, 2), BKV_TOKEN_ERR_KEY_MISSING);
+	uint8_t mac[BKV_TOKEN_STATE_MAC_BYTES];
+	assert_int_equal(bkv_token_state_mac(t, STATE_DATA, sizeof(STATE_DATA), mac),
+	                 BKV_TOKEN_ERR_KEY_MISSING);
+	create_keys(t, false, &again);
+	assert_int_equal(again.n, NUM_KEY_LABELS);
+	for (size_t i = 0; i < NUM_KEY_LABELS; i++) {
+		const key_report *r = find_report(&again, all_key_labels[i]);
+		const char *expected = strcmp(all_key_labels[i], BKV_TOKEN_STATE_MAC_LABEL) == 0
+		                           ? "created"
+		                           : "exists";
+		if (strcmp(r->what, expected) != 0)
+			fail_msg("%s reported \"%s\", expected \"%s\"", r->label, r->what,
+			         expected);
+	}
+	/* The server keys stayed: the same public keys. */
+	for (size_t i = 0; i < 2; i++) {
+		const char *label = i == 0 ? "bkv-ake-p256-sha256" : "bkv-ake-ristretto255-sha512";
+		const key_report *a = find_report(&first, label), *b = find_report(&again, label);
+		assert_int_equal(a->public_key_len, b->public_key_len);
+		assert_memory_equal(a->public_key, b->public_key, a->public_key_len);
+	}
+	assert_int_equal(bkv_token_load_keys(t, both_suites, 2), BKV_TOKEN_OK);
+	state_mac_of(t, STATE_DATA, sizeof(STATE_DATA), mac);
+	bkv_token_close(t);
+	h = inspect_session("bkv-mac-upgrade", false);
+	assert_int_equal(count_labelled(h, BKV_TOKEN_STATE_MAC_LABEL), 1);
+	inspect_close(h);
+}
+
+static void state_mac_argument_errors(void **state)
+{
+	fx *f = *state;
+	uint8_t mac[BKV_TOKEN_STATE_MAC_BYTES];
+	assert_int_equal(bkv_token_state_mac(NULL, STATE_DATA, sizeof(STATE_DATA), mac),
+	                 BKV_TOKEN_ERR_ARGUMENT);
+	assert_int_equal(bkv_token_state_mac(f->t, NULL, sizeof(STATE_DATA), mac),
+	                 BKV_TOKEN_ERR_ARGUMENT);
+	assert_int_equal(bkv_token_state_mac(f->t, STATE_DATA, 0, mac), BKV_TOKEN_ERR_ARGUMENT);
+	assert_int_equal(bkv_token_state_mac(f->t, STATE_DATA, sizeof(STATE_DATA), NULL),
+	                 BKV_TOKEN_ERR_ARGUMENT);
+	/* None of them disturbed the session. */
+	state_mac_of(f->t, STATE_DATA, sizeof(STATE_DATA), mac);
+}
+
+/* A dead session is a device failure (never a MAC that could be compared), the output
+ * holds nothing, and after reopening the key is the same. */
+static void state_mac_on_a_closed_session_is_a_device_error(void **state)
+{
+	fx *f = *state;
+	uint8_t before[BKV_TOKEN_STATE_MAC_BYTES], mac[BKV_TOKEN_STATE_MAC_BYTES];
+	state_mac_of(f->t, STATE_DATA, sizeof(STATE_DATA), before);
+	close_all_sessions_underneath(g_label);
+	memset(mac, 0xAA, sizeof(mac));
+	assert_int_equal(bkv_token_state_mac(f->t, STATE_DATA, sizeof(STATE_DATA), mac),
+	                 BKV_TOKEN_ERR_DEVICE);
+	assert_true(is_all(mac, sizeof(mac), 0x00));
+	assert_int_equal(bkv_token_last_error(f->t), BKV_TOKEN_ERR_DEVICE);
+	assert_int_equal(bkv_token_reopen(f->t), BKV_TOKEN_OK);
+	state_mac_of(f->t, STATE_DATA, sizeof(STATE_DATA), mac);
+	assert_memory_equal(before, mac, sizeof(mac));
+}
+
+/* ------------------------------------------------------------------------------------ */
+/* Known keys: the formats checked against OpenSSL                                       */
+/* ------------------------------------------------------------------------------------ */
+
+/* A token whose newest record-sealing key and state-MAC key have known values, so that the
+ * token's HMAC and its sealed records can be checked against an independent computation.
+ * The state-MAC key replaces the generated one (same label and protection); the sealing key
+ * is imported as version 2, because version 1 seals the ristretto255 private key. Built
+ * once. */
+#define KNOWN_SEAL_VERSION 2
+static uint8_t known_seal_key[32];
+static uint8_t known_mac_key[BKV_TOKEN_STATE_MAC_BYTES];
+
+static void import_known_key(CK_SESSION_HANDLE h, const char *label, bool aes, const uint8_t *value,
+                             CK_ULONG len)
+{
+	if (!aes)
+		assert_int_equal(g_fn->C_DestroyObject(h, find_one(h, CKO_SECRET_KEY, label)),
+		                 CKR_OK);
+	CK_OBJECT_CLASS cls = CKO_SECRET_KEY;
+	CK_KEY_TYPE type = aes ? CKK_AES : CKK_GENERIC_SECRET;
+	CK_BBOOL yes = CK_TRUE, no = CK_FALSE;
+	CK_MECHANISM_TYPE allowed[] = {CKM_SHA256_HMAC};
+	CK_ATTRIBUTE tmpl[] = {
+	    {CKA_CLASS, &cls, sizeof(cls)},
+	    {CKA_KEY_TYPE, &type, sizeof(type)},
+	    {CKA_LABEL, (void *)label, strlen(label)},
+	    {CKA_VALUE, (void *)value, len},
+	    {CKA_TOKEN, &yes, sizeof(yes)},
+	    {CKA_PRIVATE, &yes, sizeof(yes)},
+	    {CKA_SENSITIVE, &yes, sizeof(yes)},
+	    {CKA_EXTRACTABLE, &no, sizeof(no)},
+	    {CKA_ENCRYPT, aes ? &yes : &no, sizeof(yes)},
+	    {CKA_DECRYPT, aes ? &yes : &no, sizeof(yes)},
+	    {CKA_SIGN, aes ? &no : &yes, sizeof(yes)},
+	    {CKA_ALLOWED_MECHANISMS, allowed, sizeof(allowed)},
+	};
+	CK_OBJECT_HANDLE obj;
+	const CK_ULONG n = sizeof(tmpl) / sizeof(tmpl[0]) - (aes ? 1 : 0);
+	assert_int_equal(g_fn->C_CreateObject(h, tmpl, n, &obj), CKR_OK);
+}
+
+static bkv_token *known_keys_token(void)
+{
+	static bool made;
+	if (!made) {
+		init_token("bkv-known-keys", NULL, 0);
+		bkv_token *t = vault_open("bkv-known-keys");
+		create_keys(t, false, NULL);
+		bkv_token_close(t);
+		for (size_t i = 0; i < 32; i++) {
+			known_seal_key[i] = (uint8_t)(0x5c + 7 * i);
+			known_mac_key[i] = (uint8_t)(0xa3 ^ (11 * i));
+		}
+		CK_SESSION_HANDLE h = inspect_session("bkv-known-keys", true);
+		import_known_key(h, "bkv-seal-2", true, known_seal_key, sizeof(known_seal_key));
+		import_known_key(h, BKV_TOKEN_STATE_MAC_LABEL, false, known_mac_key,
+		                 sizeof(known_mac_key));
+		inspect_close(h);
+		made = true;
+	}
+	return vault_open_loaded("bkv-known-keys");
+}
+
+static void state_mac_equals_software_hmac_sha256(void **state)
+{
+	(void)state;
+	bkv_token *t = known_keys_token();
+	static uint8_t data[1200];
+	for (size_t i = 0; i < sizeof(data); i++)
+		data[i] = (uint8_t)(i * 29 + 3);
+	const size_t lens[] = {1, 31, 32, 63, 64, 65, 333, sizeof(data)};
+	for (size_t i = 0; i < sizeof(lens) / sizeof(lens[0]); i++) {
+		uint8_t got[BKV_TOKEN_STATE_MAC_BYTES], want[EVP_MAX_MD_SIZE];
+		unsigned int want_len = 0;
+		state_mac_of(t, data, lens[i], got);
+		assert_non_null(HMAC(EVP_sha256(), known_mac_key, (int)sizeof(known_mac_key), data,
+		                     lens[i], want, &want_len));
+		assert_int_equal(want_len, BKV_TOKEN_STATE_MAC_BYTES);
+		assert_memory_equal(got, want, BKV_TOKEN_STATE_MAC_BYTES);
+	}
+	bkv_token_close(t);
+}
+
+/* record_seal.h's AAD, built here from the specification. */
+static size_t spec_record_aad(uint8_t *aad, const uint8_t *account, size_t account_len,
+                              opaque_suite_id suite, uint64_t version, uint32_t key_version,
+                              const uint8_t *reg_id, size_t reg_id_len)
+{
+	static const char label[] = "bkv-v1 record";
+	size_t n = 0;
+	memcpy(aad, label, sizeof(label) - 1);
+	n += sizeof(label) - 1;
+	aad[n++] = (uint8_t)(account_len >> 8);
+	aad[n++] = (uint8_t)account_len;
+	memcpy(aad + n, account, account_len);
+	n += account_len;
+	aad[n++] = (uint8_t)suite;
+	for (int i = 7; i >= 0; i--)
+		aad[n++] = (uint8_t)(version >> (8 * i));
+	for (int i = 3; i >= 0; i--)
+		aad[n++] = (uint8_t)(key_version >> (8 * i));
+	if (reg_id_len > 0)
+		memcpy(aad + n, reg_id, reg_id_len);
+	return n + reg_id_len;
+}
+
+#define SPEC_AAD_MAX 512
+
+/* AES-256-GCM under the known seal key; encrypt: pt -> sealed (with header), or open:
+ * sealed -> pt. false if the tag does not verify. */
+static bool soft_record_aead(bool encrypt, const uint8_t *reg_id, size_t reg_id_len, uint8_t *pt,
+                             uint8_t sealed[RECORD_SEALED])
+{
+	uint8_t aad[SPEC_AAD_MAX];
+	const size_t aad_len = spec_record_aad(aad, ACCOUNT, sizeof(ACCOUNT), P256, RECORD_VERSION,
+	                                       KNOWN_SEAL_VERSION, reg_id, reg_id_len);
+	if (encrypt) {
+		sealed[0] = BKV_RECORD_SEAL_FORMAT;
+		sealed[1] = sealed[2] = sealed[3] = 0;
+		sealed[4] = KNOWN_SEAL_VERSION;
+		randombytes_buf(sealed + RECORD_IV_AT, BKV_TOKEN_IV_BYTES);
+	}
+	EVP_CIPHER_CTX *ctx = EVP_CIPHER_CTX_new();
+	int n = 0, fin = 0;
+	bool ok = ctx != NULL &&
+	          EVP_CipherInit_ex(ctx, EVP_aes_256_gcm(), NULL, known_seal_key,
+	                            sealed + RECORD_IV_AT, encrypt ? 1 : 0) == 1 &&
+	          EVP_CipherUpdate(ctx, NULL, &n, aad, (int)aad_len) == 1;
+	if (ok && encrypt)
+		ok = EVP_CipherUpdate(ctx, sealed + RECORD_CT_AT, &n, pt, RECORD_PT_BYTES) == 1 &&
+		     EVP_CipherFinal_ex(ctx, sealed + RECORD_CT_AT + n, &fin) == 1 &&
+		     EVP_CIPHER_CTX_ctrl(ctx, EVP_CTRL_GCM_GET_TAG, BKV_TOKEN_TAG_BYTES,
+		                         sealed + RECORD_TAG_AT) == 1;
+	else if (ok)
+		ok = EVP_CipherUpdate(ctx, pt, &n, sealed + RECORD_CT_AT, RECORD_PT_BYTES) == 1 &&
+		     EVP_CIPHER_CTX_ctrl(ctx, EVP_CTRL_GCM_SET_TAG, BKV_TOKEN_TAG_BYTES,
+		                         sealed + RECORD_TAG_AT) == 1 &&
+		     EVP_CipherFinal_ex(ctx, pt + n, &fin) == 1;
+	EVP_CIPHER_CTX_free(ctx);
+	return ok;
+}
+
+static const uint8_t REG_ID[BKV_REGISTRATION_ID_BYTES] = {
+    0x52, 0x45, 0x47, 0x2d, 0x49, 0x44, 0x2d, 0x30, 0x31, 0x9a, 0x0b, 0xcc, 0x1d, 0xee, 0x2f, 0x70};
+static const uint8_t OTHER_REG_ID[BKV_REGISTRATION_ID_BYTES] = {
+    0x52, 0x45, 0x47, 0x2d, 0x49, 0x44, 0x2d, 0x30, 0x32, 0x9a, 0x0b, 0xcc, 0x1d, 0xee, 0x2f, 0x70};
+
+/* Opens with the given registration id; a failure must hand out no plaintext. */
+static bkv_token_err open_record_for(bkv_token *t, const uint8_t *reg_id, size_t reg_id_len,
+                                     const uint8_t *sealed, uint8_t pt[RECORD_PT_BYTES])
+{
+	memset(pt, 0xAA, RECORD_PT_BYTES);
+	bkv_token_err err =
+	    bkv_record_open(t, ACCOUNT, sizeof(ACCOUNT), P256, RECORD_VERSION, reg_id, reg_id_len,
+	                    sealed, RECORD_SEALED, pt, RECORD_PT_BYTES);
+	if (err != BKV_TOKEN_OK)
+		assert_true(is_all(pt, RECORD_PT_BYTES, 0xAA) || is_all(pt, RECORD_PT_BYTES, 0x00));
+	return err;
+}
+
+/* The token seals with the registration id at the end of the AAD, as record_seal.h says. */
+static void sealed_record_binds_the_registration_id_as_specified(void **state)
+{
+	(void)state;
+	bkv_token *t = known_keys_token();
+	uint8_t pt[RECORD_PT_BYTES], expected[RECORD_PT_BYTES], sealed[RECORD_SEALED];
+	fill_plaintext(expected);
+	assert_int_equal(bkv_record_seal(t, ACCOUNT, sizeof(ACCOUNT), P256, RECORD_VERSION, REG_ID,
+	                                 sizeof(REG_ID), expected, sizeof(expected), sealed,
+	                                 sizeof(sealed)),
+	                 BKV_TOKEN_OK);
+	assert_int_equal(bkv_record_seal_key_version(sealed, sizeof(sealed)), KNOWN_SEAL_VERSION);
+	assert_true(soft_record_aead(false, REG_ID, sizeof(REG_ID), pt, sealed));
+	assert_memory_equal(pt, expected, sizeof(pt));
+	assert_false(soft_record_aead(false, NULL, 0, pt, sealed));
+	assert_false(soft_record_aead(false, OTHER_REG_ID, sizeof(OTHER_REG_ID), pt, sealed));
+	/* And what software seals with the id opens in the token with it, and only with it. */
+	assert_true(soft_record_aead(true, REG_ID, sizeof(REG_ID), expected, sealed));
+	assert_int_equal(open_record_for(t, REG_ID, sizeof(REG_ID), sealed, pt), BKV_TOKEN_OK);
+	assert_memory_equal(pt, expected, sizeof(pt));
+	assert_int_equal(open_record_for(t, NULL, 0, sealed, pt), BKV_TOKEN_ERR_AUTH);
+	assert_int_equal(open_record_for(t, OTHER_REG_ID, sizeof(OTHER_REG_ID), sealed, pt),
+	                 BKV_TOKEN_ERR_AUTH);
+	bkv_token_close(t);
+}
+
+/* A record sealed before registration ids (the AAD without one, built by OpenSSL here, not
+ * by the code under test) still opens with an empty id, and with no id but that. */
+static void legacy_sealed_records_open_with_an_empty_registration_id(void **state)
+{
+	(void)state;
+	bkv_token *t = known_keys_token();
+	uint8_t pt[RECORD_PT_BYTES], expected[RECORD_PT_BYTES], sealed[RECORD_SEALED];
+	fill_plaintext(expected);
+	assert_true(soft_record_aead(true, NULL, 0, expected, sealed));
+	assert_int_equal(open_record_for(t, NULL, 0, sealed, pt), BKV_TOKEN_OK);
+	assert_memory_equal(pt, expected, sizeof(pt));
+	assert_int_equal(open_record_for(t, REG_ID, 0, sealed, pt), BKV_TOKEN_OK); /* len 0 */
+	assert_int_equal(open_record_for(t, REG_ID, sizeof(REG_ID), sealed, pt),
+	                 BKV_TOKEN_ERR_AUTH);
+	/* The token's own empty-id seal is the legacy format too. */
+	assert_int_equal(bkv_record_seal(t, ACCOUNT, sizeof(ACCOUNT), P256, RECORD_VERSION, NULL, 0,
+	                                 expected, sizeof(expected), sealed, sizeof(sealed)),
+	                 BKV_TOKEN_OK);
+	assert_true(soft_record_aead(false, NULL, 0, pt, sealed));
+	assert_memory_equal(pt, expected, sizeof(pt));
+	bkv_token_close(t);
+}
+
+/* On the main token: a record sealed for one registration opens for no other, whichever
+ * bit of the id differs, nor as a legacy record. */
+static void sealed_record_with_a_registration_id_opens_only_with_it(void **state)
+{
+	fx *f = *state;
+	uint8_t pt[RECORD_PT_BYTES], expected[RECORD_PT_BYTES], sealed[RECORD_SEALED];
+	fill_plaintext(expected);
+	assert_int_equal(bkv_record_seal(f->t, ACCOUNT, sizeof(ACCOUNT), P256, RECORD_VERSION,
+	                                 REG_ID, sizeof(REG_ID), expected, sizeof(expected), sealed,
+	                                 sizeof(sealed)),
+	                 BKV_TOKEN_OK);
+	assert_int_equal(open_record_for(f->t, REG_ID, sizeof(REG_ID), sealed, pt), BKV_TOKEN_OK);
+	assert_memory_equal(pt, expected, sizeof(pt));
+	assert_int_equal(open_record_for(f->t, NULL, 0, sealed, pt), BKV_TOKEN_ERR_AUTH);
+	assert_int_equal(open_record_for(f->t, OTHER_REG_ID, sizeof(OTHER_REG_ID), sealed, pt),
+	                 BKV_TOKEN_ERR_AUTH);
+	uint8_t id[BKV_REGISTRATION_ID_BYTES];
+	for (size_t bit = 0; bit < 8 * sizeof(id); bit++) {
+		memcpy(id, REG_ID, sizeof(id));
+		id[bit / 8] ^= (uint8_t)(1u << (bit % 8));
+		if (open_record_for(f->t, id, sizeof(id), sealed, pt) != BKV_TOKEN_ERR_AUTH)
+			fail_msg("registration id with bit %zu flipped opened the record", bit);
+	}
+	/* Still bound to everything else as well. */
+	assert_int_equal(bkv_record_open(f->t, OTHER_ACCOUNT, sizeof(OTHER_ACCOUNT), P256,
+	                                 RECORD_VERSION, REG_ID, sizeof(REG_ID), sealed,
+	                                 sizeof(sealed), pt, sizeof(pt)),
+	                 BKV_TOKEN_ERR_AUTH);
+	assert_int_equal(bkv_record_open(f->t, ACCOUNT, sizeof(ACCOUNT), P256, RECORD_VERSION + 1,
+	                                 REG_ID, sizeof(REG_ID), sealed, sizeof(sealed), pt,
+	                                 sizeof(pt)),
+	                 BKV_TOKEN_ERR_AUTH);
+}
+
+/* record_seal.h: the id is 0 or 16 bytes, else BKV_TOKEN_ERR_ARGUMENT (nothing sealed or
+ * opened). */
+static void a_registration_id_of_another_length_is_an_argument_error(void **state)
+{
+	fx *f = *state;
+	uint8_t pt[RECORD_PT_BYTES], sealed[RECORD_SEALED], id[BKV_REGISTRATION_ID_BYTES * 2 + 1];
+	fill_plaintext(pt);
+	memset(id, 0x42, sizeof(id));
+	const size_t lens[] = {1, BKV_REGISTRATION_ID_BYTES - 1, BKV_REGISTRATION_ID_BYTES + 1,
+	                       BKV_REGISTRATION_ID_BYTES * 2, sizeof(id)};
+	uint8_t good[RECORD_SEALED];
+	assert_int_equal(bkv_record_seal(f->t, ACCOUNT, sizeof(ACCOUNT), P256, RECORD_VERSION, id,
+	                                 BKV_REGISTRATION_ID_BYTES, pt, sizeof(pt), good,
+	                                 sizeof(good)),
+	                 BKV_TOKEN_OK);
+	for (size_t i = 0; i < sizeof(lens) / sizeof(lens[0]); i++) {
+		assert_int_equal(bkv_record_seal(f->t, ACCOUNT, sizeof(ACCOUNT), P256,
+		                                 RECORD_VERSION, id, lens[i], pt, sizeof(pt),
+		                                 sealed, sizeof(sealed)),
+		                 BKV_TOKEN_ERR_ARGUMENT);
+		assert_int_equal(bkv_record_open(f->t, ACCOUNT, sizeof(ACCOUNT), P256,
+		                                 RECORD_VERSION, id, lens[i], good, sizeof(good),
+		                                 pt, sizeof(pt)),
+		                 BKV_TOKEN_ERR_ARGUMENT);
+	}
+	assert_int_equal(bkv_record_seal(f->t, ACCOUNT, sizeof(ACCOUNT), P256, RECORD_VERSION, NULL,
+	                                 BKV_REGISTRATION_ID_BYTES, pt, sizeof(pt), sealed,
+	                                 sizeof(sealed)),
+	                 BKV_TOKEN_ERR_ARGUMENT);
+	assert_int_equal(bkv_record_open(f->t, ACCOUNT, sizeof(ACCOUNT), P256, RECORD_VERSION, NULL,
+	                                 BKV_REGISTRATION_ID_BYTES, good, sizeof(good), pt,
+	                                 sizeof(pt)),
+	                 BKV_TOKEN_ERR_ARGUMENT);
+	/* The session is fine afterwards. */
+	assert_int_equal(bkv_record_open(f->t, ACCOUNT, sizeof(ACCOUNT), P256, RECORD_VERSION, id,
+	                                 BKV_REGISTRATION_ID_BYTES, good, sizeof(good), pt,
+	                                 sizeof(pt)),
+	                 BKV_TOKEN_OK);
 }
 
 /* ------------------------------------------------------------------------------------ */
@@ -1780,8 +2284,8 @@ static void loading_keys_from_a_token_without_keys_fails_with_key_missing(void *
 	assert_null(bkv_token_server_keys(t, R255));
 	uint8_t sealed[RECORD_SEALED];
 	uint8_t pt[RECORD_PT_BYTES] = {0};
-	assert_int_equal(bkv_record_seal(t, ACCOUNT, sizeof(ACCOUNT), P256, 1, pt, sizeof(pt),
-	                                 sealed, sizeof(sealed)),
+	assert_int_equal(bkv_record_seal(t, ACCOUNT, sizeof(ACCOUNT), P256, 1, NULL, 0, pt,
+	                                 sizeof(pt), sealed, sizeof(sealed)),
 	                 BKV_TOKEN_ERR_KEY_MISSING);
 	bkv_token_close(t);
 }
@@ -1822,18 +2326,6 @@ static void token_check_tells_a_closed_session_from_a_healthy_one(void **state)
 	assert_int_equal(bkv_token_check(f->t), BKV_TOKEN_ERR_DEVICE);
 	assert_int_equal(bkv_token_reopen(f->t), BKV_TOKEN_OK);
 	assert_int_equal(bkv_token_check(f->t), BKV_TOKEN_OK);
-}
-
-typedef struct op_counts {
-	unsigned n[4];
-} op_counts;
-
-static void count_op(void *arg, bkv_token_op op, uint64_t micros)
-{
-	(void)micros;
-	op_counts *c = arg;
-	assert_true((unsigned)op < 4);
-	c->n[op]++;
 }
 
 static void observer_sees_each_token_operation(void **state)
@@ -1899,8 +2391,8 @@ static void session_closed_underneath_fails_with_device_error(void **state)
 	assert_int_equal(keys->ake_dh(keys->ctx, g, 33, out, 33), OPAQUE_ERR_SERVER_KEYS);
 	assert_int_equal(bkv_token_last_error(f->t), BKV_TOKEN_ERR_DEVICE);
 	assert_int_equal(open_record(f->t, sealed, sizeof(sealed)), BKV_TOKEN_ERR_DEVICE);
-	assert_int_equal(bkv_record_seal(f->t, ACCOUNT, sizeof(ACCOUNT), P256, RECORD_VERSION, pt,
-	                                 sizeof(pt), fresh, sizeof(fresh)),
+	assert_int_equal(bkv_record_seal(f->t, ACCOUNT, sizeof(ACCOUNT), P256, RECORD_VERSION, NULL,
+	                                 0, pt, sizeof(pt), fresh, sizeof(fresh)),
 	                 BKV_TOKEN_ERR_DEVICE);
 	opaque_client_registration_state_wipe(&st);
 }
@@ -2136,6 +2628,19 @@ int main(void)
 	    VAULT_TEST(sealed_record_with_a_flipped_ciphertext_byte_fails_auth),
 	    VAULT_TEST(sealed_record_with_a_flipped_tag_byte_fails_auth),
 	    VAULT_TEST(truncated_sealed_record_fails_auth),
+	    /* The record-state MAC; sealed records bound to a registration */
+	    cmocka_unit_test(state_mac_key_allows_only_hmac_sha256),
+	    VAULT_TEST(state_mac_is_deterministic_and_covers_every_byte),
+	    VAULT_TEST(state_mac_differs_between_tokens_and_after_the_keys_are_replaced),
+	    cmocka_unit_test(state_mac_before_the_keys_are_loaded_is_key_missing),
+	    cmocka_unit_test(a_token_without_the_state_mac_key_gets_it_from_create_keys),
+	    VAULT_TEST(state_mac_argument_errors),
+	    VAULT_TEST(state_mac_on_a_closed_session_is_a_device_error),
+	    cmocka_unit_test(state_mac_equals_software_hmac_sha256),
+	    cmocka_unit_test(sealed_record_binds_the_registration_id_as_specified),
+	    cmocka_unit_test(legacy_sealed_records_open_with_an_empty_registration_id),
+	    VAULT_TEST(sealed_record_with_a_registration_id_opens_only_with_it),
+	    VAULT_TEST(a_registration_id_of_another_length_is_an_argument_error),
 	    /* Seal-key rotation */
 	    cmocka_unit_test(rotating_the_seal_key_creates_version_2),
 	    cmocka_unit_test(new_seals_use_the_new_version_once_keys_are_reloaded),

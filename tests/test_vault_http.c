@@ -3,7 +3,9 @@
  * scripts/dev-vault (SoftHSM2, self-signed TLS, SQLite) runs as `bkvd serve --listen
  * 127.0.0.1:0 --workers 2`; the test drives it through libbkv for both suites (register,
  * recover, change password, the countdown to destruction, delete, status, restarts, bad
- * tokens, vault down, TLS verification and pinning), with raw libcurl requests that must
+ * tokens, vault down, TLS verification and pinning; the record lifecycle: create-only and
+ * compare-and-set registration, per-account record versions, tombstones, tickets of an
+ * earlier registration, records refused with data_loss), with raw libcurl requests that must
  * get their Connect error and change nothing (malformed bodies, bad points, limits, routing,
  * headers, auth; /healthz, /metrics), with 16 concurrent guessers, and with SIGKILLed
  * workers and master.
@@ -826,13 +828,53 @@ static void assert_same_status(const bkv_account_status *a, const bkv_account_st
 	if (a->registered != b->registered || a->suite != b->suite ||
 	    a->attempts_used != b->attempts_used || a->attempt_limit != b->attempt_limit ||
 	    a->record_version != b->record_version ||
-	    a->registered_at_unix != b->registered_at_unix)
-		fail_msg("account status changed: registered %d->%d suite %d->%d used %u->%u "
-		         "limit %u->%u version %llu->%llu",
-		         a->registered, b->registered, a->suite, b->suite, a->attempts_used,
-		         b->attempts_used, a->attempt_limit, b->attempt_limit,
+	    a->registered_at_unix != b->registered_at_unix || a->state != b->state ||
+	    a->destroyed_at_unix != b->destroyed_at_unix)
+		fail_msg("account status changed: registered %d->%d state %d->%d suite %d->%d used "
+		         "%u->%u limit %u->%u version %llu->%llu destroyed_at %lld->%lld",
+		         a->registered, b->registered, a->state, b->state, a->suite, b->suite,
+		         a->attempts_used, b->attempts_used, a->attempt_limit, b->attempt_limit,
 		         (unsigned long long)a->record_version,
-		         (unsigned long long)b->record_version);
+		         (unsigned long long)b->record_version, (long long)a->destroyed_at_unix,
+		         (long long)b->destroyed_at_unix);
+}
+
+/* Registers key over the account's current record (live or destroyed) with
+ * bkv_register_replacing; the new version is the old one + 1. Returns it. */
+static uint64_t do_replace(bkv_client *c, const char *token, const char *password,
+                           const bkv_key *key, uint32_t limit)
+{
+	const bkv_account_status s = get_status(c, token);
+	if (s.state != BKV_RECORD_REGISTERED && s.state != BKV_RECORD_DESTROYED)
+		fail_msg("nothing to replace (state %d)", s.state);
+	bkv_error err = {0};
+	uint64_t version = 0;
+	EXPECT_STATUS(bkv_register_replacing(c, token, password, strlen(password), key, limit,
+	                                     s.record_version, &version, &err),
+	              BKV_OK, err);
+	assert_int_equal(version, s.record_version + 1);
+	return version;
+}
+
+/* Every recovery of a destroyed key: BKV_ERR_DESTROYED, attempts known (none left), and
+ * a message that says destroyed, never "no key registered". */
+static void expect_destroyed(bkv_client *c, const char *token, const char *password, uint32_t limit)
+{
+	bkv_error err = {0};
+	bkv_key got;
+	bkv_recover_info info;
+	memset(&info, 0xa5, sizeof(info));
+	EXPECT_STATUS(bkv_recover(c, token, password, strlen(password), &got, &info, &err),
+	              BKV_ERR_DESTROYED, err);
+	assert_int_equal(err.status, BKV_ERR_DESTROYED);
+	assert_true(info.destroyed);
+	assert_true(info.attempts_known);
+	assert_int_equal(info.attempts_remaining, 0);
+	assert_int_equal(info.attempt_limit, limit);
+	if (strstr(err.message, "destroyed") == NULL ||
+	    strstr(err.message, "cannot be recovered") == NULL ||
+	    strstr(err.message, "no key") != NULL)
+		fail_msg("a destroyed key's message: \"%s\"", err.message);
 }
 
 /* hex(BLAKE2b-128 keyed with log.key) of the account id, as the vault logs it. */
@@ -942,6 +984,9 @@ static void test_register_recover(void **state)
 	assert_int_equal(s.suite, suite);
 	assert_int_equal(s.attempts_used, 0);
 	assert_int_equal(s.attempt_limit, DEFAULT_LIMIT);
+	assert_int_equal(s.state, BKV_RECORD_REGISTERED);
+	assert_int_equal(s.record_version, 1); /* versions count per account */
+	assert_int_equal(s.destroyed_at_unix, 0);
 	bkv_client_free(c);
 }
 
@@ -964,7 +1009,7 @@ static void test_change_password(void **state)
 	              BKV_OK, err);
 	const bkv_account_status after = get_status(c, token);
 	assert_true(after.registered);
-	assert_true(after.record_version > before.record_version);
+	assert_int_equal(after.record_version, before.record_version + 1);
 	assert_int_equal(after.attempts_used, 0);
 
 	/* The old password no longer opens it (one attempt used), the new one does. */
@@ -980,6 +1025,7 @@ static void test_change_password(void **state)
 	                                  PASSWORD, strlen(PASSWORD), &info, &err),
 	              BKV_ERR_WRONG_PASSWORD, err);
 	expect_recover(c, token, NEW_PASSWORD, &key);
+	assert_int_equal(get_status(c, token).record_version, after.record_version);
 	bkv_client_free(c);
 }
 
@@ -1044,7 +1090,7 @@ static void test_wrong_password_countdown(void **state)
 	assert_int_equal(get_status(c, token).attempts_used, 0);
 
 	/* Limit 3: 2 left, 1 left, destroyed. */
-	do_register(c, token, PASSWORD, &key, 3);
+	do_replace(c, token, PASSWORD, &key, 3);
 	expect_wrong(c, token, 2, 3);
 	assert_int_equal(get_status(c, token).attempts_used, 1);
 	expect_wrong(c, token, 1, 3);
@@ -1057,17 +1103,19 @@ static void test_wrong_password_countdown(void **state)
 	    bkv_recover(c, token, WRONG_PASSWORD, strlen(WRONG_PASSWORD), &got, &info, &err),
 	    BKV_ERR_DESTROYED, err);
 	assert_int_equal(err.status, BKV_ERR_DESTROYED);
-	assert_string_equal(err.message,
-	                    "no attempts left: the vault has destroyed the backup key");
+	assert_string_equal(err.message, "wrong password; no attempts left: the vault has "
+	                                 "destroyed the backup key, and it cannot be recovered");
 	assert_true(info.destroyed);
 	assert_true(info.attempts_known);
 	assert_int_equal(info.attempts_remaining, 0);
 	assert_int_equal(info.attempt_limit, 3);
 
-	/* Gone for good, whatever the password. */
-	assert_false(get_status(c, token).registered);
-	EXPECT_STATUS(bkv_recover(c, token, PASSWORD, strlen(PASSWORD), &got, &info, &err),
-	              BKV_ERR_NOT_REGISTERED, err);
+	/* Gone for good, whatever the password: destroyed, not "not registered". */
+	const bkv_account_status s = get_status(c, token);
+	assert_false(s.registered);
+	assert_int_equal(s.state, BKV_RECORD_DESTROYED);
+	expect_destroyed(c, token, PASSWORD, 3);
+	expect_destroyed(c, token, WRONG_PASSWORD, 3);
 	bkv_client_free(c);
 }
 
@@ -1092,9 +1140,13 @@ static void test_delete(void **state)
 	              BKV_ERR_NOT_REGISTERED, err);
 	EXPECT_STATUS(bkv_delete(c, token, &deleted, &err), BKV_OK, err);
 	assert_false(deleted);
-	/* Registering again works after a delete. */
+	const bkv_account_status gone = get_status(c, token);
+	assert_int_equal(gone.state, BKV_RECORD_ABSENT);
+	assert_int_equal(gone.record_version, 0);
+	/* Registering again (create only) works after a delete, from version 1 again. */
 	do_register(c, token, PASSWORD, &key, 0);
 	expect_recover(c, token, PASSWORD, &key);
+	assert_int_equal(get_status(c, token).record_version, 1);
 	bkv_client_free(c);
 }
 
@@ -1107,10 +1159,12 @@ static void test_status_fields(void **state)
 	bkv_client *c = cheap_client(suite);
 	bkv_account_status s = get_status(c, token);
 	assert_false(s.registered);
+	assert_int_equal(s.state, BKV_RECORD_ABSENT);
 	assert_int_equal(s.attempts_used, 0);
 	assert_int_equal(s.attempt_limit, 0);
 	assert_int_equal(s.record_version, 0);
 	assert_int_equal(s.registered_at_unix, 0);
+	assert_int_equal(s.destroyed_at_unix, 0);
 
 	bkv_key key;
 	bkv_key_generate(&key);
@@ -1122,7 +1176,8 @@ static void test_status_fields(void **state)
 	assert_int_equal(s.suite, suite);
 	assert_int_equal(s.attempts_used, 0);
 	assert_int_equal(s.attempt_limit, 7);
-	assert_true(s.record_version > 0);
+	assert_int_equal(s.record_version, 1);
+	assert_int_equal(s.state, BKV_RECORD_REGISTERED);
 	assert_in_range(s.registered_at_unix, t0 - 2, t1 + 2);
 
 	expect_wrong(c, token, 6, 7);
@@ -1130,19 +1185,837 @@ static void test_status_fields(void **state)
 	assert_int_equal(after_wrong.attempts_used, 1);
 	assert_int_equal(after_wrong.record_version, s.record_version);
 
-	/* Registering again: a new record version, a fresh counter. */
-	do_register(c, token, PASSWORD, &key, 0);
+	/* Registering again over it: the next record version, a fresh counter. */
+	do_replace(c, token, PASSWORD, &key, 0);
 	const bkv_account_status again = get_status(c, token);
-	assert_true(again.record_version > s.record_version);
+	assert_int_equal(again.record_version, s.record_version + 1);
 	assert_int_equal(again.attempts_used, 0);
 	assert_int_equal(again.attempt_limit, DEFAULT_LIMIT);
 
 	/* Above the vault's maximum (20): refused, the record stays. */
 	bkv_error err = {0};
-	EXPECT_STATUS(bkv_register(c, token, PASSWORD, strlen(PASSWORD), &key, 21, &err),
+	EXPECT_STATUS(bkv_register_replacing(c, token, PASSWORD, strlen(PASSWORD), &key, 21,
+	                                     again.record_version, NULL, &err),
 	              BKV_ERR_ARGUMENT, err);
 	const bkv_account_status unchanged = get_status(c, token);
 	assert_same_status(&again, &unchanged);
+	bkv_client_free(c);
+}
+
+/* ------------------------------------------------------------------------------------ */
+/* The record lifecycle: compare-and-set registration, per-account versions, tombstones  */
+/* ------------------------------------------------------------------------------------ */
+
+/* The cheap client's OPAQUE configuration, so raw requests derive what libbkv derives. */
+static opaque_config cheap_config(bkv_suite suite)
+{
+	return (opaque_config){(opaque_suite_id)suite,
+	                       (const uint8_t *)CONTEXT,
+	                       sizeof(CONTEXT) - 1,
+	                       {OPAQUE_KSF_ARGON2ID, 1, 1024, 1}};
+}
+
+/* The bkv.v1.AttemptInfo detail of a Connect error body; false if there is none. */
+static bool error_attempt_info(const http_reply *r, uint32_t *remaining, uint32_t *limit)
+{
+	json_t *root = json_loadb(r->body, r->len, 0, NULL);
+	json_t *details = json_object_get(root, "details");
+	bool found = false;
+	size_t i;
+	json_t *d;
+	json_array_foreach(details, i, d)
+	{
+		const char *type = json_string_value(json_object_get(d, "type"));
+		const char *value = json_string_value(json_object_get(d, "value"));
+		if (type == NULL || value == NULL || strcmp(type, "bkv.v1.AttemptInfo") != 0)
+			continue;
+		uint8_t raw[64];
+		size_t raw_len = 0;
+		if (sodium_base642bin(raw, sizeof(raw), value, strlen(value), NULL, &raw_len, NULL,
+		                      sodium_base64_VARIANT_ORIGINAL_NO_PADDING) != 0 &&
+		    sodium_base642bin(raw, sizeof(raw), value, strlen(value), NULL, &raw_len, NULL,
+		                      sodium_base64_VARIANT_ORIGINAL) != 0)
+			continue;
+		Bkv__V1__AttemptInfo *info = bkv__v1__attempt_info__unpack(NULL, raw_len, raw);
+		if (info != NULL) {
+			*remaining = info->attempts_remaining;
+			*limit = info->attempt_limit;
+			bkv__v1__attempt_info__free_unpacked(info, NULL);
+			found = true;
+		}
+	}
+	json_decref(root);
+	return found;
+}
+
+static void expect_attempt_info(const http_reply *r, uint32_t remaining, uint32_t limit)
+{
+	uint32_t got_remaining = 0, got_limit = 0;
+	if (!error_attempt_info(r, &got_remaining, &got_limit))
+		fail_msg("no AttemptInfo detail in %s", r->body);
+	if (got_remaining != remaining || got_limit != limit)
+		fail_msg("AttemptInfo{%u, %u}, want {%u, %u}", got_remaining, got_limit, remaining,
+		         limit);
+}
+
+/* A raw RecoverStart with password: KE2 and ticket in *start (HTTP 200 required), KE3 of
+ * the login (right or wrong) in ke3. */
+static void raw_recover_start(bkv_suite suite, const char *token, const char *password,
+                              Bkv__V1__RecoverStartResponse **start,
+                              uint8_t ke3[OPAQUE_MAX_KE3_BYTES], size_t *ke3_len)
+{
+	const opaque_config oc = cheap_config(suite);
+	const opaque_sizes *sizes = opaque_suite_sizes(oc.suite);
+	opaque_client_login_state login;
+	uint8_t ke1[OPAQUE_MAX_KE1_BYTES];
+	uint8_t session_key[OPAQUE_MAX_HASH_BYTES], export_key[OPAQUE_MAX_HASH_BYTES];
+	assert_int_equal(opaque_client_login_start(&oc, (const uint8_t *)password, strlen(password),
+	                                           &login, ke1, sizes->ke1),
+	                 OPAQUE_OK);
+	size_t len;
+	uint8_t *packed = pack_recover_start(suite, ke1, sizes->ke1, &len);
+	char *auth = bearer(token);
+	http_reply r;
+	rpc_raw("RecoverStart", auth, "application/proto", "1", packed, len, &r);
+	free(auth);
+	free(packed);
+	if (r.status != 200)
+		fail_msg("RecoverStart: HTTP %ld %s", r.status, r.body);
+	*start = bkv__v1__recover_start_response__unpack(NULL, r.len, (const uint8_t *)r.body);
+	http_reply_free(&r);
+	assert_non_null(*start);
+	const opaque_err oerr = opaque_client_login_finish(
+	    &oc, &login, (const uint8_t *)password, strlen(password), NULL, (*start)->ke2.data,
+	    (*start)->ke2.len, ke3, sizes->ke3, session_key, sizes->session_key, export_key,
+	    sizes->export_key);
+	if (oerr == OPAQUE_ERR_ENVELOPE_RECOVERY)
+		randombytes_buf(ke3, sizes->ke3);
+	else
+		assert_int_equal(oerr, OPAQUE_OK);
+	*ke3_len = sizes->ke3;
+	opaque_client_login_state_wipe(&login);
+	sodium_memzero(session_key, sizeof(session_key));
+	sodium_memzero(export_key, sizeof(export_key));
+}
+
+/* A raw RecoverFinish; the reply is the caller's to free. */
+static void raw_recover_finish(const char *token, const ProtobufCBinaryData *ticket,
+                               const uint8_t *ke3, size_t ke3_len, http_reply *r)
+{
+	Bkv__V1__RecoverFinishRequest req = BKV__V1__RECOVER_FINISH_REQUEST__INIT;
+	req.ticket = *ticket;
+	req.ke3 = (ProtobufCBinaryData){ke3_len, (uint8_t *)ke3};
+	uint8_t packed[2048];
+	const size_t len = bkv__v1__recover_finish_request__get_packed_size(&req);
+	assert_true(len <= sizeof(packed));
+	bkv__v1__recover_finish_request__pack(&req, packed);
+	char *auth = bearer(token);
+	rpc_raw("RecoverFinish", auth, "application/proto", "1", packed, len, r);
+	free(auth);
+}
+
+/* A raw RegisterStart and the client's RegistrationRecord for it. */
+typedef struct raw_registration {
+	bkv_suite suite;
+	Bkv__V1__RegisterStartResponse *start;
+	uint8_t record[OPAQUE_MAX_REGISTRATION_RECORD_BYTES];
+	size_t record_len;
+} raw_registration;
+
+static void raw_register_start(bkv_suite suite, const char *token, raw_registration *reg)
+{
+	memset(reg, 0, sizeof(*reg));
+	reg->suite = suite;
+	const opaque_config oc = cheap_config(suite);
+	const opaque_sizes *sizes = opaque_suite_sizes(oc.suite);
+	opaque_client_registration_state state;
+	uint8_t request[OPAQUE_MAX_REGISTRATION_REQUEST_BYTES];
+	uint8_t export_key[OPAQUE_MAX_HASH_BYTES];
+	assert_int_equal(opaque_client_registration_start(&oc, (const uint8_t *)PASSWORD,
+	                                                  strlen(PASSWORD), &state, request,
+	                                                  sizes->registration_request),
+	                 OPAQUE_OK);
+	Bkv__V1__RegisterStartRequest req = BKV__V1__REGISTER_START_REQUEST__INIT;
+	req.suite = (Bkv__V1__Suite)suite;
+	req.registration_request = (ProtobufCBinaryData){sizes->registration_request, request};
+	uint8_t packed[512];
+	const size_t len = bkv__v1__register_start_request__pack(&req, packed);
+	char *auth = bearer(token);
+	http_reply r;
+	rpc_raw("RegisterStart", auth, "application/proto", "1", packed, len, &r);
+	free(auth);
+	if (r.status != 200)
+		fail_msg("RegisterStart: HTTP %ld %s", r.status, r.body);
+	reg->start = bkv__v1__register_start_response__unpack(NULL, r.len, (const uint8_t *)r.body);
+	http_reply_free(&r);
+	assert_non_null(reg->start);
+	assert_true(reg->start->registration_ticket.len > 0);
+	assert_int_equal(opaque_client_registration_finish(
+	                     &oc, &state, (const uint8_t *)PASSWORD, strlen(PASSWORD), NULL,
+	                     reg->start->registration_response.data,
+	                     reg->start->registration_response.len, reg->record,
+	                     sizes->registration_record, export_key, sizes->export_key),
+	                 OPAQUE_OK);
+	reg->record_len = sizes->registration_record;
+	opaque_client_registration_state_wipe(&state);
+	sodium_memzero(export_key, sizeof(export_key));
+}
+
+static void raw_registration_free(raw_registration *reg)
+{
+	if (reg->start != NULL)
+		bkv__v1__register_start_response__free_unpacked(reg->start, NULL);
+	reg->start = NULL;
+}
+
+/* A raw RegisterFinish of reg with ticket (NULL: none) and replaces; the reply is the
+ * caller's to free. The wrapped key is opaque to the vault: any 60 bytes do. */
+static void raw_register_finish(const char *token, const raw_registration *reg,
+                                const ProtobufCBinaryData *ticket, uint64_t replaces, http_reply *r)
+{
+	uint8_t wrapped[60];
+	memset(wrapped, 0x33, sizeof(wrapped));
+	Bkv__V1__RegisterFinishRequest req = BKV__V1__REGISTER_FINISH_REQUEST__INIT;
+	req.suite = (Bkv__V1__Suite)reg->suite;
+	req.registration_record = (ProtobufCBinaryData){reg->record_len, (uint8_t *)reg->record};
+	req.wrapped_key = (ProtobufCBinaryData){sizeof(wrapped), wrapped};
+	if (ticket != NULL)
+		req.registration_ticket = *ticket;
+	req.replaces_record_version = replaces;
+	uint8_t packed[1024];
+	const size_t len = bkv__v1__register_finish_request__get_packed_size(&req);
+	assert_true(len <= sizeof(packed));
+	bkv__v1__register_finish_request__pack(&req, packed);
+	char *auth = bearer(token);
+	rpc_raw("RegisterFinish", auth, "application/proto", "1", packed, len, r);
+	free(auth);
+}
+
+/* bkv_register only creates: a second registration is refused and the first key stays. */
+static void test_register_is_create_only(void **state)
+{
+	const bkv_suite suite = *(bkv_suite *)*state;
+	char account[64];
+	account_name(account, sizeof(account), "create-only", suite);
+	const char *token = token_for(account);
+	bkv_client *c = cheap_client(suite);
+	bkv_key first, second;
+	bkv_key_generate(&first);
+	bkv_key_generate(&second);
+	do_register(c, token, PASSWORD, &first, 0);
+	const bkv_account_status before = get_status(c, token);
+	assert_int_equal(before.record_version, 1);
+
+	bkv_error err = {0};
+	EXPECT_STATUS(bkv_register(c, token, NEW_PASSWORD, strlen(NEW_PASSWORD), &second, 5, &err),
+	              BKV_ERR_ALREADY_REGISTERED, err);
+	assert_int_equal(err.status, BKV_ERR_ALREADY_REGISTERED);
+	assert_non_null(strstr(err.message, "already registered"));
+	/* replaces 0 is the same create-only call. */
+	uint64_t version = 99;
+	EXPECT_STATUS(bkv_register_replacing(c, token, NEW_PASSWORD, strlen(NEW_PASSWORD), &second,
+	                                     5, 0, &version, &err),
+	              BKV_ERR_ALREADY_REGISTERED, err);
+	assert_int_equal(version, 0);
+	const bkv_account_status after = get_status(c, token);
+	assert_same_status(&before, &after);
+	expect_recover(c, token, PASSWORD, &first);
+	bkv_key got;
+	bkv_recover_info info;
+	EXPECT_STATUS(bkv_recover(c, token, NEW_PASSWORD, strlen(NEW_PASSWORD), &got, &info, &err),
+	              BKV_ERR_WRONG_PASSWORD, err);
+	bkv_client_free(c);
+}
+
+/* bkv_register_replacing replaces exactly the version named: any other is a conflict that
+ * changes nothing; the right one gives version + 1 and the new password only. */
+static void test_register_replacing(void **state)
+{
+	const bkv_suite suite = *(bkv_suite *)*state;
+	char account[64];
+	account_name(account, sizeof(account), "replacing", suite);
+	const char *token = token_for(account);
+	bkv_client *c = cheap_client(suite);
+	bkv_key first, second;
+	bkv_key_generate(&first);
+	bkv_key_generate(&second);
+	do_register(c, token, PASSWORD, &first, 4);
+	expect_wrong(c, token, 3, 4);
+	const bkv_account_status before = get_status(c, token);
+	assert_int_equal(before.record_version, 1);
+	assert_int_equal(before.attempts_used, 1);
+
+	bkv_error err = {0};
+	const uint64_t wrong_versions[] = {2, 7, UINT64_MAX};
+	for (size_t i = 0; i < sizeof(wrong_versions) / sizeof(wrong_versions[0]); i++) {
+		uint64_t version = 99;
+		EXPECT_STATUS(bkv_register_replacing(c, token, NEW_PASSWORD, strlen(NEW_PASSWORD),
+		                                     &second, 0, wrong_versions[i], &version, &err),
+		              BKV_ERR_CONFLICT, err);
+		assert_int_equal(err.status, BKV_ERR_CONFLICT);
+		assert_int_equal(version, 0);
+		const bkv_account_status unchanged = get_status(c, token);
+		assert_same_status(&before, &unchanged);
+	}
+	print_message("    conflict: %s\n", err.message);
+	expect_recover(c, token, PASSWORD, &first); /* resets the counter */
+
+	uint64_t version = 0;
+	EXPECT_STATUS(bkv_register_replacing(c, token, NEW_PASSWORD, strlen(NEW_PASSWORD), &second,
+	                                     0, before.record_version, &version, &err),
+	              BKV_OK, err);
+	assert_int_equal(version, before.record_version + 1);
+	const bkv_account_status after = get_status(c, token);
+	assert_true(after.registered);
+	assert_int_equal(after.state, BKV_RECORD_REGISTERED);
+	assert_int_equal(after.record_version, version);
+	assert_int_equal(after.attempts_used, 0);
+	assert_int_equal(after.attempt_limit, DEFAULT_LIMIT);
+	expect_recover(c, token, NEW_PASSWORD, &second);
+	expect_wrong(c, token, DEFAULT_LIMIT - 1, DEFAULT_LIMIT); /* the old password */
+
+	/* The replaced version is stale now: replacing it again is a conflict. */
+	EXPECT_STATUS(bkv_register_replacing(c, token, PASSWORD, strlen(PASSWORD), &first, 0,
+	                                     before.record_version, NULL, &err),
+	              BKV_ERR_CONFLICT, err);
+	expect_recover(c, token, NEW_PASSWORD, &second);
+	bkv_client_free(c);
+}
+
+/* bkv_change_password racing a replacement of the version it is recovering: whatever the
+ * interleaving, the change either wins (the new password opens a key) or says
+ * BKV_ERR_CONFLICT and changed nothing (the replacement stands, the new password opens
+ * nothing); it never overwrites the replacement. */
+typedef struct change_racer {
+	bkv_client *client;
+	const char *token;
+	pthread_barrier_t *go;
+	const bkv_key *key; /* the replacer's */
+	uint64_t replaces;  /* the replacer's */
+	bool change;        /* change the password, or replace */
+	bkv_status status;
+	char message[BKV_MESSAGE_BYTES];
+} change_racer;
+
+static void *change_race(void *arg)
+{
+	change_racer *r = arg;
+	bkv_error err = {0};
+	bkv_recover_info info;
+	pthread_barrier_wait(r->go);
+	if (r->change)
+		r->status = bkv_change_password(r->client, r->token, PASSWORD, strlen(PASSWORD),
+		                                NEW_PASSWORD, strlen(NEW_PASSWORD), &info, &err);
+	else
+		r->status = bkv_register_replacing(r->client, r->token, PASSWORD, strlen(PASSWORD),
+		                                   r->key, 7, r->replaces, NULL, &err);
+	snprintf(r->message, sizeof(r->message), "%s", err.message);
+	return NULL;
+}
+
+static void test_change_password_racing_a_replacement(void **state)
+{
+	(void)state;
+	const char *token = token_for("http-change-race");
+	bkv_client *c = cheap_client(BKV_SUITE_VAULT_PREFERENCE);
+	unsigned changed = 0, conflicts = 0;
+	bkv_key first;
+	bkv_key_generate(&first);
+	do_register(c, token, PASSWORD, &first, 5);
+	for (int round = 0; round < 8; round++) {
+		/* Each round starts from a record under PASSWORD. */
+		const bkv_account_status before = get_status(c, token);
+		bkv_key theirs;
+		bkv_key_generate(&theirs);
+		pthread_barrier_t go;
+		pthread_barrier_init(&go, NULL, 2);
+		change_racer r[2] = {
+		    {.client = cheap_client(BKV_SUITE_VAULT_PREFERENCE),
+		     .token = token,
+		     .go = &go,
+		     .change = true},
+		    {.client = cheap_client(BKV_SUITE_VAULT_PREFERENCE),
+		     .token = token,
+		     .go = &go,
+		     .key = &theirs,
+		     .replaces = before.record_version},
+		};
+		pthread_t threads[2];
+		for (int k = 0; k < 2; k++) {
+			if (pthread_create(&threads[k], NULL, change_race, &r[k]) != 0)
+				abort(); /* the barrier would wait forever */
+		}
+		for (int k = 0; k < 2; k++)
+			pthread_join(threads[k], NULL);
+		pthread_barrier_destroy(&go);
+		bkv_client_free(r[0].client);
+		bkv_client_free(r[1].client);
+		/* The replacement names the version read before the round: it can only lose to a
+		 * password change that committed first. */
+		if (r[1].status != BKV_OK && r[1].status != BKV_ERR_CONFLICT)
+			fail_msg("round %d: the replacement: %s (%s)", round,
+			         bkv_status_name(r[1].status), r[1].message);
+		const bkv_account_status after = get_status(c, token);
+		bkv_error err = {0};
+		bkv_key got;
+		bkv_recover_info info;
+		if (r[0].status == BKV_OK) {
+			changed++;
+			/* The change committed last: the new password opens whichever key it
+			 * recovered (the replacement's, if that came first). */
+			EXPECT_STATUS(bkv_recover(c, token, NEW_PASSWORD, strlen(NEW_PASSWORD),
+			                          &got, &info, &err),
+			              BKV_OK, err);
+			const bool is_theirs = memcmp(got.bytes, theirs.bytes, BKV_KEY_BYTES) == 0;
+			if (r[1].status == BKV_OK) {
+				assert_true(is_theirs);
+				assert_int_equal(after.record_version, before.record_version + 2);
+				assert_int_equal(after.attempt_limit,
+				                 7); /* the recovered record's */
+			} else {
+				assert_false(is_theirs);
+				assert_int_equal(after.record_version, before.record_version + 1);
+				assert_int_equal(after.attempt_limit, 5);
+			}
+			bkv_key_wipe(&got);
+		} else if (r[0].status == BKV_ERR_CONFLICT) {
+			conflicts++;
+			if (r[1].status != BKV_OK)
+				fail_msg("round %d: both lost: %s / %s", round, r[0].message,
+				         r[1].message);
+			assert_int_equal(after.record_version, before.record_version + 1);
+			assert_int_equal(after.attempt_limit, 7);
+			expect_recover(c, token, PASSWORD, &theirs);
+			EXPECT_STATUS(bkv_recover(c, token, NEW_PASSWORD, strlen(NEW_PASSWORD),
+			                          &got, &info, &err),
+			              BKV_ERR_WRONG_PASSWORD, err);
+			if (strstr(r[0].message, "password was not changed") == NULL &&
+			    strstr(r[0].message, "changed during the recovery") == NULL)
+				fail_msg("round %d: conflict message \"%s\"", round, r[0].message);
+		} else {
+			fail_msg("round %d: bkv_change_password: %s (%s)", round,
+			         bkv_status_name(r[0].status), r[0].message);
+		}
+		/* Back to PASSWORD for the next round. */
+		do_replace(c, token, PASSWORD, &first, 5);
+		bkv_key_wipe(&theirs);
+	}
+	print_message("    8 rounds: the change won %u, lost with BKV_ERR_CONFLICT %u\n", changed,
+	              conflicts);
+	bkv_client_free(c);
+}
+
+/* record_version counts per account: a fresh account starts at 1 whatever the others did. */
+static void test_versions_per_account(void **state)
+{
+	(void)state;
+	bkv_client *c = cheap_client(BKV_SUITE_VAULT_PREFERENCE);
+	bkv_key key;
+	bkv_key_generate(&key);
+	/* Some history on another account first. */
+	const char *busy = token_for("http-versions-busy");
+	do_register(c, busy, PASSWORD, &key, 0);
+	for (int i = 0; i < 3; i++)
+		do_replace(c, busy, PASSWORD, &key, 0);
+	assert_int_equal(get_status(c, busy).record_version, 4);
+	for (int i = 0; i < 2; i++) {
+		char account[64];
+		snprintf(account, sizeof(account), "http-versions-fresh-%d", i);
+		const char *token = token_for(account);
+		bkv_error err = {0};
+		uint64_t version = 0;
+		EXPECT_STATUS(bkv_register_replacing(c, token, PASSWORD, strlen(PASSWORD), &key, 0,
+		                                     0, &version, &err),
+		              BKV_OK, err);
+		assert_int_equal(version, 1);
+		assert_int_equal(get_status(c, token).record_version, 1);
+	}
+	assert_int_equal(get_status(c, busy).record_version, 4);
+	bkv_client_free(c);
+}
+
+/* The limit reached: a tombstone that says "destroyed" every time, to status and recovery,
+ * that create-only registration does not pass, and that a registration naming its version
+ * replaces. */
+static void test_tombstone(void **state)
+{
+	const bkv_suite suite = *(bkv_suite *)*state;
+	char account[64];
+	account_name(account, sizeof(account), "tombstone", suite);
+	const char *token = token_for(account);
+	bkv_client *c = cheap_client(suite);
+	bkv_key key, next;
+	bkv_key_generate(&key);
+	bkv_key_generate(&next);
+	do_register(c, token, PASSWORD, &key, 2);
+	const long audit_from = file_size(env.audit_log);
+	expect_wrong(c, token, 1, 2);
+	const time_t t0 = time(NULL);
+	bkv_error err = {0};
+	bkv_key got;
+	bkv_recover_info info;
+	EXPECT_STATUS(
+	    bkv_recover(c, token, WRONG_PASSWORD, strlen(WRONG_PASSWORD), &got, &info, &err),
+	    BKV_ERR_DESTROYED, err);
+	const time_t t1 = time(NULL);
+	assert_true(info.destroyed);
+	assert_true(info.attempts_known);
+	assert_int_equal(info.attempts_remaining, 0);
+	assert_int_equal(info.attempt_limit, 2);
+	assert_non_null(strstr(err.message, "cannot be recovered"));
+
+	const bkv_account_status dead = get_status(c, token);
+	assert_false(dead.registered);
+	assert_int_equal(dead.state, BKV_RECORD_DESTROYED);
+	assert_in_range(dead.destroyed_at_unix, t0 - 2, t1 + 2);
+	assert_int_equal(dead.record_version, 1);
+	assert_int_equal(dead.suite, suite);
+	assert_int_equal(dead.attempts_used, 2);
+	assert_int_equal(dead.attempt_limit, 2);
+	assert_true(dead.registered_at_unix > 0);
+
+	/* Every later recovery, right password or wrong: destroyed. */
+	for (int i = 0; i < 3; i++) {
+		expect_destroyed(c, token, PASSWORD, 2);
+		expect_destroyed(c, token, WRONG_PASSWORD, 2);
+	}
+	EXPECT_STATUS(bkv_change_password(c, token, PASSWORD, strlen(PASSWORD), NEW_PASSWORD,
+	                                  strlen(NEW_PASSWORD), &info, &err),
+	              BKV_ERR_DESTROYED, err);
+	assert_true(info.destroyed);
+	/* Raw RecoverStart on the tombstone: failed_precondition with AttemptInfo{0, limit},
+	 * every time, and no KE2. */
+	for (int i = 0; i < 2; i++) {
+		uint8_t ke1[OPAQUE_MAX_KE1_BYTES];
+		const size_t ke1_len = make_ke1(suite, ke1);
+		size_t len;
+		uint8_t *packed = pack_recover_start(suite, ke1, ke1_len, &len);
+		char *auth = bearer(token);
+		http_reply r;
+		rpc_raw("RecoverStart", auth, "application/proto", "1", packed, len, &r);
+		check_connect_error(&r, 400, "failed_precondition", NULL);
+		expect_attempt_info(&r, 0, 2);
+		http_reply_free(&r);
+		free(auth);
+		free(packed);
+	}
+	/* One destruction, whatever came after. */
+	assert_int_equal(audit_scan(account, audit_from).destroyed, 1);
+
+	/* Create-only registration does not pass a tombstone; a wrong version conflicts. */
+	EXPECT_STATUS(bkv_register(c, token, NEW_PASSWORD, strlen(NEW_PASSWORD), &next, 0, &err),
+	              BKV_ERR_ALREADY_REGISTERED, err);
+	print_message("    over a tombstone: %s\n", err.message);
+	EXPECT_STATUS(bkv_register_replacing(c, token, NEW_PASSWORD, strlen(NEW_PASSWORD), &next, 0,
+	                                     dead.record_version + 1, NULL, &err),
+	              BKV_ERR_CONFLICT, err);
+	const bkv_account_status still = get_status(c, token);
+	assert_same_status(&dead, &still);
+
+	/* Replacing the tombstone's version registers anew. */
+	uint64_t version = 0;
+	EXPECT_STATUS(bkv_register_replacing(c, token, NEW_PASSWORD, strlen(NEW_PASSWORD), &next, 3,
+	                                     dead.record_version, &version, &err),
+	              BKV_OK, err);
+	assert_int_equal(version, dead.record_version + 1);
+	const bkv_account_status alive = get_status(c, token);
+	assert_true(alive.registered);
+	assert_int_equal(alive.state, BKV_RECORD_REGISTERED);
+	assert_int_equal(alive.destroyed_at_unix, 0);
+	assert_int_equal(alive.attempts_used, 0);
+	assert_int_equal(alive.attempt_limit, 3);
+	assert_int_equal(alive.record_version, version);
+	expect_recover(c, token, NEW_PASSWORD, &next);
+	expect_wrong(c, token, 2, 3);
+	bkv_client_free(c);
+}
+
+/* Delete removes a tombstone: then create-only registration works, from version 1. */
+static void test_delete_tombstone(void **state)
+{
+	const bkv_suite suite = *(bkv_suite *)*state;
+	char account[64];
+	account_name(account, sizeof(account), "delete-tombstone", suite);
+	const char *token = token_for(account);
+	bkv_client *c = cheap_client(suite);
+	bkv_key key;
+	bkv_key_generate(&key);
+	do_register(c, token, PASSWORD, &key, 1);
+	do_replace(c, token, PASSWORD, &key, 1); /* version 2 */
+	bkv_error err = {0};
+	bkv_key got;
+	bkv_recover_info info;
+	EXPECT_STATUS(
+	    bkv_recover(c, token, WRONG_PASSWORD, strlen(WRONG_PASSWORD), &got, &info, &err),
+	    BKV_ERR_DESTROYED, err);
+	const bkv_account_status dead = get_status(c, token);
+	assert_int_equal(dead.state, BKV_RECORD_DESTROYED);
+	assert_int_equal(dead.record_version, 2);
+
+	bool deleted = false;
+	EXPECT_STATUS(bkv_delete(c, token, &deleted, &err), BKV_OK, err);
+	assert_true(deleted);
+	const bkv_account_status none = get_status(c, token);
+	assert_false(none.registered);
+	assert_int_equal(none.state, BKV_RECORD_ABSENT);
+	assert_int_equal(none.record_version, 0);
+	assert_int_equal(none.destroyed_at_unix, 0);
+	EXPECT_STATUS(bkv_recover(c, token, PASSWORD, strlen(PASSWORD), &got, &info, &err),
+	              BKV_ERR_NOT_REGISTERED, err);
+	assert_false(info.destroyed);
+	/* Replacing a version that no longer exists: a conflict. */
+	EXPECT_STATUS(
+	    bkv_register_replacing(c, token, PASSWORD, strlen(PASSWORD), &key, 0, 2, NULL, &err),
+	    BKV_ERR_CONFLICT, err);
+	uint64_t version = 0;
+	EXPECT_STATUS(bkv_register_replacing(c, token, PASSWORD, strlen(PASSWORD), &key, 0, 0,
+	                                     &version, &err),
+	              BKV_OK, err);
+	assert_int_equal(version, 1);
+	expect_recover(c, token, PASSWORD, &key);
+	bkv_client_free(c);
+}
+
+/* A recovery ticket from one registration never finishes against another, even with the
+ * same password and, after Delete, the same record version; a replayed ticket is refused.
+ * Each refusal carries AttemptInfo and changes nothing. */
+static void test_ticket_of_an_earlier_registration(void **state)
+{
+	const bkv_suite suite = *(bkv_suite *)*state;
+	char account[64];
+	account_name(account, sizeof(account), "stale-ticket", suite);
+	const char *token = token_for(account);
+	bkv_client *c = cheap_client(suite);
+	bkv_key key, other;
+	bkv_key_generate(&key);
+	bkv_key_generate(&other);
+	do_register(c, token, PASSWORD, &key, 5);
+
+	/* A replayed ticket: finished once (key released), then again. */
+	Bkv__V1__RecoverStartResponse *start = NULL;
+	uint8_t ke3[OPAQUE_MAX_KE3_BYTES];
+	size_t ke3_len = 0;
+	raw_recover_start(suite, token, PASSWORD, &start, ke3, &ke3_len);
+	http_reply r;
+	raw_recover_finish(token, &start->ticket, ke3, ke3_len, &r);
+	if (r.status != 200)
+		fail_msg("RecoverFinish: HTTP %ld %s", r.status, r.body);
+	Bkv__V1__RecoverFinishResponse *finish =
+	    bkv__v1__recover_finish_response__unpack(NULL, r.len, (const uint8_t *)r.body);
+	assert_non_null(finish);
+	assert_int_equal(finish->record_version, 1);
+	bkv__v1__recover_finish_response__free_unpacked(finish, NULL);
+	http_reply_free(&r);
+	const bkv_account_status before_replay = get_status(c, token);
+	raw_recover_finish(token, &start->ticket, ke3, ke3_len, &r);
+	check_connect_error(&r, 400, "failed_precondition", NULL);
+	expect_attempt_info(&r, 5, 5); /* the success reset the counter */
+	http_reply_free(&r);
+	const bkv_account_status after_replay = get_status(c, token);
+	assert_same_status(&before_replay, &after_replay);
+	bkv__v1__recover_start_response__free_unpacked(start, NULL);
+
+	/* A ticket taken before a replacement (same password) does not finish after it. */
+	raw_recover_start(suite, token, PASSWORD, &start, ke3, &ke3_len);
+	do_replace(c, token, PASSWORD, &other, 5); /* version 2 */
+	raw_recover_finish(token, &start->ticket, ke3, ke3_len, &r);
+	check_connect_error(&r, 400, "failed_precondition", NULL);
+	expect_attempt_info(&r, 5, 5);
+	print_message("    ticket from before a replacement: %s\n", r.body);
+	http_reply_free(&r);
+	bkv__v1__recover_start_response__free_unpacked(start, NULL);
+
+	/* A ticket taken before Delete and a new registration (same password, and the same
+	 * record version 1 again): refused too. */
+	raw_recover_start(suite, token, PASSWORD, &start, ke3, &ke3_len);
+	bkv_error err = {0};
+	bool deleted = false;
+	EXPECT_STATUS(bkv_delete(c, token, &deleted, &err), BKV_OK, err);
+	assert_true(deleted);
+	do_register(c, token, PASSWORD, &key, 5);
+	const bkv_account_status fresh = get_status(c, token);
+	assert_int_equal(fresh.record_version, 1);
+	raw_recover_finish(token, &start->ticket, ke3, ke3_len, &r);
+	check_connect_error(&r, 400, "failed_precondition", NULL);
+	expect_attempt_info(&r, 5, 5);
+	http_reply_free(&r);
+	bkv__v1__recover_start_response__free_unpacked(start, NULL);
+	const bkv_account_status unchanged = get_status(c, token);
+	assert_same_status(&fresh, &unchanged);
+	expect_recover(c, token, PASSWORD, &key);
+
+	/* A wrong password's raw finish: permission_denied with AttemptInfo. */
+	raw_recover_start(suite, token, WRONG_PASSWORD, &start, ke3, &ke3_len);
+	raw_recover_finish(token, &start->ticket, ke3, ke3_len, &r);
+	check_connect_error(&r, 403, "permission_denied", NULL);
+	expect_attempt_info(&r, 4, 5);
+	http_reply_free(&r);
+	bkv__v1__recover_start_response__free_unpacked(start, NULL);
+	sodium_memzero(ke3, sizeof(ke3));
+	bkv_client_free(c);
+}
+
+/* RegisterFinish below libbkv: the registration ticket is required and bound to the
+ * account and suite; compare-and-set answers already_exists and aborted with HTTP 409.
+ * Every refusal changes nothing. */
+static void test_raw_register_finish(void **state)
+{
+	(void)state;
+	const bkv_suite suite = BKV_SUITE_RISTRETTO255_SHA512;
+	const char *token = token_for("http-raw-register");
+	const char *other_token = token_for("http-raw-register-other");
+	const char *empty_token = token_for("http-raw-register-empty");
+	bkv_client *c = cheap_client(suite);
+	bkv_key key;
+	bkv_key_generate(&key);
+	do_register(c, token, PASSWORD, &key, 0);
+	const bkv_account_status before = get_status(c, token);
+	const bkv_account_status empty_before = get_status(c, empty_token);
+	assert_int_equal(empty_before.state, BKV_RECORD_ABSENT);
+
+	raw_registration reg, other_reg, p256_reg;
+	raw_register_start(suite, token, &reg);
+	raw_register_start(suite, other_token, &other_reg);
+	raw_register_start(BKV_SUITE_P256_SHA256, token, &p256_reg);
+	http_reply r;
+
+	/* No ticket. */
+	raw_register_finish(token, &reg, NULL, before.record_version, &r);
+	check_connect_error(&r, 400, "invalid_argument", NULL);
+	assert_non_null(strstr(r.body, "registration_ticket is required"));
+	http_reply_free(&r);
+	/* Another account's ticket. */
+	raw_register_finish(token, &reg, &other_reg.start->registration_ticket,
+	                    before.record_version, &r);
+	check_connect_error(&r, 400, "invalid_argument", NULL);
+	print_message("    another account's ticket: %s\n", r.body);
+	http_reply_free(&r);
+	/* A ticket for the other suite. */
+	raw_register_finish(token, &reg, &p256_reg.start->registration_ticket,
+	                    before.record_version, &r);
+	check_connect_error(&r, 400, "invalid_argument", NULL);
+	http_reply_free(&r);
+	/* A damaged ticket. */
+	uint8_t damaged[512];
+	const ProtobufCBinaryData *t = &reg.start->registration_ticket;
+	assert_true(t->len <= sizeof(damaged));
+	memcpy(damaged, t->data, t->len);
+	damaged[t->len / 2] ^= 0x01;
+	const ProtobufCBinaryData damaged_ticket = {t->len, damaged};
+	raw_register_finish(token, &reg, &damaged_ticket, before.record_version, &r);
+	check_connect_error(&r, 400, "invalid_argument", NULL);
+	http_reply_free(&r);
+
+	/* Compare-and-set: create-only over a record; a wrong version; a version on an
+	 * account without a record. */
+	raw_register_finish(token, &reg, &reg.start->registration_ticket, 0, &r);
+	check_connect_error(&r, 409, "already_exists", NULL);
+	http_reply_free(&r);
+	raw_register_finish(token, &reg, &reg.start->registration_ticket, before.record_version + 1,
+	                    &r);
+	check_connect_error(&r, 409, "aborted", NULL);
+	http_reply_free(&r);
+	raw_registration empty_reg;
+	raw_register_start(suite, empty_token, &empty_reg);
+	raw_register_finish(empty_token, &empty_reg, &empty_reg.start->registration_ticket, 1, &r);
+	check_connect_error(&r, 409, "aborted", NULL);
+	http_reply_free(&r);
+
+	/* Nothing changed anywhere. */
+	const bkv_account_status after = get_status(c, token);
+	assert_same_status(&before, &after);
+	const bkv_account_status empty_after = get_status(c, empty_token);
+	assert_same_status(&empty_before, &empty_after);
+	expect_recover(c, token, PASSWORD, &key);
+
+	/* The same ticket with the right version: registered, version + 1. */
+	raw_register_finish(token, &reg, &reg.start->registration_ticket, before.record_version,
+	                    &r);
+	if (r.status != 200)
+		fail_msg("RegisterFinish with the right version: HTTP %ld %s", r.status, r.body);
+	Bkv__V1__RegisterFinishResponse *done =
+	    bkv__v1__register_finish_response__unpack(NULL, r.len, (const uint8_t *)r.body);
+	assert_non_null(done);
+	assert_int_equal(done->record_version, before.record_version + 1);
+	bkv__v1__register_finish_response__free_unpacked(done, NULL);
+	http_reply_free(&r);
+	/* And create-only on the empty account with its own ticket: version 1. */
+	raw_register_finish(empty_token, &empty_reg, &empty_reg.start->registration_ticket, 0, &r);
+	if (r.status != 200)
+		fail_msg("RegisterFinish create-only: HTTP %ld %s", r.status, r.body);
+	done = bkv__v1__register_finish_response__unpack(NULL, r.len, (const uint8_t *)r.body);
+	assert_non_null(done);
+	assert_int_equal(done->record_version, 1);
+	bkv__v1__register_finish_response__free_unpacked(done, NULL);
+	http_reply_free(&r);
+
+	raw_registration_free(&reg);
+	raw_registration_free(&other_reg);
+	raw_registration_free(&p256_reg);
+	raw_registration_free(&empty_reg);
+	bkv_client_free(c);
+}
+
+/* A row changed outside bkvd (the attempt counter lowered with sqlite3): the vault refuses
+ * it with data_loss, and libbkv says BKV_ERR_DATA_LOSS on every call that reads it. */
+static void test_data_loss(void **state)
+{
+	(void)state;
+	const char *account = "http-data-loss";
+	const char *token = token_for(account);
+	bkv_client *c = cheap_client(BKV_SUITE_VAULT_PREFERENCE);
+	bkv_key key;
+	bkv_key_generate(&key);
+	do_register(c, token, PASSWORD, &key, 5);
+	expect_wrong(c, token, 4, 5);
+	char db[PATH_MAX], sql[512];
+	path_join(db, env.vault_dir, "bkv.db");
+	snprintf(sql, sizeof(sql),
+	         "UPDATE records SET attempts_used = 0 WHERE account_id = CAST('%s' AS BLOB);"
+	         "SELECT changes();",
+	         account);
+	char *argv[] = {"sqlite3", "-batch", "-bail", "-cmd", ".timeout 5000", db, sql, NULL};
+	char out[64];
+	const int st = run_capture(argv, out, sizeof(out));
+	if (st != 0)
+		fail_msg("sqlite3 %s failed (status %d): is the sqlite3 CLI installed "
+		         "(scripts/deps)?",
+		         db, st);
+	chomp(out);
+	assert_string_equal(out, "1");
+
+	bkv_error err = {0};
+	bkv_account_status s;
+	EXPECT_STATUS(bkv_status_get(c, token, &s, &err), BKV_ERR_DATA_LOSS, err);
+	assert_non_null(strstr(err.message, "integrity check"));
+	print_message("    %s\n", err.message);
+	bkv_key got;
+	bkv_recover_info info;
+	EXPECT_STATUS(bkv_recover(c, token, PASSWORD, strlen(PASSWORD), &got, &info, &err),
+	              BKV_ERR_DATA_LOSS, err);
+	EXPECT_STATUS(bkv_register(c, token, PASSWORD, strlen(PASSWORD), &key, 0, &err),
+	              BKV_ERR_DATA_LOSS, err);
+	EXPECT_STATUS(
+	    bkv_register_replacing(c, token, PASSWORD, strlen(PASSWORD), &key, 0, 1, NULL, &err),
+	    BKV_ERR_DATA_LOSS, err);
+	EXPECT_STATUS(bkv_change_password(c, token, PASSWORD, strlen(PASSWORD), NEW_PASSWORD,
+	                                  strlen(NEW_PASSWORD), &info, &err),
+	              BKV_ERR_DATA_LOSS, err);
+	char *auth = bearer(token);
+	http_reply r;
+	rpc_raw("GetStatus", auth, "application/proto", "1", "", 0, &r);
+	check_connect_error(&r, 500, "data_loss", NULL);
+	http_reply_free(&r);
+	free(auth);
+	/* Delete does not read the record: the account holder can start over. */
+	bool deleted = false;
+	EXPECT_STATUS(bkv_delete(c, token, &deleted, &err), BKV_OK, err);
+	assert_true(deleted);
+	assert_int_equal(get_status(c, token).state, BKV_RECORD_ABSENT);
+	do_register(c, token, PASSWORD, &key, 0);
+	expect_recover(c, token, PASSWORD, &key);
+	assert_string_equal(bkv_status_name(BKV_ERR_DATA_LOSS),
+	                    "stored record refused (data loss)");
 	bkv_client_free(c);
 }
 
@@ -1328,7 +2201,10 @@ static raw_snapshot raw_begin(void)
 		if (!snap.status[i].registered || snap.status[i].attempts_used != 0) {
 			bkv_key key;
 			memset(key.bytes, (int)(0x40 + i), sizeof(key.bytes));
-			do_register(c, token, PASSWORD, &key, 0);
+			if (snap.status[i].state == BKV_RECORD_ABSENT)
+				do_register(c, token, PASSWORD, &key, 0);
+			else
+				do_replace(c, token, PASSWORD, &key, 0);
 			snap.status[i] = get_status(c, token);
 		}
 		bkv_client_free(c);
@@ -1804,8 +2680,10 @@ static void test_healthz_and_metrics(void **state)
 	do_register(c, token, PASSWORD, &key, 0);
 	expect_recover(c, token, PASSWORD, &key);                 /* 1 attempt consumed */
 	expect_wrong(c, token, DEFAULT_LIMIT - 1, DEFAULT_LIMIT); /* 1 more */
-	do_register(c, token, PASSWORD, &key, 1);
 	bkv_error err = {0};
+	EXPECT_STATUS(
+	    bkv_register_replacing(c, token, PASSWORD, strlen(PASSWORD), &key, 1, 1, NULL, &err),
+	    BKV_OK, err);
 	bkv_key got;
 	bkv_recover_info info;
 	EXPECT_STATUS(
@@ -1996,14 +2874,16 @@ static void test_concurrent_guessers(void **state)
 	 * WRONG_PASSWORD without consuming one. */
 	assert_true(wrong <= BURST_LIMIT);
 	assert_true(wrong + destroyed >= BURST_LIMIT);
-	assert_int_equal(destroyed + not_registered, GUESSERS);
+	/* Every guesser learned that the key was destroyed: a tombstone, never "not
+	 * registered". */
+	assert_int_equal(not_registered, 0);
+	assert_int_equal(destroyed, GUESSERS);
 
-	assert_false(get_status(c, target_token).registered);
-	bkv_key got;
-	bkv_recover_info info;
-	bkv_error err = {0};
-	EXPECT_STATUS(bkv_recover(c, target_token, PASSWORD, strlen(PASSWORD), &got, &info, &err),
-	              BKV_ERR_NOT_REGISTERED, err);
+	const bkv_account_status gone = get_status(c, target_token);
+	assert_false(gone.registered);
+	assert_int_equal(gone.state, BKV_RECORD_DESTROYED);
+	assert_int_equal(gone.attempts_used, BURST_LIMIT);
+	expect_destroyed(c, target_token, PASSWORD, BURST_LIMIT);
 	/* The bystander was untouched. */
 	const bkv_account_status s = get_status(c, bystander_token);
 	assert_true(s.registered);
@@ -2420,6 +3300,15 @@ int main(int argc, char **argv)
 	    PER_SUITE(test_wrong_password_countdown),
 	    PER_SUITE(test_delete),
 	    PER_SUITE(test_status_fields),
+	    PER_SUITE(test_register_is_create_only),
+	    PER_SUITE(test_register_replacing),
+	    ONCE(test_change_password_racing_a_replacement),
+	    ONCE(test_versions_per_account),
+	    PER_SUITE(test_tombstone),
+	    PER_SUITE(test_delete_tombstone),
+	    PER_SUITE(test_ticket_of_an_earlier_registration),
+	    ONCE(test_raw_register_finish),
+	    ONCE(test_data_loss),
 	    ONCE(test_bad_tokens),
 	    ONCE(test_vault_down),
 	    ONCE(test_tls),

@@ -9,6 +9,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <termios.h>
+#include <time.h>
 #include <unistd.h>
 
 #include <sodium.h>
@@ -26,6 +27,7 @@ static const struct option all_options[] = {
     {"out", required_argument, NULL, 'o'},
     {"attempt-limit", required_argument, NULL, 'a'},
     {"suite", required_argument, NULL, 's'},
+    {"replace", no_argument, NULL, 'R'},
     {"help", no_argument, NULL, 'h'},
     {NULL, 0, NULL, 0},
 };
@@ -83,6 +85,9 @@ bool cli_parse(int argc, char **argv, const char *allowed, cli_options *o)
 		case 's':
 			o->suite = optarg;
 			break;
+		case 'R':
+			o->replace = true;
+			break;
 		case 'h':
 			o->help = true;
 			break;
@@ -106,6 +111,9 @@ int cli_exit_for(bkv_status status)
 		return CLI_EXIT_DESTROYED;
 	case BKV_ERR_UNAVAILABLE:
 		return CLI_EXIT_UNAVAILABLE;
+	case BKV_ERR_ALREADY_REGISTERED:
+	case BKV_ERR_CONFLICT:
+		return CLI_EXIT_EXISTS;
 	default:
 		return CLI_EXIT_FAILURE;
 	}
@@ -150,6 +158,15 @@ static bool cli_client(const cli_options *o, bkv_client **client)
 void cli_wipe(void *p, size_t n)
 {
 	sodium_memzero(p, n);
+}
+
+void cli_format_time(int64_t unix_time, char *out, size_t cap)
+{
+	const time_t t = (time_t)unix_time;
+	struct tm tm;
+	if (unix_time <= 0 || gmtime_r(&t, &tm) == NULL ||
+	    strftime(out, cap, "%Y-%m-%dT%H:%M:%SZ", &tm) == 0)
+		snprintf(out, cap, "an unknown time");
 }
 
 /* Reads a small file; strips one trailing newline. Returns its length or -1. */

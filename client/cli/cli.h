@@ -3,13 +3,15 @@
  * account token, passwords and keys, and mapping library statuses to exit codes.
  *
  * Exit codes: 0 ok, 1 failure, 2 usage, 3 wrong password, 4 no attempts left / destroyed,
- * 5 vault unavailable.
+ * 5 vault unavailable, 6 a key is already registered (register without --replace) or the
+ * record changed meanwhile.
  */
 #ifndef BKV_CLI_H
 #define BKV_CLI_H
 
 #include <stdbool.h>
 #include <stddef.h>
+#include <stdint.h>
 
 #include "bkv.h"
 
@@ -20,7 +22,15 @@ enum {
 	CLI_EXIT_WRONG_PASSWORD = 3,
 	CLI_EXIT_DESTROYED = 4,
 	CLI_EXIT_UNAVAILABLE = 5,
+	CLI_EXIT_EXISTS = 6, /* BKV_ERR_ALREADY_REGISTERED, BKV_ERR_CONFLICT */
 };
+
+/* The exit codes, for every --help. */
+#define CLI_EXIT_CODES_HELP                                                                        \
+	"Exit codes: 0 ok, 1 failure, 2 usage, 3 wrong password,\n"                                \
+	"            4 no attempts left / key destroyed, 5 vault unavailable,\n"                   \
+	"            6 a key is already registered (see register --replace), or the key\n"         \
+	"              in the vault changed meanwhile.\n"
 
 #define CLI_PASSWORD_MAX 1024
 
@@ -35,6 +45,7 @@ typedef struct cli_options {
 	const char *out;               /* --out */
 	unsigned attempt_limit;        /* --attempt-limit */
 	const char *suite;             /* --suite */
+	bool replace;                  /* --replace (register) */
 	bool help;
 	/* positional arguments after the options */
 	char **args;
@@ -58,6 +69,8 @@ size_t cli_read_password(const cli_options *o, const char *prompt, bool confirm,
                          size_t cap);
 bool cli_read_key(const cli_options *o, bkv_key *key);
 void cli_wipe(void *p, size_t n);
+/* "2024-05-01T12:00:00Z" (UTC), or "an unknown time" for 0. */
+void cli_format_time(int64_t unix_time, char *out, size_t cap);
 
 int cli_keygen(int argc, char **argv);
 int cli_register(int argc, char **argv);

@@ -1,6 +1,7 @@
 /*
  * cmd_change_password.c - `bkv change-password`: recovers the key with the old password
- * and registers it again under a new one (a fresh record and attempt counter).
+ * and registers it again under a new one (the next record version, a fresh attempt
+ * counter), replacing only the version it recovered.
  */
 #include <stdio.h>
 #include <stdlib.h>
@@ -21,9 +22,13 @@ int cli_change_password(int argc, char **argv)
 		    "usage: bkv change-password [--vault URL] [--token-file FILE]\n"
 		    "       [--password-file FILE --new-password-file FILE]\n\n"
 		    "Asks for the current and the new vault password (on the terminal, or from\n"
-		    "the two files), recovers the\n"
-		    "key with the current one (this uses an attempt if it is wrong) and keeps it\n"
-		    "under the new one.\n");
+		    "the two files), recovers the key with the current one (this uses an attempt\n"
+		    "if it is wrong) and keeps it under the new one, in place of exactly the "
+		    "record\n"
+		    "version it recovered, with the same attempt limit. If the key in the vault\n"
+		    "changes meanwhile, nothing is changed (exit 6).\n\n"
+		    "%s",
+		    CLI_EXIT_CODES_HELP);
 		return CLI_EXIT_OK;
 	}
 	char old_password[CLI_PASSWORD_MAX], new_password[CLI_PASSWORD_MAX];

@@ -24,8 +24,9 @@ int cli_recover(int argc, char **argv)
 		    "                   [--out FILE]\n\n"
 		    "Recovers the backup key with the vault password and prints its 64 digits.\n"
 		    "Each wrong password uses one attempt; after the last one the vault destroys\n"
-		    "the key for good. Exit code 3 for a wrong password, 4 when no attempts are\n"
-		    "left.\n");
+		    "the key for good, and every later recovery says it was destroyed.\n\n"
+		    "%s",
+		    CLI_EXIT_CODES_HELP);
 		return CLI_EXIT_OK;
 	}
 	char password[CLI_PASSWORD_MAX];

@@ -29,9 +29,8 @@ static void usage(FILE *out)
 	fprintf(out,
 	        "\nCommon options: --vault URL (or BKV_VAULT), --ca-file PEM, --pin-cert PEM,\n"
 	        "--token-file FILE (or BKV_TOKEN), --password-file FILE (else asked on the\n"
-	        "terminal; never on the command line). `bkv <command> --help` for more.\n\n"
-	        "Exit codes: 0 ok, 1 failure, 2 usage, 3 wrong password,\n"
-	        "            4 no attempts left / key destroyed, 5 vault unavailable.\n");
+	        "terminal; never on the command line). `bkv <command> --help` for "
+	        "more.\n\n" CLI_EXIT_CODES_HELP);
 }
 
 int main(int argc, char **argv)

@@ -44,6 +44,13 @@ typedef enum bkv_status {
 	                          * key commitment is damaged: the two look the same) */
 	BKV_ERR_NOMEM,
 	BKV_ERR_INTERNAL,
+	BKV_ERR_ALREADY_REGISTERED, /* a key, or a destroyed key's tombstone, is in the vault:
+	                             * registering needs bkv_register_replacing with its
+	                             * record_version */
+	BKV_ERR_CONFLICT,           /* the record changed since its version was read (replaced,
+	                             * deleted or destroyed meanwhile): check the status, retry */
+	BKV_ERR_DATA_LOSS,          /* the vault refused its stored record for the account: the
+	                             * record failed the vault's integrity check */
 } bkv_status;
 
 /* A status with a human-readable message, e.g. "wrong password: 3 attempts left". */
@@ -97,7 +104,10 @@ typedef struct bkv_client bkv_client;
 bkv_status bkv_client_new(const bkv_client_config *config, bkv_client **client, bkv_error *error);
 void bkv_client_free(bkv_client *client);
 
-/* What a recovery attempt left behind. */
+/* What a recovery attempt left behind. Every failure of the vault's recovery calls that
+ * concerns a registered or destroyed record says how many attempts are left, so after a
+ * wrong password, a destroyed key or a ticket the vault refused, attempts_known is set
+ * with both numbers. */
 typedef struct bkv_recover_info {
 	uint32_t attempts_remaining; /* after this attempt; valid when attempts_known */
 	uint32_t attempt_limit;
@@ -105,29 +115,66 @@ typedef struct bkv_recover_info {
 	bool destroyed; /* the key is gone for good */
 } bkv_recover_info;
 
+/* What the vault holds for an account (GetStatus). */
+typedef enum bkv_record_state {
+	BKV_RECORD_UNKNOWN = 0,    /* the vault did not say (a vault from before record states) */
+	BKV_RECORD_ABSENT = 1,     /* never registered, or deleted */
+	BKV_RECORD_REGISTERED = 2, /* a key the password recovers */
+	BKV_RECORD_DESTROYED = 3,  /* the attempt limit was reached: the key is gone for good; a
+	                            * tombstone stays until it is deleted or replaced */
+} bkv_record_state;
+
 typedef struct bkv_account_status {
-	bool registered;
+	bool registered; /* state == BKV_RECORD_REGISTERED */
 	bkv_suite suite;
 	uint32_t attempts_used;
 	uint32_t attempt_limit;
+	/* Counts per account from 1; also set for a destroyed key (the tombstone's version,
+	 * which bkv_register_replacing takes to register a new key over it). */
 	uint64_t record_version;
 	int64_t registered_at_unix;
+	bkv_record_state state;
+	int64_t destroyed_at_unix; /* when state == BKV_RECORD_DESTROYED, else 0 */
 } bkv_account_status;
 
-/* account_token is the bearer token (JWT) from the integrator's auth service. */
+/* account_token is the bearer token (JWT) from the integrator's auth service.
+ *
+ * bkv_register only creates: if the account already has a key, or the tombstone of a
+ * destroyed one, it fails with BKV_ERR_ALREADY_REGISTERED and changes nothing. */
 bkv_status bkv_register(bkv_client *client, const char *account_token, const char *password,
                         size_t password_len, const bkv_key *key, uint32_t attempt_limit,
                         bkv_error *error);
+/* Registers key in place of the record whose record_version is replaces_record_version
+ * (from bkv_status_get; a destroyed key's tombstone is replaced the same way), or creates
+ * it if replaces_record_version is 0 (then it is bkv_register). BKV_ERR_CONFLICT if the
+ * account's record is not that version any more (replaced, deleted or destroyed
+ * meanwhile), BKV_ERR_ALREADY_REGISTERED for 0 when a record exists; either way nothing
+ * changed. *out_record_version (may be NULL) gets the new version: the replaced one + 1,
+ * or 1. The old key is gone from the vault: backups encrypted with it open only with that
+ * key written down. */
+bkv_status bkv_register_replacing(bkv_client *client, const char *account_token,
+                                  const char *password, size_t password_len, const bkv_key *key,
+                                  uint32_t attempt_limit, uint64_t replaces_record_version,
+                                  uint64_t *out_record_version, bkv_error *error);
+/* BKV_ERR_WRONG_PASSWORD (attempts left), BKV_ERR_DESTROYED (the last attempt failed, or
+ * the key was destroyed earlier: out_info->destroyed), BKV_ERR_NOT_REGISTERED (the vault
+ * holds nothing for the account), BKV_ERR_CONFLICT (the key was registered again during
+ * the recovery: retry), BKV_ERR_DATA_LOSS, ... */
 bkv_status bkv_recover(bkv_client *client, const char *account_token, const char *password,
                        size_t password_len, bkv_key *out_key, bkv_recover_info *out_info,
                        bkv_error *error);
-/* Recovers with the old password, then registers the same key under the new one. */
+/* Recovers with the old password, then registers the same key under the new one in place
+ * of exactly the record version it recovered, keeping that record's attempt limit.
+ * BKV_ERR_CONFLICT (and the password is not changed) if the record was replaced, deleted
+ * or destroyed in between. */
 bkv_status bkv_change_password(bkv_client *client, const char *account_token,
                                const char *old_password, size_t old_password_len,
                                const char *new_password, size_t new_password_len,
                                bkv_recover_info *out_info, bkv_error *error);
 bkv_status bkv_status_get(bkv_client *client, const char *account_token, bkv_account_status *out,
                           bkv_error *error);
+/* Deletes the account's record, a destroyed key's tombstone included; a later
+ * bkv_register starts again at record version 1. */
 bkv_status bkv_delete(bkv_client *client, const char *account_token, bool *deleted,
                       bkv_error *error);
 

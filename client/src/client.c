@@ -266,9 +266,12 @@ static bkv_status opaque_failure(bkv_error *error, const char *what, opaque_err 
 	                what, opaque_strerror(err));
 }
 
+/* RegisterStart, then RegisterFinish with the registration ticket and compare-and-set on
+ * the account's record: replaces 0 creates only, N replaces only version N. */
 static bkv_status register_with(bkv_client *c, const vault_config *cfg, const char *token,
                                 const char *password, size_t password_len, const bkv_key *key,
-                                uint32_t attempt_limit, bkv_error *error)
+                                uint32_t attempt_limit, uint64_t replaces, uint64_t *out_version,
+                                bkv_error *error)
 {
 	opaque_suite_id suite = cfg->suites[0];
 	if (c->suite != BKV_SUITE_VAULT_PREFERENCE) {
@@ -322,9 +325,32 @@ static bkv_status register_with(bkv_client *c, const vault_config *cfg, const ch
 	freq.registration_record = (ProtobufCBinaryData){sizes->registration_record, record};
 	freq.wrapped_key = (ProtobufCBinaryData){sizeof(wrapped), wrapped};
 	freq.attempt_limit = attempt_limit;
+	freq.registration_ticket = start->registration_ticket;
+	freq.replaces_record_version = replaces;
 	st = rpc_call(&ep, "RegisterFinish", token, &freq.base,
 	              &bkv__v1__register_finish_response__descriptor, (ProtobufCMessage **)&finish,
 	              &err, error);
+	if (st == BKV_ERR_ALREADY_REGISTERED)
+		bkv_fail(error, st, "already registered: %s",
+		         err.message[0]
+		             ? err.message
+		             : "the account already has a key in the vault, or a "
+		               "destroyed key's tombstone; replacing it needs its record "
+		               "version");
+	else if (st == BKV_ERR_CONFLICT)
+		bkv_fail(error, st,
+		         "the account's record is no longer version %llu (it was replaced, deleted "
+		         "or destroyed meanwhile); nothing was registered: check the status and "
+		         "try again",
+		         (unsigned long long)replaces);
+	else if (st == BKV_OK && (finish->record_version == 0 ||
+	                          (replaces != 0 && finish->record_version <= replaces)))
+		st = bkv_fail(error, BKV_ERR_PROTOCOL,
+		              "the vault registered the key under an impossible record version "
+		              "%llu",
+		              (unsigned long long)finish->record_version);
+	if (st == BKV_OK && out_version != NULL)
+		*out_version = finish->record_version;
 done:
 	opaque_client_registration_state_wipe(&state);
 	sodium_memzero(export_key, sizeof(export_key));
@@ -336,9 +362,13 @@ done:
 	return st;
 }
 
-bkv_status bkv_register(bkv_client *c, const char *token, const char *password, size_t password_len,
-                        const bkv_key *key, uint32_t attempt_limit, bkv_error *error)
+bkv_status bkv_register_replacing(bkv_client *c, const char *token, const char *password,
+                                  size_t password_len, const bkv_key *key, uint32_t attempt_limit,
+                                  uint64_t replaces_record_version, uint64_t *out_record_version,
+                                  bkv_error *error)
 {
+	if (out_record_version != NULL)
+		*out_record_version = 0;
 	bkv_status st = check_common(c, token, password, password_len, error);
 	if (st != BKV_OK)
 		return st;
@@ -348,51 +378,104 @@ bkv_status bkv_register(bkv_client *c, const char *token, const char *password, 
 	st = load_config(c, &cfg, error);
 	if (st != BKV_OK)
 		return st;
-	return register_with(c, &cfg, token, password, password_len, key, attempt_limit, error);
+	return register_with(c, &cfg, token, password, password_len, key, attempt_limit,
+	                     replaces_record_version, out_record_version, error);
 }
 
-/* The message people see for a failed guess. */
-static bkv_status wrong_password(bkv_error *error, bkv_recover_info *info, const rpc_error *err,
-                                 bool destroyed)
+bkv_status bkv_register(bkv_client *c, const char *token, const char *password, size_t password_len,
+                        const bkv_key *key, uint32_t attempt_limit, bkv_error *error)
+{
+	return bkv_register_replacing(c, token, password, password_len, key, attempt_limit, 0, NULL,
+	                              error);
+}
+
+#define DESTROYED_MESSAGE                                                                          \
+	"no attempts left: the vault has destroyed the backup key, and it cannot be recovered"
+
+/* The key is gone for good: the attempts are known (none left). */
+static bkv_status destroyed(bkv_error *error, bkv_recover_info *info, uint32_t attempt_limit,
+                            const char *prefix)
+{
+	info->attempts_known = true;
+	info->attempts_remaining = 0;
+	info->attempt_limit = attempt_limit;
+	info->destroyed = true;
+	return bkv_fail(error, BKV_ERR_DESTROYED, "%s" DESTROYED_MESSAGE, prefix);
+}
+
+/* Whether GetStatus says the account's key is destroyed (a tombstone). */
+static bool status_destroyed(bkv_client *c, const char *token)
+{
+	bkv_account_status s;
+	return bkv_status_get(c, token, &s, NULL) == BKV_OK && s.state == BKV_RECORD_DESTROYED;
+}
+
+/* A failed RecoverStart or RecoverFinish (st, err): takes the AttemptInfo the vault
+ * attaches to every failure about a registered or destroyed record, and says what it
+ * means. password_wrong: the client already knows the password was wrong (its envelope
+ * did not open). */
+static bkv_status recover_failure(bkv_client *c, const char *token, bool finishing,
+                                  bool password_wrong, bkv_status st, const rpc_error *err,
+                                  bkv_recover_info *info, bkv_error *error)
 {
 	if (err->has_attempt_info) {
 		info->attempts_known = true;
 		info->attempts_remaining = err->attempts_remaining;
 		info->attempt_limit = err->attempt_limit;
 	}
-	if (destroyed || (err->has_attempt_info && err->attempts_remaining == 0)) {
-		info->destroyed = true;
-		return bkv_fail(error, BKV_ERR_DESTROYED,
-		                "no attempts left: the vault has destroyed the backup key");
+	if (strcmp(err->code, "permission_denied") == 0) { /* a counted wrong password */
+		if (err->has_attempt_info && err->attempts_remaining == 0)
+			return destroyed(error, info, err->attempt_limit, "wrong password; ");
+		if (err->has_attempt_info)
+			return bkv_fail(
+			    error, BKV_ERR_WRONG_PASSWORD, "wrong password: %u attempt%s left",
+			    err->attempts_remaining, err->attempts_remaining == 1 ? "" : "s");
+		return bkv_fail(error, BKV_ERR_WRONG_PASSWORD, "wrong password");
 	}
-	if (err->has_attempt_info)
-		return bkv_fail(error, BKV_ERR_WRONG_PASSWORD, "wrong password: %u attempt%s left",
-		                err->attempts_remaining, err->attempts_remaining == 1 ? "" : "s");
-	return bkv_fail(error, BKV_ERR_WRONG_PASSWORD, "wrong password");
+	if (strcmp(err->code, "failed_precondition") == 0 && err->has_attempt_info) {
+		/* RecoverStart says so for a destroyed key (every time). RecoverFinish says so
+		 * for a ticket it cannot finish any more, which at no attempts left usually
+		 * means the key was destroyed meanwhile: GetStatus tells. */
+		if (err->attempts_remaining == 0 && (!finishing || status_destroyed(c, token)))
+			return destroyed(error, info, err->attempt_limit, "");
+		if (password_wrong)
+			return bkv_fail(
+			    error, BKV_ERR_WRONG_PASSWORD,
+			    "wrong password (the vault did not confirm the attempts left: "
+			    "%s)",
+			    err->message);
+		/* The ticket is stale: the key was registered again, or a ticket expired. */
+		return bkv_fail(error, BKV_ERR_CONFLICT,
+		                "the backup key changed during the recovery (%s); try again",
+		                err->message);
+	}
+	if (password_wrong && finishing && st != BKV_ERR_DATA_LOSS)
+		return bkv_fail(error, BKV_ERR_WRONG_PASSWORD,
+		                "wrong password (the vault did not confirm the attempts left)");
+	return st; /* error was set by rpc_call */
 }
 
+/* GetStatus, RecoverStart, RecoverFinish. *out_version (may be NULL) gets the recovered
+ * record's version. */
 static bkv_status recover_with(bkv_client *c, const vault_config *cfg, const char *token,
                                const char *password, size_t password_len, bkv_key *out_key,
-                               bkv_recover_info *info, bkv_error *error)
+                               bkv_recover_info *info, uint64_t *out_version, bkv_error *error)
 {
 	const rpc_endpoint ep = endpoint(c);
 	rpc_error err;
-	Bkv__V1__GetStatusRequest status_req = BKV__V1__GET_STATUS_REQUEST__INIT;
-	Bkv__V1__GetStatusResponse *status = NULL;
-	bkv_status st = rpc_call(&ep, "GetStatus", token, &status_req.base,
-	                         &bkv__v1__get_status_response__descriptor,
-	                         (ProtobufCMessage **)&status, &err, error);
+	bkv_account_status status;
+	bkv_status st = bkv_status_get(c, token, &status, error);
 	if (st != BKV_OK)
 		return st;
-	const bool registered = status->registered;
-	const opaque_suite_id suite = (opaque_suite_id)status->suite;
-	/* RecoverStartResponse carries attempts_remaining only: the limit comes from here, so
-	 * attempts_known always comes with both numbers (bkv.h). */
-	const uint32_t attempt_limit = status->attempt_limit;
-	bkv__v1__get_status_response__free_unpacked(status, NULL);
-	if (!registered)
+	if (status.state == BKV_RECORD_DESTROYED)
+		return destroyed(error, info, status.attempt_limit, "");
+	if (!status.registered) /* the vault said so: state ABSENT (or a vault without states) */
 		return bkv_fail(error, BKV_ERR_NOT_REGISTERED,
 		                "the vault holds no key for this account");
+	const opaque_suite_id suite = (opaque_suite_id)status.suite;
+	/* RecoverStartResponse carries attempts_remaining only: the limit comes from here, so
+	 * attempts_known always comes with both numbers (bkv.h). */
+	const uint32_t attempt_limit = status.attempt_limit;
 	const opaque_sizes *sizes = opaque_suite_sizes(suite);
 	if (sizes == NULL)
 		return bkv_fail(error, BKV_ERR_PROTOCOL,
@@ -421,8 +504,7 @@ static bkv_status recover_with(bkv_client *c, const vault_config *cfg, const cha
 	              &bkv__v1__recover_start_response__descriptor, (ProtobufCMessage **)&start,
 	              &err, error);
 	if (st != BKV_OK) {
-		if (strcmp(err.code, "failed_precondition") == 0 && err.has_attempt_info)
-			st = wrong_password(error, info, &err, true);
+		st = recover_failure(c, token, false, false, st, &err, info, error);
 		goto done;
 	}
 	info->attempts_known = true;
@@ -438,7 +520,8 @@ static bkv_status recover_with(bkv_client *c, const vault_config *cfg, const cha
 	}
 	/* A wrong password still finishes the guess, so the vault counts it now and says how
 	 * many attempts are left (and destroys the key after the last one). */
-	if (oerr == OPAQUE_ERR_ENVELOPE_RECOVERY)
+	const bool password_wrong = oerr == OPAQUE_ERR_ENVELOPE_RECOVERY;
+	if (password_wrong)
 		randombytes_buf(ke3, sizes->ke3);
 	Bkv__V1__RecoverFinishRequest freq = BKV__V1__RECOVER_FINISH_REQUEST__INIT;
 	freq.ticket = start->ticket;
@@ -446,27 +529,22 @@ static bkv_status recover_with(bkv_client *c, const vault_config *cfg, const cha
 	st = rpc_call(&ep, "RecoverFinish", token, &freq.base,
 	              &bkv__v1__recover_finish_response__descriptor, (ProtobufCMessage **)&finish,
 	              &err, error);
-	if (st == BKV_ERR_WRONG_PASSWORD) {
-		st = wrong_password(error, info, &err, false);
+	if (st != BKV_OK) {
+		st = recover_failure(c, token, true, password_wrong, st, &err, info, error);
 		goto done;
 	}
-	if (oerr == OPAQUE_ERR_ENVELOPE_RECOVERY) {
-		/* The password is wrong whatever the vault said to the random KE3. */
-		st = st == BKV_OK
-		         ? bkv_fail(error, BKV_ERR_PROTOCOL, "the vault accepted a random KE3")
-		         : bkv_fail(error, BKV_ERR_WRONG_PASSWORD,
-		                    "wrong password (the vault did not confirm the "
-		                    "attempts left)");
+	if (password_wrong) { /* whatever the vault said to the random KE3 */
+		st = bkv_fail(error, BKV_ERR_PROTOCOL, "the vault accepted a random KE3");
 		goto done;
 	}
-	if (st != BKV_OK)
-		goto done;
 	st = keywrap_open_release(suite, session_key, finish->sealed_key.data,
 	                          finish->sealed_key.len, wrapped, sizeof(wrapped), &wrapped_len);
 	if (st == BKV_OK)
 		st = keywrap_unwrap(suite, export_key, wrapped, wrapped_len, out_key);
 	if (st != BKV_OK)
 		bkv_fail(error, st, "the vault's release of the key does not verify");
+	else if (out_version != NULL)
+		*out_version = finish->record_version;
 done:
 	opaque_client_login_state_wipe(&state);
 	sodium_memzero(session_key, sizeof(session_key));
@@ -496,7 +574,7 @@ bkv_status bkv_recover(bkv_client *c, const char *token, const char *password, s
 	st = load_config(c, &cfg, error);
 	if (st != BKV_OK)
 		return st;
-	return recover_with(c, &cfg, token, password, password_len, out_key, info, error);
+	return recover_with(c, &cfg, token, password, password_len, out_key, info, NULL, error);
 }
 
 bkv_status bkv_change_password(bkv_client *c, const char *token, const char *old_password,
@@ -504,23 +582,46 @@ bkv_status bkv_change_password(bkv_client *c, const char *token, const char *old
                                size_t new_password_len, bkv_recover_info *out_info,
                                bkv_error *error)
 {
+	bkv_recover_info scratch;
+	bkv_recover_info *info = out_info ? out_info : &scratch;
+	memset(info, 0, sizeof(*info));
 	bkv_status st = check_common(c, token, new_password, new_password_len, error);
+	if (st == BKV_OK)
+		st = check_common(c, token, old_password, old_password_len, error);
 	if (st != BKV_OK)
 		return st;
-	/* Keep the record's attempt limit: registering with 0 would reset it to the vault's
-	 * default and quietly loosen a limit the integrator chose. */
-	bkv_account_status status;
-	st = bkv_status_get(c, token, &status, error);
+	vault_config cfg;
+	st = load_config(c, &cfg, error);
 	if (st != BKV_OK)
 		return st;
 	bkv_key key;
-	st = bkv_recover(c, token, old_password, old_password_len, &key, out_info, error);
+	uint64_t version = 0;
+	st = recover_with(c, &cfg, token, old_password, old_password_len, &key, info, &version,
+	                  error);
+	if (st == BKV_OK && version == 0)
+		st = bkv_fail(error, BKV_ERR_PROTOCOL,
+		              "the vault did not say which record version it released");
+	/* Keep the recovered record's attempt limit (registering with 0 would reset it to the
+	 * vault's default and quietly loosen a limit the integrator chose), read after the
+	 * recovery so that it is the limit of the version recovered. */
+	bkv_account_status now;
+	if (st == BKV_OK)
+		st = bkv_status_get(c, token, &now, error);
+	if (st == BKV_OK && (!now.registered || now.record_version != version))
+		st = bkv_fail(error, BKV_ERR_CONFLICT,
+		              "the key in the vault changed after it was recovered (version %llu "
+		              "is no longer current); the password was not changed",
+		              (unsigned long long)version);
 	if (st == BKV_OK) {
-		vault_config cfg;
-		st = load_config(c, &cfg, error);
-		if (st == BKV_OK)
-			st = register_with(c, &cfg, token, new_password, new_password_len, &key,
-			                   status.attempt_limit, error);
+		st = register_with(c, &cfg, token, new_password, new_password_len, &key,
+		                   now.attempt_limit, version, NULL, error);
+		if (st == BKV_ERR_CONFLICT)
+			bkv_fail(
+			    error, st,
+			    "the key in the vault was replaced, deleted or destroyed while the "
+			    "password was being changed (version %llu is no longer current); "
+			    "the password was not changed",
+			    (unsigned long long)version);
 	}
 	bkv_key_wipe(&key);
 	return st;
@@ -547,7 +648,30 @@ bkv_status bkv_status_get(bkv_client *c, const char *token, bkv_account_status *
 	out->attempt_limit = resp->attempt_limit;
 	out->record_version = resp->record_version;
 	out->registered_at_unix = resp->registered_at_unix;
+	switch (resp->state) {
+	case BKV__V1__RECORD_STATE__RECORD_STATE_ABSENT:
+		out->state = BKV_RECORD_ABSENT;
+		break;
+	case BKV__V1__RECORD_STATE__RECORD_STATE_REGISTERED:
+		out->state = BKV_RECORD_REGISTERED;
+		break;
+	case BKV__V1__RECORD_STATE__RECORD_STATE_DESTROYED:
+		out->state = BKV_RECORD_DESTROYED;
+		out->destroyed_at_unix = resp->destroyed_at_unix;
+		break;
+	default:
+		out->state = BKV_RECORD_UNKNOWN;
+		break;
+	}
+	const bool consistent = out->state == BKV_RECORD_UNKNOWN ||
+	                        out->registered == (out->state == BKV_RECORD_REGISTERED);
 	bkv__v1__get_status_response__free_unpacked(resp, NULL);
+	if (!consistent) {
+		memset(out, 0, sizeof(*out));
+		return bkv_fail(
+		    error, BKV_ERR_PROTOCOL,
+		    "the vault's status contradicts itself (registered and state differ)");
+	}
 	return BKV_OK;
 }
 

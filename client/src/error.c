@@ -39,6 +39,12 @@ const char *bkv_status_name(bkv_status status)
 		return "out of memory";
 	case BKV_ERR_INTERNAL:
 		return "internal error";
+	case BKV_ERR_ALREADY_REGISTERED:
+		return "already registered";
+	case BKV_ERR_CONFLICT:
+		return "record changed (conflict)";
+	case BKV_ERR_DATA_LOSS:
+		return "stored record refused (data loss)";
 	}
 	return "unknown status";
 }

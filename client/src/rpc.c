@@ -48,6 +48,12 @@ static bkv_status status_for_code(const char *code)
 		return BKV_ERR_UNAVAILABLE;
 	if (strcmp(code, "invalid_argument") == 0 || strcmp(code, "failed_precondition") == 0)
 		return BKV_ERR_ARGUMENT;
+	if (strcmp(code, "already_exists") == 0)
+		return BKV_ERR_ALREADY_REGISTERED;
+	if (strcmp(code, "aborted") == 0)
+		return BKV_ERR_CONFLICT;
+	if (strcmp(code, "data_loss") == 0)
+		return BKV_ERR_DATA_LOSS;
 	return BKV_ERR_PROTOCOL;
 }
 
@@ -157,7 +163,14 @@ bkv_status rpc_call(const rpc_endpoint *ep, const char *method, const char *bear
 	}
 	rpc_decode_error(b.data, b.len, http, err);
 	st = status_for_code(err->code);
-	bkv_fail(error, st, "%s: %s", method, err->message[0] ? err->message : err->code);
+	if (st == BKV_ERR_DATA_LOSS) /* the code says it all, whatever the vault's wording */
+		bkv_fail(error, st,
+		         "%s: the vault refused its stored record for this account: the record "
+		         "failed the vault's integrity check, so nothing was served from it (the "
+		         "vault's operator must look into it)",
+		         method);
+	else
+		bkv_fail(error, st, "%s: %s", method, err->message[0] ? err->message : err->code);
 done:
 	curl_slist_free_all(headers);
 	curl_easy_cleanup(curl);

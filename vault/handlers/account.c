@@ -10,17 +10,23 @@ bkv_status bkv_get_status(bkv_vault *v, bkv_account account, Bkv__V1__GetStatusR
 		return bkv_status_error(BKV_CODE_INVALID_ARGUMENT,
 		                        "account id must be 1 to 256 bytes");
 	bkv_record record;
-	bkv_storage_err err = bkv_storage_get(v->storage, account.id, account.len, &record);
-	if (err == BKV_STORAGE_NOT_FOUND)
+	bkv_status st = bkv_load_record(v, account, &record);
+	if (st.code == BKV_CODE_NOT_FOUND) {
+		resp->state = BKV__V1__RECORD_STATE__RECORD_STATE_ABSENT;
 		return bkv_status_ok(); /* registered = false */
-	if (err != BKV_STORAGE_OK)
-		return bkv_status_from_storage(err);
-	resp->registered = true;
+	}
+	if (st.code != BKV_CODE_OK)
+		return st;
+	const bool destroyed = record.state == BKV_RECORD_DESTROYED;
+	resp->registered = !destroyed;
+	resp->state = destroyed ? BKV__V1__RECORD_STATE__RECORD_STATE_DESTROYED
+	                        : BKV__V1__RECORD_STATE__RECORD_STATE_REGISTERED;
 	resp->suite = (Bkv__V1__Suite)record.suite;
 	resp->attempts_used = record.attempts_used;
 	resp->attempt_limit = record.attempt_limit;
 	resp->record_version = record.record_version;
 	resp->registered_at_unix = record.registered_at;
+	resp->destroyed_at_unix = destroyed ? record.destroyed_at : 0;
 	return bkv_status_ok();
 }
 

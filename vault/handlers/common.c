@@ -35,6 +35,12 @@ const char *bkv_code_name(bkv_code code)
 		return "internal";
 	case BKV_CODE_UNIMPLEMENTED:
 		return "unimplemented";
+	case BKV_CODE_ALREADY_EXISTS:
+		return "already_exists";
+	case BKV_CODE_ABORTED:
+		return "aborted";
+	case BKV_CODE_DATA_LOSS:
+		return "data_loss";
 	}
 	return "unknown";
 }
@@ -81,6 +87,9 @@ bkv_status bkv_status_from_storage(bkv_storage_err err)
 		return bkv_status_ok();
 	case BKV_STORAGE_NOT_FOUND:
 		return bkv_status_error(BKV_CODE_NOT_FOUND, "no backup key is registered");
+	case BKV_STORAGE_EXISTS:
+		return bkv_status_error(BKV_CODE_ALREADY_EXISTS,
+		                        "a backup key is already registered for this account");
 	case BKV_STORAGE_UNAVAILABLE:
 		return bkv_status_error(BKV_CODE_UNAVAILABLE,
 		                        "the vault's database is unavailable; try again later");
@@ -142,6 +151,21 @@ void bkv_audit(const bkv_vault *v, const char *event, bkv_account account, const
 		fprintf(v->settings.audit,
 		        "{\"ts\":%" PRId64 ",\"event\":\"%s\",\"account\":\"%s\"}\n",
 		        (int64_t)time(NULL), event, account_hash);
+	fflush(v->settings.audit);
+}
+
+void bkv_audit_reason(const bkv_vault *v, const char *event, bkv_account account,
+                      const char *reason)
+{
+	if (v->settings.event_hook != NULL)
+		v->settings.event_hook(v->settings.event_arg, event);
+	if (v->settings.audit == NULL)
+		return;
+	char account_hash[33];
+	bkv_account_hash(v, account, account_hash);
+	fprintf(v->settings.audit,
+	        "{\"ts\":%" PRId64 ",\"event\":\"%s\",\"account\":\"%s\",\"reason\":\"%s\"}\n",
+	        (int64_t)time(NULL), event, account_hash, reason);
 	fflush(v->settings.audit);
 }
 

@@ -6,9 +6,11 @@
  * The recovery invariants live in recover.c:
  *   - an attempt is committed durably before KE2 leaves RecoverStart;
  *   - once attempts_used has reached the limit no KE2 is computed and the record is
- *     destroyed;
+ *     destroyed (a tombstone stays);
  *   - a request that failed in the token or the database consumes no attempt;
  *   - a ticket is finished at most once.
+ * Every registration evaluates the OPRF under a fresh key (register.c), and every state
+ * that is read is first verified with the token's state MAC (record_state.c).
  */
 #ifndef BKV_HANDLERS_H
 #define BKV_HANDLERS_H
@@ -36,7 +38,11 @@ typedef enum bkv_code {
 	BKV_CODE_UNAVAILABLE,
 	BKV_CODE_INTERNAL,
 	BKV_CODE_UNIMPLEMENTED,
+	BKV_CODE_ALREADY_EXISTS,
+	BKV_CODE_ABORTED,
+	BKV_CODE_DATA_LOSS,
 } bkv_code;
+#define BKV_CODE_COUNT 13
 
 const char *bkv_code_name(bkv_code code); /* "invalid_argument", ... */
 
@@ -48,12 +54,17 @@ typedef struct bkv_status {
 	uint32_t attempt_limit;
 } bkv_status;
 
-#define BKV_WRAPPED_KEY_MAX         256
-#define BKV_TICKET_LIFETIME_DEFAULT 60
+#define BKV_WRAPPED_KEY_MAX              256
+#define BKV_TICKET_LIFETIME_DEFAULT      60
+#define BKV_REGISTRATION_TICKET_LIFETIME 600
 /* A ticket: iv || AES-GCM(format, suite, record_version, guess_seq, expires_at,
- * expected_client_mac, session_key) || tag */
+ * registration_id, expected_client_mac, session_key) || tag (ticket.h) */
 #define BKV_TICKET_MAX_BYTES                                                                       \
-	(BKV_TOKEN_IV_BYTES + 1 + 1 + 8 + 8 + 8 + 2 * OPAQUE_MAX_HASH_BYTES + BKV_TOKEN_TAG_BYTES)
+	(BKV_TOKEN_IV_BYTES + 1 + 1 + 8 + 8 + 8 + 1 + BKV_REGISTRATION_ID_BYTES +                  \
+	 2 * OPAQUE_MAX_HASH_BYTES + BKV_TOKEN_TAG_BYTES)
+/* A registration ticket: iv || AES-GCM(format, suite, registration_id, expires_at) || tag */
+#define BKV_REGISTRATION_TICKET_BYTES                                                              \
+	(BKV_TOKEN_IV_BYTES + 1 + 1 + BKV_REGISTRATION_ID_BYTES + 8 + BKV_TOKEN_TAG_BYTES)
 /* sealed_key = nonce (12) || AES-256-GCM(wrapped_key) || tag (16) */
 #define BKV_SEALED_KEY_MAX_BYTES (12 + BKV_WRAPPED_KEY_MAX + 16)
 
@@ -85,6 +96,7 @@ typedef struct bkv_reply_buffers {
 	uint8_t registration_response[OPAQUE_MAX_REGISTRATION_RESPONSE_BYTES];
 	uint8_t ke2[OPAQUE_MAX_KE2_BYTES];
 	uint8_t ticket[BKV_TICKET_MAX_BYTES];
+	uint8_t registration_ticket[BKV_REGISTRATION_TICKET_BYTES];
 	uint8_t sealed_key[BKV_SEALED_KEY_MAX_BYTES];
 	Bkv__V1__Suite suites[2];
 	Bkv__V1__ServerKey server_keys[2];
@@ -139,6 +151,35 @@ opaque_config bkv_opaque_config(const bkv_vault *v, opaque_suite_id suite);
 /* Writes an audit event (JSON line) with the keyed hash of the account id. */
 void bkv_audit(const bkv_vault *v, const char *event, bkv_account account, const char *extra_key,
                uint64_t extra_value);
+/* The same with "reason": a static text without quotes or backslashes. */
+void bkv_audit_reason(const bkv_vault *v, const char *event, bkv_account account,
+                      const char *reason);
+
+/* ---- Records (record_state.c) ---- */
+
+/* bkv_record.state */
+#define BKV_RECORD_LIVE      1
+#define BKV_RECORD_DESTROYED 2 /* a tombstone: the sealed key material is gone */
+
+/* Reads the account's record and verifies it: the token's state MAC (constant time), then
+ * every value in range. OK; NOT_FOUND; DATA_LOSS for a row changed outside bkvd (audited);
+ * or the token's or database's failure. */
+bkv_status bkv_load_record(bkv_vault *v, bkv_account account, bkv_record *r);
+/* Sets r->mac for r's state. */
+bkv_token_err bkv_record_mac(bkv_token *token, bkv_record *r);
+/* MACs next and writes it over current (compare-and-set on current's MAC). *stale (with
+ * ABORTED) if the row changed since current was read. */
+bkv_status bkv_update_record(bkv_vault *v, bkv_record *next, const bkv_record *current,
+                             bool *stale);
+/* DATA_LOSS, audited with why. */
+bkv_status bkv_status_data_loss(bkv_vault *v, bkv_account account, const char *why);
+
+/* The OPRF credential identifier: account id || registration id (RFC 9807 lets the server
+ * choose it; a fresh registration id per registration gives each a fresh OPRF key). */
+#define BKV_CREDENTIAL_ID_MAX (BKV_ACCOUNT_ID_MAX + BKV_REGISTRATION_ID_BYTES)
+const uint8_t *bkv_credential_identifier(bkv_account account, const uint8_t *registration_id,
+                                         size_t registration_id_len,
+                                         uint8_t out[BKV_CREDENTIAL_ID_MAX], size_t *out_len);
 /* hex(BLAKE2b-128 keyed with log_key) of the account id, NUL-terminated (33 bytes). */
 void bkv_account_hash(const bkv_vault *v, bkv_account account, char out[33]);
 

@@ -1,8 +1,12 @@
 /*
  * recover.c - RecoverStart and RecoverFinish: the attempt limit that holds.
  *
- * RecoverStart computes KE2 (with the token), seals the ticket, and only then commits
- * attempts_used + 1 and guess_seq + 1 with a conditional update on exactly the row it read.
+ * Every row is read through bkv_load_record (the token's state MAC verified) and written
+ * through bkv_update_record (compare-and-set on the MAC that was verified).
+ *
+ * RecoverStart computes KE2 (with the token) under the record's own OPRF key (account id ||
+ * registration id), seals the ticket, and only then commits attempts_used + 1 and
+ * guess_seq + 1 over exactly the row it read.
  * KE2 leaves this file only after that commit; if the commit fails nothing is sent, and if
  * the token or the database fails first no attempt is consumed. A concurrent request that
  * moved the row first makes the commit fail as stale, and the whole step is redone on the
@@ -11,7 +15,10 @@
  * RecoverFinish checks KE3 in constant time and finishes the guess exactly once
  * (guess_seq > last_finished_seq, in one transaction): success resets the counter and
  * releases the wrapped key sealed under a key derived from session_key; a failure that
- * used the last attempt destroys the record in the same transaction.
+ * used the last attempt destroys the key material in the same transaction and leaves a
+ * tombstone, so every later call says the key was destroyed.
+ *
+ * Every failure that concerns a registered or destroyed record carries AttemptInfo.
  */
 #include <time.h>
 
@@ -26,49 +33,105 @@
 #define RELEASE_NONCE_BYTES 12
 #define RELEASE_TAG_BYTES   16
 
-static bkv_status destroyed_status(uint32_t attempt_limit)
+static bkv_status with_attempts(bkv_status st, const bkv_record *r)
 {
-	bkv_status st = bkv_status_error(BKV_CODE_FAILED_PRECONDITION,
-	                                 "no attempts left: the backup key has been destroyed and "
-	                                 "can no longer be recovered");
 	st.has_attempt_info = true;
-	st.attempts_remaining = 0;
-	st.attempt_limit = attempt_limit;
+	st.attempt_limit = r->attempt_limit;
+	st.attempts_remaining =
+	    r->state == BKV_RECORD_DESTROYED || r->attempts_used >= r->attempt_limit
+	        ? 0
+	        : r->attempt_limit - r->attempts_used;
 	return st;
 }
 
-/* The limit was reached and no success followed: the key is gone for good. Only the
- * record that was read is destroyed; *replaced is set if it was replaced meanwhile (the
- * caller re-reads and serves the new record). */
-static bkv_status destroy_record(bkv_vault *v, bkv_account account, const bkv_record *record,
-                                 bool *replaced)
+static bkv_status destroyed_status(const bkv_record *r)
 {
-	const uint32_t attempt_limit = record->attempt_limit;
-	bkv_storage_err err = bkv_storage_destroy_exhausted(v->storage, account.id, account.len,
-	                                                    record->record_version);
-	*replaced = err == BKV_STORAGE_STALE;
-	if (err != BKV_STORAGE_OK && err != BKV_STORAGE_NOT_FOUND)
-		return bkv_status_from_storage(err);
-	if (err == BKV_STORAGE_OK)
-		bkv_audit(v, "destroyed", account, NULL, 0);
-	return destroyed_status(attempt_limit);
+	return with_attempts(bkv_status_error(BKV_CODE_FAILED_PRECONDITION,
+	                                      "no attempts left: the backup key has been destroyed "
+	                                      "and can no longer be recovered"),
+	                     r);
 }
 
-/* Opens the sealed record: registration_record || wrapped_key. */
+/* The key material is gone for good; the tombstone keeps what a user must be told. */
+static void tombstone(bkv_record *r)
+{
+	r->state = BKV_RECORD_DESTROYED;
+	r->destroyed_at = (int64_t)time(NULL);
+	r->seal_key_version = 0;
+	sodium_memzero(r->sealed, sizeof(r->sealed));
+	r->sealed_len = 0;
+}
+
+/* Opens the sealed record: registration_record || wrapped_key. The record was verified by
+ * bkv_load_record, so its suite and lengths are in range. */
 static bkv_token_err open_record(bkv_vault *v, bkv_account account, const bkv_record *record,
                                  uint8_t *plaintext, size_t *plaintext_len)
 {
-	if (record->sealed_len < BKV_RECORD_SEAL_OVERHEAD)
-		return BKV_TOKEN_ERR_AUTH;
 	*plaintext_len = record->sealed_len - BKV_RECORD_SEAL_OVERHEAD;
-	const size_t record_len =
-	    opaque_suite_sizes((opaque_suite_id)record->suite)->registration_record;
-	if (*plaintext_len <= record_len ||
-	    *plaintext_len > OPAQUE_MAX_REGISTRATION_RECORD_BYTES + BKV_WRAPPED_KEY_MAX)
-		return BKV_TOKEN_ERR_AUTH;
 	return bkv_record_open(v->token, account.id, account.len, (opaque_suite_id)record->suite,
-	                       record->record_version, record->sealed, record->sealed_len,
+	                       record->record_version, record->registration_id,
+	                       record->registration_id_len, record->sealed, record->sealed_len,
 	                       plaintext, *plaintext_len);
+}
+
+/* One round of RecoverStart on a verified live record with attempts left: KE2 and the
+ * ticket into buf, then the commit. *stale if the row moved first. */
+static bkv_status start_attempt(bkv_vault *v, bkv_account account, opaque_suite_id suite,
+                                const Bkv__V1__RecoverStartRequest *req, const bkv_record *record,
+                                bkv_reply_buffers *buf, size_t *ticket_len, bkv_record *next,
+                                bool *stale)
+{
+	const opaque_sizes *sizes = opaque_suite_sizes(suite);
+	const opaque_server_keys *keys = bkv_token_server_keys(v->token, suite);
+	const opaque_config config = bkv_opaque_config(v, suite);
+	uint8_t plaintext[OPAQUE_MAX_REGISTRATION_RECORD_BYTES + BKV_WRAPPED_KEY_MAX];
+	uint8_t credential_id[BKV_CREDENTIAL_ID_MAX];
+	size_t plaintext_len = 0, credential_id_len = 0;
+	bkv_ticket ticket;
+	memset(&ticket, 0, sizeof(ticket));
+	bkv_status st = bkv_status_ok();
+	*stale = false;
+	bkv_token_err terr = open_record(v, account, record, plaintext, &plaintext_len);
+	if (terr != BKV_TOKEN_OK) {
+		st = bkv_status_from_token(terr);
+		goto done;
+	}
+	bkv_credential_identifier(account, record->registration_id, record->registration_id_len,
+	                          credential_id, &credential_id_len);
+	opaque_err oerr =
+	    opaque_server_login_start(&config, keys, NULL, credential_id, credential_id_len,
+	                              plaintext, sizes->registration_record, req->ke1.data,
+	                              req->ke1.len, &ticket.state, buf->ke2, sizes->ke2);
+	if (oerr != OPAQUE_OK) {
+		st = oerr == OPAQUE_ERR_SERVER_KEYS
+		         ? bkv_status_from_server_keys(v)
+		         : with_attempts(
+		               bkv_status_error(BKV_CODE_INVALID_ARGUMENT, opaque_strerror(oerr)),
+		               record);
+		goto done;
+	}
+	ticket.suite = suite;
+	ticket.record_version = record->record_version;
+	ticket.guess_seq = record->guess_seq + 1;
+	ticket.expires_at = (int64_t)time(NULL) + v->settings.ticket_lifetime_s;
+	memcpy(ticket.registration_id, record->registration_id, record->registration_id_len);
+	ticket.registration_id_len = record->registration_id_len;
+	terr = bkv_ticket_seal(v->token, account, &ticket, buf->ticket, sizeof(buf->ticket),
+	                       ticket_len);
+	if (terr != BKV_TOKEN_OK) {
+		st = bkv_status_from_token(terr);
+		goto done;
+	}
+	/* The commit point: KE2 may leave only if this succeeds. */
+	*next = *record;
+	next->attempts_used = record->attempts_used + 1;
+	next->guess_seq = record->guess_seq + 1;
+	st = bkv_update_record(v, next, record, stale);
+done:
+	sodium_memzero(plaintext, sizeof(plaintext));
+	sodium_memzero(&ticket, sizeof(ticket));
+	sodium_memzero(credential_id, sizeof(credential_id));
+	return st;
 }
 
 bkv_status bkv_recover_start(bkv_vault *v, bkv_account account,
@@ -85,92 +148,60 @@ bkv_status bkv_recover_start(bkv_vault *v, bkv_account account,
 	const opaque_sizes *sizes = opaque_suite_sizes(suite);
 	if (req->ke1.len != sizes->ke1)
 		return bkv_status_error(BKV_CODE_INVALID_ARGUMENT, "ke1 has the wrong length");
-	const opaque_server_keys *keys = bkv_token_server_keys(v->token, suite);
-	const opaque_config config = bkv_opaque_config(v, suite);
 
-	bkv_record record;
-	bkv_ticket ticket;
-	uint8_t plaintext[OPAQUE_MAX_REGISTRATION_RECORD_BYTES + BKV_WRAPPED_KEY_MAX];
-	size_t plaintext_len = 0, ticket_len = 0;
-	uint32_t attempts_used = 0, attempt_limit = 0;
+	bkv_record record, next;
+	size_t ticket_len = 0;
 	bkv_status st = bkv_status_error(BKV_CODE_UNAVAILABLE,
 	                                 "the vault is busy with this account; try again");
-	memset(&ticket, 0, sizeof(ticket));
 	for (int round = 0; round < COMMIT_RETRIES; round++) {
-		bkv_storage_err serr =
-		    bkv_storage_get(v->storage, account.id, account.len, &record);
-		if (serr != BKV_STORAGE_OK) {
-			st = bkv_status_from_storage(serr);
+		bool stale = false;
+		bkv_status loaded = bkv_load_record(v, account, &record);
+		if (loaded.code != BKV_CODE_OK) {
+			st = loaded;
+			break;
+		}
+		if (record.state == BKV_RECORD_DESTROYED) {
+			st = destroyed_status(&record);
 			break;
 		}
 		if (record.suite != (uint32_t)suite) {
-			st = bkv_status_error(BKV_CODE_FAILED_PRECONDITION,
-			                      "the backup key is registered with another suite");
+			st = with_attempts(
+			    bkv_status_error(BKV_CODE_FAILED_PRECONDITION,
+			                     "the backup key is registered with another suite"),
+			    &record);
 			break;
 		}
 		if (record.attempts_used >= record.attempt_limit) {
-			bool replaced;
-			st = destroy_record(v, account, &record, &replaced);
-			if (replaced)
+			/* The last attempt was started but never finished. */
+			next = record;
+			tombstone(&next);
+			st = bkv_update_record(v, &next, &record, &stale);
+			if (stale)
 				continue;
+			if (st.code == BKV_CODE_OK) {
+				bkv_audit(v, "destroyed", account, NULL, 0);
+				st = destroyed_status(&next);
+			}
 			break;
 		}
-		bkv_token_err terr = open_record(v, account, &record, plaintext, &plaintext_len);
-		if (terr != BKV_TOKEN_OK) {
-			st = bkv_status_from_token(terr);
+		st =
+		    start_attempt(v, account, suite, req, &record, buf, &ticket_len, &next, &stale);
+		if (!stale)
 			break;
-		}
-		opaque_err oerr =
-		    opaque_server_login_start(&config, keys, NULL, account.id, account.len,
-		                              plaintext, sizes->registration_record, req->ke1.data,
-		                              req->ke1.len, &ticket.state, buf->ke2, sizes->ke2);
-		if (oerr != OPAQUE_OK) {
-			st = oerr == OPAQUE_ERR_SERVER_KEYS
-			         ? bkv_status_from_server_keys(v)
-			         : bkv_status_error(BKV_CODE_INVALID_ARGUMENT,
-			                            opaque_strerror(oerr));
-			break;
-		}
-		ticket.suite = suite;
-		ticket.record_version = record.record_version;
-		ticket.guess_seq = record.guess_seq + 1;
-		ticket.expires_at = (int64_t)time(NULL) + v->settings.ticket_lifetime_s;
-		terr = bkv_ticket_seal(v->token, account, &ticket, buf->ticket, sizeof(buf->ticket),
-		                       &ticket_len);
-		if (terr != BKV_TOKEN_OK) {
-			st = bkv_status_from_token(terr);
-			break;
-		}
-		/* The commit point: KE2 may leave only if this succeeds. */
-		serr = bkv_storage_commit_attempt(v->storage, account.id, account.len,
-		                                  record.record_version, record.guess_seq,
-		                                  &attempts_used, &attempt_limit);
-		if (serr == BKV_STORAGE_STALE)
-			continue; /* another request moved the row: redo on the new one */
-		if (serr == BKV_STORAGE_EXHAUSTED) {
-			bool replaced;
-			st = destroy_record(v, account, &record, &replaced);
-			if (replaced)
-				continue;
-		} else if (serr != BKV_STORAGE_OK)
-			st = bkv_status_from_storage(serr);
-		else
-			st = bkv_status_ok();
-		break;
+		st = bkv_status_error(BKV_CODE_UNAVAILABLE,
+		                      "the vault is busy with this account; try again");
 	}
-	sodium_memzero(plaintext, sizeof(plaintext));
-	sodium_memzero(&ticket, sizeof(ticket));
 	if (st.code != BKV_CODE_OK) {
 		sodium_memzero(buf->ke2, sizeof(buf->ke2));
 		sodium_memzero(buf->ticket, sizeof(buf->ticket));
 		return st;
 	}
-	bkv_audit(v, "attempt_used", account, "attempts_used", attempts_used);
+	bkv_audit(v, "attempt_used", account, "attempts_used", next.attempts_used);
 	resp->ke2.data = buf->ke2;
 	resp->ke2.len = sizes->ke2;
 	resp->ticket.data = buf->ticket;
 	resp->ticket.len = ticket_len;
-	resp->attempts_remaining = attempt_limit - attempts_used;
+	resp->attempts_remaining = next.attempt_limit - next.attempts_used;
 	return st;
 }
 
@@ -205,6 +236,15 @@ done:
 	return ok;
 }
 
+/* Whether the ticket is for this registration's guess that is still unfinished. */
+static bool ticket_current(const bkv_ticket *t, const bkv_record *r)
+{
+	return t->record_version == r->record_version &&
+	       t->registration_id_len == r->registration_id_len &&
+	       sodium_memcmp(t->registration_id, r->registration_id, r->registration_id_len) == 0 &&
+	       t->guess_seq > r->last_finished_seq && t->guess_seq <= r->guess_seq;
+}
+
 bkv_status bkv_recover_finish(bkv_vault *v, bkv_account account,
                               const Bkv__V1__RecoverFinishRequest *req,
                               Bkv__V1__RecoverFinishResponse *resp, bkv_reply_buffers *buf)
@@ -214,7 +254,7 @@ bkv_status bkv_recover_finish(bkv_vault *v, bkv_account account,
 		return bkv_status_error(BKV_CODE_INVALID_ARGUMENT,
 		                        "account id must be 1 to 256 bytes");
 	bkv_ticket ticket;
-	bkv_record record;
+	bkv_record record, next;
 	uint8_t plaintext[OPAQUE_MAX_REGISTRATION_RECORD_BYTES + BKV_WRAPPED_KEY_MAX];
 	uint8_t session_key[OPAQUE_MAX_HASH_BYTES];
 	size_t plaintext_len = 0;
@@ -234,60 +274,70 @@ bkv_status bkv_recover_finish(bkv_vault *v, bkv_account account,
 		goto done;
 	}
 	const opaque_sizes *sizes = opaque_suite_sizes(ticket.suite);
-	if ((int64_t)time(NULL) > ticket.expires_at) {
-		st = bkv_status_error(BKV_CODE_FAILED_PRECONDITION,
-		                      "the recovery ticket has expired; start the recovery again");
-		goto done;
-	}
 	if (req->ke3.len != sizes->ke3) {
 		st = bkv_status_error(BKV_CODE_INVALID_ARGUMENT, "ke3 has the wrong length");
-		goto done;
-	}
-	bkv_storage_err serr = bkv_storage_get(v->storage, account.id, account.len, &record);
-	if (serr != BKV_STORAGE_OK) {
-		st = bkv_status_from_storage(serr);
-		goto done;
-	}
-	if (record.record_version != ticket.record_version ||
-	    ticket.guess_seq <= record.last_finished_seq) {
-		st =
-		    bkv_status_error(BKV_CODE_FAILED_PRECONDITION,
-		                     "the ticket was already used or the key was registered again");
-		goto done;
-	}
-	/* Open before finishing, so a success is never committed without the key at hand. */
-	terr = open_record(v, account, &record, plaintext, &plaintext_len);
-	if (terr != BKV_TOKEN_OK) {
-		st = bkv_status_from_token(terr);
 		goto done;
 	}
 	const bool success =
 	    opaque_server_login_finish(&ticket.state, req->ke3.data, req->ke3.len, session_key,
 	                               sizes->session_key) == OPAQUE_OK;
-	bkv_finish_result result;
-	serr =
-	    bkv_storage_finish_attempt(v->storage, account.id, account.len, ticket.record_version,
-	                               ticket.guess_seq, success, &result, NULL);
-	if (serr == BKV_STORAGE_STALE || serr == BKV_STORAGE_NOT_FOUND) {
-		st =
-		    bkv_status_error(BKV_CODE_FAILED_PRECONDITION,
-		                     "the ticket was already used or the key was registered again");
-		goto done;
+	st = bkv_status_error(BKV_CODE_UNAVAILABLE,
+	                      "the vault is busy with this account; try again");
+	for (int round = 0; round < COMMIT_RETRIES; round++) {
+		bool stale = false;
+		st = bkv_load_record(v, account, &record);
+		if (st.code != BKV_CODE_OK)
+			goto done;
+		if (record.state == BKV_RECORD_DESTROYED) {
+			st = destroyed_status(&record);
+			goto done;
+		}
+		if (!ticket_current(&ticket, &record)) {
+			st = with_attempts(
+			    bkv_status_error(BKV_CODE_FAILED_PRECONDITION,
+			                     "the ticket was already used or the key was "
+			                     "registered again"),
+			    &record);
+			goto done;
+		}
+		if ((int64_t)time(NULL) > ticket.expires_at) {
+			st = with_attempts(
+			    bkv_status_error(BKV_CODE_FAILED_PRECONDITION,
+			                     "the recovery ticket has expired; start the "
+			                     "recovery again"),
+			    &record);
+			goto done;
+		}
+		/* Open before finishing, so a success is never committed without the key. */
+		if (success) {
+			terr = open_record(v, account, &record, plaintext, &plaintext_len);
+			if (terr != BKV_TOKEN_OK) {
+				st = bkv_status_from_token(terr);
+				goto done;
+			}
+		}
+		next = record;
+		next.last_finished_seq = ticket.guess_seq;
+		if (success)
+			next.attempts_used = 0;
+		else if (next.attempts_used >= next.attempt_limit)
+			tombstone(&next);
+		st = bkv_update_record(v, &next, &record, &stale);
+		if (!stale)
+			break;
+		st = bkv_status_error(BKV_CODE_UNAVAILABLE,
+		                      "the vault is busy with this account; try again");
 	}
-	if (serr != BKV_STORAGE_OK) {
-		st = bkv_status_from_storage(serr);
+	if (st.code != BKV_CODE_OK)
 		goto done;
-	}
 	if (!success) {
-		st = bkv_status_error(BKV_CODE_PERMISSION_DENIED, "wrong password");
-		if (result.destroyed) {
+		st = with_attempts(bkv_status_error(BKV_CODE_PERMISSION_DENIED, "wrong password"),
+		                   &next);
+		if (next.state == BKV_RECORD_DESTROYED) {
 			bkv_audit(v, "destroyed", account, NULL, 0);
 			st.message = "wrong password; no attempts left: the backup key has been "
 			             "destroyed";
 		}
-		st.has_attempt_info = true;
-		st.attempts_remaining = result.attempt_limit - result.attempts_used;
-		st.attempt_limit = result.attempt_limit;
 		goto done;
 	}
 	const size_t record_len = sizes->registration_record;

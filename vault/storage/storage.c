@@ -15,14 +15,16 @@ const char *bkv_storage_strerror(bkv_storage_err err)
 		return "success";
 	case BKV_STORAGE_NOT_FOUND:
 		return "no record for this account";
-	case BKV_STORAGE_EXHAUSTED:
-		return "no attempts left";
+	case BKV_STORAGE_EXISTS:
+		return "the account already has a record";
 	case BKV_STORAGE_STALE:
-		return "the record changed or the guess was already finished";
+		return "the record changed meanwhile";
 	case BKV_STORAGE_UNAVAILABLE:
 		return "the database is unavailable";
 	case BKV_STORAGE_ARGUMENT:
 		return "invalid storage argument";
+	case BKV_STORAGE_CORRUPT:
+		return "a stored value does not fit its field";
 	}
 	return "unknown storage error";
 }
@@ -61,43 +63,30 @@ bkv_storage_err bkv_storage_get(bkv_storage *s, const uint8_t *account, size_t l
 	return s->ops->get(s, account, len, out);
 }
 
-bkv_storage_err bkv_storage_next_record_version(bkv_storage *s, uint64_t *version)
+/* What every backend may assume of a row it writes. */
+static bool record_ok(const bkv_record *r)
 {
-	if (s == NULL || version == NULL)
-		return BKV_STORAGE_ARGUMENT;
-	return s->ops->next_record_version(s, version);
+	return r != NULL && account_ok(r->account_id, r->account_id_len) &&
+	       r->sealed_len <= BKV_STORAGE_SEALED_MAX &&
+	       r->registration_id_len <= BKV_STORAGE_REG_ID_MAX &&
+	       r->mac_len <= BKV_STORAGE_MAC_MAX && r->record_version <= INT64_MAX &&
+	       r->guess_seq <= INT64_MAX && r->last_finished_seq <= INT64_MAX;
 }
 
-bkv_storage_err bkv_storage_put(bkv_storage *s, const bkv_record *r)
+bkv_storage_err bkv_storage_insert(bkv_storage *s, const bkv_record *r)
 {
-	if (s == NULL || r == NULL || !account_ok(r->account_id, r->account_id_len) ||
-	    r->sealed_len == 0 || r->sealed_len > BKV_STORAGE_SEALED_MAX || r->attempt_limit == 0 ||
-	    r->record_version == 0 || r->record_version > INT64_MAX)
+	if (s == NULL || !record_ok(r))
 		return BKV_STORAGE_ARGUMENT;
-	return s->ops->put(s, r);
+	return s->ops->insert(s, r);
 }
 
-bkv_storage_err bkv_storage_commit_attempt(bkv_storage *s, const uint8_t *account, size_t len,
-                                           uint64_t record_version, uint64_t expected_guess_seq,
-                                           uint32_t *attempts_used, uint32_t *attempt_limit)
+bkv_storage_err bkv_storage_update(bkv_storage *s, const bkv_record *r, const uint8_t *expected_mac,
+                                   size_t expected_mac_len)
 {
-	if (s == NULL || !account_ok(account, len) || attempts_used == NULL ||
-	    attempt_limit == NULL || expected_guess_seq >= INT64_MAX)
+	if (s == NULL || !record_ok(r) || expected_mac_len > BKV_STORAGE_MAC_MAX ||
+	    (expected_mac == NULL && expected_mac_len > 0))
 		return BKV_STORAGE_ARGUMENT;
-	return s->ops->commit_attempt(s, account, len, record_version, expected_guess_seq,
-	                              attempts_used, attempt_limit);
-}
-
-bkv_storage_err bkv_storage_finish_attempt(bkv_storage *s, const uint8_t *account, size_t len,
-                                           uint64_t record_version, uint64_t guess_seq,
-                                           bool success, bkv_finish_result *result,
-                                           bkv_record *record)
-{
-	if (s == NULL || !account_ok(account, len) || result == NULL || guess_seq > INT64_MAX)
-		return BKV_STORAGE_ARGUMENT;
-	memset(result, 0, sizeof(*result));
-	return s->ops->finish_attempt(s, account, len, record_version, guess_seq, success, result,
-	                              record);
+	return s->ops->update(s, r, expected_mac, expected_mac_len);
 }
 
 bkv_storage_err bkv_storage_delete(bkv_storage *s, const uint8_t *account, size_t len)
@@ -105,14 +94,6 @@ bkv_storage_err bkv_storage_delete(bkv_storage *s, const uint8_t *account, size_
 	if (s == NULL || !account_ok(account, len))
 		return BKV_STORAGE_ARGUMENT;
 	return s->ops->delete_record(s, account, len);
-}
-
-bkv_storage_err bkv_storage_destroy_exhausted(bkv_storage *s, const uint8_t *account, size_t len,
-                                              uint64_t record_version)
-{
-	if (s == NULL || !account_ok(account, len))
-		return BKV_STORAGE_ARGUMENT;
-	return s->ops->destroy_exhausted(s, account, len, record_version);
 }
 
 bkv_storage_err bkv_storage_list_sealed_below(bkv_storage *s, uint32_t min_version,
@@ -127,14 +108,16 @@ bkv_storage_err bkv_storage_list_sealed_below(bkv_storage *s, uint32_t min_versi
 }
 
 bkv_storage_err bkv_storage_reseal(bkv_storage *s, const uint8_t *account, size_t len,
-                                   uint64_t record_version, uint32_t seal_key_version,
-                                   const uint8_t *sealed, size_t sealed_len)
+                                   uint64_t record_version, const uint8_t *mac, size_t mac_len,
+                                   uint32_t seal_key_version, const uint8_t *sealed,
+                                   size_t sealed_len)
 {
 	if (s == NULL || !account_ok(account, len) || sealed == NULL || sealed_len == 0 ||
-	    sealed_len > BKV_STORAGE_SEALED_MAX)
+	    sealed_len > BKV_STORAGE_SEALED_MAX || (mac == NULL && mac_len > 0) ||
+	    mac_len > BKV_STORAGE_MAC_MAX || record_version > INT64_MAX)
 		return BKV_STORAGE_ARGUMENT;
-	return s->ops->reseal(s, account, len, record_version, seal_key_version, sealed,
-	                      sealed_len);
+	return s->ops->reseal(s, account, len, record_version, mac, mac_len, seal_key_version,
+	                      sealed, sealed_len);
 }
 
 bkv_storage_err bkv_storage_count_sealed_with(bkv_storage *s, uint32_t version, uint64_t *count)

@@ -10,23 +10,17 @@
 typedef struct bkv_storage_ops {
 	void (*close)(bkv_storage *s);
 	bkv_storage_err (*get)(bkv_storage *s, const uint8_t *account, size_t len, bkv_record *out);
-	bkv_storage_err (*next_record_version)(bkv_storage *s, uint64_t *version);
-	bkv_storage_err (*put)(bkv_storage *s, const bkv_record *r);
-	bkv_storage_err (*commit_attempt)(bkv_storage *s, const uint8_t *account, size_t len,
-	                                  uint64_t record_version, uint64_t expected_guess_seq,
-	                                  uint32_t *attempts_used, uint32_t *attempt_limit);
-	bkv_storage_err (*finish_attempt)(bkv_storage *s, const uint8_t *account, size_t len,
-	                                  uint64_t record_version, uint64_t guess_seq, bool success,
-	                                  bkv_finish_result *result, bkv_record *record);
+	bkv_storage_err (*insert)(bkv_storage *s, const bkv_record *r);
+	bkv_storage_err (*update)(bkv_storage *s, const bkv_record *r, const uint8_t *expected_mac,
+	                          size_t expected_mac_len);
 	bkv_storage_err (*delete_record)(bkv_storage *s, const uint8_t *account, size_t len);
-	bkv_storage_err (*destroy_exhausted)(bkv_storage *s, const uint8_t *account, size_t len,
-	                                     uint64_t record_version);
 	bkv_storage_err (*list_sealed_below)(bkv_storage *s, uint32_t min_version,
 	                                     const uint8_t *after, size_t after_len,
 	                                     bkv_record *out, size_t max, size_t *count);
 	bkv_storage_err (*reseal)(bkv_storage *s, const uint8_t *account, size_t len,
-	                          uint64_t record_version, uint32_t seal_key_version,
-	                          const uint8_t *sealed, size_t sealed_len);
+	                          uint64_t record_version, const uint8_t *mac, size_t mac_len,
+	                          uint32_t seal_key_version, const uint8_t *sealed,
+	                          size_t sealed_len);
 	bkv_storage_err (*count_sealed_with)(bkv_storage *s, uint32_t version, uint64_t *count);
 } bkv_storage_ops;
 

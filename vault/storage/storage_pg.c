@@ -9,21 +9,22 @@
  *    left on (the default; a session that inherits "off" is switched back to "on"), so an
  *    acknowledged COMMIT is flushed to the WAL. Every failure path ends in ROLLBACK, or in
  *    a lost connection, on which the server aborts the open transaction itself.
- *  - READ COMMITTED is enough because the counter only moves through row-locking
- *    statements: commit_attempt, destroy_exhausted, reseal and delete are single
- *    conditional UPDATE/DELETEs, whose WHERE clause PostgreSQL re-checks against the newest
- *    committed row version after waiting for a concurrent writer's row lock (so two
- *    replicas can never both move guess_seq from the same value); finish_attempt reads
- *    the row with SELECT ... FOR UPDATE and writes it under that lock; put is one
- *    INSERT ... ON CONFLICT DO UPDATE. Serialization failures and deadlocks (40001,
+ *  - READ COMMITTED is enough because a row only changes through single conditional
+ *    statements: update is one UPDATE ... WHERE account_id = $ AND mac = $, and reseal one
+ *    UPDATE that also names the record_version; PostgreSQL re-checks such a WHERE clause
+ *    against the newest committed row version after waiting for a concurrent writer's row
+ *    lock, so two replicas writing from the same MAC can never both succeed. insert is
+ *    one INSERT ... ON CONFLICT DO NOTHING (a concurrent insert of the same account is
+ *    waited for, then nothing happens), delete one DELETE. Every value written is
+ *    absolute, never computed from the row. Serialization failures and deadlocks (40001,
  *    40P01) cannot normally happen here, but are retried anyway, at most MAX_TRIES runs.
  *  - A COMMIT whose answer is lost with the connection is "in doubt". Each write
  *    transaction learns its transaction id first, so after reconnecting the backend asks
  *    pg_xact_status(): committed -> OK, aborted -> run it again. If that cannot be
  *    settled within a second, the call returns BKV_STORAGE_UNAVAILABLE although the
  *    change may have committed: the only case where UNAVAILABLE does not mean "nothing
- *    committed", and for the attempt counter it errs on the safe side (an attempt may be
- *    counted, never refunded).
+ *    committed". The caller re-reads the row and finds either the MAC it expected or the
+ *    one it wrote, never anything in between.
  *  - A lost connection is re-established on the next call (PQreset), at once the first
  *    time, then no more often than an exponential backoff (50 ms .. 1 s) allows; while
  *    the backoff runs, calls fail at once with BKV_STORAGE_UNAVAILABLE. Connecting is
@@ -31,7 +32,8 @@
  *    the role/database sets one, e.g. ?options=-c%20statement_timeout%3D2000), a dead
  *    peer by TCP keepalives and tcp_user_timeout. URL parameters override these defaults.
  *  - All statements are prepared once per connection, with binary parameters and binary
- *    results (bytea and int8 never go through text escaping).
+ *    results (bytea and int8 never go through text escaping). A stored value that does not
+ *    fit its bkv_record field is BKV_STORAGE_CORRUPT, never truncated.
  *  - The schema is versioned in the table bkv_schema (one row). Migrations are an ordered
  *    list of SQL strings, as in the SQLite backend; each runs in its own transaction under
  *    pg_advisory_xact_lock, so replicas starting together run each one exactly once. A
@@ -86,68 +88,64 @@ static const char *const migrations[] = {
     ");"
     "CREATE INDEX records_by_seal_key_version ON records (seal_key_version, account_id);"
     "CREATE SEQUENCE record_version_seq AS bigint MINVALUE 1 NO CYCLE;",
+    /* 2: state MACs, registration ids and tombstones; record versions count per account */
+    "ALTER TABLE records ADD COLUMN state bigint NOT NULL DEFAULT 1,"
+    " ADD COLUMN registration_id bytea NOT NULL DEFAULT '\\x',"
+    " ADD COLUMN destroyed_at bigint NOT NULL DEFAULT 0,"
+    " ADD COLUMN mac bytea NOT NULL DEFAULT '\\x';"
+    "DROP SEQUENCE record_version_seq;",
 };
 
 #define RECORD_COLUMNS                                                                             \
-	"account_id, suite, record_version, attempts_used, attempt_limit, guess_seq, "             \
-	"last_finished_seq, seal_key_version, sealed, registered_at, updated_at"
-#define RECORD_NCOLS 11
+	"account_id, suite, state, record_version, registration_id, attempts_used, "               \
+	"attempt_limit, guess_seq, last_finished_seq, seal_key_version, sealed, registered_at, "   \
+	"destroyed_at, updated_at, mac"
+#define RECORD_NCOLS 15
+
+#define MAX_PARAMS 16
 
 typedef struct statement {
 	const char *name;
 	const char *sql;
 	int nparams;
-	Oid types[7];
+	Oid types[MAX_PARAMS];
 } statement;
 
-#define B OID_BYTEA
-#define I OID_INT8
+/* The parameters of insert and update: $1 account_id, then the state columns in
+ * RECORD_COLUMNS order ($15 mac); update adds $16, the expected mac. */
+#define B           OID_BYTEA
+#define I           OID_INT8
+#define STATE_TYPES B, I, I, I, B, I, I, I, I, I, B, I, I, I, B
 static const statement statements[] = {
     {"get", "SELECT " RECORD_COLUMNS " FROM records WHERE account_id = $1", 1, {B}},
-    {"get_for_update",
-     "SELECT " RECORD_COLUMNS " FROM records WHERE account_id = $1 FOR UPDATE",
-     1,
-     {B}},
-    {"next_version", "SELECT nextval('record_version_seq')", 0, {0}},
-    {"put",
-     "INSERT INTO records (" RECORD_COLUMNS ") VALUES ($1, $2, $3, 0, $4, 0, 0, $5, $6, $7, $7) "
-     "ON CONFLICT (account_id) DO UPDATE SET suite = excluded.suite, "
-     "record_version = excluded.record_version, attempts_used = 0, "
-     "attempt_limit = excluded.attempt_limit, last_finished_seq = records.guess_seq, "
-     "seal_key_version = excluded.seal_key_version, sealed = excluded.sealed, "
-     "registered_at = excluded.registered_at, updated_at = excluded.updated_at",
-     7,
-     {B, I, I, I, I, B, I}},
-    {"commit_attempt",
-     "UPDATE records SET attempts_used = attempts_used + 1, guess_seq = guess_seq + 1, "
-     "updated_at = $1 WHERE account_id = $2 AND record_version = $3 AND guess_seq = $4 "
-     "AND attempts_used < attempt_limit RETURNING attempts_used, attempt_limit",
-     4,
-     {I, B, I, I}},
-    {"finish",
-     "UPDATE records SET last_finished_seq = $2, attempts_used = $3, updated_at = $4 "
-     "WHERE account_id = $1 RETURNING " RECORD_COLUMNS,
-     4,
-     {B, I, I, I}},
+    {"exists", "SELECT 1 FROM records WHERE account_id = $1", 1, {B}},
+    {"insert",
+     "INSERT INTO records (" RECORD_COLUMNS ") VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, "
+     "$10, $11, $12, $13, $14, $15) ON CONFLICT (account_id) DO NOTHING",
+     15,
+     {STATE_TYPES}},
+    {"update",
+     "UPDATE records SET suite = $2, state = $3, record_version = $4, registration_id = $5, "
+     "attempts_used = $6, attempt_limit = $7, guess_seq = $8, last_finished_seq = $9, "
+     "seal_key_version = $10, sealed = $11, registered_at = $12, destroyed_at = $13, "
+     "updated_at = $14, mac = $15 WHERE account_id = $1 AND mac = $16",
+     16,
+     {STATE_TYPES, B}},
     {"delete", "DELETE FROM records WHERE account_id = $1", 1, {B}},
-    {"destroy_exhausted",
-     "DELETE FROM records WHERE account_id = $1 AND record_version = $2 "
-     "AND attempts_used >= attempt_limit",
-     2,
-     {B, I}},
     {"list_sealed_below",
-     "SELECT " RECORD_COLUMNS " FROM records WHERE seal_key_version < $1 AND account_id > $2 "
-     "ORDER BY account_id LIMIT $3",
+     "SELECT " RECORD_COLUMNS " FROM records WHERE seal_key_version BETWEEN 1 AND $1 - 1 "
+     "AND account_id > $2 ORDER BY account_id LIMIT $3",
      3,
      {I, B, I}},
     {"reseal",
      "UPDATE records SET sealed = $1, seal_key_version = $2, updated_at = $3 "
-     "WHERE account_id = $4 AND record_version = $5",
-     5,
-     {B, I, I, B, I}},
+     "WHERE account_id = $4 AND record_version = $5 AND mac = $6",
+     6,
+     {B, I, I, B, I, B}},
     {"count_sealed_with", "SELECT count(*) FROM records WHERE seal_key_version = $1", 1, {I}},
     {"xact_status", "SELECT pg_xact_status($1::text::xid8)", 1, {0}},
 };
+#undef STATE_TYPES
 #undef B
 #undef I
 
@@ -205,8 +203,6 @@ static void set_why(char *why, size_t why_len, const char *what, const char *det
 }
 
 /* ---- Parameters and results, binary ---------------------------------------------------- */
-
-#define MAX_PARAMS 8
 
 typedef struct params {
 	const char *values[MAX_PARAMS];
@@ -275,31 +271,43 @@ static bool col_u64(const PGresult *res, int row, int col, uint64_t *v)
 	return true;
 }
 
-static bool col_bytes(const PGresult *res, int row, int col, uint8_t *out, size_t cap, size_t *len)
+/* A bytea of at most cap bytes (at least min). */
+static bool col_bytes(const PGresult *res, int row, int col, size_t min, uint8_t *out, size_t cap,
+                      size_t *len)
 {
 	if (PQgetisnull(res, row, col) || PQfformat(res, col) != 1)
 		return false;
 	const int n = PQgetlength(res, row, col);
-	if (n <= 0 || (size_t)n > cap)
+	if (n < 0 || (size_t)n < min || (size_t)n > cap)
 		return false;
-	memcpy(out, PQgetvalue(res, row, col), (size_t)n);
+	if (n > 0)
+		memcpy(out, PQgetvalue(res, row, col), (size_t)n);
 	*len = (size_t)n;
 	return true;
 }
 
-/* Reads row `row` of RECORD_COLUMNS into r. false if a column is missing or does not fit. */
+/* Reads row `row` of RECORD_COLUMNS into r. false (and r zeroed) if a column is missing or
+ * does not fit. */
 static bool read_record(const PGresult *res, int row, bkv_record *r)
 {
-	if (PQnfields(res) != RECORD_NCOLS)
-		return false;
 	memset(r, 0, sizeof(*r));
-	return col_bytes(res, row, 0, r->account_id, sizeof(r->account_id), &r->account_id_len) &&
-	       col_u32(res, row, 1, &r->suite) && col_u64(res, row, 2, &r->record_version) &&
-	       col_u32(res, row, 3, &r->attempts_used) && col_u32(res, row, 4, &r->attempt_limit) &&
-	       col_u64(res, row, 5, &r->guess_seq) && col_u64(res, row, 6, &r->last_finished_seq) &&
-	       col_u32(res, row, 7, &r->seal_key_version) &&
-	       col_bytes(res, row, 8, r->sealed, sizeof(r->sealed), &r->sealed_len) &&
-	       col_int(res, row, 9, &r->registered_at) && col_int(res, row, 10, &r->updated_at);
+	const bool ok =
+	    PQnfields(res) == RECORD_NCOLS &&
+	    col_bytes(res, row, 0, 1, r->account_id, sizeof(r->account_id), &r->account_id_len) &&
+	    col_u32(res, row, 1, &r->suite) && col_u32(res, row, 2, &r->state) &&
+	    col_u64(res, row, 3, &r->record_version) &&
+	    col_bytes(res, row, 4, 0, r->registration_id, sizeof(r->registration_id),
+	              &r->registration_id_len) &&
+	    col_u32(res, row, 5, &r->attempts_used) && col_u32(res, row, 6, &r->attempt_limit) &&
+	    col_u64(res, row, 7, &r->guess_seq) && col_u64(res, row, 8, &r->last_finished_seq) &&
+	    col_u32(res, row, 9, &r->seal_key_version) &&
+	    col_bytes(res, row, 10, 0, r->sealed, sizeof(r->sealed), &r->sealed_len) &&
+	    col_int(res, row, 11, &r->registered_at) && col_int(res, row, 12, &r->destroyed_at) &&
+	    col_int(res, row, 13, &r->updated_at) &&
+	    col_bytes(res, row, 14, 0, r->mac, sizeof(r->mac), &r->mac_len);
+	if (!ok)
+		memset(r, 0, sizeof(*r));
+	return ok;
 }
 
 /* ---- Statements ------------------------------------------------------------------------ */
@@ -554,26 +562,6 @@ static pg_storage *pg_of(bkv_storage *s)
 	return (pg_storage *)s;
 }
 
-/* One row by account (FOR UPDATE if lock). */
-static bkv_storage_err get_row(pg_storage *ps, const uint8_t *account, size_t len, bool lock,
-                               bkv_record *out)
-{
-	params p = {.n = 0};
-	p_bytes(&p, account, len);
-	PGresult *res = run(ps, lock ? "get_for_update" : "get", &p);
-	if (res == NULL)
-		return BKV_STORAGE_UNAVAILABLE;
-	bkv_storage_err err = BKV_STORAGE_NOT_FOUND;
-	if (PQntuples(res) == 1)
-		err = read_record(res, 0, out) ? BKV_STORAGE_OK : BKV_STORAGE_UNAVAILABLE;
-	else if (PQntuples(res) != 0)
-		err = BKV_STORAGE_UNAVAILABLE;
-	if (err == BKV_STORAGE_UNAVAILABLE)
-		ps->fault = FAULT_ERROR;
-	PQclear(res);
-	return err;
-}
-
 typedef struct get_ctx {
 	const uint8_t *account;
 	size_t len;
@@ -583,7 +571,16 @@ typedef struct get_ctx {
 static bkv_storage_err get_body(pg_storage *ps, void *p)
 {
 	get_ctx *c = p;
-	return get_row(ps, c->account, c->len, false, c->out);
+	params q = {.n = 0};
+	p_bytes(&q, c->account, c->len);
+	PGresult *res = run(ps, "get", &q);
+	if (res == NULL)
+		return BKV_STORAGE_UNAVAILABLE;
+	bkv_storage_err err = BKV_STORAGE_NOT_FOUND; /* else one row: account_id is the key */
+	if (PQntuples(res) > 0)
+		err = read_record(res, 0, c->out) ? BKV_STORAGE_OK : BKV_STORAGE_CORRUPT;
+	PQclear(res);
+	return err;
 }
 
 static bkv_storage_err pg_get(bkv_storage *s, const uint8_t *account, size_t len, bkv_record *out)
@@ -592,181 +589,90 @@ static bkv_storage_err pg_get(bkv_storage *s, const uint8_t *account, size_t len
 	return attempt(pg_of(s), false, get_body, &c);
 }
 
-static bkv_storage_err next_version_body(pg_storage *ps, void *p)
+/* $1 account_id and the state columns of r, as insert and update take them. */
+static void p_record(params *q, const bkv_record *r, int64_t now)
 {
-	params q = {.n = 0};
-	PGresult *res = run(ps, "next_version", &q);
-	if (res == NULL)
-		return BKV_STORAGE_UNAVAILABLE;
-	uint64_t v = 0;
-	const bool ok = PQntuples(res) == 1 && col_u64(res, 0, 0, &v) && v > 0;
-	PQclear(res);
-	if (!ok) {
-		ps->fault = FAULT_ERROR;
-		return BKV_STORAGE_UNAVAILABLE;
-	}
-	*(uint64_t *)p = v;
-	return BKV_STORAGE_OK;
+	p_bytes(q, r->account_id, r->account_id_len);
+	p_int(q, r->suite);
+	p_int(q, r->state);
+	p_int(q, (int64_t)r->record_version);
+	p_bytes(q, r->registration_id, r->registration_id_len);
+	p_int(q, r->attempts_used);
+	p_int(q, r->attempt_limit);
+	p_int(q, (int64_t)r->guess_seq);
+	p_int(q, (int64_t)r->last_finished_seq);
+	p_int(q, r->seal_key_version);
+	p_bytes(q, r->sealed, r->sealed_len);
+	p_int(q, r->registered_at);
+	p_int(q, r->destroyed_at);
+	p_int(q, now);
+	p_bytes(q, r->mac, r->mac_len);
 }
 
-/* nextval() is not transactional, so a value is never handed out twice; it runs in a
- * transaction anyway so it is returned only once the sequence's WAL record is flushed. */
-static bkv_storage_err pg_next_record_version(bkv_storage *s, uint64_t *version)
+/* Runs a conditional write; *n receives how many rows it changed. */
+static bkv_storage_err run_counted(pg_storage *ps, const char *name, const params *q, uint64_t *n)
 {
-	return attempt(pg_of(s), true, next_version_body, version);
-}
-
-static bkv_storage_err put_body(pg_storage *ps, void *p)
-{
-	const bkv_record *r = p;
-	params q = {.n = 0};
-	p_bytes(&q, r->account_id, r->account_id_len);
-	p_int(&q, r->suite);
-	p_int(&q, (int64_t)r->record_version);
-	p_int(&q, r->attempt_limit);
-	p_int(&q, r->seal_key_version);
-	p_bytes(&q, r->sealed, r->sealed_len);
-	p_int(&q, now_unix());
-	PGresult *res = run(ps, "put", &q);
+	PGresult *res = run(ps, name, q);
 	if (res == NULL)
 		return BKV_STORAGE_UNAVAILABLE;
+	*n = affected(res);
 	PQclear(res);
 	return BKV_STORAGE_OK;
 }
 
-static bkv_storage_err pg_put(bkv_storage *s, const bkv_record *r)
+static bkv_storage_err insert_body(pg_storage *ps, void *p)
 {
-	return attempt(pg_of(s), true, put_body, (void *)r);
-}
-
-typedef struct commit_ctx {
-	const uint8_t *account;
-	size_t len;
-	uint64_t record_version, expected_guess_seq;
-	uint32_t attempts_used, attempt_limit;
-} commit_ctx;
-
-static bkv_storage_err commit_body(pg_storage *ps, void *p)
-{
-	commit_ctx *c = p;
 	params q = {.n = 0};
-	p_int(&q, now_unix());
-	p_bytes(&q, c->account, c->len);
-	p_int(&q, (int64_t)c->record_version);
-	p_int(&q, (int64_t)c->expected_guess_seq);
-	PGresult *res = run(ps, "commit_attempt", &q);
-	if (res == NULL)
-		return BKV_STORAGE_UNAVAILABLE;
-	const int rows = PQntuples(res);
-	const bool ok = rows == 1 && col_u32(res, 0, 0, &c->attempts_used) &&
-	                col_u32(res, 0, 1, &c->attempt_limit);
-	PQclear(res);
-	if (rows != 0) {
-		if (!ok)
-			ps->fault = FAULT_ERROR;
-		return ok ? BKV_STORAGE_OK : BKV_STORAGE_UNAVAILABLE;
-	}
-	/* Nothing matched: say why. */
-	bkv_record r;
-	bkv_storage_err err = get_row(ps, c->account, c->len, false, &r);
-	if (err != BKV_STORAGE_OK)
-		return err;
-	if (r.record_version == c->record_version && r.attempts_used >= r.attempt_limit)
-		return BKV_STORAGE_EXHAUSTED;
-	return BKV_STORAGE_STALE;
-}
-
-static bkv_storage_err pg_commit_attempt(bkv_storage *s, const uint8_t *account, size_t len,
-                                         uint64_t record_version, uint64_t expected_guess_seq,
-                                         uint32_t *attempts_used, uint32_t *attempt_limit)
-{
-	commit_ctx c = {account, len, record_version, expected_guess_seq, 0, 0};
-	bkv_storage_err err = attempt(pg_of(s), true, commit_body, &c);
-	if (err == BKV_STORAGE_OK) {
-		*attempts_used = c.attempts_used;
-		*attempt_limit = c.attempt_limit;
-	}
+	p_record(&q, p, now_unix());
+	uint64_t n = 0;
+	bkv_storage_err err = run_counted(ps, "insert", &q, &n);
+	if (err == BKV_STORAGE_OK && n == 0)
+		err = BKV_STORAGE_EXISTS;
 	return err;
 }
 
-typedef struct finish_ctx {
-	const uint8_t *account;
-	size_t len;
-	uint64_t record_version, guess_seq;
-	bool success;
-	bkv_finish_result result;
-	bkv_record record;
-} finish_ctx;
-
-static bkv_storage_err finish_body(pg_storage *ps, void *p)
+static bkv_storage_err pg_insert(bkv_storage *s, const bkv_record *r)
 {
-	finish_ctx *c = p;
-	bkv_record r;
-	/* the row lock is held until COMMIT or ROLLBACK */
-	bkv_storage_err err = get_row(ps, c->account, c->len, true, &r);
-	if (err != BKV_STORAGE_OK)
-		return err;
-	if (r.record_version != c->record_version || c->guess_seq <= r.last_finished_seq ||
-	    c->guess_seq > r.guess_seq)
-		return BKV_STORAGE_STALE;
-	const bool destroy = !c->success && r.attempts_used >= r.attempt_limit;
-	const uint32_t attempts_after = c->success ? 0 : r.attempts_used;
-	const int64_t now = now_unix();
-	params q = {.n = 0};
-	p_bytes(&q, c->account, c->len);
-	if (!destroy) {
-		p_int(&q, (int64_t)c->guess_seq);
-		p_int(&q, attempts_after);
-		p_int(&q, now);
-	}
-	PGresult *res = run(ps, destroy ? "delete" : "finish", &q);
-	if (res == NULL)
-		return BKV_STORAGE_UNAVAILABLE;
-	bool ok;
-	if (destroy) {
-		ok = affected(res) == 1;
-		c->record = r;
-		c->record.attempts_used = attempts_after;
-		c->record.last_finished_seq = c->guess_seq;
-		c->record.updated_at = now;
-	} else {
-		ok = PQntuples(res) == 1 && read_record(res, 0, &c->record); /* the row as stored */
-	}
-	PQclear(res);
-	if (!ok) {
-		ps->fault = FAULT_ERROR;
-		return BKV_STORAGE_UNAVAILABLE;
-	}
-	c->result.attempts_used = attempts_after;
-	c->result.attempt_limit = r.attempt_limit;
-	c->result.destroyed = destroy;
-	return BKV_STORAGE_OK;
+	return attempt(pg_of(s), true, insert_body, (void *)r);
 }
 
-static bkv_storage_err pg_finish_attempt(bkv_storage *s, const uint8_t *account, size_t len,
-                                         uint64_t record_version, uint64_t guess_seq, bool success,
-                                         bkv_finish_result *result, bkv_record *record)
+typedef struct update_ctx {
+	const bkv_record *r;
+	const uint8_t *expected_mac;
+	size_t expected_mac_len;
+} update_ctx;
+
+static bkv_storage_err update_body(pg_storage *ps, void *p)
 {
-	finish_ctx c;
-	memset(&c, 0, sizeof(c));
-	c.account = account;
-	c.len = len;
-	c.record_version = record_version;
-	c.guess_seq = guess_seq;
-	c.success = success;
-	bkv_storage_err err = attempt(pg_of(s), true, finish_body, &c);
-	if (err == BKV_STORAGE_OK) {
-		*result = c.result;
-		if (record != NULL)
-			*record = c.record;
-	}
+	const update_ctx *c = p;
+	params q = {.n = 0};
+	p_record(&q, c->r, now_unix());
+	p_bytes(&q, c->expected_mac, c->expected_mac_len);
+	uint64_t n = 0;
+	bkv_storage_err err = run_counted(ps, "update", &q, &n);
+	if (err != BKV_STORAGE_OK || n > 0)
+		return err;
+	/* Nothing matched: no row, or another MAC. */
+	params k = {.n = 0};
+	p_bytes(&k, c->r->account_id, c->r->account_id_len);
+	PGresult *res = run(ps, "exists", &k);
+	if (res == NULL)
+		return BKV_STORAGE_UNAVAILABLE;
+	err = PQntuples(res) > 0 ? BKV_STORAGE_STALE : BKV_STORAGE_NOT_FOUND;
+	PQclear(res);
 	return err;
+}
+
+static bkv_storage_err pg_update(bkv_storage *s, const bkv_record *r, const uint8_t *expected_mac,
+                                 size_t expected_mac_len)
+{
+	update_ctx c = {r, expected_mac, expected_mac_len};
+	return attempt(pg_of(s), true, update_body, &c);
 }
 
 typedef struct account_ctx {
 	const uint8_t *account;
 	size_t len;
-	uint64_t record_version;
 } account_ctx;
 
 static bkv_storage_err delete_body(pg_storage *ps, void *p)
@@ -774,44 +680,17 @@ static bkv_storage_err delete_body(pg_storage *ps, void *p)
 	const account_ctx *c = p;
 	params q = {.n = 0};
 	p_bytes(&q, c->account, c->len);
-	PGresult *res = run(ps, "delete", &q);
-	if (res == NULL)
-		return BKV_STORAGE_UNAVAILABLE;
-	const uint64_t n = affected(res);
-	PQclear(res);
-	return n > 0 ? BKV_STORAGE_OK : BKV_STORAGE_NOT_FOUND;
+	uint64_t n = 0;
+	bkv_storage_err err = run_counted(ps, "delete", &q, &n);
+	if (err == BKV_STORAGE_OK && n == 0)
+		err = BKV_STORAGE_NOT_FOUND;
+	return err;
 }
 
 static bkv_storage_err pg_delete(bkv_storage *s, const uint8_t *account, size_t len)
 {
-	account_ctx c = {account, len, 0};
+	account_ctx c = {account, len};
 	return attempt(pg_of(s), true, delete_body, &c);
-}
-
-static bkv_storage_err destroy_body(pg_storage *ps, void *p)
-{
-	const account_ctx *c = p;
-	params q = {.n = 0};
-	p_bytes(&q, c->account, c->len);
-	p_int(&q, (int64_t)c->record_version);
-	PGresult *res = run(ps, "destroy_exhausted", &q);
-	if (res == NULL)
-		return BKV_STORAGE_UNAVAILABLE;
-	const uint64_t n = affected(res);
-	PQclear(res);
-	if (n > 0)
-		return BKV_STORAGE_OK;
-	/* Nothing deleted: gone already, or replaced / no longer exhausted. */
-	bkv_record r;
-	bkv_storage_err err = get_row(ps, c->account, c->len, false, &r);
-	return err == BKV_STORAGE_OK ? BKV_STORAGE_STALE : err;
-}
-
-static bkv_storage_err pg_destroy_exhausted(bkv_storage *s, const uint8_t *account, size_t len,
-                                            uint64_t record_version)
-{
-	account_ctx c = {account, len, record_version};
-	return attempt(pg_of(s), true, destroy_body, &c);
 }
 
 typedef struct list_ctx {
@@ -837,10 +716,8 @@ static bkv_storage_err list_body(pg_storage *ps, void *p)
 	for (int i = 0; ok && i < rows; i++)
 		ok = read_record(res, i, &c->out[i]);
 	PQclear(res);
-	if (!ok) {
-		ps->fault = FAULT_ERROR;
-		return BKV_STORAGE_UNAVAILABLE;
-	}
+	if (!ok)
+		return BKV_STORAGE_CORRUPT;
 	c->count = (size_t)rows;
 	return BKV_STORAGE_OK;
 }
@@ -860,6 +737,8 @@ typedef struct reseal_ctx {
 	const uint8_t *account;
 	size_t len;
 	uint64_t record_version;
+	const uint8_t *mac;
+	size_t mac_len;
 	uint32_t seal_key_version;
 	const uint8_t *sealed;
 	size_t sealed_len;
@@ -874,19 +753,22 @@ static bkv_storage_err reseal_body(pg_storage *ps, void *p)
 	p_int(&q, now_unix());
 	p_bytes(&q, c->account, c->len);
 	p_int(&q, (int64_t)c->record_version);
-	PGresult *res = run(ps, "reseal", &q);
-	if (res == NULL)
-		return BKV_STORAGE_UNAVAILABLE;
-	const uint64_t n = affected(res);
-	PQclear(res);
-	return n > 0 ? BKV_STORAGE_OK : BKV_STORAGE_STALE;
+	p_bytes(&q, c->mac, c->mac_len);
+	uint64_t n = 0;
+	bkv_storage_err err = run_counted(ps, "reseal", &q, &n);
+	if (err == BKV_STORAGE_OK && n == 0)
+		err = BKV_STORAGE_STALE;
+	return err;
 }
 
 static bkv_storage_err pg_reseal(bkv_storage *s, const uint8_t *account, size_t len,
-                                 uint64_t record_version, uint32_t seal_key_version,
-                                 const uint8_t *sealed, size_t sealed_len)
+                                 uint64_t record_version, const uint8_t *mac, size_t mac_len,
+                                 uint32_t seal_key_version, const uint8_t *sealed,
+                                 size_t sealed_len)
 {
-	reseal_ctx c = {account, len, record_version, seal_key_version, sealed, sealed_len};
+	reseal_ctx c = {
+	    account, len, record_version, mac, mac_len, seal_key_version, sealed, sealed_len,
+	};
 	return attempt(pg_of(s), true, reseal_body, &c);
 }
 
@@ -929,12 +811,9 @@ static void pg_close(bkv_storage *s)
 static const bkv_storage_ops pg_ops = {
     .close = pg_close,
     .get = pg_get,
-    .next_record_version = pg_next_record_version,
-    .put = pg_put,
-    .commit_attempt = pg_commit_attempt,
-    .finish_attempt = pg_finish_attempt,
+    .insert = pg_insert,
+    .update = pg_update,
     .delete_record = pg_delete,
-    .destroy_exhausted = pg_destroy_exhausted,
     .list_sealed_below = pg_list_sealed_below,
     .reseal = pg_reseal,
     .count_sealed_with = pg_count_sealed_with,

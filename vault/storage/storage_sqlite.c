@@ -42,11 +42,18 @@ static const char *const migrations[] = {
     "CREATE INDEX records_by_seal_key_version ON records(seal_key_version, account_id);"
     "CREATE TABLE counters (name TEXT PRIMARY KEY, value INTEGER NOT NULL) WITHOUT ROWID;"
     "INSERT INTO counters VALUES ('record_version', 0);",
+    /* 2: state MACs, registration ids and tombstones; record versions count per account */
+    "ALTER TABLE records ADD COLUMN state INTEGER NOT NULL DEFAULT 1;"
+    "ALTER TABLE records ADD COLUMN registration_id BLOB NOT NULL DEFAULT x'';"
+    "ALTER TABLE records ADD COLUMN destroyed_at INTEGER NOT NULL DEFAULT 0;"
+    "ALTER TABLE records ADD COLUMN mac BLOB NOT NULL DEFAULT x'';"
+    "DROP TABLE counters;",
 };
 
 #define RECORD_COLUMNS                                                                             \
-	"account_id, suite, record_version, attempts_used, attempt_limit, guess_seq, "             \
-	"last_finished_seq, seal_key_version, sealed, registered_at, updated_at"
+	"account_id, suite, state, record_version, registration_id, attempts_used, "               \
+	"attempt_limit, guess_seq, last_finished_seq, seal_key_version, sealed, registered_at, "   \
+	"destroyed_at, updated_at, mac"
 
 static sqlite3 *db_of(bkv_storage *s)
 {
@@ -77,31 +84,58 @@ static int exec(sqlite3 *db, const char *sql)
 	return sqlite3_exec(db, sql, NULL, NULL, NULL);
 }
 
+/* Column readers that refuse what does not fit, instead of truncating it. */
+static bool col_u32(sqlite3_stmt *st, int col, uint32_t *out)
+{
+	const sqlite3_int64 v = sqlite3_column_int64(st, col);
+	if (sqlite3_column_type(st, col) != SQLITE_INTEGER || v < 0 || v > UINT32_MAX)
+		return false;
+	*out = (uint32_t)v;
+	return true;
+}
+
+static bool col_u63(sqlite3_stmt *st, int col, uint64_t *out)
+{
+	const sqlite3_int64 v = sqlite3_column_int64(st, col);
+	if (sqlite3_column_type(st, col) != SQLITE_INTEGER || v < 0)
+		return false;
+	*out = (uint64_t)v;
+	return true;
+}
+
+static bool col_blob(sqlite3_stmt *st, int col, uint8_t *out, size_t cap, size_t *len)
+{
+	const int type = sqlite3_column_type(st, col);
+	const void *p = sqlite3_column_blob(st, col);
+	const int n = sqlite3_column_bytes(st, col);
+	if ((type != SQLITE_BLOB && !(type == SQLITE_TEXT && n == 0)) || n < 0 || (size_t)n > cap)
+		return false;
+	if (n > 0)
+		memcpy(out, p, (size_t)n);
+	*len = (size_t)n;
+	return true;
+}
+
 /* Reads one row of RECORD_COLUMNS into r. false if a column does not fit. */
 static bool read_record(sqlite3_stmt *st, bkv_record *r)
 {
-	const void *account = sqlite3_column_blob(st, 0);
-	const int account_len = sqlite3_column_bytes(st, 0);
-	const void *sealed = sqlite3_column_blob(st, 8);
-	const int sealed_len = sqlite3_column_bytes(st, 8);
-	if (account == NULL || account_len <= 0 || account_len > BKV_STORAGE_ACCOUNT_MAX ||
-	    sealed == NULL || sealed_len <= 0 || sealed_len > BKV_STORAGE_SEALED_MAX)
-		return false;
 	memset(r, 0, sizeof(*r));
-	memcpy(r->account_id, account, (size_t)account_len);
-	r->account_id_len = (size_t)account_len;
-	r->suite = (uint32_t)sqlite3_column_int64(st, 1);
-	r->record_version = (uint64_t)sqlite3_column_int64(st, 2);
-	r->attempts_used = (uint32_t)sqlite3_column_int64(st, 3);
-	r->attempt_limit = (uint32_t)sqlite3_column_int64(st, 4);
-	r->guess_seq = (uint64_t)sqlite3_column_int64(st, 5);
-	r->last_finished_seq = (uint64_t)sqlite3_column_int64(st, 6);
-	r->seal_key_version = (uint32_t)sqlite3_column_int64(st, 7);
-	memcpy(r->sealed, sealed, (size_t)sealed_len);
-	r->sealed_len = (size_t)sealed_len;
-	r->registered_at = sqlite3_column_int64(st, 9);
-	r->updated_at = sqlite3_column_int64(st, 10);
-	return true;
+	bool ok = col_blob(st, 0, r->account_id, sizeof(r->account_id), &r->account_id_len) &&
+	          r->account_id_len > 0 && col_u32(st, 1, &r->suite) && col_u32(st, 2, &r->state) &&
+	          col_u63(st, 3, &r->record_version) &&
+	          col_blob(st, 4, r->registration_id, sizeof(r->registration_id),
+	                   &r->registration_id_len) &&
+	          col_u32(st, 5, &r->attempts_used) && col_u32(st, 6, &r->attempt_limit) &&
+	          col_u63(st, 7, &r->guess_seq) && col_u63(st, 8, &r->last_finished_seq) &&
+	          col_u32(st, 9, &r->seal_key_version) &&
+	          col_blob(st, 10, r->sealed, sizeof(r->sealed), &r->sealed_len) &&
+	          col_blob(st, 14, r->mac, sizeof(r->mac), &r->mac_len);
+	r->registered_at = sqlite3_column_int64(st, 11);
+	r->destroyed_at = sqlite3_column_int64(st, 12);
+	r->updated_at = sqlite3_column_int64(st, 13);
+	if (!ok)
+		memset(r, 0, sizeof(*r));
+	return ok;
 }
 
 static bkv_storage_err get_row(sqlite3 *db, const uint8_t *account, size_t len, bkv_record *out)
@@ -114,7 +148,7 @@ static bkv_storage_err get_row(sqlite3 *db, const uint8_t *account, size_t len, 
 	int rc = sqlite3_step(st);
 	bkv_storage_err err;
 	if (rc == SQLITE_ROW)
-		err = read_record(st, out) ? BKV_STORAGE_OK : BKV_STORAGE_UNAVAILABLE;
+		err = read_record(st, out) ? BKV_STORAGE_OK : BKV_STORAGE_CORRUPT;
 	else if (rc == SQLITE_DONE)
 		err = BKV_STORAGE_NOT_FOUND;
 	else
@@ -128,144 +162,76 @@ static bkv_storage_err sq_get(bkv_storage *s, const uint8_t *account, size_t len
 	return get_row(db_of(s), account, len, out);
 }
 
-static bkv_storage_err sq_next_record_version(bkv_storage *s, uint64_t *version)
+/* Binds the state columns of r as parameters 1..14 (mac is 14) and account_id as 15. */
+static void bind_state(sqlite3_stmt *st, const bkv_record *r, int64_t now)
 {
-	sqlite3_stmt *st = prepare(db_of(s), "UPDATE counters SET value = value + 1 "
-	                                     "WHERE name = 'record_version' RETURNING value");
-	if (st == NULL)
-		return BKV_STORAGE_UNAVAILABLE;
-	int rc = sqlite3_step(st);
-	bkv_storage_err err = BKV_STORAGE_UNAVAILABLE;
-	if (rc == SQLITE_ROW) {
-		*version = (uint64_t)sqlite3_column_int64(st, 0);
-		rc = sqlite3_step(st);
-		if (rc == SQLITE_DONE)
-			err = BKV_STORAGE_OK;
-	}
-	sqlite3_finalize(st);
-	return err;
+	static const uint8_t nothing[1] = {0};
+	sqlite3_bind_int64(st, 1, r->suite);
+	sqlite3_bind_int64(st, 2, r->state);
+	sqlite3_bind_int64(st, 3, (int64_t)r->record_version);
+	sqlite3_bind_blob(st, 4, r->registration_id_len ? r->registration_id : nothing,
+	                  (int)r->registration_id_len, SQLITE_STATIC);
+	sqlite3_bind_int64(st, 5, r->attempts_used);
+	sqlite3_bind_int64(st, 6, r->attempt_limit);
+	sqlite3_bind_int64(st, 7, (int64_t)r->guess_seq);
+	sqlite3_bind_int64(st, 8, (int64_t)r->last_finished_seq);
+	sqlite3_bind_int64(st, 9, r->seal_key_version);
+	sqlite3_bind_blob(st, 10, r->sealed_len ? r->sealed : nothing, (int)r->sealed_len,
+	                  SQLITE_STATIC);
+	sqlite3_bind_int64(st, 11, r->registered_at);
+	sqlite3_bind_int64(st, 12, r->destroyed_at);
+	sqlite3_bind_int64(st, 13, now);
+	sqlite3_bind_blob(st, 14, r->mac_len ? r->mac : nothing, (int)r->mac_len, SQLITE_STATIC);
+	sqlite3_bind_blob(st, 15, r->account_id, (int)r->account_id_len, SQLITE_STATIC);
 }
 
-static bkv_storage_err sq_put(bkv_storage *s, const bkv_record *r)
+static bkv_storage_err sq_insert(bkv_storage *s, const bkv_record *r)
 {
+	sqlite3 *db = db_of(s);
 	sqlite3_stmt *st = prepare(
-	    db_of(s),
-	    "INSERT INTO records (" RECORD_COLUMNS ") VALUES (?, ?, ?, 0, ?, 0, 0, ?, ?, ?, ?) "
-	    "ON CONFLICT(account_id) DO UPDATE SET suite = excluded.suite, "
-	    "record_version = excluded.record_version, attempts_used = 0, "
-	    "attempt_limit = excluded.attempt_limit, last_finished_seq = records.guess_seq, "
-	    "seal_key_version = excluded.seal_key_version, sealed = excluded.sealed, "
-	    "registered_at = excluded.registered_at, updated_at = excluded.updated_at");
+	    db, "INSERT INTO records (suite, state, record_version, registration_id, "
+	        "attempts_used, attempt_limit, guess_seq, last_finished_seq, seal_key_version, "
+	        "sealed, registered_at, destroyed_at, updated_at, mac, account_id) "
+	        "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?) "
+	        "ON CONFLICT(account_id) DO NOTHING");
 	if (st == NULL)
 		return BKV_STORAGE_UNAVAILABLE;
-	const int64_t now = now_unix();
-	sqlite3_bind_blob(st, 1, r->account_id, (int)r->account_id_len, SQLITE_STATIC);
-	sqlite3_bind_int64(st, 2, r->suite);
-	sqlite3_bind_int64(st, 3, (int64_t)r->record_version);
-	sqlite3_bind_int64(st, 4, r->attempt_limit);
-	sqlite3_bind_int64(st, 5, r->seal_key_version);
-	sqlite3_bind_blob(st, 6, r->sealed, (int)r->sealed_len, SQLITE_STATIC);
-	sqlite3_bind_int64(st, 7, now);
-	sqlite3_bind_int64(st, 8, now);
+	bind_state(st, r, now_unix());
 	bkv_storage_err err = map_rc(sqlite3_step(st));
 	sqlite3_finalize(st);
+	if (err == BKV_STORAGE_OK && sqlite3_changes(db) == 0)
+		err = BKV_STORAGE_EXISTS;
 	return err;
 }
 
-static bkv_storage_err sq_commit_attempt(bkv_storage *s, const uint8_t *account, size_t len,
-                                         uint64_t record_version, uint64_t expected_guess_seq,
-                                         uint32_t *attempts_used, uint32_t *attempt_limit)
+/* After a conditional statement changed nothing: NOT_FOUND or STALE. */
+static bkv_storage_err why_unchanged(sqlite3 *db, const uint8_t *account, size_t len)
 {
-	sqlite3 *db = db_of(s);
-	sqlite3_stmt *st = prepare(
-	    db, "UPDATE records SET attempts_used = attempts_used + 1, guess_seq = guess_seq + 1, "
-	        "updated_at = ? WHERE account_id = ? AND record_version = ? AND guess_seq = ? "
-	        "AND attempts_used < attempt_limit RETURNING attempts_used, attempt_limit");
-	if (st == NULL)
-		return BKV_STORAGE_UNAVAILABLE;
-	sqlite3_bind_int64(st, 1, now_unix());
-	sqlite3_bind_blob(st, 2, account, (int)len, SQLITE_STATIC);
-	sqlite3_bind_int64(st, 3, (int64_t)record_version);
-	sqlite3_bind_int64(st, 4, (int64_t)expected_guess_seq);
-	int rc = sqlite3_step(st);
-	bool updated = false;
-	if (rc == SQLITE_ROW) {
-		*attempts_used = (uint32_t)sqlite3_column_int64(st, 0);
-		*attempt_limit = (uint32_t)sqlite3_column_int64(st, 1);
-		updated = true;
-		rc = sqlite3_step(st);
-	}
-	/* The update is committed only once the statement has run to completion. */
-	sqlite3_finalize(st);
-	if (rc != SQLITE_DONE)
-		return BKV_STORAGE_UNAVAILABLE;
-	if (updated)
-		return BKV_STORAGE_OK;
-	/* Nothing matched: say why. */
 	bkv_record r;
 	bkv_storage_err err = get_row(db, account, len, &r);
-	if (err != BKV_STORAGE_OK)
-		return err;
-	if (r.record_version == record_version && r.attempts_used >= r.attempt_limit)
-		return BKV_STORAGE_EXHAUSTED;
-	return BKV_STORAGE_STALE;
+	return err == BKV_STORAGE_OK || err == BKV_STORAGE_CORRUPT ? BKV_STORAGE_STALE : err;
 }
 
-static bkv_storage_err sq_finish_attempt(bkv_storage *s, const uint8_t *account, size_t len,
-                                         uint64_t record_version, uint64_t guess_seq, bool success,
-                                         bkv_finish_result *result, bkv_record *record)
+static bkv_storage_err sq_update(bkv_storage *s, const bkv_record *r, const uint8_t *expected_mac,
+                                 size_t expected_mac_len)
 {
 	sqlite3 *db = db_of(s);
-	if (exec(db, "BEGIN IMMEDIATE") != SQLITE_OK)
-		return BKV_STORAGE_UNAVAILABLE;
-	bkv_record r;
-	bkv_storage_err err = get_row(db, account, len, &r);
-	if (err != BKV_STORAGE_OK)
-		goto rollback;
-	if (r.record_version != record_version || guess_seq <= r.last_finished_seq ||
-	    guess_seq > r.guess_seq) {
-		err = BKV_STORAGE_STALE;
-		goto rollback;
-	}
-	const bool destroy = !success && r.attempts_used >= r.attempt_limit;
 	sqlite3_stmt *st =
-	    destroy ? prepare(db, "DELETE FROM records WHERE account_id = ?")
-	            : prepare(db, "UPDATE records SET last_finished_seq = ?, attempts_used = ?, "
-	                          "updated_at = ? WHERE account_id = ?");
-	if (st == NULL) {
-		err = BKV_STORAGE_UNAVAILABLE;
-		goto rollback;
-	}
-	const uint32_t attempts_after = success ? 0 : r.attempts_used;
-	const int64_t now = now_unix();
-	if (destroy) {
-		sqlite3_bind_blob(st, 1, account, (int)len, SQLITE_STATIC);
-	} else {
-		sqlite3_bind_int64(st, 1, (int64_t)guess_seq);
-		sqlite3_bind_int64(st, 2, attempts_after);
-		sqlite3_bind_int64(st, 3, now);
-		sqlite3_bind_blob(st, 4, account, (int)len, SQLITE_STATIC);
-	}
-	err = map_rc(sqlite3_step(st));
+	    prepare(db, "UPDATE records SET suite = ?, state = ?, record_version = ?, "
+	                "registration_id = ?, attempts_used = ?, attempt_limit = ?, guess_seq = ?, "
+	                "last_finished_seq = ?, seal_key_version = ?, sealed = ?, "
+	                "registered_at = ?, destroyed_at = ?, updated_at = ?, mac = ? "
+	                "WHERE account_id = ? AND mac = ?");
+	if (st == NULL)
+		return BKV_STORAGE_UNAVAILABLE;
+	static const uint8_t nothing[1] = {0};
+	bind_state(st, r, now_unix());
+	sqlite3_bind_blob(st, 16, expected_mac_len ? expected_mac : nothing, (int)expected_mac_len,
+	                  SQLITE_STATIC);
+	bkv_storage_err err = map_rc(sqlite3_step(st));
 	sqlite3_finalize(st);
-	if (err != BKV_STORAGE_OK)
-		goto rollback;
-	if (exec(db, "COMMIT") != SQLITE_OK) {
-		err = BKV_STORAGE_UNAVAILABLE;
-		goto rollback;
-	}
-	result->attempts_used = attempts_after;
-	result->attempt_limit = r.attempt_limit;
-	result->destroyed = destroy;
-	if (record != NULL) {
-		*record = r;
-		record->attempts_used = attempts_after;
-		record->last_finished_seq = guess_seq;
-		record->updated_at = now;
-	}
-	return BKV_STORAGE_OK;
-rollback:
-	exec(db, "ROLLBACK");
+	if (err == BKV_STORAGE_OK && sqlite3_changes(db) == 0)
+		err = why_unchanged(db, r->account_id, r->account_id_len);
 	return err;
 }
 
@@ -283,33 +249,13 @@ static bkv_storage_err sq_delete(bkv_storage *s, const uint8_t *account, size_t 
 	return err;
 }
 
-static bkv_storage_err sq_destroy_exhausted(bkv_storage *s, const uint8_t *account, size_t len,
-                                            uint64_t record_version)
-{
-	sqlite3 *db = db_of(s);
-	sqlite3_stmt *st = prepare(db, "DELETE FROM records WHERE account_id = ? AND "
-	                               "record_version = ? AND attempts_used >= attempt_limit");
-	if (st == NULL)
-		return BKV_STORAGE_UNAVAILABLE;
-	sqlite3_bind_blob(st, 1, account, (int)len, SQLITE_STATIC);
-	sqlite3_bind_int64(st, 2, (int64_t)record_version);
-	bkv_storage_err err = map_rc(sqlite3_step(st));
-	sqlite3_finalize(st);
-	if (err != BKV_STORAGE_OK || sqlite3_changes(db) > 0)
-		return err;
-	/* Nothing deleted: gone already, or replaced / no longer exhausted. */
-	bkv_record r;
-	err = get_row(db, account, len, &r);
-	return err == BKV_STORAGE_OK ? BKV_STORAGE_STALE : err;
-}
-
 static bkv_storage_err sq_list_sealed_below(bkv_storage *s, uint32_t min_version,
                                             const uint8_t *after, size_t after_len, bkv_record *out,
                                             size_t max, size_t *count)
 {
 	sqlite3_stmt *st = prepare(db_of(s), "SELECT " RECORD_COLUMNS " FROM records "
-	                                     "WHERE seal_key_version < ? AND account_id > ? "
-	                                     "ORDER BY account_id LIMIT ?");
+	                                     "WHERE seal_key_version BETWEEN 1 AND ? - 1 "
+	                                     "AND account_id > ? ORDER BY account_id LIMIT ?");
 	if (st == NULL)
 		return BKV_STORAGE_UNAVAILABLE;
 	static const uint8_t nothing[1] = {0};
@@ -318,32 +264,38 @@ static bkv_storage_err sq_list_sealed_below(bkv_storage *s, uint32_t min_version
 	sqlite3_bind_blob(st, 2, after_len ? after : nothing, (int)after_len, SQLITE_STATIC);
 	sqlite3_bind_int64(st, 3, (int64_t)max);
 	int rc;
+	bkv_storage_err err = BKV_STORAGE_OK;
 	while ((rc = sqlite3_step(st)) == SQLITE_ROW && *count < max) {
 		if (!read_record(st, &out[*count])) {
-			rc = SQLITE_CORRUPT;
+			err = BKV_STORAGE_CORRUPT;
 			break;
 		}
 		(*count)++;
 	}
 	sqlite3_finalize(st);
-	return rc == SQLITE_DONE || rc == SQLITE_ROW ? BKV_STORAGE_OK : BKV_STORAGE_UNAVAILABLE;
+	if (err == BKV_STORAGE_OK && rc != SQLITE_DONE && rc != SQLITE_ROW)
+		err = BKV_STORAGE_UNAVAILABLE;
+	return err;
 }
 
 static bkv_storage_err sq_reseal(bkv_storage *s, const uint8_t *account, size_t len,
-                                 uint64_t record_version, uint32_t seal_key_version,
-                                 const uint8_t *sealed, size_t sealed_len)
+                                 uint64_t record_version, const uint8_t *mac, size_t mac_len,
+                                 uint32_t seal_key_version, const uint8_t *sealed,
+                                 size_t sealed_len)
 {
 	sqlite3 *db = db_of(s);
-	sqlite3_stmt *st =
-	    prepare(db, "UPDATE records SET sealed = ?, seal_key_version = ?, "
-	                "updated_at = ? WHERE account_id = ? AND record_version = ?");
+	sqlite3_stmt *st = prepare(db, "UPDATE records SET sealed = ?, seal_key_version = ?, "
+	                               "updated_at = ? WHERE account_id = ? AND "
+	                               "record_version = ? AND mac = ?");
 	if (st == NULL)
 		return BKV_STORAGE_UNAVAILABLE;
+	static const uint8_t nothing[1] = {0};
 	sqlite3_bind_blob(st, 1, sealed, (int)sealed_len, SQLITE_STATIC);
 	sqlite3_bind_int64(st, 2, seal_key_version);
 	sqlite3_bind_int64(st, 3, now_unix());
 	sqlite3_bind_blob(st, 4, account, (int)len, SQLITE_STATIC);
 	sqlite3_bind_int64(st, 5, (int64_t)record_version);
+	sqlite3_bind_blob(st, 6, mac_len ? mac : nothing, (int)mac_len, SQLITE_STATIC);
 	bkv_storage_err err = map_rc(sqlite3_step(st));
 	sqlite3_finalize(st);
 	if (err == BKV_STORAGE_OK && sqlite3_changes(db) == 0)
@@ -377,12 +329,9 @@ static void sq_close(bkv_storage *s)
 static const bkv_storage_ops sqlite_ops = {
     .close = sq_close,
     .get = sq_get,
-    .next_record_version = sq_next_record_version,
-    .put = sq_put,
-    .commit_attempt = sq_commit_attempt,
-    .finish_attempt = sq_finish_attempt,
+    .insert = sq_insert,
+    .update = sq_update,
     .delete_record = sq_delete,
-    .destroy_exhausted = sq_destroy_exhausted,
     .list_sealed_below = sq_list_sealed_below,
     .reseal = sq_reseal,
     .count_sealed_with = sq_count_sealed_with,

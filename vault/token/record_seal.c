@@ -11,10 +11,12 @@
 #include "record_seal.h"
 
 #define AAD_LABEL "bkv-v1 record"
-#define AAD_MAX   (sizeof(AAD_LABEL) - 1 + 2 + BKV_ACCOUNT_ID_MAX + 1 + 8 + 4)
+#define AAD_MAX                                                                                    \
+	(sizeof(AAD_LABEL) - 1 + 2 + BKV_ACCOUNT_ID_MAX + 1 + 8 + 4 + BKV_REGISTRATION_ID_BYTES)
 
 static size_t build_aad(uint8_t aad[AAD_MAX], const uint8_t *account_id, size_t account_id_len,
-                        opaque_suite_id suite, uint64_t record_version, uint32_t key_version)
+                        opaque_suite_id suite, uint64_t record_version, uint32_t key_version,
+                        const uint8_t *registration_id, size_t registration_id_len)
 {
 	opaque_writer w = opaque_writer_init(aad, AAD_MAX);
 	opaque_writer_put(&w, (const uint8_t *)AAD_LABEL, sizeof(AAD_LABEL) - 1);
@@ -23,29 +25,35 @@ static size_t build_aad(uint8_t aad[AAD_MAX], const uint8_t *account_id, size_t 
 	opaque_writer_uint(&w, 1, (uint64_t)suite);
 	opaque_writer_uint(&w, 8, record_version);
 	opaque_writer_uint(&w, 4, key_version);
-	return w.pos; /* AAD_MAX fits every account_ok() id */
+	opaque_writer_put(&w, registration_id, registration_id_len);
+	return w.pos; /* AAD_MAX fits every where_ok() binding */
 }
 
-static bool account_ok(const uint8_t *account_id, size_t account_id_len)
+static bool where_ok(const uint8_t *account_id, size_t account_id_len,
+                     const uint8_t *registration_id, size_t registration_id_len)
 {
-	return account_id != NULL && account_id_len >= 1 && account_id_len <= BKV_ACCOUNT_ID_MAX;
+	return account_id != NULL && account_id_len >= 1 && account_id_len <= BKV_ACCOUNT_ID_MAX &&
+	       (registration_id_len == 0 ||
+	        (registration_id != NULL && registration_id_len == BKV_REGISTRATION_ID_BYTES));
 }
 
 bkv_token_err bkv_record_seal(bkv_token *token, const uint8_t *account_id, size_t account_id_len,
                               opaque_suite_id suite, uint64_t record_version,
+                              const uint8_t *registration_id, size_t registration_id_len,
                               const uint8_t *plaintext, size_t plaintext_len, uint8_t *out,
                               size_t out_len)
 {
-	if (token == NULL || !account_ok(account_id, account_id_len) || out == NULL ||
-	    (plaintext == NULL && plaintext_len > 0) ||
+	if (token == NULL ||
+	    !where_ok(account_id, account_id_len, registration_id, registration_id_len) ||
+	    out == NULL || (plaintext == NULL && plaintext_len > 0) ||
 	    out_len != plaintext_len + BKV_RECORD_SEAL_OVERHEAD)
 		return BKV_TOKEN_ERR_ARGUMENT;
 	const uint32_t key_version = bkv_token_seal_version(token);
 	if (key_version == 0)
 		return BKV_TOKEN_ERR_KEY_MISSING;
 	uint8_t aad[AAD_MAX];
-	const size_t aad_len =
-	    build_aad(aad, account_id, account_id_len, suite, record_version, key_version);
+	const size_t aad_len = build_aad(aad, account_id, account_id_len, suite, record_version,
+	                                 key_version, registration_id, registration_id_len);
 	opaque_writer header = opaque_writer_init(out, BKV_RECORD_SEAL_HEADER_BYTES);
 	opaque_writer_uint(&header, 1, BKV_RECORD_SEAL_FORMAT);
 	opaque_writer_uint(&header, 4, key_version);
@@ -68,18 +76,21 @@ uint32_t bkv_record_seal_key_version(const uint8_t *sealed, size_t sealed_len)
 }
 
 bkv_token_err bkv_record_open(bkv_token *token, const uint8_t *account_id, size_t account_id_len,
-                              opaque_suite_id suite, uint64_t record_version, const uint8_t *sealed,
-                              size_t sealed_len, uint8_t *plaintext, size_t plaintext_len)
+                              opaque_suite_id suite, uint64_t record_version,
+                              const uint8_t *registration_id, size_t registration_id_len,
+                              const uint8_t *sealed, size_t sealed_len, uint8_t *plaintext,
+                              size_t plaintext_len)
 {
-	if (token == NULL || !account_ok(account_id, account_id_len) || sealed == NULL ||
-	    (plaintext == NULL && plaintext_len > 0))
+	if (token == NULL ||
+	    !where_ok(account_id, account_id_len, registration_id, registration_id_len) ||
+	    sealed == NULL || (plaintext == NULL && plaintext_len > 0))
 		return BKV_TOKEN_ERR_ARGUMENT;
 	const uint32_t key_version = bkv_record_seal_key_version(sealed, sealed_len);
 	if (key_version == 0 || plaintext_len != sealed_len - BKV_RECORD_SEAL_OVERHEAD)
 		return BKV_TOKEN_ERR_AUTH;
 	uint8_t aad[AAD_MAX];
-	const size_t aad_len =
-	    build_aad(aad, account_id, account_id_len, suite, record_version, key_version);
+	const size_t aad_len = build_aad(aad, account_id, account_id_len, suite, record_version,
+	                                 key_version, registration_id, registration_id_len);
 	bkv_token_err err =
 	    bkv_token_decrypt(token, BKV_TOKEN_KEY_SEAL, key_version, sealed + 5, aad, aad_len,
 	                      sealed + BKV_RECORD_SEAL_HEADER_BYTES,

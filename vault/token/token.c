@@ -225,12 +225,15 @@ static void unload_keys(bkv_token *t)
 			t->fn->C_DestroyObject(t->session, t->seal[i].handle);
 		if (t->ticket_loaded)
 			t->fn->C_DestroyObject(t->session, t->ticket);
+		if (t->state_mac_loaded)
+			t->fn->C_DestroyObject(t->session, t->state_mac);
 	}
 	for (size_t i = 0; i < TOKEN_NUM_SUITES; i++)
 		token_suite_keys_clear(&t->suites[i]);
 	memset(t->seal, 0, sizeof(t->seal));
 	t->nseal = 0;
 	t->ticket_loaded = false;
+	t->state_mac_loaded = false;
 }
 
 static void close_session(bkv_token *t)
@@ -464,6 +467,12 @@ bkv_token_err bkv_token_load_keys(bkv_token *t, const opaque_suite_id *suites, s
 		err = token_session_copy(t, obj, &t->ticket);
 	if (err == BKV_TOKEN_OK)
 		t->ticket_loaded = true;
+	if (err == BKV_TOKEN_OK)
+		err = token_find(t, CKO_SECRET_KEY, BKV_TOKEN_STATE_MAC_LABEL, &obj);
+	if (err == BKV_TOKEN_OK)
+		err = token_session_copy(t, obj, &t->state_mac);
+	if (err == BKV_TOKEN_OK)
+		t->state_mac_loaded = true;
 	for (size_t i = 0; err == BKV_TOKEN_OK && i < nsuites; i++) {
 		token_suite_keys *sk = &t->suites[i];
 		sk->token = t;
@@ -626,4 +635,27 @@ bkv_token_err bkv_token_decrypt(bkv_token *t, bkv_token_aead_key key, uint32_t v
                                 uint8_t *plaintext, size_t plaintext_len)
 {
 	return aead(t, false, key, version, iv, aad, aad_len, in, in_len, plaintext, plaintext_len);
+}
+
+bkv_token_err bkv_token_state_mac(bkv_token *t, const uint8_t *data, size_t data_len,
+                                  uint8_t mac[BKV_TOKEN_STATE_MAC_BYTES])
+{
+	if (t == NULL || data == NULL || data_len == 0 || mac == NULL)
+		return BKV_TOKEN_ERR_ARGUMENT;
+	if (!t->state_mac_loaded)
+		return BKV_TOKEN_ERR_KEY_MISSING;
+	CK_MECHANISM mech = {CKM_SHA256_HMAC, NULL, 0};
+	CK_ULONG mac_len = BKV_TOKEN_STATE_MAC_BYTES;
+	const uint64_t started = token_now_us();
+	CK_RV rv = t->fn->C_SignInit(t->session, &mech, t->state_mac);
+	if (rv == CKR_OK)
+		rv = t->fn->C_Sign(t->session, (CK_BYTE_PTR)data, data_len, mac, &mac_len);
+	token_observe(t, BKV_TOKEN_OP_HMAC, started);
+	if (rv == CKR_OK && mac_len != BKV_TOKEN_STATE_MAC_BYTES)
+		rv = CKR_GENERAL_ERROR;
+	if (rv != CKR_OK) {
+		sodium_memzero(mac, BKV_TOKEN_STATE_MAC_BYTES);
+		return token_rv(t, rv);
+	}
+	return BKV_TOKEN_OK;
 }

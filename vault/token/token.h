@@ -15,7 +15,9 @@
  *
  * Key labels (one set per token):
  *   bkv-seal-N                 AES-256 record-sealing key, version N >= 1
- *   bkv-ticket-1               AES-256 ticket key
+ *   bkv-ticket-1               AES-256 ticket key (recovery and registration tickets)
+ *   bkv-state-mac-1            generic secret of 32 bytes, HMAC-SHA256 only: vouches for
+ *                              every record's mutable state (attempt counters)
  *   bkv-oprf-seed-<suite>      generic secret of Nh bytes, HMAC only
  *   bkv-ake-p256-sha256        EC P-256 key pair, private key derive-only
  *   bkv-ake-ristretto255-sha512  data object: the ristretto255 private key sealed under
@@ -127,6 +129,15 @@ bkv_token_err bkv_token_decrypt(bkv_token *token, bkv_token_aead_key key, uint32
                                 const uint8_t iv[BKV_TOKEN_IV_BYTES], const uint8_t *aad,
                                 size_t aad_len, const uint8_t *in, size_t in_len,
                                 uint8_t *plaintext, size_t plaintext_len);
+
+/* ---- The record-state MAC ---- */
+
+#define BKV_TOKEN_STATE_MAC_LABEL "bkv-state-mac-1"
+#define BKV_TOKEN_STATE_MAC_BYTES 32
+
+/* HMAC-SHA256(bkv-state-mac-1, data) computed inside the token. */
+bkv_token_err bkv_token_state_mac(bkv_token *token, const uint8_t *data, size_t data_len,
+                                  uint8_t mac[BKV_TOKEN_STATE_MAC_BYTES]);
 
 /* ---- Seal-key rotation ---- */
 

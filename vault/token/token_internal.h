@@ -42,6 +42,8 @@ struct bkv_token {
 	size_t nseal;
 	CK_OBJECT_HANDLE ticket;
 	bool ticket_loaded;
+	CK_OBJECT_HANDLE state_mac; /* session copy of bkv-state-mac-1 */
+	bool state_mac_loaded;
 	token_suite_keys suites[TOKEN_NUM_SUITES];
 	opaque_suite_id loaded_suites[TOKEN_NUM_SUITES];
 	size_t nloaded;

@@ -52,14 +52,14 @@ static bkv_token_err create_aes_key(bkv_token *t, const char *label)
 	    t, t->fn->C_GenerateKey(t->session, &mech, tmpl, sizeof(tmpl) / sizeof(tmpl[0]), &h));
 }
 
-static bkv_token_err create_oprf_seed(bkv_token *t, opaque_suite_id suite, const char *label)
+/* A sign-only HMAC key of len bytes: an OPRF seed (Nh bytes, the suite's HMAC) or the
+ * state-MAC key (32 bytes, HMAC-SHA256). */
+static bkv_token_err create_hmac_key(bkv_token *t, const char *label, CK_ULONG len,
+                                     CK_MECHANISM_TYPE hmac)
 {
-	const opaque_sizes *sizes = opaque_suite_sizes(suite);
 	CK_OBJECT_CLASS cls = CKO_SECRET_KEY;
 	CK_KEY_TYPE type = CKK_GENERIC_SECRET;
-	CK_ULONG len = sizes->Nh;
-	CK_MECHANISM_TYPE allowed[] = {suite == OPAQUE_SUITE_P256_SHA256 ? CKM_SHA256_HMAC
-	                                                                 : CKM_SHA512_HMAC};
+	CK_MECHANISM_TYPE allowed[] = {hmac};
 	CK_ATTRIBUTE tmpl[] = {
 	    {CKA_CLASS, &cls, sizeof(cls)},
 	    {CKA_KEY_TYPE, &type, sizeof(type)},
@@ -162,6 +162,8 @@ static bkv_token_err destroy_everything(bkv_token *t, const opaque_suite_id *sui
 		err = token_rv(t, t->fn->C_DestroyObject(t->session, keys[i].handle));
 	if (err == BKV_TOKEN_OK)
 		err = destroy_all(t, CKO_SECRET_KEY, "bkv-ticket-1");
+	if (err == BKV_TOKEN_OK)
+		err = destroy_all(t, CKO_SECRET_KEY, BKV_TOKEN_STATE_MAC_LABEL);
 	for (size_t i = 0; err == BKV_TOKEN_OK && i < nsuites; i++) {
 		char label[64];
 		token_label(label, sizeof(label), "bkv-oprf-seed-", suites[i]);
@@ -186,8 +188,10 @@ static bkv_token_err use_token_seal_keys(bkv_token *t)
 	return err;
 }
 
-static bkv_token_err ensure_secret_key(bkv_token *t, const char *label, opaque_suite_id suite,
-                                       bool oprf_seed, bkv_token_report_fn report, void *arg)
+/* hmac_len 0: an AES-256 key; otherwise an HMAC key of hmac_len bytes for mechanism hmac. */
+static bkv_token_err ensure_secret_key(bkv_token *t, const char *label, CK_ULONG hmac_len,
+                                       CK_MECHANISM_TYPE hmac, bkv_token_report_fn report,
+                                       void *arg)
 {
 	CK_OBJECT_HANDLE h;
 	bkv_token_err err = token_find(t, CKO_SECRET_KEY, label, &h);
@@ -197,7 +201,7 @@ static bkv_token_err ensure_secret_key(bkv_token *t, const char *label, opaque_s
 	}
 	if (err != BKV_TOKEN_ERR_KEY_MISSING)
 		return err;
-	err = oprf_seed ? create_oprf_seed(t, suite, label) : create_aes_key(t, label);
+	err = hmac_len ? create_hmac_key(t, label, hmac_len, hmac) : create_aes_key(t, label);
 	if (err == BKV_TOKEN_OK)
 		report(arg, label, "created", NULL, 0);
 	return err;
@@ -232,12 +236,18 @@ bkv_token_err bkv_token_create_keys(bkv_token *t, const opaque_suite_id *suites,
 		report(report_arg, label, "exists", NULL, 0);
 	}
 	if (err == BKV_TOKEN_OK)
-		err = ensure_secret_key(t, "bkv-ticket-1", 0, false, report, report_arg);
+		err = ensure_secret_key(t, "bkv-ticket-1", 0, 0, report, report_arg);
+	if (err == BKV_TOKEN_OK)
+		err = ensure_secret_key(t, BKV_TOKEN_STATE_MAC_LABEL, BKV_TOKEN_STATE_MAC_BYTES,
+		                        CKM_SHA256_HMAC, report, report_arg);
 
 	for (size_t i = 0; err == BKV_TOKEN_OK && i < nsuites; i++) {
 		char label[64];
 		token_label(label, sizeof(label), "bkv-oprf-seed-", suites[i]);
-		err = ensure_secret_key(t, label, suites[i], true, report, report_arg);
+		err = ensure_secret_key(t, label, opaque_suite_sizes(suites[i])->Nh,
+		                        suites[i] == OPAQUE_SUITE_P256_SHA256 ? CKM_SHA256_HMAC
+		                                                              : CKM_SHA512_HMAC,
+		                        report, report_arg);
 		if (err != BKV_TOKEN_OK)
 			break;
 

@@ -65,6 +65,8 @@ typedef union response_storage {
 #define TOKEN_BACKOFF_MIN_MS 100
 #define TOKEN_BACKOFF_MAX_MS 5000
 
+_Static_assert(BKV_METRICS_CODES == BKV_CODE_COUNT, "one metrics row per bkv_code");
+
 static int http_status(bkv_code code)
 {
 	switch (code) {
@@ -86,7 +88,11 @@ static int http_status(bkv_code code)
 	case BKV_CODE_UNAVAILABLE:
 		return 503;
 	case BKV_CODE_INTERNAL:
+	case BKV_CODE_DATA_LOSS:
 		return 500;
+	case BKV_CODE_ALREADY_EXISTS:
+	case BKV_CODE_ABORTED:
+		return 409;
 	}
 	return 500;
 }

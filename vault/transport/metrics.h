@@ -10,7 +10,7 @@
 #include <stdio.h>
 
 #define BKV_METRICS_METHODS   8  /* the seven RPCs and "unknown" */
-#define BKV_METRICS_CODES     10 /* bkv_code values */
+#define BKV_METRICS_CODES     13 /* bkv_code values (BKV_CODE_COUNT) */
 #define BKV_METRICS_BUCKETS   14
 #define BKV_METRICS_TOKEN_OPS 4
 

@@ -1,0 +1,185 @@
+#!/usr/bin/env bash
+# test_cli.sh - the bkv CLI's record lifecycle against a development vault (bkvd on
+# 127.0.0.1, SQLite, SoftHSM2): `bkv register` refuses to replace a key without --replace
+# (exit 6, saying what is there and what would be lost) and replaces exactly it with
+# --replace; change-password; a destroyed key is "destroyed" in status and recover (exit 4)
+# and can be replaced or deleted; nothing registered is "registered: no" / exit 1.
+#
+#   [tests/with-vault] tests/test_cli.sh BUILD_BIN_DIR
+#
+# Under tests/with-vault it works in $BKV_TEST_DIR (with-vault removes it and any bkvd left
+# from it); alone, in a directory of its own that it removes. Fails if bkvd's log holds a
+# sanitizer report (a -DBKV_SANITIZE=ON build).
+set -euo pipefail
+
+bin=$(cd "${1:?usage: test_cli.sh BUILD_BIN_DIR}" && pwd)
+root=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
+if [ -n "${BKV_TEST_DIR:-}" ]; then
+  work=$BKV_TEST_DIR/cli
+  mkdir -p "$work"
+else
+  work=$(mktemp -d "${TMPDIR:-/tmp}/bkv-cli-test.XXXXXXXX")
+fi
+pid=""
+cleanup() {
+  if [ -n "$pid" ]; then kill "$pid" 2>/dev/null || true; wait "$pid" 2>/dev/null || true; fi
+  rm -rf "$work"
+}
+trap cleanup EXIT
+trap 'exit 129' HUP
+trap 'exit 130' INT
+trap 'exit 143' TERM
+
+passed=0
+failed=0
+ok() { echo "ok $1"; passed=$((passed + 1)); }
+bad() {
+  echo "FAIL $1"
+  for f in "$work/out" "$work/err"; do [ -s "$f" ] && sed 's/^/    /' "$f"; done
+  failed=$((failed + 1))
+}
+# expect NAME CODE CMD...: CMD exits with CODE; its stdout and stderr go to out and err.
+expect() {
+  local name=$1 want=$2 rc=0
+  shift 2
+  "$@" >"$work/out" 2>"$work/err" || rc=$?
+  if [ "$rc" -eq "$want" ]; then ok "$name (exit $rc)"; else bad "$name: exit $rc, want $want"; fi
+}
+# says NAME FILE TEXT: FILE (out or err of the last expect) contains TEXT.
+says() {
+  if grep -qF -- "$3" "$work/$2"; then ok "$1"; else bad "$1: $2 lacks \"$3\""; fi
+}
+
+config=$(BKVD=$bin/bkvd "$root/scripts/dev-vault" "$work/vault")
+export SOFTHSM2_CONF=$work/vault/hsm/softhsm2.conf
+"$bin/bkvd" serve --config "$config" --listen 127.0.0.1:0 --workers 1 \
+  --port-file "$work/port" 2>>"$work/bkvd.log" &
+pid=$!
+for _ in $(seq 200); do [ -s "$work/port" ] && break; sleep 0.05; done
+[ -s "$work/port" ] || { cat "$work/bkvd.log"; exit 1; }
+export BKV_VAULT=https://127.0.0.1:$(cat "$work/port")
+
+bkv() { "$bin/bkv" "$@" --ca-file "$work/vault/tls/cert.pem"; }
+printf 'first password' >"$work/pw1"
+printf 'second password' >"$work/pw2"
+printf 'not the password' >"$work/wrong"
+for a in alice bob carol; do "$bin/bkvd" dev-token --config "$config" "$a" >"$work/token-$a"; done
+for k in 1 2 3; do "$bin/bkv" keygen --out "$work/key$k"; done
+# recovers ACCOUNT PASSWORD KEY: the recovered key is KEY
+recovers() {
+  rm -f "$work/got"
+  bkv recover --token-file "$work/token-$1" --password-file "$work/$2" --out "$work/got" \
+    >/dev/null 2>&1 && cmp -s "$work/got" "$work/$3"
+}
+check_recovers() { if recovers "$2" "$3" "$4"; then ok "$1"; else bad "$1"; fi; }
+
+# --help documents the exit codes.
+expect "bkv --help" 0 "$bin/bkv" --help
+says "--help lists exit code 6" out "6 a key is already registered"
+expect "bkv register --help" 0 "$bin/bkv" register --help
+says "register --help explains --replace" out "--replace"
+expect "bkv status --help" 0 "$bin/bkv" status --help
+says "status --help lists the exit codes" out "4 no attempts left / key destroyed"
+
+# Nothing registered.
+expect "status of a new account" 0 bkv status --token-file "$work/token-carol"
+says "status: registered: no" out "registered: no"
+expect "recover with nothing registered" 1 bkv recover --token-file "$work/token-carol" \
+  --password-file "$work/pw1"
+says "recover: no key" err "holds no key"
+
+# A first registration; a second one without --replace is refused and changes nothing.
+expect "register alice" 0 bkv register --token-file "$work/token-alice" \
+  --key-file "$work/key1" --password-file "$work/pw1"
+expect "register alice again without --replace" 6 bkv register \
+  --token-file "$work/token-alice" --key-file "$work/key2" --password-file "$work/pw2"
+says "the refusal names the version" err "record version 1, registered at"
+says "the refusal says what replacing loses" err "can then only be opened with that key written down"
+check_recovers "after the refusal the first key still recovers" alice pw1 key1
+
+# --replace replaces exactly the version there is.
+expect "register alice --replace" 0 bkv register --token-file "$work/token-alice" \
+  --key-file "$work/key2" --password-file "$work/pw2" --replace
+says "--replace says which version it replaced" err "record version 2 replaces version 1"
+check_recovers "the new key recovers with the new password" alice pw2 key2
+expect "the old password fails" 3 bkv recover --token-file "$work/token-alice" \
+  --password-file "$work/pw1"
+says "wrong password: attempts left" err "attempts left"
+expect "status after --replace" 0 bkv status --token-file "$work/token-alice"
+says "status: record version 2" out "record version: 2"
+
+# change-password replaces the version it recovered.
+expect "change-password" 0 bkv change-password --token-file "$work/token-alice" \
+  --password-file "$work/pw2" --new-password-file "$work/pw1"
+check_recovers "after change-password the key recovers with the new password" alice pw1 key2
+expect "status after change-password" 0 bkv status --token-file "$work/token-alice"
+says "status: record version 3" out "record version: 3"
+expect "change-password with a wrong password" 3 bkv change-password \
+  --token-file "$work/token-alice" --password-file "$work/wrong" \
+  --new-password-file "$work/pw2"
+check_recovers "a failed change-password changed nothing" alice pw1 key2
+
+# Destroyed: bob's limit is 2.
+expect "register bob (limit 2)" 0 bkv register --token-file "$work/token-bob" \
+  --key-file "$work/key1" --password-file "$work/pw1" --attempt-limit 2
+expect "bob: a wrong password" 3 bkv recover --token-file "$work/token-bob" \
+  --password-file "$work/wrong"
+says "1 attempt left" err "1 attempt left"
+expect "bob: the last wrong password destroys the key" 4 bkv recover \
+  --token-file "$work/token-bob" --password-file "$work/wrong"
+says "the last wrong password says destroyed" err "destroyed the backup key, and it cannot be recovered"
+expect "status of a destroyed key" 4 bkv status --token-file "$work/token-bob"
+says "status says destroyed with the time" out "state: destroyed at 20"
+says "status of a destroyed key: registered: no" out "registered: no"
+expect "recover with the right password after destruction" 4 bkv recover \
+  --token-file "$work/token-bob" --password-file "$work/pw1"
+says "recover says destroyed" err "destroyed the backup key"
+if grep -q "holds no key" "$work/err"; then bad "recover of a destroyed key says not registered"; else ok "recover of a destroyed key does not say not registered"; fi
+expect "change-password on a destroyed key" 4 bkv change-password \
+  --token-file "$work/token-bob" --password-file "$work/pw1" --new-password-file "$work/pw2"
+expect "register over the tombstone without --replace" 6 bkv register \
+  --token-file "$work/token-bob" --key-file "$work/key3" --password-file "$work/pw2"
+says "the refusal says destroyed at" err "key was destroyed at 20"
+expect "register over the tombstone with --replace" 0 bkv register \
+  --token-file "$work/token-bob" --key-file "$work/key3" --password-file "$work/pw2" --replace
+says "--replace names the tombstone" err "replaces the destroyed key's tombstone (version 1)"
+check_recovers "the key registered over the tombstone recovers" bob pw2 key3
+expect "status after replacing the tombstone" 0 bkv status --token-file "$work/token-bob"
+says "status: registered: yes" out "registered: yes"
+says "status: version 2" out "record version: 2"
+
+# Destroyed again, then deleted: a plain register starts at version 1.
+expect "register carol (limit 1)" 0 bkv register --token-file "$work/token-carol" \
+  --key-file "$work/key1" --password-file "$work/pw1" --attempt-limit 1
+expect "carol: the only wrong password destroys the key" 4 bkv recover \
+  --token-file "$work/token-carol" --password-file "$work/wrong"
+expect "delete the tombstone" 0 bkv delete --token-file "$work/token-carol"
+says "delete says deleted" out "deleted"
+expect "status after deleting the tombstone" 0 bkv status --token-file "$work/token-carol"
+says "status: registered: no" out "registered: no"
+expect "register after delete" 0 bkv register --token-file "$work/token-carol" \
+  --key-file "$work/key2" --password-file "$work/pw2"
+expect "status after register" 0 bkv status --token-file "$work/token-carol"
+says "versions restart at 1" out "record version: 1"
+check_recovers "carol's new key recovers" carol pw2 key2
+# --replace with nothing to replace creates.
+expect "delete carol" 0 bkv delete --token-file "$work/token-carol"
+expect "register --replace with nothing there" 0 bkv register --token-file "$work/token-carol" \
+  --key-file "$work/key3" --password-file "$work/pw1" --replace
+says "--replace with nothing there says so" err "nothing to replace"
+
+# bkvd stops cleanly, and reported nothing under a sanitizer.
+kill "$pid"
+rc=0
+wait "$pid" || rc=$?
+pid=""
+if [ "$rc" -eq 0 ]; then ok "bkvd stopped cleanly"; else bad "bkvd exited with $rc"; fi
+if grep -qE "Sanitizer|runtime error:" "$work/bkvd.log"; then
+  cp "$work/bkvd.log" "$work/err"
+  bad "bkvd reported sanitizer findings"
+else
+  ok "no sanitizer report from bkvd"
+fi
+
+echo "$passed passed, $failed failed"
+[ "$failed" -eq 0 ]
