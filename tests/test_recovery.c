@@ -3241,6 +3241,14 @@ static void every_registration_gets_a_fresh_registration_id_named_by_its_ticket(
 	const bkv_record r1 = must_peek(f, ALICE);
 	assert_int_equal(r1.registration_id_len, BKV_REGISTRATION_ID_BYTES);
 	assert_memory_equal(r1.registration_id, rt.registration_id, BKV_REGISTRATION_ID_BYTES);
+	/* A ticket serves one registration: replacing with it again is refused, so no two
+	 * records ever share an OPRF key. */
+	const finish_req again = finish_req_of(&rs, suite, 1, f->wk, sizeof(f->wk), 0);
+	assert_code(send_register_finish(&f->v, account_of(ALICE), &again, &rr),
+	            BKV_CODE_FAILED_PRECONDITION);
+	const bkv_record same = must_peek(f, ALICE);
+	assert_int_equal(same.record_version, 1);
+	assert_memory_equal(same.mac, r1.mac, r1.mac_len);
 	/* Every RegisterStart picks another id. */
 	uint8_t ids[8][BKV_REGISTRATION_ID_BYTES];
 	for (size_t i = 0; i < 8; i++) {

@@ -121,10 +121,18 @@ static bkv_status check_finish(bkv_vault *v, bkv_account account,
  * *have_current says which; ABORTED / ALREADY_EXISTS when the request's expectation does
  * not hold. */
 static bkv_status expect_current(bkv_vault *v, bkv_account account, uint64_t replaces,
-                                 bkv_record *current, bool *have_current)
+                                 const bkv_registration_ticket *ticket, bkv_record *current,
+                                 bool *have_current)
 {
 	bkv_status st = bkv_load_record(v, account, current);
 	*have_current = st.code == BKV_CODE_OK;
+	/* One ticket, one registration: no two records share an OPRF key. */
+	if (*have_current && current->registration_id_len == BKV_REGISTRATION_ID_BYTES &&
+	    sodium_memcmp(current->registration_id, ticket->registration_id,
+	                  BKV_REGISTRATION_ID_BYTES) == 0)
+		return bkv_status_error(BKV_CODE_FAILED_PRECONDITION,
+		                        "this registration ticket was already used; start the "
+		                        "registration again");
 	if (st.code == BKV_CODE_NOT_FOUND) {
 		if (replaces == 0)
 			return bkv_status_ok();
@@ -172,7 +180,7 @@ bkv_status bkv_register_finish(bkv_vault *v, bkv_account account,
 	bkv_record record, current;
 	for (int round = 0; round < COMMIT_RETRIES; round++) {
 		bool have_current = false, stale = false;
-		st = expect_current(v, account, req->replaces_record_version, &current,
+		st = expect_current(v, account, req->replaces_record_version, &ticket, &current,
 		                    &have_current);
 		if (st.code != BKV_CODE_OK)
 			break;
