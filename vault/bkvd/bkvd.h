@@ -30,6 +30,9 @@ int bkvd_config_only_options(int argc, char **argv, const char *help, const char
 /* Opens the token named in config with its PIN. Prints "bkvd: <reason>" on failure. */
 bool bkvd_open_token(const bkvd_config *config, bkv_token **token);
 
+/* bkv_token_strerror(err), with the CKR name of the token's last failed call if any. */
+const char *bkvd_token_error(const bkv_token *token, bkv_token_err err);
+
 int bkvd_cmd_init(int argc, char **argv);
 int bkvd_cmd_rotate_seal_key(int argc, char **argv);
 int bkvd_cmd_serve(int argc, char **argv);

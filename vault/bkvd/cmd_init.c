@@ -122,11 +122,20 @@ int bkvd_cmd_init(int argc, char **argv)
 	printf("token \"%s\":\n", config.token_label);
 	bkv_token_err err =
 	    bkv_token_create_keys(token, config.suites, config.nsuites, replace, report, NULL);
+	if (err == BKV_TOKEN_OK)
+		err = bkv_token_load_keys(token, config.suites, config.nsuites);
+	/* The keys exist: check that every operation on them works before saying so. */
+	char why[512];
+	if (err == BKV_TOKEN_OK)
+		err = bkv_token_preflight(token, why, sizeof(why));
+	else
+		snprintf(why, sizeof(why), "%s", bkvd_token_error(token, err));
 	bkv_token_close(token);
 	if (err != BKV_TOKEN_OK) {
-		fprintf(stderr, "bkvd init: %s\n", bkv_token_strerror(err));
+		fprintf(stderr, "bkvd init: %s\n", why);
 		return BKVD_EXIT_FAILURE;
 	}
+	printf("preflight: every operation the configuration needs works on this token\n");
 	if (!create_secret_file(config.log_key_file, 32, false, "log key"))
 		return BKVD_EXIT_FAILURE;
 	if (dev) {

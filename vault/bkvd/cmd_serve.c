@@ -212,10 +212,13 @@ static bool preflight(const bkvd_config *c, bool tls)
 	if (!bkvd_open_token(c, &token))
 		return false;
 	bkv_token_err terr = bkv_token_load_keys(token, c->suites, c->nsuites);
+	if (terr != BKV_TOKEN_OK)
+		snprintf(why, sizeof(why), "%s", bkvd_token_error(token, terr));
+	else
+		terr = bkv_token_preflight(token, why, sizeof(why));
 	bkv_token_close(token);
 	if (terr != BKV_TOKEN_OK) {
-		fprintf(stderr, "bkvd: token \"%s\": %s\n", c->token_label,
-		        bkv_token_strerror(terr));
+		fprintf(stderr, "bkvd: token \"%s\": %s\n", c->token_label, why);
 		return false;
 	}
 	bkv_storage *storage;

@@ -38,9 +38,15 @@ int bkvd_cmd_status(int argc, char **argv)
 	printf("token: \"%s\" via %s\n", config.token_label, config.token_module);
 	bkv_token_err terr = bkv_token_load_keys(token, config.suites, config.nsuites);
 	if (terr != BKV_TOKEN_OK) {
-		printf("keys: %s\n", bkv_token_strerror(terr));
+		printf("keys: %s\n", bkvd_token_error(token, terr));
 		goto done;
 	}
+	terr = bkv_token_preflight(token, why, sizeof(why));
+	if (terr != BKV_TOKEN_OK) {
+		printf("preflight: FAILED: %s\n", why);
+		goto done;
+	}
+	printf("preflight: every operation the configuration needs works on this token\n");
 	for (size_t i = 0; i < config.nsuites; i++) {
 		const opaque_server_keys *keys = bkv_token_server_keys(token, config.suites[i]);
 		const size_t npk = opaque_suite_sizes(config.suites[i])->Npk;

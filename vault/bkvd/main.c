@@ -60,6 +60,18 @@ int bkvd_config_only_options(int argc, char **argv, const char *help, const char
 	return -1;
 }
 
+const char *bkvd_token_error(const bkv_token *token, bkv_token_err err)
+{
+	static char text[256];
+	const unsigned long rv = bkv_token_last_rv(token);
+	if (rv == 0 || err == BKV_TOKEN_ERR_KEY_MISSING)
+		snprintf(text, sizeof(text), "%s", bkv_token_strerror(err));
+	else
+		snprintf(text, sizeof(text), "%s (the last PKCS#11 call answered %s, 0x%lx)",
+		         bkv_token_strerror(err), bkv_token_ckr_name(rv), rv);
+	return text;
+}
+
 bool bkvd_load_config(const char *path, bkvd_config *config)
 {
 	if (path == NULL)

@@ -70,9 +70,16 @@ bkv_token_err token_rv(bkv_token *t, CK_RV rv)
 		err = BKV_TOKEN_ERR_DEVICE;
 		break;
 	}
-	if (t != NULL)
+	if (t != NULL) {
 		t->last_error = err;
+		t->last_rv = rv;
+	}
 	return err;
+}
+
+unsigned long bkv_token_last_rv(const bkv_token *t)
+{
+	return t != NULL ? (unsigned long)t->last_rv : 0;
 }
 
 /* why = msg [+ " (" PKCS#11 error ")"]; msg never contains the PIN. */
@@ -222,11 +229,11 @@ static void unload_keys(bkv_token *t)
 {
 	if (t->session_open) {
 		for (size_t i = 0; i < t->nseal; i++)
-			t->fn->C_DestroyObject(t->session, t->seal[i].handle);
+			token_drop_session_copy(t, t->seal[i].handle);
 		if (t->ticket_loaded)
-			t->fn->C_DestroyObject(t->session, t->ticket);
+			token_drop_session_copy(t, t->ticket);
 		if (t->state_mac_loaded)
-			t->fn->C_DestroyObject(t->session, t->state_mac);
+			token_drop_session_copy(t, t->state_mac);
 	}
 	for (size_t i = 0; i < TOKEN_NUM_SUITES; i++)
 		token_suite_keys_clear(&t->suites[i]);
@@ -367,7 +374,24 @@ bkv_token_err token_session_copy(bkv_token *t, CK_OBJECT_HANDLE obj, CK_OBJECT_H
 {
 	CK_BBOOL no = CK_FALSE;
 	CK_ATTRIBUTE tmpl[] = {{CKA_TOKEN, &no, sizeof(no)}};
-	return token_rv(t, t->fn->C_CopyObject(t->session, obj, tmpl, 1, copy));
+	CK_RV rv = t->fn->C_CopyObject(t->session, obj, tmpl, 1, copy);
+	/* Tokens without C_CopyObject (YubiHSM 2, tpm2-pkcs11, Google's library), or that
+	 * refuse to copy a sensitive key: use the token object itself, only slower. */
+	if (rv == CKR_FUNCTION_NOT_SUPPORTED || rv == CKR_ACTION_PROHIBITED ||
+	    rv == CKR_ATTRIBUTE_READ_ONLY || rv == CKR_TEMPLATE_INCONSISTENT) {
+		*copy = obj;
+		return BKV_TOKEN_OK;
+	}
+	return token_rv(t, rv);
+}
+
+void token_drop_session_copy(bkv_token *t, CK_OBJECT_HANDLE h)
+{
+	CK_BBOOL on_token = CK_TRUE;
+	CK_ATTRIBUTE a = {CKA_TOKEN, &on_token, sizeof(on_token)};
+	if (h != CK_INVALID_HANDLE && t->fn->C_GetAttributeValue(t->session, h, &a, 1) == CKR_OK &&
+	    on_token == CK_FALSE)
+		t->fn->C_DestroyObject(t->session, h);
 }
 
 bkv_token_err token_get_attribute(bkv_token *t, CK_OBJECT_HANDLE obj, CK_ATTRIBUTE_TYPE type,
@@ -542,8 +566,9 @@ static bkv_token_err aead_key(bkv_token *t, bkv_token_aead_key key, uint32_t ver
 	return BKV_TOKEN_OK;
 }
 
+/* iv is written back after a successful encryption only (decrypt never writes it). */
 static bkv_token_err aead(bkv_token *t, bool encrypt, bkv_token_aead_key key, uint32_t version,
-                          const uint8_t iv[BKV_TOKEN_IV_BYTES], const uint8_t *aad, size_t aad_len,
+                          uint8_t iv[BKV_TOKEN_IV_BYTES], const uint8_t *aad, size_t aad_len,
                           const uint8_t *in, size_t in_len, uint8_t *out, size_t out_len)
 {
 	if (t == NULL || iv == NULL || (aad == NULL && aad_len > 0) || (in == NULL && in_len > 0) ||
@@ -617,13 +642,16 @@ static bkv_token_err aead(bkv_token *t, bool encrypt, bkv_token_aead_key key, ui
 		sodium_memzero(out, out_len);
 		return token_rv(t, CKR_GENERAL_ERROR);
 	}
+	/* The IV the token used: ours, or one it chose and wrote into the parameters. */
+	if (encrypt)
+		memcpy(iv, iv_copy, sizeof(iv_copy));
 	return BKV_TOKEN_OK;
 }
 
 bkv_token_err bkv_token_encrypt(bkv_token *t, bkv_token_aead_key key, uint32_t version,
-                                const uint8_t iv[BKV_TOKEN_IV_BYTES], const uint8_t *aad,
-                                size_t aad_len, const uint8_t *plaintext, size_t plaintext_len,
-                                uint8_t *out, size_t out_len)
+                                uint8_t iv[BKV_TOKEN_IV_BYTES], const uint8_t *aad, size_t aad_len,
+                                const uint8_t *plaintext, size_t plaintext_len, uint8_t *out,
+                                size_t out_len)
 {
 	return aead(t, true, key, version, iv, aad, aad_len, plaintext, plaintext_len, out,
 	            out_len);
@@ -634,7 +662,8 @@ bkv_token_err bkv_token_decrypt(bkv_token *t, bkv_token_aead_key key, uint32_t v
                                 size_t aad_len, const uint8_t *in, size_t in_len,
                                 uint8_t *plaintext, size_t plaintext_len)
 {
-	return aead(t, false, key, version, iv, aad, aad_len, in, in_len, plaintext, plaintext_len);
+	return aead(t, false, key, version, (uint8_t *)iv, aad, aad_len, in, in_len, plaintext,
+	            plaintext_len);
 }
 
 bkv_token_err bkv_token_state_mac(bkv_token *t, const uint8_t *data, size_t data_len,

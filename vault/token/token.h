@@ -118,17 +118,29 @@ typedef enum bkv_token_aead_key {
  * version found in the token loads it, and it becomes the newest. */
 uint32_t bkv_token_seal_version(const bkv_token *token);
 
-/* out = ciphertext || tag; out_len must be plaintext_len + BKV_TOKEN_TAG_BYTES. */
+/* out = ciphertext || tag; out_len must be plaintext_len + BKV_TOKEN_TAG_BYTES.
+ * iv in: a fresh random IV; out: the IV the token actually used. Tokens that choose GCM
+ * IVs themselves (FIPS-mode HSMs) write theirs back; the caller must store iv after the
+ * call, never its own copy from before it. */
 bkv_token_err bkv_token_encrypt(bkv_token *token, bkv_token_aead_key key, uint32_t version,
-                                const uint8_t iv[BKV_TOKEN_IV_BYTES], const uint8_t *aad,
-                                size_t aad_len, const uint8_t *plaintext, size_t plaintext_len,
-                                uint8_t *out, size_t out_len);
+                                uint8_t iv[BKV_TOKEN_IV_BYTES], const uint8_t *aad, size_t aad_len,
+                                const uint8_t *plaintext, size_t plaintext_len, uint8_t *out,
+                                size_t out_len);
 /* plaintext_len must be in_len - BKV_TOKEN_TAG_BYTES. BKV_TOKEN_ERR_AUTH if the tag or AAD
  * does not match, BKV_TOKEN_ERR_KEY_MISSING for an unknown version. */
 bkv_token_err bkv_token_decrypt(bkv_token *token, bkv_token_aead_key key, uint32_t version,
                                 const uint8_t iv[BKV_TOKEN_IV_BYTES], const uint8_t *aad,
                                 size_t aad_len, const uint8_t *in, size_t in_len,
                                 uint8_t *plaintext, size_t plaintext_len);
+
+/* After bkv_token_load_keys: one real round trip of every operation the loaded keys must
+ * do (token_preflight.c). On failure why names the key, the PKCS#11 functions and
+ * mechanism, and the CKR name; bkvd refuses to start or report ready. */
+bkv_token_err bkv_token_preflight(bkv_token *token, char *why, size_t why_len);
+/* "CKR_MECHANISM_INVALID", ... for a CK_RV. */
+const char *bkv_token_ckr_name(unsigned long rv);
+/* The CK_RV of the token's last failed PKCS#11 call (0 if none). */
+unsigned long bkv_token_last_rv(const bkv_token *token);
 
 /* ---- The record-state MAC ---- */
 

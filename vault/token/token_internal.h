@@ -48,6 +48,7 @@ struct bkv_token {
 	opaque_suite_id loaded_suites[TOKEN_NUM_SUITES];
 	size_t nloaded;
 	bkv_token_err last_error;
+	CK_RV last_rv; /* of the last failed PKCS#11 call */
 	bkv_token_observer_fn observer;
 	void *observer_arg;
 	uint8_t *scratch; /* TOKEN_SCRATCH_BYTES of locked memory for decryption */
@@ -69,8 +70,11 @@ void token_label(char *out, size_t out_len, const char *prefix, opaque_suite_id 
 /* Finds exactly one token object of class with label; BKV_TOKEN_ERR_KEY_MISSING if none. */
 bkv_token_err token_find(bkv_token *t, CK_OBJECT_CLASS cls, const char *label,
                          CK_OBJECT_HANDLE *handle);
-/* Session copy of a token object (CKA_TOKEN = FALSE). */
+/* Session copy of a token object (CKA_TOKEN = FALSE); the object itself on a token that
+ * cannot copy it. */
 bkv_token_err token_session_copy(bkv_token *t, CK_OBJECT_HANDLE obj, CK_OBJECT_HANDLE *copy);
+/* Destroys h if it is a session copy; never a token object. */
+void token_drop_session_copy(bkv_token *t, CK_OBJECT_HANDLE h);
 /* Reads a non-sensitive attribute into buf; *len in: capacity, out: length. */
 bkv_token_err token_get_attribute(bkv_token *t, CK_OBJECT_HANDLE obj, CK_ATTRIBUTE_TYPE type,
                                   void *buf, size_t *len);

@@ -80,8 +80,15 @@ static bkv_token_err create_hmac_key(bkv_token *t, const char *label, CK_ULONG l
 	};
 	CK_MECHANISM mech = {CKM_GENERIC_SECRET_KEY_GEN, NULL, 0};
 	CK_OBJECT_HANDLE h;
-	return token_rv(
-	    t, t->fn->C_GenerateKey(t->session, &mech, tmpl, sizeof(tmpl) / sizeof(tmpl[0]), &h));
+	CK_ULONG n = sizeof(tmpl) / sizeof(tmpl[0]);
+	CK_RV rv = t->fn->C_GenerateKey(t->session, &mech, tmpl, n, &h);
+	if (rv == CKR_ATTRIBUTE_TYPE_INVALID) {
+		/* A v2.20 module (openCryptoki 3.8) knows no CKA_ALLOWED_MECHANISMS: the key
+		 * is still sign-only (CKA_SIGN alone) and non-extractable. */
+		tmpl[4] = tmpl[n - 1];
+		rv = t->fn->C_GenerateKey(t->session, &mech, tmpl, n - 1, &h);
+	}
+	return token_rv(t, rv);
 }
 
 static bkv_token_err create_p256_key_pair(bkv_token *t, const char *label)

@@ -217,10 +217,8 @@ void token_suite_keys_clear(token_suite_keys *sk)
 {
 	bkv_token *t = sk->token;
 	if (t != NULL && t->session_open) {
-		if (sk->oprf_seed != CK_INVALID_HANDLE)
-			t->fn->C_DestroyObject(t->session, sk->oprf_seed);
-		if (sk->ake_private != CK_INVALID_HANDLE)
-			t->fn->C_DestroyObject(t->session, sk->ake_private);
+		token_drop_session_copy(t, sk->oprf_seed);
+		token_drop_session_copy(t, sk->ake_private);
 	}
 	if (sk->r255_private_key != NULL)
 		sodium_free(sk->r255_private_key); /* wipes, unlocks and unmaps */
