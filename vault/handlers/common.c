@@ -55,6 +55,12 @@ bkv_status bkv_status_error(bkv_code code, const char *message)
 	return (bkv_status){.code = code, .message = message};
 }
 
+bkv_status bkv_status_busy(void)
+{
+	return bkv_status_error(BKV_CODE_UNAVAILABLE,
+	                        "the vault is busy with this account; try again");
+}
+
 bkv_status bkv_status_from_token(bkv_token_err err)
 {
 	switch (err) {

@@ -139,6 +139,8 @@ bool bkv_vault_reopen_token(bkv_vault *v);
 
 bkv_status bkv_status_ok(void);
 bkv_status bkv_status_error(bkv_code code, const char *message);
+/* UNAVAILABLE after COMMIT_RETRIES rounds lost to concurrent writers of one record. */
+bkv_status bkv_status_busy(void);
 /* Maps a token failure: device trouble is UNAVAILABLE, bad data INTERNAL. */
 bkv_status bkv_status_from_token(bkv_token_err err);
 bkv_status bkv_status_from_storage(bkv_storage_err err);

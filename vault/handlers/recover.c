@@ -151,8 +151,7 @@ bkv_status bkv_recover_start(bkv_vault *v, bkv_account account,
 
 	bkv_record record, next;
 	size_t ticket_len = 0;
-	bkv_status st = bkv_status_error(BKV_CODE_UNAVAILABLE,
-	                                 "the vault is busy with this account; try again");
+	bkv_status st = bkv_status_busy();
 	for (int round = 0; round < COMMIT_RETRIES; round++) {
 		bool stale = false;
 		bkv_status loaded = bkv_load_record(v, account, &record);
@@ -176,8 +175,10 @@ bkv_status bkv_recover_start(bkv_vault *v, bkv_account account,
 			next = record;
 			tombstone(&next);
 			st = bkv_update_record(v, &next, &record, &stale);
-			if (stale)
+			if (stale) {
+				st = bkv_status_busy();
 				continue;
+			}
 			if (st.code == BKV_CODE_OK) {
 				bkv_audit(v, "destroyed", account, NULL, 0);
 				st = destroyed_status(&next);
@@ -188,8 +189,7 @@ bkv_status bkv_recover_start(bkv_vault *v, bkv_account account,
 		    start_attempt(v, account, suite, req, &record, buf, &ticket_len, &next, &stale);
 		if (!stale)
 			break;
-		st = bkv_status_error(BKV_CODE_UNAVAILABLE,
-		                      "the vault is busy with this account; try again");
+		st = bkv_status_busy();
 	}
 	if (st.code != BKV_CODE_OK) {
 		sodium_memzero(buf->ke2, sizeof(buf->ke2));
@@ -281,8 +281,7 @@ bkv_status bkv_recover_finish(bkv_vault *v, bkv_account account,
 	const bool success =
 	    opaque_server_login_finish(&ticket.state, req->ke3.data, req->ke3.len, session_key,
 	                               sizes->session_key) == OPAQUE_OK;
-	st = bkv_status_error(BKV_CODE_UNAVAILABLE,
-	                      "the vault is busy with this account; try again");
+	st = bkv_status_busy();
 	for (int round = 0; round < COMMIT_RETRIES; round++) {
 		bool stale = false;
 		st = bkv_load_record(v, account, &record);
@@ -325,8 +324,7 @@ bkv_status bkv_recover_finish(bkv_vault *v, bkv_account account,
 		st = bkv_update_record(v, &next, &record, &stale);
 		if (!stale)
 			break;
-		st = bkv_status_error(BKV_CODE_UNAVAILABLE,
-		                      "the vault is busy with this account; try again");
+		st = bkv_status_busy();
 	}
 	if (st.code != BKV_CODE_OK)
 		goto done;

@@ -217,8 +217,7 @@ bkv_status bkv_register_finish(bkv_vault *v, bkv_account account,
 			st = bkv_status_from_storage(serr);
 		}
 		if (stale) { /* moved or created meanwhile: check the expectation again */
-			st = bkv_status_error(BKV_CODE_UNAVAILABLE,
-			                      "the vault is busy with this account; try again");
+			st = bkv_status_busy();
 			continue;
 		}
 		break;
