@@ -139,8 +139,9 @@ void bkv_account_hash(const bkv_vault *v, bkv_account account, char out[33])
 	sodium_bin2hex(out, 33, digest, sizeof(digest));
 }
 
-void bkv_audit(const bkv_vault *v, const char *event, bkv_account account, const char *extra_key,
-               uint64_t extra_value)
+/* {"ts","event","account"<extra>}: extra is "" or more JSON members with a leading comma. */
+static void audit_write(const bkv_vault *v, const char *event, bkv_account account,
+                        const char *extra)
 {
 	if (v->settings.event_hook != NULL)
 		v->settings.event_hook(v->settings.event_arg, event);
@@ -148,31 +149,26 @@ void bkv_audit(const bkv_vault *v, const char *event, bkv_account account, const
 		return;
 	char account_hash[33];
 	bkv_account_hash(v, account, account_hash);
-	if (extra_key != NULL)
-		fprintf(v->settings.audit,
-		        "{\"ts\":%" PRId64 ",\"event\":\"%s\",\"account\":\"%s\",\"%s\":%" PRIu64
-		        "}\n",
-		        (int64_t)time(NULL), event, account_hash, extra_key, extra_value);
-	else
-		fprintf(v->settings.audit,
-		        "{\"ts\":%" PRId64 ",\"event\":\"%s\",\"account\":\"%s\"}\n",
-		        (int64_t)time(NULL), event, account_hash);
+	fprintf(v->settings.audit, "{\"ts\":%" PRId64 ",\"event\":\"%s\",\"account\":\"%s\"%s}\n",
+	        (int64_t)time(NULL), event, account_hash, extra);
 	fflush(v->settings.audit);
+}
+
+void bkv_audit(const bkv_vault *v, const char *event, bkv_account account, const char *extra_key,
+               uint64_t extra_value)
+{
+	char extra[96] = "";
+	if (extra_key != NULL)
+		snprintf(extra, sizeof(extra), ",\"%s\":%" PRIu64, extra_key, extra_value);
+	audit_write(v, event, account, extra);
 }
 
 void bkv_audit_reason(const bkv_vault *v, const char *event, bkv_account account,
                       const char *reason)
 {
-	if (v->settings.event_hook != NULL)
-		v->settings.event_hook(v->settings.event_arg, event);
-	if (v->settings.audit == NULL)
-		return;
-	char account_hash[33];
-	bkv_account_hash(v, account, account_hash);
-	fprintf(v->settings.audit,
-	        "{\"ts\":%" PRId64 ",\"event\":\"%s\",\"account\":\"%s\",\"reason\":\"%s\"}\n",
-	        (int64_t)time(NULL), event, account_hash, reason);
-	fflush(v->settings.audit);
+	char extra[256];
+	snprintf(extra, sizeof(extra), ",\"reason\":\"%s\"", reason);
+	audit_write(v, event, account, extra);
 }
 
 bool bkv_vault_token_healthy(bkv_vault *v)
