@@ -63,28 +63,8 @@ if [ ! -x "$legacy/bin/bkvd" ] || [ ! -x "$legacy/bin/bkv" ] || [ ! -x "$legacy/
   exit 1
 fi
 
-work=$(mktemp -d)
-pid=""
-cleanup() {
-  if [ -n "$pid" ]; then kill "$pid" 2>/dev/null || true; wait "$pid" 2>/dev/null || true; fi
-  rm -rf "$work"
-}
-trap cleanup EXIT
-
-passed=0
-failed=0
-check() { # check NAME COMMAND...
-  local name=$1
-  shift
-  if "$@" >"$work/last.out" 2>&1; then
-    echo "ok $name"
-    passed=$((passed + 1))
-  else
-    echo "FAIL $name"
-    sed 's/^/    /' "$work/last.out"
-    failed=$((failed + 1))
-  fi
-}
+# shellcheck source=tests/testlib.sh
+. "$root/tests/testlib.sh"
 
 # The old release's own dev-vault (and make-dev-token): the token and configuration as
 # that release made them.
@@ -93,16 +73,6 @@ export SOFTHSM2_CONF=$work/vault/hsm/softhsm2.conf
 db=$work/vault/bkv.db
 sql() { sqlite3 -batch -bail -cmd ".timeout 5000" "$db" "$@"; }
 
-start() { # start BKVD: serve until stop
-  rm -f "$work/port"
-  "$1" serve --config "$config" --listen 127.0.0.1:0 --workers 1 \
-    --port-file "$work/port" 2>>"$work/bkvd.log" &
-  pid=$!
-  for _ in $(seq 100); do [ -s "$work/port" ] && break; sleep 0.05; done
-  [ -s "$work/port" ] || { cat "$work/bkvd.log"; exit 1; }
-  export BKV_VAULT=https://127.0.0.1:$(cat "$work/port")
-}
-stop() { kill "$pid"; wait "$pid" 2>/dev/null || true; pid=""; }
 
 printf 'migration password' > "$work/password"
 printf 'not the password' > "$work/wrong"
@@ -139,7 +109,7 @@ audit_refused() { # audit_refused: an audit event record_refused with a reason
 }
 
 # --- the old release: three accounts, one wrong password on bob
-start "$legacy/bin/bkvd"
+start "$legacy/bin/bkvd" "$config"
 check "the old release registers alice (ristretto255)" register_old alice ristretto255-sha512
 check "the old release registers bob (P-256)" register_old bob p256-sha256
 check "the old release registers carol (ristretto255)" register_old carol ristretto255-sha512
@@ -169,7 +139,7 @@ check "bkvd init creates bkv-state-mac-1 and nothing else" \
     [ \$(grep -c ' created' '$work/init.out') -eq 1 ]"
 
 # --- the new bkvd serves the old database: every row is refused
-start "$bin/bkvd"
+start "$bin/bkvd" "$config"
 check "the new bkvd migrated the schema to version 2" test "$(sql 'PRAGMA user_version')" = 2
 check "the three old rows carry no MAC and no registration id" \
   test "$(sql "SELECT count(*) FROM records WHERE mac = x'' AND registration_id = x''")" = 3
@@ -197,7 +167,7 @@ check "no row without a MAC is left; registration ids stay empty" \
   test "$(sql "SELECT count(*) FROM records WHERE mac = x''"):$(sql "SELECT count(*) FROM records WHERE registration_id = x''")" = "0:3"
 check "bkvd rewrap (no flag) now succeeds" "$bin/bkvd" rewrap --config "$config"
 
-start "$bin/bkvd"
+start "$bin/bkvd" "$config"
 check "bob's migrated counter is vouched for: 1 attempt used" \
   bash -c "'$bin/bkv' status --token-file '$work/token-bob' --ca-file '$work/vault/tls/cert.pem' |
     tee /dev/stderr | grep -q 'attempts used: 1 of 10'"
@@ -246,10 +216,9 @@ check "bkvd rewrap --migrate-macs refuses to vouch for it: fails, 1 record, inva
     grep -q 'invalid' '$work/rewrap.out'"
 check "dave's row still has no MAC" \
   test "$(sql "SELECT length(mac) FROM records WHERE account_id = CAST('dave' AS BLOB)")" = 0
-start "$bin/bkvd"
+start "$bin/bkvd" "$config"
 check "dave is still refused with data_loss" refused_recover dave
 check "bob still recovers" recovers bob
 stop
 
-echo "$passed passed, $failed failed"
-[ "$failed" -eq 0 ]
+summary

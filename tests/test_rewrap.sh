@@ -13,42 +13,12 @@ set -euo pipefail
 
 bin=$(cd "${1:?usage: test_rewrap.sh BUILD_BIN_DIR}" && pwd)
 root=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
-work=$(mktemp -d)
-pid=""
-cleanup() {
-  if [ -n "$pid" ]; then kill "$pid" 2>/dev/null || true; wait "$pid" 2>/dev/null || true; fi
-  rm -rf "$work"
-}
-trap cleanup EXIT
-
-passed=0
-failed=0
-check() { # check NAME COMMAND...
-  local name=$1
-  shift
-  if "$@" >"$work/last.out" 2>&1; then
-    echo "ok $name"
-    passed=$((passed + 1))
-  else
-    echo "FAIL $name"
-    sed 's/^/    /' "$work/last.out"
-    failed=$((failed + 1))
-  fi
-}
+# shellcheck source=tests/testlib.sh
+. "$root/tests/testlib.sh"
 
 config=$(BKVD=$bin/bkvd "$root/scripts/dev-vault" "$work/vault")
 export SOFTHSM2_CONF=$work/vault/hsm/softhsm2.conf
 
-start() {
-  rm -f "$work/port"
-  "$bin/bkvd" serve --config "$config" --listen 127.0.0.1:0 --workers 1 \
-    --port-file "$work/port" 2>>"$work/bkvd.log" &
-  pid=$!
-  for _ in $(seq 100); do [ -s "$work/port" ] && break; sleep 0.05; done
-  [ -s "$work/port" ] || { cat "$work/bkvd.log"; exit 1; }
-  export BKV_VAULT=https://127.0.0.1:$(cat "$work/port")
-}
-stop() { kill "$pid"; wait "$pid" 2>/dev/null || true; pid=""; }
 
 printf 'rotation password' > "$work/password"
 bkv() { "$bin/bkv" "$@" --ca-file "$work/vault/tls/cert.pem"; }
@@ -84,7 +54,7 @@ records_under() { # records_under VERSION COUNT
   "$bin/bkvd" status --config "$config" | grep -q "bkv-seal-$1.*: $2 record"
 }
 
-start
+start "$bin/bkvd" "$config"
 register alice ristretto255-sha512
 register bob p256-sha256
 register carol ristretto255-sha512
@@ -93,7 +63,7 @@ stop
 check "three records sealed under bkv-seal-1" records_under 1 3
 check "rotate-seal-key creates bkv-seal-2" "$bin/bkvd" rotate-seal-key --config "$config"
 check "records still under bkv-seal-1 after rotation" records_under 1 3
-start
+start "$bin/bkvd" "$config"
 check "a record sealed under version 1 recovers after rotation" recovers alice
 register dave p256-sha256
 check "a wrong password for bob (exit 3)" wrong_password bob 3
@@ -114,7 +84,7 @@ check "the newest version cannot be deleted" \
 check "delete-seal-key 1 works once nothing uses it" \
   "$bin/bkvd" delete-seal-key --config "$config" 1
 check "erin's row is still a tombstone" tombstone
-start
+start "$bin/bkvd" "$config"
 check "bob's wrong password is still counted after rewrap (the state MAC holds)" attempts_used bob 1
 for account in alice bob carol dave; do
   check "$account recovers after rewrap and deletion of version 1" recovers "$account"
@@ -122,5 +92,4 @@ done
 check "erin's key stays destroyed (exit 4)" wrong_password erin 4
 stop
 
-echo "$passed passed, $failed failed"
-[ "$failed" -eq 0 ]
+summary

@@ -1,0 +1,48 @@
+# tests/testlib.sh - sourced by the shell tests that drive bkvd and the bkv CLI: a work
+# directory removed on exit together with any bkvd started here, check/summary counting,
+# and `bkvd serve` on 127.0.0.1 with a port the kernel picks.
+#
+#   work, pid                  the work directory; the running bkvd's pid ("" if none)
+#   check NAME COMMAND...      "ok NAME", or "FAIL NAME" and COMMAND's output indented
+#   start BKVD CONFIG          serve CONFIG with BKVD (one worker); exports BKV_VAULT
+#   stop                       stop it
+#   summary                    "N passed, N failed"; fails if any check failed
+
+work=$(mktemp -d)
+pid=""
+cleanup() {
+  if [ -n "$pid" ]; then kill "$pid" 2>/dev/null || true; wait "$pid" 2>/dev/null || true; fi
+  rm -rf "$work"
+}
+trap cleanup EXIT
+
+passed=0
+failed=0
+check() {
+  local name=$1
+  shift
+  if "$@" >"$work/last.out" 2>&1; then
+    echo "ok $name"
+    passed=$((passed + 1))
+  else
+    echo "FAIL $name"
+    sed 's/^/    /' "$work/last.out"
+    failed=$((failed + 1))
+  fi
+}
+
+start() {
+  rm -f "$work/port"
+  "$1" serve --config "$2" --listen 127.0.0.1:0 --workers 1 \
+    --port-file "$work/port" 2>>"$work/bkvd.log" &
+  pid=$!
+  for _ in $(seq 100); do [ -s "$work/port" ] && break; sleep 0.05; done
+  [ -s "$work/port" ] || { cat "$work/bkvd.log"; exit 1; }
+  export BKV_VAULT=https://127.0.0.1:$(cat "$work/port")
+}
+stop() { kill "$pid"; wait "$pid" 2>/dev/null || true; pid=""; }
+
+summary() {
+  echo "$passed passed, $failed failed"
+  [ "$failed" -eq 0 ]
+}
