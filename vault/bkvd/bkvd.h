@@ -22,10 +22,12 @@ enum {
  * one-line reason and returns false on failure. */
 bool bkvd_load_config(const char *path, bkvd_config *config);
 
-/* For commands whose only options are --config FILE and --help: parses them, prints help
- * (the command's usage text) or a usage error. Returns -1 to go on, with optind at the
- * first positional argument, or the exit code to return. */
-int bkvd_config_only_options(int argc, char **argv, const char *help, const char **config_path);
+/* For commands whose options are --config FILE, --help and at most one flag (--FLAG, or
+ * NULL for none; *flag_set says whether it was given): parses them, prints help (the
+ * command's usage text) or a usage error. Returns -1 to go on, with optind at the first
+ * positional argument, or the exit code to return. */
+int bkvd_config_options(int argc, char **argv, const char *help, const char **config_path,
+                        const char *flag, bool *flag_set);
 
 /* Opens the token named in config with its PIN. Prints "bkvd: <reason>" on failure. */
 bool bkvd_open_token(const bkvd_config *config, bkv_token **token);

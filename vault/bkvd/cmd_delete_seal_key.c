@@ -17,7 +17,7 @@ int bkvd_cmd_delete_seal_key(int argc, char **argv)
 	    "Destroys bkv-seal-VERSION once nothing is sealed under it any more (run\n"
 	    "`bkvd rewrap` first). The newest version is never deleted.\n";
 	const char *config_path;
-	int rc = bkvd_config_only_options(argc, argv, help, &config_path);
+	int rc = bkvd_config_options(argc, argv, help, &config_path, NULL, NULL);
 	if (rc >= 0)
 		return rc;
 	char *end = NULL;

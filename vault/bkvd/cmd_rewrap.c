@@ -75,21 +75,6 @@ static bkv_token_err migrate_mac(bkv_token *token, bkv_storage *storage, bkv_rec
 	return BKV_TOKEN_OK;
 }
 
-/* Removes "--migrate-macs" from argv; whether it was there. */
-static bool take_flag(int *argc, char **argv, const char *flag)
-{
-	bool found = false;
-	int out = 0;
-	for (int i = 0; i < *argc; i++) {
-		if (i > 0 && strcmp(argv[i], flag) == 0)
-			found = true;
-		else
-			argv[out++] = argv[i];
-	}
-	*argc = out;
-	return found;
-}
-
 int bkvd_cmd_rewrap(int argc, char **argv)
 {
 	static const char help[] =
@@ -101,8 +86,8 @@ int bkvd_cmd_rewrap(int argc, char **argv)
 	    "                  vouching for the attempt counters they hold now. Run it\n"
 	    "                  once after upgrading, on a database you trust at that moment.\n";
 	const char *config_path;
-	const bool migrate = take_flag(&argc, argv, "--migrate-macs");
-	int rc = bkvd_config_only_options(argc, argv, help, &config_path);
+	bool migrate;
+	int rc = bkvd_config_options(argc, argv, help, &config_path, "migrate-macs", &migrate);
 	if (rc >= 0)
 		return rc;
 	if (optind != argc) {

@@ -14,7 +14,7 @@ int bkvd_cmd_rotate_seal_key(int argc, char **argv)
 	    "Creates the next record-sealing key version in the token. New records\n"
 	    "are sealed with it after bkvd restarts; older versions keep opening.\n";
 	const char *config_path;
-	int rc = bkvd_config_only_options(argc, argv, help, &config_path);
+	int rc = bkvd_config_options(argc, argv, help, &config_path, NULL, NULL);
 	if (rc >= 0)
 		return rc;
 	if (optind != argc) {

@@ -18,7 +18,7 @@ int bkvd_cmd_status(int argc, char **argv)
 	    "Checks the configuration, the token and its keys, and the database,\n"
 	    "and prints what it finds. Exit 0 when bkvd serve would start.\n";
 	const char *config_path;
-	int rc = bkvd_config_only_options(argc, argv, help, &config_path);
+	int rc = bkvd_config_options(argc, argv, help, &config_path, NULL, NULL);
 	if (rc >= 0)
 		return rc;
 	if (optind != argc) {

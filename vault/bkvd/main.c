@@ -37,19 +37,25 @@ static void usage(FILE *out)
 	        BKVD_DEFAULT_CONFIG);
 }
 
-int bkvd_config_only_options(int argc, char **argv, const char *help, const char **config_path)
+int bkvd_config_options(int argc, char **argv, const char *help, const char **config_path,
+                        const char *flag, bool *flag_set)
 {
-	static const struct option options[] = {
+	const struct option options[] = {
 	    {"config", required_argument, NULL, 'c'},
 	    {"help", no_argument, NULL, 'h'},
+	    {flag, no_argument, NULL, 'f'}, /* the end of the list when flag is NULL */
 	    {NULL, 0, NULL, 0},
 	};
 	*config_path = NULL;
+	if (flag_set != NULL)
+		*flag_set = false;
 	int opt;
 	optind = 1;
 	while ((opt = getopt_long(argc, argv, "c:h", options, NULL)) != -1) {
 		if (opt == 'c') {
 			*config_path = optarg;
+		} else if (opt == 'f' && flag_set != NULL) {
+			*flag_set = true;
 		} else if (opt == 'h') {
 			fputs(help, stdout);
 			return BKVD_EXIT_OK;
