@@ -566,10 +566,11 @@ static bkv_token_err aead_key(bkv_token *t, bkv_token_aead_key key, uint32_t ver
 	return BKV_TOKEN_OK;
 }
 
-/* iv is written back after a successful encryption only (decrypt never writes it). */
+/* iv_out (encryption only; NULL otherwise) receives the IV the token used. */
 static bkv_token_err aead(bkv_token *t, bool encrypt, bkv_token_aead_key key, uint32_t version,
-                          uint8_t iv[BKV_TOKEN_IV_BYTES], const uint8_t *aad, size_t aad_len,
-                          const uint8_t *in, size_t in_len, uint8_t *out, size_t out_len)
+                          const uint8_t iv[BKV_TOKEN_IV_BYTES], uint8_t *iv_out, const uint8_t *aad,
+                          size_t aad_len, const uint8_t *in, size_t in_len, uint8_t *out,
+                          size_t out_len)
 {
 	if (t == NULL || iv == NULL || (aad == NULL && aad_len > 0) || (in == NULL && in_len > 0) ||
 	    (out == NULL && out_len > 0))
@@ -643,8 +644,8 @@ static bkv_token_err aead(bkv_token *t, bool encrypt, bkv_token_aead_key key, ui
 		return token_rv(t, CKR_GENERAL_ERROR);
 	}
 	/* The IV the token used: ours, or one it chose and wrote into the parameters. */
-	if (encrypt)
-		memcpy(iv, iv_copy, sizeof(iv_copy));
+	if (iv_out != NULL)
+		memcpy(iv_out, iv_copy, sizeof(iv_copy));
 	return BKV_TOKEN_OK;
 }
 
@@ -653,7 +654,7 @@ bkv_token_err bkv_token_encrypt(bkv_token *t, bkv_token_aead_key key, uint32_t v
                                 const uint8_t *plaintext, size_t plaintext_len, uint8_t *out,
                                 size_t out_len)
 {
-	return aead(t, true, key, version, iv, aad, aad_len, plaintext, plaintext_len, out,
+	return aead(t, true, key, version, iv, iv, aad, aad_len, plaintext, plaintext_len, out,
 	            out_len);
 }
 
@@ -662,7 +663,7 @@ bkv_token_err bkv_token_decrypt(bkv_token *t, bkv_token_aead_key key, uint32_t v
                                 size_t aad_len, const uint8_t *in, size_t in_len,
                                 uint8_t *plaintext, size_t plaintext_len)
 {
-	return aead(t, false, key, version, (uint8_t *)iv, aad, aad_len, in, in_len, plaintext,
+	return aead(t, false, key, version, iv, NULL, aad, aad_len, in, in_len, plaintext,
 	            plaintext_len);
 }
 
