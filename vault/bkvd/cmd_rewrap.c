@@ -54,11 +54,7 @@ static bkv_token_err reseal_one(bkv_token *token, bkv_storage *storage, const bk
 /* A record from before state MACs: the only state such a record can be in. */
 static bool legacy_record_ok(const bkv_record *r)
 {
-	const opaque_sizes *sizes = opaque_suite_sizes((opaque_suite_id)r->suite);
-	return sizes != NULL && r->state == BKV_RECORD_LIVE && r->registration_id_len == 0 &&
-	       r->record_version > 0 && r->attempt_limit > 0 &&
-	       r->attempts_used <= r->attempt_limit && r->last_finished_seq <= r->guess_seq &&
-	       r->sealed_len > BKV_RECORD_SEAL_OVERHEAD + sizes->registration_record;
+	return bkv_record_in_range(r) && r->state == BKV_RECORD_LIVE && r->registration_id_len == 0;
 }
 
 /* Gives a record without a MAC its first one (compare-and-set on the empty MAC). */

@@ -167,6 +167,8 @@ void bkv_audit_reason(const bkv_vault *v, const char *event, bkv_account account
  * every value in range. OK; NOT_FOUND; DATA_LOSS for a row changed outside bkvd (audited);
  * or the token's or database's failure. */
 bkv_status bkv_load_record(bkv_vault *v, bkv_account account, bkv_record *r);
+/* Every value a handler relies on is in range for what bkvd itself ever writes. */
+bool bkv_record_in_range(const bkv_record *r);
 /* Sets r->mac for r's state. */
 bkv_token_err bkv_record_mac(bkv_token *token, bkv_record *r);
 /* MACs next and writes it over current (compare-and-set on current's MAC). *stale (with
@@ -179,9 +181,9 @@ bkv_status bkv_status_data_loss(bkv_vault *v, bkv_account account, const char *w
 /* The OPRF credential identifier: account id || registration id (RFC 9807 lets the server
  * choose it; a fresh registration id per registration gives each a fresh OPRF key). */
 #define BKV_CREDENTIAL_ID_MAX (BKV_ACCOUNT_ID_MAX + BKV_REGISTRATION_ID_BYTES)
-const uint8_t *bkv_credential_identifier(bkv_account account, const uint8_t *registration_id,
-                                         size_t registration_id_len,
-                                         uint8_t out[BKV_CREDENTIAL_ID_MAX], size_t *out_len);
+void bkv_credential_identifier(bkv_account account, const uint8_t *registration_id,
+                               size_t registration_id_len, uint8_t out[BKV_CREDENTIAL_ID_MAX],
+                               size_t *out_len);
 /* hex(BLAKE2b-128 keyed with log_key) of the account id, NUL-terminated (33 bytes). */
 void bkv_account_hash(const bkv_vault *v, bkv_account account, char out[33]);
 

@@ -55,8 +55,7 @@ bkv_token_err bkv_record_mac(bkv_token *token, bkv_record *r)
 	return err;
 }
 
-/* Every value a handler relies on, in range for what bkvd itself ever writes. */
-static bool record_in_range(const bkv_record *r)
+bool bkv_record_in_range(const bkv_record *r)
 {
 	const opaque_sizes *sizes = opaque_suite_sizes((opaque_suite_id)r->suite);
 	if (sizes == NULL || r->record_version == 0 || r->attempt_limit == 0 ||
@@ -102,7 +101,7 @@ bkv_status bkv_load_record(bkv_vault *v, bkv_account account, bkv_record *r)
 		return bkv_status_data_loss(v, account,
 		                            "a record's state MAC does not match: the row was "
 		                            "changed outside bkvd");
-	if (!record_in_range(r))
+	if (!bkv_record_in_range(r))
 		return bkv_status_data_loss(v, account, "a MAC-verified record is out of range");
 	return bkv_status_ok();
 }
@@ -122,13 +121,12 @@ bkv_status bkv_update_record(bkv_vault *v, bkv_record *next, const bkv_record *c
 	return bkv_status_from_storage(serr);
 }
 
-const uint8_t *bkv_credential_identifier(bkv_account account, const uint8_t *registration_id,
-                                         size_t registration_id_len,
-                                         uint8_t out[BKV_CREDENTIAL_ID_MAX], size_t *out_len)
+void bkv_credential_identifier(bkv_account account, const uint8_t *registration_id,
+                               size_t registration_id_len, uint8_t out[BKV_CREDENTIAL_ID_MAX],
+                               size_t *out_len)
 {
 	memcpy(out, account.id, account.len);
 	if (registration_id_len > 0)
 		memcpy(out + account.len, registration_id, registration_id_len);
 	*out_len = account.len + registration_id_len;
-	return out;
 }
