@@ -31,6 +31,7 @@ import * as r255 from "@serenity-kit/opaque";
 import * as p256 from "@serenity-kit/opaque-p256";
 import { createClient, ConnectError, Code } from "@connectrpc/connect";
 import { createConnectTransport } from "@connectrpc/connect-node";
+import { check, summary } from "./tap.mjs";
 
 const genDir = process.argv[2];
 if (!genDir) {
@@ -46,25 +47,9 @@ const tokens = JSON.parse(process.env.BKV_TOKENS);
 const accountPrefix = process.env.BKV_ACCOUNT_PREFIX;
 const db = process.env.BKV_DB;
 
-let passed = Number(process.env.BKV_INTEROP_SETUP_PASSED || 0);
-let failed = 0;
-function check(name, cond, detail) {
-  if (cond) {
-    passed++;
-    console.log(`ok ${passed + failed} - ${name}`);
-  } else {
-    failed++;
-    console.log(`not ok ${passed + failed} - ${name}${detail === undefined ? "" : ": " + detail}`);
-  }
-  return cond;
-}
-function finish() {
-  console.log(`${passed} passed, ${failed} failed`);
-  process.exit(failed === 0 ? 0 : 1);
-}
 function fatal(name, err) {
   check(name, false, err instanceof Error ? err.stack || err.message : String(err));
-  finish();
+  summary();
 }
 
 const b64u = (bytes) => Buffer.from(bytes).toString("base64url");
@@ -265,7 +250,7 @@ async function runSuite(s) {
     const r = await recover(s, main, password);
     check(`${N}: RecoverStart: 9 attempts remaining`, r.rs.attemptsRemaining === 9, String(r.rs.attemptsRemaining));
     if (!check(`${N}: the client accepts the vault's KE2 (finishLogin)`, r.login !== null))
-      finish();
+      summary();
     check(`${N}: finishLogin export_key equals the registration's`, eq(unb64u(r.login.exportKey), first.exportKey));
     check(`${N}: RecoverFinish accepts the client's KE3, sealed_key of 88 bytes`,
       r.rf.sealedKey.length === 12 + 60 + 16, `${r.rf.sealedKey.length} bytes`);
@@ -392,4 +377,4 @@ async function runSuite(s) {
 }
 
 for (const s of suites) await runSuite(s);
-finish();
+summary();

@@ -18,6 +18,7 @@ import { readFileSync } from "node:fs";
 import { createRequire } from "node:module";
 import * as r255 from "@serenity-kit/opaque";
 import * as p256 from "@serenity-kit/opaque-p256";
+import { check, summary } from "./tap.mjs";
 
 const vectorsPath = process.argv[2];
 if (!vectorsPath) {
@@ -26,18 +27,6 @@ if (!vectorsPath) {
 }
 const vectors = JSON.parse(readFileSync(vectorsPath, "utf8")).vectors;
 
-let passed = Number(process.env.BKV_INTEROP_SETUP_PASSED || 0);
-let failed = 0;
-function check(name, cond, detail) {
-  if (cond) {
-    passed++;
-    console.log(`ok ${passed + failed} - ${name}`);
-  } else {
-    failed++;
-    console.log(`not ok ${passed + failed} - ${name}${detail === undefined ? "" : ": " + detail}`);
-  }
-  return cond;
-}
 function same(name, got, want) {
   return check(name, got === want, `\n    got  ${got}\n    want ${want}`);
 }
@@ -158,5 +147,4 @@ for (const { pkg, lib, sections, scalar, mac } of packages) {
     }
   }
 }
-console.log(`vectors: ${passed} passed, ${failed} failed`);
-process.exit(failed === 0 ? 0 : 1);
+summary("vectors: ");
