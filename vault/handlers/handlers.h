@@ -171,8 +171,9 @@ bkv_status bkv_load_record(bkv_vault *v, bkv_account account, bkv_record *r);
 bool bkv_record_in_range(const bkv_record *r);
 /* Sets r->mac for r's state. */
 bkv_token_err bkv_record_mac(bkv_token *token, bkv_record *r);
-/* MACs next and writes it over current (compare-and-set on current's MAC). *stale (with
- * ABORTED) if the row changed since current was read. */
+/* MACs next and writes it over current (compare-and-set on current's MAC), or creates it
+ * when current is NULL. *stale (with ABORTED) if the row changed since current was read,
+ * or one was created meanwhile. */
 bkv_status bkv_update_record(bkv_vault *v, bkv_record *next, const bkv_record *current,
                              bool *stale);
 /* DATA_LOSS, audited with why. */

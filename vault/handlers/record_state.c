@@ -112,8 +112,11 @@ bkv_status bkv_update_record(bkv_vault *v, bkv_record *next, const bkv_record *c
 	bkv_token_err terr = bkv_record_mac(v->token, next);
 	if (terr != BKV_TOKEN_OK)
 		return bkv_status_from_token(terr);
-	bkv_storage_err serr = bkv_storage_update(v->storage, next, current->mac, current->mac_len);
-	if (serr == BKV_STORAGE_STALE || serr == BKV_STORAGE_NOT_FOUND) {
+	bkv_storage_err serr =
+	    current != NULL ? bkv_storage_update(v->storage, next, current->mac, current->mac_len)
+	                    : bkv_storage_insert(v->storage, next);
+	if (serr == BKV_STORAGE_STALE || serr == BKV_STORAGE_NOT_FOUND ||
+	    serr == BKV_STORAGE_EXISTS) {
 		*stale = true;
 		return bkv_status_error(BKV_CODE_ABORTED,
 		                        "the record changed meanwhile; try again");

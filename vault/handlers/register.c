@@ -203,19 +203,11 @@ bkv_status bkv_register_finish(bkv_vault *v, bkv_account account,
 		    bkv_record_seal(v->token, account.id, account.len, suite, record.record_version,
 		                    record.registration_id, record.registration_id_len, plaintext,
 		                    plaintext_len, record.sealed, record.sealed_len);
-		if (terr == BKV_TOKEN_OK)
-			terr = bkv_record_mac(v->token, &record);
 		if (terr != BKV_TOKEN_OK) {
 			st = bkv_status_from_token(terr);
 			break;
 		}
-		if (have_current) {
-			st = bkv_update_record(v, &record, &current, &stale);
-		} else {
-			bkv_storage_err serr = bkv_storage_insert(v->storage, &record);
-			stale = serr == BKV_STORAGE_EXISTS;
-			st = bkv_status_from_storage(serr);
-		}
+		st = bkv_update_record(v, &record, have_current ? &current : NULL, &stale);
 		if (stale) { /* moved or created meanwhile: check the expectation again */
 			st = bkv_status_busy();
 			continue;
