@@ -342,7 +342,8 @@ static void count_refusals(void *arg, const char *event)
 /* A token session with both suites' keys loaded, or NULL (why says what failed). */
 static bkv_token *token_open_loaded(char *why, size_t why_len)
 {
-	bkv_token_config cfg = {g_module, g_label, g_pin, g_pin_len};
+	bkv_token_config cfg = {
+	    .module_path = g_module, .token_label = g_label, .pin = g_pin, .pin_len = g_pin_len};
 	bkv_token *t = NULL;
 	if (bkv_token_open(&cfg, &t, why, why_len) != BKV_TOKEN_OK)
 		return NULL;
@@ -2366,8 +2367,9 @@ static void recover_finish_rejects_a_ticket_with_one_byte_flipped(void **state)
 	pending p;
 	start_pending(f, &p);
 	const size_t n = p.at.ticket_len;
-	/* in the IV, the ciphertext's first and middle bytes, and the tag */
-	const size_t positions[] = {0, 11, 12, n / 2, n - 17, n - 16, n - 1};
+	/* box = scheme || iv_len || iv (12) || ciphertext || tag (16): each header byte, the
+	 * IV's ends, the ciphertext's first, middle and last bytes, and the tag's ends */
+	const size_t positions[] = {0, 1, 2, 13, 14, n / 2, n - 17, n - 16, n - 1};
 	for (size_t i = 0; i < sizeof(positions) / sizeof(positions[0]); i++) {
 		uint8_t t[BKV_TICKET_MAX_BYTES];
 		memcpy(t, p.at.ticket, n);
@@ -3220,7 +3222,9 @@ static void every_registration_gets_a_fresh_registration_id_named_by_its_ticket(
 	assert_code(client_make_record(&f->v, &f->buf, account_of(ALICE), suite, PASSWORD, &rs),
 	            BKV_CODE_OK);
 	const int64_t t1 = (int64_t)time(NULL);
-	assert_int_equal(rs.ticket_len, BKV_REGISTRATION_TICKET_BYTES);
+	/* A GCM box with a 12-byte IV on SoftHSM: header, IV, the plaintext, the tag. */
+	assert_int_equal(rs.ticket_len, 2 + BKV_TOKEN_IV_BYTES + BKV_REGISTRATION_TICKET_PLAINTEXT +
+	                                    BKV_TOKEN_TAG_BYTES);
 	bkv_registration_ticket rt;
 	assert_int_equal(bkv_registration_ticket_open(f->v.token, account_of(ALICE), rs.ticket,
 	                                              rs.ticket_len, &rt),
@@ -3497,11 +3501,12 @@ static void register_finish_refuses_a_missing_forged_or_foreign_registration_tic
 	assert_code(
 	    client_make_record(&f->v, &f->buf, account_of(ALICE), other, NEW_PASSWORD, &others),
 	    BKV_CODE_OK);
-	uint8_t random[BKV_REGISTRATION_TICKET_BYTES], flipped[3][BKV_REGISTRATION_TICKET_BYTES];
+	uint8_t random[BKV_REGISTRATION_TICKET_BYTES], flipped[4][BKV_REGISTRATION_TICKET_BYTES];
 	uint8_t longer[BKV_REGISTRATION_TICKET_BYTES + 1];
 	randombytes_buf(random, sizeof(random));
-	const size_t at_byte[3] = {0, BKV_TOKEN_IV_BYTES + 2, BKV_REGISTRATION_TICKET_BYTES - 1};
-	for (size_t i = 0; i < 3; i++) {
+	/* box = scheme || iv_len || iv || ciphertext || tag */
+	const size_t at_byte[4] = {2, 2 + BKV_TOKEN_IV_BYTES + 2, rs.ticket_len - 1, 0};
+	for (size_t i = 0; i < 4; i++) {
 		memcpy(flipped[i], rs.ticket, rs.ticket_len);
 		flipped[i][at_byte[i]] ^= 0x01;
 	}
@@ -3517,6 +3522,7 @@ static void register_finish_refuses_a_missing_forged_or_foreign_registration_tic
 	    {"iv flipped", flipped[0], rs.ticket_len},
 	    {"ciphertext flipped", flipped[1], rs.ticket_len},
 	    {"tag flipped", flipped[2], rs.ticket_len},
+	    {"scheme flipped", flipped[3], rs.ticket_len},
 	    {"truncated", rs.ticket, rs.ticket_len - 1},
 	    {"one byte appended", longer, rs.ticket_len + 1},
 	    {"another account's", bobs.ticket, bobs.ticket_len},
@@ -4184,10 +4190,9 @@ static void a_migrated_record_from_before_registration_ids_still_recovers(void *
 	r.attempt_limit = DEFAULT_LIMIT;
 	r.registered_at = (int64_t)time(NULL);
 	r.seal_key_version = bkv_token_seal_version(f->v.token);
-	r.sealed_len = sz->registration_record + sizeof(f->wk) + BKV_RECORD_SEAL_OVERHEAD;
 	assert_int_equal(bkv_record_seal(f->v.token, r.account_id, r.account_id_len, suite, 1, NULL,
 	                                 0, plaintext, sz->registration_record + sizeof(f->wk),
-	                                 r.sealed, r.sealed_len),
+	                                 r.sealed, sizeof(r.sealed), &r.sealed_len),
 	                 BKV_TOKEN_OK);
 	sodium_memzero(plaintext, sizeof(plaintext));
 	/* As it was before the migration: no MAC. */
@@ -4285,9 +4290,9 @@ static void stored_values_out_of_range_are_data_loss(void **state)
 	e[ne] = honest, e[ne].guess_seq = 2, e[ne].last_finished_seq = 3, ne++;
 	e[ne] = honest, e[ne++].registration_id_len = 5;
 	e[ne] = honest, e[ne++].sealed_len = 0; /* live, with nothing sealed */
-	e[ne] = honest, e[ne++].sealed_len = BKV_RECORD_SEAL_OVERHEAD + sz->registration_record;
+	e[ne] = honest, e[ne++].sealed_len = BKV_RECORD_SEAL_OVERHEAD_MIN + sz->registration_record;
 	e[ne] = honest;
-	e[ne++].sealed_len = BKV_RECORD_SEAL_OVERHEAD + sz->registration_record +
+	e[ne++].sealed_len = BKV_RECORD_SEAL_OVERHEAD_MAX + sz->registration_record +
 	                     BKV_WRAPPED_KEY_MAX + 1; /* the bytes beyond are zeros */
 	e[ne] = honest, e[ne].state = BKV_RECORD_DESTROYED, e[ne].destroyed_at = 1, ne++;
 	for (size_t i = 0; i < ne; i++) {
@@ -4399,7 +4404,8 @@ static int group_setup(void **state)
 	}
 	if (sodium_init() < 0)
 		return -1;
-	bkv_token_config cfg = {g_module, g_label, g_pin, g_pin_len};
+	bkv_token_config cfg = {
+	    .module_path = g_module, .token_label = g_label, .pin = g_pin, .pin_len = g_pin_len};
 	bkv_token *t = NULL;
 	char why[512] = "";
 	if (bkv_token_open(&cfg, &t, why, sizeof(why)) != BKV_TOKEN_OK) {

@@ -6,7 +6,9 @@
  * faults (bad configuration, sessions closed underneath, the token's files removed).
  *
  * Run it through tests/with-softhsm, which makes a throw-away token and exports
- * BKV_TEST_PKCS11_MODULE, BKV_TEST_TOKEN_LABEL, BKV_TEST_PIN_FILE and BKV_TEST_TOKEN_DIR.
+ * BKV_TEST_PKCS11_MODULE, BKV_TEST_TOKEN_LABEL, BKV_TEST_PIN_FILE and BKV_TEST_TOKEN_DIR,
+ * with the quirks module (build/lib/libbkv-pkcs11-quirks.so) as the only argument: through
+ * it the same SoftHSM2 poses as a token without GCM, or one that chooses the GCM IV itself.
  * Keys for both suites are created once on that token; every test that changes a token
  * (rotation, replacement, faults) initializes a token of its own in the same SoftHSM2
  * directory, so tests do not depend on each other's order. Objects are inspected through
@@ -22,6 +24,7 @@
 
 #include <dirent.h>
 #include <ftw.h>
+#include <limits.h>
 #include <setjmp.h>
 #include <stdarg.h>
 #include <stdbool.h>
@@ -30,10 +33,12 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <unistd.h>
 
 #include <cmocka.h>
 
 #include <openssl/bn.h>
+#include <openssl/crypto.h>
 #include <openssl/ec.h>
 #include <openssl/evp.h>
 #include <openssl/hmac.h>
@@ -74,15 +79,28 @@ static const uint8_t ACCOUNT[] = {'a', 'c', 'c', 't', '-', '0', '0', '0', '1'};
 static const uint8_t OTHER_ACCOUNT[] = {'a', 'c', 'c', 't', '-', '0', '0', '0', '2'};
 static const char WRONG_PIN[] = "bkv-wrong-pin-5f1c9a";
 
+/* A sealed record as record_seal.h and token.h lay it out on a token that seals with GCM and
+ * picks no IV of its own (SoftHSM2): 0x02 || seal key version (4) || box, and box = scheme (1)
+ * || iv_len (1) || iv (12) || ciphertext || tag (16). */
 #define RECORD_VERSION   7u
 #define RECORD_PT_BYTES  48
-#define RECORD_SEALED    (RECORD_PT_BYTES + BKV_RECORD_SEAL_OVERHEAD)
-#define RECORD_IV_AT     (1 + 4)
-#define RECORD_CT_AT     BKV_RECORD_SEAL_HEADER_BYTES
+#define RECORD_SCHEME_AT (1 + 4)
+#define RECORD_IVLEN_AT  (RECORD_SCHEME_AT + 1)
+#define RECORD_IV_AT     (RECORD_IVLEN_AT + 1)
+#define RECORD_CT_AT     (RECORD_IV_AT + 12)
 #define RECORD_TAG_AT    (RECORD_CT_AT + RECORD_PT_BYTES)
-#define R255_SEALED_SIZE (4 + 12 + 32 + 16)
+#define RECORD_SEALED    (RECORD_TAG_AT + 16)
+/* What bkv_record_seal asks of the output buffer for RECORD_PT_BYTES. */
+#define RECORD_SEAL_CAP (RECORD_PT_BYTES + BKV_RECORD_SEAL_OVERHEAD_MAX)
+/* Format 0x01: 0x01 || seal key version (4) || iv (12) || ciphertext || tag (16). */
+#define LEGACY_RECORD_SEALED (1 + 4 + 12 + RECORD_PT_BYTES + 16)
+/* A sealed AKE private key (32 bytes): 0x02 || seal key version (4) || GCM box, 12-byte IV;
+ * before seal schemes: seal key version (4) || iv (12) || ciphertext (32) || tag (16). */
+#define AKE_SEALED_GCM_SIZE    (1 + 4 + 2 + 12 + 32 + 16)
+#define AKE_SEALED_LEGACY_SIZE (4 + 12 + 32 + 16)
 
 static const char *g_module;
+static const char *g_quirks_module; /* tests/pkcs11-quirks, over g_module */
 static const char *g_label;
 static const char *g_token_dir;
 static char g_pin[BKV_TOKEN_PIN_MAX + 1];
@@ -93,7 +111,8 @@ static CK_FUNCTION_LIST *g_fn;
 
 static bkv_token_config config_for(const char *label)
 {
-	bkv_token_config c = {g_module, label, g_pin, g_pin_len};
+	bkv_token_config c = {
+	    .module_path = g_module, .token_label = label, .pin = g_pin, .pin_len = g_pin_len};
 	return c;
 }
 
@@ -618,36 +637,95 @@ static void soft_oracle_free(soft_oracle *o)
 
 /* ---- Records ---- */
 
-static void fill_plaintext(uint8_t pt[RECORD_PT_BYTES])
+static bool is_all(const uint8_t *p, size_t len, uint8_t value)
 {
-	for (size_t i = 0; i < RECORD_PT_BYTES; i++)
+	for (size_t i = 0; i < len; i++)
+		if (p[i] != value)
+			return false;
+	return true;
+}
+
+static void fill_plaintext_n(uint8_t *pt, size_t n)
+{
+	for (size_t i = 0; i < n; i++)
 		pt[i] = (uint8_t)(0x40 + i);
 }
 
+static void fill_plaintext(uint8_t pt[RECORD_PT_BYTES])
+{
+	fill_plaintext_n(pt, RECORD_PT_BYTES);
+}
+
+/* Seals pt_len bytes of fill_plaintext_n into out[cap] for ACCOUNT, P256, RECORD_VERSION;
+ * returns the sealed length. */
+static size_t seal_record_n(bkv_token *t, size_t pt_len, uint8_t *out, size_t cap)
+{
+	uint8_t pt[BKV_RECORD_SEAL_MAX];
+	assert_true(pt_len <= sizeof(pt));
+	fill_plaintext_n(pt, pt_len);
+	size_t len = 0;
+	assert_int_equal(bkv_record_seal(t, ACCOUNT, sizeof(ACCOUNT), P256, RECORD_VERSION, NULL, 0,
+	                                 pt, pt_len, out, cap, &len),
+	                 BKV_TOKEN_OK);
+	assert_true(len > pt_len && len <= cap);
+	return len;
+}
+
+/* A record sealed by a GCM key with a 12-byte IV: exactly RECORD_SEALED bytes. */
 static void seal_record(bkv_token *t, uint8_t sealed[RECORD_SEALED])
 {
-	uint8_t pt[RECORD_PT_BYTES];
-	fill_plaintext(pt);
-	assert_int_equal(bkv_record_seal(t, ACCOUNT, sizeof(ACCOUNT), P256, RECORD_VERSION, NULL, 0,
-	                                 pt, sizeof(pt), sealed, RECORD_SEALED),
-	                 BKV_TOKEN_OK);
+	uint8_t out[RECORD_SEAL_CAP];
+	assert_int_equal(seal_record_n(t, RECORD_PT_BYTES, out, sizeof(out)), RECORD_SEALED);
+	memcpy(sealed, out, RECORD_SEALED);
+}
+
+/* Opens a record sealed by seal_record_n for ACCOUNT, P256, RECORD_VERSION. On success the
+ * plaintext must be fill_plaintext_n's; a failed open never hands out plaintext (the
+ * buffer is untouched or wiped, the length 0). */
+static bkv_token_err open_record_n(bkv_token *t, const uint8_t *sealed, size_t sealed_len,
+                                   size_t expected_pt_len)
+{
+	uint8_t pt[BKV_RECORD_SEAL_MAX], expected[BKV_RECORD_SEAL_MAX];
+	size_t pt_len = 12345;
+	memset(pt, 0xAA, sizeof(pt));
+	bkv_token_err err = bkv_record_open(t, ACCOUNT, sizeof(ACCOUNT), P256, RECORD_VERSION, NULL,
+	                                    0, sealed, sealed_len, pt, sizeof(pt), &pt_len);
+	if (err == BKV_TOKEN_OK) {
+		assert_int_equal(pt_len, expected_pt_len);
+		fill_plaintext_n(expected, expected_pt_len);
+		assert_memory_equal(pt, expected, expected_pt_len);
+	} else {
+		assert_int_equal(pt_len, 0);
+		for (size_t i = 0; i < sizeof(pt); i++)
+			assert_true(pt[i] == 0xAA || pt[i] == 0);
+	}
+	return err;
 }
 
 static bkv_token_err open_record(bkv_token *t, const uint8_t *sealed, size_t sealed_len)
 {
-	uint8_t pt[RECORD_PT_BYTES];
-	size_t pt_len =
-	    sealed_len >= BKV_RECORD_SEAL_OVERHEAD ? sealed_len - BKV_RECORD_SEAL_OVERHEAD : 0;
-	assert_true(pt_len <= sizeof(pt));
-	memset(pt, 0xAA, sizeof(pt));
-	bkv_token_err err = bkv_record_open(t, ACCOUNT, sizeof(ACCOUNT), P256, RECORD_VERSION, NULL,
-	                                    0, sealed, sealed_len, pt, pt_len);
-	if (err != BKV_TOKEN_OK) {
-		/* A failed open never hands out plaintext: the buffer is untouched or wiped. */
-		for (size_t i = 0; i < pt_len; i++)
-			assert_true(pt[i] == 0xAA || pt[i] == 0);
+	return open_record_n(t, sealed, sealed_len, RECORD_PT_BYTES);
+}
+
+/* Every single-byte change (xor mask) in sealed[from, from+n) of a record that opens (with
+ * pt_len bytes of plaintext) fails with AUTH. */
+static void assert_flips_fail(bkv_token *t, uint8_t *sealed, size_t sealed_len, size_t pt_len,
+                              size_t from, size_t n)
+{
+	assert_true(from + n <= sealed_len);
+	assert_int_equal(open_record_n(t, sealed, sealed_len, pt_len), BKV_TOKEN_OK);
+	static const uint8_t masks[] = {0x01, 0x80};
+	for (size_t i = from; i < from + n; i++) {
+		for (size_t m = 0; m < sizeof(masks); m++) {
+			sealed[i] ^= masks[m];
+			bkv_token_err err = open_record_n(t, sealed, sealed_len, pt_len);
+			if (err != BKV_TOKEN_ERR_AUTH)
+				fail_msg("byte %zu ^ 0x%02x: %s, expected AUTH", i, masks[m],
+				         bkv_token_strerror(err));
+			sealed[i] ^= masks[m];
+		}
 	}
-	return err;
+	assert_int_equal(open_record_n(t, sealed, sealed_len, pt_len), BKV_TOKEN_OK);
 }
 
 /* Every single-byte change (xor mask) in sealed[from, from+len) fails with AUTH. */
@@ -655,18 +733,7 @@ static void assert_every_flip_fails(bkv_token *t, size_t from, size_t len)
 {
 	uint8_t sealed[RECORD_SEALED];
 	seal_record(t, sealed);
-	assert_int_equal(open_record(t, sealed, sizeof(sealed)), BKV_TOKEN_OK);
-	static const uint8_t masks[] = {0x01, 0x80};
-	for (size_t i = from; i < from + len; i++) {
-		for (size_t m = 0; m < sizeof(masks); m++) {
-			sealed[i] ^= masks[m];
-			bkv_token_err err = open_record(t, sealed, sizeof(sealed));
-			if (err != BKV_TOKEN_ERR_AUTH)
-				fail_msg("byte %zu ^ 0x%02x: %s, expected AUTH", i, masks[m],
-				         bkv_token_strerror(err));
-			sealed[i] ^= masks[m];
-		}
-	}
+	assert_flips_fail(t, sealed, sizeof(sealed), RECORD_PT_BYTES, from, len);
 }
 
 /* ------------------------------------------------------------------------------------ */
@@ -792,8 +859,60 @@ static void p256_private_key_only_derives(void **state)
 	inspect_close(h);
 }
 
+/* The value of the one data object labelled label; returns its length. */
+static size_t read_data_object(CK_SESSION_HANDLE h, const char *label, uint8_t *value, size_t cap)
+{
+	CK_OBJECT_HANDLE obj = find_one(h, CKO_DATA, label);
+	CK_ATTRIBUTE a = {CKA_VALUE, value, cap};
+	assert_int_equal(g_fn->C_GetAttributeValue(h, obj, &a, 1), CKR_OK);
+	return a.ulValueLen;
+}
+
+/* No 32-byte window of value, taken as a private key of suite, has public_key. */
+static void assert_no_window_is_the_key(opaque_suite_id suite, const uint8_t *value, size_t len,
+                                        const uint8_t *public_key)
+{
+	p256_ctx c = p256_new();
+	EC_POINT *p = EC_POINT_new(c.g);
+	BIGNUM *k = BN_new();
+	assert_non_null(p);
+	assert_non_null(k);
+	for (size_t at = 0; at + 32 <= len; at++) {
+		uint8_t pk[33];
+		if (suite == R255) {
+			if (crypto_scalarmult_ristretto255_base(pk, value + at) == 0)
+				assert_memory_not_equal(pk, public_key, 32);
+			continue;
+		}
+		assert_non_null(BN_bin2bn(value + at, 32, k));
+		if (BN_is_zero(k))
+			continue;
+		assert_int_equal(EC_POINT_mul(c.g, p, k, NULL, NULL, c.bn), 1);
+		p256_encode(&c, p, POINT_CONVERSION_COMPRESSED, pk, 33);
+		assert_memory_not_equal(pk, public_key, 33);
+	}
+	BN_clear_free(k);
+	EC_POINT_free(p);
+	p256_free(&c);
+}
+
+/* token.h, token_opaque.c: a sealed AKE key is 0x02 || seal key version || GCM box with a
+ * 12-byte IV (on SoftHSM2), of a 32-byte key. */
+static void assert_sealed_ake_layout(const uint8_t *value, size_t len, uint32_t version)
+{
+	assert_int_equal(len, AKE_SEALED_GCM_SIZE);
+	const uint8_t header[] = {0x02,
+	                          (uint8_t)(version >> 24),
+	                          (uint8_t)(version >> 16),
+	                          (uint8_t)(version >> 8),
+	                          (uint8_t)version,
+	                          BKV_TOKEN_SCHEME_GCM,
+	                          12};
+	assert_memory_equal(value, header, sizeof(header));
+}
+
 /* No PKCS#11 key exists for ristretto255; the data object holds the private key sealed
- * (version || iv || ciphertext || tag), and no 32-byte window of it is the key. */
+ * (0x02 || version || box), and no 32-byte window of it is the key. */
 static void ristretto255_key_exists_only_sealed(void **state)
 {
 	fx *f = *state;
@@ -805,17 +924,10 @@ static void ristretto255_key_exists_only_sealed(void **state)
 	CK_OBJECT_HANDLE obj = find_one(h, CKO_DATA, label);
 	assert_attr(h, obj, CKA_PRIVATE, true);
 	assert_attr(h, obj, CKA_MODIFIABLE, false);
-	uint8_t value[128];
-	CK_ATTRIBUTE a = {CKA_VALUE, value, sizeof(value)};
-	assert_int_equal(g_fn->C_GetAttributeValue(h, obj, &a, 1), CKR_OK);
-	assert_int_equal(a.ulValueLen, R255_SEALED_SIZE);
-	static const uint8_t version_1[4] = {0, 0, 0, 1};
-	assert_memory_equal(value, version_1, 4);
-	for (size_t at = 0; at + 32 <= R255_SEALED_SIZE; at++) {
-		uint8_t pk[32];
-		if (crypto_scalarmult_ristretto255_base(pk, value + at) == 0)
-			assert_memory_not_equal(pk, keys->server_public_key, 32);
-	}
+	uint8_t value[256];
+	const size_t len = read_data_object(h, label, value, sizeof(value));
+	assert_sealed_ake_layout(value, len, 1);
+	assert_no_window_is_the_key(R255, value, len, keys->server_public_key);
 	inspect_close(h);
 }
 
@@ -1393,36 +1505,75 @@ static void full_point_recovery_rejects_an_invalid_peer(void **state)
 /* Sealed records                                                                        */
 /* ------------------------------------------------------------------------------------ */
 
+/* bkv_record_open of a record claimed to belong to account, suite, record version and
+ * registration; a failure hands out no plaintext. */
+static bkv_token_err open_record_as(bkv_token *t, const uint8_t *account, size_t account_len,
+                                    opaque_suite_id suite, uint64_t version, const uint8_t *reg_id,
+                                    size_t reg_id_len, const uint8_t *sealed, size_t sealed_len)
+{
+	uint8_t pt[BKV_RECORD_SEAL_MAX];
+	size_t pt_len = 12345;
+	memset(pt, 0xAA, sizeof(pt));
+	bkv_token_err err =
+	    bkv_record_open(t, account, account_len, suite, version, reg_id, reg_id_len, sealed,
+	                    sealed_len, pt, sizeof(pt), &pt_len);
+	if (err != BKV_TOKEN_OK) {
+		assert_int_equal(pt_len, 0);
+		assert_true(is_all(pt, sizeof(pt), 0xAA) || is_all(pt, sizeof(pt), 0x00));
+	}
+	return err;
+}
+
 static void sealed_record_opens_where_it_belongs(void **state)
 {
 	fx *f = *state;
-	uint8_t sealed[RECORD_SEALED], pt[RECORD_PT_BYTES], expected[RECORD_PT_BYTES];
+	uint8_t sealed[RECORD_SEALED], pt[RECORD_PT_BYTES + 16], expected[RECORD_PT_BYTES];
 	seal_record(f->t, sealed);
 	assert_int_equal(sealed[0], BKV_RECORD_SEAL_FORMAT);
 	assert_int_equal(bkv_record_seal_key_version(sealed, sizeof(sealed)), 1);
+	/* The main token has GCM: the box says so, with a 12-byte IV. */
+	assert_int_equal(bkv_token_key_scheme(f->t, BKV_TOKEN_KEY_SEAL, 1), BKV_TOKEN_SCHEME_GCM);
+	assert_int_equal(sealed[RECORD_SCHEME_AT], 1);
+	assert_int_equal(sealed[RECORD_IVLEN_AT], 12);
 	fill_plaintext(expected);
 	assert_memory_not_equal(sealed + RECORD_CT_AT, expected, RECORD_PT_BYTES);
+	size_t pt_len = 0;
 	assert_int_equal(bkv_record_open(f->t, ACCOUNT, sizeof(ACCOUNT), P256, RECORD_VERSION, NULL,
-	                                 0, sealed, sizeof(sealed), pt, sizeof(pt)),
+	                                 0, sealed, sizeof(sealed), pt, sizeof(pt), &pt_len),
 	                 BKV_TOKEN_OK);
-	assert_memory_equal(pt, expected, sizeof(pt));
+	assert_int_equal(pt_len, RECORD_PT_BYTES);
+	assert_memory_equal(pt, expected, RECORD_PT_BYTES);
+	/* A buffer exactly the plaintext's size is enough. */
+	assert_int_equal(bkv_record_open(f->t, ACCOUNT, sizeof(ACCOUNT), P256, RECORD_VERSION, NULL,
+	                                 0, sealed, sizeof(sealed), pt, RECORD_PT_BYTES, &pt_len),
+	                 BKV_TOKEN_OK);
+	assert_int_equal(pt_len, RECORD_PT_BYTES);
+	assert_memory_equal(pt, expected, RECORD_PT_BYTES);
 }
+
+/* A sealed empty record is a box without ciphertext: header, IV and tag. */
+#define EMPTY_RECORD_SEALED (1 + 4 + 2 + 12 + 16)
 
 static void empty_record_seals_and_opens(void **state)
 {
 	fx *f = *state;
-	uint8_t sealed[BKV_RECORD_SEAL_OVERHEAD], pt[1];
+	uint8_t sealed[BKV_RECORD_SEAL_OVERHEAD_MAX], pt[1];
+	size_t sealed_len = 0, pt_len = 99;
 	assert_int_equal(bkv_record_seal(f->t, ACCOUNT, sizeof(ACCOUNT), R255, 1, NULL, 0, NULL, 0,
-	                                 sealed, sizeof(sealed)),
+	                                 sealed, sizeof(sealed), &sealed_len),
 	                 BKV_TOKEN_OK);
+	assert_int_equal(sealed_len, EMPTY_RECORD_SEALED);
 	assert_int_equal(bkv_record_open(f->t, ACCOUNT, sizeof(ACCOUNT), R255, 1, NULL, 0, sealed,
-	                                 sizeof(sealed), pt, 0),
+	                                 sealed_len, pt, 0, &pt_len),
 	                 BKV_TOKEN_OK);
+	assert_int_equal(pt_len, 0);
+	pt_len = 99;
 	assert_int_equal(bkv_record_open(f->t, ACCOUNT, sizeof(ACCOUNT), R255, 1, NULL, 0, sealed,
-	                                 sizeof(sealed), NULL, 0),
+	                                 sealed_len, NULL, 0, &pt_len),
 	                 BKV_TOKEN_OK);
+	assert_int_equal(pt_len, 0);
 	assert_int_equal(bkv_record_open(f->t, OTHER_ACCOUNT, sizeof(OTHER_ACCOUNT), R255, 1, NULL,
-	                                 0, sealed, sizeof(sealed), pt, 0),
+	                                 0, sealed, sealed_len, pt, 0, &pt_len),
 	                 BKV_TOKEN_ERR_AUTH);
 }
 
@@ -1430,15 +1581,38 @@ static void empty_record_seals_and_opens(void **state)
 static void sealing_an_empty_record_leaves_the_session_usable(void **state)
 {
 	fx *f = *state;
-	uint8_t empty[BKV_RECORD_SEAL_OVERHEAD], sealed[RECORD_SEALED];
+	uint8_t empty[BKV_RECORD_SEAL_OVERHEAD_MAX], sealed[RECORD_SEAL_CAP];
+	size_t len = 0;
 	(void)bkv_record_seal(f->t, ACCOUNT, sizeof(ACCOUNT), R255, 1, NULL, 0, NULL, 0, empty,
-	                      sizeof(empty));
+	                      sizeof(empty), &len);
 	uint8_t pt[RECORD_PT_BYTES];
 	fill_plaintext(pt);
 	assert_int_equal(bkv_record_seal(f->t, ACCOUNT, sizeof(ACCOUNT), P256, RECORD_VERSION, NULL,
-	                                 0, pt, sizeof(pt), sealed, sizeof(sealed)),
+	                                 0, pt, sizeof(pt), sealed, sizeof(sealed), &len),
 	                 BKV_TOKEN_OK);
-	assert_int_equal(open_record(f->t, sealed, sizeof(sealed)), BKV_TOKEN_OK);
+	assert_int_equal(open_record(f->t, sealed, len), BKV_TOKEN_OK);
+}
+
+/* record_seal.h: the output buffer must hold the plaintext plus the most any scheme adds,
+ * whatever this token's scheme would use; else ARGUMENT, and nothing is written. */
+static void sealing_into_a_short_buffer_is_an_argument_error(void **state)
+{
+	fx *f = *state;
+	uint8_t pt[RECORD_PT_BYTES], out[RECORD_SEAL_CAP];
+	fill_plaintext(pt);
+	memset(out, 0xAA, sizeof(out));
+	size_t len = 99;
+	assert_int_equal(bkv_record_seal(f->t, ACCOUNT, sizeof(ACCOUNT), P256, RECORD_VERSION, NULL,
+	                                 0, pt, sizeof(pt), out, RECORD_SEAL_CAP - 1, &len),
+	                 BKV_TOKEN_ERR_ARGUMENT);
+	assert_true(is_all(out, sizeof(out), 0xAA));
+	assert_int_equal(bkv_record_seal(f->t, ACCOUNT, sizeof(ACCOUNT), P256, RECORD_VERSION, NULL,
+	                                 0, pt, sizeof(pt), out, sizeof(out), NULL),
+	                 BKV_TOKEN_ERR_ARGUMENT);
+	assert_int_equal(bkv_record_seal(f->t, ACCOUNT, sizeof(ACCOUNT), P256, RECORD_VERSION, NULL,
+	                                 0, pt, sizeof(pt), out, sizeof(out), &len),
+	                 BKV_TOKEN_OK);
+	assert_int_equal(len, RECORD_SEALED);
 }
 
 static void sealing_twice_uses_fresh_ivs(void **state)
@@ -1447,45 +1621,44 @@ static void sealing_twice_uses_fresh_ivs(void **state)
 	uint8_t a[RECORD_SEALED], b[RECORD_SEALED];
 	seal_record(f->t, a);
 	seal_record(f->t, b);
-	assert_memory_not_equal(a + RECORD_IV_AT, b + RECORD_IV_AT, BKV_TOKEN_IV_BYTES);
+	assert_memory_not_equal(a + RECORD_IV_AT, b + RECORD_IV_AT, 12);
 	assert_memory_not_equal(a + RECORD_CT_AT, b + RECORD_CT_AT, RECORD_PT_BYTES);
 }
 
 static void sealed_record_does_not_open_under_another_account(void **state)
 {
 	fx *f = *state;
-	uint8_t sealed[RECORD_SEALED], pt[RECORD_PT_BYTES];
+	uint8_t sealed[RECORD_SEALED];
 	seal_record(f->t, sealed);
-	assert_int_equal(bkv_record_open(f->t, OTHER_ACCOUNT, sizeof(OTHER_ACCOUNT), P256,
-	                                 RECORD_VERSION, NULL, 0, sealed, sizeof(sealed), pt,
-	                                 sizeof(pt)),
+	assert_int_equal(open_record_as(f->t, OTHER_ACCOUNT, sizeof(OTHER_ACCOUNT), P256,
+	                                RECORD_VERSION, NULL, 0, sealed, sizeof(sealed)),
 	                 BKV_TOKEN_ERR_AUTH);
 	/* A prefix of the account id is another account too. */
-	assert_int_equal(bkv_record_open(f->t, ACCOUNT, sizeof(ACCOUNT) - 1, P256, RECORD_VERSION,
-	                                 NULL, 0, sealed, sizeof(sealed), pt, sizeof(pt)),
+	assert_int_equal(open_record_as(f->t, ACCOUNT, sizeof(ACCOUNT) - 1, P256, RECORD_VERSION,
+	                                NULL, 0, sealed, sizeof(sealed)),
 	                 BKV_TOKEN_ERR_AUTH);
 }
 
 static void sealed_record_does_not_open_under_another_suite(void **state)
 {
 	fx *f = *state;
-	uint8_t sealed[RECORD_SEALED], pt[RECORD_PT_BYTES];
+	uint8_t sealed[RECORD_SEALED];
 	seal_record(f->t, sealed);
-	assert_int_equal(bkv_record_open(f->t, ACCOUNT, sizeof(ACCOUNT), R255, RECORD_VERSION, NULL,
-	                                 0, sealed, sizeof(sealed), pt, sizeof(pt)),
+	assert_int_equal(open_record_as(f->t, ACCOUNT, sizeof(ACCOUNT), R255, RECORD_VERSION, NULL,
+	                                0, sealed, sizeof(sealed)),
 	                 BKV_TOKEN_ERR_AUTH);
 }
 
 static void sealed_record_does_not_open_under_another_record_version(void **state)
 {
 	fx *f = *state;
-	uint8_t sealed[RECORD_SEALED], pt[RECORD_PT_BYTES];
+	uint8_t sealed[RECORD_SEALED];
 	seal_record(f->t, sealed);
 	const uint64_t others[] = {RECORD_VERSION - 1, RECORD_VERSION + 1,
 	                           RECORD_VERSION | (1ull << 32), 0};
 	for (size_t i = 0; i < sizeof(others) / sizeof(others[0]); i++)
-		assert_int_equal(bkv_record_open(f->t, ACCOUNT, sizeof(ACCOUNT), P256, others[i],
-		                                 NULL, 0, sealed, sizeof(sealed), pt, sizeof(pt)),
+		assert_int_equal(open_record_as(f->t, ACCOUNT, sizeof(ACCOUNT), P256, others[i],
+		                                NULL, 0, sealed, sizeof(sealed)),
 		                 BKV_TOKEN_ERR_AUTH);
 }
 
@@ -1515,12 +1688,48 @@ static void sealed_record_with_another_format_byte_fails_auth(void **state)
 {
 	fx *f = *state;
 	assert_every_flip_fails(f->t, 0, 1);
+	/* Every other format byte, 0x01 (the same bytes read as format 0x01) among them. */
+	uint8_t sealed[RECORD_SEALED];
+	seal_record(f->t, sealed);
+	for (unsigned v = 0; v <= 0xff; v++) {
+		if (v == BKV_RECORD_SEAL_FORMAT)
+			continue;
+		sealed[0] = (uint8_t)v;
+		bkv_token_err err = open_record(f->t, sealed, sizeof(sealed));
+		if (err != BKV_TOKEN_ERR_AUTH)
+			fail_msg("format byte 0x%02x: %s, expected AUTH", v,
+			         bkv_token_strerror(err));
+	}
+}
+
+/* The box's own header (scheme, IV length) is authenticated as well: any other scheme or IV
+ * length, including the other valid ones, fails. */
+static void sealed_record_with_another_box_header_fails_auth(void **state)
+{
+	fx *f = *state;
+	assert_every_flip_fails(f->t, RECORD_SCHEME_AT, 2);
+	uint8_t sealed[RECORD_SEALED];
+	seal_record(f->t, sealed);
+	for (unsigned v = 0; v <= 0xff; v++) {
+		for (size_t at = RECORD_SCHEME_AT; at <= RECORD_IVLEN_AT; at++) {
+			const uint8_t keep = sealed[at];
+			if (v == keep)
+				continue;
+			sealed[at] = (uint8_t)v;
+			bkv_token_err err = open_record(f->t, sealed, sizeof(sealed));
+			if (err != BKV_TOKEN_ERR_AUTH)
+				fail_msg("byte %zu = 0x%02x: %s, expected AUTH", at, v,
+				         bkv_token_strerror(err));
+			sealed[at] = keep;
+		}
+	}
+	assert_int_equal(open_record(f->t, sealed, sizeof(sealed)), BKV_TOKEN_OK);
 }
 
 static void sealed_record_with_a_flipped_iv_byte_fails_auth(void **state)
 {
 	fx *f = *state;
-	assert_every_flip_fails(f->t, RECORD_IV_AT, BKV_TOKEN_IV_BYTES);
+	assert_every_flip_fails(f->t, RECORD_IV_AT, 12);
 }
 
 static void sealed_record_with_a_flipped_ciphertext_byte_fails_auth(void **state)
@@ -1532,7 +1741,7 @@ static void sealed_record_with_a_flipped_ciphertext_byte_fails_auth(void **state
 static void sealed_record_with_a_flipped_tag_byte_fails_auth(void **state)
 {
 	fx *f = *state;
-	assert_every_flip_fails(f->t, RECORD_TAG_AT, BKV_TOKEN_TAG_BYTES);
+	assert_every_flip_fails(f->t, RECORD_TAG_AT, 16);
 }
 
 static void truncated_sealed_record_fails_auth(void **state)
@@ -1546,11 +1755,22 @@ static void truncated_sealed_record_fails_auth(void **state)
 			fail_msg("truncated to %zu bytes: %s, expected AUTH", len,
 			         bkv_token_strerror(err));
 	}
-	/* A plaintext length that does not match is refused too. */
+	/* One byte more is not the record either. */
+	uint8_t longer[RECORD_SEALED + 1];
+	memcpy(longer, sealed, sizeof(sealed));
+	longer[RECORD_SEALED] = 0;
+	assert_int_equal(open_record(f->t, longer, sizeof(longer)), BKV_TOKEN_ERR_AUTH);
+	/* A buffer too small for the plaintext is refused too, and receives nothing. */
 	uint8_t pt[RECORD_PT_BYTES];
+	size_t pt_len = 99;
+	memset(pt, 0xAA, sizeof(pt));
 	assert_int_not_equal(bkv_record_open(f->t, ACCOUNT, sizeof(ACCOUNT), P256, RECORD_VERSION,
-	                                     NULL, 0, sealed, sizeof(sealed), pt, sizeof(pt) - 1),
+	                                     NULL, 0, sealed, sizeof(sealed), pt, sizeof(pt) - 1,
+	                                     &pt_len),
 	                     BKV_TOKEN_OK);
+	assert_int_equal(pt_len, 0);
+	assert_true(is_all(pt, sizeof(pt) - 1, 0xAA) || is_all(pt, sizeof(pt) - 1, 0x00));
+	assert_int_equal(open_record(f->t, sealed, sizeof(sealed)), BKV_TOKEN_OK);
 }
 
 /* ------------------------------------------------------------------------------------ */
@@ -1569,14 +1789,6 @@ static void count_op(void *arg, bkv_token_op op, uint64_t micros)
 	op_counts *c = arg;
 	assert_true((unsigned)op < 4);
 	c->n[op]++;
-}
-
-static bool is_all(const uint8_t *p, size_t len, uint8_t value)
-{
-	for (size_t i = 0; i < len; i++)
-		if (p[i] != value)
-			return false;
-	return true;
 }
 
 static void state_mac_of(bkv_token *t, const uint8_t *data, size_t len,
@@ -1784,7 +1996,7 @@ static uint8_t known_mac_key[BKV_TOKEN_STATE_MAC_BYTES];
 static void import_known_key(CK_SESSION_HANDLE h, const char *label, bool aes, const uint8_t *value,
                              CK_ULONG len)
 {
-	if (!aes)
+	if (!aes && count_labelled(h, label) > 0)
 		assert_int_equal(g_fn->C_DestroyObject(h, find_one(h, CKO_SECRET_KEY, label)),
 		                 CKR_OK);
 	CK_OBJECT_CLASS cls = CKO_SECRET_KEY;
@@ -1877,35 +2089,51 @@ static size_t spec_record_aad(uint8_t *aad, const uint8_t *account, size_t accou
 
 #define SPEC_AAD_MAX 512
 
-/* AES-256-GCM under the known seal key; encrypt: pt -> sealed (with header), or open:
- * sealed -> pt. false if the tag does not verify. */
-static bool soft_record_aead(bool encrypt, const uint8_t *reg_id, size_t reg_id_len, uint8_t *pt,
-                             uint8_t sealed[RECORD_SEALED])
+/* Where the parts of a record sealed with GCM and a 12-byte IV are, in format 0x02 (a box
+ * after the header) or 0x01 (no box header). */
+static size_t spec_iv_at(int format)
+{
+	return format == BKV_RECORD_SEAL_FORMAT ? 1 + 4 + 2 : 1 + 4;
+}
+
+static size_t spec_sealed_len(int format)
+{
+	return spec_iv_at(format) + 12 + RECORD_PT_BYTES + 16;
+}
+
+/* AES-256-GCM under the known seal key, laid out as record_seal.h and token.h say:
+ *   format 0x02: 0x02 || version (4) || 0x01 (GCM) || 12 || iv || ciphertext || tag
+ *   format 0x01: 0x01 || version (4) || iv || ciphertext || tag
+ * encrypt: pt -> sealed (spec_sealed_len(format) bytes), or open: sealed -> pt. false if
+ * the header is not that or the tag does not verify. */
+static bool soft_record_aead(int format, bool encrypt, const uint8_t *reg_id, size_t reg_id_len,
+                             uint8_t *pt, uint8_t *sealed)
 {
 	uint8_t aad[SPEC_AAD_MAX];
 	const size_t aad_len = spec_record_aad(aad, ACCOUNT, sizeof(ACCOUNT), P256, RECORD_VERSION,
 	                                       KNOWN_SEAL_VERSION, reg_id, reg_id_len);
+	uint8_t header[7] = {(uint8_t)format, 0, 0, 0, KNOWN_SEAL_VERSION, 0x01, 12};
+	const size_t iv_at = spec_iv_at(format), ct_at = iv_at + 12,
+	             tag_at = ct_at + RECORD_PT_BYTES;
 	if (encrypt) {
-		sealed[0] = BKV_RECORD_SEAL_FORMAT;
-		sealed[1] = sealed[2] = sealed[3] = 0;
-		sealed[4] = KNOWN_SEAL_VERSION;
-		randombytes_buf(sealed + RECORD_IV_AT, BKV_TOKEN_IV_BYTES);
+		memcpy(sealed, header, iv_at);
+		randombytes_buf(sealed + iv_at, 12);
+	} else if (memcmp(sealed, header, iv_at) != 0) {
+		return false;
 	}
 	EVP_CIPHER_CTX *ctx = EVP_CIPHER_CTX_new();
 	int n = 0, fin = 0;
 	bool ok = ctx != NULL &&
-	          EVP_CipherInit_ex(ctx, EVP_aes_256_gcm(), NULL, known_seal_key,
-	                            sealed + RECORD_IV_AT, encrypt ? 1 : 0) == 1 &&
+	          EVP_CipherInit_ex(ctx, EVP_aes_256_gcm(), NULL, known_seal_key, sealed + iv_at,
+	                            encrypt ? 1 : 0) == 1 &&
 	          EVP_CipherUpdate(ctx, NULL, &n, aad, (int)aad_len) == 1;
 	if (ok && encrypt)
-		ok = EVP_CipherUpdate(ctx, sealed + RECORD_CT_AT, &n, pt, RECORD_PT_BYTES) == 1 &&
-		     EVP_CipherFinal_ex(ctx, sealed + RECORD_CT_AT + n, &fin) == 1 &&
-		     EVP_CIPHER_CTX_ctrl(ctx, EVP_CTRL_GCM_GET_TAG, BKV_TOKEN_TAG_BYTES,
-		                         sealed + RECORD_TAG_AT) == 1;
+		ok = EVP_CipherUpdate(ctx, sealed + ct_at, &n, pt, RECORD_PT_BYTES) == 1 &&
+		     EVP_CipherFinal_ex(ctx, sealed + ct_at + n, &fin) == 1 &&
+		     EVP_CIPHER_CTX_ctrl(ctx, EVP_CTRL_GCM_GET_TAG, 16, sealed + tag_at) == 1;
 	else if (ok)
-		ok = EVP_CipherUpdate(ctx, pt, &n, sealed + RECORD_CT_AT, RECORD_PT_BYTES) == 1 &&
-		     EVP_CIPHER_CTX_ctrl(ctx, EVP_CTRL_GCM_SET_TAG, BKV_TOKEN_TAG_BYTES,
-		                         sealed + RECORD_TAG_AT) == 1 &&
+		ok = EVP_CipherUpdate(ctx, pt, &n, sealed + ct_at, RECORD_PT_BYTES) == 1 &&
+		     EVP_CIPHER_CTX_ctrl(ctx, EVP_CTRL_GCM_SET_TAG, 16, sealed + tag_at) == 1 &&
 		     EVP_CipherFinal_ex(ctx, pt + n, &fin) == 1;
 	EVP_CIPHER_CTX_free(ctx);
 	return ok;
@@ -1918,15 +2146,35 @@ static const uint8_t OTHER_REG_ID[BKV_REGISTRATION_ID_BYTES] = {
 
 /* Opens with the given registration id; a failure must hand out no plaintext. */
 static bkv_token_err open_record_for(bkv_token *t, const uint8_t *reg_id, size_t reg_id_len,
-                                     const uint8_t *sealed, uint8_t pt[RECORD_PT_BYTES])
+                                     const uint8_t *sealed, size_t sealed_len,
+                                     uint8_t pt[RECORD_PT_BYTES])
 {
 	memset(pt, 0xAA, RECORD_PT_BYTES);
+	size_t pt_len = 99;
 	bkv_token_err err =
 	    bkv_record_open(t, ACCOUNT, sizeof(ACCOUNT), P256, RECORD_VERSION, reg_id, reg_id_len,
-	                    sealed, RECORD_SEALED, pt, RECORD_PT_BYTES);
-	if (err != BKV_TOKEN_OK)
+	                    sealed, sealed_len, pt, RECORD_PT_BYTES, &pt_len);
+	if (err == BKV_TOKEN_OK) {
+		assert_int_equal(pt_len, RECORD_PT_BYTES);
+	} else {
+		assert_int_equal(pt_len, 0);
 		assert_true(is_all(pt, RECORD_PT_BYTES, 0xAA) || is_all(pt, RECORD_PT_BYTES, 0x00));
+	}
 	return err;
+}
+
+/* Seals expected for ACCOUNT, P256, RECORD_VERSION and the registration id; returns the
+ * length. */
+static size_t seal_record_for(bkv_token *t, const uint8_t *reg_id, size_t reg_id_len,
+                              const uint8_t expected[RECORD_PT_BYTES],
+                              uint8_t sealed[RECORD_SEAL_CAP])
+{
+	size_t len = 0;
+	assert_int_equal(bkv_record_seal(t, ACCOUNT, sizeof(ACCOUNT), P256, RECORD_VERSION, reg_id,
+	                                 reg_id_len, expected, RECORD_PT_BYTES, sealed,
+	                                 RECORD_SEAL_CAP, &len),
+	                 BKV_TOKEN_OK);
+	return len;
 }
 
 /* The token seals with the registration id at the end of the AAD, as record_seal.h says. */
@@ -1934,23 +2182,24 @@ static void sealed_record_binds_the_registration_id_as_specified(void **state)
 {
 	(void)state;
 	bkv_token *t = known_keys_token();
-	uint8_t pt[RECORD_PT_BYTES], expected[RECORD_PT_BYTES], sealed[RECORD_SEALED];
+	const size_t len = spec_sealed_len(BKV_RECORD_SEAL_FORMAT);
+	uint8_t pt[RECORD_PT_BYTES], expected[RECORD_PT_BYTES], sealed[RECORD_SEAL_CAP];
 	fill_plaintext(expected);
-	assert_int_equal(bkv_record_seal(t, ACCOUNT, sizeof(ACCOUNT), P256, RECORD_VERSION, REG_ID,
-	                                 sizeof(REG_ID), expected, sizeof(expected), sealed,
-	                                 sizeof(sealed)),
-	                 BKV_TOKEN_OK);
-	assert_int_equal(bkv_record_seal_key_version(sealed, sizeof(sealed)), KNOWN_SEAL_VERSION);
-	assert_true(soft_record_aead(false, REG_ID, sizeof(REG_ID), pt, sealed));
+	assert_int_equal(seal_record_for(t, REG_ID, sizeof(REG_ID), expected, sealed), len);
+	assert_int_equal(bkv_record_seal_key_version(sealed, len), KNOWN_SEAL_VERSION);
+	assert_true(
+	    soft_record_aead(BKV_RECORD_SEAL_FORMAT, false, REG_ID, sizeof(REG_ID), pt, sealed));
 	assert_memory_equal(pt, expected, sizeof(pt));
-	assert_false(soft_record_aead(false, NULL, 0, pt, sealed));
-	assert_false(soft_record_aead(false, OTHER_REG_ID, sizeof(OTHER_REG_ID), pt, sealed));
+	assert_false(soft_record_aead(BKV_RECORD_SEAL_FORMAT, false, NULL, 0, pt, sealed));
+	assert_false(soft_record_aead(BKV_RECORD_SEAL_FORMAT, false, OTHER_REG_ID,
+	                              sizeof(OTHER_REG_ID), pt, sealed));
 	/* And what software seals with the id opens in the token with it, and only with it. */
-	assert_true(soft_record_aead(true, REG_ID, sizeof(REG_ID), expected, sealed));
-	assert_int_equal(open_record_for(t, REG_ID, sizeof(REG_ID), sealed, pt), BKV_TOKEN_OK);
+	assert_true(soft_record_aead(BKV_RECORD_SEAL_FORMAT, true, REG_ID, sizeof(REG_ID), expected,
+	                             sealed));
+	assert_int_equal(open_record_for(t, REG_ID, sizeof(REG_ID), sealed, len, pt), BKV_TOKEN_OK);
 	assert_memory_equal(pt, expected, sizeof(pt));
-	assert_int_equal(open_record_for(t, NULL, 0, sealed, pt), BKV_TOKEN_ERR_AUTH);
-	assert_int_equal(open_record_for(t, OTHER_REG_ID, sizeof(OTHER_REG_ID), sealed, pt),
+	assert_int_equal(open_record_for(t, NULL, 0, sealed, len, pt), BKV_TOKEN_ERR_AUTH);
+	assert_int_equal(open_record_for(t, OTHER_REG_ID, sizeof(OTHER_REG_ID), sealed, len, pt),
 	                 BKV_TOKEN_ERR_AUTH);
 	bkv_token_close(t);
 }
@@ -1961,21 +2210,98 @@ static void legacy_sealed_records_open_with_an_empty_registration_id(void **stat
 {
 	(void)state;
 	bkv_token *t = known_keys_token();
-	uint8_t pt[RECORD_PT_BYTES], expected[RECORD_PT_BYTES], sealed[RECORD_SEALED];
+	const size_t len = spec_sealed_len(BKV_RECORD_SEAL_FORMAT);
+	uint8_t pt[RECORD_PT_BYTES], expected[RECORD_PT_BYTES], sealed[RECORD_SEAL_CAP];
 	fill_plaintext(expected);
-	assert_true(soft_record_aead(true, NULL, 0, expected, sealed));
-	assert_int_equal(open_record_for(t, NULL, 0, sealed, pt), BKV_TOKEN_OK);
+	assert_true(soft_record_aead(BKV_RECORD_SEAL_FORMAT, true, NULL, 0, expected, sealed));
+	assert_int_equal(open_record_for(t, NULL, 0, sealed, len, pt), BKV_TOKEN_OK);
 	assert_memory_equal(pt, expected, sizeof(pt));
-	assert_int_equal(open_record_for(t, REG_ID, 0, sealed, pt), BKV_TOKEN_OK); /* len 0 */
-	assert_int_equal(open_record_for(t, REG_ID, sizeof(REG_ID), sealed, pt),
+	assert_int_equal(open_record_for(t, REG_ID, 0, sealed, len, pt), BKV_TOKEN_OK); /* len 0 */
+	assert_int_equal(open_record_for(t, REG_ID, sizeof(REG_ID), sealed, len, pt),
 	                 BKV_TOKEN_ERR_AUTH);
 	/* The token's own empty-id seal is the legacy format too. */
-	assert_int_equal(bkv_record_seal(t, ACCOUNT, sizeof(ACCOUNT), P256, RECORD_VERSION, NULL, 0,
-	                                 expected, sizeof(expected), sealed, sizeof(sealed)),
-	                 BKV_TOKEN_OK);
-	assert_true(soft_record_aead(false, NULL, 0, pt, sealed));
+	assert_int_equal(seal_record_for(t, NULL, 0, expected, sealed), len);
+	assert_true(soft_record_aead(BKV_RECORD_SEAL_FORMAT, false, NULL, 0, pt, sealed));
 	assert_memory_equal(pt, expected, sizeof(pt));
 	bkv_token_close(t);
+}
+
+/* record_seal.h: format 0x01 (0x01 || version || iv || GCM ciphertext || tag, the same AAD)
+ * still opens. The record is made by OpenSSL under the known key, from the specification. */
+static void format_1_records_made_by_openssl_open(void **state)
+{
+	(void)state;
+	bkv_token *t = known_keys_token();
+	const size_t len = spec_sealed_len(BKV_RECORD_SEAL_FORMAT_LEGACY);
+	assert_int_equal(len, LEGACY_RECORD_SEALED);
+	uint8_t pt[RECORD_PT_BYTES], expected[RECORD_PT_BYTES], sealed[RECORD_SEAL_CAP];
+	fill_plaintext(expected);
+	for (size_t r = 0; r < 2; r++) {
+		const uint8_t *reg_id = r == 0 ? NULL : REG_ID;
+		const size_t reg_id_len = r == 0 ? 0 : sizeof(REG_ID);
+		assert_true(soft_record_aead(BKV_RECORD_SEAL_FORMAT_LEGACY, true, reg_id,
+		                             reg_id_len, expected, sealed));
+		assert_int_equal(bkv_record_seal_key_version(sealed, len), KNOWN_SEAL_VERSION);
+		assert_int_equal(open_record_for(t, reg_id, reg_id_len, sealed, len, pt),
+		                 BKV_TOKEN_OK);
+		assert_memory_equal(pt, expected, sizeof(pt));
+		/* Bound like format 0x02: not another registration, and not one byte changed. */
+		assert_int_equal(open_record_for(t, r == 0 ? REG_ID : NULL,
+		                                 sizeof(REG_ID) - reg_id_len, sealed, len, pt),
+		                 BKV_TOKEN_ERR_AUTH);
+		for (size_t i = 0; i < len; i++) {
+			sealed[i] ^= 0x01;
+			if (open_record_for(t, reg_id, reg_id_len, sealed, len, pt) !=
+			    BKV_TOKEN_ERR_AUTH)
+				fail_msg("format 0x01, byte %zu ^ 0x01 opened", i);
+			sealed[i] ^= 0x01;
+		}
+		/* The same bytes labelled format 0x02 are no box. */
+		sealed[0] = BKV_RECORD_SEAL_FORMAT;
+		assert_int_equal(open_record_for(t, reg_id, reg_id_len, sealed, len, pt),
+		                 BKV_TOKEN_ERR_AUTH);
+	}
+	/* And a format 0x02 record relabelled 0x01 does not open either. */
+	assert_true(soft_record_aead(BKV_RECORD_SEAL_FORMAT, true, NULL, 0, expected, sealed));
+	sealed[0] = BKV_RECORD_SEAL_FORMAT_LEGACY;
+	assert_int_equal(
+	    open_record_for(t, NULL, 0, sealed, spec_sealed_len(BKV_RECORD_SEAL_FORMAT), pt),
+	    BKV_TOKEN_ERR_AUTH);
+	bkv_token_close(t);
+}
+
+/* Format 0x01 on the main token, whose key nobody knows: a format 0x02 record with a 12-byte
+ * IV holds exactly format 0x01's bytes after its box header (token.h, record_seal.h), so
+ * 0x01 || version || iv || ciphertext || tag made from it must open to the same plaintext,
+ * and not with any byte changed. */
+static void format_1_record_from_a_format_2_record_opens(void **state)
+{
+	fx *f = *state;
+	uint8_t sealed[RECORD_SEALED], legacy[LEGACY_RECORD_SEALED];
+	seal_record(f->t, sealed);
+	assert_int_equal(sealed[RECORD_SCHEME_AT], 1);
+	assert_int_equal(sealed[RECORD_IVLEN_AT], 12);
+	legacy[0] = 0x01;
+	memcpy(legacy + 1, sealed + 1, 4);
+	memcpy(legacy + 5, sealed + RECORD_IV_AT, RECORD_SEALED - RECORD_IV_AT);
+	assert_int_equal(bkv_record_seal_key_version(legacy, sizeof(legacy)), 1);
+	assert_int_equal(open_record(f->t, legacy, sizeof(legacy)), BKV_TOKEN_OK);
+	/* Bound to where it belongs. */
+	assert_int_equal(open_record_as(f->t, OTHER_ACCOUNT, sizeof(OTHER_ACCOUNT), P256,
+	                                RECORD_VERSION, NULL, 0, legacy, sizeof(legacy)),
+	                 BKV_TOKEN_ERR_AUTH);
+	assert_int_equal(open_record_as(f->t, ACCOUNT, sizeof(ACCOUNT), P256, RECORD_VERSION + 1,
+	                                NULL, 0, legacy, sizeof(legacy)),
+	                 BKV_TOKEN_ERR_AUTH);
+	assert_int_equal(open_record_as(f->t, ACCOUNT, sizeof(ACCOUNT), P256, RECORD_VERSION,
+	                                REG_ID, sizeof(REG_ID), legacy, sizeof(legacy)),
+	                 BKV_TOKEN_ERR_AUTH);
+	/* Every byte: format, version, iv, ciphertext, tag. */
+	assert_flips_fail(f->t, legacy, sizeof(legacy), RECORD_PT_BYTES, 0, sizeof(legacy));
+	for (size_t len = 0; len < sizeof(legacy); len++) {
+		if (open_record(f->t, legacy, len) != BKV_TOKEN_ERR_AUTH)
+			fail_msg("format 0x01 truncated to %zu bytes: not AUTH", len);
+	}
 }
 
 /* On the main token: a record sealed for one registration opens for no other, whichever
@@ -1983,32 +2309,29 @@ static void legacy_sealed_records_open_with_an_empty_registration_id(void **stat
 static void sealed_record_with_a_registration_id_opens_only_with_it(void **state)
 {
 	fx *f = *state;
-	uint8_t pt[RECORD_PT_BYTES], expected[RECORD_PT_BYTES], sealed[RECORD_SEALED];
+	uint8_t pt[RECORD_PT_BYTES], expected[RECORD_PT_BYTES], sealed[RECORD_SEAL_CAP];
 	fill_plaintext(expected);
-	assert_int_equal(bkv_record_seal(f->t, ACCOUNT, sizeof(ACCOUNT), P256, RECORD_VERSION,
-	                                 REG_ID, sizeof(REG_ID), expected, sizeof(expected), sealed,
-	                                 sizeof(sealed)),
+	const size_t len = seal_record_for(f->t, REG_ID, sizeof(REG_ID), expected, sealed);
+	assert_int_equal(len, RECORD_SEALED);
+	assert_int_equal(open_record_for(f->t, REG_ID, sizeof(REG_ID), sealed, len, pt),
 	                 BKV_TOKEN_OK);
-	assert_int_equal(open_record_for(f->t, REG_ID, sizeof(REG_ID), sealed, pt), BKV_TOKEN_OK);
 	assert_memory_equal(pt, expected, sizeof(pt));
-	assert_int_equal(open_record_for(f->t, NULL, 0, sealed, pt), BKV_TOKEN_ERR_AUTH);
-	assert_int_equal(open_record_for(f->t, OTHER_REG_ID, sizeof(OTHER_REG_ID), sealed, pt),
+	assert_int_equal(open_record_for(f->t, NULL, 0, sealed, len, pt), BKV_TOKEN_ERR_AUTH);
+	assert_int_equal(open_record_for(f->t, OTHER_REG_ID, sizeof(OTHER_REG_ID), sealed, len, pt),
 	                 BKV_TOKEN_ERR_AUTH);
 	uint8_t id[BKV_REGISTRATION_ID_BYTES];
 	for (size_t bit = 0; bit < 8 * sizeof(id); bit++) {
 		memcpy(id, REG_ID, sizeof(id));
 		id[bit / 8] ^= (uint8_t)(1u << (bit % 8));
-		if (open_record_for(f->t, id, sizeof(id), sealed, pt) != BKV_TOKEN_ERR_AUTH)
+		if (open_record_for(f->t, id, sizeof(id), sealed, len, pt) != BKV_TOKEN_ERR_AUTH)
 			fail_msg("registration id with bit %zu flipped opened the record", bit);
 	}
 	/* Still bound to everything else as well. */
-	assert_int_equal(bkv_record_open(f->t, OTHER_ACCOUNT, sizeof(OTHER_ACCOUNT), P256,
-	                                 RECORD_VERSION, REG_ID, sizeof(REG_ID), sealed,
-	                                 sizeof(sealed), pt, sizeof(pt)),
+	assert_int_equal(open_record_as(f->t, OTHER_ACCOUNT, sizeof(OTHER_ACCOUNT), P256,
+	                                RECORD_VERSION, REG_ID, sizeof(REG_ID), sealed, len),
 	                 BKV_TOKEN_ERR_AUTH);
-	assert_int_equal(bkv_record_open(f->t, ACCOUNT, sizeof(ACCOUNT), P256, RECORD_VERSION + 1,
-	                                 REG_ID, sizeof(REG_ID), sealed, sizeof(sealed), pt,
-	                                 sizeof(pt)),
+	assert_int_equal(open_record_as(f->t, ACCOUNT, sizeof(ACCOUNT), P256, RECORD_VERSION + 1,
+	                                REG_ID, sizeof(REG_ID), sealed, len),
 	                 BKV_TOKEN_ERR_AUTH);
 }
 
@@ -2017,39 +2340,38 @@ static void sealed_record_with_a_registration_id_opens_only_with_it(void **state
 static void a_registration_id_of_another_length_is_an_argument_error(void **state)
 {
 	fx *f = *state;
-	uint8_t pt[RECORD_PT_BYTES], sealed[RECORD_SEALED], id[BKV_REGISTRATION_ID_BYTES * 2 + 1];
+	uint8_t pt[RECORD_PT_BYTES], sealed[RECORD_SEAL_CAP], id[BKV_REGISTRATION_ID_BYTES * 2 + 1];
+	size_t len = 0, pt_len = 0;
 	fill_plaintext(pt);
 	memset(id, 0x42, sizeof(id));
 	const size_t lens[] = {1, BKV_REGISTRATION_ID_BYTES - 1, BKV_REGISTRATION_ID_BYTES + 1,
 	                       BKV_REGISTRATION_ID_BYTES * 2, sizeof(id)};
-	uint8_t good[RECORD_SEALED];
-	assert_int_equal(bkv_record_seal(f->t, ACCOUNT, sizeof(ACCOUNT), P256, RECORD_VERSION, id,
-	                                 BKV_REGISTRATION_ID_BYTES, pt, sizeof(pt), good,
-	                                 sizeof(good)),
-	                 BKV_TOKEN_OK);
+	uint8_t good[RECORD_SEAL_CAP];
+	const size_t good_len = seal_record_for(f->t, id, BKV_REGISTRATION_ID_BYTES, pt, good);
 	for (size_t i = 0; i < sizeof(lens) / sizeof(lens[0]); i++) {
 		assert_int_equal(bkv_record_seal(f->t, ACCOUNT, sizeof(ACCOUNT), P256,
 		                                 RECORD_VERSION, id, lens[i], pt, sizeof(pt),
-		                                 sealed, sizeof(sealed)),
+		                                 sealed, sizeof(sealed), &len),
 		                 BKV_TOKEN_ERR_ARGUMENT);
 		assert_int_equal(bkv_record_open(f->t, ACCOUNT, sizeof(ACCOUNT), P256,
-		                                 RECORD_VERSION, id, lens[i], good, sizeof(good),
-		                                 pt, sizeof(pt)),
+		                                 RECORD_VERSION, id, lens[i], good, good_len, pt,
+		                                 sizeof(pt), &pt_len),
 		                 BKV_TOKEN_ERR_ARGUMENT);
 	}
 	assert_int_equal(bkv_record_seal(f->t, ACCOUNT, sizeof(ACCOUNT), P256, RECORD_VERSION, NULL,
 	                                 BKV_REGISTRATION_ID_BYTES, pt, sizeof(pt), sealed,
-	                                 sizeof(sealed)),
+	                                 sizeof(sealed), &len),
 	                 BKV_TOKEN_ERR_ARGUMENT);
 	assert_int_equal(bkv_record_open(f->t, ACCOUNT, sizeof(ACCOUNT), P256, RECORD_VERSION, NULL,
-	                                 BKV_REGISTRATION_ID_BYTES, good, sizeof(good), pt,
-	                                 sizeof(pt)),
+	                                 BKV_REGISTRATION_ID_BYTES, good, good_len, pt, sizeof(pt),
+	                                 &pt_len),
 	                 BKV_TOKEN_ERR_ARGUMENT);
 	/* The session is fine afterwards. */
 	assert_int_equal(bkv_record_open(f->t, ACCOUNT, sizeof(ACCOUNT), P256, RECORD_VERSION, id,
-	                                 BKV_REGISTRATION_ID_BYTES, good, sizeof(good), pt,
-	                                 sizeof(pt)),
+	                                 BKV_REGISTRATION_ID_BYTES, good, good_len, pt, sizeof(pt),
+	                                 &pt_len),
 	                 BKV_TOKEN_OK);
+	assert_int_equal(pt_len, RECORD_PT_BYTES);
 }
 
 /* ------------------------------------------------------------------------------------ */
@@ -2200,6 +2522,1055 @@ static void deleting_an_unused_old_seal_key_succeeds(void **state)
 }
 
 /* ------------------------------------------------------------------------------------ */
+/* Seal schemes through the quirks module (tests/pkcs11-quirks)                          */
+/* ------------------------------------------------------------------------------------ */
+
+/* The quirks module forwards to the same SoftHSM2 as g_module (BKV_QUIRKS_MODULE), so a token
+ * initialized and inspected through g_fn is the one the vault opens through the quirks. */
+static bkv_token *open_with(const char *label, const char *module, const char *quirks,
+                            bkv_token_p256_ake ake)
+{
+	bkv_token_config cfg = config_for(label);
+	cfg.module_path = module;
+	cfg.p256_ake = ake;
+	if (quirks != NULL)
+		assert_int_equal(setenv("BKV_QUIRKS", quirks, 1), 0);
+	bkv_token *t = NULL;
+	char why[512] = "";
+	bkv_token_err err = bkv_token_open(&cfg, &t, why, sizeof(why));
+	unsetenv("BKV_QUIRKS");
+	if (err != BKV_TOKEN_OK)
+		fail_msg("bkv_token_open(%s, %s, BKV_QUIRKS=%s): %s: %s", label, module,
+		         quirks != NULL ? quirks : "-", bkv_token_strerror(err), why);
+	return t;
+}
+
+/* Through the quirks module with BKV_QUIRKS=quirks. */
+static bkv_token *quirks_open(const char *label, const char *quirks)
+{
+	return open_with(label, g_quirks_module, quirks, BKV_TOKEN_P256_AKE_TOKEN);
+}
+
+static void load_both(bkv_token *t)
+{
+	assert_int_equal(bkv_token_load_keys(t, both_suites, 2), BKV_TOKEN_OK);
+}
+
+static void assert_preflight_passes(bkv_token *t)
+{
+	char why[512] = "";
+	bkv_token_err err = bkv_token_preflight(t, why, sizeof(why));
+	if (err != BKV_TOKEN_OK)
+		fail_msg("preflight: %s: %s", bkv_token_strerror(err), why);
+}
+
+/* A new token whose keys bkvd init made through the quirks module without GCM. */
+static bkv_token *fresh_cbc_token(const char *label, report_log *log)
+{
+	init_token(label, NULL, 0);
+	bkv_token *t = quirks_open(label, "no-gcm");
+	create_keys(t, false, log);
+	load_both(t);
+	return t;
+}
+
+/* One CBC_HMAC token shared by the tests that do not change it; opened through the quirks
+ * module without GCM, keys loaded. */
+static bkv_token *cbc_token(void)
+{
+	static bool made;
+	if (!made) {
+		report_log log;
+		memset(&log, 0, sizeof(log));
+		bkv_token_close(fresh_cbc_token("bkv-cbc", &log));
+		for (size_t i = 0; i < NUM_KEY_LABELS; i++)
+			assert_string_equal(find_report(&log, all_key_labels[i])->what, "created");
+		made = true;
+	}
+	bkv_token *t = quirks_open("bkv-cbc", "no-gcm");
+	load_both(t);
+	return t;
+}
+
+/* A CBC_HMAC box: scheme 2, a 16-byte IV, whole blocks of CBC-PAD ciphertext (always at
+ * least one byte of padding), a 32-byte tag. */
+#define CBC_BOX_BYTES(pt_len) (2 + 16 + ((pt_len) / 16 + 1) * 16 + 32)
+
+static void assert_cbc_record_layout(const uint8_t *sealed, size_t len, size_t pt_len,
+                                     uint32_t version)
+{
+	const uint8_t header[] = {0x02,
+	                          (uint8_t)(version >> 24),
+	                          (uint8_t)(version >> 16),
+	                          (uint8_t)(version >> 8),
+	                          (uint8_t)version,
+	                          BKV_TOKEN_SCHEME_CBC_HMAC,
+	                          16};
+	assert_memory_equal(sealed, header, sizeof(header));
+	assert_int_equal(len, 5 + CBC_BOX_BYTES(pt_len));
+	assert_int_equal((len - 5 - 2 - 16 - 32) % 16, 0);
+}
+
+/* bkvd init on a token without GCM pairs each sealing key with an HMAC-SHA256 key, as
+ * protected as every other secret and good for nothing but HMAC-SHA256; the main token
+ * (with GCM) has none. */
+static void a_token_without_gcm_gets_hmac_keys_for_its_sealing_keys(void **state)
+{
+	(void)state;
+	bkv_token *t = cbc_token();
+	assert_int_equal(bkv_token_key_scheme(t, BKV_TOKEN_KEY_SEAL, 1), BKV_TOKEN_SCHEME_CBC_HMAC);
+	assert_int_equal(bkv_token_key_scheme(t, BKV_TOKEN_KEY_TICKET, 1),
+	                 BKV_TOKEN_SCHEME_CBC_HMAC);
+	assert_int_equal(bkv_token_key_scheme(t, BKV_TOKEN_KEY_SEAL, 2), 0); /* not loaded */
+	assert_int_equal(bkv_token_key_scheme(t, BKV_TOKEN_KEY_TICKET, 2), 0);
+	bkv_token_close(t);
+	static const char *const mac_labels[] = {"bkv-seal-mac-1", "bkv-ticket-mac-1"};
+	CK_SESSION_HANDLE h = inspect_session("bkv-cbc", false);
+	for (size_t i = 0; i < 2; i++) {
+		assert_int_equal(count_labelled(h, mac_labels[i]), 1);
+		CK_OBJECT_HANDLE k = find_one(h, CKO_SECRET_KEY, mac_labels[i]);
+		assert_protected_secret(h, k);
+		assert_value_unreadable(h, k);
+		assert_attr(h, k, CKA_SIGN, true);
+		assert_attr(h, k, CKA_VERIFY, false);
+		assert_attr(h, k, CKA_ENCRYPT, false);
+		assert_attr(h, k, CKA_DECRYPT, false);
+		assert_attr(h, k, CKA_DERIVE, false);
+		assert_attr(h, k, CKA_WRAP, false);
+		assert_attr(h, k, CKA_UNWRAP, false);
+		CK_ULONG len = 0;
+		CK_ATTRIBUTE value_len = {CKA_VALUE_LEN, &len, sizeof(len)};
+		assert_int_equal(g_fn->C_GetAttributeValue(h, k, &value_len, 1), CKR_OK);
+		assert_int_equal(len, 32);
+		CK_MECHANISM_TYPE mechs[8];
+		CK_ATTRIBUTE allowed = {CKA_ALLOWED_MECHANISMS, mechs, sizeof(mechs)};
+		if (g_fn->C_GetAttributeValue(h, k, &allowed, 1) == CKR_OK) {
+			assert_int_equal(allowed.ulValueLen, sizeof(CK_MECHANISM_TYPE));
+			assert_int_equal(mechs[0], CKM_SHA256_HMAC);
+		}
+	}
+	/* The AES keys themselves are the usual ones. */
+	for (size_t i = 0; i < 2; i++)
+		assert_protected_secret(h, find_one(h, CKO_SECRET_KEY, secret_key_labels[i]));
+	inspect_close(h);
+	h = inspect_session(g_label, false);
+	for (size_t i = 0; i < 2; i++)
+		assert_int_equal(count_labelled(h, mac_labels[i]), 0);
+	inspect_close(h);
+	t = vault_open_loaded(g_label);
+	assert_int_equal(bkv_token_key_scheme(t, BKV_TOKEN_KEY_SEAL, 1), BKV_TOKEN_SCHEME_GCM);
+	assert_int_equal(bkv_token_key_scheme(t, BKV_TOKEN_KEY_TICKET, 1), BKV_TOKEN_SCHEME_GCM);
+	bkv_token_close(t);
+}
+
+/* Records seal and open under CBC_HMAC, in token.h's layout, for plaintexts on and off the
+ * block boundary, each seal with a fresh IV. */
+static void cbc_records_round_trip_in_the_specified_layout(void **state)
+{
+	(void)state;
+	bkv_token *t = cbc_token();
+	assert_preflight_passes(t);
+	const size_t lens[] = {0, 1, 15, 16, 17, 31, 32, RECORD_PT_BYTES, 100, 257};
+	uint8_t a[512], b[512], pt[512];
+	for (size_t i = 0; i < sizeof(lens) / sizeof(lens[0]); i++) {
+		const size_t n = lens[i];
+		const size_t len = seal_record_n(t, n, a, n + BKV_RECORD_SEAL_OVERHEAD_MAX);
+		assert_cbc_record_layout(a, len, n, 1);
+		assert_int_equal(bkv_record_seal_key_version(a, len), 1);
+		assert_int_equal(open_record_n(t, a, len, n), BKV_TOKEN_OK);
+		assert_int_equal(seal_record_n(t, n, b, n + BKV_RECORD_SEAL_OVERHEAD_MAX), len);
+		assert_memory_not_equal(a + 7, b + 7, 16); /* IVs */
+		assert_memory_not_equal(a + 7 + 16, b + 7 + 16, len - 7 - 16 - 32);
+		assert_memory_not_equal(a + len - 32, b + len - 32, 32);
+		if (n >= 16) {
+			fill_plaintext_n(pt, n);
+			assert_memory_not_equal(a + 7 + 16, pt, 16);
+		}
+	}
+	bkv_token_close(t);
+}
+
+/* Every byte of a CBC_HMAC record counts: the record header, the box header, the IV, the
+ * ciphertext and the tag; and so does its length. */
+static void cbc_record_with_any_byte_changed_fails_auth(void **state)
+{
+	(void)state;
+	bkv_token *t = cbc_token();
+	uint8_t sealed[RECORD_SEAL_CAP + 32];
+	const size_t len = seal_record_n(t, RECORD_PT_BYTES, sealed, RECORD_SEAL_CAP);
+	assert_cbc_record_layout(sealed, len, RECORD_PT_BYTES, 1);
+	assert_flips_fail(t, sealed, len, RECORD_PT_BYTES, 0, len);
+	for (size_t l = 0; l < len; l++) {
+		if (open_record(t, sealed, l) != BKV_TOKEN_ERR_AUTH)
+			fail_msg("CBC record truncated to %zu bytes: not AUTH", l);
+	}
+	/* Longer by a byte, by a block, and by a block in the middle. */
+	memset(sealed + len, 0, 32);
+	assert_int_equal(open_record(t, sealed, len + 1), BKV_TOKEN_ERR_AUTH);
+	assert_int_equal(open_record(t, sealed, len + 16), BKV_TOKEN_ERR_AUTH);
+	uint8_t spliced[RECORD_SEAL_CAP + 16];
+	memcpy(spliced, sealed, 7 + 16 + 16);
+	memcpy(spliced + 7 + 16 + 16, sealed + 7 + 16, len - 7 - 16);
+	assert_int_equal(open_record(t, spliced, len + 16), BKV_TOKEN_ERR_AUTH);
+	/* Relabelled as a GCM box with either IV length. */
+	for (size_t iv = 12; iv <= 16; iv += 4) {
+		memcpy(spliced, sealed, len);
+		spliced[RECORD_SCHEME_AT] = BKV_TOKEN_SCHEME_GCM;
+		spliced[RECORD_IVLEN_AT] = (uint8_t)iv;
+		assert_int_equal(open_record(t, spliced, len), BKV_TOKEN_ERR_AUTH);
+	}
+	assert_int_equal(open_record(t, sealed, len), BKV_TOKEN_OK);
+	bkv_token_close(t);
+}
+
+/* The HMAC covers the AAD: a CBC_HMAC record moved to another account, suite, record version
+ * or registration does not open, nor a box opened with any other AAD, a prefix or an
+ * extension of it included. */
+static void cbc_box_opens_only_with_its_aad(void **state)
+{
+	(void)state;
+	bkv_token *t = cbc_token();
+	uint8_t sealed[RECORD_SEAL_CAP];
+	const size_t len = seal_record_n(t, RECORD_PT_BYTES, sealed, sizeof(sealed));
+	assert_int_equal(open_record_as(t, OTHER_ACCOUNT, sizeof(OTHER_ACCOUNT), P256,
+	                                RECORD_VERSION, NULL, 0, sealed, len),
+	                 BKV_TOKEN_ERR_AUTH);
+	assert_int_equal(
+	    open_record_as(t, ACCOUNT, sizeof(ACCOUNT), R255, RECORD_VERSION, NULL, 0, sealed, len),
+	    BKV_TOKEN_ERR_AUTH);
+	assert_int_equal(open_record_as(t, ACCOUNT, sizeof(ACCOUNT), P256, RECORD_VERSION + 1, NULL,
+	                                0, sealed, len),
+	                 BKV_TOKEN_ERR_AUTH);
+	assert_int_equal(open_record_as(t, ACCOUNT, sizeof(ACCOUNT), P256, RECORD_VERSION, REG_ID,
+	                                sizeof(REG_ID), sealed, len),
+	                 BKV_TOKEN_ERR_AUTH);
+	static const uint8_t aad[] = "bkv test cbc aad";
+	const size_t aad_len = sizeof(aad) - 1;
+	uint8_t pt[RECORD_PT_BYTES], box[RECORD_PT_BYTES + BKV_TOKEN_BOX_OVERHEAD_MAX];
+	uint8_t out[sizeof(box)], other[sizeof(aad) + 1];
+	size_t box_len = 0, out_len = 0;
+	fill_plaintext(pt);
+	for (size_t with_aad = 0; with_aad < 2; with_aad++) {
+		const size_t al = with_aad ? aad_len : 0;
+		assert_int_equal(bkv_token_seal_box(t, BKV_TOKEN_KEY_SEAL, 1, with_aad ? aad : NULL,
+		                                    al, pt, sizeof(pt), box, sizeof(box), &box_len),
+		                 BKV_TOKEN_OK);
+		assert_int_equal(box_len, CBC_BOX_BYTES(sizeof(pt)));
+		assert_int_equal(bkv_token_open_box(t, BKV_TOKEN_KEY_SEAL, 1, with_aad ? aad : NULL,
+		                                    al, box, box_len, out, sizeof(out), &out_len),
+		                 BKV_TOKEN_OK);
+		assert_int_equal(out_len, sizeof(pt));
+		assert_memory_equal(out, pt, sizeof(pt));
+		/* Every bit of the AAD, one byte less, one byte more. */
+		memcpy(other, aad, sizeof(aad));
+		for (size_t bit = 0; bit < 8 * al; bit++) {
+			other[bit / 8] ^= (uint8_t)(1u << (bit % 8));
+			if (bkv_token_open_box(t, BKV_TOKEN_KEY_SEAL, 1, other, al, box, box_len,
+			                       out, sizeof(out), &out_len) != BKV_TOKEN_ERR_AUTH)
+				fail_msg("AAD bit %zu flipped: not AUTH", bit);
+			other[bit / 8] ^= (uint8_t)(1u << (bit % 8));
+		}
+		if (al > 0)
+			assert_int_equal(bkv_token_open_box(t, BKV_TOKEN_KEY_SEAL, 1, aad, al - 1,
+			                                    box, box_len, out, sizeof(out),
+			                                    &out_len),
+			                 BKV_TOKEN_ERR_AUTH);
+		other[al] = 0;
+		assert_int_equal(bkv_token_open_box(t, BKV_TOKEN_KEY_SEAL, 1, other, al + 1, box,
+		                                    box_len, out, sizeof(out), &out_len),
+		                 BKV_TOKEN_ERR_AUTH);
+		assert_int_equal(out_len, 0);
+	}
+	bkv_token_close(t);
+}
+
+/* A box opens only under the key and scheme that made it: a GCM box is refused by a
+ * CBC_HMAC key and the reverse, and the ticket key's boxes are not the seal key's. */
+static void boxes_open_only_under_the_key_and_scheme_that_made_them(void **state)
+{
+	(void)state;
+	bkv_token *cbc = cbc_token();
+	bkv_token *gcm = vault_open_loaded(g_label);
+	static const uint8_t aad[] = "bkv test scheme";
+	uint8_t pt[RECORD_PT_BYTES], out[RECORD_PT_BYTES + BKV_TOKEN_BOX_OVERHEAD_MAX];
+	uint8_t gcm_box[sizeof(out)], cbc_box[sizeof(out)], ticket_box[sizeof(out)];
+	size_t gcm_len, cbc_len, ticket_len, out_len;
+	fill_plaintext(pt);
+	assert_int_equal(bkv_token_seal_box(gcm, BKV_TOKEN_KEY_SEAL, 1, aad, sizeof(aad), pt,
+	                                    sizeof(pt), gcm_box, sizeof(gcm_box), &gcm_len),
+	                 BKV_TOKEN_OK);
+	assert_int_equal(gcm_len, 2 + 12 + sizeof(pt) + 16);
+	assert_int_equal(gcm_box[0], BKV_TOKEN_SCHEME_GCM);
+	assert_int_equal(bkv_token_seal_box(cbc, BKV_TOKEN_KEY_SEAL, 1, aad, sizeof(aad), pt,
+	                                    sizeof(pt), cbc_box, sizeof(cbc_box), &cbc_len),
+	                 BKV_TOKEN_OK);
+	assert_int_equal(cbc_len, CBC_BOX_BYTES(sizeof(pt)));
+	assert_int_equal(bkv_token_seal_box(cbc, BKV_TOKEN_KEY_TICKET, 1, aad, sizeof(aad), pt,
+	                                    sizeof(pt), ticket_box, sizeof(ticket_box),
+	                                    &ticket_len),
+	                 BKV_TOKEN_OK);
+	assert_int_equal(ticket_len, CBC_BOX_BYTES(sizeof(pt)));
+	assert_int_equal(ticket_box[0], BKV_TOKEN_SCHEME_CBC_HMAC);
+	/* Each opens where it was made... */
+	assert_int_equal(bkv_token_open_box(gcm, BKV_TOKEN_KEY_SEAL, 1, aad, sizeof(aad), gcm_box,
+	                                    gcm_len, out, sizeof(out), &out_len),
+	                 BKV_TOKEN_OK);
+	assert_int_equal(bkv_token_open_box(cbc, BKV_TOKEN_KEY_SEAL, 1, aad, sizeof(aad), cbc_box,
+	                                    cbc_len, out, sizeof(out), &out_len),
+	                 BKV_TOKEN_OK);
+	assert_int_equal(bkv_token_open_box(cbc, BKV_TOKEN_KEY_TICKET, 1, aad, sizeof(aad),
+	                                    ticket_box, ticket_len, out, sizeof(out), &out_len),
+	                 BKV_TOKEN_OK);
+	assert_int_equal(out_len, sizeof(pt));
+	assert_memory_equal(out, pt, sizeof(pt));
+	/* ...and nowhere else. */
+	assert_int_equal(bkv_token_open_box(cbc, BKV_TOKEN_KEY_SEAL, 1, aad, sizeof(aad), gcm_box,
+	                                    gcm_len, out, sizeof(out), &out_len),
+	                 BKV_TOKEN_ERR_AUTH);
+	assert_int_equal(bkv_token_open_box(cbc, BKV_TOKEN_KEY_TICKET, 1, aad, sizeof(aad), gcm_box,
+	                                    gcm_len, out, sizeof(out), &out_len),
+	                 BKV_TOKEN_ERR_AUTH);
+	assert_int_equal(bkv_token_open_box(gcm, BKV_TOKEN_KEY_SEAL, 1, aad, sizeof(aad), cbc_box,
+	                                    cbc_len, out, sizeof(out), &out_len),
+	                 BKV_TOKEN_ERR_AUTH);
+	assert_int_equal(bkv_token_open_box(cbc, BKV_TOKEN_KEY_SEAL, 1, aad, sizeof(aad),
+	                                    ticket_box, ticket_len, out, sizeof(out), &out_len),
+	                 BKV_TOKEN_ERR_AUTH);
+	assert_int_equal(bkv_token_open_box(cbc, BKV_TOKEN_KEY_TICKET, 1, aad, sizeof(aad), cbc_box,
+	                                    cbc_len, out, sizeof(out), &out_len),
+	                 BKV_TOKEN_ERR_AUTH);
+	/* A CBC box relabelled GCM goes to the GCM key's token check and fails there. */
+	cbc_box[0] = BKV_TOKEN_SCHEME_GCM;
+	assert_int_equal(bkv_token_open_box(gcm, BKV_TOKEN_KEY_SEAL, 1, aad, sizeof(aad), cbc_box,
+	                                    cbc_len, out, sizeof(out), &out_len),
+	                 BKV_TOKEN_ERR_AUTH);
+	assert_int_equal(out_len, 0);
+	/* Neither session was disturbed. */
+	assert_int_equal(bkv_token_check(gcm), BKV_TOKEN_OK);
+	assert_int_equal(bkv_token_check(cbc), BKV_TOKEN_OK);
+	assert_preflight_passes(gcm);
+	assert_preflight_passes(cbc);
+	bkv_token_close(gcm);
+	bkv_token_close(cbc);
+}
+
+/* The ristretto255 AKE key of a token without GCM is sealed under CBC_HMAC, loads, and
+ * serves logins. */
+static void a_cbc_token_seals_the_ristretto255_key_and_serves_logins(void **state)
+{
+	(void)state;
+	bkv_token *t = cbc_token();
+	const opaque_server_keys *keys = bkv_token_server_keys(t, R255);
+	assert_non_null(keys);
+	CK_SESSION_HANDLE h = inspect_session("bkv-cbc", false);
+	uint8_t value[256];
+	const size_t len = read_data_object(h, "bkv-ake-ristretto255-sha512", value, sizeof(value));
+	inspect_close(h);
+	static const uint8_t header[] = {0x02, 0, 0, 0, 1, BKV_TOKEN_SCHEME_CBC_HMAC, 16};
+	assert_int_equal(len, 5 + CBC_BOX_BYTES(32));
+	assert_memory_equal(value, header, sizeof(header));
+	assert_no_window_is_the_key(R255, value, len, keys->server_public_key);
+	for (size_t s = 0; s < 2; s++) {
+		const opaque_sizes *sz = opaque_suite_sizes(both_suites[s]);
+		uint8_t record[OPAQUE_MAX_REGISTRATION_RECORD_BYTES];
+		uint8_t export_key[OPAQUE_MAX_HASH_BYTES];
+		keys = bkv_token_server_keys(t, both_suites[s]);
+		register_user(keys, both_suites[s], CRED_ID, record, export_key);
+		login_result r = login_user(keys, both_suites[s], CRED_ID, record, PASSWORD);
+		assert_int_equal(r.client, OPAQUE_OK);
+		assert_int_equal(r.server, OPAQUE_OK);
+		assert_memory_equal(r.export_key, export_key, sz->export_key);
+	}
+	bkv_token_close(t);
+}
+
+/* The scheme belongs to the key, not to the module in use: the CBC_HMAC keys stay CBC_HMAC
+ * through a module with GCM, a key rotated there is GCM, and records under both open.
+ * Rotated without GCM, the new key gets its HMAC key, and deleting it deletes both. */
+static void a_key_keeps_its_scheme_whichever_module_opens_the_token(void **state)
+{
+	(void)state;
+	bkv_token *q = fresh_cbc_token("bkv-cbc-mixed", NULL);
+	uint8_t v1[RECORD_SEAL_CAP], v2[RECORD_SEAL_CAP], v3[RECORD_SEAL_CAP];
+	const size_t v1_len = seal_record_n(q, RECORD_PT_BYTES, v1, sizeof(v1));
+	assert_cbc_record_layout(v1, v1_len, RECORD_PT_BYTES, 1);
+	bkv_token_close(q);
+
+	bkv_token *t = vault_open_loaded("bkv-cbc-mixed");
+	assert_int_equal(bkv_token_key_scheme(t, BKV_TOKEN_KEY_SEAL, 1), BKV_TOKEN_SCHEME_CBC_HMAC);
+	assert_int_equal(bkv_token_key_scheme(t, BKV_TOKEN_KEY_TICKET, 1),
+	                 BKV_TOKEN_SCHEME_CBC_HMAC);
+	assert_int_equal(open_record(t, v1, v1_len), BKV_TOKEN_OK);
+	uint8_t again[RECORD_SEAL_CAP];
+	assert_cbc_record_layout(again, seal_record_n(t, RECORD_PT_BYTES, again, sizeof(again)),
+	                         RECORD_PT_BYTES, 1);
+	assert_preflight_passes(t);
+	uint32_t version = 0;
+	assert_int_equal(bkv_token_rotate_seal_key(t, &version), BKV_TOKEN_OK);
+	assert_int_equal(version, 2);
+	load_both(t);
+	assert_int_equal(bkv_token_key_scheme(t, BKV_TOKEN_KEY_SEAL, 2), BKV_TOKEN_SCHEME_GCM);
+	assert_int_equal(bkv_token_key_scheme(t, BKV_TOKEN_KEY_SEAL, 1), BKV_TOKEN_SCHEME_CBC_HMAC);
+	const size_t v2_len = seal_record_n(t, RECORD_PT_BYTES, v2, sizeof(v2));
+	assert_int_equal(v2_len, RECORD_SEALED);
+	assert_int_equal(v2[RECORD_SCHEME_AT], BKV_TOKEN_SCHEME_GCM);
+	assert_int_equal(bkv_record_seal_key_version(v2, v2_len), 2);
+	assert_int_equal(open_record(t, v1, v1_len), BKV_TOKEN_OK);
+	assert_int_equal(open_record(t, v2, v2_len), BKV_TOKEN_OK);
+	/* A CBC record relabelled with the GCM key's version, and the reverse, fail. */
+	v1[4] = 2;
+	assert_int_equal(open_record(t, v1, v1_len), BKV_TOKEN_ERR_AUTH);
+	v1[4] = 1;
+	v2[4] = 1;
+	assert_int_equal(open_record(t, v2, v2_len), BKV_TOKEN_ERR_AUTH);
+	v2[4] = 2;
+	assert_preflight_passes(t);
+	bkv_token_close(t);
+
+	/* Through the module without GCM, rotation pairs the new key with an HMAC key; the GCM
+	 * key's records cannot open there (the module refuses the mechanism). */
+	q = quirks_open("bkv-cbc-mixed", "no-gcm");
+	load_both(q);
+	assert_int_equal(bkv_token_rotate_seal_key(q, &version), BKV_TOKEN_OK);
+	assert_int_equal(version, 3);
+	load_both(q);
+	assert_int_equal(bkv_token_key_scheme(q, BKV_TOKEN_KEY_SEAL, 3), BKV_TOKEN_SCHEME_CBC_HMAC);
+	const size_t v3_len = seal_record_n(q, RECORD_PT_BYTES, v3, sizeof(v3));
+	assert_cbc_record_layout(v3, v3_len, RECORD_PT_BYTES, 3);
+	assert_int_equal(open_record(q, v1, v1_len), BKV_TOKEN_OK);
+	assert_int_equal(open_record(q, v3, v3_len), BKV_TOKEN_OK);
+	assert_int_not_equal(open_record(q, v2, v2_len), BKV_TOKEN_OK);
+	CK_SESSION_HANDLE h = inspect_session("bkv-cbc-mixed", false);
+	assert_int_equal(count_labelled(h, "bkv-seal-mac-1"), 1);
+	assert_int_equal(count_labelled(h, "bkv-seal-mac-2"), 0);
+	assert_int_equal(count_labelled(h, "bkv-seal-mac-3"), 1);
+	inspect_close(h);
+	/* The ristretto255 key is under 1; 2 is unused: deleting 2 leaves 1 and 3 whole. */
+	assert_int_equal(bkv_token_delete_seal_key(q, 1), BKV_TOKEN_ERR_KEY_IN_USE);
+	assert_int_equal(bkv_token_delete_seal_key(q, 3), BKV_TOKEN_ERR_KEY_IN_USE);
+	assert_int_equal(bkv_token_delete_seal_key(q, 2), BKV_TOKEN_OK);
+	bool resealed = false;
+	assert_int_equal(bkv_token_reseal_ake_key(q, &resealed), BKV_TOKEN_OK);
+	assert_true(resealed);
+	assert_int_equal(bkv_token_delete_seal_key(q, 1), BKV_TOKEN_OK);
+	static const uint32_t left[] = {3};
+	assert_seal_versions(q, left, 1);
+	h = inspect_session("bkv-cbc-mixed", false);
+	assert_int_equal(count_labelled(h, "bkv-seal-1"), 0);
+	assert_int_equal(count_labelled(h, "bkv-seal-mac-1"), 0);
+	assert_int_equal(count_labelled(h, "bkv-seal-mac-3"), 1);
+	assert_int_equal(count_labelled(h, "bkv-ticket-mac-1"), 1);
+	inspect_close(h);
+	load_both(q);
+	assert_int_equal(open_record(q, v3, v3_len), BKV_TOKEN_OK);
+	assert_int_not_equal(open_record(q, v1, v1_len), BKV_TOKEN_OK);
+	assert_preflight_passes(q);
+	bkv_token_close(q);
+}
+
+/* Running the ceremony again on a token without GCM keeps every key and makes no second
+ * HMAC key; an HMAC key left alone by a crash before its AES key is used, not doubled. */
+static void create_keys_again_without_gcm_keeps_the_hmac_keys(void **state)
+{
+	(void)state;
+	report_log first, again;
+	memset(&first, 0, sizeof(first));
+	memset(&again, 0, sizeof(again));
+	bkv_token *t = fresh_cbc_token("bkv-cbc-again", &first);
+	bkv_token_close(t);
+	CK_SESSION_HANDLE h = inspect_session("bkv-cbc-again", true);
+	assert_int_equal(g_fn->C_DestroyObject(h, find_one(h, CKO_SECRET_KEY, "bkv-ticket-1")),
+	                 CKR_OK);
+	inspect_close(h);
+	t = quirks_open("bkv-cbc-again", "no-gcm");
+	create_keys(t, false, &again);
+	assert_string_equal(find_report(&again, "bkv-ticket-1")->what, "created");
+	assert_string_equal(find_report(&again, "bkv-seal-1")->what, "exists");
+	load_both(t);
+	assert_int_equal(bkv_token_key_scheme(t, BKV_TOKEN_KEY_TICKET, 1),
+	                 BKV_TOKEN_SCHEME_CBC_HMAC);
+	assert_preflight_passes(t);
+	bkv_token_close(t);
+	static const char *const once[] = {"bkv-seal-1", "bkv-seal-mac-1", "bkv-ticket-1",
+	                                   "bkv-ticket-mac-1", "bkv-ake-ristretto255-sha512"};
+	h = inspect_session("bkv-cbc-again", false);
+	for (size_t i = 0; i < sizeof(once) / sizeof(once[0]); i++)
+		assert_int_equal(count_labelled(h, once[i]), 1);
+	inspect_close(h);
+	/* Replacing the keys replaces the HMAC keys too: one of each, and old records are lost. */
+	t = quirks_open("bkv-cbc-again", "no-gcm");
+	load_both(t);
+	uint8_t sealed[RECORD_SEAL_CAP];
+	const size_t len = seal_record_n(t, RECORD_PT_BYTES, sealed, sizeof(sealed));
+	create_keys(t, true, NULL);
+	load_both(t);
+	assert_int_equal(bkv_token_key_scheme(t, BKV_TOKEN_KEY_SEAL, 1), BKV_TOKEN_SCHEME_CBC_HMAC);
+	assert_int_equal(open_record(t, sealed, len), BKV_TOKEN_ERR_AUTH);
+	bkv_token_close(t);
+	h = inspect_session("bkv-cbc-again", false);
+	for (size_t i = 0; i < sizeof(once) / sizeof(once[0]); i++)
+		assert_int_equal(count_labelled(h, once[i]), 1);
+	inspect_close(h);
+}
+
+/* ---- CBC_HMAC checked against OpenSSL ---- */
+
+/* A token whose newest seal key (version 2) is a CBC_HMAC pair of known value, imported like
+ * the known GCM key above: AES-256 bkv-seal-2 and HMAC-SHA256 bkv-seal-mac-2. Built once. */
+static uint8_t known_cbc_aes[32], known_cbc_mac[32];
+
+static bkv_token *known_cbc_token(void)
+{
+	static bool made;
+	if (!made) {
+		init_token("bkv-known-cbc", NULL, 0);
+		bkv_token *t = vault_open("bkv-known-cbc");
+		create_keys(t, false, NULL);
+		bkv_token_close(t);
+		for (size_t i = 0; i < 32; i++) {
+			known_cbc_aes[i] = (uint8_t)(0x21 + 5 * i);
+			known_cbc_mac[i] = (uint8_t)(0x9e ^ (7 * i));
+		}
+		CK_SESSION_HANDLE h = inspect_session("bkv-known-cbc", true);
+		import_known_key(h, "bkv-seal-mac-2", false, known_cbc_mac, sizeof(known_cbc_mac));
+		import_known_key(h, "bkv-seal-2", true, known_cbc_aes, sizeof(known_cbc_aes));
+		inspect_close(h);
+		made = true;
+	}
+	return vault_open_loaded("bkv-known-cbc");
+}
+
+/* token.h: tag = HMAC-SHA256(mac key, scheme || iv_len || iv || ciphertext || aad ||
+ * I2OSP(len(aad), 8)). */
+static void soft_cbc_tag(const uint8_t *head, size_t head_len, const uint8_t *aad, size_t aad_len,
+                         uint8_t tag[32])
+{
+	static uint8_t buf[4096];
+	assert_true(head_len + aad_len + 8 <= sizeof(buf));
+	memcpy(buf, head, head_len);
+	if (aad_len > 0)
+		memcpy(buf + head_len, aad, aad_len);
+	for (int i = 0; i < 8; i++)
+		buf[head_len + aad_len + (size_t)i] = (uint8_t)((uint64_t)aad_len >> (56 - 8 * i));
+	unsigned int len = 0;
+	assert_non_null(HMAC(EVP_sha256(), known_cbc_mac, sizeof(known_cbc_mac), buf,
+	                     head_len + aad_len + 8, tag, &len));
+	assert_int_equal(len, 32);
+}
+
+/* Opens a CBC_HMAC box under the known keys; false if it is not one. */
+static bool soft_cbc_open(const uint8_t *aad, size_t aad_len, const uint8_t *box, size_t box_len,
+                          uint8_t *pt, size_t *pt_len)
+{
+	uint8_t tag[32];
+	if (box_len < 2 + 16 + 16 + 32 || box[0] != 2 || box[1] != 16 ||
+	    (box_len - 2 - 16 - 32) % 16 != 0)
+		return false;
+	soft_cbc_tag(box, box_len - 32, aad, aad_len, tag);
+	if (CRYPTO_memcmp(tag, box + box_len - 32, 32) != 0)
+		return false;
+	EVP_CIPHER_CTX *ctx = EVP_CIPHER_CTX_new();
+	int n = 0, fin = 0;
+	bool ok = ctx != NULL &&
+	          EVP_DecryptInit_ex(ctx, EVP_aes_256_cbc(), NULL, known_cbc_aes, box + 2) == 1 &&
+	          EVP_DecryptUpdate(ctx, pt, &n, box + 18, (int)(box_len - 18 - 32)) == 1 &&
+	          EVP_DecryptFinal_ex(ctx, pt + n, &fin) == 1;
+	EVP_CIPHER_CTX_free(ctx);
+	*pt_len = ok ? (size_t)(n + fin) : 0;
+	return ok;
+}
+
+/* Seals pt into box under the known keys; returns the box's length. padding false: pt (whole
+ * blocks) is encrypted as it is, without PKCS#7 padding, and still gets a valid tag. */
+static size_t soft_cbc_seal(const uint8_t *aad, size_t aad_len, const uint8_t *pt, size_t pt_len,
+                            bool padding, uint8_t *box)
+{
+	box[0] = 2;
+	box[1] = 16;
+	randombytes_buf(box + 2, 16);
+	EVP_CIPHER_CTX *ctx = EVP_CIPHER_CTX_new();
+	int n = 0, fin = 0;
+	assert_non_null(ctx);
+	assert_int_equal(EVP_EncryptInit_ex(ctx, EVP_aes_256_cbc(), NULL, known_cbc_aes, box + 2),
+	                 1);
+	assert_int_equal(EVP_CIPHER_CTX_set_padding(ctx, padding ? 1 : 0), 1);
+	assert_int_equal(EVP_EncryptUpdate(ctx, box + 18, &n, pt, (int)pt_len), 1);
+	assert_int_equal(EVP_EncryptFinal_ex(ctx, box + 18 + n, &fin), 1);
+	EVP_CIPHER_CTX_free(ctx);
+	const size_t head = 18 + (size_t)(n + fin);
+	soft_cbc_tag(box, head, aad, aad_len, box + head);
+	return head + 32;
+}
+
+/* What the token seals under CBC_HMAC, OpenSSL opens as token.h specifies (CBC-PAD under the
+ * AES key, the tag over the box, the AAD and its length), and the reverse; a box with a valid
+ * tag but invalid padding is refused as bad data. */
+static void cbc_boxes_are_as_specified_checked_with_openssl(void **state)
+{
+	(void)state;
+	bkv_token *t = known_cbc_token();
+	assert_int_equal(bkv_token_seal_version(t), 2);
+	assert_int_equal(bkv_token_key_scheme(t, BKV_TOKEN_KEY_SEAL, 2), BKV_TOKEN_SCHEME_CBC_HMAC);
+	assert_int_equal(bkv_token_key_scheme(t, BKV_TOKEN_KEY_SEAL, 1), BKV_TOKEN_SCHEME_GCM);
+	static uint8_t aad[300], pt[300], out[300 + BKV_TOKEN_BOX_OVERHEAD_MAX];
+	static uint8_t box[300 + BKV_TOKEN_BOX_OVERHEAD_MAX];
+	for (size_t i = 0; i < sizeof(aad); i++) {
+		aad[i] = (uint8_t)(3 * i + 1);
+		pt[i] = (uint8_t)(7 * i + 5);
+	}
+	const size_t aad_lens[] = {0, 1, 13, 255, 256, 300};
+	const size_t pt_lens[] = {0, 1, 15, 16, 17, 32, 100, 300};
+	for (size_t a = 0; a < sizeof(aad_lens) / sizeof(aad_lens[0]); a++) {
+		for (size_t p = 0; p < sizeof(pt_lens) / sizeof(pt_lens[0]); p++) {
+			const size_t al = aad_lens[a], pl = pt_lens[p];
+			size_t box_len = 0, out_len = 0;
+			assert_int_equal(bkv_token_seal_box(t, BKV_TOKEN_KEY_SEAL, 2, aad, al, pt,
+			                                    pl, box, sizeof(box), &box_len),
+			                 BKV_TOKEN_OK);
+			assert_int_equal(box_len, CBC_BOX_BYTES(pl));
+			if (!soft_cbc_open(aad, al, box, box_len, out, &out_len))
+				fail_msg("aad %zu, plaintext %zu: OpenSSL refuses the token's box",
+				         al, pl);
+			assert_int_equal(out_len, pl);
+			assert_memory_equal(out, pt, pl);
+			/* The AAD's length is bound as well: one byte less is another tag. */
+			if (al > 0)
+				assert_false(
+				    soft_cbc_open(aad, al - 1, box, box_len, out, &out_len));
+			box_len = soft_cbc_seal(aad, al, pt, pl, true, box);
+			assert_int_equal(bkv_token_open_box(t, BKV_TOKEN_KEY_SEAL, 2, aad, al, box,
+			                                    box_len, out, sizeof(out), &out_len),
+			                 BKV_TOKEN_OK);
+			assert_int_equal(out_len, pl);
+			assert_memory_equal(out, pt, pl);
+		}
+	}
+	/* A record: 0x02 || version 2 || box, the record AAD of record_seal.h. */
+	uint8_t sealed[RECORD_SEAL_CAP], rec_aad[SPEC_AAD_MAX], expected[RECORD_PT_BYTES];
+	size_t out_len = 0;
+	const size_t len = seal_record_n(t, RECORD_PT_BYTES, sealed, sizeof(sealed));
+	assert_cbc_record_layout(sealed, len, RECORD_PT_BYTES, 2);
+	const size_t rec_aad_len =
+	    spec_record_aad(rec_aad, ACCOUNT, sizeof(ACCOUNT), P256, RECORD_VERSION, 2, NULL, 0);
+	assert_true(soft_cbc_open(rec_aad, rec_aad_len, sealed + 5, len - 5, out, &out_len));
+	fill_plaintext(expected);
+	assert_int_equal(out_len, RECORD_PT_BYTES);
+	assert_memory_equal(out, expected, RECORD_PT_BYTES);
+	memcpy(sealed, "\x02\x00\x00\x00\x02", 5);
+	const size_t soft_len =
+	    5 + soft_cbc_seal(rec_aad, rec_aad_len, expected, RECORD_PT_BYTES, true, sealed + 5);
+	assert_int_equal(open_record(t, sealed, soft_len), BKV_TOKEN_OK);
+	/* Whole blocks without padding, under a valid tag: not a box of this key. */
+	size_t box_len = soft_cbc_seal(aad, 13, pt, 32, false, box);
+	const bkv_token_err err = bkv_token_open_box(t, BKV_TOKEN_KEY_SEAL, 2, aad, 13, box,
+	                                             box_len, out, sizeof(out), &out_len);
+	if (err != BKV_TOKEN_ERR_AUTH)
+		fail_msg("valid tag, invalid padding: %s (%s), expected AUTH; session %s",
+		         bkv_token_strerror(err), bkv_token_ckr_name(bkv_token_last_rv(t)),
+		         bkv_token_check(t) == BKV_TOKEN_OK ? "healthy" : "broken");
+	assert_int_equal(bkv_token_check(t), BKV_TOKEN_OK);
+	assert_preflight_passes(t);
+	bkv_token_close(t);
+}
+
+/* ---- Tokens that choose the GCM IV (CloudHSM: 12 bytes; Luna in FIPS mode: 16) ---- */
+
+/* The record holds the IV the token used, of its length, and opens again, here and through
+ * SoftHSM2 directly (which takes the IV from the record). */
+static void assert_token_iv_records(const char *label, const char *quirks, size_t iv_len)
+{
+	bkv_token *q = quirks_open(label, quirks);
+	load_both(q);
+	assert_preflight_passes(q);
+	const size_t expected_len = 1 + 4 + 2 + iv_len + RECORD_PT_BYTES + 16;
+	uint8_t a[RECORD_SEAL_CAP], b[RECORD_SEAL_CAP];
+	for (size_t round = 0; round < 2; round++) { /* the first seal may learn the length */
+		assert_int_equal(seal_record_n(q, RECORD_PT_BYTES, a, sizeof(a)), expected_len);
+		assert_int_equal(a[RECORD_SCHEME_AT], BKV_TOKEN_SCHEME_GCM);
+		assert_int_equal(a[RECORD_IVLEN_AT], iv_len);
+		assert_int_equal(open_record(q, a, expected_len), BKV_TOKEN_OK);
+	}
+	assert_int_equal(seal_record_n(q, RECORD_PT_BYTES, b, sizeof(b)), expected_len);
+	assert_memory_not_equal(a + RECORD_IV_AT, b + RECORD_IV_AT, iv_len);
+	/* Every byte of the IV is authenticated, and so is its length. */
+	assert_flips_fail(q, a, expected_len, RECORD_PT_BYTES, RECORD_SCHEME_AT, 2 + iv_len);
+	a[RECORD_IVLEN_AT] = (uint8_t)(iv_len == 12 ? 16 : 12);
+	assert_int_equal(open_record(q, a, expected_len), BKV_TOKEN_ERR_AUTH);
+	a[RECORD_IVLEN_AT] = (uint8_t)iv_len;
+	bkv_token_close(q);
+	bkv_token *t = vault_open_loaded(label);
+	assert_int_equal(open_record(t, a, expected_len), BKV_TOKEN_OK);
+	assert_int_equal(open_record(t, b, expected_len), BKV_TOKEN_OK);
+	bkv_token_close(t);
+}
+
+static void a_token_that_chooses_a_12_byte_gcm_iv_seals_records_that_open(void **state)
+{
+	(void)state;
+	bkv_token *t = fresh_token_with_keys("bkv-token-iv");
+	bkv_token_close(t);
+	assert_token_iv_records("bkv-token-iv", "gcm-token-iv", 12);
+}
+
+static void a_token_that_chooses_a_16_byte_gcm_iv_seals_records_that_open(void **state)
+{
+	(void)state;
+	init_token("bkv-token-iv16", NULL, 0);
+	bkv_token *q = quirks_open("bkv-token-iv16", "gcm-token-iv16");
+	create_keys(q, false, NULL);
+	load_both(q);
+	/* bkvd init there sealed the ristretto255 key with the token's 16-byte IV. */
+	const opaque_server_keys *keys = bkv_token_server_keys(q, R255);
+	uint8_t public_key[32];
+	memcpy(public_key, keys->server_public_key, 32);
+	CK_SESSION_HANDLE h = inspect_session("bkv-token-iv16", false);
+	uint8_t value[256];
+	const size_t len = read_data_object(h, "bkv-ake-ristretto255-sha512", value, sizeof(value));
+	inspect_close(h);
+	static const uint8_t header[] = {0x02, 0, 0, 0, 1, BKV_TOKEN_SCHEME_GCM, 16};
+	assert_int_equal(len, 1 + 4 + 2 + 16 + 32 + 16);
+	assert_memory_equal(value, header, sizeof(header));
+	bkv_token_close(q);
+	assert_token_iv_records("bkv-token-iv16", "gcm-token-iv16", 16);
+	bkv_token *t = vault_open_loaded("bkv-token-iv16");
+	assert_memory_equal(bkv_token_server_keys(t, R255)->server_public_key, public_key, 32);
+	bkv_token_close(t);
+}
+
+/* ------------------------------------------------------------------------------------ */
+/* The P-256 AKE key sealed ([token] p256_ake = sealed)                                  */
+/* ------------------------------------------------------------------------------------ */
+
+static bkv_token *open_custody(const char *label, bkv_token_p256_ake ake)
+{
+	return open_with(label, g_module, NULL, ake);
+}
+
+/* One token made with p256_ake = sealed, shared by the tests that do not change it. */
+static uint8_t sealed_p256_reported[33];
+
+static bkv_token *sealed_p256_token(void)
+{
+	static bool made;
+	if (!made) {
+		init_token("bkv-p256-sealed", NULL, 0);
+		bkv_token *t = open_custody("bkv-p256-sealed", BKV_TOKEN_P256_AKE_SEALED);
+		report_log log;
+		memset(&log, 0, sizeof(log));
+		create_keys(t, false, &log);
+		assert_all_reported(&log, "created");
+		memcpy(sealed_p256_reported, find_report(&log, "bkv-ake-p256-sha256")->public_key,
+		       33);
+		bkv_token_close(t);
+		made = true;
+	}
+	bkv_token *t = open_custody("bkv-p256-sealed", BKV_TOKEN_P256_AKE_SEALED);
+	load_both(t);
+	return t;
+}
+
+/* The P-256 key is a data object holding the private key sealed, like the ristretto255
+ * one: no PKCS#11 key pair with its label, and no 32-byte window of it is the key. */
+static void a_sealed_p256_ake_key_is_a_sealed_data_object(void **state)
+{
+	(void)state;
+	bkv_token *t = sealed_p256_token();
+	const opaque_server_keys *keys = bkv_token_server_keys(t, P256);
+	assert_non_null(keys);
+	assert_memory_equal(keys->server_public_key, sealed_p256_reported, 33);
+	const char *label = "bkv-ake-p256-sha256";
+	CK_SESSION_HANDLE h = inspect_session("bkv-p256-sealed", false);
+	assert_int_equal(count_labelled(h, label), 1);
+	CK_OBJECT_CLASS classes[] = {CKO_PRIVATE_KEY, CKO_PUBLIC_KEY, CKO_SECRET_KEY};
+	for (size_t i = 0; i < 3; i++) {
+		CK_BBOOL yes = CK_TRUE;
+		CK_ATTRIBUTE tmpl[] = {
+		    {CKA_CLASS, &classes[i], sizeof(classes[i])},
+		    {CKA_TOKEN, &yes, sizeof(yes)},
+		    {CKA_LABEL, (void *)label, strlen(label)},
+		};
+		CK_OBJECT_HANDLE found[2];
+		assert_int_equal(find_objects(h, tmpl, 3, found, 2), 0);
+	}
+	CK_OBJECT_HANDLE obj = find_one(h, CKO_DATA, label);
+	assert_attr(h, obj, CKA_PRIVATE, true);
+	assert_attr(h, obj, CKA_MODIFIABLE, false);
+	uint8_t value[256];
+	const size_t len = read_data_object(h, label, value, sizeof(value));
+	inspect_close(h);
+	assert_sealed_ake_layout(value, len, 1);
+	assert_no_window_is_the_key(P256, value, len, keys->server_public_key);
+	bkv_token_close(t);
+}
+
+/* ake_dh with the sealed key is sk * P for the key whose public key is served: checked with
+ * OpenSSL (r * S for a random r, P = r * G), for random points and the edge cases, with no
+ * token ECDH at all; an invalid point is an error; the preflight passes. */
+static void a_sealed_p256_ake_key_agrees_with_openssl(void **state)
+{
+	(void)state;
+	bkv_token *t = sealed_p256_token();
+	const opaque_server_keys *keys = bkv_token_server_keys(t, P256);
+	op_counts c;
+	memset(&c, 0, sizeof(c));
+	bkv_token_set_observer(t, count_op, &c);
+	p256_ctx pc = p256_new();
+	EC_POINT *s = EC_POINT_new(pc.g), *p = EC_POINT_new(pc.g), *e = EC_POINT_new(pc.g);
+	BIGNUM *r = BN_new();
+	assert_true(s != NULL && p != NULL && e != NULL && r != NULL);
+	assert_int_equal(EC_POINT_oct2point(pc.g, s, keys->server_public_key, 33, pc.bn), 1);
+	for (int i = 0; i < 200; i++) {
+		uint8_t peer[33], expected[33], got[33];
+		do
+			assert_int_equal(BN_rand_range(r, EC_GROUP_get0_order(pc.g)), 1);
+		while (BN_is_zero(r));
+		assert_int_equal(EC_POINT_mul(pc.g, p, r, NULL, NULL, pc.bn), 1);
+		assert_int_equal(EC_POINT_mul(pc.g, e, NULL, s, r, pc.bn), 1);
+		p256_encode(&pc, p, POINT_CONVERSION_COMPRESSED, peer, 33);
+		p256_encode(&pc, e, POINT_CONVERSION_COMPRESSED, expected, 33);
+		token_dh(keys, peer, got);
+		if (memcmp(got, expected, 33) != 0)
+			fail_msg("point %d: sealed-key DH differs from OpenSSL's r * S", i);
+	}
+	BN_clear_free(r);
+	EC_POINT_free(e);
+	EC_POINT_free(p);
+	EC_POINT_free(s);
+	static const int ms[] = {1, -1, 2, -2};
+	for (size_t i = 0; i < 4; i++) {
+		uint8_t g[33], peer[33], expected[33], got[33];
+		p256_generator(&pc, g);
+		p256_times(&pc, g, ms[i], peer);
+		p256_times(&pc, keys->server_public_key, ms[i], expected);
+		token_dh(keys, peer, got);
+		assert_memory_equal(got, expected, 33);
+	}
+	p256_free(&pc);
+	assert_int_equal(c.n[BKV_TOKEN_OP_ECDH], 0);
+	bkv_token_set_observer(t, NULL, NULL);
+	uint8_t bad[33], out[33];
+	memset(bad, 0xFF, sizeof(bad)); /* x >= p */
+	bad[0] = 0x02;
+	assert_int_equal(keys->ake_dh(keys->ctx, bad, 33, out, 33), OPAQUE_ERR_SERVER_KEYS);
+	assert_int_not_equal(bkv_token_last_error(t), BKV_TOKEN_OK);
+	assert_preflight_passes(t);
+	bkv_token_close(t);
+}
+
+/* The sealed key is the same in every session: a registration made in one logs in in the
+ * next, and OPAQUE runs end to end. */
+static void a_sealed_p256_ake_key_serves_logins_across_sessions(void **state)
+{
+	(void)state;
+	const opaque_sizes *sz = opaque_suite_sizes(P256);
+	bkv_token *t = sealed_p256_token();
+	uint8_t record[OPAQUE_MAX_REGISTRATION_RECORD_BYTES], export_key[OPAQUE_MAX_HASH_BYTES];
+	register_user(bkv_token_server_keys(t, P256), P256, CRED_ID, record, export_key);
+	bkv_token_close(t);
+	t = sealed_p256_token();
+	assert_memory_equal(bkv_token_server_keys(t, P256)->server_public_key, sealed_p256_reported,
+	                    33);
+	login_result r =
+	    login_user(bkv_token_server_keys(t, P256), P256, CRED_ID, record, PASSWORD);
+	assert_int_equal(r.client, OPAQUE_OK);
+	assert_int_equal(r.server, OPAQUE_OK);
+	assert_memory_equal(r.export_key, export_key, sz->export_key);
+	assert_memory_equal(r.client_session_key, r.server_session_key, sz->session_key);
+	bkv_token_close(t);
+}
+
+/* Each custody refuses the other's key: another custody would be another server key. The
+ * ceremony says so and changes nothing, and loading finds no key of its kind. */
+static void assert_custody_refused(const char *label, bkv_token_p256_ake wrong,
+                                   CK_OBJECT_CLASS kept, CK_ULONG objects)
+{
+	const char *ake = "bkv-ake-p256-sha256";
+	bkv_token *t = open_custody(label, wrong);
+	report_log log;
+	memset(&log, 0, sizeof(log));
+	assert_int_equal(bkv_token_create_keys(t, both_suites, 2, false, collect_report, &log),
+	                 BKV_TOKEN_ERR_ARGUMENT);
+	assert_int_equal(strncmp(find_report(&log, ake)->what, "exists as a", 11), 0);
+	assert_int_equal(bkv_token_load_keys(t, both_suites, 2), BKV_TOKEN_ERR_KEY_MISSING);
+	/* The other suite alone still loads. */
+	assert_int_equal(bkv_token_load_keys(t, &suite_r255, 1), BKV_TOKEN_OK);
+	bkv_token_close(t);
+	CK_SESSION_HANDLE h = inspect_session(label, false);
+	assert_int_equal(count_labelled(h, ake), objects);
+	(void)find_one(h, kept, ake);
+	inspect_close(h);
+	/* With the right custody all is well. */
+	t = open_custody(label, wrong == BKV_TOKEN_P256_AKE_TOKEN ? BKV_TOKEN_P256_AKE_SEALED
+	                                                          : BKV_TOKEN_P256_AKE_TOKEN);
+	create_keys(t, false, NULL);
+	load_both(t);
+	assert_preflight_passes(t);
+	bkv_token_close(t);
+}
+
+static void create_keys_refuses_a_p256_key_of_the_other_custody(void **state)
+{
+	(void)state;
+	bkv_token_close(sealed_p256_token());
+	assert_custody_refused("bkv-p256-sealed", BKV_TOKEN_P256_AKE_TOKEN, CKO_DATA, 1);
+	bkv_token *t = fresh_token_with_keys("bkv-p256-custody");
+	bkv_token_close(t);
+	assert_custody_refused("bkv-p256-custody", BKV_TOKEN_P256_AKE_SEALED, CKO_PRIVATE_KEY, 2);
+}
+
+/* ------------------------------------------------------------------------------------ */
+/* Re-sealing the AKE keys after a seal-key rotation                                     */
+/* ------------------------------------------------------------------------------------ */
+
+static const char *const sealed_ake_labels[] = {"bkv-ake-p256-sha256",
+                                                "bkv-ake-ristretto255-sha512"};
+
+/* Replaces the data object labelled label by one holding value (as bkvd init makes it). */
+static void replace_data_object(const char *token_label, const char *label, const uint8_t *value,
+                                size_t len)
+{
+	CK_SESSION_HANDLE h = inspect_session(token_label, true);
+	assert_int_equal(g_fn->C_DestroyObject(h, find_one(h, CKO_DATA, label)), CKR_OK);
+	CK_OBJECT_CLASS cls = CKO_DATA;
+	CK_BBOOL yes = CK_TRUE, no = CK_FALSE;
+	CK_ATTRIBUTE tmpl[] = {
+	    {CKA_CLASS, &cls, sizeof(cls)},   {CKA_LABEL, (void *)label, strlen(label)},
+	    {CKA_VALUE, (void *)value, len},  {CKA_TOKEN, &yes, sizeof(yes)},
+	    {CKA_PRIVATE, &yes, sizeof(yes)}, {CKA_MODIFIABLE, &no, sizeof(no)},
+	};
+	CK_OBJECT_HANDLE obj;
+	assert_int_equal(g_fn->C_CreateObject(h, tmpl, sizeof(tmpl) / sizeof(tmpl[0]), &obj),
+	                 CKR_OK);
+	inspect_close(h);
+}
+
+static size_t read_sealed_ake(const char *token_label, size_t i, uint8_t value[256])
+{
+	CK_SESSION_HANDLE h = inspect_session(token_label, false);
+	assert_int_equal(count_labelled(h, sealed_ake_labels[i]), 1);
+	const size_t len = read_data_object(h, sealed_ake_labels[i], value, 256);
+	inspect_close(h);
+	return len;
+}
+
+/* After a rotation, bkv_token_reseal_ake_key moves both sealed AKE keys (P-256 sealed and
+ * ristretto255) to the newest seal key, keeping the keys themselves; the old seal key can
+ * be deleted only once neither is sealed under it. */
+static void resealing_moves_both_sealed_ake_keys_to_the_newest_seal_key(void **state)
+{
+	(void)state;
+	const char *label = "bkv-reseal-both";
+	init_token(label, NULL, 0);
+	bkv_token *t = open_custody(label, BKV_TOKEN_P256_AKE_SEALED);
+	create_keys(t, false, NULL);
+	load_both(t);
+	uint8_t pk[2][33], v1[2][256], v2[2][256];
+	size_t v1_len[2], v2_len[2];
+	for (size_t i = 0; i < 2; i++) {
+		const opaque_sizes *sz = opaque_suite_sizes(both_suites[i]);
+		memcpy(pk[i], bkv_token_server_keys(t, both_suites[i])->server_public_key, sz->Npk);
+		v1_len[i] = read_sealed_ake(label, i, v1[i]);
+		assert_sealed_ake_layout(v1[i], v1_len[i], 1);
+	}
+	/* Each is sealed for its suite: swapped, neither loads. */
+	for (size_t i = 0; i < 2; i++) {
+		replace_data_object(label, sealed_ake_labels[i], v1[1 - i], v1_len[1 - i]);
+		assert_int_equal(bkv_token_load_keys(t, both_suites, 2), BKV_TOKEN_ERR_AUTH);
+		replace_data_object(label, sealed_ake_labels[i], v1[i], v1_len[i]);
+	}
+	load_both(t);
+	bool resealed = true;
+	assert_int_equal(bkv_token_reseal_ake_key(t, &resealed), BKV_TOKEN_OK);
+	assert_false(resealed); /* nothing newer to seal under */
+	uint32_t version = 0;
+	assert_int_equal(bkv_token_rotate_seal_key(t, &version), BKV_TOKEN_OK);
+	assert_int_equal(version, 2);
+	assert_int_equal(bkv_token_delete_seal_key(t, 1), BKV_TOKEN_ERR_KEY_IN_USE);
+	load_both(t);
+	assert_int_equal(bkv_token_reseal_ake_key(t, &resealed), BKV_TOKEN_OK);
+	assert_true(resealed);
+	for (size_t i = 0; i < 2; i++) {
+		v2_len[i] = read_sealed_ake(label, i, v2[i]);
+		assert_sealed_ake_layout(v2[i], v2_len[i], 2);
+	}
+	assert_int_equal(bkv_token_reseal_ake_key(t, &resealed), BKV_TOKEN_OK);
+	assert_false(resealed);
+
+	/* Either key still under 1 keeps 1 from being deleted (put back as it was). */
+	for (size_t i = 0; i < 2; i++) {
+		replace_data_object(label, sealed_ake_labels[i], v1[i], v1_len[i]);
+		assert_int_equal(bkv_token_delete_seal_key(t, 1), BKV_TOKEN_ERR_KEY_IN_USE);
+		load_both(t); /* it still loads, the same key */
+		const opaque_sizes *sz = opaque_suite_sizes(both_suites[i]);
+		assert_memory_equal(bkv_token_server_keys(t, both_suites[i])->server_public_key,
+		                    pk[i], sz->Npk);
+		assert_int_equal(bkv_token_reseal_ake_key(t, &resealed), BKV_TOKEN_OK);
+		assert_true(resealed);
+		uint8_t now[256];
+		const size_t other = 1 - i;
+		assert_int_equal(read_sealed_ake(label, other, now), v2_len[other]);
+		assert_memory_equal(now, v2[other], v2_len[other]); /* the other one untouched */
+		v2_len[i] = read_sealed_ake(label, i, v2[i]);
+		assert_sealed_ake_layout(v2[i], v2_len[i], 2);
+	}
+	assert_int_equal(bkv_token_delete_seal_key(t, 1), BKV_TOKEN_OK);
+	static const uint32_t left[] = {2};
+	assert_seal_versions(t, left, 1);
+	bkv_token_close(t);
+	t = open_custody(label, BKV_TOKEN_P256_AKE_SEALED);
+	load_both(t);
+	for (size_t i = 0; i < 2; i++)
+		assert_memory_equal(bkv_token_server_keys(t, both_suites[i])->server_public_key,
+		                    pk[i], opaque_suite_sizes(both_suites[i])->Npk);
+	assert_preflight_passes(t);
+	bkv_token_close(t);
+}
+
+/* A ristretto255 key sealed before seal schemes (version || iv || ciphertext || tag, 64
+ * bytes: the GCM box of today's form without its header) still loads as the same key, holds
+ * its seal key in use, and re-seals into today's form; changed anywhere, it does not load. */
+static void a_ristretto255_key_sealed_in_the_old_form_loads_and_reseals(void **state)
+{
+	(void)state;
+	const char *label = "bkv-r255-legacy";
+	bkv_token *t = fresh_token_with_keys(label);
+	uint8_t pk[32], value[256], legacy[AKE_SEALED_LEGACY_SIZE];
+	memcpy(pk, bkv_token_server_keys(t, R255)->server_public_key, 32);
+	const size_t len = read_sealed_ake(label, 1, value);
+	assert_sealed_ake_layout(value, len, 1);
+	memcpy(legacy, value + 1, 4);
+	memcpy(legacy + 4, value + 7, len - 7);
+	replace_data_object(label, sealed_ake_labels[1], legacy, sizeof(legacy));
+	load_both(t);
+	assert_memory_equal(bkv_token_server_keys(t, R255)->server_public_key, pk, 32);
+	/* Any byte changed: the key does not load (AUTH, not a different key). */
+	for (size_t i = 0; i < sizeof(legacy); i += 5) {
+		legacy[i] ^= 0x01;
+		replace_data_object(label, sealed_ake_labels[1], legacy, sizeof(legacy));
+		bkv_token_err err = bkv_token_load_keys(t, both_suites, 2);
+		if (err != BKV_TOKEN_ERR_AUTH && err != BKV_TOKEN_ERR_KEY_MISSING)
+			fail_msg("old-form key with byte %zu changed: %s", i,
+			         bkv_token_strerror(err));
+		assert_int_not_equal(err, BKV_TOKEN_OK);
+		legacy[i] ^= 0x01;
+	}
+	replace_data_object(label, sealed_ake_labels[1], legacy, sizeof(legacy));
+	uint32_t version = 0;
+	assert_int_equal(bkv_token_rotate_seal_key(t, &version), BKV_TOKEN_OK);
+	assert_int_equal(bkv_token_delete_seal_key(t, 1), BKV_TOKEN_ERR_KEY_IN_USE);
+	load_both(t);
+	bool resealed = false;
+	assert_int_equal(bkv_token_reseal_ake_key(t, &resealed), BKV_TOKEN_OK);
+	assert_true(resealed);
+	const size_t now = read_sealed_ake(label, 1, value);
+	assert_sealed_ake_layout(value, now, 2);
+	assert_int_equal(bkv_token_delete_seal_key(t, 1), BKV_TOKEN_OK);
+	load_both(t);
+	assert_memory_equal(bkv_token_server_keys(t, R255)->server_public_key, pk, 32);
+	bkv_token_close(t);
+}
+
+/* ------------------------------------------------------------------------------------ */
 /* Faults                                                                                */
 /* ------------------------------------------------------------------------------------ */
 
@@ -2282,11 +3653,13 @@ static void loading_keys_from_a_token_without_keys_fails_with_key_missing(void *
 	assert_int_equal(bkv_token_last_error(t), BKV_TOKEN_ERR_KEY_MISSING);
 	assert_null(bkv_token_server_keys(t, P256));
 	assert_null(bkv_token_server_keys(t, R255));
-	uint8_t sealed[RECORD_SEALED];
+	uint8_t sealed[RECORD_SEAL_CAP];
 	uint8_t pt[RECORD_PT_BYTES] = {0};
+	size_t len = 99;
 	assert_int_equal(bkv_record_seal(t, ACCOUNT, sizeof(ACCOUNT), P256, 1, NULL, 0, pt,
-	                                 sizeof(pt), sealed, sizeof(sealed)),
+	                                 sizeof(pt), sealed, sizeof(sealed), &len),
 	                 BKV_TOKEN_ERR_KEY_MISSING);
+	assert_int_equal(len, 0);
 	bkv_token_close(t);
 }
 
@@ -2366,7 +3739,7 @@ static void closing_sessions_through_another_managed_instance_spares_the_vault(v
 static void session_closed_underneath_fails_with_device_error(void **state)
 {
 	fx *f = *state;
-	uint8_t sealed[RECORD_SEALED], fresh[RECORD_SEALED];
+	uint8_t sealed[RECORD_SEALED], fresh[RECORD_SEAL_CAP];
 	uint8_t pt[RECORD_PT_BYTES];
 	fill_plaintext(pt);
 	seal_record(f->t, sealed);
@@ -2391,9 +3764,11 @@ static void session_closed_underneath_fails_with_device_error(void **state)
 	assert_int_equal(keys->ake_dh(keys->ctx, g, 33, out, 33), OPAQUE_ERR_SERVER_KEYS);
 	assert_int_equal(bkv_token_last_error(f->t), BKV_TOKEN_ERR_DEVICE);
 	assert_int_equal(open_record(f->t, sealed, sizeof(sealed)), BKV_TOKEN_ERR_DEVICE);
+	size_t fresh_len = 99;
 	assert_int_equal(bkv_record_seal(f->t, ACCOUNT, sizeof(ACCOUNT), P256, RECORD_VERSION, NULL,
-	                                 0, pt, sizeof(pt), fresh, sizeof(fresh)),
+	                                 0, pt, sizeof(pt), fresh, sizeof(fresh), &fresh_len),
 	                 BKV_TOKEN_ERR_DEVICE);
+	assert_int_equal(fresh_len, 0);
 	opaque_client_registration_state_wipe(&st);
 }
 
@@ -2525,6 +3900,16 @@ static int group_setup(void **state)
 		            "test-token\n");
 		return -1;
 	}
+	/* The quirks module forwards to the same SoftHSM2, which this program keeps initialized
+	 * (g_fn): p11-kit then never finalizes it through the quirks module. */
+	if (g_quirks_module == NULL || access(g_quirks_module, R_OK) != 0 ||
+	    setenv("BKV_QUIRKS_MODULE", g_module, 1) != 0) {
+		print_error("test-token needs the quirks module (libbkv-pkcs11-quirks.so) as its "
+		            "argument: %s\n",
+		            g_quirks_module != NULL ? g_quirks_module : "none given");
+		return -1;
+	}
+	unsetenv("BKV_QUIRKS");
 	if (sodium_init() < 0)
 		return -1;
 	g_fn = p11_kit_module_load(g_module, 0);
@@ -2565,8 +3950,12 @@ static int group_teardown(void **state)
 #define TEST_P256(f) cmocka_unit_test_prestate(f, &suite_p256)
 #define TEST_R255(f) cmocka_unit_test_prestate(f, &suite_r255)
 
-int main(void)
+int main(int argc, char **argv)
 {
+	/* p11-kit takes a relative module path as one in its own module directory. */
+	static char quirks_path[PATH_MAX];
+	if (argc > 1 && realpath(argv[1], quirks_path) != NULL)
+		g_quirks_module = quirks_path;
 	const struct CMUnitTest tests[] = {
 	    /* Key attributes */
 	    cmocka_unit_test(secret_keys_are_sensitive_and_never_extractable),
@@ -2618,12 +4007,14 @@ int main(void)
 	    VAULT_TEST(sealed_record_opens_where_it_belongs),
 	    VAULT_TEST(empty_record_seals_and_opens),
 	    VAULT_TEST(sealing_an_empty_record_leaves_the_session_usable),
+	    VAULT_TEST(sealing_into_a_short_buffer_is_an_argument_error),
 	    VAULT_TEST(sealing_twice_uses_fresh_ivs),
 	    VAULT_TEST(sealed_record_does_not_open_under_another_account),
 	    VAULT_TEST(sealed_record_does_not_open_under_another_suite),
 	    VAULT_TEST(sealed_record_does_not_open_under_another_record_version),
 	    VAULT_TEST(sealed_record_relabelled_with_an_unknown_key_version_fails_auth),
 	    VAULT_TEST(sealed_record_with_another_format_byte_fails_auth),
+	    VAULT_TEST(sealed_record_with_another_box_header_fails_auth),
 	    VAULT_TEST(sealed_record_with_a_flipped_iv_byte_fails_auth),
 	    VAULT_TEST(sealed_record_with_a_flipped_ciphertext_byte_fails_auth),
 	    VAULT_TEST(sealed_record_with_a_flipped_tag_byte_fails_auth),
@@ -2639,6 +4030,8 @@ int main(void)
 	    cmocka_unit_test(state_mac_equals_software_hmac_sha256),
 	    cmocka_unit_test(sealed_record_binds_the_registration_id_as_specified),
 	    cmocka_unit_test(legacy_sealed_records_open_with_an_empty_registration_id),
+	    cmocka_unit_test(format_1_records_made_by_openssl_open),
+	    VAULT_TEST(format_1_record_from_a_format_2_record_opens),
 	    VAULT_TEST(sealed_record_with_a_registration_id_opens_only_with_it),
 	    VAULT_TEST(a_registration_id_of_another_length_is_an_argument_error),
 	    /* Seal-key rotation */
@@ -2651,6 +4044,26 @@ int main(void)
 	    cmocka_unit_test(deleting_the_newest_seal_key_is_refused),
 	    cmocka_unit_test(deleting_the_seal_key_of_the_ristretto255_key_is_refused),
 	    cmocka_unit_test(deleting_an_unused_old_seal_key_succeeds),
+	    /* Seal schemes through the quirks module */
+	    cmocka_unit_test(a_token_without_gcm_gets_hmac_keys_for_its_sealing_keys),
+	    cmocka_unit_test(cbc_records_round_trip_in_the_specified_layout),
+	    cmocka_unit_test(cbc_record_with_any_byte_changed_fails_auth),
+	    cmocka_unit_test(cbc_box_opens_only_with_its_aad),
+	    cmocka_unit_test(boxes_open_only_under_the_key_and_scheme_that_made_them),
+	    cmocka_unit_test(a_cbc_token_seals_the_ristretto255_key_and_serves_logins),
+	    cmocka_unit_test(a_key_keeps_its_scheme_whichever_module_opens_the_token),
+	    cmocka_unit_test(create_keys_again_without_gcm_keeps_the_hmac_keys),
+	    cmocka_unit_test(cbc_boxes_are_as_specified_checked_with_openssl),
+	    cmocka_unit_test(a_token_that_chooses_a_12_byte_gcm_iv_seals_records_that_open),
+	    cmocka_unit_test(a_token_that_chooses_a_16_byte_gcm_iv_seals_records_that_open),
+	    /* The P-256 AKE key sealed */
+	    cmocka_unit_test(a_sealed_p256_ake_key_is_a_sealed_data_object),
+	    cmocka_unit_test(a_sealed_p256_ake_key_agrees_with_openssl),
+	    cmocka_unit_test(a_sealed_p256_ake_key_serves_logins_across_sessions),
+	    cmocka_unit_test(create_keys_refuses_a_p256_key_of_the_other_custody),
+	    /* Re-sealing the AKE keys */
+	    cmocka_unit_test(resealing_moves_both_sealed_ake_keys_to_the_newest_seal_key),
+	    cmocka_unit_test(a_ristretto255_key_sealed_in_the_old_form_loads_and_reseals),
 	    /* Faults */
 	    cmocka_unit_test(wrong_module_path_fails_with_a_module_error_naming_the_path),
 	    cmocka_unit_test(wrong_pin_fails_with_a_pin_error),

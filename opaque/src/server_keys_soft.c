@@ -21,16 +21,43 @@ static opaque_err soft_oprf_seed_expand(void *ctx, const uint8_t *info, size_t i
 	return OPAQUE_OK;
 }
 
+opaque_err opaque_ake_dh(opaque_suite_id suite_id, const uint8_t *private_key,
+                         size_t private_key_len, const uint8_t *peer, size_t peer_len, uint8_t *out,
+                         size_t out_len)
+{
+	const opaque_suite *suite = opaque_suite_get(suite_id);
+	if (suite == NULL || private_key == NULL || peer == NULL || out == NULL ||
+	    private_key_len != suite->sizes.Nsk || peer_len != suite->sizes.Npk ||
+	    out_len != suite->sizes.Npk)
+		return OPAQUE_ERR_SERVER_KEYS;
+	if (suite->group->scalar_mult(private_key, peer, out) != OPAQUE_OK)
+		return OPAQUE_ERR_SERVER_KEYS;
+	return OPAQUE_OK;
+}
+
+opaque_err opaque_ake_public_key(opaque_suite_id suite_id, const uint8_t *private_key,
+                                 size_t private_key_len, uint8_t *public_key, size_t public_key_len)
+{
+	const opaque_suite *suite = opaque_suite_get(suite_id);
+	if (suite == NULL || private_key == NULL || public_key == NULL)
+		return OPAQUE_ERR_ARGUMENT;
+	if (private_key_len != suite->sizes.Nsk || public_key_len != suite->sizes.Npk)
+		return OPAQUE_ERR_LENGTH;
+	opaque_err err = suite->group->scalar_validate(private_key);
+	if (err == OPAQUE_OK)
+		err = suite->group->scalar_mult_base(private_key, public_key);
+	return err;
+}
+
 static opaque_err soft_ake_dh(void *ctx, const uint8_t *peer, size_t peer_len, uint8_t *out,
                               size_t out_len)
 {
 	const opaque_soft_server_keys *soft = ctx;
 	const opaque_suite *suite = opaque_suite_get(soft->keys.suite);
-	if (suite == NULL || peer_len != suite->sizes.Npk || out_len != suite->sizes.Npk)
+	if (suite == NULL)
 		return OPAQUE_ERR_SERVER_KEYS;
-	if (suite->group->scalar_mult(soft->server_private_key, peer, out) != OPAQUE_OK)
-		return OPAQUE_ERR_SERVER_KEYS;
-	return OPAQUE_OK;
+	return opaque_ake_dh(soft->keys.suite, soft->server_private_key, suite->sizes.Nsk, peer,
+	                     peer_len, out, out_len);
 }
 
 opaque_err opaque_soft_server_keys_init(opaque_soft_server_keys *soft, opaque_suite_id suite_id,
@@ -44,10 +71,8 @@ opaque_err opaque_soft_server_keys_init(opaque_soft_server_keys *soft, opaque_su
 	if (oprf_seed_len != suite->sizes.Nh || server_private_key_len != suite->sizes.Nsk)
 		return OPAQUE_ERR_LENGTH;
 	sodium_memzero(soft, sizeof(*soft));
-	opaque_err err = suite->group->scalar_validate(server_private_key);
-	if (err == OPAQUE_OK)
-		err = suite->group->scalar_mult_base(server_private_key,
-		                                     soft->keys.server_public_key);
+	opaque_err err = opaque_ake_public_key(suite_id, server_private_key, server_private_key_len,
+	                                       soft->keys.server_public_key, suite->sizes.Npk);
 	if (err != OPAQUE_OK) {
 		sodium_memzero(soft, sizeof(*soft));
 		return err;

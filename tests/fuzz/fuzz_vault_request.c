@@ -111,7 +111,8 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 	} else {
 		const uint32_t version = bkv_record_seal_key_version(in, len);
 		if (version != 0 &&
-		    (len < BKV_RECORD_SEAL_OVERHEAD || in[0] != BKV_RECORD_SEAL_FORMAT))
+		    (len < BKV_RECORD_SEAL_OVERHEAD_MIN ||
+		     (in[0] != BKV_RECORD_SEAL_FORMAT && in[0] != BKV_RECORD_SEAL_FORMAT_LEGACY)))
 			abort();
 	}
 	free(in);

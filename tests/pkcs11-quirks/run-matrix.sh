@@ -5,11 +5,13 @@
 #
 #   tests/pkcs11-quirks/run-matrix.sh BUILD_BIN_DIR [QUIRK...]
 #       each QUIRK (default: none and every quirk of quirks.c) on fresh SoftHSM2 tokens
-#       behind BUILD_BIN_DIR/../lib/libbkv-pkcs11-quirks.so ($BKV_QUIRKS_LIB)
+#       behind BUILD_BIN_DIR/../lib/libbkv-pkcs11-quirks.so ($BKV_QUIRKS_LIB); QUIRK@sealed
+#       runs with [token] p256_ake = sealed (suite settings with P-256 only)
 #   tests/pkcs11-quirks/run-matrix.sh BUILD_BIN_DIR --direct
 #       on the token that tests/with-softhsm or tests/pkcs11-quirks/with-opencryptoki
 #       describes (BKV_TEST_PKCS11_MODULE, BKV_TEST_TOKEN_LABEL, BKV_TEST_PIN_FILE), the
-#       module loaded by bkvd itself
+#       module loaded by bkvd itself, with [token] p256_ake = $BKV_MATRIX_P256_AKE (default
+#       token)
 #
 # Each is run with three [opaque] suites settings: both suites, and each alone
 # ($BKV_MATRIX_SUITES: space-separated settings). One line per run:
@@ -20,7 +22,8 @@
 #                                                        and a later step failed
 # ("token MODULE" in place of "quirk NAME" with --direct.) Exits 1 if any silent failure
 # happened, or if a run that must work is not ok: `none` (the module with no quirk), and
-# every run with --direct (a real implementation bkv supports). Everything lives in one
+# every run with --direct (a real implementation bkv supports), or a quirk bkv works around
+# ($must_work). Everything lives in one
 # temporary directory; bkvd is stopped and the directory removed on exit, however it comes.
 set -euo pipefail
 
@@ -31,7 +34,11 @@ root=$(cd "$here/../.." && pwd)
 quirks_lib=${BKV_QUIRKS_LIB:-$bin/../lib/libbkv-pkcs11-quirks.so}
 softhsm=${BKV_PKCS11_MODULE:-/usr/lib/softhsm/libsofthsm2.so}
 all_quirks=(none gcm-token-iv gcm-token-iv16 no-gcm sensitive-derive no-ecdh no-copy
-  no-allowed-mechanisms no-data-objects no-generate-key)
+  no-allowed-mechanisms no-data-objects no-generate-key none@sealed sensitive-derive@sealed
+  no-ecdh@sealed no-gcm@sealed)
+# What bkv supports: these runs must be ok, not merely refused with a reason.
+must_work=" none gcm-token-iv gcm-token-iv16 no-gcm no-copy no-allowed-mechanisms none@sealed
+  sensitive-derive@sealed no-ecdh@sealed no-gcm@sealed "
 # With P-256 alone nothing is sealed at `bkvd init`, so a sealing fault can only show later.
 read -r -a suite_configs <<<"${BKV_MATRIX_SUITES:-ristretto255-sha512,p256-sha256 p256-sha256 ristretto255-sha512}"
 
@@ -56,8 +63,8 @@ one_line() {
   echo "${text:-(nothing)}"
 }
 
-# write_config DIR SUITES MODULE LABEL PIN_FILE: a TLS certificate and a bkvd.conf as
-# scripts/dev-vault writes them, with the given [opaque] suites and [token].
+# write_config DIR SUITES MODULE LABEL PIN_FILE [P256_AKE]: a TLS certificate and a
+# bkvd.conf as scripts/dev-vault writes them, with the given [opaque] suites and [token].
 write_config() {
   local dir=$1
   (umask 077 && openssl req -x509 -newkey ec -pkeyopt ec_paramgen_curve:P-256 -nodes \
@@ -88,6 +95,7 @@ context = bkv-v1
 module = $3
 label = $4
 pin_file = $5
+p256_ake = ${6:-token}
 CONF
 }
 
@@ -209,7 +217,7 @@ if [ "${1:-}" = --direct ]; then
     dir=$work/direct-$suites
     mkdir -p "$dir"
     write_config "$dir" "$suites" "$BKV_TEST_PKCS11_MODULE" "$BKV_TEST_TOKEN_LABEL" \
-      "$BKV_TEST_PIN_FILE"
+      "$BKV_TEST_PIN_FILE" "${BKV_MATRIX_P256_AKE:-token}"
     run "token $(basename "$BKV_TEST_PKCS11_MODULE")" "$suites"
     report
     case $result in *": ok") ;; *) status=1 ;; esac
@@ -221,16 +229,22 @@ fi
 [ "$#" -gt 0 ] || set -- "${all_quirks[@]}"
 export BKV_QUIRKS_MODULE=$softhsm
 for quirk in "$@"; do
-  if [ "$quirk" = none ]; then export BKV_QUIRKS=""; else export BKV_QUIRKS=$quirk; fi
+  p256_ake=token
+  case $quirk in *@sealed) p256_ake=sealed ;; esac
+  export BKV_QUIRKS=${quirk%@sealed}
+  [ "$BKV_QUIRKS" != none ] || BKV_QUIRKS=""
   for suites in "${suite_configs[@]}"; do
+    [ "$p256_ake" = token ] || [[ $suites == *p256* ]] || continue
     dir=$work/$quirk-$suites
     mkdir -p "$dir"
     "$root/hsm-config/make-dev-token" "$dir/hsm" bkv-matrix >/dev/null
     export SOFTHSM2_CONF=$dir/hsm/softhsm2.conf
-    write_config "$dir" "$suites" "$quirks_lib" bkv-matrix "$dir/hsm/user.pin"
+    write_config "$dir" "$suites" "$quirks_lib" bkv-matrix "$dir/hsm/user.pin" "$p256_ake"
     run "quirk $quirk" "$suites"
     report
-    if [ "$quirk" = none ] && [ "$result" != "quirk none [$suites]: ok" ]; then status=1; fi
+    if [[ $must_work == *" $quirk "* ]] && [ "$result" != "quirk $quirk [$suites]: ok" ]; then
+      status=1
+    fi
   done
 done
 exit "$status"

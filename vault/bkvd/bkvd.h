@@ -43,4 +43,7 @@ int bkvd_cmd_rewrap(int argc, char **argv);
 int bkvd_cmd_delete_seal_key(int argc, char **argv);
 int bkvd_cmd_status(int argc, char **argv);
 
+/* Prints line and a newline on stdout (a bkv_token_line_fn). */
+void bkvd_print_line(void *arg, const char *line);
+
 #endif

@@ -120,20 +120,31 @@ int bkvd_cmd_init(int argc, char **argv)
 	if (replace)
 		fprintf(stderr, "bkvd init: --replace-keys: destroying the existing keys\n");
 	printf("token \"%s\":\n", config.token_label);
+	bkv_token_describe_capabilities(token, bkvd_print_line, NULL);
+	/* Nothing is created on a token that cannot do what the configuration needs. */
+	char why[512];
 	bkv_token_err err =
-	    bkv_token_create_keys(token, config.suites, config.nsuites, replace, report, NULL);
+	    bkv_token_check_mechanisms(token, config.suites, config.nsuites, why, sizeof(why));
+	if (err != BKV_TOKEN_OK) {
+		bkv_token_close(token);
+		fprintf(stderr, "bkvd init: %s\n", why);
+		return BKVD_EXIT_STARTUP;
+	}
+	err = bkv_token_create_keys(token, config.suites, config.nsuites, replace, report, NULL);
 	if (err == BKV_TOKEN_OK)
 		err = bkv_token_load_keys(token, config.suites, config.nsuites);
 	/* The keys exist: check that every operation on them works before saying so. */
-	char why[512];
 	if (err == BKV_TOKEN_OK)
 		err = bkv_token_preflight(token, why, sizeof(why));
 	else
 		snprintf(why, sizeof(why), "%s", bkvd_token_error(token, err));
+	if (err == BKV_TOKEN_OK)
+		bkv_token_describe_custody(token, bkvd_print_line, NULL);
 	bkv_token_close(token);
 	if (err != BKV_TOKEN_OK) {
 		fprintf(stderr, "bkvd init: %s\n", why);
-		return BKVD_EXIT_FAILURE;
+		/* A token without what the configuration needs is a configuration error. */
+		return err == BKV_TOKEN_ERR_UNSUPPORTED ? BKVD_EXIT_STARTUP : BKVD_EXIT_FAILURE;
 	}
 	printf("preflight: every operation the configuration needs works on this token\n");
 	if (!create_secret_file(config.log_key_file, 32, false, "log key"))

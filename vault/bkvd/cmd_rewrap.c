@@ -29,22 +29,22 @@ static bkv_token_err reseal_one(bkv_token *token, bkv_storage *storage, const bk
 	uint8_t plaintext[PLAINTEXT_MAX];
 	uint8_t sealed[BKV_STORAGE_SEALED_MAX];
 	*stale = false;
-	const size_t plaintext_len = r->sealed_len - BKV_RECORD_SEAL_OVERHEAD;
+	size_t plaintext_len = 0, sealed_len = 0;
 	bkv_token_err err =
 	    bkv_record_open(token, r->account_id, r->account_id_len, (opaque_suite_id)r->suite,
 	                    r->record_version, r->registration_id, r->registration_id_len,
-	                    r->sealed, r->sealed_len, plaintext, plaintext_len);
+	                    r->sealed, r->sealed_len, plaintext, sizeof(plaintext), &plaintext_len);
 	if (err == BKV_TOKEN_OK)
 		err = bkv_record_seal(token, r->account_id, r->account_id_len,
 		                      (opaque_suite_id)r->suite, r->record_version,
 		                      r->registration_id, r->registration_id_len, plaintext,
-		                      plaintext_len, sealed, r->sealed_len);
+		                      plaintext_len, sealed, sizeof(sealed), &sealed_len);
 	sodium_memzero(plaintext, sizeof(plaintext));
 	if (err != BKV_TOKEN_OK)
 		return err;
-	bkv_storage_err serr =
-	    bkv_storage_reseal(storage, r->account_id, r->account_id_len, r->record_version, r->mac,
-	                       r->mac_len, bkv_token_seal_version(token), sealed, r->sealed_len);
+	bkv_storage_err serr = bkv_storage_reseal(
+	    storage, r->account_id, r->account_id_len, r->record_version, r->mac, r->mac_len,
+	    bkv_record_seal_key_version(sealed, sealed_len), sealed, sealed_len);
 	*stale = serr == BKV_STORAGE_STALE || serr == BKV_STORAGE_NOT_FOUND;
 	if (serr != BKV_STORAGE_OK && !*stale)
 		return BKV_TOKEN_ERR_DEVICE; /* reported by the caller as a storage failure */

@@ -211,10 +211,14 @@ static bool preflight(const bkvd_config *c, bool tls)
 	bkv_token *token;
 	if (!bkvd_open_token(c, &token))
 		return false;
-	bkv_token_err terr = bkv_token_load_keys(token, c->suites, c->nsuites);
-	if (terr != BKV_TOKEN_OK)
-		snprintf(why, sizeof(why), "%s", bkvd_token_error(token, terr));
-	else
+	bkv_token_err terr =
+	    bkv_token_check_mechanisms(token, c->suites, c->nsuites, why, sizeof(why));
+	if (terr == BKV_TOKEN_OK) {
+		terr = bkv_token_load_keys(token, c->suites, c->nsuites);
+		if (terr != BKV_TOKEN_OK)
+			snprintf(why, sizeof(why), "%s", bkvd_token_error(token, terr));
+	}
+	if (terr == BKV_TOKEN_OK)
 		terr = bkv_token_preflight(token, why, sizeof(why));
 	bkv_token_close(token);
 	if (terr != BKV_TOKEN_OK) {

@@ -36,7 +36,15 @@ int bkvd_cmd_status(int argc, char **argv)
 		return BKVD_EXIT_STARTUP;
 	rc = BKVD_EXIT_FAILURE;
 	printf("token: \"%s\" via %s\n", config.token_label, config.token_module);
-	bkv_token_err terr = bkv_token_load_keys(token, config.suites, config.nsuites);
+	bkv_token_describe_capabilities(token, bkvd_print_line, NULL);
+	bkv_token_err terr =
+	    bkv_token_check_mechanisms(token, config.suites, config.nsuites, why, sizeof(why));
+	if (terr != BKV_TOKEN_OK) {
+		printf("configuration: %s\n", why);
+		rc = BKVD_EXIT_STARTUP;
+		goto done;
+	}
+	terr = bkv_token_load_keys(token, config.suites, config.nsuites);
 	if (terr != BKV_TOKEN_OK) {
 		printf("keys: %s\n", bkvd_token_error(token, terr));
 		goto done;
@@ -47,6 +55,7 @@ int bkvd_cmd_status(int argc, char **argv)
 		goto done;
 	}
 	printf("preflight: every operation the configuration needs works on this token\n");
+	bkv_token_describe_custody(token, bkvd_print_line, NULL);
 	for (size_t i = 0; i < config.nsuites; i++) {
 		const opaque_server_keys *keys = bkv_token_server_keys(token, config.suites[i]);
 		const size_t npk = opaque_suite_sizes(config.suites[i])->Npk;

@@ -143,7 +143,10 @@ static int on_entry(void *user, const char *section, const char *name, const cha
 			ok = copy_string(c->token_pin_file, sizeof(c->token_pin_file), value);
 		else if (strcmp(name, "pin_env") == 0)
 			ok = copy_string(c->token_pin_env, sizeof(c->token_pin_env), value);
-		else
+		else if (strcmp(name, "p256_ake") == 0) {
+			ok = strcmp(value, "token") == 0 || strcmp(value, "sealed") == 0;
+			c->token_p256_ake_sealed = strcmp(value, "sealed") == 0;
+		} else
 			goto unknown;
 	} else if (strcmp(section, "opaque") == 0) {
 		if (strcmp(name, "suites") == 0) {

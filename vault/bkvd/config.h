@@ -45,6 +45,7 @@ typedef struct bkvd_config {
 	char token_label[64];
 	char token_pin_file[BKVD_PATH_MAX];
 	char token_pin_env[64];
+	bool token_p256_ake_sealed; /* p256_ake = sealed (default token) */
 
 	/* [opaque] */
 	opaque_suite_id suites[BKVD_MAX_SUITES]; /* enabled, preferred first */

@@ -68,10 +68,17 @@ int bkvd_config_options(int argc, char **argv, const char *help, const char **co
 
 const char *bkvd_token_error(const bkv_token *token, bkv_token_err err)
 {
-	static char text[256];
+	static char text[512];
 	const unsigned long rv = bkv_token_last_rv(token);
-	if (rv == 0 || err == BKV_TOKEN_ERR_KEY_MISSING)
+	const char *call = bkv_token_last_call(token);
+	if (err == BKV_TOKEN_ERR_KEY_MISSING)
+		snprintf(text, sizeof(text), "%s%s%s", bkv_token_strerror(err), *call ? ": " : "",
+		         call);
+	else if (rv == 0)
 		snprintf(text, sizeof(text), "%s", bkv_token_strerror(err));
+	else if (*call)
+		snprintf(text, sizeof(text), "%s: %s answered %s (0x%lx)", bkv_token_strerror(err),
+		         call, bkv_token_ckr_name(rv), rv);
 	else
 		snprintf(text, sizeof(text), "%s (the last PKCS#11 call answered %s, 0x%lx)",
 		         bkv_token_strerror(err), bkv_token_ckr_name(rv), rv);
@@ -92,6 +99,12 @@ bool bkvd_load_config(const char *path, bkvd_config *config)
 	return true;
 }
 
+void bkvd_print_line(void *arg, const char *line)
+{
+	(void)arg;
+	printf("%s\n", line);
+}
+
 bool bkvd_open_token(const bkvd_config *config, bkv_token **token)
 {
 	char why[512];
@@ -106,6 +119,8 @@ bool bkvd_open_token(const bkvd_config *config, bkv_token **token)
 	    .token_label = config->token_label,
 	    .pin = pin,
 	    .pin_len = pin_len,
+	    .p256_ake = config->token_p256_ake_sealed ? BKV_TOKEN_P256_AKE_SEALED
+	                                              : BKV_TOKEN_P256_AKE_TOKEN,
 	};
 	/* SoftHSM's file store answers "no token" or a device error for a moment while
 	 * other processes log in at the same time; only those are retried. */

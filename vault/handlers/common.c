@@ -61,8 +61,15 @@ bkv_status bkv_status_busy(void)
 	                        "the vault is busy with this account; try again");
 }
 
-bkv_status bkv_status_from_token(bkv_token_err err)
+bkv_status bkv_status_from_token(bkv_vault *v, bkv_token_err err)
 {
+	if (err != BKV_TOKEN_OK && err != BKV_TOKEN_ERR_AUTH) {
+		const unsigned long rv = bkv_token_last_rv(v->token);
+		const char *call = bkv_token_last_call(v->token);
+		fprintf(stderr, "bkvd: token error: %s%s%s%s%s\n", bkv_token_strerror(err),
+		        *call ? ": " : "", call, rv ? " answered " : "",
+		        rv ? bkv_token_ckr_name(rv) : "");
+	}
 	switch (err) {
 	case BKV_TOKEN_OK:
 		return bkv_status_ok();
@@ -72,6 +79,10 @@ bkv_status bkv_status_from_token(bkv_token_err err)
 		return bkv_status_error(BKV_CODE_INTERNAL, "a vault key is missing from the token");
 	case BKV_TOKEN_ERR_ARGUMENT:
 		return bkv_status_error(BKV_CODE_INTERNAL, "invalid token operation");
+	case BKV_TOKEN_ERR_UNSUPPORTED:
+		return bkv_status_error(BKV_CODE_INTERNAL,
+		                        "the vault's key token cannot do an operation its "
+		                        "configuration needs");
 	default:
 		return bkv_status_error(BKV_CODE_UNAVAILABLE,
 		                        "the vault's key token is unavailable; try again later");
@@ -83,7 +94,7 @@ bkv_status bkv_status_from_server_keys(bkv_vault *v)
 	const bkv_token_err why = bkv_token_last_error(v->token);
 	if (why == BKV_TOKEN_OK)
 		return bkv_status_error(BKV_CODE_INTERNAL, "a server key operation failed");
-	return bkv_status_from_token(why);
+	return bkv_status_from_token(v, why);
 }
 
 bkv_status bkv_status_from_storage(bkv_storage_err err)

@@ -57,14 +57,15 @@ typedef struct bkv_status {
 #define BKV_WRAPPED_KEY_MAX              256
 #define BKV_TICKET_LIFETIME_DEFAULT      60
 #define BKV_REGISTRATION_TICKET_LIFETIME 600
-/* A ticket: iv || AES-GCM(format, suite, record_version, guess_seq, expires_at,
- * registration_id, expected_client_mac, session_key) || tag (ticket.h) */
-#define BKV_TICKET_MAX_BYTES                                                                       \
-	(BKV_TOKEN_IV_BYTES + 1 + 1 + 8 + 8 + 8 + 1 + BKV_REGISTRATION_ID_BYTES +                  \
-	 2 * OPAQUE_MAX_HASH_BYTES + BKV_TOKEN_TAG_BYTES)
-/* A registration ticket: iv || AES-GCM(format, suite, registration_id, expires_at) || tag */
+/* A ticket: a box (token.h) under the ticket key of (format, suite, record_version,
+ * guess_seq, expires_at, registration_id, expected_client_mac, session_key) (ticket.h) */
+#define BKV_TICKET_PLAINTEXT_MAX                                                                   \
+	(1 + 1 + 8 + 8 + 8 + 1 + BKV_REGISTRATION_ID_BYTES + 2 * OPAQUE_MAX_HASH_BYTES)
+#define BKV_TICKET_MAX_BYTES (BKV_TICKET_PLAINTEXT_MAX + BKV_TOKEN_BOX_OVERHEAD_MAX)
+/* A registration ticket: a box of (format, suite, registration_id, expires_at) */
+#define BKV_REGISTRATION_TICKET_PLAINTEXT (1 + 1 + BKV_REGISTRATION_ID_BYTES + 8)
 #define BKV_REGISTRATION_TICKET_BYTES                                                              \
-	(BKV_TOKEN_IV_BYTES + 1 + 1 + BKV_REGISTRATION_ID_BYTES + 8 + BKV_TOKEN_TAG_BYTES)
+	(BKV_REGISTRATION_TICKET_PLAINTEXT + BKV_TOKEN_BOX_OVERHEAD_MAX)
 /* sealed_key = nonce (12) || AES-256-GCM(wrapped_key) || tag (16) */
 #define BKV_SEALED_KEY_MAX_BYTES (12 + BKV_WRAPPED_KEY_MAX + 16)
 
@@ -142,7 +143,10 @@ bkv_status bkv_status_error(bkv_code code, const char *message);
 /* UNAVAILABLE after COMMIT_RETRIES rounds lost to concurrent writers of one record. */
 bkv_status bkv_status_busy(void);
 /* Maps a token failure: device trouble is UNAVAILABLE, bad data INTERNAL. */
-bkv_status bkv_status_from_token(bkv_token_err err);
+/* The client's status for a token error. Every token error but a record that fails to
+ * open (reported as data loss by its caller) is also logged on stderr with what failed:
+ * the PKCS#11 function, mechanism, key label and CKR name (never data or keys). */
+bkv_status bkv_status_from_token(bkv_vault *v, bkv_token_err err);
 bkv_status bkv_status_from_storage(bkv_storage_err err);
 /* After OPAQUE_ERR_SERVER_KEYS: the token's reason, never OK. */
 bkv_status bkv_status_from_server_keys(bkv_vault *v);

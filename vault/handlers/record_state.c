@@ -64,9 +64,10 @@ bool bkv_record_in_range(const bkv_record *r)
 		return false;
 	if (r->state == BKV_RECORD_DESTROYED)
 		return r->sealed_len == 0;
-	const size_t min = BKV_RECORD_SEAL_OVERHEAD + sizes->registration_record + 1;
-	return r->state == BKV_RECORD_LIVE && r->sealed_len >= min &&
-	       r->sealed_len <= min - 1 + BKV_WRAPPED_KEY_MAX;
+	const size_t min = BKV_RECORD_SEAL_OVERHEAD_MIN + sizes->registration_record + 1;
+	const size_t max =
+	    BKV_RECORD_SEAL_OVERHEAD_MAX + sizes->registration_record + BKV_WRAPPED_KEY_MAX;
+	return r->state == BKV_RECORD_LIVE && r->sealed_len >= min && r->sealed_len <= max;
 }
 
 bkv_status bkv_status_data_loss(bkv_vault *v, bkv_account account, const char *why)
@@ -94,7 +95,7 @@ bkv_status bkv_load_record(bkv_vault *v, bkv_account account, bkv_record *r)
 	uint8_t expected[BKV_TOKEN_STATE_MAC_BYTES];
 	bkv_token_err terr = state_mac(v->token, r, expected);
 	if (terr != BKV_TOKEN_OK)
-		return bkv_status_from_token(terr);
+		return bkv_status_from_token(v, terr);
 	const bool ok = r->mac_len == sizeof(expected) &&
 	                sodium_memcmp(expected, r->mac, sizeof(expected)) == 0;
 	if (!ok)
@@ -111,7 +112,7 @@ bkv_status bkv_update_record(bkv_vault *v, bkv_record *next, const bkv_record *c
 	*stale = false;
 	bkv_token_err terr = bkv_record_mac(v->token, next);
 	if (terr != BKV_TOKEN_OK)
-		return bkv_status_from_token(terr);
+		return bkv_status_from_token(v, terr);
 	bkv_storage_err serr =
 	    current != NULL ? bkv_storage_update(v->storage, next, current->mac, current->mac_len)
 	                    : bkv_storage_insert(v->storage, next);

@@ -62,16 +62,17 @@ static void tombstone(bkv_record *r)
 	r->sealed_len = 0;
 }
 
+#define RECORD_PLAINTEXT_MAX (OPAQUE_MAX_REGISTRATION_RECORD_BYTES + BKV_WRAPPED_KEY_MAX)
+
 /* Opens the sealed record: registration_record || wrapped_key. The record was verified by
  * bkv_load_record, so its suite and lengths are in range. */
 static bkv_token_err open_record(bkv_vault *v, bkv_account account, const bkv_record *record,
                                  uint8_t *plaintext, size_t *plaintext_len)
 {
-	*plaintext_len = record->sealed_len - BKV_RECORD_SEAL_OVERHEAD;
 	return bkv_record_open(v->token, account.id, account.len, (opaque_suite_id)record->suite,
 	                       record->record_version, record->registration_id,
 	                       record->registration_id_len, record->sealed, record->sealed_len,
-	                       plaintext, *plaintext_len);
+	                       plaintext, RECORD_PLAINTEXT_MAX, plaintext_len);
 }
 
 /* One round of RecoverStart on a verified live record with attempts left: KE2 and the
@@ -84,7 +85,7 @@ static bkv_status start_attempt(bkv_vault *v, bkv_account account, opaque_suite_
 	const opaque_sizes *sizes = opaque_suite_sizes(suite);
 	const opaque_server_keys *keys = bkv_token_server_keys(v->token, suite);
 	const opaque_config config = bkv_opaque_config(v, suite);
-	uint8_t plaintext[OPAQUE_MAX_REGISTRATION_RECORD_BYTES + BKV_WRAPPED_KEY_MAX];
+	uint8_t plaintext[RECORD_PLAINTEXT_MAX];
 	uint8_t credential_id[BKV_CREDENTIAL_ID_MAX];
 	size_t plaintext_len = 0, credential_id_len = 0;
 	bkv_ticket ticket;
@@ -93,7 +94,7 @@ static bkv_status start_attempt(bkv_vault *v, bkv_account account, opaque_suite_
 	*stale = false;
 	bkv_token_err terr = open_record(v, account, record, plaintext, &plaintext_len);
 	if (terr != BKV_TOKEN_OK) {
-		st = bkv_status_from_token(terr);
+		st = bkv_status_from_token(v, terr);
 		goto done;
 	}
 	bkv_credential_identifier(account, record->registration_id, record->registration_id_len,
@@ -119,7 +120,7 @@ static bkv_status start_attempt(bkv_vault *v, bkv_account account, opaque_suite_
 	terr = bkv_ticket_seal(v->token, account, &ticket, buf->ticket, sizeof(buf->ticket),
 	                       ticket_len);
 	if (terr != BKV_TOKEN_OK) {
-		st = bkv_status_from_token(terr);
+		st = bkv_status_from_token(v, terr);
 		goto done;
 	}
 	/* The commit point: KE2 may leave only if this succeeds. */
@@ -255,7 +256,7 @@ bkv_status bkv_recover_finish(bkv_vault *v, bkv_account account,
 		                        "account id must be 1 to 256 bytes");
 	bkv_ticket ticket;
 	bkv_record record, next;
-	uint8_t plaintext[OPAQUE_MAX_REGISTRATION_RECORD_BYTES + BKV_WRAPPED_KEY_MAX];
+	uint8_t plaintext[RECORD_PLAINTEXT_MAX];
 	uint8_t session_key[OPAQUE_MAX_HASH_BYTES];
 	size_t plaintext_len = 0;
 	bkv_status st;
@@ -270,7 +271,7 @@ bkv_status bkv_recover_finish(bkv_vault *v, bkv_account account,
 		goto done;
 	}
 	if (terr != BKV_TOKEN_OK) {
-		st = bkv_status_from_token(terr);
+		st = bkv_status_from_token(v, terr);
 		goto done;
 	}
 	const opaque_sizes *sizes = opaque_suite_sizes(ticket.suite);
@@ -311,7 +312,7 @@ bkv_status bkv_recover_finish(bkv_vault *v, bkv_account account,
 		if (success) {
 			terr = open_record(v, account, &record, plaintext, &plaintext_len);
 			if (terr != BKV_TOKEN_OK) {
-				st = bkv_status_from_token(terr);
+				st = bkv_status_from_token(v, terr);
 				goto done;
 			}
 		}

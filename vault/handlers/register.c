@@ -55,9 +55,10 @@ bkv_status bkv_register_start(bkv_vault *v, bkv_account account,
 	else if (err != OPAQUE_OK)
 		st = bkv_status_error(BKV_CODE_INVALID_ARGUMENT, opaque_strerror(err));
 	else
-		st = bkv_status_from_token(bkv_registration_ticket_seal(
-		    v->token, account, &ticket, buf->registration_ticket,
-		    sizeof(buf->registration_ticket), &ticket_len));
+		st = bkv_status_from_token(
+		    v, bkv_registration_ticket_seal(v->token, account, &ticket,
+		                                    buf->registration_ticket,
+		                                    sizeof(buf->registration_ticket), &ticket_len));
 	sodium_memzero(&ticket, sizeof(ticket));
 	sodium_memzero(credential_id, sizeof(credential_id));
 	if (st.code != BKV_CODE_OK) {
@@ -105,7 +106,7 @@ static bkv_status check_finish(bkv_vault *v, bkv_account account,
 		    "invalid registration ticket (forged, damaged or for another "
 		    "account)");
 	if (terr != BKV_TOKEN_OK)
-		return bkv_status_from_token(terr);
+		return bkv_status_from_token(v, terr);
 	if (ticket->suite != *suite)
 		return bkv_status_error(BKV_CODE_INVALID_ARGUMENT,
 		                        "the registration ticket is for another suite");
@@ -197,14 +198,14 @@ bkv_status bkv_register_finish(bkv_vault *v, bkv_account account,
 		record.guess_seq = have_current ? current.guess_seq : 0;
 		record.last_finished_seq = record.guess_seq;
 		record.registered_at = (int64_t)time(NULL);
-		record.sealed_len = plaintext_len + BKV_RECORD_SEAL_OVERHEAD;
-		record.seal_key_version = bkv_token_seal_version(v->token);
-		bkv_token_err terr =
-		    bkv_record_seal(v->token, account.id, account.len, suite, record.record_version,
-		                    record.registration_id, record.registration_id_len, plaintext,
-		                    plaintext_len, record.sealed, record.sealed_len);
+		bkv_token_err terr = bkv_record_seal(
+		    v->token, account.id, account.len, suite, record.record_version,
+		    record.registration_id, record.registration_id_len, plaintext, plaintext_len,
+		    record.sealed, sizeof(record.sealed), &record.sealed_len);
+		record.seal_key_version =
+		    bkv_record_seal_key_version(record.sealed, record.sealed_len);
 		if (terr != BKV_TOKEN_OK) {
-			st = bkv_status_from_token(terr);
+			st = bkv_status_from_token(v, terr);
 			break;
 		}
 		st = bkv_update_record(v, &record, have_current ? &current : NULL, &stale);

@@ -13,7 +13,7 @@
 #define TICKET_AAD_LABEL           "bkv-v1 ticket"
 #define REGISTRATION_AAD_LABEL     "bkv-v1 registration ticket"
 #define TICKET_AAD_MAX             (sizeof(REGISTRATION_AAD_LABEL) - 1 + 2 + BKV_ACCOUNT_ID_MAX)
-#define TICKET_PLAINTEXT_MAX       (BKV_TICKET_MAX_BYTES - BKV_TOKEN_IV_BYTES - BKV_TOKEN_TAG_BYTES)
+#define TICKET_PLAINTEXT_MAX       BKV_TICKET_PLAINTEXT_MAX
 
 static bool build_aad(const char *label, bkv_account account, uint8_t aad[TICKET_AAD_MAX],
                       size_t *len)
@@ -28,21 +28,17 @@ static bool build_aad(const char *label, bkv_account account, uint8_t aad[TICKET
 	return !w.overflow;
 }
 
-/* out = iv || AES-GCM(plaintext) || tag under the ticket key, bound to label and account. */
+/* out = a box of plaintext under the ticket key, bound to label and account. */
 static bkv_token_err seal(bkv_token *token, const char *label, bkv_account account,
                           const uint8_t *plaintext, size_t plaintext_len, uint8_t *out,
                           size_t out_cap, size_t *out_len)
 {
 	uint8_t aad[TICKET_AAD_MAX];
 	size_t aad_len;
-	const size_t len = BKV_TOKEN_IV_BYTES + plaintext_len + BKV_TOKEN_TAG_BYTES;
-	if (!build_aad(label, account, aad, &aad_len) || out_cap < len)
+	if (!build_aad(label, account, aad, &aad_len))
 		return BKV_TOKEN_ERR_ARGUMENT;
-	randombytes_buf(out, BKV_TOKEN_IV_BYTES);
-	*out_len = len;
-	return bkv_token_encrypt(token, BKV_TOKEN_KEY_TICKET, 1, out, aad, aad_len, plaintext,
-	                         plaintext_len, out + BKV_TOKEN_IV_BYTES,
-	                         plaintext_len + BKV_TOKEN_TAG_BYTES);
+	return bkv_token_seal_box(token, BKV_TOKEN_KEY_TICKET, 1, aad, aad_len, plaintext,
+	                          plaintext_len, out, out_cap, out_len);
 }
 
 /* Opens into plaintext (TICKET_PLAINTEXT_MAX bytes); BKV_TOKEN_ERR_AUTH for anything that
@@ -53,14 +49,13 @@ static bkv_token_err open_sealed(bkv_token *token, const char *label, bkv_accoun
 {
 	uint8_t aad[TICKET_AAD_MAX];
 	size_t aad_len;
-	if (in == NULL || !build_aad(label, account, aad, &aad_len))
+	if (in == NULL || in_len > max_len || !build_aad(label, account, aad, &aad_len))
 		return BKV_TOKEN_ERR_AUTH;
-	if (in_len <= BKV_TOKEN_IV_BYTES + BKV_TOKEN_TAG_BYTES || in_len > max_len)
-		return BKV_TOKEN_ERR_AUTH;
-	*plaintext_len = in_len - BKV_TOKEN_IV_BYTES - BKV_TOKEN_TAG_BYTES;
-	return bkv_token_decrypt(token, BKV_TOKEN_KEY_TICKET, 1, in, aad, aad_len,
-	                         in + BKV_TOKEN_IV_BYTES, in_len - BKV_TOKEN_IV_BYTES, plaintext,
-	                         *plaintext_len);
+	bkv_token_err err =
+	    bkv_token_open_box(token, BKV_TOKEN_KEY_TICKET, 1, aad, aad_len, in, in_len, plaintext,
+	                       TICKET_PLAINTEXT_MAX, plaintext_len);
+	/* A box too long for any ticket was not made here. */
+	return err == BKV_TOKEN_ERR_ARGUMENT ? BKV_TOKEN_ERR_AUTH : err;
 }
 
 bkv_token_err bkv_ticket_seal(bkv_token *token, bkv_account account, const bkv_ticket *ticket,
@@ -142,7 +137,7 @@ bkv_token_err bkv_registration_ticket_seal(bkv_token *token, bkv_account account
 {
 	if (opaque_suite_sizes(ticket->suite) == NULL)
 		return BKV_TOKEN_ERR_ARGUMENT;
-	uint8_t plaintext[1 + 1 + BKV_REGISTRATION_ID_BYTES + 8];
+	uint8_t plaintext[BKV_REGISTRATION_TICKET_PLAINTEXT];
 	opaque_writer w = opaque_writer_init(plaintext, sizeof(plaintext));
 	opaque_writer_uint(&w, 1, REGISTRATION_TICKET_FORMAT);
 	opaque_writer_uint(&w, 1, (uint64_t)ticket->suite);

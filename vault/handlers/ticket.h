@@ -3,7 +3,7 @@
  * replica can finish what another started.
  *
  * The recovery ticket: the server state between RecoverStart and RecoverFinish.
- *   ticket = iv (12) || AES-256-GCM(plaintext) || tag (16)
+ *   ticket = a box (token.h) of plaintext under the ticket key bkv-ticket-1
  *   plaintext = format (1) = 2 || suite (1) || record_version (8) || guess_seq (8) ||
  *               expires_at (8, unix seconds) || len(registration_id) (1) ||
  *               registration_id (0 or 16) || expected_client_mac (Nh) || session_key (Nh)

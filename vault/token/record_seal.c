@@ -41,35 +41,39 @@ bkv_token_err bkv_record_seal(bkv_token *token, const uint8_t *account_id, size_
                               opaque_suite_id suite, uint64_t record_version,
                               const uint8_t *registration_id, size_t registration_id_len,
                               const uint8_t *plaintext, size_t plaintext_len, uint8_t *out,
-                              size_t out_len)
+                              size_t out_cap, size_t *out_len)
 {
 	if (token == NULL ||
 	    !where_ok(account_id, account_id_len, registration_id, registration_id_len) ||
-	    out == NULL || (plaintext == NULL && plaintext_len > 0) ||
-	    out_len != plaintext_len + BKV_RECORD_SEAL_OVERHEAD)
+	    out == NULL || out_len == NULL || (plaintext == NULL && plaintext_len > 0) ||
+	    out_cap < plaintext_len + BKV_RECORD_SEAL_OVERHEAD_MAX)
 		return BKV_TOKEN_ERR_ARGUMENT;
+	*out_len = 0;
 	const uint32_t key_version = bkv_token_seal_version(token);
 	if (key_version == 0)
 		return BKV_TOKEN_ERR_KEY_MISSING;
 	uint8_t aad[AAD_MAX];
 	const size_t aad_len = build_aad(aad, account_id, account_id_len, suite, record_version,
 	                                 key_version, registration_id, registration_id_len);
-	opaque_writer header = opaque_writer_init(out, BKV_RECORD_SEAL_HEADER_BYTES);
+	opaque_writer header = opaque_writer_init(out, 5);
 	opaque_writer_uint(&header, 1, BKV_RECORD_SEAL_FORMAT);
 	opaque_writer_uint(&header, 4, key_version);
-	uint8_t *iv = out + header.pos;
-	randombytes_buf(iv, BKV_TOKEN_IV_BYTES);
-	return bkv_token_encrypt(token, BKV_TOKEN_KEY_SEAL, key_version, iv, aad, aad_len,
-	                         plaintext, plaintext_len, out + BKV_RECORD_SEAL_HEADER_BYTES,
-	                         plaintext_len + BKV_TOKEN_TAG_BYTES);
+	size_t box_len;
+	bkv_token_err err =
+	    bkv_token_seal_box(token, BKV_TOKEN_KEY_SEAL, key_version, aad, aad_len, plaintext,
+	                       plaintext_len, out + 5, out_cap - 5, &box_len);
+	if (err == BKV_TOKEN_OK)
+		*out_len = 5 + box_len;
+	return err;
 }
 
 uint32_t bkv_record_seal_key_version(const uint8_t *sealed, size_t sealed_len)
 {
 	opaque_reader r = opaque_reader_init(sealed, sealed_len);
 	uint64_t format, version;
-	if (sealed == NULL || sealed_len < BKV_RECORD_SEAL_OVERHEAD ||
-	    !opaque_reader_uint(&r, 1, &format) || format != BKV_RECORD_SEAL_FORMAT ||
+	if (sealed == NULL || sealed_len < BKV_RECORD_SEAL_OVERHEAD_MIN ||
+	    !opaque_reader_uint(&r, 1, &format) ||
+	    (format != BKV_RECORD_SEAL_FORMAT && format != BKV_RECORD_SEAL_FORMAT_LEGACY) ||
 	    !opaque_reader_uint(&r, 4, &version))
 		return 0;
 	return (uint32_t)version;
@@ -79,22 +83,33 @@ bkv_token_err bkv_record_open(bkv_token *token, const uint8_t *account_id, size_
                               opaque_suite_id suite, uint64_t record_version,
                               const uint8_t *registration_id, size_t registration_id_len,
                               const uint8_t *sealed, size_t sealed_len, uint8_t *plaintext,
-                              size_t plaintext_len)
+                              size_t plaintext_cap, size_t *plaintext_len)
 {
 	if (token == NULL ||
 	    !where_ok(account_id, account_id_len, registration_id, registration_id_len) ||
-	    sealed == NULL || (plaintext == NULL && plaintext_len > 0))
+	    sealed == NULL || plaintext_len == NULL || (plaintext == NULL && plaintext_cap > 0))
 		return BKV_TOKEN_ERR_ARGUMENT;
+	*plaintext_len = 0;
 	const uint32_t key_version = bkv_record_seal_key_version(sealed, sealed_len);
-	if (key_version == 0 || plaintext_len != sealed_len - BKV_RECORD_SEAL_OVERHEAD)
+	if (key_version == 0 || sealed_len > BKV_RECORD_SEAL_MAX)
 		return BKV_TOKEN_ERR_AUTH;
 	uint8_t aad[AAD_MAX];
 	const size_t aad_len = build_aad(aad, account_id, account_id_len, suite, record_version,
 	                                 key_version, registration_id, registration_id_len);
+	/* Format 0x01 is a GCM box with a 12-byte IV, without the box's two-byte header. */
+	uint8_t legacy[2 + BKV_RECORD_SEAL_MAX];
+	const uint8_t *box = sealed + 5;
+	size_t box_len = sealed_len - 5;
+	if (sealed[0] == BKV_RECORD_SEAL_FORMAT_LEGACY) {
+		legacy[0] = BKV_TOKEN_SCHEME_GCM;
+		legacy[1] = BKV_TOKEN_IV_BYTES;
+		memcpy(legacy + 2, box, box_len);
+		box = legacy;
+		box_len += 2;
+	}
 	bkv_token_err err =
-	    bkv_token_decrypt(token, BKV_TOKEN_KEY_SEAL, key_version, sealed + 5, aad, aad_len,
-	                      sealed + BKV_RECORD_SEAL_HEADER_BYTES,
-	                      sealed_len - BKV_RECORD_SEAL_HEADER_BYTES, plaintext, plaintext_len);
+	    bkv_token_open_box(token, BKV_TOKEN_KEY_SEAL, key_version, aad, aad_len, box, box_len,
+	                       plaintext, plaintext_cap, plaintext_len);
 	/* Seal keys are loaded but none has the header's version: the header was changed
 	 * (or names a deleted key, which the caller made sure no record uses). */
 	if (err == BKV_TOKEN_ERR_KEY_MISSING && bkv_token_seal_version(token) != 0)

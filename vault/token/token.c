@@ -6,6 +6,7 @@
  * PKCS#11 failure is mapped to a bkv_token_err and remembered as last_error, so callers
  * can tell "the token is down" (retry, UNAVAILABLE) from "the data is bad".
  */
+#include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -39,6 +40,8 @@ const char *bkv_token_strerror(bkv_token_err err)
 		return "the token failed during an operation";
 	case BKV_TOKEN_ERR_NOMEM:
 		return "out of memory";
+	case BKV_TOKEN_ERR_UNSUPPORTED:
+		return "the token does not support an operation the configuration needs";
 	}
 	return "unknown token error";
 }
@@ -66,6 +69,17 @@ bkv_token_err token_rv(bkv_token *t, CK_RV rv)
 	case CKR_ARGUMENTS_BAD:
 		err = BKV_TOKEN_ERR_ARGUMENT;
 		break;
+	case CKR_MECHANISM_INVALID:
+	case CKR_MECHANISM_PARAM_INVALID:
+	case CKR_FUNCTION_NOT_SUPPORTED:
+	case CKR_ATTRIBUTE_TYPE_INVALID:
+	case CKR_ATTRIBUTE_VALUE_INVALID:
+	case CKR_ATTRIBUTE_SENSITIVE:
+	case CKR_TEMPLATE_INCONSISTENT:
+	case CKR_KEY_TYPE_INCONSISTENT:
+	case CKR_KEY_FUNCTION_NOT_PERMITTED:
+		err = BKV_TOKEN_ERR_UNSUPPORTED;
+		break;
 	default:
 		err = BKV_TOKEN_ERR_DEVICE;
 		break;
@@ -73,8 +87,26 @@ bkv_token_err token_rv(bkv_token *t, CK_RV rv)
 	if (t != NULL) {
 		t->last_error = err;
 		t->last_rv = rv;
+		t->last_call[0] = '\0'; /* token_call names it */
 	}
 	return err;
+}
+
+bkv_token_err token_call(bkv_token *t, CK_RV rv, const char *fmt, ...)
+{
+	const bkv_token_err err = token_rv(t, rv);
+	if (rv != CKR_OK) {
+		va_list ap;
+		va_start(ap, fmt);
+		vsnprintf(t->last_call, sizeof(t->last_call), fmt, ap);
+		va_end(ap);
+	}
+	return err;
+}
+
+const char *bkv_token_last_call(const bkv_token *t)
+{
+	return t != NULL ? t->last_call : "";
 }
 
 unsigned long bkv_token_last_rv(const bkv_token *t)
@@ -166,6 +198,8 @@ bkv_token_err bkv_token_open(const bkv_token_config *config, bkv_token **token, 
 	if (t == NULL)
 		return BKV_TOKEN_ERR_NOMEM;
 	snprintf(t->label, sizeof(t->label), "%s", config->token_label);
+	t->p256_ake = config->p256_ake;
+	t->gcm_iv_len = BKV_TOKEN_IV_BYTES;
 	t->pin = sodium_malloc(config->pin_len);
 	if (t->pin == NULL) {
 		free(t);
@@ -228,10 +262,14 @@ fail:
 static void unload_keys(bkv_token *t)
 {
 	if (t->session_open) {
-		for (size_t i = 0; i < t->nseal; i++)
+		for (size_t i = 0; i < t->nseal; i++) {
 			token_drop_session_copy(t, t->seal[i].handle);
-		if (t->ticket_loaded)
-			token_drop_session_copy(t, t->ticket);
+			token_drop_session_copy(t, t->seal[i].mac);
+		}
+		if (t->ticket_loaded) {
+			token_drop_session_copy(t, t->ticket.handle);
+			token_drop_session_copy(t, t->ticket.mac);
+		}
 		if (t->state_mac_loaded)
 			token_drop_session_copy(t, t->state_mac);
 	}
@@ -364,8 +402,10 @@ bkv_token_err token_find(bkv_token *t, CK_OBJECT_CLASS cls, const char *label,
 	t->fn->C_FindObjectsFinal(t->session);
 	if (rv != CKR_OK)
 		return token_rv(t, rv);
-	if (count == 0)
+	if (count == 0) {
+		snprintf(t->last_call, sizeof(t->last_call), "no object labelled %s", label);
 		return BKV_TOKEN_ERR_KEY_MISSING;
+	}
 	*handle = found[0];
 	return BKV_TOKEN_OK;
 }
@@ -379,6 +419,7 @@ bkv_token_err token_session_copy(bkv_token *t, CK_OBJECT_HANDLE obj, CK_OBJECT_H
 	 * refuse to copy a sensitive key: use the token object itself, only slower. */
 	if (rv == CKR_FUNCTION_NOT_SUPPORTED || rv == CKR_ACTION_PROHIBITED ||
 	    rv == CKR_ATTRIBUTE_READ_ONLY || rv == CKR_TEMPLATE_INCONSISTENT) {
+		t->copy_refused = true;
 		*copy = obj;
 		return BKV_TOKEN_OK;
 	}
@@ -403,6 +444,56 @@ bkv_token_err token_get_attribute(bkv_token *t, CK_OBJECT_HANDLE obj, CK_ATTRIBU
 		return token_rv(t, rv);
 	*len = a.ulValueLen;
 	return BKV_TOKEN_OK;
+}
+
+void token_mac_label(char *out, size_t out_len, const char *aes_label)
+{
+	const char *dash = strrchr(aes_label, '-'); /* "bkv-seal-" N, "bkv-ticket-" 1 */
+	const int prefix = dash != NULL ? (int)(dash - aes_label) : (int)strlen(aes_label);
+	snprintf(out, out_len, "%.*s-mac%s", prefix, aes_label, dash != NULL ? dash : "");
+}
+
+bool token_has_gcm(bkv_token *t)
+{
+	CK_MECHANISM_INFO info;
+	return t->fn->C_GetMechanismInfo(t->slot, CKM_AES_GCM, &info) == CKR_OK &&
+	       (info.flags & (CKF_ENCRYPT | CKF_DECRYPT)) == (CKF_ENCRYPT | CKF_DECRYPT);
+}
+
+/* Session copies of key's token objects (AES key and HMAC key, if any) into copy. */
+static bkv_token_err copy_seal_key(bkv_token *t, const token_seal_key *key, token_seal_key *copy)
+{
+	copy->version = key->version;
+	copy->mac = CK_INVALID_HANDLE;
+	bkv_token_err err = token_session_copy(t, key->handle, &copy->handle);
+	if (err == BKV_TOKEN_OK && key->mac != CK_INVALID_HANDLE) {
+		err = token_session_copy(t, key->mac, &copy->mac);
+		if (err != BKV_TOKEN_OK)
+			token_drop_session_copy(t, copy->handle);
+	}
+	return err;
+}
+
+/* key->mac = the token object of the HMAC key that pairs with the AES key labelled label,
+ * or CK_INVALID_HANDLE if it has none (it seals with GCM). */
+static bkv_token_err find_mac_key(bkv_token *t, const char *label, token_seal_key *key)
+{
+	char mac_label[BKV_TOKEN_LABEL_MAX + 8];
+	token_mac_label(mac_label, sizeof(mac_label), label);
+	bkv_token_err err = token_find(t, CKO_SECRET_KEY, mac_label, &key->mac);
+	if (err == BKV_TOKEN_ERR_KEY_MISSING) {
+		key->mac = CK_INVALID_HANDLE; /* a GCM key: nothing is missing */
+		t->last_call[0] = '\0';
+		err = BKV_TOKEN_OK;
+	}
+	return err;
+}
+
+/* The token objects of the AES key labelled label and of its HMAC key, if any. */
+static bkv_token_err find_seal_key(bkv_token *t, const char *label, token_seal_key *key)
+{
+	bkv_token_err err = token_find(t, CKO_SECRET_KEY, label, &key->handle);
+	return err == BKV_TOKEN_OK ? find_mac_key(t, label, key) : err;
 }
 
 /* "bkv-seal-<N>" with N a decimal in [1, 2^32). */
@@ -465,6 +556,14 @@ bkv_token_err token_list_seal_keys(bkv_token *t, token_seal_key *keys, size_t ma
 		keys[j].handle = found[i];
 		(*count)++;
 	}
+	/* Each version's HMAC key, if it seals with CBC_HMAC. */
+	for (size_t i = 0; i < *count; i++) {
+		char label[32];
+		snprintf(label, sizeof(label), "bkv-seal-%u", keys[i].version);
+		bkv_token_err err = find_mac_key(t, label, &keys[i]);
+		if (err != BKV_TOKEN_OK)
+			return err;
+	}
 	return BKV_TOKEN_OK;
 }
 
@@ -479,18 +578,18 @@ bkv_token_err bkv_token_load_keys(bkv_token *t, const opaque_suite_id *suites, s
 	if (err == BKV_TOKEN_OK && count == 0)
 		err = BKV_TOKEN_ERR_KEY_MISSING;
 	for (size_t i = 0; err == BKV_TOKEN_OK && i < count; i++) {
-		t->seal[i].version = found[i].version;
-		err = token_session_copy(t, found[i].handle, &t->seal[i].handle);
+		err = copy_seal_key(t, &found[i], &t->seal[i]);
 		if (err == BKV_TOKEN_OK)
 			t->nseal = i + 1;
 	}
-	CK_OBJECT_HANDLE obj;
+	token_seal_key ticket = {.version = 1, .handle = CK_INVALID_HANDLE};
 	if (err == BKV_TOKEN_OK)
-		err = token_find(t, CKO_SECRET_KEY, "bkv-ticket-1", &obj);
+		err = find_seal_key(t, "bkv-ticket-1", &ticket);
 	if (err == BKV_TOKEN_OK)
-		err = token_session_copy(t, obj, &t->ticket);
+		err = copy_seal_key(t, &ticket, &t->ticket);
 	if (err == BKV_TOKEN_OK)
 		t->ticket_loaded = true;
+	CK_OBJECT_HANDLE obj;
 	if (err == BKV_TOKEN_OK)
 		err = token_find(t, CKO_SECRET_KEY, BKV_TOKEN_STATE_MAC_LABEL, &obj);
 	if (err == BKV_TOKEN_OK)
@@ -529,142 +628,264 @@ uint32_t bkv_token_seal_version(const bkv_token *t)
 	return (t != NULL && t->nseal > 0) ? t->seal[t->nseal - 1].version : 0;
 }
 
-/* ---- AES-256-GCM ---- */
+/* ---- Sealing ---- */
 
-static bkv_token_err aead_key(bkv_token *t, bkv_token_aead_key key, uint32_t version,
-                              CK_OBJECT_HANDLE *handle)
+static const token_seal_key *aead_key(bkv_token *t, bkv_token_aead_key key, uint32_t version,
+                                      bkv_token_err *err)
 {
+	*err = BKV_TOKEN_ERR_KEY_MISSING;
 	if (key == BKV_TOKEN_KEY_TICKET) {
 		if (version != 1 || !t->ticket_loaded)
-			return BKV_TOKEN_ERR_KEY_MISSING;
-		*handle = t->ticket;
-		return BKV_TOKEN_OK;
+			return NULL;
+		*err = BKV_TOKEN_OK;
+		return &t->ticket;
 	}
 	for (size_t i = 0; i < t->nseal; i++) {
 		if (t->seal[i].version == version) {
-			*handle = t->seal[i].handle;
-			return BKV_TOKEN_OK;
+			*err = BKV_TOKEN_OK;
+			return &t->seal[i];
 		}
 	}
 	/* A newer version than this session loaded: another process rotated the key (a
 	 * replica restarted first). Load it now, so records it sealed still open here. */
 	if (t->nseal == 0 || t->nseal == TOKEN_MAX_SEAL_KEYS ||
 	    version <= t->seal[t->nseal - 1].version)
-		return BKV_TOKEN_ERR_KEY_MISSING;
+		return NULL;
 	char label[32];
 	snprintf(label, sizeof(label), "bkv-seal-%u", version);
-	CK_OBJECT_HANDLE obj, copy;
-	bkv_token_err err = token_find(t, CKO_SECRET_KEY, label, &obj);
-	if (err == BKV_TOKEN_OK)
-		err = token_session_copy(t, obj, &copy);
-	if (err != BKV_TOKEN_OK)
-		return err;
-	t->seal[t->nseal].version = version;
-	t->seal[t->nseal].handle = copy;
-	t->nseal++;
-	*handle = copy;
-	return BKV_TOKEN_OK;
+	token_seal_key found = {.version = version, .handle = CK_INVALID_HANDLE};
+	*err = find_seal_key(t, label, &found);
+	if (*err == BKV_TOKEN_OK)
+		*err = copy_seal_key(t, &found, &t->seal[t->nseal]);
+	if (*err != BKV_TOKEN_OK)
+		return NULL;
+	return &t->seal[t->nseal++];
 }
 
-/* iv_out (encryption only; NULL otherwise) receives the IV the token used. */
-static bkv_token_err aead(bkv_token *t, bool encrypt, bkv_token_aead_key key, uint32_t version,
-                          const uint8_t iv[BKV_TOKEN_IV_BYTES], uint8_t *iv_out, const uint8_t *aad,
-                          size_t aad_len, const uint8_t *in, size_t in_len, uint8_t *out,
-                          size_t out_len)
+bkv_token_scheme bkv_token_key_scheme(const bkv_token *t, bkv_token_aead_key key, uint32_t version)
 {
-	if (t == NULL || iv == NULL || (aad == NULL && aad_len > 0) || (in == NULL && in_len > 0) ||
-	    (out == NULL && out_len > 0))
-		return BKV_TOKEN_ERR_ARGUMENT;
-	if (encrypt ? out_len != in_len + BKV_TOKEN_TAG_BYTES
-	            : (in_len < BKV_TOKEN_TAG_BYTES || out_len != in_len - BKV_TOKEN_TAG_BYTES))
-		return BKV_TOKEN_ERR_ARGUMENT;
-	CK_OBJECT_HANDLE handle;
-	bkv_token_err err = aead_key(t, key, version, &handle);
-	if (err != BKV_TOKEN_OK)
-		return err;
-	uint8_t iv_copy[BKV_TOKEN_IV_BYTES];
-	memcpy(iv_copy, iv, sizeof(iv_copy));
-	CK_GCM_PARAMS params = {
-	    .pIv = iv_copy,
-	    .ulIvLen = BKV_TOKEN_IV_BYTES,
-	    .ulIvBits = BKV_TOKEN_IV_BYTES * 8,
+	const token_seal_key *k = NULL;
+	if (t != NULL && key == BKV_TOKEN_KEY_TICKET && version == 1 && t->ticket_loaded)
+		k = &t->ticket;
+	for (size_t i = 0; t != NULL && key == BKV_TOKEN_KEY_SEAL && i < t->nseal; i++) {
+		if (t->seal[i].version == version)
+			k = &t->seal[i];
+	}
+	if (k == NULL)
+		return 0;
+	return k->mac != CK_INVALID_HANDLE ? BKV_TOKEN_SCHEME_CBC_HMAC : BKV_TOKEN_SCHEME_GCM;
+}
+
+#define HMAC_BYTES 32
+#define CBC_IV     16
+
+/* tag = HMAC-SHA256(mac, head || aad || I2OSP(aad_len, 8)): head is the box up to the end
+ * of the ciphertext. */
+static CK_RV cbc_tag(bkv_token *t, CK_OBJECT_HANDLE mac, const uint8_t *head, size_t head_len,
+                     const uint8_t *aad, size_t aad_len, uint8_t tag[HMAC_BYTES])
+{
+	uint8_t len[8];
+	for (int i = 0; i < 8; i++)
+		len[i] = (uint8_t)((uint64_t)aad_len >> (56 - 8 * i));
+	CK_MECHANISM mech = {CKM_SHA256_HMAC, NULL, 0};
+	CK_ULONG tag_len = HMAC_BYTES;
+	CK_RV rv = t->fn->C_SignInit(t->session, &mech, mac);
+	if (rv == CKR_OK)
+		rv = t->fn->C_SignUpdate(t->session, (CK_BYTE_PTR)head, head_len);
+	if (rv == CKR_OK && aad_len > 0)
+		rv = t->fn->C_SignUpdate(t->session, (CK_BYTE_PTR)aad, aad_len);
+	if (rv == CKR_OK)
+		rv = t->fn->C_SignUpdate(t->session, len, sizeof(len));
+	if (rv == CKR_OK)
+		rv = t->fn->C_SignFinal(t->session, tag, &tag_len);
+	if (rv == CKR_OK && tag_len != HMAC_BYTES)
+		rv = CKR_GENERAL_ERROR;
+	return rv;
+}
+
+static void gcm_params(CK_GCM_PARAMS *p, uint8_t *iv, CK_ULONG iv_len, const uint8_t *aad,
+                       size_t aad_len)
+{
+	*p = (CK_GCM_PARAMS){
+	    .pIv = iv,
+	    .ulIvLen = iv_len,
+	    .ulIvBits = iv_len * 8,
 	    .pAAD = (CK_BYTE_PTR)aad,
 	    .ulAADLen = aad_len,
 	    .ulTagBits = BKV_TOKEN_TAG_BYTES * 8,
 	};
-	CK_MECHANISM mech = {CKM_AES_GCM, &params, sizeof(params)};
-	/* Never hand the module a NULL buffer: SoftHSM rejects it with CKR_ARGUMENTS_BAD
-	 * and leaves the operation active, which wedges the session. */
-	uint8_t empty = 0;
-	if (in == NULL)
-		in = &empty;
-	if (out == NULL)
-		out = &empty;
-	CK_ULONG produced = out_len;
-	CK_RV rv;
-	const uint64_t started = token_now_us();
-	if (encrypt) {
-		rv = t->fn->C_EncryptInit(t->session, &mech, handle);
-		if (rv == CKR_OK)
-			rv = t->fn->C_Encrypt(t->session, (CK_BYTE_PTR)in, in_len, out, &produced);
-	} else {
-		/* C_Decrypt may need room for the tag while it verifies. Records and tickets fit
-		 * the session's locked scratch buffer; sodium_malloc per call costs ~30 us. */
-		uint8_t *tmp = in_len <= TOKEN_SCRATCH_BYTES ? t->scratch : sodium_malloc(in_len);
-		if (tmp == NULL)
-			return BKV_TOKEN_ERR_NOMEM;
-		produced = in_len;
-		rv = t->fn->C_DecryptInit(t->session, &mech, handle);
-		if (rv == CKR_OK)
-			rv = t->fn->C_Decrypt(t->session, (CK_BYTE_PTR)in, in_len, tmp, &produced);
-		if (rv == CKR_OK && produced == out_len)
-			memcpy(out, tmp, out_len);
-		if (tmp == t->scratch)
-			sodium_memzero(tmp, in_len);
-		else
-			sodium_free(tmp);
-	}
-	token_observe(t, encrypt ? BKV_TOKEN_OP_ENCRYPT : BKV_TOKEN_OP_DECRYPT, started);
-	if (rv != CKR_OK) {
-		sodium_memzero(out, out_len);
-		err = token_rv(t, rv);
-		/* A failed GCM check is bad data, not a token failure. SoftHSM reports it as
-		 * CKR_GENERAL_ERROR, so that code counts as bad data while the session is
-		 * still healthy. */
-		if (!encrypt && (rv == CKR_ENCRYPTED_DATA_INVALID || rv == CKR_DATA_INVALID ||
-		                 rv == CKR_ENCRYPTED_DATA_LEN_RANGE ||
-		                 (rv == CKR_GENERAL_ERROR && session_healthy(t)))) {
-			err = BKV_TOKEN_ERR_AUTH;
-			t->last_error = err;
-		}
+}
+
+/* Never hand the module a NULL buffer: SoftHSM rejects it with CKR_ARGUMENTS_BAD and
+ * leaves the operation active, which wedges the session. */
+static uint8_t empty_buffer;
+#define NONNULL(p) ((p) != NULL ? (CK_BYTE_PTR)(p) : &empty_buffer)
+
+bkv_token_err bkv_token_seal_box(bkv_token *t, bkv_token_aead_key key, uint32_t version,
+                                 const uint8_t *aad, size_t aad_len, const uint8_t *plaintext,
+                                 size_t plaintext_len, uint8_t *out, size_t out_cap,
+                                 size_t *out_len)
+{
+	if (t == NULL || (aad == NULL && aad_len > 0) || (plaintext == NULL && plaintext_len > 0) ||
+	    out == NULL || out_len == NULL || plaintext_len > TOKEN_SCRATCH_BYTES ||
+	    out_cap < plaintext_len + BKV_TOKEN_BOX_OVERHEAD_MAX)
+		return BKV_TOKEN_ERR_ARGUMENT;
+	*out_len = 0;
+	bkv_token_err err;
+	const token_seal_key *k = aead_key(t, key, version, &err);
+	if (k == NULL)
 		return err;
+	CK_RV rv;
+	CK_ULONG produced;
+	size_t body;
+	const uint64_t started = token_now_us();
+	if (k->mac == CK_INVALID_HANDLE) {
+		/* GCM. A token that chooses the IV itself writes it back into the parameters;
+		 * one that wants a 16-byte buffer for it refuses a 12-byte one, once. */
+		uint8_t iv[BKV_TOKEN_IV_MAX];
+		uint8_t ours[BKV_TOKEN_IV_MAX];
+		CK_ULONG iv_len = t->gcm_iv_len;
+		CK_GCM_PARAMS params;
+		CK_MECHANISM mech = {CKM_AES_GCM, &params, sizeof(params)};
+		for (;;) {
+			randombytes_buf(iv, iv_len);
+			memcpy(ours, iv, iv_len);
+			gcm_params(&params, iv, iv_len, aad, aad_len);
+			rv = t->fn->C_EncryptInit(t->session, &mech, k->handle);
+			if (rv != CKR_MECHANISM_PARAM_INVALID || iv_len == BKV_TOKEN_IV_MAX)
+				break;
+			iv_len = BKV_TOKEN_IV_MAX;
+		}
+		body = 2 + iv_len;
+		produced = plaintext_len + BKV_TOKEN_TAG_BYTES;
+		if (rv == CKR_OK)
+			rv = t->fn->C_Encrypt(t->session, NONNULL(plaintext), plaintext_len,
+			                      out + body, &produced);
+		if (rv == CKR_OK && produced != plaintext_len + BKV_TOKEN_TAG_BYTES)
+			rv = CKR_GENERAL_ERROR;
+		if (rv == CKR_OK) {
+			t->gcm_iv_len = iv_len;
+			t->gcm_iv_chosen |= memcmp(ours, iv, iv_len) != 0;
+			out[0] = BKV_TOKEN_SCHEME_GCM;
+			out[1] = (uint8_t)iv_len;
+			memcpy(out + 2, iv, iv_len); /* the IV the token used */
+		}
+	} else {
+		/* CBC-PAD, then HMAC over everything before the tag and the AAD. */
+		out[0] = BKV_TOKEN_SCHEME_CBC_HMAC;
+		out[1] = CBC_IV;
+		randombytes_buf(out + 2, CBC_IV);
+		uint8_t iv[CBC_IV];
+		memcpy(iv, out + 2, CBC_IV);
+		CK_MECHANISM mech = {CKM_AES_CBC_PAD, iv, CBC_IV};
+		body = 2 + CBC_IV;
+		produced = out_cap - body - HMAC_BYTES;
+		rv = t->fn->C_EncryptInit(t->session, &mech, k->handle);
+		if (rv == CKR_OK)
+			rv = t->fn->C_Encrypt(t->session, NONNULL(plaintext), plaintext_len,
+			                      out + body, &produced);
+		if (rv == CKR_OK && (produced <= plaintext_len || produced > plaintext_len + 16 ||
+		                     produced % 16 != 0))
+			rv = CKR_GENERAL_ERROR;
+		if (rv == CKR_OK)
+			rv = cbc_tag(t, k->mac, out, body + produced, aad, aad_len,
+			             out + body + produced);
+		if (rv == CKR_OK)
+			produced += HMAC_BYTES;
 	}
-	if (produced != out_len) {
-		sodium_memzero(out, out_len);
-		return token_rv(t, CKR_GENERAL_ERROR);
+	token_observe(t, BKV_TOKEN_OP_ENCRYPT, started);
+	if (rv != CKR_OK) {
+		sodium_memzero(out, out_cap);
+		return token_rv(t, rv);
 	}
-	/* The IV the token used: ours, or one it chose and wrote into the parameters. */
-	if (iv_out != NULL)
-		memcpy(iv_out, iv_copy, sizeof(iv_copy));
+	*out_len = body + produced;
 	return BKV_TOKEN_OK;
 }
 
-bkv_token_err bkv_token_encrypt(bkv_token *t, bkv_token_aead_key key, uint32_t version,
-                                uint8_t iv[BKV_TOKEN_IV_BYTES], const uint8_t *aad, size_t aad_len,
-                                const uint8_t *plaintext, size_t plaintext_len, uint8_t *out,
-                                size_t out_len)
+/* A failed GCM check (or CBC padding) is bad data, not a token failure. SoftHSM reports it as
+ * CKR_GENERAL_ERROR, so that code counts as bad data while the session is still
+ * healthy. */
+static bool gcm_auth_failure(bkv_token *t, CK_RV rv)
 {
-	return aead(t, true, key, version, iv, iv, aad, aad_len, plaintext, plaintext_len, out,
-	            out_len);
+	return rv == CKR_ENCRYPTED_DATA_INVALID || rv == CKR_DATA_INVALID ||
+	       rv == CKR_ENCRYPTED_DATA_LEN_RANGE ||
+	       (rv == CKR_GENERAL_ERROR && session_healthy(t));
 }
 
-bkv_token_err bkv_token_decrypt(bkv_token *t, bkv_token_aead_key key, uint32_t version,
-                                const uint8_t iv[BKV_TOKEN_IV_BYTES], const uint8_t *aad,
-                                size_t aad_len, const uint8_t *in, size_t in_len,
-                                uint8_t *plaintext, size_t plaintext_len)
+bkv_token_err bkv_token_open_box(bkv_token *t, bkv_token_aead_key key, uint32_t version,
+                                 const uint8_t *aad, size_t aad_len, const uint8_t *box,
+                                 size_t box_len, uint8_t *plaintext, size_t plaintext_cap,
+                                 size_t *plaintext_len)
 {
-	return aead(t, false, key, version, iv, NULL, aad, aad_len, in, in_len, plaintext,
-	            plaintext_len);
+	if (t == NULL || (aad == NULL && aad_len > 0) || box == NULL || plaintext_len == NULL ||
+	    (plaintext == NULL && plaintext_cap > 0))
+		return BKV_TOKEN_ERR_ARGUMENT;
+	*plaintext_len = 0;
+	bkv_token_err err;
+	const token_seal_key *k = aead_key(t, key, version, &err);
+	if (k == NULL)
+		return err;
+	/* The header, checked against the key's own scheme before the token sees anything. */
+	const bool cbc = k->mac != CK_INVALID_HANDLE;
+	if (box_len < 2 || box[0] != (cbc ? BKV_TOKEN_SCHEME_CBC_HMAC : BKV_TOKEN_SCHEME_GCM))
+		return BKV_TOKEN_ERR_AUTH;
+	const size_t iv_len = box[1];
+	const size_t head = 2 + iv_len;
+	const size_t tag = cbc ? HMAC_BYTES : BKV_TOKEN_TAG_BYTES;
+	if ((cbc ? iv_len != CBC_IV : iv_len != BKV_TOKEN_IV_BYTES && iv_len != BKV_TOKEN_IV_MAX) ||
+	    box_len < head + tag + (cbc ? 16 : 0) || (cbc && (box_len - head - tag) % 16 != 0))
+		return BKV_TOKEN_ERR_AUTH;
+	const size_t in_len = box_len - head; /* ciphertext || tag */
+	if (in_len > TOKEN_SCRATCH_BYTES)
+		return BKV_TOKEN_ERR_AUTH;
+	uint8_t iv[BKV_TOKEN_IV_MAX];
+	memcpy(iv, box + 2, iv_len);
+	uint8_t *tmp = t->scratch;
+	CK_ULONG produced = TOKEN_SCRATCH_BYTES;
+	CK_RV rv;
+	bool auth_failed = false;
+	const uint64_t started = token_now_us();
+	if (!cbc) {
+		CK_GCM_PARAMS params;
+		gcm_params(&params, iv, iv_len, aad, aad_len);
+		CK_MECHANISM mech = {CKM_AES_GCM, &params, sizeof(params)};
+		rv = t->fn->C_DecryptInit(t->session, &mech, k->handle);
+		if (rv == CKR_OK)
+			rv = t->fn->C_Decrypt(t->session, (CK_BYTE_PTR)box + head, in_len, tmp,
+			                      &produced);
+		if (rv == CKR_OK && produced != in_len - tag)
+			rv = CKR_GENERAL_ERROR;
+		auth_failed = rv != CKR_OK && gcm_auth_failure(t, rv);
+	} else {
+		uint8_t expected[HMAC_BYTES];
+		rv = cbc_tag(t, k->mac, box, box_len - tag, aad, aad_len, expected);
+		auth_failed =
+		    rv == CKR_OK && sodium_memcmp(expected, box + box_len - tag, tag) != 0;
+		CK_MECHANISM mech = {CKM_AES_CBC_PAD, iv, CBC_IV};
+		if (rv == CKR_OK && !auth_failed)
+			rv = t->fn->C_DecryptInit(t->session, &mech, k->handle);
+		if (rv == CKR_OK && !auth_failed)
+			rv = t->fn->C_Decrypt(t->session, (CK_BYTE_PTR)box + head, in_len - tag,
+			                      tmp, &produced);
+		/* Bad padding under a valid tag: bad data from someone with the MAC key. */
+		auth_failed = auth_failed || (rv != CKR_OK && gcm_auth_failure(t, rv));
+	}
+	token_observe(t, BKV_TOKEN_OP_DECRYPT, started);
+	if (rv == CKR_OK && !auth_failed && produced <= plaintext_cap) {
+		if (produced > 0)
+			memcpy(plaintext, tmp, produced);
+		*plaintext_len = produced;
+	} else if (rv == CKR_OK && !auth_failed) {
+		err = BKV_TOKEN_ERR_ARGUMENT;
+	} else if (auth_failed) {
+		err = t->last_error = BKV_TOKEN_ERR_AUTH;
+	} else {
+		err = token_rv(t, rv);
+	}
+	sodium_memzero(tmp, in_len);
+	if (err != BKV_TOKEN_OK && plaintext != NULL)
+		sodium_memzero(plaintext, plaintext_cap);
+	return err;
 }
 
 bkv_token_err bkv_token_state_mac(bkv_token *t, const uint8_t *data, size_t data_len,

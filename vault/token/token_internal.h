@@ -12,22 +12,27 @@
 #define TOKEN_MAX_SEAL_KEYS     64
 #define TOKEN_NUM_SUITES        2
 #define P256_UNCOMPRESSED_BYTES 65
-#define R255_SEALED_KEY_BYTES   (4 + BKV_TOKEN_IV_BYTES + 32 + BKV_TOKEN_TAG_BYTES)
+/* A sealed AKE private key (token_opaque.c): 0x02 || seal version (4) || box(32 bytes);
+ * before seal schemes: seal version (4) || iv (12) || GCM ciphertext (32) || tag (16). */
+#define AKE_SEALED_KEY_MAX    (1 + 4 + 32 + BKV_TOKEN_BOX_OVERHEAD_MAX)
+#define AKE_SEALED_KEY_LEGACY (4 + BKV_TOKEN_IV_BYTES + 32 + BKV_TOKEN_TAG_BYTES)
 
 typedef struct token_suite_keys {
 	bkv_token *token;
 	opaque_suite_id suite;
 	bool loaded;
-	CK_OBJECT_HANDLE oprf_seed;                  /* session copy of bkv-oprf-seed-<suite> */
-	CK_OBJECT_HANDLE ake_private;                /* P-256: session copy of the private key */
-	uint8_t ake_public[P256_UNCOMPRESSED_BYTES]; /* P-256: uncompressed public key */
-	uint8_t *r255_private_key;                   /* ristretto255: locked, non-dumpable memory */
+	CK_OBJECT_HANDLE oprf_seed;   /* session copy of bkv-oprf-seed-<suite> */
+	CK_OBJECT_HANDLE ake_private; /* token ECDH: session copy of the private key */
+	uint8_t ake_public[P256_UNCOMPRESSED_BYTES]; /* token ECDH: uncompressed public key */
+	uint8_t *sealed_private_key; /* sealed AKE key: Nsk bytes of locked, non-dumpable memory */
 	opaque_server_keys keys;
 } token_suite_keys;
 
+/* An AES key and, under BKV_TOKEN_SCHEME_CBC_HMAC, its HMAC key (else CK_INVALID_HANDLE). */
 typedef struct token_seal_key {
 	uint32_t version;
 	CK_OBJECT_HANDLE handle; /* session copy */
+	CK_OBJECT_HANDLE mac;    /* session copy */
 } token_seal_key;
 
 struct bkv_token {
@@ -40,15 +45,20 @@ struct bkv_token {
 	size_t pin_len;
 	token_seal_key seal[TOKEN_MAX_SEAL_KEYS];
 	size_t nseal;
-	CK_OBJECT_HANDLE ticket;
+	token_seal_key ticket;
 	bool ticket_loaded;
+	bkv_token_p256_ake p256_ake;
+	CK_ULONG gcm_iv_len;        /* 12, or 16 once the token asked for a 16-byte IV buffer */
+	bool gcm_iv_chosen;         /* the token wrote back an IV of its own */
+	bool copy_refused;          /* C_CopyObject refused: keys are used as token objects */
 	CK_OBJECT_HANDLE state_mac; /* session copy of bkv-state-mac-1 */
 	bool state_mac_loaded;
 	token_suite_keys suites[TOKEN_NUM_SUITES];
 	opaque_suite_id loaded_suites[TOKEN_NUM_SUITES];
 	size_t nloaded;
 	bkv_token_err last_error;
-	CK_RV last_rv; /* of the last failed PKCS#11 call */
+	CK_RV last_rv;       /* of the last failed PKCS#11 call */
+	char last_call[160]; /* what failed last: function, mechanism and key label */
 	bkv_token_observer_fn observer;
 	void *observer_arg;
 	uint8_t *scratch; /* TOKEN_SCRATCH_BYTES of locked memory for decryption */
@@ -62,6 +72,10 @@ void token_observe(bkv_token *t, bkv_token_op op, uint64_t started_us);
 
 /* Map a PKCS#11 return value to a bkv_token_err (and remember it as last_error). */
 bkv_token_err token_rv(bkv_token *t, CK_RV rv);
+
+/* token_rv(t, rv), remembering what was called (printf-style) if it failed. */
+bkv_token_err token_call(bkv_token *t, CK_RV rv, const char *fmt, ...)
+    __attribute__((format(printf, 3, 4)));
 
 /* Label helpers. */
 const char *token_suite_label_part(opaque_suite_id suite); /* "p256-sha256", ... */
@@ -79,14 +93,26 @@ void token_drop_session_copy(bkv_token *t, CK_OBJECT_HANDLE h);
 bkv_token_err token_get_attribute(bkv_token *t, CK_OBJECT_HANDLE obj, CK_ATTRIBUTE_TYPE type,
                                   void *buf, size_t *len);
 
-/* The versions of every bkv-seal-N secret key in the token, with token-object handles. */
+/* The versions of every bkv-seal-N secret key in the token, with token-object handles
+ * (mac: the token object bkv-seal-mac-N, or CK_INVALID_HANDLE). */
 bkv_token_err token_list_seal_keys(bkv_token *t, token_seal_key *keys, size_t max, size_t *count);
+/* The HMAC key that pairs with an AES key under CBC_HMAC: "bkv-seal-mac-N" for
+ * "bkv-seal-N", "bkv-ticket-mac-1" for "bkv-ticket-1". */
+void token_mac_label(char *out, size_t out_len, const char *aes_label);
+/* True if the token can seal with CKM_AES_GCM (mechanism listed with encrypt and decrypt). */
+bool token_has_gcm(bkv_token *t);
 
-/* ristretto255 AKE key sealing (token_opaque.c). */
-bkv_token_err token_seal_r255_key(bkv_token *t, const uint8_t private_key[32],
-                                  uint8_t sealed[R255_SEALED_KEY_BYTES]);
-bkv_token_err token_unseal_r255_key(bkv_token *t, const uint8_t *sealed, size_t sealed_len,
-                                    uint8_t private_key[32]);
+/* Sealed AKE private keys (token_opaque.c): sealed under the newest seal key, bound to
+ * the suite. *sealed_len receives the length (at most AKE_SEALED_KEY_MAX). */
+bkv_token_err token_seal_ake_key(bkv_token *t, opaque_suite_id suite, const uint8_t private_key[32],
+                                 uint8_t sealed[AKE_SEALED_KEY_MAX], size_t *sealed_len);
+bkv_token_err token_unseal_ake_key(bkv_token *t, opaque_suite_id suite, const uint8_t *sealed,
+                                   size_t sealed_len, uint8_t private_key[32]);
+/* The seal-key version named by a sealed AKE key, or 0. */
+uint32_t token_ake_key_seal_version(const uint8_t *sealed, size_t sealed_len);
+/* Whether suite's AKE key is a sealed data object (ristretto255 always; P-256 when
+ * p256_ake = sealed) rather than a token key pair. */
+bool token_ake_sealed(const bkv_token *t, opaque_suite_id suite);
 /* Prepares suites[i] after the handles are loaded: wires opaque_server_keys. */
 bkv_token_err token_suite_keys_load(bkv_token *t, token_suite_keys *sk);
 void token_suite_keys_clear(token_suite_keys *sk);

@@ -48,8 +48,9 @@ static bkv_token_err create_aes_key(bkv_token *t, const char *label)
 	};
 	CK_MECHANISM mech = {CKM_AES_KEY_GEN, NULL, 0};
 	CK_OBJECT_HANDLE h;
-	return token_rv(
-	    t, t->fn->C_GenerateKey(t->session, &mech, tmpl, sizeof(tmpl) / sizeof(tmpl[0]), &h));
+	return token_call(
+	    t, t->fn->C_GenerateKey(t->session, &mech, tmpl, sizeof(tmpl) / sizeof(tmpl[0]), &h),
+	    "C_GenerateKey with CKM_AES_KEY_GEN for %s", label);
 }
 
 /* A sign-only HMAC key of len bytes: an OPRF seed (Nh bytes, the suite's HMAC) or the
@@ -88,7 +89,7 @@ static bkv_token_err create_hmac_key(bkv_token *t, const char *label, CK_ULONG l
 		tmpl[4] = tmpl[n - 1];
 		rv = t->fn->C_GenerateKey(t->session, &mech, tmpl, n - 1, &h);
 	}
-	return token_rv(t, rv);
+	return token_call(t, rv, "C_GenerateKey with CKM_GENERIC_SECRET_KEY_GEN for %s", label);
 }
 
 static bkv_token_err create_p256_key_pair(bkv_token *t, const char *label)
@@ -113,35 +114,60 @@ static bkv_token_err create_p256_key_pair(bkv_token *t, const char *label)
 	};
 	CK_MECHANISM mech = {CKM_EC_KEY_PAIR_GEN, NULL, 0};
 	CK_OBJECT_HANDLE hpub, hpriv;
-	return token_rv(t, t->fn->C_GenerateKeyPair(t->session, &mech, pub,
-	                                            sizeof(pub) / sizeof(pub[0]), priv,
-	                                            sizeof(priv) / sizeof(priv[0]), &hpub, &hpriv));
+	return token_call(t,
+	                  t->fn->C_GenerateKeyPair(t->session, &mech, pub,
+	                                           sizeof(pub) / sizeof(pub[0]), priv,
+	                                           sizeof(priv) / sizeof(priv[0]), &hpub, &hpriv),
+	                  "C_GenerateKeyPair with CKM_EC_KEY_PAIR_GEN for %s", label);
 }
 
-static bkv_token_err create_r255_key(bkv_token *t, const char *label)
+static bkv_token_err create_data_object(bkv_token *t, const char *label, const uint8_t *value,
+                                        size_t len, CK_OBJECT_HANDLE *h)
 {
-	uint8_t sk[32];
-	uint8_t sealed[R255_SEALED_KEY_BYTES];
-	uint8_t pk[32];
-	bkv_token_err err = BKV_TOKEN_ERR_DEVICE;
-	if (opaque_generate_ake_key_pair(OPAQUE_SUITE_RISTRETTO255_SHA512, sk, sizeof(sk), pk,
-	                                 sizeof(pk)) != OPAQUE_OK)
-		goto done;
-	err = token_seal_r255_key(t, sk, sealed);
-	if (err != BKV_TOKEN_OK)
-		goto done;
 	CK_OBJECT_CLASS cls = CKO_DATA;
 	CK_ATTRIBUTE tmpl[] = {
-	    {CKA_CLASS, &cls, sizeof(cls)},      {CKA_LABEL, (void *)label, strlen(label)},
-	    {CKA_VALUE, sealed, sizeof(sealed)}, BOOL_ATTR(CKA_TOKEN, yes),
-	    BOOL_ATTR(CKA_PRIVATE, yes),         BOOL_ATTR(CKA_MODIFIABLE, no),
+	    {CKA_CLASS, &cls, sizeof(cls)},  {CKA_LABEL, (void *)label, strlen(label)},
+	    {CKA_VALUE, (void *)value, len}, BOOL_ATTR(CKA_TOKEN, yes),
+	    BOOL_ATTR(CKA_PRIVATE, yes),     BOOL_ATTR(CKA_MODIFIABLE, no),
 	};
+	return token_call(
+	    t, t->fn->C_CreateObject(t->session, tmpl, sizeof(tmpl) / sizeof(tmpl[0]), h),
+	    "C_CreateObject of the data object %s", label);
+}
+
+/* An AKE key pair generated here, its private key kept only sealed (token_opaque.c). */
+static bkv_token_err create_sealed_ake_key(bkv_token *t, opaque_suite_id suite, const char *label)
+{
+	uint8_t sk[32];
+	uint8_t pk[OPAQUE_MAX_ELEMENT_BYTES];
+	uint8_t sealed[AKE_SEALED_KEY_MAX];
+	size_t sealed_len;
 	CK_OBJECT_HANDLE h;
-	err = token_rv(t,
-	               t->fn->C_CreateObject(t->session, tmpl, sizeof(tmpl) / sizeof(tmpl[0]), &h));
-done:
+	bkv_token_err err = BKV_TOKEN_ERR_DEVICE;
+	if (opaque_generate_ake_key_pair(suite, sk, sizeof(sk), pk,
+	                                 opaque_suite_sizes(suite)->Npk) == OPAQUE_OK)
+		err = token_seal_ake_key(t, suite, sk, sealed, &sealed_len);
 	sodium_memzero(sk, sizeof(sk));
+	if (err == BKV_TOKEN_OK)
+		err = create_data_object(t, label, sealed, sealed_len, &h);
 	return err;
+}
+
+/* An AES key that seals (label "bkv-seal-N" or "bkv-ticket-1"). On a token without GCM its
+ * HMAC key is made first, so a crash in between leaves a spare HMAC key, never an AES key
+ * that would be taken for a GCM one. */
+static bkv_token_err create_sealing_key(bkv_token *t, const char *label)
+{
+	bkv_token_err err = BKV_TOKEN_OK;
+	if (!token_has_gcm(t)) {
+		char mac_label[BKV_TOKEN_LABEL_MAX + 8];
+		CK_OBJECT_HANDLE h;
+		token_mac_label(mac_label, sizeof(mac_label), label);
+		err = token_find(t, CKO_SECRET_KEY, mac_label, &h);
+		if (err == BKV_TOKEN_ERR_KEY_MISSING)
+			err = create_hmac_key(t, mac_label, 32, CKM_SHA256_HMAC);
+	}
+	return err == BKV_TOKEN_OK ? create_aes_key(t, label) : err;
 }
 
 /* Destroys every token object of class with label. */
@@ -165,10 +191,15 @@ static bkv_token_err destroy_everything(bkv_token *t, const opaque_suite_id *sui
 	token_seal_key keys[TOKEN_MAX_SEAL_KEYS];
 	size_t count;
 	bkv_token_err err = token_list_seal_keys(t, keys, TOKEN_MAX_SEAL_KEYS, &count);
-	for (size_t i = 0; err == BKV_TOKEN_OK && i < count; i++)
+	for (size_t i = 0; err == BKV_TOKEN_OK && i < count; i++) {
 		err = token_rv(t, t->fn->C_DestroyObject(t->session, keys[i].handle));
+		if (err == BKV_TOKEN_OK && keys[i].mac != CK_INVALID_HANDLE)
+			err = token_rv(t, t->fn->C_DestroyObject(t->session, keys[i].mac));
+	}
 	if (err == BKV_TOKEN_OK)
 		err = destroy_all(t, CKO_SECRET_KEY, "bkv-ticket-1");
+	if (err == BKV_TOKEN_OK)
+		err = destroy_all(t, CKO_SECRET_KEY, "bkv-ticket-mac-1");
 	if (err == BKV_TOKEN_OK)
 		err = destroy_all(t, CKO_SECRET_KEY, BKV_TOKEN_STATE_MAC_LABEL);
 	for (size_t i = 0; err == BKV_TOKEN_OK && i < nsuites; i++) {
@@ -208,7 +239,7 @@ static bkv_token_err ensure_secret_key(bkv_token *t, const char *label, CK_ULONG
 	}
 	if (err != BKV_TOKEN_ERR_KEY_MISSING)
 		return err;
-	err = hmac_len ? create_hmac_key(t, label, hmac_len, hmac) : create_aes_key(t, label);
+	err = hmac_len ? create_hmac_key(t, label, hmac_len, hmac) : create_sealing_key(t, label);
 	if (err == BKV_TOKEN_OK)
 		report(arg, label, "created", NULL, 0);
 	return err;
@@ -232,7 +263,7 @@ bkv_token_err bkv_token_create_keys(bkv_token *t, const opaque_suite_id *suites,
 	if (err == BKV_TOKEN_OK)
 		err = use_token_seal_keys(t);
 	if (err == BKV_TOKEN_OK && t->nseal == 0) {
-		err = create_aes_key(t, "bkv-seal-1");
+		err = create_sealing_key(t, "bkv-seal-1");
 		if (err == BKV_TOKEN_OK) {
 			report(report_arg, "bkv-seal-1", "created", NULL, 0);
 			err = use_token_seal_keys(t);
@@ -259,12 +290,25 @@ bkv_token_err bkv_token_create_keys(bkv_token *t, const opaque_suite_id *suites,
 			break;
 
 		token_label(label, sizeof(label), "bkv-ake-", suites[i]);
-		const bool p256 = suites[i] == OPAQUE_SUITE_P256_SHA256;
+		const bool sealed = token_ake_sealed(t, suites[i]);
 		CK_OBJECT_HANDLE h;
-		err = token_find(t, p256 ? CKO_PRIVATE_KEY : CKO_DATA, label, &h);
+		/* The other custody of the same key would be a different server key: every
+		 * record registered under it would stop opening. */
+		err = token_find(t, sealed ? CKO_PRIVATE_KEY : CKO_DATA, label, &h);
+		if (err == BKV_TOKEN_OK) {
+			report(report_arg, label,
+			       sealed ? "exists as a token key pair: keep [token] p256_ake = token"
+			              : "exists as a sealed key: keep [token] p256_ake = sealed",
+			       NULL, 0);
+			err = BKV_TOKEN_ERR_ARGUMENT;
+			break;
+		}
+		if (err == BKV_TOKEN_ERR_KEY_MISSING)
+			err = token_find(t, sealed ? CKO_DATA : CKO_PRIVATE_KEY, label, &h);
 		const char *what = "exists";
 		if (err == BKV_TOKEN_ERR_KEY_MISSING) {
-			err = p256 ? create_p256_key_pair(t, label) : create_r255_key(t, label);
+			err = sealed ? create_sealed_ake_key(t, suites[i], label)
+			             : create_p256_key_pair(t, label);
 			what = "created";
 		}
 		/* Load the suite to report its public key, as clients will see it. */
@@ -313,29 +357,35 @@ bkv_token_err bkv_token_rotate_seal_key(bkv_token *t, uint32_t *version)
 	const uint32_t next = keys[n - 1].version + 1;
 	char label[32];
 	snprintf(label, sizeof(label), "bkv-seal-%u", next);
-	err = create_aes_key(t, label);
+	err = create_sealing_key(t, label);
 	if (err == BKV_TOKEN_OK)
 		*version = next;
 	return err;
 }
 
-/* The seal-key version that seals the ristretto255 AKE key, or 0 if there is none. */
-static bkv_token_err r255_key_seal_version(bkv_token *t, uint32_t *version)
+static const opaque_suite_id all_suites[] = {OPAQUE_SUITE_P256_SHA256,
+                                             OPAQUE_SUITE_RISTRETTO255_SHA512};
+
+/* The sealed AKE key of suite: its data object (CK_INVALID_HANDLE if there is none), its
+ * value and the seal-key version that seals it. */
+static bkv_token_err read_sealed_ake_key(bkv_token *t, opaque_suite_id suite, CK_OBJECT_HANDLE *h,
+                                         uint8_t sealed[AKE_SEALED_KEY_MAX + 1], size_t *len,
+                                         uint32_t *version)
 {
-	*version = 0;
 	char label[64];
-	token_label(label, sizeof(label), "bkv-ake-", OPAQUE_SUITE_RISTRETTO255_SHA512);
-	CK_OBJECT_HANDLE h;
-	bkv_token_err err = token_find(t, CKO_DATA, label, &h);
-	if (err == BKV_TOKEN_ERR_KEY_MISSING)
+	token_label(label, sizeof(label), "bkv-ake-", suite);
+	*h = CK_INVALID_HANDLE;
+	*version = 0;
+	*len = AKE_SEALED_KEY_MAX + 1;
+	bkv_token_err err = token_find(t, CKO_DATA, label, h);
+	if (err == BKV_TOKEN_ERR_KEY_MISSING) {
+		*h = CK_INVALID_HANDLE;
 		return BKV_TOKEN_OK;
-	uint8_t sealed[R255_SEALED_KEY_BYTES];
-	size_t len = sizeof(sealed);
+	}
 	if (err == BKV_TOKEN_OK)
-		err = token_get_attribute(t, h, CKA_VALUE, sealed, &len);
-	if (err == BKV_TOKEN_OK && len >= 4)
-		*version = (uint32_t)sealed[0] << 24 | (uint32_t)sealed[1] << 16 |
-		           (uint32_t)sealed[2] << 8 | sealed[3];
+		err = token_get_attribute(t, *h, CKA_VALUE, sealed, len);
+	if (err == BKV_TOKEN_OK)
+		*version = token_ake_key_seal_version(sealed, *len);
 	return err;
 }
 
@@ -348,17 +398,26 @@ bkv_token_err bkv_token_delete_seal_key(bkv_token *t, uint32_t version)
 	bkv_token_err err = token_list_seal_keys(t, keys, TOKEN_MAX_SEAL_KEYS, &n);
 	if (err != BKV_TOKEN_OK)
 		return err;
-	uint32_t r255_version;
-	err = r255_key_seal_version(t, &r255_version);
-	if (err != BKV_TOKEN_OK)
-		return err;
 	if (n > 0 && keys[n - 1].version == version)
 		return BKV_TOKEN_ERR_KEY_IN_USE;
-	if (version == r255_version)
-		return BKV_TOKEN_ERR_KEY_IN_USE;
+	for (size_t i = 0; i < sizeof(all_suites) / sizeof(all_suites[0]); i++) {
+		CK_OBJECT_HANDLE h;
+		uint8_t sealed[AKE_SEALED_KEY_MAX + 1];
+		size_t len;
+		uint32_t ake_version;
+		err = read_sealed_ake_key(t, all_suites[i], &h, sealed, &len, &ake_version);
+		if (err != BKV_TOKEN_OK)
+			return err;
+		if (ake_version == version)
+			return BKV_TOKEN_ERR_KEY_IN_USE;
+	}
 	for (size_t i = 0; i < n; i++) {
-		if (keys[i].version == version)
-			return token_rv(t, t->fn->C_DestroyObject(t->session, keys[i].handle));
+		if (keys[i].version != version)
+			continue;
+		err = token_rv(t, t->fn->C_DestroyObject(t->session, keys[i].handle));
+		if (err == BKV_TOKEN_OK && keys[i].mac != CK_INVALID_HANDLE)
+			err = token_rv(t, t->fn->C_DestroyObject(t->session, keys[i].mac));
+		return err;
 	}
 	return BKV_TOKEN_ERR_KEY_MISSING;
 }
@@ -368,43 +427,33 @@ bkv_token_err bkv_token_reseal_ake_key(bkv_token *t, bool *resealed)
 	if (t == NULL || resealed == NULL)
 		return BKV_TOKEN_ERR_ARGUMENT;
 	*resealed = false;
-	uint32_t version;
-	bkv_token_err err = r255_key_seal_version(t, &version);
-	if (err != BKV_TOKEN_OK || version == 0 || version == bkv_token_seal_version(t))
-		return err;
-	char label[64];
-	token_label(label, sizeof(label), "bkv-ake-", OPAQUE_SUITE_RISTRETTO255_SHA512);
-	CK_OBJECT_HANDLE old;
-	uint8_t sealed[R255_SEALED_KEY_BYTES + 1];
-	size_t len = sizeof(sealed);
-	uint8_t sk[32];
-	uint8_t resealed_blob[R255_SEALED_KEY_BYTES];
-	err = token_find(t, CKO_DATA, label, &old);
-	if (err == BKV_TOKEN_OK)
-		err = token_get_attribute(t, old, CKA_VALUE, sealed, &len);
-	if (err == BKV_TOKEN_OK)
-		err = token_unseal_r255_key(t, sealed, len, sk);
-	if (err == BKV_TOKEN_OK)
-		err = token_seal_r255_key(t, sk, resealed_blob);
-	sodium_memzero(sk, sizeof(sk));
-	if (err != BKV_TOKEN_OK)
-		return err;
-	/* Create the new object first: a crash in between leaves two objects, both valid. */
-	CK_OBJECT_CLASS cls = CKO_DATA;
-	CK_ATTRIBUTE tmpl[] = {
-	    {CKA_CLASS, &cls, sizeof(cls)},
-	    {CKA_LABEL, (void *)label, strlen(label)},
-	    {CKA_VALUE, resealed_blob, sizeof(resealed_blob)},
-	    BOOL_ATTR(CKA_TOKEN, yes),
-	    BOOL_ATTR(CKA_PRIVATE, yes),
-	    BOOL_ATTR(CKA_MODIFIABLE, no),
-	};
-	CK_OBJECT_HANDLE fresh;
-	err = token_rv(
-	    t, t->fn->C_CreateObject(t->session, tmpl, sizeof(tmpl) / sizeof(tmpl[0]), &fresh));
-	if (err == BKV_TOKEN_OK)
-		err = token_rv(t, t->fn->C_DestroyObject(t->session, old));
-	if (err == BKV_TOKEN_OK)
-		*resealed = true;
+	bkv_token_err err = BKV_TOKEN_OK;
+	for (size_t i = 0; err == BKV_TOKEN_OK && i < sizeof(all_suites) / sizeof(all_suites[0]);
+	     i++) {
+		const opaque_suite_id suite = all_suites[i];
+		CK_OBJECT_HANDLE old, fresh;
+		uint8_t sealed[AKE_SEALED_KEY_MAX + 1], resealed_blob[AKE_SEALED_KEY_MAX];
+		size_t len, resealed_len;
+		uint32_t version;
+		uint8_t sk[32];
+		err = read_sealed_ake_key(t, suite, &old, sealed, &len, &version);
+		if (err != BKV_TOKEN_OK || old == CK_INVALID_HANDLE ||
+		    version == bkv_token_seal_version(t))
+			continue;
+		err = token_unseal_ake_key(t, suite, sealed, len, sk);
+		if (err == BKV_TOKEN_OK)
+			err = token_seal_ake_key(t, suite, sk, resealed_blob, &resealed_len);
+		sodium_memzero(sk, sizeof(sk));
+		/* Create the new object first: a crash in between leaves two objects, both
+		 * valid. */
+		char label[64];
+		token_label(label, sizeof(label), "bkv-ake-", suite);
+		if (err == BKV_TOKEN_OK)
+			err = create_data_object(t, label, resealed_blob, resealed_len, &fresh);
+		if (err == BKV_TOKEN_OK)
+			err = token_rv(t, t->fn->C_DestroyObject(t->session, old));
+		if (err == BKV_TOKEN_OK)
+			*resealed = true;
+	}
 	return err;
 }

@@ -1,11 +1,11 @@
 /*
  * token_preflight.c - before bkvd reports ready (init, status, serve), one real round trip
  * of every operation the configuration needs, on the keys it loaded: seal and open under
- * the newest seal key and the ticket key (with the IV the token says it used), the state
- * MAC, each suite's OPRF seed HMAC, and for P-256 an ECDH whose result is checked against
- * software. A token that cannot do one of them is refused at start, with the key, the
- * PKCS#11 functions, the mechanism and the CKR name, instead of failing every request
- * later (or, worse, sealing records that never open again).
+ * the newest seal key and the ticket key in their scheme (with the IV the token says it
+ * used), the state MAC, each suite's OPRF seed HMAC, and for P-256 an ECDH whose result is
+ * checked against software. A token that cannot do one of them is refused at start, with the key,
+ * the PKCS#11 functions, the mechanism and the CKR name, instead of failing every request later
+ * (or, worse, sealing records that never open again).
  */
 #include <stdio.h>
 #include <string.h>
@@ -90,34 +90,36 @@ static bkv_token_err fail(bkv_token *t, bkv_token_err err, char *why, size_t why
 static bkv_token_err aead_round_trip(bkv_token *t, bkv_token_aead_key key, uint32_t version,
                                      const char *label, char *why, size_t why_len)
 {
-	uint8_t probe[PROBE_BYTES], sealed[PROBE_BYTES + BKV_TOKEN_TAG_BYTES], opened[PROBE_BYTES];
-	uint8_t iv[BKV_TOKEN_IV_BYTES];
-	char what[256];
+	uint8_t probe[PROBE_BYTES], sealed[PROBE_BYTES + BKV_TOKEN_BOX_OVERHEAD_MAX];
+	uint8_t opened[PROBE_BYTES];
+	size_t sealed_len = 0, opened_len = 0;
+	const char *how = bkv_token_key_scheme(t, key, version) == BKV_TOKEN_SCHEME_CBC_HMAC
+	                      ? "CKM_AES_CBC_PAD and CKM_SHA256_HMAC (C_SignInit/C_SignUpdate/"
+	                        "C_SignFinal)"
+	                      : "CKM_AES_GCM (12- or 16-byte IV, 128-bit tag)";
+	char what[320];
 	randombytes_buf(probe, sizeof(probe));
-	randombytes_buf(iv, sizeof(iv));
 	t->last_rv = CKR_OK;
 	bkv_token_err err =
-	    bkv_token_encrypt(t, key, version, iv, (const uint8_t *)probe_aad,
-	                      sizeof(probe_aad) - 1, probe, sizeof(probe), sealed, sizeof(sealed));
+	    bkv_token_seal_box(t, key, version, (const uint8_t *)probe_aad, sizeof(probe_aad) - 1,
+	                       probe, sizeof(probe), sealed, sizeof(sealed), &sealed_len);
 	if (err != BKV_TOKEN_OK) {
 		snprintf(what, sizeof(what),
-		         "sealing with %s: C_EncryptInit/C_Encrypt with CKM_AES_GCM (96-bit IV, "
-		         "128-bit tag) failed",
-		         label);
+		         "sealing with %s: C_EncryptInit/C_Encrypt with %s failed", label, how);
 		return fail(t, err, why, why_len, what);
 	}
 	t->last_rv = CKR_OK;
-	err = bkv_token_decrypt(t, key, version, iv, (const uint8_t *)probe_aad,
-	                        sizeof(probe_aad) - 1, sealed, sizeof(sealed), opened,
-	                        sizeof(opened));
-	if (err == BKV_TOKEN_OK && sodium_memcmp(opened, probe, sizeof(probe)) != 0)
+	err = bkv_token_open_box(t, key, version, (const uint8_t *)probe_aad, sizeof(probe_aad) - 1,
+	                         sealed, sealed_len, opened, sizeof(opened), &opened_len);
+	if (err == BKV_TOKEN_OK &&
+	    (opened_len != sizeof(probe) || sodium_memcmp(opened, probe, sizeof(probe)) != 0))
 		err = BKV_TOKEN_ERR_AUTH;
 	sodium_memzero(opened, sizeof(opened));
 	if (err != BKV_TOKEN_OK) {
 		snprintf(what, sizeof(what),
 		         "a seal under %s does not open again with the IV the token reported "
-		         "(C_DecryptInit/C_Decrypt with CKM_AES_GCM)",
-		         label);
+		         "(C_DecryptInit/C_Decrypt with %s)",
+		         label, how);
 		return fail(t, err, why, why_len, what);
 	}
 	return BKV_TOKEN_OK;
@@ -166,7 +168,8 @@ static bkv_token_err p256_ecdh_check(bkv_token *t, const opaque_server_keys *key
 		                ? "the P-256 AKE key bkv-ake-p256-sha256: the token's ECDH result "
 		                  "differs from software's"
 		                : "the P-256 AKE key bkv-ake-p256-sha256: C_DeriveKey with "
-		                  "CKM_ECDH1_DERIVE and a readable CKA_VALUE failed");
+		                  "CKM_ECDH1_DERIVE and a readable CKA_VALUE failed (a token whose "
+		                  "ECDH results cannot be read: set [token] p256_ake = sealed)");
 	return BKV_TOKEN_OK;
 }
 
@@ -223,4 +226,137 @@ bkv_token_err bkv_token_preflight(bkv_token *t, char *why, size_t why_len)
 		}
 	}
 	return BKV_TOKEN_OK;
+}
+
+/* ---- The capability table and the custody plan ---- */
+
+static const struct {
+	CK_MECHANISM_TYPE type;
+	const char *name;
+	const char *use;
+} mechanisms[] = {
+    {CKM_AES_KEY_GEN, "CKM_AES_KEY_GEN", "create seal and ticket keys"},
+    {CKM_AES_GCM, "CKM_AES_GCM", "seal (else CBC-PAD + HMAC)"},
+    {CKM_AES_CBC_PAD, "CKM_AES_CBC_PAD", "seal without GCM"},
+    {CKM_GENERIC_SECRET_KEY_GEN, "CKM_GENERIC_SECRET_KEY_GEN", "create HMAC keys"},
+    {CKM_SHA256_HMAC, "CKM_SHA256_HMAC", "state MAC, P-256 OPRF seed, CBC seals"},
+    {CKM_SHA512_HMAC, "CKM_SHA512_HMAC", "ristretto255 OPRF seed"},
+    {CKM_EC_KEY_PAIR_GEN, "CKM_EC_KEY_PAIR_GEN", "P-256 AKE key (p256_ake = token)"},
+    {CKM_ECDH1_DERIVE, "CKM_ECDH1_DERIVE", "P-256 AKE (p256_ake = token)"},
+};
+
+static void flags_text(CK_FLAGS f, char *out, size_t len)
+{
+	snprintf(out, len, "%s%s%s%s%s%s", f & CKF_ENCRYPT ? " encrypt" : "",
+	         f & CKF_DECRYPT ? " decrypt" : "", f & CKF_SIGN ? " sign" : "",
+	         f & CKF_DERIVE ? " derive" : "", f & CKF_GENERATE ? " generate" : "",
+	         f & CKF_GENERATE_KEY_PAIR ? " generate-key-pair" : "");
+}
+
+static void describe_aead_key(bkv_token *t, bkv_token_line_fn line, void *arg, const char *what,
+                              const char *label, bkv_token_aead_key key, uint32_t version)
+{
+	char text[256], mac[48];
+	token_mac_label(mac, sizeof(mac), label);
+	if (bkv_token_key_scheme(t, key, version) == BKV_TOKEN_SCHEME_CBC_HMAC)
+		snprintf(text, sizeof(text),
+		         "  %-16s %s: AES-256-CBC-PAD + HMAC-SHA256 (%s), in the token", what,
+		         label, mac);
+	else
+		snprintf(text, sizeof(text), "  %-16s %s: AES-256-GCM in the token, %lu-byte IV%s",
+		         what, label, (unsigned long)t->gcm_iv_len,
+		         t->gcm_iv_chosen ? " chosen by the token" : "");
+	line(arg, text);
+}
+
+void bkv_token_describe_capabilities(bkv_token *t, bkv_token_line_fn line, void *arg)
+{
+	if (t == NULL || line == NULL)
+		return;
+	char text[256], flags[96];
+	line(arg, "capabilities:");
+	for (size_t i = 0; i < sizeof(mechanisms) / sizeof(mechanisms[0]); i++) {
+		CK_MECHANISM_INFO info;
+		const bool listed =
+		    t->fn->C_GetMechanismInfo(t->slot, mechanisms[i].type, &info) == CKR_OK;
+		if (listed)
+			flags_text(info.flags, flags, sizeof(flags));
+		snprintf(text, sizeof(text), "  %-28s %-40s %s%s", mechanisms[i].name,
+		         mechanisms[i].use, listed ? "yes:" : "no", listed ? flags : "");
+		line(arg, text);
+	}
+}
+
+void bkv_token_describe_custody(bkv_token *t, bkv_token_line_fn line, void *arg)
+{
+	if (t == NULL || line == NULL || t->nseal == 0 || !t->ticket_loaded)
+		return; /* keys not loaded: no plan to show */
+	char text[256], label[64];
+	line(arg, "custody:");
+	const uint32_t newest = bkv_token_seal_version(t);
+	snprintf(label, sizeof(label), "bkv-seal-%u", newest);
+	describe_aead_key(t, line, arg, "records", label, BKV_TOKEN_KEY_SEAL, newest);
+	describe_aead_key(t, line, arg, "tickets", "bkv-ticket-1", BKV_TOKEN_KEY_TICKET, 1);
+	snprintf(text, sizeof(text), "  %-16s %s: HMAC-SHA256 in the token", "record state",
+	         BKV_TOKEN_STATE_MAC_LABEL);
+	line(arg, text);
+	for (size_t i = 0; i < t->nloaded; i++) {
+		const opaque_suite_id suite = t->loaded_suites[i];
+		const char *name = token_suite_label_part(suite);
+		token_label(label, sizeof(label), "bkv-oprf-seed-", suite);
+		snprintf(text, sizeof(text), "  %-16s %s: %s in the token", "OPRF seed", label,
+		         suite == OPAQUE_SUITE_P256_SHA256 ? "HMAC-SHA256" : "HMAC-SHA512");
+		line(arg, text);
+		token_label(label, sizeof(label), "bkv-ake-", suite);
+		if (token_ake_sealed(t, suite))
+			snprintf(
+			    text, sizeof(text),
+			    "  %-16s %s: generated by bkvd, sealed by the token (data object), "
+			    "unsealed into locked memory; %s DH in software",
+			    "AKE key", label, name);
+		else
+			snprintf(text, sizeof(text),
+			         "  %-16s %s: EC key pair in the token; CKM_ECDH1_DERIVE",
+			         "AKE key", label);
+		line(arg, text);
+	}
+	snprintf(text, sizeof(text), "  %-16s %s", "session copies",
+	         t->copy_refused ? "no: C_CopyObject refused, token objects used directly "
+	                           "(2-3x slower on SoftHSM)"
+	                         : "yes (C_CopyObject)");
+	line(arg, text);
+}
+
+static bool listed(bkv_token *t, CK_MECHANISM_TYPE type, CK_FLAGS need)
+{
+	CK_MECHANISM_INFO info;
+	return t->fn->C_GetMechanismInfo(t->slot, type, &info) == CKR_OK &&
+	       (info.flags & need) == need;
+}
+
+bkv_token_err bkv_token_check_mechanisms(bkv_token *t, const opaque_suite_id *suites,
+                                         size_t nsuites, char *why, size_t why_len)
+{
+	if (t == NULL || suites == NULL)
+		return BKV_TOKEN_ERR_ARGUMENT;
+	const char *missing = NULL;
+	if (!listed(t, CKM_SHA256_HMAC, CKF_SIGN))
+		missing = "CKM_SHA256_HMAC (sign), for the state MAC";
+	else if (!token_has_gcm(t) && !listed(t, CKM_AES_CBC_PAD, CKF_ENCRYPT | CKF_DECRYPT))
+		missing = "CKM_AES_GCM or CKM_AES_CBC_PAD (encrypt, decrypt), for sealing";
+	for (size_t i = 0; missing == NULL && i < nsuites; i++) {
+		if (suites[i] == OPAQUE_SUITE_RISTRETTO255_SHA512 &&
+		    !listed(t, CKM_SHA512_HMAC, CKF_SIGN))
+			missing = "CKM_SHA512_HMAC (sign), for the ristretto255-sha512 OPRF seed; "
+			          "enable only p256-sha256 in [opaque] suites";
+		else if (suites[i] == OPAQUE_SUITE_P256_SHA256 && !token_ake_sealed(t, suites[i]) &&
+		         !listed(t, CKM_ECDH1_DERIVE, CKF_DERIVE))
+			missing =
+			    "CKM_ECDH1_DERIVE (derive), for the P-256 AKE key in the token; set "
+			    "[token] p256_ake = sealed";
+	}
+	if (missing == NULL)
+		return BKV_TOKEN_OK;
+	snprintf(why, why_len, "token \"%s\" does not list %s", t->label, missing);
+	return BKV_TOKEN_ERR_ARGUMENT;
 }

@@ -1124,6 +1124,8 @@ static bool open_token(const bkvd_config *c, bkv_token **token)
 	    .token_label = c->token_label,
 	    .pin = pin,
 	    .pin_len = pin_len,
+	    .p256_ake = c->token_p256_ake_sealed ? BKV_TOKEN_P256_AKE_SEALED
+	                                         : BKV_TOKEN_P256_AKE_TOKEN,
 	};
 	bkv_token_err err = BKV_TOKEN_ERR_DEVICE;
 	for (int attempt = 0; attempt < 10; attempt++) {

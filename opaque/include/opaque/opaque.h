@@ -164,6 +164,17 @@ opaque_err opaque_soft_server_keys_init(opaque_soft_server_keys *soft, opaque_su
 opaque_err opaque_soft_server_keys_generate(opaque_soft_server_keys *soft, opaque_suite_id suite);
 void opaque_soft_server_keys_wipe(opaque_soft_server_keys *soft);
 
+/* For a server that keeps its AKE private key in its own (locked) memory rather than in a
+ * token. public_key = SerializeElement(private_key * G) (Npk bytes), after checking that
+ * private_key (Nsk bytes) is a valid non-zero scalar. */
+opaque_err opaque_ake_public_key(opaque_suite_id suite, const uint8_t *private_key,
+                                 size_t private_key_len, uint8_t *public_key,
+                                 size_t public_key_len);
+/* out = SerializeElement(private_key * peer), as opaque_server_keys.ake_dh: peer (Npk
+ * bytes) has been validated by the caller. */
+opaque_err opaque_ake_dh(opaque_suite_id suite, const uint8_t *private_key, size_t private_key_len,
+                         const uint8_t *peer, size_t peer_len, uint8_t *out, size_t out_len);
+
 /* A fresh AKE key pair: private Nsk bytes, public Npk bytes. */
 opaque_err opaque_generate_ake_key_pair(opaque_suite_id suite, uint8_t *private_key,
                                         size_t private_key_len, uint8_t *public_key,
