@@ -342,7 +342,8 @@ static void count_refusals(void *arg, const char *event)
 /* A token session with both suites' keys loaded, or NULL (why says what failed). */
 static bkv_token *token_open_loaded(char *why, size_t why_len)
 {
-	bkv_token_config cfg = {g_module, g_label, g_pin, g_pin_len};
+	bkv_token_config cfg = {
+	    .module_path = g_module, .token_label = g_label, .pin = g_pin, .pin_len = g_pin_len};
 	bkv_token *t = NULL;
 	if (bkv_token_open(&cfg, &t, why, why_len) != BKV_TOKEN_OK)
 		return NULL;
@@ -4399,7 +4400,8 @@ static int group_setup(void **state)
 	}
 	if (sodium_init() < 0)
 		return -1;
-	bkv_token_config cfg = {g_module, g_label, g_pin, g_pin_len};
+	bkv_token_config cfg = {
+	    .module_path = g_module, .token_label = g_label, .pin = g_pin, .pin_len = g_pin_len};
 	bkv_token *t = NULL;
 	char why[512] = "";
 	if (bkv_token_open(&cfg, &t, why, sizeof(why)) != BKV_TOKEN_OK) {

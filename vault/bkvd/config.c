@@ -143,6 +143,8 @@ static int on_entry(void *user, const char *section, const char *name, const cha
 			ok = copy_string(c->token_pin_file, sizeof(c->token_pin_file), value);
 		else if (strcmp(name, "pin_env") == 0)
 			ok = copy_string(c->token_pin_env, sizeof(c->token_pin_env), value);
+		else if (strcmp(name, "init_args") == 0)
+			ok = copy_string(c->token_init_args, sizeof(c->token_init_args), value);
 		else
 			goto unknown;
 	} else if (strcmp(section, "opaque") == 0) {

@@ -45,6 +45,7 @@ typedef struct bkvd_config {
 	char token_label[64];
 	char token_pin_file[BKVD_PATH_MAX];
 	char token_pin_env[64];
+	char token_init_args[1024]; /* C_Initialize's pReserved string; "" = none */
 
 	/* [opaque] */
 	opaque_suite_id suites[BKVD_MAX_SUITES]; /* enabled, preferred first */

@@ -106,6 +106,7 @@ bool bkvd_open_token(const bkvd_config *config, bkv_token **token)
 	    .token_label = config->token_label,
 	    .pin = pin,
 	    .pin_len = pin_len,
+	    .init_args = config->token_init_args[0] != '\0' ? config->token_init_args : NULL,
 	};
 	/* SoftHSM's file store answers "no token" or a device error for a moment while
 	 * other processes log in at the same time; only those are retried. */

@@ -404,7 +404,8 @@ static bkv_token *open_token(void)
 		sodium_free(pin);
 		return NULL;
 	}
-	bkv_token_config config = {module, label, pin, pin_len};
+	bkv_token_config config = {
+	    .module_path = module, .token_label = label, .pin = pin, .pin_len = pin_len};
 	err = bkv_token_open(&config, &token, why, sizeof(why));
 	sodium_free(pin);
 	if (err != BKV_TOKEN_OK) {

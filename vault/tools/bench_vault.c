@@ -1124,6 +1124,7 @@ static bool open_token(const bkvd_config *c, bkv_token **token)
 	    .token_label = c->token_label,
 	    .pin = pin,
 	    .pin_len = pin_len,
+	    .init_args = c->token_init_args[0] != '\0' ? c->token_init_args : NULL,
 	};
 	bkv_token_err err = BKV_TOKEN_ERR_DEVICE;
 	for (int attempt = 0; attempt < 10; attempt++) {
