@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # test_bkvd_startup.sh - bkvd refuses to start with exit code 2 and a one-line reason
-# (never the PIN) when its setup is wrong: missing configuration, wrong module path,
+# (never the PIN) when its setup is wrong: missing configuration, wrong module path (with
+# the loader's reason), a module wanting [token] init_args without them (and serving with them),
 # unknown token label, wrong PIN, keys not created, plaintext on a public address, a bad
 # listen address, a token initialized before state MACs (bkv-state-mac-1 missing: `bkvd
 # serve` and `bkvd rewrap` say to run `bkvd init`, which creates it and only it); and `bkvd
@@ -51,7 +52,8 @@ variant() { # variant NAME SED-EXPRESSION: a copy of the config with one change
 }
 
 refuses "missing configuration" "cannot read configuration" "$work/nope.conf"
-refuses "wrong module path" "cannot load PKCS#11 module" \
+refuses "wrong module path, with the loader's reason" \
+  "cannot load PKCS#11 module /nonexistent/libpkcs11.so: .*No such file or directory" \
   "$(variant module 's|^module = .*|module = /nonexistent/libpkcs11.so|')"
 refuses "unknown token label" "no token labelled" "$(variant label 's|^label = .*|label = no-such-token|')"
 cp "$work/vault/hsm/user.pin" "$work/good.pin"
@@ -66,14 +68,44 @@ refuses "plaintext on a public address" "TLS is required" \
   "$(variant plain 's|^tls_cert = .*||')" --listen 0.0.0.0:0
 refuses "a bad listen address" "invalid listen address" "$config" --listen nonsense
 
+ok() { echo "ok $1"; passed=$((passed + 1)); }
+fail() { echo "FAIL $1"; failed=$((failed + 1)); }
+# serves NAME CONFIG: bkvd serve CONFIG starts (writes its port) and is stopped again
+serves() {
+  rm -f "$work/port"
+  "$bin/bkvd" serve --config "$2" --listen 127.0.0.1:0 --workers 1 \
+    --port-file "$work/port" 2>"$work/err" &
+  serve_pid=$!
+  for _ in $(seq 100); do [ -s "$work/port" ] && break; sleep 0.05; done
+  if [ -s "$work/port" ]; then
+    ok "$1"
+  else
+    fail "$1"
+    sed 's/^/    /' "$work/err"
+  fi
+  kill "$serve_pid" 2>/dev/null || true
+  wait "$serve_pid" 2>/dev/null || true
+  serve_pid=""
+}
+module=$(sed -n 's/^module = //p' "$config")
+
+# A module that wants a C_Initialize string in pReserved, as NSS softoken does: the quirks
+# module's need-init-args, in front of the same SoftHSM2 token.
+quirks_lib=$bin/../lib/libbkv-pkcs11-quirks.so
+init_args="configdir='sql:/var/lib/bkv-startup' certPrefix='' keyPrefix='' secmod='secmod.db' flags="
+export BKV_QUIRKS_MODULE=$module BKV_QUIRKS=need-init-args BKV_QUIRKS_INIT_ARGS=$init_args
+refuses "a module wanting init_args, without them: C_Initialize's CKR name" \
+  "C_Initialize .*failed: CKR_ARGUMENTS_BAD" \
+  "$(variant noargs "s|^module = .*|module = $quirks_lib|")"
+serves "the same module with [token] init_args" \
+  "$(variant initargs "s|^module = .*|module = $quirks_lib\ninit_args = $init_args|")"
+unset BKV_QUIRKS_MODULE BKV_QUIRKS BKV_QUIRKS_INIT_ARGS
+
 # A fresh token without keys: the ceremony has not run.
 "$root/hsm-config/make-dev-token" "$work/vault/hsm" bkv-empty >/dev/null
 refuses "keys not created" "run \`bkvd init\`" "$(variant empty 's|^label = .*|label = bkv-empty|')"
 
 # A token initialized before state MACs: the same token with bkv-state-mac-1 deleted.
-ok() { echo "ok $1"; passed=$((passed + 1)); }
-fail() { echo "FAIL $1"; failed=$((failed + 1)); }
-module=$(sed -n 's/^module = //p' "$config")
 p11() {
   pkcs11-tool --module "$module" --token-label bkv-dev --login \
     --pin "$(cat "$work/vault/hsm/user.pin")" "$@"
@@ -106,20 +138,7 @@ else
     fail "bkvd init on a token without bkv-state-mac-1 (exit $rc)"
     sed 's/^/    /' "$work/out" "$work/err"
   fi
-  rm -f "$work/port"
-  "$bin/bkvd" serve --config "$config" --listen 127.0.0.1:0 --workers 1 \
-    --port-file "$work/port" 2>"$work/err" &
-  serve_pid=$!
-  for _ in $(seq 100); do [ -s "$work/port" ] && break; sleep 0.05; done
-  if [ -s "$work/port" ]; then
-    ok "bkvd serve starts once bkvd init has run"
-  else
-    fail "bkvd serve after bkvd init"
-    sed 's/^/    /' "$work/err"
-  fi
-  kill "$serve_pid" 2>/dev/null || true
-  wait "$serve_pid" 2>/dev/null || true
-  serve_pid=""
+  serves "bkvd serve starts once bkvd init has run" "$config"
 fi
 
 rc=0

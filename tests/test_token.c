@@ -2,13 +2,16 @@
  * test_token.c - behaviour tests of the vault's token layer (vault/token) against a real
  * SoftHSM2 token (cmocka): the protection of every key, the key ceremony, OPAQUE with
  * token-held server keys against the software client, full-point P-256 DH recovery (with
- * the token and with a software x-only oracle), sealed records, seal-key rotation, and
- * faults (bad configuration, sessions closed underneath, the token's files removed).
+ * the token and with a software x-only oracle), sealed records, seal-key rotation, loading
+ * the module (the loader's reasons, p11-kit's proxy, init_args on the quirks module and on
+ * NSS softoken, sharing one module between tokens), and faults (bad configuration, sessions
+ * closed underneath, the token's files removed).
  *
  * Run it through tests/with-softhsm, which makes a throw-away token and exports
  * BKV_TEST_PKCS11_MODULE, BKV_TEST_TOKEN_LABEL, BKV_TEST_PIN_FILE and BKV_TEST_TOKEN_DIR,
  * with the quirks module (build/lib/libbkv-pkcs11-quirks.so) as the only argument: through
  * it the same SoftHSM2 poses as a token without GCM, or one that chooses the GCM IV itself.
+ * ctest also sets BKV_TEST_QUIRKS_MODULE (the same module) for the init_args tests.
  * Keys for both suites are created once on that token; every test that changes a token
  * (rotation, replacement, faults) initializes a token of its own in the same SoftHSM2
  * directory, so tests do not depend on each other's order. Objects are inspected through
@@ -105,8 +108,8 @@ static const char *g_label;
 static const char *g_token_dir;
 static char g_pin[BKV_TOKEN_PIN_MAX + 1];
 static size_t g_pin_len;
-/* This program's own view of the module (p11-kit managed, like the vault's). Keeping it
- * initialized for the whole run keeps SoftHSM2 initialized between vault handles. */
+/* This program's own view of the module (p11-kit managed). Keeping it initialized for the
+ * whole run keeps SoftHSM2 initialized between vault handles. */
 static CK_FUNCTION_LIST *g_fn;
 
 static bkv_token_config config_for(const char *label)
@@ -3571,22 +3574,255 @@ static void a_ristretto255_key_sealed_in_the_old_form_loads_and_reseals(void **s
 }
 
 /* ------------------------------------------------------------------------------------ */
-/* Faults                                                                                */
+/* Loading the module                                                                    */
 /* ------------------------------------------------------------------------------------ */
 
-static void wrong_module_path_fails_with_a_module_error_naming_the_path(void **state)
+/* bkv_token_open(cfg) fails with BKV_TOKEN_ERR_MODULE and a reason in why, naming the
+ * module and never the PIN. */
+static void assert_module_fails(const bkv_token_config *cfg, char *why, size_t why_len)
 {
-	(void)state;
-	const char *path = "/nonexistent/bkv-test/libnot-a-module.so";
-	bkv_token_config cfg = config_for(g_label);
-	cfg.module_path = path;
-	bkv_token *t = (bkv_token *)&cfg; /* must be reset to NULL */
-	char why[512] = "";
-	assert_int_equal(bkv_token_open(&cfg, &t, why, sizeof(why)), BKV_TOKEN_ERR_MODULE);
+	bkv_token *t = (bkv_token *)cfg; /* must be reset to NULL */
+	why[0] = '\0';
+	assert_int_equal(bkv_token_open(cfg, &t, why, why_len), BKV_TOKEN_ERR_MODULE);
 	assert_null(t);
-	assert_non_null(strstr(why, path));
+	assert_non_null(strstr(why, cfg->module_path));
 	assert_true(why_is_clean(why));
 }
+
+static void a_missing_module_file_fails_with_the_loaders_reason(void **state)
+{
+	(void)state;
+	bkv_token_config cfg = config_for(g_label);
+	cfg.module_path = "/nonexistent/bkv-test/libnot-a-module.so";
+	char why[512];
+	assert_module_fails(&cfg, why, sizeof(why));
+	assert_non_null(strstr(why, "No such file or directory"));
+}
+
+static void a_file_that_is_not_a_shared_object_fails_with_the_loaders_reason(void **state)
+{
+	(void)state;
+	char path[] = "/tmp/bkv-test-not-a-module-XXXXXX";
+	int fd = mkstemp(path);
+	assert_true(fd >= 0);
+	static const char text[] = "[token]\nmodule = this file is text, not a PKCS#11 module; "
+	                           "it is longer than an ELF header so the loader reads it\n";
+	assert_int_equal(write(fd, text, sizeof(text) - 1), (ssize_t)(sizeof(text) - 1));
+	close(fd);
+	bkv_token_config cfg = config_for(g_label);
+	cfg.module_path = path;
+	char why[512];
+	assert_module_fails(&cfg, why, sizeof(why));
+	unlink(path);
+	assert_non_null(strstr(why, "invalid ELF header"));
+}
+
+static void a_shared_object_without_c_get_function_list_fails_naming_the_symbol(void **state)
+{
+	(void)state;
+	bkv_token_config cfg = config_for(g_label);
+	cfg.module_path = "libc.so.6"; /* a shared object every process has; no PKCS#11 module */
+	char why[512];
+	assert_module_fails(&cfg, why, sizeof(why));
+	assert_non_null(strstr(why, "undefined symbol: C_GetFunctionList"));
+}
+
+/* p11-kit-proxy.so offers the modules p11-kit's configuration registers: Debian's
+ * softhsm2-common registers SoftHSM2, which finds this run's token through SOFTHSM2_CONF.
+ * (p11-kit's own loader refuses to load its proxy.) */
+static bkv_token *proxy_open_loaded(void)
+{
+	if (access(BKV_P11KIT_PROXY, R_OK) != 0)
+		fail_msg("%s is missing: scripts/deps installs p11-kit-modules", BKV_P11KIT_PROXY);
+	bkv_token_config cfg = config_for(g_label);
+	cfg.module_path = BKV_P11KIT_PROXY;
+	bkv_token *t = NULL;
+	char why[512] = "";
+	bkv_token_err err = bkv_token_open(&cfg, &t, why, sizeof(why));
+	if (err != BKV_TOKEN_OK)
+		print_error("through %s: %s\n", BKV_P11KIT_PROXY, why);
+	assert_int_equal(err, BKV_TOKEN_OK);
+	assert_int_equal(bkv_token_load_keys(t, both_suites, 2), BKV_TOKEN_OK);
+	return t;
+}
+
+static void the_token_seals_and_opens_through_p11_kit_proxy(void **state)
+{
+	(void)state;
+	bkv_token *proxied = proxy_open_loaded();
+	uint8_t sealed[RECORD_SEALED];
+	seal_record(proxied, sealed);
+	assert_int_equal(open_record(proxied, sealed, sizeof(sealed)), BKV_TOKEN_OK);
+	/* The same token and keys as through SoftHSM2 directly. */
+	bkv_token *direct = vault_open_loaded(g_label);
+	assert_int_equal(open_record(direct, sealed, sizeof(sealed)), BKV_TOKEN_OK);
+	bkv_token_close(direct);
+	bkv_token_close(proxied);
+}
+
+/* With no other loader holding the module, the first bkv_token on it initializes it and the
+ * last close finalizes it; a close before that neither finalizes it nor logs the token out
+ * (the login belongs to every session of the process). */
+static void only_the_last_token_on_a_module_finalizes_it(void **state)
+{
+	(void)state;
+	/* This program's own view lets go of SoftHSM2 for the length of the test. */
+	assert_int_equal(p11_kit_module_finalize(g_fn), CKR_OK);
+	bkv_token *first = vault_open_loaded(g_label);
+	bkv_token *second = vault_open_loaded(g_label);
+	bkv_token_close(first);
+	uint8_t sealed[RECORD_SEALED];
+	seal_record(second, sealed);
+	assert_int_equal(open_record(second, sealed, sizeof(sealed)), BKV_TOKEN_OK);
+	assert_int_equal(bkv_token_check(second), BKV_TOKEN_OK);
+	bkv_token_close(second);
+	/* Finalized: initializing it again succeeds instead of finding it initialized. */
+	CK_FUNCTION_LIST *raw = p11_kit_module_load(g_module, P11_KIT_MODULE_UNMANAGED);
+	assert_non_null(raw);
+	CK_RV rv = raw->C_Initialize(NULL);
+	if (rv == CKR_OK)
+		raw->C_Finalize(NULL);
+	p11_kit_module_release(raw);
+	assert_int_equal(p11_kit_module_initialize(g_fn), CKR_OK);
+	assert_int_equal(rv, CKR_OK);
+}
+
+/* State of a new public session of our own on label's token. */
+static CK_STATE fresh_session_state(const char *label)
+{
+	CK_SESSION_HANDLE h;
+	CK_SESSION_INFO info;
+	assert_int_equal(g_fn->C_OpenSession(slot_of(label), CKF_SERIAL_SESSION | CKF_RW_SESSION,
+	                                     NULL, NULL, &h),
+	                 CKR_OK);
+	assert_int_equal(g_fn->C_GetSessionInfo(h, &info), CKR_OK);
+	g_fn->C_CloseSession(h);
+	return info.state;
+}
+
+/* Closing never calls C_Logout (it would log out every other token open in the process),
+ * so the token must log out when its last session closes. */
+static void closing_the_last_token_logs_the_token_out(void **state)
+{
+	(void)state;
+	init_token("bkv-logout", NULL, 0);
+	bkv_token *t = vault_open("bkv-logout");
+	assert_int_equal(fresh_session_state("bkv-logout"), CKS_RW_USER_FUNCTIONS);
+	bkv_token_close(t);
+	assert_int_equal(fresh_session_state("bkv-logout"), CKS_RW_PUBLIC_SESSION);
+}
+
+/* The quirks module (tests/pkcs11-quirks) with need-init-args: C_Initialize wants
+ * QUIRKS_INIT_ARGS, NSS softoken's kind of configuration string, in pReserved. */
+static const char QUIRKS_INIT_ARGS[] =
+    "configdir='sql:/var/lib/bkv-test' certPrefix='' keyPrefix='' secmod='secmod.db' flags=";
+
+static bkv_token_config quirks_config(const char *init_args)
+{
+	const char *module = getenv("BKV_TEST_QUIRKS_MODULE");
+	if (module == NULL)
+		fail_msg(
+		    "BKV_TEST_QUIRKS_MODULE must name libbkv-pkcs11-quirks.so (ctest sets it)");
+	setenv("BKV_QUIRKS_MODULE", g_module, 1);
+	setenv("BKV_QUIRKS", "need-init-args", 1);
+	setenv("BKV_QUIRKS_INIT_ARGS", QUIRKS_INIT_ARGS, 1);
+	bkv_token_config cfg = config_for(g_label);
+	cfg.module_path = module;
+	cfg.init_args = init_args;
+	return cfg;
+}
+
+static void a_module_wanting_init_args_fails_without_them_naming_c_initialize(void **state)
+{
+	(void)state;
+	const char *wrong[] = {NULL, "configdir='sql:/elsewhere'"};
+	for (size_t i = 0; i < 2; i++) {
+		bkv_token_config cfg = quirks_config(wrong[i]);
+		char why[512];
+		assert_module_fails(&cfg, why, sizeof(why));
+		assert_non_null(strstr(why, "C_Initialize"));
+		assert_non_null(strstr(why, "CKR_ARGUMENTS_BAD"));
+	}
+	unsetenv("BKV_QUIRKS");
+}
+
+static void init_args_reach_c_initialize_as_p_reserved(void **state)
+{
+	(void)state;
+	/* A copy: what counts is the string, not the pointer. */
+	char init_args[sizeof(QUIRKS_INIT_ARGS)];
+	memcpy(init_args, QUIRKS_INIT_ARGS, sizeof(init_args));
+	bkv_token_config cfg = quirks_config(init_args);
+	bkv_token *t = NULL;
+	char why[512] = "";
+	bkv_token_err err = bkv_token_open(&cfg, &t, why, sizeof(why));
+	if (err != BKV_TOKEN_OK)
+		print_error("%s\n", why);
+	assert_int_equal(err, BKV_TOKEN_OK);
+	assert_int_equal(bkv_token_load_keys(t, both_suites, 2), BKV_TOKEN_OK);
+	uint8_t sealed[RECORD_SEALED];
+	seal_record(t, sealed);
+	assert_int_equal(open_record(t, sealed, sizeof(sealed)), BKV_TOKEN_OK);
+
+	/* The module is shared by the tokens open on it: a second open with other init_args
+	 * cannot have them, and is refused rather than silently given the first ones. */
+	bkv_token_config other = quirks_config("configdir='sql:/elsewhere'");
+	bkv_token *t2 = (bkv_token *)&other;
+	why[0] = '\0';
+	assert_int_equal(bkv_token_open(&other, &t2, why, sizeof(why)), BKV_TOKEN_ERR_ARGUMENT);
+	assert_null(t2);
+	assert_non_null(strstr(why, "init_args"));
+	bkv_token_close(t);
+	unsetenv("BKV_QUIRKS");
+}
+
+/* NSS softoken (libnss3) needs its configuration string in pReserved: without it
+ * C_Initialize answers CKR_ARGUMENTS_BAD; with it the module opens the database that
+ * certutil made, whose password is the token's user PIN. (bkv's keys cannot live there
+ * yet: docs/TOKEN.md says why.) */
+static void nss_softoken_opens_the_database_its_init_args_name(void **state)
+{
+	(void)state;
+	char dir[] = "/tmp/bkv-test-nss-XXXXXX";
+	assert_non_null(mkdtemp(dir));
+	char password_file[64], command[256], init_args[256];
+	snprintf(password_file, sizeof(password_file), "%s/password", dir);
+	FILE *f = fopen(password_file, "w");
+	assert_non_null(f);
+	fprintf(f, "%s\n", g_pin);
+	fclose(f);
+	snprintf(command, sizeof(command), "certutil -N -d 'sql:%s' -f '%s' >/dev/null 2>&1", dir,
+	         password_file);
+	if (system(command) != 0)
+		fail_msg("certutil -N failed (scripts/deps installs libnss3-tools)");
+	snprintf(init_args, sizeof(init_args),
+	         "configdir='sql:%s' certPrefix='' keyPrefix='' secmod='secmod.db' flags=", dir);
+	bkv_token_config cfg = config_for("NSS Certificate DB");
+	cfg.module_path = "libsoftokn3.so";
+	char why[512];
+	assert_module_fails(&cfg, why, sizeof(why));
+	assert_non_null(strstr(why, "C_Initialize"));
+	assert_non_null(strstr(why, "CKR_ARGUMENTS_BAD"));
+
+	cfg.init_args = init_args;
+	bkv_token_config wrong = cfg;
+	wrong.pin = WRONG_PIN;
+	wrong.pin_len = sizeof(WRONG_PIN) - 1;
+	bkv_token *t = NULL;
+	assert_int_equal(bkv_token_open(&wrong, &t, why, sizeof(why)), BKV_TOKEN_ERR_PIN);
+	assert_true(why_is_clean(why));
+	bkv_token_err err = bkv_token_open(&cfg, &t, why, sizeof(why));
+	if (err != BKV_TOKEN_OK)
+		print_error("%s\n", why);
+	assert_int_equal(err, BKV_TOKEN_OK);
+	assert_int_equal(bkv_token_check(t), BKV_TOKEN_OK);
+	bkv_token_close(t);
+	remove_tree(dir);
+}
+
+/* ------------------------------------------------------------------------------------ */
+/* Faults                                                                                */
+/* ------------------------------------------------------------------------------------ */
 
 static void wrong_pin_fails_with_a_pin_error(void **state)
 {
@@ -4064,8 +4300,17 @@ int main(int argc, char **argv)
 	    /* Re-sealing the AKE keys */
 	    cmocka_unit_test(resealing_moves_both_sealed_ake_keys_to_the_newest_seal_key),
 	    cmocka_unit_test(a_ristretto255_key_sealed_in_the_old_form_loads_and_reseals),
+	    /* Loading the module */
+	    cmocka_unit_test(a_missing_module_file_fails_with_the_loaders_reason),
+	    cmocka_unit_test(a_file_that_is_not_a_shared_object_fails_with_the_loaders_reason),
+	    cmocka_unit_test(a_shared_object_without_c_get_function_list_fails_naming_the_symbol),
+	    cmocka_unit_test(the_token_seals_and_opens_through_p11_kit_proxy),
+	    cmocka_unit_test(only_the_last_token_on_a_module_finalizes_it),
+	    cmocka_unit_test(closing_the_last_token_logs_the_token_out),
+	    cmocka_unit_test(a_module_wanting_init_args_fails_without_them_naming_c_initialize),
+	    cmocka_unit_test(init_args_reach_c_initialize_as_p_reserved),
+	    cmocka_unit_test(nss_softoken_opens_the_database_its_init_args_name),
 	    /* Faults */
-	    cmocka_unit_test(wrong_module_path_fails_with_a_module_error_naming_the_path),
 	    cmocka_unit_test(wrong_pin_fails_with_a_pin_error),
 	    cmocka_unit_test(unknown_label_fails_with_no_token),
 	    cmocka_unit_test(invalid_configuration_fails_without_revealing_the_pin),

@@ -7,6 +7,7 @@
  *                      at C_GetFunctionList
  *   BKV_QUIRKS         comma-separated quirks, read at every C_Initialize; an unknown name
  *                      makes C_Initialize fail with CKR_ARGUMENTS_BAD (said once on stderr)
+ *   BKV_QUIRKS_INIT_ARGS  the pReserved string need-init-args wants
  *
  * The function list is a copy of the real module's, so every entry this file does not
  * replace calls the real module directly; a replaced entry forwards unchanged unless its
@@ -40,6 +41,11 @@
  *                    CloudHSM SDK 5 gives for a valid attribute value it does not support.
  *   no-generate-key  C_GenerateKey and C_GenerateKeyPair answer CKR_FUNCTION_NOT_SUPPORTED
  *                    (tpm2-pkcs11: keys are made with its own tool).
+ *   need-init-args   C_Initialize answers CKR_ARGUMENTS_BAD unless its CK_C_INITIALIZE_ARGS
+ *                    has CKF_OS_LOCKING_OK and pReserved is exactly BKV_QUIRKS_INIT_ARGS (NSS
+ *                    softoken's configuration string; vendor modules' configuration paths).
+ *                    The real module is then initialized with pReserved NULL, as SoftHSM2
+ *                    refuses any other.
  *
  * Only C_GetFunctionList is exported: p11-kit would prefer a C_GetInterface, and this module
  * has no PKCS#11 3.0 interface of its own to offer.
@@ -65,6 +71,7 @@
 #define QUIRK_NO_ALLOWED_MECHANISMS (1u << 4)
 #define QUIRK_NO_DATA_OBJECTS       (1u << 5)
 #define QUIRK_NO_GENERATE_KEY       (1u << 6)
+#define QUIRK_NEED_INIT_ARGS        (1u << 7)
 
 typedef struct quirk_name {
 	const char *name;
@@ -82,6 +89,7 @@ static const quirk_name quirk_names[] = {
     {"no-allowed-mechanisms", QUIRK_NO_ALLOWED_MECHANISMS, 0},
     {"no-data-objects", QUIRK_NO_DATA_OBJECTS, 0},
     {"no-generate-key", QUIRK_NO_GENERATE_KEY, 0},
+    {"need-init-args", QUIRK_NEED_INIT_ARGS, 0},
 };
 
 static CK_FUNCTION_LIST *real;       /* the real module's list */
@@ -180,7 +188,16 @@ static CK_RV quirks_initialize(CK_VOID_PTR init_args)
 {
 	if (!read_quirks())
 		return CKR_ARGUMENTS_BAD;
-	return real->C_Initialize(init_args);
+	if (!(quirks & QUIRK_NEED_INIT_ARGS))
+		return real->C_Initialize(init_args);
+	const CK_C_INITIALIZE_ARGS *args = init_args;
+	const char *wanted = getenv("BKV_QUIRKS_INIT_ARGS");
+	if (args == NULL || !(args->flags & CKF_OS_LOCKING_OK) || args->pReserved == NULL ||
+	    wanted == NULL || strcmp(args->pReserved, wanted) != 0)
+		return CKR_ARGUMENTS_BAD;
+	CK_C_INITIALIZE_ARGS forwarded = *args;
+	forwarded.pReserved = NULL;
+	return real->C_Initialize(&forwarded);
 }
 
 static CK_RV quirks_get_mechanism_list(CK_SLOT_ID slot, CK_MECHANISM_TYPE_PTR list,

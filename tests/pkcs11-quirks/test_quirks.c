@@ -1,7 +1,8 @@
 /*
  * test_quirks.c - the quirks module (quirks.c) does what it claims on a real SoftHSM2
  * token (cmocka): with no quirk every call reaches SoftHSM2 unchanged, each quirk changes
- * exactly its one behaviour, quirks combine, and an unknown quirk stops C_Initialize.
+ * exactly its one behaviour, quirks combine, an unknown quirk stops C_Initialize, and
+ * need-init-args lets C_Initialize through only with the configured pReserved string.
  *
  *   tests/with-softhsm test-pkcs11-quirks PATH/libbkv-pkcs11-quirks.so
  *
@@ -484,13 +485,19 @@ static void quirks_combine(void **state)
 	assert_int_equal(copy(s, aes_key(s)), CKR_FUNCTION_NOT_SUPPORTED);
 }
 
-static void initialize_refuses(const char *quirks)
+/* C_Initialize(args) under quirks answers CKR_ARGUMENTS_BAD and initializes nothing. */
+static void initialize_refuses_with(const char *quirks, CK_C_INITIALIZE_ARGS *args)
 {
 	setenv("BKV_QUIRKS", quirks, 1);
-	assert_int_equal(p11->C_Initialize(NULL), CKR_ARGUMENTS_BAD);
+	assert_int_equal(p11->C_Initialize(args), CKR_ARGUMENTS_BAD);
 	/* Nothing was initialized: the real module still answers "not initialized". */
 	CK_ULONG n = 0;
 	assert_int_equal(p11->C_GetSlotList(CK_TRUE, NULL, &n), CKR_CRYPTOKI_NOT_INITIALIZED);
+}
+
+static void initialize_refuses(const char *quirks)
+{
+	initialize_refuses_with(quirks, NULL);
 }
 
 static void unknown_quirk_fails_initialize(void **state)
@@ -503,6 +510,65 @@ static void both_token_iv_lengths_fail_initialize(void **state)
 {
 	(void)state;
 	initialize_refuses("gcm-token-iv,gcm-token-iv16");
+}
+
+/* ---- need-init-args ---- */
+
+static const char init_args_string[] =
+    "configdir='sql:/var/lib/bkv-test' certPrefix='' keyPrefix=''";
+
+static CK_C_INITIALIZE_ARGS init_args_with(CK_FLAGS flags, const char *reserved)
+{
+	CK_C_INITIALIZE_ARGS args = {.flags = flags, .pReserved = (CK_VOID_PTR)reserved};
+	return args;
+}
+
+static void need_init_args_refuses_initialize_without_args(void **state)
+{
+	(void)state;
+	setenv("BKV_QUIRKS_INIT_ARGS", init_args_string, 1);
+	initialize_refuses_with("need-init-args", NULL);
+	CK_C_INITIALIZE_ARGS args = init_args_with(CKF_OS_LOCKING_OK, NULL);
+	initialize_refuses_with("need-init-args", &args);
+}
+
+static void need_init_args_refuses_another_string_or_no_os_locking(void **state)
+{
+	(void)state;
+	setenv("BKV_QUIRKS_INIT_ARGS", init_args_string, 1);
+	char prefix[sizeof(init_args_string)];
+	memcpy(prefix, init_args_string, sizeof(prefix));
+	prefix[sizeof(prefix) - 2] = '\0';
+	CK_C_INITIALIZE_ARGS args = init_args_with(CKF_OS_LOCKING_OK, prefix);
+	initialize_refuses_with("need-init-args", &args);
+	args = init_args_with(CKF_OS_LOCKING_OK, "configdir='sql:/elsewhere'");
+	initialize_refuses_with("need-init-args", &args);
+	args = init_args_with(0, init_args_string);
+	initialize_refuses_with("need-init-args", &args);
+}
+
+static void need_init_args_initializes_with_the_exact_string(void **state)
+{
+	(void)state;
+	setenv("BKV_QUIRKS", "need-init-args", 1);
+	setenv("BKV_QUIRKS_INIT_ARGS", init_args_string, 1);
+	/* A copy: the module compares the string, not the pointer. */
+	char copy[sizeof(init_args_string)];
+	memcpy(copy, init_args_string, sizeof(copy));
+	CK_C_INITIALIZE_ARGS args = init_args_with(CKF_OS_LOCKING_OK, copy);
+	assert_int_equal(p11->C_Initialize(&args), CKR_OK);
+	CK_ULONG n = 0;
+	assert_int_equal(p11->C_GetSlotList(CK_TRUE, NULL, &n), CKR_OK);
+	assert_true(n > 0);
+	assert_int_equal(p11->C_Finalize(NULL), CKR_OK);
+}
+
+/* Why the quirk strips pReserved before forwarding: the real module refuses one. */
+static void without_need_init_args_preserved_reaches_the_real_module(void **state)
+{
+	(void)state;
+	CK_C_INITIALIZE_ARGS args = init_args_with(CKF_OS_LOCKING_OK, init_args_string);
+	initialize_refuses_with("", &args);
 }
 
 #define QUIRK_TEST(f, quirks) cmocka_unit_test_prestate_setup_teardown(f, setup, teardown, quirks)
@@ -549,6 +615,10 @@ int main(int argc, char **argv)
 	    QUIRK_TEST(quirks_combine, "no-gcm, no-copy"),
 	    cmocka_unit_test(unknown_quirk_fails_initialize),
 	    cmocka_unit_test(both_token_iv_lengths_fail_initialize),
+	    cmocka_unit_test(need_init_args_refuses_initialize_without_args),
+	    cmocka_unit_test(need_init_args_refuses_another_string_or_no_os_locking),
+	    cmocka_unit_test(need_init_args_initializes_with_the_exact_string),
+	    cmocka_unit_test(without_need_init_args_preserved_reaches_the_real_module),
 	};
 	return cmocka_run_group_tests_name("pkcs11-quirks", tests, NULL, NULL);
 }

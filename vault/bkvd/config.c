@@ -146,6 +146,8 @@ static int on_entry(void *user, const char *section, const char *name, const cha
 		else if (strcmp(name, "p256_ake") == 0) {
 			ok = strcmp(value, "token") == 0 || strcmp(value, "sealed") == 0;
 			c->token_p256_ake_sealed = strcmp(value, "sealed") == 0;
+		} else if (strcmp(name, "init_args") == 0) {
+			ok = copy_string(c->token_init_args, sizeof(c->token_init_args), value);
 		} else
 			goto unknown;
 	} else if (strcmp(section, "opaque") == 0) {

@@ -46,6 +46,7 @@ typedef struct bkvd_config {
 	char token_pin_file[BKVD_PATH_MAX];
 	char token_pin_env[64];
 	bool token_p256_ake_sealed; /* p256_ake = sealed (default token) */
+	char token_init_args[1024]; /* C_Initialize's pReserved string; "" = none */
 
 	/* [opaque] */
 	opaque_suite_id suites[BKVD_MAX_SUITES]; /* enabled, preferred first */

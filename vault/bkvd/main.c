@@ -121,6 +121,7 @@ bool bkvd_open_token(const bkvd_config *config, bkv_token **token)
 	    .pin_len = pin_len,
 	    .p256_ake = config->token_p256_ake_sealed ? BKV_TOKEN_P256_AKE_SEALED
 	                                              : BKV_TOKEN_P256_AKE_TOKEN,
+	    .init_args = config->token_init_args[0] != '\0' ? config->token_init_args : NULL,
 	};
 	/* SoftHSM's file store answers "no token" or a device error for a moment while
 	 * other processes log in at the same time; only those are retried. */

@@ -1,6 +1,6 @@
 /*
- * token.c - loading the PKCS#11 module through p11-kit, finding the token by label,
- * the session and login, object lookup, session copies, and the AES-256-GCM operations.
+ * token.c - opening a token (the module through token_module.c, the token by label, the
+ * session and login), object lookup, session copies, and the AES-256-GCM operations.
  *
  * Invariants: the PIN lives only in locked memory and never reaches a message; every
  * PKCS#11 failure is mapped to a bkv_token_err and remembered as last_error, so callers
@@ -216,23 +216,13 @@ bkv_token_err bkv_token_open(const bkv_token_config *config, bkv_token **token, 
 
 	bkv_token_err err;
 	char msg[512];
-	t->fn = p11_kit_module_load(config->module_path, 0);
-	if (t->fn == NULL) {
-		snprintf(msg, sizeof(msg), "cannot load PKCS#11 module %s", config->module_path);
+	err =
+	    token_module_open(config->module_path, config->init_args, &t->module, msg, sizeof(msg));
+	if (err != BKV_TOKEN_OK) {
 		set_why(why, why_len, msg, CKR_OK);
-		err = BKV_TOKEN_ERR_MODULE;
 		goto fail;
 	}
-	CK_RV rv = p11_kit_module_initialize(t->fn);
-	if (rv != CKR_OK) {
-		snprintf(msg, sizeof(msg), "cannot initialize PKCS#11 module %s",
-		         config->module_path);
-		set_why(why, why_len, msg, rv);
-		p11_kit_module_release(t->fn);
-		t->fn = NULL;
-		err = BKV_TOKEN_ERR_MODULE;
-		goto fail;
-	}
+	t->fn = token_module_functions(t->module);
 	err = find_slot(t, &t->slot);
 	if (err != BKV_TOKEN_OK) {
 		snprintf(msg, sizeof(msg), "no token labelled \"%s\" in PKCS#11 module %s",
@@ -281,10 +271,11 @@ static void unload_keys(bkv_token *t)
 	t->state_mac_loaded = false;
 }
 
+/* No C_Logout: the login belongs to every session this process has on the token, other
+ * bkv_tokens' too. Closing the last one logs the token out (PKCS#11 C_CloseSession). */
 static void close_session(bkv_token *t)
 {
 	if (t->session_open) {
-		t->fn->C_Logout(t->session);
 		t->fn->C_CloseSession(t->session);
 		t->session_open = false;
 	}
@@ -295,11 +286,9 @@ void bkv_token_close(bkv_token *t)
 	if (t == NULL)
 		return;
 	unload_keys(t);
-	if (t->fn != NULL) {
+	if (t->fn != NULL)
 		close_session(t);
-		p11_kit_module_finalize(t->fn);
-		p11_kit_module_release(t->fn);
-	}
+	token_module_close(t->module);
 	sodium_free(t->pin);
 	sodium_free(t->scratch);
 	sodium_memzero(t, sizeof(*t));

@@ -1,6 +1,6 @@
 /*
  * token.h - the vault's custody of its keys in a PKCS#11 token (an HSM in production,
- * SoftHSM2 in tests), loaded in-process through p11-kit.
+ * SoftHSM2 in tests), loaded in-process with dlopen (token_module.c).
  *
  * This is the only code in the vault that calls PKCS#11. Everything above it sees
  * operations, never key material:
@@ -72,12 +72,15 @@ typedef struct bkv_token_config {
 	const char *pin; /* never logged; copied into locked memory */
 	size_t pin_len;
 	bkv_token_p256_ake p256_ake; /* default: token */
+	const char *init_args; /* NULL or C_Initialize's pReserved string */
 } bkv_token_config;
 
 typedef struct bkv_token bkv_token;
 
 /* Loads the module, finds the token by label, opens a session and logs in. On failure
- * writes a one-line reason (never the PIN) to why. */
+ * writes a one-line reason (never the PIN) to why; for a module that cannot be loaded, the
+ * loader's reason (dlerror) or C_Initialize's CKR name. A module is loaded and initialized
+ * once per process and shared by every bkv_token open on it: init_args must then agree. */
 bkv_token_err bkv_token_open(const bkv_token_config *config, bkv_token **token, char *why,
                              size_t why_len);
 /* Logs out, closes the session, finalizes the module and wipes every secret. */

@@ -35,8 +35,23 @@ typedef struct token_seal_key {
 	CK_OBJECT_HANDLE mac;    /* session copy */
 } token_seal_key;
 
+/* A loaded and initialized PKCS#11 module, shared by the bkv_tokens open on it
+ * (token_module.c). */
+typedef struct token_module token_module;
+
+/* dlopen + C_GetFunctionList + C_Initialize (OS locking, pReserved = init_args or NULL), or
+ * another reference to the module if this process has it loaded already. On failure a
+ * one-line reason in why: dlerror()'s text, or the step and its CKR name. */
+bkv_token_err token_module_open(const char *path, const char *init_args, token_module **module,
+                                char *why, size_t why_len);
+CK_FUNCTION_LIST *token_module_functions(const token_module *module);
+/* Drops the reference; the last one calls C_Finalize (if this process initialized the module)
+ * and dlclose. */
+void token_module_close(token_module *module);
+
 struct bkv_token {
-	CK_FUNCTION_LIST *fn;
+	token_module *module;
+	CK_FUNCTION_LIST *fn; /* token_module_functions(module) */
 	CK_SLOT_ID slot;
 	CK_SESSION_HANDLE session;
 	bool session_open;

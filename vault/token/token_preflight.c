@@ -67,6 +67,9 @@ const char *bkv_token_ckr_name(unsigned long rv)
 		CKR(CKR_USER_NOT_LOGGED_IN);
 		CKR(CKR_BUFFER_TOO_SMALL);
 		CKR(CKR_CRYPTOKI_NOT_INITIALIZED);
+		CKR(CKR_CRYPTOKI_ALREADY_INITIALIZED);
+		CKR(CKR_CANT_LOCK);
+		CKR(CKR_NEED_TO_CREATE_THREADS);
 #undef CKR
 	}
 	return "an unlisted CKR value";

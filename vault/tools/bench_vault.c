@@ -1126,6 +1126,7 @@ static bool open_token(const bkvd_config *c, bkv_token **token)
 	    .pin_len = pin_len,
 	    .p256_ake = c->token_p256_ake_sealed ? BKV_TOKEN_P256_AKE_SEALED
 	                                         : BKV_TOKEN_P256_AKE_TOKEN,
+	    .init_args = c->token_init_args[0] != '\0' ? c->token_init_args : NULL,
 	};
 	bkv_token_err err = BKV_TOKEN_ERR_DEVICE;
 	for (int attempt = 0; attempt < 10; attempt++) {
