@@ -531,6 +531,27 @@ uint32_t bkv_token_seal_version(const bkv_token *t)
 
 /* ---- AES-256-GCM ---- */
 
+bkv_token_err token_load_seal_version(bkv_token *t, uint32_t version, CK_OBJECT_HANDLE *handle)
+{
+	if (t->nseal == 0 || version <= t->seal[t->nseal - 1].version)
+		return BKV_TOKEN_ERR_ARGUMENT;
+	char label[32];
+	snprintf(label, sizeof(label), "bkv-seal-%u", version);
+	CK_OBJECT_HANDLE obj, copy;
+	bkv_token_err err = token_find(t, CKO_SECRET_KEY, label, &obj);
+	if (err == BKV_TOKEN_OK && t->nseal == TOKEN_MAX_SEAL_KEYS)
+		err = BKV_TOKEN_ERR_NOMEM;
+	if (err == BKV_TOKEN_OK)
+		err = token_session_copy(t, obj, &copy);
+	if (err != BKV_TOKEN_OK)
+		return err;
+	t->seal[t->nseal].version = version;
+	t->seal[t->nseal].handle = copy;
+	t->nseal++;
+	*handle = copy;
+	return BKV_TOKEN_OK;
+}
+
 static bkv_token_err aead_key(bkv_token *t, bkv_token_aead_key key, uint32_t version,
                               CK_OBJECT_HANDLE *handle)
 {
@@ -548,22 +569,9 @@ static bkv_token_err aead_key(bkv_token *t, bkv_token_aead_key key, uint32_t ver
 	}
 	/* A newer version than this session loaded: another process rotated the key (a
 	 * replica restarted first). Load it now, so records it sealed still open here. */
-	if (t->nseal == 0 || t->nseal == TOKEN_MAX_SEAL_KEYS ||
-	    version <= t->seal[t->nseal - 1].version)
+	if (t->nseal == 0 || version <= t->seal[t->nseal - 1].version)
 		return BKV_TOKEN_ERR_KEY_MISSING;
-	char label[32];
-	snprintf(label, sizeof(label), "bkv-seal-%u", version);
-	CK_OBJECT_HANDLE obj, copy;
-	bkv_token_err err = token_find(t, CKO_SECRET_KEY, label, &obj);
-	if (err == BKV_TOKEN_OK)
-		err = token_session_copy(t, obj, &copy);
-	if (err != BKV_TOKEN_OK)
-		return err;
-	t->seal[t->nseal].version = version;
-	t->seal[t->nseal].handle = copy;
-	t->nseal++;
-	*handle = copy;
-	return BKV_TOKEN_OK;
+	return token_load_seal_version(t, version, handle);
 }
 
 /* iv_out (encryption only; NULL otherwise) receives the IV the token used. */
