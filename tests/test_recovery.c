@@ -33,8 +33,9 @@
  *
  * Observation points are linked in with -Wl,--wrap (tests/CMakeLists.txt): the calls to
  * opaque_server_login_start (was a KE2 computed at all?), bkv_storage_update (was a commit of
- * a record's state tried?) and bkv_storage_get (to run a re-registration right after a
- * handler's read, making races deterministic). Each calls straight through. time() is
+ * a record's state tried? and to rotate the seal key right before a commit) and
+ * bkv_storage_get (to run a re-registration right after a handler's read), making races
+ * deterministic. Each calls straight through. time() is
  * wrapped too, to move the clock of the code under test forward (expired tickets) without
  * waiting; it is the real clock unless a test sets g_time_offset.
  *
@@ -134,6 +135,8 @@ static unsigned g_commit_calls;        /* bkv_storage_update calls: commits of a
 static int64_t g_time_offset;          /* seconds added to time() */
 static void (*g_after_get)(void *arg); /* runs once, right after the next storage read */
 static void *g_after_get_arg;
+static void (*g_before_update)(void *arg); /* runs once, right before the next update */
+static void *g_before_update_arg;
 
 opaque_err __real_opaque_server_login_start(
     const opaque_config *config, const opaque_server_keys *keys,
@@ -175,6 +178,11 @@ bkv_storage_err __wrap_bkv_storage_update(bkv_storage *s, const bkv_record *r,
                                           const uint8_t *expected_mac, size_t expected_mac_len)
 {
 	g_commit_calls++;
+	if (g_before_update != NULL) {
+		void (*hook)(void *) = g_before_update;
+		g_before_update = NULL;
+		hook(g_before_update_arg);
+	}
 	return __real_bkv_storage_update(s, r, expected_mac, expected_mac_len);
 }
 
@@ -438,6 +446,7 @@ static int setup_lifetime(void **state, uint32_t lifetime)
 	f->v.settings.event_arg = f;
 	wrapped_key_pattern(f->wk, sizeof(f->wk), 0x5a);
 	g_after_get = NULL;
+	g_before_update = NULL;
 	g_time_offset = 0;
 	*state = f;
 	return 0;
@@ -459,6 +468,7 @@ static int teardown(void **state)
 	if (f == NULL)
 		return 0;
 	g_after_get = NULL;
+	g_before_update = NULL;
 	g_time_offset = 0;
 	vault_detach(f);
 	if (f->audit != NULL)
@@ -4383,6 +4393,69 @@ static void recover_finish_on_a_stored_suite_the_vault_does_not_know_is_data_los
 }
 
 /* ------------------------------------------------------------------------------------ */
+/* Issue 10: seal-key rotation while serving                                             */
+/* ------------------------------------------------------------------------------------ */
+
+static uint32_t g_rotated_to; /* the seal-key version rotate_and_retire_seal_keys created */
+
+/* What `bkvd rotate-seal-key`, then `bkvd delete-seal-key` of every older version, do to a
+ * serving worker: a new key object in the token and the seal floor raised to it. The key
+ * is created through the worker's own session (a second session in this process would
+ * log the first out when it closes); that loads nothing into the worker's keys. */
+static void rotate_and_retire_seal_keys(void *arg)
+{
+	fx *f = arg;
+	const uint32_t loaded = bkv_token_seal_version(f->v.token);
+	assert_int_equal(bkv_token_rotate_seal_key(f->v.token, &g_rotated_to), BKV_TOKEN_OK);
+	assert_int_equal(bkv_token_seal_version(f->v.token), loaded);
+	assert_int_equal(bkv_storage_raise_seal_floor(f->v.storage, g_rotated_to), BKV_STORAGE_OK);
+}
+
+/* The race the refresh alone leaves open: the worker sealed under the newest key it knew,
+ * then that key was retired before the commit. The commit is refused, the worker seals
+ * again under the new key and commits; the client sees a plain success. */
+static void register_finish_sealed_under_a_key_retired_before_its_commit_seals_again(void **state)
+{
+	fx *f = *state;
+	const uint64_t first = must_register(f, ALICE, f->suite, PASSWORD, 0);
+	const uint32_t old_version = must_peek(f, ALICE).seal_key_version;
+	reg_start rs;
+	assert_code(
+	    client_make_record(&f->v, &f->buf, account_of(ALICE), f->suite, NEW_PASSWORD, &rs),
+	    BKV_CODE_OK);
+	const finish_req fr = finish_req_of(&rs, f->suite, first, f->wk, sizeof(f->wk), 0);
+	g_before_update = rotate_and_retire_seal_keys;
+	g_before_update_arg = f;
+	const unsigned commits_before = g_commit_calls;
+	Bkv__V1__RegisterFinishResponse resp;
+	assert_code(send_register_finish(&f->v, account_of(ALICE), &fr, &resp), BKV_CODE_OK);
+	assert_null(g_before_update); /* the rotation ran, between the seal and the commit */
+	assert_int_equal(g_commit_calls - commits_before, 2); /* refused, then committed */
+	assert_true(g_rotated_to > old_version);
+	assert_int_equal(must_peek(f, ALICE).seal_key_version, g_rotated_to);
+	must_recover_fully(f, ALICE, f->suite, NEW_PASSWORD, first + 1);
+}
+
+/* A refused `bkvd delete-seal-key` leaves the floor raised over records still under the
+ * old version: they keep their sealed blob, and it keeps counting attempts and opening. */
+static void a_record_below_the_seal_floor_still_counts_attempts_and_recovers(void **state)
+{
+	fx *f = *state;
+	const uint64_t version = must_register(f, ALICE, f->suite, PASSWORD, 0);
+	const bkv_record before = must_peek(f, ALICE);
+	rotate_and_retire_seal_keys(f);
+	assert_true(g_rotated_to > before.seal_key_version);
+	assert_code(wrong_guess(f, ALICE, f->suite, NULL), BKV_CODE_PERMISSION_DENIED);
+	assert_int_equal(must_peek(f, ALICE).attempts_used, 1);
+	must_recover_fully(f, ALICE, f->suite, PASSWORD, version);
+	const bkv_record after = must_peek(f, ALICE);
+	assert_int_equal(after.attempts_used, 0);
+	assert_int_equal(after.seal_key_version, before.seal_key_version);
+	assert_int_equal(after.sealed_len, before.sealed_len);
+	assert_memory_equal(after.sealed, before.sealed, before.sealed_len);
+}
+
+/* ------------------------------------------------------------------------------------ */
 /* Main                                                                                  */
 /* ------------------------------------------------------------------------------------ */
 
@@ -4535,6 +4608,9 @@ int main(void)
 	    SUITE_TESTS(a_migrated_record_from_before_registration_ids_still_recovers),
 	    SUITE_TESTS(stored_values_out_of_range_are_data_loss),
 	    SUITE_TESTS(recover_finish_on_a_stored_suite_the_vault_does_not_know_is_data_loss),
+	    /* Issue 10: seal-key rotation while serving */
+	    SUITE_TESTS(register_finish_sealed_under_a_key_retired_before_its_commit_seals_again),
+	    SUITE_TESTS(a_record_below_the_seal_floor_still_counts_attempts_and_recovers),
 	};
 	return cmocka_run_group_tests_name(on_pg ? "recovery (postgresql)" : "recovery (sqlite)",
 	                                   tests, group_setup, group_teardown);

@@ -6,7 +6,8 @@
 # newest version is never deleted; recovery works throughout. Re-sealing keeps each
 # record's state MAC valid: a counted wrong password is still counted after it, and a
 # tombstone (a key destroyed at its attempt limit) stays a tombstone, holding nothing to
-# re-seal and not holding back the deletion of version 1.
+# re-seal and not holding back the deletion of version 1. A record that does not open is
+# listed (by account hash) and skipped; rewrap re-seals the others and exits 1.
 #
 #   tests/test_rewrap.sh BUILD_BIN_DIR
 set -euo pipefail
@@ -91,5 +92,33 @@ for account in alice bob carol dave; do
 done
 check "erin's key stays destroyed (exit 4)" wrong_password erin 4
 stop
+
+# A record that does not open (its tag damaged in the database) is listed and left as it
+# is; the others are re-sealed all the same, and rewrap exits 1 saying how many. The list
+# names the account as the audit log does (a keyed hash), never by its id.
+check "rotate-seal-key creates bkv-seal-3" "$bin/bkvd" rotate-seal-key --config "$config"
+sqlite3 -batch "$work/vault/bkv.db" "UPDATE records SET sealed = CAST(substr(sealed, 1,
+  length(sealed) - 16) || zeroblob(16) AS BLOB) WHERE account_id = CAST('carol' AS BLOB)"
+rc=0
+"$bin/bkvd" rewrap --config "$config" >"$work/rewrap.out" 2>"$work/rewrap.err" || rc=$?
+cat "$work/rewrap.out" "$work/rewrap.err"
+check "rewrap over a damaged record exits 1" test "$rc" -eq 1
+# carol's was the third registration: her hash is the third "registered" event's
+carol_hash=$(grep '"event":"registered"' "$work/vault/audit.log" | sed -n 3p |
+  sed 's/.*"account":"\([0-9a-f]*\)".*/\1/')
+check "it lists the record: account hash, record version, key version, reason" \
+  grep -qF "skipped account $carol_hash (record_version 1, bkv-seal-2): sealed data failed authentication" \
+  "$work/rewrap.err"
+check "it lists no account id" bash -c "! grep -q carol '$work/rewrap.out' '$work/rewrap.err'"
+check "it says how many records it skipped" grep -q "^bkvd rewrap: 1 record cannot be opened" \
+  "$work/rewrap.err"
+check "the three other records are re-sealed under bkv-seal-3" records_under 3 3
+check "the damaged record stays under bkv-seal-2" records_under 2 1
+refused_for_remaining() {
+  ! "$bin/bkvd" delete-seal-key --config "$config" 2 2>"$work/delete.err"
+  cat "$work/delete.err"
+  grep -q "1 record is still sealed under bkv-seal-2 or older" "$work/delete.err"
+}
+check "delete-seal-key 2 is refused while it remains, saying why" refused_for_remaining
 
 summary

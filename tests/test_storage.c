@@ -3,10 +3,11 @@
  * backend (cmocka). Every test gets a fresh database in its own temporary directory and
  * checks one sentence of the contract: opening, schema versioning and the migration of a
  * version-1 database, WAL with synchronous=FULL, insert/get, update as a compare-and-set on
- * the stored MAC, values that do not fit a field (CORRUPT), delete, re-sealing,
- * "UNAVAILABLE commits nothing", and the properties that need several processes: racing
- * read -> compare-and-set loops lose no increment, two writers from one MAC never both
- * succeed, and a SIGKILL never loses a committed write.
+ * the stored MAC, values that do not fit a field (CORRUPT), delete, re-sealing, the seal
+ * floor, "UNAVAILABLE commits nothing", and the properties that need several processes:
+ * racing read -> compare-and-set loops lose no increment, two writers from one MAC never
+ * both succeed, a count after raising the seal floor sees every row below it that ever
+ * commits, and a SIGKILL never loses a committed write.
  *
  * The tests give a row's MAC a meaning of their own: the 8-byte big-endian value of
  * attempts_used, so a row whose MAC does not match its counter shows a torn write.
@@ -235,7 +236,7 @@ static void reopen(fx *f)
 }
 
 /* The schema version this code creates and migrates to. */
-#define SCHEMA_VERSION 2
+#define SCHEMA_VERSION 3
 
 /* The MAC these tests give a state: attempts_used as 8 big-endian bytes. */
 static void set_counter_mac(bkv_record *r)
@@ -275,6 +276,16 @@ static void make_record(bkv_record *r, const uint8_t *account, size_t len)
 	}
 	r->registered_at = 1700000000;
 	set_counter_mac(r);
+}
+
+/* make_record's record for account, sealed under version with a blob of its own. */
+static bkv_record sealed_under(const uint8_t *account, size_t len, uint32_t version)
+{
+	bkv_record r;
+	make_record(&r, account, len);
+	r.seal_key_version = version;
+	r.sealed[0] = (uint8_t)version;
+	return r;
 }
 
 /* Inserts make_record's record and returns it. */
@@ -789,6 +800,9 @@ static void test_open_migrates_a_version_1_database_and_keeps_its_rows(void **st
 		    raw_int(db, "SELECT count(*) FROM sqlite_schema WHERE name = 'counters'"), 0);
 		sqlite3_close(db);
 	}
+	/* the seal floor starts at 0: anything may be sealed under version 1 */
+	const bkv_record bob = sealed_under(LIT("bob"), 1);
+	assert_int_equal(bkv_storage_insert(f->s, &bob), BKV_STORAGE_OK);
 	/* and the migrated row takes its first MAC from "no MAC" */
 	const bkv_record n = next_state(&r);
 	assert_int_equal(bkv_storage_update(f->s, &n, NULL, 0), BKV_STORAGE_OK);
@@ -880,9 +894,10 @@ static void test_concurrent_first_opens_of_a_new_database_all_succeed(void **sta
 static void test_strerror_gives_a_distinct_message_for_every_error(void **state)
 {
 	(void)state;
-	const bkv_storage_err all[] = {
-	    BKV_STORAGE_OK,          BKV_STORAGE_NOT_FOUND, BKV_STORAGE_EXISTS, BKV_STORAGE_STALE,
-	    BKV_STORAGE_UNAVAILABLE, BKV_STORAGE_ARGUMENT,  BKV_STORAGE_CORRUPT};
+	const bkv_storage_err all[] = {BKV_STORAGE_OK,          BKV_STORAGE_NOT_FOUND,
+	                               BKV_STORAGE_EXISTS,      BKV_STORAGE_STALE,
+	                               BKV_STORAGE_UNAVAILABLE, BKV_STORAGE_ARGUMENT,
+	                               BKV_STORAGE_CORRUPT,     BKV_STORAGE_SEAL_FLOOR};
 	const size_t n = sizeof(all) / sizeof(all[0]);
 	for (size_t i = 0; i < n; i++) {
 		const char *m = bkv_storage_strerror(all[i]);
@@ -1523,6 +1538,9 @@ static void test_the_other_calls_reject_bad_arguments_and_change_nothing(void **
 	uint64_t n;
 	assert_int_equal(bkv_storage_count_sealed_with(f->s, 1, NULL), BKV_STORAGE_ARGUMENT);
 	assert_int_equal(bkv_storage_count_sealed_with(NULL, 1, &n), BKV_STORAGE_ARGUMENT);
+	assert_int_equal(bkv_storage_count_sealed_below(f->s, 2, NULL), BKV_STORAGE_ARGUMENT);
+	assert_int_equal(bkv_storage_count_sealed_below(NULL, 2, &n), BKV_STORAGE_ARGUMENT);
+	assert_int_equal(bkv_storage_raise_seal_floor(NULL, 2), BKV_STORAGE_ARGUMENT);
 
 	const bkv_record after = get_ok(f, LIT("alice"));
 	assert_same_record(&before, &after);
@@ -1798,6 +1816,218 @@ static void test_count_sealed_with_counts_records_per_key_version(void **state)
 	assert_int_equal(bkv_storage_delete(f->s, LIT("a")), BKV_STORAGE_OK);
 	assert_int_equal(count_with(f, 1), 1);
 	assert_int_equal(count_with(f, 3), 2);
+}
+
+static uint64_t count_below(fx *f, uint32_t min_version)
+{
+	uint64_t n = UINT64_MAX;
+	assert_int_equal(bkv_storage_count_sealed_below(f->s, min_version, &n), BKV_STORAGE_OK);
+	return n;
+}
+
+static void test_count_sealed_below_counts_records_under_older_versions(void **state)
+{
+	fx *f = *state;
+	const keyed_account accts[] = {ACCT("a", 1), ACCT("b", 3), ACCT("c", 2), ACCT("d", 1),
+	                               ACCT("e", 0)};
+	for (size_t i = 0; i < sizeof(accts) / sizeof(accts[0]); i++) {
+		insert_with_key(f, &accts[i]);
+	}
+	assert_int_equal(count_below(f, 0), 0);
+	assert_int_equal(count_below(f, 1), 0); /* the tombstone is sealed under nothing */
+	assert_int_equal(count_below(f, 2), 2);
+	assert_int_equal(count_below(f, 3), 3);
+	assert_int_equal(count_below(f, 4), 4);
+	assert_int_equal(count_below(f, UINT32_MAX), 4);
+}
+
+/* ------------------------------------------------------------------------------------ */
+/* The seal floor                                                                        */
+/* ------------------------------------------------------------------------------------ */
+
+static void test_seal_floor_refuses_inserting_a_record_sealed_below_it(void **state)
+{
+	fx *f = *state;
+	assert_int_equal(bkv_storage_raise_seal_floor(f->s, 3), BKV_STORAGE_OK);
+	for (uint32_t version = 1; version < 3; version++) {
+		const bkv_record below = sealed_under(LIT("alice"), version);
+		assert_int_equal(bkv_storage_insert(f->s, &below), BKV_STORAGE_SEAL_FLOOR);
+		bkv_record out;
+		assert_int_equal(bkv_storage_get(f->s, LIT("alice"), &out), BKV_STORAGE_NOT_FOUND);
+	}
+	const bkv_record at = sealed_under(LIT("alice"), 3);
+	const bkv_record above = sealed_under(LIT("bob"), 4);
+	assert_int_equal(bkv_storage_insert(f->s, &at), BKV_STORAGE_OK);
+	assert_int_equal(bkv_storage_insert(f->s, &above), BKV_STORAGE_OK);
+	insert_with_key(f, &(keyed_account)ACCT("carol", 0)); /* a tombstone seals nothing */
+	const bkv_record got = get_ok(f, LIT("alice"));
+	assert_same_state(&at, &got);
+}
+
+static void test_seal_floor_refuses_an_update_that_gives_a_row_a_blob_below_it(void **state)
+{
+	fx *f = *state;
+	const bkv_record v1 = insert_new(f, LIT("alice"));
+	assert_int_equal(v1.seal_key_version, 1);
+	assert_int_equal(bkv_storage_raise_seal_floor(f->s, 3), BKV_STORAGE_OK);
+	/* a new blob under version 1 (a registration sealed with a retired key) ... */
+	bkv_record next = next_state(&v1);
+	next.sealed[0] ^= 0xff;
+	assert_int_equal(bkv_storage_update(f->s, &next, v1.mac, v1.mac_len),
+	                 BKV_STORAGE_SEAL_FLOOR);
+	/* ... or the same blob relabelled with another version below the floor */
+	next = next_state(&v1);
+	next.seal_key_version = 2;
+	assert_int_equal(bkv_storage_update(f->s, &next, v1.mac, v1.mac_len),
+	                 BKV_STORAGE_SEAL_FLOOR);
+	const bkv_record unchanged = get_ok(f, LIT("alice"));
+	assert_same_state(&v1, &unchanged);
+	/* at the floor it goes through */
+	const bkv_record resealed = sealed_under(LIT("alice"), 3);
+	const bkv_record at = next_state(&resealed);
+	assert_int_equal(bkv_storage_update(f->s, &at, v1.mac, v1.mac_len), BKV_STORAGE_OK);
+	const bkv_record got = get_ok(f, LIT("alice"));
+	assert_same_state(&at, &got);
+}
+
+static void test_seal_floor_lets_a_row_below_it_keep_its_blob_and_become_a_tombstone(void **state)
+{
+	fx *f = *state;
+	insert_new(f, LIT("alice"));
+	assert_int_equal(bkv_storage_raise_seal_floor(f->s, 2), BKV_STORAGE_OK);
+	/* counters change, the blob under version 1 stays: allowed */
+	const bkv_record counted = advance_ok(f, LIT("alice"));
+	assert_int_equal(counted.seal_key_version, 1);
+	assert_int_equal(counted.attempts_used, 1);
+	assert_int_equal(count_below(f, 2), 1);
+	/* destroyed: nothing sealed any more */
+	bkv_record tomb = next_state(&counted);
+	tomb.state = 2;
+	tomb.seal_key_version = 0;
+	tomb.sealed_len = 0;
+	assert_int_equal(bkv_storage_update(f->s, &tomb, counted.mac, counted.mac_len),
+	                 BKV_STORAGE_OK);
+	assert_int_equal(count_below(f, 2), 0);
+}
+
+static void test_seal_floor_refuses_a_reseal_below_it(void **state)
+{
+	fx *f = *state;
+	const bkv_record r = insert_new(f, LIT("alice"));
+	assert_int_equal(bkv_storage_raise_seal_floor(f->s, 3), BKV_STORAGE_OK);
+	const uint8_t blob[16] = {7, 7, 7};
+	assert_int_equal(bkv_storage_reseal(f->s, LIT("alice"), r.record_version, r.mac, r.mac_len,
+	                                    2, blob, sizeof(blob)),
+	                 BKV_STORAGE_SEAL_FLOOR);
+	const bkv_record unchanged = get_ok(f, LIT("alice"));
+	assert_same_state(&r, &unchanged);
+	assert_int_equal(bkv_storage_reseal(f->s, LIT("alice"), r.record_version, r.mac, r.mac_len,
+	                                    3, blob, sizeof(blob)),
+	                 BKV_STORAGE_OK);
+	assert_int_equal(get_ok(f, LIT("alice")).seal_key_version, 3);
+}
+
+static void test_seal_floor_never_lowers_and_survives_reopening(void **state)
+{
+	fx *f = *state;
+	assert_int_equal(bkv_storage_raise_seal_floor(f->s, 5), BKV_STORAGE_OK);
+	assert_int_equal(bkv_storage_raise_seal_floor(f->s, 2), BKV_STORAGE_OK);
+	reopen(f);
+	const bkv_record below = sealed_under(LIT("alice"), 4);
+	const bkv_record at = sealed_under(LIT("alice"), 5);
+	assert_int_equal(bkv_storage_insert(f->s, &below), BKV_STORAGE_SEAL_FLOOR);
+	assert_int_equal(bkv_storage_insert(f->s, &at), BKV_STORAGE_OK);
+}
+
+typedef struct fence_arg {
+	const char *url;
+	int out; /* pipe for the reports */
+} fence_arg;
+
+/* Child 0, the operator: how many rows it counted below version 2 right after raising the
+ * floor to 2. The writers: how many rows under version 1 they committed, and why their
+ * last insert failed. */
+typedef struct fence_report {
+	int index;
+	uint64_t rows;
+	bkv_storage_err last;
+} fence_report;
+
+/* Writers insert new rows sealed under version 1 as fast as they can until one is refused
+ * (at most 10 s); the operator lets them run for a moment, then raises the floor to 2 and
+ * counts what is below it, as `bkvd delete-seal-key 1` does. */
+static int child_fence(int index, void *argp)
+{
+	const fence_arg *a = argp;
+	bkv_storage *s = child_open(a->url);
+	if (s == NULL) {
+		return 100;
+	}
+	fence_report rep = {index, 0, BKV_STORAGE_OK};
+	child_ready_and_wait();
+	if (index == 0) {
+		const struct timespec ts = {0, 200 * 1000000L};
+		nanosleep(&ts, NULL);
+		rep.last = bkv_storage_raise_seal_floor(s, 2);
+		if (rep.last == BKV_STORAGE_OK) {
+			rep.last = bkv_storage_count_sealed_below(s, 2, &rep.rows);
+		}
+	} else {
+		const double deadline = now_s() + 10;
+		while (rep.last == BKV_STORAGE_OK && now_s() < deadline) {
+			char id[32];
+			const int len = snprintf(id, sizeof(id), "writer-%d-%llu", index,
+			                         (unsigned long long)rep.rows);
+			const bkv_record r = sealed_under((const uint8_t *)id, (size_t)len, 1);
+			rep.last = bkv_storage_insert(s, &r);
+			rep.rows += rep.last == BKV_STORAGE_OK;
+		}
+	}
+	bkv_storage_close(s);
+	return write_full(a->out, &rep, sizeof(rep)) ? 0 : 101;
+}
+
+/* The fence `bkvd delete-seal-key` relies on: once the floor is raised, a count sees every
+ * row below it that will ever be committed, across processes. A write that read the old
+ * floor and committed after the count would make the final count larger. */
+static void test_seal_floor_a_count_after_raising_it_sees_every_write_below_it(void **state)
+{
+	fx *f = *state;
+	close_storage(f);
+	int p[2];
+	assert_int_equal(pipe(p), 0);
+	fence_arg arg = {f->url, p[1]};
+	int status[N_CHILDREN];
+	run_children(N_CHILDREN, child_fence, &arg, status);
+	close(p[1]);
+	for (int i = 0; i < N_CHILDREN; i++) {
+		if (status[i] != 0) {
+			fail_msg("child %d failed with status %d", i, status[i]);
+		}
+	}
+	uint64_t counted = UINT64_MAX, committed = 0;
+	int reports = 0;
+	fence_report rep;
+	while (read_full(p[0], &rep, sizeof(rep))) {
+		reports++;
+		if (rep.index == 0) {
+			assert_int_equal(rep.last, BKV_STORAGE_OK);
+			counted = rep.rows;
+			continue;
+		}
+		/* every writer ran into the floor (none stopped for another reason) */
+		assert_int_equal(rep.last, BKV_STORAGE_SEAL_FLOOR);
+		committed += rep.rows;
+	}
+	close(p[0]);
+	assert_int_equal(reports, N_CHILDREN);
+	print_message("%d writers committed %llu rows under version 1; the count after raising "
+	              "the floor saw %llu\n",
+	              N_CHILDREN - 1, (unsigned long long)committed, (unsigned long long)counted);
+	assert_true(committed > 0);
+	reopen(f);
+	assert_int_equal(count_below(f, 2), committed);
+	assert_int_equal(counted, committed);
 }
 
 /* ------------------------------------------------------------------------------------ */
@@ -2662,6 +2892,14 @@ int main(void)
 	    T_OPEN(test_reseal_of_a_row_without_a_mac_takes_no_mac),
 	    T_OPEN(test_reseal_of_a_missing_account_is_stale_and_creates_nothing),
 	    T_OPEN(test_count_sealed_with_counts_records_per_key_version),
+	    T_OPEN(test_count_sealed_below_counts_records_under_older_versions),
+	    /* the seal floor */
+	    T_OPEN(test_seal_floor_refuses_inserting_a_record_sealed_below_it),
+	    T_OPEN(test_seal_floor_refuses_an_update_that_gives_a_row_a_blob_below_it),
+	    T_OPEN(test_seal_floor_lets_a_row_below_it_keep_its_blob_and_become_a_tombstone),
+	    T_OPEN(test_seal_floor_refuses_a_reseal_below_it),
+	    T_OPEN(test_seal_floor_never_lowers_and_survives_reopening),
+	    T_OPEN(test_seal_floor_a_count_after_raising_it_sees_every_write_below_it),
 	    /* UNAVAILABLE commits nothing */
 	    T_OPEN(test_unavailable_update_commits_nothing),
 	    T_OPEN(test_unavailable_insert_commits_nothing),

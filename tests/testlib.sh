@@ -4,7 +4,7 @@
 #
 #   work, pid                  the work directory; the running bkvd's pid ("" if none)
 #   check NAME COMMAND...      "ok NAME", or "FAIL NAME" and COMMAND's output indented
-#   start BKVD CONFIG          serve CONFIG with BKVD (one worker); exports BKV_VAULT
+#   start BKVD CONFIG [N]      serve CONFIG with BKVD (N workers, default 1); exports BKV_VAULT
 #   stop                       stop it
 #   summary                    "N passed, N failed"; fails if any check failed
 
@@ -33,7 +33,7 @@ check() {
 
 start() {
   rm -f "$work/port"
-  "$1" serve --config "$2" --listen 127.0.0.1:0 --workers 1 \
+  "$1" serve --config "$2" --listen 127.0.0.1:0 --workers "${3:-1}" \
     --port-file "$work/port" 2>>"$work/bkvd.log" &
   pid=$!
   for _ in $(seq 100); do [ -s "$work/port" ] && break; sleep 0.05; done

@@ -32,6 +32,11 @@ int bkvd_config_options(int argc, char **argv, const char *help, const char **co
 /* Opens the token named in config with its PIN. Prints "bkvd: <reason>" on failure. */
 bool bkvd_open_token(const bkvd_config *config, bkv_token **token);
 
+/* The key of the account-id hashes in logs ([vault] log_key_file; a random one, for this
+ * run only, if none is configured). Prints a one-line reason and returns false if the
+ * file does not hold 32 bytes. */
+bool bkvd_load_log_key(const bkvd_config *config, uint8_t key[32]);
+
 /* bkv_token_strerror(err), with the CKR name of the token's last failed call if any. */
 const char *bkvd_token_error(const bkv_token *token, bkv_token_err err);
 

@@ -5,6 +5,10 @@
  * stopped, and it can run while bkvd serves: each re-seal applies only if the record's
  * state (its MAC) did not change meanwhile.
  *
+ * A record that does not open (its key version was deleted, or it was damaged) is listed,
+ * by the keyed hash of its account id as in the audit log, and left as it is; the run
+ * goes on and exits non-zero, saying how many. A token or database failure stops it.
+ *
  * With --migrate-macs it also gives records written before state MACs their first MAC,
  * vouching for the counters they hold at that moment. That trusts the database once, so
  * it is a separate, explicit step: run it once after upgrading (docs/SECURITY.md).
@@ -19,36 +23,83 @@
 #include "bkvd.h"
 #include "handlers.h"
 
-#define BATCH         100
-#define PLAINTEXT_MAX BKV_STORAGE_SEALED_MAX
+#define BATCH             100
+#define PLAINTEXT_MAX     BKV_STORAGE_SEALED_MAX
+#define MAX_SEAL_VERSIONS 64
+
+/* What became of one record. For UNOPENABLE and STOP, why says what failed. */
+typedef enum record_result {
+	RECORD_DONE,       /* re-sealed, or given its first MAC */
+	RECORD_REPLACED,   /* changed meanwhile: already current */
+	RECORD_UNOPENABLE, /* the record does not open: listed and left as it is */
+	RECORD_STOP,       /* the token or the database failed: stop, run again */
+} record_result;
+
+/* The seal-key versions in the token, to tell a deleted key from a bad record. */
+typedef struct seal_versions {
+	uint32_t v[MAX_SEAL_VERSIONS];
+	size_t n;
+} seal_versions;
+
+static bool has_version(const seal_versions *versions, uint32_t version)
+{
+	for (size_t i = 0; i < versions->n; i++) {
+		if (versions->v[i] == version)
+			return true;
+	}
+	return false;
+}
+
+static record_result storage_result(bkv_storage_err err, char *why, size_t why_len)
+{
+	if (err == BKV_STORAGE_OK)
+		return RECORD_DONE;
+	if (err == BKV_STORAGE_STALE || err == BKV_STORAGE_NOT_FOUND)
+		return RECORD_REPLACED;
+	snprintf(why, why_len, "%s",
+	         err == BKV_STORAGE_SEAL_FLOOR
+	             ? "a newer seal key was retired meanwhile (delete-seal-key raised the "
+	               "seal floor)"
+	             : bkv_storage_strerror(err));
+	return RECORD_STOP;
+}
 
 /* Opens one record with its key version and seals it under the newest. */
-static bkv_token_err reseal_one(bkv_token *token, bkv_storage *storage, const bkv_record *r,
-                                bool *stale)
+static record_result reseal_one(bkv_token *token, bkv_storage *storage,
+                                const seal_versions *versions, const bkv_record *r, char *why,
+                                size_t why_len)
 {
 	uint8_t plaintext[PLAINTEXT_MAX];
 	uint8_t sealed[BKV_STORAGE_SEALED_MAX];
-	*stale = false;
 	size_t plaintext_len = 0, sealed_len = 0;
 	bkv_token_err err =
 	    bkv_record_open(token, r->account_id, r->account_id_len, (opaque_suite_id)r->suite,
 	                    r->record_version, r->registration_id, r->registration_id_len,
 	                    r->sealed, r->sealed_len, plaintext, sizeof(plaintext), &plaintext_len);
+	if (err == BKV_TOKEN_ERR_AUTH || err == BKV_TOKEN_ERR_ARGUMENT) {
+		sodium_memzero(plaintext, sizeof(plaintext));
+		if (!has_version(versions, r->seal_key_version))
+			snprintf(why, why_len, "bkv-seal-%u is not in the token",
+			         r->seal_key_version);
+		else
+			snprintf(why, why_len, "%s", bkv_token_strerror(err));
+		return RECORD_UNOPENABLE;
+	}
 	if (err == BKV_TOKEN_OK)
 		err = bkv_record_seal(token, r->account_id, r->account_id_len,
 		                      (opaque_suite_id)r->suite, r->record_version,
 		                      r->registration_id, r->registration_id_len, plaintext,
 		                      plaintext_len, sealed, sizeof(sealed), &sealed_len);
 	sodium_memzero(plaintext, sizeof(plaintext));
-	if (err != BKV_TOKEN_OK)
-		return err;
-	bkv_storage_err serr = bkv_storage_reseal(
-	    storage, r->account_id, r->account_id_len, r->record_version, r->mac, r->mac_len,
-	    bkv_record_seal_key_version(sealed, sealed_len), sealed, sealed_len);
-	*stale = serr == BKV_STORAGE_STALE || serr == BKV_STORAGE_NOT_FOUND;
-	if (serr != BKV_STORAGE_OK && !*stale)
-		return BKV_TOKEN_ERR_DEVICE; /* reported by the caller as a storage failure */
-	return BKV_TOKEN_OK;
+	if (err != BKV_TOKEN_OK) {
+		snprintf(why, why_len, "%s", bkv_token_strerror(err));
+		return RECORD_STOP;
+	}
+	return storage_result(bkv_storage_reseal(storage, r->account_id, r->account_id_len,
+	                                         r->record_version, r->mac, r->mac_len,
+	                                         bkv_record_seal_key_version(sealed, sealed_len),
+	                                         sealed, sealed_len),
+	                      why, why_len);
 }
 
 /* A record from before state MACs: the only state such a record can be in. */
@@ -58,17 +109,27 @@ static bool legacy_record_ok(const bkv_record *r)
 }
 
 /* Gives a record without a MAC its first one (compare-and-set on the empty MAC). */
-static bkv_token_err migrate_mac(bkv_token *token, bkv_storage *storage, bkv_record *r, bool *stale)
+static record_result migrate_mac(bkv_token *token, bkv_storage *storage, bkv_record *r, char *why,
+                                 size_t why_len)
 {
-	*stale = false;
 	bkv_token_err err = bkv_record_mac(token, r);
-	if (err != BKV_TOKEN_OK)
-		return err;
-	bkv_storage_err serr = bkv_storage_update(storage, r, NULL, 0);
-	*stale = serr == BKV_STORAGE_STALE || serr == BKV_STORAGE_NOT_FOUND;
-	if (serr != BKV_STORAGE_OK && !*stale)
-		return BKV_TOKEN_ERR_DEVICE; /* reported by the caller as a storage failure */
-	return BKV_TOKEN_OK;
+	if (err != BKV_TOKEN_OK) {
+		snprintf(why, why_len, "%s", bkv_token_strerror(err));
+		return RECORD_STOP;
+	}
+	return storage_result(bkv_storage_update(storage, r, NULL, 0), why, why_len);
+}
+
+/* One line per record left as it is, naming it as the audit log does (the keyed hash of
+ * the account id, never the id: docs/SECURITY.md). */
+static void list_unopenable(const bkv_vault *log, const bkv_record *r, const char *why)
+{
+	char account_hash[33];
+	bkv_account_hash(log, (bkv_account){r->account_id, r->account_id_len}, account_hash);
+	fflush(stdout);
+	fprintf(stderr,
+	        "\nbkvd rewrap: skipped account %s (record_version %" PRIu64 ", bkv-seal-%u): %s\n",
+	        account_hash, r->record_version, r->seal_key_version, why);
 }
 
 int bkvd_cmd_rewrap(int argc, char **argv)
@@ -77,7 +138,9 @@ int bkvd_cmd_rewrap(int argc, char **argv)
 	    "usage: bkvd rewrap [--config FILE] [--migrate-macs]\n\n"
 	    "Re-seals every record, and the ristretto255 AKE key, under the newest\n"
 	    "record-sealing key. Safe to interrupt and run again, and to run while\n"
-	    "bkvd serves. Afterwards `bkvd delete-seal-key N` can remove old versions.\n\n"
+	    "bkvd serves. A record that does not open is listed (by account hash) and\n"
+	    "left as it is; the others are re-sealed all the same, and the run exits 1.\n"
+	    "Afterwards `bkvd delete-seal-key N` can remove old versions.\n\n"
 	    "  --migrate-macs  also give records from before state MACs their first MAC,\n"
 	    "                  vouching for the attempt counters they hold now. Run it\n"
 	    "                  once after upgrading, on a database you trust at that moment.\n";
@@ -97,11 +160,17 @@ int bkvd_cmd_rewrap(int argc, char **argv)
 	if (!bkvd_load_config(config_path, &config) || !bkvd_open_token(&config, &token))
 		return BKVD_EXIT_STARTUP;
 	rc = BKVD_EXIT_STARTUP;
+	static bkv_vault log; /* only its log key: listed accounts are hashed as in the audit log */
+	static seal_versions versions;
 	bkv_token_err terr = bkv_token_load_keys(token, config.suites, config.nsuites);
+	if (terr == BKV_TOKEN_OK)
+		terr = bkv_token_seal_versions(token, versions.v, MAX_SEAL_VERSIONS, &versions.n);
 	if (terr != BKV_TOKEN_OK) {
 		fprintf(stderr, "bkvd rewrap: %s\n", bkv_token_strerror(terr));
 		goto done;
 	}
+	if (!bkvd_load_log_key(&config, log.settings.log_key))
+		goto done;
 	if (bkv_storage_open(config.storage, &storage, why, sizeof(why)) != BKV_STORAGE_OK) {
 		fprintf(stderr, "bkvd rewrap: %s\n", why);
 		goto done;
@@ -109,20 +178,16 @@ int bkvd_cmd_rewrap(int argc, char **argv)
 	rc = BKVD_EXIT_FAILURE;
 	const uint32_t newest = bkv_token_seal_version(token);
 	uint64_t remaining = 0;
-	for (uint32_t v = 1; v < newest; v++) {
-		uint64_t n = 0;
-		if (bkv_storage_count_sealed_with(storage, v, &n) != BKV_STORAGE_OK) {
-			fprintf(stderr, "bkvd rewrap: the database is unavailable\n");
-			goto done;
-		}
-		remaining += n;
+	if (bkv_storage_count_sealed_below(storage, newest, &remaining) != BKV_STORAGE_OK) {
+		fprintf(stderr, "bkvd rewrap: the database is unavailable\n");
+		goto done;
 	}
 	printf("re-sealing %" PRIu64 " record%s under bkv-seal-%u\n", remaining,
 	       remaining == 1 ? "" : "s", newest);
 	static bkv_record batch[BATCH];
 	uint8_t after[BKV_STORAGE_ACCOUNT_MAX];
 	size_t after_len = 0;
-	uint64_t done_count = 0, skipped = 0, migrated = 0, unmigrated = 0;
+	uint64_t done_count = 0, skipped = 0, migrated = 0, unmigrated = 0, unopenable = 0;
 	for (;;) {
 		size_t count = 0;
 		/* Every sealed record (tombstones hold nothing to re-seal). */
@@ -136,25 +201,34 @@ int bkvd_cmd_rewrap(int argc, char **argv)
 			break;
 		for (size_t i = 0; i < count; i++) {
 			bkv_record *r = &batch[i];
-			bool stale = false;
-			terr = BKV_TOKEN_OK;
+			char reason[160] = "";
+			record_result result = RECORD_DONE;
 			if (r->mac_len == 0 && (!migrate || !legacy_record_ok(r))) {
 				unmigrated++;
 				continue;
 			}
 			if (r->mac_len == 0) {
-				terr = migrate_mac(token, storage, r, &stale);
-				if (terr == BKV_TOKEN_OK && !stale)
+				result = migrate_mac(token, storage, r, reason, sizeof(reason));
+				if (result == RECORD_DONE)
 					migrated++;
 			}
-			if (terr == BKV_TOKEN_OK && !stale && r->seal_key_version < newest) {
-				terr = reseal_one(token, storage, r, &stale);
-				if (terr == BKV_TOKEN_OK)
-					stale ? skipped++ : done_count++;
+			if (result == RECORD_DONE && r->seal_key_version < newest) {
+				result = reseal_one(token, storage, &versions, r, reason,
+				                    sizeof(reason));
+				if (result == RECORD_DONE)
+					done_count++;
 			}
-			if (terr != BKV_TOKEN_OK) {
+			if (result == RECORD_REPLACED)
+				skipped++;
+			/* A record that does not open is listed and left as it is; the others
+			 * are re-sealed all the same. */
+			if (result == RECORD_UNOPENABLE) {
+				unopenable++;
+				list_unopenable(&log, r, reason);
+			}
+			if (result == RECORD_STOP) {
 				fprintf(stderr, "\nbkvd rewrap: %s; run it again to resume\n",
-				        bkv_token_strerror(terr));
+				        reason);
 				goto done;
 			}
 		}
@@ -168,6 +242,16 @@ int bkvd_cmd_rewrap(int argc, char **argv)
 	if (migrated > 0)
 		printf("  %" PRIu64 " record%s from before state MACs now carry one\n", migrated,
 		       migrated == 1 ? "" : "s");
+	if (unopenable > 0) {
+		fflush(stdout);
+		const bool one = unopenable == 1;
+		fprintf(stderr,
+		        "bkvd rewrap: %" PRIu64 " record%s cannot be opened (listed above) and "
+		        "stay%s under %s old key version; `bkvd delete-seal-key` refuses while "
+		        "%s\n",
+		        unopenable, one ? "" : "s", one ? "s" : "", one ? "its" : "their",
+		        one ? "it remains" : "they remain");
+	}
 	if (unmigrated > 0) {
 		fflush(stdout);
 		fprintf(stderr,
@@ -188,8 +272,9 @@ int bkvd_cmd_rewrap(int argc, char **argv)
 	}
 	if (resealed)
 		printf("  the ristretto255 AKE key is now sealed under bkv-seal-%u\n", newest);
-	rc = BKVD_EXIT_OK;
+	rc = unopenable == 0 ? BKVD_EXIT_OK : BKVD_EXIT_FAILURE;
 done:
+	sodium_memzero(&log, sizeof(log));
 	sodium_memzero(batch, sizeof(batch));
 	bkv_storage_close(storage);
 	bkv_token_close(token);

@@ -1,7 +1,7 @@
 /*
  * cmd_rotate_seal_key.c - `bkvd rotate-seal-key`: creates the next record-sealing key
- * version (bkv-seal-N+1). Records sealed under older versions keep opening; new seals use
- * the newest version once bkvd loads its keys again.
+ * version (bkv-seal-N+1). Records sealed under older versions keep opening; serving
+ * workers seal new records under it within 250 ms (register.c), without a restart.
  */
 #include <stdio.h>
 
@@ -11,8 +11,9 @@ int bkvd_cmd_rotate_seal_key(int argc, char **argv)
 {
 	static const char help[] =
 	    "usage: bkvd rotate-seal-key [--config FILE]\n\n"
-	    "Creates the next record-sealing key version in the token. New records\n"
-	    "are sealed with it after bkvd restarts; older versions keep opening.\n";
+	    "Creates the next record-sealing key version in the token. A serving bkvd\n"
+	    "seals new records with it within a second, without a restart; older\n"
+	    "versions keep opening.\n";
 	const char *config_path;
 	int rc = bkvd_config_options(argc, argv, help, &config_path, NULL, NULL);
 	if (rc >= 0)
@@ -32,7 +33,7 @@ int bkvd_cmd_rotate_seal_key(int argc, char **argv)
 		fprintf(stderr, "bkvd rotate-seal-key: %s\n", bkv_token_strerror(err));
 		return BKVD_EXIT_FAILURE;
 	}
-	printf("created bkv-seal-%u; new records are sealed with it after bkvd restarts\n",
+	printf("created bkv-seal-%u; serving workers seal new records with it within a second\n",
 	       version);
 	return BKVD_EXIT_OK;
 }

@@ -248,25 +248,6 @@ static bool preflight(const bkvd_config *c, bool tls)
 	return true;
 }
 
-static bool load_log_key(const bkvd_config *c, uint8_t key[32])
-{
-	if (c->log_key_file[0] == '\0') {
-		/* Hashes stay consistent for this run only. */
-		randombytes_buf(key, 32);
-		return true;
-	}
-	FILE *f = fopen(c->log_key_file, "rb");
-	size_t n = f ? fread(key, 1, 32, f) : 0;
-	if (f != NULL)
-		fclose(f);
-	if (n != 32) {
-		fprintf(stderr, "bkvd: log_key_file %s must hold 32 bytes (bkvd init creates it)\n",
-		        c->log_key_file);
-		return false;
-	}
-	return true;
-}
-
 static uint16_t bound_port(int fd)
 {
 	struct sockaddr_storage ss;
@@ -399,7 +380,7 @@ int bkvd_cmd_serve(int argc, char **argv)
 		workers = n > 0 && n <= MAX_WORKERS ? (uint32_t)n : 1;
 	}
 	uint8_t log_key[32];
-	if (!preflight(&config, tls) || !load_log_key(&config, log_key))
+	if (!preflight(&config, tls) || !bkvd_load_log_key(&config, log_key))
 		return BKVD_EXIT_STARTUP;
 	bkv_metrics *metrics = bkv_metrics_create();
 	/* The master only reserves the port; each worker listens on a socket of its own. */

@@ -140,6 +140,26 @@ bool bkvd_open_token(const bkvd_config *config, bkv_token **token)
 	return true;
 }
 
+bool bkvd_load_log_key(const bkvd_config *c, uint8_t key[32])
+{
+	if (c->log_key_file[0] == '\0') {
+		/* Hashes stay consistent for this run only. */
+		randombytes_buf(key, 32);
+		return true;
+	}
+	FILE *f = fopen(c->log_key_file, "rb");
+	size_t n = f ? fread(key, 1, 32, f) : 0;
+	if (f != NULL)
+		fclose(f);
+	if (n != 32) {
+		sodium_memzero(key, 32);
+		fprintf(stderr, "bkvd: log_key_file %s must hold 32 bytes (bkvd init creates it)\n",
+		        c->log_key_file);
+		return false;
+	}
+	return true;
+}
+
 int main(int argc, char **argv)
 {
 	if (argc < 2 || strcmp(argv[1], "--help") == 0 || strcmp(argv[1], "-h") == 0) {

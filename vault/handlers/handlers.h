@@ -90,6 +90,7 @@ typedef struct bkv_vault {
 	bkv_vault_settings settings;
 	bkv_token *token;
 	bkv_storage *storage;
+	int64_t seal_keys_checked_ms; /* monotonic; when register.c last looked for a new key */
 } bkv_vault;
 
 /* Buffers the responses point into; live until the response is encoded. */
@@ -177,7 +178,8 @@ bool bkv_record_in_range(const bkv_record *r);
 bkv_token_err bkv_record_mac(bkv_token *token, bkv_record *r);
 /* MACs next and writes it over current (compare-and-set on current's MAC), or creates it
  * when current is NULL. *stale (with ABORTED) if the row changed since current was read,
- * or one was created meanwhile. */
+ * or one was created meanwhile, or next's blob is under a seal-key version below the seal
+ * floor (storage.h): the caller reads the row again, and seals again if it seals. */
 bkv_status bkv_update_record(bkv_vault *v, bkv_record *next, const bkv_record *current,
                              bool *stale);
 /* DATA_LOSS, audited with why. */

@@ -116,8 +116,11 @@ bkv_status bkv_update_record(bkv_vault *v, bkv_record *next, const bkv_record *c
 	bkv_storage_err serr =
 	    current != NULL ? bkv_storage_update(v->storage, next, current->mac, current->mac_len)
 	                    : bkv_storage_insert(v->storage, next);
+	/* SEAL_FLOOR: next carries a blob under a retired seal-key version, read or sealed
+	 * before the rotation; the caller's next round reads the row (re-sealed by rewrap) or
+	 * seals under the refreshed keys. */
 	if (serr == BKV_STORAGE_STALE || serr == BKV_STORAGE_NOT_FOUND ||
-	    serr == BKV_STORAGE_EXISTS) {
+	    serr == BKV_STORAGE_EXISTS || serr == BKV_STORAGE_SEAL_FLOOR) {
 		*stale = true;
 		return bkv_status_error(BKV_CODE_ABORTED,
 		                        "the record changed meanwhile; try again");

@@ -25,6 +25,8 @@ const char *bkv_storage_strerror(bkv_storage_err err)
 		return "invalid storage argument";
 	case BKV_STORAGE_CORRUPT:
 		return "a stored value does not fit its field";
+	case BKV_STORAGE_SEAL_FLOOR:
+		return "the record is sealed under a key version below the seal floor";
 	}
 	return "unknown storage error";
 }
@@ -125,6 +127,21 @@ bkv_storage_err bkv_storage_count_sealed_with(bkv_storage *s, uint32_t version, 
 	if (s == NULL || count == NULL)
 		return BKV_STORAGE_ARGUMENT;
 	return s->ops->count_sealed_with(s, version, count);
+}
+
+bkv_storage_err bkv_storage_count_sealed_below(bkv_storage *s, uint32_t min_version,
+                                               uint64_t *count)
+{
+	if (s == NULL || count == NULL)
+		return BKV_STORAGE_ARGUMENT;
+	return s->ops->count_sealed_below(s, min_version, count);
+}
+
+bkv_storage_err bkv_storage_raise_seal_floor(bkv_storage *s, uint32_t min_version)
+{
+	if (s == NULL)
+		return BKV_STORAGE_ARGUMENT;
+	return s->ops->raise_seal_floor(s, min_version);
 }
 
 /* url with any password replaced by "***" (the userinfo's "user:password@" and a

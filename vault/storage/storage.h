@@ -14,6 +14,12 @@
  * absolute (never "attempts_used + 1" computed by the database) and the MAC they verified
  * covers the whole mutable state, a row can only ever hold a state the token vouched for,
  * and two writers racing from the same row cannot both succeed.
+ *
+ * The seal floor (bkv_storage_raise_seal_floor) is the one rule storage enforces about
+ * seal_key_version, in the database itself (a trigger), so it holds for every process
+ * and every writer: no row takes a sealed blob under a version below the floor. It lets
+ * `bkvd delete-seal-key N` raise the floor to N + 1, then count what N still seals, and
+ * know that nothing sealed under N can be committed after the count.
  */
 #ifndef BKV_STORAGE_H
 #define BKV_STORAGE_H
@@ -56,7 +62,8 @@ typedef enum bkv_storage_err {
 	BKV_STORAGE_STALE,       /* update: the row's MAC is not the expected one */
 	BKV_STORAGE_UNAVAILABLE, /* the database failed; nothing was committed */
 	BKV_STORAGE_ARGUMENT,
-	BKV_STORAGE_CORRUPT, /* a stored value does not fit its field */
+	BKV_STORAGE_CORRUPT,    /* a stored value does not fit its field */
+	BKV_STORAGE_SEAL_FLOOR, /* a write would seal a row under a version below the floor */
 } bkv_storage_err;
 
 const char *bkv_storage_strerror(bkv_storage_err err);
@@ -78,12 +85,16 @@ bkv_storage_err bkv_storage_get(bkv_storage *s, const uint8_t *account_id, size_
                                 bkv_record *out);
 
 /* Creates the account's row from every field of r but updated_at. EXISTS if the account
- * already has a row (nothing changes). */
+ * already has a row (nothing changes). SEAL_FLOOR if r is sealed (seal_key_version != 0)
+ * under a version below the seal floor (nothing changes). */
 bkv_storage_err bkv_storage_insert(bkv_storage *s, const bkv_record *r);
 
 /* Writes every field of r but account_id and updated_at over the account's row, only if
  * the row's stored MAC equals expected_mac (expected_mac_len 0 matches a row without a
- * MAC). STALE if it does not, NOT_FOUND if there is no row; nothing changes then. */
+ * MAC). STALE if it does not, NOT_FOUND if there is no row; nothing changes then.
+ * SEAL_FLOOR (nothing changes) if r is sealed under a version below the seal floor and
+ * its sealed blob or seal_key_version differs from the row's: a row that is below the
+ * floor already may keep its blob (its counters still change), never take another. */
 bkv_storage_err bkv_storage_update(bkv_storage *s, const bkv_record *r, const uint8_t *expected_mac,
                                    size_t expected_mac_len);
 
@@ -100,7 +111,7 @@ bkv_storage_err bkv_storage_list_sealed_below(bkv_storage *s, uint32_t min_versi
 
 /* Replaces the sealed blob and seal_key_version of a row if it still has record_version
  * and the MAC mac (neither is covered by the MAC: the blob carries its own AEAD tag).
- * STALE otherwise. */
+ * STALE otherwise; SEAL_FLOOR if seal_key_version is below the seal floor. */
 bkv_storage_err bkv_storage_reseal(bkv_storage *s, const uint8_t *account_id, size_t account_id_len,
                                    uint64_t record_version, const uint8_t *mac, size_t mac_len,
                                    uint32_t seal_key_version, const uint8_t *sealed,
@@ -109,5 +120,17 @@ bkv_storage_err bkv_storage_reseal(bkv_storage *s, const uint8_t *account_id, si
 /* How many rows a seal-key version still seals. */
 bkv_storage_err bkv_storage_count_sealed_with(bkv_storage *s, uint32_t seal_key_version,
                                               uint64_t *count);
+/* How many rows are sealed under a version in 1 .. min_version - 1. */
+bkv_storage_err bkv_storage_count_sealed_below(bkv_storage *s, uint32_t min_version,
+                                               uint64_t *count);
+
+/* Raises the seal floor to min_version (never lowers it; a new database has floor 0) and
+ * commits it durably. From its commit on, every insert, update or reseal that would give
+ * a row a sealed blob under a version below min_version fails with SEAL_FLOOR, in every
+ * process; a write that read the old floor has committed before this returns (SQLite
+ * serializes writers; PostgreSQL writers hold a share lock on the floor until they
+ * commit). So a count after this call sees every row that can ever be below the floor,
+ * except rows that were below it already and keep their blob. */
+bkv_storage_err bkv_storage_raise_seal_floor(bkv_storage *s, uint32_t min_version);
 
 #endif

@@ -22,6 +22,9 @@ typedef struct bkv_storage_ops {
 	                          uint32_t seal_key_version, const uint8_t *sealed,
 	                          size_t sealed_len);
 	bkv_storage_err (*count_sealed_with)(bkv_storage *s, uint32_t version, uint64_t *count);
+	bkv_storage_err (*count_sealed_below)(bkv_storage *s, uint32_t min_version,
+	                                      uint64_t *count);
+	bkv_storage_err (*raise_seal_floor)(bkv_storage *s, uint32_t min_version);
 } bkv_storage_ops;
 
 struct bkv_storage {

@@ -34,6 +34,12 @@
  *  - All statements are prepared once per connection, with binary parameters and binary
  *    results (bytea and int8 never go through text escaping). A stored value that does not
  *    fit its bkv_record field is BKV_STORAGE_CORRUPT, never truncated.
+ *  - The seal floor (storage.h) is the row of bkv_seal_floor, checked by a trigger on
+ *    records. A write that gives a row a sealed blob reads the floor FOR SHARE, a lock
+ *    held until it commits or aborts; raising the floor is an UPDATE of that row, which
+ *    waits for every such lock and makes later readers wait for it (and then read the new
+ *    value: READ COMMITTED re-reads a row after waiting for its lock). So every write that
+ *    saw the old floor has committed before a raise commits, and none can see it after.
  *  - The schema is versioned in the table bkv_schema (one row). Migrations are an ordered
  *    list of SQL strings, as in the SQLite backend; each runs in its own transaction under
  *    pg_advisory_xact_lock, so replicas starting together run each one exactly once. A
@@ -60,6 +66,7 @@
 #define IN_DOUBT_POLLS   10   /* pg_xact_status polls while the old transaction runs ... */
 #define IN_DOUBT_POLL_MS 100  /* ... this far apart */
 #define MIGRATION_LOCK   INT64_C(0x626b762d736368) /* pg_advisory_xact_lock key, "bkv-sch" */
+#define SEAL_FLOOR_STATE "BKV01" /* the SQLSTATE of the seal-floor trigger's refusal */
 
 /* Session settings: a statement timeout and an idle-in-transaction timeout unless the URL
  * or the role/database already set one, and never synchronous_commit=off. */
@@ -94,6 +101,28 @@ static const char *const migrations[] = {
     " ADD COLUMN destroyed_at bigint NOT NULL DEFAULT 0,"
     " ADD COLUMN mac bytea NOT NULL DEFAULT '\\x';"
     "DROP SEQUENCE record_version_seq;",
+    /* 3: the seal floor; a row below it may keep its blob, never take one */
+    "CREATE TABLE bkv_seal_floor (only_row boolean PRIMARY KEY DEFAULT true CHECK (only_row),"
+    " min_version bigint NOT NULL);"
+    "INSERT INTO bkv_seal_floor (min_version) VALUES (0);"
+    "CREATE FUNCTION bkv_check_seal_floor() RETURNS trigger LANGUAGE plpgsql AS $$"
+    " DECLARE lowest bigint;"
+    " BEGIN"
+    "  IF NEW.seal_key_version < 1 THEN RETURN NEW; END IF;"
+    "  IF TG_OP = 'UPDATE' THEN"
+    "   IF NEW.seal_key_version = OLD.seal_key_version AND NEW.sealed = OLD.sealed THEN"
+    "    RETURN NEW;"
+    "   END IF;"
+    "  END IF;"
+    "  SELECT min_version INTO lowest FROM bkv_seal_floor FOR SHARE;"
+    "  IF NEW.seal_key_version < lowest THEN"
+    "   RAISE EXCEPTION 'seal_key_version % is below the seal floor %',"
+    "    NEW.seal_key_version, lowest USING ERRCODE = '" SEAL_FLOOR_STATE "';"
+    "  END IF;"
+    "  RETURN NEW;"
+    " END$$;"
+    "CREATE TRIGGER records_seal_floor BEFORE INSERT OR UPDATE ON records"
+    " FOR EACH ROW EXECUTE FUNCTION bkv_check_seal_floor();",
 };
 
 #define RECORD_COLUMNS                                                                             \
@@ -143,6 +172,14 @@ static const statement statements[] = {
      6,
      {B, I, I, B, I, B}},
     {"count_sealed_with", "SELECT count(*) FROM records WHERE seal_key_version = $1", 1, {I}},
+    {"count_sealed_below",
+     "SELECT count(*) FROM records WHERE seal_key_version BETWEEN 1 AND $1 - 1",
+     1,
+     {I}},
+    {"raise_seal_floor",
+     "UPDATE bkv_seal_floor SET min_version = GREATEST(min_version, $1)",
+     1,
+     {I}},
     {"xact_status", "SELECT pg_xact_status($1::text::xid8)", 1, {0}},
 };
 #undef STATE_TYPES
@@ -152,9 +189,10 @@ static const statement statements[] = {
 /* Why the last statement failed. */
 typedef enum pg_fault {
 	FAULT_NONE,
-	FAULT_RETRY, /* serialization failure or deadlock: the transaction can run again */
-	FAULT_LOST,  /* the connection is gone: nothing uncommitted survives it */
-	FAULT_ERROR, /* any other error: give up */
+	FAULT_RETRY,      /* serialization failure or deadlock: the transaction can run again */
+	FAULT_LOST,       /* the connection is gone: nothing uncommitted survives it */
+	FAULT_SEAL_FLOOR, /* the seal-floor trigger refused the write */
+	FAULT_ERROR,      /* any other error: give up */
 } pg_fault;
 
 typedef struct pg_storage {
@@ -321,6 +359,8 @@ static void classify(pg_storage *ps, const PGresult *res)
 		ps->ready = false; /* reconnect before the next statement */
 	} else if (strcmp(state, "40001") == 0 || strcmp(state, "40P01") == 0) {
 		ps->fault = FAULT_RETRY;
+	} else if (strcmp(state, SEAL_FLOOR_STATE) == 0) {
+		ps->fault = FAULT_SEAL_FLOOR;
 	} else {
 		ps->fault = FAULT_ERROR;
 	}
@@ -614,7 +654,8 @@ static bkv_storage_err run_counted(pg_storage *ps, const char *name, const param
 {
 	PGresult *res = run(ps, name, q);
 	if (res == NULL)
-		return BKV_STORAGE_UNAVAILABLE;
+		return ps->fault == FAULT_SEAL_FLOOR ? BKV_STORAGE_SEAL_FLOOR
+		                                     : BKV_STORAGE_UNAVAILABLE;
 	*n = affected(res);
 	PQclear(res);
 	return BKV_STORAGE_OK;
@@ -772,7 +813,9 @@ static bkv_storage_err pg_reseal(bkv_storage *s, const uint8_t *account, size_t 
 	return attempt(pg_of(s), true, reseal_body, &c);
 }
 
+/* count_sealed_with (version) or count_sealed_below (min_version): one count(*). */
 typedef struct count_ctx {
+	const char *name; /* of the prepared statement */
 	uint32_t version;
 	uint64_t count;
 } count_ctx;
@@ -782,7 +825,7 @@ static bkv_storage_err count_body(pg_storage *ps, void *p)
 	count_ctx *c = p;
 	params q = {.n = 0};
 	p_int(&q, c->version);
-	PGresult *res = run(ps, "count_sealed_with", &q);
+	PGresult *res = run(ps, c->name, &q);
 	if (res == NULL)
 		return BKV_STORAGE_UNAVAILABLE;
 	const bool ok = PQntuples(res) == 1 && col_u64(res, 0, 0, &c->count);
@@ -792,13 +835,41 @@ static bkv_storage_err count_body(pg_storage *ps, void *p)
 	return ok ? BKV_STORAGE_OK : BKV_STORAGE_UNAVAILABLE;
 }
 
-static bkv_storage_err pg_count_sealed_with(bkv_storage *s, uint32_t version, uint64_t *count)
+static bkv_storage_err count(bkv_storage *s, const char *name, uint32_t version, uint64_t *out)
 {
-	count_ctx c = {version, 0};
+	count_ctx c = {name, version, 0};
 	bkv_storage_err err = attempt(pg_of(s), false, count_body, &c);
 	if (err == BKV_STORAGE_OK)
-		*count = c.count;
+		*out = c.count;
 	return err;
+}
+
+static bkv_storage_err pg_count_sealed_with(bkv_storage *s, uint32_t version, uint64_t *n)
+{
+	return count(s, "count_sealed_with", version, n);
+}
+
+static bkv_storage_err pg_count_sealed_below(bkv_storage *s, uint32_t min_version, uint64_t *n)
+{
+	return count(s, "count_sealed_below", min_version, n);
+}
+
+static bkv_storage_err raise_floor_body(pg_storage *ps, void *p)
+{
+	params q = {.n = 0};
+	p_int(&q, *(const uint32_t *)p);
+	uint64_t n = 0;
+	bkv_storage_err err = run_counted(ps, "raise_seal_floor", &q, &n);
+	if (err == BKV_STORAGE_OK && n != 1) {
+		ps->fault = FAULT_ERROR; /* the migration wrote the one row */
+		err = BKV_STORAGE_UNAVAILABLE;
+	}
+	return err;
+}
+
+static bkv_storage_err pg_raise_seal_floor(bkv_storage *s, uint32_t min_version)
+{
+	return attempt(pg_of(s), true, raise_floor_body, &min_version);
 }
 
 static void pg_close(bkv_storage *s)
@@ -817,6 +888,8 @@ static const bkv_storage_ops pg_ops = {
     .list_sealed_below = pg_list_sealed_below,
     .reseal = pg_reseal,
     .count_sealed_with = pg_count_sealed_with,
+    .count_sealed_below = pg_count_sealed_below,
+    .raise_seal_floor = pg_raise_seal_floor,
 };
 
 /* ---- Schema ---------------------------------------------------------------------------- */

@@ -7,6 +7,10 @@
  * BEGIN IMMEDIATE transaction, so a crash at any point leaves either the old row or the
  * new one. The schema is versioned with PRAGMA user_version; migrations run in order,
  * each in its own transaction.
+ *
+ * The seal floor is a one-row table read by triggers on records, inside the writing
+ * statement: SQLite has one writer at a time, so a write either committed before the floor
+ * was raised or sees the raised floor.
  */
 #include <stdio.h>
 #include <stdlib.h>
@@ -18,6 +22,8 @@
 #include "storage_backend.h"
 
 #define BUSY_TIMEOUT_MS 5000
+/* What the seal-floor triggers abort with. */
+#define SEAL_FLOOR_MESSAGE "bkv: sealed under a key version below the seal floor"
 
 typedef struct sqlite_storage {
 	bkv_storage base;
@@ -48,6 +54,19 @@ static const char *const migrations[] = {
     "ALTER TABLE records ADD COLUMN destroyed_at INTEGER NOT NULL DEFAULT 0;"
     "ALTER TABLE records ADD COLUMN mac BLOB NOT NULL DEFAULT x'';"
     "DROP TABLE counters;",
+    /* 3: the seal floor; a row below it may keep its blob, never take one */
+    "CREATE TABLE seal_floor (only_row INTEGER PRIMARY KEY CHECK (only_row = 1),"
+    " min_version INTEGER NOT NULL);"
+    "INSERT INTO seal_floor VALUES (1, 0);"
+    "CREATE TRIGGER records_seal_floor_insert BEFORE INSERT ON records"
+    " WHEN NEW.seal_key_version > 0"
+    " AND NEW.seal_key_version < (SELECT min_version FROM seal_floor)"
+    " BEGIN SELECT RAISE(ABORT, '" SEAL_FLOOR_MESSAGE "'); END;"
+    "CREATE TRIGGER records_seal_floor_update BEFORE UPDATE ON records"
+    " WHEN NEW.seal_key_version > 0"
+    " AND (NEW.seal_key_version <> OLD.seal_key_version OR NEW.sealed IS NOT OLD.sealed)"
+    " AND NEW.seal_key_version < (SELECT min_version FROM seal_floor)"
+    " BEGIN SELECT RAISE(ABORT, '" SEAL_FLOOR_MESSAGE "'); END;",
 };
 
 #define RECORD_COLUMNS                                                                             \
@@ -64,6 +83,17 @@ static bkv_storage_err map_rc(int rc)
 {
 	return rc == SQLITE_OK || rc == SQLITE_DONE || rc == SQLITE_ROW ? BKV_STORAGE_OK
 	                                                                : BKV_STORAGE_UNAVAILABLE;
+}
+
+/* The result of stepping a write: SEAL_FLOOR when a seal-floor trigger refused it. */
+static bkv_storage_err write_result(sqlite3 *db, int rc)
+{
+	if (rc == SQLITE_DONE)
+		return BKV_STORAGE_OK;
+	if (sqlite3_extended_errcode(db) == SQLITE_CONSTRAINT_TRIGGER &&
+	    strcmp(sqlite3_errmsg(db), SEAL_FLOOR_MESSAGE) == 0)
+		return BKV_STORAGE_SEAL_FLOOR;
+	return BKV_STORAGE_UNAVAILABLE;
 }
 
 static int64_t now_unix(void)
@@ -197,7 +227,7 @@ static bkv_storage_err sq_insert(bkv_storage *s, const bkv_record *r)
 	if (st == NULL)
 		return BKV_STORAGE_UNAVAILABLE;
 	bind_state(st, r, now_unix());
-	bkv_storage_err err = map_rc(sqlite3_step(st));
+	bkv_storage_err err = write_result(db, sqlite3_step(st));
 	sqlite3_finalize(st);
 	if (err == BKV_STORAGE_OK && sqlite3_changes(db) == 0)
 		err = BKV_STORAGE_EXISTS;
@@ -228,7 +258,7 @@ static bkv_storage_err sq_update(bkv_storage *s, const bkv_record *r, const uint
 	bind_state(st, r, now_unix());
 	sqlite3_bind_blob(st, 16, expected_mac_len ? expected_mac : nothing, (int)expected_mac_len,
 	                  SQLITE_STATIC);
-	bkv_storage_err err = map_rc(sqlite3_step(st));
+	bkv_storage_err err = write_result(db, sqlite3_step(st));
 	sqlite3_finalize(st);
 	if (err == BKV_STORAGE_OK && sqlite3_changes(db) == 0)
 		err = why_unchanged(db, r->account_id, r->account_id_len);
@@ -296,25 +326,50 @@ static bkv_storage_err sq_reseal(bkv_storage *s, const uint8_t *account, size_t 
 	sqlite3_bind_blob(st, 4, account, (int)len, SQLITE_STATIC);
 	sqlite3_bind_int64(st, 5, (int64_t)record_version);
 	sqlite3_bind_blob(st, 6, mac_len ? mac : nothing, (int)mac_len, SQLITE_STATIC);
-	bkv_storage_err err = map_rc(sqlite3_step(st));
+	bkv_storage_err err = write_result(db, sqlite3_step(st));
 	sqlite3_finalize(st);
 	if (err == BKV_STORAGE_OK && sqlite3_changes(db) == 0)
 		err = BKV_STORAGE_STALE;
 	return err;
 }
 
-static bkv_storage_err sq_count_sealed_with(bkv_storage *s, uint32_t version, uint64_t *count)
+/* count(*) of the rows sql selects with one integer parameter. */
+static bkv_storage_err count_rows(bkv_storage *s, const char *sql, uint32_t value, uint64_t *count)
 {
-	sqlite3_stmt *st =
-	    prepare(db_of(s), "SELECT count(*) FROM records WHERE seal_key_version = ?");
+	sqlite3_stmt *st = prepare(db_of(s), sql);
 	if (st == NULL)
 		return BKV_STORAGE_UNAVAILABLE;
-	sqlite3_bind_int64(st, 1, version);
+	sqlite3_bind_int64(st, 1, value);
 	bkv_storage_err err = BKV_STORAGE_UNAVAILABLE;
 	if (sqlite3_step(st) == SQLITE_ROW) {
 		*count = (uint64_t)sqlite3_column_int64(st, 0);
 		err = BKV_STORAGE_OK;
 	}
+	sqlite3_finalize(st);
+	return err;
+}
+
+static bkv_storage_err sq_count_sealed_with(bkv_storage *s, uint32_t version, uint64_t *count)
+{
+	return count_rows(s, "SELECT count(*) FROM records WHERE seal_key_version = ?", version,
+	                  count);
+}
+
+static bkv_storage_err sq_count_sealed_below(bkv_storage *s, uint32_t min_version, uint64_t *count)
+{
+	return count_rows(s,
+	                  "SELECT count(*) FROM records WHERE seal_key_version BETWEEN 1 AND ? - 1",
+	                  min_version, count);
+}
+
+static bkv_storage_err sq_raise_seal_floor(bkv_storage *s, uint32_t min_version)
+{
+	sqlite3_stmt *st =
+	    prepare(db_of(s), "UPDATE seal_floor SET min_version = max(min_version, ?)");
+	if (st == NULL)
+		return BKV_STORAGE_UNAVAILABLE;
+	sqlite3_bind_int64(st, 1, min_version);
+	bkv_storage_err err = map_rc(sqlite3_step(st));
 	sqlite3_finalize(st);
 	return err;
 }
@@ -335,6 +390,8 @@ static const bkv_storage_ops sqlite_ops = {
     .list_sealed_below = sq_list_sealed_below,
     .reseal = sq_reseal,
     .count_sealed_with = sq_count_sealed_with,
+    .count_sealed_below = sq_count_sealed_below,
+    .raise_seal_floor = sq_raise_seal_floor,
 };
 
 static int schema_version(sqlite3 *db)

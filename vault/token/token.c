@@ -619,6 +619,24 @@ uint32_t bkv_token_seal_version(const bkv_token *t)
 
 /* ---- Sealing ---- */
 
+bkv_token_err token_load_seal_version(bkv_token *t, uint32_t version, CK_OBJECT_HANDLE *handle)
+{
+	if (t->nseal == 0 || version <= t->seal[t->nseal - 1].version)
+		return BKV_TOKEN_ERR_ARGUMENT;
+	char label[32];
+	snprintf(label, sizeof(label), "bkv-seal-%u", version);
+	token_seal_key found = {.version = version, .handle = CK_INVALID_HANDLE};
+	bkv_token_err err = find_seal_key(t, label, &found);
+	if (err == BKV_TOKEN_OK && t->nseal == TOKEN_MAX_SEAL_KEYS)
+		err = BKV_TOKEN_ERR_NOMEM;
+	if (err == BKV_TOKEN_OK)
+		err = copy_seal_key(t, &found, &t->seal[t->nseal]);
+	if (err != BKV_TOKEN_OK)
+		return err;
+	*handle = t->seal[t->nseal++].handle;
+	return BKV_TOKEN_OK;
+}
+
 static const token_seal_key *aead_key(bkv_token *t, bkv_token_aead_key key, uint32_t version,
                                       bkv_token_err *err)
 {
@@ -637,18 +655,11 @@ static const token_seal_key *aead_key(bkv_token *t, bkv_token_aead_key key, uint
 	}
 	/* A newer version than this session loaded: another process rotated the key (a
 	 * replica restarted first). Load it now, so records it sealed still open here. */
-	if (t->nseal == 0 || t->nseal == TOKEN_MAX_SEAL_KEYS ||
-	    version <= t->seal[t->nseal - 1].version)
+	if (t->nseal == 0 || version <= t->seal[t->nseal - 1].version)
 		return NULL;
-	char label[32];
-	snprintf(label, sizeof(label), "bkv-seal-%u", version);
-	token_seal_key found = {.version = version, .handle = CK_INVALID_HANDLE};
-	*err = find_seal_key(t, label, &found);
-	if (*err == BKV_TOKEN_OK)
-		*err = copy_seal_key(t, &found, &t->seal[t->nseal]);
-	if (*err != BKV_TOKEN_OK)
-		return NULL;
-	return &t->seal[t->nseal++];
+	CK_OBJECT_HANDLE handle;
+	*err = token_load_seal_version(t, version, &handle);
+	return *err == BKV_TOKEN_OK ? &t->seal[t->nseal - 1] : NULL;
 }
 
 bkv_token_scheme bkv_token_key_scheme(const bkv_token *t, bkv_token_aead_key key, uint32_t version)

@@ -72,7 +72,7 @@ typedef struct bkv_token_config {
 	const char *pin; /* never logged; copied into locked memory */
 	size_t pin_len;
 	bkv_token_p256_ake p256_ake; /* default: token */
-	const char *init_args; /* NULL or C_Initialize's pReserved string */
+	const char *init_args;       /* NULL or C_Initialize's pReserved string */
 } bkv_token_config;
 
 typedef struct bkv_token bkv_token;
@@ -141,7 +141,8 @@ typedef enum bkv_token_scheme {
 } bkv_token_scheme;
 
 /* The newest loaded record-sealing key version (0 if none). Decrypting under a newer
- * version found in the token loads it, and it becomes the newest. */
+ * version found in the token loads it, and it becomes the newest; so does
+ * bkv_token_refresh_seal_keys. */
 uint32_t bkv_token_seal_version(const bkv_token *token);
 
 /*
@@ -214,9 +215,16 @@ bkv_token_err bkv_token_state_mac(bkv_token *token, const uint8_t *data, size_t 
 
 /* ---- Seal-key rotation ---- */
 
-/* Creates bkv-seal-<newest+1> in the token; *version receives it. New seals use it once
- * the keys are loaded again. */
+/* Creates bkv-seal-<newest+1> in the token; *version receives it. A serving session
+ * seals with it from its next bkv_token_refresh_seal_keys. */
 bkv_token_err bkv_token_rotate_seal_key(bkv_token *token, uint32_t *version);
+/* After bkv_token_load_keys: loads every seal key newer than the newest loaded one
+ * (bkv-seal-<newest+1>, <newest+2>, ... until one is missing), so that
+ * bkv_token_seal_version names the newest version in the token. One object lookup by
+ * label when there is nothing new. Versions loaded before stay loaded, even once deleted
+ * from the token: records under them keep opening, and the seal floor (storage.h) is what
+ * keeps anything new from being committed under them. */
+bkv_token_err bkv_token_refresh_seal_keys(bkv_token *token);
 /* Lists the seal-key versions present in the token, ascending. */
 bkv_token_err bkv_token_seal_versions(bkv_token *token, uint32_t *versions, size_t max,
                                       size_t *count);

@@ -108,6 +108,11 @@ void token_drop_session_copy(bkv_token *t, CK_OBJECT_HANDLE h);
 bkv_token_err token_get_attribute(bkv_token *t, CK_OBJECT_HANDLE obj, CK_ATTRIBUTE_TYPE type,
                                   void *buf, size_t *len);
 
+/* Loads bkv-seal-<version>, newer than every loaded version, as a session copy: it becomes
+ * the newest loaded version. KEY_MISSING if the token has no such key, NOMEM if the
+ * session holds TOKEN_MAX_SEAL_KEYS already. */
+bkv_token_err token_load_seal_version(bkv_token *t, uint32_t version, CK_OBJECT_HANDLE *handle);
+
 /* The versions of every bkv-seal-N secret key in the token, with token-object handles
  * (mac: the token object bkv-seal-mac-N, or CK_INVALID_HANDLE). */
 bkv_token_err token_list_seal_keys(bkv_token *t, token_seal_key *keys, size_t max, size_t *count);

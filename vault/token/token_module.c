@@ -178,5 +178,8 @@ void token_module_close(token_module *module)
 		free(module);
 	}
 	pthread_mutex_unlock(&modules_lock);
-	dlclose(library);
+	/* The library stays mapped (each open's dlopen reference is kept): some modules
+	 * (openCryptoki 3.8) leave threads or atexit handlers behind that make a later
+	 * dlopen and C_Initialize in this process or its forked children hang. */
+	(void)library;
 }
