@@ -6,6 +6,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
+#include <unistd.h>
 
 #include <ini.h>
 #include <sodium.h>
@@ -324,4 +325,32 @@ bool bkvd_host_is_loopback(const char *host)
 {
 	return strncmp(host, "127.", 4) == 0 || strcmp(host, "::1") == 0 ||
 	       strcmp(host, "localhost") == 0;
+}
+
+bool bkvd_config_open_token(const bkvd_config *config, bkv_token **token, char *why, size_t why_len)
+{
+	char pin[BKV_TOKEN_PIN_MAX + 1];
+	size_t pin_len = bkvd_config_read_pin(config, pin, sizeof(pin), why, why_len);
+	if (pin_len == 0)
+		return false;
+	bkv_token_config tc = {
+	    .module_path = config->token_module,
+	    .token_label = config->token_label,
+	    .pin = pin,
+	    .pin_len = pin_len,
+	    .p256_ake = config->token_p256_ake_sealed ? BKV_TOKEN_P256_AKE_SEALED
+	                                              : BKV_TOKEN_P256_AKE_TOKEN,
+	    .init_args = config->token_init_args[0] != '\0' ? config->token_init_args : NULL,
+	};
+	/* SoftHSM's file store answers "no token" or a device error for a moment while
+	 * other processes log in at the same time; only those are retried. */
+	bkv_token_err err = BKV_TOKEN_ERR_DEVICE;
+	for (int attempt = 0; attempt < 10; attempt++) {
+		err = bkv_token_open(&tc, token, why, why_len);
+		if (err != BKV_TOKEN_ERR_NO_TOKEN && err != BKV_TOKEN_ERR_DEVICE)
+			break;
+		usleep((useconds_t)(20000 + attempt * 10000));
+	}
+	sodium_memzero(pin, sizeof(pin));
+	return err == BKV_TOKEN_OK;
 }

@@ -13,6 +13,7 @@
 #include <stdint.h>
 
 #include "opaque/opaque.h"
+#include "token.h"
 
 #define BKVD_MAX_SUITES 2
 #define BKVD_PATH_MAX   4096
@@ -64,6 +65,12 @@ bool bkvd_config_load(const char *path, bkvd_config *config, char *why, size_t w
 /* Reads the token PIN (file or environment) into pin (NUL-terminated). Returns its length,
  * or 0 with a reason in why. The caller wipes pin. */
 size_t bkvd_config_read_pin(const bkvd_config *config, char *pin, size_t pin_cap, char *why,
+                            size_t why_len);
+
+/* Opens the configured token with the configured PIN (read, used and wiped here),
+ * retrying only the moments SoftHSM's file store answers "no token" or a device error
+ * while other processes log in. False with a one-line reason in why. */
+bool bkvd_config_open_token(const bkvd_config *config, bkv_token **token, char *why,
                             size_t why_len);
 
 /* Splits "host:port" or "[v6]:port". */

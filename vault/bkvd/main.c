@@ -108,32 +108,7 @@ void bkvd_print_line(void *arg, const char *line)
 bool bkvd_open_token(const bkvd_config *config, bkv_token **token)
 {
 	char why[512];
-	char pin[BKV_TOKEN_PIN_MAX + 1];
-	size_t pin_len = bkvd_config_read_pin(config, pin, sizeof(pin), why, sizeof(why));
-	if (pin_len == 0) {
-		fprintf(stderr, "bkvd: %s\n", why);
-		return false;
-	}
-	bkv_token_config tc = {
-	    .module_path = config->token_module,
-	    .token_label = config->token_label,
-	    .pin = pin,
-	    .pin_len = pin_len,
-	    .p256_ake = config->token_p256_ake_sealed ? BKV_TOKEN_P256_AKE_SEALED
-	                                              : BKV_TOKEN_P256_AKE_TOKEN,
-	    .init_args = config->token_init_args[0] != '\0' ? config->token_init_args : NULL,
-	};
-	/* SoftHSM's file store answers "no token" or a device error for a moment while
-	 * other processes log in at the same time; only those are retried. */
-	bkv_token_err err = BKV_TOKEN_ERR_DEVICE;
-	for (int attempt = 0; attempt < 10; attempt++) {
-		err = bkv_token_open(&tc, token, why, sizeof(why));
-		if (err != BKV_TOKEN_ERR_NO_TOKEN && err != BKV_TOKEN_ERR_DEVICE)
-			break;
-		usleep((useconds_t)(20000 + attempt * 10000));
-	}
-	sodium_memzero(pin, sizeof(pin));
-	if (err != BKV_TOKEN_OK) {
+	if (!bkvd_config_open_token(config, token, why, sizeof(why))) {
 		fprintf(stderr, "bkvd: %s\n", why);
 		return false;
 	}

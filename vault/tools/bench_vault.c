@@ -1109,36 +1109,15 @@ static bool load_log_key(const bkvd_config *c, uint8_t key[32])
 	return n == 32;
 }
 
-/* As bkvd_open_token (bkvd/main.c): the configured PIN, retrying SoftHSM's start-up races. */
+/* As bkvd_open_token (bkvd/main.c), reporting through fail(). */
 static bool open_token(const bkvd_config *c, bkv_token **token)
 {
 	char why[512];
-	char pin[BKV_TOKEN_PIN_MAX + 1];
-	size_t pin_len = bkvd_config_read_pin(c, pin, sizeof(pin), why, sizeof(why));
-	if (pin_len == 0) {
+	if (!bkvd_config_open_token(c, token, why, sizeof(why))) {
 		fail("%s", why);
 		return false;
 	}
-	bkv_token_config tc = {
-	    .module_path = c->token_module,
-	    .token_label = c->token_label,
-	    .pin = pin,
-	    .pin_len = pin_len,
-	    .p256_ake = c->token_p256_ake_sealed ? BKV_TOKEN_P256_AKE_SEALED
-	                                         : BKV_TOKEN_P256_AKE_TOKEN,
-	    .init_args = c->token_init_args[0] != '\0' ? c->token_init_args : NULL,
-	};
-	bkv_token_err err = BKV_TOKEN_ERR_DEVICE;
-	for (int attempt = 0; attempt < 10; attempt++) {
-		err = bkv_token_open(&tc, token, why, sizeof(why));
-		if (err != BKV_TOKEN_ERR_NO_TOKEN && err != BKV_TOKEN_ERR_DEVICE)
-			break;
-		usleep((useconds_t)(20000 + attempt * 10000));
-	}
-	sodium_memzero(pin, sizeof(pin));
-	if (err != BKV_TOKEN_OK)
-		fail("%s", why);
-	return err == BKV_TOKEN_OK;
+	return true;
 }
 
 static void vault_close(bkv_vault *v)
