@@ -442,11 +442,16 @@ void token_mac_label(char *out, size_t out_len, const char *aes_label)
 	snprintf(out, out_len, "%.*s-mac%s", prefix, aes_label, dash != NULL ? dash : "");
 }
 
-bool token_has_gcm(bkv_token *t)
+bool token_mechanism_listed(bkv_token *t, CK_MECHANISM_TYPE type, CK_FLAGS need)
 {
 	CK_MECHANISM_INFO info;
-	return t->fn->C_GetMechanismInfo(t->slot, CKM_AES_GCM, &info) == CKR_OK &&
-	       (info.flags & (CKF_ENCRYPT | CKF_DECRYPT)) == (CKF_ENCRYPT | CKF_DECRYPT);
+	return t->fn->C_GetMechanismInfo(t->slot, type, &info) == CKR_OK &&
+	       (info.flags & need) == need;
+}
+
+bool token_has_gcm(bkv_token *t)
+{
+	return token_mechanism_listed(t, CKM_AES_GCM, CKF_ENCRYPT | CKF_DECRYPT);
 }
 
 /* Session copies of key's token objects (AES key and HMAC key, if any) into copy. */
@@ -619,7 +624,7 @@ uint32_t bkv_token_seal_version(const bkv_token *t)
 
 /* ---- Sealing ---- */
 
-bkv_token_err token_load_seal_version(bkv_token *t, uint32_t version, CK_OBJECT_HANDLE *handle)
+bkv_token_err token_load_seal_version(bkv_token *t, uint32_t version)
 {
 	if (t->nseal == 0 || version <= t->seal[t->nseal - 1].version)
 		return BKV_TOKEN_ERR_ARGUMENT;
@@ -631,46 +636,43 @@ bkv_token_err token_load_seal_version(bkv_token *t, uint32_t version, CK_OBJECT_
 		err = BKV_TOKEN_ERR_NOMEM;
 	if (err == BKV_TOKEN_OK)
 		err = copy_seal_key(t, &found, &t->seal[t->nseal]);
-	if (err != BKV_TOKEN_OK)
-		return err;
-	*handle = t->seal[t->nseal++].handle;
-	return BKV_TOKEN_OK;
+	if (err == BKV_TOKEN_OK)
+		t->nseal++;
+	return err;
+}
+
+/* The loaded key, or NULL. */
+static const token_seal_key *loaded_key(const bkv_token *t, bkv_token_aead_key key,
+                                        uint32_t version)
+{
+	if (key == BKV_TOKEN_KEY_TICKET)
+		return version == 1 && t->ticket_loaded ? &t->ticket : NULL;
+	for (size_t i = 0; i < t->nseal; i++) {
+		if (t->seal[i].version == version)
+			return &t->seal[i];
+	}
+	return NULL;
 }
 
 static const token_seal_key *aead_key(bkv_token *t, bkv_token_aead_key key, uint32_t version,
                                       bkv_token_err *err)
 {
-	*err = BKV_TOKEN_ERR_KEY_MISSING;
-	if (key == BKV_TOKEN_KEY_TICKET) {
-		if (version != 1 || !t->ticket_loaded)
-			return NULL;
-		*err = BKV_TOKEN_OK;
-		return &t->ticket;
-	}
-	for (size_t i = 0; i < t->nseal; i++) {
-		if (t->seal[i].version == version) {
-			*err = BKV_TOKEN_OK;
-			return &t->seal[i];
-		}
-	}
+	const token_seal_key *k = loaded_key(t, key, version);
+	*err = BKV_TOKEN_OK;
+	if (k != NULL)
+		return k;
 	/* A newer version than this session loaded: another process rotated the key (a
 	 * replica restarted first). Load it now, so records it sealed still open here. */
-	if (t->nseal == 0 || version <= t->seal[t->nseal - 1].version)
-		return NULL;
-	CK_OBJECT_HANDLE handle;
-	*err = token_load_seal_version(t, version, &handle);
+	*err = key == BKV_TOKEN_KEY_SEAL ? token_load_seal_version(t, version)
+	                                 : BKV_TOKEN_ERR_KEY_MISSING;
+	if (*err == BKV_TOKEN_ERR_ARGUMENT) /* not newer than every loaded version */
+		*err = BKV_TOKEN_ERR_KEY_MISSING;
 	return *err == BKV_TOKEN_OK ? &t->seal[t->nseal - 1] : NULL;
 }
 
 bkv_token_scheme bkv_token_key_scheme(const bkv_token *t, bkv_token_aead_key key, uint32_t version)
 {
-	const token_seal_key *k = NULL;
-	if (t != NULL && key == BKV_TOKEN_KEY_TICKET && version == 1 && t->ticket_loaded)
-		k = &t->ticket;
-	for (size_t i = 0; t != NULL && key == BKV_TOKEN_KEY_SEAL && i < t->nseal; i++) {
-		if (t->seal[i].version == version)
-			k = &t->seal[i];
-	}
+	const token_seal_key *k = t != NULL ? loaded_key(t, key, version) : NULL;
 	if (k == NULL)
 		return 0;
 	return k->mac != CK_INVALID_HANDLE ? BKV_TOKEN_SCHEME_CBC_HMAC : BKV_TOKEN_SCHEME_GCM;
@@ -805,7 +807,7 @@ bkv_token_err bkv_token_seal_box(bkv_token *t, bkv_token_aead_key key, uint32_t 
 /* A failed GCM check (or CBC padding) is bad data, not a token failure. SoftHSM reports it as
  * CKR_GENERAL_ERROR, so that code counts as bad data while the session is still
  * healthy. */
-static bool gcm_auth_failure(bkv_token *t, CK_RV rv)
+static bool decrypt_found_bad_data(bkv_token *t, CK_RV rv)
 {
 	return rv == CKR_ENCRYPTED_DATA_INVALID || rv == CKR_DATA_INVALID ||
 	       rv == CKR_ENCRYPTED_DATA_LEN_RANGE ||
@@ -855,7 +857,7 @@ bkv_token_err bkv_token_open_box(bkv_token *t, bkv_token_aead_key key, uint32_t 
 			                      &produced);
 		if (rv == CKR_OK && produced != in_len - tag)
 			rv = CKR_GENERAL_ERROR;
-		auth_failed = rv != CKR_OK && gcm_auth_failure(t, rv);
+		auth_failed = rv != CKR_OK && decrypt_found_bad_data(t, rv);
 	} else {
 		uint8_t expected[HMAC_BYTES];
 		rv = cbc_tag(t, k->mac, box, box_len - tag, aad, aad_len, expected);
@@ -868,7 +870,7 @@ bkv_token_err bkv_token_open_box(bkv_token *t, bkv_token_aead_key key, uint32_t 
 			rv = t->fn->C_Decrypt(t->session, (CK_BYTE_PTR)box + head, in_len - tag,
 			                      tmp, &produced);
 		/* Bad padding under a valid tag: bad data from someone with the MAC key. */
-		auth_failed = auth_failed || (rv != CKR_OK && gcm_auth_failure(t, rv));
+		auth_failed = auth_failed || (rv != CKR_OK && decrypt_found_bad_data(t, rv));
 	}
 	token_observe(t, BKV_TOKEN_OP_DECRYPT, started);
 	if (rv == CKR_OK && !auth_failed && produced <= plaintext_cap) {

@@ -109,9 +109,9 @@ bkv_token_err token_get_attribute(bkv_token *t, CK_OBJECT_HANDLE obj, CK_ATTRIBU
                                   void *buf, size_t *len);
 
 /* Loads bkv-seal-<version>, newer than every loaded version, as a session copy: it becomes
- * the newest loaded version. KEY_MISSING if the token has no such key, NOMEM if the
- * session holds TOKEN_MAX_SEAL_KEYS already. */
-bkv_token_err token_load_seal_version(bkv_token *t, uint32_t version, CK_OBJECT_HANDLE *handle);
+ * the newest loaded version. ARGUMENT if it is not newer, KEY_MISSING if the token has no
+ * such key, NOMEM if the session holds TOKEN_MAX_SEAL_KEYS already. */
+bkv_token_err token_load_seal_version(bkv_token *t, uint32_t version);
 
 /* The versions of every bkv-seal-N secret key in the token, with token-object handles
  * (mac: the token object bkv-seal-mac-N, or CK_INVALID_HANDLE). */
@@ -121,6 +121,8 @@ bkv_token_err token_list_seal_keys(bkv_token *t, token_seal_key *keys, size_t ma
 void token_mac_label(char *out, size_t out_len, const char *aes_label);
 /* True if the token can seal with CKM_AES_GCM (mechanism listed with encrypt and decrypt). */
 bool token_has_gcm(bkv_token *t);
+/* True if the token lists mechanism type with every flag in need. */
+bool token_mechanism_listed(bkv_token *t, CK_MECHANISM_TYPE type, CK_FLAGS need);
 
 /* Sealed AKE private keys (token_opaque.c): sealed under the newest seal key, bound to
  * the suite. *sealed_len receives the length (at most AKE_SEALED_KEY_MAX). */
@@ -128,6 +130,9 @@ bkv_token_err token_seal_ake_key(bkv_token *t, opaque_suite_id suite, const uint
                                  uint8_t sealed[AKE_SEALED_KEY_MAX], size_t *sealed_len);
 bkv_token_err token_unseal_ake_key(bkv_token *t, opaque_suite_id suite, const uint8_t *sealed,
                                    size_t sealed_len, uint8_t private_key[32]);
+/* The data object bkv-ake-<suite> and its value (KEY_MISSING if there is none). */
+bkv_token_err token_read_sealed_ake_key(bkv_token *t, opaque_suite_id suite, CK_OBJECT_HANDLE *h,
+                                        uint8_t sealed[AKE_SEALED_KEY_MAX + 1], size_t *len);
 /* The seal-key version named by a sealed AKE key, or 0. */
 uint32_t token_ake_key_seal_version(const uint8_t *sealed, size_t sealed_len);
 /* Whether suite's AKE key is a sealed data object (ristretto255 always; P-256 when

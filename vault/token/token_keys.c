@@ -186,16 +186,22 @@ static bkv_token_err destroy_all(bkv_token *t, CK_OBJECT_CLASS cls, const char *
 	}
 }
 
+/* Destroys a seal key's token objects: the AES key and its HMAC key, if any. */
+static bkv_token_err destroy_seal_key(bkv_token *t, const token_seal_key *key)
+{
+	bkv_token_err err = token_rv(t, t->fn->C_DestroyObject(t->session, key->handle));
+	if (err == BKV_TOKEN_OK && key->mac != CK_INVALID_HANDLE)
+		err = token_rv(t, t->fn->C_DestroyObject(t->session, key->mac));
+	return err;
+}
+
 static bkv_token_err destroy_everything(bkv_token *t, const opaque_suite_id *suites, size_t nsuites)
 {
 	token_seal_key keys[TOKEN_MAX_SEAL_KEYS];
 	size_t count;
 	bkv_token_err err = token_list_seal_keys(t, keys, TOKEN_MAX_SEAL_KEYS, &count);
-	for (size_t i = 0; err == BKV_TOKEN_OK && i < count; i++) {
-		err = token_rv(t, t->fn->C_DestroyObject(t->session, keys[i].handle));
-		if (err == BKV_TOKEN_OK && keys[i].mac != CK_INVALID_HANDLE)
-			err = token_rv(t, t->fn->C_DestroyObject(t->session, keys[i].mac));
-	}
+	for (size_t i = 0; err == BKV_TOKEN_OK && i < count; i++)
+		err = destroy_seal_key(t, &keys[i]);
 	if (err == BKV_TOKEN_OK)
 		err = destroy_all(t, CKO_SECRET_KEY, "bkv-ticket-1");
 	if (err == BKV_TOKEN_OK)
@@ -366,29 +372,6 @@ bkv_token_err bkv_token_rotate_seal_key(bkv_token *t, uint32_t *version)
 static const opaque_suite_id all_suites[] = {OPAQUE_SUITE_P256_SHA256,
                                              OPAQUE_SUITE_RISTRETTO255_SHA512};
 
-/* The sealed AKE key of suite: its data object (CK_INVALID_HANDLE if there is none), its
- * value and the seal-key version that seals it. */
-static bkv_token_err read_sealed_ake_key(bkv_token *t, opaque_suite_id suite, CK_OBJECT_HANDLE *h,
-                                         uint8_t sealed[AKE_SEALED_KEY_MAX + 1], size_t *len,
-                                         uint32_t *version)
-{
-	char label[64];
-	token_label(label, sizeof(label), "bkv-ake-", suite);
-	*h = CK_INVALID_HANDLE;
-	*version = 0;
-	*len = AKE_SEALED_KEY_MAX + 1;
-	bkv_token_err err = token_find(t, CKO_DATA, label, h);
-	if (err == BKV_TOKEN_ERR_KEY_MISSING) {
-		*h = CK_INVALID_HANDLE;
-		return BKV_TOKEN_OK;
-	}
-	if (err == BKV_TOKEN_OK)
-		err = token_get_attribute(t, *h, CKA_VALUE, sealed, len);
-	if (err == BKV_TOKEN_OK)
-		*version = token_ake_key_seal_version(sealed, *len);
-	return err;
-}
-
 bkv_token_err bkv_token_delete_seal_key(bkv_token *t, uint32_t version)
 {
 	if (t == NULL || version == 0)
@@ -404,20 +387,17 @@ bkv_token_err bkv_token_delete_seal_key(bkv_token *t, uint32_t version)
 		CK_OBJECT_HANDLE h;
 		uint8_t sealed[AKE_SEALED_KEY_MAX + 1];
 		size_t len;
-		uint32_t ake_version;
-		err = read_sealed_ake_key(t, all_suites[i], &h, sealed, &len, &ake_version);
+		err = token_read_sealed_ake_key(t, all_suites[i], &h, sealed, &len);
+		if (err == BKV_TOKEN_ERR_KEY_MISSING)
+			continue;
 		if (err != BKV_TOKEN_OK)
 			return err;
-		if (ake_version == version)
+		if (token_ake_key_seal_version(sealed, len) == version)
 			return BKV_TOKEN_ERR_KEY_IN_USE;
 	}
 	for (size_t i = 0; i < n; i++) {
-		if (keys[i].version != version)
-			continue;
-		err = token_rv(t, t->fn->C_DestroyObject(t->session, keys[i].handle));
-		if (err == BKV_TOKEN_OK && keys[i].mac != CK_INVALID_HANDLE)
-			err = token_rv(t, t->fn->C_DestroyObject(t->session, keys[i].mac));
-		return err;
+		if (keys[i].version == version)
+			return destroy_seal_key(t, &keys[i]);
 	}
 	return BKV_TOKEN_ERR_KEY_MISSING;
 }
@@ -434,11 +414,14 @@ bkv_token_err bkv_token_reseal_ake_key(bkv_token *t, bool *resealed)
 		CK_OBJECT_HANDLE old, fresh;
 		uint8_t sealed[AKE_SEALED_KEY_MAX + 1], resealed_blob[AKE_SEALED_KEY_MAX];
 		size_t len, resealed_len;
-		uint32_t version;
 		uint8_t sk[32];
-		err = read_sealed_ake_key(t, suite, &old, sealed, &len, &version);
-		if (err != BKV_TOKEN_OK || old == CK_INVALID_HANDLE ||
-		    version == bkv_token_seal_version(t))
+		err = token_read_sealed_ake_key(t, suite, &old, sealed, &len);
+		if (err == BKV_TOKEN_ERR_KEY_MISSING) {
+			err = BKV_TOKEN_OK;
+			continue;
+		}
+		if (err != BKV_TOKEN_OK ||
+		    token_ake_key_seal_version(sealed, len) == bkv_token_seal_version(t))
 			continue;
 		err = token_unseal_ake_key(t, suite, sealed, len, sk);
 		if (err == BKV_TOKEN_OK)

@@ -216,14 +216,22 @@ static bkv_token_err load_p256(bkv_token *t, token_suite_keys *sk, const char *l
 	return BKV_TOKEN_OK;
 }
 
-static bkv_token_err load_sealed(bkv_token *t, token_suite_keys *sk, const char *label)
+bkv_token_err token_read_sealed_ake_key(bkv_token *t, opaque_suite_id suite, CK_OBJECT_HANDLE *h,
+                                        uint8_t sealed[AKE_SEALED_KEY_MAX + 1], size_t *len)
+{
+	char label[64];
+	token_label(label, sizeof(label), "bkv-ake-", suite);
+	*len = AKE_SEALED_KEY_MAX + 1;
+	bkv_token_err err = token_find(t, CKO_DATA, label, h);
+	return err == BKV_TOKEN_OK ? token_get_attribute(t, *h, CKA_VALUE, sealed, len) : err;
+}
+
+static bkv_token_err load_sealed(bkv_token *t, token_suite_keys *sk)
 {
 	CK_OBJECT_HANDLE h;
 	uint8_t sealed[AKE_SEALED_KEY_MAX + 1];
-	size_t len = sizeof(sealed);
-	bkv_token_err err = token_find(t, CKO_DATA, label, &h);
-	if (err == BKV_TOKEN_OK)
-		err = token_get_attribute(t, h, CKA_VALUE, sealed, &len);
+	size_t len;
+	bkv_token_err err = token_read_sealed_ake_key(t, sk->suite, &h, sealed, &len);
 	if (err != BKV_TOKEN_OK)
 		return err;
 	sk->sealed_private_key = sodium_malloc(AKE_KEY_BYTES);
@@ -250,8 +258,7 @@ bkv_token_err token_suite_keys_load(bkv_token *t, token_suite_keys *sk)
 		err = token_session_copy(t, seed, &sk->oprf_seed);
 	token_label(label, sizeof(label), "bkv-ake-", sk->suite);
 	if (err == BKV_TOKEN_OK)
-		err = token_ake_sealed(t, sk->suite) ? load_sealed(t, sk, label)
-		                                     : load_p256(t, sk, label);
+		err = token_ake_sealed(t, sk->suite) ? load_sealed(t, sk) : load_p256(t, sk, label);
 	if (err != BKV_TOKEN_OK) {
 		token_suite_keys_clear(sk);
 		t->last_error = err;

@@ -330,30 +330,24 @@ void bkv_token_describe_custody(bkv_token *t, bkv_token_line_fn line, void *arg)
 	line(arg, text);
 }
 
-static bool listed(bkv_token *t, CK_MECHANISM_TYPE type, CK_FLAGS need)
-{
-	CK_MECHANISM_INFO info;
-	return t->fn->C_GetMechanismInfo(t->slot, type, &info) == CKR_OK &&
-	       (info.flags & need) == need;
-}
-
 bkv_token_err bkv_token_check_mechanisms(bkv_token *t, const opaque_suite_id *suites,
                                          size_t nsuites, char *why, size_t why_len)
 {
 	if (t == NULL || suites == NULL)
 		return BKV_TOKEN_ERR_ARGUMENT;
 	const char *missing = NULL;
-	if (!listed(t, CKM_SHA256_HMAC, CKF_SIGN))
+	if (!token_mechanism_listed(t, CKM_SHA256_HMAC, CKF_SIGN))
 		missing = "CKM_SHA256_HMAC (sign), for the state MAC";
-	else if (!token_has_gcm(t) && !listed(t, CKM_AES_CBC_PAD, CKF_ENCRYPT | CKF_DECRYPT))
+	else if (!token_has_gcm(t) &&
+	         !token_mechanism_listed(t, CKM_AES_CBC_PAD, CKF_ENCRYPT | CKF_DECRYPT))
 		missing = "CKM_AES_GCM or CKM_AES_CBC_PAD (encrypt, decrypt), for sealing";
 	for (size_t i = 0; missing == NULL && i < nsuites; i++) {
 		if (suites[i] == OPAQUE_SUITE_RISTRETTO255_SHA512 &&
-		    !listed(t, CKM_SHA512_HMAC, CKF_SIGN))
+		    !token_mechanism_listed(t, CKM_SHA512_HMAC, CKF_SIGN))
 			missing = "CKM_SHA512_HMAC (sign), for the ristretto255-sha512 OPRF seed; "
 			          "enable only p256-sha256 in [opaque] suites";
 		else if (suites[i] == OPAQUE_SUITE_P256_SHA256 && !token_ake_sealed(t, suites[i]) &&
-		         !listed(t, CKM_ECDH1_DERIVE, CKF_DERIVE))
+		         !token_mechanism_listed(t, CKM_ECDH1_DERIVE, CKF_DERIVE))
 			missing =
 			    "CKM_ECDH1_DERIVE (derive), for the P-256 AKE key in the token; set "
 			    "[token] p256_ake = sealed";

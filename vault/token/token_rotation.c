@@ -21,8 +21,7 @@ bkv_token_err bkv_token_refresh_seal_keys(bkv_token *t)
 		const uint32_t newest = t->seal[t->nseal - 1].version;
 		if (newest == UINT32_MAX)
 			return BKV_TOKEN_OK;
-		CK_OBJECT_HANDLE handle;
-		bkv_token_err err = token_load_seal_version(t, newest + 1, &handle);
+		bkv_token_err err = token_load_seal_version(t, newest + 1);
 		if (err == BKV_TOKEN_ERR_KEY_MISSING)
 			return BKV_TOKEN_OK;
 		if (err != BKV_TOKEN_OK)
