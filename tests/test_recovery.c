@@ -4486,7 +4486,7 @@ static int group_setup(void **state)
 		return -1;
 	}
 	const bkv_token_err err =
-	    bkv_token_create_keys(t, both_suites, 2, false, tu_ignore_report, NULL);
+	    bkv_token_create_keys(t, both_suites, 2, BKV_TOKEN_INIT_CREATE, tu_ignore_report, NULL);
 	bkv_token_close(t);
 	if (err != BKV_TOKEN_OK) {
 		print_error("cannot create the keys: %s\n", bkv_token_strerror(err));

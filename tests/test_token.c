@@ -188,9 +188,11 @@ static void create_keys(bkv_token *t, bool replace, report_log *log)
 {
 	report_log ignored;
 	memset(&ignored, 0, sizeof(ignored));
-	assert_int_equal(bkv_token_create_keys(t, both_suites, 2, replace, collect_report,
-	                                       log != NULL ? log : &ignored),
-	                 BKV_TOKEN_OK);
+	assert_int_equal(
+	    bkv_token_create_keys(t, both_suites, 2,
+	                          replace ? BKV_TOKEN_INIT_REPLACE : BKV_TOKEN_INIT_CREATE,
+	                          collect_report, log != NULL ? log : &ignored),
+	    BKV_TOKEN_OK);
 }
 
 /* ---- This program's own PKCS#11 view ---- */
@@ -1251,19 +1253,15 @@ static void token_hmac_equals_software_hkdf_expand(void **state)
 	bkv_token_close(t);
 }
 
-/* End to end: with the same oprf_seed, the token and the software keys evaluate the OPRF
+/* With the same oprf_seed, the token's keys t and the software keys evaluate the OPRF
  * identically (the evaluated element of the registration response). */
-static void token_oprf_equals_software_oprf_for_the_same_seed(void **state)
+static void assert_token_oprf_uses_seed(bkv_token *t, opaque_suite_id suite, const uint8_t *seed)
 {
-	opaque_suite_id suite = *(opaque_suite_id *)*state;
 	const opaque_sizes *sz = opaque_suite_sizes(suite);
-	make_known_seed_token();
-	bkv_token *t = vault_open_loaded("bkv-known-seed");
 	opaque_soft_server_keys soft;
 	uint8_t sk[OPAQUE_MAX_SCALAR_BYTES], pk[OPAQUE_MAX_ELEMENT_BYTES];
 	assert_int_equal(opaque_generate_ake_key_pair(suite, sk, sz->Nsk, pk, sz->Npk), OPAQUE_OK);
-	assert_int_equal(opaque_soft_server_keys_init(&soft, suite, known_seed[suite_index(suite)],
-	                                              sz->Nh, sk, sz->Nsk),
+	assert_int_equal(opaque_soft_server_keys_init(&soft, suite, seed, sz->Nh, sk, sz->Nsk),
 	                 OPAQUE_OK);
 	opaque_config cfg = config_of(suite);
 	opaque_client_registration_state st;
@@ -1279,7 +1277,272 @@ static void token_oprf_equals_software_oprf_for_the_same_seed(void **state)
 	opaque_client_registration_state_wipe(&st);
 	opaque_soft_server_keys_wipe(&soft);
 	sodium_memzero(sk, sizeof(sk));
+}
+
+/* End to end: the token built with known seeds evaluates the OPRF as software does. */
+static void token_oprf_equals_software_oprf_for_the_same_seed(void **state)
+{
+	opaque_suite_id suite = *(opaque_suite_id *)*state;
+	make_known_seed_token();
+	bkv_token *t = vault_open_loaded("bkv-known-seed");
+	assert_token_oprf_uses_seed(t, suite, known_seed[suite_index(suite)]);
 	bkv_token_close(t);
+}
+
+/* ------------------------------------------------------------------------------------ */
+/* Adopting keys an operator made with the vendor's tool (bkvd init --adopt)             */
+/* ------------------------------------------------------------------------------------ */
+
+/* A secret key as a vendor's tool makes it: no CKA_ALLOWED_MECHANISMS, its own key type.
+ * value NULL generates it in the token (AES or generic secret); otherwise it is imported. */
+typedef struct vendor_key {
+	const char *label;
+	CK_KEY_TYPE type;
+	CK_ULONG len;
+	const uint8_t *value;
+	CK_BBOOL sensitive, extractable, use; /* use: encrypt+decrypt (AES) or sign */
+} vendor_key;
+
+static void vendor_make_secret(CK_SESSION_HANDLE h, const vendor_key *k)
+{
+	CK_OBJECT_CLASS cls = CKO_SECRET_KEY;
+	CK_BBOOL yes = CK_TRUE;
+	const bool aes = k->type == CKK_AES;
+	CK_KEY_TYPE type = k->type;
+	CK_ULONG len = k->len;
+	CK_ATTRIBUTE tmpl[] = {
+	    {CKA_CLASS, &cls, sizeof(cls)},
+	    {CKA_KEY_TYPE, &type, sizeof(type)},
+	    {CKA_LABEL, (void *)k->label, strlen(k->label)},
+	    {CKA_TOKEN, &yes, sizeof(yes)},
+	    {CKA_PRIVATE, &yes, sizeof(yes)},
+	    {CKA_SENSITIVE, (void *)&k->sensitive, sizeof(CK_BBOOL)},
+	    {CKA_EXTRACTABLE, (void *)&k->extractable, sizeof(CK_BBOOL)},
+	    {aes ? CKA_ENCRYPT : CKA_SIGN, (void *)&k->use, sizeof(CK_BBOOL)},
+	    {aes ? CKA_DECRYPT : CKA_VERIFY, (void *)&k->use, sizeof(CK_BBOOL)},
+	    {k->value != NULL ? CKA_VALUE : CKA_VALUE_LEN,
+	     k->value != NULL ? (void *)k->value : (void *)&len,
+	     k->value != NULL ? k->len : sizeof(len)},
+	};
+	const CK_ULONG n = sizeof(tmpl) / sizeof(tmpl[0]);
+	CK_OBJECT_HANDLE obj;
+	CK_MECHANISM gen = {aes ? CKM_AES_KEY_GEN : CKM_GENERIC_SECRET_KEY_GEN, NULL, 0};
+	CK_RV rv = k->value != NULL ? g_fn->C_CreateObject(h, tmpl, n, &obj)
+	                            : g_fn->C_GenerateKey(h, &gen, tmpl, n, &obj);
+	if (rv != CKR_OK)
+		fail_msg("making %s: rv 0x%lx", k->label, (unsigned long)rv);
+}
+
+static void vendor_make_p256_pair(CK_SESSION_HANDLE h, const char *label, CK_BBOOL derive)
+{
+	static const uint8_t p256_oid[] = {0x06, 0x08, 0x2a, 0x86, 0x48,
+	                                   0xce, 0x3d, 0x03, 0x01, 0x07};
+	CK_BBOOL yes = CK_TRUE, no = CK_FALSE;
+	CK_ATTRIBUTE pub[] = {
+	    {CKA_EC_PARAMS, (void *)p256_oid, sizeof(p256_oid)},
+	    {CKA_LABEL, (void *)label, strlen(label)},
+	    {CKA_TOKEN, &yes, sizeof(yes)},
+	};
+	CK_ATTRIBUTE priv[] = {
+	    {CKA_LABEL, (void *)label, strlen(label)}, {CKA_TOKEN, &yes, sizeof(yes)},
+	    {CKA_PRIVATE, &yes, sizeof(yes)},          {CKA_SENSITIVE, &yes, sizeof(yes)},
+	    {CKA_EXTRACTABLE, &no, sizeof(no)},        {CKA_DERIVE, &derive, sizeof(derive)},
+	};
+	CK_MECHANISM mech = {CKM_EC_KEY_PAIR_GEN, NULL, 0};
+	CK_OBJECT_HANDLE a, b;
+	assert_int_equal(g_fn->C_GenerateKeyPair(h, &mech, pub, 3, priv, 6, &a, &b), CKR_OK);
+}
+
+static void destroy_labelled(CK_SESSION_HANDLE h, const char *label)
+{
+	CK_BBOOL yes = CK_TRUE;
+	CK_ATTRIBUTE tmpl[] = {
+	    {CKA_TOKEN, &yes, sizeof(yes)},
+	    {CKA_LABEL, (void *)label, strlen(label)},
+	};
+	CK_OBJECT_HANDLE found[8];
+	const CK_ULONG n = find_objects(h, tmpl, 2, found, 8);
+	for (CK_ULONG i = 0; i < n; i++)
+		assert_int_equal(g_fn->C_DestroyObject(h, found[i]), CKR_OK);
+}
+
+/* Seeds of known value, imported with the HMAC key type of their hash (CKK_SHA256_HMAC,
+ * CKK_SHA512_HMAC) as a vendor's tool may label them. */
+static uint8_t vendor_seed_p256[32], vendor_seed_r255[64];
+
+/* The keys an operator makes for both suites with [token] p256_ake = token: everything
+ * but the ristretto255 AKE key, which bkv seals itself. */
+static vendor_key vendor_keys[] = {
+    {"bkv-seal-1", CKK_AES, 32, NULL, CK_TRUE, CK_FALSE, CK_TRUE},
+    {"bkv-ticket-1", CKK_AES, 32, NULL, CK_TRUE, CK_FALSE, CK_TRUE},
+    {"bkv-state-mac-1", CKK_GENERIC_SECRET, 32, NULL, CK_TRUE, CK_FALSE, CK_TRUE},
+    {"bkv-oprf-seed-p256-sha256", CKK_SHA256_HMAC, 32, vendor_seed_p256, CK_TRUE, CK_FALSE,
+     CK_TRUE},
+    {"bkv-oprf-seed-ristretto255-sha512", CKK_SHA512_HMAC, 64, vendor_seed_r255, CK_TRUE, CK_FALSE,
+     CK_TRUE},
+};
+#define NUM_VENDOR_KEYS (sizeof(vendor_keys) / sizeof(vendor_keys[0]))
+
+static void vendor_make_all(const char *token_label)
+{
+	for (size_t i = 0; i < sizeof(vendor_seed_r255); i++) {
+		vendor_seed_r255[i] = (uint8_t)(0x3d + 5 * i);
+		if (i < sizeof(vendor_seed_p256))
+			vendor_seed_p256[i] = (uint8_t)(0xc1 ^ (7 * i));
+	}
+	CK_SESSION_HANDLE h = inspect_session(token_label, true);
+	for (size_t i = 0; i < NUM_VENDOR_KEYS; i++)
+		vendor_make_secret(h, &vendor_keys[i]);
+	vendor_make_p256_pair(h, "bkv-ake-p256-sha256", CK_TRUE);
+	inspect_close(h);
+}
+
+static bkv_token_err adopt(bkv_token *t, report_log *log)
+{
+	memset(log, 0, sizeof(*log));
+	return bkv_token_create_keys(t, both_suites, 2, BKV_TOKEN_INIT_ADOPT, collect_report, log);
+}
+
+static void adopt_on_an_empty_token_creates_nothing_and_names_the_missing_key(void **state)
+{
+	(void)state;
+	init_token("bkv-adopt-empty", NULL, 0);
+	bkv_token *t = vault_open("bkv-adopt-empty");
+	report_log log;
+	assert_int_equal(adopt(t, &log), BKV_TOKEN_ERR_KEY_MISSING);
+	assert_non_null(strstr(bkv_token_last_call(t), "bkv-seal-1"));
+	bkv_token_close(t);
+	CK_SESSION_HANDLE h = inspect_session("bkv-adopt-empty", false);
+	for (size_t i = 0; i < NUM_KEY_LABELS; i++)
+		assert_int_equal(count_labelled(h, all_key_labels[i]), 0);
+	inspect_close(h);
+}
+
+static void adopt_uses_the_keys_a_vendor_tool_made(void **state)
+{
+	(void)state;
+	init_token("bkv-adopt", NULL, 0);
+	vendor_make_all("bkv-adopt");
+	/* One key missing: named, and nothing made in its place. */
+	CK_SESSION_HANDLE h = inspect_session("bkv-adopt", true);
+	destroy_labelled(h, "bkv-state-mac-1");
+	bkv_token *t = vault_open("bkv-adopt");
+	report_log log;
+	assert_int_equal(adopt(t, &log), BKV_TOKEN_ERR_KEY_MISSING);
+	assert_non_null(strstr(bkv_token_last_call(t), "bkv-state-mac-1"));
+	assert_int_equal(count_labelled(h, "bkv-state-mac-1"), 0);
+	vendor_make_secret(h, &vendor_keys[2]);
+
+	assert_int_equal(adopt(t, &log), BKV_TOKEN_OK);
+	for (size_t i = 0; i < NUM_KEY_LABELS; i++) {
+		const key_report *r = find_report(&log, all_key_labels[i]);
+		const bool sealed_here = strcmp(r->label, "bkv-ake-ristretto255-sha512") == 0;
+		assert_string_equal(r->what, sealed_here ? "created" : "adopted");
+	}
+	/* Only the sealed ristretto255 key was made, as a data object. */
+	find_one(h, CKO_DATA, "bkv-ake-ristretto255-sha512");
+	for (size_t i = 0; i < NUM_KEY_LABELS; i++)
+		assert_int_equal(count_labelled(h, all_key_labels[i]),
+		                 strcmp(all_key_labels[i], "bkv-ake-p256-sha256") == 0 ? 2 : 1);
+	inspect_close(h);
+
+	/* The adopted keys serve: the OPRF uses the imported seeds, and preflight passes. */
+	assert_int_equal(bkv_token_load_keys(t, both_suites, 2), BKV_TOKEN_OK);
+	char why[256] = "";
+	assert_int_equal(bkv_token_preflight(t, why, sizeof(why)), BKV_TOKEN_OK);
+	assert_token_oprf_uses_seed(t, P256, vendor_seed_p256);
+	assert_token_oprf_uses_seed(t, R255, vendor_seed_r255);
+	/* Adopting again changes nothing; so does a plain init. */
+	assert_int_equal(adopt(t, &log), BKV_TOKEN_OK);
+	assert_string_equal(find_report(&log, "bkv-ake-ristretto255-sha512")->what, "adopted");
+	memset(&log, 0, sizeof(log));
+	assert_int_equal(
+	    bkv_token_create_keys(t, both_suites, 2, BKV_TOKEN_INIT_CREATE, collect_report, &log),
+	    BKV_TOKEN_OK);
+	assert_all_reported(&log, "exists");
+	bkv_token_close(t);
+}
+
+/* A key under a bkv label that bkv would not have made is refused, whether adopting or
+ * not, and the refusal names the key and what is wrong with it. */
+static void keys_unfit_for_their_use_are_refused(void **state)
+{
+	(void)state;
+	static const uint8_t short_seed[32] = {1};
+	static const struct {
+		vendor_key key; /* replaces the fit key of the same label */
+		bool p256_no_derive;
+		const char *problem;
+	} cases[] = {
+	    {{"bkv-seal-1", CKK_AES, 32, NULL, CK_TRUE, CK_TRUE, CK_TRUE}, false, "is extractable"},
+	    {{"bkv-seal-1", CKK_AES, 16, NULL, CK_TRUE, CK_FALSE, CK_TRUE},
+	     false,
+	     "is not 32 bytes long"},
+	    {{"bkv-ticket-1", CKK_AES, 32, NULL, CK_TRUE, CK_FALSE, CK_FALSE},
+	     false,
+	     "cannot encrypt and decrypt"},
+	    {{"bkv-state-mac-1", CKK_GENERIC_SECRET, 32, NULL, CK_FALSE, CK_FALSE, CK_TRUE},
+	     false,
+	     "is not sensitive"},
+	    {{"bkv-state-mac-1", CKK_AES, 32, NULL, CK_TRUE, CK_FALSE, CK_TRUE},
+	     false,
+	     "is not an HMAC key"},
+	    {{"bkv-oprf-seed-ristretto255-sha512", CKK_SHA512_HMAC, 32, short_seed, CK_TRUE,
+	      CK_FALSE, CK_TRUE},
+	     false,
+	     "is not 64 bytes long"},
+	    {{"bkv-oprf-seed-p256-sha256", CKK_SHA512_HMAC, 32, short_seed, CK_TRUE, CK_FALSE,
+	      CK_TRUE},
+	     false,
+	     "is not an HMAC key (CKK_GENERIC_SECRET or CKK_SHA256_HMAC)"},
+	    {{"bkv-oprf-seed-p256-sha256", CKK_SHA256_HMAC, 32, short_seed, CK_TRUE, CK_FALSE,
+	      CK_FALSE},
+	     false,
+	     "cannot sign"},
+	    {{"bkv-ake-p256-sha256", 0, 0, NULL, 0, 0, 0}, true, "cannot derive"},
+	};
+	init_token("bkv-unfit", NULL, 0);
+	vendor_make_all("bkv-unfit");
+	CK_SESSION_HANDLE h = inspect_session("bkv-unfit", true);
+	bkv_token *t = vault_open("bkv-unfit");
+	report_log log;
+	assert_int_equal(adopt(t, &log), BKV_TOKEN_OK); /* the fit set, as a control */
+	for (size_t i = 0; i < sizeof(cases) / sizeof(cases[0]); i++) {
+		const char *label = cases[i].key.label;
+		destroy_labelled(h, label);
+		if (cases[i].p256_no_derive)
+			vendor_make_p256_pair(h, label, CK_FALSE);
+		else
+			vendor_make_secret(h, &cases[i].key);
+		for (int mode = BKV_TOKEN_INIT_CREATE; mode <= BKV_TOKEN_INIT_ADOPT;
+		     mode += BKV_TOKEN_INIT_ADOPT - BKV_TOKEN_INIT_CREATE) {
+			memset(&log, 0, sizeof(log));
+			assert_int_equal(bkv_token_create_keys(t, both_suites, 2,
+			                                       (bkv_token_init_mode)mode,
+			                                       collect_report, &log),
+			                 BKV_TOKEN_ERR_KEY_UNFIT);
+			const char *call = bkv_token_last_call(t);
+			if (strstr(call, label) == NULL || strstr(call, cases[i].problem) == NULL)
+				fail_msg("case %zu: \"%s\" does not say %s %s", i, call, label,
+				         cases[i].problem);
+		}
+		/* Put the fit key back. */
+		destroy_labelled(h, label);
+		if (cases[i].p256_no_derive) {
+			vendor_make_p256_pair(h, label, CK_TRUE);
+		} else {
+			for (size_t k = 0; k < NUM_VENDOR_KEYS; k++) {
+				if (strcmp(vendor_keys[k].label, label) == 0)
+					vendor_make_secret(h, &vendor_keys[k]);
+			}
+		}
+		/* A new seal key no longer opens the AKE key the old one sealed: seal anew. */
+		if (strcmp(label, "bkv-seal-1") == 0)
+			destroy_labelled(h, "bkv-ake-ristretto255-sha512");
+		assert_int_equal(adopt(t, &log), BKV_TOKEN_OK);
+	}
+	bkv_token_close(t);
+	inspect_close(h);
 }
 
 /* ------------------------------------------------------------------------------------ */
@@ -3391,8 +3654,9 @@ static void assert_custody_refused(const char *label, bkv_token_p256_ake wrong,
 	bkv_token *t = open_custody(label, wrong);
 	report_log log;
 	memset(&log, 0, sizeof(log));
-	assert_int_equal(bkv_token_create_keys(t, both_suites, 2, false, collect_report, &log),
-	                 BKV_TOKEN_ERR_ARGUMENT);
+	assert_int_equal(
+	    bkv_token_create_keys(t, both_suites, 2, BKV_TOKEN_INIT_CREATE, collect_report, &log),
+	    BKV_TOKEN_ERR_ARGUMENT);
 	assert_int_equal(strncmp(find_report(&log, ake)->what, "exists as a", 11), 0);
 	assert_int_equal(bkv_token_load_keys(t, both_suites, 2), BKV_TOKEN_ERR_KEY_MISSING);
 	/* The other suite alone still loads. */
@@ -4158,7 +4422,8 @@ static int group_setup(void **state)
 	char why[256] = "";
 	bkv_token_err err = bkv_token_open(&cfg, &t, why, sizeof(why));
 	if (err == BKV_TOKEN_OK)
-		err = bkv_token_create_keys(t, both_suites, 2, false, tu_ignore_report, NULL);
+		err = bkv_token_create_keys(t, both_suites, 2, BKV_TOKEN_INIT_CREATE,
+		                            tu_ignore_report, NULL);
 	bkv_token_close(t);
 	if (err != BKV_TOKEN_OK) {
 		print_error("cannot create the test keys: %s %s\n", bkv_token_strerror(err), why);
@@ -4207,6 +4472,9 @@ int main(int argc, char **argv)
 	    cmocka_unit_test(create_keys_creates_every_key_once),
 	    cmocka_unit_test(create_keys_again_keeps_every_key),
 	    cmocka_unit_test(create_keys_with_replace_makes_new_keys),
+	    cmocka_unit_test(adopt_on_an_empty_token_creates_nothing_and_names_the_missing_key),
+	    cmocka_unit_test(adopt_uses_the_keys_a_vendor_tool_made),
+	    cmocka_unit_test(keys_unfit_for_their_use_are_refused),
 	    cmocka_unit_test(records_sealed_before_replace_no_longer_open),
 	    /* OPAQUE with token-held keys */
 	    VAULT_TEST_P256(token_keys_register_and_log_in_with_the_software_client),

@@ -6,7 +6,9 @@
 #   tests/pkcs11-quirks/run-matrix.sh BUILD_BIN_DIR [QUIRK...]
 #       each QUIRK (default: none and every quirk of quirks.c) on fresh SoftHSM2 tokens
 #       behind BUILD_BIN_DIR/../lib/libbkv-pkcs11-quirks.so ($BKV_QUIRKS_LIB); QUIRK@sealed
-#       runs with [token] p256_ake = sealed (suite settings with P-256 only)
+#       runs with [token] p256_ake = sealed (suite settings with P-256 only); QUIRK@adopt
+#       has the keys made first by a stand-in for the vendor's tool (vendor-keygen, on
+#       SoftHSM2 directly) and runs `bkvd init --adopt`
 #   tests/pkcs11-quirks/run-matrix.sh BUILD_BIN_DIR --direct
 #       on the token that tests/with-softhsm or tests/pkcs11-quirks/with-opencryptoki
 #       describes (BKV_TEST_PKCS11_MODULE, BKV_TEST_TOKEN_LABEL, BKV_TEST_PIN_FILE), the
@@ -35,10 +37,10 @@ quirks_lib=${BKV_QUIRKS_LIB:-$bin/../lib/libbkv-pkcs11-quirks.so}
 softhsm=${BKV_PKCS11_MODULE:-/usr/lib/softhsm/libsofthsm2.so}
 all_quirks=(none gcm-token-iv gcm-token-iv16 no-gcm sensitive-derive no-ecdh no-copy
   no-allowed-mechanisms no-data-objects no-generate-key none@sealed sensitive-derive@sealed
-  no-ecdh@sealed no-gcm@sealed)
+  no-ecdh@sealed no-gcm@sealed none@adopt no-generate-key@adopt)
 # What bkv supports: these runs must be ok, not merely refused with a reason.
 must_work=" none gcm-token-iv gcm-token-iv16 no-gcm no-copy no-allowed-mechanisms none@sealed
-  sensitive-derive@sealed no-ecdh@sealed no-gcm@sealed "
+  sensitive-derive@sealed no-ecdh@sealed no-gcm@sealed none@adopt no-generate-key@adopt "
 # With P-256 alone nothing is sealed at `bkvd init`, so a sealing fault can only show later.
 read -r -a suite_configs <<<"${BKV_MATRIX_SUITES:-ristretto255-sha512,p256-sha256 p256-sha256 ristretto255-sha512}"
 
@@ -169,7 +171,7 @@ round_trip() {
 # run NAME SUITES: one whole run on the vault in $dir; its line in $result.
 run() {
   local name="$1 [$2]" failed_at suite
-  step "$bin/bkvd" init --dev --config "$dir/bkvd.conf"
+  step "$bin/bkvd" init --dev ${adopt:+--adopt} --config "$dir/bkvd.conf"
   if [ "$rc" -ne 0 ]; then
     result="$name: refused at start: bkvd init (exit $rc): $(one_line "$dir/err")"
     return
@@ -229,9 +231,12 @@ fi
 [ "$#" -gt 0 ] || set -- "${all_quirks[@]}"
 export BKV_QUIRKS_MODULE=$softhsm
 for quirk in "$@"; do
-  p256_ake=token
-  case $quirk in *@sealed) p256_ake=sealed ;; esac
-  export BKV_QUIRKS=${quirk%@sealed}
+  p256_ake=token adopt=""
+  case $quirk in
+    *@sealed) p256_ake=sealed ;;
+    *@adopt) adopt=1 ;;
+  esac
+  export BKV_QUIRKS=${quirk%@*}
   [ "$BKV_QUIRKS" != none ] || BKV_QUIRKS=""
   for suites in "${suite_configs[@]}"; do
     [ "$p256_ake" = token ] || [[ $suites == *p256* ]] || continue
@@ -240,6 +245,12 @@ for quirk in "$@"; do
     "$root/hsm-config/make-dev-token" "$dir/hsm" bkv-matrix >/dev/null
     export SOFTHSM2_CONF=$dir/hsm/softhsm2.conf
     write_config "$dir" "$suites" "$quirks_lib" bkv-matrix "$dir/hsm/user.pin" "$p256_ake"
+    if [ -n "$adopt" ] && ! "$here/vendor-keygen" "$softhsm" bkv-matrix "$dir/hsm/user.pin" \
+      "$suites" "$p256_ake" >"$dir/keygen.out" 2>&1; then
+      echo "quirk $quirk [$suites]: the stand-in vendor tool failed: $(one_line "$dir/keygen.out")"
+      status=1
+      continue
+    fi
     run "quirk $quirk" "$suites"
     report
     if [[ $must_work == *" $quirk "* ]] && [ "$result" != "quirk $quirk [$suites]: ok" ]; then

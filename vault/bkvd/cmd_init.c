@@ -68,12 +68,14 @@ static bool create_secret_file(const char *path, size_t n, bool hex, const char 
 
 static void help(void)
 {
-	printf("usage: bkvd init [--config FILE] [--replace-keys]\n\n"
+	printf("usage: bkvd init [--config FILE] [--replace-keys | --adopt] [--dev]\n\n"
 	       "Creates the vault's keys in the token: the record-sealing key bkv-seal-1, the\n"
 	       "ticket key, and per enabled suite the OPRF seed and the AKE key pair. Keys that\n"
 	       "already exist are kept. Prints the AKE public keys and their fingerprints.\n\n"
 	       "  --config FILE    bkvd configuration\n"
 	       "  --replace-keys   destroy existing keys first; every sealed record is lost\n"
+	       "  --adopt          create no key: check the keys an operator made with the\n"
+	       "                   token vendor's own tool, by label (docs/TOKEN.md lists them)\n"
 	       "  --dev            also create the development JWT key ([auth] key_file, HS256)\n"
 	       "                   and the log key ([vault] log_key_file) if they are missing\n");
 }
@@ -81,14 +83,12 @@ static void help(void)
 int bkvd_cmd_init(int argc, char **argv)
 {
 	static const struct option options[] = {
-	    {"config", required_argument, NULL, 'c'},
-	    {"replace-keys", no_argument, NULL, 'R'},
-	    {"dev", no_argument, NULL, 'D'},
-	    {"help", no_argument, NULL, 'h'},
-	    {NULL, 0, NULL, 0},
+	    {"config", required_argument, NULL, 'c'}, {"replace-keys", no_argument, NULL, 'R'},
+	    {"adopt", no_argument, NULL, 'A'},        {"dev", no_argument, NULL, 'D'},
+	    {"help", no_argument, NULL, 'h'},         {NULL, 0, NULL, 0},
 	};
 	const char *config_path = NULL;
-	bool replace = false, dev = false;
+	bool replace = false, adopt = false, dev = false;
 	int opt;
 	optind = 1;
 	while ((opt = getopt_long(argc, argv, "c:h", options, NULL)) != -1) {
@@ -98,6 +98,9 @@ int bkvd_cmd_init(int argc, char **argv)
 			break;
 		case 'R':
 			replace = true;
+			break;
+		case 'A':
+			adopt = true;
 			break;
 		case 'D':
 			dev = true;
@@ -111,6 +114,10 @@ int bkvd_cmd_init(int argc, char **argv)
 	}
 	if (optind != argc) {
 		fprintf(stderr, "bkvd init: unexpected argument \"%s\"\n", argv[optind]);
+		return BKVD_EXIT_STARTUP;
+	}
+	if (replace && adopt) {
+		fprintf(stderr, "bkvd init: --replace-keys and --adopt exclude each other\n");
 		return BKVD_EXIT_STARTUP;
 	}
 	bkvd_config config;
@@ -130,12 +137,23 @@ int bkvd_cmd_init(int argc, char **argv)
 		fprintf(stderr, "bkvd init: %s\n", why);
 		return BKVD_EXIT_STARTUP;
 	}
-	err = bkv_token_create_keys(token, config.suites, config.nsuites, replace, report, NULL);
+	err = bkv_token_create_keys(token, config.suites, config.nsuites,
+	                            adopt     ? BKV_TOKEN_INIT_ADOPT
+	                            : replace ? BKV_TOKEN_INIT_REPLACE
+	                                      : BKV_TOKEN_INIT_CREATE,
+	                            report, NULL);
 	if (err == BKV_TOKEN_OK)
 		err = bkv_token_load_keys(token, config.suites, config.nsuites);
 	/* The keys exist: check that every operation on them works before saying so. */
 	if (err == BKV_TOKEN_OK)
 		err = bkv_token_preflight(token, why, sizeof(why));
+	else if (err == BKV_TOKEN_ERR_UNSUPPORTED && !adopt &&
+	         strncmp(bkv_token_last_call(token), "C_GenerateKey", 13) == 0)
+		snprintf(
+		    why, sizeof(why),
+		    "%s; make the keys with the token vendor's tool and run `bkvd init --adopt` "
+		    "(docs/TOKEN.md)",
+		    bkvd_token_error(token, err));
 	else
 		snprintf(why, sizeof(why), "%s", bkvd_token_error(token, err));
 	if (err == BKV_TOKEN_OK)
@@ -143,8 +161,12 @@ int bkvd_cmd_init(int argc, char **argv)
 	bkv_token_close(token);
 	if (err != BKV_TOKEN_OK) {
 		fprintf(stderr, "bkvd init: %s\n", why);
-		/* A token without what the configuration needs is a configuration error. */
-		return err == BKV_TOKEN_ERR_UNSUPPORTED ? BKVD_EXIT_STARTUP : BKVD_EXIT_FAILURE;
+		/* A token without what the configuration needs, a key to adopt that is missing
+		 * or a key unfit for its use: configuration errors. */
+		return err == BKV_TOKEN_ERR_UNSUPPORTED || err == BKV_TOKEN_ERR_KEY_UNFIT ||
+		               (adopt && err == BKV_TOKEN_ERR_KEY_MISSING)
+		           ? BKVD_EXIT_STARTUP
+		           : BKVD_EXIT_FAILURE;
 	}
 	printf("preflight: every operation the configuration needs works on this token\n");
 	if (!create_secret_file(config.log_key_file, 32, false, "log key"))

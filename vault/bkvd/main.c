@@ -71,7 +71,7 @@ const char *bkvd_token_error(const bkv_token *token, bkv_token_err err)
 	static char text[512];
 	const unsigned long rv = bkv_token_last_rv(token);
 	const char *call = bkv_token_last_call(token);
-	if (err == BKV_TOKEN_ERR_KEY_MISSING)
+	if (err == BKV_TOKEN_ERR_KEY_MISSING || err == BKV_TOKEN_ERR_KEY_UNFIT)
 		snprintf(text, sizeof(text), "%s%s%s", bkv_token_strerror(err), *call ? ": " : "",
 		         call);
 	else if (rv == 0)

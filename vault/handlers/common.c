@@ -80,6 +80,7 @@ bkv_status bkv_status_from_token(bkv_vault *v, bkv_token_err err)
 	case BKV_TOKEN_ERR_ARGUMENT:
 		return bkv_status_error(BKV_CODE_INTERNAL, "invalid token operation");
 	case BKV_TOKEN_ERR_UNSUPPORTED:
+	case BKV_TOKEN_ERR_KEY_UNFIT:
 		return bkv_status_error(BKV_CODE_INTERNAL,
 		                        "the vault's key token cannot do an operation its "
 		                        "configuration needs");

@@ -38,6 +38,8 @@ const char *bkv_token_strerror(bkv_token_err err)
 		return "sealed data failed authentication";
 	case BKV_TOKEN_ERR_DEVICE:
 		return "the token failed during an operation";
+	case BKV_TOKEN_ERR_KEY_UNFIT:
+		return "a key in the token is not fit for its use";
 	case BKV_TOKEN_ERR_NOMEM:
 		return "out of memory";
 	case BKV_TOKEN_ERR_UNSUPPORTED:

@@ -50,6 +50,9 @@ typedef enum bkv_token_err {
 	BKV_TOKEN_ERR_NOMEM,
 	BKV_TOKEN_ERR_UNSUPPORTED, /* the token lacks a mechanism, function or attribute the
 	                            * configuration needs: a configuration error, not a retry */
+	BKV_TOKEN_ERR_KEY_UNFIT,   /* a key exists under a bkv label but is not what bkv needs
+	                            * (type, length, extractable, uses); bkv_token_last_call
+	                            * says what */
 } bkv_token_err;
 
 const char *bkv_token_strerror(bkv_token_err err);
@@ -92,10 +95,25 @@ void bkv_token_close(bkv_token *token);
 typedef void (*bkv_token_report_fn)(void *arg, const char *label, const char *what,
                                     const uint8_t *public_key, size_t public_key_len);
 
-/* Creates every missing key for the given suites. Existing keys are kept unless replace is
- * true, in which case they are destroyed and created anew (all sealed data is then lost). */
+typedef enum bkv_token_init_mode {
+	/* Create every missing key; keep (and check) the ones that exist. */
+	BKV_TOKEN_INIT_CREATE = 0,
+	/* Destroy the vault's keys first and create them anew: all sealed data is lost. */
+	BKV_TOKEN_INIT_REPLACE,
+	/* Create no key: check the ones an operator made with the vendor's own tool, by label
+	 * (tokens where C_GenerateKey is not offered, or policy says keys are made by the
+	 * vendor's tool). Only a sealed AKE key, bkv's own sealed bytes in a data object, is
+	 * still created. A missing key is BKV_TOKEN_ERR_KEY_MISSING naming its label. */
+	BKV_TOKEN_INIT_ADOPT,
+} bkv_token_init_mode;
+
+/* Creates every missing key for the given suites (see bkv_token_init_mode). Every key that
+ * already exists is checked to be what bkv would have made: the key type (an HMAC key may
+ * be CKK_GENERIC_SECRET or the CKK_SHA*_HMAC type of its hash), its length, sensitive,
+ * non-extractable, and able to do its one use; otherwise BKV_TOKEN_ERR_KEY_UNFIT. */
 bkv_token_err bkv_token_create_keys(bkv_token *token, const opaque_suite_id *suites, size_t nsuites,
-                                    bool replace, bkv_token_report_fn report, void *report_arg);
+                                    bkv_token_init_mode mode, bkv_token_report_fn report,
+                                    void *report_arg);
 
 /* ---- Service ---- */
 

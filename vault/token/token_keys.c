@@ -153,6 +153,108 @@ static bkv_token_err create_sealed_ake_key(bkv_token *t, opaque_suite_id suite, 
 	return err;
 }
 
+/* ---- Checking keys that exist (made by an earlier init or by the vendor's tool) ---- */
+
+/* Says why a key is unfit in last_call and returns BKV_TOKEN_ERR_KEY_UNFIT. */
+static bkv_token_err unfit(bkv_token *t, const char *label, const char *problem)
+{
+	t->last_rv = CKR_OK;
+	snprintf(t->last_call, sizeof(t->last_call), "%s %s", label, problem);
+	return BKV_TOKEN_ERR_KEY_UNFIT;
+}
+
+/* The protection every secret or private key of the vault must have. */
+static const char *protection_problem(CK_BBOOL sensitive, CK_BBOOL extractable)
+{
+	if (sensitive != CK_TRUE)
+		return "is not sensitive (CKA_SENSITIVE must be true)";
+	if (extractable != CK_FALSE)
+		return "is extractable (CKA_EXTRACTABLE must be false)";
+	return NULL;
+}
+
+/* The HMAC key type a vendor's tool may give a key for mechanism hmac, besides
+ * CKK_GENERIC_SECRET. */
+static CK_KEY_TYPE hmac_key_type(CK_MECHANISM_TYPE hmac)
+{
+	return hmac == CKM_SHA512_HMAC ? CKK_SHA512_HMAC : CKK_SHA256_HMAC;
+}
+
+/* Checks the secret key labelled label: an AES-256 key that encrypts and decrypts
+ * (hmac_len 0), or an HMAC key of hmac_len bytes that signs with mechanism hmac. */
+static bkv_token_err check_secret_key(bkv_token *t, const char *label, CK_ULONG hmac_len,
+                                      CK_MECHANISM_TYPE hmac)
+{
+	CK_OBJECT_HANDLE h;
+	bkv_token_err err = token_find(t, CKO_SECRET_KEY, label, &h);
+	if (err != BKV_TOKEN_OK)
+		return err;
+	const bool aes = hmac_len == 0;
+	CK_KEY_TYPE type = 0;
+	CK_ULONG len = 0;
+	CK_BBOOL sensitive = CK_FALSE, extractable = CK_TRUE, use1 = CK_FALSE, use2 = CK_FALSE;
+	CK_ATTRIBUTE attrs[] = {
+	    {CKA_KEY_TYPE, &type, sizeof(type)},
+	    {CKA_VALUE_LEN, &len, sizeof(len)},
+	    {CKA_SENSITIVE, &sensitive, sizeof(sensitive)},
+	    {CKA_EXTRACTABLE, &extractable, sizeof(extractable)},
+	    {aes ? CKA_ENCRYPT : CKA_SIGN, &use1, sizeof(use1)},
+	    {aes ? CKA_DECRYPT : CKA_SIGN, &use2, sizeof(use2)},
+	};
+	err = token_call(
+	    t, t->fn->C_GetAttributeValue(t->session, h, attrs, sizeof(attrs) / sizeof(attrs[0])),
+	    "C_GetAttributeValue of %s", label);
+	if (err != BKV_TOKEN_OK)
+		return err;
+	const char *problem = protection_problem(sensitive, extractable);
+	if (aes && type != CKK_AES)
+		problem = "is not an AES key";
+	else if (!aes && type != CKK_GENERIC_SECRET && type != hmac_key_type(hmac))
+		problem = hmac == CKM_SHA512_HMAC
+		              ? "is not an HMAC key (CKK_GENERIC_SECRET or CKK_SHA512_HMAC)"
+		              : "is not an HMAC key (CKK_GENERIC_SECRET or CKK_SHA256_HMAC)";
+	else if (aes && len != 32)
+		problem = "is not 32 bytes long (AES-256)";
+	else if (!aes && len != hmac_len)
+		problem = hmac_len == 64 ? "is not 64 bytes long" : "is not 32 bytes long";
+	else if (use1 != CK_TRUE || use2 != CK_TRUE)
+		problem = aes ? "cannot encrypt and decrypt (CKA_ENCRYPT, CKA_DECRYPT)"
+		              : "cannot sign (CKA_SIGN)";
+	return problem != NULL ? unfit(t, label, problem) : BKV_TOKEN_OK;
+}
+
+/* Checks the P-256 private key labelled label: on the curve, derives, sensitive and
+ * non-extractable. (Its public half is read when the suite loads.) */
+static bkv_token_err check_p256_private_key(bkv_token *t, const char *label)
+{
+	CK_OBJECT_HANDLE h;
+	bkv_token_err err = token_find(t, CKO_PRIVATE_KEY, label, &h);
+	if (err != BKV_TOKEN_OK)
+		return err;
+	CK_KEY_TYPE type = 0;
+	uint8_t params[32];
+	CK_BBOOL sensitive = CK_FALSE, extractable = CK_TRUE, derive = CK_FALSE;
+	CK_ATTRIBUTE attrs[] = {
+	    {CKA_KEY_TYPE, &type, sizeof(type)},
+	    {CKA_EC_PARAMS, params, sizeof(params)},
+	    {CKA_SENSITIVE, &sensitive, sizeof(sensitive)},
+	    {CKA_EXTRACTABLE, &extractable, sizeof(extractable)},
+	    {CKA_DERIVE, &derive, sizeof(derive)},
+	};
+	err = token_call(
+	    t, t->fn->C_GetAttributeValue(t->session, h, attrs, sizeof(attrs) / sizeof(attrs[0])),
+	    "C_GetAttributeValue of %s", label);
+	if (err != BKV_TOKEN_OK)
+		return err;
+	const char *problem = protection_problem(sensitive, extractable);
+	if (type != CKK_EC || attrs[1].ulValueLen != sizeof(p256_ec_params) ||
+	    memcmp(params, p256_ec_params, sizeof(p256_ec_params)) != 0)
+		problem = "is not a P-256 (prime256v1) EC key";
+	else if (derive != CK_TRUE)
+		problem = "cannot derive (CKA_DERIVE must be true for ECDH)";
+	return problem != NULL ? unfit(t, label, problem) : BKV_TOKEN_OK;
+}
+
 /* An AES key that seals (label "bkv-seal-N" or "bkv-ticket-1"). On a token without GCM its
  * HMAC key is made first, so a crash in between leaves a spare HMAC key, never an AES key
  * that would be taken for a GCM one. */
@@ -232,18 +334,18 @@ static bkv_token_err use_token_seal_keys(bkv_token *t)
 	return err;
 }
 
-/* hmac_len 0: an AES-256 key; otherwise an HMAC key of hmac_len bytes for mechanism hmac. */
+/* hmac_len 0: an AES-256 key; otherwise an HMAC key of hmac_len bytes for mechanism hmac.
+ * Checks the key if it exists; creates it if not, unless adopting. */
 static bkv_token_err ensure_secret_key(bkv_token *t, const char *label, CK_ULONG hmac_len,
-                                       CK_MECHANISM_TYPE hmac, bkv_token_report_fn report,
-                                       void *arg)
+                                       CK_MECHANISM_TYPE hmac, bkv_token_init_mode mode,
+                                       bkv_token_report_fn report, void *arg)
 {
-	CK_OBJECT_HANDLE h;
-	bkv_token_err err = token_find(t, CKO_SECRET_KEY, label, &h);
+	bkv_token_err err = check_secret_key(t, label, hmac_len, hmac);
 	if (err == BKV_TOKEN_OK) {
-		report(arg, label, "exists", NULL, 0);
+		report(arg, label, mode == BKV_TOKEN_INIT_ADOPT ? "adopted" : "exists", NULL, 0);
 		return BKV_TOKEN_OK;
 	}
-	if (err != BKV_TOKEN_ERR_KEY_MISSING)
+	if (err != BKV_TOKEN_ERR_KEY_MISSING || mode == BKV_TOKEN_INIT_ADOPT)
 		return err;
 	err = hmac_len ? create_hmac_key(t, label, hmac_len, hmac) : create_sealing_key(t, label);
 	if (err == BKV_TOKEN_OK)
@@ -251,39 +353,93 @@ static bkv_token_err ensure_secret_key(bkv_token *t, const char *label, CK_ULONG
 	return err;
 }
 
+/* Checks the HMAC key that pairs with the AES key aes_label under CBC_HMAC, if there is one;
+ * on a token without GCM there must be one. */
+static bkv_token_err check_mac_partner(bkv_token *t, const char *aes_label)
+{
+	char mac_label[BKV_TOKEN_LABEL_MAX + 8];
+	token_mac_label(mac_label, sizeof(mac_label), aes_label);
+	bkv_token_err err = check_secret_key(t, mac_label, 32, CKM_SHA256_HMAC);
+	if (err == BKV_TOKEN_ERR_KEY_MISSING && token_has_gcm(t))
+		return BKV_TOKEN_OK; /* a GCM key */
+	if (err == BKV_TOKEN_ERR_KEY_MISSING)
+		snprintf(t->last_call, sizeof(t->last_call),
+		         "no object labelled %s (without CKM_AES_GCM, %s seals with AES-CBC and "
+		         "this HMAC key)",
+		         mac_label, aes_label);
+	return err;
+}
+
+/* Checks every seal key the token holds: the newest seals, the others still open. */
+static bkv_token_err check_seal_keys(bkv_token *t)
+{
+	bkv_token_err err = BKV_TOKEN_OK;
+	for (size_t i = 0; err == BKV_TOKEN_OK && i < t->nseal; i++) {
+		char label[32];
+		snprintf(label, sizeof(label), "bkv-seal-%u", t->seal[i].version);
+		err = check_secret_key(t, label, 0, 0);
+		if (err == BKV_TOKEN_OK)
+			err = check_mac_partner(t, label);
+	}
+	return err;
+}
+
+/* The P-256 AKE key pair in the token: checked if it exists, created if not (unless
+ * adopting). */
+static bkv_token_err ensure_p256_key_pair(bkv_token *t, const char *label, bkv_token_init_mode mode,
+                                          const char **what)
+{
+	bkv_token_err err = check_p256_private_key(t, label);
+	*what = mode == BKV_TOKEN_INIT_ADOPT ? "adopted" : "exists";
+	if (err == BKV_TOKEN_ERR_KEY_MISSING && mode != BKV_TOKEN_INIT_ADOPT) {
+		err = create_p256_key_pair(t, label);
+		*what = "created";
+	}
+	return err;
+}
+
 bkv_token_err bkv_token_create_keys(bkv_token *t, const opaque_suite_id *suites, size_t nsuites,
-                                    bool replace, bkv_token_report_fn report, void *report_arg)
+                                    bkv_token_init_mode mode, bkv_token_report_fn report,
+                                    void *report_arg)
 {
 	if (t == NULL || suites == NULL || nsuites == 0 || nsuites > TOKEN_NUM_SUITES ||
-	    report == NULL)
+	    report == NULL || mode > BKV_TOKEN_INIT_ADOPT)
 		return BKV_TOKEN_ERR_ARGUMENT;
 	for (size_t i = 0; i < nsuites; i++) {
 		if (opaque_suite_sizes(suites[i]) == NULL)
 			return BKV_TOKEN_ERR_ARGUMENT;
 	}
+	const bool adopt = mode == BKV_TOKEN_INIT_ADOPT;
 	bkv_token_err err = BKV_TOKEN_OK;
-	if (replace)
+	if (mode == BKV_TOKEN_INIT_REPLACE)
 		err = destroy_everything(t, suites, nsuites);
 
 	/* Record-sealing key: keep the newest version if any exists. */
 	if (err == BKV_TOKEN_OK)
 		err = use_token_seal_keys(t);
-	if (err == BKV_TOKEN_OK && t->nseal == 0) {
+	if (err == BKV_TOKEN_OK && t->nseal == 0 && !adopt) {
 		err = create_sealing_key(t, "bkv-seal-1");
 		if (err == BKV_TOKEN_OK) {
 			report(report_arg, "bkv-seal-1", "created", NULL, 0);
 			err = use_token_seal_keys(t);
 		}
+	} else if (err == BKV_TOKEN_OK && t->nseal == 0) {
+		CK_OBJECT_HANDLE none;
+		err = token_find(t, CKO_SECRET_KEY, "bkv-seal-1", &none); /* names the label */
 	} else if (err == BKV_TOKEN_OK) {
+		err = check_seal_keys(t);
 		char label[32];
 		snprintf(label, sizeof(label), "bkv-seal-%u", bkv_token_seal_version(t));
-		report(report_arg, label, "exists", NULL, 0);
+		if (err == BKV_TOKEN_OK)
+			report(report_arg, label, adopt ? "adopted" : "exists", NULL, 0);
 	}
 	if (err == BKV_TOKEN_OK)
-		err = ensure_secret_key(t, "bkv-ticket-1", 0, 0, report, report_arg);
+		err = ensure_secret_key(t, "bkv-ticket-1", 0, 0, mode, report, report_arg);
+	if (err == BKV_TOKEN_OK)
+		err = check_mac_partner(t, "bkv-ticket-1");
 	if (err == BKV_TOKEN_OK)
 		err = ensure_secret_key(t, BKV_TOKEN_STATE_MAC_LABEL, BKV_TOKEN_STATE_MAC_BYTES,
-		                        CKM_SHA256_HMAC, report, report_arg);
+		                        CKM_SHA256_HMAC, mode, report, report_arg);
 
 	for (size_t i = 0; err == BKV_TOKEN_OK && i < nsuites; i++) {
 		char label[64];
@@ -291,7 +447,7 @@ bkv_token_err bkv_token_create_keys(bkv_token *t, const opaque_suite_id *suites,
 		err = ensure_secret_key(t, label, opaque_suite_sizes(suites[i])->Nh,
 		                        suites[i] == OPAQUE_SUITE_P256_SHA256 ? CKM_SHA256_HMAC
 		                                                              : CKM_SHA512_HMAC,
-		                        report, report_arg);
+		                        mode, report, report_arg);
 		if (err != BKV_TOKEN_OK)
 			break;
 
@@ -309,13 +465,16 @@ bkv_token_err bkv_token_create_keys(bkv_token *t, const opaque_suite_id *suites,
 			err = BKV_TOKEN_ERR_ARGUMENT;
 			break;
 		}
-		if (err == BKV_TOKEN_ERR_KEY_MISSING)
-			err = token_find(t, sealed ? CKO_DATA : CKO_PRIVATE_KEY, label, &h);
-		const char *what = "exists";
-		if (err == BKV_TOKEN_ERR_KEY_MISSING) {
-			err = sealed ? create_sealed_ake_key(t, suites[i], label)
-			             : create_p256_key_pair(t, label);
-			what = "created";
+		const char *what = adopt ? "adopted" : "exists";
+		if (err == BKV_TOKEN_ERR_KEY_MISSING && !sealed) {
+			err = ensure_p256_key_pair(t, label, mode, &what);
+		} else if (err == BKV_TOKEN_ERR_KEY_MISSING) {
+			/* bkv's own sealed bytes: made here even when adopting. */
+			err = token_find(t, CKO_DATA, label, &h);
+			if (err == BKV_TOKEN_ERR_KEY_MISSING) {
+				err = create_sealed_ake_key(t, suites[i], label);
+				what = "created";
+			}
 		}
 		/* Load the suite to report its public key, as clients will see it. */
 		token_suite_keys sk = {.token = t, .suite = suites[i]};

@@ -414,7 +414,8 @@ static bkv_token *open_token(void)
 	}
 	err = bkv_token_load_keys(token, suites, 2);
 	if (err == BKV_TOKEN_ERR_KEY_MISSING) {
-		err = bkv_token_create_keys(token, suites, 2, false, report_key, NULL);
+		err = bkv_token_create_keys(token, suites, 2, BKV_TOKEN_INIT_CREATE, report_key,
+		                            NULL);
 		if (err == BKV_TOKEN_OK) {
 			err = bkv_token_load_keys(token, suites, 2);
 		}
