@@ -236,7 +236,7 @@ static void reopen(fx *f)
 }
 
 /* The schema version this code creates and migrates to. */
-#define SCHEMA_VERSION 3
+#define SCHEMA_VERSION 4
 
 /* The MAC these tests give a state: attempts_used as 8 big-endian bytes. */
 static void set_counter_mac(bkv_record *r)
@@ -1796,6 +1796,91 @@ static void test_reseal_of_a_missing_account_is_stale_and_creates_nothing(void *
 	assert_int_equal(count_with(f, 2), 0);
 }
 
+/* ------------------------------------------------------------------------------------ */
+/* Named blobs                                                                           */
+/* ------------------------------------------------------------------------------------ */
+
+static void assert_blob(fx *f, const char *name, const uint8_t *want, size_t want_len)
+{
+	uint8_t got[BKV_STORAGE_BLOB_MAX];
+	size_t len = 0;
+	assert_int_equal(bkv_storage_blob_get(f->s, name, got, sizeof(got), &len), BKV_STORAGE_OK);
+	assert_int_equal(len, want_len);
+	assert_memory_equal(got, want, want_len);
+}
+
+static void test_blobs_are_created_once_and_replaced_only_by_compare_and_set(void **state)
+{
+	fx *f = *state;
+	static const uint8_t a[] = {0x00, 0x01, 0x02, 0x00}, b[] = {0xb0, 0x0b}, c[] = {0xcc};
+	uint8_t out[BKV_STORAGE_BLOB_MAX];
+	size_t len;
+	assert_int_equal(bkv_storage_blob_get(f->s, "k", out, sizeof(out), &len),
+	                 BKV_STORAGE_NOT_FOUND);
+	assert_int_equal(bkv_storage_blob_put(f->s, "k", a, sizeof(a), b, sizeof(b)),
+	                 BKV_STORAGE_NOT_FOUND); /* nothing to replace: nothing created */
+	assert_int_equal(bkv_storage_blob_get(f->s, "k", out, sizeof(out), &len),
+	                 BKV_STORAGE_NOT_FOUND);
+	assert_int_equal(bkv_storage_blob_put(f->s, "k", NULL, 0, a, sizeof(a)), BKV_STORAGE_OK);
+	assert_blob(f, "k", a, sizeof(a)); /* NUL bytes included */
+	assert_int_equal(bkv_storage_blob_put(f->s, "k", NULL, 0, b, sizeof(b)),
+	                 BKV_STORAGE_EXISTS);
+	assert_int_equal(bkv_storage_blob_put(f->s, "k", c, sizeof(c), b, sizeof(b)),
+	                 BKV_STORAGE_STALE);
+	assert_int_equal(bkv_storage_blob_put(f->s, "k", a, sizeof(a) - 1, b, sizeof(b)),
+	                 BKV_STORAGE_STALE); /* a prefix of the value is another value */
+	assert_blob(f, "k", a, sizeof(a));
+	assert_int_equal(bkv_storage_blob_put(f->s, "k", a, sizeof(a), b, sizeof(b)),
+	                 BKV_STORAGE_OK);
+	assert_blob(f, "k", b, sizeof(b));
+	/* Names are distinct, and the blobs outlive the connection. */
+	assert_int_equal(bkv_storage_blob_put(f->s, "k2", NULL, 0, c, sizeof(c)), BKV_STORAGE_OK);
+	reopen(f);
+	assert_blob(f, "k", b, sizeof(b));
+	assert_blob(f, "k2", c, sizeof(c));
+	assert_int_equal(bkv_storage_blob_get(f->s, "k", out, 1, &len), BKV_STORAGE_CORRUPT);
+	assert_int_equal(bkv_storage_blob_delete(f->s, "k"), BKV_STORAGE_OK);
+	assert_int_equal(bkv_storage_blob_delete(f->s, "k"), BKV_STORAGE_NOT_FOUND);
+	assert_int_equal(bkv_storage_blob_get(f->s, "k", out, sizeof(out), &len),
+	                 BKV_STORAGE_NOT_FOUND);
+	assert_blob(f, "k2", c, sizeof(c));
+	/* Records are untouched by blobs, and the other way round. */
+	bkv_record r;
+	assert_int_equal(bkv_storage_get(f->s, LIT("k2"), &r), BKV_STORAGE_NOT_FOUND);
+}
+
+static void test_blob_calls_reject_bad_arguments_and_change_nothing(void **state)
+{
+	fx *f = *state;
+	static uint8_t big[BKV_STORAGE_BLOB_MAX + 1];
+	char long_name[BKV_STORAGE_BLOB_NAME_MAX + 2];
+	memset(long_name, 'n', sizeof(long_name) - 1);
+	long_name[sizeof(long_name) - 1] = '\0';
+	uint8_t out[8];
+	size_t len;
+	static const uint8_t v[] = {1};
+	assert_int_equal(bkv_storage_blob_put(f->s, "", NULL, 0, v, 1), BKV_STORAGE_ARGUMENT);
+	assert_int_equal(bkv_storage_blob_put(f->s, NULL, NULL, 0, v, 1), BKV_STORAGE_ARGUMENT);
+	assert_int_equal(bkv_storage_blob_put(f->s, long_name, NULL, 0, v, 1),
+	                 BKV_STORAGE_ARGUMENT);
+	assert_int_equal(bkv_storage_blob_put(f->s, "k", NULL, 0, v, 0), BKV_STORAGE_ARGUMENT);
+	assert_int_equal(bkv_storage_blob_put(f->s, "k", NULL, 0, NULL, 1), BKV_STORAGE_ARGUMENT);
+	assert_int_equal(bkv_storage_blob_put(f->s, "k", NULL, 0, big, sizeof(big)),
+	                 BKV_STORAGE_ARGUMENT);
+	assert_int_equal(bkv_storage_blob_put(f->s, "k", v, 0, v, 1), BKV_STORAGE_ARGUMENT);
+	assert_int_equal(bkv_storage_blob_put(NULL, "k", NULL, 0, v, 1), BKV_STORAGE_ARGUMENT);
+	assert_int_equal(bkv_storage_blob_get(f->s, long_name, out, sizeof(out), &len),
+	                 BKV_STORAGE_ARGUMENT);
+	assert_int_equal(bkv_storage_blob_get(f->s, "k", NULL, sizeof(out), &len),
+	                 BKV_STORAGE_ARGUMENT);
+	assert_int_equal(bkv_storage_blob_delete(f->s, ""), BKV_STORAGE_ARGUMENT);
+	/* A name of the maximum length works. */
+	long_name[BKV_STORAGE_BLOB_NAME_MAX] = '\0';
+	assert_int_equal(bkv_storage_blob_put(f->s, long_name, NULL, 0, v, 1), BKV_STORAGE_OK);
+	assert_int_equal(bkv_storage_blob_get(f->s, "k", out, sizeof(out), &len),
+	                 BKV_STORAGE_NOT_FOUND);
+}
+
 static void test_count_sealed_with_counts_records_per_key_version(void **state)
 {
 	fx *f = *state;
@@ -2892,6 +2977,8 @@ int main(void)
 	    T_OPEN(test_reseal_of_a_row_without_a_mac_takes_no_mac),
 	    T_OPEN(test_reseal_of_a_missing_account_is_stale_and_creates_nothing),
 	    T_OPEN(test_count_sealed_with_counts_records_per_key_version),
+	    T_OPEN(test_blobs_are_created_once_and_replaced_only_by_compare_and_set),
+	    T_OPEN(test_blob_calls_reject_bad_arguments_and_change_nothing),
 	    T_OPEN(test_count_sealed_below_counts_records_under_older_versions),
 	    /* the seal floor */
 	    T_OPEN(test_seal_floor_refuses_inserting_a_record_sealed_below_it),

@@ -1546,6 +1546,202 @@ static void keys_unfit_for_their_use_are_refused(void **state)
 }
 
 /* ------------------------------------------------------------------------------------ */
+/* Sealed AKE keys kept in a key store (bkvd: [token] sealed_keys = database)            */
+/* ------------------------------------------------------------------------------------ */
+
+/* An in-memory key store that counts its calls and can be told to fail. */
+typedef struct mem_store {
+	struct {
+		char name[64];
+		uint8_t blob[256];
+		size_t len;
+	} e[4];
+	size_t n;
+	unsigned gets, puts, removes, closes;
+	bkv_token_err fail_get; /* returned by get when not OK */
+	bool lose_race;         /* put with an old blob: another writer got there first */
+} mem_store;
+
+static int mem_find(mem_store *m, const char *name)
+{
+	for (size_t i = 0; i < m->n; i++) {
+		if (strcmp(m->e[i].name, name) == 0)
+			return (int)i;
+	}
+	return -1;
+}
+
+static bkv_token_err mem_get(void *arg, const char *name, uint8_t *out, size_t max, size_t *len)
+{
+	mem_store *m = arg;
+	m->gets++;
+	if (m->fail_get != BKV_TOKEN_OK)
+		return m->fail_get;
+	const int i = mem_find(m, name);
+	if (i < 0)
+		return BKV_TOKEN_ERR_KEY_MISSING;
+	assert_true(m->e[i].len <= max);
+	memcpy(out, m->e[i].blob, m->e[i].len);
+	*len = m->e[i].len;
+	return BKV_TOKEN_OK;
+}
+
+static bkv_token_err mem_put(void *arg, const char *name, const uint8_t *old, size_t old_len,
+                             const uint8_t *blob, size_t len)
+{
+	mem_store *m = arg;
+	m->puts++;
+	int i = mem_find(m, name);
+	if (old == NULL && i >= 0)
+		return BKV_TOKEN_ERR_KEY_IN_USE;
+	if (old != NULL && (i < 0 || m->lose_race || m->e[i].len != old_len ||
+	                    memcmp(m->e[i].blob, old, old_len) != 0))
+		return BKV_TOKEN_ERR_KEY_IN_USE;
+	if (i < 0) {
+		assert_true(m->n < 4);
+		i = (int)m->n++;
+		snprintf(m->e[i].name, sizeof(m->e[i].name), "%s", name);
+	}
+	assert_true(len <= sizeof(m->e[i].blob));
+	memcpy(m->e[i].blob, blob, len);
+	m->e[i].len = len;
+	return BKV_TOKEN_OK;
+}
+
+static bkv_token_err mem_remove(void *arg, const char *name)
+{
+	mem_store *m = arg;
+	m->removes++;
+	const int i = mem_find(m, name);
+	if (i >= 0)
+		m->e[i] = m->e[--m->n];
+	return BKV_TOKEN_OK;
+}
+
+static void mem_close(void *arg)
+{
+	((mem_store *)arg)->closes++;
+}
+
+static bkv_token *open_with_store(const char *label, mem_store *m, bkv_token_p256_ake p256)
+{
+	bkv_token_key_store store = {mem_get, mem_put, mem_remove, mem_close, m};
+	bkv_token_config cfg = config_for(label);
+	cfg.p256_ake = p256;
+	cfg.key_store = &store; /* copied by bkv_token_open */
+	bkv_token *t = NULL;
+	char why[256];
+	assert_int_equal(bkv_token_open(&cfg, &t, why, sizeof(why)), BKV_TOKEN_OK);
+	return t;
+}
+
+static void sealed_keys_in_a_key_store_never_touch_data_objects(void **state)
+{
+	(void)state;
+	mem_store m = {0};
+	init_token("bkv-store", NULL, 0);
+	bkv_token *t = open_with_store("bkv-store", &m, BKV_TOKEN_P256_AKE_SEALED);
+	create_keys(t, false, NULL);
+	/* Both AKE keys are sealed blobs in the store, under their labels; none in the token. */
+	assert_int_equal(m.n, 2);
+	assert_true(mem_find(&m, "bkv-ake-p256-sha256") >= 0);
+	assert_true(mem_find(&m, "bkv-ake-ristretto255-sha512") >= 0);
+	CK_SESSION_HANDLE h = inspect_session("bkv-store", false);
+	CK_OBJECT_CLASS data = CKO_DATA;
+	CK_ATTRIBUTE any_data[] = {{CKA_CLASS, &data, sizeof(data)}};
+	CK_OBJECT_HANDLE found[4];
+	assert_int_equal(find_objects(h, any_data, 1, found, 4), 0);
+	assert_int_equal(count_labelled(h, "bkv-ake-p256-sha256"), 0);
+	inspect_close(h);
+	/* Loading reads them back: the public keys are the ones init reported. */
+	assert_int_equal(bkv_token_load_keys(t, both_suites, 2), BKV_TOKEN_OK);
+	uint8_t r255_public[32];
+	memcpy(r255_public, bkv_token_server_keys(t, R255)->server_public_key, 32);
+	char why[256] = "";
+	assert_int_equal(bkv_token_preflight(t, why, sizeof(why)), BKV_TOKEN_OK);
+
+	/* Rotation: the old seal key is needed while the store's blobs are sealed under it;
+	 * reseal replaces them by compare-and-set, then version 1 can go. */
+	uint32_t version;
+	bool resealed = false;
+	assert_int_equal(bkv_token_rotate_seal_key(t, &version), BKV_TOKEN_OK);
+	assert_int_equal(bkv_token_load_keys(t, both_suites, 2), BKV_TOKEN_OK);
+	assert_int_equal(bkv_token_delete_seal_key(t, 1), BKV_TOKEN_ERR_KEY_IN_USE);
+	m.lose_race = true;
+	assert_int_equal(bkv_token_reseal_ake_key(t, &resealed), BKV_TOKEN_ERR_KEY_IN_USE);
+	assert_false(resealed);
+	m.lose_race = false;
+	assert_int_equal(bkv_token_reseal_ake_key(t, &resealed), BKV_TOKEN_OK);
+	assert_true(resealed);
+	assert_int_equal(bkv_token_delete_seal_key(t, 1), BKV_TOKEN_OK);
+	bkv_token_close(t);
+	assert_int_equal(m.closes, 1);
+
+	/* A new process loads the same keys from the store. */
+	t = open_with_store("bkv-store", &m, BKV_TOKEN_P256_AKE_SEALED);
+	assert_int_equal(bkv_token_load_keys(t, both_suites, 2), BKV_TOKEN_OK);
+	assert_memory_equal(bkv_token_server_keys(t, R255)->server_public_key, r255_public, 32);
+	/* A store that fails is a device error naming the key, not a missing key. */
+	m.fail_get = BKV_TOKEN_ERR_DEVICE;
+	assert_int_equal(bkv_token_load_keys(t, both_suites, 2), BKV_TOKEN_ERR_DEVICE);
+	assert_non_null(strstr(bkv_token_last_call(t), "bkv-ake-"));
+	/* A store that lost a key: missing, named. */
+	m.fail_get = BKV_TOKEN_OK;
+	mem_remove(&m, "bkv-ake-ristretto255-sha512");
+	assert_int_equal(bkv_token_load_keys(t, both_suites, 2), BKV_TOKEN_ERR_KEY_MISSING);
+	assert_non_null(
+	    strstr(bkv_token_last_call(t), "no sealed key bkv-ake-ristretto255-sha512"));
+	/* Replacing the keys removes the store's blobs and makes new ones. */
+	const unsigned removes = m.removes;
+	create_keys(t, true, NULL);
+	assert_true(m.removes >= removes + 2);
+	assert_int_equal(m.n, 2);
+	assert_int_equal(bkv_token_load_keys(t, both_suites, 2), BKV_TOKEN_OK);
+	assert_memory_not_equal(bkv_token_server_keys(t, R255)->server_public_key, r255_public, 32);
+	bkv_token_close(t);
+	assert_int_equal(m.closes, 2);
+}
+
+/* A blob from the store opens only as the key it was sealed as: swapped between suites, or
+ * with a byte changed, it is refused. */
+static void key_store_blobs_are_bound_to_their_label(void **state)
+{
+	(void)state;
+	mem_store m = {0};
+	init_token("bkv-store-swap", NULL, 0);
+	bkv_token *t = open_with_store("bkv-store-swap", &m, BKV_TOKEN_P256_AKE_SEALED);
+	create_keys(t, false, NULL);
+	const int p = mem_find(&m, "bkv-ake-p256-sha256");
+	const int r = mem_find(&m, "bkv-ake-ristretto255-sha512");
+	uint8_t saved[256];
+	const size_t saved_len = m.e[p].len;
+	memcpy(saved, m.e[p].blob, saved_len);
+	memcpy(m.e[p].blob, m.e[r].blob, m.e[r].len);
+	m.e[p].len = m.e[r].len;
+	assert_int_equal(bkv_token_load_keys(t, both_suites, 2), BKV_TOKEN_ERR_AUTH);
+	memcpy(m.e[p].blob, saved, saved_len);
+	m.e[p].len = saved_len;
+	assert_int_equal(bkv_token_load_keys(t, both_suites, 2), BKV_TOKEN_OK);
+	m.e[r].blob[m.e[r].len - 1] ^= 1;
+	assert_int_equal(bkv_token_load_keys(t, both_suites, 2), BKV_TOKEN_ERR_AUTH);
+	bkv_token_close(t);
+}
+
+/* A failed open still hands the store back: closed exactly once. */
+static void a_failed_open_closes_the_key_store(void **state)
+{
+	(void)state;
+	mem_store m = {0};
+	bkv_token_key_store store = {mem_get, mem_put, mem_remove, mem_close, &m};
+	bkv_token_config cfg = config_for("bkv-no-such-token");
+	cfg.key_store = &store;
+	bkv_token *t = NULL;
+	char why[256];
+	assert_int_equal(bkv_token_open(&cfg, &t, why, sizeof(why)), BKV_TOKEN_ERR_NO_TOKEN);
+	assert_int_equal(m.closes, 1);
+}
+
+/* ------------------------------------------------------------------------------------ */
 /* Full-point P-256 Diffie-Hellman                                                       */
 /* ------------------------------------------------------------------------------------ */
 
@@ -4475,6 +4671,9 @@ int main(int argc, char **argv)
 	    cmocka_unit_test(adopt_on_an_empty_token_creates_nothing_and_names_the_missing_key),
 	    cmocka_unit_test(adopt_uses_the_keys_a_vendor_tool_made),
 	    cmocka_unit_test(keys_unfit_for_their_use_are_refused),
+	    cmocka_unit_test(sealed_keys_in_a_key_store_never_touch_data_objects),
+	    cmocka_unit_test(key_store_blobs_are_bound_to_their_label),
+	    cmocka_unit_test(a_failed_open_closes_the_key_store),
 	    cmocka_unit_test(records_sealed_before_replace_no_longer_open),
 	    /* OPAQUE with token-held keys */
 	    VAULT_TEST_P256(token_keys_register_and_log_in_with_the_software_client),

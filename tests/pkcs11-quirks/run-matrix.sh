@@ -8,7 +8,8 @@
 #       behind BUILD_BIN_DIR/../lib/libbkv-pkcs11-quirks.so ($BKV_QUIRKS_LIB); QUIRK@sealed
 #       runs with [token] p256_ake = sealed (suite settings with P-256 only); QUIRK@adopt
 #       has the keys made first by a stand-in for the vendor's tool (vendor-keygen, on
-#       SoftHSM2 directly) and runs `bkvd init --adopt`
+#       SoftHSM2 directly) and runs `bkvd init --adopt`; QUIRK@database runs with [token]
+#       sealed_keys = database
 #   tests/pkcs11-quirks/run-matrix.sh BUILD_BIN_DIR --direct
 #       on the token that tests/with-softhsm or tests/pkcs11-quirks/with-opencryptoki
 #       describes (BKV_TEST_PKCS11_MODULE, BKV_TEST_TOKEN_LABEL, BKV_TEST_PIN_FILE), the
@@ -37,10 +38,12 @@ quirks_lib=${BKV_QUIRKS_LIB:-$bin/../lib/libbkv-pkcs11-quirks.so}
 softhsm=${BKV_PKCS11_MODULE:-/usr/lib/softhsm/libsofthsm2.so}
 all_quirks=(none gcm-token-iv gcm-token-iv16 no-gcm sensitive-derive no-ecdh no-copy
   no-allowed-mechanisms no-data-objects no-generate-key none@sealed sensitive-derive@sealed
-  no-ecdh@sealed no-gcm@sealed none@adopt no-generate-key@adopt)
+  no-ecdh@sealed no-gcm@sealed none@adopt no-generate-key@adopt none@database
+  no-data-objects@database)
 # What bkv supports: these runs must be ok, not merely refused with a reason.
 must_work=" none gcm-token-iv gcm-token-iv16 no-gcm no-copy no-allowed-mechanisms none@sealed
-  sensitive-derive@sealed no-ecdh@sealed no-gcm@sealed none@adopt no-generate-key@adopt "
+  sensitive-derive@sealed no-ecdh@sealed no-gcm@sealed none@adopt no-generate-key@adopt
+  none@database no-data-objects@database "
 # With P-256 alone nothing is sealed at `bkvd init`, so a sealing fault can only show later.
 read -r -a suite_configs <<<"${BKV_MATRIX_SUITES:-ristretto255-sha512,p256-sha256 p256-sha256 ristretto255-sha512}"
 
@@ -65,8 +68,9 @@ one_line() {
   echo "${text:-(nothing)}"
 }
 
-# write_config DIR SUITES MODULE LABEL PIN_FILE [P256_AKE]: a TLS certificate and a
-# bkvd.conf as scripts/dev-vault writes them, with the given [opaque] suites and [token].
+# write_config DIR SUITES MODULE LABEL PIN_FILE [P256_AKE [SEALED_KEYS]]: a TLS certificate
+# and a bkvd.conf as scripts/dev-vault writes them, with the given [opaque] suites and
+# [token].
 write_config() {
   local dir=$1
   (umask 077 && openssl req -x509 -newkey ec -pkeyopt ec_paramgen_curve:P-256 -nodes \
@@ -98,6 +102,7 @@ module = $3
 label = $4
 pin_file = $5
 p256_ake = ${6:-token}
+sealed_keys = ${7:-token}
 CONF
 }
 
@@ -231,10 +236,11 @@ fi
 [ "$#" -gt 0 ] || set -- "${all_quirks[@]}"
 export BKV_QUIRKS_MODULE=$softhsm
 for quirk in "$@"; do
-  p256_ake=token adopt=""
+  p256_ake=token adopt="" sealed_keys=token
   case $quirk in
     *@sealed) p256_ake=sealed ;;
     *@adopt) adopt=1 ;;
+    *@database) sealed_keys=database ;;
   esac
   export BKV_QUIRKS=${quirk%@*}
   [ "$BKV_QUIRKS" != none ] || BKV_QUIRKS=""
@@ -244,7 +250,8 @@ for quirk in "$@"; do
     mkdir -p "$dir"
     "$root/hsm-config/make-dev-token" "$dir/hsm" bkv-matrix >/dev/null
     export SOFTHSM2_CONF=$dir/hsm/softhsm2.conf
-    write_config "$dir" "$suites" "$quirks_lib" bkv-matrix "$dir/hsm/user.pin" "$p256_ake"
+    write_config "$dir" "$suites" "$quirks_lib" bkv-matrix "$dir/hsm/user.pin" "$p256_ake" \
+      "$sealed_keys"
     if [ -n "$adopt" ] && ! "$here/vendor-keygen" "$softhsm" bkv-matrix "$dir/hsm/user.pin" \
       "$suites" "$p256_ake" >"$dir/keygen.out" 2>&1; then
       echo "quirk $quirk [$suites]: the stand-in vendor tool failed: $(one_line "$dir/keygen.out")"

@@ -154,6 +154,11 @@ int bkvd_cmd_init(int argc, char **argv)
 		    "%s; make the keys with the token vendor's tool and run `bkvd init --adopt` "
 		    "(docs/TOKEN.md)",
 		    bkvd_token_error(token, err));
+	else if (err == BKV_TOKEN_ERR_UNSUPPORTED &&
+	         strncmp(bkv_token_last_call(token), "C_CreateObject of the data object", 33) == 0)
+		snprintf(why, sizeof(why),
+		         "%s; this token keeps no data objects: set [token] sealed_keys = database",
+		         bkvd_token_error(token, err));
 	else
 		snprintf(why, sizeof(why), "%s", bkvd_token_error(token, err));
 	if (err == BKV_TOKEN_OK)

@@ -12,6 +12,7 @@
 #include <sodium.h>
 
 #include "config.h"
+#include "storage.h"
 
 typedef struct parse_state {
 	bkvd_config *config;
@@ -147,6 +148,9 @@ static int on_entry(void *user, const char *section, const char *name, const cha
 		else if (strcmp(name, "p256_ake") == 0) {
 			ok = strcmp(value, "token") == 0 || strcmp(value, "sealed") == 0;
 			c->token_p256_ake_sealed = strcmp(value, "sealed") == 0;
+		} else if (strcmp(name, "sealed_keys") == 0) {
+			ok = strcmp(value, "token") == 0 || strcmp(value, "database") == 0;
+			c->token_keys_in_database = strcmp(value, "database") == 0;
 		} else if (strcmp(name, "init_args") == 0) {
 			ok = copy_string(c->token_init_args, sizeof(c->token_init_args), value);
 		} else
@@ -327,6 +331,69 @@ bool bkvd_host_is_loopback(const char *host)
 	       strcmp(host, "localhost") == 0;
 }
 
+/* ---- [token] sealed_keys = database: the token's key store over the vault's database ---- */
+
+typedef struct db_key_store {
+	char url[BKVD_PATH_MAX];
+	bkv_storage *storage; /* opened at first use */
+} db_key_store;
+
+static bkv_token_err key_store_err(bkv_storage_err err)
+{
+	switch (err) {
+	case BKV_STORAGE_OK:
+		return BKV_TOKEN_OK;
+	case BKV_STORAGE_NOT_FOUND:
+		return BKV_TOKEN_ERR_KEY_MISSING;
+	case BKV_STORAGE_EXISTS:
+	case BKV_STORAGE_STALE:
+		return BKV_TOKEN_ERR_KEY_IN_USE;
+	case BKV_STORAGE_CORRUPT:
+		return BKV_TOKEN_ERR_AUTH; /* no sealed key of ours is that long */
+	default:
+		return BKV_TOKEN_ERR_DEVICE;
+	}
+}
+
+static bkv_storage *key_store_storage(db_key_store *ks)
+{
+	char why[512];
+	if (ks->storage == NULL &&
+	    bkv_storage_open(ks->url, &ks->storage, why, sizeof(why)) != BKV_STORAGE_OK)
+		fprintf(stderr, "bkvd: [token] sealed_keys = database: %s\n", why);
+	return ks->storage;
+}
+
+static bkv_token_err key_store_get(void *arg, const char *name, uint8_t *out, size_t max,
+                                   size_t *len)
+{
+	bkv_storage *s = key_store_storage(arg);
+	return s ? key_store_err(bkv_storage_blob_get(s, name, out, max, len))
+	         : BKV_TOKEN_ERR_DEVICE;
+}
+
+static bkv_token_err key_store_put(void *arg, const char *name, const uint8_t *old, size_t old_len,
+                                   const uint8_t *blob, size_t len)
+{
+	bkv_storage *s = key_store_storage(arg);
+	return s ? key_store_err(bkv_storage_blob_put(s, name, old, old_len, blob, len))
+	         : BKV_TOKEN_ERR_DEVICE;
+}
+
+static bkv_token_err key_store_remove(void *arg, const char *name)
+{
+	bkv_storage *s = key_store_storage(arg);
+	const bkv_storage_err err = s ? bkv_storage_blob_delete(s, name) : BKV_STORAGE_UNAVAILABLE;
+	return err == BKV_STORAGE_NOT_FOUND ? BKV_TOKEN_OK : key_store_err(err);
+}
+
+static void key_store_close(void *arg)
+{
+	db_key_store *ks = arg;
+	bkv_storage_close(ks->storage);
+	free(ks);
+}
+
 bool bkvd_config_open_token(const bkvd_config *config, bkv_token **token, char *why, size_t why_len)
 {
 	char pin[BKV_TOKEN_PIN_MAX + 1];
@@ -342,10 +409,20 @@ bool bkvd_config_open_token(const bkvd_config *config, bkv_token **token, char *
 	                                              : BKV_TOKEN_P256_AKE_TOKEN,
 	    .init_args = config->token_init_args[0] != '\0' ? config->token_init_args : NULL,
 	};
+	bkv_token_key_store store = {key_store_get, key_store_put, key_store_remove,
+	                             key_store_close, NULL};
 	/* SoftHSM's file store answers "no token" or a device error for a moment while
 	 * other processes log in at the same time; only those are retried. */
 	bkv_token_err err = BKV_TOKEN_ERR_DEVICE;
 	for (int attempt = 0; attempt < 10; attempt++) {
+		if (config->token_keys_in_database) {
+			db_key_store *ks = calloc(1, sizeof(*ks));
+			if (ks == NULL)
+				break;
+			snprintf(ks->url, sizeof(ks->url), "%s", config->storage);
+			store.arg = ks;
+			tc.key_store = &store;
+		}
 		err = bkv_token_open(&tc, token, why, why_len);
 		if (err != BKV_TOKEN_ERR_NO_TOKEN && err != BKV_TOKEN_ERR_DEVICE)
 			break;

@@ -46,8 +46,9 @@ typedef struct bkvd_config {
 	char token_label[64];
 	char token_pin_file[BKVD_PATH_MAX];
 	char token_pin_env[64];
-	bool token_p256_ake_sealed; /* p256_ake = sealed (default token) */
-	char token_init_args[1024]; /* C_Initialize's pReserved string; "" = none */
+	bool token_p256_ake_sealed;  /* p256_ake = sealed (default token) */
+	bool token_keys_in_database; /* sealed_keys = database (default token: data objects) */
+	char token_init_args[1024];  /* C_Initialize's pReserved string; "" = none */
 
 	/* [opaque] */
 	opaque_suite_id suites[BKVD_MAX_SUITES]; /* enabled, preferred first */

@@ -144,6 +144,37 @@ bkv_storage_err bkv_storage_raise_seal_floor(bkv_storage *s, uint32_t min_versio
 	return s->ops->raise_seal_floor(s, min_version);
 }
 
+static bool blob_name_ok(const char *name)
+{
+	const size_t n = name != NULL ? strnlen(name, BKV_STORAGE_BLOB_NAME_MAX + 1) : 0;
+	return n > 0 && n <= BKV_STORAGE_BLOB_NAME_MAX;
+}
+
+bkv_storage_err bkv_storage_blob_get(bkv_storage *s, const char *name, uint8_t *out, size_t cap,
+                                     size_t *len)
+{
+	if (s == NULL || !blob_name_ok(name) || out == NULL || len == NULL)
+		return BKV_STORAGE_ARGUMENT;
+	return s->ops->blob_get(s, name, out, cap, len);
+}
+
+bkv_storage_err bkv_storage_blob_put(bkv_storage *s, const char *name, const uint8_t *old,
+                                     size_t old_len, const uint8_t *value, size_t len)
+{
+	if (s == NULL || !blob_name_ok(name) || value == NULL || len == 0 ||
+	    len > BKV_STORAGE_BLOB_MAX ||
+	    (old != NULL && (old_len == 0 || old_len > BKV_STORAGE_BLOB_MAX)))
+		return BKV_STORAGE_ARGUMENT;
+	return s->ops->blob_put(s, name, old, old_len, value, len);
+}
+
+bkv_storage_err bkv_storage_blob_delete(bkv_storage *s, const char *name)
+{
+	if (s == NULL || !blob_name_ok(name))
+		return BKV_STORAGE_ARGUMENT;
+	return s->ops->blob_delete(s, name);
+}
+
 /* url with any password replaced by "***" (the userinfo's "user:password@" and a
  * "password=" parameter), for messages and status output. Truncated to out_len. */
 void bkv_storage_url_redacted(const char *url, char *out, size_t out_len)

@@ -133,4 +133,22 @@ bkv_storage_err bkv_storage_count_sealed_below(bkv_storage *s, uint32_t min_vers
  * except rows that were below it already and keep their blob. */
 bkv_storage_err bkv_storage_raise_seal_floor(bkv_storage *s, uint32_t min_version);
 
+/* ---- Named blobs ----
+ * A few named byte strings kept beside the records, in the same database (bkvd keeps the
+ * token-sealed AKE keys there for tokens that store no data objects). Storage never
+ * interprets them. Every write is one durable transaction. */
+
+#define BKV_STORAGE_BLOB_NAME_MAX 64
+#define BKV_STORAGE_BLOB_MAX      1024
+
+/* NOT_FOUND, or the blob copied into out; CORRUPT if it is longer than cap. */
+bkv_storage_err bkv_storage_blob_get(bkv_storage *s, const char *name, uint8_t *out, size_t cap,
+                                     size_t *len);
+/* With old NULL creates the blob (EXISTS if the name is taken); otherwise replaces it only
+ * if its value is old (STALE if not, NOT_FOUND if there is none). len 1..BLOB_MAX. */
+bkv_storage_err bkv_storage_blob_put(bkv_storage *s, const char *name, const uint8_t *old,
+                                     size_t old_len, const uint8_t *value, size_t len);
+/* Deletes the blob. NOT_FOUND if there was none. */
+bkv_storage_err bkv_storage_blob_delete(bkv_storage *s, const char *name);
+
 #endif

@@ -25,6 +25,12 @@ typedef struct bkv_storage_ops {
 	bkv_storage_err (*count_sealed_below)(bkv_storage *s, uint32_t min_version,
 	                                      uint64_t *count);
 	bkv_storage_err (*raise_seal_floor)(bkv_storage *s, uint32_t min_version);
+	/* Named blobs; name and lengths checked by storage.c. */
+	bkv_storage_err (*blob_get)(bkv_storage *s, const char *name, uint8_t *out, size_t cap,
+	                            size_t *len);
+	bkv_storage_err (*blob_put)(bkv_storage *s, const char *name, const uint8_t *old,
+	                            size_t old_len, const uint8_t *value, size_t len);
+	bkv_storage_err (*blob_delete)(bkv_storage *s, const char *name);
 } bkv_storage_ops;
 
 struct bkv_storage {

@@ -123,6 +123,8 @@ static const char *const migrations[] = {
     " END$$;"
     "CREATE TRIGGER records_seal_floor BEFORE INSERT OR UPDATE ON records"
     " FOR EACH ROW EXECUTE FUNCTION bkv_check_seal_floor();",
+    /* 4: named blobs */
+    "CREATE TABLE bkv_blobs (name text PRIMARY KEY, value bytea NOT NULL);",
 };
 
 #define RECORD_COLUMNS                                                                             \
@@ -181,6 +183,16 @@ static const statement statements[] = {
      1,
      {I}},
     {"xact_status", "SELECT pg_xact_status($1::text::xid8)", 1, {0}},
+    {"blob_get", "SELECT value FROM bkv_blobs WHERE name = $1::text", 1, {0}},
+    {"blob_insert",
+     "INSERT INTO bkv_blobs (value, name) VALUES ($1, $2::text) ON CONFLICT (name) DO NOTHING",
+     2,
+     {B, 0}},
+    {"blob_update",
+     "UPDATE bkv_blobs SET value = $1 WHERE name = $2::text AND value = $3",
+     3,
+     {B, 0, B}},
+    {"blob_delete", "DELETE FROM bkv_blobs WHERE name = $1::text", 1, {0}},
 };
 #undef STATE_TYPES
 #undef B
@@ -872,6 +884,86 @@ static bkv_storage_err pg_raise_seal_floor(bkv_storage *s, uint32_t min_version)
 	return attempt(pg_of(s), true, raise_floor_body, &min_version);
 }
 
+typedef struct blob_ctx {
+	const char *name;
+	const uint8_t *old;
+	size_t old_len;
+	const uint8_t *value; /* put */
+	size_t len;
+	uint8_t *out; /* get */
+	size_t cap;
+	size_t *out_len;
+} blob_ctx;
+
+static bkv_storage_err blob_get_body(pg_storage *ps, void *p)
+{
+	blob_ctx *c = p;
+	params q = {.n = 0};
+	p_text(&q, c->name);
+	PGresult *res = run(ps, "blob_get", &q);
+	if (res == NULL)
+		return BKV_STORAGE_UNAVAILABLE;
+	bkv_storage_err err = BKV_STORAGE_NOT_FOUND; /* else one row: name is the key */
+	if (PQntuples(res) > 0)
+		err = col_bytes(res, 0, 0, 1, c->out, c->cap, c->out_len) ? BKV_STORAGE_OK
+		                                                          : BKV_STORAGE_CORRUPT;
+	PQclear(res);
+	return err;
+}
+
+static bkv_storage_err pg_blob_get(bkv_storage *s, const char *name, uint8_t *out, size_t cap,
+                                   size_t *len)
+{
+	blob_ctx c = {.name = name, .out = out, .cap = cap, .out_len = len};
+	return attempt(pg_of(s), false, blob_get_body, &c);
+}
+
+static bkv_storage_err blob_put_body(pg_storage *ps, void *p)
+{
+	blob_ctx *c = p;
+	params q = {.n = 0};
+	p_bytes(&q, c->value, c->len);
+	p_text(&q, c->name);
+	if (c->old != NULL)
+		p_bytes(&q, c->old, c->old_len);
+	uint64_t n = 0;
+	bkv_storage_err err =
+	    run_counted(ps, c->old == NULL ? "blob_insert" : "blob_update", &q, &n);
+	if (err != BKV_STORAGE_OK || n > 0)
+		return err;
+	if (c->old == NULL)
+		return BKV_STORAGE_EXISTS;
+	uint8_t current[BKV_STORAGE_BLOB_MAX];
+	size_t len;
+	blob_ctx g = {.name = c->name, .out = current, .cap = sizeof(current), .out_len = &len};
+	err = blob_get_body(ps, &g);
+	return err == BKV_STORAGE_OK ? BKV_STORAGE_STALE : err;
+}
+
+static bkv_storage_err pg_blob_put(bkv_storage *s, const char *name, const uint8_t *old,
+                                   size_t old_len, const uint8_t *value, size_t len)
+{
+	blob_ctx c = {.name = name, .old = old, .old_len = old_len, .value = value, .len = len};
+	return attempt(pg_of(s), true, blob_put_body, &c);
+}
+
+static bkv_storage_err blob_delete_body(pg_storage *ps, void *p)
+{
+	params q = {.n = 0};
+	p_text(&q, ((blob_ctx *)p)->name);
+	uint64_t n = 0;
+	bkv_storage_err err = run_counted(ps, "blob_delete", &q, &n);
+	if (err == BKV_STORAGE_OK && n == 0)
+		err = BKV_STORAGE_NOT_FOUND;
+	return err;
+}
+
+static bkv_storage_err pg_blob_delete(bkv_storage *s, const char *name)
+{
+	blob_ctx c = {.name = name};
+	return attempt(pg_of(s), true, blob_delete_body, &c);
+}
+
 static void pg_close(bkv_storage *s)
 {
 	pg_storage *ps = pg_of(s);
@@ -890,6 +982,9 @@ static const bkv_storage_ops pg_ops = {
     .count_sealed_with = pg_count_sealed_with,
     .count_sealed_below = pg_count_sealed_below,
     .raise_seal_floor = pg_raise_seal_floor,
+    .blob_get = pg_blob_get,
+    .blob_put = pg_blob_put,
+    .blob_delete = pg_blob_delete,
 };
 
 /* ---- Schema ---------------------------------------------------------------------------- */

@@ -67,6 +67,8 @@ static const char *const migrations[] = {
     " AND (NEW.seal_key_version <> OLD.seal_key_version OR NEW.sealed IS NOT OLD.sealed)"
     " AND NEW.seal_key_version < (SELECT min_version FROM seal_floor)"
     " BEGIN SELECT RAISE(ABORT, '" SEAL_FLOOR_MESSAGE "'); END;",
+    /* 4: named blobs */
+    "CREATE TABLE blobs (name TEXT PRIMARY KEY, value BLOB NOT NULL) WITHOUT ROWID;",
 };
 
 #define RECORD_COLUMNS                                                                             \
@@ -374,6 +376,70 @@ static bkv_storage_err sq_raise_seal_floor(bkv_storage *s, uint32_t min_version)
 	return err;
 }
 
+static bkv_storage_err sq_blob_get(bkv_storage *s, const char *name, uint8_t *out, size_t cap,
+                                   size_t *len)
+{
+	sqlite3_stmt *st = prepare(db_of(s), "SELECT value FROM blobs WHERE name = ?");
+	if (st == NULL)
+		return BKV_STORAGE_UNAVAILABLE;
+	sqlite3_bind_text(st, 1, name, -1, SQLITE_STATIC);
+	const int rc = sqlite3_step(st);
+	bkv_storage_err err = rc == SQLITE_DONE ? BKV_STORAGE_NOT_FOUND : BKV_STORAGE_UNAVAILABLE;
+	if (rc == SQLITE_ROW) {
+		const int n = sqlite3_column_bytes(st, 0);
+		const void *v = sqlite3_column_blob(st, 0);
+		err = BKV_STORAGE_CORRUPT;
+		if (sqlite3_column_type(st, 0) == SQLITE_BLOB && n > 0 && (size_t)n <= cap &&
+		    v != NULL) {
+			memcpy(out, v, (size_t)n);
+			*len = (size_t)n;
+			err = BKV_STORAGE_OK;
+		}
+	}
+	sqlite3_finalize(st);
+	return err;
+}
+
+static bkv_storage_err sq_blob_put(bkv_storage *s, const char *name, const uint8_t *old,
+                                   size_t old_len, const uint8_t *value, size_t len)
+{
+	sqlite3 *db = db_of(s);
+	sqlite3_stmt *st =
+	    prepare(db, old == NULL ? "INSERT INTO blobs (value, name) VALUES (?, ?) "
+	                              "ON CONFLICT (name) DO NOTHING"
+	                            : "UPDATE blobs SET value = ? WHERE name = ? AND value = ?");
+	if (st == NULL)
+		return BKV_STORAGE_UNAVAILABLE;
+	sqlite3_bind_blob(st, 1, value, (int)len, SQLITE_STATIC);
+	sqlite3_bind_text(st, 2, name, -1, SQLITE_STATIC);
+	if (old != NULL)
+		sqlite3_bind_blob(st, 3, old, (int)old_len, SQLITE_STATIC);
+	bkv_storage_err err = map_rc(sqlite3_step(st));
+	sqlite3_finalize(st);
+	if (err != BKV_STORAGE_OK || sqlite3_changes(db) > 0)
+		return err;
+	if (old == NULL)
+		return BKV_STORAGE_EXISTS;
+	size_t n;
+	uint8_t current[BKV_STORAGE_BLOB_MAX];
+	err = sq_blob_get(s, name, current, sizeof(current), &n);
+	return err == BKV_STORAGE_OK ? BKV_STORAGE_STALE : err;
+}
+
+static bkv_storage_err sq_blob_delete(bkv_storage *s, const char *name)
+{
+	sqlite3 *db = db_of(s);
+	sqlite3_stmt *st = prepare(db, "DELETE FROM blobs WHERE name = ?");
+	if (st == NULL)
+		return BKV_STORAGE_UNAVAILABLE;
+	sqlite3_bind_text(st, 1, name, -1, SQLITE_STATIC);
+	bkv_storage_err err = map_rc(sqlite3_step(st));
+	sqlite3_finalize(st);
+	if (err == BKV_STORAGE_OK && sqlite3_changes(db) == 0)
+		err = BKV_STORAGE_NOT_FOUND;
+	return err;
+}
+
 static void sq_close(bkv_storage *s)
 {
 	sqlite_storage *ss = (sqlite_storage *)s;
@@ -392,6 +458,9 @@ static const bkv_storage_ops sqlite_ops = {
     .count_sealed_with = sq_count_sealed_with,
     .count_sealed_below = sq_count_sealed_below,
     .raise_seal_floor = sq_raise_seal_floor,
+    .blob_get = sq_blob_get,
+    .blob_put = sq_blob_put,
+    .blob_delete = sq_blob_delete,
 };
 
 static int schema_version(sqlite3 *db)

@@ -179,8 +179,8 @@ static bkv_token_err open_session(bkv_token *t)
 	return BKV_TOKEN_OK;
 }
 
-bkv_token_err bkv_token_open(const bkv_token_config *config, bkv_token **token, char *why,
-                             size_t why_len)
+static bkv_token_err open_token(const bkv_token_config *config, bkv_token **token, char *why,
+                                size_t why_len)
 {
 	if (token == NULL)
 		return BKV_TOKEN_ERR_ARGUMENT;
@@ -250,6 +250,18 @@ fail:
 	return err;
 }
 
+bkv_token_err bkv_token_open(const bkv_token_config *config, bkv_token **token, char *why,
+                             size_t why_len)
+{
+	const bkv_token_err err = open_token(config, token, why, why_len);
+	const bkv_token_key_store *store = config != NULL ? config->key_store : NULL;
+	if (store != NULL && err == BKV_TOKEN_OK)
+		(*token)->key_store = *store;
+	else if (store != NULL && store->close != NULL)
+		store->close(store->arg);
+	return err;
+}
+
 /* Destroys the session copies (while the session lives) and forgets every handle. */
 static void unload_keys(bkv_token *t)
 {
@@ -291,6 +303,8 @@ void bkv_token_close(bkv_token *t)
 	if (t->fn != NULL)
 		close_session(t);
 	token_module_close(t->module);
+	if (t->key_store.close != NULL)
+		t->key_store.close(t->key_store.arg);
 	sodium_free(t->pin);
 	sodium_free(t->scratch);
 	sodium_memzero(t, sizeof(*t));

@@ -63,10 +63,11 @@ struct bkv_token {
 	token_seal_key ticket;
 	bool ticket_loaded;
 	bkv_token_p256_ake p256_ake;
-	CK_ULONG gcm_iv_len;        /* 12, or 16 once the token asked for a 16-byte IV buffer */
-	bool gcm_iv_chosen;         /* the token wrote back an IV of its own */
-	bool copy_refused;          /* C_CopyObject refused: keys are used as token objects */
-	CK_OBJECT_HANDLE state_mac; /* session copy of bkv-state-mac-1 */
+	bkv_token_key_store key_store; /* all NULL: sealed AKE keys are data objects */
+	CK_ULONG gcm_iv_len;           /* 12, or 16 once the token asked for a 16-byte IV buffer */
+	bool gcm_iv_chosen;            /* the token wrote back an IV of its own */
+	bool copy_refused;             /* C_CopyObject refused: keys are used as token objects */
+	CK_OBJECT_HANDLE state_mac;    /* session copy of bkv-state-mac-1 */
 	bool state_mac_loaded;
 	token_suite_keys suites[TOKEN_NUM_SUITES];
 	opaque_suite_id loaded_suites[TOKEN_NUM_SUITES];
@@ -130,7 +131,8 @@ bkv_token_err token_seal_ake_key(bkv_token *t, opaque_suite_id suite, const uint
                                  uint8_t sealed[AKE_SEALED_KEY_MAX], size_t *sealed_len);
 bkv_token_err token_unseal_ake_key(bkv_token *t, opaque_suite_id suite, const uint8_t *sealed,
                                    size_t sealed_len, uint8_t private_key[32]);
-/* The data object bkv-ake-<suite> and its value (KEY_MISSING if there is none). */
+/* The sealed AKE key bkv-ake-<suite> (KEY_MISSING if there is none): a data object's value
+ * (*h its handle) or, with a key store, the store's blob (*h CK_INVALID_HANDLE). */
 bkv_token_err token_read_sealed_ake_key(bkv_token *t, opaque_suite_id suite, CK_OBJECT_HANDLE *h,
                                         uint8_t sealed[AKE_SEALED_KEY_MAX + 1], size_t *len);
 /* The seal-key version named by a sealed AKE key, or 0. */

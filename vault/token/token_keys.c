@@ -135,6 +135,31 @@ static bkv_token_err create_data_object(bkv_token *t, const char *label, const u
 	    "C_CreateObject of the data object %s", label);
 }
 
+/* Keeps a sealed AKE key: a new data object, or a new blob in the key store. old (with
+ * old_h from token_read_sealed_ake_key) is the sealing it replaces, NULL for none. The new
+ * one exists before the old one goes: a crash in between leaves two valid sealings. */
+static bkv_token_err write_sealed_ake_key(bkv_token *t, const char *label, const uint8_t *old,
+                                          size_t old_len, CK_OBJECT_HANDLE old_h,
+                                          const uint8_t *sealed, size_t len)
+{
+	if (t->key_store.put != NULL) {
+		const bkv_token_err err =
+		    t->key_store.put(t->key_store.arg, label, old, old_len, sealed, len);
+		if (err != BKV_TOKEN_OK) {
+			t->last_rv = CKR_OK;
+			snprintf(t->last_call, sizeof(t->last_call),
+			         "storing the sealed key %s in the key store", label);
+		}
+		return err;
+	}
+	CK_OBJECT_HANDLE h;
+	bkv_token_err err = create_data_object(t, label, sealed, len, &h);
+	if (err == BKV_TOKEN_OK && old != NULL)
+		err = token_call(t, t->fn->C_DestroyObject(t->session, old_h),
+		                 "C_DestroyObject of the data object %s", label);
+	return err;
+}
+
 /* An AKE key pair generated here, its private key kept only sealed (token_opaque.c). */
 static bkv_token_err create_sealed_ake_key(bkv_token *t, opaque_suite_id suite, const char *label)
 {
@@ -142,14 +167,14 @@ static bkv_token_err create_sealed_ake_key(bkv_token *t, opaque_suite_id suite, 
 	uint8_t pk[OPAQUE_MAX_ELEMENT_BYTES];
 	uint8_t sealed[AKE_SEALED_KEY_MAX];
 	size_t sealed_len;
-	CK_OBJECT_HANDLE h;
 	bkv_token_err err = BKV_TOKEN_ERR_DEVICE;
 	if (opaque_generate_ake_key_pair(suite, sk, sizeof(sk), pk,
 	                                 opaque_suite_sizes(suite)->Npk) == OPAQUE_OK)
 		err = token_seal_ake_key(t, suite, sk, sealed, &sealed_len);
 	sodium_memzero(sk, sizeof(sk));
 	if (err == BKV_TOKEN_OK)
-		err = create_data_object(t, label, sealed, sealed_len, &h);
+		err =
+		    write_sealed_ake_key(t, label, NULL, 0, CK_INVALID_HANDLE, sealed, sealed_len);
 	return err;
 }
 
@@ -321,6 +346,8 @@ static bkv_token_err destroy_everything(bkv_token *t, const opaque_suite_id *sui
 			err = destroy_all(t, CKO_PUBLIC_KEY, label);
 		if (err == BKV_TOKEN_OK)
 			err = destroy_all(t, CKO_DATA, label);
+		if (err == BKV_TOKEN_OK && t->key_store.remove != NULL)
+			err = t->key_store.remove(t->key_store.arg, label);
 	}
 	return err;
 }
@@ -454,9 +481,12 @@ bkv_token_err bkv_token_create_keys(bkv_token *t, const opaque_suite_id *suites,
 		token_label(label, sizeof(label), "bkv-ake-", suites[i]);
 		const bool sealed = token_ake_sealed(t, suites[i]);
 		CK_OBJECT_HANDLE h;
+		uint8_t blob[AKE_SEALED_KEY_MAX + 1];
+		size_t blob_len;
 		/* The other custody of the same key would be a different server key: every
 		 * record registered under it would stop opening. */
-		err = token_find(t, sealed ? CKO_PRIVATE_KEY : CKO_DATA, label, &h);
+		err = sealed ? token_find(t, CKO_PRIVATE_KEY, label, &h)
+		             : token_read_sealed_ake_key(t, suites[i], &h, blob, &blob_len);
 		if (err == BKV_TOKEN_OK) {
 			report(report_arg, label,
 			       sealed ? "exists as a token key pair: keep [token] p256_ake = token"
@@ -470,7 +500,7 @@ bkv_token_err bkv_token_create_keys(bkv_token *t, const opaque_suite_id *suites,
 			err = ensure_p256_key_pair(t, label, mode, &what);
 		} else if (err == BKV_TOKEN_ERR_KEY_MISSING) {
 			/* bkv's own sealed bytes: made here even when adopting. */
-			err = token_find(t, CKO_DATA, label, &h);
+			err = token_read_sealed_ake_key(t, suites[i], &h, blob, &blob_len);
 			if (err == BKV_TOKEN_ERR_KEY_MISSING) {
 				err = create_sealed_ake_key(t, suites[i], label);
 				what = "created";
@@ -570,7 +600,7 @@ bkv_token_err bkv_token_reseal_ake_key(bkv_token *t, bool *resealed)
 	for (size_t i = 0; err == BKV_TOKEN_OK && i < sizeof(all_suites) / sizeof(all_suites[0]);
 	     i++) {
 		const opaque_suite_id suite = all_suites[i];
-		CK_OBJECT_HANDLE old, fresh;
+		CK_OBJECT_HANDLE old;
 		uint8_t sealed[AKE_SEALED_KEY_MAX + 1], resealed_blob[AKE_SEALED_KEY_MAX];
 		size_t len, resealed_len;
 		uint8_t sk[32];
@@ -586,14 +616,11 @@ bkv_token_err bkv_token_reseal_ake_key(bkv_token *t, bool *resealed)
 		if (err == BKV_TOKEN_OK)
 			err = token_seal_ake_key(t, suite, sk, resealed_blob, &resealed_len);
 		sodium_memzero(sk, sizeof(sk));
-		/* Create the new object first: a crash in between leaves two objects, both
-		 * valid. */
 		char label[64];
 		token_label(label, sizeof(label), "bkv-ake-", suite);
 		if (err == BKV_TOKEN_OK)
-			err = create_data_object(t, label, resealed_blob, resealed_len, &fresh);
-		if (err == BKV_TOKEN_OK)
-			err = token_rv(t, t->fn->C_DestroyObject(t->session, old));
+			err = write_sealed_ake_key(t, label, sealed, len, old, resealed_blob,
+			                           resealed_len);
 		if (err == BKV_TOKEN_OK)
 			*resealed = true;
 	}

@@ -221,9 +221,21 @@ bkv_token_err token_read_sealed_ake_key(bkv_token *t, opaque_suite_id suite, CK_
 {
 	char label[64];
 	token_label(label, sizeof(label), "bkv-ake-", suite);
+	*h = CK_INVALID_HANDLE;
 	*len = AKE_SEALED_KEY_MAX + 1;
-	bkv_token_err err = token_find(t, CKO_DATA, label, h);
-	return err == BKV_TOKEN_OK ? token_get_attribute(t, *h, CKA_VALUE, sealed, len) : err;
+	if (t->key_store.get == NULL) {
+		bkv_token_err err = token_find(t, CKO_DATA, label, h);
+		return err == BKV_TOKEN_OK ? token_get_attribute(t, *h, CKA_VALUE, sealed, len)
+		                           : err;
+	}
+	const bkv_token_err err =
+	    t->key_store.get(t->key_store.arg, label, sealed, AKE_SEALED_KEY_MAX + 1, len);
+	if (err != BKV_TOKEN_OK) {
+		t->last_rv = CKR_OK;
+		snprintf(t->last_call, sizeof(t->last_call), "%s sealed key %s in the key store",
+		         err == BKV_TOKEN_ERR_KEY_MISSING ? "no" : "cannot read the", label);
+	}
+	return err;
 }
 
 static bkv_token_err load_sealed(bkv_token *t, token_suite_keys *sk)
