@@ -116,4 +116,17 @@ check "every one of the $(registered) accounts registered during the run recover
   test "$lost" -eq 0
 stop
 
+status_says() { # status_says EXIT TEXT: bkvd status exits EXIT and prints TEXT
+  local rc=0
+  "$bin/bkvd" status --config "$config" >"$work/status.out" 2>&1 || rc=$?
+  cat "$work/status.out"
+  [ "$rc" -eq "$1" ] && grep -qF "$2" "$work/status.out"
+}
+check "bkvd status shows the seal floor delete-seal-key 2 raised" status_says 0 "seal floor: 3"
+# A token older than the database (restored from a backup taken before a rotation):
+# every registration would be refused, so status says not ready.
+sqlite3 -batch "$work/vault/bkv.db" "UPDATE seal_floor SET min_version = 4"
+check "bkvd status is not ready when the token's newest seal key is below the floor" \
+  status_says 1 "is below the database's seal floor 4"
+
 summary

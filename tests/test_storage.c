@@ -1930,6 +1930,21 @@ static void test_count_sealed_below_counts_records_under_older_versions(void **s
 /* The seal floor                                                                        */
 /* ------------------------------------------------------------------------------------ */
 
+static void test_seal_floor_is_read_back_and_never_lowered(void **state)
+{
+	fx *f = *state;
+	uint32_t floor = 99;
+	assert_int_equal(bkv_storage_seal_floor(f->s, &floor), BKV_STORAGE_OK);
+	assert_int_equal(floor, 0);
+	assert_int_equal(bkv_storage_raise_seal_floor(f->s, 3), BKV_STORAGE_OK);
+	assert_int_equal(bkv_storage_raise_seal_floor(f->s, 2), BKV_STORAGE_OK);
+	reopen(f);
+	assert_int_equal(bkv_storage_seal_floor(f->s, &floor), BKV_STORAGE_OK);
+	assert_int_equal(floor, 3);
+	assert_int_equal(bkv_storage_seal_floor(f->s, NULL), BKV_STORAGE_ARGUMENT);
+	assert_int_equal(bkv_storage_seal_floor(NULL, &floor), BKV_STORAGE_ARGUMENT);
+}
+
 static void test_seal_floor_refuses_inserting_a_record_sealed_below_it(void **state)
 {
 	fx *f = *state;
@@ -2981,6 +2996,7 @@ int main(void)
 	    T_OPEN(test_blob_calls_reject_bad_arguments_and_change_nothing),
 	    T_OPEN(test_count_sealed_below_counts_records_under_older_versions),
 	    /* the seal floor */
+	    T_OPEN(test_seal_floor_is_read_back_and_never_lowered),
 	    T_OPEN(test_seal_floor_refuses_inserting_a_record_sealed_below_it),
 	    T_OPEN(test_seal_floor_refuses_an_update_that_gives_a_row_a_blob_below_it),
 	    T_OPEN(test_seal_floor_lets_a_row_below_it_keep_its_blob_and_become_a_tombstone),

@@ -79,6 +79,20 @@ int bkvd_cmd_status(int argc, char **argv)
 	char shown[BKVD_PATH_MAX];
 	bkv_storage_url_redacted(config.storage, shown, sizeof(shown));
 	printf("database: %s\n", shown);
+	uint32_t floor = 0;
+	if (bkv_storage_seal_floor(storage, &floor) != BKV_STORAGE_OK) {
+		printf("database: unavailable\n");
+		goto done;
+	}
+	printf("  seal floor: %u (no record is sealed anew under an older version)\n", floor);
+	if (nversions == 0 || versions[nversions - 1] < floor) {
+		/* Every registration would be refused: the token is older than the database. */
+		printf("not ready: the newest seal key in the token (bkv-seal-%u) is below the "
+		       "database's seal floor %u; is this the token the database was sealed "
+		       "with?\n",
+		       nversions ? versions[nversions - 1] : 0, floor);
+		goto done;
+	}
 	for (size_t i = 0; i < nversions; i++) {
 		uint64_t n = 0;
 		if (bkv_storage_count_sealed_with(storage, versions[i], &n) != BKV_STORAGE_OK) {

@@ -175,6 +175,13 @@ bkv_storage_err bkv_storage_blob_delete(bkv_storage *s, const char *name)
 	return s->ops->blob_delete(s, name);
 }
 
+bkv_storage_err bkv_storage_seal_floor(bkv_storage *s, uint32_t *min_version)
+{
+	if (s == NULL || min_version == NULL)
+		return BKV_STORAGE_ARGUMENT;
+	return s->ops->seal_floor(s, min_version);
+}
+
 /* url with any password replaced by "***" (the userinfo's "user:password@" and a
  * "password=" parameter), for messages and status output. Truncated to out_len. */
 void bkv_storage_url_redacted(const char *url, char *out, size_t out_len)

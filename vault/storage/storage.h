@@ -132,6 +132,8 @@ bkv_storage_err bkv_storage_count_sealed_below(bkv_storage *s, uint32_t min_vers
  * commit). So a count after this call sees every row that can ever be below the floor,
  * except rows that were below it already and keep their blob. */
 bkv_storage_err bkv_storage_raise_seal_floor(bkv_storage *s, uint32_t min_version);
+/* The seal floor (0 until first raised). */
+bkv_storage_err bkv_storage_seal_floor(bkv_storage *s, uint32_t *min_version);
 
 /* ---- Named blobs ----
  * A few named byte strings kept beside the records, in the same database (bkvd keeps the

@@ -25,6 +25,7 @@ typedef struct bkv_storage_ops {
 	bkv_storage_err (*count_sealed_below)(bkv_storage *s, uint32_t min_version,
 	                                      uint64_t *count);
 	bkv_storage_err (*raise_seal_floor)(bkv_storage *s, uint32_t min_version);
+	bkv_storage_err (*seal_floor)(bkv_storage *s, uint32_t *min_version);
 	/* Named blobs; name and lengths checked by storage.c. */
 	bkv_storage_err (*blob_get)(bkv_storage *s, const char *name, uint8_t *out, size_t cap,
 	                            size_t *len);

@@ -183,6 +183,7 @@ static const statement statements[] = {
      1,
      {I}},
     {"xact_status", "SELECT pg_xact_status($1::text::xid8)", 1, {0}},
+    {"seal_floor", "SELECT min_version FROM bkv_seal_floor", 0, {0}},
     {"blob_get", "SELECT value FROM bkv_blobs WHERE name = $1::text", 1, {0}},
     {"blob_insert",
      "INSERT INTO bkv_blobs (value, name) VALUES ($1, $2::text) ON CONFLICT (name) DO NOTHING",
@@ -884,6 +885,24 @@ static bkv_storage_err pg_raise_seal_floor(bkv_storage *s, uint32_t min_version)
 	return attempt(pg_of(s), true, raise_floor_body, &min_version);
 }
 
+static bkv_storage_err seal_floor_body(pg_storage *ps, void *p)
+{
+	params q = {.n = 0};
+	PGresult *res = run(ps, "seal_floor", &q);
+	if (res == NULL)
+		return BKV_STORAGE_UNAVAILABLE;
+	bkv_storage_err err = BKV_STORAGE_CORRUPT;
+	if (PQntuples(res) == 1 && col_u32(res, 0, 0, p))
+		err = BKV_STORAGE_OK;
+	PQclear(res);
+	return err;
+}
+
+static bkv_storage_err pg_seal_floor(bkv_storage *s, uint32_t *min_version)
+{
+	return attempt(pg_of(s), false, seal_floor_body, min_version);
+}
+
 typedef struct blob_ctx {
 	const char *name;
 	const uint8_t *old;
@@ -982,6 +1001,7 @@ static const bkv_storage_ops pg_ops = {
     .count_sealed_with = pg_count_sealed_with,
     .count_sealed_below = pg_count_sealed_below,
     .raise_seal_floor = pg_raise_seal_floor,
+    .seal_floor = pg_seal_floor,
     .blob_get = pg_blob_get,
     .blob_put = pg_blob_put,
     .blob_delete = pg_blob_delete,

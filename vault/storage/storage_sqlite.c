@@ -376,6 +376,18 @@ static bkv_storage_err sq_raise_seal_floor(bkv_storage *s, uint32_t min_version)
 	return err;
 }
 
+static bkv_storage_err sq_seal_floor(bkv_storage *s, uint32_t *min_version)
+{
+	sqlite3_stmt *st = prepare(db_of(s), "SELECT min_version FROM seal_floor");
+	if (st == NULL)
+		return BKV_STORAGE_UNAVAILABLE;
+	bkv_storage_err err = BKV_STORAGE_UNAVAILABLE;
+	if (sqlite3_step(st) == SQLITE_ROW)
+		err = col_u32(st, 0, min_version) ? BKV_STORAGE_OK : BKV_STORAGE_CORRUPT;
+	sqlite3_finalize(st);
+	return err;
+}
+
 static bkv_storage_err sq_blob_get(bkv_storage *s, const char *name, uint8_t *out, size_t cap,
                                    size_t *len)
 {
@@ -458,6 +470,7 @@ static const bkv_storage_ops sqlite_ops = {
     .count_sealed_with = sq_count_sealed_with,
     .count_sealed_below = sq_count_sealed_below,
     .raise_seal_floor = sq_raise_seal_floor,
+    .seal_floor = sq_seal_floor,
     .blob_get = sq_blob_get,
     .blob_put = sq_blob_put,
     .blob_delete = sq_blob_delete,
