@@ -9,7 +9,8 @@
 #       runs with [token] p256_ake = sealed (suite settings with P-256 only); QUIRK@adopt
 #       has the keys made first by a stand-in for the vendor's tool (vendor-keygen, on
 #       SoftHSM2 directly) and runs `bkvd init --adopt`; QUIRK@database runs with [token]
-#       sealed_keys = database
+#       sealed_keys = database. QUIRK may be several quirks joined by commas, and modes are
+#       joined by "+" (no-ecdh,no-data-objects@sealed+database): a vendor's profile
 #   tests/pkcs11-quirks/run-matrix.sh BUILD_BIN_DIR --direct
 #       on the token that tests/with-softhsm or tests/pkcs11-quirks/with-opencryptoki
 #       describes (BKV_TEST_PKCS11_MODULE, BKV_TEST_TOKEN_LABEL, BKV_TEST_PIN_FILE), the
@@ -36,14 +37,23 @@ here=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
 root=$(cd "$here/../.." && pwd)
 quirks_lib=${BKV_QUIRKS_LIB:-$bin/../lib/libbkv-pkcs11-quirks.so}
 softhsm=${BKV_PKCS11_MODULE:-/usr/lib/softhsm/libsofthsm2.so}
+# Vendors' documented behaviours together (docs/TOKEN.md, "Per implementation").
+profiles=(
+  no-gcm,no-copy,no-data-objects@database                        # YubiHSM 2
+  gcm-token-iv,no-ecdh,no-copy,no-data-objects@sealed+database   # AWS CloudHSM, worst case
+  no-ecdh,no-copy,no-data-objects@sealed+database                # Google Cloud KMS library
+  gcm-token-iv16,sensitive-derive@sealed                         # Thales Luna Cloud HSM
+  no-generate-key,no-gcm,no-copy@adopt                           # tpm2-pkcs11
+  no-gcm,no-allowed-mechanisms,no-ecdh@sealed                    # openCryptoki before 3.17
+)
 all_quirks=(none gcm-token-iv gcm-token-iv16 no-gcm sensitive-derive no-ecdh no-copy
   no-allowed-mechanisms no-data-objects no-generate-key none@sealed sensitive-derive@sealed
   no-ecdh@sealed no-gcm@sealed none@adopt no-generate-key@adopt none@database
-  no-data-objects@database)
+  no-data-objects@database "${profiles[@]}")
 # What bkv supports: these runs must be ok, not merely refused with a reason.
 must_work=" none gcm-token-iv gcm-token-iv16 no-gcm no-copy no-allowed-mechanisms none@sealed
   sensitive-derive@sealed no-ecdh@sealed no-gcm@sealed none@adopt no-generate-key@adopt
-  none@database no-data-objects@database "
+  none@database no-data-objects@database ${profiles[*]} "
 # With P-256 alone nothing is sealed at `bkvd init`, so a sealing fault can only show later.
 read -r -a suite_configs <<<"${BKV_MATRIX_SUITES:-ristretto255-sha512,p256-sha256 p256-sha256 ristretto255-sha512}"
 
@@ -236,13 +246,17 @@ fi
 [ "$#" -gt 0 ] || set -- "${all_quirks[@]}"
 export BKV_QUIRKS_MODULE=$softhsm
 for quirk in "$@"; do
-  p256_ake=token adopt="" sealed_keys=token
-  case $quirk in
-    *@sealed) p256_ake=sealed ;;
-    *@adopt) adopt=1 ;;
-    *@database) sealed_keys=database ;;
-  esac
-  export BKV_QUIRKS=${quirk%@*}
+  p256_ake=token adopt="" sealed_keys=token modes=""
+  [[ $quirk != *@* ]] || modes=${quirk#*@}
+  for mode in ${modes//+/ }; do
+    case $mode in
+      sealed) p256_ake=sealed ;;
+      adopt) adopt=1 ;;
+      database) sealed_keys=database ;;
+      *) echo "run-matrix: unknown mode $mode in $quirk" >&2; exit 2 ;;
+    esac
+  done
+  export BKV_QUIRKS=${quirk%%@*}
   [ "$BKV_QUIRKS" != none ] || BKV_QUIRKS=""
   for suites in "${suite_configs[@]}"; do
     [ "$p256_ake" = token ] || [[ $suites == *p256* ]] || continue
@@ -252,8 +266,10 @@ for quirk in "$@"; do
     export SOFTHSM2_CONF=$dir/hsm/softhsm2.conf
     write_config "$dir" "$suites" "$quirks_lib" bkv-matrix "$dir/hsm/user.pin" "$p256_ake" \
       "$sealed_keys"
+    cbc=gcm
+    [[ ",$BKV_QUIRKS," != *,no-gcm,* ]] || cbc=cbc
     if [ -n "$adopt" ] && ! "$here/vendor-keygen" "$softhsm" bkv-matrix "$dir/hsm/user.pin" \
-      "$suites" "$p256_ake" >"$dir/keygen.out" 2>&1; then
+      "$suites" "$p256_ake" "$cbc" >"$dir/keygen.out" 2>&1; then
       echo "quirk $quirk [$suites]: the stand-in vendor tool failed: $(one_line "$dir/keygen.out")"
       status=1
       continue
