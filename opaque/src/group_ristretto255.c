@@ -34,14 +34,24 @@ static int le_less_than(const uint8_t a[32], const uint8_t b[32])
 	return (int)lt;
 }
 
-static opaque_err r255_element_validate(const uint8_t *e, size_t len)
+/* The checks on an encoding that need no decoding: the identity, s >= p, a negative s.
+ * (libsodium 1.0.18's decoder ignores the top bit, so s >= p must be checked here.) */
+static opaque_err r255_encoding_validate(const uint8_t *e)
 {
-	if (len != R255_BYTES)
-		return OPAQUE_ERR_LENGTH;
 	if (sodium_is_zero(e, R255_BYTES))
 		return OPAQUE_ERR_ELEMENT_IDENTITY;
 	if (!le_less_than(e, field_p) || (e[0] & 1))
 		return OPAQUE_ERR_ELEMENT_NONCANONICAL;
+	return OPAQUE_OK;
+}
+
+static opaque_err r255_element_validate(const uint8_t *e, size_t len)
+{
+	if (len != R255_BYTES)
+		return OPAQUE_ERR_LENGTH;
+	const opaque_err err = r255_encoding_validate(e);
+	if (err != OPAQUE_OK)
+		return err;
 	if (crypto_core_ristretto255_is_valid_point(e) != 1)
 		return OPAQUE_ERR_ELEMENT_NOT_ON_CURVE;
 	return OPAQUE_OK;
@@ -56,13 +66,17 @@ static opaque_err r255_scalar_validate(const uint8_t *k)
 
 static opaque_err r255_scalar_mult(const uint8_t *k, const uint8_t *e, uint8_t *out)
 {
-	/* Validates e first, so a bad element gets its precise error. */
-	opaque_err err = r255_element_validate(e, R255_BYTES);
+	/* The cheap checks first; the decoding is libsodium's, inside the multiplication,
+	 * which fails on an encoding that is not a point and on an identity result. Only then
+	 * is e decoded again, to tell which. */
+	opaque_err err = r255_encoding_validate(e);
 	if (err != OPAQUE_OK)
 		return err;
-	if (crypto_scalarmult_ristretto255(out, k, e) != 0)
-		return OPAQUE_ERR_ELEMENT_IDENTITY; /* the result is the identity */
-	return OPAQUE_OK;
+	if (crypto_scalarmult_ristretto255(out, k, e) == 0)
+		return OPAQUE_OK;
+	sodium_memzero(out, R255_BYTES);
+	return crypto_core_ristretto255_is_valid_point(e) != 1 ? OPAQUE_ERR_ELEMENT_NOT_ON_CURVE
+	                                                       : OPAQUE_ERR_ELEMENT_IDENTITY;
 }
 
 static opaque_err r255_scalar_mult_base(const uint8_t *k, uint8_t *out)
