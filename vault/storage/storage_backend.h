@@ -25,6 +25,11 @@ typedef struct bkv_storage_ops {
 	bkv_storage_err (*count_sealed_below)(bkv_storage *s, uint32_t min_version,
 	                                      uint64_t *count);
 	bkv_storage_err (*raise_seal_floor)(bkv_storage *s, uint32_t min_version);
+	/* NULL when the backend shares no rate buckets */
+	bkv_storage_err (*rate_take)(bkv_storage *s, const uint8_t *key, size_t key_len,
+	                             uint64_t capacity, uint64_t cost, uint64_t refill_per_ms,
+	                             int64_t now_ms, bool *taken, uint64_t *level);
+	bkv_storage_err (*rate_prune)(bkv_storage *s, int64_t now_ms);
 } bkv_storage_ops;
 
 struct bkv_storage {
