@@ -1,8 +1,8 @@
 /*
  * test_rate_limit.c - the token buckets of vault/handlers/ratelimit.c (cmocka): refill,
- * burst, the retry_after rounding, the rule syntax, a full table, and two processes
- * hammering one bucket in the shared table. The clock is the now_ms argument, set by each
- * test; expected figures are worked out by hand from the rule.
+ * burst, the retry_after rounding, the rule syntax, a full table, two processes
+ * hammering one bucket in the shared table, and the per-address and per-account checks. The clock
+ * is the now_ms argument, set by each test; expected figures are worked out by hand from the rule.
  */
 #include <setjmp.h>
 #include <stdarg.h>
@@ -231,6 +231,87 @@ static void rules_parse_from_the_config_syntax(void **state)
 	}
 }
 
+/* A vault with only a log key: the checks touch nothing else (no storage: not shared). */
+static bkv_vault vault_with_log_key(uint8_t fill)
+{
+	bkv_vault v;
+	memset(&v, 0, sizeof(v));
+	memset(v.settings.log_key, fill, sizeof(v.settings.log_key));
+	return v;
+}
+
+static void address_checks_keep_a_bucket_per_address_and_method(void **state)
+{
+	(void)state;
+	bkv_rate_config config;
+	bkv_rate_config_defaults(&config);
+	config.per_address[BKV_RATE_RECOVER_START] = (bkv_rate_rule){1, 60, 2};
+	bkv_rate_limiter *l = bkv_rate_limiter_create(&config, 64);
+	assert_non_null(l);
+	const bkv_vault v = vault_with_log_key(1);
+	uint32_t retry = 0;
+	const int rs = BKV_RATE_RECOVER_START;
+	assert_true(bkv_rate_check_address(l, &v, rs, "192.0.2.1", T0, &retry));
+	assert_true(bkv_rate_check_address(l, &v, rs, "192.0.2.1", T0, &retry));
+	assert_false(bkv_rate_check_address(l, &v, rs, "192.0.2.1", T0, &retry));
+	assert_int_equal(retry, 60000);
+	assert_true(bkv_rate_check_address(l, &v, rs, "192.0.2.2", T0, &retry));
+	/* RegisterStart has a bucket of its own (the default, 100/min burst 100) */
+	assert_true(
+	    bkv_rate_check_address(l, &v, BKV_RATE_REGISTER_START, "192.0.2.1", T0, &retry));
+	/* no limit for a method without a rule or outside the list (GetConfig) */
+	for (int i = 0; i < 50; i++) {
+		assert_true(
+		    bkv_rate_check_address(l, &v, BKV_RATE_DELETE, "192.0.2.1", T0, &retry));
+		assert_true(bkv_rate_check_address(l, &v, -1, "192.0.2.1", T0, &retry));
+	}
+	bkv_rate_limiter_destroy(l);
+}
+
+static void account_checks_keep_a_bucket_per_account(void **state)
+{
+	(void)state;
+	bkv_rate_config config;
+	bkv_rate_config_defaults(&config);
+	config.per_account[BKV_RATE_GET_STATUS] = (bkv_rate_rule){1, 1, 1};
+	bkv_rate_limiter *l = bkv_rate_limiter_create(&config, 64);
+	assert_non_null(l);
+	bkv_vault v = vault_with_log_key(2);
+	const bkv_account alice = {(const uint8_t *)"alice", 5};
+	const bkv_account bob = {(const uint8_t *)"bob", 3};
+	uint32_t retry = 0;
+	const int gs = BKV_RATE_GET_STATUS;
+	assert_true(bkv_rate_check_account(l, &v, gs, alice, T0, &retry));
+	assert_false(bkv_rate_check_account(l, &v, gs, alice, T0, &retry));
+	assert_int_equal(retry, 1000);
+	assert_true(bkv_rate_check_account(l, &v, gs, bob, T0, &retry));
+	assert_true(bkv_rate_check_account(l, &v, gs, alice, T0 + 1000, &retry));
+	/* an address bucket and an account bucket never share a key */
+	assert_true(bkv_rate_check_address(l, &v, gs, "alice", T0 + 1000, &retry));
+	bkv_rate_limiter_destroy(l);
+}
+
+static void disabled_limits_and_no_limiter_never_refuse(void **state)
+{
+	(void)state;
+	bkv_rate_config config;
+	bkv_rate_config_defaults(&config);
+	config.enabled = false;
+	config.per_account[BKV_RATE_GET_STATUS] = (bkv_rate_rule){1, 3600, 1};
+	bkv_rate_limiter *l = bkv_rate_limiter_create(&config, 64);
+	assert_non_null(l);
+	bkv_vault v = vault_with_log_key(3);
+	const bkv_account alice = {(const uint8_t *)"alice", 5};
+	uint32_t retry = 0;
+	for (int i = 0; i < 5; i++) {
+		assert_true(bkv_rate_check_account(l, &v, BKV_RATE_GET_STATUS, alice, T0, &retry));
+		assert_true(
+		    bkv_rate_check_account(NULL, &v, BKV_RATE_GET_STATUS, alice, T0, &retry));
+		assert_true(bkv_rate_check_address(NULL, &v, BKV_RATE_GET_STATUS, "a", T0, &retry));
+	}
+	bkv_rate_limiter_destroy(l);
+}
+
 static void methods_are_found_by_their_rpc_names(void **state)
 {
 	(void)state;
@@ -252,6 +333,9 @@ int main(void)
 	    cmocka_unit_test(full_table_evicts_a_refilled_bucket_first),
 	    cmocka_unit_test(processes_sharing_the_table_never_exceed_the_burst),
 	    cmocka_unit_test(rules_parse_from_the_config_syntax),
+	    cmocka_unit_test(address_checks_keep_a_bucket_per_address_and_method),
+	    cmocka_unit_test(account_checks_keep_a_bucket_per_account),
+	    cmocka_unit_test(disabled_limits_and_no_limiter_never_refuse),
 	    cmocka_unit_test(methods_are_found_by_their_rpc_names),
 	};
 	return cmocka_run_group_tests(tests, NULL, NULL);

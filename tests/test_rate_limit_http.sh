@@ -43,6 +43,24 @@ per_account.GetStatus = off\
 per_address.RecoverStart = off\
 per_address.GetStatus = off|' "$config"
 
+# a rule bkvd cannot read, or a method it does not know, stops it at start with exit 2
+bad_config() {
+  local name=$1 line=$2 want=$3 rc=0
+  sed "s|^per_account.GetStatus = off$|$line|" "$config" >"$work/bad.conf"
+  "$bin/bkvd" serve --config "$work/bad.conf" --listen 127.0.0.1:0 >/dev/null \
+    2>"$work/bad.err" || rc=$?
+  check "$name: exit 2" "[ $rc -eq 2 ]"
+  check "$name: says $want" "grep -qF -- '$want' '$work/bad.err'"
+}
+bad_config "a rule without a period" "per_account.GetStatus = 10" \
+  "invalid value for [rate_limit] per_account.GetStatus"
+bad_config "a burst of 0" "per_account.GetStatus = 10/min burst 0" \
+  "invalid value for [rate_limit] per_account.GetStatus"
+bad_config "an unknown method" "per_account.GetConfig = 10/min" \
+  "unknown key [rate_limit] per_account.GetConfig"
+bad_config "an unknown scope" "per_host.GetStatus = 10/min" \
+  "unknown key [rate_limit] per_host.GetStatus"
+
 urls=()
 for r in $(seq "$replicas"); do
   "$bin/bkvd" serve --config "$config" --listen 127.0.0.1:0 --workers "$workers" \

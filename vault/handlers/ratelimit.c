@@ -184,7 +184,15 @@ static uint32_t retry_after(const bucket_units *u, uint64_t level)
 	return ms > UINT32_MAX ? UINT32_MAX : (uint32_t)(ms == 0 ? 1 : ms);
 }
 
-/* The slot for key: its own, else a free one, else a full one, else the nearest to full. */
+/* Which slot gives way to a new key first: a free or refilled one (a refilled bucket is the
+ * same as none), else the one that refills soonest. */
+static int64_t eviction_rank(const slot *s, int64_t now_ms)
+{
+	return s->full_at_ms <= now_ms ? INT64_MIN : s->full_at_ms;
+}
+
+/* The slot for key: its own if it has one in its probe window, else the window's slot
+ * that gives way first (*fresh then). */
 static slot *find_slot(bkv_rate_limiter *l, const uint8_t key[BKV_RATE_KEY_BYTES], int64_t now_ms,
                        bool *fresh)
 {
@@ -197,9 +205,7 @@ static slot *find_slot(bkv_rate_limiter *l, const uint8_t key[BKV_RATE_KEY_BYTES
 			*fresh = false;
 			return s;
 		}
-		const int64_t score = s->full_at_ms <= now_ms ? INT64_MIN : s->full_at_ms;
-		if (victim == NULL ||
-		    score < (victim->full_at_ms <= now_ms ? INT64_MIN : victim->full_at_ms))
+		if (victim == NULL || eviction_rank(s, now_ms) < eviction_rank(victim, now_ms))
 			victim = s;
 	}
 	*fresh = true;
