@@ -3,9 +3,11 @@
 # limits"): with per_account.RecoverStart = 1/h burst 3, the fourth RecoverStart of one
 # account is refused with HTTP 429 resource_exhausted, a bkv.v1.RetryInfo detail and
 # Retry-After; the refused requests use no attempt and no token operation; another account
-# is unaffected. With SQLite: one bkvd with 2 workers (the workers share the buckets).
-# With BKV_TEST_PG_URL (tests/with-postgres): two bkvd replicas on one database share the
-# per-account budget.
+# is unaffected; a per-address limit refuses before the bearer token is verified; a bad
+# [rate_limit] line stops bkvd at start. With SQLite: one bkvd with 2 workers (the workers
+# share the buckets). With BKV_TEST_PG_URL (tests/with-postgres): two bkvd replicas on one
+# database, 1 worker each, share the per-account budget (the requests alternate between
+# them, so neither replica's own table alone would refuse the fourth).
 #
 #   tests/with-vault tests/test_rate_limit_http.sh BUILD_BIN_DIR
 set -euo pipefail
@@ -41,7 +43,8 @@ sed -i 's|^enabled = false$|enabled = true\
 per_account.RecoverStart = 1/h burst 3\
 per_account.GetStatus = off\
 per_address.RecoverStart = off\
-per_address.GetStatus = off|' "$config"
+per_address.GetStatus = off\
+per_address.Delete = 1/h burst 1|' "$config"
 
 # a rule bkvd cannot read, or a method it does not know, stops it at start with exit 2
 bad_config() {
@@ -153,6 +156,25 @@ rc=0
 BKV_VAULT=$(url 2) bkv recover --token-file "$work/token-bob" --password-file "$work/pw" \
   --out "$work/got" >/dev/null 2>&1 || rc=$?
 check "another account is unaffected: bob recovers" "[ $rc -eq 0 ] && cmp -s '$work/got' '$work/key'"
+
+# per address: the second Delete from 127.0.0.1 is refused before its token is even read
+connect() { # connect METHOD TOKEN-or-empty: status line to $work/headers, body to $work/body
+  local auth=()
+  [ -n "$2" ] && auth=(-H "Authorization: Bearer $2")
+  curl -sS --cacert "$work/vault/tls/cert.pem" -D "$work/headers" -o "$work/body" \
+    "${auth[@]}" -H "Content-Type: application/proto" --data-binary "" \
+    "$(url 1)/bkv.v1.BackupKeyVault/$1"
+}
+"$bin/bkvd" dev-token --config "$config" carol >"$work/token-carol"
+connect Delete "$(cat "$work/token-carol")"
+check "the first Delete from the address is served" "! head -1 '$work/headers' | grep -q ' 429'"
+connect Delete ""
+check "the second, without a token, is 429 (the address check comes before auth)" \
+  "head -1 '$work/headers' | grep -q ' 429'"
+check "it names the address" "grep -q 'from this address' '$work/body'"
+connect GetStatus ""
+check "another method from the address is not limited (401 without a token)" \
+  "head -1 '$work/headers' | grep -q ' 401'"
 
 for r in $(seq "$replicas"); do
   if grep -q "Sanitizer" "$work/bkvd$r.log"; then bad "bkvd $r log has a sanitizer report"; fi
