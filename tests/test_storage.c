@@ -235,8 +235,10 @@ static void reopen(fx *f)
 	}
 }
 
-/* The schema version this code creates and migrates to. */
-#define SCHEMA_VERSION 4
+/* The schema version this code creates and migrates to (PostgreSQL's 5 adds the shared
+ * rate buckets, which SQLite does not need). */
+#define SCHEMA_VERSION    4
+#define PG_SCHEMA_VERSION 5
 
 /* The MAC these tests give a state: attempts_used as 8 big-endian bytes. */
 static void set_counter_mac(bkv_record *r)
@@ -574,7 +576,7 @@ static void test_open_creates_the_schema(void **state)
 {
 	fx *f = *state;
 	if (on_pg) {
-		assert_int_equal(pg_int("SELECT version FROM bkv_schema"), SCHEMA_VERSION);
+		assert_int_equal(pg_int("SELECT version FROM bkv_schema"), PG_SCHEMA_VERSION);
 		assert_int_equal(pg_int("SELECT count(*) FROM bkv_schema"), 1);
 		assert_int_equal(
 		    pg_int("SELECT count(*) FROM pg_tables WHERE schemaname = 'public' "
@@ -789,7 +791,7 @@ static void test_open_migrates_a_version_1_database_and_keeps_its_rows(void **st
 
 	/* the schema is the current one, and the store-wide version counter is gone */
 	if (on_pg) {
-		assert_int_equal(pg_int("SELECT version FROM bkv_schema"), SCHEMA_VERSION);
+		assert_int_equal(pg_int("SELECT version FROM bkv_schema"), PG_SCHEMA_VERSION);
 		assert_int_equal(pg_int("SELECT count(*) FROM pg_class WHERE relname = "
 		                        "'record_version_seq'"),
 		                 0);
@@ -2937,6 +2939,137 @@ static void test_url_redaction_hides_passwords_only(void **state)
 	assert_int_equal(strlen(tiny), sizeof(tiny) - 1);
 }
 
+/* Shared rate buckets                                                                   */
+
+/* 1/min burst 3 in the limiter's units: a request costs 60000, 1 unit refills per ms. */
+#define RATE_COST     UINT64_C(60000)
+#define RATE_CAPACITY (3 * RATE_COST)
+#define RATE_T0       INT64_C(1800000000000)
+
+static bool rate_take(bkv_storage *s, const char *key, int64_t now_ms, uint64_t *level)
+{
+	bool taken = false;
+	assert_int_equal(bkv_storage_rate_take(s, (const uint8_t *)key, strlen(key), RATE_CAPACITY,
+	                                       RATE_COST, 1, now_ms, &taken, level),
+	                 BKV_STORAGE_OK);
+	return taken;
+}
+
+static void test_rate_buckets_are_shared_on_postgresql_only(void **state)
+{
+	fx *f = *state;
+	assert_int_equal(bkv_storage_shares_rate_buckets(f->s), on_pg);
+	if (on_pg)
+		return;
+	bool taken;
+	uint64_t level;
+	assert_int_equal(bkv_storage_rate_take(f->s, (const uint8_t *)"k", 1, RATE_CAPACITY,
+	                                       RATE_COST, 1, RATE_T0, &taken, &level),
+	                 BKV_STORAGE_ARGUMENT);
+}
+
+static void test_pg_rate_take_takes_the_burst_then_refills_at_the_rate(void **state)
+{
+	POSTGRESQL_ONLY();
+	fx *f = *state;
+	uint64_t level = 0;
+	assert_true(rate_take(f->s, "alice", RATE_T0, &level));
+	assert_int_equal(level, 2 * RATE_COST);
+	assert_true(rate_take(f->s, "alice", RATE_T0, &level));
+	assert_true(rate_take(f->s, "alice", RATE_T0, &level));
+	assert_int_equal(level, 0);
+	assert_false(rate_take(f->s, "alice", RATE_T0, &level));
+	assert_int_equal(level, 0);
+	assert_false(rate_take(f->s, "alice", RATE_T0 + 59999, &level));
+	assert_int_equal(level, 59999);
+	assert_true(rate_take(f->s, "alice", RATE_T0 + 60000, &level));
+	assert_int_equal(level, 0);
+	/* another key has a bucket of its own */
+	assert_true(rate_take(f->s, "bob", RATE_T0, &level));
+	/* a clock that goes back refills nothing; a long wait refills to the capacity only */
+	assert_false(rate_take(f->s, "alice", RATE_T0 - 3600000, &level));
+	assert_int_equal(level, 0);
+	assert_true(rate_take(f->s, "alice", RATE_T0 + INT64_C(86400000) * 365, &level));
+	assert_int_equal(level, RATE_CAPACITY - RATE_COST);
+}
+
+static void test_pg_rate_prune_deletes_only_buckets_that_are_full_again(void **state)
+{
+	POSTGRESQL_ONLY();
+	fx *f = *state;
+	uint64_t level;
+	assert_true(
+	    rate_take(f->s, "old", RATE_T0 - 3600000, &level)); /* full since T0 - 3540000 */
+	assert_true(rate_take(f->s, "new", RATE_T0, &level));   /* full at T0 + 60000 */
+	assert_int_equal(pg_int("SELECT count(*) FROM bkv_rate_buckets"), 2);
+	assert_int_equal(bkv_storage_rate_prune(f->s, RATE_T0), BKV_STORAGE_OK);
+	assert_int_equal(pg_int("SELECT count(*) FROM bkv_rate_buckets"), 1);
+	assert_int_equal(pg_int("SELECT count(*) FROM bkv_rate_buckets WHERE key = 'new'::bytea"),
+	                 1);
+}
+
+static void test_rate_take_rejects_bad_arguments(void **state)
+{
+	fx *f = *state;
+	bool taken;
+	uint64_t level;
+	const uint8_t key[1] = {'k'};
+	const uint64_t big = UINT64_C(1) << 41;
+	assert_int_equal(bkv_storage_rate_take(f->s, NULL, 1, 2, 1, 1, 0, &taken, &level),
+	                 BKV_STORAGE_ARGUMENT);
+	assert_int_equal(bkv_storage_rate_take(f->s, key, 0, 2, 1, 1, 0, &taken, &level),
+	                 BKV_STORAGE_ARGUMENT);
+	assert_int_equal(bkv_storage_rate_take(f->s, key, 1, 2, 0, 1, 0, &taken, &level),
+	                 BKV_STORAGE_ARGUMENT);
+	assert_int_equal(bkv_storage_rate_take(f->s, key, 1, 1, 2, 1, 0, &taken, &level),
+	                 BKV_STORAGE_ARGUMENT);
+	assert_int_equal(bkv_storage_rate_take(f->s, key, 1, 2, 1, 0, 0, &taken, &level),
+	                 BKV_STORAGE_ARGUMENT);
+	assert_int_equal(bkv_storage_rate_take(f->s, key, 1, big, 1, 1, 0, &taken, &level),
+	                 BKV_STORAGE_ARGUMENT);
+	assert_int_equal(bkv_storage_rate_take(f->s, key, 1, UINT64_C(1) << 40, 1,
+	                                       UINT64_C(1) << 23, 0, &taken, &level),
+	                 BKV_STORAGE_ARGUMENT);
+	if (on_pg)
+		assert_int_equal(pg_int("SELECT count(*) FROM bkv_rate_buckets"), 0);
+}
+
+static int child_rate_takes(int index, void *arg)
+{
+	(void)index;
+	child_ready_and_wait();
+	bkv_storage *s = child_open(arg);
+	if (s == NULL)
+		return 255;
+	int taken_count = 0;
+	for (int i = 0; i < 10; i++) {
+		bool taken = false;
+		uint64_t level;
+		if (bkv_storage_rate_take(s, (const uint8_t *)"shared", 6, RATE_CAPACITY, RATE_COST,
+		                          1, RATE_T0, &taken, &level) != BKV_STORAGE_OK) {
+			taken_count = 254;
+			break;
+		}
+		taken_count += taken;
+	}
+	bkv_storage_close(s);
+	return taken_count;
+}
+
+static void test_pg_concurrent_rate_takes_never_exceed_the_burst(void **state)
+{
+	POSTGRESQL_ONLY();
+	fx *f = *state;
+	int status[N_CHILDREN];
+	run_children(N_CHILDREN, child_rate_takes, f->url, status);
+	int total = 0;
+	for (int i = 0; i < N_CHILDREN; i++) {
+		assert_true(status[i] >= 0 && status[i] <= 3);
+		total += status[i];
+	}
+	assert_int_equal(total, 3);
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
@@ -3013,6 +3146,12 @@ int main(void)
 	    T_OPEN(test_concurrent_updates_from_one_mac_succeed_exactly_once),
 	    T_OPEN(test_concurrent_inserts_of_one_account_succeed_exactly_once),
 	    T_OPEN(test_sigkill_never_loses_a_committed_update),
+	    /* shared rate buckets */
+	    T_OPEN(test_rate_buckets_are_shared_on_postgresql_only),
+	    T_OPEN(test_pg_rate_take_takes_the_burst_then_refills_at_the_rate),
+	    T_OPEN(test_pg_rate_prune_deletes_only_buckets_that_are_full_again),
+	    T_OPEN(test_rate_take_rejects_bad_arguments),
+	    T_OPEN(test_pg_concurrent_rate_takes_never_exceed_the_burst),
 	    /* PostgreSQL only */
 	    T_OPEN(test_pg_session_keeps_synchronous_commit_on_and_has_a_statement_timeout),
 	    T_OPEN(test_pg_statement_timeout_bounds_a_stuck_statement),

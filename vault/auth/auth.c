@@ -1,6 +1,8 @@
 /*
  * auth.c - JWT verification with libjwt (OpenSSL backend) and the pinned algorithm.
- * libjwt parses the token; this file decides whether it is acceptable.
+ * libjwt checks the signature; this file decodes the header and claims itself (bounds-checked
+ * base64url, JSON that refuses repeated members) and decides whether they are acceptable.
+ * Every time claim is compared without overflow, whatever integer a signer put in it.
  */
 #include <errno.h>
 #include <stdio.h>
@@ -57,7 +59,9 @@ bool bkv_auth_init(bkv_auth *auth, const bkv_auth_settings *s, char *why, size_t
 		snprintf(why, why_len, "[auth] issuer and audience are required");
 		return false;
 	}
-	if (s->max_lifetime_s <= 0 || s->clock_skew_s < 0) {
+	int64_t window;
+	if (s->max_lifetime_s <= 0 || s->clock_skew_s < 0 ||
+	    __builtin_add_overflow(s->max_lifetime_s, s->clock_skew_s, &window)) {
 		snprintf(why, why_len, "[auth] max_lifetime must be positive, clock_skew >= 0");
 		return false;
 	}
@@ -82,29 +86,195 @@ void bkv_auth_free(bkv_auth *auth)
 	memset(auth, 0, sizeof(*auth));
 }
 
-/* aud may be a string or an array of strings (RFC 7519 4.1.3). */
-static bool audience_matches(jwt_t *jwt, const char *audience)
+/*
+ * The token's three parts, split and decoded here rather than read back from libjwt: libjwt
+ * and jansson resolve a repeated member last-wins, so a token could carry two subs and be
+ * read one way by the signer's tooling and another way here. Header and claims are parsed
+ * with JSON_REJECT_DUPLICATES, and every claim is read from that parse.
+ */
+typedef struct jwt_parts {
+	json_t *header;
+	json_t *claims;
+	uint8_t signature[64];
+	size_t signature_len;
+} jwt_parts;
+
+/* base64url without padding (RFC 7515 2), canonical: libsodium refuses stray bits. */
+static bool base64url_decode(const char *text, size_t text_len, uint8_t *out, size_t out_max,
+                             size_t *out_len)
 {
-	const char *single = jwt_get_grant(jwt, "aud");
-	if (single != NULL)
-		return strcmp(single, audience) == 0;
-	char *json = jwt_get_grants_json(jwt, "aud");
-	if (json == NULL)
+	const char *end = NULL;
+	if (text_len == 0 || sodium_base642bin(out, out_max, text, text_len, NULL, out_len, &end,
+	                                       sodium_base64_VARIANT_URLSAFE_NO_PADDING) != 0)
 		return false;
-	bool found = false;
-	json_t *arr = json_loads(json, 0, NULL);
-	free(json);
-	if (json_is_array(arr)) {
-		size_t i;
-		json_t *item;
-		json_array_foreach(arr, i, item)
-		{
-			if (json_is_string(item) && strcmp(json_string_value(item), audience) == 0)
-				found = true;
-		}
+	return end == text + text_len;
+}
+
+static json_t *decode_json_object(const char *text, size_t text_len, bool *repeats)
+{
+	uint8_t bytes[BKV_AUTH_TOKEN_MAX];
+	size_t len = 0;
+	if (!base64url_decode(text, text_len, bytes, sizeof(bytes), &len))
+		return NULL;
+	json_error_t error;
+	json_t *object = json_loadb((const char *)bytes, len, JSON_REJECT_DUPLICATES, &error);
+	if (object == NULL && json_error_code(&error) == json_error_duplicate_key)
+		*repeats = true;
+	if (!json_is_object(object)) {
+		json_decref(object);
+		return NULL;
 	}
-	json_decref(arr);
-	return found;
+	return object;
+}
+
+static void jwt_parts_free(jwt_parts *parts)
+{
+	json_decref(parts->header);
+	json_decref(parts->claims);
+	memset(parts, 0, sizeof(*parts));
+}
+
+static bool jwt_parts_split(const char *token, jwt_parts *parts, const char **why)
+{
+	memset(parts, 0, sizeof(*parts));
+	const char *dot1 = strchr(token, '.');
+	const char *dot2 = dot1 ? strchr(dot1 + 1, '.') : NULL;
+	if (dot2 == NULL || strchr(dot2 + 1, '.') != NULL) {
+		*why = "invalid bearer token (malformed or bad signature)";
+		return false;
+	}
+	bool repeats = false;
+	parts->header = decode_json_object(token, (size_t)(dot1 - token), &repeats);
+	parts->claims = decode_json_object(dot1 + 1, (size_t)(dot2 - dot1 - 1), &repeats);
+	const char *signature = dot2 + 1;
+	if (parts->header == NULL || parts->claims == NULL ||
+	    !base64url_decode(signature, strlen(signature), parts->signature,
+	                      sizeof(parts->signature), &parts->signature_len)) {
+		*why = repeats ? "the bearer token repeats a header parameter or claim"
+		               : "invalid bearer token (malformed or bad signature)";
+		jwt_parts_free(parts);
+		return false;
+	}
+	return true;
+}
+
+/* n/2 for P-256 (floor). An ECDSA signature (R, S) verifies as (R, n - S) too; accepting
+ * only S <= n/2 makes each signature unique, so a token cannot be re-encoded into a second
+ * valid token. */
+static const uint8_t P256_HALF_ORDER[32] = {
+    0x7f, 0xff, 0xff, 0xff, 0x80, 0x00, 0x00, 0x00, 0x7f, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff,
+    0xde, 0x73, 0x7d, 0x56, 0xd3, 0x8b, 0xcf, 0x42, 0x79, 0xdc, 0xe5, 0x61, 0x7e, 0x31, 0x92, 0xa8};
+
+static bool header_acceptable(const bkv_auth *auth, const jwt_parts *parts, const char **why)
+{
+	const char *expected = auth->alg == JWT_ALG_ES256 ? "ES256" : "HS256";
+	const char *alg = json_string_value(json_object_get(parts->header, "alg"));
+	if (alg == NULL || strcmp(alg, expected) != 0) {
+		*why = "the bearer token's algorithm is not the one this vault accepts";
+		return false;
+	}
+	/* RFC 7515 4.1.11: a recipient that does not understand an extension listed in crit
+	 * must reject the token, and this vault understands none. */
+	if (json_object_get(parts->header, "crit") != NULL) {
+		*why =
+		    "the bearer token names a critical extension (crit) this vault does not know";
+		return false;
+	}
+	if (auth->alg == JWT_ALG_ES256 && parts->signature_len != 64) {
+		*why = "the bearer token's ES256 signature is not 64 bytes (R || S)";
+		return false;
+	}
+	if (auth->alg == JWT_ALG_ES256 &&
+	    memcmp(parts->signature + 32, P256_HALF_ORDER, sizeof(P256_HALF_ORDER)) > 0) {
+		*why = "the bearer token's ES256 signature is not in low-S form";
+		return false;
+	}
+	return true;
+}
+
+/* aud may be a string or an array of strings (RFC 7519 4.1.3). */
+static bool audience_matches(const json_t *claims, const char *audience)
+{
+	const json_t *aud = json_object_get(claims, "aud");
+	if (json_is_string(aud))
+		return strcmp(json_string_value(aud), audience) == 0;
+	size_t i;
+	const json_t *item;
+	json_array_foreach(aud, i, item)
+	{
+		if (json_is_string(item) && strcmp(json_string_value(item), audience) == 0)
+			return true;
+	}
+	return false;
+}
+
+typedef enum { CLAIM_ABSENT, CLAIM_VALID, CLAIM_INVALID } claim_state;
+
+/* A NumericDate (RFC 7519 2) as this vault takes it: a non-negative JSON integer. jansson
+ * refuses integers beyond int64 when it parses; fractions and strings are refused here. */
+static claim_state numeric_date(const json_t *claims, const char *name, int64_t *seconds)
+{
+	const json_t *value = json_object_get(claims, name);
+	if (value == NULL)
+		return CLAIM_ABSENT;
+	if (!json_is_integer(value) || json_integer_value(value) < 0)
+		return CLAIM_INVALID;
+	*seconds = (int64_t)json_integer_value(value);
+	return CLAIM_VALID;
+}
+
+/* t > now + slack, without overflow: a limit past INT64_MAX is never exceeded. */
+static bool later_than(int64_t t, int64_t now, int64_t slack)
+{
+	int64_t limit;
+	return !__builtin_add_overflow(now, slack, &limit) && t > limit;
+}
+
+static bool claims_acceptable(const bkv_auth *auth, const json_t *claims, int64_t now,
+                              const char **why)
+{
+	const char *iss = json_string_value(json_object_get(claims, "iss"));
+	if (iss == NULL || strcmp(iss, auth->issuer) != 0) {
+		*why = "the bearer token's issuer is not accepted";
+		return false;
+	}
+	if (!audience_matches(claims, auth->audience)) {
+		*why = "the bearer token is not for this vault (aud)";
+		return false;
+	}
+	int64_t exp = 0, iat = 0, nbf = 0;
+	if (numeric_date(claims, "exp", &exp) != CLAIM_VALID || exp == 0) {
+		*why = "the bearer token has no valid expiry (exp)";
+		return false;
+	}
+	/* exp + skew < now, written so that neither side can overflow */
+	if (later_than(now, exp, auth->clock_skew_s)) {
+		*why = "the bearer token has expired";
+		return false;
+	}
+	if (later_than(exp, now, auth->max_lifetime_s + auth->clock_skew_s)) {
+		*why = "the bearer token's lifetime exceeds what this vault accepts";
+		return false;
+	}
+	const claim_state iat_state = numeric_date(claims, "iat", &iat);
+	if (iat_state == CLAIM_INVALID) {
+		*why = "the bearer token's issue time (iat) is not a valid date";
+		return false;
+	}
+	if (iat_state == CLAIM_VALID && later_than(iat, now, auth->clock_skew_s)) {
+		*why = "the bearer token was issued in the future (iat)";
+		return false;
+	}
+	const claim_state nbf_state = numeric_date(claims, "nbf", &nbf);
+	if (nbf_state == CLAIM_INVALID) {
+		*why = "the bearer token's not-before time (nbf) is not a valid date";
+		return false;
+	}
+	if (nbf_state == CLAIM_VALID && later_than(nbf, now, auth->clock_skew_s)) {
+		*why = "the bearer token is not valid yet (nbf)";
+		return false;
+	}
+	return true;
 }
 
 bool bkv_auth_verify(const bkv_auth *auth, const char *authorization, int64_t now, uint8_t *account,
@@ -120,66 +290,40 @@ bool bkv_auth_verify(const bkv_auth *auth, const char *authorization, int64_t no
 		return false;
 	}
 	const char *token = authorization + sizeof(bearer) - 1;
-	if (strlen(token) > BKV_AUTH_TOKEN_MAX) {
+	if (strnlen(token, BKV_AUTH_TOKEN_MAX + 1) > BKV_AUTH_TOKEN_MAX) {
 		*why = "the bearer token is too long";
 		return false;
 	}
+	jwt_parts parts;
+	if (!jwt_parts_split(token, &parts, why))
+		return false;
+	bool ok = false;
 	jwt_t *jwt = NULL;
+	if (!header_acceptable(auth, &parts, why))
+		goto done;
+	/* libjwt checks the signature, over the same bytes decoded above */
 	if (jwt_decode(&jwt, token, auth->key, (int)auth->key_len) != 0 || jwt == NULL) {
 		*why = "invalid bearer token (malformed or bad signature)";
-		return false;
+		goto done;
 	}
-	bool ok = false;
 	if ((int)jwt_get_alg(jwt) != auth->alg) {
 		*why = "the bearer token's algorithm is not the one this vault accepts";
 		goto done;
 	}
-	const char *iss = jwt_get_grant(jwt, "iss");
-	if (iss == NULL || strcmp(iss, auth->issuer) != 0) {
-		*why = "the bearer token's issuer is not accepted";
+	if (!claims_acceptable(auth, parts.claims, now, why))
 		goto done;
-	}
-	if (!audience_matches(jwt, auth->audience)) {
-		*why = "the bearer token is not for this vault (aud)";
-		goto done;
-	}
-	errno = 0;
-	const long exp = jwt_get_grant_int(jwt, "exp");
-	if (errno != 0 || exp <= 0) {
-		*why = "the bearer token has no expiry (exp)";
-		goto done;
-	}
-	if ((int64_t)exp + auth->clock_skew_s < now) {
-		*why = "the bearer token has expired";
-		goto done;
-	}
-	if ((int64_t)exp > now + auth->max_lifetime_s + auth->clock_skew_s) {
-		*why = "the bearer token's lifetime exceeds what this vault accepts";
-		goto done;
-	}
-	errno = 0;
-	const long iat = jwt_get_grant_int(jwt, "iat");
-	if (errno == 0 && (int64_t)iat > now + auth->clock_skew_s) {
-		*why = "the bearer token was issued in the future (iat)";
-		goto done;
-	}
-	errno = 0;
-	const long nbf = jwt_get_grant_int(jwt, "nbf");
-	if (errno == 0 && (int64_t)nbf > now + auth->clock_skew_s) {
-		*why = "the bearer token is not valid yet (nbf)";
-		goto done;
-	}
-	const char *sub = jwt_get_grant(jwt, "sub");
-	const size_t sub_len = sub ? strlen(sub) : 0;
+	const json_t *sub = json_object_get(parts.claims, "sub");
+	const size_t sub_len = json_is_string(sub) ? json_string_length(sub) : 0;
 	if (sub_len == 0 || sub_len > BKV_AUTH_ACCOUNT_MAX) {
 		*why = "the bearer token's subject (account id) must be 1 to 256 bytes";
 		goto done;
 	}
-	memcpy(account, sub, sub_len);
+	memcpy(account, json_string_value(sub), sub_len);
 	*account_len = sub_len;
 	ok = true;
 done:
 	jwt_free(jwt);
+	jwt_parts_free(&parts);
 	return ok;
 }
 

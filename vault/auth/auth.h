@@ -4,8 +4,11 @@
  *
  * The algorithm is pinned by configuration (ES256 with a public key, or HS256 with a
  * secret); a token naming any other algorithm, "none" included, is rejected whatever its
- * signature. iss and aud must match, exp is required, the lifetime is bounded and the
- * clock skew too. Tokens are never logged.
+ * signature, and so is an ES256 signature in high-S form (its malleable twin). iss and aud
+ * must match, exp is required, the lifetime is bounded and the clock skew too; exp, iat
+ * and nbf are non-negative JSON integers, compared without overflow. A token with a crit
+ * header, or with a header parameter or claim given twice, is rejected. Tokens are never
+ * logged.
  */
 #ifndef BKV_AUTH_H
 #define BKV_AUTH_H

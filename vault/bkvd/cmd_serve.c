@@ -111,7 +111,7 @@ typedef struct worker_addr {
 } worker_addr;
 
 static int worker_main(const bkvd_config *c, const worker_addr *addr, bool tls,
-                       bkv_metrics *metrics, const uint8_t log_key[32])
+                       bkv_metrics *metrics, bkv_rate_limiter *limiter, const uint8_t log_key[32])
 {
 	char why[512];
 	bkv_vault vault = {0};
@@ -171,6 +171,7 @@ static int worker_main(const bkvd_config *c, const worker_addr *addr, bool tls,
 	    .auth = &auth,
 	    .metrics = metrics,
 	    .request_log = open_log(c->request_log),
+	    .rate_limiter = limiter,
 	};
 	rc = bkv_server_run(&server, &vault) == 0 ? BKVD_EXIT_OK : BKVD_EXIT_FAILURE;
 	if (server.request_log != NULL && server.request_log != stderr)
@@ -192,7 +193,8 @@ done:
 /* ---- Master ---- */
 
 static pid_t spawn_worker(const bkvd_config *c, int reserved_fd, const worker_addr *addr, bool tls,
-                          bkv_metrics *metrics, const uint8_t log_key[32], const sigset_t *old_mask)
+                          bkv_metrics *metrics, bkv_rate_limiter *limiter,
+                          const uint8_t log_key[32], const sigset_t *old_mask)
 {
 	fflush(NULL);
 	pid_t pid = fork();
@@ -201,7 +203,7 @@ static pid_t spawn_worker(const bkvd_config *c, int reserved_fd, const worker_ad
 	prctl(PR_SET_PDEATHSIG, SIGTERM);
 	sigprocmask(SIG_SETMASK, old_mask, NULL);
 	close(reserved_fd);
-	_exit(worker_main(c, addr, tls, metrics, log_key));
+	_exit(worker_main(c, addr, tls, metrics, limiter, log_key));
 }
 
 /* Everything that can be checked before forking, so bad setups fail fast with exit 2. */
@@ -383,10 +385,15 @@ int bkvd_cmd_serve(int argc, char **argv)
 	if (!preflight(&config, tls) || !bkvd_load_log_key(&config, log_key))
 		return BKVD_EXIT_STARTUP;
 	bkv_metrics *metrics = bkv_metrics_create();
+	/* The rate buckets are shared by all workers: mapped here, before the fork. */
+	bkv_rate_limiter *limiter =
+	    config.rate_limit.enabled ? bkv_rate_limiter_create(&config.rate_limit, BKV_RATE_SLOTS)
+	                              : NULL;
 	/* The master only reserves the port; each worker listens on a socket of its own. */
 	int fd = bkv_listen(host, port, false, why, sizeof(why));
-	if (metrics == NULL || fd < 0) {
-		fprintf(stderr, "bkvd: %s\n", fd < 0 ? why : "cannot map shared metrics");
+	if (metrics == NULL || fd < 0 || (config.rate_limit.enabled && limiter == NULL)) {
+		fprintf(stderr, "bkvd: %s\n",
+		        fd < 0 ? why : "cannot map shared metrics and rate limits");
 		return BKVD_EXIT_STARTUP;
 	}
 	const uint16_t actual_port = bound_port(fd);
@@ -414,7 +421,8 @@ int bkvd_cmd_serve(int argc, char **argv)
 	pid_t pids[MAX_WORKERS];
 	bool start_failed = false;
 	for (uint32_t i = 0; i < workers; i++)
-		pids[i] = spawn_worker(&config, fd, &addr, tls, metrics, log_key, &old_mask);
+		pids[i] =
+		    spawn_worker(&config, fd, &addr, tls, metrics, limiter, log_key, &old_mask);
 	if (!wait_until_listening(ready[0], workers) ||
 	    (o.port_file != NULL && !write_port_file(o.port_file, actual_port))) {
 		fprintf(stderr, "bkvd: the workers did not start listening, or the port file "
@@ -464,8 +472,8 @@ int bkvd_cmd_serve(int argc, char **argv)
 				/* A worker that cannot start will not start at once either. */
 				if (WIFEXITED(status) && WEXITSTATUS(status) == BKVD_EXIT_STARTUP)
 					sleep(1);
-				pids[i] = spawn_worker(&config, fd, &addr, tls, metrics, log_key,
-				                       &old_mask);
+				pids[i] = spawn_worker(&config, fd, &addr, tls, metrics, limiter,
+				                       log_key, &old_mask);
 				break;
 			}
 		}

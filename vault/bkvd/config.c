@@ -90,6 +90,27 @@ static bool parse_bool(const char *value, bool *out)
 	return true;
 }
 
+/* per_account.METHOD / per_address.METHOD = rule. False if name is no such key. */
+static bool parse_rate_rule(const char *name, const char *value, bkv_rate_config *rc, bool *ok)
+{
+	bkv_rate_rule *rules;
+	const char *method;
+	if (strncmp(name, "per_account.", 12) == 0) {
+		rules = rc->per_account;
+		method = name + 12;
+	} else if (strncmp(name, "per_address.", 12) == 0) {
+		rules = rc->per_address;
+		method = name + 12;
+	} else {
+		return false;
+	}
+	const int i = bkv_rate_method_find(method);
+	if (i < 0)
+		return false;
+	*ok = bkv_rate_rule_parse(value, &rules[i]);
+	return true;
+}
+
 #define STRING(field) copy_string(c->field, sizeof(c->field), value)
 
 static int on_entry(void *user, const char *section, const char *name, const char *value)
@@ -176,6 +197,11 @@ static int on_entry(void *user, const char *section, const char *name, const cha
 		} else {
 			goto unknown;
 		}
+	} else if (strcmp(section, "rate_limit") == 0) {
+		if (strcmp(name, "enabled") == 0)
+			ok = parse_bool(value, &c->rate_limit.enabled);
+		else if (!parse_rate_rule(name, value, &c->rate_limit, &ok))
+			goto unknown;
 	} else {
 		snprintf(st->why, sizeof(st->why), "unknown section [%s]", section);
 		return 0;
@@ -202,6 +228,7 @@ static void set_defaults(bkvd_config *c)
 	snprintf(c->auth_algorithm, sizeof(c->auth_algorithm), "ES256");
 	c->auth_max_lifetime_s = 3600;
 	c->auth_clock_skew_s = 60;
+	bkv_rate_config_defaults(&c->rate_limit);
 	c->suites[0] = OPAQUE_SUITE_RISTRETTO255_SHA512;
 	c->suites[1] = OPAQUE_SUITE_P256_SHA256;
 	c->nsuites = 2;

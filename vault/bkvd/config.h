@@ -13,6 +13,7 @@
 #include <stdint.h>
 
 #include "opaque/opaque.h"
+#include "ratelimit.h"
 #include "token.h"
 
 #define BKVD_MAX_SUITES 2
@@ -58,6 +59,9 @@ typedef struct bkvd_config {
 	opaque_ksf ksf; /* what clients must use; published by GetConfig */
 	uint32_t default_attempt_limit;
 	uint32_t max_attempt_limit;
+
+	/* [rate_limit]: enabled, per_account.METHOD, per_address.METHOD (ratelimit.h) */
+	bkv_rate_config rate_limit;
 } bkvd_config;
 
 /* Loads defaults, then the file. On failure writes a one-line reason to why. */

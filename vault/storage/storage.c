@@ -224,3 +224,29 @@ void bkv_storage_url_redacted(const char *url, char *out, size_t out_len)
 #undef PUT
 	out[o] = '\0';
 }
+
+bool bkv_storage_shares_rate_buckets(const bkv_storage *s)
+{
+	return s != NULL && s->ops->rate_take != NULL;
+}
+
+#define RATE_UNITS_MAX (UINT64_C(1) << 40)
+
+bkv_storage_err bkv_storage_rate_take(bkv_storage *s, const uint8_t *key, size_t key_len,
+                                      uint64_t capacity, uint64_t cost, uint64_t refill_per_ms,
+                                      int64_t now_ms, bool *taken, uint64_t *level)
+{
+	if (!bkv_storage_shares_rate_buckets(s) || key == NULL || key_len == 0 || cost == 0 ||
+	    capacity < cost || refill_per_ms == 0 || capacity > RATE_UNITS_MAX ||
+	    refill_per_ms > RATE_UNITS_MAX || capacity * refill_per_ms > (UINT64_C(1) << 62))
+		return BKV_STORAGE_ARGUMENT;
+	return s->ops->rate_take(s, key, key_len, capacity, cost, refill_per_ms, now_ms, taken,
+	                         level);
+}
+
+bkv_storage_err bkv_storage_rate_prune(bkv_storage *s, int64_t now_ms)
+{
+	if (!bkv_storage_shares_rate_buckets(s))
+		return BKV_STORAGE_ARGUMENT;
+	return s->ops->rate_prune(s, now_ms);
+}

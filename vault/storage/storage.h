@@ -153,4 +153,19 @@ bkv_storage_err bkv_storage_blob_put(bkv_storage *s, const char *name, const uin
 /* Deletes the blob. NOT_FOUND if there was none. */
 bkv_storage_err bkv_storage_blob_delete(bkv_storage *s, const char *name);
 
+/* Token buckets shared by every process on the database (PostgreSQL only; SQLite has one
+ * host, whose own table is enough). A bucket holds at most capacity units, a take costs
+ * cost units and it refills refill_per_ms units per millisecond since its last take.
+ * Storage knows keys and buckets only, nothing of what they limit. */
+bool bkv_storage_shares_rate_buckets(const bkv_storage *s);
+/* Takes cost from the bucket key (created full) at now_ms, in one statement. *taken says
+ * whether it did; *level is what the bucket holds after. ARGUMENT if the storage has no
+ * shared buckets or the numbers are out of range (capacity < cost, refill 0, any above
+ * 2^40, or capacity * refill_per_ms above 2^62). */
+bkv_storage_err bkv_storage_rate_take(bkv_storage *s, const uint8_t *key, size_t key_len,
+                                      uint64_t capacity, uint64_t cost, uint64_t refill_per_ms,
+                                      int64_t now_ms, bool *taken, uint64_t *level);
+/* Deletes buckets that are full again at now_ms (a full bucket is the same as none). */
+bkv_storage_err bkv_storage_rate_prune(bkv_storage *s, int64_t now_ms);
+
 #endif

@@ -32,6 +32,11 @@ typedef struct bkv_storage_ops {
 	bkv_storage_err (*blob_put)(bkv_storage *s, const char *name, const uint8_t *old,
 	                            size_t old_len, const uint8_t *value, size_t len);
 	bkv_storage_err (*blob_delete)(bkv_storage *s, const char *name);
+	/* NULL when the backend shares no rate buckets */
+	bkv_storage_err (*rate_take)(bkv_storage *s, const uint8_t *key, size_t key_len,
+	                             uint64_t capacity, uint64_t cost, uint64_t refill_per_ms,
+	                             int64_t now_ms, bool *taken, uint64_t *level);
+	bkv_storage_err (*rate_prune)(bkv_storage *s, int64_t now_ms);
 } bkv_storage_ops;
 
 struct bkv_storage {

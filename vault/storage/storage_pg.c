@@ -125,6 +125,10 @@ static const char *const migrations[] = {
     " FOR EACH ROW EXECUTE FUNCTION bkv_check_seal_floor();",
     /* 4: named blobs */
     "CREATE TABLE bkv_blobs (name text PRIMARY KEY, value bytea NOT NULL);",
+    /* 5: token buckets shared by the replicas (bkv_storage_rate_take) */
+    "CREATE TABLE bkv_rate_buckets (key bytea PRIMARY KEY, level bigint NOT NULL,"
+    " taken boolean NOT NULL, updated_ms bigint NOT NULL, full_at_ms bigint NOT NULL);"
+    "CREATE INDEX bkv_rate_buckets_by_full_at ON bkv_rate_buckets (full_at_ms);",
 };
 
 #define RECORD_COLUMNS                                                                             \
@@ -182,6 +186,23 @@ static const statement statements[] = {
      "UPDATE bkv_seal_floor SET min_version = GREATEST(min_version, $1)",
      1,
      {I}},
+    /* $1 key, $2 capacity, $3 cost, $4 refill per ms, $5 now: one UPSERT refills the
+     * bucket for the time since its last take (clamped to $2 ms, so no product overflows),
+     * takes $3 if it holds that much, and never moves updated_ms back */
+    {"rate_take",
+     "INSERT INTO bkv_rate_buckets AS b (key, level, taken, updated_ms, full_at_ms) "
+     "VALUES ($1, $2 - $3, true, $5, $5 + ($3 + $4 - 1) / $4) "
+     "ON CONFLICT (key) DO UPDATE SET (level, taken, updated_ms, full_at_ms) = ("
+     " SELECT n.level, n.taken, greatest(b.updated_ms, $5),"
+     "  greatest(b.updated_ms, $5) + ($2 - n.level + $4 - 1) / $4"
+     " FROM (SELECT CASE WHEN a.avail >= $3 THEN a.avail - $3 ELSE a.avail END AS level,"
+     "        a.avail >= $3 AS taken"
+     "       FROM (SELECT least($2, b.level +"
+     "             least(greatest($5 - b.updated_ms, 0), $2) * $4) AS avail) a) n) "
+     "RETURNING taken, level",
+     5,
+     {B, I, I, I, I}},
+    {"rate_prune", "DELETE FROM bkv_rate_buckets WHERE full_at_ms < $1", 1, {I}},
     {"xact_status", "SELECT pg_xact_status($1::text::xid8)", 1, {0}},
     {"seal_floor", "SELECT min_version FROM bkv_seal_floor", 0, {0}},
     {"blob_get", "SELECT value FROM bkv_blobs WHERE name = $1::text", 1, {0}},
@@ -885,6 +906,47 @@ static bkv_storage_err pg_raise_seal_floor(bkv_storage *s, uint32_t min_version)
 	return attempt(pg_of(s), true, raise_floor_body, &min_version);
 }
 
+/* One statement in its own implicit transaction: a take is never retried, since a retry
+ * after a lost COMMIT could take twice. */
+static bkv_storage_err pg_rate_take(bkv_storage *s, const uint8_t *key, size_t key_len,
+                                    uint64_t capacity, uint64_t cost, uint64_t refill_per_ms,
+                                    int64_t now_ms, bool *taken, uint64_t *level)
+{
+	pg_storage *ps = pg_of(s);
+	if (!ensure_connected(ps))
+		return BKV_STORAGE_UNAVAILABLE;
+	params q = {.n = 0};
+	p_bytes(&q, key, key_len);
+	p_int(&q, (int64_t)capacity);
+	p_int(&q, (int64_t)cost);
+	p_int(&q, (int64_t)refill_per_ms);
+	p_int(&q, now_ms);
+	PGresult *res = run(ps, "rate_take", &q);
+	if (res == NULL)
+		return BKV_STORAGE_UNAVAILABLE;
+	bool ok = PQntuples(res) == 1 && PQnfields(res) == 2 && !PQgetisnull(res, 0, 0) &&
+	          PQfformat(res, 0) == 1 && PQgetlength(res, 0, 0) == 1 &&
+	          col_u64(res, 0, 1, level);
+	if (ok)
+		*taken = PQgetvalue(res, 0, 0)[0] != 0;
+	PQclear(res);
+	return ok ? BKV_STORAGE_OK : BKV_STORAGE_CORRUPT;
+}
+
+static bkv_storage_err pg_rate_prune(bkv_storage *s, int64_t now_ms)
+{
+	pg_storage *ps = pg_of(s);
+	if (!ensure_connected(ps))
+		return BKV_STORAGE_UNAVAILABLE;
+	params q = {.n = 0};
+	p_int(&q, now_ms);
+	PGresult *res = run(ps, "rate_prune", &q);
+	if (res == NULL)
+		return BKV_STORAGE_UNAVAILABLE;
+	PQclear(res);
+	return BKV_STORAGE_OK;
+}
+
 static bkv_storage_err seal_floor_body(pg_storage *ps, void *p)
 {
 	params q = {.n = 0};
@@ -1005,6 +1067,8 @@ static const bkv_storage_ops pg_ops = {
     .blob_get = pg_blob_get,
     .blob_put = pg_blob_put,
     .blob_delete = pg_blob_delete,
+    .rate_take = pg_rate_take,
+    .rate_prune = pg_rate_prune,
 };
 
 /* ---- Schema ---------------------------------------------------------------------------- */

@@ -5,7 +5,8 @@
  *   Content-Type: application/proto, Connect-Protocol-Version: 1 (optional for curl)
  *   200 + application/proto on success;
  *   an HTTP status from Connect's table + application/json {"code","message","details"}
- *   on error, with bkv.v1.AttemptInfo as a detail where attempts matter.
+ *   on error, with bkv.v1.AttemptInfo as a detail where attempts matter, and
+ *   bkv.v1.RetryInfo plus a Retry-After header when a rate limit (ratelimit.h) refuses.
  *
  * Bodies are capped here (64 KiB) rather than in evhttp, so an oversize request still
  * gets a proper Connect error; only bodies over evhttp's own limit (1 MiB) get evhttp's
@@ -23,6 +24,7 @@
 #include <jansson.h>
 #include <sodium.h>
 
+#include "ratelimit.h"
 #include "server_internal.h"
 
 enum {
@@ -97,27 +99,46 @@ static int http_status(bkv_code code)
 	return 500;
 }
 
-/* {"code","message","details":[{"type":"bkv.v1.AttemptInfo","value":base64}]} */
-static void send_error(struct evhttp_request *req, int http, const bkv_status *st)
+static void add_detail(json_t *body, const char *type, const uint8_t *packed, size_t n)
+{
+	char b64[64];
+	sodium_bin2base64(b64, sizeof(b64), packed, n, sodium_base64_VARIANT_ORIGINAL_NO_PADDING);
+	json_t *detail = json_object();
+	json_object_set_new(detail, "type", json_string(type));
+	json_object_set_new(detail, "value", json_string(b64));
+	json_t *details = json_object_get(body, "details");
+	if (details == NULL) {
+		details = json_array();
+		json_object_set_new(body, "details", details);
+	}
+	json_array_append_new(details, detail);
+}
+
+/* {"code","message","details":[{"type":"bkv.v1.AttemptInfo","value":base64}]}; with
+ * retry_after_ms > 0 a bkv.v1.RetryInfo detail and Retry-After (seconds, rounded up). */
+static void send_error(struct evhttp_request *req, int http, const bkv_status *st,
+                       uint32_t retry_after_ms)
 {
 	json_t *body = json_object();
 	json_object_set_new(body, "code", json_string(bkv_code_name(st->code)));
 	json_object_set_new(body, "message", json_string(st->message));
+	uint8_t packed[32];
 	if (st->has_attempt_info) {
 		Bkv__V1__AttemptInfo info = BKV__V1__ATTEMPT_INFO__INIT;
 		info.attempts_remaining = st->attempts_remaining;
 		info.attempt_limit = st->attempt_limit;
-		uint8_t packed[32];
-		size_t n = bkv__v1__attempt_info__pack(&info, packed);
-		char b64[64];
-		sodium_bin2base64(b64, sizeof(b64), packed, n,
-		                  sodium_base64_VARIANT_ORIGINAL_NO_PADDING);
-		json_t *detail = json_object();
-		json_object_set_new(detail, "type", json_string("bkv.v1.AttemptInfo"));
-		json_object_set_new(detail, "value", json_string(b64));
-		json_t *details = json_array();
-		json_array_append_new(details, detail);
-		json_object_set_new(body, "details", details);
+		add_detail(body, "bkv.v1.AttemptInfo", packed,
+		           bkv__v1__attempt_info__pack(&info, packed));
+	}
+	if (retry_after_ms > 0) {
+		Bkv__V1__RetryInfo info = BKV__V1__RETRY_INFO__INIT;
+		info.retry_after_ms = retry_after_ms;
+		add_detail(body, "bkv.v1.RetryInfo", packed,
+		           bkv__v1__retry_info__pack(&info, packed));
+		char seconds[16];
+		snprintf(seconds, sizeof(seconds), "%u",
+		         retry_after_ms / 1000 + (retry_after_ms % 1000 != 0));
+		evhttp_add_header(evhttp_request_get_output_headers(req), "Retry-After", seconds);
 	}
 	char *text = json_dumps(body, JSON_COMPACT);
 	json_decref(body);
@@ -142,7 +163,7 @@ static void send_message(struct evhttp_request *req, const ProtobufCMessage *msg
 		bkv_status st = bkv_status_error(BKV_CODE_INTERNAL, "out of memory");
 		if (buf != NULL)
 			evbuffer_free(buf);
-		send_error(req, 500, &st);
+		send_error(req, 500, &st, 0);
 		return;
 	}
 	space = vec.iov_base;
@@ -189,6 +210,24 @@ static bool token_ready(bkv_server_ctx *ctx)
 	                            : ctx->token_backoff_ms * 2;
 	ctx->token_retry_at_ms = now + ctx->token_backoff_ms;
 	return false;
+}
+
+/* The per-address limit (account NULL, before auth) or the per-account one (after auth). */
+static bool rate_check(bkv_server_ctx *ctx, struct evhttp_request *req, int rate_method,
+                       const bkv_account *account, uint32_t *retry_after_ms)
+{
+	bkv_rate_limiter *limiter = ctx->settings->rate_limiter;
+	if (limiter == NULL || rate_method < 0)
+		return true;
+	const int64_t now_ms = bkv_rate_now_ms();
+	if (account != NULL)
+		return bkv_rate_check_account(limiter, ctx->vault, rate_method, *account, now_ms,
+		                              retry_after_ms);
+	char *address = NULL;
+	ev_uint16_t port = 0;
+	evhttp_connection_get_peer(evhttp_request_get_connection(req), &address, &port);
+	return bkv_rate_check_address(limiter, ctx->vault, rate_method, address ? address : "",
+	                              now_ms, retry_after_ms);
 }
 
 static bkv_status dispatch(bkv_server_ctx *ctx, int method, bkv_account account,
@@ -240,6 +279,7 @@ void bkv_connect_handle(bkv_server_ctx *ctx, struct evhttp_request *req, const c
 	bkv_reply_buffers *buf = NULL;
 	bkv_status st = bkv_status_ok();
 	int http = 0;
+	uint32_t retry_after_ms = 0;
 	struct evkeyvalq *in = evhttp_request_get_input_headers(req);
 
 	if (method == METHOD_UNKNOWN) {
@@ -274,12 +314,24 @@ void bkv_connect_handle(bkv_server_ctx *ctx, struct evhttp_request *req, const c
 		st = bkv_status_error(BKV_CODE_RESOURCE_EXHAUSTED, "request body exceeds 64 KiB");
 		goto reply;
 	}
+	const int rate_method = bkv_rate_method_find(methods[method].name);
+	if (!rate_check(ctx, req, rate_method, NULL, &retry_after_ms)) {
+		st = bkv_status_error(BKV_CODE_RESOURCE_EXHAUSTED,
+		                      "too many requests from this address; retry later");
+		goto reply;
+	}
 	if (methods[method].needs_auth) {
 		const char *why = NULL;
 		if (!bkv_auth_verify(ctx->settings->auth, evhttp_find_header(in, "Authorization"),
 		                     (int64_t)time(NULL), account_id, &account_len, &why)) {
 			account_len = 0;
 			st = bkv_status_error(BKV_CODE_UNAUTHENTICATED, why);
+			goto reply;
+		}
+		const bkv_account account = {account_id, account_len};
+		if (!rate_check(ctx, req, rate_method, &account, &retry_after_ms)) {
+			st = bkv_status_error(BKV_CODE_RESOURCE_EXHAUSTED,
+			                      "too many requests for this account; retry later");
 			goto reply;
 		}
 	}
@@ -313,8 +365,10 @@ void bkv_connect_handle(bkv_server_ctx *ctx, struct evhttp_request *req, const c
 		send_message(req, response);
 reply:
 	if (st.code != BKV_CODE_OK)
-		send_error(req, http ? http : http_status(st.code), &st);
+		send_error(req, http ? http : http_status(st.code), &st, retry_after_ms);
 	const uint64_t micros = bkv_now_us() - started;
+	if (metrics != NULL && retry_after_ms > 0)
+		bkv_metrics_add(&metrics->rate_limited[method], 1);
 	if (metrics != NULL) {
 		bkv_metrics_add(&metrics->requests[method][st.code], 1);
 		bkv_metrics_observe(&metrics->latency[method], micros);

@@ -108,6 +108,11 @@ char *bkv_metrics_render(const bkv_metrics *m, size_t *len)
 	        "bkv_worker_restarts_total %" PRIu64 "\n",
 	        load(&m->attempts_consumed), load(&m->records_destroyed),
 	        load(&m->worker_restarts));
+	fprintf(f, "# HELP bkv_rate_limited_total Requests a rate limit refused, by method.\n"
+	           "# TYPE bkv_rate_limited_total counter\n");
+	for (size_t i = 0; i < BKV_METRICS_METHODS; i++)
+		fprintf(f, "bkv_rate_limited_total{method=\"%s\"} %" PRIu64 "\n",
+		        bkv_metrics_method_names[i], load(&m->rate_limited[i]));
 	if (fclose(f) != 0) {
 		free(out);
 		return NULL;

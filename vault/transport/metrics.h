@@ -27,6 +27,7 @@ typedef struct bkv_metrics {
 	uint64_t attempts_consumed;
 	uint64_t records_destroyed;
 	uint64_t worker_restarts;
+	uint64_t rate_limited[BKV_METRICS_METHODS]; /* requests a rate limit refused */
 } bkv_metrics;
 
 extern const char *const bkv_metrics_method_names[BKV_METRICS_METHODS];

@@ -16,6 +16,7 @@
 #include "auth.h"
 #include "handlers.h"
 #include "metrics.h"
+#include "ratelimit.h"
 
 #define BKV_CONNECT_MAX_BODY (64 * 1024)
 
@@ -28,6 +29,7 @@ typedef struct bkv_server_settings {
 	/* Re-establishes the worker's token session after a device failure. */
 	bool (*recover_token)(void *arg);
 	void *recover_arg;
+	bkv_rate_limiter *rate_limiter; /* shared by the workers; NULL for no limits */
 } bkv_server_settings;
 
 /* Serves until SIGTERM/SIGINT: then stops accepting, finishes in-flight requests and
