@@ -41,6 +41,7 @@
 
 #define MAX_WORKERS    256
 #define STOP_TIMEOUT_S 10
+#define PORT_WAIT_MS   3000 /* above the workers' 2 s drain (server.c) */
 
 typedef struct serve_options {
 	const char *config_path;
@@ -285,6 +286,7 @@ typedef struct children {
 	child metrics; /* pid -1 and never started when metrics_fd < 0 */
 	int metrics_fd;
 	int reserved_fd;
+	int lock_fd; /* the database lock: the master's alone, so it goes with the master */
 	worker_addr addr;
 	bool tls;
 	bkv_metrics *metrics_shm;
@@ -302,6 +304,8 @@ static pid_t spawn_worker(const bkvd_config *c, const children *ch, const uint8_
 	close(ch->reserved_fd);
 	if (ch->metrics_fd >= 0)
 		close(ch->metrics_fd);
+	if (ch->lock_fd >= 0)
+		close(ch->lock_fd);
 	_exit(worker_main(c, &ch->addr, ch->tls, ch->metrics_shm, log_key));
 }
 
@@ -313,10 +317,13 @@ static pid_t spawn_metrics(const children *ch, uint8_t log_key[32])
 	if (pid != 0)
 		return pid;
 	prctl(PR_SET_PDEATHSIG, SIGTERM);
+	prctl(PR_SET_NAME, "bkvd-metrics"); /* tells it from the workers in ps and /proc */
 	sodium_memzero(log_key, 32);
 	signal(SIGHUP, SIG_IGN);
 	sigprocmask(SIG_SETMASK, &ch->child_mask, NULL);
 	close(ch->reserved_fd);
+	if (ch->lock_fd >= 0)
+		close(ch->lock_fd);
 	_exit(bkv_metrics_serve(ch->metrics_fd, ch->metrics_shm) == 0 ? BKVD_EXIT_OK
 	                                                              : BKVD_EXIT_FAILURE);
 }
@@ -491,8 +498,9 @@ static bool lock_database(const char *db, int *lock_fd)
  * listens on the address, including the SO_REUSEPORT listeners of another bkvd, which the
  * workers' own SO_REUSEPORT sockets would otherwise join. */
 static int bind_exclusive(const char *what, const char *host, const char *port, bool listening,
-                          char *why, size_t why_len)
+                          bool *in_use, char *why, size_t why_len)
 {
+	*in_use = false;
 	struct addrinfo hints = {.ai_family = AF_UNSPEC,
 	                         .ai_socktype = SOCK_STREAM,
 	                         .ai_flags = AI_PASSIVE | AI_NUMERICSERV};
@@ -513,7 +521,8 @@ static int bind_exclusive(const char *what, const char *host, const char *port, 
 		if (setsockopt(fd, SOL_SOCKET, SO_REUSEADDR, &one, sizeof(one)) != 0 ||
 		    bind(fd, ai->ai_addr, ai->ai_addrlen) != 0 ||
 		    (listening && listen(fd, 64) != 0)) {
-			if (errno == EADDRINUSE)
+			*in_use = errno == EADDRINUSE;
+			if (*in_use)
 				snprintf(why, why_len,
 				         "%s %s:%s is already in use by another process (another "
 				         "bkvd?); refusing to share it",
@@ -648,11 +657,20 @@ static bool parse_options(int argc, char **argv, serve_options *o)
 
 /* The public port: refused if another process listens there (probed without
  * SO_REUSEPORT), then reserved with SO_REUSEPORT for the workers. The probe also picks the
- * port when port is 0. Returns the reserving socket, or -1 with why. */
+ * port when port is 0. A port in use is probed again for PORT_WAIT_MS: the workers of a
+ * master that was killed drain for 2 s before they let go of it, and a restart must not
+ * be refused for them. Returns the reserving socket, or -1 with why. */
 static int reserve_port(const char *host, const char *port, uint16_t *bound, char *why,
                         size_t why_len)
 {
-	const int probe = bind_exclusive("the listen address", host, port, false, why, why_len);
+	int probe = -1;
+	bool in_use = true;
+	for (int waited = 0; probe < 0 && in_use && waited <= PORT_WAIT_MS; waited += 100) {
+		if (waited > 0)
+			usleep(100 * 1000);
+		probe =
+		    bind_exclusive("the listen address", host, port, false, &in_use, why, why_len);
+	}
 	if (probe < 0)
 		return -1;
 	*bound = bound_port(probe);
@@ -717,14 +735,16 @@ int bkvd_cmd_serve(int argc, char **argv)
 	ch.tls = tls;
 	ch.metrics_fd = -1;
 	ch.metrics.pid = -1;
+	ch.lock_fd = lock_fd;
 	for (uint32_t i = 0; i < workers; i++)
 		ch.workers[i].pid = -1;
 	ch.metrics_shm = bkv_metrics_create();
 	uint16_t actual_port = 0, actual_metrics_port = 0;
 	ch.reserved_fd = reserve_port(host, port, &actual_port, why, sizeof(why));
 	if (ch.reserved_fd >= 0 && metrics_listen[0] != '\0') {
+		bool in_use;
 		ch.metrics_fd = bind_exclusive("metrics_listen", metrics_host, metrics_port, true,
-		                               why, sizeof(why));
+		                               &in_use, why, sizeof(why));
 		actual_metrics_port = ch.metrics_fd >= 0 ? bound_port(ch.metrics_fd) : 0;
 	}
 	if (ch.metrics_shm == NULL || ch.reserved_fd < 0 ||
