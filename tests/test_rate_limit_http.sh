@@ -64,15 +64,19 @@ bad_config "an unknown method" "per_account.GetConfig = 10/min" \
 bad_config "an unknown scope" "per_host.GetStatus = 10/min" \
   "unknown key [rate_limit] per_host.GetStatus"
 
-urls=()
+urls=() metrics_urls=()
 for r in $(seq "$replicas"); do
   "$bin/bkvd" serve --config "$config" --listen 127.0.0.1:0 --workers "$workers" \
-    --port-file "$work/port$r" 2>>"$work/bkvd$r.log" &
+    --port-file "$work/port$r" --metrics-listen 127.0.0.1:0 \
+    --metrics-port-file "$work/metrics-port$r" 2>>"$work/bkvd$r.log" &
   pids+=($!)
-  for _ in $(seq 300); do [ -s "$work/port$r" ] && break; sleep 0.05; done
-  [ -s "$work/port$r" ] || { cat "$work/bkvd$r.log"; exit 1; }
+  for _ in $(seq 300); do [ -s "$work/port$r" ] && [ -s "$work/metrics-port$r" ] && break; sleep 0.05; done
+  [ -s "$work/port$r" ] && [ -s "$work/metrics-port$r" ] || { cat "$work/bkvd$r.log"; exit 1; }
   urls+=("https://127.0.0.1:$(cat "$work/port$r")")
+  metrics_urls+=("http://127.0.0.1:$(cat "$work/metrics-port$r")/metrics")
 done
+# metrics N: replica N's metrics text; fails (and so fails the test) if it cannot be read
+metrics() { curl -sSf "${metrics_urls[$(($1 - 1))]}"; }
 # url N: replica N (1-based), round robin
 url() { echo "${urls[$((($1 - 1) % replicas))]}"; }
 
@@ -90,7 +94,7 @@ done
 token_ops() {
   local n=0 i
   for i in $(seq "$replicas"); do
-    n=$((n + $(curl -sS --cacert "$work/vault/tls/cert.pem" "$(url "$i")/metrics" |
+    n=$((n + $(metrics "$i" |
       awk '/^bkv_token_operation_duration_seconds_count/ { s += $2 } END { print s + 0 }')))
   done
   echo "$n"
@@ -98,7 +102,7 @@ token_ops() {
 rate_limited() {
   local n=0 i
   for i in $(seq "$replicas"); do
-    n=$((n + $(curl -sS --cacert "$work/vault/tls/cert.pem" "$(url "$i")/metrics" |
+    n=$((n + $(metrics "$i" |
       awk '/^bkv_rate_limited_total\{method="RecoverStart"\}/ { print $2 }')))
   done
   echo "$n"
@@ -118,6 +122,7 @@ done
 check "three attempts used" "[ \"$(attempts_used alice)\" = 3 ]"
 
 ops_before=$(token_ops)
+check "the metrics count the token operations done so far" "[ $ops_before -gt 0 ]"
 # the fourth RecoverStart, on the other replica where there is one: raw Connect over curl
 rs_url=$(url 2)/bkv.v1.BackupKeyVault/RecoverStart
 curl -sS --cacert "$work/vault/tls/cert.pem" -D "$work/headers" -o "$work/body" \

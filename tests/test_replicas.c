@@ -98,12 +98,14 @@ static const char CONTEXT[] = "bkv-v1";
 typedef struct replica {
 	char conf[PATH_MAX];
 	char port_file[PATH_MAX];
+	char metrics_port_file[PATH_MAX];
 	char serve_log[PATH_MAX];
 	char audit_log[PATH_MAX];
 	char request_log[PATH_MAX];
 	pid_t master; /* also its process group; 0 when down */
 	unsigned port;
 	char url[64];
+	char metrics_url[64]; /* the plain-HTTP metrics listener (--metrics-listen) */
 } replica;
 
 typedef struct test_env {
@@ -263,9 +265,27 @@ static size_t processes(pid_t ppid, pid_t pgid, pid_t *out, size_t max)
 	return n;
 }
 
+/* True for bkvd's metrics process ([vault] metrics_listen), which is no worker. */
+static bool is_metrics_process(pid_t pid)
+{
+	char path[64], comm[32] = "";
+	snprintf(path, sizeof(path), "/proc/%ld/comm", (long)pid);
+	FILE *f = fopen(path, "r");
+	if (f == NULL)
+		return false;
+	const bool read = fgets(comm, sizeof(comm), f) != NULL;
+	fclose(f);
+	return read && strcmp(comm, "bkvd-metrics\n") == 0;
+}
+
 static size_t workers_of(const replica *r, pid_t *out, size_t max)
 {
-	return r->master > 0 ? processes(r->master, 0, out, max) : 0;
+	size_t n = r->master > 0 ? processes(r->master, 0, out, max) : 0;
+	size_t workers = 0;
+	for (size_t i = 0; i < n; i++)
+		if (!is_metrics_process(out[i]))
+			out[workers++] = out[i];
+	return workers;
 }
 
 /* ------------------------------------------------------------------------------------ */
@@ -343,7 +363,7 @@ static double metric(const char *text, const char *key)
 static double replica_metric(int i, const char *key)
 {
 	http_reply r;
-	if (!http_request(env.r[i].url, "GET", "/metrics", NULL, NULL, 0, &r))
+	if (!http_request(env.r[i].metrics_url, "GET", "/metrics", NULL, NULL, 0, &r))
 		fail_msg("GET /metrics on replica %d failed: %s", i + 1, r.error);
 	if (r.status != 200)
 		fail_msg("GET /metrics on replica %d: HTTP %ld", i + 1, r.status);
@@ -409,9 +429,9 @@ static bool write_replica_conf(const replica *r)
 	return fclose(out) == 0 && replaced == 3;
 }
 
-static bool read_port(const replica *r, unsigned *port)
+static bool read_port(const char *port_file, unsigned *port)
 {
-	char *text = slurp(r->port_file, NULL);
+	char *text = slurp(port_file, NULL);
 	bool ok = false;
 	if (text != NULL && strchr(text, '\n') != NULL) {
 		unsigned long p = strtoul(text, NULL, 10);
@@ -472,11 +492,24 @@ static void replica_spawn(int i)
 {
 	replica *r = &env.r[i];
 	unlink(r->port_file);
+	unlink(r->metrics_port_file);
 	char workers[16];
 	snprintf(workers, sizeof(workers), "%d", WORKERS);
-	char *argv[] = {(char *)env.bkvd, "serve",       "--config",  r->conf,
-	                "--listen",       "127.0.0.1:0", "--workers", workers,
-	                "--port-file",    r->port_file,  NULL};
+	char *argv[] = {(char *)env.bkvd,
+	                "serve",
+	                "--config",
+	                r->conf,
+	                "--listen",
+	                "127.0.0.1:0",
+	                "--workers",
+	                workers,
+	                "--port-file",
+	                r->port_file,
+	                "--metrics-listen",
+	                "127.0.0.1:0",
+	                "--metrics-port-file",
+	                r->metrics_port_file,
+	                NULL};
 	pid_t pid;
 	if (spawn(argv, r->serve_log, NULL, true, &pid)) {
 		r->master = pid;
@@ -490,7 +523,11 @@ static bool replica_wait_ready(int i)
 	replica *r = &env.r[i];
 	const double deadline = now_ms() + START_TIMEOUT_MS;
 	bool have_port = false;
-	while (r->master > 0 && !(have_port = read_port(r, &r->port)) && now_ms() < deadline) {
+	unsigned metrics_port = 0;
+	while (r->master > 0 &&
+	       !(have_port = read_port(r->port_file, &r->port) &&
+	                     read_port(r->metrics_port_file, &metrics_port)) &&
+	       now_ms() < deadline) {
 		if (master_exited(r, NULL))
 			break;
 		sleep_ms(10);
@@ -501,6 +538,7 @@ static bool replica_wait_ready(int i)
 		return false;
 	}
 	snprintf(r->url, sizeof(r->url), "https://127.0.0.1:%u", r->port);
+	snprintf(r->metrics_url, sizeof(r->metrics_url), "http://127.0.0.1:%u", metrics_port);
 	while (now_ms() < deadline) {
 		pid_t kids[MAX_PIDS];
 		if (master_exited(r, NULL))
@@ -832,6 +870,8 @@ static int group_setup(void **state)
 		path_join(r->conf, env.dir, name);
 		snprintf(name, sizeof(name), "port-%d", i + 1);
 		path_join(r->port_file, env.dir, name);
+		snprintf(name, sizeof(name), "metrics-port-%d", i + 1);
+		path_join(r->metrics_port_file, env.dir, name);
 		snprintf(name, sizeof(name), "serve-%d.log", i + 1);
 		path_join(r->serve_log, env.dir, name);
 		snprintf(name, sizeof(name), "audit-%d.log", i + 1);

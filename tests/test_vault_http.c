@@ -94,6 +94,7 @@ typedef struct vault_env {
 	char ca[PATH_MAX];
 	char other_cert[PATH_MAX];
 	char port_file[PATH_MAX];
+	char metrics_port_file[PATH_MAX];
 	char serve_log[PATH_MAX];
 	char request_log[PATH_MAX];
 	char audit_log[PATH_MAX];
@@ -101,6 +102,7 @@ typedef struct vault_env {
 	pid_t master;
 	unsigned port;
 	char url[64];
+	char metrics_url[64]; /* the plain-HTTP metrics listener (--metrics-listen) */
 } vault_env;
 
 static vault_env env;
@@ -169,7 +171,21 @@ static int run_capture(char *const argv[], char *out, size_t cap)
 /* Processes                                                                             */
 /* ------------------------------------------------------------------------------------ */
 
-/* Live (not zombie) children of ppid, like pgrep -P, from /proc/<pid>/stat. */
+/* True for bkvd's metrics process ([vault] metrics_listen), which is no worker. */
+static bool is_metrics_process(long pid)
+{
+	char path[64], comm[32] = "";
+	snprintf(path, sizeof(path), "/proc/%ld/comm", pid);
+	FILE *f = fopen(path, "r");
+	if (f == NULL)
+		return false;
+	const bool read = fgets(comm, sizeof(comm), f) != NULL;
+	fclose(f);
+	return read && strcmp(comm, "bkvd-metrics\n") == 0;
+}
+
+/* Live (not zombie) children of ppid but bkvd's metrics process, like pgrep -P, from
+ * /proc/<pid>/stat. */
 static size_t children_of(pid_t ppid, pid_t *out, size_t max)
 {
 	DIR *d = opendir("/proc");
@@ -194,7 +210,7 @@ static size_t children_of(pid_t ppid, pid_t *out, size_t max)
 		char state;
 		int parent;
 		if (rp != NULL && sscanf(rp + 1, " %c %d", &state, &parent) == 2 &&
-		    parent == ppid && state != 'Z')
+		    parent == ppid && state != 'Z' && !is_metrics_process(pid))
 			out[n++] = (pid_t)pid;
 	}
 	closedir(d);
@@ -343,7 +359,8 @@ static bool healthz_ok(void)
 static char *metrics_text(void)
 {
 	http_reply r;
-	if (!http_request("GET", "/metrics", NULL, NULL, 0, &r))
+	if (!tu_http_request(env.ca, env.metrics_url, CLIENT_TIMEOUT_MS, "GET", "/metrics", NULL,
+	                     NULL, 0, &r))
 		fail_msg("GET /metrics failed: %s", r.error);
 	if (r.status != 200)
 		fail_msg("GET /metrics: HTTP %ld", r.status);
@@ -448,9 +465,9 @@ static double check_histogram(const char *text, const char *name, const char *la
 /* The vault: setup, start, stop                                                         */
 /* ------------------------------------------------------------------------------------ */
 
-static bool read_port(unsigned *port)
+static bool read_port(const char *port_file, unsigned *port)
 {
-	char *text = slurp(env.port_file, NULL);
+	char *text = slurp(port_file, NULL);
 	bool ok = false;
 	if (text != NULL && strchr(text, '\n') != NULL) {
 		unsigned long p = strtoul(text, NULL, 10);
@@ -483,15 +500,28 @@ static bool master_exited(int *status)
 static bool vault_start(void)
 {
 	unlink(env.port_file);
+	unlink(env.metrics_port_file);
 	posix_spawn_file_actions_t fa;
 	posix_spawn_file_actions_init(&fa);
 	posix_spawn_file_actions_addopen(&fa, STDIN_FILENO, "/dev/null", O_RDONLY, 0);
 	posix_spawn_file_actions_addopen(&fa, STDOUT_FILENO, env.serve_log,
 	                                 O_WRONLY | O_CREAT | O_APPEND, 0600);
 	posix_spawn_file_actions_adddup2(&fa, STDOUT_FILENO, STDERR_FILENO);
-	char *argv[] = {(char *)env.bkvd, "serve",       "--config",  env.conf,
-	                "--listen",       "127.0.0.1:0", "--workers", "2",
-	                "--port-file",    env.port_file, NULL};
+	char *argv[] = {(char *)env.bkvd,
+	                "serve",
+	                "--config",
+	                env.conf,
+	                "--listen",
+	                "127.0.0.1:0",
+	                "--workers",
+	                "2",
+	                "--port-file",
+	                env.port_file,
+	                "--metrics-listen",
+	                "127.0.0.1:0",
+	                "--metrics-port-file",
+	                env.metrics_port_file,
+	                NULL};
 	pid_t pid;
 	int rc = posix_spawn(&pid, env.bkvd, &fa, NULL, argv, environ);
 	posix_spawn_file_actions_destroy(&fa);
@@ -503,7 +533,10 @@ static bool vault_start(void)
 	master_for_signal = pid;
 	const double deadline = now_ms() + START_TIMEOUT_MS;
 	bool have_port = false;
-	while (!(have_port = read_port(&env.port)) && now_ms() < deadline) {
+	unsigned metrics_port = 0;
+	while (!(have_port = read_port(env.port_file, &env.port) &&
+	                     read_port(env.metrics_port_file, &metrics_port)) &&
+	       now_ms() < deadline) {
 		if (master_exited(NULL))
 			break;
 		sleep_ms(10);
@@ -514,6 +547,7 @@ static bool vault_start(void)
 		return false;
 	}
 	snprintf(env.url, sizeof(env.url), "https://127.0.0.1:%u", env.port);
+	snprintf(env.metrics_url, sizeof(env.metrics_url), "http://127.0.0.1:%u", metrics_port);
 	/* Ready: both workers forked and one of them answering. */
 	while (now_ms() < deadline) {
 		pid_t kids[MAX_PIDS];
@@ -620,6 +654,7 @@ static int group_setup(void **state)
 	}
 	path_join(env.vault_dir, env.dir, "vault");
 	path_join(env.port_file, env.dir, "port");
+	path_join(env.metrics_port_file, env.dir, "metrics-port");
 	path_join(env.serve_log, env.dir, "bkvd-serve.log");
 	path_join(env.other_cert, env.dir, "other-cert.pem");
 
@@ -2671,6 +2706,10 @@ static void test_healthz_and_metrics(void **state)
 	assert_true(http_request("GET", "/healthz", NULL, NULL, 0, &r));
 	assert_int_equal(r.status, 200);
 	assert_string_equal(r.body, "ok\n");
+	http_reply_free(&r);
+	/* Metrics are on their own listener only: the public port does not know /metrics. */
+	assert_true(http_request("GET", "/metrics", NULL, NULL, 0, &r));
+	assert_int_equal(r.status, 404);
 	http_reply_free(&r);
 
 	/* Known traffic, then exact counter deltas. */

@@ -2,9 +2,14 @@
  * cmd_serve.c - `bkvd serve`: one master process and N worker processes.
  *
  * The master checks everything it can before forking (configuration, token, keys,
- * database, TLS files, auth key) and refuses to start with a one-line reason and exit
- * code 2. It then binds the port (SO_REUSEPORT), forks the workers, restarts a worker that
- * crashes, and on SIGTERM/SIGINT tells the workers to drain and waits for them.
+ * database, logs, TLS files, auth key) and refuses to start with a one-line reason and exit
+ * code 2. It refuses a port some other process already listens on (another bkvd would
+ * otherwise share it through SO_REUSEPORT and the kernel would split clients between the
+ * two vaults), and an SQLite database another `bkvd serve` holds (an flock on
+ * DATABASE.bkvd.lock). It then binds the port (SO_REUSEPORT), forks the workers and the
+ * metrics process ([vault] metrics_listen), restarts a worker that crashes or could not be
+ * forked, passes SIGHUP on to the workers (each reopens its logs, for logrotate), and on
+ * SIGTERM/SIGINT tells its children to drain and waits for them.
  *
  * Each worker loads the PKCS#11 module itself after the fork (a PKCS#11 library must not
  * be used across fork), opens its own token session and storage connection, and runs its
@@ -18,8 +23,11 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <netdb.h>
+#include <sys/file.h>
 #include <sys/prctl.h>
 #include <sys/socket.h>
+#include <sys/stat.h>
 #include <sys/wait.h>
 #include <netinet/in.h>
 #include <time.h>
@@ -33,11 +41,14 @@
 
 #define MAX_WORKERS    256
 #define STOP_TIMEOUT_S 10
+#define PORT_WAIT_MS   3000 /* above the workers' 2 s drain (server.c) */
 
 typedef struct serve_options {
 	const char *config_path;
 	const char *listen;
 	const char *port_file;
+	const char *metrics_listen;
+	const char *metrics_port_file;
 	uint32_t workers;
 	bool workers_set;
 	bool insecure_plaintext;
@@ -60,13 +71,45 @@ static SSL_CTX *make_tls(const bkvd_config *c, char *why, size_t why_len)
 	return ctx;
 }
 
-static FILE *open_log(const char *path)
+/* Logs are created 0600 whatever the umask: they hold account hashes and peer addresses. */
+#define LOG_OPEN_FLAGS (O_WRONLY | O_APPEND | O_CREAT | O_CLOEXEC)
+
+/* Opens a log: NULL for none (""), stderr for "-". False with the reason on stderr if the
+ * file cannot be opened. */
+static bool open_log(const char *who, const char *key, const char *path, FILE **log)
 {
+	*log = NULL;
 	if (path[0] == '\0')
-		return NULL;
-	if (strcmp(path, "-") == 0)
-		return stderr;
-	return fopen(path, "a");
+		return true;
+	if (strcmp(path, "-") == 0) {
+		*log = stderr;
+		return true;
+	}
+	int fd = open(path, LOG_OPEN_FLAGS, 0600);
+	*log = fd >= 0 ? fdopen(fd, "a") : NULL;
+	if (*log == NULL) {
+		fprintf(stderr, "%s: cannot open [vault] %s %s: %s\n", who, key, path,
+		        strerror(errno));
+		if (fd >= 0)
+			close(fd);
+		return false;
+	}
+	return true;
+}
+
+static void close_log(FILE *log)
+{
+	if (log != NULL && log != stderr)
+		fclose(log);
+}
+
+/* The database file when storage is SQLite ("sqlite:PATH" or a bare path, as
+ * bkv_storage_open reads it), else NULL. */
+static const char *sqlite_path(const char *storage)
+{
+	if (strncmp(storage, "sqlite:", 7) == 0)
+		return storage + 7;
+	return strstr(storage, "://") != NULL ? NULL : storage;
 }
 
 static bool auth_settings(const bkvd_config *c, bkv_auth *auth, char *why, size_t why_len)
@@ -83,6 +126,53 @@ static bool auth_settings(const bkvd_config *c, bkv_auth *auth, char *why, size_
 }
 
 /* ---- Worker ---- */
+
+/* What SIGHUP reopens in a worker: each log's path and the descriptor its FILE writes to.
+ * The handler opens the path anew and puts the new file under the same descriptor (dup2),
+ * all async-signal-safe; every log line is one fprintf and one fflush, so a line lands
+ * whole in the old file or whole in the new one. */
+typedef struct reopen_log {
+	const char *path;
+	int fd;
+} reopen_log;
+static reopen_log reopen_logs[2];
+static size_t nreopen_logs;
+
+static void on_sighup(int sig)
+{
+	(void)sig;
+	const int saved_errno = errno;
+	for (size_t i = 0; i < nreopen_logs; i++) {
+		const int fd = open(reopen_logs[i].path, LOG_OPEN_FLAGS, 0600);
+		if (fd < 0 || dup2(fd, reopen_logs[i].fd) < 0 ||
+		    fcntl(reopen_logs[i].fd, F_SETFD, FD_CLOEXEC) < 0) {
+			static const char msg[] = "bkvd worker: SIGHUP: cannot reopen a log file; "
+			                          "still writing to the old one\n";
+			if (write(STDERR_FILENO, msg, sizeof(msg) - 1) < 0) {
+				/* nowhere left to say it */
+			}
+		}
+		if (fd >= 0)
+			close(fd);
+	}
+	errno = saved_errno;
+}
+
+static void reopen_on_sighup(const bkvd_config *c, FILE *audit, FILE *request_log)
+{
+	nreopen_logs = 0;
+	if (audit != NULL && audit != stderr)
+		reopen_logs[nreopen_logs++] = (reopen_log){c->audit_log, fileno(audit)};
+	if (request_log != NULL && request_log != stderr)
+		reopen_logs[nreopen_logs++] = (reopen_log){c->request_log, fileno(request_log)};
+	struct sigaction sa = {.sa_handler = on_sighup, .sa_flags = SA_RESTART};
+	sigemptyset(&sa.sa_mask);
+	sigaction(SIGHUP, &sa, NULL);
+	sigset_t hup;
+	sigemptyset(&hup);
+	sigaddset(&hup, SIGHUP);
+	sigprocmask(SIG_UNBLOCK, &hup, NULL);
+}
 
 typedef struct worker_ctx {
 	bkv_metrics *metrics;
@@ -115,12 +205,12 @@ static int worker_main(const bkvd_config *c, const worker_addr *addr, bool tls,
 {
 	char why[512];
 	bkv_vault vault = {0};
+	bkv_vault_settings *s = &vault.settings;
+	bkv_server_settings server = {
+	    .listen_fd = -1, .auth = NULL, .metrics = metrics, .rate_limiter = limiter};
 	bkv_auth auth;
-	SSL_CTX *tls_ctx = NULL;
 	worker_ctx w = {.metrics = metrics};
 	int rc = BKVD_EXIT_STARTUP;
-	int listen_fd = -1;
-	bool auth_ok = false;
 	if (!bkvd_open_token(c, &vault.token))
 		return BKVD_EXIT_STARTUP;
 	bkv_token_err terr = bkv_token_load_keys(vault.token, c->suites, c->nsuites);
@@ -132,25 +222,28 @@ static int worker_main(const bkvd_config *c, const worker_addr *addr, bool tls,
 		fprintf(stderr, "bkvd worker: %s\n", why);
 		goto done;
 	}
-	auth_ok = auth_settings(c, &auth, why, sizeof(why));
-	if (!auth_ok) {
+	if (!auth_settings(c, &auth, why, sizeof(why))) {
 		fprintf(stderr, "bkvd worker: %s\n", why);
 		goto done;
 	}
-	if (tls && (tls_ctx = make_tls(c, why, sizeof(why))) == NULL) {
+	server.auth = &auth;
+	if (tls && (server.tls = make_tls(c, why, sizeof(why))) == NULL) {
 		fprintf(stderr, "bkvd worker: %s\n", why);
 		goto done;
 	}
+	if (!open_log("bkvd worker", "audit_log", c->audit_log, &s->audit) ||
+	    !open_log("bkvd worker", "request_log", c->request_log, &server.request_log))
+		goto done;
+	reopen_on_sighup(c, s->audit, server.request_log);
 	/* A listening socket of this worker's own on the shared port. */
-	listen_fd = bkv_listen(addr->host, addr->port, true, why, sizeof(why));
-	if (listen_fd < 0) {
+	server.listen_fd = bkv_listen(addr->host, addr->port, true, why, sizeof(why));
+	if (server.listen_fd < 0) {
 		fprintf(stderr, "bkvd worker: %s\n", why);
 		goto done;
 	}
 	if (write(addr->ready_fd, "", 1) != 1) {
 		/* the master only waits for it at start-up */
 	}
-	bkv_vault_settings *s = &vault.settings;
 	memcpy(s->suites, c->suites, c->nsuites * sizeof(c->suites[0]));
 	s->nsuites = c->nsuites;
 	s->context = c->context;
@@ -159,30 +252,18 @@ static int worker_main(const bkvd_config *c, const worker_addr *addr, bool tls,
 	s->default_attempt_limit = c->default_attempt_limit;
 	s->max_attempt_limit = c->max_attempt_limit;
 	s->ticket_lifetime_s = c->ticket_lifetime_s;
-	s->audit = open_log(c->audit_log);
 	s->event_hook = on_event;
 	s->event_arg = &w;
 	memcpy(s->log_key, log_key, sizeof(s->log_key));
 	bkv_token_set_observer(vault.token, on_token_op, &w);
-
-	bkv_server_settings server = {
-	    .listen_fd = listen_fd,
-	    .tls = tls_ctx,
-	    .auth = &auth,
-	    .metrics = metrics,
-	    .request_log = open_log(c->request_log),
-	    .rate_limiter = limiter,
-	};
 	rc = bkv_server_run(&server, &vault) == 0 ? BKVD_EXIT_OK : BKVD_EXIT_FAILURE;
-	if (server.request_log != NULL && server.request_log != stderr)
-		fclose(server.request_log);
-	if (s->audit != NULL && s->audit != stderr)
-		fclose(s->audit);
 done:
-	if (listen_fd >= 0)
-		close(listen_fd);
-	SSL_CTX_free(tls_ctx);
-	if (auth_ok)
+	close_log(server.request_log);
+	close_log(s->audit);
+	if (server.listen_fd >= 0)
+		close(server.listen_fd);
+	SSL_CTX_free(server.tls);
+	if (server.auth != NULL)
 		bkv_auth_free(&auth);
 	bkv_storage_close(vault.storage);
 	bkv_token_close(vault.token);
@@ -192,18 +273,135 @@ done:
 
 /* ---- Master ---- */
 
-static pid_t spawn_worker(const bkvd_config *c, int reserved_fd, const worker_addr *addr, bool tls,
-                          bkv_metrics *metrics, bkv_rate_limiter *limiter,
-                          const uint8_t log_key[32], const sigset_t *old_mask)
+/* What the master supervises: the workers and the metrics process; -1 marks a slot whose
+ * process is not running (it exited, or its fork failed) and is started again at
+ * restart_at unless the master is stopping. */
+typedef struct child {
+	pid_t pid;
+	time_t restart_at;
+} child;
+
+typedef struct children {
+	child workers[MAX_WORKERS];
+	uint32_t nworkers;
+	child metrics; /* pid -1 and never started when metrics_fd < 0 */
+	int metrics_fd;
+	int reserved_fd;
+	int lock_fd; /* the database lock: the master's alone, so it goes with the master */
+	worker_addr addr;
+	bool tls;
+	bkv_metrics *metrics_shm;
+	bkv_rate_limiter *limiter; /* shared by the workers; NULL when rate limits are off */
+	sigset_t child_mask; /* the mask bkvd started with, plus SIGHUP until a worker handles it */
+} children;
+
+static pid_t spawn_worker(const bkvd_config *c, const children *ch, const uint8_t log_key[32])
 {
 	fflush(NULL);
 	pid_t pid = fork();
 	if (pid != 0)
 		return pid;
 	prctl(PR_SET_PDEATHSIG, SIGTERM);
-	sigprocmask(SIG_SETMASK, old_mask, NULL);
-	close(reserved_fd);
-	_exit(worker_main(c, addr, tls, metrics, limiter, log_key));
+	sigprocmask(SIG_SETMASK, &ch->child_mask, NULL);
+	close(ch->reserved_fd);
+	if (ch->metrics_fd >= 0)
+		close(ch->metrics_fd);
+	if (ch->lock_fd >= 0)
+		close(ch->lock_fd);
+	_exit(worker_main(c, &ch->addr, ch->tls, ch->metrics_shm, ch->limiter, log_key));
+}
+
+/* The metrics process holds no key: it only reads the shared counters. */
+static pid_t spawn_metrics(const children *ch, uint8_t log_key[32])
+{
+	fflush(NULL);
+	pid_t pid = fork();
+	if (pid != 0)
+		return pid;
+	prctl(PR_SET_PDEATHSIG, SIGTERM);
+	prctl(PR_SET_NAME, "bkvd-metrics"); /* tells it from the workers in ps and /proc */
+	sodium_memzero(log_key, 32);
+	signal(SIGHUP, SIG_IGN);
+	sigprocmask(SIG_SETMASK, &ch->child_mask, NULL);
+	close(ch->reserved_fd);
+	if (ch->lock_fd >= 0)
+		close(ch->lock_fd);
+	_exit(bkv_metrics_serve(ch->metrics_fd, ch->metrics_shm) == 0 ? BKVD_EXIT_OK
+	                                                              : BKVD_EXIT_FAILURE);
+}
+
+static bool children_alive(const children *ch)
+{
+	for (uint32_t i = 0; i < ch->nworkers; i++)
+		if (ch->workers[i].pid > 0)
+			return true;
+	return ch->metrics.pid > 0;
+}
+
+static void signal_children(const children *ch, int sig, bool metrics_too)
+{
+	for (uint32_t i = 0; i < ch->nworkers; i++)
+		if (ch->workers[i].pid > 0)
+			kill(ch->workers[i].pid, sig);
+	if (metrics_too && ch->metrics.pid > 0)
+		kill(ch->metrics.pid, sig);
+}
+
+/* Starts every process whose slot is empty and due; a failed fork is retried a second
+ * later (reported once until a fork succeeds again). False if a fork failed. */
+static bool start_missing(const bkvd_config *c, children *ch, uint8_t log_key[32])
+{
+	static bool fork_failure_reported;
+	const time_t now = time(NULL);
+	bool forked_all = true;
+	for (uint32_t i = 0; i <= ch->nworkers; i++) {
+		const bool is_metrics = i == ch->nworkers;
+		child *k = is_metrics ? &ch->metrics : &ch->workers[i];
+		if (k->pid > 0 || now < k->restart_at || (is_metrics && ch->metrics_fd < 0))
+			continue;
+		k->pid = is_metrics ? spawn_metrics(ch, log_key) : spawn_worker(c, ch, log_key);
+		if (k->pid > 0)
+			continue;
+		if (!fork_failure_reported)
+			fprintf(stderr, "bkvd: cannot fork a %s: %s; retrying every second\n",
+			        is_metrics ? "metrics process" : "worker", strerror(errno));
+		fork_failure_reported = true;
+		k->pid = -1;
+		k->restart_at = now + 1;
+		forked_all = false;
+	}
+	if (forked_all)
+		fork_failure_reported = false;
+	return forked_all;
+}
+
+/* Reaps exited children; unless stopping, reports each and schedules its restart (a
+ * second later for one that could not start, which would not start at once either). */
+static void reap_children(children *ch, bool stopping)
+{
+	int status;
+	pid_t pid;
+	while ((pid = waitpid(-1, &status, WNOHANG)) > 0) {
+		for (uint32_t i = 0; i <= ch->nworkers; i++) {
+			const bool is_metrics = i == ch->nworkers;
+			child *k = is_metrics ? &ch->metrics : &ch->workers[i];
+			if (k->pid != pid)
+				continue;
+			k->pid = -1;
+			if (stopping)
+				break;
+			fprintf(stderr, "bkvd: %s %d %s %d; restarting it\n",
+			        is_metrics ? "metrics process" : "worker", (int)pid,
+			        WIFSIGNALED(status) ? "killed by signal" : "exited with",
+			        WIFSIGNALED(status) ? WTERMSIG(status) : WEXITSTATUS(status));
+			if (!is_metrics)
+				bkv_metrics_add(&ch->metrics_shm->worker_restarts, 1);
+			const bool could_not_start =
+			    WIFEXITED(status) && WEXITSTATUS(status) == BKVD_EXIT_STARTUP;
+			k->restart_at = time(NULL) + (could_not_start ? 1 : 0);
+			break;
+		}
+	}
 }
 
 /* Everything that can be checked before forking, so bad setups fail fast with exit 2. */
@@ -233,6 +431,23 @@ static bool preflight(const bkvd_config *c, bool tls)
 		return false;
 	}
 	bkv_storage_close(storage);
+	/* New databases are created 0600; one from before that, or chmodded since, is served
+	 * with a warning rather than refused, so an upgrade does not stop the vault. */
+	const char *db = sqlite_path(c->storage);
+	struct stat st;
+	if (db != NULL && stat(db, &st) == 0 && (st.st_mode & 0077) != 0)
+		fprintf(stderr,
+		        "bkvd: warning: the database %s (mode %04o) is readable by group or "
+		        "others and holds account ids in clear; chmod 600 it and its -wal and "
+		        "-shm files\n",
+		        db, (unsigned)(st.st_mode & 07777));
+	FILE *audit = NULL, *requests = NULL;
+	const bool logs_ok = open_log("bkvd", "audit_log", c->audit_log, &audit) &&
+	                     open_log("bkvd", "request_log", c->request_log, &requests);
+	close_log(audit);
+	close_log(requests);
+	if (!logs_ok)
+		return false;
 	bkv_auth auth;
 	if (!auth_settings(c, &auth, why, sizeof(why))) {
 		fprintf(stderr, "bkvd: %s\n", why);
@@ -248,6 +463,81 @@ static bool preflight(const bkvd_config *c, bool tls)
 		SSL_CTX_free(ctx);
 	}
 	return true;
+}
+
+/* One `bkvd serve` per SQLite database: an flock on DATABASE.bkvd.lock, held by the
+ * master and inherited by its children, released when the last of them exits. */
+static bool lock_database(const char *db, int *lock_fd)
+{
+	char path[BKVD_PATH_MAX + 16];
+	if ((size_t)snprintf(path, sizeof(path), "%s.bkvd.lock", db) >= sizeof(path)) {
+		fprintf(stderr, "bkvd: the database path is too long\n");
+		return false;
+	}
+	const int fd = open(path, O_RDWR | O_CREAT | O_CLOEXEC, 0600);
+	if (fd < 0) {
+		fprintf(stderr, "bkvd: cannot create the lock file %s: %s\n", path,
+		        strerror(errno));
+		return false;
+	}
+	if (flock(fd, LOCK_EX | LOCK_NB) != 0) {
+		if (errno == EWOULDBLOCK)
+			fprintf(stderr,
+			        "bkvd: the database %s is already served by another bkvd (%s is "
+			        "locked)\n",
+			        db, path);
+		else
+			fprintf(stderr, "bkvd: cannot lock %s: %s\n", path, strerror(errno));
+		close(fd);
+		return false;
+	}
+	*lock_fd = fd;
+	return true;
+}
+
+/* A socket bound to host:port without SO_REUSEPORT (SO_REUSEADDR only, so connections
+ * left in TIME_WAIT do not count). Its bind fails with EADDRINUSE while any other socket
+ * listens on the address, including the SO_REUSEPORT listeners of another bkvd, which the
+ * workers' own SO_REUSEPORT sockets would otherwise join. */
+static int bind_exclusive(const char *what, const char *host, const char *port, bool listening,
+                          bool *in_use, char *why, size_t why_len)
+{
+	*in_use = false;
+	struct addrinfo hints = {.ai_family = AF_UNSPEC,
+	                         .ai_socktype = SOCK_STREAM,
+	                         .ai_flags = AI_PASSIVE | AI_NUMERICSERV};
+	struct addrinfo *res = NULL;
+	int rc = getaddrinfo(host, port, &hints, &res);
+	if (rc != 0) {
+		snprintf(why, why_len, "cannot resolve %s %s:%s: %s", what, host, port,
+		         gai_strerror(rc));
+		return -1;
+	}
+	int fd = -1;
+	for (struct addrinfo *ai = res; ai != NULL && fd < 0; ai = ai->ai_next) {
+		fd = socket(ai->ai_family, ai->ai_socktype | SOCK_CLOEXEC | SOCK_NONBLOCK,
+		            ai->ai_protocol);
+		if (fd < 0)
+			continue;
+		int one = 1;
+		if (setsockopt(fd, SOL_SOCKET, SO_REUSEADDR, &one, sizeof(one)) != 0 ||
+		    bind(fd, ai->ai_addr, ai->ai_addrlen) != 0 ||
+		    (listening && listen(fd, 64) != 0)) {
+			*in_use = errno == EADDRINUSE;
+			if (*in_use)
+				snprintf(why, why_len,
+				         "%s %s:%s is already in use by another process (another "
+				         "bkvd?); refusing to share it",
+				         what, host, port);
+			else
+				snprintf(why, why_len, "cannot listen on %s %s:%s: %s", what, host,
+				         port, strerror(errno));
+			close(fd);
+			fd = -1;
+		}
+	}
+	freeaddrinfo(res);
+	return fd;
 }
 
 static uint16_t bound_port(int fd)
@@ -293,11 +583,17 @@ static bool write_port_file(const char *path, uint16_t port)
 static void help(void)
 {
 	printf("usage: bkvd serve [--config FILE] [--listen HOST:PORT] [--workers N]\n"
-	       "                  [--insecure-plaintext] [--port-file FILE]\n\n"
+	       "                  [--insecure-plaintext] [--port-file FILE]\n"
+	       "                  [--metrics-listen HOST:PORT] [--metrics-port-file FILE]\n\n"
 	       "Serves the vault: a master process and N workers (default: the number of CPUs)\n"
 	       "sharing the port. TLS is on unless the listen address is loopback and no\n"
-	       "certificate is configured, or --insecure-plaintext is given.\n\n"
-	       "  --port-file FILE   write the bound port there (useful with port 0)\n");
+	       "certificate is configured, or --insecure-plaintext is given. Refuses a port\n"
+	       "another process listens on, and an SQLite database another bkvd serves.\n"
+	       "SIGHUP: the workers reopen their audit and request logs. SIGTERM: drain, stop.\n\n"
+	       "  --port-file FILE           write the bound port there (useful with port 0)\n"
+	       "  --metrics-listen HOST:PORT serve /metrics there in plain HTTP (overrides\n"
+	       "                             [vault] metrics_listen; default: no metrics)\n"
+	       "  --metrics-port-file FILE   write the metrics port there\n");
 }
 
 static bool parse_options(int argc, char **argv, serve_options *o)
@@ -308,6 +604,8 @@ static bool parse_options(int argc, char **argv, serve_options *o)
 	    {"workers", required_argument, NULL, 'w'},
 	    {"insecure-plaintext", no_argument, NULL, 'I'},
 	    {"port-file", required_argument, NULL, 'p'},
+	    {"metrics-listen", required_argument, NULL, 'm'},
+	    {"metrics-port-file", required_argument, NULL, 'P'},
 	    {"help", no_argument, NULL, 'h'},
 	    {NULL, 0, NULL, 0},
 	};
@@ -339,6 +637,12 @@ static bool parse_options(int argc, char **argv, serve_options *o)
 		case 'p':
 			o->port_file = optarg;
 			break;
+		case 'm':
+			o->metrics_listen = optarg;
+			break;
+		case 'P':
+			o->metrics_port_file = optarg;
+			break;
 		case 'h':
 			help();
 			exit(BKVD_EXIT_OK);
@@ -353,8 +657,39 @@ static bool parse_options(int argc, char **argv, serve_options *o)
 	return true;
 }
 
+/* The public port: refused if another process listens there (probed without
+ * SO_REUSEPORT), then reserved with SO_REUSEPORT for the workers. The probe also picks the
+ * port when port is 0. A port in use is probed again for PORT_WAIT_MS: the workers of a
+ * master that was killed drain for 2 s before they let go of it, and a restart must not
+ * be refused for them. Returns the reserving socket, or -1 with why. */
+static int reserve_port(const char *host, const char *port, uint16_t *bound, char *why,
+                        size_t why_len)
+{
+	int probe = -1;
+	bool in_use = true;
+	for (int waited = 0; probe < 0 && in_use && waited <= PORT_WAIT_MS; waited += 100) {
+		if (waited > 0)
+			usleep(100 * 1000);
+		probe =
+		    bind_exclusive("the listen address", host, port, false, &in_use, why, why_len);
+	}
+	if (probe < 0)
+		return -1;
+	*bound = bound_port(probe);
+	close(probe);
+	char chosen[16];
+	snprintf(chosen, sizeof(chosen), "%u", *bound);
+	/* The master only reserves the port; each worker listens on a socket of its own. */
+	return bkv_listen(host, chosen, false, why, why_len);
+}
+
 int bkvd_cmd_serve(int argc, char **argv)
 {
+	/* A SIGHUP before the workers run must not kill the master. */
+	sigset_t mask, old_mask;
+	sigemptyset(&mask);
+	sigaddset(&mask, SIGHUP);
+	sigprocmask(SIG_BLOCK, &mask, &old_mask);
 	serve_options o = {0};
 	if (!parse_options(argc, argv, &o))
 		return BKVD_EXIT_STARTUP;
@@ -366,6 +701,15 @@ int bkvd_cmd_serve(int argc, char **argv)
 	if (!bkvd_split_listen(listen_addr, host, sizeof(host), port, sizeof(port))) {
 		fprintf(stderr, "bkvd: invalid listen address \"%s\" (want HOST:PORT)\n",
 		        listen_addr);
+		return BKVD_EXIT_STARTUP;
+	}
+	const char *metrics_listen = o.metrics_listen ? o.metrics_listen : config.metrics_listen;
+	char metrics_host[256], metrics_port[16];
+	if (metrics_listen[0] != '\0' &&
+	    !bkvd_split_listen(metrics_listen, metrics_host, sizeof(metrics_host), metrics_port,
+	                       sizeof(metrics_port))) {
+		fprintf(stderr, "bkvd: invalid metrics_listen address \"%s\" (want HOST:PORT)\n",
+		        metrics_listen);
 		return BKVD_EXIT_STARTUP;
 	}
 	const bool tls = config.tls_cert[0] != '\0';
@@ -381,104 +725,103 @@ int bkvd_cmd_serve(int argc, char **argv)
 		long n = sysconf(_SC_NPROCESSORS_ONLN);
 		workers = n > 0 && n <= MAX_WORKERS ? (uint32_t)n : 1;
 	}
+	int lock_fd = -1;
+	const char *db = sqlite_path(config.storage);
+	if (db != NULL && !lock_database(db, &lock_fd))
+		return BKVD_EXIT_STARTUP;
 	uint8_t log_key[32];
 	if (!preflight(&config, tls) || !bkvd_load_log_key(&config, log_key))
 		return BKVD_EXIT_STARTUP;
-	bkv_metrics *metrics = bkv_metrics_create();
+	static children ch;
+	ch.nworkers = workers;
+	ch.tls = tls;
+	ch.metrics_fd = -1;
+	ch.metrics.pid = -1;
+	ch.lock_fd = lock_fd;
+	for (uint32_t i = 0; i < workers; i++)
+		ch.workers[i].pid = -1;
+	ch.metrics_shm = bkv_metrics_create();
 	/* The rate buckets are shared by all workers: mapped here, before the fork. */
-	bkv_rate_limiter *limiter =
-	    config.rate_limit.enabled ? bkv_rate_limiter_create(&config.rate_limit, BKV_RATE_SLOTS)
-	                              : NULL;
-	/* The master only reserves the port; each worker listens on a socket of its own. */
-	int fd = bkv_listen(host, port, false, why, sizeof(why));
-	if (metrics == NULL || fd < 0 || (config.rate_limit.enabled && limiter == NULL)) {
+	ch.limiter = config.rate_limit.enabled
+	                 ? bkv_rate_limiter_create(&config.rate_limit, BKV_RATE_SLOTS)
+	                 : NULL;
+	uint16_t actual_port = 0, actual_metrics_port = 0;
+	ch.reserved_fd = reserve_port(host, port, &actual_port, why, sizeof(why));
+	if (ch.reserved_fd >= 0 && metrics_listen[0] != '\0') {
+		bool in_use;
+		ch.metrics_fd = bind_exclusive("metrics_listen", metrics_host, metrics_port, true,
+		                               &in_use, why, sizeof(why));
+		actual_metrics_port = ch.metrics_fd >= 0 ? bound_port(ch.metrics_fd) : 0;
+	}
+	const bool mapped = ch.metrics_shm != NULL && (!config.rate_limit.enabled || ch.limiter);
+	if (!mapped || ch.reserved_fd < 0 || (metrics_listen[0] != '\0' && ch.metrics_fd < 0)) {
 		fprintf(stderr, "bkvd: %s\n",
-		        fd < 0 ? why : "cannot map shared metrics and rate limits");
+		        !mapped ? "cannot map shared metrics and rate limits" : why);
+		sodium_memzero(log_key, sizeof(log_key));
 		return BKVD_EXIT_STARTUP;
 	}
-	const uint16_t actual_port = bound_port(fd);
 	int ready[2];
 	if (pipe(ready) != 0) {
 		fprintf(stderr, "bkvd: cannot create a pipe: %s\n", strerror(errno));
+		sodium_memzero(log_key, sizeof(log_key));
 		return BKVD_EXIT_STARTUP;
 	}
 	/* Restarted workers write too, and nobody reads then: never block on it. */
 	fcntl(ready[1], F_SETFL, O_NONBLOCK);
-	worker_addr addr = {.host = host, .ready_fd = ready[1]};
-	snprintf(addr.port, sizeof(addr.port), "%u", actual_port);
+	ch.addr = (worker_addr){.host = host, .ready_fd = ready[1]};
+	snprintf(ch.addr.port, sizeof(ch.addr.port), "%u", actual_port);
 	/* A client that resets its connection mid-response must cost that connection only,
 	 * not the worker and every connection it holds (workers inherit this). */
 	signal(SIGPIPE, SIG_IGN);
 	fprintf(stderr, "bkvd: listening on %s://%s:%u with %u worker%s\n", tls ? "https" : "http",
 	        host, actual_port, workers, workers == 1 ? "" : "s");
+	if (ch.metrics_fd >= 0)
+		fprintf(stderr, "bkvd: metrics on http://%s:%u/metrics\n", metrics_host,
+		        actual_metrics_port);
 
-	sigset_t mask, old_mask;
-	sigemptyset(&mask);
 	sigaddset(&mask, SIGTERM);
 	sigaddset(&mask, SIGINT);
 	sigaddset(&mask, SIGCHLD);
-	sigprocmask(SIG_BLOCK, &mask, &old_mask);
-	pid_t pids[MAX_WORKERS];
+	sigprocmask(SIG_BLOCK, &mask, NULL);
+	ch.child_mask = old_mask;
+	sigaddset(&ch.child_mask, SIGHUP);
 	bool start_failed = false;
-	for (uint32_t i = 0; i < workers; i++)
-		pids[i] =
-		    spawn_worker(&config, fd, &addr, tls, metrics, limiter, log_key, &old_mask);
-	if (!wait_until_listening(ready[0], workers) ||
-	    (o.port_file != NULL && !write_port_file(o.port_file, actual_port))) {
-		fprintf(stderr, "bkvd: the workers did not start listening, or the port file "
-		                "cannot be written\n");
+	if (!start_missing(&config, &ch, log_key) || !wait_until_listening(ready[0], workers) ||
+	    (o.port_file != NULL && !write_port_file(o.port_file, actual_port)) ||
+	    (o.metrics_port_file != NULL &&
+	     !write_port_file(o.metrics_port_file, actual_metrics_port))) {
+		fprintf(stderr, "bkvd: the workers could not be forked or did not start "
+		                "listening, or a port file cannot be written\n");
 		start_failed = true;
-		kill(getpid(), SIGTERM); /* handled below: stop the workers, then exit 2 */
+		kill(getpid(), SIGTERM); /* handled below: stop the children, then exit 2 */
 	}
 	close(ready[0]);
 
 	bool stopping = false;
 	time_t stop_deadline = 0;
-	int alive = (int)workers;
-	while (alive > 0) {
+	while (!stopping || children_alive(&ch)) {
 		struct timespec wait = {1, 0};
 		siginfo_t info;
 		int sig = sigtimedwait(&mask, &info, &wait);
-		if (sig == SIGTERM || sig == SIGINT) {
-			if (!stopping) {
-				stopping = true;
-				stop_deadline = time(NULL) + STOP_TIMEOUT_S;
-				for (uint32_t i = 0; i < workers; i++)
-					if (pids[i] > 0)
-						kill(pids[i], SIGTERM);
-			}
+		if ((sig == SIGTERM || sig == SIGINT) && !stopping) {
+			stopping = true;
+			stop_deadline = time(NULL) + STOP_TIMEOUT_S;
+			signal_children(&ch, SIGTERM, true);
+		} else if (sig == SIGHUP && !stopping) {
+			fprintf(stderr, "bkvd: SIGHUP: the workers reopen their logs\n");
+			signal_children(&ch, SIGHUP, false);
 		}
-		if (stopping && time(NULL) > stop_deadline) {
-			for (uint32_t i = 0; i < workers; i++)
-				if (pids[i] > 0)
-					kill(pids[i], SIGKILL);
-		}
-		int status;
-		pid_t pid;
-		while ((pid = waitpid(-1, &status, WNOHANG)) > 0) {
-			for (uint32_t i = 0; i < workers; i++) {
-				if (pids[i] != pid)
-					continue;
-				pids[i] = -1;
-				if (stopping) {
-					alive--;
-					break;
-				}
-				fprintf(stderr, "bkvd: worker %d %s %d; restarting it\n", (int)pid,
-				        WIFSIGNALED(status) ? "killed by signal" : "exited with",
-				        WIFSIGNALED(status) ? WTERMSIG(status)
-				                            : WEXITSTATUS(status));
-				bkv_metrics_add(&metrics->worker_restarts, 1);
-				/* A worker that cannot start will not start at once either. */
-				if (WIFEXITED(status) && WEXITSTATUS(status) == BKVD_EXIT_STARTUP)
-					sleep(1);
-				pids[i] = spawn_worker(&config, fd, &addr, tls, metrics, limiter,
-				                       log_key, &old_mask);
-				break;
-			}
-		}
+		if (stopping && time(NULL) > stop_deadline)
+			signal_children(&ch, SIGKILL, true);
+		reap_children(&ch, stopping);
+		if (!stopping)
+			start_missing(&config, &ch, log_key);
 	}
-	close(fd);
+	close(ch.reserved_fd);
+	if (ch.metrics_fd >= 0)
+		close(ch.metrics_fd);
+	if (lock_fd >= 0)
+		close(lock_fd);
 	sodium_memzero(log_key, sizeof(log_key));
 	close(ready[1]);
 	fprintf(stderr, "bkvd: stopped\n");

@@ -121,6 +121,8 @@ static int on_entry(void *user, const char *section, const char *name, const cha
 	if (strcmp(section, "vault") == 0) {
 		if (strcmp(name, "listen") == 0)
 			ok = STRING(listen);
+		else if (strcmp(name, "metrics_listen") == 0)
+			ok = STRING(metrics_listen);
 		else if (strcmp(name, "storage") == 0)
 			ok = STRING(storage);
 		else if (strcmp(name, "workers") == 0)

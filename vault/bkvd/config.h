@@ -23,7 +23,8 @@ typedef struct bkvd_config {
 	char path[BKVD_PATH_MAX]; /* the file it was read from */
 
 	/* [vault] */
-	char listen[256]; /* host:port */
+	char listen[256];         /* host:port */
+	char metrics_listen[256]; /* host:port of the plain-HTTP /metrics listener; "" = off */
 	char storage[BKVD_PATH_MAX];
 	uint32_t workers; /* 0 = number of CPUs */
 	char tls_cert[BKVD_PATH_MAX];

@@ -6,6 +6,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/stat.h>
 #include <unistd.h>
 
 #include <sodium.h>
@@ -137,6 +138,9 @@ bool bkvd_load_log_key(const bkvd_config *c, uint8_t key[32])
 
 int main(int argc, char **argv)
 {
+	/* Everything bkvd creates (database, its -wal and -shm, logs, lock and key files) is
+	 * for its own user only, whatever umask it was started with. */
+	umask(077);
 	if (argc < 2 || strcmp(argv[1], "--help") == 0 || strcmp(argv[1], "-h") == 0) {
 		usage(argc < 2 ? stderr : stdout);
 		return argc < 2 ? BKVD_EXIT_STARTUP : BKVD_EXIT_OK;

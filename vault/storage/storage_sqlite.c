@@ -12,10 +12,12 @@
  * statement: SQLite has one writer at a time, so a write either committed before the floor
  * was raised or sees the raised floor.
  */
+#include <fcntl.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <time.h>
+#include <unistd.h>
 
 #include <sqlite3.h>
 
@@ -556,6 +558,13 @@ bkv_storage_err bkv_storage_sqlite_open(const char *path, bkv_storage **storage,
 	if (ss == NULL)
 		return BKV_STORAGE_UNAVAILABLE;
 	ss->base.ops = &sqlite_ops;
+	/* A new database is created 0600 whatever the umask (it holds account ids in clear);
+	 * SQLite gives its -wal and -shm files the database's mode. O_EXCL: an existing file
+	 * is never opened here, since closing a descriptor of it would drop the POSIX locks of
+	 * this process's other connections to it. */
+	const int created = open(path, O_RDWR | O_CREAT | O_EXCL | O_CLOEXEC, 0600);
+	if (created >= 0)
+		close(created);
 	int rc = sqlite3_open_v2(
 	    path, &ss->db, SQLITE_OPEN_READWRITE | SQLITE_OPEN_CREATE | SQLITE_OPEN_NOMUTEX, NULL);
 	if (rc != SQLITE_OK) {

@@ -11,8 +11,8 @@
  * Bodies are capped here (64 KiB) rather than in evhttp, so an oversize request still
  * gets a proper Connect error; only bodies over evhttp's own limit (1 MiB) get evhttp's
  * plain 413 (libevent 2.1 offers no hook to replace it). Nothing in this file logs a token, a
- * password or an OPAQUE message: the request log has the method, code, latency and a keyed hash of
- * the account.
+ * password or an OPAQUE message: the request log (log_request) has the method, status, code,
+ * latency, request id, peer and a keyed hash of the account.
  */
 #include <inttypes.h>
 #include <string.h>
@@ -175,7 +175,22 @@ static void send_message(struct evhttp_request *req, const ProtobufCMessage *msg
 	evbuffer_free(buf);
 }
 
-static void log_request(bkv_server_ctx *ctx, const char *method, bkv_code code, uint64_t micros,
+/* A random 64-bit request id in hex, sent back in X-Request-Id and written to the request
+ * log, so a client's report can be matched with the log line. */
+static void request_id_new(struct evhttp_request *req, char id[17])
+{
+	uint8_t raw[8];
+	randombytes_buf(raw, sizeof(raw));
+	sodium_bin2hex(id, 17, raw, sizeof(raw));
+	evhttp_add_header(evhttp_request_get_output_headers(req), "X-Request-Id", id);
+}
+
+/* One JSON line per RPC: UTC time in RFC 3339 with milliseconds, request id, peer address
+ * (the balancer's behind one), method, HTTP status, Connect code, latency, the keyed hash
+ * of the account, and for unauthenticated the reason: bkv_auth_verify's static text,
+ * never the token. */
+static void log_request(bkv_server_ctx *ctx, struct evhttp_request *req, const char *request_id,
+                        const char *method, int http, const bkv_status *st, uint64_t micros,
                         const uint8_t *account, size_t account_len)
 {
 	FILE *log = ctx->settings->request_log;
@@ -184,11 +199,34 @@ static void log_request(bkv_server_ctx *ctx, const char *method, bkv_code code, 
 	char account_hash[33] = "";
 	if (account_len > 0)
 		bkv_account_hash(ctx->vault, (bkv_account){account, account_len}, account_hash);
-	fprintf(log,
-	        "{\"ts\":%" PRId64 ",\"method\":\"%s\",\"code\":\"%s\",\"latency_ms\":%.3f,"
-	        "\"account\":\"%s\"}\n",
-	        (int64_t)time(NULL), method, bkv_code_name(code), (double)micros / 1000.0,
-	        account_hash);
+	struct timespec now;
+	struct tm tm;
+	char ts[64] = "";
+	clock_gettime(CLOCK_REALTIME, &now);
+	if (gmtime_r(&now.tv_sec, &tm) != NULL) {
+		const size_t n = strftime(ts, sizeof(ts), "%Y-%m-%dT%H:%M:%S", &tm);
+		snprintf(ts + n, sizeof(ts) - n, ".%03ldZ", now.tv_nsec / 1000000);
+	}
+	char peer[128] = "";
+	char *address = NULL;
+	ev_uint16_t port = 0;
+	struct evhttp_connection *conn = evhttp_request_get_connection(req);
+	if (conn != NULL)
+		evhttp_connection_get_peer(conn, &address, &port);
+	if (address != NULL)
+		snprintf(peer, sizeof(peer), strchr(address, ':') ? "[%s]:%u" : "%s:%u", address,
+		         (unsigned)port);
+	json_t *line = json_pack("{s:s, s:s, s:s, s:s, s:i, s:s, s:f, s:s}", "ts", ts, "request_id",
+	                         request_id, "peer", peer, "method", method, "status", http, "code",
+	                         bkv_code_name(st->code), "latency_ms", (double)micros / 1000.0,
+	                         "account", account_hash);
+	if (line != NULL && st->code == BKV_CODE_UNAUTHENTICATED)
+		json_object_set_new(line, "reason", json_string(st->message));
+	char *text = line != NULL ? json_dumps(line, JSON_COMPACT | JSON_REAL_PRECISION(12)) : NULL;
+	json_decref(line);
+	if (text != NULL)
+		fprintf(log, "%s\n", text);
+	free(text);
 	fflush(log);
 }
 
@@ -268,6 +306,8 @@ void bkv_connect_handle(bkv_server_ctx *ctx, struct evhttp_request *req, const c
 {
 	const uint64_t started = bkv_now_us();
 	bkv_metrics *metrics = ctx->settings->metrics;
+	char request_id[17];
+	request_id_new(req, request_id);
 	int method = METHOD_UNKNOWN;
 	for (int i = 0; i < METHOD_UNKNOWN; i++) {
 		if (strcmp(name, methods[i].name) == 0)
@@ -373,8 +413,12 @@ reply:
 		bkv_metrics_add(&metrics->requests[method][st.code], 1);
 		bkv_metrics_observe(&metrics->latency[method], micros);
 	}
-	log_request(ctx, method == METHOD_UNKNOWN ? "unknown" : methods[method].name, st.code,
-	            micros, account_id, account_len);
+	log_request(ctx, req, request_id,
+	            method == METHOD_UNKNOWN ? "unknown" : methods[method].name,
+	            st.code == BKV_CODE_OK ? 200
+	            : http                 ? http
+	                                   : http_status(st.code),
+	            &st, micros, account_id, account_len);
 	if (request != NULL)
 		protobuf_c_message_free_unpacked(request, NULL);
 	if (buf != NULL) {

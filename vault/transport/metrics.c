@@ -1,9 +1,18 @@
 /*
- * metrics.c - lock-free shared counters and their Prometheus text rendering.
+ * metrics.c - lock-free shared counters, their Prometheus text rendering, and the
+ * plain-HTTP listener that serves them ([vault] metrics_listen), apart from the public
+ * port: the public port never answers /metrics.
  */
 #include <inttypes.h>
+#include <signal.h>
 #include <stdlib.h>
+#include <string.h>
 #include <sys/mman.h>
+#include <unistd.h>
+
+#include <event2/buffer.h>
+#include <event2/event.h>
+#include <event2/http.h>
 
 #include "handlers.h"
 #include "metrics.h"
@@ -118,4 +127,77 @@ char *bkv_metrics_render(const bkv_metrics *m, size_t *len)
 		return NULL;
 	}
 	return out;
+}
+
+static void reply(struct evhttp_request *req, int code, const char *type, const char *text,
+                  size_t len)
+{
+	struct evbuffer *buf = evbuffer_new();
+	if (buf != NULL)
+		evbuffer_add(buf, text, len);
+	evhttp_add_header(evhttp_request_get_output_headers(req), "Content-Type", type);
+	evhttp_send_reply(req, code, NULL, buf);
+	if (buf != NULL)
+		evbuffer_free(buf);
+}
+
+static void on_metrics_request(struct evhttp_request *req, void *arg)
+{
+	const bkv_metrics *m = arg;
+	const struct evhttp_uri *uri = evhttp_request_get_evhttp_uri(req);
+	const char *path = uri ? evhttp_uri_get_path(uri) : NULL;
+	if (path == NULL || strcmp(path, "/metrics") != 0 ||
+	    evhttp_request_get_command(req) != EVHTTP_REQ_GET) {
+		reply(req, 404, "text/plain", "not found\n", 10);
+		return;
+	}
+	size_t len = 0;
+	char *text = bkv_metrics_render(m, &len);
+	if (text != NULL)
+		reply(req, 200, "text/plain; version=0.0.4", text, len);
+	else
+		reply(req, 500, "text/plain", "metrics unavailable\n", 20);
+	free(text);
+}
+
+static void on_stop(evutil_socket_t sig, short events, void *arg)
+{
+	(void)sig;
+	(void)events;
+	event_base_loopbreak(arg);
+}
+
+int bkv_metrics_serve(int listen_fd, const bkv_metrics *m)
+{
+	int rc = 1;
+	struct event_base *base = event_base_new();
+	struct evhttp *http = base ? evhttp_new(base) : NULL;
+	struct event *sigterm = NULL, *sigint = NULL;
+	if (http == NULL)
+		goto done;
+	evhttp_set_allowed_methods(http, EVHTTP_REQ_GET);
+	evhttp_set_max_body_size(http, 1024);
+	evhttp_set_max_headers_size(http, 8192);
+	evhttp_set_timeout(http, 10);
+	evhttp_set_gencb(http, on_metrics_request, (void *)m);
+	if (evhttp_accept_socket_with_handle(http, listen_fd) == NULL) {
+		close(listen_fd);
+		goto done;
+	}
+	sigterm = evsignal_new(base, SIGTERM, on_stop, base);
+	sigint = evsignal_new(base, SIGINT, on_stop, base);
+	if (sigterm == NULL || sigint == NULL || event_add(sigterm, NULL) != 0 ||
+	    event_add(sigint, NULL) != 0)
+		goto done;
+	rc = event_base_dispatch(base) < 0 ? 1 : 0;
+done:
+	if (sigterm != NULL)
+		event_free(sigterm);
+	if (sigint != NULL)
+		event_free(sigint);
+	if (http != NULL)
+		evhttp_free(http);
+	if (base != NULL)
+		event_base_free(base);
+	return rc;
 }

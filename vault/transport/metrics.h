@@ -1,7 +1,8 @@
 /*
  * metrics.h - request and token metrics shared by all worker processes (the master maps
  * them MAP_SHARED before forking; workers update them with atomic adds), rendered in the
- * Prometheus text format at GET /metrics.
+ * Prometheus text format at GET /metrics on a listener of their own ([vault]
+ * metrics_listen, plain HTTP), never on the public port.
  */
 #ifndef BKV_METRICS_H
 #define BKV_METRICS_H
@@ -39,5 +40,9 @@ void bkv_metrics_observe(bkv_histogram *h, uint64_t micros);
 void bkv_metrics_add(uint64_t *counter, uint64_t n);
 /* Writes the Prometheus text exposition into a malloc'd string. */
 char *bkv_metrics_render(const bkv_metrics *m, size_t *len);
+/* Serves GET /metrics (and 404 for anything else) in plain HTTP on listen_fd (bound and
+ * listening; owned from here on) until SIGTERM or SIGINT; returns 0 then, non-zero if the
+ * loop cannot start. Runs in a process of its own (bkvd serve forks it). */
+int bkv_metrics_serve(int listen_fd, const bkv_metrics *m);
 
 #endif

@@ -99,15 +99,7 @@ static void on_request(struct evhttp_request *req, void *arg)
 		bkv_connect_handle(ctx, req, path + sizeof(SERVICE_PREFIX) - 1);
 	} else if (strcmp(path, "/healthz") == 0 && get) {
 		reply_text(req, 200, "text/plain", "ok\n", 3);
-	} else if (strcmp(path, "/metrics") == 0 && get && ctx->settings->metrics != NULL) {
-		size_t len = 0;
-		char *text = bkv_metrics_render(ctx->settings->metrics, &len);
-		if (text != NULL)
-			reply_text(req, 200, "text/plain; version=0.0.4", text, len);
-		else
-			reply_text(req, 500, "text/plain", "metrics unavailable\n", 20);
-		free(text);
-	} else {
+	} else { /* /metrics included: it is served on [vault] metrics_listen only */
 		reply_text(req, 404, "text/plain", "not found\n", 10);
 	}
 }

@@ -1,6 +1,7 @@
 /*
  * server.h - one worker's HTTP(S) server: libevent evhttp, TLS through
- * bufferevent_openssl, the Connect protocol (connect.c), /healthz and /metrics.
+ * bufferevent_openssl, the Connect protocol (connect.c) and /healthz (/metrics has a
+ * listener of its own: metrics.h).
  *
  * The transport sees requests, statuses and encoded messages only. It reaches the token
  * and the database through the handlers, never directly: it does not call PKCS#11.
