@@ -18,8 +18,17 @@
 #include <stdint.h>
 #include <stdio.h>
 
+#include "bkv_version.h"
+
 #ifdef __cplusplus
 extern "C" {
+#endif
+
+/* What libbkv exports; the library is built with -fvisibility=hidden, so nothing else is. */
+#if defined(__GNUC__)
+#define BKV_API __attribute__((visibility("default")))
+#else
+#define BKV_API
 #endif
 
 #define BKV_KEY_BYTES      32
@@ -59,7 +68,11 @@ typedef struct bkv_error {
 	char message[BKV_MESSAGE_BYTES];
 } bkv_error;
 
-const char *bkv_status_name(bkv_status status);
+BKV_API const char *bkv_status_name(bkv_status status);
+
+/* The version of the library loaded, e.g. "0.1.0" (BKV_VERSION_STRING is the version of
+ * the headers a program was built with). */
+BKV_API const char *bkv_version(void);
 
 /* ---- The backup key ---- */
 
@@ -68,16 +81,16 @@ typedef struct bkv_key {
 } bkv_key;
 
 /* 32 bytes from the OS CSPRNG. */
-bkv_status bkv_key_generate(bkv_key *key);
+BKV_API bkv_status bkv_key_generate(bkv_key *key);
 /* 64 lowercase hex digits in 16 groups of 4 separated by spaces, NUL-terminated. */
-bkv_status bkv_key_format(const bkv_key *key, char *text, size_t text_len);
+BKV_API bkv_status bkv_key_format(const bkv_key *key, char *text, size_t text_len);
 /* Accepts upper and lower case, and spaces, dashes and line breaks anywhere. Anything
  * else fails with BKV_ERR_ARGUMENT and a message naming the 1-based position of the first
  * problem ("invalid character 'g' at position 12", or "invalid character 0x09 at
  * position 10" for unprintable bytes); a wrong number of digits is reported as such
  * ("expected 64 hex digits, found 63"). *key is zeroed on failure. */
-bkv_status bkv_key_parse(const char *text, size_t text_len, bkv_key *key, bkv_error *error);
-void bkv_key_wipe(bkv_key *key);
+BKV_API bkv_status bkv_key_parse(const char *text, size_t text_len, bkv_key *key, bkv_error *error);
+BKV_API void bkv_key_wipe(bkv_key *key);
 
 /* ---- The vault client ---- */
 
@@ -101,8 +114,9 @@ typedef struct bkv_client_config {
 
 typedef struct bkv_client bkv_client;
 
-bkv_status bkv_client_new(const bkv_client_config *config, bkv_client **client, bkv_error *error);
-void bkv_client_free(bkv_client *client);
+BKV_API bkv_status bkv_client_new(const bkv_client_config *config, bkv_client **client,
+                                  bkv_error *error);
+BKV_API void bkv_client_free(bkv_client *client);
 
 /* What a recovery attempt left behind. Every failure of the vault's recovery calls that
  * concerns a registered or destroyed record says how many attempts are left, so after a
@@ -141,9 +155,9 @@ typedef struct bkv_account_status {
  *
  * bkv_register only creates: if the account already has a key, or the tombstone of a
  * destroyed one, it fails with BKV_ERR_ALREADY_REGISTERED and changes nothing. */
-bkv_status bkv_register(bkv_client *client, const char *account_token, const char *password,
-                        size_t password_len, const bkv_key *key, uint32_t attempt_limit,
-                        bkv_error *error);
+BKV_API bkv_status bkv_register(bkv_client *client, const char *account_token, const char *password,
+                                size_t password_len, const bkv_key *key, uint32_t attempt_limit,
+                                bkv_error *error);
 /* Registers key in place of the record whose record_version is replaces_record_version
  * (from bkv_status_get; a destroyed key's tombstone is replaced the same way), or creates
  * it if replaces_record_version is 0 (then it is bkv_register). BKV_ERR_CONFLICT if the
@@ -152,31 +166,32 @@ bkv_status bkv_register(bkv_client *client, const char *account_token, const cha
  * changed. *out_record_version (may be NULL) gets the new version: the replaced one + 1,
  * or 1. The old key is gone from the vault: backups encrypted with it open only with that
  * key written down. */
-bkv_status bkv_register_replacing(bkv_client *client, const char *account_token,
-                                  const char *password, size_t password_len, const bkv_key *key,
-                                  uint32_t attempt_limit, uint64_t replaces_record_version,
-                                  uint64_t *out_record_version, bkv_error *error);
+BKV_API bkv_status bkv_register_replacing(bkv_client *client, const char *account_token,
+                                          const char *password, size_t password_len,
+                                          const bkv_key *key, uint32_t attempt_limit,
+                                          uint64_t replaces_record_version,
+                                          uint64_t *out_record_version, bkv_error *error);
 /* BKV_ERR_WRONG_PASSWORD (attempts left), BKV_ERR_DESTROYED (the last attempt failed, or
  * the key was destroyed earlier: out_info->destroyed), BKV_ERR_NOT_REGISTERED (the vault
  * holds nothing for the account), BKV_ERR_CONFLICT (the key was registered again during
  * the recovery: retry), BKV_ERR_DATA_LOSS, ... */
-bkv_status bkv_recover(bkv_client *client, const char *account_token, const char *password,
-                       size_t password_len, bkv_key *out_key, bkv_recover_info *out_info,
-                       bkv_error *error);
+BKV_API bkv_status bkv_recover(bkv_client *client, const char *account_token, const char *password,
+                               size_t password_len, bkv_key *out_key, bkv_recover_info *out_info,
+                               bkv_error *error);
 /* Recovers with the old password, then registers the same key under the new one in place
  * of exactly the record version it recovered, keeping that record's attempt limit.
  * BKV_ERR_CONFLICT (and the password is not changed) if the record was replaced, deleted
  * or destroyed in between. */
-bkv_status bkv_change_password(bkv_client *client, const char *account_token,
-                               const char *old_password, size_t old_password_len,
-                               const char *new_password, size_t new_password_len,
-                               bkv_recover_info *out_info, bkv_error *error);
-bkv_status bkv_status_get(bkv_client *client, const char *account_token, bkv_account_status *out,
-                          bkv_error *error);
+BKV_API bkv_status bkv_change_password(bkv_client *client, const char *account_token,
+                                       const char *old_password, size_t old_password_len,
+                                       const char *new_password, size_t new_password_len,
+                                       bkv_recover_info *out_info, bkv_error *error);
+BKV_API bkv_status bkv_status_get(bkv_client *client, const char *account_token,
+                                  bkv_account_status *out, bkv_error *error);
 /* Deletes the account's record, a destroyed key's tombstone included; a later
  * bkv_register starts again at record version 1. */
-bkv_status bkv_delete(bkv_client *client, const char *account_token, bool *deleted,
-                      bkv_error *error);
+BKV_API bkv_status bkv_delete(bkv_client *client, const char *account_token, bool *deleted,
+                              bkv_error *error);
 
 /* ---- Backup files (docs/BACKUP-FORMAT.md) ---- */
 
@@ -189,13 +204,15 @@ typedef void (*bkv_progress_fn)(void *arg, uint64_t done, uint64_t total);
 
 /* Streams in to out in constant memory (about 128 KiB). out is flushed, not closed or
  * synced; error is set only on failure. total_hint (0 if unknown) only feeds progress. */
-bkv_status bkv_backup_encrypt(const bkv_key *key, FILE *in, FILE *out, uint64_t total_hint,
-                              bkv_progress_fn progress, void *progress_arg, bkv_error *error);
+BKV_API bkv_status bkv_backup_encrypt(const bkv_key *key, FILE *in, FILE *out, uint64_t total_hint,
+                                      bkv_progress_fn progress, void *progress_arg,
+                                      bkv_error *error);
 /* Writes plaintext to out as chunks verify; on any error the output so far must be
  * discarded (the caller deletes it). Truncation, reordering, chunks from another file and
  * a wrong key each fail with their own status. */
-bkv_status bkv_backup_decrypt(const bkv_key *key, FILE *in, FILE *out, uint64_t total_hint,
-                              bkv_progress_fn progress, void *progress_arg, bkv_error *error);
+BKV_API bkv_status bkv_backup_decrypt(const bkv_key *key, FILE *in, FILE *out, uint64_t total_hint,
+                                      bkv_progress_fn progress, void *progress_arg,
+                                      bkv_error *error);
 
 #ifdef __cplusplus
 }

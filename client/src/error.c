@@ -49,7 +49,7 @@ const char *bkv_status_name(bkv_status status)
 	return "unknown status";
 }
 
-bkv_status bkv_fail(bkv_error *error, bkv_status status, const char *fmt, ...)
+bkv_status bkvi_fail(bkv_error *error, bkv_status status, const char *fmt, ...)
 {
 	if (error != NULL) {
 		error->status = status;
@@ -59,4 +59,9 @@ bkv_status bkv_fail(bkv_error *error, bkv_status status, const char *fmt, ...)
 		va_end(ap);
 	}
 	return status;
+}
+
+const char *bkv_version(void)
+{
+	return BKV_VERSION_STRING;
 }

@@ -58,7 +58,7 @@ static bkv_status status_for_code(const char *code)
 }
 
 /* {"code","message","details":[{"type":"bkv.v1.AttemptInfo","value":base64}]} */
-void rpc_decode_error(const uint8_t *data, size_t len, long http, rpc_error *err)
+void bkvi_rpc_decode_error(const uint8_t *data, size_t len, long http, rpc_error *err)
 {
 	memset(err, 0, sizeof(*err));
 	json_t *root = data ? json_loadb((const char *)data, len, 0, NULL) : NULL;
@@ -94,10 +94,10 @@ void rpc_decode_error(const uint8_t *data, size_t len, long http, rpc_error *err
 	json_decref(root);
 }
 
-bkv_status rpc_call(const rpc_endpoint *ep, const char *method, const char *bearer,
-                    const ProtobufCMessage *request,
-                    const ProtobufCMessageDescriptor *response_descriptor,
-                    ProtobufCMessage **response, rpc_error *err, bkv_error *error)
+bkv_status bkvi_rpc_call(const rpc_endpoint *ep, const char *method, const char *bearer,
+                         const ProtobufCMessage *request,
+                         const ProtobufCMessageDescriptor *response_descriptor,
+                         ProtobufCMessage **response, rpc_error *err, bkv_error *error)
 {
 	*response = NULL;
 	memset(err, 0, sizeof(*err));
@@ -146,8 +146,8 @@ bkv_status rpc_call(const rpc_endpoint *ep, const char *method, const char *bear
 		curl_easy_setopt(curl, CURLOPT_PINNEDPUBLICKEY, ep->pinned_key);
 	CURLcode rc = curl_easy_perform(curl);
 	if (rc != CURLE_OK) {
-		st = bkv_fail(error, BKV_ERR_UNAVAILABLE, "cannot reach the vault at %s: %s",
-		              ep->base_url, curl_easy_strerror(rc));
+		st = bkvi_fail(error, BKV_ERR_UNAVAILABLE, "cannot reach the vault at %s: %s",
+		               ep->base_url, curl_easy_strerror(rc));
 		goto done;
 	}
 	long http = 0;
@@ -157,20 +157,20 @@ bkv_status rpc_call(const rpc_endpoint *ep, const char *method, const char *bear
 	if (http == 200 && content_type != NULL && strcmp(content_type, "application/proto") == 0) {
 		*response = protobuf_c_message_unpack(response_descriptor, NULL, b.len, b.data);
 		st = *response ? BKV_OK
-		               : bkv_fail(error, BKV_ERR_PROTOCOL,
-		                          "the vault's %s response is not valid protobuf", method);
+		               : bkvi_fail(error, BKV_ERR_PROTOCOL,
+		                           "the vault's %s response is not valid protobuf", method);
 		goto done;
 	}
-	rpc_decode_error(b.data, b.len, http, err);
+	bkvi_rpc_decode_error(b.data, b.len, http, err);
 	st = status_for_code(err->code);
 	if (st == BKV_ERR_DATA_LOSS) /* the code says it all, whatever the vault's wording */
-		bkv_fail(error, st,
-		         "%s: the vault refused its stored record for this account: the record "
-		         "failed the vault's integrity check, so nothing was served from it (the "
-		         "vault's operator must look into it)",
-		         method);
+		bkvi_fail(error, st,
+		          "%s: the vault refused its stored record for this account: the record "
+		          "failed the vault's integrity check, so nothing was served from it (the "
+		          "vault's operator must look into it)",
+		          method);
 	else
-		bkv_fail(error, st, "%s: %s", method, err->message[0] ? err->message : err->code);
+		bkvi_fail(error, st, "%s: %s", method, err->message[0] ? err->message : err->code);
 done:
 	curl_slist_free_all(headers);
 	curl_easy_cleanup(curl);

@@ -28,14 +28,14 @@ typedef struct rpc_endpoint {
 
 /* Decodes a Connect error body ({"code","message","details"}) into err. Any input is
  * safe: unknown or malformed parts are left empty. */
-void rpc_decode_error(const uint8_t *body, size_t len, long http, rpc_error *err);
+void bkvi_rpc_decode_error(const uint8_t *body, size_t len, long http, rpc_error *err);
 
 /* Calls method with request; on success *response is unpacked (free it with
  * protobuf_c_message_free_unpacked). BKV_ERR_UNAVAILABLE on transport failure, otherwise
  * the error is in *err and the status is mapped from its code. */
-bkv_status rpc_call(const rpc_endpoint *endpoint, const char *method, const char *bearer,
-                    const ProtobufCMessage *request,
-                    const ProtobufCMessageDescriptor *response_descriptor,
-                    ProtobufCMessage **response, rpc_error *err, bkv_error *error);
+bkv_status bkvi_rpc_call(const rpc_endpoint *endpoint, const char *method, const char *bearer,
+                         const ProtobufCMessage *request,
+                         const ProtobufCMessageDescriptor *response_descriptor,
+                         ProtobufCMessage **response, rpc_error *err, bkv_error *error);
 
 #endif
