@@ -114,6 +114,14 @@ int cli_exit_for(bkv_status status)
 	case BKV_ERR_ALREADY_REGISTERED:
 	case BKV_ERR_CONFLICT:
 		return CLI_EXIT_EXISTS;
+	case BKV_ERR_TLS:
+		return CLI_EXIT_TLS;
+	case BKV_ERR_HTTP:
+		return CLI_EXIT_HTTP;
+	case BKV_ERR_RATE_LIMITED:
+		return CLI_EXIT_RATE_LIMITED;
+	case BKV_ERR_UNAUTHENTICATED:
+		return CLI_EXIT_UNAUTHENTICATED;
 	default:
 		return CLI_EXIT_FAILURE;
 	}
@@ -195,7 +203,10 @@ static char *cli_read_token(const cli_options *o)
 {
 	if (o->token_file != NULL) {
 		char *buf = malloc(16384);
-		if (buf == NULL || read_small_file(o->token_file, buf, 16384) <= 0) {
+		const long n = buf ? read_small_file(o->token_file, buf, 16384) : -1;
+		if (n == 0)
+			fprintf(stderr, "bkv: the token file %s is empty\n", o->token_file);
+		if (n <= 0) {
 			free(buf);
 			return NULL;
 		}

@@ -60,12 +60,27 @@ typedef enum bkv_status {
 	                             * deleted or destroyed meanwhile): check the status, retry */
 	BKV_ERR_DATA_LOSS,          /* the vault refused its stored record for the account: the
 	                             * record failed the vault's integrity check */
+	BKV_ERR_TLS,                /* TLS failed: the vault's certificate is not trusted by the CA
+	                             * file (or the system's), does not match the pinned certificate,
+	                             * or the CA file cannot be read. Possibly a man in the middle:
+	                             * never retry automatically */
+	BKV_ERR_HTTP,         /* something answered, but not with the Connect protocol: a proxy's
+	                       * 502/504, a wrong path's 404 page, a bare 401; the HTTP status is
+	                       * in bkv_error.http_status */
+	BKV_ERR_RATE_LIMITED, /* the vault said resource_exhausted (too many requests): retry
+	                       * after bkv_error.retry_after_ms (0: the vault did not say) */
 } bkv_status;
 
 /* A status with a human-readable message, e.g. "wrong password: 3 attempts left". */
 typedef struct bkv_error {
 	bkv_status status;
 	char message[BKV_MESSAGE_BYTES];
+	/* The HTTP status of the answer, set with BKV_ERR_HTTP, BKV_ERR_RATE_LIMITED and (when
+	 * something answered) BKV_ERR_UNAVAILABLE; 0 otherwise. */
+	int http_status;
+	/* With BKV_ERR_RATE_LIMITED or BKV_ERR_UNAVAILABLE: how long the vault asked the
+	 * client to wait (its bkv.v1.RetryInfo detail) in milliseconds; 0 if it did not say. */
+	uint32_t retry_after_ms;
 } bkv_error;
 
 BKV_API const char *bkv_status_name(bkv_status status);

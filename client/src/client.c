@@ -149,7 +149,7 @@ bkv_status bkv_client_new(const bkv_client_config *config, bkv_client **client, 
 		if (!pin_from_certificate(config->pinned_cert, c->pinned_key,
 		                          sizeof(c->pinned_key))) {
 			bkv_client_free(c);
-			return bkvi_fail(error, BKV_ERR_ARGUMENT,
+			return bkvi_fail(error, BKV_ERR_TLS,
 			                 "cannot read the pinned certificate %s",
 			                 config->pinned_cert);
 		}

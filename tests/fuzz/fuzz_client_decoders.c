@@ -51,7 +51,7 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 		}
 	} else {
 		rpc_error err;
-		bkvi_rpc_decode_error((const uint8_t *)in, len, 400, &err);
+		(void)bkvi_rpc_decode_error((const uint8_t *)in, len, &err);
 		if (memchr(err.code, '\0', sizeof(err.code)) == NULL ||
 		    memchr(err.message, '\0', sizeof(err.message)) == NULL)
 			abort();
