@@ -281,6 +281,98 @@ static void matching_pin_reaches_the_server(void **state)
 	bkv_client_free(c);
 }
 
+/* ---- The vault URL: parsed by libcurl; plain http only to a loopback address ---- */
+
+static bkv_status new_client_for_url(const char *url, bkv_error *err)
+{
+	bkv_client_config config = {.vault_url = url, .ca_file = fake.cert, .timeout_ms = 5000};
+	bkv_client *c = NULL;
+	memset(err, 0, sizeof(*err));
+	const bkv_status st = bkv_client_new(&config, &c, err);
+	bkv_client_free(c);
+	return st;
+}
+
+static void url_refused(const char *url, const char *why)
+{
+	bkv_error err;
+	const bkv_status st = new_client_for_url(url, &err);
+	print_message("    %s: %s\n", url, err.message);
+	if (st != BKV_ERR_ARGUMENT)
+		fail_msg("%s: got %s, want invalid argument", url, bkv_status_name(st));
+	if (strstr(err.message, why) == NULL)
+		fail_msg("%s: \"%s\" does not say \"%s\"", url, err.message, why);
+}
+
+static void plain_http_to_a_name_is_refused(void **state)
+{
+	(void)state;
+	static const char *const urls[] = {
+	    "http://127.0.0.1.evil.example", "http://127.0.0.1.evil.example:8443",
+	    "http://localhost.evil.example", "http://evil.example/127.0.0.1",
+
+	    "http://[::ffff:8.8.8.8]:80",    "http://128.0.0.1",
+	    "http://10.0.0.1:8443",
+	};
+	for (size_t i = 0; i < sizeof(urls) / sizeof(urls[0]); i++)
+		url_refused(urls[i], "http:// only to a loopback address");
+}
+
+static void userinfo_in_the_url_is_refused(void **state)
+{
+	(void)state;
+	url_refused("http://127.0.0.1@evil.example", "user name or password");
+	url_refused("https://user:secret@vault.example", "user name or password");
+	url_refused("http://localhost:x@evil.example:8443", "user name or password");
+}
+
+static void query_fragment_and_other_schemes_are_refused(void **state)
+{
+	(void)state;
+	url_refused("https://vault.example/?a=b", "query or fragment");
+	url_refused("https://vault.example/#x", "query or fragment");
+	url_refused("http://evil.example#@127.0.0.1", "query or fragment");
+	url_refused("ftp://127.0.0.1", "");
+	url_refused("file:///etc/passwd", "");
+	url_refused("not a url", "");
+}
+
+/* An accepted URL: the client is made, and a call reaches the fake (or, for [::1], where
+ * nothing listens, fails as unavailable, not as a bad argument). */
+static void url_accepted(const char *scheme_host, const char *path, bool reaches)
+{
+	char url[128];
+	snprintf(url, sizeof(url), "%s:%u%s", scheme_host, fake.plain_port, path);
+	bkv_client_config config = {.vault_url = url, .timeout_ms = 5000};
+	bkv_client *c = NULL;
+	bkv_error err = {0};
+	if (bkv_client_new(&config, &c, &err) != BKV_OK)
+		fail_msg("%s refused: %s", url, err.message);
+	set_text(502, "text/plain", "reached");
+	const unsigned before = fake_requests(&fake);
+	bkv_account_status s;
+	const bkv_status st = bkv_status_get(c, TOKEN, &s, &err);
+	print_message("    %s: %s\n", url, err.message);
+	bkv_client_free(c);
+	if (reaches) {
+		assert_int_equal(st, BKV_ERR_HTTP);
+		assert_int_equal(fake_requests(&fake), before + 1);
+	} else {
+		assert_int_equal(st, BKV_ERR_UNAVAILABLE);
+	}
+}
+
+static void plain_http_to_loopback_is_accepted(void **state)
+{
+	(void)state;
+	url_accepted("http://127.0.0.1", "", true);
+	url_accepted("http://127.0.0.1", "/", true);
+	url_accepted("HTTP://LOCALHOST", "", true);
+	url_accepted("http://localhost", "//", true);
+	url_accepted("http://[::1]", "", false);
+	url_accepted("https://127.0.0.2", "", false);
+}
+
 /* ---- The CLI: one exit code per failure, and a message ---- */
 
 /* Runs `bkv ARGS... --vault URL` with a token file; returns the exit code, stderr in err. */
@@ -372,6 +464,10 @@ int main(int argc, char **argv)
 	    cmocka_unit_test(pin_mismatch_is_tls_error),
 	    cmocka_unit_test(unreadable_pinned_certificate_is_tls_error),
 	    cmocka_unit_test(matching_pin_reaches_the_server),
+	    cmocka_unit_test(plain_http_to_a_name_is_refused),
+	    cmocka_unit_test(userinfo_in_the_url_is_refused),
+	    cmocka_unit_test(query_fragment_and_other_schemes_are_refused),
+	    cmocka_unit_test(plain_http_to_loopback_is_accepted),
 	    cmocka_unit_test(cli_exit_codes_name_each_failure),
 	};
 	return cmocka_run_group_tests(tests, setup, teardown);

@@ -9,9 +9,12 @@
  * Secrets (password copies never exist; blinds, export_key, session_key, the key) live in
  * locals wiped on every path.
  */
+#include <arpa/inet.h>
+#include <netinet/in.h>
 #include <pthread.h>
 #include <stdlib.h>
 #include <string.h>
+#include <strings.h>
 
 #include <openssl/pem.h>
 #include <openssl/x509.h>
@@ -90,18 +93,92 @@ static bool pin_from_certificate(const char *path, char *out, size_t out_len)
 	return ok;
 }
 
-/* http:// only towards loopback; https:// anywhere. */
-static bool url_allowed(const char *url)
+/* A host as curl_url gives it (an IPv6 address in brackets) that is a loopback address:
+ * 127.0.0.0/8, ::1, or the name localhost in any case. Parsed, never matched by prefix:
+ * "127.0.0.1.evil.example" is a name like any other. */
+static bool host_is_loopback(const char *host)
 {
-	if (strncmp(url, "https://", 8) == 0)
+	if (strcasecmp(host, "localhost") == 0)
 		return true;
-	static const char *const loopback[] = {
-	    "http://127.", "http://localhost:", "http://localhost/", "http://[::1]"};
-	for (size_t i = 0; i < sizeof(loopback) / sizeof(loopback[0]); i++) {
-		if (strncmp(url, loopback[i], strlen(loopback[i])) == 0)
-			return true;
+	struct in_addr v4;
+	if (inet_pton(AF_INET, host, &v4) == 1)
+		return (ntohl(v4.s_addr) >> 24) == 127;
+	const size_t n = strlen(host);
+	char inner[INET6_ADDRSTRLEN];
+	struct in6_addr v6;
+	if (n < 3 || host[0] != '[' || host[n - 1] != ']' || n - 2 >= sizeof(inner))
+		return false;
+	memcpy(inner, host + 1, n - 2);
+	inner[n - 2] = '\0';
+	return inet_pton(AF_INET6, inner, &v6) == 1 && IN6_IS_ADDR_LOOPBACK(&v6);
+}
+
+/* Whether part of u is present (CURLUPART_USER, ...). */
+static bool url_has(CURLU *u, CURLUPart part)
+{
+	char *value = NULL;
+	const bool has = curl_url_get(u, part, &value, 0) == CURLUE_OK;
+	curl_free(value);
+	return has;
+}
+
+/* Checks the vault URL with libcurl's own parser, the one that later sends the requests:
+ * https:// anywhere, http:// only when the host is a loopback address; no user name or
+ * password, query or fragment. Writes the URL as curl normalizes it, without trailing
+ * slashes, to out. */
+static bkv_status vault_url_check(const char *url, char *out, size_t out_cap, bkv_error *error)
+{
+	CURLU *u = curl_url();
+	char *scheme = NULL, *host = NULL, *normalized = NULL;
+	bkv_status st = BKV_ERR_ARGUMENT;
+	if (u == NULL) {
+		st = bkvi_fail(error, BKV_ERR_NOMEM, "out of memory");
+		goto done;
 	}
-	return false;
+	if (curl_url_set(u, CURLUPART_URL, url, 0) != CURLUE_OK ||
+	    curl_url_get(u, CURLUPART_SCHEME, &scheme, 0) != CURLUE_OK ||
+	    curl_url_get(u, CURLUPART_HOST, &host, 0) != CURLUE_OK) {
+		bkvi_fail(error, st, "the vault URL is not a valid URL");
+		goto done;
+	}
+	if (url_has(u, CURLUPART_USER) || url_has(u, CURLUPART_PASSWORD) ||
+	    url_has(u, CURLUPART_OPTIONS)) {
+		bkvi_fail(error, st,
+		          "the vault URL must not hold a user name or password (\"user@\" before "
+		          "the host)");
+		goto done;
+	}
+	if (url_has(u, CURLUPART_QUERY) || url_has(u, CURLUPART_FRAGMENT)) {
+		bkvi_fail(error, st, "the vault URL must not hold a query or fragment");
+		goto done;
+	}
+	const bool https = strcmp(scheme, "https") == 0;
+	if (!https && (strcmp(scheme, "http") != 0 || !host_is_loopback(host))) {
+		bkvi_fail(error, st,
+		          "the vault URL must be https:// (http:// only to a loopback address: "
+		          "127.0.0.0/8, [::1] or localhost)");
+		goto done;
+	}
+	if (curl_url_get(u, CURLUPART_URL, &normalized, 0) != CURLUE_OK) {
+		bkvi_fail(error, st, "the vault URL is not a valid URL");
+		goto done;
+	}
+	size_t n = strlen(normalized);
+	while (n > 0 && normalized[n - 1] == '/')
+		n--;
+	if (n >= out_cap) {
+		bkvi_fail(error, st, "the vault URL is too long");
+		goto done;
+	}
+	memcpy(out, normalized, n);
+	out[n] = '\0';
+	st = BKV_OK;
+done:
+	curl_free(scheme);
+	curl_free(host);
+	curl_free(normalized);
+	curl_url_cleanup(u);
+	return st;
 }
 
 bkv_status bkv_client_new(const bkv_client_config *config, bkv_client **client, bkv_error *error)
@@ -111,11 +188,12 @@ bkv_status bkv_client_new(const bkv_client_config *config, bkv_client **client, 
 	*client = NULL;
 	if (config == NULL || config->vault_url == NULL)
 		return bkvi_fail(error, BKV_ERR_ARGUMENT, "the vault URL is required");
-	if (!url_allowed(config->vault_url))
-		return bkvi_fail(error, BKV_ERR_ARGUMENT,
-		                 "the vault URL must be https:// (http:// only for loopback)");
-	if (strlen(config->vault_url) >= sizeof(((bkv_client *)0)->base_url))
-		return bkvi_fail(error, BKV_ERR_ARGUMENT, "the vault URL is too long");
+	if (sodium_init() < 0 || curl_global_init(CURL_GLOBAL_DEFAULT) != CURLE_OK)
+		return bkvi_fail(error, BKV_ERR_INTERNAL, "cannot initialize libsodium or libcurl");
+	char base_url[sizeof(((bkv_client *)0)->base_url)];
+	bkv_status st = vault_url_check(config->vault_url, base_url, sizeof(base_url), error);
+	if (st != BKV_OK)
+		return st;
 	if (config->suite != BKV_SUITE_VAULT_PREFERENCE && config->suite != BKV_SUITE_P256_SHA256 &&
 	    config->suite != BKV_SUITE_RISTRETTO255_SHA512)
 		return bkvi_fail(error, BKV_ERR_ARGUMENT, "unknown suite preference");
@@ -125,16 +203,11 @@ bkv_status bkv_client_new(const bkv_client_config *config, bkv_client **client, 
 	                config->argon2_parallelism == 0))
 		return bkvi_fail(error, BKV_ERR_ARGUMENT,
 		                 "set all three Argon2id parameters, or none");
-	if (sodium_init() < 0 || curl_global_init(CURL_GLOBAL_DEFAULT) != CURLE_OK)
-		return bkvi_fail(error, BKV_ERR_INTERNAL, "cannot initialize libsodium or libcurl");
 
 	bkv_client *c = calloc(1, sizeof(*c));
 	if (c == NULL)
 		return bkvi_fail(error, BKV_ERR_NOMEM, "out of memory");
-	snprintf(c->base_url, sizeof(c->base_url), "%s", config->vault_url);
-	size_t n = strlen(c->base_url);
-	while (n > 0 && c->base_url[n - 1] == '/')
-		c->base_url[--n] = '\0';
+	memcpy(c->base_url, base_url, sizeof(base_url));
 	c->timeout_ms = config->timeout_ms > 0 ? config->timeout_ms : 30000;
 	c->suite = config->suite;
 	if (any_ksf) {
