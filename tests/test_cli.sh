@@ -106,6 +106,12 @@ expect "a path where no vault answers" 8 "$bin/bkv" status --token-file "$work/t
   --ca-file "$work/vault/tls/cert.pem" --vault "$BKV_VAULT/not/the/vault"
 says "the wrong path's status is named" err "answered HTTP 404"
 
+for bad_argon2 in 1,-5,1 1,2 0,1024,1 1,1024,1x; do
+  expect "--argon2 $bad_argon2 is refused" 2 bkv recover --token-file "$work/token-carol" \
+    --password-file "$work/pw1" --argon2 "$bad_argon2"
+  says "--argon2 $bad_argon2: the refusal says the form" err "--argon2 is ITERATIONS,MEMORY_KIB,PARALLELISM"
+done
+
 # Nothing registered.
 expect "status of a new account" 0 bkv status --token-file "$work/token-carol"
 says "status: registered: no" out "registered: no"

@@ -17,6 +17,7 @@
 #include <cmocka.h>
 
 #include "bkv.h"
+#include "bkv/v1/vault.pb-c.h"
 #include "testfakevault.h"
 
 static fake_vault fake;
@@ -373,6 +374,133 @@ static void plain_http_to_loopback_is_accepted(void **state)
 	url_accepted("https://127.0.0.2", "", false);
 }
 
+/* ---- The KSF floor: a vault's GetConfig cannot weaken a new registration ---- */
+
+/* GetConfig answers with these Argon2id parameters; every other call gets a 502. */
+static void set_vault_ksf(uint32_t t, uint32_t m_kib, uint32_t p)
+{
+	Bkv__V1__KsfParams ksf = BKV__V1__KSF_PARAMS__INIT;
+	ksf.algorithm = (char *)"argon2id";
+	ksf.iterations = t;
+	ksf.memory_kib = m_kib;
+	ksf.parallelism = p;
+	Bkv__V1__Suite suites[] = {BKV__V1__SUITE__SUITE_RISTRETTO255_SHA512};
+	Bkv__V1__GetConfigResponse resp = BKV__V1__GET_CONFIG_RESPONSE__INIT;
+	resp.n_suites = 1;
+	resp.suites = suites;
+	resp.context = (ProtobufCBinaryData){6, (uint8_t *)"bkv-v1"};
+	resp.ksf = &ksf;
+	uint8_t packed[256];
+	const size_t len = bkv__v1__get_config_response__pack(&resp, packed);
+	fake_set_config(&fake, packed, len);
+	set_text(502, "text/plain", "after GetConfig");
+}
+
+static unsigned register_starts(void)
+{
+	pthread_mutex_lock(&fake.lock);
+	const unsigned n = fake.register_starts;
+	pthread_mutex_unlock(&fake.lock);
+	return n;
+}
+
+/* bkv_register under the vault's parameters: whether it got as far as RegisterStart. */
+static bool registration_starts(uint32_t t, uint32_t m_kib, uint32_t p, bkv_error *err)
+{
+	set_vault_ksf(t, m_kib, p);
+	bkv_client *c = client_for(fake.cert, NULL);
+	bkv_key key = {{0}};
+	const unsigned before = register_starts();
+	memset(err, 0, sizeof(*err));
+	const bkv_status st = bkv_register(c, TOKEN, "password", 8, &key, 0, err);
+	bkv_client_free(c);
+	fake_set_config(&fake, NULL, 0);
+	print_message("    t=%u m=%u p=%u: %s: %s\n", t, m_kib, p, bkv_status_name(st),
+	              err->message);
+	if (register_starts() == before) {
+		assert_int_equal(st, BKV_ERR_PROTOCOL);
+		assert_non_null(strstr(err->message, "below libbkv's floor"));
+		return false;
+	}
+	assert_int_equal(st, BKV_ERR_HTTP); /* the fake's 502 to RegisterStart */
+	return true;
+}
+
+static void registration_refuses_vault_ksf_below_the_floor(void **state)
+{
+	(void)state;
+	bkv_error err;
+	assert_false(registration_starts(1, 8, 1, &err));
+	assert_non_null(strstr(err.message, "t=1, m=8 KiB, p=1"));
+	assert_false(registration_starts(2, 65536, 4, &err));
+	assert_false(registration_starts(3, 65535, 4, &err));
+	assert_false(registration_starts(3, 65536, 3, &err));
+	assert_false(registration_starts(64, 32768, 4, &err)); /* time cannot buy back memory */
+}
+
+static void registration_accepts_vault_ksf_at_or_above_the_floor(void **state)
+{
+	(void)state;
+	bkv_error err;
+	assert_true(registration_starts(3, 65536, 4, &err));            /* RFC 9106 option 2 */
+	assert_true(registration_starts(1, 2u * 1024 * 1024, 4, &err)); /* RFC 9106 option 1 */
+	assert_true(registration_starts(4, 262144, 8, &err));
+}
+
+static void change_password_refuses_weak_vault_ksf_before_recovering(void **state)
+{
+	(void)state;
+	set_vault_ksf(1, 1024, 1);
+	bkv_client *c = client_for(fake.cert, NULL);
+	const unsigned before = fake_requests(&fake);
+	bkv_error err = {0};
+	bkv_recover_info info;
+	EXPECT_STATUS(bkv_change_password(c, TOKEN, "old", 3, "new", 3, &info, &err),
+	              BKV_ERR_PROTOCOL, err);
+	assert_int_equal(fake_requests(&fake), before + 1); /* GetConfig only: no attempt used */
+	assert_false(info.attempts_known);
+	bkv_client_free(c);
+	fake_set_config(&fake, NULL, 0);
+}
+
+static void recovery_still_uses_weak_vault_ksf(void **state)
+{
+	(void)state;
+	set_vault_ksf(1, 1024, 1);
+	bkv_client *c = client_for(fake.cert, NULL);
+	const unsigned before = fake_requests(&fake);
+	bkv_key key;
+	bkv_recover_info info;
+	bkv_error err = {0};
+	/* on to GetStatus (the fake's 502): a key registered under them stays recoverable */
+	EXPECT_STATUS(bkv_recover(c, TOKEN, "password", 8, &key, &info, &err), BKV_ERR_HTTP, err);
+	assert_int_equal(fake_requests(&fake), before + 2);
+	bkv_client_free(c);
+	fake_set_config(&fake, NULL, 0);
+}
+
+static void application_ksf_is_its_own_decision(void **state)
+{
+	(void)state;
+	set_vault_ksf(1, 8, 1);
+	char url[64];
+	snprintf(url, sizeof(url), "https://127.0.0.1:%u", fake.tls_port);
+	bkv_client_config config = {.vault_url = url,
+	                            .ca_file = fake.cert,
+	                            .argon2_iterations = 1,
+	                            .argon2_memory_kib = 1024,
+	                            .argon2_parallelism = 1};
+	bkv_client *c = NULL;
+	bkv_error err = {0};
+	EXPECT_STATUS(bkv_client_new(&config, &c, &err), BKV_OK, err);
+	bkv_key key = {{0}};
+	const unsigned before = register_starts();
+	EXPECT_STATUS(bkv_register(c, TOKEN, "password", 8, &key, 0, &err), BKV_ERR_HTTP, err);
+	assert_int_equal(register_starts(), before + 1);
+	bkv_client_free(c);
+	fake_set_config(&fake, NULL, 0);
+}
+
 /* ---- The CLI: one exit code per failure, and a message ---- */
 
 /* Runs `bkv ARGS... --vault URL` with a token file; returns the exit code, stderr in err. */
@@ -468,6 +596,11 @@ int main(int argc, char **argv)
 	    cmocka_unit_test(userinfo_in_the_url_is_refused),
 	    cmocka_unit_test(query_fragment_and_other_schemes_are_refused),
 	    cmocka_unit_test(plain_http_to_loopback_is_accepted),
+	    cmocka_unit_test(registration_refuses_vault_ksf_below_the_floor),
+	    cmocka_unit_test(registration_accepts_vault_ksf_at_or_above_the_floor),
+	    cmocka_unit_test(change_password_refuses_weak_vault_ksf_before_recovering),
+	    cmocka_unit_test(recovery_still_uses_weak_vault_ksf),
+	    cmocka_unit_test(application_ksf_is_its_own_decision),
 	    cmocka_unit_test(cli_exit_codes_name_each_failure),
 	};
 	return cmocka_run_group_tests(tests, setup, teardown);

@@ -53,6 +53,8 @@ typedef struct cli_options {
 	unsigned attempt_limit;        /* --attempt-limit */
 	const char *suite;             /* --suite */
 	bool replace;                  /* --replace (register) */
+	bool argon2_set;               /* --argon2 T,M,P */
+	unsigned argon2[3];            /* iterations, memory in KiB, parallelism */
 	bool help;
 	/* positional arguments after the options */
 	char **args;

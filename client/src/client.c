@@ -28,6 +28,15 @@
 #define KSF_MAX_MEMORY_KIB  (2u * 1024 * 1024)
 #define KSF_MAX_PARALLELISM 64
 
+/* libbkv's floor for the Argon2id parameters a vault publishes: RFC 9106's second
+ * recommended option (t=3, m=64 MiB, p=4), or anything costing an attacker at least as much
+ * memory x time with at least as much memory and as many lanes (so the first option, t=1,
+ * m=2 GiB, p=4, passes). GetConfig is unauthenticated: without a floor, whoever answers it
+ * could make a new registration's envelope cheap to attack offline. */
+#define KSF_FLOOR_ITERATIONS  3
+#define KSF_FLOOR_MEMORY_KIB  (64u * 1024)
+#define KSF_FLOOR_PARALLELISM 4
+
 typedef struct vault_config {
 	bool loaded;
 	opaque_suite_id suites[2];
@@ -317,6 +326,28 @@ static bkv_status load_config(bkv_client *c, vault_config *out, bkv_error *error
 	return BKV_OK;
 }
 
+static bool ksf_meets_floor(const opaque_ksf *k)
+{
+	return k->memory_kib >= KSF_FLOOR_MEMORY_KIB && k->parallelism >= KSF_FLOOR_PARALLELISM &&
+	       (uint64_t)k->iterations * k->memory_kib >=
+	           (uint64_t)KSF_FLOOR_ITERATIONS * KSF_FLOOR_MEMORY_KIB;
+}
+
+/* A registration refuses the vault's parameters below the floor (recovery still uses
+ * them, so keys registered earlier under them stay recoverable). Parameters the
+ * application set itself (bkv_client_config.argon2_*) are its own decision. */
+static bkv_status check_ksf_floor(const bkv_client *c, const vault_config *cfg, bkv_error *error)
+{
+	if (c->ksf_overridden || ksf_meets_floor(&cfg->ksf))
+		return BKV_OK;
+	return bkvi_fail(error, BKV_ERR_PROTOCOL,
+	                 "the vault publishes Argon2id t=%u, m=%u KiB, p=%u, below libbkv's floor "
+	                 "(t=%u, m=%u KiB, p=%u, or as costly): no key is registered under them "
+	                 "(the vault's operator must raise [opaque] argon2_*)",
+	                 cfg->ksf.iterations, cfg->ksf.memory_kib, cfg->ksf.parallelism,
+	                 KSF_FLOOR_ITERATIONS, KSF_FLOOR_MEMORY_KIB, KSF_FLOOR_PARALLELISM);
+}
+
 static opaque_config opaque_config_for(const vault_config *cfg, opaque_suite_id suite)
 {
 	return (opaque_config){suite, cfg->context, cfg->context_len, cfg->ksf};
@@ -450,6 +481,8 @@ bkv_status bkv_register_replacing(bkv_client *c, const char *token, const char *
 		return bkvi_fail(error, BKV_ERR_ARGUMENT, "the key is required");
 	vault_config cfg;
 	st = load_config(c, &cfg, error);
+	if (st == BKV_OK)
+		st = check_ksf_floor(c, &cfg, error);
 	if (st != BKV_OK)
 		return st;
 	return register_with(c, &cfg, token, password, password_len, key, attempt_limit,
@@ -667,6 +700,8 @@ bkv_status bkv_change_password(bkv_client *c, const char *token, const char *old
 		return st;
 	vault_config cfg;
 	st = load_config(c, &cfg, error);
+	if (st == BKV_OK) /* before the recovery, which would use up an attempt */
+		st = check_ksf_floor(c, &cfg, error);
 	if (st != BKV_OK)
 		return st;
 	bkv_key key;
