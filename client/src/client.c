@@ -673,6 +673,7 @@ bkv_status bkv_recover(bkv_client *c, const char *token, const char *password, s
 	bkv_recover_info scratch;
 	bkv_recover_info *info = out_info ? out_info : &scratch;
 	memset(info, 0, sizeof(*info));
+	bkv_key_wipe(out_key); /* so that on any failure it holds no key (bkv.h) */
 	bkv_status st = check_common(c, token, password, password_len, error);
 	if (st != BKV_OK)
 		return st;
