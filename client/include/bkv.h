@@ -165,7 +165,9 @@ typedef struct bkv_client bkv_client;
 /* A client for one vault, into *client (NULL on failure); free it with bkv_client_free.
  * config, config->vault_url, client: not NULL. Makes no network call (the vault's
  * configuration is fetched by the first call that needs it, and kept). May be called
- * from any thread.
+ * from any thread where libcurl's global init is thread-safe (libcurl >= 7.84 built with
+ * CURL_VERSION_THREADSAFE, as Debian 12's is); elsewhere, make the first client before
+ * starting threads.
  * Returns BKV_OK, BKV_ERR_ARGUMENT (the URL, the suite, or only some Argon2id parameters
  * set), BKV_ERR_TLS (pinned_cert cannot be read as a PEM certificate), BKV_ERR_NOMEM,
  * BKV_ERR_INTERNAL (libsodium or libcurl cannot start). */
