@@ -131,6 +131,18 @@ static void html_200_is_http_error(void **state)
 	assert_int_equal(err.http_status, 200);
 }
 
+static void answer_headers_cannot_put_escapes_in_the_message(void **state)
+{
+	(void)state;
+	set_text(502, "text/html\x1b[2J\x1b[31mtrust me", "<html>Bad Gateway</html>");
+	bkv_error err;
+	EXPECT_STATUS(status_call(&err), BKV_ERR_HTTP, err);
+	/* the header arrived (its start is shown) and was cut at the first escape */
+	assert_non_null(strstr(err.message, "with text/html,"));
+	assert_null(strchr(err.message, '\x1b'));
+	assert_null(strstr(err.message, "trust me"));
+}
+
 static void bare_503_is_unavailable_with_status(void **state)
 {
 	(void)state;
@@ -579,6 +591,7 @@ int main(int argc, char **argv)
 	    cmocka_unit_test(bare_401_is_http_error_not_unauthenticated),
 	    cmocka_unit_test(json_without_connect_code_is_http_error),
 	    cmocka_unit_test(html_200_is_http_error),
+	    cmocka_unit_test(answer_headers_cannot_put_escapes_in_the_message),
 	    cmocka_unit_test(bare_503_is_unavailable_with_status),
 	    cmocka_unit_test(connect_unauthenticated_is_unauthenticated),
 	    cmocka_unit_test(connect_json_with_charset_is_connect_error),

@@ -158,13 +158,18 @@ static bkv_status answer_failure(const char *method, const char *base_url, long 
 	                     bkvi_rpc_decode_error(b->data, b->len, err);
 	if (!connect) {
 		memset(err, 0, sizeof(*err));
+		/* The header is the answerer's: shown only up to its first unprintable byte. */
+		int type_len = 0;
+		while (content_type != NULL && type_len < 64 && content_type[type_len] >= 0x20 &&
+		       content_type[type_len] < 0x7f)
+			type_len++;
 		/* Connect maps a bare 503 to unavailable; anything else is not the vault's word */
 		const bkv_status st = http == 503 ? BKV_ERR_UNAVAILABLE : BKV_ERR_HTTP;
-		bkvi_fail(error, st,
-		          "%s: %s answered HTTP %ld%s%s, which is not a bkv vault's answer (a "
-		          "proxy, or a wrong URL?)",
-		          method, base_url, http, content_type ? " with " : "",
-		          content_type ? content_type : "");
+		bkvi_fail(error, st, "%s: %s answered HTTP %ld%s%.*s, %s", method, base_url, http,
+		          type_len ? " with " : "", type_len, type_len ? content_type : "",
+		          http == 503
+		              ? "without a Connect error: unavailable, try again later"
+		              : "which is not a bkv vault's answer (a proxy, or a wrong URL?)");
 		if (error != NULL)
 			error->http_status = (int)http;
 		return st;
