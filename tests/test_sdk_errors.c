@@ -143,6 +143,16 @@ static void answer_headers_cannot_put_escapes_in_the_message(void **state)
 	assert_null(strstr(err.message, "trust me"));
 }
 
+static void connect_messages_cannot_put_escapes_in_the_message(void **state)
+{
+	(void)state;
+	set_text(409, "application/json",
+	         "{\"code\":\"aborted\",\"message\":\"changed\\u001b[2J\\nagain\"}");
+	bkv_error err;
+	EXPECT_STATUS(status_call(&err), BKV_ERR_CONFLICT, err);
+	assert_non_null(strstr(err.message, "changed?[2J?again"));
+}
+
 static void bare_503_is_unavailable_with_status(void **state)
 {
 	(void)state;
@@ -592,6 +602,7 @@ int main(int argc, char **argv)
 	    cmocka_unit_test(json_without_connect_code_is_http_error),
 	    cmocka_unit_test(html_200_is_http_error),
 	    cmocka_unit_test(answer_headers_cannot_put_escapes_in_the_message),
+	    cmocka_unit_test(connect_messages_cannot_put_escapes_in_the_message),
 	    cmocka_unit_test(bare_503_is_unavailable_with_status),
 	    cmocka_unit_test(connect_unauthenticated_is_unauthenticated),
 	    cmocka_unit_test(connect_json_with_charset_is_connect_error),

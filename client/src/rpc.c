@@ -104,6 +104,10 @@ bool bkvi_rpc_decode_error(const uint8_t *data, size_t len, rpc_error *err)
 	const char *message = json_string_value(json_object_get(root, "message"));
 	snprintf(err->code, sizeof(err->code), "%s", code);
 	snprintf(err->message, sizeof(err->message), "%s", message ? message : "");
+	for (char *m = err->message; *m != '\0'; m++) { /* shown on terminals: no escapes */
+		if ((unsigned char)*m < 0x20 || *m == 0x7f)
+			*m = '?';
+	}
 	json_t *details = json_object_get(root, "details");
 	size_t i;
 	json_t *d;
