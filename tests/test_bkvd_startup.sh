@@ -66,6 +66,10 @@ refuses "a PIN file others can read" "readable by group or others" \
 refuses "unknown configuration key" "unknown key" "$(variant typo 's|^\[vault\]|[vault]\nlistne = 1|')"
 refuses "plaintext on a public address" "TLS is required" \
   "$(variant plain 's|^tls_cert = .*||')" --listen 0.0.0.0:0
+refuses "plaintext on a name that starts with 127." "TLS is required" \
+  "$(variant plain 's|^tls_cert = .*||')" --listen 127.0.0.1.evil.example:0
+refuses "plaintext on an IPv4-mapped public address" "TLS is required" \
+  "$(variant plain 's|^tls_cert = .*||')" --listen '[::ffff:8.8.8.8]:0'
 refuses "a bad listen address" "invalid listen address" "$config" --listen nonsense
 
 ok() { echo "ok $1"; passed=$((passed + 1)); }
@@ -88,6 +92,7 @@ serves() {
   serve_pid=""
 }
 module=$(sed -n 's/^module = //p' "$config")
+serves "plaintext on a loopback address" "$(variant plain 's|^tls_cert = .*||')"
 
 # A module that wants a C_Initialize string in pReserved, as NSS softoken does: the quirks
 # module's need-init-args, in front of the same SoftHSM2 token.

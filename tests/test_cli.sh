@@ -3,7 +3,9 @@
 # 127.0.0.1, SQLite, SoftHSM2): `bkv register` refuses to replace a key without --replace
 # (exit 6, saying what is there and what would be lost) and replaces exactly it with
 # --replace; change-password; a destroyed key is "destroyed" in status and recover (exit 4)
-# and can be replaced or deleted; nothing registered is "registered: no" / exit 1.
+# and can be replaced or deleted; nothing registered is "registered: no" / exit 1; an empty
+# token file is named; a CA file or pin the vault does not match is exit 7 (TLS), a
+# rejected token exit 10, a path where no vault answers exit 8 (HTTP).
 #
 #   [tests/with-vault] tests/test_cli.sh BUILD_BIN_DIR
 #
@@ -80,6 +82,35 @@ expect "bkv register --help" 0 "$bin/bkv" register --help
 says "register --help explains --replace" out "--replace"
 expect "bkv status --help" 0 "$bin/bkv" status --help
 says "status --help lists the exit codes" out "4 no attempts left / key destroyed"
+
+says "--help lists exit code 7 (TLS)" out "7 TLS failed"
+says "--help lists exit code 8 (HTTP)" out "8 an HTTP error that is not the vault's answer"
+says "--help lists exit code 9 (rate limited)" out "9 rate limited"
+says "--help lists exit code 10 (token rejected)" out "10 the vault rejected the account token"
+
+# Before any call: an empty token file is named; TLS failures are exit 7, not 5.
+: >"$work/empty-token"
+expect "an empty token file" 2 bkv status --token-file "$work/empty-token"
+says "the empty token file is named" err "the token file $work/empty-token is empty"
+openssl req -x509 -newkey ec -pkeyopt ec_paramgen_curve:prime256v1 -nodes -days 1 \
+  -subj /CN=other -keyout "$work/other-key.pem" -out "$work/other-cert.pem" 2>/dev/null
+expect "a CA file that does not sign the vault's certificate" 7 "$bin/bkv" status \
+  --token-file "$work/token-carol" --ca-file "$work/other-cert.pem"
+says "the TLS failure says TLS" err "TLS with"
+expect "a CA file that does not exist" 7 "$bin/bkv" status --token-file "$work/token-carol" \
+  --ca-file "$work/missing.pem"
+expect "a pinned certificate the vault does not present" 7 bkv status \
+  --token-file "$work/token-carol" --pin-cert "$work/other-cert.pem"
+expect "a token the vault rejects" 10 bkv status --token-file "$work/pw1"
+expect "a path where no vault answers" 8 "$bin/bkv" status --token-file "$work/token-carol" \
+  --ca-file "$work/vault/tls/cert.pem" --vault "$BKV_VAULT/not/the/vault"
+says "the wrong path's status is named" err "answered HTTP 404"
+
+for bad_argon2 in 1,-5,1 1,2 0,1024,1 1,1024,1x; do
+  expect "--argon2 $bad_argon2 is refused" 2 bkv recover --token-file "$work/token-carol" \
+    --password-file "$work/pw1" --argon2 "$bad_argon2"
+  says "--argon2 $bad_argon2: the refusal says the form" err "--argon2 is ITERATIONS,MEMORY_KIB,PARALLELISM"
+done
 
 # Nothing registered.
 expect "status of a new account" 0 bkv status --token-file "$work/token-carol"

@@ -2157,7 +2157,7 @@ static void expect_tls_refused(bkv_client *c, const char *token)
 	const long logged = file_size(env.request_log);
 	bkv_error err = {0};
 	bkv_account_status s;
-	EXPECT_STATUS(bkv_status_get(c, token, &s, &err), BKV_ERR_UNAVAILABLE, err);
+	EXPECT_STATUS(bkv_status_get(c, token, &s, &err), BKV_ERR_TLS, err);
 	print_message("    refused: %s\n", err.message);
 	if (file_size(env.request_log) != logged)
 		fail_msg("the vault logged a request the client should never have sent");
@@ -2195,11 +2195,11 @@ static void test_tls(void **state)
 	expect_tls_refused(c, token);
 	bkv_client_free(c);
 
-	/* A pinned certificate that cannot be read: an argument error up front. */
+	/* A pinned certificate that cannot be read: a TLS error up front. */
 	bkv_client_config cfg = {.vault_url = env.url, .pinned_cert = "/nonexistent/cert.pem"};
 	bkv_error err = {0};
 	bkv_client *none = NULL;
-	EXPECT_STATUS(bkv_client_new(&cfg, &none, &err), BKV_ERR_ARGUMENT, err);
+	EXPECT_STATUS(bkv_client_new(&cfg, &none, &err), BKV_ERR_TLS, err);
 	assert_null(none);
 
 	/* Plain http:// to the TLS port: no answer the client accepts. */

@@ -28,9 +28,28 @@ static const struct option all_options[] = {
     {"attempt-limit", required_argument, NULL, 'a'},
     {"suite", required_argument, NULL, 's'},
     {"replace", no_argument, NULL, 'R'},
+    {"argon2", required_argument, NULL, 'A'},
     {"help", no_argument, NULL, 'h'},
     {NULL, 0, NULL, 0},
 };
+
+/* "T,M,P": three decimal numbers from 1 to UINT32_MAX, nothing else. */
+static bool parse_argon2(const char *text, unsigned out[3])
+{
+	const char *p = text;
+	for (int i = 0; i < 3; i++) {
+		if (*p < '0' || *p > '9')
+			return false;
+		char *end;
+		errno = 0;
+		const unsigned long v = strtoul(p, &end, 10);
+		if (errno != 0 || v == 0 || v > UINT32_MAX || *end != (i < 2 ? ',' : '\0'))
+			return false;
+		out[i] = (unsigned)v;
+		p = end + 1;
+	}
+	return true;
+}
 
 bool cli_parse(int argc, char **argv, const char *allowed, cli_options *o)
 {
@@ -88,6 +107,17 @@ bool cli_parse(int argc, char **argv, const char *allowed, cli_options *o)
 		case 'R':
 			o->replace = true;
 			break;
+		case 'A':
+			if (!parse_argon2(optarg, o->argon2)) {
+				fprintf(
+				    stderr,
+				    "bkv %s: --argon2 is ITERATIONS,MEMORY_KIB,PARALLELISM (each "
+				    "a positive decimal number)\n",
+				    argv[0]);
+				return false;
+			}
+			o->argon2_set = true;
+			break;
 		case 'h':
 			o->help = true;
 			break;
@@ -114,6 +144,14 @@ int cli_exit_for(bkv_status status)
 	case BKV_ERR_ALREADY_REGISTERED:
 	case BKV_ERR_CONFLICT:
 		return CLI_EXIT_EXISTS;
+	case BKV_ERR_TLS:
+		return CLI_EXIT_TLS;
+	case BKV_ERR_HTTP:
+		return CLI_EXIT_HTTP;
+	case BKV_ERR_RATE_LIMITED:
+		return CLI_EXIT_RATE_LIMITED;
+	case BKV_ERR_UNAUTHENTICATED:
+		return CLI_EXIT_UNAUTHENTICATED;
 	default:
 		return CLI_EXIT_FAILURE;
 	}
@@ -137,6 +175,11 @@ static bool cli_client(const cli_options *o, bkv_client **client)
 	    .ca_file = o->ca_file,
 	    .pinned_cert = o->pinned_cert,
 	};
+	if (o->argon2_set) {
+		config.argon2_iterations = o->argon2[0];
+		config.argon2_memory_kib = o->argon2[1];
+		config.argon2_parallelism = o->argon2[2];
+	}
 	if (o->suite != NULL) {
 		if (strcmp(o->suite, "p256-sha256") == 0)
 			config.suite = BKV_SUITE_P256_SHA256;
@@ -195,7 +238,10 @@ static char *cli_read_token(const cli_options *o)
 {
 	if (o->token_file != NULL) {
 		char *buf = malloc(16384);
-		if (buf == NULL || read_small_file(o->token_file, buf, 16384) <= 0) {
+		const long n = buf ? read_small_file(o->token_file, buf, 16384) : -1;
+		if (n == 0)
+			fprintf(stderr, "bkv: the token file %s is empty\n", o->token_file);
+		if (n <= 0) {
 			free(buf);
 			return NULL;
 		}

@@ -2,9 +2,7 @@
  * cli.h - what the bkv subcommands share: exit codes, common options, reading the
  * account token, passwords and keys, and mapping library statuses to exit codes.
  *
- * Exit codes: 0 ok, 1 failure, 2 usage, 3 wrong password, 4 no attempts left / destroyed,
- * 5 vault unavailable, 6 a key is already registered (register without --replace) or the
- * record changed meanwhile.
+ * Exit codes: CLI_EXIT_CODES_HELP below (bkv --help prints it).
  */
 #ifndef BKV_CLI_H
 #define BKV_CLI_H
@@ -22,15 +20,24 @@ enum {
 	CLI_EXIT_WRONG_PASSWORD = 3,
 	CLI_EXIT_DESTROYED = 4,
 	CLI_EXIT_UNAVAILABLE = 5,
-	CLI_EXIT_EXISTS = 6, /* BKV_ERR_ALREADY_REGISTERED, BKV_ERR_CONFLICT */
+	CLI_EXIT_EXISTS = 6,           /* BKV_ERR_ALREADY_REGISTERED, BKV_ERR_CONFLICT */
+	CLI_EXIT_TLS = 7,              /* BKV_ERR_TLS */
+	CLI_EXIT_HTTP = 8,             /* BKV_ERR_HTTP */
+	CLI_EXIT_RATE_LIMITED = 9,     /* BKV_ERR_RATE_LIMITED */
+	CLI_EXIT_UNAUTHENTICATED = 10, /* BKV_ERR_UNAUTHENTICATED */
 };
 
 /* The exit codes, for every --help. */
 #define CLI_EXIT_CODES_HELP                                                                        \
 	"Exit codes: 0 ok, 1 failure, 2 usage, 3 wrong password,\n"                                \
-	"            4 no attempts left / key destroyed, 5 vault unavailable,\n"                   \
+	"            4 no attempts left / key destroyed, 5 vault unavailable (retry later),\n"     \
 	"            6 a key is already registered (see register --replace), or the key\n"         \
-	"              in the vault changed meanwhile.\n"
+	"              in the vault changed meanwhile,\n"                                          \
+	"            7 TLS failed: the vault's certificate is not trusted or not the pinned\n"     \
+	"              one, or the CA file cannot be read (do not retry),\n"                       \
+	"            8 an HTTP error that is not the vault's answer (a proxy, a wrong URL),\n"     \
+	"            9 rate limited by the vault (retry later),\n"                                 \
+	"            10 the vault rejected the account token.\n"
 
 #define CLI_PASSWORD_MAX 1024
 
@@ -46,6 +53,8 @@ typedef struct cli_options {
 	unsigned attempt_limit;        /* --attempt-limit */
 	const char *suite;             /* --suite */
 	bool replace;                  /* --replace (register) */
+	bool argon2_set;               /* --argon2 T,M,P */
+	unsigned argon2[3];            /* iterations, memory in KiB, parallelism */
 	bool help;
 	/* positional arguments after the options */
 	char **args;

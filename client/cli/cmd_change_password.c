@@ -12,7 +12,7 @@
 int cli_change_password(int argc, char **argv)
 {
 	cli_options o;
-	if (!cli_parse(argc, argv, "vcPtpN", &o) || o.nargs != 0) {
+	if (!cli_parse(argc, argv, "vcPtpNA", &o) || o.nargs != 0) {
 		fprintf(stderr, "usage: bkv change-password [--vault URL] [--token-file FILE]\n"
 		                "       [--password-file FILE --new-password-file FILE]\n");
 		return CLI_EXIT_USAGE;

@@ -14,7 +14,7 @@
 int cli_recover(int argc, char **argv)
 {
 	cli_options o;
-	if (!cli_parse(argc, argv, "vcPtpo", &o) || o.nargs != 0) {
+	if (!cli_parse(argc, argv, "vcPtpoA", &o) || o.nargs != 0) {
 		fprintf(stderr, "usage: bkv recover [--out FILE] ...\n");
 		return CLI_EXIT_USAGE;
 	}

@@ -57,7 +57,7 @@ static void explain_existing(bkv_client *client, const char *token)
 int cli_register(int argc, char **argv)
 {
 	cli_options o;
-	if (!cli_parse(argc, argv, "vcPtpkasR", &o) || o.nargs != 0) {
+	if (!cli_parse(argc, argv, "vcPtpkasRA", &o) || o.nargs != 0) {
 		fprintf(stderr, REGISTER_USAGE);
 		return CLI_EXIT_USAGE;
 	}

@@ -30,7 +30,11 @@ static void usage(FILE *out)
 	        "\nCommon options: --vault URL (or BKV_VAULT), --ca-file PEM, --pin-cert PEM,\n"
 	        "--token-file FILE (or BKV_TOKEN), --password-file FILE (else asked on the\n"
 	        "terminal; never on the command line). `bkv <command> --help` for "
-	        "more.\n\n" CLI_EXIT_CODES_HELP);
+	        "more.\n"
+	        "register, recover and change-password take --argon2 T,M,P: Argon2id with these\n"
+	        "parameters instead of the vault's (the same at every recovery; below t=3,\n"
+	        "m=65536 KiB, p=4 only for tests: a vault's own are refused below "
+	        "that).\n\n" CLI_EXIT_CODES_HELP);
 }
 
 int main(int argc, char **argv)

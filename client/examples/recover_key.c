@@ -4,6 +4,8 @@
  *
  *   cc recover_key.c $(pkg-config --cflags --libs bkv) -o recover_key
  *   BKV_TOKEN=... ./recover_key https://vault.example:8443 ca.pem   (password on stdin)
+ *
+ * or with CMake: find_package(bkv 0.1 REQUIRED) and target_link_libraries(app bkv::bkv).
  */
 #include <stdio.h>
 #include <stdlib.h>
@@ -14,8 +16,10 @@
 int main(int argc, char **argv)
 {
 	if (argc != 3 || getenv("BKV_TOKEN") == NULL) {
-		fprintf(stderr, "usage: BKV_TOKEN=<jwt> %s VAULT_URL CA_FILE < password\n",
-		        argv[0]);
+		fprintf(stderr,
+		        "usage: BKV_TOKEN=<jwt> %s VAULT_URL CA_FILE < password\n"
+		        "libbkv %s (built against %s)\n",
+		        argv[0], bkv_version(), BKV_VERSION_STRING);
 		return 2;
 	}
 	char password[1024];

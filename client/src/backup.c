@@ -57,7 +57,7 @@ static bkv_status io_failure(bkv_error *error, const char *what, int errnum)
 	char reason[128] = "unknown error";
 	if (errnum != 0)
 		(void)strerror_r(errnum, reason, sizeof(reason));
-	return bkv_fail(error, BKV_ERR_IO, "%s failed: %s", what, reason);
+	return bkvi_fail(error, BKV_ERR_IO, "%s failed: %s", what, reason);
 }
 
 /* Whether in has no byte left: reads one byte ahead and pushes it back. */
@@ -176,15 +176,15 @@ static bkv_status chunk_failed(backup_stream *s, uint64_t index, uint8_t final, 
 	const uint64_t first = index > REORDER_WINDOW ? index - REORDER_WINDOW : 0;
 	for (uint64_t origin = first; origin <= index + REORDER_WINDOW; origin++) {
 		if (origin != index && open_chunk(s, origin, final, length))
-			return bkv_fail(error, BKV_ERR_TAMPERED,
-			                "chunk %" PRIu64 " is chunk %" PRIu64
-			                " of this file (chunks reordered, dropped or repeated)",
-			                index, origin);
+			return bkvi_fail(error, BKV_ERR_TAMPERED,
+			                 "chunk %" PRIu64 " is chunk %" PRIu64
+			                 " of this file (chunks reordered, dropped or repeated)",
+			                 index, origin);
 	}
-	return bkv_fail(error, BKV_ERR_TAMPERED,
-	                "chunk %" PRIu64
-	                " failed authentication (modified, reordered or from another file)",
-	                index);
+	return bkvi_fail(error, BKV_ERR_TAMPERED,
+	                 "chunk %" PRIu64
+	                 " failed authentication (modified, reordered or from another file)",
+	                 index);
 }
 
 static bkv_status write_header(backup_stream *s, const bkv_key *key, FILE *out, bkv_error *error)
@@ -198,7 +198,7 @@ static bkv_status write_header(backup_stream *s, const bkv_key *key, FILE *out, 
 	opaque_writer_put(&w, salt, SALT_BYTES);
 	uint8_t commitment[COMMITMENT_BYTES];
 	if (!start_file(s, key, salt, 1, commitment))
-		return bkv_fail(error, BKV_ERR_INTERNAL, "deriving the backup keys failed");
+		return bkvi_fail(error, BKV_ERR_INTERNAL, "deriving the backup keys failed");
 	opaque_writer_put(&w, commitment, COMMITMENT_BYTES);
 	if (fwrite(s->aad, 1, HEADER_BYTES, out) != HEADER_BYTES)
 		return io_failure(error, "writing the output", errno);
@@ -207,8 +207,8 @@ static bkv_status write_header(backup_stream *s, const bkv_key *key, FILE *out, 
 
 static bkv_status header_truncated(bkv_error *error, size_t got)
 {
-	return bkv_fail(error, BKV_ERR_TRUNCATED, "the header is cut short (%zu of %zu bytes)", got,
-	                HEADER_BYTES);
+	return bkvi_fail(error, BKV_ERR_TRUNCATED, "the header is cut short (%zu of %zu bytes)",
+	                 got, HEADER_BYTES);
 }
 
 /* Reads and checks the header, keys s->cipher and checks the key against the commitment. */
@@ -221,19 +221,19 @@ static bkv_status read_header(backup_stream *s, const bkv_key *key, FILE *in, bk
 	opaque_reader r = opaque_reader_init(s->aad, got);
 	const size_t magic_seen = got < MAGIC_BYTES ? got : MAGIC_BYTES;
 	if (memcmp(opaque_reader_take(&r, magic_seen), MAGIC, magic_seen) != 0)
-		return bkv_fail(error, BKV_ERR_FORMAT,
-		                "not a bkv backup (the file does not start with \"bkvbak\")");
+		return bkvi_fail(error, BKV_ERR_FORMAT,
+		                 "not a bkv backup (the file does not start with \"bkvbak\")");
 	uint64_t version, chunk_bytes;
 	if (magic_seen < MAGIC_BYTES || !opaque_reader_uint(&r, 1, &version))
 		return header_truncated(error, got);
 	if (version != FORMAT_VERSION)
-		return bkv_fail(error, BKV_ERR_FORMAT, "unsupported backup format version %" PRIu64,
-		                version);
+		return bkvi_fail(error, BKV_ERR_FORMAT,
+		                 "unsupported backup format version %" PRIu64, version);
 	if (!opaque_reader_uint(&r, 4, &chunk_bytes))
 		return header_truncated(error, got);
 	if (chunk_bytes != BKV_BACKUP_CHUNK_BYTES)
-		return bkv_fail(error, BKV_ERR_FORMAT, "unsupported chunk size %" PRIu64,
-		                chunk_bytes);
+		return bkvi_fail(error, BKV_ERR_FORMAT, "unsupported chunk size %" PRIu64,
+		                 chunk_bytes);
 	const uint8_t *salt = opaque_reader_take(&r, SALT_BYTES);
 	const uint8_t *stored = salt != NULL ? opaque_reader_take(&r, COMMITMENT_BYTES) : NULL;
 	if (stored == NULL)
@@ -241,10 +241,10 @@ static bkv_status read_header(backup_stream *s, const bkv_key *key, FILE *in, bk
 
 	uint8_t expected[COMMITMENT_BYTES];
 	if (!start_file(s, key, salt, 0, expected))
-		return bkv_fail(error, BKV_ERR_INTERNAL, "deriving the backup keys failed");
+		return bkvi_fail(error, BKV_ERR_INTERNAL, "deriving the backup keys failed");
 	if (sodium_memcmp(expected, stored, COMMITMENT_BYTES) != 0)
-		return bkv_fail(error, BKV_ERR_WRONG_KEY,
-		                "the backup was made with another key (or its header is damaged)");
+		return bkvi_fail(error, BKV_ERR_WRONG_KEY,
+		                 "the backup was made with another key (or its header is damaged)");
 	return BKV_OK;
 }
 
@@ -257,30 +257,30 @@ static bkv_status read_chunk(backup_stream *s, FILE *in, uint64_t index, uint8_t
 	if (got < CHUNK_HEADER_BYTES && ferror(in))
 		return io_failure(error, "reading the input", errno);
 	if (got == 0 && index == 0)
-		return bkv_fail(error, BKV_ERR_TRUNCATED, "the file ends after the header");
+		return bkvi_fail(error, BKV_ERR_TRUNCATED, "the file ends after the header");
 	if (got == 0)
-		return bkv_fail(error, BKV_ERR_TRUNCATED,
-		                "the file ends after chunk %" PRIu64 " without the final chunk",
-		                index - 1);
+		return bkvi_fail(error, BKV_ERR_TRUNCATED,
+		                 "the file ends after chunk %" PRIu64 " without the final chunk",
+		                 index - 1);
 
 	opaque_reader r = opaque_reader_init(chunk_header, got);
 	uint64_t flag, plaintext_bytes;
 	if (!opaque_reader_uint(&r, 1, &flag) || !opaque_reader_uint(&r, 4, &plaintext_bytes))
-		return bkv_fail(error, BKV_ERR_TRUNCATED, "chunk %" PRIu64 " is cut short", index);
+		return bkvi_fail(error, BKV_ERR_TRUNCATED, "chunk %" PRIu64 " is cut short", index);
 	/* Every chunk but the final one is full. */
 	if (flag > 1 || plaintext_bytes > BKV_BACKUP_CHUNK_BYTES ||
 	    (flag == 0 && plaintext_bytes != BKV_BACKUP_CHUNK_BYTES))
-		return bkv_fail(error, BKV_ERR_TAMPERED,
-		                "chunk %" PRIu64 " has an invalid chunk header", index);
+		return bkvi_fail(error, BKV_ERR_TAMPERED,
+		                 "chunk %" PRIu64 " has an invalid chunk header", index);
 
 	const size_t body = (size_t)plaintext_bytes + TAG_BYTES;
 	got = fread(s->in, 1, body, in);
 	if (got < body && ferror(in))
 		return io_failure(error, "reading the input", errno);
 	if (got < body)
-		return bkv_fail(error, BKV_ERR_TRUNCATED,
-		                "chunk %" PRIu64 " is cut short (%zu of %zu bytes)", index,
-		                CHUNK_HEADER_BYTES + got, CHUNK_HEADER_BYTES + body);
+		return bkvi_fail(error, BKV_ERR_TRUNCATED,
+		                 "chunk %" PRIu64 " is cut short (%zu of %zu bytes)", index,
+		                 CHUNK_HEADER_BYTES + got, CHUNK_HEADER_BYTES + body);
 	s->done += CHUNK_HEADER_BYTES + body;
 	*final = (uint8_t)flag;
 	*length = (size_t)plaintext_bytes;
@@ -305,8 +305,8 @@ static bkv_status encrypt_stream(backup_stream *s, const bkv_key *key, FILE *in,
 				return status;
 		}
 		if (!seal_chunk(s, index, final, length))
-			return bkv_fail(error, BKV_ERR_INTERNAL,
-			                "encrypting chunk %" PRIu64 " failed", index);
+			return bkvi_fail(error, BKV_ERR_INTERNAL,
+			                 "encrypting chunk %" PRIu64 " failed", index);
 		const size_t record = CHUNK_HEADER_BYTES + length + TAG_BYTES;
 		if (fwrite(s->out, 1, record, out) != record)
 			return io_failure(error, "writing the output", errno);
@@ -338,9 +338,9 @@ static bkv_status decrypt_stream(backup_stream *s, const bkv_key *key, FILE *in,
 			if (status != BKV_OK)
 				return status;
 			if (!end)
-				return bkv_fail(error, BKV_ERR_TAMPERED,
-				                "data after the final chunk (chunk %" PRIu64 ")",
-				                index);
+				return bkvi_fail(error, BKV_ERR_TAMPERED,
+				                 "data after the final chunk (chunk %" PRIu64 ")",
+				                 index);
 		}
 		if (fwrite(s->out, 1, length, out) != length)
 			return io_failure(error, "writing the output", errno);
@@ -354,12 +354,12 @@ static bkv_status run(bool encrypt, const bkv_key *key, FILE *in, FILE *out, uin
                       bkv_progress_fn progress, void *progress_arg, bkv_error *error)
 {
 	if (key == NULL || in == NULL || out == NULL)
-		return bkv_fail(error, BKV_ERR_ARGUMENT, "key, in and out must not be NULL");
+		return bkvi_fail(error, BKV_ERR_ARGUMENT, "key, in and out must not be NULL");
 	if (sodium_init() < 0)
-		return bkv_fail(error, BKV_ERR_INTERNAL, "libsodium failed to initialise");
+		return bkvi_fail(error, BKV_ERR_INTERNAL, "libsodium failed to initialise");
 	backup_stream *s = malloc(sizeof(*s));
 	if (s == NULL)
-		return bkv_fail(error, BKV_ERR_NOMEM, "out of memory");
+		return bkvi_fail(error, BKV_ERR_NOMEM, "out of memory");
 	s->cipher = EVP_CIPHER_CTX_new();
 	s->progress = progress;
 	s->progress_arg = progress_arg;
@@ -367,7 +367,7 @@ static bkv_status run(bool encrypt, const bkv_key *key, FILE *in, FILE *out, uin
 	s->done = 0;
 	bkv_status status;
 	if (s->cipher == NULL)
-		status = bkv_fail(error, BKV_ERR_NOMEM, "out of memory");
+		status = bkvi_fail(error, BKV_ERR_NOMEM, "out of memory");
 	else if (encrypt)
 		status = encrypt_stream(s, key, in, out, error);
 	else

@@ -9,9 +9,12 @@
  * Secrets (password copies never exist; blinds, export_key, session_key, the key) live in
  * locals wiped on every path.
  */
+#include <arpa/inet.h>
+#include <netinet/in.h>
 #include <pthread.h>
 #include <stdlib.h>
 #include <string.h>
+#include <strings.h>
 
 #include <openssl/pem.h>
 #include <openssl/x509.h>
@@ -24,6 +27,15 @@
 #define KSF_MAX_ITERATIONS  64
 #define KSF_MAX_MEMORY_KIB  (2u * 1024 * 1024)
 #define KSF_MAX_PARALLELISM 64
+
+/* libbkv's floor for the Argon2id parameters a vault publishes: RFC 9106's second
+ * recommended option (t=3, m=64 MiB, p=4), or anything costing an attacker at least as much
+ * memory x time with at least as much memory and as many lanes (so the first option, t=1,
+ * m=2 GiB, p=4, passes). GetConfig is unauthenticated: without a floor, whoever answers it
+ * could make a new registration's envelope cheap to attack offline. */
+#define KSF_FLOOR_ITERATIONS  3
+#define KSF_FLOOR_MEMORY_KIB  (64u * 1024)
+#define KSF_FLOOR_PARALLELISM 4
 
 typedef struct vault_config {
 	bool loaded;
@@ -90,51 +102,121 @@ static bool pin_from_certificate(const char *path, char *out, size_t out_len)
 	return ok;
 }
 
-/* http:// only towards loopback; https:// anywhere. */
-static bool url_allowed(const char *url)
+/* A host as curl_url gives it (an IPv6 address in brackets) that is a loopback address:
+ * 127.0.0.0/8, ::1, or the name localhost in any case. Parsed, never matched by prefix:
+ * "127.0.0.1.evil.example" is a name like any other. */
+static bool host_is_loopback(const char *host)
 {
-	if (strncmp(url, "https://", 8) == 0)
+	if (strcasecmp(host, "localhost") == 0)
 		return true;
-	static const char *const loopback[] = {
-	    "http://127.", "http://localhost:", "http://localhost/", "http://[::1]"};
-	for (size_t i = 0; i < sizeof(loopback) / sizeof(loopback[0]); i++) {
-		if (strncmp(url, loopback[i], strlen(loopback[i])) == 0)
-			return true;
+	struct in_addr v4;
+	if (inet_pton(AF_INET, host, &v4) == 1)
+		return (ntohl(v4.s_addr) >> 24) == 127;
+	const size_t n = strlen(host);
+	char inner[INET6_ADDRSTRLEN];
+	struct in6_addr v6;
+	if (n < 3 || host[0] != '[' || host[n - 1] != ']' || n - 2 >= sizeof(inner))
+		return false;
+	memcpy(inner, host + 1, n - 2);
+	inner[n - 2] = '\0';
+	return inet_pton(AF_INET6, inner, &v6) == 1 && IN6_IS_ADDR_LOOPBACK(&v6);
+}
+
+/* Whether part of u is present (CURLUPART_USER, ...). */
+static bool url_has(CURLU *u, CURLUPart part)
+{
+	char *value = NULL;
+	const bool has = curl_url_get(u, part, &value, 0) == CURLUE_OK;
+	curl_free(value);
+	return has;
+}
+
+/* Checks the vault URL with libcurl's own parser, the one that later sends the requests:
+ * https:// anywhere, http:// only when the host is a loopback address; no user name or
+ * password, query or fragment. Writes the URL as curl normalizes it, without trailing
+ * slashes, to out. */
+static bkv_status vault_url_check(const char *url, char *out, size_t out_cap, bkv_error *error)
+{
+	CURLU *u = curl_url();
+	char *scheme = NULL, *host = NULL, *normalized = NULL;
+	bkv_status st = BKV_ERR_ARGUMENT;
+	if (u == NULL) {
+		st = bkvi_fail(error, BKV_ERR_NOMEM, "out of memory");
+		goto done;
 	}
-	return false;
+	if (curl_url_set(u, CURLUPART_URL, url, 0) != CURLUE_OK ||
+	    curl_url_get(u, CURLUPART_SCHEME, &scheme, 0) != CURLUE_OK ||
+	    curl_url_get(u, CURLUPART_HOST, &host, 0) != CURLUE_OK) {
+		bkvi_fail(error, st, "the vault URL is not a valid URL");
+		goto done;
+	}
+	if (url_has(u, CURLUPART_USER) || url_has(u, CURLUPART_PASSWORD) ||
+	    url_has(u, CURLUPART_OPTIONS)) {
+		bkvi_fail(error, st,
+		          "the vault URL must not hold a user name or password (\"user@\" before "
+		          "the host)");
+		goto done;
+	}
+	if (url_has(u, CURLUPART_QUERY) || url_has(u, CURLUPART_FRAGMENT)) {
+		bkvi_fail(error, st, "the vault URL must not hold a query or fragment");
+		goto done;
+	}
+	const bool https = strcmp(scheme, "https") == 0;
+	if (!https && (strcmp(scheme, "http") != 0 || !host_is_loopback(host))) {
+		bkvi_fail(error, st,
+		          "the vault URL must be https:// (http:// only to a loopback address: "
+		          "127.0.0.0/8, [::1] or localhost)");
+		goto done;
+	}
+	if (curl_url_get(u, CURLUPART_URL, &normalized, 0) != CURLUE_OK) {
+		bkvi_fail(error, st, "the vault URL is not a valid URL");
+		goto done;
+	}
+	size_t n = strlen(normalized);
+	while (n > 0 && normalized[n - 1] == '/')
+		n--;
+	if (n >= out_cap) {
+		bkvi_fail(error, st, "the vault URL is too long");
+		goto done;
+	}
+	memcpy(out, normalized, n);
+	out[n] = '\0';
+	st = BKV_OK;
+done:
+	curl_free(scheme);
+	curl_free(host);
+	curl_free(normalized);
+	curl_url_cleanup(u);
+	return st;
 }
 
 bkv_status bkv_client_new(const bkv_client_config *config, bkv_client **client, bkv_error *error)
 {
 	if (client == NULL)
-		return bkv_fail(error, BKV_ERR_ARGUMENT, "client is NULL");
+		return bkvi_fail(error, BKV_ERR_ARGUMENT, "client is NULL");
 	*client = NULL;
 	if (config == NULL || config->vault_url == NULL)
-		return bkv_fail(error, BKV_ERR_ARGUMENT, "the vault URL is required");
-	if (!url_allowed(config->vault_url))
-		return bkv_fail(error, BKV_ERR_ARGUMENT,
-		                "the vault URL must be https:// (http:// only for loopback)");
-	if (strlen(config->vault_url) >= sizeof(((bkv_client *)0)->base_url))
-		return bkv_fail(error, BKV_ERR_ARGUMENT, "the vault URL is too long");
+		return bkvi_fail(error, BKV_ERR_ARGUMENT, "the vault URL is required");
+	if (sodium_init() < 0 || curl_global_init(CURL_GLOBAL_DEFAULT) != CURLE_OK)
+		return bkvi_fail(error, BKV_ERR_INTERNAL, "cannot initialize libsodium or libcurl");
+	char base_url[sizeof(((bkv_client *)0)->base_url)];
+	bkv_status st = vault_url_check(config->vault_url, base_url, sizeof(base_url), error);
+	if (st != BKV_OK)
+		return st;
 	if (config->suite != BKV_SUITE_VAULT_PREFERENCE && config->suite != BKV_SUITE_P256_SHA256 &&
 	    config->suite != BKV_SUITE_RISTRETTO255_SHA512)
-		return bkv_fail(error, BKV_ERR_ARGUMENT, "unknown suite preference");
+		return bkvi_fail(error, BKV_ERR_ARGUMENT, "unknown suite preference");
 	const bool any_ksf =
 	    config->argon2_iterations || config->argon2_memory_kib || config->argon2_parallelism;
 	if (any_ksf && (config->argon2_iterations == 0 || config->argon2_memory_kib == 0 ||
 	                config->argon2_parallelism == 0))
-		return bkv_fail(error, BKV_ERR_ARGUMENT,
-		                "set all three Argon2id parameters, or none");
-	if (sodium_init() < 0 || curl_global_init(CURL_GLOBAL_DEFAULT) != CURLE_OK)
-		return bkv_fail(error, BKV_ERR_INTERNAL, "cannot initialize libsodium or libcurl");
+		return bkvi_fail(error, BKV_ERR_ARGUMENT,
+		                 "set all three Argon2id parameters, or none");
 
 	bkv_client *c = calloc(1, sizeof(*c));
 	if (c == NULL)
-		return bkv_fail(error, BKV_ERR_NOMEM, "out of memory");
-	snprintf(c->base_url, sizeof(c->base_url), "%s", config->vault_url);
-	size_t n = strlen(c->base_url);
-	while (n > 0 && c->base_url[n - 1] == '/')
-		c->base_url[--n] = '\0';
+		return bkvi_fail(error, BKV_ERR_NOMEM, "out of memory");
+	memcpy(c->base_url, base_url, sizeof(base_url));
 	c->timeout_ms = config->timeout_ms > 0 ? config->timeout_ms : 30000;
 	c->suite = config->suite;
 	if (any_ksf) {
@@ -149,9 +231,9 @@ bkv_status bkv_client_new(const bkv_client_config *config, bkv_client **client, 
 		if (!pin_from_certificate(config->pinned_cert, c->pinned_key,
 		                          sizeof(c->pinned_key))) {
 			bkv_client_free(c);
-			return bkv_fail(error, BKV_ERR_ARGUMENT,
-			                "cannot read the pinned certificate %s",
-			                config->pinned_cert);
+			return bkvi_fail(error, BKV_ERR_TLS,
+			                 "cannot read the pinned certificate %s",
+			                 config->pinned_cert);
 		}
 		c->pinned = true;
 	}
@@ -171,7 +253,7 @@ bkv_status bkv_client_new(const bkv_client_config *config, bkv_client **client, 
 	return BKV_OK;
 nomem:
 	bkv_client_free(c);
-	return bkv_fail(error, BKV_ERR_NOMEM, "out of memory");
+	return bkvi_fail(error, BKV_ERR_NOMEM, "out of memory");
 }
 
 void bkv_client_free(bkv_client *c)
@@ -210,9 +292,9 @@ static bkv_status load_config(bkv_client *c, vault_config *out, bkv_error *error
 	Bkv__V1__GetConfigResponse *resp = NULL;
 	rpc_error err;
 	const rpc_endpoint ep = endpoint(c);
-	bkv_status st =
-	    rpc_call(&ep, "GetConfig", NULL, &req.base, &bkv__v1__get_config_response__descriptor,
-	             (ProtobufCMessage **)&resp, &err, error);
+	bkv_status st = bkvi_rpc_call(&ep, "GetConfig", NULL, &req.base,
+	                              &bkv__v1__get_config_response__descriptor,
+	                              (ProtobufCMessage **)&resp, &err, error);
 	if (st != BKV_OK)
 		return st;
 	vault_config cfg = {.loaded = true};
@@ -228,8 +310,8 @@ static bkv_status load_config(bkv_client *c, vault_config *out, bkv_error *error
 	    k->memory_kib > KSF_MAX_MEMORY_KIB || k->parallelism == 0 ||
 	    k->parallelism > KSF_MAX_PARALLELISM) {
 		bkv__v1__get_config_response__free_unpacked(resp, NULL);
-		return bkv_fail(error, BKV_ERR_PROTOCOL,
-		                "the vault's configuration is unusable (suites, context or KSF)");
+		return bkvi_fail(error, BKV_ERR_PROTOCOL,
+		                 "the vault's configuration is unusable (suites, context or KSF)");
 	}
 	memcpy(cfg.context, resp->context.data, resp->context.len);
 	cfg.context_len = resp->context.len;
@@ -244,6 +326,28 @@ static bkv_status load_config(bkv_client *c, vault_config *out, bkv_error *error
 	return BKV_OK;
 }
 
+static bool ksf_meets_floor(const opaque_ksf *k)
+{
+	return k->memory_kib >= KSF_FLOOR_MEMORY_KIB && k->parallelism >= KSF_FLOOR_PARALLELISM &&
+	       (uint64_t)k->iterations * k->memory_kib >=
+	           (uint64_t)KSF_FLOOR_ITERATIONS * KSF_FLOOR_MEMORY_KIB;
+}
+
+/* A registration refuses the vault's parameters below the floor (recovery still uses
+ * them, so keys registered earlier under them stay recoverable). Parameters the
+ * application set itself (bkv_client_config.argon2_*) are its own decision. */
+static bkv_status check_ksf_floor(const bkv_client *c, const vault_config *cfg, bkv_error *error)
+{
+	if (c->ksf_overridden || ksf_meets_floor(&cfg->ksf))
+		return BKV_OK;
+	return bkvi_fail(error, BKV_ERR_PROTOCOL,
+	                 "the vault publishes Argon2id t=%u, m=%u KiB, p=%u, below libbkv's floor "
+	                 "(t=%u, m=%u KiB, p=%u, or as costly): no key is registered under them "
+	                 "(the vault's operator must raise [opaque] argon2_*)",
+	                 cfg->ksf.iterations, cfg->ksf.memory_kib, cfg->ksf.parallelism,
+	                 KSF_FLOOR_ITERATIONS, KSF_FLOOR_MEMORY_KIB, KSF_FLOOR_PARALLELISM);
+}
+
 static opaque_config opaque_config_for(const vault_config *cfg, opaque_suite_id suite)
 {
 	return (opaque_config){suite, cfg->context, cfg->context_len, cfg->ksf};
@@ -253,17 +357,17 @@ static bkv_status check_common(bkv_client *c, const char *token, const char *pas
                                size_t password_len, bkv_error *error)
 {
 	if (c == NULL || token == NULL || token[0] == '\0')
-		return bkv_fail(error, BKV_ERR_ARGUMENT, "client and account token are required");
+		return bkvi_fail(error, BKV_ERR_ARGUMENT, "client and account token are required");
 	if (password == NULL || password_len == 0 || password_len > OPAQUE_MAX_PASSWORD_BYTES)
-		return bkv_fail(error, BKV_ERR_ARGUMENT, "the password must be 1 to %d bytes",
-		                OPAQUE_MAX_PASSWORD_BYTES);
+		return bkvi_fail(error, BKV_ERR_ARGUMENT, "the password must be 1 to %d bytes",
+		                 OPAQUE_MAX_PASSWORD_BYTES);
 	return BKV_OK;
 }
 
 static bkv_status opaque_failure(bkv_error *error, const char *what, opaque_err err)
 {
-	return bkv_fail(error, err == OPAQUE_ERR_KSF ? BKV_ERR_NOMEM : BKV_ERR_PROTOCOL, "%s: %s",
-	                what, opaque_strerror(err));
+	return bkvi_fail(error, err == OPAQUE_ERR_KSF ? BKV_ERR_NOMEM : BKV_ERR_PROTOCOL, "%s: %s",
+	                 what, opaque_strerror(err));
 }
 
 /* RegisterStart, then RegisterFinish with the registration ticket and compare-and-set on
@@ -277,8 +381,8 @@ static bkv_status register_with(bkv_client *c, const vault_config *cfg, const ch
 	if (c->suite != BKV_SUITE_VAULT_PREFERENCE) {
 		suite = (opaque_suite_id)c->suite;
 		if (suite != cfg->suites[0] && (cfg->nsuites < 2 || suite != cfg->suites[1]))
-			return bkv_fail(error, BKV_ERR_ARGUMENT,
-			                "the vault does not offer the requested suite");
+			return bkvi_fail(error, BKV_ERR_ARGUMENT,
+			                 "the vault does not offer the requested suite");
 	}
 	const opaque_sizes *sizes = opaque_suite_sizes(suite);
 	const opaque_config oc = opaque_config_for(cfg, suite);
@@ -302,9 +406,9 @@ static bkv_status register_with(bkv_client *c, const vault_config *cfg, const ch
 	Bkv__V1__RegisterStartRequest sreq = BKV__V1__REGISTER_START_REQUEST__INIT;
 	sreq.suite = (Bkv__V1__Suite)suite;
 	sreq.registration_request = (ProtobufCBinaryData){sizes->registration_request, request};
-	st = rpc_call(&ep, "RegisterStart", token, &sreq.base,
-	              &bkv__v1__register_start_response__descriptor, (ProtobufCMessage **)&start,
-	              &err, error);
+	st = bkvi_rpc_call(&ep, "RegisterStart", token, &sreq.base,
+	                   &bkv__v1__register_start_response__descriptor,
+	                   (ProtobufCMessage **)&start, &err, error);
 	if (st != BKV_OK)
 		goto done;
 	oerr = opaque_client_registration_finish(
@@ -315,9 +419,9 @@ static bkv_status register_with(bkv_client *c, const vault_config *cfg, const ch
 		st = opaque_failure(error, "registration", oerr);
 		goto done;
 	}
-	st = keywrap_wrap(suite, export_key, key, wrapped);
+	st = bkvi_keywrap_wrap(suite, export_key, key, wrapped);
 	if (st != BKV_OK) {
-		bkv_fail(error, st, "cannot wrap the key");
+		bkvi_fail(error, st, "cannot wrap the key");
 		goto done;
 	}
 	Bkv__V1__RegisterFinishRequest freq = BKV__V1__REGISTER_FINISH_REQUEST__INIT;
@@ -327,28 +431,29 @@ static bkv_status register_with(bkv_client *c, const vault_config *cfg, const ch
 	freq.attempt_limit = attempt_limit;
 	freq.registration_ticket = start->registration_ticket;
 	freq.replaces_record_version = replaces;
-	st = rpc_call(&ep, "RegisterFinish", token, &freq.base,
-	              &bkv__v1__register_finish_response__descriptor, (ProtobufCMessage **)&finish,
-	              &err, error);
+	st = bkvi_rpc_call(&ep, "RegisterFinish", token, &freq.base,
+	                   &bkv__v1__register_finish_response__descriptor,
+	                   (ProtobufCMessage **)&finish, &err, error);
 	if (st == BKV_ERR_ALREADY_REGISTERED)
-		bkv_fail(error, st, "already registered: %s",
-		         err.message[0]
-		             ? err.message
-		             : "the account already has a key in the vault, or a "
-		               "destroyed key's tombstone; replacing it needs its record "
-		               "version");
+		bkvi_fail(error, st, "already registered: %s",
+		          err.message[0]
+		              ? err.message
+		              : "the account already has a key in the vault, or a "
+		                "destroyed key's tombstone; replacing it needs its record "
+		                "version");
 	else if (st == BKV_ERR_CONFLICT)
-		bkv_fail(error, st,
-		         "the account's record is no longer version %llu (it was replaced, deleted "
-		         "or destroyed meanwhile); nothing was registered: check the status and "
-		         "try again",
-		         (unsigned long long)replaces);
+		bkvi_fail(
+		    error, st,
+		    "the account's record is no longer version %llu (it was replaced, deleted "
+		    "or destroyed meanwhile); nothing was registered: check the status and "
+		    "try again",
+		    (unsigned long long)replaces);
 	else if (st == BKV_OK && (finish->record_version == 0 ||
 	                          (replaces != 0 && finish->record_version <= replaces)))
-		st = bkv_fail(error, BKV_ERR_PROTOCOL,
-		              "the vault registered the key under an impossible record version "
-		              "%llu",
-		              (unsigned long long)finish->record_version);
+		st = bkvi_fail(error, BKV_ERR_PROTOCOL,
+		               "the vault registered the key under an impossible record version "
+		               "%llu",
+		               (unsigned long long)finish->record_version);
 	if (st == BKV_OK && out_version != NULL)
 		*out_version = finish->record_version;
 done:
@@ -373,9 +478,11 @@ bkv_status bkv_register_replacing(bkv_client *c, const char *token, const char *
 	if (st != BKV_OK)
 		return st;
 	if (key == NULL)
-		return bkv_fail(error, BKV_ERR_ARGUMENT, "the key is required");
+		return bkvi_fail(error, BKV_ERR_ARGUMENT, "the key is required");
 	vault_config cfg;
 	st = load_config(c, &cfg, error);
+	if (st == BKV_OK)
+		st = check_ksf_floor(c, &cfg, error);
 	if (st != BKV_OK)
 		return st;
 	return register_with(c, &cfg, token, password, password_len, key, attempt_limit,
@@ -400,7 +507,7 @@ static bkv_status destroyed(bkv_error *error, bkv_recover_info *info, uint32_t a
 	info->attempts_remaining = 0;
 	info->attempt_limit = attempt_limit;
 	info->destroyed = true;
-	return bkv_fail(error, BKV_ERR_DESTROYED, "%s" DESTROYED_MESSAGE, prefix);
+	return bkvi_fail(error, BKV_ERR_DESTROYED, "%s" DESTROYED_MESSAGE, prefix);
 }
 
 /* Whether GetStatus says the account's key is destroyed (a tombstone). */
@@ -427,10 +534,10 @@ static bkv_status recover_failure(bkv_client *c, const char *token, bool finishi
 		if (err->has_attempt_info && err->attempts_remaining == 0)
 			return destroyed(error, info, err->attempt_limit, "wrong password; ");
 		if (err->has_attempt_info)
-			return bkv_fail(
+			return bkvi_fail(
 			    error, BKV_ERR_WRONG_PASSWORD, "wrong password: %u attempt%s left",
 			    err->attempts_remaining, err->attempts_remaining == 1 ? "" : "s");
-		return bkv_fail(error, BKV_ERR_WRONG_PASSWORD, "wrong password");
+		return bkvi_fail(error, BKV_ERR_WRONG_PASSWORD, "wrong password");
 	}
 	if (strcmp(err->code, "failed_precondition") == 0 && err->has_attempt_info) {
 		/* RecoverStart says so for a destroyed key (every time). RecoverFinish says so
@@ -439,20 +546,20 @@ static bkv_status recover_failure(bkv_client *c, const char *token, bool finishi
 		if (err->attempts_remaining == 0 && (!finishing || status_destroyed(c, token)))
 			return destroyed(error, info, err->attempt_limit, "");
 		if (password_wrong)
-			return bkv_fail(
+			return bkvi_fail(
 			    error, BKV_ERR_WRONG_PASSWORD,
 			    "wrong password (the vault did not confirm the attempts left: "
 			    "%s)",
 			    err->message);
 		/* The ticket is stale: the key was registered again, or a ticket expired. */
-		return bkv_fail(error, BKV_ERR_CONFLICT,
-		                "the backup key changed during the recovery (%s); try again",
-		                err->message);
+		return bkvi_fail(error, BKV_ERR_CONFLICT,
+		                 "the backup key changed during the recovery (%s); try again",
+		                 err->message);
 	}
 	if (password_wrong && finishing && st != BKV_ERR_DATA_LOSS)
-		return bkv_fail(error, BKV_ERR_WRONG_PASSWORD,
-		                "wrong password (the vault did not confirm the attempts left)");
-	return st; /* error was set by rpc_call */
+		return bkvi_fail(error, BKV_ERR_WRONG_PASSWORD,
+		                 "wrong password (the vault did not confirm the attempts left)");
+	return st; /* error was set by bkvi_rpc_call */
 }
 
 /* GetStatus, RecoverStart, RecoverFinish. *out_version (may be NULL) gets the recovered
@@ -470,16 +577,16 @@ static bkv_status recover_with(bkv_client *c, const vault_config *cfg, const cha
 	if (status.state == BKV_RECORD_DESTROYED)
 		return destroyed(error, info, status.attempt_limit, "");
 	if (!status.registered) /* the vault said so: state ABSENT (or a vault without states) */
-		return bkv_fail(error, BKV_ERR_NOT_REGISTERED,
-		                "the vault holds no key for this account");
+		return bkvi_fail(error, BKV_ERR_NOT_REGISTERED,
+		                 "the vault holds no key for this account");
 	const opaque_suite_id suite = (opaque_suite_id)status.suite;
 	/* RecoverStartResponse carries attempts_remaining only: the limit comes from here, so
 	 * attempts_known always comes with both numbers (bkv.h). */
 	const uint32_t attempt_limit = status.attempt_limit;
 	const opaque_sizes *sizes = opaque_suite_sizes(suite);
 	if (sizes == NULL)
-		return bkv_fail(error, BKV_ERR_PROTOCOL,
-		                "the key is registered with an unknown suite");
+		return bkvi_fail(error, BKV_ERR_PROTOCOL,
+		                 "the key is registered with an unknown suite");
 
 	const opaque_config oc = opaque_config_for(cfg, suite);
 	opaque_client_login_state state;
@@ -500,9 +607,9 @@ static bkv_status recover_with(bkv_client *c, const vault_config *cfg, const cha
 	Bkv__V1__RecoverStartRequest sreq = BKV__V1__RECOVER_START_REQUEST__INIT;
 	sreq.suite = (Bkv__V1__Suite)suite;
 	sreq.ke1 = (ProtobufCBinaryData){sizes->ke1, ke1};
-	st = rpc_call(&ep, "RecoverStart", token, &sreq.base,
-	              &bkv__v1__recover_start_response__descriptor, (ProtobufCMessage **)&start,
-	              &err, error);
+	st = bkvi_rpc_call(&ep, "RecoverStart", token, &sreq.base,
+	                   &bkv__v1__recover_start_response__descriptor,
+	                   (ProtobufCMessage **)&start, &err, error);
 	if (st != BKV_OK) {
 		st = recover_failure(c, token, false, false, st, &err, info, error);
 		goto done;
@@ -526,23 +633,24 @@ static bkv_status recover_with(bkv_client *c, const vault_config *cfg, const cha
 	Bkv__V1__RecoverFinishRequest freq = BKV__V1__RECOVER_FINISH_REQUEST__INIT;
 	freq.ticket = start->ticket;
 	freq.ke3 = (ProtobufCBinaryData){sizes->ke3, ke3};
-	st = rpc_call(&ep, "RecoverFinish", token, &freq.base,
-	              &bkv__v1__recover_finish_response__descriptor, (ProtobufCMessage **)&finish,
-	              &err, error);
+	st = bkvi_rpc_call(&ep, "RecoverFinish", token, &freq.base,
+	                   &bkv__v1__recover_finish_response__descriptor,
+	                   (ProtobufCMessage **)&finish, &err, error);
 	if (st != BKV_OK) {
 		st = recover_failure(c, token, true, password_wrong, st, &err, info, error);
 		goto done;
 	}
 	if (password_wrong) { /* whatever the vault said to the random KE3 */
-		st = bkv_fail(error, BKV_ERR_PROTOCOL, "the vault accepted a random KE3");
+		st = bkvi_fail(error, BKV_ERR_PROTOCOL, "the vault accepted a random KE3");
 		goto done;
 	}
-	st = keywrap_open_release(suite, session_key, finish->sealed_key.data,
-	                          finish->sealed_key.len, wrapped, sizeof(wrapped), &wrapped_len);
+	st = bkvi_keywrap_open_release(suite, session_key, finish->sealed_key.data,
+	                               finish->sealed_key.len, wrapped, sizeof(wrapped),
+	                               &wrapped_len);
 	if (st == BKV_OK)
-		st = keywrap_unwrap(suite, export_key, wrapped, wrapped_len, out_key);
+		st = bkvi_keywrap_unwrap(suite, export_key, wrapped, wrapped_len, out_key);
 	if (st != BKV_OK)
-		bkv_fail(error, st, "the vault's release of the key does not verify");
+		bkvi_fail(error, st, "the vault's release of the key does not verify");
 	else if (out_version != NULL)
 		*out_version = finish->record_version;
 done:
@@ -565,11 +673,12 @@ bkv_status bkv_recover(bkv_client *c, const char *token, const char *password, s
 	bkv_recover_info scratch;
 	bkv_recover_info *info = out_info ? out_info : &scratch;
 	memset(info, 0, sizeof(*info));
+	bkv_key_wipe(out_key); /* so that on any failure it holds no key (bkv.h) */
 	bkv_status st = check_common(c, token, password, password_len, error);
 	if (st != BKV_OK)
 		return st;
 	if (out_key == NULL)
-		return bkv_fail(error, BKV_ERR_ARGUMENT, "out_key is required");
+		return bkvi_fail(error, BKV_ERR_ARGUMENT, "out_key is required");
 	vault_config cfg;
 	st = load_config(c, &cfg, error);
 	if (st != BKV_OK)
@@ -592,6 +701,8 @@ bkv_status bkv_change_password(bkv_client *c, const char *token, const char *old
 		return st;
 	vault_config cfg;
 	st = load_config(c, &cfg, error);
+	if (st == BKV_OK) /* before the recovery, which would use up an attempt */
+		st = check_ksf_floor(c, &cfg, error);
 	if (st != BKV_OK)
 		return st;
 	bkv_key key;
@@ -599,8 +710,8 @@ bkv_status bkv_change_password(bkv_client *c, const char *token, const char *old
 	st = recover_with(c, &cfg, token, old_password, old_password_len, &key, info, &version,
 	                  error);
 	if (st == BKV_OK && version == 0)
-		st = bkv_fail(error, BKV_ERR_PROTOCOL,
-		              "the vault did not say which record version it released");
+		st = bkvi_fail(error, BKV_ERR_PROTOCOL,
+		               "the vault did not say which record version it released");
 	/* Keep the recovered record's attempt limit (registering with 0 would reset it to the
 	 * vault's default and quietly loosen a limit the integrator chose), read after the
 	 * recovery so that it is the limit of the version recovered. */
@@ -608,15 +719,15 @@ bkv_status bkv_change_password(bkv_client *c, const char *token, const char *old
 	if (st == BKV_OK)
 		st = bkv_status_get(c, token, &now, error);
 	if (st == BKV_OK && (!now.registered || now.record_version != version))
-		st = bkv_fail(error, BKV_ERR_CONFLICT,
-		              "the key in the vault changed after it was recovered (version %llu "
-		              "is no longer current); the password was not changed",
-		              (unsigned long long)version);
+		st = bkvi_fail(error, BKV_ERR_CONFLICT,
+		               "the key in the vault changed after it was recovered (version %llu "
+		               "is no longer current); the password was not changed",
+		               (unsigned long long)version);
 	if (st == BKV_OK) {
 		st = register_with(c, &cfg, token, new_password, new_password_len, &key,
 		                   now.attempt_limit, version, NULL, error);
 		if (st == BKV_ERR_CONFLICT)
-			bkv_fail(
+			bkvi_fail(
 			    error, st,
 			    "the key in the vault was replaced, deleted or destroyed while the "
 			    "password was being changed (version %llu is no longer current); "
@@ -631,15 +742,15 @@ bkv_status bkv_status_get(bkv_client *c, const char *token, bkv_account_status *
                           bkv_error *error)
 {
 	if (c == NULL || token == NULL || out == NULL)
-		return bkv_fail(error, BKV_ERR_ARGUMENT, "client, token and out are required");
+		return bkvi_fail(error, BKV_ERR_ARGUMENT, "client, token and out are required");
 	memset(out, 0, sizeof(*out));
 	const rpc_endpoint ep = endpoint(c);
 	rpc_error err;
 	Bkv__V1__GetStatusRequest req = BKV__V1__GET_STATUS_REQUEST__INIT;
 	Bkv__V1__GetStatusResponse *resp = NULL;
-	bkv_status st =
-	    rpc_call(&ep, "GetStatus", token, &req.base, &bkv__v1__get_status_response__descriptor,
-	             (ProtobufCMessage **)&resp, &err, error);
+	bkv_status st = bkvi_rpc_call(&ep, "GetStatus", token, &req.base,
+	                              &bkv__v1__get_status_response__descriptor,
+	                              (ProtobufCMessage **)&resp, &err, error);
 	if (st != BKV_OK)
 		return st;
 	out->registered = resp->registered;
@@ -668,7 +779,7 @@ bkv_status bkv_status_get(bkv_client *c, const char *token, bkv_account_status *
 	bkv__v1__get_status_response__free_unpacked(resp, NULL);
 	if (!consistent) {
 		memset(out, 0, sizeof(*out));
-		return bkv_fail(
+		return bkvi_fail(
 		    error, BKV_ERR_PROTOCOL,
 		    "the vault's status contradicts itself (registered and state differ)");
 	}
@@ -678,14 +789,14 @@ bkv_status bkv_status_get(bkv_client *c, const char *token, bkv_account_status *
 bkv_status bkv_delete(bkv_client *c, const char *token, bool *deleted, bkv_error *error)
 {
 	if (c == NULL || token == NULL)
-		return bkv_fail(error, BKV_ERR_ARGUMENT, "client and token are required");
+		return bkvi_fail(error, BKV_ERR_ARGUMENT, "client and token are required");
 	const rpc_endpoint ep = endpoint(c);
 	rpc_error err;
 	Bkv__V1__DeleteRequest req = BKV__V1__DELETE_REQUEST__INIT;
 	Bkv__V1__DeleteResponse *resp = NULL;
 	bkv_status st =
-	    rpc_call(&ep, "Delete", token, &req.base, &bkv__v1__delete_response__descriptor,
-	             (ProtobufCMessage **)&resp, &err, error);
+	    bkvi_rpc_call(&ep, "Delete", token, &req.base, &bkv__v1__delete_response__descriptor,
+	                  (ProtobufCMessage **)&resp, &err, error);
 	if (st != BKV_OK)
 		return st;
 	if (deleted != NULL)

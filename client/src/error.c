@@ -45,18 +45,31 @@ const char *bkv_status_name(bkv_status status)
 		return "record changed (conflict)";
 	case BKV_ERR_DATA_LOSS:
 		return "stored record refused (data loss)";
+	case BKV_ERR_TLS:
+		return "TLS failure (vault not trusted)";
+	case BKV_ERR_HTTP:
+		return "not a vault's answer (HTTP error)";
+	case BKV_ERR_RATE_LIMITED:
+		return "rate limited";
 	}
 	return "unknown status";
 }
 
-bkv_status bkv_fail(bkv_error *error, bkv_status status, const char *fmt, ...)
+bkv_status bkvi_fail(bkv_error *error, bkv_status status, const char *fmt, ...)
 {
 	if (error != NULL) {
 		error->status = status;
+		error->http_status = 0;
+		error->retry_after_ms = 0;
 		va_list ap;
 		va_start(ap, fmt);
 		vsnprintf(error->message, sizeof(error->message), fmt, ap);
 		va_end(ap);
 	}
 	return status;
+}
+
+const char *bkv_version(void)
+{
+	return BKV_VERSION_STRING;
 }

@@ -7,7 +7,7 @@
 #include "bkv.h"
 
 /* Sets error (if not NULL) and returns status. */
-bkv_status bkv_fail(bkv_error *error, bkv_status status, const char *fmt, ...)
+bkv_status bkvi_fail(bkv_error *error, bkv_status status, const char *fmt, ...)
     __attribute__((format(printf, 3, 4)));
 
 #endif

@@ -66,19 +66,19 @@ static bool is_separator(unsigned char c)
 static bkv_status invalid_character(bkv_error *error, unsigned char c, size_t position)
 {
 	if (c > ' ' && c < 0x7f)
-		return bkv_fail(error, BKV_ERR_ARGUMENT, "invalid character '%c' at position %zu",
-		                c, position);
-	return bkv_fail(error, BKV_ERR_ARGUMENT, "invalid character 0x%02x at position %zu",
-	                (unsigned int)c, position);
+		return bkvi_fail(error, BKV_ERR_ARGUMENT, "invalid character '%c' at position %zu",
+		                 c, position);
+	return bkvi_fail(error, BKV_ERR_ARGUMENT, "invalid character 0x%02x at position %zu",
+	                 (unsigned int)c, position);
 }
 
 bkv_status bkv_key_parse(const char *text, size_t text_len, bkv_key *key, bkv_error *error)
 {
 	if (key == NULL)
-		return bkv_fail(error, BKV_ERR_ARGUMENT, "key is NULL");
+		return bkvi_fail(error, BKV_ERR_ARGUMENT, "key is NULL");
 	sodium_memzero(key, sizeof(*key));
 	if (text == NULL)
-		return bkv_fail(error, BKV_ERR_ARGUMENT, "key text is NULL");
+		return bkvi_fail(error, BKV_ERR_ARGUMENT, "key text is NULL");
 
 	uint8_t bytes[BKV_KEY_BYTES] = {0};
 	size_t digits = 0;
@@ -97,8 +97,8 @@ bkv_status bkv_key_parse(const char *text, size_t text_len, bkv_key *key, bkv_er
 		}
 	}
 	if (status == BKV_OK && digits != KEY_DIGITS)
-		status = bkv_fail(error, BKV_ERR_ARGUMENT, "expected %d hex digits, found %zu",
-		                  KEY_DIGITS, digits);
+		status = bkvi_fail(error, BKV_ERR_ARGUMENT, "expected %d hex digits, found %zu",
+		                   KEY_DIGITS, digits);
 	if (status == BKV_OK)
 		memcpy(key->bytes, bytes, sizeof(bytes));
 	sodium_memzero(bytes, sizeof(bytes));

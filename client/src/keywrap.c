@@ -51,8 +51,8 @@ static bool derive(opaque_suite_id suite, const uint8_t *prk, const char *info, 
 	                         strlen(info), out, 32) == OPAQUE_OK;
 }
 
-bkv_status keywrap_wrap(opaque_suite_id suite, const uint8_t *export_key, const bkv_key *key,
-                        uint8_t wrapped[BKV_WRAPPED_KEY_BYTES])
+bkv_status bkvi_keywrap_wrap(opaque_suite_id suite, const uint8_t *export_key, const bkv_key *key,
+                             uint8_t wrapped[BKV_WRAPPED_KEY_BYTES])
 {
 	uint8_t wrap_key[32];
 	bool ok = derive(suite, export_key, WRAP_INFO, wrap_key) &&
@@ -61,8 +61,8 @@ bkv_status keywrap_wrap(opaque_suite_id suite, const uint8_t *export_key, const 
 	return ok ? BKV_OK : BKV_ERR_INTERNAL;
 }
 
-bkv_status keywrap_unwrap(opaque_suite_id suite, const uint8_t *export_key, const uint8_t *wrapped,
-                          size_t wrapped_len, bkv_key *key)
+bkv_status bkvi_keywrap_unwrap(opaque_suite_id suite, const uint8_t *export_key,
+                               const uint8_t *wrapped, size_t wrapped_len, bkv_key *key)
 {
 	if (wrapped_len != BKV_WRAPPED_KEY_BYTES)
 		return BKV_ERR_PROTOCOL;
@@ -73,9 +73,9 @@ bkv_status keywrap_unwrap(opaque_suite_id suite, const uint8_t *export_key, cons
 	return ok ? BKV_OK : BKV_ERR_PROTOCOL;
 }
 
-bkv_status keywrap_open_release(opaque_suite_id suite, const uint8_t *session_key,
-                                const uint8_t *sealed, size_t sealed_len, uint8_t *wrapped,
-                                size_t wrapped_cap, size_t *wrapped_len)
+bkv_status bkvi_keywrap_open_release(opaque_suite_id suite, const uint8_t *session_key,
+                                     const uint8_t *sealed, size_t sealed_len, uint8_t *wrapped,
+                                     size_t wrapped_cap, size_t *wrapped_len)
 {
 	if (sealed_len <= NONCE_BYTES + TAG_BYTES ||
 	    sealed_len - NONCE_BYTES - TAG_BYTES > wrapped_cap)

@@ -15,13 +15,13 @@
 
 #define BKV_WRAPPED_KEY_BYTES (12 + BKV_KEY_BYTES + 16)
 
-bkv_status keywrap_wrap(opaque_suite_id suite, const uint8_t *export_key, const bkv_key *key,
-                        uint8_t wrapped[BKV_WRAPPED_KEY_BYTES]);
-bkv_status keywrap_unwrap(opaque_suite_id suite, const uint8_t *export_key, const uint8_t *wrapped,
-                          size_t wrapped_len, bkv_key *key);
+bkv_status bkvi_keywrap_wrap(opaque_suite_id suite, const uint8_t *export_key, const bkv_key *key,
+                             uint8_t wrapped[BKV_WRAPPED_KEY_BYTES]);
+bkv_status bkvi_keywrap_unwrap(opaque_suite_id suite, const uint8_t *export_key,
+                               const uint8_t *wrapped, size_t wrapped_len, bkv_key *key);
 /* Opens sealed_key into wrapped (which must hold sealed_len - 28 bytes). */
-bkv_status keywrap_open_release(opaque_suite_id suite, const uint8_t *session_key,
-                                const uint8_t *sealed, size_t sealed_len, uint8_t *wrapped,
-                                size_t wrapped_cap, size_t *wrapped_len);
+bkv_status bkvi_keywrap_open_release(opaque_suite_id suite, const uint8_t *session_key,
+                                     const uint8_t *sealed, size_t sealed_len, uint8_t *wrapped,
+                                     size_t wrapped_cap, size_t *wrapped_len);
 
 #endif

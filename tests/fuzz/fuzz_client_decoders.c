@@ -1,7 +1,7 @@
 /*
  * fuzz_client_decoders.c - what libbkv decodes from outside: the 64-digit key as people
- * type it, a vault's Connect error body (JSON with a base64 AttemptInfo detail), and a
- * backup file (docs/BACKUP-FORMAT.md) under a fixed key.
+ * type it, a vault's Connect error body (JSON with base64 AttemptInfo and RetryInfo
+ * details), and a backup file (docs/BACKUP-FORMAT.md) under a fixed key.
  *
  * Byte 0 picks the decoder. A key that parses must format and parse back to itself; a
  * backup the fuzzer made up must never decrypt (it does not know the key).
@@ -51,9 +51,12 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 		}
 	} else {
 		rpc_error err;
-		rpc_decode_error((const uint8_t *)in, len, 400, &err);
+		const bool connect = bkvi_rpc_decode_error((const uint8_t *)in, len, &err);
 		if (memchr(err.code, '\0', sizeof(err.code)) == NULL ||
-		    memchr(err.message, '\0', sizeof(err.message)) == NULL)
+		    memchr(err.message, '\0', sizeof(err.message)) == NULL ||
+		    connect != (err.code[0] != '\0') ||
+		    (!err.has_retry_info && err.retry_after_ms) ||
+		    (!connect && (err.has_attempt_info || err.has_retry_info)))
 			abort();
 	}
 	free(in);

@@ -1,10 +1,13 @@
 /*
  * config.c - parsing bkvd's INI configuration (see config.h) and reading the token PIN.
  */
+#include <arpa/inet.h>
 #include <errno.h>
+#include <netinet/in.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <strings.h>
 #include <sys/stat.h>
 #include <unistd.h>
 
@@ -354,10 +357,17 @@ bool bkvd_split_listen(const char *listen, char *host, size_t host_cap, char *po
 	return true;
 }
 
+/* Parsed as an address, never matched by prefix: "127.0.0.1.evil.example" is a name like any
+ * other, and resolves to wherever its owner wants. */
 bool bkvd_host_is_loopback(const char *host)
 {
-	return strncmp(host, "127.", 4) == 0 || strcmp(host, "::1") == 0 ||
-	       strcmp(host, "localhost") == 0;
+	struct in_addr v4;
+	struct in6_addr v6;
+	if (inet_pton(AF_INET, host, &v4) == 1)
+		return (ntohl(v4.s_addr) >> 24) == 127;
+	if (inet_pton(AF_INET6, host, &v6) == 1)
+		return IN6_IS_ADDR_LOOPBACK(&v6);
+	return strcasecmp(host, "localhost") == 0;
 }
 
 /* ---- [token] sealed_keys = database: the token's key store over the vault's database ---- */
