@@ -171,6 +171,8 @@ static int worker_main(const bkvd_config *c, const worker_addr *addr, bool tls,
 	    .auth = &auth,
 	    .metrics = metrics,
 	    .request_log = open_log(c->request_log),
+	    .limits = {c->limit_max_header_bytes, c->limit_max_headers, c->limit_idle_timeout_s,
+	               c->limit_read_timeout_s, c->limit_max_connections},
 	};
 	rc = bkv_server_run(&server, &vault) == 0 ? BKVD_EXIT_OK : BKVD_EXIT_FAILURE;
 	if (server.request_log != NULL && server.request_log != stderr)

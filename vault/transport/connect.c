@@ -25,7 +25,7 @@
 
 #include "server_internal.h"
 
-enum {
+typedef enum rpc_method {
 	METHOD_GET_CONFIG,
 	METHOD_REGISTER_START,
 	METHOD_REGISTER_FINISH,
@@ -34,7 +34,7 @@ enum {
 	METHOD_GET_STATUS,
 	METHOD_DELETE,
 	METHOD_UNKNOWN,
-};
+} rpc_method;
 
 static const struct {
 	const char *name;
@@ -191,7 +191,7 @@ static bool token_ready(bkv_server_ctx *ctx)
 	return false;
 }
 
-static bkv_status dispatch(bkv_server_ctx *ctx, int method, bkv_account account,
+static bkv_status dispatch(bkv_server_ctx *ctx, rpc_method method, bkv_account account,
                            const ProtobufCMessage *request, ProtobufCMessage **response,
                            response_storage *out, bkv_reply_buffers *buf)
 {
@@ -219,18 +219,23 @@ static bkv_status dispatch(bkv_server_ctx *ctx, int method, bkv_account account,
 	case METHOD_GET_STATUS:
 		*response = &out->get_status.base;
 		return bkv_get_status(v, account, &out->get_status);
-	default:
+	case METHOD_DELETE:
 		*response = &out->delete_.base;
 		return bkv_delete(v, account, &out->delete_);
+	case METHOD_UNKNOWN:
+		break;
 	}
+	/* bkv_connect_handle answers unknown methods before dispatch; nothing reaches here. */
+	*response = NULL;
+	return bkv_status_error(BKV_CODE_UNIMPLEMENTED, "unknown method");
 }
 
 void bkv_connect_handle(bkv_server_ctx *ctx, struct evhttp_request *req, const char *name)
 {
 	const uint64_t started = bkv_now_us();
 	bkv_metrics *metrics = ctx->settings->metrics;
-	int method = METHOD_UNKNOWN;
-	for (int i = 0; i < METHOD_UNKNOWN; i++) {
+	rpc_method method = METHOD_UNKNOWN;
+	for (rpc_method i = 0; i < METHOD_UNKNOWN; i++) {
 		if (strcmp(name, methods[i].name) == 0)
 			method = i;
 	}
