@@ -1,12 +1,17 @@
 #!/usr/bin/env python3
-"""http_edge.py - one attack on bkvd's HTTP edge over a raw socket (plain HTTP on loopback).
+"""http_edge.py - attacks on bkvd's HTTP edge over raw sockets (plain HTTP on loopback).
 
-    tests/http_edge.py PORT CASE [ARG]
+    tests/http_edge.py PORT CASE [ARG...]
+    tests/http_edge.py PORT each "NAME=CASE [ARG...]"...
 
-Prints what it saw; exits 0 when bkvd behaved as CASE says, 1 otherwise. Used by
+The first form prints what it saw and exits 0 when bkvd behaved as CASE says, 1 otherwise.
+The second runs several cases in one process (Python starts slowly on a busy machine) and
+prints "ok NAME" or "FAIL NAME" with what it saw, then "N passed, N failed". Used by
 tests/test_http_edge.sh, which starts bkvd with short [limits] and reads the workers'
 memory, CPU time and log itself.
 """
+import contextlib
+import io
 import json
 import select
 import socket
@@ -173,11 +178,13 @@ def case_get_with_body(port):
 
 def case_unknown_method(port):
     ok = True
-    for req in (post(RPC + "Nope"), post(RPC + "delete"), post(RPC + "Delete/x"),
-                b"GET " + RPC.encode() + b"Nope HTTP/1.1\r\nHost: x\r\n\r\n"):
+    close = b"Connection: close\r\n"
+    for req in (post(RPC + "Nope", extra=close), post(RPC + "delete", extra=close),
+                post(RPC + "Delete/x", extra=close),
+                b"GET " + RPC.encode() + b"Nope HTTP/1.1\r\nHost: x\r\n" + close + b"\r\n"):
         s = connect(port)
         s.sendall(req)
-        data, _ = read_until_closed(s, 1)
+        data, _ = read_until_closed(s, 5)
         s.close()
         got = responses(data)
         print(req.split(b"\r\n")[0].decode(), "->", [(r[0], r[2]) for r in got])
@@ -226,11 +233,12 @@ def case_too_many_headers(port, count):
 
 
 def case_headers_at_limit(port, count):
-    """Exactly max_headers fields (Host, Content-Type, Content-Length and the rest): served."""
-    extra = b"".join(b"X-H%d: v\r\n" % i for i in range(int(count) - 3))
+    """Exactly max_headers fields (Host, Content-Type, Content-Length, Connection and the
+    rest): served."""
+    extra = b"".join(b"X-H%d: v\r\n" % i for i in range(int(count) - 4))
     s = connect(port)
-    s.sendall(post(RPC + "GetConfig", extra=extra))
-    data, _ = read_until_closed(s, 1)
+    s.sendall(post(RPC + "GetConfig", extra=extra + b"Connection: close\r\n"))
+    data, _ = read_until_closed(s, 5)
     s.close()
     got = [r[0] for r in responses(data)]
     print("statuses:", got)
@@ -375,10 +383,38 @@ def case_in_flight(port, pid_file):
     return ok & expect(idle_closed, "the idle connection is closed")
 
 
+def run(port, words):
+    return globals()["case_" + words[0]](port, *words[1:])
+
+
+def each(port, specs):
+    passed = failed = 0
+    for spec in specs:
+        name, _, words = spec.partition("=")
+        seen = io.StringIO()
+        with contextlib.redirect_stdout(seen):
+            try:
+                ok = run(port, words.split())
+            except Exception as e:  # a crash of the probe is a failure, with its reason
+                print("exception:", repr(e))
+                ok = False
+        if ok:
+            passed += 1
+            print("ok " + name)
+        else:
+            failed += 1
+            print("FAIL " + name)
+            print("".join("    " + line + "\n" for line in seen.getvalue().splitlines()), end="")
+        sys.stdout.flush()
+    print("%d passed, %d failed" % (passed, failed))
+    return failed == 0
+
+
 def main():
     port = int(sys.argv[1])
-    case = globals()["case_" + sys.argv[2]]
-    return 0 if case(port, *sys.argv[3:]) else 1
+    if sys.argv[2] == "each":
+        return 0 if each(port, sys.argv[3:]) else 1
+    return 0 if run(port, sys.argv[2:]) else 1
 
 
 if __name__ == "__main__":
