@@ -151,7 +151,10 @@ check "SIGTERM with a request in flight: it is answered, an idle connection clos
 
 # ---- connections ----
 serve "$(variant full "$(printf 'max_connections = 3\nread_timeout = 10')")"
+: >"$work/bkvd.log"
 check "over max_connections (3): closed at once; served again after" probe refused_when_full 3
+check "the worker logs that it closes connections over max_connections" \
+  grep -q "max_connections reached; closing new connections" "$work/bkvd.log"
 stop
 
 # At the descriptor limit: the worker accepts what it can, then pauses accepting.
@@ -172,7 +175,8 @@ sleep 2
 ticks_after=$(cpu_ticks "$w")
 ticks=$((ticks_after - ticks_before))
 echo "worker CPU time over 2 s at the descriptor limit: $ticks ticks ($(getconf CLK_TCK)/s)"
-check "the worker has hit the descriptor limit (its log says so)" grep -q "accept: Too many open files" "$work/bkvd.log"
+check "the worker has hit the descriptor limit (its log says so)" \
+  grep -q "accept: Too many open files; pausing new connections" "$work/bkvd.log"
 check "it does not spin: under 0.2 s of CPU in 2 s" test "$ticks" -lt $(($(getconf CLK_TCK) / 5))
 lines=$(grep -c "accept:" "$work/bkvd.log" || true)
 echo "accept error lines in the log: $lines"

@@ -326,9 +326,7 @@ static void log_rate_limited(accept_state *a, const char *what)
 		a->unlogged++;
 		return;
 	}
-	fprintf(stderr,
-	        "bkvd worker %d: %s; pausing new connections (%" PRIu64
-	        " more since the last report)\n",
+	fprintf(stderr, "bkvd worker %d: %s (%" PRIu64 " more since the last report)\n",
 	        (int)getpid(), what, a->unlogged);
 	fflush(stderr);
 	a->logged_once = true;
@@ -368,7 +366,7 @@ static struct bufferevent *make_bev(struct event_base *base, void *arg)
 	conn->refused = no_tls || ctx->draining ||
 	                ctx->connection_count >= ctx->settings->limits.max_connections;
 	if (conn->refused && !no_tls && worker_accept != NULL)
-		log_rate_limited(worker_accept, "max_connections reached");
+		log_rate_limited(worker_accept, "max_connections reached; closing new connections");
 	conn->next = ctx->connections;
 	if (conn->next != NULL)
 		conn->next->prev = conn;
@@ -406,7 +404,7 @@ static void on_accept_error(struct evconnlistener *listener, void *arg)
 	if (a->backoff_ms > ACCEPT_BACKOFF_MAX_MS)
 		a->backoff_ms = ACCEPT_BACKOFF_MAX_MS;
 	char what[128];
-	snprintf(what, sizeof(what), "accept: %s", strerror(err));
+	snprintf(what, sizeof(what), "accept: %s; pausing new connections", strerror(err));
 	log_rate_limited(a, what);
 	struct timeval wait = {(time_t)(a->backoff_ms / 1000),
 	                       (suseconds_t)(a->backoff_ms % 1000) * 1000};
