@@ -274,6 +274,34 @@ def case_trickle(port, limit_s):
                   "closed within read_timeout (%s s) and a margin" % limit_s)
 
 
+def case_tls_handshake_trickle(port, limit_s):
+    """On a TLS port: a ClientHello record header promising 512 bytes, then a byte every
+    0.5 s (no plaintext ever reaches evhttp): closed within limit_s of the accept."""
+    s = connect(port)
+    start = time.monotonic()
+    s.sendall(b"\x16\x03\x01\x02\x00")
+    closed = False
+    while time.monotonic() - start < 3 * float(limit_s):
+        ready, _, _ = select.select([s], [], [], 0.5)
+        if ready:
+            try:
+                closed = s.recv(4096) == b""
+            except ConnectionResetError:
+                closed = True
+            if closed:
+                break
+        try:
+            s.send(b"\x00")
+        except (BrokenPipeError, ConnectionResetError):
+            closed = True
+            break
+    elapsed = time.monotonic() - start
+    s.close()
+    print("closed after %.1f s" % elapsed)
+    return expect(closed and elapsed <= float(limit_s) + 1.5,
+                  "closed within read_timeout (%s s) and a margin" % limit_s)
+
+
 def case_silent(port, limit_s):
     """Connects and sends nothing: closed within limit_s."""
     s = connect(port)
