@@ -16,7 +16,8 @@
 #     floods its log, and serves again when the connections close;
 #   - SIGTERM with no connection open stops bkvd at once (time printed; bound 1.5 s, the
 #     old drain always took 2 s); a request in flight is still answered, an idle
-#     keep-alive connection does not hold the shutdown.
+#     keep-alive connection does not hold the shutdown;
+#   - bkvd's log has no sanitizer report and no worker crash.
 #
 #   tests/test_http_edge.sh BUILD_BIN_DIR
 set -euo pipefail
@@ -162,6 +163,7 @@ check "SIGTERM with a request in flight: it is answered, an idle connection clos
 
 # ---- connections ----
 serve "$(variant full "$(printf 'max_connections = 3\nread_timeout = 10')")"
+cat "$work/bkvd.log" >>"$work/earlier.log"
 : >"$work/bkvd.log"
 check "over max_connections (3): closed at once; served again after" probe refused_when_full 3
 check "the worker logs that it closes connections over max_connections" \
@@ -169,6 +171,7 @@ check "the worker logs that it closes connections over max_connections" \
 stop
 
 # At the descriptor limit: the worker accepts what it can, then pauses accepting.
+cat "$work/bkvd.log" >>"$work/earlier.log"
 : >"$work/bkvd.log"
 rm -f "$work/pid"
 (ulimit -n 96 && serve "$(variant fds "$(printf 'read_timeout = 30\nidle_timeout = 30')")" &&
@@ -199,5 +202,12 @@ check "after the connections close it serves again" probe healthz
 kill "$pid" 2>/dev/null || true
 wait "$fd_shell" || true
 pid=""
+
+# A -DBKV_SANITIZE=ON build reports into bkvd's log (a worker it aborts is restarted).
+no_sanitizer_report() {
+  ! grep -E -A20 "ERROR: (Address|Leak|Undefined)Sanitizer|runtime error:|worker [0-9]+ (killed|exited)" \
+    "$work/earlier.log" "$work/bkvd.log"
+}
+check "no sanitizer report and no worker crash in bkvd's log" no_sanitizer_report
 
 summary
