@@ -307,7 +307,6 @@ static void on_connection_timer(evutil_socket_t fd, short events, void *arg)
 }
 
 typedef struct accept_state {
-	struct event_base *base;
 	struct evconnlistener *listener;
 	struct event *retry;
 	uint64_t backoff_ms;
@@ -475,7 +474,7 @@ int bkv_server_run(const bkv_server_settings *settings, bkv_vault *vault)
 	struct event_base *base = event_base_new();
 	struct evhttp *http = base ? evhttp_new(base) : NULL;
 	struct event *sigterm = NULL, *sigint = NULL;
-	accept_state accept = {.base = base};
+	accept_state accept = {0};
 	shutdown_state sd = {.http = http, .accept = &accept};
 	bkv_server_ctx ctx = {.settings = settings, .vault = vault, .base = base};
 	sd.ctx = &ctx;
