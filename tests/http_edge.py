@@ -226,6 +226,19 @@ def case_header_flood(port, total_mib="128"):
     return ok & expect([r[0] for r in got] == [400], "400")
 
 
+def case_header_floods(port, floods, total_mib="128"):
+    """floods header floods at once, on as many connections: each as case_header_flood."""
+    import threading
+    results = []
+    threads = [threading.Thread(target=lambda: results.append(case_header_flood(port, total_mib)))
+               for _ in range(int(floods))]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    return expect(len(results) == int(floods) and all(results), "every flood refused")
+
+
 def case_too_many_headers(port, count):
     extra = b"".join(b"X-H%d: v\r\n" % i for i in range(int(count)))
     return refused_and_closed(port, post(RPC + "GetConfig", extra=extra), 431,
@@ -374,6 +387,17 @@ def case_hold(port, count, seconds):
     time.sleep(float(seconds))
     for h in held:
         h.close()
+    return True
+
+
+def case_half_request(port, seconds):
+    """Sends half a request, prints "sent", and holds the connection for seconds."""
+    s = connect(port)
+    s.sendall(b"GET /healthz HTTP/1.1\r\nHost: x\r\n")
+    print("sent")
+    sys.stdout.flush()
+    time.sleep(float(seconds))
+    s.close()
     return True
 
 

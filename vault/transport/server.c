@@ -11,9 +11,8 @@
  * request whose framing two HTTP parsers could read differently (duplicate or malformed
  * Content-Length, a coding but chunked, a body on GET, whitespace in a field name; libevent
  * refuses Content-Length with Transfer-Encoding itself) is answered 400 and its connection
- * closed, so nothing
- * after it on that connection is ever read as a request. Accept errors (EMFILE at the
- * descriptor limit) pause the listener with backoff and log one line a minute at most.
+ * closed, so nothing after it on that connection is ever read as a request. Accept errors (EMFILE
+ * at the descriptor limit) pause the listener with backoff and log one line a minute at most.
  */
 #include <errno.h>
 #include <inttypes.h>
@@ -224,7 +223,7 @@ typedef struct bkv_connection {
 	struct evhttp_connection *evcon; /* NULL until adopted */
 	struct event *timer;
 	struct evbuffer_cb_entry *input_cb, *output_cb;
-	bool refused;      /* over max_connections, draining, or no TLS: closed once adopted */
+	bool refused;      /* over max_connections, or no TLS: closed once adopted */
 	bool request_open; /* a request has started and its response has not */
 	struct bkv_connection *prev, *next;
 } bkv_connection;
@@ -352,7 +351,9 @@ static struct bufferevent *make_bev(struct event_base *base, void *arg)
 	if (conn != NULL && bev != NULL)
 		conn->timer = evtimer_new(base, on_connection_timer, conn);
 	if (conn == NULL || bev == NULL || conn->timer == NULL) {
-		/* Out of memory: libevent would serve a NULL bufferevent in plaintext. */
+		/* Out of memory. For a NULL bufferevent libevent makes a plain socket one itself:
+		 * on a TLS port that would serve plaintext, so the worker stops (and the master
+		 * starts another). */
 		if (tls != NULL)
 			abort();
 		free(conn);
@@ -362,8 +363,7 @@ static struct bufferevent *make_bev(struct event_base *base, void *arg)
 	conn->bev = bev;
 	conn->input_cb = evbuffer_add_cb(bufferevent_get_input(bev), on_input, conn);
 	conn->output_cb = evbuffer_add_cb(bufferevent_get_output(bev), on_output, conn);
-	conn->refused = no_tls || ctx->draining ||
-	                ctx->connection_count >= ctx->settings->limits.max_connections;
+	conn->refused = no_tls || ctx->connection_count >= ctx->settings->limits.max_connections;
 	if (conn->refused && !no_tls && worker_accept != NULL)
 		log_rate_limited(worker_accept, "max_connections reached; closing new connections");
 	conn->next = ctx->connections;
