@@ -207,7 +207,13 @@ static int worker_main(const bkvd_config *c, const worker_addr *addr, bool tls,
 	bkv_vault vault = {0};
 	bkv_vault_settings *s = &vault.settings;
 	bkv_server_settings server = {
-	    .listen_fd = -1, .auth = NULL, .metrics = metrics, .rate_limiter = limiter};
+	    .listen_fd = -1,
+	    .auth = NULL,
+	    .metrics = metrics,
+	    .rate_limiter = limiter,
+	    .limits = {c->limit_max_header_bytes, c->limit_max_headers, c->limit_idle_timeout_s,
+	               c->limit_read_timeout_s, c->limit_max_connections},
+	};
 	bkv_auth auth;
 	worker_ctx w = {.metrics = metrics};
 	int rc = BKVD_EXIT_STARTUP;

@@ -3,7 +3,9 @@
  */
 #include <arpa/inet.h>
 #include <errno.h>
+#include <inttypes.h>
 #include <netinet/in.h>
+#include <stddef.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -116,6 +118,41 @@ static bool parse_rate_rule(const char *name, const char *value, bkv_rate_config
 
 #define STRING(field) copy_string(c->field, sizeof(c->field), value)
 
+/* [limits]: each key with its range, named in the error so the fix is obvious. */
+static int on_limits_entry(parse_state *st, const char *name, const char *value)
+{
+	bkvd_config *c = st->config;
+	static const struct {
+		const char *name;
+		size_t offset;
+		uint32_t min, max;
+		const char *unit;
+	} keys[] = {
+	    {"max_header_bytes", offsetof(bkvd_config, limit_max_header_bytes), 1024, 1024 * 1024,
+	     "bytes"},
+	    {"max_headers", offsetof(bkvd_config, limit_max_headers), 8, 1000, "fields"},
+	    {"idle_timeout", offsetof(bkvd_config, limit_idle_timeout_s), 1, 3600, "seconds"},
+	    {"read_timeout", offsetof(bkvd_config, limit_read_timeout_s), 1, 600, "seconds"},
+	    {"max_connections", offsetof(bkvd_config, limit_max_connections), 1, 1000000,
+	     "connections per worker"},
+	};
+	for (size_t i = 0; i < sizeof(keys) / sizeof(keys[0]); i++) {
+		if (strcmp(name, keys[i].name) != 0)
+			continue;
+		if (!parse_u32(value, keys[i].min, keys[i].max,
+		               (uint32_t *)(void *)((char *)c + keys[i].offset))) {
+			snprintf(st->why, sizeof(st->why),
+			         "invalid value for [limits] %s: want %" PRIu32 " to %" PRIu32
+			         " (%s)",
+			         name, keys[i].min, keys[i].max, keys[i].unit);
+			return 0;
+		}
+		return 1;
+	}
+	snprintf(st->why, sizeof(st->why), "unknown key [limits] %s", name);
+	return 0;
+}
+
 static int on_entry(void *user, const char *section, const char *name, const char *value)
 {
 	parse_state *st = user;
@@ -207,6 +244,8 @@ static int on_entry(void *user, const char *section, const char *name, const cha
 			ok = parse_bool(value, &c->rate_limit.enabled);
 		else if (!parse_rate_rule(name, value, &c->rate_limit, &ok))
 			goto unknown;
+	} else if (strcmp(section, "limits") == 0) {
+		return on_limits_entry(st, name, value);
 	} else {
 		snprintf(st->why, sizeof(st->why), "unknown section [%s]", section);
 		return 0;
@@ -243,6 +282,11 @@ static void set_defaults(bkvd_config *c)
 	c->ksf = (opaque_ksf){OPAQUE_KSF_ARGON2ID, 3, 65536, 4};
 	c->default_attempt_limit = 10;
 	c->max_attempt_limit = 20;
+	c->limit_max_header_bytes = 16 * 1024;
+	c->limit_max_headers = 64;
+	c->limit_idle_timeout_s = 30;
+	c->limit_read_timeout_s = 10;
+	c->limit_max_connections = 1024;
 }
 
 bool bkvd_config_load(const char *path, bkvd_config *config, char *why, size_t why_len)

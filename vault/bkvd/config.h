@@ -63,6 +63,13 @@ typedef struct bkvd_config {
 
 	/* [rate_limit]: enabled, per_account.METHOD, per_address.METHOD (ratelimit.h) */
 	bkv_rate_config rate_limit;
+
+	/* [limits]: per worker, what one client gets at most (server.h bkv_server_limits) */
+	uint32_t limit_max_header_bytes;
+	uint32_t limit_max_headers;
+	uint32_t limit_idle_timeout_s;
+	uint32_t limit_read_timeout_s;
+	uint32_t limit_max_connections;
 } bkvd_config;
 
 /* Loads defaults, then the file. On failure writes a one-line reason to why. */

@@ -27,7 +27,7 @@
 #include "ratelimit.h"
 #include "server_internal.h"
 
-enum {
+typedef enum rpc_method {
 	METHOD_GET_CONFIG,
 	METHOD_REGISTER_START,
 	METHOD_REGISTER_FINISH,
@@ -36,7 +36,7 @@ enum {
 	METHOD_GET_STATUS,
 	METHOD_DELETE,
 	METHOD_UNKNOWN,
-};
+} rpc_method;
 
 static const struct {
 	const char *name;
@@ -268,7 +268,7 @@ static bool rate_check(bkv_server_ctx *ctx, struct evhttp_request *req, int rate
 	                              now_ms, retry_after_ms);
 }
 
-static bkv_status dispatch(bkv_server_ctx *ctx, int method, bkv_account account,
+static bkv_status dispatch(bkv_server_ctx *ctx, rpc_method method, bkv_account account,
                            const ProtobufCMessage *request, ProtobufCMessage **response,
                            response_storage *out, bkv_reply_buffers *buf)
 {
@@ -296,10 +296,15 @@ static bkv_status dispatch(bkv_server_ctx *ctx, int method, bkv_account account,
 	case METHOD_GET_STATUS:
 		*response = &out->get_status.base;
 		return bkv_get_status(v, account, &out->get_status);
-	default:
+	case METHOD_DELETE:
 		*response = &out->delete_.base;
 		return bkv_delete(v, account, &out->delete_);
+	case METHOD_UNKNOWN:
+		break;
 	}
+	/* bkv_connect_handle answers unknown methods before dispatch; nothing reaches here. */
+	*response = NULL;
+	return bkv_status_error(BKV_CODE_UNIMPLEMENTED, "unknown method");
 }
 
 void bkv_connect_handle(bkv_server_ctx *ctx, struct evhttp_request *req, const char *name)
@@ -308,8 +313,8 @@ void bkv_connect_handle(bkv_server_ctx *ctx, struct evhttp_request *req, const c
 	bkv_metrics *metrics = ctx->settings->metrics;
 	char request_id[17];
 	request_id_new(req, request_id);
-	int method = METHOD_UNKNOWN;
-	for (int i = 0; i < METHOD_UNKNOWN; i++) {
+	rpc_method method = METHOD_UNKNOWN;
+	for (rpc_method i = 0; i < METHOD_UNKNOWN; i++) {
 		if (strcmp(name, methods[i].name) == 0)
 			method = i;
 	}

@@ -10,6 +10,7 @@
 #define BKV_SERVER_H
 
 #include <stdbool.h>
+#include <stdint.h>
 #include <stdio.h>
 
 #include <openssl/ssl.h>
@@ -19,7 +20,18 @@
 #include "metrics.h"
 #include "ratelimit.h"
 
-#define BKV_CONNECT_MAX_BODY (64 * 1024)
+#define BKV_CONNECT_MAX_BODY     (64 * 1024)
+#define BKV_SERVER_DRAIN_SECONDS 2
+
+/* What one worker gives one client at most ([limits] in bkvd's configuration). */
+typedef struct bkv_server_limits {
+	uint32_t max_header_bytes; /* request line and headers; evhttp answers 400 beyond */
+	uint32_t max_headers;      /* header fields in one request; 431 beyond */
+	uint32_t idle_timeout_s;   /* no byte in either direction for this long: closed */
+	uint32_t read_timeout_s;   /* a request must arrive whole within this of its first byte
+	                              (of the connection, for the first one: TLS handshake too) */
+	uint32_t max_connections;  /* open connections; beyond it new ones are closed at once */
+} bkv_server_limits;
 
 typedef struct bkv_server_settings {
 	int listen_fd; /* bound and listening (SO_REUSEPORT), owned by the caller */
@@ -31,10 +43,12 @@ typedef struct bkv_server_settings {
 	bool (*recover_token)(void *arg);
 	void *recover_arg;
 	bkv_rate_limiter *rate_limiter; /* shared by the workers; NULL for no limits */
+	bkv_server_limits limits;
 } bkv_server_settings;
 
-/* Serves until SIGTERM/SIGINT: then stops accepting, finishes in-flight requests and
- * returns 0. Returns non-zero if the loop cannot start. */
+/* Serves until SIGTERM/SIGINT: then stops accepting, closes idle connections, lets requests
+ * in flight finish (for at most BKV_SERVER_DRAIN_SECONDS) and returns 0: at once when no
+ * connection is open. Returns non-zero if the loop cannot start. */
 int bkv_server_run(const bkv_server_settings *settings, bkv_vault *vault);
 
 /* ---- connect.c ---- */

@@ -16,6 +16,10 @@ struct bkv_server_ctx {
 	bool token_down;
 	uint64_t token_retry_at_ms;
 	uint64_t token_backoff_ms;
+	/* Connections open on this worker (server.c), and whether it is shutting down. */
+	struct bkv_connection *connections;
+	uint32_t connection_count;
+	bool draining;
 };
 
 uint64_t bkv_now_ms(void);
