@@ -31,7 +31,9 @@ probe() { timeout 60 python3 "$root/tests/http_edge.py" "$port" "$@"; }
 
 config=$(BKVD=$bin/bkvd "$root/scripts/dev-vault" "$work/vault")
 export SOFTHSM2_CONF=$work/vault/hsm/softhsm2.conf
-{ cat "$config"; printf '\n[limits]\nread_timeout = 2\n'; } >"$work/tls.conf"
+# (a database of its own: one bkvd serves one SQLite database)
+{ sed "s|^storage = .*|storage = sqlite:$work/tls.db|" "$config"
+  printf '\n[limits]\nread_timeout = 2\n'; } >"$work/tls.conf"
 # Plain HTTP on loopback; short timeouts so the slow-sender checks are quick.
 sed -i 's/^tls_cert = .*//; s/^tls_key = .*//' "$config"
 variant() { # variant NAME LIMITS-LINES: the config with a [limits] section
