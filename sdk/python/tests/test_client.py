@@ -1,8 +1,11 @@
 """bkv.Client against a real bkvd (conftest.py): every call, and the exception and
 fields each failure carries."""
 
+import concurrent.futures
 import socket
 import subprocess
+import threading
+import time
 import unicodedata
 
 import pytest
@@ -195,3 +198,42 @@ def test_bad_arguments_raise_argument_error_before_anything_is_sent(client, toke
     with pytest.raises(bkv.ArgumentError):
         bkv.Client("https://vault.example", argon2=(1, 0, 0))
     assert client.status(token).state == bkv.RecordState.ABSENT
+
+
+def test_one_client_serves_several_threads_at_once(client, vault):
+    tokens = [vault.token() for _ in range(4)]
+    keys = [bkv.generate_key() for _ in tokens]
+    for t, k in zip(tokens, keys):
+        client.register(t, b"shared client", k)
+    with concurrent.futures.ThreadPoolExecutor(len(tokens)) as pool:
+        recovered = list(pool.map(lambda t: client.recover(t, b"shared client"), tokens * 2))
+    assert recovered == keys * 2
+
+
+def test_close_waits_for_a_call_another_thread_has_under_way(vault, token, monkeypatch):
+    events = []
+    closing = threading.Event()
+    real_status_get, real_free = _native.lib.bkv_status_get, _native.lib.bkv_client_free
+
+    def slow_status_get(*args):
+        closing.wait(10)
+        time.sleep(0.2)  # close() has been called and must be waiting now
+        result = real_status_get(*args)
+        events.append("status_get returned")
+        return result
+
+    def free(handle):
+        events.append("free")
+        real_free(handle)
+
+    monkeypatch.setattr(_native.lib, "bkv_status_get", slow_status_get)
+    monkeypatch.setattr(_native.lib, "bkv_client_free", free)
+    c = vault.client()
+    with concurrent.futures.ThreadPoolExecutor(1) as pool:
+        call = pool.submit(c.status, token)
+        while not c._calls:
+            time.sleep(0.001)
+        closing.set()
+        c.close()
+        assert call.result().state == bkv.RecordState.ABSENT
+    assert events == ["status_get returned", "free"]

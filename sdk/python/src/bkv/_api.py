@@ -72,7 +72,6 @@ def wipe(buffer):
         ctypes.memset((ctypes.c_char * view.nbytes).from_buffer(view), 0, view.nbytes)
 
 
-
 class _Borrowed:
     """A bytes-like argument as (pointer, length) for one call, without a copy. For a
     bytearray the ctypes view pins it (it cannot be resized) until close()."""
@@ -93,13 +92,12 @@ class _Borrowed:
                 view = memoryview(self._copy)
             self._view = (ctypes.c_char * self.length).from_buffer(view)
             self.pointer = self._view
-
         else:
             kinds = "bytes, bytearray or str" if encode_str else "bytes or bytearray"
             raise TypeError(f"{what} must be {kinds}, not {type(data).__name__}")
 
     def close(self):
-        self._view = None
+        self.pointer = self._view = None
         if self._copy is not None:
             wipe(self._copy)
             self._copy = None
@@ -113,8 +111,12 @@ class _Borrowed:
 
 def _raise(err, info=None):
     """Raises the exception for a filled bkv_error (and recover info, when there is one)."""
+    try:
+        status = Status(err.status)
+    except ValueError:  # a newer libbkv's status
+        status = err.status
     fields = {
-        "status": Status(err.status) if err.status in Status._value2member_map_ else err.status,
+        "status": status,
         "http_status": err.http_status,
         "retry_after_ms": err.retry_after_ms,
     }
