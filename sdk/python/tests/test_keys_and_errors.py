@@ -1,6 +1,8 @@
 """Backup key helpers, wipe(), and the mapping from bkv_error to exceptions (no vault)."""
 
 import os
+import subprocess
+import sys
 
 import pytest
 
@@ -103,3 +105,24 @@ def test_the_installed_wheel_is_what_is_tested():
         pytest.skip("run-tests.sh sets BKV_EXPECT_PACKAGE_IN to the wheel's install dir")
     assert os.path.dirname(os.path.dirname(bkv.__file__)) == site
     assert bkv.version() == bkv.__version__
+
+
+def run_python(code, **env_changes):
+    env = {k: v for k, v in os.environ.items() if k not in ("BKV_LIBRARY", "LD_LIBRARY_PATH")}
+    env.update(env_changes)
+    return subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True)
+
+
+def test_bkv_library_names_the_library_to_load_and_a_wrong_one_is_an_import_error():
+    missing = run_python("import bkv", BKV_LIBRARY="/nonexistent/libbkv.so.0")
+    assert missing.returncode != 0
+    assert "ImportError: cannot load libbkv (/nonexistent/libbkv.so.0)" in missing.stderr
+
+
+def test_without_bkv_library_libbkv_so_0_comes_from_the_loader_path():
+    library = os.environ["BKV_LIBRARY"]
+    maps = "import bkv; print(open('/proc/self/maps').read())"
+    found = run_python(maps, LD_LIBRARY_PATH=os.path.dirname(library))
+    assert found.returncode == 0, found.stderr
+    loaded = {line.split()[-1] for line in found.stdout.splitlines() if "libbkv" in line}
+    assert loaded == {os.path.realpath(library)}
