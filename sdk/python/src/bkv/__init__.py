@@ -27,6 +27,7 @@ from ._api import (
     version,
     wipe,
 )
+from ._backup import decrypt_file, encrypt_file
 from .errors import (
     AlreadyRegistered,
     ArgumentError,

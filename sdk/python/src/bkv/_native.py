@@ -65,6 +65,9 @@ class bkv_account_status(ctypes.Structure):
     ]
 
 
+# void (*)(void *arg, uint64_t done, uint64_t total)
+bkv_progress_fn = ctypes.CFUNCTYPE(None, ctypes.c_void_p, ctypes.c_uint64, ctypes.c_uint64)
+
 STRUCTS = (bkv_error, bkv_key, bkv_client_config, bkv_recover_info, bkv_account_status)
 
 _c = ctypes
@@ -138,6 +141,17 @@ _PROTOTYPES = {
         _status,
         [_c.c_void_p, _c.c_char_p, _ptr(_c.c_bool), _ptr(bkv_error)],
     ),
+    # FILE * is a c_void_p from libc's fdopen (see libc below).
+    "bkv_backup_encrypt": (
+        _status,
+        [_buf, _c.c_void_p, _c.c_void_p, _c.c_uint64, bkv_progress_fn, _c.c_void_p,
+         _ptr(bkv_error)],
+    ),
+    "bkv_backup_decrypt": (
+        _status,
+        [_buf, _c.c_void_p, _c.c_void_p, _c.c_uint64, bkv_progress_fn, _c.c_void_p,
+         _ptr(bkv_error)],
+    ),
 }
 
 
@@ -158,4 +172,19 @@ def _load():
     return lib
 
 
+def _load_libc():
+    """The C library's stdio calls, to hand libbkv's backup calls FILE streams."""
+    libc = ctypes.CDLL(None, use_errno=True)
+    for name, (restype, argtypes) in {
+        "fdopen": (_c.c_void_p, [_c.c_int, _c.c_char_p]),
+        "fflush": (_c.c_int, [_c.c_void_p]),
+        "fclose": (_c.c_int, [_c.c_void_p]),
+    }.items():
+        fn = getattr(libc, name)
+        fn.restype = restype
+        fn.argtypes = argtypes
+    return libc
+
+
 lib = _load()
+libc = _load_libc()
