@@ -25,12 +25,22 @@ import bkv
 LIGHT_ARGON2 = (1, 1024, 1)
 
 
+def native_env(env=None):
+    """The environment for the programs the tests start (bkvd, bkv, openssl, cc): without
+    the ASan runtime run-tests.sh preloads into Python for an ASan-built libbkv."""
+    env = dict(os.environ if env is None else env)
+    if "BKV_NATIVE_ASAN_OPTIONS" in env:
+        env["ASAN_OPTIONS"] = env["BKV_NATIVE_ASAN_OPTIONS"]
+        env["LD_PRELOAD"] = env["BKV_NATIVE_LD_PRELOAD"]
+    return env
+
+
 class Vault:
     def __init__(self, root):
         self.root = root
         source = Path(os.environ["BKV_SOURCE_DIR"])
         self.bkvd = os.environ["BKVD"]
-        self.env = dict(os.environ, BKVD=self.bkvd)
+        self.env = native_env(dict(os.environ, BKVD=self.bkvd))
         out = subprocess.run([source / "scripts" / "dev-vault", root / "vault"], env=self.env,
                              check=True, capture_output=True, text=True)
         self.config = out.stdout.strip().splitlines()[-1]

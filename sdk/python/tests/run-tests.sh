@@ -37,6 +37,27 @@ export BKVD=$build/bin/bkvd
 export BKV_SOURCE_DIR=$src
 export BKV_INCLUDE=$src/client/include:$build/client/include
 export BKV_TEST_DIR=$work
+
+# A libbkv built with -DBKV_SANITIZE=ON needs the ASan runtime loaded first, which the
+# Python interpreter (not instrumented) does not do: preload it into Python, with leak
+# detection off there (the interpreter's own allocations at exit are not libbkv's; the C
+# tests check libbkv for leaks), and Python allocating with malloc so that ASan sees the
+# bounds of the buffers the binding hands libbkv (pymalloc's arenas hide them).
+# conftest.py's native_env() gives the programs the tests start (bkvd and bkv, which are
+# instrumented with their own runtime; openssl; cc) the environment without these.
+runtime=$(ldd "$BKV_LIBRARY" | awk '/libasan\.so/ { print $3 }')
+if [ -z "$runtime" ] && nm -D "$BKV_LIBRARY" | grep ' U __asan_init' >/dev/null; then
+  runtime=$("$CC" -print-file-name="libclang_rt.asan-$(uname -m).so")
+fi
+if [ -n "$runtime" ]; then
+  [ -f "$runtime" ] || { echo "libbkv is built with ASan, but $runtime is missing" >&2; exit 1; }
+  echo "libbkv is built with ASan: preloading $runtime into Python"
+  export BKV_NATIVE_ASAN_OPTIONS=${ASAN_OPTIONS:-}
+  export BKV_NATIVE_LD_PRELOAD=${LD_PRELOAD:-}
+  export LD_PRELOAD=$runtime${LD_PRELOAD:+:$LD_PRELOAD}
+  export ASAN_OPTIONS=${ASAN_OPTIONS:+$ASAN_OPTIONS:}detect_leaks=0
+  export PYTHONMALLOC=malloc
+fi
 # Run from the tests' directory (short names); pytest writes nothing there (no cache, no
 # bytecode) and keeps its tmp_path directories under $work.
 cd "$src/sdk/python/tests"

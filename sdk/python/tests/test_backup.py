@@ -8,6 +8,7 @@ from pathlib import Path
 import pytest
 
 import bkv
+from conftest import native_env
 
 CHUNK = 65536
 HEADER = 77
@@ -95,9 +96,9 @@ def test_the_cli_decrypts_what_python_encrypts_and_the_other_way(tmp_path, plain
     key_file = tmp_path / "key"
     key_file.write_bytes(bkv.format_key(key) + b"\n")
     subprocess.run([cli, "decrypt", "--key-file", key_file, encrypted(tmp_path, key, plain),
-                    tmp_path / "by-cli"], check=True, capture_output=True)
+                    tmp_path / "by-cli"], check=True, capture_output=True, env=native_env())
     assert (tmp_path / "by-cli").read_bytes() == plain.read_bytes()
     subprocess.run([cli, "encrypt", "--key-file", key_file, plain, tmp_path / "cli.bkv"],
-                   check=True, capture_output=True)
+                   check=True, capture_output=True, env=native_env())
     bkv.decrypt_file(key, tmp_path / "cli.bkv", tmp_path / "by-python")
     assert (tmp_path / "by-python").read_bytes() == plain.read_bytes()

@@ -11,6 +11,7 @@ import unicodedata
 import pytest
 
 import bkv
+from conftest import native_env
 from bkv import _native
 
 
@@ -151,7 +152,7 @@ def test_a_ca_that_did_not_sign_the_vaults_certificate_raises_tls_error(vault, t
     subprocess.run(["openssl", "req", "-x509", "-newkey", "ec", "-pkeyopt",
                     "ec_paramgen_curve:prime256v1", "-nodes", "-days", "1", "-subj", "/CN=other",
                     "-keyout", str(tmp_path / "other-key.pem"), "-out", str(other)],
-                   check=True, capture_output=True)
+                   check=True, capture_output=True, env=native_env())
     with vault.client(ca_file=str(other)) as c, pytest.raises(bkv.TlsError) as e:
         c.status(token)
     assert e.value.status == bkv.Status.ERR_TLS

@@ -16,6 +16,7 @@ import pytest
 
 import bkv
 from bkv import _native
+from conftest import native_env
 
 INCLUDE = [d for d in os.environ.get("BKV_INCLUDE", "").split(":") if d]
 pytestmark = pytest.mark.skipif(not INCLUDE, reason="BKV_INCLUDE is not set")
@@ -48,8 +49,10 @@ def compiled_values(tmp_path, lines):
                    "int main(void)\n{\n" + body + "\treturn 0;\n}\n")
     exe = tmp_path / "layout"
     cc = os.environ.get("CC") or "cc"
-    subprocess.run([cc, *(f"-I{d}" for d in INCLUDE), str(src), "-o", str(exe)], check=True)
-    out = subprocess.run([str(exe)], check=True, capture_output=True, text=True).stdout
+    subprocess.run([cc, *(f"-I{d}" for d in INCLUDE), str(src), "-o", str(exe)], check=True,
+                   env=native_env())
+    out = subprocess.run([str(exe)], check=True, capture_output=True, text=True,
+                         env=native_env()).stdout
     return {k: int(v) for k, v in (line.split() for line in out.splitlines())}
 
 
