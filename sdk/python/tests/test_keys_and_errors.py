@@ -63,6 +63,7 @@ def test_every_failing_status_has_its_own_exception_class():
     for s in failing:
         cls = bkv.error_class(s)
         assert issubclass(cls, bkv.BkvError) and cls is not bkv.BkvError
+        assert cls.__name__ in bkv.__all__ and getattr(bkv, cls.__name__) is cls
         assert cls("m").status == s
         assert bkv.status_name(s) != "unknown status"
     assert bkv.error_class(len(bkv.Status)) is bkv.BkvError

@@ -216,7 +216,8 @@ class Client:
             ) = argon2
         handle = ctypes.c_void_p()
         err = _native.bkv_error()
-        _check(lib.bkv_client_new(ctypes.byref(config), ctypes.byref(handle), ctypes.byref(err)), err)
+        status = lib.bkv_client_new(ctypes.byref(config), ctypes.byref(handle), ctypes.byref(err))
+        _check(status, err)
         self._handle = handle
 
     @property
