@@ -497,8 +497,8 @@ typedef struct reg_start {
 } reg_start;
 
 /* RegisterStart and the client's finalization: a registration record for password. */
-static bkv_status client_make_record(bkv_vault *v, bkv_reply_buffers *buf, bkv_account a,
-                                     opaque_suite_id suite, const char *password, reg_start *out)
+static bkvd_status client_make_record(bkv_vault *v, bkv_reply_buffers *buf, bkv_account a,
+                                      opaque_suite_id suite, const char *password, reg_start *out)
 {
 	memset(out, 0, sizeof(*out));
 	const opaque_config cfg = client_config(suite);
@@ -508,26 +508,26 @@ static bkv_status client_make_record(bkv_vault *v, bkv_reply_buffers *buf, bkv_a
 	uint8_t export_key[OPAQUE_MAX_HASH_BYTES];
 	if (opaque_client_registration_start(&cfg, (const uint8_t *)password, strlen(password), &cs,
 	                                     request, sz->registration_request) != OPAQUE_OK)
-		return bkv_status_error(CLIENT_FAILED, "client registration start");
+		return bkvd_status_error(CLIENT_FAILED, "client registration start");
 	Bkv__V1__RegisterStartRequest req = BKV__V1__REGISTER_START_REQUEST__INIT;
 	Bkv__V1__RegisterStartResponse resp;
 	req.suite = (Bkv__V1__Suite)suite;
 	req.registration_request.data = request;
 	req.registration_request.len = sz->registration_request;
-	bkv_status st = bkv_register_start(v, a, &req, &resp, buf);
+	bkvd_status st = bkvd_register_start(v, a, &req, &resp, buf);
 	if (st.code != BKV_CODE_OK) {
 		opaque_client_registration_state_wipe(&cs);
 		return st;
 	}
 	if (resp.registration_ticket.len == 0 || resp.registration_ticket.len > sizeof(out->ticket))
-		return bkv_status_error(CLIENT_FAILED, "no registration ticket");
+		return bkvd_status_error(CLIENT_FAILED, "no registration ticket");
 	memcpy(out->ticket, resp.registration_ticket.data, resp.registration_ticket.len);
 	out->ticket_len = resp.registration_ticket.len;
 	if (opaque_client_registration_finish(
 	        &cfg, &cs, (const uint8_t *)password, strlen(password), NULL,
 	        resp.registration_response.data, resp.registration_response.len, out->record,
 	        sz->registration_record, export_key, sz->Nh) != OPAQUE_OK)
-		return bkv_status_error(CLIENT_FAILED, "client registration finish");
+		return bkvd_status_error(CLIENT_FAILED, "client registration finish");
 	sodium_memzero(export_key, sizeof(export_key));
 	return st;
 }
@@ -545,8 +545,8 @@ typedef struct finish_req {
 	uint32_t limit;
 } finish_req;
 
-static bkv_status send_register_finish(bkv_vault *v, bkv_account a, const finish_req *fr,
-                                       Bkv__V1__RegisterFinishResponse *resp)
+static bkvd_status send_register_finish(bkv_vault *v, bkv_account a, const finish_req *fr,
+                                        Bkv__V1__RegisterFinishResponse *resp)
 {
 	Bkv__V1__RegisterFinishRequest req = BKV__V1__REGISTER_FINISH_REQUEST__INIT;
 	req.suite = (Bkv__V1__Suite)fr->suite;
@@ -558,7 +558,7 @@ static bkv_status send_register_finish(bkv_vault *v, bkv_account a, const finish
 	req.registration_ticket.data = (uint8_t *)fr->ticket;
 	req.registration_ticket.len = fr->ticket_len;
 	req.replaces_record_version = fr->replaces;
-	return bkv_register_finish(v, a, &req, resp);
+	return bkvd_register_finish(v, a, &req, resp);
 }
 
 /* The request for a finished RegisterStart, as an honest client sends it. */
@@ -571,13 +571,13 @@ static finish_req finish_req_of(const reg_start *rs, opaque_suite_id suite, uint
 }
 
 /* RegisterStart then RegisterFinish, compare-and-set on `replaces` (0: create only). */
-static bkv_status client_register(bkv_vault *v, bkv_reply_buffers *buf, bkv_account a,
-                                  opaque_suite_id suite, const char *password, uint64_t replaces,
-                                  const uint8_t *wk, size_t wk_len, uint32_t limit,
-                                  Bkv__V1__RegisterFinishResponse *resp)
+static bkvd_status client_register(bkv_vault *v, bkv_reply_buffers *buf, bkv_account a,
+                                   opaque_suite_id suite, const char *password, uint64_t replaces,
+                                   const uint8_t *wk, size_t wk_len, uint32_t limit,
+                                   Bkv__V1__RegisterFinishResponse *resp)
 {
 	reg_start rs;
-	bkv_status st = client_make_record(v, buf, a, suite, password, &rs);
+	bkvd_status st = client_make_record(v, buf, a, suite, password, &rs);
 	if (st.code != BKV_CODE_OK) {
 		bkv__v1__register_finish_response__init(resp);
 		return st;
@@ -600,20 +600,20 @@ typedef struct attempt {
 	Bkv__V1__RecoverStartResponse resp; /* as returned (points into the reply buffers) */
 } attempt;
 
-static bkv_status send_recover_start(bkv_vault *v, bkv_reply_buffers *buf, bkv_account a,
-                                     Bkv__V1__Suite suite, const uint8_t *ke1, size_t ke1_len,
-                                     Bkv__V1__RecoverStartResponse *resp)
+static bkvd_status send_recover_start(bkv_vault *v, bkv_reply_buffers *buf, bkv_account a,
+                                      Bkv__V1__Suite suite, const uint8_t *ke1, size_t ke1_len,
+                                      Bkv__V1__RecoverStartResponse *resp)
 {
 	Bkv__V1__RecoverStartRequest req = BKV__V1__RECOVER_START_REQUEST__INIT;
 	req.suite = suite;
 	req.ke1.data = (uint8_t *)ke1;
 	req.ke1.len = ke1_len;
-	return bkv_recover_start(v, a, &req, resp, buf);
+	return bkvd_recover_start(v, a, &req, resp, buf);
 }
 
 /* KE1 for password, then RecoverStart; on success KE2 and the ticket are copied out. */
-static bkv_status client_recover_start(bkv_vault *v, bkv_reply_buffers *buf, bkv_account a,
-                                       opaque_suite_id suite, const char *password, attempt *at)
+static bkvd_status client_recover_start(bkv_vault *v, bkv_reply_buffers *buf, bkv_account a,
+                                        opaque_suite_id suite, const char *password, attempt *at)
 {
 	memset(at, 0, sizeof(*at));
 	at->suite = suite;
@@ -622,12 +622,12 @@ static bkv_status client_recover_start(bkv_vault *v, bkv_reply_buffers *buf, bkv
 	const opaque_sizes *sz = sizes_of(suite);
 	if (opaque_client_login_start(&cfg, (const uint8_t *)password, strlen(password), &at->cs,
 	                              at->ke1, sz->ke1) != OPAQUE_OK)
-		return bkv_status_error(CLIENT_FAILED, "client login start");
-	bkv_status st =
+		return bkvd_status_error(CLIENT_FAILED, "client login start");
+	bkvd_status st =
 	    send_recover_start(v, buf, a, (Bkv__V1__Suite)suite, at->ke1, sz->ke1, &at->resp);
 	if (st.code == BKV_CODE_OK) {
 		if (at->resp.ke2.len > sizeof(at->ke2) || at->resp.ticket.len > sizeof(at->ticket))
-			return bkv_status_error(CLIENT_FAILED, "oversized reply");
+			return bkvd_status_error(CLIENT_FAILED, "oversized reply");
 		memcpy(at->ke2, at->resp.ke2.data, at->resp.ke2.len);
 		at->ke2_len = at->resp.ke2.len;
 		memcpy(at->ticket, at->resp.ticket.data, at->resp.ticket.len);
@@ -640,7 +640,7 @@ static bkv_status client_recover_start(bkv_vault *v, bkv_reply_buffers *buf, bkv
 /* The client's side of RecoverFinish. */
 typedef struct finish {
 	opaque_err client_err; /* the client's KE3 step: ENVELOPE_RECOVERY for a wrong password */
-	bkv_status st;
+	bkvd_status st;
 	uint8_t ke3[OPAQUE_MAX_KE3_BYTES];
 	size_t ke3_len;
 	uint8_t session_key[OPAQUE_MAX_HASH_BYTES];
@@ -649,16 +649,16 @@ typedef struct finish {
 	uint64_t record_version;
 } finish;
 
-static bkv_status send_recover_finish(bkv_vault *v, bkv_reply_buffers *buf, bkv_account a,
-                                      const uint8_t *ticket, size_t ticket_len, const uint8_t *ke3,
-                                      size_t ke3_len, Bkv__V1__RecoverFinishResponse *resp)
+static bkvd_status send_recover_finish(bkv_vault *v, bkv_reply_buffers *buf, bkv_account a,
+                                       const uint8_t *ticket, size_t ticket_len, const uint8_t *ke3,
+                                       size_t ke3_len, Bkv__V1__RecoverFinishResponse *resp)
 {
 	Bkv__V1__RecoverFinishRequest req = BKV__V1__RECOVER_FINISH_REQUEST__INIT;
 	req.ticket.data = (uint8_t *)ticket;
 	req.ticket.len = ticket_len;
 	req.ke3.data = (uint8_t *)ke3;
 	req.ke3.len = ke3_len;
-	return bkv_recover_finish(v, a, &req, resp, buf);
+	return bkvd_recover_finish(v, a, &req, resp, buf);
 }
 
 /* The client's KE3 (a random one of the right length if the client fails, i.e. a wrong
@@ -738,7 +738,7 @@ static bool open_release(opaque_suite_id suite, const uint8_t *session_key, cons
 
 #define assert_code(st, expected)                                                                  \
 	do {                                                                                       \
-		bkv_status st_ = (st);                                                             \
+		bkvd_status st_ = (st);                                                            \
 		if (st_.code != (expected))                                                        \
 			print_error("status %s (%s), expected %s\n", bkv_code_name(st_.code),      \
 			            st_.message ? st_.message : "", bkv_code_name(expected));      \
@@ -749,7 +749,7 @@ static bool open_release(opaque_suite_id suite, const uint8_t *session_key, cons
 static uint64_t current_version(fx *f, const char *account)
 {
 	Bkv__V1__GetStatusResponse s;
-	assert_code(bkv_get_status(&f->v, account_of(account), &s), BKV_CODE_OK);
+	assert_code(bkvd_get_status(&f->v, account_of(account), &s), BKV_CODE_OK);
 	return s.state == BKV__V1__RECORD_STATE__RECORD_STATE_ABSENT ? 0 : s.record_version;
 }
 
@@ -819,8 +819,8 @@ static void must_recover_fully(fx *f, const char *account, opaque_suite_id suite
 }
 
 /* A wrong guess, finished with a random KE3: the vault's answer to RecoverFinish. */
-static bkv_status wrong_guess(fx *f, const char *account, opaque_suite_id suite,
-                              uint32_t *start_remaining)
+static bkvd_status wrong_guess(fx *f, const char *account, opaque_suite_id suite,
+                               uint32_t *start_remaining)
 {
 	attempt at;
 	must_start(f, account, suite, WRONG_PASSWORD, &at);
@@ -835,7 +835,7 @@ static bkv_status wrong_guess(fx *f, const char *account, opaque_suite_id suite,
 static Bkv__V1__GetStatusResponse status_of(fx *f, const char *account)
 {
 	Bkv__V1__GetStatusResponse resp;
-	assert_code(bkv_get_status(&f->v, account_of(account), &resp), BKV_CODE_OK);
+	assert_code(bkvd_get_status(&f->v, account_of(account), &resp), BKV_CODE_OK);
 	return resp;
 }
 
@@ -887,7 +887,7 @@ static void assert_same_row(const bkv_record *a, const bkv_record *b)
 	assert_int_equal(a->updated_at, b->updated_at);
 }
 
-static void assert_attempt_info(bkv_status st, uint32_t remaining, uint32_t limit)
+static void assert_attempt_info(bkvd_status st, uint32_t remaining, uint32_t limit)
 {
 	if (!st.has_attempt_info)
 		print_error("%s (%s) carries no AttemptInfo\n", bkv_code_name(st.code), st.message);
@@ -927,7 +927,7 @@ static void assert_destroyed_on_start(fx *f, const char *account, opaque_suite_i
 	const unsigned logins = g_login_start_calls, commits = g_commit_calls;
 	for (int i = 0; i < 3; i++) {
 		attempt at;
-		const bkv_status st =
+		const bkvd_status st =
 		    client_recover_start(&f->v, &f->buf, account_of(account), suite,
 		                         i == 1 ? WRONG_PASSWORD : PASSWORD, &at);
 		assert_code(st, BKV_CODE_FAILED_PRECONDITION);
@@ -1382,7 +1382,7 @@ static bool all_rows_verify(fx *f)
 	const unsigned refused = f->refused;
 	for (size_t i = 0; i < n; i++) {
 		bkv_record r;
-		const bkv_status st = bkv_load_record(&f->v, (bkv_account){ids[i], lens[i]}, &r);
+		const bkvd_status st = bkv_load_record(&f->v, (bkv_account){ids[i], lens[i]}, &r);
 		if (st.code != BKV_CODE_OK) {
 			print_error("integrity: a row reads as %s (%s)\n", bkv_code_name(st.code),
 			            st.message);
@@ -1479,7 +1479,7 @@ static void get_config_publishes_suites_context_server_keys_limits_and_ksf(void 
 {
 	fx *f = *state;
 	Bkv__V1__GetConfigResponse resp;
-	assert_code(bkv_get_config(&f->v, &resp, &f->buf), BKV_CODE_OK);
+	assert_code(bkvd_get_config(&f->v, &resp, &f->buf), BKV_CODE_OK);
 	assert_int_equal(resp.n_suites, 2);
 	assert_int_equal(resp.suites[0], BKV__V1__SUITE__SUITE_P256_SHA256);
 	assert_int_equal(resp.suites[1], BKV__V1__SUITE__SUITE_RISTRETTO255_SHA512);
@@ -1518,7 +1518,7 @@ static void get_config_publishes_suites_context_server_keys_limits_and_ksf(void 
 		rq.suite = (Bkv__V1__Suite)suite;
 		rq.registration_request.data = request;
 		rq.registration_request.len = sizes_of(suite)->registration_request;
-		assert_code(bkv_register_start(&f->v, account_of(ALICE), &rq, &rs, &rbuf),
+		assert_code(bkvd_register_start(&f->v, account_of(ALICE), &rq, &rs, &rbuf),
 		            BKV_CODE_OK);
 		assert_memory_equal(rs.registration_response.data + sizes_of(suite)->Noe,
 		                    k->public_key.data, npk);
@@ -1549,7 +1549,7 @@ static void wrong_passwords_count_attempts_remaining_down(void **state)
 	must_register(f, ALICE, f->suite, PASSWORD, 0);
 	for (uint32_t used = 1; used < DEFAULT_LIMIT; used++) {
 		uint32_t remaining = 99;
-		bkv_status st = wrong_guess(f, ALICE, f->suite, &remaining);
+		bkvd_status st = wrong_guess(f, ALICE, f->suite, &remaining);
 		assert_int_equal(remaining, DEFAULT_LIMIT - used);
 		assert_code(st, BKV_CODE_PERMISSION_DENIED);
 		assert_attempt_info(st, DEFAULT_LIMIT - used, DEFAULT_LIMIT);
@@ -1566,7 +1566,7 @@ static void tenth_wrong_password_destroys_the_record(void **state)
 	for (uint32_t used = 1; used < DEFAULT_LIMIT; used++)
 		assert_code(wrong_guess(f, ALICE, f->suite, NULL), BKV_CODE_PERMISSION_DENIED);
 	uint32_t remaining = 99;
-	bkv_status st = wrong_guess(f, ALICE, f->suite, &remaining);
+	bkvd_status st = wrong_guess(f, ALICE, f->suite, &remaining);
 	assert_int_equal(remaining, 0);
 	assert_code(st, BKV_CODE_PERMISSION_DENIED);
 	assert_attempt_info(st, 0, DEFAULT_LIMIT);
@@ -1589,7 +1589,7 @@ eleventh_recover_start_without_finishing_destroys_the_record_without_computing_k
 	const unsigned logins = g_login_start_calls, commits = g_commit_calls;
 	const int64_t t0 = (int64_t)time(NULL);
 	attempt at;
-	bkv_status st =
+	bkvd_status st =
 	    client_recover_start(&f->v, &f->buf, account_of(ALICE), f->suite, PASSWORD, &at);
 	assert_code(st, BKV_CODE_FAILED_PRECONDITION);
 	assert_attempt_info(st, 0, DEFAULT_LIMIT);
@@ -1686,7 +1686,7 @@ static void pg_recover_start_with_a_commit_that_fails(fx *f, bool at_commit)
 	                    "CREATE TRIGGER inject BEFORE UPDATE OF attempts_used ON records "
 	                    "FOR EACH ROW EXECUTE FUNCTION bkv_test_fail()");
 	attempt at;
-	const bkv_status st =
+	const bkvd_status st =
 	    client_recover_start(&f->v, &f->buf, account_of(ALICE), P256, PASSWORD, &at);
 	pg_exec("DROP TRIGGER inject ON records");
 
@@ -1720,7 +1720,7 @@ static void recover_start_returns_no_ke2_when_the_commit_cannot_be_written(void 
 	const struct rlimit tiny = {1, old_limit.rlim_max};
 	assert_int_equal(setrlimit(RLIMIT_FSIZE, &tiny), 0);
 	attempt at;
-	const bkv_status st =
+	const bkvd_status st =
 	    client_recover_start(&f->v, &f->buf, account_of(ALICE), P256, PASSWORD, &at);
 	assert_int_equal(setrlimit(RLIMIT_FSIZE, &old_limit), 0);
 	assert_int_equal(sigaction(SIGXFSZ, &old_action, NULL), 0);
@@ -1767,7 +1767,7 @@ static void recover_start_consumes_no_attempt_when_the_token_fails(void **state)
 	const unsigned commits = g_commit_calls;
 	close_token_sessions_underneath();
 	attempt at;
-	const bkv_status st =
+	const bkvd_status st =
 	    client_recover_start(&f->v, &f->buf, account_of(ALICE), f->suite, PASSWORD, &at);
 	assert_code(st, BKV_CODE_UNAVAILABLE);
 	assert_int_equal(at.resp.ke2.len, 0);
@@ -1840,7 +1840,7 @@ static void recover_start_while_locked(fx *f, const char *pg_lock, int rows)
 	other_writer w = other_writer_begin(f, pg_lock, rows);
 	attempt at;
 	const int64_t t0 = now_ms();
-	const bkv_status st =
+	const bkvd_status st =
 	    client_recover_start(&f->v, &f->buf, account_of(ALICE), P256, PASSWORD, &at);
 	const int64_t waited = now_ms() - t0;
 	other_writer_end(&w);
@@ -1878,7 +1878,7 @@ static void recover_start_for_an_unregistered_account_is_not_found(void **state)
 	fx *f = *state;
 	const unsigned logins = g_login_start_calls;
 	attempt at;
-	const bkv_status st =
+	const bkvd_status st =
 	    client_recover_start(&f->v, &f->buf, account_of(ALICE), P256, PASSWORD, &at);
 	assert_code(st, BKV_CODE_NOT_FOUND);
 	assert_false(st.has_attempt_info); /* no record, so nothing to count */
@@ -1943,13 +1943,13 @@ static void attempt_limit_above_the_maximum_is_invalid_argument(void **state)
 
 /* RecoverStart with this KE1 and suite must fail with `expected`, return no KE2, commit
  * nothing and leave ALICE's row exactly as it was. */
-static bkv_status assert_start_rejected(fx *f, Bkv__V1__Suite suite, const uint8_t *ke1,
-                                        size_t ke1_len, bkv_code expected)
+static bkvd_status assert_start_rejected(fx *f, Bkv__V1__Suite suite, const uint8_t *ke1,
+                                         size_t ke1_len, bkv_code expected)
 {
 	const bkv_record before = must_peek(f, ALICE);
 	const unsigned commits = g_commit_calls;
 	Bkv__V1__RecoverStartResponse resp;
-	const bkv_status st =
+	const bkvd_status st =
 	    send_recover_start(&f->v, &f->buf, account_of(ALICE), suite, ke1, ke1_len, &resp);
 	assert_code(st, expected);
 	assert_int_equal(resp.ke2.len, 0);
@@ -2101,7 +2101,7 @@ static void register_start_rejects_an_invalid_registration_request(void **state)
 		req.suite = (Bkv__V1__Suite)f->suite;
 		req.registration_request.data = (uint8_t *)cases[i].data;
 		req.registration_request.len = cases[i].len;
-		assert_code(bkv_register_start(&f->v, account_of(ALICE), &req, &resp, &f->buf),
+		assert_code(bkvd_register_start(&f->v, account_of(ALICE), &req, &resp, &f->buf),
 		            BKV_CODE_INVALID_ARGUMENT);
 		assert_int_equal(resp.registration_response.len, 0);
 	}
@@ -2123,7 +2123,7 @@ static void register_rejects_an_unknown_or_disabled_suite(void **state)
 		req.suite = (Bkv__V1__Suite)unknown[i];
 		req.registration_request.data = request;
 		req.registration_request.len = sizeof(request);
-		assert_code(bkv_register_start(&f->v, account_of(ALICE), &req, &resp, &f->buf),
+		assert_code(bkvd_register_start(&f->v, account_of(ALICE), &req, &resp, &f->buf),
 		            BKV_CODE_INVALID_ARGUMENT);
 		Bkv__V1__RegisterFinishResponse fr;
 		finish_req freq = finish_req_of(&rs, R255, 0, f->wk, sizeof(f->wk), 0);
@@ -2311,12 +2311,12 @@ static void start_pending(fx *f, pending *p)
 
 /* RecoverFinish with this ticket (and the right KE3) fails with `expected`, releases
  * nothing, and leaves the row as it was. */
-static bkv_status assert_finish_rejected(fx *f, const pending *p, const uint8_t *ticket,
-                                         size_t ticket_len, bkv_code expected)
+static bkvd_status assert_finish_rejected(fx *f, const pending *p, const uint8_t *ticket,
+                                          size_t ticket_len, bkv_code expected)
 {
 	Bkv__V1__RecoverFinishResponse resp;
-	const bkv_status st = send_recover_finish(&f->v, &f->buf, account_of(ALICE), ticket,
-	                                          ticket_len, p->fin.ke3, p->fin.ke3_len, &resp);
+	const bkvd_status st = send_recover_finish(&f->v, &f->buf, account_of(ALICE), ticket,
+	                                           ticket_len, p->fin.ke3, p->fin.ke3_len, &resp);
 	assert_code(st, expected);
 	assert_int_equal(resp.sealed_key.len, 0);
 	assert_int_equal(resp.record_version, 0);
@@ -2554,7 +2554,7 @@ static void delete_removes_the_record(void **state)
 	must_register(f, BOB, P256, PASSWORD, 0);
 	const bkv_record bob = must_peek(f, BOB);
 	Bkv__V1__DeleteResponse resp;
-	assert_code(bkv_delete(&f->v, account_of(ALICE), &resp), BKV_CODE_OK);
+	assert_code(bkvd_delete(&f->v, account_of(ALICE), &resp), BKV_CODE_OK);
 	assert_true(resp.deleted);
 	assert_false(status_of(f, ALICE).registered);
 	assert_int_equal(status_of(f, ALICE).state, BKV__V1__RECORD_STATE__RECORD_STATE_ABSENT);
@@ -2562,7 +2562,7 @@ static void delete_removes_the_record(void **state)
 	attempt at;
 	assert_code(client_recover_start(&f->v, &f->buf, account_of(ALICE), P256, PASSWORD, &at),
 	            BKV_CODE_NOT_FOUND);
-	assert_code(bkv_delete(&f->v, account_of(ALICE), &resp), BKV_CODE_OK);
+	assert_code(bkvd_delete(&f->v, account_of(ALICE), &resp), BKV_CODE_OK);
 	assert_false(resp.deleted);
 	const bkv_record bob_after = must_peek(f, BOB);
 	assert_same_row(&bob, &bob_after);
@@ -2574,7 +2574,7 @@ static void recover_finish_after_delete_releases_nothing(void **state)
 	pending p;
 	start_pending(f, &p);
 	Bkv__V1__DeleteResponse resp;
-	assert_code(bkv_delete(&f->v, account_of(ALICE), &resp), BKV_CODE_OK);
+	assert_code(bkvd_delete(&f->v, account_of(ALICE), &resp), BKV_CODE_OK);
 	send_ke3(&f->v, &f->buf, account_of(ALICE), &p.at, &p.fin);
 	assert_code(p.fin.st, BKV_CODE_NOT_FOUND);
 	assert_int_equal(p.fin.sealed_len, 0);
@@ -2588,7 +2588,7 @@ static struct {
 	const char *account;
 	const char *password;
 	uint64_t replaces;
-	bkv_status st;
+	bkvd_status st;
 	uint64_t version;
 } g_rereg;
 
@@ -2630,7 +2630,7 @@ static void destroying_an_exhausted_record_spares_a_registration_that_replaced_i
 	must_start(f, ALICE, P256, WRONG_PASSWORD, &at);
 	must_start(f, ALICE, P256, WRONG_PASSWORD, &at);
 	reregister_next_read(f, ALICE, NEW_PASSWORD, v1);
-	const bkv_status st =
+	const bkvd_status st =
 	    client_recover_start(&f->v, &f->buf, account_of(ALICE), P256, WRONG_PASSWORD, &at);
 	assert_null(g_after_get); /* the interleaving happened */
 	assert_code(g_rereg.st, BKV_CODE_OK);
@@ -2660,8 +2660,8 @@ static void audit_log_records_registration_attempts_recovery_and_deletion(void *
 	assert_code(wrong_guess(f, ALICE, P256, NULL), BKV_CODE_PERMISSION_DENIED);
 	must_recover_fully(f, ALICE, P256, PASSWORD, version);
 	Bkv__V1__DeleteResponse resp;
-	assert_code(bkv_delete(&f->v, account_of(ALICE), &resp), BKV_CODE_OK);
-	assert_code(bkv_delete(&f->v, account_of(ALICE), &resp), BKV_CODE_OK); /* nothing */
+	assert_code(bkvd_delete(&f->v, account_of(ALICE), &resp), BKV_CODE_OK);
+	assert_code(bkvd_delete(&f->v, account_of(ALICE), &resp), BKV_CODE_OK); /* nothing */
 
 	audit_event ev[AUDIT_MAX];
 	static char raw[RAW_MAX];
@@ -2736,7 +2736,7 @@ static int guess_until_refused(bkv_vault *v, bkv_reply_buffers *buf, int report_
 			break;
 		}
 		attempt at;
-		const bkv_status st =
+		const bkvd_status st =
 		    client_recover_start(v, buf, account_of(ALICE), P256, WRONG_PASSWORD, &at);
 		if (st.code == BKV_CODE_OK) {
 			r.ke2++;
@@ -2869,7 +2869,7 @@ static int start_forever(bkv_vault *v, bkv_reply_buffers *buf, int report_fd, vo
 	(void)arg;
 	for (;;) {
 		attempt at;
-		const bkv_status st =
+		const bkvd_status st =
 		    client_recover_start(v, buf, account_of(ALICE), P256, WRONG_PASSWORD, &at);
 		if (st.code == BKV_CODE_OK) {
 			const uint32_t remaining = at.attempts_remaining;
@@ -3037,7 +3037,7 @@ static void register_start_evaluate(fx *f, const char *account, opaque_suite_id 
 	req.suite = (Bkv__V1__Suite)suite;
 	req.registration_request.data = (uint8_t *)blinded;
 	req.registration_request.len = sz->registration_request;
-	assert_code(bkv_register_start(&f->v, account_of(account), &req, &resp, &f->buf),
+	assert_code(bkvd_register_start(&f->v, account_of(account), &req, &resp, &f->buf),
 	            BKV_CODE_OK);
 	assert_int_equal(resp.registration_response.len, sz->registration_response);
 	assert_true(resp.registration_ticket.len > 0);
@@ -3297,7 +3297,7 @@ static void record_versions_count_per_account_from_1(void **state)
 	assert_int_equal(status_of(f, BOB).record_version, 2);
 	must_recover_fully(f, ALICE, R255, NEW_PASSWORD, 3);
 	Bkv__V1__DeleteResponse dr;
-	assert_code(bkv_delete(&f->v, account_of(ALICE), &dr), BKV_CODE_OK);
+	assert_code(bkvd_delete(&f->v, account_of(ALICE), &dr), BKV_CODE_OK);
 	assert_int_equal(must_register(f, ALICE, P256, PASSWORD, 0), 1); /* starts over */
 	must_recover_fully(f, ALICE, P256, PASSWORD, 1);
 	must_recover_fully(f, BOB, R255, PASSWORD, 2);
@@ -3337,7 +3337,7 @@ static void recover_finish_rejects_a_ticket_from_before_delete_and_a_new_registr
 	start_pending(f, &p);
 	const bkv_record first = p.row;
 	Bkv__V1__DeleteResponse dr;
-	assert_code(bkv_delete(&f->v, account_of(ALICE), &dr), BKV_CODE_OK);
+	assert_code(bkvd_delete(&f->v, account_of(ALICE), &dr), BKV_CODE_OK);
 	assert_true(dr.deleted);
 	const uint64_t v = must_register(f, ALICE, f->suite, PASSWORD, 0);
 	assert_int_equal(v, p.version);
@@ -3544,7 +3544,7 @@ static void register_finish_refuses_a_missing_forged_or_foreign_registration_tic
 		req.ticket = cases[i].ticket;
 		req.ticket_len = cases[i].len;
 		Bkv__V1__RegisterFinishResponse rr;
-		const bkv_status st = send_register_finish(&f->v, account_of(ALICE), &req, &rr);
+		const bkvd_status st = send_register_finish(&f->v, account_of(ALICE), &req, &rr);
 		if (st.code != BKV_CODE_INVALID_ARGUMENT)
 			fail_msg("%s registration ticket: %s", cases[i].what,
 			         bkv_code_name(st.code));
@@ -3626,7 +3626,7 @@ static void register_finish_refuses_an_expired_registration_ticket(void **state)
 		finish_req r2 = finish_req_of(&rs, suite, 1, f->wk, sizeof(f->wk), 0);
 		r2.ticket = sealed;
 		r2.ticket_len = sealed_len;
-		const bkv_status st = send_register_finish(&f->v, account_of(ALICE), &r2, &rr);
+		const bkvd_status st = send_register_finish(&f->v, account_of(ALICE), &r2, &rr);
 		if (st.code != cases[i].expected)
 			fail_msg("registration ticket %s: %s, expected %s", cases[i].what,
 			         bkv_code_name(st.code), bkv_code_name(cases[i].expected));
@@ -3690,7 +3690,7 @@ static void a_destroyed_record_stays_a_tombstone_until_registered_over_or_delete
 	assert_code(wrong_guess(f, ALICE, suite, NULL), BKV_CODE_PERMISSION_DENIED);
 	assert_tombstone(f, ALICE, v3, 1, t0);
 	Bkv__V1__DeleteResponse dr;
-	assert_code(bkv_delete(&f->v, account_of(ALICE), &dr), BKV_CODE_OK);
+	assert_code(bkvd_delete(&f->v, account_of(ALICE), &dr), BKV_CODE_OK);
 	assert_true(dr.deleted);
 	assert_no_record(f, ALICE);
 	assert_int_equal(status_of(f, ALICE).state, BKV__V1__RECORD_STATE__RECORD_STATE_ABSENT);
@@ -3729,8 +3729,9 @@ static void every_recovery_failure_concerning_a_record_carries_attempt_info(void
 	uint8_t ke1[OPAQUE_MAX_KE1_BYTES];
 	valid_ke1(other, ke1);
 	Bkv__V1__RecoverStartResponse sresp;
-	bkv_status st = send_recover_start(&f->v, &f->buf, account_of(ALICE), (Bkv__V1__Suite)other,
-	                                   ke1, sizes_of(other)->ke1, &sresp);
+	bkvd_status st =
+	    send_recover_start(&f->v, &f->buf, account_of(ALICE), (Bkv__V1__Suite)other, ke1,
+	                       sizes_of(other)->ke1, &sresp);
 	assert_code(st, BKV_CODE_FAILED_PRECONDITION);
 	assert_attempt_info(st, 3, 4);
 	valid_ke1(suite, ke1);
@@ -3893,14 +3894,14 @@ static void assert_refused(fx *f, const char *account, opaque_suite_id suite, co
 	const unsigned refused = f->refused, logins = g_login_start_calls, commits = g_commit_calls;
 	unsigned expected = 0;
 	Bkv__V1__GetStatusResponse s;
-	assert_code(bkv_get_status(&f->v, account_of(account), &s), BKV_CODE_DATA_LOSS);
+	assert_code(bkvd_get_status(&f->v, account_of(account), &s), BKV_CODE_DATA_LOSS);
 	assert_false(s.registered);
 	assert_int_equal(s.record_version, 0);
 	assert_int_equal(s.attempts_used, 0);
 	expected++;
 	for (int i = 0; i < 2; i++, expected++) {
 		attempt at;
-		const bkv_status st =
+		const bkvd_status st =
 		    client_recover_start(&f->v, &f->buf, account_of(account), suite, PASSWORD, &at);
 		assert_code(st, BKV_CODE_DATA_LOSS);
 		assert_int_equal(at.resp.ke2.len, 0);
@@ -4154,7 +4155,7 @@ static void a_row_without_a_state_mac_is_data_loss(void **state)
 	/* The way out for an owner: Delete, then register anew. */
 	tamper(f, ALICE, on_pg ? "mac = '\\x'::bytea" : "mac = X''");
 	Bkv__V1__DeleteResponse dr;
-	assert_code(bkv_delete(&f->v, account_of(ALICE), &dr), BKV_CODE_OK);
+	assert_code(bkvd_delete(&f->v, account_of(ALICE), &dr), BKV_CODE_OK);
 	assert_true(dr.deleted);
 	assert_int_equal(must_register(f, ALICE, f->suite, PASSWORD, 0), 1);
 	must_recover_fully(f, ALICE, f->suite, PASSWORD, 1);
@@ -4336,7 +4337,7 @@ static int probe_row(bkv_vault *v, bkv_reply_buffers *buf, int report_fd, void *
 	    (int32_t)client_recover_start(v, buf, account_of(ALICE), p->at.suite, PASSWORD, &at)
 	        .code;
 	Bkv__V1__GetStatusResponse s;
-	r.status = (int32_t)bkv_get_status(v, account_of(ALICE), &s).code;
+	r.status = (int32_t)bkvd_get_status(v, account_of(ALICE), &s).code;
 	return write(report_fd, &r, sizeof(r)) == (ssize_t)sizeof(r) ? 0 : 1;
 }
 

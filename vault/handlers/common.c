@@ -45,23 +45,23 @@ const char *bkv_code_name(bkv_code code)
 	return "unknown";
 }
 
-bkv_status bkv_status_ok(void)
+bkvd_status bkvd_status_ok(void)
 {
-	return (bkv_status){.code = BKV_CODE_OK, .message = ""};
+	return (bkvd_status){.code = BKV_CODE_OK, .message = ""};
 }
 
-bkv_status bkv_status_error(bkv_code code, const char *message)
+bkvd_status bkvd_status_error(bkv_code code, const char *message)
 {
-	return (bkv_status){.code = code, .message = message};
+	return (bkvd_status){.code = code, .message = message};
 }
 
-bkv_status bkv_status_busy(void)
+bkvd_status bkvd_status_busy(void)
 {
-	return bkv_status_error(BKV_CODE_UNAVAILABLE,
-	                        "the vault is busy with this account; try again");
+	return bkvd_status_error(BKV_CODE_UNAVAILABLE,
+	                         "the vault is busy with this account; try again");
 }
 
-bkv_status bkv_status_from_token(bkv_vault *v, bkv_token_err err)
+bkvd_status bkvd_status_from_token(bkv_vault *v, bkv_token_err err)
 {
 	if (err != BKV_TOKEN_OK && err != BKV_TOKEN_ERR_AUTH) {
 		const unsigned long rv = bkv_token_last_rv(v->token);
@@ -72,47 +72,48 @@ bkv_status bkv_status_from_token(bkv_vault *v, bkv_token_err err)
 	}
 	switch (err) {
 	case BKV_TOKEN_OK:
-		return bkv_status_ok();
+		return bkvd_status_ok();
 	case BKV_TOKEN_ERR_AUTH:
-		return bkv_status_error(BKV_CODE_INTERNAL, "a stored record failed to open");
+		return bkvd_status_error(BKV_CODE_INTERNAL, "a stored record failed to open");
 	case BKV_TOKEN_ERR_KEY_MISSING:
-		return bkv_status_error(BKV_CODE_INTERNAL, "a vault key is missing from the token");
+		return bkvd_status_error(BKV_CODE_INTERNAL,
+		                         "a vault key is missing from the token");
 	case BKV_TOKEN_ERR_ARGUMENT:
-		return bkv_status_error(BKV_CODE_INTERNAL, "invalid token operation");
+		return bkvd_status_error(BKV_CODE_INTERNAL, "invalid token operation");
 	case BKV_TOKEN_ERR_UNSUPPORTED:
 	case BKV_TOKEN_ERR_KEY_UNFIT:
-		return bkv_status_error(BKV_CODE_INTERNAL,
-		                        "the vault's key token cannot do an operation its "
-		                        "configuration needs");
+		return bkvd_status_error(BKV_CODE_INTERNAL,
+		                         "the vault's key token cannot do an operation its "
+		                         "configuration needs");
 	default:
-		return bkv_status_error(BKV_CODE_UNAVAILABLE,
-		                        "the vault's key token is unavailable; try again later");
+		return bkvd_status_error(BKV_CODE_UNAVAILABLE,
+		                         "the vault's key token is unavailable; try again later");
 	}
 }
 
-bkv_status bkv_status_from_server_keys(bkv_vault *v)
+bkvd_status bkvd_status_from_server_keys(bkv_vault *v)
 {
 	const bkv_token_err why = bkv_token_last_error(v->token);
 	if (why == BKV_TOKEN_OK)
-		return bkv_status_error(BKV_CODE_INTERNAL, "a server key operation failed");
-	return bkv_status_from_token(v, why);
+		return bkvd_status_error(BKV_CODE_INTERNAL, "a server key operation failed");
+	return bkvd_status_from_token(v, why);
 }
 
-bkv_status bkv_status_from_storage(bkv_storage_err err)
+bkvd_status bkvd_status_from_storage(bkv_storage_err err)
 {
 	switch (err) {
 	case BKV_STORAGE_OK:
-		return bkv_status_ok();
+		return bkvd_status_ok();
 	case BKV_STORAGE_NOT_FOUND:
-		return bkv_status_error(BKV_CODE_NOT_FOUND, "no backup key is registered");
+		return bkvd_status_error(BKV_CODE_NOT_FOUND, "no backup key is registered");
 	case BKV_STORAGE_EXISTS:
-		return bkv_status_error(BKV_CODE_ALREADY_EXISTS,
-		                        "a backup key is already registered for this account");
+		return bkvd_status_error(BKV_CODE_ALREADY_EXISTS,
+		                         "a backup key is already registered for this account");
 	case BKV_STORAGE_UNAVAILABLE:
-		return bkv_status_error(BKV_CODE_UNAVAILABLE,
-		                        "the vault's database is unavailable; try again later");
+		return bkvd_status_error(BKV_CODE_UNAVAILABLE,
+		                         "the vault's database is unavailable; try again later");
 	default:
-		return bkv_status_error(BKV_CODE_INTERNAL, "storage failure");
+		return bkvd_status_error(BKV_CODE_INTERNAL, "storage failure");
 	}
 }
 

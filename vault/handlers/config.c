@@ -5,14 +5,15 @@
  */
 #include "handlers.h"
 
-bkv_status bkv_get_config(bkv_vault *v, Bkv__V1__GetConfigResponse *resp, bkv_reply_buffers *buf)
+bkvd_status bkvd_get_config(bkv_vault *v, Bkv__V1__GetConfigResponse *resp, bkv_reply_buffers *buf)
 {
 	bkv__v1__get_config_response__init(resp);
 	for (size_t i = 0; i < v->settings.nsuites; i++) {
 		const opaque_suite_id suite = v->settings.suites[i];
 		const opaque_server_keys *keys = bkv_token_server_keys(v->token, suite);
 		if (keys == NULL)
-			return bkv_status_error(BKV_CODE_INTERNAL, "a suite's keys are not loaded");
+			return bkvd_status_error(BKV_CODE_INTERNAL,
+			                         "a suite's keys are not loaded");
 		buf->suites[i] = (Bkv__V1__Suite)suite;
 		bkv__v1__server_key__init(&buf->server_keys[i]);
 		buf->server_keys[i].suite = (Bkv__V1__Suite)suite;
@@ -34,5 +35,5 @@ bkv_status bkv_get_config(bkv_vault *v, Bkv__V1__GetConfigResponse *resp, bkv_re
 	buf->ksf.memory_kib = v->settings.ksf.memory_kib;
 	buf->ksf.parallelism = v->settings.ksf.parallelism;
 	resp->ksf = &buf->ksf;
-	return bkv_status_ok();
+	return bkvd_status_ok();
 }

@@ -46,13 +46,13 @@ typedef enum bkv_code {
 
 const char *bkv_code_name(bkv_code code); /* "invalid_argument", ... */
 
-typedef struct bkv_status {
+typedef struct bkvd_status {
 	bkv_code code;
 	const char *message;   /* static text, safe to show to clients and to log */
 	bool has_attempt_info; /* attach bkv.v1.AttemptInfo */
 	uint32_t attempts_remaining;
 	uint32_t attempt_limit;
-} bkv_status;
+} bkvd_status;
 
 #define BKV_WRAPPED_KEY_MAX              256
 #define BKV_TICKET_LIFETIME_DEFAULT      60
@@ -115,21 +115,21 @@ typedef struct bkv_account {
 /* INVALID_ARGUMENT unless the account id is 1 to BKV_ACCOUNT_ID_MAX bytes. */
 bool bkv_account_valid(bkv_account account);
 
-bkv_status bkv_get_config(bkv_vault *v, Bkv__V1__GetConfigResponse *resp, bkv_reply_buffers *buf);
-bkv_status bkv_register_start(bkv_vault *v, bkv_account account,
-                              const Bkv__V1__RegisterStartRequest *req,
-                              Bkv__V1__RegisterStartResponse *resp, bkv_reply_buffers *buf);
-bkv_status bkv_register_finish(bkv_vault *v, bkv_account account,
-                               const Bkv__V1__RegisterFinishRequest *req,
-                               Bkv__V1__RegisterFinishResponse *resp);
-bkv_status bkv_recover_start(bkv_vault *v, bkv_account account,
-                             const Bkv__V1__RecoverStartRequest *req,
-                             Bkv__V1__RecoverStartResponse *resp, bkv_reply_buffers *buf);
-bkv_status bkv_recover_finish(bkv_vault *v, bkv_account account,
-                              const Bkv__V1__RecoverFinishRequest *req,
-                              Bkv__V1__RecoverFinishResponse *resp, bkv_reply_buffers *buf);
-bkv_status bkv_get_status(bkv_vault *v, bkv_account account, Bkv__V1__GetStatusResponse *resp);
-bkv_status bkv_delete(bkv_vault *v, bkv_account account, Bkv__V1__DeleteResponse *resp);
+bkvd_status bkvd_get_config(bkv_vault *v, Bkv__V1__GetConfigResponse *resp, bkv_reply_buffers *buf);
+bkvd_status bkvd_register_start(bkv_vault *v, bkv_account account,
+                                const Bkv__V1__RegisterStartRequest *req,
+                                Bkv__V1__RegisterStartResponse *resp, bkv_reply_buffers *buf);
+bkvd_status bkvd_register_finish(bkv_vault *v, bkv_account account,
+                                 const Bkv__V1__RegisterFinishRequest *req,
+                                 Bkv__V1__RegisterFinishResponse *resp);
+bkvd_status bkvd_recover_start(bkv_vault *v, bkv_account account,
+                               const Bkv__V1__RecoverStartRequest *req,
+                               Bkv__V1__RecoverStartResponse *resp, bkv_reply_buffers *buf);
+bkvd_status bkvd_recover_finish(bkv_vault *v, bkv_account account,
+                                const Bkv__V1__RecoverFinishRequest *req,
+                                Bkv__V1__RecoverFinishResponse *resp, bkv_reply_buffers *buf);
+bkvd_status bkvd_get_status(bkv_vault *v, bkv_account account, Bkv__V1__GetStatusResponse *resp);
+bkvd_status bkvd_delete(bkv_vault *v, bkv_account account, Bkv__V1__DeleteResponse *resp);
 
 /* Whether the worker's token session still answers; and reopening it (with its keys)
  * after a failure. The transport calls these to back off and recover, without touching
@@ -139,18 +139,18 @@ bool bkv_vault_reopen_token(bkv_vault *v);
 
 /* ---- Shared by the handler files ---- */
 
-bkv_status bkv_status_ok(void);
-bkv_status bkv_status_error(bkv_code code, const char *message);
+bkvd_status bkvd_status_ok(void);
+bkvd_status bkvd_status_error(bkv_code code, const char *message);
 /* UNAVAILABLE after COMMIT_RETRIES rounds lost to concurrent writers of one record. */
-bkv_status bkv_status_busy(void);
+bkvd_status bkvd_status_busy(void);
 /* Maps a token failure: device trouble is UNAVAILABLE, bad data INTERNAL. */
 /* The client's status for a token error. Every token error but a record that fails to
  * open (reported as data loss by its caller) is also logged on stderr with what failed:
  * the PKCS#11 function, mechanism, key label and CKR name (never data or keys). */
-bkv_status bkv_status_from_token(bkv_vault *v, bkv_token_err err);
-bkv_status bkv_status_from_storage(bkv_storage_err err);
+bkvd_status bkvd_status_from_token(bkv_vault *v, bkv_token_err err);
+bkvd_status bkvd_status_from_storage(bkv_storage_err err);
 /* After OPAQUE_ERR_SERVER_KEYS: the token's reason, never OK. */
-bkv_status bkv_status_from_server_keys(bkv_vault *v);
+bkvd_status bkvd_status_from_server_keys(bkv_vault *v);
 /* The suite, if the request names an enabled one. */
 bool bkv_suite_enabled(const bkv_vault *v, Bkv__V1__Suite suite, opaque_suite_id *out);
 opaque_config bkv_opaque_config(const bkv_vault *v, opaque_suite_id suite);
@@ -171,7 +171,7 @@ void bkv_audit_reason(const bkv_vault *v, const char *event, bkv_account account
 /* Reads the account's record and verifies it: the token's state MAC (constant time), then
  * every value in range. OK; NOT_FOUND; DATA_LOSS for a row changed outside bkvd (audited);
  * or the token's or database's failure. */
-bkv_status bkv_load_record(bkv_vault *v, bkv_account account, bkv_record *r);
+bkvd_status bkv_load_record(bkv_vault *v, bkv_account account, bkv_record *r);
 /* Every value a handler relies on is in range for what bkvd itself ever writes. */
 bool bkv_record_in_range(const bkv_record *r);
 /* Sets r->mac for r's state. */
@@ -180,10 +180,10 @@ bkv_token_err bkv_record_mac(bkv_token *token, bkv_record *r);
  * when current is NULL. *stale (with ABORTED) if the row changed since current was read,
  * or one was created meanwhile, or next's blob is under a seal-key version below the seal
  * floor (storage.h): the caller reads the row again, and seals again if it seals. */
-bkv_status bkv_update_record(bkv_vault *v, bkv_record *next, const bkv_record *current,
-                             bool *stale);
+bkvd_status bkv_update_record(bkv_vault *v, bkv_record *next, const bkv_record *current,
+                              bool *stale);
 /* DATA_LOSS, audited with why. */
-bkv_status bkv_status_data_loss(bkv_vault *v, bkv_account account, const char *why);
+bkvd_status bkvd_status_data_loss(bkv_vault *v, bkv_account account, const char *why);
 
 /* The OPRF credential identifier: account id || registration id (RFC 9807 lets the server
  * choose it; a fresh registration id per registration gives each a fresh OPRF key). */

@@ -70,49 +70,50 @@ bool bkv_record_in_range(const bkv_record *r)
 	return r->state == BKV_RECORD_LIVE && r->sealed_len >= min && r->sealed_len <= max;
 }
 
-bkv_status bkv_status_data_loss(bkv_vault *v, bkv_account account, const char *why)
+bkvd_status bkvd_status_data_loss(bkv_vault *v, bkv_account account, const char *why)
 {
 	bkv_audit_reason(v, "record_refused", account, why);
-	return bkv_status_error(BKV_CODE_DATA_LOSS,
-	                        "the vault's stored record for this account failed its integrity "
-	                        "check and is not used");
+	return bkvd_status_error(BKV_CODE_DATA_LOSS,
+	                         "the vault's stored record for this account failed its integrity "
+	                         "check and is not used");
 }
 
-bkv_status bkv_load_record(bkv_vault *v, bkv_account account, bkv_record *r)
+bkvd_status bkv_load_record(bkv_vault *v, bkv_account account, bkv_record *r)
 {
 	bkv_storage_err serr = bkv_storage_get(v->storage, account.id, account.len, r);
 	if (serr == BKV_STORAGE_CORRUPT)
-		return bkv_status_data_loss(v, account, "a stored value is out of range");
+		return bkvd_status_data_loss(v, account, "a stored value is out of range");
 	if (serr != BKV_STORAGE_OK)
-		return bkv_status_from_storage(serr);
+		return bkvd_status_from_storage(serr);
 	if (r->account_id_len != account.len || memcmp(r->account_id, account.id, account.len) != 0)
-		return bkv_status_data_loss(v, account, "a row was returned for another account");
+		return bkvd_status_data_loss(v, account, "a row was returned for another account");
 	if (r->mac_len == 0)
-		return bkv_status_data_loss(
+		return bkvd_status_data_loss(
 		    v, account,
 		    "a record has no state MAC: run `bkvd rewrap` once after "
 		    "upgrading");
 	uint8_t expected[BKV_TOKEN_STATE_MAC_BYTES];
 	bkv_token_err terr = state_mac(v->token, r, expected);
 	if (terr != BKV_TOKEN_OK)
-		return bkv_status_from_token(v, terr);
+		return bkvd_status_from_token(v, terr);
 	const bool ok = r->mac_len == sizeof(expected) &&
 	                sodium_memcmp(expected, r->mac, sizeof(expected)) == 0;
 	if (!ok)
-		return bkv_status_data_loss(v, account,
-		                            "a record's state MAC does not match: the row was "
-		                            "changed outside bkvd");
+		return bkvd_status_data_loss(v, account,
+		                             "a record's state MAC does not match: the row was "
+		                             "changed outside bkvd");
 	if (!bkv_record_in_range(r))
-		return bkv_status_data_loss(v, account, "a MAC-verified record is out of range");
-	return bkv_status_ok();
+		return bkvd_status_data_loss(v, account, "a MAC-verified record is out of range");
+	return bkvd_status_ok();
 }
 
-bkv_status bkv_update_record(bkv_vault *v, bkv_record *next, const bkv_record *current, bool *stale)
+bkvd_status bkv_update_record(bkv_vault *v, bkv_record *next, const bkv_record *current,
+                              bool *stale)
 {
 	*stale = false;
 	bkv_token_err terr = bkv_record_mac(v->token, next);
 	if (terr != BKV_TOKEN_OK)
-		return bkv_status_from_token(v, terr);
+		return bkvd_status_from_token(v, terr);
 	bkv_storage_err serr =
 	    current != NULL ? bkv_storage_update(v->storage, next, current->mac, current->mac_len)
 	                    : bkv_storage_insert(v->storage, next);
@@ -122,10 +123,10 @@ bkv_status bkv_update_record(bkv_vault *v, bkv_record *next, const bkv_record *c
 	if (serr == BKV_STORAGE_STALE || serr == BKV_STORAGE_NOT_FOUND ||
 	    serr == BKV_STORAGE_EXISTS || serr == BKV_STORAGE_SEAL_FLOOR) {
 		*stale = true;
-		return bkv_status_error(BKV_CODE_ABORTED,
-		                        "the record changed meanwhile; try again");
+		return bkvd_status_error(BKV_CODE_ABORTED,
+		                         "the record changed meanwhile; try again");
 	}
-	return bkv_status_from_storage(serr);
+	return bkvd_status_from_storage(serr);
 }
 
 void bkv_credential_identifier(bkv_account account, const uint8_t *registration_id,

@@ -33,7 +33,7 @@
 #define RELEASE_NONCE_BYTES 12
 #define RELEASE_TAG_BYTES   16
 
-static bkv_status with_attempts(bkv_status st, const bkv_record *r)
+static bkvd_status with_attempts(bkvd_status st, const bkv_record *r)
 {
 	st.has_attempt_info = true;
 	st.attempt_limit = r->attempt_limit;
@@ -44,12 +44,13 @@ static bkv_status with_attempts(bkv_status st, const bkv_record *r)
 	return st;
 }
 
-static bkv_status destroyed_status(const bkv_record *r)
+static bkvd_status destroyed_status(const bkv_record *r)
 {
-	return with_attempts(bkv_status_error(BKV_CODE_FAILED_PRECONDITION,
-	                                      "no attempts left: the backup key has been destroyed "
-	                                      "and can no longer be recovered"),
-	                     r);
+	return with_attempts(
+	    bkvd_status_error(BKV_CODE_FAILED_PRECONDITION,
+	                      "no attempts left: the backup key has been destroyed "
+	                      "and can no longer be recovered"),
+	    r);
 }
 
 /* The key material is gone for good; the tombstone keeps what a user must be told. */
@@ -77,10 +78,10 @@ static bkv_token_err open_record(bkv_vault *v, bkv_account account, const bkv_re
 
 /* One round of RecoverStart on a verified live record with attempts left: KE2 and the
  * ticket into buf, then the commit. *stale if the row moved first. */
-static bkv_status start_attempt(bkv_vault *v, bkv_account account, opaque_suite_id suite,
-                                const Bkv__V1__RecoverStartRequest *req, const bkv_record *record,
-                                bkv_reply_buffers *buf, size_t *ticket_len, bkv_record *next,
-                                bool *stale)
+static bkvd_status start_attempt(bkv_vault *v, bkv_account account, opaque_suite_id suite,
+                                 const Bkv__V1__RecoverStartRequest *req, const bkv_record *record,
+                                 bkv_reply_buffers *buf, size_t *ticket_len, bkv_record *next,
+                                 bool *stale)
 {
 	const opaque_sizes *sizes = opaque_suite_sizes(suite);
 	const opaque_server_keys *keys = bkv_token_server_keys(v->token, suite);
@@ -90,11 +91,11 @@ static bkv_status start_attempt(bkv_vault *v, bkv_account account, opaque_suite_
 	size_t plaintext_len = 0, credential_id_len = 0;
 	bkv_ticket ticket;
 	memset(&ticket, 0, sizeof(ticket));
-	bkv_status st = bkv_status_ok();
+	bkvd_status st = bkvd_status_ok();
 	*stale = false;
 	bkv_token_err terr = open_record(v, account, record, plaintext, &plaintext_len);
 	if (terr != BKV_TOKEN_OK) {
-		st = bkv_status_from_token(v, terr);
+		st = bkvd_status_from_token(v, terr);
 		goto done;
 	}
 	bkv_credential_identifier(account, record->registration_id, record->registration_id_len,
@@ -105,9 +106,9 @@ static bkv_status start_attempt(bkv_vault *v, bkv_account account, opaque_suite_
 	                              req->ke1.len, &ticket.state, buf->ke2, sizes->ke2);
 	if (oerr != OPAQUE_OK) {
 		st = oerr == OPAQUE_ERR_SERVER_KEYS
-		         ? bkv_status_from_server_keys(v)
+		         ? bkvd_status_from_server_keys(v)
 		         : with_attempts(
-		               bkv_status_error(BKV_CODE_INVALID_ARGUMENT, opaque_strerror(oerr)),
+		               bkvd_status_error(BKV_CODE_INVALID_ARGUMENT, opaque_strerror(oerr)),
 		               record);
 		goto done;
 	}
@@ -120,7 +121,7 @@ static bkv_status start_attempt(bkv_vault *v, bkv_account account, opaque_suite_
 	terr = bkv_ticket_seal(v->token, account, &ticket, buf->ticket, sizeof(buf->ticket),
 	                       ticket_len);
 	if (terr != BKV_TOKEN_OK) {
-		st = bkv_status_from_token(v, terr);
+		st = bkvd_status_from_token(v, terr);
 		goto done;
 	}
 	/* The commit point: KE2 may leave only if this succeeds. */
@@ -135,27 +136,27 @@ done:
 	return st;
 }
 
-bkv_status bkv_recover_start(bkv_vault *v, bkv_account account,
-                             const Bkv__V1__RecoverStartRequest *req,
-                             Bkv__V1__RecoverStartResponse *resp, bkv_reply_buffers *buf)
+bkvd_status bkvd_recover_start(bkv_vault *v, bkv_account account,
+                               const Bkv__V1__RecoverStartRequest *req,
+                               Bkv__V1__RecoverStartResponse *resp, bkv_reply_buffers *buf)
 {
 	bkv__v1__recover_start_response__init(resp);
 	if (!bkv_account_valid(account))
-		return bkv_status_error(BKV_CODE_INVALID_ARGUMENT,
-		                        "account id must be 1 to 256 bytes");
+		return bkvd_status_error(BKV_CODE_INVALID_ARGUMENT,
+		                         "account id must be 1 to 256 bytes");
 	opaque_suite_id suite;
 	if (!bkv_suite_enabled(v, req->suite, &suite))
-		return bkv_status_error(BKV_CODE_INVALID_ARGUMENT, "suite is not enabled");
+		return bkvd_status_error(BKV_CODE_INVALID_ARGUMENT, "suite is not enabled");
 	const opaque_sizes *sizes = opaque_suite_sizes(suite);
 	if (req->ke1.len != sizes->ke1)
-		return bkv_status_error(BKV_CODE_INVALID_ARGUMENT, "ke1 has the wrong length");
+		return bkvd_status_error(BKV_CODE_INVALID_ARGUMENT, "ke1 has the wrong length");
 
 	bkv_record record, next;
 	size_t ticket_len = 0;
-	bkv_status st = bkv_status_busy();
+	bkvd_status st = bkvd_status_busy();
 	for (int round = 0; round < COMMIT_RETRIES; round++) {
 		bool stale = false;
-		bkv_status loaded = bkv_load_record(v, account, &record);
+		bkvd_status loaded = bkv_load_record(v, account, &record);
 		if (loaded.code != BKV_CODE_OK) {
 			st = loaded;
 			break;
@@ -166,8 +167,8 @@ bkv_status bkv_recover_start(bkv_vault *v, bkv_account account,
 		}
 		if (record.suite != (uint32_t)suite) {
 			st = with_attempts(
-			    bkv_status_error(BKV_CODE_FAILED_PRECONDITION,
-			                     "the backup key is registered with another suite"),
+			    bkvd_status_error(BKV_CODE_FAILED_PRECONDITION,
+			                      "the backup key is registered with another suite"),
 			    &record);
 			break;
 		}
@@ -177,7 +178,7 @@ bkv_status bkv_recover_start(bkv_vault *v, bkv_account account,
 			tombstone(&next);
 			st = bkv_update_record(v, &next, &record, &stale);
 			if (stale) {
-				st = bkv_status_busy();
+				st = bkvd_status_busy();
 				continue;
 			}
 			if (st.code == BKV_CODE_OK) {
@@ -190,7 +191,7 @@ bkv_status bkv_recover_start(bkv_vault *v, bkv_account account,
 		    start_attempt(v, account, suite, req, &record, buf, &ticket_len, &next, &stale);
 		if (!stale)
 			break;
-		st = bkv_status_busy();
+		st = bkvd_status_busy();
 	}
 	if (st.code != BKV_CODE_OK) {
 		sodium_memzero(buf->ke2, sizeof(buf->ke2));
@@ -246,43 +247,43 @@ static bool ticket_current(const bkv_ticket *t, const bkv_record *r)
 	       t->guess_seq > r->last_finished_seq && t->guess_seq <= r->guess_seq;
 }
 
-bkv_status bkv_recover_finish(bkv_vault *v, bkv_account account,
-                              const Bkv__V1__RecoverFinishRequest *req,
-                              Bkv__V1__RecoverFinishResponse *resp, bkv_reply_buffers *buf)
+bkvd_status bkvd_recover_finish(bkv_vault *v, bkv_account account,
+                                const Bkv__V1__RecoverFinishRequest *req,
+                                Bkv__V1__RecoverFinishResponse *resp, bkv_reply_buffers *buf)
 {
 	bkv__v1__recover_finish_response__init(resp);
 	if (!bkv_account_valid(account))
-		return bkv_status_error(BKV_CODE_INVALID_ARGUMENT,
-		                        "account id must be 1 to 256 bytes");
+		return bkvd_status_error(BKV_CODE_INVALID_ARGUMENT,
+		                         "account id must be 1 to 256 bytes");
 	bkv_ticket ticket;
 	bkv_record record, next;
 	uint8_t plaintext[RECORD_PLAINTEXT_MAX];
 	uint8_t session_key[OPAQUE_MAX_HASH_BYTES];
 	size_t plaintext_len = 0;
-	bkv_status st;
+	bkvd_status st;
 	memset(plaintext, 0, sizeof(plaintext));
 	memset(session_key, 0, sizeof(session_key));
 
 	bkv_token_err terr =
 	    bkv_ticket_open(v->token, account, req->ticket.data, req->ticket.len, &ticket);
 	if (terr == BKV_TOKEN_ERR_AUTH) {
-		st = bkv_status_error(BKV_CODE_INVALID_ARGUMENT,
-		                      "invalid ticket (forged, damaged or for another account)");
+		st = bkvd_status_error(BKV_CODE_INVALID_ARGUMENT,
+		                       "invalid ticket (forged, damaged or for another account)");
 		goto done;
 	}
 	if (terr != BKV_TOKEN_OK) {
-		st = bkv_status_from_token(v, terr);
+		st = bkvd_status_from_token(v, terr);
 		goto done;
 	}
 	const opaque_sizes *sizes = opaque_suite_sizes(ticket.suite);
 	if (req->ke3.len != sizes->ke3) {
-		st = bkv_status_error(BKV_CODE_INVALID_ARGUMENT, "ke3 has the wrong length");
+		st = bkvd_status_error(BKV_CODE_INVALID_ARGUMENT, "ke3 has the wrong length");
 		goto done;
 	}
 	const bool success =
 	    opaque_server_login_finish(&ticket.state, req->ke3.data, req->ke3.len, session_key,
 	                               sizes->session_key) == OPAQUE_OK;
-	st = bkv_status_busy();
+	st = bkvd_status_busy();
 	for (int round = 0; round < COMMIT_RETRIES; round++) {
 		bool stale = false;
 		st = bkv_load_record(v, account, &record);
@@ -294,17 +295,17 @@ bkv_status bkv_recover_finish(bkv_vault *v, bkv_account account,
 		}
 		if (!ticket_current(&ticket, &record)) {
 			st = with_attempts(
-			    bkv_status_error(BKV_CODE_FAILED_PRECONDITION,
-			                     "the ticket was already used or the key was "
-			                     "registered again"),
+			    bkvd_status_error(BKV_CODE_FAILED_PRECONDITION,
+			                      "the ticket was already used or the key was "
+			                      "registered again"),
 			    &record);
 			goto done;
 		}
 		if ((int64_t)time(NULL) > ticket.expires_at) {
 			st = with_attempts(
-			    bkv_status_error(BKV_CODE_FAILED_PRECONDITION,
-			                     "the recovery ticket has expired; start the "
-			                     "recovery again"),
+			    bkvd_status_error(BKV_CODE_FAILED_PRECONDITION,
+			                      "the recovery ticket has expired; start the "
+			                      "recovery again"),
 			    &record);
 			goto done;
 		}
@@ -312,7 +313,7 @@ bkv_status bkv_recover_finish(bkv_vault *v, bkv_account account,
 		if (success) {
 			terr = open_record(v, account, &record, plaintext, &plaintext_len);
 			if (terr != BKV_TOKEN_OK) {
-				st = bkv_status_from_token(v, terr);
+				st = bkvd_status_from_token(v, terr);
 				goto done;
 			}
 		}
@@ -325,12 +326,12 @@ bkv_status bkv_recover_finish(bkv_vault *v, bkv_account account,
 		st = bkv_update_record(v, &next, &record, &stale);
 		if (!stale)
 			break;
-		st = bkv_status_busy();
+		st = bkvd_status_busy();
 	}
 	if (st.code != BKV_CODE_OK)
 		goto done;
 	if (!success) {
-		st = with_attempts(bkv_status_error(BKV_CODE_PERMISSION_DENIED, "wrong password"),
+		st = with_attempts(bkvd_status_error(BKV_CODE_PERMISSION_DENIED, "wrong password"),
 		                   &next);
 		if (next.state == BKV_RECORD_DESTROYED) {
 			bkv_audit(v, "destroyed", account, NULL, 0);
@@ -343,14 +344,14 @@ bkv_status bkv_recover_finish(bkv_vault *v, bkv_account account,
 	size_t sealed_len = 0;
 	if (!seal_for_release(ticket.suite, session_key, plaintext + record_len,
 	                      plaintext_len - record_len, buf->sealed_key, &sealed_len)) {
-		st = bkv_status_error(BKV_CODE_INTERNAL, "cannot seal the key for release");
+		st = bkvd_status_error(BKV_CODE_INTERNAL, "cannot seal the key for release");
 		goto done;
 	}
 	bkv_audit(v, "recovered", account, "record_version", record.record_version);
 	resp->sealed_key.data = buf->sealed_key;
 	resp->sealed_key.len = sealed_len;
 	resp->record_version = record.record_version;
-	st = bkv_status_ok();
+	st = bkvd_status_ok();
 done:
 	sodium_memzero(&ticket, sizeof(ticket));
 	sodium_memzero(plaintext, sizeof(plaintext));

@@ -47,17 +47,17 @@ static bkv_token_err refresh_seal_keys(bkv_vault *v, bool force)
 	return err;
 }
 
-bkv_status bkv_register_start(bkv_vault *v, bkv_account account,
-                              const Bkv__V1__RegisterStartRequest *req,
-                              Bkv__V1__RegisterStartResponse *resp, bkv_reply_buffers *buf)
+bkvd_status bkvd_register_start(bkv_vault *v, bkv_account account,
+                                const Bkv__V1__RegisterStartRequest *req,
+                                Bkv__V1__RegisterStartResponse *resp, bkv_reply_buffers *buf)
 {
 	bkv__v1__register_start_response__init(resp);
 	if (!bkv_account_valid(account))
-		return bkv_status_error(BKV_CODE_INVALID_ARGUMENT,
-		                        "account id must be 1 to 256 bytes");
+		return bkvd_status_error(BKV_CODE_INVALID_ARGUMENT,
+		                         "account id must be 1 to 256 bytes");
 	opaque_suite_id suite;
 	if (!bkv_suite_enabled(v, req->suite, &suite))
-		return bkv_status_error(BKV_CODE_INVALID_ARGUMENT, "suite is not enabled");
+		return bkvd_status_error(BKV_CODE_INVALID_ARGUMENT, "suite is not enabled");
 	bkv_registration_ticket ticket = {
 	    .suite = suite,
 	    .expires_at = (int64_t)time(NULL) + BKV_REGISTRATION_TICKET_LIFETIME,
@@ -71,16 +71,16 @@ bkv_status bkv_register_start(bkv_vault *v, bkv_account account,
 	const opaque_config config = bkv_opaque_config(v, suite);
 	const size_t len = opaque_suite_sizes(suite)->registration_response;
 	size_t ticket_len = 0;
-	bkv_status st = bkv_status_ok();
+	bkvd_status st = bkvd_status_ok();
 	opaque_err err = opaque_server_registration_response(
 	    &config, keys, credential_id, credential_id_len, req->registration_request.data,
 	    req->registration_request.len, buf->registration_response, len);
 	if (err == OPAQUE_ERR_SERVER_KEYS)
-		st = bkv_status_from_server_keys(v);
+		st = bkvd_status_from_server_keys(v);
 	else if (err != OPAQUE_OK)
-		st = bkv_status_error(BKV_CODE_INVALID_ARGUMENT, opaque_strerror(err));
+		st = bkvd_status_error(BKV_CODE_INVALID_ARGUMENT, opaque_strerror(err));
 	else
-		st = bkv_status_from_token(
+		st = bkvd_status_from_token(
 		    v, bkv_registration_ticket_seal(v->token, account, &ticket,
 		                                    buf->registration_ticket,
 		                                    sizeof(buf->registration_ticket), &ticket_len));
@@ -98,78 +98,78 @@ bkv_status bkv_register_start(bkv_vault *v, bkv_account account,
 }
 
 /* Checks the request and opens its registration ticket. */
-static bkv_status check_finish(bkv_vault *v, bkv_account account,
-                               const Bkv__V1__RegisterFinishRequest *req, opaque_suite_id *suite,
-                               uint32_t *limit, bkv_registration_ticket *ticket)
+static bkvd_status check_finish(bkv_vault *v, bkv_account account,
+                                const Bkv__V1__RegisterFinishRequest *req, opaque_suite_id *suite,
+                                uint32_t *limit, bkv_registration_ticket *ticket)
 {
 	if (!bkv_account_valid(account))
-		return bkv_status_error(BKV_CODE_INVALID_ARGUMENT,
-		                        "account id must be 1 to 256 bytes");
+		return bkvd_status_error(BKV_CODE_INVALID_ARGUMENT,
+		                         "account id must be 1 to 256 bytes");
 	if (!bkv_suite_enabled(v, req->suite, suite))
-		return bkv_status_error(BKV_CODE_INVALID_ARGUMENT, "suite is not enabled");
+		return bkvd_status_error(BKV_CODE_INVALID_ARGUMENT, "suite is not enabled");
 	opaque_err oerr = opaque_registration_record_validate(*suite, req->registration_record.data,
 	                                                      req->registration_record.len);
 	if (oerr != OPAQUE_OK)
-		return bkv_status_error(BKV_CODE_INVALID_ARGUMENT, opaque_strerror(oerr));
+		return bkvd_status_error(BKV_CODE_INVALID_ARGUMENT, opaque_strerror(oerr));
 	if (req->wrapped_key.len == 0 || req->wrapped_key.len > BKV_WRAPPED_KEY_MAX)
-		return bkv_status_error(BKV_CODE_INVALID_ARGUMENT,
-		                        "wrapped_key must be 1 to 256 bytes");
+		return bkvd_status_error(BKV_CODE_INVALID_ARGUMENT,
+		                         "wrapped_key must be 1 to 256 bytes");
 	*limit = req->attempt_limit ? req->attempt_limit : v->settings.default_attempt_limit;
 	if (*limit > v->settings.max_attempt_limit)
-		return bkv_status_error(BKV_CODE_INVALID_ARGUMENT,
-		                        "attempt_limit exceeds the vault's maximum");
+		return bkvd_status_error(BKV_CODE_INVALID_ARGUMENT,
+		                         "attempt_limit exceeds the vault's maximum");
 	if (req->registration_ticket.len == 0)
-		return bkv_status_error(
+		return bkvd_status_error(
 		    BKV_CODE_INVALID_ARGUMENT,
 		    "registration_ticket is required: pass the one RegisterStart "
 		    "returned");
 	bkv_token_err terr = bkv_registration_ticket_open(
 	    v->token, account, req->registration_ticket.data, req->registration_ticket.len, ticket);
 	if (terr == BKV_TOKEN_ERR_AUTH)
-		return bkv_status_error(
+		return bkvd_status_error(
 		    BKV_CODE_INVALID_ARGUMENT,
 		    "invalid registration ticket (forged, damaged or for another "
 		    "account)");
 	if (terr != BKV_TOKEN_OK)
-		return bkv_status_from_token(v, terr);
+		return bkvd_status_from_token(v, terr);
 	if (ticket->suite != *suite)
-		return bkv_status_error(BKV_CODE_INVALID_ARGUMENT,
-		                        "the registration ticket is for another suite");
+		return bkvd_status_error(BKV_CODE_INVALID_ARGUMENT,
+		                         "the registration ticket is for another suite");
 	if ((int64_t)time(NULL) > ticket->expires_at)
-		return bkv_status_error(
+		return bkvd_status_error(
 		    BKV_CODE_FAILED_PRECONDITION,
 		    "the registration ticket has expired; start the registration "
 		    "again");
-	return bkv_status_ok();
+	return bkvd_status_ok();
 }
 
 /* Decides the new record's place: created (replaces 0) or over *current (replaces N).
  * *have_current says which; ABORTED / ALREADY_EXISTS when the request's expectation does
  * not hold. */
-static bkv_status expect_current(bkv_vault *v, bkv_account account, uint64_t replaces,
-                                 const bkv_registration_ticket *ticket, bkv_record *current,
-                                 bool *have_current)
+static bkvd_status expect_current(bkv_vault *v, bkv_account account, uint64_t replaces,
+                                  const bkv_registration_ticket *ticket, bkv_record *current,
+                                  bool *have_current)
 {
-	bkv_status st = bkv_load_record(v, account, current);
+	bkvd_status st = bkv_load_record(v, account, current);
 	*have_current = st.code == BKV_CODE_OK;
 	/* One ticket, one registration: no two records share an OPRF key. */
 	if (*have_current && current->registration_id_len == BKV_REGISTRATION_ID_BYTES &&
 	    sodium_memcmp(current->registration_id, ticket->registration_id,
 	                  BKV_REGISTRATION_ID_BYTES) == 0)
-		return bkv_status_error(BKV_CODE_FAILED_PRECONDITION,
-		                        "this registration ticket was already used; start the "
-		                        "registration again");
+		return bkvd_status_error(BKV_CODE_FAILED_PRECONDITION,
+		                         "this registration ticket was already used; start the "
+		                         "registration again");
 	if (st.code == BKV_CODE_NOT_FOUND) {
 		if (replaces == 0)
-			return bkv_status_ok();
-		return bkv_status_error(BKV_CODE_ABORTED,
-		                        "replaces_record_version names a record that no longer "
-		                        "exists; check GetStatus");
+			return bkvd_status_ok();
+		return bkvd_status_error(BKV_CODE_ABORTED,
+		                         "replaces_record_version names a record that no longer "
+		                         "exists; check GetStatus");
 	}
 	if (st.code != BKV_CODE_OK)
 		return st;
 	if (replaces == 0)
-		return bkv_status_error(
+		return bkvd_status_error(
 		    BKV_CODE_ALREADY_EXISTS,
 		    current->state == BKV_RECORD_DESTROYED
 		        ? "this account's backup key was destroyed; to register a new one, replace "
@@ -177,22 +177,22 @@ static bkv_status expect_current(bkv_vault *v, bkv_account account, uint64_t rep
 		        : "a backup key is already registered for this account; replacing it needs "
 		          "its record_version");
 	if (current->record_version != replaces)
-		return bkv_status_error(
+		return bkvd_status_error(
 		    BKV_CODE_ABORTED, "replaces_record_version is not the account's current record "
 		                      "version; check GetStatus");
-	return bkv_status_ok();
+	return bkvd_status_ok();
 }
 
-bkv_status bkv_register_finish(bkv_vault *v, bkv_account account,
-                               const Bkv__V1__RegisterFinishRequest *req,
-                               Bkv__V1__RegisterFinishResponse *resp)
+bkvd_status bkvd_register_finish(bkv_vault *v, bkv_account account,
+                                 const Bkv__V1__RegisterFinishRequest *req,
+                                 Bkv__V1__RegisterFinishResponse *resp)
 {
 	bkv__v1__register_finish_response__init(resp);
 	opaque_suite_id suite = 0;
 	uint32_t limit = 0;
 	bkv_registration_ticket ticket;
 	memset(&ticket, 0, sizeof(ticket));
-	bkv_status st = check_finish(v, account, req, &suite, &limit, &ticket);
+	bkvd_status st = check_finish(v, account, req, &suite, &limit, &ticket);
 	if (st.code != BKV_CODE_OK) {
 		sodium_memzero(&ticket, sizeof(ticket));
 		return st;
@@ -234,14 +234,14 @@ bkv_status bkv_register_finish(bkv_vault *v, bkv_account account,
 		record.seal_key_version =
 		    bkv_record_seal_key_version(record.sealed, record.sealed_len);
 		if (terr != BKV_TOKEN_OK) {
-			st = bkv_status_from_token(v, terr);
+			st = bkvd_status_from_token(v, terr);
 			break;
 		}
 		st = bkv_update_record(v, &record, have_current ? &current : NULL, &stale);
 		/* Moved or created meanwhile: check the expectation again. Or sealed under a
 		 * retired key version (the seal floor): seal again under the new one. */
 		if (stale) {
-			st = bkv_status_busy();
+			st = bkvd_status_busy();
 			continue;
 		}
 		break;

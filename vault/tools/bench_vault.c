@@ -1189,10 +1189,10 @@ static bool recover_inprocess(bkv_vault *v, const bench *b, const bench_account 
 	sreq.ke1 = (ProtobufCBinaryData){sz->ke1, ke1};
 	Bkv__V1__RecoverStartResponse sresp;
 	uint64_t t = now_ns();
-	bkv_status st = bkv_recover_start(v, acc, &sreq, &sresp, start_buf);
+	bkvd_status st = bkvd_recover_start(v, acc, &sreq, &sresp, start_buf);
 	*handler_ns += now_ns() - t;
 	if (st.code != BKV_CODE_OK) {
-		set_why(why, why_len, "bkv_recover_start: %s: %s", bkv_code_name(st.code),
+		set_why(why, why_len, "bkvd_recover_start: %s: %s", bkv_code_name(st.code),
 		        st.message);
 		goto done;
 	}
@@ -1206,10 +1206,10 @@ static bool recover_inprocess(bkv_vault *v, const bench *b, const bench_account 
 	freq.ke3 = (ProtobufCBinaryData){sz->ke3, ke3};
 	Bkv__V1__RecoverFinishResponse fresp;
 	t = now_ns();
-	st = bkv_recover_finish(v, acc, &freq, &fresp, finish_buf);
+	st = bkvd_recover_finish(v, acc, &freq, &fresp, finish_buf);
 	*handler_ns += now_ns() - t;
 	if (st.code != BKV_CODE_OK) {
-		set_why(why, why_len, "bkv_recover_finish: %s: %s", bkv_code_name(st.code),
+		set_why(why, why_len, "bkvd_recover_finish: %s: %s", bkv_code_name(st.code),
 		        st.message);
 		goto done;
 	}

@@ -116,7 +116,7 @@ static void add_detail(json_t *body, const char *type, const uint8_t *packed, si
 
 /* {"code","message","details":[{"type":"bkv.v1.AttemptInfo","value":base64}]}; with
  * retry_after_ms > 0 a bkv.v1.RetryInfo detail and Retry-After (seconds, rounded up). */
-static void send_error(struct evhttp_request *req, int http, const bkv_status *st,
+static void send_error(struct evhttp_request *req, int http, const bkvd_status *st,
                        uint32_t retry_after_ms)
 {
 	json_t *body = json_object();
@@ -160,7 +160,7 @@ static void send_message(struct evhttp_request *req, const ProtobufCMessage *msg
 	uint8_t *space = NULL;
 	struct evbuffer_iovec vec;
 	if (buf == NULL || evbuffer_reserve_space(buf, (ev_ssize_t)(len ? len : 1), &vec, 1) < 1) {
-		bkv_status st = bkv_status_error(BKV_CODE_INTERNAL, "out of memory");
+		bkvd_status st = bkvd_status_error(BKV_CODE_INTERNAL, "out of memory");
 		if (buf != NULL)
 			evbuffer_free(buf);
 		send_error(req, 500, &st, 0);
@@ -190,7 +190,7 @@ static void request_id_new(struct evhttp_request *req, char id[17])
  * of the account, and for unauthenticated the reason: bkv_auth_verify's static text,
  * never the token. */
 static void log_request(bkv_server_ctx *ctx, struct evhttp_request *req, const char *request_id,
-                        const char *method, int http, const bkv_status *st, uint64_t micros,
+                        const char *method, int http, const bkvd_status *st, uint64_t micros,
                         const uint8_t *account, size_t account_len)
 {
 	FILE *log = ctx->settings->request_log;
@@ -268,43 +268,43 @@ static bool rate_check(bkv_server_ctx *ctx, struct evhttp_request *req, int rate
 	                              now_ms, retry_after_ms);
 }
 
-static bkv_status dispatch(bkv_server_ctx *ctx, rpc_method method, bkv_account account,
-                           const ProtobufCMessage *request, ProtobufCMessage **response,
-                           response_storage *out, bkv_reply_buffers *buf)
+static bkvd_status dispatch(bkv_server_ctx *ctx, rpc_method method, bkv_account account,
+                            const ProtobufCMessage *request, ProtobufCMessage **response,
+                            response_storage *out, bkv_reply_buffers *buf)
 {
 	bkv_vault *v = ctx->vault;
 	switch (method) {
 	case METHOD_GET_CONFIG:
 		*response = &out->get_config.base;
-		return bkv_get_config(v, &out->get_config, buf);
+		return bkvd_get_config(v, &out->get_config, buf);
 	case METHOD_REGISTER_START:
 		*response = &out->register_start.base;
-		return bkv_register_start(v, account, (const void *)request, &out->register_start,
-		                          buf);
+		return bkvd_register_start(v, account, (const void *)request, &out->register_start,
+		                           buf);
 	case METHOD_REGISTER_FINISH:
 		*response = &out->register_finish.base;
-		return bkv_register_finish(v, account, (const void *)request,
-		                           &out->register_finish);
+		return bkvd_register_finish(v, account, (const void *)request,
+		                            &out->register_finish);
 	case METHOD_RECOVER_START:
 		*response = &out->recover_start.base;
-		return bkv_recover_start(v, account, (const void *)request, &out->recover_start,
-		                         buf);
+		return bkvd_recover_start(v, account, (const void *)request, &out->recover_start,
+		                          buf);
 	case METHOD_RECOVER_FINISH:
 		*response = &out->recover_finish.base;
-		return bkv_recover_finish(v, account, (const void *)request, &out->recover_finish,
-		                          buf);
+		return bkvd_recover_finish(v, account, (const void *)request, &out->recover_finish,
+		                           buf);
 	case METHOD_GET_STATUS:
 		*response = &out->get_status.base;
-		return bkv_get_status(v, account, &out->get_status);
+		return bkvd_get_status(v, account, &out->get_status);
 	case METHOD_DELETE:
 		*response = &out->delete_.base;
-		return bkv_delete(v, account, &out->delete_);
+		return bkvd_delete(v, account, &out->delete_);
 	case METHOD_UNKNOWN:
 		break;
 	}
 	/* bkv_connect_handle answers unknown methods before dispatch; nothing reaches here. */
 	*response = NULL;
-	return bkv_status_error(BKV_CODE_UNIMPLEMENTED, "unknown method");
+	return bkvd_status_error(BKV_CODE_UNIMPLEMENTED, "unknown method");
 }
 
 void bkv_connect_handle(bkv_server_ctx *ctx, struct evhttp_request *req, const char *name)
@@ -322,26 +322,26 @@ void bkv_connect_handle(bkv_server_ctx *ctx, struct evhttp_request *req, const c
 	size_t account_len = 0;
 	ProtobufCMessage *request = NULL;
 	bkv_reply_buffers *buf = NULL;
-	bkv_status st = bkv_status_ok();
+	bkvd_status st = bkvd_status_ok();
 	int http = 0;
 	uint32_t retry_after_ms = 0;
 	struct evkeyvalq *in = evhttp_request_get_input_headers(req);
 
 	if (method == METHOD_UNKNOWN) {
-		st = bkv_status_error(BKV_CODE_UNIMPLEMENTED, "unknown method");
+		st = bkvd_status_error(BKV_CODE_UNIMPLEMENTED, "unknown method");
 		http = 404;
 		goto reply;
 	}
 	if (evhttp_request_get_command(req) != EVHTTP_REQ_POST) {
-		st = bkv_status_error(BKV_CODE_UNIMPLEMENTED, "unary RPCs take POST");
+		st = bkvd_status_error(BKV_CODE_UNIMPLEMENTED, "unary RPCs take POST");
 		evhttp_add_header(evhttp_request_get_output_headers(req), "Allow", "POST");
 		http = 405;
 		goto reply;
 	}
 	const char *content_type = evhttp_find_header(in, "Content-Type");
 	if (content_type == NULL || strcmp(content_type, "application/proto") != 0) {
-		st = bkv_status_error(BKV_CODE_INVALID_ARGUMENT,
-		                      "Content-Type must be application/proto");
+		st = bkvd_status_error(BKV_CODE_INVALID_ARGUMENT,
+		                       "Content-Type must be application/proto");
 		evhttp_add_header(evhttp_request_get_output_headers(req), "Accept-Post",
 		                  "application/proto");
 		http = 415;
@@ -349,20 +349,21 @@ void bkv_connect_handle(bkv_server_ctx *ctx, struct evhttp_request *req, const c
 	}
 	const char *version = evhttp_find_header(in, "Connect-Protocol-Version");
 	if (version != NULL && strcmp(version, "1") != 0) {
-		st = bkv_status_error(BKV_CODE_INVALID_ARGUMENT,
+		st =
+		    bkvd_status_error(BKV_CODE_INVALID_ARGUMENT,
 		                      "unsupported Connect-Protocol-Version (this vault speaks 1)");
 		goto reply;
 	}
 	struct evbuffer *body = evhttp_request_get_input_buffer(req);
 	const size_t body_len = evbuffer_get_length(body);
 	if (body_len > BKV_CONNECT_MAX_BODY) {
-		st = bkv_status_error(BKV_CODE_RESOURCE_EXHAUSTED, "request body exceeds 64 KiB");
+		st = bkvd_status_error(BKV_CODE_RESOURCE_EXHAUSTED, "request body exceeds 64 KiB");
 		goto reply;
 	}
 	const int rate_method = bkv_rate_method_find(methods[method].name);
 	if (!rate_check(ctx, req, rate_method, NULL, &retry_after_ms)) {
-		st = bkv_status_error(BKV_CODE_RESOURCE_EXHAUSTED,
-		                      "too many requests from this address; retry later");
+		st = bkvd_status_error(BKV_CODE_RESOURCE_EXHAUSTED,
+		                       "too many requests from this address; retry later");
 		goto reply;
 	}
 	if (methods[method].needs_auth) {
@@ -370,33 +371,33 @@ void bkv_connect_handle(bkv_server_ctx *ctx, struct evhttp_request *req, const c
 		if (!bkv_auth_verify(ctx->settings->auth, evhttp_find_header(in, "Authorization"),
 		                     (int64_t)time(NULL), account_id, &account_len, &why)) {
 			account_len = 0;
-			st = bkv_status_error(BKV_CODE_UNAUTHENTICATED, why);
+			st = bkvd_status_error(BKV_CODE_UNAUTHENTICATED, why);
 			goto reply;
 		}
 		const bkv_account account = {account_id, account_len};
 		if (!rate_check(ctx, req, rate_method, &account, &retry_after_ms)) {
-			st = bkv_status_error(BKV_CODE_RESOURCE_EXHAUSTED,
-			                      "too many requests for this account; retry later");
+			st = bkvd_status_error(BKV_CODE_RESOURCE_EXHAUSTED,
+			                       "too many requests for this account; retry later");
 			goto reply;
 		}
 	}
 	const uint8_t *data = body_len ? evbuffer_pullup(body, (ev_ssize_t)body_len) : NULL;
 	request = protobuf_c_message_unpack(methods[method].request, NULL, body_len, data);
 	if (request == NULL) {
-		st = bkv_status_error(BKV_CODE_INVALID_ARGUMENT,
-		                      "the request body is not a valid protobuf message");
+		st = bkvd_status_error(BKV_CODE_INVALID_ARGUMENT,
+		                       "the request body is not a valid protobuf message");
 		goto reply;
 	}
 	if (!token_ready(ctx)) {
-		st = bkv_status_error(BKV_CODE_UNAVAILABLE,
-		                      "the vault's key token is unavailable; try again later");
+		st = bkvd_status_error(BKV_CODE_UNAVAILABLE,
+		                       "the vault's key token is unavailable; try again later");
 		goto reply;
 	}
 	buf = malloc(sizeof(*buf));
 	response_storage out;
 	ProtobufCMessage *response = NULL;
 	if (buf == NULL) {
-		st = bkv_status_error(BKV_CODE_INTERNAL, "out of memory");
+		st = bkvd_status_error(BKV_CODE_INTERNAL, "out of memory");
 		goto reply;
 	}
 	st = dispatch(ctx, method, (bkv_account){account_id, account_len}, request, &response, &out,
