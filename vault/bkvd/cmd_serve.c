@@ -501,51 +501,6 @@ static bool lock_database(const char *db, int *lock_fd)
 	return true;
 }
 
-/* A socket bound to host:port without SO_REUSEPORT (SO_REUSEADDR only, so connections
- * left in TIME_WAIT do not count). Its bind fails with EADDRINUSE while any other socket
- * listens on the address, including the SO_REUSEPORT listeners of another bkvd, which the
- * workers' own SO_REUSEPORT sockets would otherwise join. */
-static int bind_exclusive(const char *what, const char *host, const char *port, bool listening,
-                          bool *in_use, char *why, size_t why_len)
-{
-	*in_use = false;
-	struct addrinfo hints = {.ai_family = AF_UNSPEC,
-	                         .ai_socktype = SOCK_STREAM,
-	                         .ai_flags = AI_PASSIVE | AI_NUMERICSERV};
-	struct addrinfo *res = NULL;
-	int rc = getaddrinfo(host, port, &hints, &res);
-	if (rc != 0) {
-		snprintf(why, why_len, "cannot resolve %s %s:%s: %s", what, host, port,
-		         gai_strerror(rc));
-		return -1;
-	}
-	int fd = -1;
-	for (struct addrinfo *ai = res; ai != NULL && fd < 0; ai = ai->ai_next) {
-		fd = socket(ai->ai_family, ai->ai_socktype | SOCK_CLOEXEC | SOCK_NONBLOCK,
-		            ai->ai_protocol);
-		if (fd < 0)
-			continue;
-		int one = 1;
-		if (setsockopt(fd, SOL_SOCKET, SO_REUSEADDR, &one, sizeof(one)) != 0 ||
-		    bind(fd, ai->ai_addr, ai->ai_addrlen) != 0 ||
-		    (listening && listen(fd, 64) != 0)) {
-			*in_use = errno == EADDRINUSE;
-			if (*in_use)
-				snprintf(why, why_len,
-				         "%s %s:%s is already in use by another process (another "
-				         "bkvd?); refusing to share it",
-				         what, host, port);
-			else
-				snprintf(why, why_len, "cannot listen on %s %s:%s: %s", what, host,
-				         port, strerror(errno));
-			close(fd);
-			fd = -1;
-		}
-	}
-	freeaddrinfo(res);
-	return fd;
-}
-
 static uint16_t bound_port(int fd)
 {
 	struct sockaddr_storage ss;
@@ -677,7 +632,7 @@ static int reserve_port(const char *host, const char *port, uint16_t *bound, cha
 		if (waited > 0)
 			usleep(100 * 1000);
 		probe =
-		    bind_exclusive("the listen address", host, port, false, &in_use, why, why_len);
+		    bkv_bind("the listen address", host, port, false, false, &in_use, why, why_len);
 	}
 	if (probe < 0)
 		return -1;
@@ -755,8 +710,8 @@ int bkvd_cmd_serve(int argc, char **argv)
 	ch.reserved_fd = reserve_port(host, port, &actual_port, why, sizeof(why));
 	if (ch.reserved_fd >= 0 && metrics_listen[0] != '\0') {
 		bool in_use;
-		ch.metrics_fd = bind_exclusive("metrics_listen", metrics_host, metrics_port, true,
-		                               &in_use, why, sizeof(why));
+		ch.metrics_fd = bkv_bind("metrics_listen", metrics_host, metrics_port, false, true,
+		                         &in_use, why, sizeof(why));
 		actual_metrics_port = ch.metrics_fd >= 0 ? bound_port(ch.metrics_fd) : 0;
 	}
 	const bool mapped = ch.metrics_shm != NULL && (!config.rate_limit.enabled || ch.limiter);

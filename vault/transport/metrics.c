@@ -16,6 +16,7 @@
 
 #include "handlers.h"
 #include "metrics.h"
+#include "server_internal.h"
 
 const char *const bkv_metrics_method_names[BKV_METRICS_METHODS] = {
     "GetConfig",     "RegisterStart", "RegisterFinish", "RecoverStart",
@@ -129,18 +130,6 @@ char *bkv_metrics_render(const bkv_metrics *m, size_t *len)
 	return out;
 }
 
-static void reply(struct evhttp_request *req, int code, const char *type, const char *text,
-                  size_t len)
-{
-	struct evbuffer *buf = evbuffer_new();
-	if (buf != NULL)
-		evbuffer_add(buf, text, len);
-	evhttp_add_header(evhttp_request_get_output_headers(req), "Content-Type", type);
-	evhttp_send_reply(req, code, NULL, buf);
-	if (buf != NULL)
-		evbuffer_free(buf);
-}
-
 static void on_metrics_request(struct evhttp_request *req, void *arg)
 {
 	const bkv_metrics *m = arg;
@@ -148,15 +137,15 @@ static void on_metrics_request(struct evhttp_request *req, void *arg)
 	const char *path = uri ? evhttp_uri_get_path(uri) : NULL;
 	if (path == NULL || strcmp(path, "/metrics") != 0 ||
 	    evhttp_request_get_command(req) != EVHTTP_REQ_GET) {
-		reply(req, 404, "text/plain", "not found\n", 10);
+		bkv_reply_text(req, 404, "text/plain", "not found\n", 10);
 		return;
 	}
 	size_t len = 0;
 	char *text = bkv_metrics_render(m, &len);
 	if (text != NULL)
-		reply(req, 200, "text/plain; version=0.0.4", text, len);
+		bkv_reply_text(req, 200, "text/plain; version=0.0.4", text, len);
 	else
-		reply(req, 500, "text/plain", "metrics unavailable\n", 20);
+		bkv_reply_text(req, 500, "text/plain", "metrics unavailable\n", 20);
 	free(text);
 }
 

@@ -55,15 +55,17 @@ uint64_t bkv_now_ms(void)
 	return bkv_now_us() / 1000u;
 }
 
-int bkv_listen(const char *host, const char *port, bool listening, char *why, size_t why_len)
+int bkv_bind(const char *what, const char *host, const char *port, bool shared, bool listening,
+             bool *in_use, char *why, size_t why_len)
 {
+	*in_use = false;
 	struct addrinfo hints = {.ai_family = AF_UNSPEC,
 	                         .ai_socktype = SOCK_STREAM,
 	                         .ai_flags = AI_PASSIVE | AI_NUMERICSERV};
 	struct addrinfo *res = NULL;
 	int rc = getaddrinfo(host, port, &hints, &res);
 	if (rc != 0) {
-		snprintf(why, why_len, "cannot resolve listen address %s:%s: %s", host, port,
+		snprintf(why, why_len, "cannot resolve %s %s:%s: %s", what, host, port,
 		         gai_strerror(rc));
 		return -1;
 	}
@@ -77,12 +79,19 @@ int bkv_listen(const char *host, const char *port, bool listening, char *why, si
 		/* TCP_NODELAY on the listener is inherited by accepted sockets: without it TLS
 		 * responses stall ~40 ms on Nagle plus delayed ACK. */
 		if (setsockopt(fd, SOL_SOCKET, SO_REUSEADDR, &one, sizeof(one)) != 0 ||
-		    setsockopt(fd, SOL_SOCKET, SO_REUSEPORT, &one, sizeof(one)) != 0 ||
+		    (shared && setsockopt(fd, SOL_SOCKET, SO_REUSEPORT, &one, sizeof(one)) != 0) ||
 		    setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof(one)) != 0 ||
 		    bind(fd, ai->ai_addr, ai->ai_addrlen) != 0 ||
 		    (listening && listen(fd, 1024) != 0)) {
-			snprintf(why, why_len, "cannot listen on %s:%s: %s", host, port,
-			         strerror(errno));
+			*in_use = !shared && errno == EADDRINUSE;
+			if (*in_use)
+				snprintf(why, why_len,
+				         "%s %s:%s is already in use by another process (another "
+				         "bkvd?); refusing to share it",
+				         what, host, port);
+			else
+				snprintf(why, why_len, "cannot listen on %s %s:%s: %s", what, host,
+				         port, strerror(errno));
 			close(fd);
 			fd = -1;
 		}
@@ -91,8 +100,14 @@ int bkv_listen(const char *host, const char *port, bool listening, char *why, si
 	return fd;
 }
 
-static void reply_text(struct evhttp_request *req, int code, const char *type, const char *text,
-                       size_t len)
+int bkv_listen(const char *host, const char *port, bool listening, char *why, size_t why_len)
+{
+	bool in_use;
+	return bkv_bind("the listen address", host, port, true, listening, &in_use, why, why_len);
+}
+
+void bkv_reply_text(struct evhttp_request *req, int code, const char *type, const char *text,
+                    size_t len)
 {
 	struct evbuffer *buf = evbuffer_new();
 	if (buf != NULL)
@@ -109,7 +124,7 @@ static void refuse_request(struct evhttp_request *req, int code, const char *why
 	char text[128];
 	int len = snprintf(text, sizeof(text), "%s\n", why);
 	evhttp_add_header(evhttp_request_get_output_headers(req), "Connection", "close");
-	reply_text(req, code, "text/plain", text, (size_t)len);
+	bkv_reply_text(req, code, "text/plain", text, (size_t)len);
 }
 
 /* RFC 9110 tchar: a field name with anything else (a space before the colon, say) is
@@ -189,13 +204,13 @@ static void on_request(struct evhttp_request *req, void *arg)
 	} else if (framing != NULL) {
 		refuse_request(req, 400, framing);
 	} else if (path == NULL) {
-		reply_text(req, 400, "text/plain", "bad request\n", 12);
+		bkv_reply_text(req, 400, "text/plain", "bad request\n", 12);
 	} else if (strncmp(path, SERVICE_PREFIX, sizeof(SERVICE_PREFIX) - 1) == 0) {
 		bkv_connect_handle(ctx, req, path + sizeof(SERVICE_PREFIX) - 1);
 	} else if (strcmp(path, "/healthz") == 0 && get) {
-		reply_text(req, 200, "text/plain", "ok\n", 3);
+		bkv_reply_text(req, 200, "text/plain", "ok\n", 3);
 	} else { /* /metrics included: it is served on [vault] metrics_listen only */
-		reply_text(req, 404, "text/plain", "not found\n", 10);
+		bkv_reply_text(req, 404, "text/plain", "not found\n", 10);
 	}
 }
 

@@ -63,4 +63,11 @@ void bkv_connect_handle(bkv_server_ctx *ctx, struct evhttp_request *req, const c
  * kernel spreads connections across them. */
 int bkv_listen(const char *host, const char *port, bool listening, char *why, size_t why_len);
 
+/* A socket bound to host:port (what names it in messages); shared: with SO_REUSEPORT, as
+ * bkv_listen. Without it (SO_REUSEADDR only, so connections left in TIME_WAIT do not count)
+ * its bind fails while any other socket listens on the address, including the SO_REUSEPORT
+ * listeners of another bkvd: *in_use is then true and why says so. */
+int bkv_bind(const char *what, const char *host, const char *port, bool shared, bool listening,
+             bool *in_use, char *why, size_t why_len);
+
 #endif

@@ -23,6 +23,10 @@ struct bkv_server_ctx {
 };
 
 uint64_t bkv_now_ms(void);
+/* Answers req with code and text of len bytes, as Content-Type type. */
+struct evhttp_request;
+void bkv_reply_text(struct evhttp_request *req, int code, const char *type, const char *text,
+                    size_t len);
 uint64_t bkv_now_us(void);
 
 #endif
