@@ -50,6 +50,18 @@ _Static_assert(org_bkv_BkvException_ERR_TLS == BKV_ERR_TLS, "ERR_TLS");
 _Static_assert(org_bkv_BkvException_ERR_HTTP == BKV_ERR_HTTP, "ERR_HTTP");
 _Static_assert(org_bkv_BkvException_ERR_RATE_LIMITED == BKV_ERR_RATE_LIMITED, "ERR_RATE_LIMITED");
 
+/* So are Native's sizes, suites and record states. */
+_Static_assert(org_bkv_Native_KEY_BYTES == BKV_KEY_BYTES, "KEY_BYTES");
+_Static_assert(org_bkv_Native_SUITE_VAULT_PREFERENCE == BKV_SUITE_VAULT_PREFERENCE,
+               "SUITE_VAULT_PREFERENCE");
+_Static_assert(org_bkv_Native_SUITE_P256_SHA256 == BKV_SUITE_P256_SHA256, "SUITE_P256_SHA256");
+_Static_assert(org_bkv_Native_SUITE_RISTRETTO255_SHA512 == BKV_SUITE_RISTRETTO255_SHA512,
+               "SUITE_RISTRETTO255_SHA512");
+_Static_assert(org_bkv_Native_RECORD_UNKNOWN == BKV_RECORD_UNKNOWN, "RECORD_UNKNOWN");
+_Static_assert(org_bkv_Native_RECORD_ABSENT == BKV_RECORD_ABSENT, "RECORD_ABSENT");
+_Static_assert(org_bkv_Native_RECORD_REGISTERED == BKV_RECORD_REGISTERED, "RECORD_REGISTERED");
+_Static_assert(org_bkv_Native_RECORD_DESTROYED == BKV_RECORD_DESTROYED, "RECORD_DESTROYED");
+
 /* Fields of bkv_account_status that Native.status returns, in its order. */
 enum { STATUS_FIELDS = 8 };
 /* bkv_key_format's text without its NUL. */

@@ -21,7 +21,7 @@ import java.util.concurrent.locks.ReentrantReadWriteLock;
  */
 public final class BkvClient implements AutoCloseable {
 	/** The bytes of a backup key ({@code BKV_KEY_BYTES}). */
-	public static final int KEY_BYTES = 32;
+	public static final int KEY_BYTES = Native.KEY_BYTES;
 
 	/** What {@code bkv_client_config} holds besides the URL. */
 	public static final class Options {

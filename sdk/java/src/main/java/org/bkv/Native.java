@@ -7,6 +7,16 @@ package org.bkv;
  * {@link BkvException#fromNative} makes of the bkv_error.
  */
 final class Native {
+	// bkv.h's numbers that Java code uses; bkv_jni.c checks each when it is compiled.
+	@java.lang.annotation.Native static final int KEY_BYTES = 32;
+	@java.lang.annotation.Native static final int SUITE_VAULT_PREFERENCE = 0;
+	@java.lang.annotation.Native static final int SUITE_P256_SHA256 = 1;
+	@java.lang.annotation.Native static final int SUITE_RISTRETTO255_SHA512 = 2;
+	@java.lang.annotation.Native static final int RECORD_UNKNOWN = 0;
+	@java.lang.annotation.Native static final int RECORD_ABSENT = 1;
+	@java.lang.annotation.Native static final int RECORD_REGISTERED = 2;
+	@java.lang.annotation.Native static final int RECORD_DESTROYED = 3;
+
 	private Native() {
 	}
 

@@ -3,9 +3,9 @@ package org.bkv;
 /** The OPAQUE cipher suite a registration uses ({@code bkv_suite}). */
 public enum Suite {
 	/** The first suite the vault lists. */
-	VAULT_PREFERENCE(0),
-	P256_SHA256(1),
-	RISTRETTO255_SHA512(2);
+	VAULT_PREFERENCE(Native.SUITE_VAULT_PREFERENCE),
+	P256_SHA256(Native.SUITE_P256_SHA256),
+	RISTRETTO255_SHA512(Native.SUITE_RISTRETTO255_SHA512);
 
 	final int code;
 
