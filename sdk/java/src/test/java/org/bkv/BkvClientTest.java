@@ -228,10 +228,17 @@ class BkvClientTest {
 	}
 
 	@Test
-	void a_token_the_vault_rejects_is_unauthenticated() {
+	void a_token_the_vault_rejects_is_unauthenticated_in_every_call() throws BkvException {
+		String bad = "not-a-token";
 		UnauthenticatedException e = assertThrows(UnauthenticatedException.class,
-		    () -> client.status("not-a-token"));
+		    () -> client.status(bad));
 		assertEquals(BkvException.ERR_UNAUTHENTICATED, e.code());
+		byte[] key = BackupKey.generate();
+		assertThrows(UnauthenticatedException.class, () -> client.register(bad, PASSWORD, key));
+		assertThrows(UnauthenticatedException.class, () -> client.registerReplacing(bad, PASSWORD, key, 0, 1));
+		assertThrows(UnauthenticatedException.class, () -> client.recover(bad, PASSWORD));
+		assertThrows(UnauthenticatedException.class, () -> client.changePassword(bad, PASSWORD, WRONG));
+		assertThrows(UnauthenticatedException.class, () -> client.delete(bad));
 	}
 
 	@Test
