@@ -1,5 +1,6 @@
 package org.bkv;
 
+import java.io.Closeable;
 import java.util.Objects;
 import java.util.concurrent.locks.ReentrantReadWriteLock;
 
@@ -19,7 +20,9 @@ import java.util.concurrent.locks.ReentrantReadWriteLock;
  * frees the native client, and makes every later call throw IllegalStateException. Calls
  * block on the network: on Android, never on the main thread.
  */
-public final class BkvClient implements AutoCloseable {
+// Closeable (an AutoCloseable that close() does not make throw) so that Kotlin's use { }
+// takes it with any standard library.
+public final class BkvClient implements Closeable {
 	/** The bytes of a backup key ({@code BKV_KEY_BYTES}). */
 	public static final int KEY_BYTES = Native.KEY_BYTES;
 
