@@ -13,11 +13,16 @@
  * - A client handle is the bkv_client pointer. BkvClient's lock keeps clientFree from
  *   running beside another call on the same client, which is all libbkv asks.
  */
+#include <errno.h>
 #include <jni.h>
+#include <stdarg.h>
 #include <stdbool.h>
 #include <stdint.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/stat.h>
+#include <unistd.h>
 
 #include <bkv.h>
 
@@ -132,6 +137,18 @@ static void throw_bkv_error(JNIEnv *env, bkv_status status, const bkv_error *err
 	if ((*env)->ExceptionCheck(env) || exception == NULL)
 		return;
 	(*env)->Throw(env, (jthrowable)exception);
+}
+
+/* Throws the BkvException for a failure of libbkvjni's own around a libbkv call. */
+__attribute__((format(printf, 3, 4))) static void throw_own_error(JNIEnv *env, bkv_status status,
+                                                                  const char *fmt, ...)
+{
+	bkv_error error = {.status = status};
+	va_list args;
+	va_start(args, fmt);
+	vsnprintf(error.message, sizeof(error.message), fmt, args);
+	va_end(args);
+	throw_bkv_error(env, status, &error, NULL);
 }
 
 /* A copy of a Java byte[] (a password, a token, a URL, a path) in memory of our own,
@@ -394,9 +411,7 @@ JNIEXPORT jbyteArray JNICALL Java_org_bkv_Native_keyGenerate(JNIEnv *env, jclass
 	jbyteArray result = NULL;
 	bkv_status status = bkv_key_generate(&key);
 	if (status != BKV_OK) {
-		bkv_error error = {.status = status};
-		strncpy(error.message, bkv_status_name(status), sizeof(error.message) - 1);
-		throw_bkv_error(env, status, &error, NULL);
+		throw_own_error(env, status, "%s", bkv_status_name(status));
 		goto done;
 	}
 	result = new_byte_array(env, key.bytes, sizeof(key.bytes));
@@ -416,9 +431,7 @@ JNIEXPORT jbyteArray JNICALL Java_org_bkv_Native_keyFormat(JNIEnv *env, jclass c
 		goto done;
 	bkv_status status = bkv_key_format(&key, text, sizeof(text));
 	if (status != BKV_OK) {
-		bkv_error error = {.status = status};
-		strncpy(error.message, bkv_status_name(status), sizeof(error.message) - 1);
-		throw_bkv_error(env, status, &error, NULL);
+		throw_own_error(env, status, "%s", bkv_status_name(status));
 		goto done;
 	}
 	result = new_byte_array(env, text, KEY_TEXT_CHARS);
@@ -447,4 +460,91 @@ done:
 	bkv_key_wipe(&key);
 	jni_bytes_free(&text_copy);
 	return result;
+}
+
+/* bkv_backup_decrypt or bkv_backup_encrypt from input_path into a new output_path, as the
+ * CLI's file_crypt.c does: an existing output is refused, the output is written to a
+ * mkstemp file beside it (mode 0600) and renamed into place only after the whole file is
+ * done (and verified), so a failure leaves nothing behind. */
+JNIEXPORT void JNICALL Java_org_bkv_Native_backup(JNIEnv *env, jclass cls, jboolean decrypt,
+                                                  jbyteArray key_array, jbyteArray input_path,
+                                                  jbyteArray output_path)
+{
+	(void)cls;
+	jni_bytes in_path = {0}, out_path = {0};
+	bkv_key key = {0};
+	FILE *in = NULL, *out = NULL;
+	char *partial = NULL; /* the temporary output, while it exists */
+	if (!jni_bytes_copy(env, input_path, &in_path) ||
+	    !jni_bytes_copy(env, output_path, &out_path) || !key_from_array(env, key_array, &key))
+		goto done;
+	if (access(out_path.bytes, F_OK) == 0) {
+		throw_own_error(env, BKV_ERR_ARGUMENT, "%s already exists; not overwriting it",
+		                out_path.bytes);
+		goto done;
+	}
+	struct stat st;
+	in = fopen(in_path.bytes, "rb");
+	if (in == NULL || fstat(fileno(in), &st) != 0) {
+		throw_own_error(env, BKV_ERR_IO, "cannot read %s: %s", in_path.bytes,
+		                strerror(errno));
+		goto done;
+	}
+	size_t partial_len = out_path.len + sizeof(".partial-XXXXXX");
+	partial = malloc(partial_len);
+	if (partial == NULL) {
+		(*env)->ThrowNew(env, out_of_memory_class, "libbkvjni: a temporary file name");
+		goto done;
+	}
+	snprintf(partial, partial_len, "%s.partial-XXXXXX", out_path.bytes);
+	int fd = mkstemp(partial);
+	if (fd < 0) {
+		throw_own_error(env, BKV_ERR_IO, "cannot create %s: %s", partial, strerror(errno));
+		free(partial);
+		partial = NULL;
+		goto done;
+	}
+	out = fdopen(fd, "wb");
+	if (out == NULL) {
+		throw_own_error(env, BKV_ERR_IO, "cannot create %s: %s", partial, strerror(errno));
+		close(fd);
+		goto done;
+	}
+	uint64_t total = S_ISREG(st.st_mode) ? (uint64_t)st.st_size : 0;
+	bkv_error error = {0};
+	bkv_status status = decrypt ? bkv_backup_decrypt(&key, in, out, total, NULL, NULL, &error)
+	                            : bkv_backup_encrypt(&key, in, out, total, NULL, NULL, &error);
+	if (status != BKV_OK) {
+		throw_bkv_error(env, status, &error, NULL);
+		goto done;
+	}
+	if (fflush(out) != 0 || fsync(fileno(out)) != 0) {
+		throw_own_error(env, BKV_ERR_IO, "writing %s failed: %s", partial, strerror(errno));
+		goto done;
+	}
+	int closed = fclose(out);
+	out = NULL;
+	if (closed != 0) {
+		throw_own_error(env, BKV_ERR_IO, "writing %s failed: %s", partial, strerror(errno));
+		goto done;
+	}
+	if (rename(partial, out_path.bytes) != 0) {
+		throw_own_error(env, BKV_ERR_IO, "cannot create %s: %s", out_path.bytes,
+		                strerror(errno));
+		goto done;
+	}
+	free(partial);
+	partial = NULL;
+done:
+	if (out != NULL)
+		fclose(out);
+	if (in != NULL)
+		fclose(in);
+	if (partial != NULL) {
+		unlink(partial);
+		free(partial);
+	}
+	bkv_key_wipe(&key);
+	jni_bytes_free(&in_path);
+	jni_bytes_free(&out_path);
 }

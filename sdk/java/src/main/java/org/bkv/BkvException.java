@@ -6,8 +6,8 @@ import java.nio.charset.StandardCharsets;
 /**
  * A libbkv call failed: {@link #code()} is its {@code bkv_status} (bkv.h), the message is
  * libbkv's, meant to be shown. Each status an application acts on has its own subclass
- * (docs/SDK.md, "Errors and what to do about them"); the statuses of backup files, out of
- * memory and internal errors are this class itself.
+ * (docs/SDK.md, "Errors and what to do about them"); out of memory, internal errors and
+ * statuses newer than this binding are this class itself.
  */
 public class BkvException extends Exception {
 	private static final long serialVersionUID = 1L;
@@ -73,6 +73,16 @@ public class BkvException extends Exception {
 			return new UnavailableException(text, httpStatus, retryAfterMillis);
 		case ERR_PROTOCOL:
 			return new ProtocolException(text);
+		case ERR_IO:
+			return new BackupIoException(text);
+		case ERR_FORMAT:
+			return new BackupFormatException(text);
+		case ERR_TRUNCATED:
+			return new BackupTruncatedException(text);
+		case ERR_TAMPERED:
+			return new BackupTamperedException(text);
+		case ERR_WRONG_KEY:
+			return new WrongBackupKeyException(text);
 		case ERR_ALREADY_REGISTERED:
 			return new AlreadyRegisteredException(text);
 		case ERR_CONFLICT:

@@ -2,7 +2,7 @@ package org.bkv;
 
 /**
  * The native methods of libbkvjni (src/main/c/bkv_jni.c), one per libbkv call. Arguments
- * are checked and converted by {@link BkvClient} and {@link BackupKey}; strings arrive as
+ * are checked and converted by {@link BkvClient}, {@link BackupKey} and {@link BackupFile}; strings arrive as
  * UTF-8 bytes (the C side adds the NUL), and failures are thrown as what
  * {@link BkvException#fromNative} makes of the bkv_error.
  */
@@ -59,4 +59,8 @@ final class Native {
 	static native byte[] keyFormat(byte[] key) throws BkvException;
 
 	static native byte[] keyParse(byte[] text) throws BkvException;
+
+	/** bkv_backup_decrypt (decrypt) or bkv_backup_encrypt from inputPath to a new outputPath. */
+	static native void backup(boolean decrypt, byte[] key, byte[] inputPath, byte[] outputPath)
+	    throws BkvException;
 }
