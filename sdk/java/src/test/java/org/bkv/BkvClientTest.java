@@ -11,6 +11,10 @@ import static org.junit.jupiter.api.Assertions.assertTrue;
 import java.io.ByteArrayOutputStream;
 import java.io.IOException;
 import java.io.InputStream;
+import java.io.OutputStream;
+import java.net.InetAddress;
+import java.net.ServerSocket;
+import java.net.Socket;
 import java.nio.charset.StandardCharsets;
 import java.util.concurrent.atomic.AtomicInteger;
 import org.junit.jupiter.api.AfterEach;
@@ -312,6 +316,46 @@ class BkvClientTest {
 			if (failures[i] != null) {
 				throw new AssertionError("thread " + i, failures[i]);
 			}
+		}
+	}
+
+	@Test
+	void close_waits_for_a_running_call_and_later_calls_throw_illegal_state() throws Exception {
+		String token = newAccountToken();
+		// A "vault" that accepts the connection and never answers: the call runs until its
+		// 1.5 s timeout, and close() must wait for it rather than free the client under it.
+		ServerSocket silent = new ServerSocket(0, 1, InetAddress.getLoopbackAddress());
+		try {
+			Thread acceptor = new Thread(() -> {
+				try (Socket held = silent.accept()) {
+					held.getInputStream().transferTo(OutputStream.nullOutputStream());
+				} catch (IOException closed) {
+					// the test is over
+				}
+			});
+			acceptor.start();
+			BkvClient shared = new BkvClient("https://127.0.0.1:" + silent.getLocalPort(),
+			    options().timeoutMillis(1500));
+			Throwable[] ended = new Throwable[1];
+			Thread caller = new Thread(() -> {
+				try {
+					shared.status(token);
+				} catch (Throwable t) {
+					ended[0] = t;
+				}
+			});
+			caller.start();
+			Thread.sleep(300); // the call is waiting for the silent vault
+			long started = System.nanoTime();
+			shared.close();
+			long closeMillis = (System.nanoTime() - started) / 1_000_000;
+			caller.join();
+			assertTrue(closeMillis >= 800, "close() returned after " + closeMillis + " ms");
+			assertTrue(ended[0] instanceof UnavailableException, String.valueOf(ended[0]));
+			assertThrows(IllegalStateException.class, () -> shared.status(token));
+			acceptor.join(); // the client hung up at its timeout
+		} finally {
+			silent.close();
 		}
 	}
 }
