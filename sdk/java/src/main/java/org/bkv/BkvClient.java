@@ -18,10 +18,10 @@ import java.util.concurrent.locks.ReentrantReadWriteLock;
  *
  * <p>Calls may run on several threads at once. {@link #close()} waits for running calls,
  * frees the native client, and makes every later call throw IllegalStateException. Calls
- * block on the network: on Android, never on the main thread.
+ * block on the network: on Android, never on the main thread. It is {@link Closeable} (an
+ * AutoCloseable whose close() throws nothing) so that Kotlin's {@code use { }} takes it with
+ * any standard library.
  */
-// Closeable (an AutoCloseable that close() does not make throw) so that Kotlin's use { }
-// takes it with any standard library.
 public final class BkvClient implements Closeable {
 	/** The bytes of a backup key ({@code BKV_KEY_BYTES}). */
 	public static final int KEY_BYTES = Native.KEY_BYTES;
@@ -124,6 +124,12 @@ public final class BkvClient implements Closeable {
 
 	/** As {@link #register(String, byte[], byte[])} with attemptLimit (0: the vault's default). */
 	public void register(String token, byte[] password, byte[] key, int attemptLimit)
+	    throws BkvException {
+		registerReplacing(token, password, key, attemptLimit, 0);
+	}
+
+	/** As {@link #register(String, byte[], byte[], int)} with the password's UTF-8. */
+	public void register(String token, char[] password, byte[] key, int attemptLimit)
 	    throws BkvException {
 		registerReplacing(token, password, key, attemptLimit, 0);
 	}
