@@ -1,7 +1,8 @@
 package org.bkv;
 
 /** What the vault holds for an account ({@code bkv_account_status}). */
-public final class AccountStatus {
+public final class AccountStatus
+{
 	private final boolean registered;
 	private final RecordState state;
 	private final Suite suite;
@@ -12,7 +13,8 @@ public final class AccountStatus {
 	private final long destroyedAtEpochSecond;
 
 	/** From the eight numbers bkv_jni.c returns, in bkv_account_status's order. */
-	AccountStatus(long[] fields) {
+	AccountStatus(long[] fields)
+	{
 		this.registered = fields[0] != 0;
 		this.suite = Suite.of(fields[1]);
 		this.attemptsUsed = fields[2];
@@ -23,7 +25,8 @@ public final class AccountStatus {
 		this.destroyedAtEpochSecond = fields[7];
 	}
 
-	public RecordState state() {
+	public RecordState state()
+	{
 		return state;
 	}
 
@@ -31,19 +34,23 @@ public final class AccountStatus {
 	 * Whether a key the password recovers is there ({@code state() == REGISTERED}, or a vault
 	 * from before record states said so).
 	 */
-	public boolean registered() {
+	public boolean registered()
+	{
 		return registered;
 	}
 
-	public Suite suite() {
+	public Suite suite()
+	{
 		return suite;
 	}
 
-	public long attemptsUsed() {
+	public long attemptsUsed()
+	{
 		return attemptsUsed;
 	}
 
-	public long attemptLimit() {
+	public long attemptLimit()
+	{
 		return attemptLimit;
 	}
 
@@ -51,23 +58,27 @@ public final class AccountStatus {
 	 * Counts per account from 1; also set for a destroyed key (the tombstone's version, which
 	 * {@link BkvClient#registerReplacing} takes to register a new key over it).
 	 */
-	public long recordVersion() {
+	public long recordVersion()
+	{
 		return recordVersion;
 	}
 
 	/** Seconds since the Unix epoch. */
-	public long registeredAtEpochSecond() {
+	public long registeredAtEpochSecond()
+	{
 		return registeredAtEpochSecond;
 	}
 
 	/** Seconds since the Unix epoch when {@code state() == DESTROYED}, else 0. */
-	public long destroyedAtEpochSecond() {
+	public long destroyedAtEpochSecond()
+	{
 		return destroyedAtEpochSecond;
 	}
 
-	@Override
-	public String toString() {
-		return "AccountStatus{state=" + state + ", suite=" + suite + ", attemptsUsed=" + attemptsUsed
-		    + ", attemptLimit=" + attemptLimit + ", recordVersion=" + recordVersion + "}";
+	@Override public String toString()
+	{
+		return "AccountStatus{state=" + state + ", suite=" + suite +
+		    ", attemptsUsed=" + attemptsUsed + ", attemptLimit=" + attemptLimit +
+		    ", recordVersion=" + recordVersion + "}";
 	}
 }

@@ -9,15 +9,19 @@ import java.util.Objects;
  * only when the whole file is done, and verified when decrypting, so a failure leaves
  * nothing behind. The key stays the caller's.
  */
-public final class BackupFile {
-	private BackupFile() {
+public final class BackupFile
+{
+	private BackupFile()
+	{
 	}
 
 	/**
 	 * @throws InvalidArgumentException the output exists
 	 * @throws BackupIoException the input cannot be read or the output written
 	 */
-	public static void encrypt(byte[] key, String inputPath, String outputPath) throws BkvException {
+	public static void encrypt(byte[] key, String inputPath, String outputPath)
+	    throws BkvException
+	{
 		crypt(false, key, inputPath, outputPath);
 	}
 
@@ -29,15 +33,20 @@ public final class BackupFile {
 	 * @throws InvalidArgumentException the output exists
 	 * @throws BackupIoException the input cannot be read or the output written
 	 */
-	public static void decrypt(byte[] key, String inputPath, String outputPath) throws BkvException {
+	public static void decrypt(byte[] key, String inputPath, String outputPath)
+	    throws BkvException
+	{
 		crypt(true, key, inputPath, outputPath);
 	}
 
 	private static void crypt(boolean decrypt, byte[] key, String inputPath, String outputPath)
-	    throws BkvException {
+	    throws BkvException
+	{
 		BkvClient.checkKey(key);
 		Native.backup(decrypt, key,
-		    Secrets.cString(Objects.requireNonNull(inputPath, "inputPath"), "the input path"),
-		    Secrets.cString(Objects.requireNonNull(outputPath, "outputPath"), "the output path"));
+		              Secrets.cString(Objects.requireNonNull(inputPath, "inputPath"),
+		                              "the input path"),
+		              Secrets.cString(Objects.requireNonNull(outputPath, "outputPath"),
+		                              "the output path"));
 	}
 }

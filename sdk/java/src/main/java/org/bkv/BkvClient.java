@@ -22,12 +22,14 @@ import java.util.concurrent.locks.ReentrantReadWriteLock;
  * AutoCloseable whose close() throws nothing) so that Kotlin's {@code use { }} takes it with
  * any standard library.
  */
-public final class BkvClient implements Closeable {
+public final class BkvClient implements Closeable
+{
 	/** The bytes of a backup key ({@code BKV_KEY_BYTES}). */
 	public static final int KEY_BYTES = Native.KEY_BYTES;
 
 	/** What {@code bkv_client_config} holds besides the URL. */
-	public static final class Options {
+	public static final class Options
+	{
 		private String caFile;
 		private String pinnedCert;
 		private long timeoutMillis;
@@ -37,39 +39,50 @@ public final class BkvClient implements Closeable {
 		private int argon2Parallelism;
 
 		/** A PEM CA bundle to trust instead of the system's; read at each call. */
-		public Options caFile(String path) {
+		public Options caFile(String path)
+		{
 			this.caFile = path;
 			return this;
 		}
 
-		/** A PEM certificate whose public key the vault must present; read by the constructor. */
-		public Options pinnedCert(String path) {
+		/**
+		 * A PEM certificate whose public key the vault must present; read by the
+		 * constructor.
+		 */
+		public Options pinnedCert(String path)
+		{
 			this.pinnedCert = path;
 			return this;
 		}
 
 		/** Per request; 0 (the default) for 30 s. */
-		public Options timeoutMillis(long millis) {
+		public Options timeoutMillis(long millis)
+		{
 			if (millis < 0) {
-				throw new IllegalArgumentException("timeoutMillis must not be negative");
+				throw new IllegalArgumentException(
+				    "timeoutMillis must not be negative");
 			}
 			this.timeoutMillis = millis;
 			return this;
 		}
 
 		/** The suite a registration prefers. */
-		public Options suite(Suite suite) {
+		public Options suite(Suite suite)
+		{
 			this.suite = Objects.requireNonNull(suite, "suite");
 			return this;
 		}
 
 		/**
-		 * Argon2id parameters of the application's own instead of the vault's published ones
-		 * (which libbkv holds to its floor, docs/SDK.md). Every recovery must use the same.
+		 * Argon2id parameters of the application's own instead of the vault's published
+		 * ones (which libbkv holds to its floor, docs/SDK.md). Every recovery must use the
+		 * same.
 		 */
-		public Options argon2(int iterations, int memoryKib, int parallelism) {
+		public Options argon2(int iterations, int memoryKib, int parallelism)
+		{
 			if (iterations < 0 || memoryKib < 0 || parallelism < 0) {
-				throw new IllegalArgumentException("Argon2id parameters must not be negative");
+				throw new IllegalArgumentException(
+				    "Argon2id parameters must not be negative");
 			}
 			this.argon2Iterations = iterations;
 			this.argon2MemoryKib = memoryKib;
@@ -82,7 +95,8 @@ public final class BkvClient implements Closeable {
 	private long handle; // the bkv_client *; 0 once closed
 
 	/** A client with the system's CA certificates and the vault's parameters. */
-	public BkvClient(String vaultUrl) throws BkvException {
+	public BkvClient(String vaultUrl) throws BkvException
+	{
 		this(vaultUrl, new Options());
 	}
 
@@ -93,18 +107,23 @@ public final class BkvClient implements Closeable {
 	 * @throws InvalidArgumentException the URL or the options are not valid
 	 * @throws TlsException the pinned certificate cannot be read
 	 */
-	public BkvClient(String vaultUrl, Options options) throws BkvException {
+	public BkvClient(String vaultUrl, Options options) throws BkvException
+	{
 		Objects.requireNonNull(vaultUrl, "vaultUrl");
 		Objects.requireNonNull(options, "options");
-		handle = Native.clientNew(Secrets.cString(vaultUrl, "the vault URL"),
+		handle = Native.clientNew(
+		    Secrets.cString(vaultUrl, "the vault URL"),
 		    options.caFile == null ? null : Secrets.cString(options.caFile, "the CA file"),
-		    options.pinnedCert == null ? null : Secrets.cString(options.pinnedCert, "the pinned certificate"),
+		    options.pinnedCert == null
+		        ? null
+		        : Secrets.cString(options.pinnedCert, "the pinned certificate"),
 		    options.timeoutMillis, options.suite.code, options.argon2Iterations,
 		    options.argon2MemoryKib, options.argon2Parallelism);
 	}
 
 	/** The version of the libbkv loaded, e.g. "0.1.0". */
-	public static String libraryVersion() {
+	public static String libraryVersion()
+	{
 		return Native.version();
 	}
 
@@ -113,24 +132,30 @@ public final class BkvClient implements Closeable {
 	 *
 	 * @throws AlreadyRegisteredException a key or a destroyed key's tombstone is there
 	 */
-	public void register(String token, byte[] password, byte[] key) throws BkvException {
+	public void register(String token, byte[] password, byte[] key) throws BkvException
+	{
 		registerReplacing(token, password, key, 0, 0);
 	}
 
 	/** As {@link #register(String, byte[], byte[])} with the password's UTF-8. */
-	public void register(String token, char[] password, byte[] key) throws BkvException {
+	public void register(String token, char[] password, byte[] key) throws BkvException
+	{
 		registerReplacing(token, password, key, 0, 0);
 	}
 
-	/** As {@link #register(String, byte[], byte[])} with attemptLimit (0: the vault's default). */
+	/**
+	 * As {@link #register(String, byte[], byte[])} with attemptLimit (0: the vault's default).
+	 */
 	public void register(String token, byte[] password, byte[] key, int attemptLimit)
-	    throws BkvException {
+	    throws BkvException
+	{
 		registerReplacing(token, password, key, attemptLimit, 0);
 	}
 
 	/** As {@link #register(String, byte[], byte[], int)} with the password's UTF-8. */
 	public void register(String token, char[] password, byte[] key, int attemptLimit)
-	    throws BkvException {
+	    throws BkvException
+	{
 		registerReplacing(token, password, key, attemptLimit, 0);
 	}
 
@@ -143,28 +168,37 @@ public final class BkvClient implements Closeable {
 	 * @throws AlreadyRegisteredException replacesRecordVersion is 0 and a record exists
 	 */
 	public long registerReplacing(String token, byte[] password, byte[] key, int attemptLimit,
-	                              long replacesRecordVersion) throws BkvException {
+	                              long replacesRecordVersion) throws BkvException
+	{
 		Objects.requireNonNull(password, "password");
 		checkKey(key);
 		if (attemptLimit < 0 || replacesRecordVersion < 0) {
-			throw new IllegalArgumentException("attemptLimit and replacesRecordVersion must not be negative");
+			throw new IllegalArgumentException(
+			    "attemptLimit and replacesRecordVersion must not be negative");
 		}
 		byte[] tokenBytes = tokenBytes(token);
 		lock.readLock().lock();
 		try {
-			return Native.register(open(), tokenBytes, password, key, attemptLimit, replacesRecordVersion);
+			return Native.register(open(), tokenBytes, password, key, attemptLimit,
+			                       replacesRecordVersion);
 		} finally {
 			lock.readLock().unlock();
 			Secrets.wipe(tokenBytes);
 		}
 	}
 
-	/** As {@link #registerReplacing(String, byte[], byte[], int, long)} with the password's UTF-8. */
+	/**
+	 * As {@link #registerReplacing(String, byte[], byte[], int, long)} with the password's
+	 * UTF-8.
+	 */
 	public long registerReplacing(String token, char[] password, byte[] key, int attemptLimit,
-	                              long replacesRecordVersion) throws BkvException {
-		byte[] utf8 = Secrets.utf8(Objects.requireNonNull(password, "password"), "the password");
+	                              long replacesRecordVersion) throws BkvException
+	{
+		byte[] utf8 =
+		    Secrets.utf8(Objects.requireNonNull(password, "password"), "the password");
 		try {
-			return registerReplacing(token, utf8, key, attemptLimit, replacesRecordVersion);
+			return registerReplacing(token, utf8, key, attemptLimit,
+			                         replacesRecordVersion);
 		} finally {
 			Secrets.wipe(utf8);
 		}
@@ -177,7 +211,8 @@ public final class BkvClient implements Closeable {
 	 * @throws DestroyedException the last attempt failed, now or earlier
 	 * @throws NotRegisteredException the vault holds nothing for the account
 	 */
-	public byte[] recover(String token, byte[] password) throws BkvException {
+	public byte[] recover(String token, byte[] password) throws BkvException
+	{
 		Objects.requireNonNull(password, "password");
 		byte[] tokenBytes = tokenBytes(token);
 		lock.readLock().lock();
@@ -190,8 +225,10 @@ public final class BkvClient implements Closeable {
 	}
 
 	/** As {@link #recover(String, byte[])} with the password's UTF-8. */
-	public byte[] recover(String token, char[] password) throws BkvException {
-		byte[] utf8 = Secrets.utf8(Objects.requireNonNull(password, "password"), "the password");
+	public byte[] recover(String token, char[] password) throws BkvException
+	{
+		byte[] utf8 =
+		    Secrets.utf8(Objects.requireNonNull(password, "password"), "the password");
 		try {
 			return recover(token, utf8);
 		} finally {
@@ -207,7 +244,8 @@ public final class BkvClient implements Closeable {
 	 * @throws ConflictException the record changed in between; the password is not changed
 	 */
 	public void changePassword(String token, byte[] oldPassword, byte[] newPassword)
-	    throws BkvException {
+	    throws BkvException
+	{
 		Objects.requireNonNull(oldPassword, "oldPassword");
 		Objects.requireNonNull(newPassword, "newPassword");
 		byte[] tokenBytes = tokenBytes(token);
@@ -222,11 +260,14 @@ public final class BkvClient implements Closeable {
 
 	/** As {@link #changePassword(String, byte[], byte[])} with the passwords' UTF-8. */
 	public void changePassword(String token, char[] oldPassword, char[] newPassword)
-	    throws BkvException {
-		byte[] oldUtf8 = Secrets.utf8(Objects.requireNonNull(oldPassword, "oldPassword"), "the old password");
+	    throws BkvException
+	{
+		byte[] oldUtf8 = Secrets.utf8(Objects.requireNonNull(oldPassword, "oldPassword"),
+		                              "the old password");
 		byte[] newUtf8 = null;
 		try {
-			newUtf8 = Secrets.utf8(Objects.requireNonNull(newPassword, "newPassword"), "the new password");
+			newUtf8 = Secrets.utf8(Objects.requireNonNull(newPassword, "newPassword"),
+			                       "the new password");
 			changePassword(token, oldUtf8, newUtf8);
 		} finally {
 			Secrets.wipe(oldUtf8);
@@ -235,7 +276,8 @@ public final class BkvClient implements Closeable {
 	}
 
 	/** What the vault holds for the account; a destroyed key is a status, not an exception. */
-	public AccountStatus status(String token) throws BkvException {
+	public AccountStatus status(String token) throws BkvException
+	{
 		byte[] tokenBytes = tokenBytes(token);
 		lock.readLock().lock();
 		try {
@@ -250,7 +292,8 @@ public final class BkvClient implements Closeable {
 	 * Deletes the account's record, a destroyed key's tombstone included. Returns whether
 	 * there was one.
 	 */
-	public boolean delete(String token) throws BkvException {
+	public boolean delete(String token)throws BkvException
+	{
 		byte[] tokenBytes = tokenBytes(token);
 		lock.readLock().lock();
 		try {
@@ -261,9 +304,12 @@ public final class BkvClient implements Closeable {
 		}
 	}
 
-	/** Frees the native client (waiting for calls running on it); later calls throw. Idempotent. */
-	@Override
-	public void close() {
+	/**
+	 * Frees the native client (waiting for calls running on it); later calls throw.
+	 * Idempotent.
+	 */
+	@Override public void close()
+	{
 		lock.writeLock().lock();
 		try {
 			if (handle != 0) {
@@ -276,21 +322,25 @@ public final class BkvClient implements Closeable {
 	}
 
 	/** The native client, under the read lock. */
-	private long open() {
+	private long open()
+	{
 		if (handle == 0) {
 			throw new IllegalStateException("the BkvClient is closed");
 		}
 		return handle;
 	}
 
-	private static byte[] tokenBytes(String token) {
+	private static byte[] tokenBytes(String token)
+	{
 		return Secrets.cString(Objects.requireNonNull(token, "token"), "the token");
 	}
 
-	static void checkKey(byte[] key) {
+	static void checkKey(byte[] key)
+	{
 		Objects.requireNonNull(key, "key");
 		if (key.length != KEY_BYTES) {
-			throw new IllegalArgumentException("a backup key is " + KEY_BYTES + " bytes, not " + key.length);
+			throw new IllegalArgumentException("a backup key is " + KEY_BYTES +
+			                                   " bytes, not " + key.length);
 		}
 	}
 }

@@ -9,7 +9,8 @@ import java.nio.charset.StandardCharsets;
  * (docs/SDK.md, "Errors and what to do about them"); out of memory, internal errors and
  * statuses newer than this binding are this class itself.
  */
-public class BkvException extends Exception {
+public class BkvException extends Exception
+{
 	private static final long serialVersionUID = 1L;
 
 	// bkv.h's bkv_status values; bkv_jni.c checks each against bkv.h when it is compiled.
@@ -38,7 +39,8 @@ public class BkvException extends Exception {
 	final int httpStatus;
 	final long retryAfterMillis;
 
-	BkvException(int code, String message, int httpStatus, long retryAfterMillis) {
+	BkvException(int code, String message, int httpStatus, long retryAfterMillis)
+	{
 		super(message);
 		this.code = code;
 		this.httpStatus = httpStatus;
@@ -46,7 +48,8 @@ public class BkvException extends Exception {
 	}
 
 	/** The {@code bkv_status} value (one of the {@code ERR_} constants, or a newer one). */
-	public int code() {
+	public int code()
+	{
 		return code;
 	}
 
@@ -55,14 +58,17 @@ public class BkvException extends Exception {
 	 * control characters already replaced by libbkv) and, for the recovery calls, its
 	 * bkv_recover_info.
 	 */
-	static BkvException fromNative(int code, byte[] message, int httpStatus, long retryAfterMillis,
-	                               boolean attemptsKnown, long attemptsRemaining, long attemptLimit) {
+	static BkvException fromNative(int code, byte[] message, int httpStatus,
+	                               long retryAfterMillis, boolean attemptsKnown,
+	                               long attemptsRemaining, long attemptLimit)
+	{
 		String text = new String(message, StandardCharsets.UTF_8);
 		switch (code) {
 		case ERR_ARGUMENT:
 			return new InvalidArgumentException(text);
 		case ERR_WRONG_PASSWORD:
-			return new WrongPasswordException(text, attemptsKnown, attemptsRemaining, attemptLimit);
+			return new WrongPasswordException(text, attemptsKnown, attemptsRemaining,
+			                                  attemptLimit);
 		case ERR_DESTROYED:
 			return new DestroyedException(text);
 		case ERR_NOT_REGISTERED:

@@ -13,11 +13,13 @@ public enum RecordState {
 
 	private final int code;
 
-	RecordState(int code) {
+	RecordState(int code)
+	{
 		this.code = code;
 	}
 
-	static RecordState of(long code) {
+	static RecordState of(long code)
+	{
 		for (RecordState state : values()) {
 			if (state.code == code) {
 				return state;

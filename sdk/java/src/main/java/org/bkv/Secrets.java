@@ -9,8 +9,10 @@ import java.nio.charset.StandardCharsets;
 import java.util.Arrays;
 
 /** The binding's own copies of secrets: made here, wiped by the caller in a finally. */
-final class Secrets {
-	private Secrets() {
+final class Secrets
+{
+	private Secrets()
+	{
 	}
 
 	/**
@@ -18,10 +20,11 @@ final class Secrets {
 	 * writes into one buffer sized for the worst case, which is wiped after the copy. An
 	 * unpaired surrogate is not text: IllegalArgumentException.
 	 */
-	static byte[] utf8(char[] text, String what) {
+	static byte[] utf8(char[] text, String what)
+	{
 		CharsetEncoder encoder = StandardCharsets.UTF_8.newEncoder()
-		    .onMalformedInput(CodingErrorAction.REPORT)
-		    .onUnmappableCharacter(CodingErrorAction.REPORT);
+		                             .onMalformedInput(CodingErrorAction.REPORT)
+		                             .onUnmappableCharacter(CodingErrorAction.REPORT);
 		ByteBuffer out = ByteBuffer.allocate(Math.multiplyExact(text.length, 3));
 		try {
 			CoderResult result = encoder.encode(CharBuffer.wrap(text), out, true);
@@ -29,25 +32,28 @@ final class Secrets {
 				result = encoder.flush(out);
 			}
 			if (!result.isUnderflow()) {
-				throw new IllegalArgumentException(what + " is not valid UTF-16 (an unpaired surrogate)");
+				throw new IllegalArgumentException(
+				    what + " is not valid UTF-16 (an unpaired surrogate)");
 			}
 			return Arrays.copyOf(out.array(), out.position());
 		} finally {
-			Arrays.fill(out.array(), (byte) 0);
+			Arrays.fill(out.array(), (byte)0);
 		}
 	}
 
 	/** A token, URL or path as UTF-8; the C side makes it a C string, so NUL is refused. */
-	static byte[] cString(String text, String what) {
+	static byte[] cString(String text, String what)
+	{
 		if (text.indexOf('\0') >= 0) {
 			throw new IllegalArgumentException(what + " contains a NUL character");
 		}
 		return text.getBytes(StandardCharsets.UTF_8);
 	}
 
-	static void wipe(byte[] bytes) {
+	static void wipe(byte[] bytes)
+	{
 		if (bytes != null) {
-			Arrays.fill(bytes, (byte) 0);
+			Arrays.fill(bytes, (byte)0);
 		}
 	}
 }

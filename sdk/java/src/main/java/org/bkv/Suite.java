@@ -9,11 +9,13 @@ public enum Suite {
 
 	final int code;
 
-	Suite(int code) {
+	Suite(int code)
+	{
 		this.code = code;
 	}
 
-	static Suite of(long code) {
+	static Suite of(long code)
+	{
 		for (Suite suite : values()) {
 			if (suite.code == code) {
 				return suite;

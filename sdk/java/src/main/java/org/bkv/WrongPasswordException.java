@@ -4,7 +4,8 @@ package org.bkv;
  * {@code BKV_ERR_WRONG_PASSWORD}: the password did not open the key, and attempts remain.
  * Ask again, saying how many are left.
  */
-public final class WrongPasswordException extends BkvException {
+public final class WrongPasswordException extends BkvException
+{
 	private static final long serialVersionUID = 1L;
 
 	private final boolean attemptsKnown;
@@ -12,7 +13,8 @@ public final class WrongPasswordException extends BkvException {
 	private final long attemptLimit;
 
 	WrongPasswordException(String message, boolean attemptsKnown, long attemptsRemaining,
-	                       long attemptLimit) {
+	                       long attemptLimit)
+	{
 		super(BkvException.ERR_WRONG_PASSWORD, message, 0, 0);
 		this.attemptsKnown = attemptsKnown;
 		this.attemptsRemaining = attemptsRemaining;
@@ -20,17 +22,20 @@ public final class WrongPasswordException extends BkvException {
 	}
 
 	/** Whether the vault said how many attempts are left (a bkv vault always does). */
-	public boolean attemptsKnown() {
+	public boolean attemptsKnown()
+	{
 		return attemptsKnown;
 	}
 
 	/** The attempts left after this one; valid when {@link #attemptsKnown()}. */
-	public long attemptsRemaining() {
+	public long attemptsRemaining()
+	{
 		return attemptsRemaining;
 	}
 
 	/** The account's attempt limit; valid when {@link #attemptsKnown()}. */
-	public long attemptLimit() {
+	public long attemptLimit()
+	{
 		return attemptLimit;
 	}
 }
