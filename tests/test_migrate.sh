@@ -140,7 +140,7 @@ check "bkvd init creates bkv-state-mac-1 and nothing else" \
 
 # --- the new bkvd serves the old database: every row is refused
 start "$bin/bkvd" "$config"
-check "the new bkvd migrated the schema to the current version (3)" test "$(sql 'PRAGMA user_version')" = 3
+check "the new bkvd migrated the schema to the current version (4)" test "$(sql 'PRAGMA user_version')" = 4
 check "the three old rows carry no MAC and no registration id" \
   test "$(sql "SELECT count(*) FROM records WHERE mac = x'' AND registration_id = x''")" = 3
 for account in alice bob carol; do

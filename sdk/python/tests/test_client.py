@@ -202,13 +202,15 @@ def test_bad_arguments_raise_argument_error_before_anything_is_sent(client, toke
 
 
 def test_one_client_serves_several_threads_at_once(client, vault):
-    tokens = [vault.token() for _ in range(4)]
+    # One account per thread: two recoveries of one account at once are a conflict by
+    # design (the second finds its ticket used), which is not what this test is about.
+    tokens = [vault.token() for _ in range(8)]
     keys = [bkv.generate_key() for _ in tokens]
     for t, k in zip(tokens, keys):
         client.register(t, b"shared client", k)
     with concurrent.futures.ThreadPoolExecutor(len(tokens)) as pool:
-        recovered = list(pool.map(lambda t: client.recover(t, b"shared client"), tokens * 2))
-    assert recovered == keys * 2
+        recovered = list(pool.map(lambda t: client.recover(t, b"shared client"), tokens))
+    assert recovered == keys
 
 
 def test_close_waits_for_a_call_another_thread_has_under_way(vault, token, monkeypatch):
