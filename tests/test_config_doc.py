@@ -18,7 +18,9 @@ this script does not read), rather than passing with an empty list.
 docs/CONFIG.md must have, under a heading `## [S]` for each section, a table row whose first
 cell is `K` for each key, and no heading or row for a section or key the parser does not
 accept. Defaults: for each key whose default set_defaults() (or
-bkv_rate_config_defaults()) gives as a literal, the row's default cell must show it.
+bkv_rate_config_defaults()) gives as a literal, or leaves at zero (0, false, the empty
+string: the row must say `0`, `false`, "empty" or "none"), the row's default cell must show
+it. Not compared: suites, p256_ake and sealed_keys (enumerations).
 """
 import re
 import sys
@@ -74,10 +76,14 @@ def parser_keys(root):
         tests = list(re.finditer(r'strcmp\(name, "([a-z0-9_]+)"\)', branch))
         for j, t in enumerate(tests):
             end = tests[j + 1].start() if j + 1 < len(tests) else len(branch)
-            f = re.search(r"STRING\((\w+)\)|&c->([\w.]+)|c->(\w+),", branch[t.end():end])
-            keys[t.group(1)] = next((g for g in f.groups() if g), None) if f else None
+            code = branch[t.end():end]
+            f = re.search(r"STRING\((\w+)\)|&c->([\w.]+)|c->(\w+),", code)
+            field = next((g for g in f.groups() if g), None) if f else None
+            kind = ("u32" if "parse_u32(" in code else "bool" if "parse_bool(" in code
+                    else "string" if "STRING(" in code or "copy_string(" in code else None)
+            keys[t.group(1)] = (field, kind) if field else None
         if "on_limits_entry(" in branch:
-            keys.update({k: field for k, field in limits})
+            keys.update({k: (field, "u32") for k, field in limits})
         if "parse_rate_rule(" in branch:
             keys.update({f"{p}.{meth}": None for p in prefixes for meth in methods})
         if not keys:
@@ -97,6 +103,8 @@ def source_defaults(config_c, ratelimit_c, methods):
         d[m.group(1)] = m.group(2)
     for m in re.finditer(r"c->(\w+) = ([0-9][0-9 *]*);", body):
         d[m.group(1)] = str(eval(m.group(2)))  # only digits, blanks and '*' matched
+    for m in re.finditer(r'memcpy\(c->(\w+), "([^"]*)", \d+\)', body):
+        d[m.group(1)] = m.group(2)
     m = re.search(r"c->ksf = \(opaque_ksf\)\{\w+, (\d+), (\d+), (\d+)\}", body)
     if m:
         d["ksf.iterations"], d["ksf.memory_kib"], d["ksf.parallelism"] = m.groups()
@@ -161,7 +169,15 @@ def main():
             if key not in doc[section]:
                 problems.append(f"[{section}] {key}: accepted by the parser, no row in CONFIG.md")
                 continue
-            want = rate_defaults.get(key) if section == "rate_limit" else defaults.get(field)
+            if section == "rate_limit":
+                want = rate_defaults.get(key)
+            elif field is None:
+                want = None
+            else:
+                # set_defaults() starts from memset 0: a field it does not set is 0, false
+                # or the empty string.
+                zero = {"u32": "0", "bool": "false", "string": ""}.get(field[1])
+                want = defaults.get(field[0], zero)
             if want is None:
                 continue
             ndefaults += 1
