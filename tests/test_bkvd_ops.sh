@@ -10,7 +10,8 @@
 #     refused (exit 2);
 #   - the master logs each signal and each child's exit on one line: a worker killed by
 #     SIGKILL (its pid, signal 9, restarted), SIGTERM (the sender's pid, each child's exit
-#     status, then "stopped");
+#     status, then "stopped"); with a worker that does not stop (SIGSTOPped): SIGINT,
+#     SIGTERM and SIGHUP while stopping, and the SIGKILL after the stop timeout (10 s);
 #   - SIGHUP: after `mv requests.log requests.log.1`, new requests go to a new
 #     requests.log and the old file holds every earlier line, complete; a log that cannot
 #     be reopened leaves the worker running and writing to the old file;
@@ -341,7 +342,40 @@ modes_under_umask_000() {
 }
 check "under umask 000: database, -wal, -shm, lock file and logs 0600, directories 0700" \
   modes_under_umask_000
-stop
+
+# A worker that does not stop (SIGSTOPped here): SIGINT, then SIGTERM and SIGHUP while
+# the master waits for it, then SIGKILL after the stop timeout (10 s), each on one line.
+stop_escalation_is_logged() {
+  local worker metrics before
+  worker=$(children_named "$pid" bkvd)
+  metrics=$(children_named "$pid" bkvd-metrics)
+  echo "master $pid (signals from $$), worker $worker (stopped), metrics process $metrics"
+  [ -n "$worker" ] && [ -n "$metrics" ] || return 1
+  before=$(wc -l < "$work/u0.err")
+  kill -STOP "$worker"
+  kill -INT "$pid"
+  for _ in $(seq 100); do grep -q "exited with" "$work/u0.err" && break; sleep 0.05; done
+  kill -TERM "$pid"
+  sleep 0.2
+  kill -HUP "$pid"
+  local stopped=1
+  for _ in $(seq 150); do kill -0 "$pid" 2>/dev/null || { stopped=0; break; }; sleep 0.1; done
+  wait "$pid" 2>/dev/null || true
+  [ "$stopped" -eq 0 ] && pid=""
+  tail -n +"$((before + 1))" "$work/u0.err" > "$work/u0.stop"
+  cat "$work/u0.stop"
+  printf '%s\n' "bkvd: SIGINT from pid $$: stopping the workers" \
+    "bkvd: metrics process $metrics exited with 0" \
+    "bkvd: SIGTERM from pid $$: already stopping" \
+    "bkvd: SIGHUP while stopping: ignored" \
+    "bkvd: children still running 10 s after SIGTERM: sending SIGKILL" \
+    "bkvd: worker $worker killed by signal 9" \
+    "bkvd: stopped" > "$work/u0.want"
+  [ "$stopped" -eq 0 ] && diff "$work/u0.want" "$work/u0.stop"
+}
+check "a worker that does not stop: SIGINT, SIGTERM and SIGHUP while stopping, then SIGKILL, one line each" \
+  stop_escalation_is_logged
+[ -z "$pid" ] || stop
 
 # ---- fork() failing ----------------------------------------------------------------------
 
