@@ -9,7 +9,8 @@
  * DATABASE.bkvd.lock). It then binds the port (SO_REUSEPORT), forks the workers and the
  * metrics process ([vault] metrics_listen), restarts a worker that crashes or could not be
  * forked, passes SIGHUP on to the workers (each reopens its logs, for logrotate), and on
- * SIGTERM/SIGINT tells its children to drain and waits for them.
+ * SIGTERM/SIGINT tells its children to drain and waits for them (SIGKILL after
+ * STOP_TIMEOUT_S). Each signal it acts on and each child's exit is one line on stderr.
  *
  * Each worker loads the PKCS#11 module itself after the fork (a PKCS#11 library must not
  * be used across fork), opens its own token session and storage connection, and runs its
