@@ -4,9 +4,14 @@
 #   - a second `bkvd serve` on a port the first one serves exits 2 with the reason, and the
 #     first still answers; so does one on the same SQLite database, or on a metrics port
 #     in use; a new master on the port of a SIGKILLed one starts once its workers drained;
-#   - the database, its -wal and -shm, the logs and the lock file are created 0600 even
-#     under umask 022; a database others can read is served with a one-line warning; a
-#     log that cannot be opened is refused (exit 2);
+#   - the database, its -wal and -shm, the logs and the lock file are created 0600 under
+#     umask 022 and under umask 000 (and any directory bkvd creates 0700); a database
+#     others can read is served with a one-line warning; a log that cannot be opened is
+#     refused (exit 2);
+#   - the master logs each signal and each child's exit on one line: a worker killed by
+#     SIGKILL (its pid, signal 9, restarted), SIGTERM (the sender's pid, each child's exit
+#     status, then "stopped"); with a worker that does not stop (SIGSTOPped): SIGINT,
+#     SIGTERM and SIGHUP while stopping, and the SIGKILL after the stop timeout (10 s);
 #   - SIGHUP: after `mv requests.log requests.log.1`, new requests go to a new
 #     requests.log and the old file holds every earlier line, complete; a log that cannot
 #     be reopened leaves the worker running and writing to the old file;
@@ -232,9 +237,59 @@ sighup_reopen_fails() {
 check "SIGHUP with a log that cannot be reopened: the worker goes on with the old file" \
   sighup_reopen_fails
 
+# ---- the master logs every signal and every child's exit --------------------------------
+
+children_named() { # children_named MASTER NAME: the pids of MASTER's children called NAME
+  local s
+  for s in /proc/[0-9]*/status; do
+    grep -q "^PPid:[[:space:]]*$1\$" "$s" 2>/dev/null &&
+      grep -q "^Name:[[:space:]]*$2\$" "$s" 2>/dev/null && basename "$(dirname "$s")"
+  done
+  return 0
+}
+worker_kill_is_logged() {
+  local worker new=""
+  worker=$(children_named "$first_pid" bkvd)
+  echo "master $first_pid, worker $worker"
+  [ -n "$worker" ] || return 1
+  kill -KILL "$worker"
+  for _ in $(seq 100); do
+    new=$(children_named "$first_pid" bkvd)
+    [ -n "$new" ] && [ "$new" != "$worker" ] && break
+    sleep 0.05
+  done
+  cat "$work/first.err"
+  [ "$(grep -c "worker $worker " "$work/first.err")" -eq 1 ] &&
+    grep -qx "bkvd: worker $worker killed by signal 9; restarting it" "$work/first.err" &&
+    [ "$(rpc GetConfig | cut -d' ' -f1)" = 200 ]
+}
+check "a worker killed by SIGKILL: one line naming its pid and the signal, and a new worker" \
+  worker_kill_is_logged
+sigterm_is_logged() {
+  local worker metrics
+  worker=$(children_named "$first_pid" bkvd)
+  metrics=$(children_named "$first_pid" bkvd-metrics)
+  echo "master $first_pid (SIGTERM from $$), worker $worker, metrics process $metrics"
+  [ -n "$worker" ] && [ -n "$metrics" ] || return 1
+  local before
+  before=$(wc -l < "$work/first.err")
+  kill -TERM "$first_pid"
+  wait "$first_pid" 2>/dev/null || true
+  pid=""
+  tail -n +"$((before + 1))" "$work/first.err" > "$work/first.stop"
+  cat "$work/first.stop"
+  # exactly these lines, the two exits in either order
+  [ "$(wc -l < "$work/first.stop")" -eq 4 ] &&
+    [ "$(head -1 "$work/first.stop")" = "bkvd: SIGTERM from pid $$: stopping the workers" ] &&
+    grep -qx "bkvd: worker $worker exited with 0" "$work/first.stop" &&
+    grep -qx "bkvd: metrics process $metrics exited with 0" "$work/first.stop" &&
+    [ "$(tail -1 "$work/first.stop")" = "bkvd: stopped" ]
+}
+check "SIGTERM: one line naming the sender, one line per child's exit, then stopped" \
+  sigterm_is_logged
+
 # ---- a database others can read ---------------------------------------------------------
 
-stop
 chmod 644 "$vault/bkv.db"
 serve_ops lax "$config"
 check "a database others can read is served, with a one-line warning" \
@@ -259,6 +314,68 @@ restart_after_sigkill() {
 check "a new master on the port of a SIGKILLed one starts once its workers drained" \
   restart_after_sigkill
 stop
+
+# ---- file modes under umask 000 ----------------------------------------------------------
+
+# A new database and new logs in a directory anyone may write, bkvd started with umask 000:
+# every file it creates is 0600 and every directory (it creates none today) 0700.
+mkdir "$work/u0"
+chmod 777 "$work/u0"
+u0=$(variant u0 "s|^storage = .*|storage = sqlite:$work/u0/bkv.db|;s|^audit_log = .*|audit_log = $work/u0/audit.log|;s|^request_log = .*|request_log = $work/u0/requests.log|")
+umask 000
+serve_ops u0 "$u0"
+umask 022
+modes_under_umask_000() {
+  local f ok=0
+  [ "$(rpc GetConfig | cut -d' ' -f1)" = 200 ] || ok=1
+  echo "bkvd's umask: $(sed -n 's/^Umask:[[:space:]]*//p' "/proc/$pid/status")"
+  for f in bkv.db bkv.db-wal bkv.db-shm bkv.db.bkvd.lock audit.log requests.log; do
+    echo "$f $(stat -c %a "$work/u0/$f")"
+    [ "$(stat -c %a "$work/u0/$f")" = 600 ] || ok=1
+  done
+  while IFS= read -r f; do
+    echo "$f $(stat -c %a "$f")"
+    [ "$(stat -c %a "$f")" = 700 ] || ok=1
+  done < <(find "$work/u0" -mindepth 1 -type d)
+  [ "$(find "$work/u0" -mindepth 1 ! -type d ! -perm 0600 | wc -l)" -eq 0 ] || ok=1
+  return "$ok"
+}
+check "under umask 000: database, -wal, -shm, lock file and logs 0600, directories 0700" \
+  modes_under_umask_000
+
+# A worker that does not stop (SIGSTOPped here): SIGINT, then SIGTERM and SIGHUP while
+# the master waits for it, then SIGKILL after the stop timeout (10 s), each on one line.
+stop_escalation_is_logged() {
+  local worker metrics before
+  worker=$(children_named "$pid" bkvd)
+  metrics=$(children_named "$pid" bkvd-metrics)
+  echo "master $pid (signals from $$), worker $worker (stopped), metrics process $metrics"
+  [ -n "$worker" ] && [ -n "$metrics" ] || return 1
+  before=$(wc -l < "$work/u0.err")
+  kill -STOP "$worker"
+  kill -INT "$pid"
+  for _ in $(seq 100); do grep -q "exited with" "$work/u0.err" && break; sleep 0.05; done
+  kill -TERM "$pid"
+  sleep 0.2
+  kill -HUP "$pid"
+  local stopped=1
+  for _ in $(seq 150); do kill -0 "$pid" 2>/dev/null || { stopped=0; break; }; sleep 0.1; done
+  wait "$pid" 2>/dev/null || true
+  [ "$stopped" -eq 0 ] && pid=""
+  tail -n +"$((before + 1))" "$work/u0.err" > "$work/u0.stop"
+  cat "$work/u0.stop"
+  printf '%s\n' "bkvd: SIGINT from pid $$: stopping the workers" \
+    "bkvd: metrics process $metrics exited with 0" \
+    "bkvd: SIGTERM from pid $$: already stopping" \
+    "bkvd: SIGHUP while stopping: ignored" \
+    "bkvd: children still running 10 s after SIGTERM: sending SIGKILL" \
+    "bkvd: worker $worker killed by signal 9" \
+    "bkvd: stopped" > "$work/u0.want"
+  [ "$stopped" -eq 0 ] && diff "$work/u0.want" "$work/u0.stop"
+}
+check "a worker that does not stop: SIGINT, SIGTERM and SIGHUP while stopping, then SIGKILL, one line each" \
+  stop_escalation_is_logged
+[ -z "$pid" ] || stop
 
 # ---- fork() failing ----------------------------------------------------------------------
 

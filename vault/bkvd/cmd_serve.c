@@ -9,7 +9,8 @@
  * DATABASE.bkvd.lock). It then binds the port (SO_REUSEPORT), forks the workers and the
  * metrics process ([vault] metrics_listen), restarts a worker that crashes or could not be
  * forked, passes SIGHUP on to the workers (each reopens its logs, for logrotate), and on
- * SIGTERM/SIGINT tells its children to drain and waits for them.
+ * SIGTERM/SIGINT tells its children to drain and waits for them (SIGKILL after
+ * STOP_TIMEOUT_S). Each signal it acts on and each child's exit is one line on stderr.
  *
  * Each worker loads the PKCS#11 module itself after the fork (a PKCS#11 library must not
  * be used across fork), opens its own token session and storage connection, and runs its
@@ -381,8 +382,10 @@ static bool start_missing(const bkvd_config *c, children *ch, uint8_t log_key[32
 	return forked_all;
 }
 
-/* Reaps exited children; unless stopping, reports each and schedules its restart (a
- * second later for one that could not start, which would not start at once either). */
+/* Reaps exited children and reports each on one line; unless stopping, schedules its
+ * restart (a second later for one that could not start, which would not start at once
+ * either). The master waits for signals with sigtimedwait and has no handlers, so this
+ * runs in normal context and may use stdio. */
 static void reap_children(children *ch, bool stopping)
 {
 	int status;
@@ -394,12 +397,13 @@ static void reap_children(children *ch, bool stopping)
 			if (k->pid != pid)
 				continue;
 			k->pid = -1;
-			if (stopping)
-				break;
-			fprintf(stderr, "bkvd: %s %d %s %d; restarting it\n",
+			fprintf(stderr, "bkvd: %s %d %s %d%s\n",
 			        is_metrics ? "metrics process" : "worker", (int)pid,
 			        WIFSIGNALED(status) ? "killed by signal" : "exited with",
-			        WIFSIGNALED(status) ? WTERMSIG(status) : WEXITSTATUS(status));
+			        WIFSIGNALED(status) ? WTERMSIG(status) : WEXITSTATUS(status),
+			        stopping ? "" : "; restarting it");
+			if (stopping)
+				break;
 			if (!is_metrics)
 				bkv_metrics_add(&ch->metrics_shm->worker_restarts, 1);
 			const bool could_not_start =
@@ -758,21 +762,35 @@ int bkvd_cmd_serve(int argc, char **argv)
 	}
 	close(ready[0]);
 
-	bool stopping = false;
+	bool stopping = false, killing = false;
 	time_t stop_deadline = 0;
 	while (!stopping || children_alive(&ch)) {
 		struct timespec wait = {1, 0};
 		siginfo_t info;
 		int sig = sigtimedwait(&mask, &info, &wait);
 		if ((sig == SIGTERM || sig == SIGINT) && !stopping) {
+			fprintf(stderr, "bkvd: %s from pid %d: stopping the workers\n",
+			        sig == SIGTERM ? "SIGTERM" : "SIGINT", (int)info.si_pid);
 			stopping = true;
 			stop_deadline = time(NULL) + STOP_TIMEOUT_S;
 			signal_children(&ch, SIGTERM, true);
+		} else if (sig == SIGTERM || sig == SIGINT) {
+			fprintf(stderr, "bkvd: %s from pid %d: already stopping\n",
+			        sig == SIGTERM ? "SIGTERM" : "SIGINT", (int)info.si_pid);
 		} else if (sig == SIGHUP && !stopping) {
 			fprintf(stderr, "bkvd: SIGHUP: the workers reopen their logs\n");
 			signal_children(&ch, SIGHUP, false);
+		} else if (sig == SIGHUP) {
+			fprintf(stderr, "bkvd: SIGHUP while stopping: ignored\n");
 		}
-		if (stopping && time(NULL) > stop_deadline)
+		if (stopping && time(NULL) > stop_deadline && !killing) {
+			fprintf(
+			    stderr,
+			    "bkvd: children still running %d s after SIGTERM: sending SIGKILL\n",
+			    STOP_TIMEOUT_S);
+			killing = true;
+		}
+		if (killing)
 			signal_children(&ch, SIGKILL, true);
 		reap_children(&ch, stopping);
 		if (!stopping)
