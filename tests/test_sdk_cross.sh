@@ -124,14 +124,18 @@ hex() {
   [[ "$h" =~ ^[0-9a-f]{64}$ ]] || { echo "not a key: $(cat "$1")" >&2; return 1; }
   echo "$h"
 }
+# same_key WANT GOT: both are 64 hex digits, the same ones
+same_key() {
+  echo "registered $1"
+  echo "recovered  $2"
+  [[ "$1" =~ ^[0-9a-f]{64}$ ]] && [ "$2" = "$1" ]
+}
 # recovers_same EXPECTED_HEX SDK SUITE ACCOUNT PASSWORD_FILE: SDK recovers exactly that key
 recovers_same() {
   local want=$1 got
   shift
   got=$("$1" "$2" "$3" recover "$4") || return 1
-  echo "registered $want"
-  echo "recovered  $got"
-  [[ "$want" =~ ^[0-9a-f]{64}$ ]] && [ "$got" = "$want" ]
+  same_key "$want" "$got"
 }
 # wrong_password SDK SUITE ACCOUNT PASSWORD_FILE: SDK's recovery fails as a wrong password
 # (exit 3 from all three)
@@ -161,8 +165,11 @@ printf 'Grüße, Schlüssel 1 \xf0\x9f\x94\x91' >"$work/pw1"
 printf 'пароль два \xe2\x82\xac 2' >"$work/pw2"
 printf 'mot de passe trois \xc3\xa9\xf0\x9f\x97\x9d 3' >"$work/pw3"
 
-check "the comparison sees a key that differs in one digit" \
-  bash -c '! [ "$1" = "$2" ]' _ "$(printf '%064d' 0)" "$(printf '%063d1' 0)"
+not_same_key() { ! same_key "$@"; }
+check "the comparison refuses a key that differs in its last digit" \
+  not_same_key "$(printf '%064d' 0)" "$(printf '%063d1' 0)"
+check "the comparison refuses an empty recovered key" not_same_key "$(printf '%064d' 0)" ""
+check "the comparison refuses two empty keys" not_same_key "" ""
 
 for suite in p256-sha256 ristretto255-sha512; do
   account=cross-$suite
@@ -210,6 +217,7 @@ done
 kill "$pid"
 wait "$pid" 2>/dev/null || true
 pid=""
-check "bkvd reported no sanitizer error" bash -c '! grep -q Sanitizer "$1"' _ "$work/bkvd.log"
+no_sanitizer_report() { ! grep -q Sanitizer "$work/bkvd.log"; }
+check "bkvd reported no sanitizer error" no_sanitizer_report
 echo "$passed passed, $failed failed"
 [ "$failed" -eq 0 ]
