@@ -85,7 +85,8 @@ python_env=(env PYTHONPATH="$root/sdk/python/src" PYTHONDONTWRITEBYTECODE=1
   BKV_LIBRARY="$libbkv")
 if [ -n "${BKV_SDK_PRELOAD:-}" ]; then
   asan=${ASAN_OPTIONS:+$ASAN_OPTIONS:}detect_leaks=0
-  java_env+=(LD_PRELOAD="$BKV_SDK_PRELOAD" ASAN_OPTIONS="$asan:handle_segv=0:allow_user_segv_handler=1")
+  java_env+=(LD_PRELOAD="$BKV_SDK_PRELOAD"
+    ASAN_OPTIONS="$asan:handle_segv=0:allow_user_segv_handler=1")
   python_env+=(LD_PRELOAD="$BKV_SDK_PRELOAD" ASAN_OPTIONS="$asan" PYTHONMALLOC=malloc)
 fi
 
