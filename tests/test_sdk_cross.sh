@@ -2,7 +2,8 @@
 # test_sdk_cross.sh - the three SDKs share one vault and agree byte for byte: for each
 # suite, a key registered with the C CLI (`bkv keygen` + `bkv register`) is recovered with
 # Java; Java changes the password and Python recovers the key with the new one; Python
-# registers a new key in place of it and the CLI recovers that. Each recovered key is
+# registers a new key in place of it and the CLI recovers that; and the other way round,
+# Java registers, Python changes the password, the CLI recovers. Each recovered key is
 # compared with the registered one as 64 hex digits (the CLI's key files turned into hex
 # here, the Java and Python helpers print the raw bytes in hex: no SDK's own key parser or
 # formatter decides). A wrong password in one SDK is seen as a used attempt by the others
@@ -213,6 +214,20 @@ for suite in p256-sha256 ristretto255-sha512; do
     status_has java "$suite" "$account" "attempts_used=1" "record_version=3"
   check "$suite: the CLI recovers the key Python registered" \
     recovers_same "$key3" cli "$suite" "$account" "$work/pw3"
+
+  # 4. the other way round, on an account of its own: Java registers, Python changes the
+  # password, the CLI recovers
+  account=cross-back-$suite
+  "$bin/bkvd" dev-token --config "$config" "$account" >"$work/token-$account"
+  check "$suite: Java registers a key" \
+    java "$suite" "$account" register "$work/pw1" "$work/key4-$suite"
+  key4=$(hex "$work/key4-$suite")
+  check "$suite: Python changes the password Java set" \
+    python "$suite" "$account" change-password "$work/pw1" "$work/pw2"
+  check "$suite: bkv status reports Java's suite, the version Python's change made" \
+    status_has cli "$suite" "$account" "suite: $suite" "record version: 2"
+  check "$suite: the CLI recovers Java's key under the password Python set" \
+    recovers_same "$key4" cli "$suite" "$account" "$work/pw2"
 done
 
 kill "$pid"
