@@ -52,6 +52,57 @@ says() {
   if grep -qF -- "$3" "$work/$2"; then ok "$1"; else bad "$1: $2 lacks \"$3\""; fi
 }
 
+# on_tty NAME CODE [EXPECT=>SEND]... -- CMD...: runs CMD with a pseudo-terminal as its
+# controlling terminal and standard input/output/error; each time its output shows EXPECT
+# (in order) it types SEND and Enter (SEND ^D is end of input). CMD exits with CODE within
+# 20 s; what it showed goes to out (err is emptied).
+on_tty() {
+  local name=$1 want=$2 rc=0
+  shift 2
+  /usr/bin/python3 - "$@" >"$work/out" 2>"$work/err" <<'PY' || rc=$?
+import os, pty, select, sys, time
+args = sys.argv[1:]
+cut = args.index("--")
+steps, cmd = [a.split("=>", 1) for a in args[:cut]], args[cut + 1:]
+pid, fd = pty.fork()
+if pid == 0:
+    os.execv(cmd[0], cmd)
+seen, deadline, shown = b"", time.monotonic() + 20, 0
+def pump():
+    global seen
+    r, _, _ = select.select([fd], [], [], 0.1)
+    if r:
+        try:
+            data = os.read(fd, 4096)
+        except OSError:
+            data = b""
+        if not data:
+            return False
+        seen += data
+    return True
+alive = True
+for expect, send in steps:
+    while expect.encode() not in seen[shown:] and alive and time.monotonic() < deadline:
+        alive = pump()
+    if expect.encode() not in seen[shown:]:
+        break
+    shown = seen.index(expect.encode(), shown) + len(expect)
+    time.sleep(0.05)
+    os.write(fd, b"\x04" if send == "^D" else send.encode() + b"\n")
+while alive and time.monotonic() < deadline:
+    alive = pump()
+sys.stdout.write(seen.decode(errors="replace"))
+if alive:
+    os.kill(pid, 9)
+    os.waitpid(pid, 0)
+    print("\n(timed out)")
+    sys.exit(124)
+_, status = os.waitpid(pid, 0)
+sys.exit(os.waitstatus_to_exitcode(status))
+PY
+  if [ "$rc" -eq "$want" ]; then ok "$name (exit $rc)"; else bad "$name: exit $rc, want $want"; fi
+}
+
 config=$(BKVD=$bin/bkvd "$root/scripts/dev-vault" "$work/vault")
 export SOFTHSM2_CONF=$work/vault/hsm/softhsm2.conf
 "$bin/bkvd" serve --config "$config" --listen 127.0.0.1:0 --workers 1 \
@@ -65,7 +116,7 @@ bkv() { "$bin/bkv" "$@" --ca-file "$work/vault/tls/cert.pem"; }
 printf 'first password' >"$work/pw1"
 printf 'second password' >"$work/pw2"
 printf 'not the password' >"$work/wrong"
-for a in alice bob carol; do "$bin/bkvd" dev-token --config "$config" "$a" >"$work/token-$a"; done
+for a in alice bob carol dave erin; do "$bin/bkvd" dev-token --config "$config" "$a" >"$work/token-$a"; done
 for k in 1 2 3; do "$bin/bkv" keygen --out "$work/key$k"; done
 # recovers ACCOUNT PASSWORD KEY: the recovered key is KEY
 recovers() {
@@ -111,6 +162,62 @@ for bad_argon2 in 1,-5,1 1,2 0,1024,1 1,1024,1x; do
     --password-file "$work/pw1" --argon2 "$bad_argon2"
   says "--argon2 $bad_argon2: the refusal says the form" err "--argon2 is ITERATIONS,MEMORY_KIB,PARALLELISM"
 done
+
+# On a terminal: the key and the passwords are asked (the key with its format), only after
+# every other check passed; the two passwords must agree (three tries).
+key1=$(cat "$work/key1")
+B=$bin/bkv
+C=(--ca-file "$work/vault/tls/cert.pem")
+on_tty "register on a terminal: key and password asked" 0 \
+  "64 hex digits=>${key1^^}" "New vault password:=>tty password" \
+  "Repeat the password:=>tty password" -- "$B" register --token-file "$work/token-dave" "${C[@]}"
+says "the key prompt shows the format" out "Backup key (64 hex digits; spaces, dashes and upper case are fine)"
+if grep -qF "${key1^^}" "$work/out"; then bad "the key was echoed"; else ok "the key is not echoed"; fi
+if grep -qF "tty password" "$work/out"; then bad "the password was echoed"; else ok "the password is not echoed"; fi
+printf 'tty password' >"$work/pw-tty"
+check_recovers "the key typed on the terminal recovers with the password typed there" dave pw-tty key1
+on_tty "recover on a terminal: the password is asked" 0 "Vault password:=>tty password" -- \
+  "$B" recover --token-file "$work/token-dave" "${C[@]}"
+says "the recovered key is shown" out "$key1"
+on_tty "register: differing passwords, then the same" 0 "64 hex digits=>$key1" \
+  "New vault password:=>one" "Repeat the password:=>two" \
+  "New vault password:=>three" "Repeat the password:=>three" -- \
+  "$B" register --token-file "$work/token-erin" "${C[@]}"
+says "the passwords differ is said" out "the passwords differ; try again"
+printf 'three' >"$work/pw-three"
+check_recovers "the password given twice the same is the one kept" erin pw-three key1
+on_tty "register: the passwords differ three times" 2 "64 hex digits=>$key1" \
+  "New vault password:=>a" "Repeat the password:=>b" "New vault password:=>a" \
+  "Repeat the password:=>b" "New vault password:=>a" "Repeat the password:=>b" -- \
+  "$B" register --token-file "$work/token-carol" "${C[@]}"
+says "the last difference ends it" out "bkv: the passwords differ"
+on_tty "register: a wrong key, then a good one" 6 "64 hex digits=>0123xyz" \
+  "64 hex digits=>$key1" "New vault password:=>p" "Repeat the password:=>p" -- \
+  "$B" register --token-file "$work/token-erin" "${C[@]}"
+says "the wrong key's fault is named" out "invalid character 'x' at position 5; try again"
+on_tty "register: end of input at the key prompt" 2 "64 hex digits=>^D" -- \
+  "$B" register --token-file "$work/token-carol" "${C[@]}"
+says "end of input: no key given" out "no backup key given"
+on_tty "register with an empty token file: nothing asked" 2 -- \
+  "$B" register --token-file "$work/empty-token" "${C[@]}"
+if grep -qiE "password|backup key \(" "$work/out"; then bad "asked before the token check"; else ok "the empty token file is refused before any prompt"; fi
+on_tty "register with a bad vault URL: nothing asked" 2 -- \
+  "$B" register --token-file "$work/token-carol" --vault ftp://x "${C[@]}"
+if grep -qiE "password|backup key \(" "$work/out"; then bad "asked before the URL check"; else ok "the bad URL is refused before any prompt"; fi
+printf 'not a key' >"$work/bad-key"
+on_tty "register with a bad key file: no password asked" 2 -- \
+  "$B" register --token-file "$work/token-carol" --key-file "$work/bad-key" "${C[@]}"
+if grep -qi "password:" "$work/out"; then bad "the password was asked before the key check"; else ok "the bad key file is refused before the password is asked"; fi
+on_tty "change-password with a missing token file: nothing asked" 2 -- \
+  "$B" change-password --token-file "$work/missing" "${C[@]}"
+if grep -qi "password:" "$work/out"; then bad "asked before the token check"; else ok "the missing token file is refused before any prompt"; fi
+# Without a terminal nothing waits: no --password-file is a clear error.
+expect "recover without a terminal or --password-file" 2 timeout 20 setsid -w \
+  "$B" recover --token-file "$work/token-dave" "${C[@]}" </dev/null
+says "no terminal: says --password-file" err "no terminal to ask for the password on; use --password-file"
+expect "register: the key from standard input without a terminal" 2 timeout 20 setsid -w \
+  "$B" register --token-file "$work/token-carol" "${C[@]}" <"$work/key1"
+says "the key from stdin, the password needs a file" err "use --password-file"
 
 # Nothing registered.
 expect "status of a new account" 0 bkv status --token-file "$work/token-carol"

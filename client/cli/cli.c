@@ -255,15 +255,17 @@ static char *cli_read_token(const cli_options *o)
 	return strdup(env);
 }
 
-static size_t prompt_tty(const char *prompt, char *buf, size_t cap)
+/* Asks on the terminal (/dev/tty) and reads one line into buf, echoing it only if echo.
+ * Returns its length, CLI_NO_TTY when there is no terminal, CLI_TTY_EOF at end of input
+ * (Ctrl-D) and CLI_TTY_LONG when the line does not fit (the rest of it is read and
+ * dropped). Never waits for anything but a line typed on the terminal. */
+long cli_prompt_tty(const char *prompt, bool echo, char *buf, size_t cap)
 {
-	int fd = open("/dev/tty", O_RDWR | O_CLOEXEC);
-	if (fd < 0) {
-		fprintf(stderr, "bkv: no terminal to ask for the password; use --password-file\n");
-		return 0;
-	}
+	int fd = open("/dev/tty", O_RDWR | O_CLOEXEC | O_NOCTTY);
+	if (fd < 0)
+		return CLI_NO_TTY;
 	struct termios old, quiet;
-	bool restore = tcgetattr(fd, &old) == 0;
+	bool restore = !echo && tcgetattr(fd, &old) == 0;
 	if (restore) {
 		quiet = old;
 		quiet.c_lflag &= (tcflag_t) ~(ECHO | ECHONL);
@@ -274,17 +276,50 @@ static size_t prompt_tty(const char *prompt, char *buf, size_t cap)
 		/* the prompt is a courtesy */
 	}
 	size_t n = 0;
+	bool newline = false, too_long = false;
 	char ch;
-	while (n + 1 < cap && read(fd, &ch, 1) == 1 && ch != '\n')
-		buf[n++] = ch;
+	while (read(fd, &ch, 1) == 1) {
+		if (ch == '\n') {
+			newline = true;
+			break;
+		}
+		if (n + 1 < cap)
+			buf[n++] = ch;
+		else
+			too_long = true;
+	}
 	buf[n] = '\0';
-	if (restore)
+	ch = 0;
+	if (restore) {
 		tcsetattr(fd, TCSAFLUSH, &old);
-	if (write(fd, "\n", 1) < 0) {
-		/* ignore */
+		if (write(fd, "\n", 1) < 0) {
+			/* ignore */
+		}
 	}
 	close(fd);
-	return n;
+	if (too_long) {
+		sodium_memzero(buf, cap);
+		return CLI_TTY_LONG;
+	}
+	if (!newline && n == 0)
+		return CLI_TTY_EOF;
+	return (long)n;
+}
+
+/* One password from the terminal; 0 (with a message) when there is none. */
+static size_t ask_password(const char *prompt, char *buf, size_t cap)
+{
+	const long n = cli_prompt_tty(prompt, false, buf, cap);
+	if (n == CLI_NO_TTY)
+		fprintf(stderr,
+		        "bkv: no terminal to ask for the password on; use --password-file\n");
+	else if (n == CLI_TTY_EOF)
+		fprintf(stderr, "bkv: no password given\n");
+	else if (n == CLI_TTY_LONG)
+		fprintf(stderr, "bkv: the password is too long (at most %zu bytes)\n", cap - 1);
+	else if (n == 0)
+		fprintf(stderr, "bkv: empty password\n");
+	return n > 0 ? (size_t)n : 0;
 }
 
 size_t cli_read_password(const cli_options *o, const char *prompt, bool confirm, char *password,
@@ -296,31 +331,58 @@ size_t cli_read_password(const cli_options *o, const char *prompt, bool confirm,
 			fprintf(stderr, "bkv: the password file is empty\n");
 		return n > 0 ? (size_t)n : 0;
 	}
-	size_t n = prompt_tty(prompt, password, cap);
-	if (n == 0) {
-		fprintf(stderr, "bkv: empty password\n");
-		return 0;
-	}
-	if (confirm) {
+	for (int attempt = 1; attempt <= CLI_CONFIRM_TRIES; attempt++) {
+		size_t n = ask_password(prompt, password, cap);
+		if (n == 0 || !confirm)
+			return n;
 		char again[CLI_PASSWORD_MAX];
-		size_t m = prompt_tty("Repeat the password: ", again, sizeof(again));
+		size_t m = ask_password("Repeat the password: ", again, sizeof(again));
 		bool same = m == n && sodium_memcmp(again, password, n) == 0;
 		sodium_memzero(again, sizeof(again));
-		if (!same) {
-			sodium_memzero(password, cap);
-			fprintf(stderr, "bkv: the passwords do not match\n");
+		if (same)
+			return n;
+		sodium_memzero(password, cap);
+		if (m == 0)
 			return 0;
-		}
+		fprintf(stderr, "bkv: the passwords differ%s\n",
+		        attempt < CLI_CONFIRM_TRIES ? "; try again" : "");
 	}
-	return n;
+	return 0;
 }
 
-bool cli_read_key(const cli_options *o, bkv_key *key)
+bool cli_read_key(const cli_options *o, bool stdin_busy, bkv_key *key)
 {
 	char text[512];
 	long n;
 	if (o->key_file != NULL) {
 		n = read_small_file(o->key_file, text, sizeof(text));
+	} else if (stdin_busy || isatty(STDIN_FILENO)) {
+		for (int attempt = 1;; attempt++) {
+			n = cli_prompt_tty(
+			    "Backup key (64 hex digits; spaces, dashes and upper case "
+			    "are fine): ",
+			    false, text, sizeof(text));
+			if (n == CLI_NO_TTY) {
+				fprintf(stderr,
+				        "bkv: no terminal to ask for the backup key on; use "
+				        "--key-file\n");
+				return false;
+			}
+			if (n == CLI_TTY_EOF) {
+				fprintf(stderr, "bkv: no backup key given\n");
+				return false;
+			}
+			bkv_error error = {0};
+			bool ok = n >= 0 && bkv_key_parse(text, (size_t)n, key, &error) == BKV_OK;
+			sodium_memzero(text, sizeof(text));
+			if (ok)
+				return true;
+			fprintf(stderr, "bkv: the backup key is not valid: %s%s\n",
+			        n >= 0 ? error.message : "too long",
+			        attempt < CLI_CONFIRM_TRIES ? "; try again" : "");
+			if (attempt == CLI_CONFIRM_TRIES)
+				return false;
+		}
 	} else {
 		n = (long)fread(text, 1, sizeof(text) - 1, stdin);
 		text[n] = '\0';

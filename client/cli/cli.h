@@ -72,11 +72,20 @@ int cli_fail(const char *command, const bkv_error *error);
  * neither with a message printed. Release them with cli_disconnect. */
 bool cli_connect(const cli_options *o, char **token, bkv_client **client);
 void cli_disconnect(char *token, bkv_client *client);
-/* A password from --password-file or the terminal without echo (asked twice if confirm).
- * Returns its length, 0 on failure. */
+/* Interactive input is asked on the terminal (/dev/tty) only after every other check has
+ * passed. Without a terminal nothing waits: the password needs --password-file, and the
+ * key comes from --key-file or standard input (when it is not a terminal). */
+#define CLI_CONFIRM_TRIES 3
+enum { CLI_NO_TTY = -1, CLI_TTY_EOF = -2, CLI_TTY_LONG = -3 };
+long cli_prompt_tty(const char *prompt, bool echo, char *buf, size_t cap);
+/* A password from --password-file or the terminal without echo (if confirm, asked twice,
+ * up to CLI_CONFIRM_TRIES times while they differ). Returns its length, 0 on failure. */
 size_t cli_read_password(const cli_options *o, const char *prompt, bool confirm, char *password,
                          size_t cap);
-bool cli_read_key(const cli_options *o, bkv_key *key);
+/* The backup key from --key-file; else asked on the terminal (no echo, up to
+ * CLI_CONFIRM_TRIES times) when standard input is a terminal or stdin_busy (it carries
+ * data); else read from standard input. */
+bool cli_read_key(const cli_options *o, bool stdin_busy, bkv_key *key);
 void cli_wipe(void *p, size_t n);
 /* "2024-05-01T12:00:00Z" (UTC), or "an unknown time" for 0. */
 void cli_format_time(int64_t unix_time, char *out, size_t cap);

@@ -35,19 +35,23 @@ int cli_change_password(int argc, char **argv)
 	char *token = NULL;
 	bkv_client *client = NULL;
 	int rc = CLI_EXIT_USAGE;
+	old_password[0] = '\0';
 	new_password[0] = '\0';
-	size_t old_len = cli_read_password(&o, "Current vault password: ", false, old_password,
-	                                   sizeof(old_password));
+	size_t old_len = 0, new_len = 0;
 	cli_options for_new = o;
 	for_new.password_file = o.new_password_file;
 	if ((o.password_file == NULL) != (o.new_password_file == NULL)) {
 		fprintf(stderr, "bkv change-password: give both password files or neither\n");
 		goto done;
 	}
-	size_t new_len = old_len ? cli_read_password(&for_new, "New vault password: ", true,
-	                                             new_password, sizeof(new_password))
-	                         : 0;
-	if (new_len == 0 || !cli_connect(&o, &token, &client))
+	if (!cli_connect(&o, &token, &client))
+		goto done;
+	old_len = cli_read_password(&o, "Current vault password: ", false, old_password,
+	                            sizeof(old_password));
+	new_len = old_len ? cli_read_password(&for_new, "New vault password: ", true, new_password,
+	                                      sizeof(new_password))
+	                  : 0;
+	if (new_len == 0)
 		goto done;
 	bkv_error error = {0};
 	if (bkv_change_password(client, token, old_password, old_len, new_password, new_len, NULL,

@@ -35,9 +35,12 @@ int cli_recover(int argc, char **argv)
 	bkv_client *client = NULL;
 	bkv_key key;
 	int rc = CLI_EXIT_USAGE;
-	size_t password_len =
-	    cli_read_password(&o, "Vault password: ", false, password, sizeof(password));
-	if (password_len == 0 || !cli_connect(&o, &token, &client))
+	size_t password_len = 0;
+	password[0] = '\0';
+	if (!cli_connect(&o, &token, &client))
+		goto done;
+	password_len = cli_read_password(&o, "Vault password: ", false, password, sizeof(password));
+	if (password_len == 0)
 		goto done;
 	bkv_error error = {0};
 	bkv_recover_info info;

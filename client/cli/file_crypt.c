@@ -59,7 +59,7 @@ int file_crypt(const char *command, bool encrypt, int argc, char **argv)
 	}
 	const char *in_path = o.args[0], *out_path = o.args[1];
 	bkv_key key;
-	if (!cli_read_key(&o, &key))
+	if (!cli_read_key(&o, false, &key))
 		return CLI_EXIT_USAGE;
 	int rc = CLI_EXIT_FAILURE;
 	FILE *in = NULL, *out = NULL;
