@@ -219,6 +219,31 @@ expect "register: the key from standard input without a terminal" 2 timeout 20 s
   "$B" register --token-file "$work/token-carol" "${C[@]}" <"$work/key1"
 says "the key from stdin, the password needs a file" err "use --password-file"
 
+# encrypt/decrypt: - is standard input / output; standard output on a terminal is refused.
+head -c 200000 /dev/urandom >"$work/plain"
+expect "encrypt - - (a pipe in, a pipe out)" 0 sh -c \
+  "cat '$work/plain' | '$B' encrypt --key-file '$work/key1' - - | cat >'$work/enc'"
+expect "decrypt - OUTPUT from a pipe" 0 sh -c \
+  "cat '$work/enc' | '$B' decrypt --key-file '$work/key1' - '$work/dec1'"
+if cmp -s "$work/plain" "$work/dec1"; then ok "the piped round trip gives the plaintext back"; else bad "piped round trip differs"; fi
+expect "decrypt FILE - to a pipe" 0 sh -c "'$B' decrypt --key-file '$work/key1' '$work/enc' - >'$work/dec2'"
+if cmp -s "$work/plain" "$work/dec2"; then ok "decrypt to standard output gives the plaintext"; else bad "decrypt to stdout differs"; fi
+if [ ! -e "$work/-" ]; then ok "no file named - was made"; else bad "a file named - was made"; fi
+head -c 1000 "$work/enc" >"$work/enc-cut"
+expect "decrypt of a truncated file to standard output fails" 1 sh -c \
+  "'$B' decrypt --key-file '$work/key1' '$work/enc-cut' - >'$work/dec3'"
+on_tty "encrypt to standard output on a terminal is refused" 2 -- \
+  "$B" encrypt --key-file "$work/key1" "$work/plain" -
+says "the refusal says terminal" out "standard output is a terminal"
+expect "encrypt - without --key-file and no terminal" 2 timeout 20 setsid -w \
+  "$B" encrypt - "$work/enc4" <"$work/plain"
+says "the key is asked for --key-file" err "no terminal to ask for the backup key on; use --key-file"
+on_tty "encrypt FILE FILE: the key asked on the terminal" 0 "64 hex digits=>$key1" -- \
+  "$B" encrypt "$work/plain" "$work/enc5"
+expect "decrypt what the typed key encrypted" 0 "$B" decrypt --key-file "$work/key1" \
+  "$work/enc5" "$work/dec5"
+if cmp -s "$work/plain" "$work/dec5"; then ok "the typed key is the key"; else bad "typed key round trip differs"; fi
+
 # Nothing registered.
 expect "status of a new account" 0 bkv status --token-file "$work/token-carol"
 says "status: registered: no" out "registered: no"
