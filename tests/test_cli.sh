@@ -139,6 +139,19 @@ says "--help lists exit code 8 (HTTP)" out "8 an HTTP error that is not the vaul
 says "--help lists exit code 9 (rate limited)" out "9 rate limited"
 says "--help lists exit code 10 (token rejected)" out "10 the vault rejected the account token"
 
+# --version is the project's version; every --help fits in 80 columns.
+want=$(sed -n 's/^project(bkv VERSION \([0-9.]*\).*/\1/p' "$root/CMakeLists.txt")
+expect "bkv --version" 0 "$bin/bkv" --version
+if [ -n "$want" ] && [ "$(head -1 "$work/out")" = "bkv $want" ]; then ok "bkv --version says bkv $want"; else bad "bkv --version is not bkv $want"; fi
+for c in "" keygen register recover change-password status delete encrypt decrypt; do
+  "$bin/bkv" $c --help >"$work/out" 2>&1 || true
+  wide=$(awk 'length > 79' "$work/out")
+  if [ -s "$work/out" ] && [ -z "$wide" ]; then ok "bkv $c --help fits in 80 columns"; else bad "bkv $c --help: lines over 79 columns: $wide"; fi
+done
+expect "bkvd init --help" 0 "$bin/bkvd" init --help
+says "bkvd init --help lists --dev" out "--dev "
+says "bkvd init --help lists --adopt" out "--adopt "
+
 # Before any call: an empty token file is named; TLS failures are exit 7, not 5.
 : >"$work/empty-token"
 expect "an empty token file" 2 bkv status --token-file "$work/empty-token"
@@ -254,6 +267,8 @@ says "recover: no key" err "holds no key"
 # A first registration; a second one without --replace is refused and changes nothing.
 expect "register alice" 0 bkv register --token-file "$work/token-alice" \
   --key-file "$work/key1" --password-file "$work/pw1"
+says "register's result is on standard output" out "registered: the vault keeps the key"
+if [ -s "$work/err" ]; then bad "register wrote to standard error"; else ok "register's standard error is empty"; fi
 expect "register alice again without --replace" 6 bkv register \
   --token-file "$work/token-alice" --key-file "$work/key2" --password-file "$work/pw2"
 says "the refusal names the version" err "record version 1, registered at"
@@ -263,7 +278,7 @@ check_recovers "after the refusal the first key still recovers" alice pw1 key1
 # --replace replaces exactly the version there is.
 expect "register alice --replace" 0 bkv register --token-file "$work/token-alice" \
   --key-file "$work/key2" --password-file "$work/pw2" --replace
-says "--replace says which version it replaced" err "record version 2 replaces version 1"
+says "--replace says which version it replaced" out "record version 2 replaces version 1"
 check_recovers "the new key recovers with the new password" alice pw2 key2
 expect "the old password fails" 3 bkv recover --token-file "$work/token-alice" \
   --password-file "$work/pw1"
@@ -274,6 +289,8 @@ says "status: record version 2" out "record version: 2"
 # change-password replaces the version it recovered.
 expect "change-password" 0 bkv change-password --token-file "$work/token-alice" \
   --password-file "$work/pw2" --new-password-file "$work/pw1"
+says "change-password's result is on standard output" out "password changed"
+if [ -s "$work/err" ]; then bad "change-password wrote to standard error"; else ok "change-password's standard error is empty"; fi
 check_recovers "after change-password the key recovers with the new password" alice pw1 key2
 expect "status after change-password" 0 bkv status --token-file "$work/token-alice"
 says "status: record version 3" out "record version: 3"
@@ -305,7 +322,7 @@ expect "register over the tombstone without --replace" 6 bkv register \
 says "the refusal says destroyed at" err "key was destroyed at 20"
 expect "register over the tombstone with --replace" 0 bkv register \
   --token-file "$work/token-bob" --key-file "$work/key3" --password-file "$work/pw2" --replace
-says "--replace names the tombstone" err "replaces the destroyed key's tombstone (version 1)"
+says "--replace names the tombstone" out "replaces the destroyed key's tombstone (version 1)"
 check_recovers "the key registered over the tombstone recovers" bob pw2 key3
 expect "status after replacing the tombstone" 0 bkv status --token-file "$work/token-bob"
 says "status: registered: yes" out "registered: yes"
@@ -316,20 +333,29 @@ expect "register carol (limit 1)" 0 bkv register --token-file "$work/token-carol
   --key-file "$work/key1" --password-file "$work/pw1" --attempt-limit 1
 expect "carol: the only wrong password destroys the key" 4 bkv recover \
   --token-file "$work/token-carol" --password-file "$work/wrong"
-expect "delete the tombstone" 0 bkv delete --token-file "$work/token-carol"
-says "delete says deleted" out "deleted"
-expect "status after deleting the tombstone" 0 bkv status --token-file "$work/token-carol"
+expect "delete without --yes and no terminal" 2 bkv delete --token-file "$work/token-carol" </dev/null
+says "delete without a terminal asks for --yes" err "pass --yes"
+on_tty "delete on a terminal, answered no" 1 "Type yes:=>no" -- \
+  "$B" delete --token-file "$work/token-carol" "${C[@]}"
+says "answered no: nothing deleted" out "not confirmed; nothing deleted"
+expect "the tombstone is still there" 4 bkv status --token-file "$work/token-carol"
+on_tty "delete on a terminal, answered yes" 0 "Type yes:=>yes" -- \
+  "$B" delete --token-file "$work/token-carol" "${C[@]}"
+says "answered yes: deleted" out "deleted"
+expect "status after deleting the tombstone on a terminal" 0 bkv status --token-file "$work/token-carol"
 says "status: registered: no" out "registered: no"
+expect "delete --yes with nothing there" 0 bkv delete --yes --token-file "$work/token-carol"
+says "delete says nothing to delete" out "nothing to delete"
 expect "register after delete" 0 bkv register --token-file "$work/token-carol" \
   --key-file "$work/key2" --password-file "$work/pw2"
 expect "status after register" 0 bkv status --token-file "$work/token-carol"
 says "versions restart at 1" out "record version: 1"
 check_recovers "carol's new key recovers" carol pw2 key2
 # --replace with nothing to replace creates.
-expect "delete carol" 0 bkv delete --token-file "$work/token-carol"
+expect "delete carol" 0 bkv delete --yes --token-file "$work/token-carol"
 expect "register --replace with nothing there" 0 bkv register --token-file "$work/token-carol" \
   --key-file "$work/key3" --password-file "$work/pw1" --replace
-says "--replace with nothing there says so" err "nothing to replace"
+says "--replace with nothing there says so" out "nothing to replace"
 
 # bkvd stops cleanly, and reported nothing under a sanitizer.
 kill "$pid"

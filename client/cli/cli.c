@@ -28,6 +28,7 @@ static const struct option all_options[] = {
     {"attempt-limit", required_argument, NULL, 'a'},
     {"suite", required_argument, NULL, 's'},
     {"replace", no_argument, NULL, 'R'},
+    {"yes", no_argument, NULL, 'y'},
     {"argon2", required_argument, NULL, 'A'},
     {"help", no_argument, NULL, 'h'},
     {NULL, 0, NULL, 0},
@@ -106,6 +107,9 @@ bool cli_parse(int argc, char **argv, const char *allowed, cli_options *o)
 			break;
 		case 'R':
 			o->replace = true;
+			break;
+		case 'y':
+			o->yes = true;
 			break;
 		case 'A':
 			if (!parse_argon2(optarg, o->argon2)) {

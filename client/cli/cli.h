@@ -29,15 +29,17 @@ enum {
 
 /* The exit codes, for every --help. */
 #define CLI_EXIT_CODES_HELP                                                                        \
-	"Exit codes: 0 ok, 1 failure, 2 usage, 3 wrong password,\n"                                \
-	"            4 no attempts left / key destroyed, 5 vault unavailable (retry later),\n"     \
-	"            6 a key is already registered (see register --replace), or the key\n"         \
-	"              in the vault changed meanwhile,\n"                                          \
-	"            7 TLS failed: the vault's certificate is not trusted or not the pinned\n"     \
-	"              one, or the CA file cannot be read (do not retry),\n"                       \
-	"            8 an HTTP error that is not the vault's answer (a proxy, a wrong URL),\n"     \
-	"            9 rate limited by the vault (retry later),\n"                                 \
-	"            10 the vault rejected the account token.\n"
+	"Exit codes:\n"                                                                            \
+	"  0 ok, 1 failure, 2 usage, 3 wrong password,\n"                                          \
+	"  4 no attempts left / key destroyed,\n"                                                  \
+	"  5 vault unavailable (retry later),\n"                                                   \
+	"  6 a key is already registered (see register --replace), or the key in the\n"            \
+	"    vault changed meanwhile,\n"                                                           \
+	"  7 TLS failed: the vault's certificate is not trusted or not the pinned one,\n"          \
+	"    or the CA file cannot be read (do not retry),\n"                                      \
+	"  8 an HTTP error that is not the vault's answer (a proxy, a wrong URL),\n"               \
+	"  9 rate limited by the vault (retry later),\n"                                           \
+	"  10 the vault rejected the account token.\n"
 
 #define CLI_PASSWORD_MAX 1024
 
@@ -53,6 +55,7 @@ typedef struct cli_options {
 	unsigned attempt_limit;        /* --attempt-limit */
 	const char *suite;             /* --suite */
 	bool replace;                  /* --replace (register) */
+	bool yes;                      /* --yes (delete) */
 	bool argon2_set;               /* --argon2 T,M,P */
 	unsigned argon2[3];            /* iterations, memory in KiB, parallelism */
 	bool help;

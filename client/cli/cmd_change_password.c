@@ -18,17 +18,15 @@ int cli_change_password(int argc, char **argv)
 		return CLI_EXIT_USAGE;
 	}
 	if (o.help) {
-		printf(
-		    "usage: bkv change-password [--vault URL] [--token-file FILE]\n"
-		    "       [--password-file FILE --new-password-file FILE]\n\n"
-		    "Asks for the current and the new vault password (on the terminal, or from\n"
-		    "the two files), recovers the key with the current one (this uses an attempt\n"
-		    "if it is wrong) and keeps it under the new one, in place of exactly the "
-		    "record\n"
-		    "version it recovered, with the same attempt limit. If the key in the vault\n"
-		    "changes meanwhile, nothing is changed (exit 6).\n\n"
-		    "%s",
-		    CLI_EXIT_CODES_HELP);
+		printf("usage: bkv change-password [--vault URL] [--token-file FILE]\n"
+		       "       [--password-file FILE --new-password-file FILE]\n\n"
+		       "Asks for the current and the new vault password (on the terminal, the new\n"
+		       "one twice; or from the two files), recovers the key with the current one\n"
+		       "(a wrong one uses an attempt) and keeps it under the new one, in place of\n"
+		       "exactly the record version it recovered, with the same attempt limit. If\n"
+		       "the key in the vault changes meanwhile, nothing is changed (exit 6).\n\n"
+		       "%s",
+		       CLI_EXIT_CODES_HELP);
 		return CLI_EXIT_OK;
 	}
 	char old_password[CLI_PASSWORD_MAX], new_password[CLI_PASSWORD_MAX];
@@ -59,7 +57,7 @@ int cli_change_password(int argc, char **argv)
 		rc = cli_fail("change-password", &error);
 		goto done;
 	}
-	fprintf(stderr, "password changed\n");
+	printf("password changed\n");
 	rc = CLI_EXIT_OK;
 done:
 	cli_disconnect(token, client);

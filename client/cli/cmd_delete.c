@@ -4,17 +4,21 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <unistd.h>
 
 #include "cli.h"
 
 int cli_delete(int argc, char **argv)
 {
 	cli_options o;
-	if (!cli_parse(argc, argv, "vcPt", &o) || o.nargs != 0 || o.help) {
+	if (!cli_parse(argc, argv, "vcPty", &o) || o.nargs != 0 || o.help) {
 		fprintf(o.help ? stdout : stderr,
-		        "usage: bkv delete [--vault URL] [--token-file FILE]\n\n"
+		        "usage: bkv delete [--vault URL] [--token-file FILE] [--yes]\n\n"
 		        "Deletes the key the vault keeps for the account. Keep the 64 digits\n"
-		        "elsewhere first if you still need them.\n");
+		        "elsewhere first if you still need them. It asks to confirm on the\n"
+		        "terminal; --yes skips that, and without a terminal --yes is needed.\n\n"
+		        "%s",
+		        CLI_EXIT_CODES_HELP);
 		return o.help ? CLI_EXIT_OK : CLI_EXIT_USAGE;
 	}
 	char *token = NULL;
@@ -22,6 +26,27 @@ int cli_delete(int argc, char **argv)
 	int rc = CLI_EXIT_USAGE;
 	if (!cli_connect(&o, &token, &client))
 		goto done;
+	if (!o.yes) {
+		if (!isatty(STDIN_FILENO)) {
+			fprintf(stderr,
+			        "bkv delete: no terminal to confirm on; pass --yes to delete "
+			        "without asking\n");
+			goto done;
+		}
+		char answer[16];
+		const long n = cli_prompt_tty("Delete the backup key the vault keeps for this "
+		                              "account? This cannot be undone. Type yes: ",
+		                              true, answer, sizeof(answer));
+		if (n == CLI_NO_TTY) {
+			fprintf(stderr, "bkv delete: no terminal to confirm on; pass --yes\n");
+			goto done;
+		}
+		if (n < 0 || strcmp(answer, "yes") != 0) {
+			fprintf(stderr, "bkv delete: not confirmed; nothing deleted\n");
+			rc = CLI_EXIT_FAILURE;
+			goto done;
+		}
+	}
 	bkv_error error = {0};
 	bool deleted = false;
 	if (bkv_delete(client, token, &deleted, &error) != BKV_OK) {

@@ -109,7 +109,7 @@ int cli_register(int argc, char **argv)
 			rc = cli_fail("register", &error);
 			goto done;
 		}
-		fprintf(stderr, "registered: the vault keeps the key under your password\n");
+		printf("registered: the vault keeps the key under your password\n");
 		rc = CLI_EXIT_OK;
 		goto done;
 	}
@@ -130,21 +130,18 @@ int cli_register(int argc, char **argv)
 		goto done;
 	}
 	if (replaces == 0)
-		fprintf(stderr,
-		        "registered (there was nothing to replace): the vault keeps the key "
-		        "under your password\n");
+		printf("registered (there was nothing to replace): the vault keeps the key "
+		       "under your password\n");
 	else if (now.state == BKV_RECORD_DESTROYED)
-		fprintf(stderr,
-		        "registered: record version %" PRIu64 " replaces the destroyed key's "
-		        "tombstone (version %" PRIu64
-		        "); the vault keeps the key under your password\n",
-		        version, replaces);
+		printf("registered: record version %" PRIu64 " replaces the destroyed key's "
+		       "tombstone (version %" PRIu64
+		       "); the vault keeps the key under your password\n",
+		       version, replaces);
 	else
-		fprintf(stderr,
-		        "registered: record version %" PRIu64 " replaces version %" PRIu64
-		        " (that key is no longer in the vault); the vault keeps the key under your "
-		        "password\n",
-		        version, replaces);
+		printf("registered: record version %" PRIu64 " replaces version %" PRIu64
+		       " (that key is no longer in the vault); the vault keeps the key under your "
+		       "password\n",
+		       version, replaces);
 	rc = CLI_EXIT_OK;
 done:
 	cli_disconnect(token, client);

@@ -54,7 +54,8 @@ int file_crypt(const char *command, bool encrypt, int argc, char **argv)
 		    "%s a backup file with the 64-digit backup key in the format of\n"
 		    "docs/BACKUP-FORMAT.md, streaming in constant memory. The key comes from\n"
 		    "--key-file, else it is asked on the terminal, else read from standard input.\n"
-		    "OUTPUT must not exist; it appears only when the whole file is done%s.\n\n"
+		    "OUTPUT must not exist; it appears only when the whole file is\n"
+		    "done%s.\n\n"
 		    "INPUT - is standard input (the key then comes from --key-file or the\n"
 		    "terminal); OUTPUT - is standard output, refused when that is a terminal.\n"
 		    "%s",
