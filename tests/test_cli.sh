@@ -165,6 +165,16 @@ expect "a CA file that does not exist" 7 "$bin/bkv" status --token-file "$work/t
   --ca-file "$work/missing.pem"
 expect "a pinned certificate the vault does not present" 7 bkv status \
   --token-file "$work/token-carol" --pin-cert "$work/other-cert.pem"
+# --pin-cert alone: the pin is the trust (the dev vault's certificate is self-signed): its
+# own certificate works, another one is refused (exit 7) though no chain is verified.
+expect "--pin-cert alone with the vault's certificate" 0 "$bin/bkv" status \
+  --token-file "$work/token-carol" --pin-cert "$work/vault/tls/cert.pem"
+says "--pin-cert alone: the status is read" out "registered: no"
+expect "--pin-cert alone with another certificate" 7 "$bin/bkv" status \
+  --token-file "$work/token-carol" --pin-cert "$work/other-cert.pem"
+says "--pin-cert alone with another certificate: TLS" err "TLS with"
+expect "no --ca-file and no pin: the self-signed vault is not trusted" 7 "$bin/bkv" status \
+  --token-file "$work/token-carol"
 expect "a token the vault rejects" 10 bkv status --token-file "$work/pw1"
 expect "a path where no vault answers" 8 "$bin/bkv" status --token-file "$work/token-carol" \
   --ca-file "$work/vault/tls/cert.pem" --vault "$BKV_VAULT/not/the/vault"
