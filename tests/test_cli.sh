@@ -54,13 +54,14 @@ says() {
 
 # on_tty NAME CODE [EXPECT=>SEND]... -- CMD...: runs CMD with a pseudo-terminal as its
 # controlling terminal and standard input/output/error; each time its output shows EXPECT
-# (in order) it types SEND and Enter (SEND ^D is end of input). CMD exits with CODE within
-# 20 s; what it showed goes to out (err is emptied).
+# (in order) it types SEND and Enter (^D is end of input, ^C an interrupt). CMD exits with
+# CODE within 20 s (128+N for signal N); what it showed goes to out, then "(echo on)" or
+# "(echo off)": the terminal's echo setting it left behind (err is emptied).
 on_tty() {
   local name=$1 want=$2 rc=0
   shift 2
   /usr/bin/python3 - "$@" >"$work/out" 2>"$work/err" <<'PY' || rc=$?
-import os, pty, select, sys, time
+import os, pty, select, sys, termios, time
 args = sys.argv[1:]
 cut = args.index("--")
 steps, cmd = [a.split("=>", 1) for a in args[:cut]], args[cut + 1:]
@@ -88,7 +89,7 @@ for expect, send in steps:
         break
     shown = seen.index(expect.encode(), shown) + len(expect)
     time.sleep(0.05)
-    os.write(fd, b"\x04" if send == "^D" else send.encode() + b"\n")
+    os.write(fd, {"^D": b"\x04", "^C": b"\x03"}.get(send, send.encode() + b"\n"))
 while alive and time.monotonic() < deadline:
     alive = pump()
 sys.stdout.write(seen.decode(errors="replace"))
@@ -98,7 +99,9 @@ if alive:
     print("\n(timed out)")
     sys.exit(124)
 _, status = os.waitpid(pid, 0)
-sys.exit(os.waitstatus_to_exitcode(status))
+print("\n(echo %s)" % ("on" if termios.tcgetattr(fd)[3] & termios.ECHO else "off"))
+code = os.waitstatus_to_exitcode(status)
+sys.exit(128 - code if code < 0 else code)
 PY
   if [ "$rc" -eq "$want" ]; then ok "$name (exit $rc)"; else bad "$name: exit $rc, want $want"; fi
 }
@@ -234,6 +237,20 @@ if grep -qi "password:" "$work/out"; then bad "the password was asked before the
 on_tty "change-password with a missing token file: nothing asked" 2 -- \
   "$B" change-password --token-file "$work/missing" "${C[@]}"
 if grep -qi "password:" "$work/out"; then bad "asked before the token check"; else ok "the missing token file is refused before any prompt"; fi
+on_tty "Ctrl-C at the password prompt" 130 "Vault password:=>^C" -- \
+  "$B" recover --token-file "$work/token-dave" "${C[@]}"
+says "Ctrl-C at the password prompt leaves the echo on" out "(echo on)"
+# - is standard input for one file option, standard output for --out.
+expect "recover --password-file - (the password on standard input)" 0 sh -c \
+  "printf 'tty password' | '$B' recover --token-file '$work/token-dave' --password-file - --ca-file '$work/vault/tls/cert.pem'"
+says "the password from standard input recovers the key" out "$key1"
+expect "--token-file - and --key-file - together" 2 "$B" register --token-file - --key-file - \
+  --password-file "$work/pw1" "${C[@]}"
+says "two options on standard input are refused" err "only one of --token-file"
+expect "keygen --out - (standard output)" 0 sh -c "cd '$work' && '$B' keygen --out -"
+if grep -qE '^([0-9a-f]{4} ){15}[0-9a-f]{4}$' "$work/out" && [ ! -e "$work/-" ]; then ok "keygen --out - prints the key and makes no file named -"; else bad "keygen --out -"; fi
+expect "encrypt - with --key-file -" 2 "$B" encrypt --key-file - - "$work/enc6" </dev/null
+says "INPUT and --key-file both - are refused" err "cannot both be -"
 # Without a terminal nothing waits: no --password-file is a clear error.
 expect "recover without a terminal or --password-file" 2 timeout 20 setsid -w \
   "$B" recover --token-file "$work/token-dave" "${C[@]}" </dev/null

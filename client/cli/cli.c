@@ -5,6 +5,7 @@
 #include <errno.h>
 #include <fcntl.h>
 #include <getopt.h>
+#include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -88,8 +89,8 @@ bool cli_parse(int argc, char **argv, const char *allowed, cli_options *o)
 		case 'k':
 			o->key_file = optarg;
 			break;
-		case 'o':
-			o->out = optarg;
+		case 'o': /* --out - is standard output, as without --out */
+			o->out = strcmp(optarg, "-") == 0 ? NULL : optarg;
 			break;
 		case 'a': {
 			char *end;
@@ -129,6 +130,17 @@ bool cli_parse(int argc, char **argv, const char *allowed, cli_options *o)
 	}
 	o->args = argv + optind;
 	o->nargs = argc - optind;
+	const char *files[] = {o->token_file, o->password_file, o->new_password_file, o->key_file};
+	int dashes = 0;
+	for (size_t i = 0; i < sizeof(files) / sizeof(files[0]); i++)
+		dashes += files[i] != NULL && strcmp(files[i], "-") == 0;
+	if (dashes > 1) {
+		fprintf(stderr,
+		        "bkv %s: only one of --token-file, --password-file, --new-password-file "
+		        "and --key-file can be - (standard input)\n",
+		        argv[0]);
+		return false;
+	}
 	return true;
 }
 
@@ -216,20 +228,23 @@ void cli_format_time(int64_t unix_time, char *out, size_t cap)
 		snprintf(out, cap, "an unknown time");
 }
 
-/* Reads a small file; strips one trailing newline. Returns its length or -1. */
+/* Reads a small file (- is standard input); strips trailing newlines. Returns its length
+ * or -1. */
 static long read_small_file(const char *path, char *buf, size_t cap)
 {
-	FILE *f = fopen(path, "r");
+	const bool std_in = strcmp(path, "-") == 0;
+	FILE *f = std_in ? stdin : fopen(path, "r");
 	if (f == NULL) {
 		fprintf(stderr, "bkv: cannot read %s: %s\n", path, strerror(errno));
 		return -1;
 	}
 	size_t n = fread(buf, 1, cap - 1, f);
 	bool more = fgetc(f) != EOF;
-	fclose(f);
+	if (!std_in)
+		fclose(f);
 	if (more) {
 		sodium_memzero(buf, cap);
-		fprintf(stderr, "bkv: %s is too large\n", path);
+		fprintf(stderr, "bkv: %s is too large\n", std_in ? "standard input" : path);
 		return -1;
 	}
 	while (n > 0 && (buf[n - 1] == '\n' || buf[n - 1] == '\r'))
@@ -259,6 +274,24 @@ static char *cli_read_token(const cli_options *o)
 	return strdup(env);
 }
 
+/* While echo is off: the terminal's settings, restored by a signal that ends bkv. */
+static struct termios echo_saved;
+static volatile sig_atomic_t echo_fd = -1;
+static const int echo_signals[] = {SIGINT, SIGTERM, SIGHUP, SIGQUIT};
+
+static void restore_echo_and_die(int sig)
+{
+	const int fd = echo_fd;
+	if (fd >= 0) {
+		tcsetattr(fd, TCSAFLUSH, &echo_saved);
+		if (write(fd, "\n", 1) < 0) {
+			/* ignore */
+		}
+	}
+	signal(sig, SIG_DFL);
+	raise(sig);
+}
+
 /* Asks on the terminal (/dev/tty) and reads one line into buf, echoing it only if echo.
  * Returns its length, CLI_NO_TTY when there is no terminal, CLI_TTY_EOF at end of input
  * (Ctrl-D) and CLI_TTY_LONG when the line does not fit (the rest of it is read and
@@ -269,8 +302,15 @@ long cli_prompt_tty(const char *prompt, bool echo, char *buf, size_t cap)
 	if (fd < 0)
 		return CLI_NO_TTY;
 	struct termios old, quiet;
+	struct sigaction before[sizeof(echo_signals) / sizeof(echo_signals[0])];
 	bool restore = !echo && tcgetattr(fd, &old) == 0;
 	if (restore) {
+		echo_saved = old;
+		echo_fd = fd;
+		struct sigaction sa = {.sa_handler = restore_echo_and_die};
+		sigemptyset(&sa.sa_mask);
+		for (size_t i = 0; i < sizeof(echo_signals) / sizeof(echo_signals[0]); i++)
+			sigaction(echo_signals[i], &sa, &before[i]);
 		quiet = old;
 		quiet.c_lflag &= (tcflag_t) ~(ECHO | ECHONL);
 		quiet.c_lflag |= ICANON;
@@ -296,6 +336,9 @@ long cli_prompt_tty(const char *prompt, bool echo, char *buf, size_t cap)
 	ch = 0;
 	if (restore) {
 		tcsetattr(fd, TCSAFLUSH, &old);
+		echo_fd = -1;
+		for (size_t i = 0; i < sizeof(echo_signals) / sizeof(echo_signals[0]); i++)
+			sigaction(echo_signals[i], &before[i], NULL);
 		if (write(fd, "\n", 1) < 0) {
 			/* ignore */
 		}

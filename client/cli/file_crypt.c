@@ -76,6 +76,11 @@ int file_crypt(const char *command, bool encrypt, int argc, char **argv)
 		        command);
 		return CLI_EXIT_USAGE;
 	}
+	if (in_std && o.key_file != NULL && strcmp(o.key_file, "-") == 0) {
+		fprintf(stderr, "bkv %s: INPUT and --key-file cannot both be - (standard input)\n",
+		        command);
+		return CLI_EXIT_USAGE;
+	}
 	bkv_key key;
 	if (!cli_read_key(&o, in_std, &key))
 		return CLI_EXIT_USAGE;
