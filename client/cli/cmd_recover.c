@@ -22,7 +22,8 @@ int cli_recover(int argc, char **argv)
 		printf(
 		    "usage: bkv recover [--vault URL] [--token-file FILE] [--password-file FILE]\n"
 		    "                   [--out FILE]\n\n"
-		    "Recovers the backup key with the vault password and prints its 64 digits.\n"
+		    "Recovers the backup key with the vault password (asked on the terminal\n"
+		    "unless --password-file is given) and prints its 64 digits.\n"
 		    "Each wrong password uses one attempt; after the last one the vault destroys\n"
 		    "the key for good, and every later recovery says it was destroyed.\n\n"
 		    "%s",

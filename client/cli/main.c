@@ -34,8 +34,11 @@ static void usage(FILE *out)
 	        "register, recover and change-password take --argon2 T,M,P: Argon2id with\n"
 	        "these parameters instead of the vault's (the same at every recovery; below\n"
 	        "t=3, m=65536 KiB, p=4 only for tests: a vault's own are refused below that).\n"
-	        "Results go to standard output, messages and errors to standard "
-	        "error.\n\n" CLI_EXIT_CODES_HELP);
+	        "A file option given as - is standard input (one of them at most); --out -\n"
+	        "is standard output. Without a terminal nothing is asked: pass the files.\n"
+	        "Results go to standard output, messages and errors to standard error.\n\n"
+	        "%s",
+	        CLI_EXIT_CODES_HELP);
 }
 
 int main(int argc, char **argv)
