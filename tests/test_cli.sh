@@ -362,13 +362,18 @@ expect "carol: the only wrong password destroys the key" 4 bkv recover \
   --token-file "$work/token-carol" --password-file "$work/wrong"
 expect "delete without --yes and no terminal" 2 bkv delete --token-file "$work/token-carol" </dev/null
 says "delete without a terminal asks for --yes" err "pass --yes"
-on_tty "delete on a terminal, answered no" 1 "Type yes:=>no" -- \
+on_tty "delete on a terminal, answered no" 1 "Type yes to delete:=>no" -- \
   "$B" delete --token-file "$work/token-carol" "${C[@]}"
+says "the question names the tombstone" out "The vault would delete the tombstone of the key destroyed at 20"
 says "answered no: nothing deleted" out "not confirmed; nothing deleted"
 expect "the tombstone is still there" 4 bkv status --token-file "$work/token-carol"
-on_tty "delete on a terminal, answered yes" 0 "Type yes:=>yes" -- \
+on_tty "delete on a terminal, answered yes" 0 "Type yes to delete:=>yes" -- \
   "$B" delete --token-file "$work/token-carol" "${C[@]}"
 says "answered yes: deleted" out "deleted"
+on_tty "delete on a terminal with nothing there" 0 -- \
+  "$B" delete --token-file "$work/token-carol" "${C[@]}"
+says "nothing there: nothing to delete" out "nothing to delete"
+if grep -q "Type yes" "$work/out"; then bad "asked with nothing to delete"; else ok "nothing to delete: not asked"; fi
 expect "status after deleting the tombstone on a terminal" 0 bkv status --token-file "$work/token-carol"
 says "status: registered: no" out "registered: no"
 expect "delete --yes with nothing there" 0 bkv delete --yes --token-file "$work/token-carol"
@@ -379,7 +384,9 @@ expect "status after register" 0 bkv status --token-file "$work/token-carol"
 says "versions restart at 1" out "record version: 1"
 check_recovers "carol's new key recovers" carol pw2 key2
 # --replace with nothing to replace creates.
-expect "delete carol" 0 bkv delete --yes --token-file "$work/token-carol"
+on_tty "delete carol's key on a terminal" 0 "Type yes to delete:=>yes" -- \
+  "$B" delete --token-file "$work/token-carol" "${C[@]}"
+says "the question names the key and what is lost" out "The vault would delete the backup key registered at 20"
 expect "register --replace with nothing there" 0 bkv register --token-file "$work/token-carol" \
   --key-file "$work/key3" --password-file "$work/pw1" --replace
 says "--replace with nothing there says so" out "nothing to replace"

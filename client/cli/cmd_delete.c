@@ -1,6 +1,7 @@
 /*
  * cmd_delete.c - `bkv delete`: removes the account's key from the vault.
  */
+#include <inttypes.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -33,10 +34,37 @@ int cli_delete(int argc, char **argv)
 			        "without asking\n");
 			goto done;
 		}
-		char answer[16];
-		const long n = cli_prompt_tty("Delete the backup key the vault keeps for this "
-		                              "account? This cannot be undone. Type yes: ",
-		                              true, answer, sizeof(answer));
+		/* Say what would be deleted; with nothing there, there is nothing to ask. */
+		bkv_error status_error = {0};
+		bkv_account_status st;
+		if (bkv_status_get(client, token, &st, &status_error) != BKV_OK) {
+			rc = cli_fail("delete", &status_error);
+			goto done;
+		}
+		char what[256], when[64];
+		if (st.state == BKV_RECORD_DESTROYED) {
+			cli_format_time(st.destroyed_at_unix, when, sizeof(when));
+			snprintf(what, sizeof(what),
+			         "the tombstone of the key destroyed at %s (record version %" PRIu64
+			         ")",
+			         when, st.record_version);
+		} else if (st.registered) {
+			cli_format_time(st.registered_at_unix, when, sizeof(when));
+			snprintf(what, sizeof(what),
+			         "the backup key registered at %s (record version %" PRIu64
+			         "): backups encrypted with it then open only with the key "
+			         "written down",
+			         when, st.record_version);
+		} else {
+			printf("nothing to delete\n");
+			rc = CLI_EXIT_OK;
+			goto done;
+		}
+		char prompt[512], answer[16];
+		snprintf(prompt, sizeof(prompt),
+		         "The vault would delete %s.\nThis cannot be undone. Type yes to delete: ",
+		         what);
+		const long n = cli_prompt_tty(prompt, true, answer, sizeof(answer));
 		if (n == CLI_NO_TTY) {
 			fprintf(stderr, "bkv delete: no terminal to confirm on; pass --yes\n");
 			goto done;
