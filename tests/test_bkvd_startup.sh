@@ -157,5 +157,16 @@ else
   failed=$((failed + 1))
 fi
 
+# bkvd --version prints the project's version (from the top-level CMakeLists.txt).
+want=$(sed -n 's/^project(bkv VERSION \([0-9.]*\).*/\1/p' "$root/CMakeLists.txt")
+got=$("$bin/bkvd" --version 2>&1) || got="exit $?: $got"
+if [ -n "$want" ] && [ "$got" = "bkvd $want" ]; then
+  echo "ok bkvd --version says bkvd $want"
+  passed=$((passed + 1))
+else
+  echo "FAIL bkvd --version: \"$got\", want \"bkvd $want\""
+  failed=$((failed + 1))
+fi
+
 echo "$passed passed, $failed failed"
 [ "$failed" -eq 0 ]

@@ -5,6 +5,7 @@
 #include <errno.h>
 #include <fcntl.h>
 #include <getopt.h>
+#include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -28,6 +29,7 @@ static const struct option all_options[] = {
     {"attempt-limit", required_argument, NULL, 'a'},
     {"suite", required_argument, NULL, 's'},
     {"replace", no_argument, NULL, 'R'},
+    {"yes", no_argument, NULL, 'y'},
     {"argon2", required_argument, NULL, 'A'},
     {"help", no_argument, NULL, 'h'},
     {NULL, 0, NULL, 0},
@@ -87,8 +89,8 @@ bool cli_parse(int argc, char **argv, const char *allowed, cli_options *o)
 		case 'k':
 			o->key_file = optarg;
 			break;
-		case 'o':
-			o->out = optarg;
+		case 'o': /* --out - is standard output, as without --out */
+			o->out = strcmp(optarg, "-") == 0 ? NULL : optarg;
 			break;
 		case 'a': {
 			char *end;
@@ -106,6 +108,9 @@ bool cli_parse(int argc, char **argv, const char *allowed, cli_options *o)
 			break;
 		case 'R':
 			o->replace = true;
+			break;
+		case 'y':
+			o->yes = true;
 			break;
 		case 'A':
 			if (!parse_argon2(optarg, o->argon2)) {
@@ -125,6 +130,17 @@ bool cli_parse(int argc, char **argv, const char *allowed, cli_options *o)
 	}
 	o->args = argv + optind;
 	o->nargs = argc - optind;
+	const char *files[] = {o->token_file, o->password_file, o->new_password_file, o->key_file};
+	int dashes = 0;
+	for (size_t i = 0; i < sizeof(files) / sizeof(files[0]); i++)
+		dashes += files[i] != NULL && strcmp(files[i], "-") == 0;
+	if (dashes > 1) {
+		fprintf(stderr,
+		        "bkv %s: only one of --token-file, --password-file, --new-password-file "
+		        "and --key-file can be - (standard input)\n",
+		        argv[0]);
+		return false;
+	}
 	return true;
 }
 
@@ -212,20 +228,23 @@ void cli_format_time(int64_t unix_time, char *out, size_t cap)
 		snprintf(out, cap, "an unknown time");
 }
 
-/* Reads a small file; strips one trailing newline. Returns its length or -1. */
+/* Reads a small file (- is standard input); strips trailing newlines. Returns its length
+ * or -1. */
 static long read_small_file(const char *path, char *buf, size_t cap)
 {
-	FILE *f = fopen(path, "r");
+	const bool std_in = strcmp(path, "-") == 0;
+	FILE *f = std_in ? stdin : fopen(path, "r");
 	if (f == NULL) {
 		fprintf(stderr, "bkv: cannot read %s: %s\n", path, strerror(errno));
 		return -1;
 	}
 	size_t n = fread(buf, 1, cap - 1, f);
 	bool more = fgetc(f) != EOF;
-	fclose(f);
+	if (!std_in)
+		fclose(f);
 	if (more) {
 		sodium_memzero(buf, cap);
-		fprintf(stderr, "bkv: %s is too large\n", path);
+		fprintf(stderr, "bkv: %s is too large\n", std_in ? "standard input" : path);
 		return -1;
 	}
 	while (n > 0 && (buf[n - 1] == '\n' || buf[n - 1] == '\r'))
@@ -255,16 +274,43 @@ static char *cli_read_token(const cli_options *o)
 	return strdup(env);
 }
 
-static size_t prompt_tty(const char *prompt, char *buf, size_t cap)
+/* While echo is off: the terminal's settings, restored by a signal that ends bkv. */
+static struct termios echo_saved;
+static volatile sig_atomic_t echo_fd = -1;
+static const int echo_signals[] = {SIGINT, SIGTERM, SIGHUP, SIGQUIT};
+
+static void restore_echo_and_die(int sig)
 {
-	int fd = open("/dev/tty", O_RDWR | O_CLOEXEC);
-	if (fd < 0) {
-		fprintf(stderr, "bkv: no terminal to ask for the password; use --password-file\n");
-		return 0;
+	const int fd = echo_fd;
+	if (fd >= 0) {
+		tcsetattr(fd, TCSAFLUSH, &echo_saved);
+		if (write(fd, "\n", 1) < 0) {
+			/* ignore */
+		}
 	}
+	signal(sig, SIG_DFL);
+	raise(sig);
+}
+
+/* Asks on the terminal (/dev/tty) and reads one line into buf, echoing it only if echo.
+ * Returns its length, CLI_NO_TTY when there is no terminal, CLI_TTY_EOF at end of input
+ * (Ctrl-D) and CLI_TTY_LONG when the line does not fit (the rest of it is read and
+ * dropped). Never waits for anything but a line typed on the terminal. */
+long cli_prompt_tty(const char *prompt, bool echo, char *buf, size_t cap)
+{
+	int fd = open("/dev/tty", O_RDWR | O_CLOEXEC | O_NOCTTY);
+	if (fd < 0)
+		return CLI_NO_TTY;
 	struct termios old, quiet;
-	bool restore = tcgetattr(fd, &old) == 0;
+	struct sigaction before[sizeof(echo_signals) / sizeof(echo_signals[0])];
+	bool restore = !echo && tcgetattr(fd, &old) == 0;
 	if (restore) {
+		echo_saved = old;
+		echo_fd = fd;
+		struct sigaction sa = {.sa_handler = restore_echo_and_die};
+		sigemptyset(&sa.sa_mask);
+		for (size_t i = 0; i < sizeof(echo_signals) / sizeof(echo_signals[0]); i++)
+			sigaction(echo_signals[i], &sa, &before[i]);
 		quiet = old;
 		quiet.c_lflag &= (tcflag_t) ~(ECHO | ECHONL);
 		quiet.c_lflag |= ICANON;
@@ -274,17 +320,53 @@ static size_t prompt_tty(const char *prompt, char *buf, size_t cap)
 		/* the prompt is a courtesy */
 	}
 	size_t n = 0;
+	bool newline = false, too_long = false;
 	char ch;
-	while (n + 1 < cap && read(fd, &ch, 1) == 1 && ch != '\n')
-		buf[n++] = ch;
+	while (read(fd, &ch, 1) == 1) {
+		if (ch == '\n') {
+			newline = true;
+			break;
+		}
+		if (n + 1 < cap)
+			buf[n++] = ch;
+		else
+			too_long = true;
+	}
 	buf[n] = '\0';
-	if (restore)
+	ch = 0;
+	if (restore) {
 		tcsetattr(fd, TCSAFLUSH, &old);
-	if (write(fd, "\n", 1) < 0) {
-		/* ignore */
+		echo_fd = -1;
+		for (size_t i = 0; i < sizeof(echo_signals) / sizeof(echo_signals[0]); i++)
+			sigaction(echo_signals[i], &before[i], NULL);
+		if (write(fd, "\n", 1) < 0) {
+			/* ignore */
+		}
 	}
 	close(fd);
-	return n;
+	if (too_long) {
+		sodium_memzero(buf, cap);
+		return CLI_TTY_LONG;
+	}
+	if (!newline && n == 0)
+		return CLI_TTY_EOF;
+	return (long)n;
+}
+
+/* One password from the terminal; 0 (with a message) when there is none. */
+static size_t ask_password(const char *prompt, char *buf, size_t cap)
+{
+	const long n = cli_prompt_tty(prompt, false, buf, cap);
+	if (n == CLI_NO_TTY)
+		fprintf(stderr,
+		        "bkv: no terminal to ask for the password on; use --password-file\n");
+	else if (n == CLI_TTY_EOF)
+		fprintf(stderr, "bkv: no password given\n");
+	else if (n == CLI_TTY_LONG)
+		fprintf(stderr, "bkv: the password is too long (at most %zu bytes)\n", cap - 1);
+	else if (n == 0)
+		fprintf(stderr, "bkv: empty password\n");
+	return n > 0 ? (size_t)n : 0;
 }
 
 size_t cli_read_password(const cli_options *o, const char *prompt, bool confirm, char *password,
@@ -296,31 +378,58 @@ size_t cli_read_password(const cli_options *o, const char *prompt, bool confirm,
 			fprintf(stderr, "bkv: the password file is empty\n");
 		return n > 0 ? (size_t)n : 0;
 	}
-	size_t n = prompt_tty(prompt, password, cap);
-	if (n == 0) {
-		fprintf(stderr, "bkv: empty password\n");
-		return 0;
-	}
-	if (confirm) {
+	for (int attempt = 1; attempt <= CLI_CONFIRM_TRIES; attempt++) {
+		size_t n = ask_password(prompt, password, cap);
+		if (n == 0 || !confirm)
+			return n;
 		char again[CLI_PASSWORD_MAX];
-		size_t m = prompt_tty("Repeat the password: ", again, sizeof(again));
+		size_t m = ask_password("Repeat the password: ", again, sizeof(again));
 		bool same = m == n && sodium_memcmp(again, password, n) == 0;
 		sodium_memzero(again, sizeof(again));
-		if (!same) {
-			sodium_memzero(password, cap);
-			fprintf(stderr, "bkv: the passwords do not match\n");
+		if (same)
+			return n;
+		sodium_memzero(password, cap);
+		if (m == 0)
 			return 0;
-		}
+		fprintf(stderr, "bkv: the passwords differ%s\n",
+		        attempt < CLI_CONFIRM_TRIES ? "; try again" : "");
 	}
-	return n;
+	return 0;
 }
 
-bool cli_read_key(const cli_options *o, bkv_key *key)
+bool cli_read_key(const cli_options *o, bool stdin_busy, bkv_key *key)
 {
 	char text[512];
 	long n;
 	if (o->key_file != NULL) {
 		n = read_small_file(o->key_file, text, sizeof(text));
+	} else if (stdin_busy || isatty(STDIN_FILENO)) {
+		for (int attempt = 1;; attempt++) {
+			n = cli_prompt_tty(
+			    "Backup key (64 hex digits; spaces, dashes and upper case "
+			    "are fine): ",
+			    false, text, sizeof(text));
+			if (n == CLI_NO_TTY) {
+				fprintf(stderr,
+				        "bkv: no terminal to ask for the backup key on; use "
+				        "--key-file\n");
+				return false;
+			}
+			if (n == CLI_TTY_EOF) {
+				fprintf(stderr, "bkv: no backup key given\n");
+				return false;
+			}
+			bkv_error error = {0};
+			bool ok = n >= 0 && bkv_key_parse(text, (size_t)n, key, &error) == BKV_OK;
+			sodium_memzero(text, sizeof(text));
+			if (ok)
+				return true;
+			fprintf(stderr, "bkv: the backup key is not valid: %s%s\n",
+			        n >= 0 ? error.message : "too long",
+			        attempt < CLI_CONFIRM_TRIES ? "; try again" : "");
+			if (attempt == CLI_CONFIRM_TRIES)
+				return false;
+		}
 	} else {
 		n = (long)fread(text, 1, sizeof(text) - 1, stdin);
 		text[n] = '\0';

@@ -29,15 +29,17 @@ enum {
 
 /* The exit codes, for every --help. */
 #define CLI_EXIT_CODES_HELP                                                                        \
-	"Exit codes: 0 ok, 1 failure, 2 usage, 3 wrong password,\n"                                \
-	"            4 no attempts left / key destroyed, 5 vault unavailable (retry later),\n"     \
-	"            6 a key is already registered (see register --replace), or the key\n"         \
-	"              in the vault changed meanwhile,\n"                                          \
-	"            7 TLS failed: the vault's certificate is not trusted or not the pinned\n"     \
-	"              one, or the CA file cannot be read (do not retry),\n"                       \
-	"            8 an HTTP error that is not the vault's answer (a proxy, a wrong URL),\n"     \
-	"            9 rate limited by the vault (retry later),\n"                                 \
-	"            10 the vault rejected the account token.\n"
+	"Exit codes:\n"                                                                            \
+	"  0 ok, 1 failure, 2 usage, 3 wrong password,\n"                                          \
+	"  4 no attempts left / key destroyed,\n"                                                  \
+	"  5 vault unavailable (retry later),\n"                                                   \
+	"  6 a key is already registered (see register --replace), or the key in the\n"            \
+	"    vault changed meanwhile,\n"                                                           \
+	"  7 TLS failed: the vault's certificate is not trusted or not the pinned one,\n"          \
+	"    or the CA file cannot be read (do not retry),\n"                                      \
+	"  8 an HTTP error that is not the vault's answer (a proxy, a wrong URL),\n"               \
+	"  9 rate limited by the vault (retry later),\n"                                           \
+	"  10 the vault rejected the account token.\n"
 
 #define CLI_PASSWORD_MAX 1024
 
@@ -53,6 +55,7 @@ typedef struct cli_options {
 	unsigned attempt_limit;        /* --attempt-limit */
 	const char *suite;             /* --suite */
 	bool replace;                  /* --replace (register) */
+	bool yes;                      /* --yes (delete) */
 	bool argon2_set;               /* --argon2 T,M,P */
 	unsigned argon2[3];            /* iterations, memory in KiB, parallelism */
 	bool help;
@@ -72,11 +75,20 @@ int cli_fail(const char *command, const bkv_error *error);
  * neither with a message printed. Release them with cli_disconnect. */
 bool cli_connect(const cli_options *o, char **token, bkv_client **client);
 void cli_disconnect(char *token, bkv_client *client);
-/* A password from --password-file or the terminal without echo (asked twice if confirm).
- * Returns its length, 0 on failure. */
+/* Interactive input is asked on the terminal (/dev/tty) only after every other check has
+ * passed. Without a terminal nothing waits: the password needs --password-file, and the
+ * key comes from --key-file or standard input (when it is not a terminal). */
+#define CLI_CONFIRM_TRIES 3
+enum { CLI_NO_TTY = -1, CLI_TTY_EOF = -2, CLI_TTY_LONG = -3 };
+long cli_prompt_tty(const char *prompt, bool echo, char *buf, size_t cap);
+/* A password from --password-file or the terminal without echo (if confirm, asked twice,
+ * up to CLI_CONFIRM_TRIES times while they differ). Returns its length, 0 on failure. */
 size_t cli_read_password(const cli_options *o, const char *prompt, bool confirm, char *password,
                          size_t cap);
-bool cli_read_key(const cli_options *o, bkv_key *key);
+/* The backup key from --key-file; else asked on the terminal (no echo, up to
+ * CLI_CONFIRM_TRIES times) when standard input is a terminal or stdin_busy (it carries
+ * data); else read from standard input. */
+bool cli_read_key(const cli_options *o, bool stdin_busy, bkv_key *key);
 void cli_wipe(void *p, size_t n);
 /* "2024-05-01T12:00:00Z" (UTC), or "an unknown time" for 0. */
 void cli_format_time(int64_t unix_time, char *out, size_t cap);

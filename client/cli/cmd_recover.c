@@ -22,7 +22,8 @@ int cli_recover(int argc, char **argv)
 		printf(
 		    "usage: bkv recover [--vault URL] [--token-file FILE] [--password-file FILE]\n"
 		    "                   [--out FILE]\n\n"
-		    "Recovers the backup key with the vault password and prints its 64 digits.\n"
+		    "Recovers the backup key with the vault password (asked on the terminal\n"
+		    "unless --password-file is given) and prints its 64 digits.\n"
 		    "Each wrong password uses one attempt; after the last one the vault destroys\n"
 		    "the key for good, and every later recovery says it was destroyed.\n\n"
 		    "%s",
@@ -35,9 +36,12 @@ int cli_recover(int argc, char **argv)
 	bkv_client *client = NULL;
 	bkv_key key;
 	int rc = CLI_EXIT_USAGE;
-	size_t password_len =
-	    cli_read_password(&o, "Vault password: ", false, password, sizeof(password));
-	if (password_len == 0 || !cli_connect(&o, &token, &client))
+	size_t password_len = 0;
+	password[0] = '\0';
+	if (!cli_connect(&o, &token, &client))
+		goto done;
+	password_len = cli_read_password(&o, "Vault password: ", false, password, sizeof(password));
+	if (password_len == 0)
 		goto done;
 	bkv_error error = {0};
 	bkv_recover_info info;

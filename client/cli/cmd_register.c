@@ -65,8 +65,12 @@ int cli_register(int argc, char **argv)
 		printf(
 		    REGISTER_USAGE
 		    "\n"
-		    "Keeps the backup key (from --key-file or standard input) in the vault under\n"
-		    "a password, asked twice on the terminal unless --password-file is given.\n"
+		    "Keeps the backup key in the vault under a password. The key comes from\n"
+		    "--key-file, else it is asked on the terminal (64 hex digits; spaces, dashes\n"
+		    "and upper case are fine), else read from standard input. The password is\n"
+		    "asked twice on the terminal unless --password-file is given; without a\n"
+		    "terminal --password-file is needed. Both are asked only once the token,\n"
+		    "the vault URL and the options are found good.\n"
 		    "The vault never sees the key or the password. --attempt-limit sets how many\n"
 		    "wrong passwords the vault allows before it destroys the key (default: the\n"
 		    "vault's, usually 10).\n\n"
@@ -78,15 +82,19 @@ int cli_register(int argc, char **argv)
 		return CLI_EXIT_OK;
 	}
 	bkv_key key;
-	if (!cli_read_key(&o, &key))
-		return CLI_EXIT_USAGE;
 	char password[CLI_PASSWORD_MAX];
 	char *token = NULL;
 	bkv_client *client = NULL;
 	int rc = CLI_EXIT_USAGE;
-	size_t password_len =
+	size_t password_len = 0;
+	bkv_key_wipe(&key);
+	password[0] = '\0';
+	/* The token, the URL and the key first: the password is asked last. */
+	if (!cli_connect(&o, &token, &client) || !cli_read_key(&o, false, &key))
+		goto done;
+	password_len =
 	    cli_read_password(&o, "New vault password: ", true, password, sizeof(password));
-	if (password_len == 0 || !cli_connect(&o, &token, &client))
+	if (password_len == 0)
 		goto done;
 	bkv_error error = {0};
 	if (!o.replace) {
@@ -101,7 +109,7 @@ int cli_register(int argc, char **argv)
 			rc = cli_fail("register", &error);
 			goto done;
 		}
-		fprintf(stderr, "registered: the vault keeps the key under your password\n");
+		printf("registered: the vault keeps the key under your password\n");
 		rc = CLI_EXIT_OK;
 		goto done;
 	}
@@ -122,21 +130,18 @@ int cli_register(int argc, char **argv)
 		goto done;
 	}
 	if (replaces == 0)
-		fprintf(stderr,
-		        "registered (there was nothing to replace): the vault keeps the key "
-		        "under your password\n");
+		printf("registered (there was nothing to replace): the vault keeps the key "
+		       "under your password\n");
 	else if (now.state == BKV_RECORD_DESTROYED)
-		fprintf(stderr,
-		        "registered: record version %" PRIu64 " replaces the destroyed key's "
-		        "tombstone (version %" PRIu64
-		        "); the vault keeps the key under your password\n",
-		        version, replaces);
+		printf("registered: record version %" PRIu64 " replaces the destroyed key's "
+		       "tombstone (version %" PRIu64
+		       "); the vault keeps the key under your password\n",
+		       version, replaces);
 	else
-		fprintf(stderr,
-		        "registered: record version %" PRIu64 " replaces version %" PRIu64
-		        " (that key is no longer in the vault); the vault keeps the key under your "
-		        "password\n",
-		        version, replaces);
+		printf("registered: record version %" PRIu64 " replaces version %" PRIu64
+		       " (that key is no longer in the vault); the vault keeps the key under your "
+		       "password\n",
+		       version, replaces);
 	rc = CLI_EXIT_OK;
 done:
 	cli_disconnect(token, client);

@@ -50,35 +50,64 @@ int file_crypt(const char *command, bool encrypt, int argc, char **argv)
 	if (!cli_parse(argc, argv, "k", &o) || o.help || o.nargs != 2) {
 		fprintf(
 		    o.help ? stdout : stderr,
-		    "usage: bkv %s --key-file FILE INPUT OUTPUT\n\n"
-		    "%s a backup file with the 64-digit backup key (from --key-file or standard\n"
-		    "input) in the format of docs/BACKUP-FORMAT.md, streaming in constant memory.\n"
-		    "OUTPUT must not exist; it appears only when the whole file is done%s.\n",
-		    command, encrypt ? "Encrypts" : "Decrypts", encrypt ? "" : " and verified");
+		    "usage: bkv %s [--key-file FILE] INPUT OUTPUT\n\n"
+		    "%s a backup file with the 64-digit backup key in the format of\n"
+		    "docs/BACKUP-FORMAT.md, streaming in constant memory. The key comes from\n"
+		    "--key-file, else it is asked on the terminal, else read from standard input.\n"
+		    "OUTPUT must not exist; it appears only when the whole file is\n"
+		    "done%s.\n\n"
+		    "INPUT - is standard input (the key then comes from --key-file or the\n"
+		    "terminal); OUTPUT - is standard output, refused when that is a terminal.\n"
+		    "%s",
+		    command, encrypt ? "Encrypts" : "Decrypts", encrypt ? "" : " and verified",
+		    encrypt
+		        ? ""
+		        : "Written to standard output, the plaintext goes out chunk by chunk as\n"
+		          "each verifies: a truncated or altered file is found at the end, so\n"
+		          "anything but exit 0 means the output must be thrown away.\n");
 		return o.help ? CLI_EXIT_OK : CLI_EXIT_USAGE;
 	}
 	const char *in_path = o.args[0], *out_path = o.args[1];
+	const bool in_std = strcmp(in_path, "-") == 0, out_std = strcmp(out_path, "-") == 0;
+	if (out_std && isatty(STDOUT_FILENO)) {
+		fprintf(stderr,
+		        "bkv %s: standard output is a terminal; not writing binary data to it "
+		        "(redirect it, or name an OUTPUT file)\n",
+		        command);
+		return CLI_EXIT_USAGE;
+	}
+	if (in_std && o.key_file != NULL && strcmp(o.key_file, "-") == 0) {
+		fprintf(stderr, "bkv %s: INPUT and --key-file cannot both be - (standard input)\n",
+		        command);
+		return CLI_EXIT_USAGE;
+	}
 	bkv_key key;
-	if (!cli_read_key(&o, &key))
+	if (!cli_read_key(&o, in_std, &key))
 		return CLI_EXIT_USAGE;
 	int rc = CLI_EXIT_FAILURE;
 	FILE *in = NULL, *out = NULL;
 	char tmp[4096] = "";
 	struct stat st;
-	if (access(out_path, F_OK) == 0) {
+	if (!out_std && access(out_path, F_OK) == 0) {
 		fprintf(stderr, "bkv %s: %s already exists; not overwriting it\n", command,
 		        out_path);
 		rc = CLI_EXIT_USAGE;
 		goto done;
 	}
-	in = fopen(in_path, "rb");
+	in = in_std ? stdin : fopen(in_path, "rb");
 	if (in == NULL || fstat(fileno(in), &st) != 0) {
-		fprintf(stderr, "bkv %s: cannot read %s: %s\n", command, in_path, strerror(errno));
+		fprintf(stderr, "bkv %s: cannot read %s: %s\n", command,
+		        in_std ? "standard input" : in_path, strerror(errno));
 		goto done;
 	}
-	snprintf(tmp, sizeof(tmp), "%s.partial-XXXXXX", out_path);
-	int fd = mkstemp(tmp);
-	if (fd < 0 || (out = fdopen(fd, "wb")) == NULL) {
+	int fd = -1;
+	if (out_std) {
+		out = stdout;
+	} else {
+		snprintf(tmp, sizeof(tmp), "%s.partial-XXXXXX", out_path);
+		fd = mkstemp(tmp);
+	}
+	if (!out_std && (fd < 0 || (out = fdopen(fd, "wb")) == NULL)) {
 		fprintf(stderr, "bkv %s: cannot create %s: %s\n", command, tmp, strerror(errno));
 		if (fd >= 0)
 			close(fd);
@@ -94,7 +123,8 @@ int file_crypt(const char *command, bool encrypt, int argc, char **argv)
 	    encrypt
 	        ? bkv_backup_encrypt(&key, in, out, total, tty ? draw_progress : NULL, &p, &error)
 	        : bkv_backup_decrypt(&key, in, out, total, tty ? draw_progress : NULL, &p, &error);
-	if (s == BKV_OK && (fflush(out) != 0 || fsync(fileno(out)) != 0))
+	/* A pipe cannot be synced; a file named OUTPUT is, before it is renamed into place. */
+	if (s == BKV_OK && (fflush(out) != 0 || (!out_std && fsync(fileno(out)) != 0)))
 		s = BKV_ERR_IO;
 	if (fclose(out) != 0 && s == BKV_OK)
 		s = BKV_ERR_IO;
@@ -105,7 +135,7 @@ int file_crypt(const char *command, bool encrypt, int argc, char **argv)
 		fprintf(stderr, "%sbkv %s: %s\n", tty ? "\n" : "", command, error.message);
 		goto done;
 	}
-	if (rename(tmp, out_path) != 0) {
+	if (!out_std && rename(tmp, out_path) != 0) {
 		fprintf(stderr, "bkv %s: cannot create %s: %s\n", command, out_path,
 		        strerror(errno));
 		goto done;

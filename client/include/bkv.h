@@ -147,8 +147,11 @@ typedef struct bkv_client_config {
 	 * password, query or fragment. Not NULL. */
 	const char *vault_url;
 	const char *ca_file;     /* PEM CA bundle; NULL for the system's. Read at each call */
-	const char *pinned_cert; /* PEM certificate whose public key the vault must present;
-	                          * NULL for none. Read by bkv_client_new */
+	/* PEM certificate whose public key the vault must present; NULL for none. Read by
+	 * bkv_client_new. Without ca_file the pin is the whole trust: the chain and the host
+	 * name are then not verified (a self-signed vault works), only the key. With ca_file
+	 * both are checked. */
+	const char *pinned_cert;
 	long timeout_ms;         /* per request; 0 for 30 s */
 	bkv_suite suite;         /* preference for registration */
 	/* Argon2id parameters; all 0 (the default) takes the vault's published ones, which a

@@ -240,8 +240,14 @@ bkv_status bkvi_rpc_call(const rpc_endpoint *ep, const char *method, const char 
 	curl_easy_setopt(curl, CURLOPT_TIMEOUT_MS, ep->timeout_ms);
 	curl_easy_setopt(curl, CURLOPT_NOSIGNAL, 1L);
 	curl_easy_setopt(curl, CURLOPT_PROTOCOLS_STR, "http,https");
-	curl_easy_setopt(curl, CURLOPT_SSL_VERIFYPEER, 1L);
-	curl_easy_setopt(curl, CURLOPT_SSL_VERIFYHOST, 2L);
+	/* A pinned key without a CA file: the pin is the trust. The vault must present
+	 * exactly that public key (libcurl checks CURLOPT_PINNEDPUBLICKEY whether or not it
+	 * verifies the chain), so the chain and the host name are not verified: a
+	 * self-signed certificate, or one for another name, is accepted if and only if its
+	 * key is the pinned one. With a CA file (or no pin) both are verified as well. */
+	const bool pin_only = ep->pinned_key != NULL && ep->ca_file == NULL;
+	curl_easy_setopt(curl, CURLOPT_SSL_VERIFYPEER, pin_only ? 0L : 1L);
+	curl_easy_setopt(curl, CURLOPT_SSL_VERIFYHOST, pin_only ? 0L : 2L);
 	curl_easy_setopt(curl, CURLOPT_TCP_NODELAY, 1L);
 	if (ep->ca_file != NULL)
 		curl_easy_setopt(curl, CURLOPT_CAINFO, ep->ca_file);

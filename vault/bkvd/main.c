@@ -29,7 +29,8 @@ static const struct {
 
 static void usage(FILE *out)
 {
-	fprintf(out, "usage: bkvd <command> [--config FILE] [options]\n\ncommands:\n");
+	fprintf(out, "usage: bkvd <command> [--config FILE] [options]   (or bkvd --version)\n\n"
+	             "commands:\n");
 	for (size_t i = 0; i < sizeof(commands) / sizeof(commands[0]); i++)
 		fprintf(out, "  %-16s %s\n", commands[i].name, commands[i].summary);
 	fprintf(out,
@@ -144,6 +145,10 @@ int main(int argc, char **argv)
 	if (argc < 2 || strcmp(argv[1], "--help") == 0 || strcmp(argv[1], "-h") == 0) {
 		usage(argc < 2 ? stderr : stdout);
 		return argc < 2 ? BKVD_EXIT_STARTUP : BKVD_EXIT_OK;
+	}
+	if (strcmp(argv[1], "--version") == 0) {
+		printf("bkvd %s\n", BKVD_VERSION);
+		return BKVD_EXIT_OK;
 	}
 	if (sodium_init() < 0) {
 		fprintf(stderr, "bkvd: cannot initialize libsodium\n");
