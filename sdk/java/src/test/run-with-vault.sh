@@ -64,6 +64,7 @@ rc=0
   -Dbkv.test.caFile="$work/vault/tls/cert.pem" \
   -Dbkv.test.otherCaFile="$work/other-cert.pem" \
   -Dbkv.test.bkvd="$bin/bkvd" -Dbkv.test.config="$config" \
+  -Dbkv.test.vectors="$root/docs/vectors/bkv-v1.json" \
   -jar "$junit" --disable-banner --disable-ansi-colors --details=tree --fail-if-no-tests \
   --class-path "$bkv_jar:$tests_jar" --scan-class-path "$tests_jar" || rc=$?
 if grep -q 'Sanitizer' "$work/bkvd.log"; then
