@@ -146,14 +146,14 @@ typedef struct bkv_client_config {
 	 * host is a loopback address (127.0.0.0/8, [::1], localhost); no user name or
 	 * password, query or fragment. Not NULL. */
 	const char *vault_url;
-	const char *ca_file;     /* PEM CA bundle; NULL for the system's. Read at each call */
+	const char *ca_file; /* PEM CA bundle; NULL for the system's. Read at each call */
 	/* PEM certificate whose public key the vault must present; NULL for none. Read by
 	 * bkv_client_new. Without ca_file the pin is the whole trust: the chain and the host
 	 * name are then not verified (a self-signed vault works), only the key. With ca_file
 	 * both are checked. */
 	const char *pinned_cert;
-	long timeout_ms;         /* per request; 0 for 30 s */
-	bkv_suite suite;         /* preference for registration */
+	long timeout_ms; /* per request; 0 for 30 s */
+	bkv_suite suite; /* preference for registration */
 	/* Argon2id parameters; all 0 (the default) takes the vault's published ones, which a
 	 * registration refuses below libbkv's floor (RFC 9106's t=3, m=64 MiB, p=4, or as
 	 * costly). Parameters set here are the application's own decision and are not held
