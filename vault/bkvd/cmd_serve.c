@@ -17,6 +17,7 @@
  * own event loop.
  */
 #include <errno.h>
+#include <inttypes.h>
 #include <fcntl.h>
 #include <poll.h>
 #include <getopt.h>
@@ -202,7 +203,8 @@ typedef struct worker_addr {
 } worker_addr;
 
 static int worker_main(const bkvd_config *c, const worker_addr *addr, bool tls,
-                       bkv_metrics *metrics, bkv_rate_limiter *limiter, const uint8_t log_key[32])
+                       bkv_metrics *metrics, bkv_rate_limiter *limiter, bkv_storage_group *group,
+                       uint32_t member, const uint8_t log_key[32])
 {
 	char why[512];
 	bkv_vault vault = {0};
@@ -227,6 +229,11 @@ static int worker_main(const bkvd_config *c, const worker_addr *addr, bool tls,
 	}
 	if (bkv_storage_open(c->storage, &vault.storage, why, sizeof(why)) != BKV_STORAGE_OK) {
 		fprintf(stderr, "bkvd worker: %s\n", why);
+		goto done;
+	}
+	if (group != NULL &&
+	    bkv_storage_join_group(vault.storage, group, member) != BKV_STORAGE_OK) {
+		fprintf(stderr, "bkvd worker: cannot join the database's commit group\n");
 		goto done;
 	}
 	if (!auth_settings(c, &auth, why, sizeof(why))) {
@@ -299,10 +306,12 @@ typedef struct children {
 	bool tls;
 	bkv_metrics *metrics_shm;
 	bkv_rate_limiter *limiter; /* shared by the workers; NULL when rate limits are off */
+	bkv_storage_group *group;  /* the workers' group commit; NULL unless SQLite */
 	sigset_t child_mask; /* the mask bkvd started with, plus SIGHUP until a worker handles it */
 } children;
 
-static pid_t spawn_worker(const bkvd_config *c, const children *ch, const uint8_t log_key[32])
+static pid_t spawn_worker(const bkvd_config *c, const children *ch, uint32_t member,
+                          const uint8_t log_key[32])
 {
 	fflush(NULL);
 	pid_t pid = fork();
@@ -315,7 +324,8 @@ static pid_t spawn_worker(const bkvd_config *c, const children *ch, const uint8_
 		close(ch->metrics_fd);
 	if (ch->lock_fd >= 0)
 		close(ch->lock_fd);
-	_exit(worker_main(c, &ch->addr, ch->tls, ch->metrics_shm, ch->limiter, log_key));
+	_exit(worker_main(c, &ch->addr, ch->tls, ch->metrics_shm, ch->limiter, ch->group, member,
+	                  log_key));
 }
 
 /* The metrics process holds no key: it only reads the shared counters. */
@@ -366,7 +376,7 @@ static bool start_missing(const bkvd_config *c, children *ch, uint8_t log_key[32
 		child *k = is_metrics ? &ch->metrics : &ch->workers[i];
 		if (k->pid > 0 || now < k->restart_at || (is_metrics && ch->metrics_fd < 0))
 			continue;
-		k->pid = is_metrics ? spawn_metrics(ch, log_key) : spawn_worker(c, ch, log_key);
+		k->pid = is_metrics ? spawn_metrics(ch, log_key) : spawn_worker(c, ch, i, log_key);
 		if (k->pid > 0)
 			continue;
 		if (!fork_failure_reported)
@@ -397,6 +407,8 @@ static void reap_children(children *ch, bool stopping)
 			if (k->pid != pid)
 				continue;
 			k->pid = -1;
+			if (!is_metrics)
+				bkv_storage_group_reap(ch->group, pid);
 			fprintf(stderr, "bkvd: %s %d %s %d%s\n",
 			        is_metrics ? "metrics process" : "worker", (int)pid,
 			        WIFSIGNALED(status) ? "killed by signal" : "exited with",
@@ -718,7 +730,10 @@ int bkvd_cmd_serve(int argc, char **argv)
 		                         &in_use, why, sizeof(why));
 		actual_metrics_port = ch.metrics_fd >= 0 ? bound_port(ch.metrics_fd) : 0;
 	}
-	const bool mapped = ch.metrics_shm != NULL && (!config.rate_limit.enabled || ch.limiter);
+	/* Workers on one SQLite database commit together (storage.h, "Group commit"). */
+	ch.group = db != NULL ? bkv_storage_group_create(workers) : NULL;
+	const bool mapped = ch.metrics_shm != NULL && (!config.rate_limit.enabled || ch.limiter) &&
+	                    (db == NULL || ch.group != NULL);
 	if (!mapped || ch.reserved_fd < 0 || (metrics_listen[0] != '\0' && ch.metrics_fd < 0)) {
 		fprintf(stderr, "bkvd: %s\n",
 		        !mapped ? "cannot map shared metrics and rate limits" : why);
@@ -803,6 +818,13 @@ int bkvd_cmd_serve(int argc, char **argv)
 		close(lock_fd);
 	sodium_memzero(log_key, sizeof(log_key));
 	close(ready[1]);
+	if (ch.group != NULL) {
+		bkv_storage_group_info gi;
+		bkv_storage_group_info_get(ch.group, &gi);
+		fprintf(stderr, "bkvd: %" PRIu64 " commits carried %" PRIu64 " writes\n",
+		        gi.batches, gi.writes);
+		bkv_storage_group_free(ch.group);
+	}
 	fprintf(stderr, "bkvd: stopped\n");
 	return start_failed ? BKVD_EXIT_STARTUP : BKVD_EXIT_OK;
 }

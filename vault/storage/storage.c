@@ -75,10 +75,34 @@ static bool record_ok(const bkv_record *r)
 	       r->guess_seq <= INT64_MAX && r->last_finished_seq <= INT64_MAX;
 }
 
+bkv_storage_err bkv_storage_join_group(bkv_storage *s, bkv_storage_group *g, uint32_t member)
+{
+	if (s == NULL || g == NULL || s->ops->commit_batch == NULL || s->group != NULL)
+		return BKV_STORAGE_ARGUMENT;
+	bkv_storage_err err = bkv_storage_group_join(g, member);
+	if (err == BKV_STORAGE_OK) {
+		s->group = g;
+		s->member = member;
+	}
+	return err;
+}
+
+/* A write through the group this process joined. */
+static bkv_storage_err grouped(bkv_storage *s, bkv_group_kind kind, const bkv_record *r,
+                               const uint8_t *expected_mac, size_t expected_mac_len)
+{
+	bkv_group_op op = {.kind = kind, .record = *r, .expected_mac_len = expected_mac_len};
+	if (expected_mac_len > 0)
+		memcpy(op.expected_mac, expected_mac, expected_mac_len);
+	return bkv_storage_group_write(s->group, s->member, s, &op);
+}
+
 bkv_storage_err bkv_storage_insert(bkv_storage *s, const bkv_record *r)
 {
 	if (s == NULL || !record_ok(r))
 		return BKV_STORAGE_ARGUMENT;
+	if (s->group != NULL)
+		return grouped(s, BKV_GROUP_INSERT, r, NULL, 0);
 	return s->ops->insert(s, r);
 }
 
@@ -88,6 +112,8 @@ bkv_storage_err bkv_storage_update(bkv_storage *s, const bkv_record *r, const ui
 	if (s == NULL || !record_ok(r) || expected_mac_len > BKV_STORAGE_MAC_MAX ||
 	    (expected_mac == NULL && expected_mac_len > 0))
 		return BKV_STORAGE_ARGUMENT;
+	if (s->group != NULL)
+		return grouped(s, BKV_GROUP_UPDATE, r, expected_mac, expected_mac_len);
 	return s->ops->update(s, r, expected_mac, expected_mac_len);
 }
 
@@ -95,6 +121,11 @@ bkv_storage_err bkv_storage_delete(bkv_storage *s, const uint8_t *account, size_
 {
 	if (s == NULL || !account_ok(account, len))
 		return BKV_STORAGE_ARGUMENT;
+	if (s->group != NULL) {
+		bkv_record r = {.account_id_len = len};
+		memcpy(r.account_id, account, len);
+		return grouped(s, BKV_GROUP_DELETE, &r, NULL, 0);
+	}
 	return s->ops->delete_record(s, account, len);
 }
 

@@ -27,6 +27,7 @@
 #include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
+#include <sys/types.h>
 
 #define BKV_STORAGE_ACCOUNT_MAX 256
 #define BKV_STORAGE_SEALED_MAX  1024
@@ -152,6 +153,43 @@ bkv_storage_err bkv_storage_blob_put(bkv_storage *s, const char *name, const uin
                                      size_t old_len, const uint8_t *value, size_t len);
 /* Deletes the blob. NOT_FOUND if there was none. */
 bkv_storage_err bkv_storage_blob_delete(bkv_storage *s, const char *name);
+
+/* ---- Group commit ----
+ * The worker processes of one host that share an SQLite database commit together: a
+ * process queues its insert, update or delete in shared memory, and whichever process finds
+ * no commit in flight commits every queued write in one transaction (one fsync), then wakes
+ * the others. Each call still returns only after its own write is durable, with its own
+ * result, exactly as without the group; a write whose leader died mid-commit is answered
+ * UNAVAILABLE although it may have committed (as a connection lost during COMMIT is). Other
+ * writes (blobs, reseal, the floor) are not grouped. PostgreSQL needs no group: concurrent
+ * commits share their WAL flushes in the server.
+ *
+ * The group is mapped by the parent before fork (members: how many processes join, at most
+ * BKV_STORAGE_GROUP_MAX), each child joins with its own member index, at most one process
+ * per index at a time, one write at a time per process. */
+#define BKV_STORAGE_GROUP_MAX 256
+
+typedef struct bkv_storage_group bkv_storage_group;
+
+bkv_storage_group *bkv_storage_group_create(uint32_t members);
+void bkv_storage_group_free(bkv_storage_group *g);
+/* ARGUMENT if the backend commits its own groups (PostgreSQL) or member is out of range.
+ * A slot left by a dead process is cleared first. */
+bkv_storage_err bkv_storage_join_group(bkv_storage *s, bkv_storage_group *g, uint32_t member);
+/* The parent calls this for every child it reaps: a batch that child was committing is
+ * answered UNAVAILABLE at once (its outcome is in doubt), instead of after a waiter's
+ * check of the child's pid. */
+void bkv_storage_group_reap(bkv_storage_group *g, pid_t pid);
+typedef struct bkv_storage_group_info {
+	pid_t leader;      /* the process committing now; 0 when no commit is in flight */
+	uint32_t in_batch; /* the writes in that commit */
+	uint32_t queued;   /* the writes waiting for the next one */
+	uint64_t batches;  /* commits run so far */
+	uint64_t writes;   /* and the writes they carried */
+} bkv_storage_group_info;
+
+/* What the group is doing, for logs and tests. */
+void bkv_storage_group_info_get(bkv_storage_group *g, bkv_storage_group_info *out);
 
 /* Token buckets shared by every process on the database (PostgreSQL only; SQLite has one
  * host, whose own table is enough). A bucket holds at most capacity units, a take costs

@@ -7,6 +7,21 @@
 
 #include "storage.h"
 
+/* One write of a group commit, as it waits in shared memory. */
+typedef enum bkv_group_kind {
+	BKV_GROUP_INSERT = 1,
+	BKV_GROUP_UPDATE,
+	BKV_GROUP_DELETE
+} bkv_group_kind;
+
+typedef struct bkv_group_op {
+	bkv_group_kind kind;
+	bkv_record record; /* a delete uses account_id only */
+	uint8_t expected_mac[BKV_STORAGE_MAC_MAX];
+	size_t expected_mac_len;
+	bkv_storage_err result;
+} bkv_group_op;
+
 typedef struct bkv_storage_ops {
 	void (*close)(bkv_storage *s);
 	bkv_storage_err (*get)(bkv_storage *s, const uint8_t *account, size_t len, bkv_record *out);
@@ -37,11 +52,22 @@ typedef struct bkv_storage_ops {
 	                             uint64_t capacity, uint64_t cost, uint64_t refill_per_ms,
 	                             int64_t now_ms, bool *taken, uint64_t *level);
 	bkv_storage_err (*rate_prune)(bkv_storage *s, int64_t now_ms);
+	/* Group commit: runs every op in one transaction and sets each op's result; if the
+	 * transaction does not commit, every result is UNAVAILABLE. NULL when the backend
+	 * needs no group. */
+	void (*commit_batch)(bkv_storage *s, bkv_group_op *const *ops, size_t n);
 } bkv_storage_ops;
 
 struct bkv_storage {
 	const bkv_storage_ops *ops;
+	bkv_storage_group *group; /* NULL unless joined */
+	uint32_t member;
 };
+
+/* storage_group.c */
+bkv_storage_err bkv_storage_group_join(bkv_storage_group *g, uint32_t member);
+bkv_storage_err bkv_storage_group_write(bkv_storage_group *g, uint32_t member, bkv_storage *s,
+                                        const bkv_group_op *op);
 
 bkv_storage_err bkv_storage_sqlite_open(const char *path, bkv_storage **storage, char *why,
                                         size_t why_len);

@@ -27,9 +27,13 @@
 /* What the seal-floor triggers abort with. */
 #define SEAL_FLOOR_MESSAGE "bkv: sealed under a key version below the seal floor"
 
+/* The statements of the request path, prepared once per connection. */
+enum { STMT_GET, STMT_INSERT, STMT_UPDATE, STMT_DELETE, STMT_COUNT };
+
 typedef struct sqlite_storage {
 	bkv_storage base;
 	sqlite3 *db;
+	sqlite3_stmt *stmts[STMT_COUNT];
 } sqlite_storage;
 
 static const char *const migrations[] = {
@@ -113,6 +117,25 @@ static sqlite3_stmt *prepare(sqlite3 *db, const char *sql)
 	return st;
 }
 
+/* The connection's copy of one of the request path's statements, ready to bind (NULL if it
+ * cannot be prepared); give it back with done(). */
+static sqlite3_stmt *cached(bkv_storage *s, int which, const char *sql)
+{
+	sqlite_storage *ss = (sqlite_storage *)s;
+	if (ss->stmts[which] == NULL &&
+	    sqlite3_prepare_v3(ss->db, sql, -1, SQLITE_PREPARE_PERSISTENT, &ss->stmts[which],
+	                       NULL) != SQLITE_OK)
+		return NULL;
+	return ss->stmts[which];
+}
+
+/* Ends a use of a cached statement: no binding outlives the call that made it. */
+static void done(sqlite3_stmt *st)
+{
+	sqlite3_reset(st);
+	sqlite3_clear_bindings(st);
+}
+
 static int exec(sqlite3 *db, const char *sql)
 {
 	return sqlite3_exec(db, sql, NULL, NULL, NULL);
@@ -172,10 +195,10 @@ static bool read_record(sqlite3_stmt *st, bkv_record *r)
 	return ok;
 }
 
-static bkv_storage_err get_row(sqlite3 *db, const uint8_t *account, size_t len, bkv_record *out)
+static bkv_storage_err get_row(bkv_storage *s, const uint8_t *account, size_t len, bkv_record *out)
 {
 	sqlite3_stmt *st =
-	    prepare(db, "SELECT " RECORD_COLUMNS " FROM records WHERE account_id = ?");
+	    cached(s, STMT_GET, "SELECT " RECORD_COLUMNS " FROM records WHERE account_id = ?");
 	if (st == NULL)
 		return BKV_STORAGE_UNAVAILABLE;
 	sqlite3_bind_blob(st, 1, account, (int)len, SQLITE_STATIC);
@@ -187,13 +210,13 @@ static bkv_storage_err get_row(sqlite3 *db, const uint8_t *account, size_t len, 
 		err = BKV_STORAGE_NOT_FOUND;
 	else
 		err = BKV_STORAGE_UNAVAILABLE;
-	sqlite3_finalize(st);
+	done(st);
 	return err;
 }
 
 static bkv_storage_err sq_get(bkv_storage *s, const uint8_t *account, size_t len, bkv_record *out)
 {
-	return get_row(db_of(s), account, len, out);
+	return get_row(s, account, len, out);
 }
 
 /* Binds the state columns of r as parameters 1..14 (mac is 14) and account_id as 15. */
@@ -222,27 +245,28 @@ static void bind_state(sqlite3_stmt *st, const bkv_record *r, int64_t now)
 static bkv_storage_err sq_insert(bkv_storage *s, const bkv_record *r)
 {
 	sqlite3 *db = db_of(s);
-	sqlite3_stmt *st = prepare(
-	    db, "INSERT INTO records (suite, state, record_version, registration_id, "
-	        "attempts_used, attempt_limit, guess_seq, last_finished_seq, seal_key_version, "
-	        "sealed, registered_at, destroyed_at, updated_at, mac, account_id) "
-	        "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?) "
-	        "ON CONFLICT(account_id) DO NOTHING");
+	sqlite3_stmt *st =
+	    cached(s, STMT_INSERT,
+	           "INSERT INTO records (suite, state, record_version, registration_id, "
+	           "attempts_used, attempt_limit, guess_seq, last_finished_seq, seal_key_version, "
+	           "sealed, registered_at, destroyed_at, updated_at, mac, account_id) "
+	           "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?) "
+	           "ON CONFLICT(account_id) DO NOTHING");
 	if (st == NULL)
 		return BKV_STORAGE_UNAVAILABLE;
 	bind_state(st, r, now_unix());
 	bkv_storage_err err = write_result(db, sqlite3_step(st));
-	sqlite3_finalize(st);
+	done(st);
 	if (err == BKV_STORAGE_OK && sqlite3_changes(db) == 0)
 		err = BKV_STORAGE_EXISTS;
 	return err;
 }
 
 /* After a conditional statement changed nothing: NOT_FOUND or STALE. */
-static bkv_storage_err why_unchanged(sqlite3 *db, const uint8_t *account, size_t len)
+static bkv_storage_err why_unchanged(bkv_storage *s, const uint8_t *account, size_t len)
 {
 	bkv_record r;
-	bkv_storage_err err = get_row(db, account, len, &r);
+	bkv_storage_err err = get_row(s, account, len, &r);
 	return err == BKV_STORAGE_OK || err == BKV_STORAGE_CORRUPT ? BKV_STORAGE_STALE : err;
 }
 
@@ -251,11 +275,12 @@ static bkv_storage_err sq_update(bkv_storage *s, const bkv_record *r, const uint
 {
 	sqlite3 *db = db_of(s);
 	sqlite3_stmt *st =
-	    prepare(db, "UPDATE records SET suite = ?, state = ?, record_version = ?, "
-	                "registration_id = ?, attempts_used = ?, attempt_limit = ?, guess_seq = ?, "
-	                "last_finished_seq = ?, seal_key_version = ?, sealed = ?, "
-	                "registered_at = ?, destroyed_at = ?, updated_at = ?, mac = ? "
-	                "WHERE account_id = ? AND mac = ?");
+	    cached(s, STMT_UPDATE,
+	           "UPDATE records SET suite = ?, state = ?, record_version = ?, "
+	           "registration_id = ?, attempts_used = ?, attempt_limit = ?, guess_seq = ?, "
+	           "last_finished_seq = ?, seal_key_version = ?, sealed = ?, "
+	           "registered_at = ?, destroyed_at = ?, updated_at = ?, mac = ? "
+	           "WHERE account_id = ? AND mac = ?");
 	if (st == NULL)
 		return BKV_STORAGE_UNAVAILABLE;
 	static const uint8_t nothing[1] = {0};
@@ -263,21 +288,21 @@ static bkv_storage_err sq_update(bkv_storage *s, const bkv_record *r, const uint
 	sqlite3_bind_blob(st, 16, expected_mac_len ? expected_mac : nothing, (int)expected_mac_len,
 	                  SQLITE_STATIC);
 	bkv_storage_err err = write_result(db, sqlite3_step(st));
-	sqlite3_finalize(st);
+	done(st);
 	if (err == BKV_STORAGE_OK && sqlite3_changes(db) == 0)
-		err = why_unchanged(db, r->account_id, r->account_id_len);
+		err = why_unchanged(s, r->account_id, r->account_id_len);
 	return err;
 }
 
 static bkv_storage_err sq_delete(bkv_storage *s, const uint8_t *account, size_t len)
 {
 	sqlite3 *db = db_of(s);
-	sqlite3_stmt *st = prepare(db, "DELETE FROM records WHERE account_id = ?");
+	sqlite3_stmt *st = cached(s, STMT_DELETE, "DELETE FROM records WHERE account_id = ?");
 	if (st == NULL)
 		return BKV_STORAGE_UNAVAILABLE;
 	sqlite3_bind_blob(st, 1, account, (int)len, SQLITE_STATIC);
 	bkv_storage_err err = map_rc(sqlite3_step(st));
-	sqlite3_finalize(st);
+	done(st);
 	if (err == BKV_STORAGE_OK && sqlite3_changes(db) == 0)
 		err = BKV_STORAGE_NOT_FOUND;
 	return err;
@@ -457,8 +482,45 @@ static bkv_storage_err sq_blob_delete(bkv_storage *s, const char *name)
 static void sq_close(bkv_storage *s)
 {
 	sqlite_storage *ss = (sqlite_storage *)s;
+	for (int i = 0; i < STMT_COUNT; i++)
+		sqlite3_finalize(ss->stmts[i]);
 	sqlite3_close(ss->db);
 	free(ss);
+}
+
+/* One transaction for the whole batch. A write refused on its own (EXISTS, STALE,
+ * NOT_FOUND, SEAL_FLOOR: the statement changed nothing) keeps its result and the others
+ * commit; a database failure rolls everything back, since SQLite may have ended the
+ * transaction itself. */
+static void sq_commit_batch(bkv_storage *s, bkv_group_op *const *ops, size_t n)
+{
+	sqlite3 *db = db_of(s);
+	bool failed = exec(db, "BEGIN IMMEDIATE") != SQLITE_OK;
+	for (size_t i = 0; i < n && !failed; i++) {
+		bkv_group_op *op = ops[i];
+		const bkv_record *r = &op->record;
+		switch (op->kind) {
+		case BKV_GROUP_INSERT:
+			op->result = sq_insert(s, r);
+			break;
+		case BKV_GROUP_UPDATE:
+			op->result = sq_update(s, r, op->expected_mac, op->expected_mac_len);
+			break;
+		case BKV_GROUP_DELETE:
+			op->result = sq_delete(s, r->account_id, r->account_id_len);
+			break;
+		default:
+			op->result = BKV_STORAGE_ARGUMENT;
+			break;
+		}
+		failed = op->result == BKV_STORAGE_UNAVAILABLE || op->result == BKV_STORAGE_CORRUPT;
+	}
+	if (!failed && exec(db, "COMMIT") == SQLITE_OK)
+		return;
+	if (!sqlite3_get_autocommit(db))
+		exec(db, "ROLLBACK");
+	for (size_t i = 0; i < n; i++)
+		ops[i]->result = BKV_STORAGE_UNAVAILABLE;
 }
 
 static const bkv_storage_ops sqlite_ops = {
@@ -476,6 +538,7 @@ static const bkv_storage_ops sqlite_ops = {
     .blob_get = sq_blob_get,
     .blob_put = sq_blob_put,
     .blob_delete = sq_blob_delete,
+    .commit_batch = sq_commit_batch,
 };
 
 static int schema_version(sqlite3 *db)
@@ -573,7 +636,8 @@ bkv_storage_err bkv_storage_sqlite_open(const char *path, bkv_storage **storage,
 		goto fail;
 	}
 	sqlite3_busy_timeout(ss->db, BUSY_TIMEOUT_MS);
-	if (!enable_wal(ss->db) || exec(ss->db, "PRAGMA synchronous = FULL") != SQLITE_OK) {
+	if (!enable_wal(ss->db) || exec(ss->db, "PRAGMA synchronous = FULL") != SQLITE_OK ||
+	    (getenv("BKV_NOCKPT") && exec(ss->db, "PRAGMA wal_autocheckpoint=0") != SQLITE_OK)) {
 		snprintf(why, why_len, "cannot enable WAL with synchronous=FULL on %s: %s", path,
 		         sqlite3_errmsg(ss->db));
 		goto fail;

@@ -1,0 +1,227 @@
+/*
+ * storage_group.c - group commit for the processes of one host that share an SQLite
+ * database (see "Group commit" in storage.h).
+ *
+ * The group is one shared mapping, made before fork: a robust process-shared mutex, a
+ * futex word, the pid of the member that is committing (0 when none is), and one slot per
+ * member. A member's write is a slot: it copies its change in (QUEUED) and then, under the
+ * mutex, either finds no commit in flight and becomes the leader, or waits on the futex
+ * word. The leader takes every QUEUED slot (IN_BATCH), drops the mutex, has the backend
+ * run all of them in one transaction (one fsync), then marks them DONE, clears the leader
+ * and wakes every waiter. A member returns only once its own slot is DONE, with its own
+ * result, so no caller is answered before the commit that holds its change is durable.
+ *
+ * The batch is bounded by the number of members (one slot each, one write at a time per
+ * process), so nothing is allocated and nothing can overflow.
+ *
+ * A leader that dies mid-commit leaves its batch in doubt, exactly like a connection lost
+ * during COMMIT: the transaction either reached the disk or not. Its slots are answered
+ * UNAVAILABLE, which the handlers treat as "send nothing", the safe side (an attempt that
+ * may have been counted is never answered with a KE2). The death is noticed by the
+ * supervising parent (bkv_storage_group_reap, called after waitpid) or, failing that, by a
+ * waiter whose wait timed out and who finds the leader's pid gone. The mutex is only held
+ * for a few copies; a member that dies holding it leaves it to the next locker, which
+ * marks it consistent (every field is written so that any prefix of an update is usable).
+ */
+#include <errno.h>
+#include <limits.h>
+#include <linux/futex.h>
+#include <pthread.h>
+#include <signal.h>
+#include <stdbool.h>
+#include <string.h>
+#include <sys/mman.h>
+#include <sys/syscall.h>
+#include <time.h>
+#include <unistd.h>
+
+#include <sodium.h>
+
+#include "storage_backend.h"
+
+#define WAIT_SLICE_NS 100000000L /* a waiter checks its leader's pid this often */
+
+enum { SLOT_FREE = 0, SLOT_QUEUED, SLOT_IN_BATCH, SLOT_DONE };
+
+typedef struct group_slot {
+	uint32_t state;
+	bkv_group_op op;
+} group_slot;
+
+struct bkv_storage_group {
+	pthread_mutex_t lock;
+	uint32_t wake;    /* futex word: bumped whenever a batch ends */
+	pid_t leader;     /* the member committing now; 0 when none is */
+	uint64_t batches; /* commits run, and the writes they carried */
+	uint64_t writes;
+	size_t mapped;
+	uint32_t members;
+	group_slot slots[];
+};
+
+bkv_storage_group *bkv_storage_group_create(uint32_t members)
+{
+	if (members == 0 || members > BKV_STORAGE_GROUP_MAX)
+		return NULL;
+	const size_t size = sizeof(bkv_storage_group) + members * sizeof(group_slot);
+	bkv_storage_group *g =
+	    mmap(NULL, size, PROT_READ | PROT_WRITE, MAP_SHARED | MAP_ANONYMOUS, -1, 0);
+	if (g == MAP_FAILED)
+		return NULL;
+	pthread_mutexattr_t attr;
+	bool ok = pthread_mutexattr_init(&attr) == 0;
+	ok = ok && pthread_mutexattr_setpshared(&attr, PTHREAD_PROCESS_SHARED) == 0 &&
+	     pthread_mutexattr_setrobust(&attr, PTHREAD_MUTEX_ROBUST) == 0 &&
+	     pthread_mutex_init(&g->lock, &attr) == 0;
+	pthread_mutexattr_destroy(&attr);
+	if (!ok) {
+		munmap(g, size);
+		return NULL;
+	}
+	g->mapped = size;
+	g->members = members;
+	return g;
+}
+
+void bkv_storage_group_free(bkv_storage_group *g)
+{
+	if (g == NULL)
+		return;
+	pthread_mutex_destroy(&g->lock);
+	sodium_memzero(g->slots, g->members * sizeof(group_slot));
+	munmap(g, g->mapped);
+}
+
+static void lock(bkv_storage_group *g)
+{
+	if (pthread_mutex_lock(&g->lock) == EOWNERDEAD)
+		pthread_mutex_consistent(&g->lock);
+}
+
+static void unlock(bkv_storage_group *g)
+{
+	pthread_mutex_unlock(&g->lock);
+}
+
+static void wake_all(bkv_storage_group *g)
+{
+	__atomic_add_fetch(&g->wake, 1, __ATOMIC_RELEASE);
+	syscall(SYS_futex, &g->wake, FUTEX_WAKE, INT_MAX, NULL, NULL, 0);
+}
+
+/* Under the lock: the batch of a leader that is gone is in doubt; answer it and end it. */
+static void abandon_batch(bkv_storage_group *g)
+{
+	for (uint32_t i = 0; i < g->members; i++) {
+		if (g->slots[i].state == SLOT_IN_BATCH) {
+			g->slots[i].op.result = BKV_STORAGE_UNAVAILABLE;
+			g->slots[i].state = SLOT_DONE;
+		}
+	}
+	g->leader = 0;
+	wake_all(g);
+}
+
+void bkv_storage_group_reap(bkv_storage_group *g, pid_t pid)
+{
+	if (g == NULL || pid <= 0)
+		return;
+	lock(g);
+	if (g->leader == pid)
+		abandon_batch(g);
+	unlock(g);
+}
+
+void bkv_storage_group_info_get(bkv_storage_group *g, bkv_storage_group_info *out)
+{
+	memset(out, 0, sizeof(*out));
+	lock(g);
+	out->leader = g->leader;
+	for (uint32_t i = 0; i < g->members; i++) {
+		out->in_batch += g->slots[i].state == SLOT_IN_BATCH;
+		out->queued += g->slots[i].state == SLOT_QUEUED;
+	}
+	out->batches = g->batches;
+	out->writes = g->writes;
+	unlock(g);
+}
+
+bkv_storage_err bkv_storage_group_join(bkv_storage_group *g, uint32_t member)
+{
+	if (g == NULL || member >= g->members)
+		return BKV_STORAGE_ARGUMENT;
+	/* A slot left by a member that died: one still in a batch is answered by its leader
+	 * (or abandoned); once it is not, it is this member's. */
+	group_slot *slot = &g->slots[member];
+	lock(g);
+	while (slot->state == SLOT_IN_BATCH) {
+		const uint32_t seen = __atomic_load_n(&g->wake, __ATOMIC_ACQUIRE);
+		const pid_t leader = g->leader;
+		unlock(g);
+		struct timespec slice = {0, WAIT_SLICE_NS};
+		syscall(SYS_futex, &g->wake, FUTEX_WAIT, seen, &slice, NULL, 0);
+		lock(g);
+		if (g->leader == leader && leader != 0 && kill(leader, 0) != 0 && errno == ESRCH)
+			abandon_batch(g);
+	}
+	sodium_memzero(&slot->op, sizeof(slot->op));
+	slot->state = SLOT_FREE;
+	unlock(g);
+	return BKV_STORAGE_OK;
+}
+
+bkv_storage_err bkv_storage_group_write(bkv_storage_group *g, uint32_t member, bkv_storage *s,
+                                        const bkv_group_op *op)
+{
+	group_slot *slot = &g->slots[member];
+	group_slot *batch[BKV_STORAGE_GROUP_MAX];
+	bkv_group_op *ops[BKV_STORAGE_GROUP_MAX];
+	lock(g);
+	slot->op = *op;
+	slot->op.result = BKV_STORAGE_UNAVAILABLE;
+	slot->state = SLOT_QUEUED;
+	for (;;) {
+		if (slot->state == SLOT_DONE) {
+			const bkv_storage_err result = slot->op.result;
+			sodium_memzero(&slot->op, sizeof(slot->op));
+			slot->state = SLOT_FREE;
+			unlock(g);
+			return result;
+		}
+		if (g->leader == 0) {
+			/* Lead: every queued write goes into this commit. */
+			size_t n = 0;
+			for (uint32_t i = 0; i < g->members; i++) {
+				if (g->slots[i].state == SLOT_QUEUED) {
+					g->slots[i].state = SLOT_IN_BATCH;
+					batch[n] = &g->slots[i];
+					ops[n++] = &g->slots[i].op;
+				}
+			}
+			g->leader = getpid();
+			unlock(g);
+			s->ops->commit_batch(s, ops, n);
+			lock(g);
+			/* (abandoned meanwhile only if this process was taken for dead) */
+			if (g->leader == getpid()) {
+				for (size_t i = 0; i < n; i++)
+					batch[i]->state = SLOT_DONE;
+				g->leader = 0;
+				g->batches++;
+				g->writes += n;
+				wake_all(g);
+			}
+			continue;
+		}
+		const uint32_t seen = __atomic_load_n(&g->wake, __ATOMIC_ACQUIRE);
+		const pid_t leader = g->leader;
+		unlock(g);
+		struct timespec slice = {0, WAIT_SLICE_NS};
+		const long rc = syscall(SYS_futex, &g->wake, FUTEX_WAIT, seen, &slice, NULL, 0);
+		const bool timed_out = rc != 0 && errno == ETIMEDOUT;
+		lock(g);
+		if (timed_out && g->leader == leader && leader != 0 && kill(leader, 0) != 0 &&
+		    errno == ESRCH)
+			abandon_batch(g);
+	}
+}
