@@ -636,8 +636,7 @@ bkv_storage_err bkv_storage_sqlite_open(const char *path, bkv_storage **storage,
 		goto fail;
 	}
 	sqlite3_busy_timeout(ss->db, BUSY_TIMEOUT_MS);
-	if (!enable_wal(ss->db) || exec(ss->db, "PRAGMA synchronous = FULL") != SQLITE_OK ||
-	    (getenv("BKV_NOCKPT") && exec(ss->db, "PRAGMA wal_autocheckpoint=0") != SQLITE_OK)) {
+	if (!enable_wal(ss->db) || exec(ss->db, "PRAGMA synchronous = FULL") != SQLITE_OK) {
 		snprintf(why, why_len, "cannot enable WAL with synchronous=FULL on %s: %s", path,
 		         sqlite3_errmsg(ss->db));
 		goto fail;
