@@ -1,5 +1,6 @@
 /*
- * config.c - parsing bkvd's INI configuration (see config.h) and reading the token PIN.
+ * config.c - parsing bkvd's INI configuration (see config.h), reading the token PIN and
+ * the log key. Secrets read here are wiped on every failure path.
  */
 #include <arpa/inet.h>
 #include <errno.h>
@@ -513,4 +514,30 @@ bool bkvd_config_open_token(const bkvd_config *config, bkv_token **token, char *
 	}
 	sodium_memzero(pin, sizeof(pin));
 	return err == BKV_TOKEN_OK;
+}
+
+bool bkvd_config_load_log_key(const bkvd_config *config, uint8_t key[32], char *why, size_t why_len)
+{
+	if (config->log_key_file[0] == '\0') {
+		/* Hashes stay consistent for this run only. */
+		randombytes_buf(key, 32);
+		return true;
+	}
+	FILE *f = fopen(config->log_key_file, "rb");
+	if (f == NULL) {
+		sodium_memzero(key, 32);
+		snprintf(why, why_len, "cannot read log_key_file %s: %s (bkvd init creates it)",
+		         config->log_key_file, strerror(errno));
+		return false;
+	}
+	const size_t n = fread(key, 1, 32, f);
+	const bool read_error = ferror(f) != 0;
+	fclose(f);
+	if (n != 32 || read_error) {
+		sodium_memzero(key, 32);
+		snprintf(why, why_len, "log_key_file %s must hold 32 bytes (bkvd init creates it)",
+		         config->log_key_file);
+		return false;
+	}
+	return true;
 }

@@ -86,6 +86,13 @@ size_t bkvd_config_read_pin(const bkvd_config *config, char *pin, size_t pin_cap
 bool bkvd_config_open_token(const bkvd_config *config, bkv_token **token, char *why,
                             size_t why_len);
 
+/* The key of the account-id hashes in logs: the 32 bytes of [vault] log_key_file, or a
+ * random key (for this run only) if none is configured. False with a one-line reason in
+ * why, and key wiped, if the file cannot be read or holds fewer than 32 bytes (bytes
+ * after the first 32 are ignored). */
+bool bkvd_config_load_log_key(const bkvd_config *config, uint8_t key[32], char *why,
+                              size_t why_len);
+
 /* Splits "host:port" or "[v6]:port". */
 bool bkvd_split_listen(const char *listen, char *host, size_t host_cap, char *port,
                        size_t port_cap);

@@ -119,19 +119,9 @@ bool bkvd_open_token(const bkvd_config *config, bkv_token **token)
 
 bool bkvd_load_log_key(const bkvd_config *c, uint8_t key[32])
 {
-	if (c->log_key_file[0] == '\0') {
-		/* Hashes stay consistent for this run only. */
-		randombytes_buf(key, 32);
-		return true;
-	}
-	FILE *f = fopen(c->log_key_file, "rb");
-	size_t n = f ? fread(key, 1, 32, f) : 0;
-	if (f != NULL)
-		fclose(f);
-	if (n != 32) {
-		sodium_memzero(key, 32);
-		fprintf(stderr, "bkvd: log_key_file %s must hold 32 bytes (bkvd init creates it)\n",
-		        c->log_key_file);
+	char why[512];
+	if (!bkvd_config_load_log_key(c, key, why, sizeof(why))) {
+		fprintf(stderr, "bkvd: %s\n", why);
 		return false;
 	}
 	return true;

@@ -3,16 +3,23 @@
  * only; it never passes or fails on speed.
  *
  * It starts `bkvd serve` on a development vault (scripts/dev-vault), registers N accounts
- * (untimed), then runs C keep-alive HTTPS connections, one thread each, that loop full
+ * (untimed), then runs C keep-alive HTTPS connections, one thread each, that run full
  * recoveries (RecoverStart + RecoverFinish with the correct password) over random accounts
- * for D seconds. It prints recoveries/s, latency percentiles, errors, and the CPU that bkvd
- * and the load generator spent per recovery.
+ * for D seconds, either closed loop (each connection starts its next recovery when the
+ * previous ends: the peak rate) or paced (open loop: recoveries scheduled at a fixed rate,
+ * latency counted from each one's schedule, so a stalled reply charges everything queued
+ * behind it: no coordinated omission). --half-peak runs both: the peak, then paced at half
+ * of it. It prints recoveries/s, latency percentiles (p50 to p99.9), errors, and the CPU
+ * that bkvd and the load generator spent per recovery.
  *
  * In the same run it measures the floor: a bkv_vault built in-process exactly like a
  * worker's (same token, keys, database and settings), its handlers called directly and
  * single-threaded with the same client work, with a breakdown of where a recovery's time
- * goes; and the ratio of the two. HTTP and floor alternate in short slices, so both see the
- * same host (a shared machine's load and fsync latency drift within seconds).
+ * goes; and the CPU ratio of the two (bkvd's CPU per recovery over the handlers'). Closed
+ * loop, HTTP and floor alternate in short slices, so both see the same host (a shared
+ * machine's load and fsync latency drift within seconds); paced, the floor follows the
+ * unbroken paced run. Every figure is labelled with what it includes, and each run ends
+ * with a `summary:` line of key=value pairs for scripts (--quiet prints only those).
  *
  * The client is the OPAQUE core's software client with the identity KSF, over raw Connect
  * calls on libcurl, not libbkv: libbkv runs the vault's Argon2id, which is client-only work
@@ -74,7 +81,10 @@
 #define STOP_TIMEOUT_MS  20000
 #define HTTP_TIMEOUT_MS  30000L
 #define FLOOR_WARMUP_S   0.5
-#define SLICE_S          0.5 /* HTTP and floor slices alternate, this long each */
+#define SLICE_S          0.5 /* closed loop: HTTP and floor slices alternate, this long each */
+#define MIN_PACED_RATE   0.1
+#define MAX_PACED_RATE   1000000.0
+#define LATE_NS          1000000u /* a paced start more than 1 ms after its schedule is late */
 
 enum {
 	M_GET_CONFIG,
@@ -166,6 +176,9 @@ typedef struct options {
 	unsigned workers;
 	double seconds;
 	const char *vault_dir;
+	double paced_rate; /* recoveries/s over all connections; 0 = closed loop */
+	bool half_peak;    /* closed loop, then paced at half the rate it measured */
+	bool quiet;        /* only the summary lines */
 } options;
 
 typedef struct bench_account {
@@ -198,21 +211,31 @@ typedef struct bench {
 static void help(void)
 {
 	printf("usage: " PROG " --vault-dir DIR [--accounts N] [--connections C] [--seconds D]\n"
-	       "                       [--workers W]\n\n"
+	       "                       [--workers W] [--paced RATE | --half-peak] [--quiet]\n\n"
 	       "Load benchmark of bkvd: starts `bkvd serve` on the development vault in DIR\n"
 	       "(prepared with scripts/dev-vault DIR, which is run here if DIR has no bkvd.conf),\n"
-	       "registers N accounts, then C keep-alive HTTPS connections loop full recoveries\n"
-	       "(RecoverStart + RecoverFinish) for D seconds. Alternating with them in short\n"
-	       "slices, the same handlers, token and storage are called in-process for D\n"
-	       "seconds: the floor. bkvd is stopped at the end.\n"
-	       "Prints figures only.\n\n"
+	       "registers N accounts, then C keep-alive HTTPS connections run full recoveries\n"
+	       "(RecoverStart + RecoverFinish) for D seconds, and the same handlers, token and\n"
+	       "storage are called in-process for D seconds: the floor. bkvd is stopped at the\n"
+	       "end. Prints figures only.\n\n"
+	       "Closed loop (the default): each connection starts its next recovery when the\n"
+	       "previous one ends; HTTP and floor alternate in %.1f s slices, so both see the\n"
+	       "same host. Latency counts from each recovery's start.\n"
+	       "Paced (--paced RATE, open loop): recoveries are scheduled at RATE per second in\n"
+	       "all, spread evenly over the connections, for D seconds without a break; a\n"
+	       "recovery whose connection is still busy starts late, and its latency counts\n"
+	       "from its scheduled start (no coordinated omission). The floor runs after it.\n\n"
 	       "  --vault-dir DIR    the development vault (required)\n"
 	       "  --accounts N       accounts registered before the run (default %u)\n"
 	       "  --connections C    concurrent connections, one thread each (default %u)\n"
 	       "  --seconds D        duration of each measurement (default %.0f)\n"
-	       "  --workers W        bkvd worker processes (default: the number of CPUs)\n\n"
+	       "  --workers W        bkvd worker processes (default: the number of CPUs)\n"
+	       "  --paced RATE       open-loop load at RATE recoveries/s (see above)\n"
+	       "  --half-peak        closed loop (the peak), then paced at half the peak it\n"
+	       "                     measured; prints both and the paced p99/p50\n"
+	       "  --quiet            print only the machine-readable `summary:` lines\n\n"
 	       "Environment: BKVD, the bkvd to run (default: the one next to this program).\n",
-	       DEFAULT_ACCOUNTS, DEFAULT_CONNECTIONS, DEFAULT_SECONDS);
+	       SLICE_S, DEFAULT_ACCOUNTS, DEFAULT_CONNECTIONS, DEFAULT_SECONDS);
 }
 
 static bool parse_unsigned(const char *name, const char *text, unsigned min, unsigned max,
@@ -238,6 +261,9 @@ static int parse_options(int argc, char **argv, options *o)
 	    {"seconds", required_argument, NULL, 's'},
 	    {"workers", required_argument, NULL, 'w'},
 	    {"vault-dir", required_argument, NULL, 'd'},
+	    {"paced", required_argument, NULL, 'p'},
+	    {"half-peak", no_argument, NULL, 'H'},
+	    {"quiet", no_argument, NULL, 'q'},
 	    {"help", no_argument, NULL, 'h'},
 	    {NULL, 0, NULL, 0},
 	};
@@ -270,6 +296,23 @@ static int parse_options(int argc, char **argv, options *o)
 		case 'd':
 			o->vault_dir = optarg;
 			break;
+		case 'p': {
+			char *end;
+			o->paced_rate = strtod(optarg, &end);
+			if (end == optarg || *end != '\0' || !(o->paced_rate >= MIN_PACED_RATE) ||
+			    o->paced_rate > MAX_PACED_RATE) {
+				fail("--paced must be %g to %.0f recoveries/s", MIN_PACED_RATE,
+				     MAX_PACED_RATE);
+				return 2;
+			}
+			break;
+		}
+		case 'H':
+			o->half_peak = true;
+			break;
+		case 'q':
+			o->quiet = true;
+			break;
 		case 'h':
 			help();
 			return 1;
@@ -283,6 +326,10 @@ static int parse_options(int argc, char **argv, options *o)
 	}
 	if (o->vault_dir == NULL) {
 		fail("--vault-dir is required (see --help)");
+		return 2;
+	}
+	if (o->half_peak && o->paced_rate > 0) {
+		fail("--paced and --half-peak exclude each other (--half-peak picks the rate)");
 		return 2;
 	}
 	if (o->connections > o->accounts) {
@@ -367,7 +414,8 @@ static bool prepare_vault(bench *b)
 	if (access(b->config_path, F_OK) != 0) {
 		char script[PATH_MAX];
 		snprintf(script, sizeof(script), "%s/scripts/dev-vault", BKV_SOURCE_DIR);
-		printf("preparing a development vault in %s (scripts/dev-vault)\n", b->dir);
+		fprintf(stderr, "preparing a development vault in %s (scripts/dev-vault)\n",
+		        b->dir);
 		if (setenv("BKVD", b->bkvd, 1) != 0)
 			return false;
 		char *argv[] = {script, b->dir, NULL};
@@ -834,7 +882,7 @@ done:
 
 /* One recovery's timings over HTTP. */
 typedef struct http_sample {
-	uint32_t total_us;  /* the whole recovery, client work included */
+	uint32_t total_us;  /* the whole recovery, client work included; paced: from its schedule */
 	uint32_t rpcs_us;   /* inside the two RPCs: client OPAQUE excluded */
 	uint32_t start_us;  /* RecoverStart */
 	uint32_t finish_us; /* RecoverFinish */
@@ -846,8 +894,9 @@ static uint32_t us_since(uint64_t t0, uint64_t t1)
 	return us > UINT32_MAX ? UINT32_MAX : (uint32_t)us;
 }
 
-static bool recover_http(conn *c, const bench *b, const bench_account *a, http_sample *s,
-                         uint64_t *client_cpu, char *why, size_t why_len)
+/* One full recovery; its latency counts from scheduled (paced) or, if 0, from its start. */
+static bool recover_http(conn *c, const bench *b, const bench_account *a, uint64_t scheduled,
+                         http_sample *s, uint64_t *client_cpu, char *why, size_t why_len)
 {
 	const opaque_sizes *sz = b->sizes;
 	opaque_client_login_state state;
@@ -890,7 +939,7 @@ static bool recover_http(conn *c, const bench *b, const bench_account *a, http_s
 		goto done;
 	}
 	const uint64_t t5 = now_ns();
-	s->total_us = us_since(t0, t5);
+	s->total_us = us_since(scheduled != 0 && scheduled < t0 ? scheduled : t0, t5);
 	s->start_us = us_since(t1, t2);
 	s->finish_us = us_since(t3, t4);
 	s->rpcs_us = s->start_us + s->finish_us;
@@ -910,7 +959,8 @@ done:
 /* Shared by the main thread and the connections: every phase change is a barrier. */
 typedef struct load_control {
 	pthread_barrier_t barrier;
-	uint64_t slice_end; /* written before the start barrier */
+	uint64_t slice_start, slice_end; /* written before the start barrier */
+	double paced_rate;               /* recoveries/s over all connections; 0 = closed loop */
 	bool stop;
 } load_control;
 
@@ -924,6 +974,8 @@ typedef struct loader {
 	size_t n, cap;
 	uint64_t client_cpu_ns;
 	unsigned long errors;
+	unsigned long late;    /* paced: started more than LATE_NS after the schedule */
+	unsigned long dropped; /* paced: never started, the run having overrun too far */
 	long warmup_connects;
 	char first_error[320];
 	bool ready;
@@ -943,6 +995,82 @@ static const bench_account *pick_account(loader *l)
 	return &l->b->accounts[l->index + conns * (unsigned)(rng_next(&l->rng) % owned)];
 }
 
+static void keep_sample(loader *l, const http_sample *s)
+{
+	if (l->n == l->cap) {
+		size_t cap = l->cap ? 2 * l->cap : 4096;
+		http_sample *grown = realloc(l->samples, cap * sizeof(*grown));
+		if (grown == NULL) {
+			loader_error(l, "out of memory");
+			l->ready = false;
+			return;
+		}
+		l->samples = grown;
+		l->cap = cap;
+	}
+	l->samples[l->n++] = *s;
+}
+
+static void sleep_until(uint64_t t_ns)
+{
+	const struct timespec ts = {(time_t)(t_ns / 1000000000u), (long)(t_ns % 1000000000u)};
+	while (clock_nanosleep(CLOCK_MONOTONIC, TIMER_ABSTIME, &ts, NULL) == EINTR) {
+	}
+}
+
+/* Closed loop: the next recovery starts when the previous one ends, until the deadline. */
+static void closed_slice(loader *l, uint64_t deadline)
+{
+	char why[320];
+	http_sample s;
+	while (l->ready && now_ns() < deadline) {
+		if (!recover_http(&l->c, l->b, pick_account(l), 0, &s, &l->client_cpu_ns, why,
+		                  sizeof(why))) {
+			loader_error(l, why);
+			continue;
+		}
+		keep_sample(l, &s);
+	}
+}
+
+/*
+ * Open loop: the run's k-th recovery is scheduled at start + k / rate, and connection i
+ * takes k = i, i + C, i + 2C, ... up to the deadline. Each one starts at its schedule, or
+ * as soon as the connection is free if it is still busy (a late start); its latency
+ * counts from the schedule either way, so a slow reply delays and charges the requests
+ * queued behind it. If the run overruns its deadline by more than its own length, the
+ * rest is counted as dropped rather than run.
+ */
+static void paced_slice(loader *l, uint64_t start, uint64_t deadline, double rate)
+{
+	char why[320];
+	http_sample s;
+	const double interval = 1e9 / rate;
+	const double conns = (double)l->b->opt.connections;
+	const uint64_t give_up = deadline + (deadline - start);
+	for (uint64_t k = 0; l->ready; k++) {
+		const uint64_t scheduled =
+		    start + (uint64_t)(((double)l->index + (double)k * conns) * interval);
+		if (scheduled >= deadline)
+			break;
+		uint64_t now = now_ns();
+		if (now >= give_up) {
+			l->dropped++;
+			continue;
+		}
+		if (now < scheduled)
+			sleep_until(scheduled);
+		else if (now - scheduled > LATE_NS)
+			l->late++;
+		if (!recover_http(&l->c, l->b, pick_account(l), scheduled, &s, &l->client_cpu_ns,
+		                  why, sizeof(why))) {
+			loader_error(l, why);
+			continue;
+		}
+		keep_sample(l, &s);
+	}
+}
+
 /* Warms up, then runs recoveries in the slices the main thread opens and closes. */
 static void *load_thread(void *arg)
 {
@@ -955,7 +1083,8 @@ static void *load_thread(void *arg)
 	l->ready = conn_init(&l->c, b);
 	if (!l->ready)
 		loader_error(l, "curl_easy_init failed");
-	else if (!recover_http(&l->c, b, pick_account(l), &s, &l->client_cpu_ns, why, sizeof(why)))
+	else if (!recover_http(&l->c, b, pick_account(l), 0, &s, &l->client_cpu_ns, why,
+	                       sizeof(why)))
 		loader_error(l, why);
 	l->warmup_connects = l->c.connects;
 	l->c.connects = 0;
@@ -965,35 +1094,21 @@ static void *load_thread(void *arg)
 		pthread_barrier_wait(&ctl->barrier); /* slice start */
 		if (ctl->stop)
 			break;
-		const uint64_t deadline = ctl->slice_end;
-		while (l->ready && now_ns() < deadline) {
-			if (!recover_http(&l->c, b, pick_account(l), &s, &l->client_cpu_ns, why,
-			                  sizeof(why))) {
-				loader_error(l, why);
-				continue;
-			}
-			if (l->n == l->cap) {
-				size_t cap = l->cap ? 2 * l->cap : 4096;
-				http_sample *grown = realloc(l->samples, cap * sizeof(*grown));
-				if (grown == NULL) {
-					loader_error(l, "out of memory");
-					l->ready = false;
-					break;
-				}
-				l->samples = grown;
-				l->cap = cap;
-			}
-			l->samples[l->n++] = s;
-		}
+		if (ctl->paced_rate > 0)
+			paced_slice(l, ctl->slice_start, ctl->slice_end, ctl->paced_rate);
+		else
+			closed_slice(l, ctl->slice_end);
 		pthread_barrier_wait(&ctl->barrier); /* slice end */
 	}
 	return NULL;
 }
 
 typedef struct http_result {
+	double paced_rate; /* scheduled recoveries/s; 0 = closed loop */
 	double seconds;
 	size_t recoveries;
 	unsigned long errors;
+	unsigned long late, dropped; /* paced only */
 	char first_error[320];
 	uint32_t *total, *rpcs, *start, *finish; /* sorted */
 	uint64_t client_cpu_ns;
@@ -1094,21 +1209,6 @@ static FILE *open_log(const char *path)
 	return fopen(strcmp(path, "-") == 0 ? "/dev/null" : path, "a");
 }
 
-static bool load_log_key(const bkvd_config *c, uint8_t key[32])
-{
-	if (c->log_key_file[0] == '\0') {
-		randombytes_buf(key, 32);
-		return true;
-	}
-	FILE *f = fopen(c->log_key_file, "rb");
-	size_t n = f ? fread(key, 1, 32, f) : 0;
-	if (f != NULL)
-		fclose(f);
-	if (n != 32)
-		fail("log_key_file %s must hold 32 bytes", c->log_key_file);
-	return n == 32;
-}
-
 /* As bkvd_open_token (bkvd/main.c), reporting through fail(). */
 static bool open_token(const bkvd_config *c, bkv_token **token)
 {
@@ -1162,7 +1262,8 @@ static bool vault_open(const bkvd_config *c, bkv_vault *v)
 	s->audit = open_log(c->audit_log);
 	s->event_hook = on_event;
 	s->event_arg = NULL;
-	if (!load_log_key(c, s->log_key)) {
+	if (!bkvd_config_load_log_key(c, s->log_key, why, sizeof(why))) {
+		fail("%s", why);
 		vault_close(v);
 		return false;
 	}
@@ -1232,7 +1333,8 @@ typedef struct floor_result {
 	char first_error[320];
 	uint64_t handler_ns;
 	uint64_t client_cpu_ns;
-	uint64_t self_cpu_ns;
+	uint64_t thread_cpu_ns; /* the floor's thread: handlers + client OPAQUE + the loop */
+	uint64_t self_cpu_ns;   /* the whole process, for the host's CPU account */
 	double host_busy_s;
 	floor_profile profile;
 } floor_result;
@@ -1251,6 +1353,7 @@ static void floor_slice(floor_state *f, const bench *b, uint64_t deadline, floor
 	uint64_t handler_ns = 0, client_cpu = 0;
 	unsigned long done = 0, errors = 0;
 	const uint64_t t0 = now_ns(), cpu0 = clock_ns(CLOCK_PROCESS_CPUTIME_ID);
+	const uint64_t thread0 = clock_ns(CLOCK_THREAD_CPUTIME_ID);
 	const uint64_t host0 = host_busy_ticks();
 	while (now_ns() < deadline) {
 		const bench_account *a = &b->accounts[rng_next(&f->rng) % b->opt.accounts];
@@ -1263,6 +1366,7 @@ static void floor_slice(floor_state *f, const bench *b, uint64_t deadline, floor
 	if (r == NULL)
 		return;
 	const uint64_t t1 = now_ns(), cpu1 = clock_ns(CLOCK_PROCESS_CPUTIME_ID);
+	r->thread_cpu_ns += clock_ns(CLOCK_THREAD_CPUTIME_ID) - thread0;
 	r->host_busy_s += ticks_to_s(host_busy_ticks() - host0);
 	r->seconds += (double)(t1 - t0) / 1e9;
 	r->recoveries += done;
@@ -1288,33 +1392,70 @@ static uint32_t *sorted_field(const loader *loaders, unsigned n, size_t total, s
 	return out;
 }
 
+/* One HTTP slice: opens it for the connections, waits until every one is done, and adds
+ * its time and the CPU spent on the host to h. */
+static void http_slice(load_control *ctl, uint64_t seconds_ns, http_result *h, cpu_sample *before,
+                       cpu_sample *after)
+{
+	const uint64_t host0 = host_busy_ticks();
+	const uint64_t cpu0 = clock_ns(CLOCK_PROCESS_CPUTIME_ID);
+	sample_workers((pid_t)g_server_pid, before);
+	const uint64_t t0 = now_ns();
+	ctl->slice_start = t0;
+	ctl->slice_end = t0 + seconds_ns;
+	pthread_barrier_wait(&ctl->barrier); /* start */
+	pthread_barrier_wait(&ctl->barrier); /* end: every connection is idle */
+	if (ctl->paced_rate > 0 && now_ns() < ctl->slice_end)
+		sleep_until(
+		    ctl->slice_end); /* the schedule's window, though its last reply came early */
+	const uint64_t t1 = now_ns();
+	sample_workers((pid_t)g_server_pid, after);
+	h->self_cpu_ns += clock_ns(CLOCK_PROCESS_CPUTIME_ID) - cpu0;
+	h->host_busy_s += ticks_to_s(host_busy_ticks() - host0);
+	h->seconds += (double)(t1 - t0) / 1e9;
+	double each[MAX_WORKERS];
+	size_t nworkers;
+	h->worker_cpu_s += worker_cpu_delta(before, after, each, &nworkers);
+	for (size_t w = 0; w < nworkers && w < MAX_WORKERS; w++)
+		h->worker_each_s[w] += each[w];
+	if (nworkers > h->nworkers)
+		h->nworkers = nworkers;
+}
+
 /*
- * The measurement: HTTP slices and floor slices alternate, SLICE_S each, until each has
- * had --seconds, so both see the same host (a shared machine's load and fsync latency
- * drift). During an HTTP slice the floor is idle; during a floor slice the connections
- * wait and bkvd idles. The floor's vault is open, like a worker's, all along.
+ * One measurement. Closed loop (paced_rate 0): HTTP slices and floor slices alternate,
+ * SLICE_S each, until each has had --seconds, so both see the same host (a shared
+ * machine's load and fsync latency drift). Paced: one unbroken HTTP run of --seconds (a
+ * schedule must not pause), then the floor for --seconds. During an HTTP slice the floor
+ * is idle; during a floor slice the connections wait and bkvd idles. The floor's vault is
+ * open, like a worker's, all along. With_floor false: HTTP only (fr stays zero). A slice
+ * lasts until its last recovery ends, so h->seconds includes any overrun.
  */
-static bool run_measurement(const bench *b, http_result *h, floor_result *fr)
+static bool run_measurement(const bench *b, double paced_rate, bool with_floor, http_result *h,
+                            floor_result *fr)
 {
 	const unsigned n = b->opt.connections;
 	loader *loaders = calloc(n, sizeof(*loaders));
 	pthread_t *threads = calloc(n, sizeof(*threads));
 	cpu_sample *before = malloc(sizeof(*before)), *after = malloc(sizeof(*after));
 	floor_state *f = calloc(1, sizeof(*f));
-	load_control ctl = {.stop = false};
+	load_control ctl = {.stop = false, .paced_rate = paced_rate};
 	bool ok = false, vault_ok = false;
 	memset(h, 0, sizeof(*h));
 	memset(fr, 0, sizeof(*fr));
+	h->paced_rate = paced_rate;
 	if (loaders == NULL || threads == NULL || before == NULL || after == NULL || f == NULL ||
 	    pthread_barrier_init(&ctl.barrier, NULL, n + 1) != 0) {
 		fail("out of memory");
 		goto done;
 	}
-	vault_ok = vault_open(&b->config, &f->vault);
-	if (!vault_ok)
-		goto done;
-	randombytes_buf(&f->rng, sizeof(f->rng));
-	floor_slice(f, b, now_ns() + (uint64_t)(FLOOR_WARMUP_S * 1e9), NULL);
+	if (with_floor) {
+		vault_ok = vault_open(&b->config, &f->vault);
+		if (!vault_ok)
+			goto done;
+		randombytes_buf(&f->rng, sizeof(f->rng));
+		floor_slice(f, b, now_ns() + (uint64_t)(FLOOR_WARMUP_S * 1e9), NULL);
+	}
 	for (unsigned i = 0; i < n; i++) {
 		loaders[i] = (loader){.b = b, .index = i, .control = &ctl};
 		randombytes_buf(&loaders[i].rng, sizeof(loaders[i].rng));
@@ -1325,31 +1466,20 @@ static bool run_measurement(const bench *b, http_result *h, floor_result *fr)
 	}
 	pthread_barrier_wait(&ctl.barrier); /* every connection is warm */
 	memset(&g_profile, 0, sizeof(g_profile));
-	const unsigned slices = (unsigned)(b->opt.seconds / SLICE_S + 0.5) > 0
-	                            ? (unsigned)(b->opt.seconds / SLICE_S + 0.5)
-	                            : 1;
-	const uint64_t slice_ns = (uint64_t)(b->opt.seconds / slices * 1e9);
-	for (unsigned i = 0; i < slices; i++) {
-		const uint64_t host0 = host_busy_ticks();
-		const uint64_t cpu0 = clock_ns(CLOCK_PROCESS_CPUTIME_ID);
-		sample_workers((pid_t)g_server_pid, before);
-		const uint64_t t0 = now_ns();
-		ctl.slice_end = t0 + slice_ns;
-		pthread_barrier_wait(&ctl.barrier); /* start */
-		pthread_barrier_wait(&ctl.barrier); /* end */
-		const uint64_t t1 = now_ns();
-		sample_workers((pid_t)g_server_pid, after);
-		h->self_cpu_ns += clock_ns(CLOCK_PROCESS_CPUTIME_ID) - cpu0;
-		h->host_busy_s += ticks_to_s(host_busy_ticks() - host0);
-		h->seconds += (double)(t1 - t0) / 1e9;
-		double each[MAX_WORKERS];
-		size_t nworkers;
-		h->worker_cpu_s += worker_cpu_delta(before, after, each, &nworkers);
-		for (size_t w = 0; w < nworkers && w < MAX_WORKERS; w++)
-			h->worker_each_s[w] += each[w];
-		if (nworkers > h->nworkers)
-			h->nworkers = nworkers;
-		floor_slice(f, b, now_ns() + slice_ns, fr);
+	if (paced_rate > 0) {
+		http_slice(&ctl, (uint64_t)(b->opt.seconds * 1e9), h, before, after);
+		if (with_floor)
+			floor_slice(f, b, now_ns() + (uint64_t)(b->opt.seconds * 1e9), fr);
+	} else {
+		const unsigned slices = (unsigned)(b->opt.seconds / SLICE_S + 0.5) > 0
+		                            ? (unsigned)(b->opt.seconds / SLICE_S + 0.5)
+		                            : 1;
+		const uint64_t slice_ns = (uint64_t)(b->opt.seconds / slices * 1e9);
+		for (unsigned i = 0; i < slices; i++) {
+			http_slice(&ctl, slice_ns, h, before, after);
+			if (with_floor)
+				floor_slice(f, b, now_ns() + slice_ns, fr);
+		}
 	}
 	ctl.stop = true;
 	pthread_barrier_wait(&ctl.barrier);
@@ -1359,6 +1489,8 @@ static bool run_measurement(const bench *b, http_result *h, floor_result *fr)
 	for (unsigned i = 0; i < n; i++) {
 		h->recoveries += loaders[i].n;
 		h->errors += loaders[i].errors;
+		h->late += loaders[i].late;
+		h->dropped += loaders[i].dropped;
 		h->client_cpu_ns += loaders[i].client_cpu_ns;
 		h->warmup_connects += loaders[i].warmup_connects;
 		h->run_connects += loaders[i].c.connects;
@@ -1408,7 +1540,7 @@ static bool make_accounts(bench *b)
 	    .clock_skew_s = b->config.auth_clock_skew_s,
 	};
 	const int64_t lifetime = b->config.auth_max_lifetime_s;
-	if ((double)lifetime < 2 * b->opt.seconds + 300) {
+	if ((double)lifetime < 4 * b->opt.seconds + 300) { /* --half-peak: three runs */
 		fail("[auth] max_lifetime (%" PRId64 " s) is too short for --seconds %.0f",
 		     lifetime, b->opt.seconds);
 		return false;
@@ -1516,55 +1648,129 @@ static const char *fs_name(const char *storage_url)
 	}
 }
 
+static bool g_quiet; /* --quiet: only the summary lines reach stdout */
+
+static void report(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
+static void report(const char *fmt, ...)
+{
+	if (g_quiet)
+		return;
+	va_list ap;
+	va_start(ap, fmt);
+	vprintf(fmt, ap);
+	va_end(ap);
+}
+
+static bool is_postgresql(const char *storage)
+{
+	return strncmp(storage, "postgresql://", 13) == 0 ||
+	       strncmp(storage, "postgres://", 11) == 0;
+}
+
+/* True if the URL turns synchronous_commit off (options=-c synchronous_commit=off). */
+static bool url_async_commit(const char *storage)
+{
+	char lower[BKVD_PATH_MAX];
+	size_t i = 0;
+	for (; storage[i] != '\0' && i < sizeof(lower) - 1; i++)
+		lower[i] = (char)((storage[i] >= 'A' && storage[i] <= 'Z') ? storage[i] - 'A' + 'a'
+		                                                           : storage[i]);
+	lower[i] = '\0';
+	return strstr(lower, "synchronous_commit%3doff") != NULL ||
+	       strstr(lower, "synchronous_commit=off") != NULL;
+}
+
 static void print_header(const bench *b)
 {
-	printf("%s: vault %s, suite %s, %u accounts, %.1f s per measurement\n", PROG, b->dir,
+	report("%s: vault %s, suite %s, %u accounts, %.1f s per measurement\n", PROG, b->dir,
 	       bkvd_suite_config_name(b->suite), b->opt.accounts, b->opt.seconds);
-	printf("  bkvd: %u worker%s on %u CPU%s, the load generator on the same host\n",
+	report("  bkvd: %u worker%s on %u CPU%s, the load generator on the same host\n",
 	       b->opt.workers, b->opt.workers == 1 ? "" : "s", b->ncpu, b->ncpu == 1 ? "" : "s");
 	char shown[BKVD_PATH_MAX];
 	bkv_storage_url_redacted(b->config.storage, shown, sizeof(shown));
-	if (strncmp(b->config.storage, "postgresql://", 13) == 0 ||
-	    strncmp(b->config.storage, "postgres://", 11) == 0)
-		printf(
-		    "  storage: %s (PostgreSQL; synchronous_commit on: each COMMIT waits for the "
-		    "server's WAL flush)\n",
-		    shown);
+	if (is_postgresql(b->config.storage) && url_async_commit(b->config.storage))
+		report("  storage: %s (PostgreSQL; synchronous_commit=off from the URL: COMMIT "
+		       "returns before the WAL flush, not durable, a reference only)\n",
+		       shown);
+	else if (is_postgresql(b->config.storage))
+		report("  storage: %s (PostgreSQL; synchronous_commit as the server sets it, on by "
+		       "default: each COMMIT waits for the WAL flush)\n",
+		       shown);
 	else
-		printf("  storage: %s (%s; synchronous=FULL: each commit waits for its fsync)\n",
+		report("  storage: %s (%s; synchronous=FULL: each commit waits for its fsync)\n",
 		       shown, fs_name(b->config.storage));
-	printf("  client KSF: identity. The KSF runs only on the client; the vault's Argon2id "
+	report("  client KSF: identity. The KSF runs only on the client; the vault's Argon2id "
 	       "(t=%u, %u KiB)\n  would measure the load generator, not the vault.\n",
 	       b->config.ksf.iterations, b->config.ksf.memory_kib);
 }
 
+static double http_rate(const http_result *r)
+{
+	return r->seconds > 0 ? (double)r->recoveries / r->seconds : 0.0;
+}
+
+/* p99 / p50 of the whole recovery, or 0 without samples. */
+static double tail_ratio(const http_result *r)
+{
+	const double p50 = percentile_ms(r->total, r->recoveries, 50);
+	return p50 > 0 ? percentile_ms(r->total, r->recoveries, 99) / p50 : 0.0;
+}
+
 static void print_http(const bench *b, const http_result *r)
 {
-	const double rate = (double)r->recoveries / r->seconds;
 	const double per = r->recoveries ? (double)r->recoveries : 1.0;
-	printf("http  %u conns x %u workers: %.0f recoveries/s  p50 %.1f ms  p99 %.1f ms  "
-	       "errors %lu\n",
-	       b->opt.connections, b->opt.workers, rate, percentile_ms(r->total, r->recoveries, 50),
-	       percentile_ms(r->total, r->recoveries, 99), r->errors);
+	const size_t n = r->recoveries;
+	if (r->paced_rate > 0) {
+		report("http  paced (open loop) at %.0f recoveries/s scheduled, %u conns x %u "
+		       "workers: achieved %.0f recoveries/s over %.2f s  errors %lu\n",
+		       r->paced_rate, b->opt.connections, b->opt.workers, http_rate(r), r->seconds,
+		       r->errors);
+		report("      latency, each recovery from its scheduled start (a wait for its "
+		       "connection and the client's OPAQUE work included):\n");
+	} else {
+		report("http  closed loop, %u conns x %u workers: %.0f recoveries/s  errors %lu\n",
+		       b->opt.connections, b->opt.workers, http_rate(r), r->errors);
+		report("      latency, each recovery from its start (the client's OPAQUE work "
+		       "included):\n");
+	}
+	report("      p50 %.1f ms  p90 %.1f ms  p99 %.1f ms  p99.9 %.1f ms  (p99/p50 %.2f, %zu "
+	       "recoveries)\n",
+	       percentile_ms(r->total, n, 50), percentile_ms(r->total, n, 90),
+	       percentile_ms(r->total, n, 99), percentile_ms(r->total, n, 99.9), tail_ratio(r), n);
+	if (r->paced_rate > 0) {
+		const double scheduled = (double)n + (double)r->errors + (double)r->dropped;
+		report(
+		    "      late starts: %lu of %.0f (%.1f %%) began more than %.0f ms after their "
+		    "schedule (their connection was still busy, or the load generator's thread "
+		    "ran late)\n",
+		    r->late, scheduled, scheduled > 0 ? 100.0 * (double)r->late / scheduled : 0.0,
+		    (double)LATE_NS / 1e6);
+		if (r->dropped > 0)
+			report(
+			    "      dropped: %lu scheduled recoveries never started (the run fell "
+			    "more than its own length behind: the rate is above what bkvd "
+			    "serves)\n",
+			    r->dropped);
+	}
 	if (r->errors > 0)
-		printf("      first error: %s\n", r->first_error);
-	printf("      server side as the client sees it (the two RPCs, client OPAQUE excluded): "
-	       "p50 %.1f ms  p99 %.1f ms"
+		report("      first error: %s\n", r->first_error);
+	report("      server side as the client sees it (the two RPCs, client OPAQUE excluded): "
+	       "p50 %.1f ms  p99 %.1f ms  p99.9 %.1f ms"
 	       "  (RecoverStart p50 %.1f, RecoverFinish p50 %.1f)\n",
-	       percentile_ms(r->rpcs, r->recoveries, 50), percentile_ms(r->rpcs, r->recoveries, 99),
-	       percentile_ms(r->start, r->recoveries, 50),
-	       percentile_ms(r->finish, r->recoveries, 50));
-	printf("      CPU per recovery: bkvd %.2f ms, load generator %.2f ms (client OPAQUE %.2f "
-	       "ms, the rest curl + TLS)\n",
+	       percentile_ms(r->rpcs, n, 50), percentile_ms(r->rpcs, n, 99),
+	       percentile_ms(r->rpcs, n, 99.9), percentile_ms(r->start, n, 50),
+	       percentile_ms(r->finish, n, 50));
+	report("      CPU per recovery: bkvd %.2f ms (its worker processes, user + system), load "
+	       "generator %.2f ms (client OPAQUE %.2f ms, the rest curl + TLS)\n",
 	       r->worker_cpu_s * 1e3 / per, ms(r->self_cpu_ns) / per, ms(r->client_cpu_ns) / per);
 	const double others = r->host_busy_s - r->worker_cpu_s - (double)r->self_cpu_ns / 1e9;
-	printf("      host CPU over %.1f s (%.1f CPU-s available): bkvd workers", r->seconds,
+	report("      host CPU over %.1f s (%.1f CPU-s available): bkvd workers", r->seconds,
 	       r->seconds * b->ncpu);
 	for (size_t i = 0; i < r->nworkers; i++)
-		printf("%s %.2f s", i ? " +" : "", r->worker_each_s[i]);
-	printf(", load generator %.2f s, other processes %.2f s\n", (double)r->self_cpu_ns / 1e9,
+		report("%s %.2f s", i ? " +" : "", r->worker_each_s[i]);
+	report(", load generator %.2f s, other processes %.2f s\n", (double)r->self_cpu_ns / 1e9,
 	       others > 0 ? others : 0.0);
-	printf("      %ld TLS handshakes before the run, %ld reconnects during it (keep-alive)\n",
+	report("      %ld TLS handshakes before the run, %ld reconnects during it (keep-alive)\n",
 	       r->warmup_connects, r->run_connects);
 	double lo = 0, hi = 0;
 	for (size_t i = 0; i < r->nworkers; i++) {
@@ -1572,83 +1778,142 @@ static void print_http(const bench *b, const http_result *r)
 		hi = r->worker_each_s[i] > hi ? r->worker_each_s[i] : hi;
 	}
 	if (r->nworkers > 1 && lo < 0.5 * hi)
-		printf(
+		report(
 		    "      uneven: a keep-alive connection stays on the worker that accepted it, "
 		    "and SO_REUSEPORT spreads connections by hash, not by load\n");
 }
 
-static void print_floor(const bench *b, const floor_result *f, const http_result *h)
+/* The in-process handlers' CPU per recovery: the floor thread's CPU minus the client's. */
+static double handler_cpu_ms(const floor_result *f)
+{
+	if (f->recoveries == 0 || f->thread_cpu_ns < f->client_cpu_ns)
+		return 0.0;
+	return ms(f->thread_cpu_ns - f->client_cpu_ns) / (double)f->recoveries;
+}
+
+static double bkvd_cpu_ms(const http_result *h)
+{
+	return h->recoveries ? h->worker_cpu_s * 1e3 / (double)h->recoveries : 0.0;
+}
+
+static double cpu_ratio(const http_result *h, const floor_result *f)
+{
+	const double in_process = handler_cpu_ms(f);
+	return in_process > 0 ? bkvd_cpu_ms(h) / in_process : 0.0;
+}
+
+static void print_floor(const bench *b, const floor_result *f)
 {
 	const double n = f->recoveries ? (double)f->recoveries : 1.0;
-	const double rate = (double)f->recoveries / f->seconds;
+	const double rate = f->seconds > 0 ? (double)f->recoveries / f->seconds : 0.0;
 	const double handler_ms = ms(f->handler_ns) / n;
 	const double client_ms = ms(f->client_cpu_ns) / n;
 	const double handlers_rate =
 	    f->handler_ns ? (double)f->recoveries / (ms(f->handler_ns) / 1e3) : 0.0;
-	printf("floor in-process (1 process): %.0f recoveries/s  (handlers %.2f ms + client OPAQUE "
-	       "%.2f ms per recovery)  errors %lu\n",
+	report("floor in-process (1 thread, no HTTP): %.0f recoveries/s  (handlers %.2f ms + "
+	       "client OPAQUE %.2f ms per recovery, wall time)  errors %lu\n",
 	       rate, handler_ms, client_ms, f->errors);
 	if (f->errors > 0)
-		printf("      first error: %s\n", f->first_error);
+		report("      first error: %s\n", f->first_error);
 	const floor_profile *p = &f->profile;
 	static const char *const token_names[4] = {"encrypt", "decrypt", "hmac", "ecdh"};
 	double token_ms = 0;
-	printf("      handlers only: %.0f recoveries/s per process; per recovery:\n",
+	report("      handlers only: %.0f recoveries per handler wall-second (fsync waits "
+	       "included); per recovery, wall time:\n",
 	       handlers_rate);
-	printf("        token   ");
+	report("        token   ");
 	for (int i = 0; i < 4; i++) {
 		if (p->token_n[i] == 0)
 			continue;
 		const double t = (double)p->token_us[i] / 1e3 / n;
 		token_ms += t;
-		printf(" %s %.1fx %.3f ms", token_names[i], (double)p->token_n[i] / n, t);
+		report(" %s %.1fx %.3f ms", token_names[i], (double)p->token_n[i] / n, t);
 	}
-	printf("  = %.3f ms\n", token_ms);
+	report("  = %.3f ms\n", token_ms);
 	static const char *const storage_names[S_COUNT] = {"get", "update"};
 	double storage_ms = 0;
-	printf("        storage ");
+	report("        storage ");
 	for (int i = 0; i < S_COUNT; i++) {
 		const double t = ms(p->storage_ns[i]) / n;
 		storage_ms += t;
-		printf(" %s %.1fx %.3f ms", storage_names[i], (double)p->storage_n[i] / n, t);
+		report(" %s %.1fx %.3f ms", storage_names[i], (double)p->storage_n[i] / n, t);
 	}
-	printf("  = %.3f ms\n", storage_ms);
+	report("  = %.3f ms\n", storage_ms);
 	const double audit_ms = ms(p->audit_ns) / n;
-	printf("        audit log %.3f ms; the rest %.3f ms (OPAQUE server math%s, ticket and "
+	report("        audit log %.3f ms; the rest %.3f ms (OPAQUE server math%s, ticket and "
 	       "release sealing)\n",
 	       audit_ms, handler_ms - token_ms - storage_ms - audit_ms,
 	       b->suite == OPAQUE_SUITE_RISTRETTO255_SHA512 ? " with the ristretto255 DH" : "");
-	const double handler_cpu_ms = (ms(f->self_cpu_ns) - ms(f->client_cpu_ns)) / n;
-	printf("        handler CPU %.2f ms of the %.2f ms (the difference is waiting, mostly "
+	report("        handler CPU %.2f ms of the %.2f ms (the difference is waiting, mostly "
 	       "fsync)\n",
-	       handler_cpu_ms, handler_ms);
+	       handler_cpu_ms(f), handler_ms);
 	const double others = f->host_busy_s - (double)f->self_cpu_ns / 1e9;
-	printf("        host CPU over %.1f s: this process %.2f s, other processes %.2f s\n",
+	report("        host CPU over %.1f s: this process %.2f s, other processes %.2f s\n",
 	       f->seconds, (double)f->self_cpu_ns / 1e9, others > 0 ? others : 0.0);
-	if (h == NULL || h->recoveries == 0 || handlers_rate <= 0)
+}
+
+/* The CPU comparison of the HTTP run h against the in-process floor f. */
+static void print_cpu(const bench *b, const http_result *h, const floor_result *f,
+                      const char *floor_note)
+{
+	const double bkvd_ms = bkvd_cpu_ms(h), in_process_ms = handler_cpu_ms(f);
+	if (h->recoveries == 0 || in_process_ms <= 0) {
+		report("CPU: no ratio (no recoveries on one side)\n");
 		return;
-	const double http_rate = (double)h->recoveries / h->seconds;
-	const double ratio = http_rate / (handlers_rate * b->opt.workers);
-	printf("service overhead: %.0f recoveries/s / (%.0f x %u workers) = %.2f\n", http_rate,
-	       handlers_rate, b->opt.workers, ratio);
-	printf("      (1.00: HTTP, TLS, JWT and W processes sharing one token and database would "
-	       "cost nothing; the shortfall is the service's overhead%s)\n",
-	       b->ncpu < b->opt.workers + 1
-	           ? ", here with too few CPUs for workers + load generator"
-	           : "");
-	const double bkvd_cpu_ms = h->worker_cpu_s * 1e3 / (double)h->recoveries;
-	printf("      CPU: bkvd %.2f ms per recovery vs %.2f ms in-process: the service adds "
-	       "%.2f ms of CPU per recovery\n",
-	       bkvd_cpu_ms, handler_cpu_ms, bkvd_cpu_ms - handler_cpu_ms);
+	}
+	report("bkvd CPU per recovery / in-process handler CPU per recovery (crypto + token + "
+	       "storage) = %.2f (goal <= 1.2)\n",
+	       bkvd_ms / in_process_ms);
+	report("      bkvd %.3f ms: user + system CPU of bkvd's worker processes over the HTTP "
+	       "run / recoveries; the handlers plus the rest (HTTP, TLS, JWT, protobuf, "
+	       "request and audit logging)\n",
+	       bkvd_ms);
+	report("      in-process %.3f ms%s: the floor thread's CPU minus the client's OPAQUE "
+	       "work / recoveries; OPAQUE server math, token (SoftHSM runs in-process), "
+	       "storage, audit log, ticket sealing\n",
+	       in_process_ms, floor_note);
+	if (is_postgresql(b->config.storage))
+		report("      PostgreSQL's server processes are counted on neither side (only "
+		       "libpq's share)\n");
+	const double per_bkvd = 1e3 / bkvd_ms, per_handler = 1e3 / in_process_ms;
+	report("per CPU-second: %.0f recoveries per bkvd CPU-second over HTTPS vs %.0f per "
+	       "handler CPU-second in-process (%.2f of it; 1 / the ratio above)\n",
+	       per_bkvd, per_handler, per_bkvd / per_handler);
+	const double lg = (double)h->self_cpu_ns / 1e9;
+	report("      this host over the HTTP run: bkvd used %.2f of %.1f CPU-s, the load "
+	       "generator %.2f (%.0f %%); with all %u CPUs to itself bkvd could serve at most "
+	       "%.0f recoveries/s (a CPU bound only: fsync waits and lock contention lower "
+	       "it)\n",
+	       h->worker_cpu_s, h->seconds * b->ncpu, lg,
+	       h->seconds > 0 ? 100.0 * lg / (h->seconds * b->ncpu) : 0.0, b->ncpu,
+	       per_bkvd * b->ncpu);
+}
+
+/* One machine-readable line per run; every key always present (0 when not measured). */
+static void print_summary(const bench *b, const http_result *h, const floor_result *f)
+{
+	const size_t n = h->recoveries;
+	const double floor_rate = f->seconds > 0 ? (double)f->recoveries / f->seconds : 0.0;
+	printf("summary: mode=%s target_rate=%.1f rate=%.1f recoveries=%zu errors=%lu late=%lu "
+	       "dropped=%lu conns=%u workers=%u seconds=%.2f p50_ms=%.3f p90_ms=%.3f "
+	       "p99_ms=%.3f p999_ms=%.3f p99_p50=%.3f bkvd_cpu_ms=%.4f handler_cpu_ms=%.4f "
+	       "cpu_ratio=%.3f floor_rate=%.1f\n",
+	       h->paced_rate > 0 ? "paced" : "closed", h->paced_rate, http_rate(h), n, h->errors,
+	       h->late, h->dropped, b->opt.connections, b->opt.workers, h->seconds,
+	       percentile_ms(h->total, n, 50), percentile_ms(h->total, n, 90),
+	       percentile_ms(h->total, n, 99), percentile_ms(h->total, n, 99.9), tail_ratio(h),
+	       bkvd_cpu_ms(h), handler_cpu_ms(f), cpu_ratio(h, f), floor_rate);
 }
 
 int main(int argc, char **argv)
 {
 	static bench b;
-	b.opt = (options){DEFAULT_ACCOUNTS, DEFAULT_CONNECTIONS, 0, DEFAULT_SECONDS, NULL};
+	b.opt = (options){
+	    DEFAULT_ACCOUNTS, DEFAULT_CONNECTIONS, 0, DEFAULT_SECONDS, NULL, 0, false, false};
 	const int parsed = parse_options(argc, argv, &b.opt);
 	if (parsed != 0)
 		return parsed == 1 ? 0 : 2;
+	g_quiet = b.opt.quiet;
 	const long ncpu = sysconf(_SC_NPROCESSORS_ONLN);
 	b.ncpu = ncpu > 0 ? (unsigned)ncpu : 1;
 	if (b.opt.workers == 0)
@@ -1666,8 +1931,8 @@ int main(int argc, char **argv)
 	signal(SIGPIPE, SIG_IGN);
 
 	int rc = 1;
-	http_result http = {0};
-	floor_result floor_r;
+	http_result http = {0}, paced = {0};
+	floor_result floor_r = {0}, no_floor = {0};
 	if (!locate_bkvd(&b) || !prepare_vault(&b) || !make_accounts(&b))
 		goto done;
 	if (!start_server(&b))
@@ -1678,26 +1943,77 @@ int main(int argc, char **argv)
 		goto done;
 	}
 	print_header(&b);
-	printf("  registered %u accounts in %.2f s (untimed); each connection owns 1/%u of "
+	report("  registered %u accounts in %.2f s (untimed); each connection owns 1/%u of "
 	       "them\n",
 	       b.opt.accounts, reg_seconds, b.opt.connections);
-	printf("  HTTP and in-process floor alternate in %.1f s slices, so both see the same "
-	       "host\n\n",
-	       SLICE_S);
-	const bool measured = run_measurement(&b, &http, &floor_r);
+	if (b.opt.paced_rate > 0)
+		report(
+		    "  paced: one unbroken HTTP run, then the in-process floor (not interleaved: "
+		    "a schedule must not pause)\n\n");
+	else
+		report(
+		    "  HTTP and in-process floor alternate in %.1f s slices, so both see the same "
+		    "host\n\n",
+		    SLICE_S);
+	if (b.opt.half_peak)
+		report("== the peak: closed loop\n");
+	bool measured = run_measurement(&b, b.opt.paced_rate, true, &http, &floor_r);
+	double half = 0;
+	if (measured && b.opt.half_peak) {
+		half = http_rate(&http) / 2;
+		if (!(half >= MIN_PACED_RATE)) {
+			fail("the closed-loop run measured no rate to halve");
+			measured = false;
+		}
+	}
+	if (measured && b.opt.half_peak) {
+		print_http(&b, &http);
+		print_floor(&b, &floor_r);
+		print_cpu(&b, &http, &floor_r, "");
+		report("\n== half of the peak, paced: %.0f recoveries/s scheduled (open loop, %.1f "
+		       "s)\n",
+		       half, b.opt.seconds);
+		measured = run_measurement(&b, half, false, &paced, &no_floor);
+	}
 	const unsigned restarts = count_restarts(b.log_path);
 	stop_server();
 	if (!measured)
 		goto done;
-	print_http(&b, &http);
+	if (b.opt.half_peak) {
+		print_http(&b, &paced);
+		print_cpu(&b, &paced, &floor_r, " (the closed-loop run's floor)");
+	} else {
+		print_http(&b, &http);
+		print_floor(&b, &floor_r);
+		print_cpu(&b, &http, &floor_r, "");
+	}
 	if (restarts > 0)
-		printf("      bkvd restarted a worker %u time%s during the run (see %s)\n",
-		       restarts, restarts == 1 ? "" : "s", b.log_path);
-	print_floor(&b, &floor_r, &http);
+		report("bkvd restarted a worker %u time%s during the run (see %s)\n", restarts,
+		       restarts == 1 ? "" : "s", b.log_path);
+	if (b.opt.half_peak) {
+		const size_t n = paced.recoveries;
+		report(
+		    "\nhalf-peak: peak %.0f recoveries/s (closed loop); paced at %.0f/s, achieved "
+		    "%.0f/s: p50 %.1f ms  p99 %.1f ms  p99.9 %.1f ms\n",
+		    http_rate(&http), half, http_rate(&paced), percentile_ms(paced.total, n, 50),
+		    percentile_ms(paced.total, n, 99), percentile_ms(paced.total, n, 99.9));
+		report("p99/p50 = %.2f (goal <= 3)\n", tail_ratio(&paced));
+	}
+	print_summary(&b, &http, &floor_r);
+	if (b.opt.half_peak) {
+		print_summary(&b, &paced, &floor_r);
+		printf("summary: mode=half-peak peak_rate=%.1f target_rate=%.1f rate=%.1f "
+		       "p50_ms=%.3f p99_ms=%.3f p999_ms=%.3f p99_p50=%.3f\n",
+		       http_rate(&http), half, http_rate(&paced),
+		       percentile_ms(paced.total, paced.recoveries, 50),
+		       percentile_ms(paced.total, paced.recoveries, 99),
+		       percentile_ms(paced.total, paced.recoveries, 99.9), tail_ratio(&paced));
+	}
 	rc = 0;
 done:
 	stop_server();
 	http_result_free(&http);
+	http_result_free(&paced);
 	free_accounts(&b);
 	curl_global_cleanup();
 	return rc;
