@@ -98,6 +98,7 @@
 #define CLIENT_FAILED BKV_CODE_UNIMPLEMENTED
 
 #define CONCURRENT_GUESSERS 12
+#define GROUP_MEMBERS       64 /* member indexes for forked workers, reused round-robin */
 #define KILL_ROUNDS         5
 #define CHILD_DEADLINE_MS   30000
 
@@ -338,6 +339,10 @@ typedef struct fx {
 	opaque_suite_id suite; /* for the tests that run once per suite */
 	uint8_t wk[WK_LEN];    /* the default wrapped key */
 	unsigned refused;      /* "record_refused" events seen by the event hook */
+	/* SQLite: forked workers commit together, as bkvd's do (storage.h, "Group commit");
+	 * each joins as the next member. NULL on PostgreSQL. */
+	bkv_storage_group *group;
+	uint32_t next_member;
 } fx;
 
 static void count_refusals(void *arg, const char *event)
@@ -412,10 +417,15 @@ static int setup_lifetime(void **state, uint32_t lifetime)
 	if (f == NULL)
 		return -1;
 	f->suite = *state != NULL ? *(opaque_suite_id *)*state : P256;
+	if (!on_pg && (f->group = bkv_storage_group_create(GROUP_MEMBERS)) == NULL) {
+		free(f);
+		return -1;
+	}
 	const char *tmp = getenv("TMPDIR");
 	snprintf(f->dir, sizeof(f->dir), "%s/bkv-recovery.XXXXXX",
 	         tmp != NULL && *tmp != '\0' ? tmp : "/tmp");
 	if (mkdtemp(f->dir) == NULL) {
+		bkv_storage_group_free(f->group);
 		free(f);
 		return -1;
 	}
@@ -425,6 +435,7 @@ static int setup_lifetime(void **state, uint32_t lifetime)
 	if (url_len < 0 || (size_t)url_len >= sizeof(f->url)) {
 		print_error("setup: the storage URL is too long\n");
 		rmdir(f->dir);
+		bkv_storage_group_free(f->group);
 		free(f);
 		return -1;
 	}
@@ -438,6 +449,7 @@ static int setup_lifetime(void **state, uint32_t lifetime)
 			fclose(f->audit);
 		unlink(f->audit_path);
 		rmdir(f->dir);
+		bkv_storage_group_free(f->group);
 		free(f);
 		return -1;
 	}
@@ -471,6 +483,7 @@ static int teardown(void **state)
 	g_before_update = NULL;
 	g_time_offset = 0;
 	vault_detach(f);
+	bkv_storage_group_free(f->group);
 	if (f->audit != NULL)
 		fclose(f->audit);
 	const char *suffixes[] = {"", "-wal", "-shm", "-journal"};
@@ -1115,6 +1128,7 @@ typedef struct worker {
 
 static pid_t spawn_worker(fx *f, const worker *w)
 {
+	const uint32_t member = f->next_member++ % GROUP_MEMBERS;
 	fflush(NULL);
 	const pid_t pid = fork();
 	assert_true(pid >= 0);
@@ -1136,7 +1150,9 @@ static pid_t spawn_worker(fx *f, const worker *w)
 	char why[512] = "";
 	v.token = token_open_loaded(why, sizeof(why));
 	if (audit == NULL || v.token == NULL ||
-	    bkv_storage_open(f->url, &v.storage, why, sizeof(why)) != BKV_STORAGE_OK) {
+	    bkv_storage_open(f->url, &v.storage, why, sizeof(why)) != BKV_STORAGE_OK ||
+	    (f->group != NULL &&
+	     bkv_storage_join_group(v.storage, f->group, member) != BKV_STORAGE_OK)) {
 		fprintf(stderr, "worker %d: setup failed: %s\n", (int)getpid(), why);
 		_exit(WORKER_SETUP_FAILED);
 	}
@@ -2948,6 +2964,166 @@ static void sigkill_during_recover_start_never_loses_a_committed_attempt(void **
 	}
 }
 
+/* ------------------------------------------------------------------------------------ */
+/* Group commit: a leader killed with a group of commits in flight                       */
+/* ------------------------------------------------------------------------------------ */
+
+#define LEADER_KILL_GUESSERS 6
+
+typedef struct answer {
+	int32_t code;
+	uint32_t remaining; /* with a KE2 */
+} answer;
+
+/* Reports every RecoverStart answer; retries UNAVAILABLE; stops once refused. */
+static int guess_and_report_each(bkv_vault *v, bkv_reply_buffers *buf, int report_fd, void *arg)
+{
+	(void)arg;
+	const int64_t deadline = now_ms() + CHILD_DEADLINE_MS;
+	while (now_ms() < deadline) {
+		attempt at;
+		const bkvd_status st =
+		    client_recover_start(v, buf, account_of(ALICE), P256, WRONG_PASSWORD, &at);
+		const answer a = {(int32_t)st.code,
+		                  st.code == BKV_CODE_OK ? at.attempts_remaining : 0};
+		if (write(report_fd, &a, sizeof(a)) != (ssize_t)sizeof(a))
+			return 1;
+		if (st.code != BKV_CODE_OK && st.code != BKV_CODE_UNAVAILABLE)
+			return st.code == BKV_CODE_FAILED_PRECONDITION ? 0 : 2;
+	}
+	return WORKER_TIMEOUT;
+}
+
+/* Waits until a commit led by another process than not_leader is in flight with at least
+ * in_batch writes and at least queued more waiting. */
+static bkv_storage_group_info wait_for_commit(fx *f, pid_t not_leader, uint32_t in_batch,
+                                              uint32_t queued)
+{
+	const int64_t deadline = now_ms() + CHILD_DEADLINE_MS;
+	bkv_storage_group_info gi;
+	for (;;) {
+		bkv_storage_group_info_get(f->group, &gi);
+		if (gi.leader != 0 && gi.leader != not_leader && gi.in_batch >= in_batch &&
+		    gi.queued >= queued)
+			return gi;
+		if (now_ms() > deadline)
+			fail_msg(
+			    "no commit with %u writes and %u queued (leader %d: %u, %u queued)",
+			    in_batch, queued, (int)gi.leader, gi.in_batch, gi.queued);
+		sleep_ms(1);
+	}
+}
+
+static uint32_t raw_attempts_used(sqlite3 *db)
+{
+	sqlite3_stmt *st = NULL;
+	assert_int_equal(sqlite3_prepare_v2(db,
+	                                    "SELECT attempts_used FROM records WHERE "
+	                                    "account_id = CAST(? AS BLOB)",
+	                                    -1, &st, NULL),
+	                 SQLITE_OK);
+	sqlite3_bind_blob(st, 1, ALICE, (int)strlen(ALICE), SQLITE_STATIC);
+	assert_int_equal(sqlite3_step(st), SQLITE_ROW);
+	const uint32_t used = (uint32_t)sqlite3_column_int64(st, 0);
+	sqlite3_finalize(st);
+	return used;
+}
+
+/* Guessers in processes that commit together. While this test holds the database's write
+ * lock, the commit leader is killed, then the next leader with other guessers' attempts
+ * in its commit: those commits are in doubt, so each of their guessers is answered
+ * UNAVAILABLE and gets no KE2, and nothing of them reaches the database. Then the others
+ * use up the record: exactly attempt_limit KE2s in all, each with its own count, and every
+ * attempt in the database was answered with one. */
+static void a_commit_leader_killed_mid_commit_sends_no_ke2_without_its_commit(void **state)
+{
+	fx *f = *state;
+	if (on_pg)
+		skip(); /* PostgreSQL groups commits in the server; no group here */
+	must_register(f, ALICE, P256, PASSWORD, MAX_LIMIT);
+	const bkv_record registered = must_peek(f, ALICE);
+	vault_detach(f);
+	int report[2], ready[2], go[2];
+	assert_int_equal(pipe(report), 0);
+	assert_int_equal(pipe(ready), 0);
+	assert_int_equal(pipe(go), 0);
+	const worker w = {guess_and_report_each,           NULL, report[1], ready[1], go[0],
+	                  {report[0], ready[0], go[1], -1}};
+	pid_t pids[LEADER_KILL_GUESSERS];
+	int statuses[LEADER_KILL_GUESSERS];
+	bool all_ready = true;
+	size_t spawned = 0;
+	for (; spawned < LEADER_KILL_GUESSERS && all_ready; spawned++) {
+		pids[spawned] = spawn_worker(f, &w);
+		all_ready = wait_ready(ready[0], pids[spawned], now_ms() + CHILD_DEADLINE_MS);
+	}
+	close(report[1]);
+	close(ready[1]);
+	close(go[0]);
+	assert_true(all_ready);
+	/* the lock first, then go: the first commit waits for it and the others queue */
+	sqlite3 *db = NULL;
+	assert_int_equal(sqlite3_open_v2(f->db, &db, SQLITE_OPEN_READWRITE, NULL), SQLITE_OK);
+	sqlite3_busy_timeout(db, 5000);
+	assert_int_equal(sqlite3_exec(db, "BEGIN IMMEDIATE", NULL, NULL, NULL), SQLITE_OK);
+	const uint32_t used_when_held = raw_attempts_used(db);
+	close(go[1]);
+	answer answers[4 * MAX_LIMIT + 64];
+	size_t n = 0, ke2 = 0;
+	const bkv_storage_group_info first = wait_for_commit(f, 0, 1, 1);
+	kill(first.leader, SIGKILL);
+	int status = 0;
+	assert_int_equal(waitpid(first.leader, &status, 0), first.leader);
+	bkv_storage_group_reap(f->group, first.leader);
+	const bkv_storage_group_info second = wait_for_commit(f, first.leader, 2, 0);
+	kill(second.leader, SIGKILL);
+	assert_int_equal(waitpid(second.leader, &status, 0), second.leader);
+	bkv_storage_group_reap(f->group, second.leader);
+	const uint32_t used_before_release = raw_attempts_used(db);
+	assert_int_equal(sqlite3_exec(db, "ROLLBACK", NULL, NULL, NULL), SQLITE_OK);
+	sqlite3_close(db);
+
+	pid_t left[LEADER_KILL_GUESSERS];
+	size_t nleft = 0;
+	for (size_t i = 0; i < spawned; i++)
+		if (pids[i] != first.leader && pids[i] != second.leader)
+			left[nleft++] = pids[i];
+	reap_all(left, statuses, nleft, now_ms() + CHILD_DEADLINE_MS);
+	while (n < sizeof(answers) / sizeof(answers[0]) &&
+	       read_exactly(report[0], &answers[n], sizeof(answer), now_ms() + 1000))
+		n++;
+	close(report[0]);
+	close(ready[0]);
+	reattach(f);
+
+	bool seen[MAX_LIMIT] = {false};
+	size_t unavailable = 0;
+	ke2 = 0;
+	for (size_t i = 0; i < n; i++) {
+		if (answers[i].code == BKV_CODE_UNAVAILABLE)
+			unavailable++;
+		if (answers[i].code != BKV_CODE_OK)
+			continue;
+		ke2++;
+		assert_true(answers[i].remaining < MAX_LIMIT);
+		assert_false(seen[answers[i].remaining]); /* every count once: none lost */
+		seen[answers[i].remaining] = true;
+	}
+	const bkv_record r = must_peek(f, ALICE);
+	print_message("killed leaders %d (a commit of %u) and %d (a commit of %u); %zu KE2s, "
+	              "%zu UNAVAILABLE answers; %u attempts used when the lock was taken\n",
+	              (int)first.leader, first.in_batch, (int)second.leader, second.in_batch, ke2,
+	              unavailable, used_when_held);
+	for (size_t i = 0; i < nleft; i++)
+		assert_exited_cleanly(statuses[i], "guesser");
+	assert_int_equal(used_before_release, used_when_held); /* the dead commits: nothing */
+	assert_true(unavailable >= 1); /* the second leader's followers: in doubt */
+	assert_int_equal(ke2, MAX_LIMIT);
+	assert_int_equal(r.attempts_used, MAX_LIMIT);
+	assert_int_equal(r.guess_seq - registered.guess_seq, MAX_LIMIT);
+	assert_true(db_integrity_ok(f));
+}
+
 static int register_then_wait(bkv_vault *v, bkv_reply_buffers *buf, int report_fd, void *arg)
 {
 	const uint8_t *wk = arg;
@@ -4584,6 +4760,7 @@ int main(void)
 	    /* Processes */
 	    TEST(concurrent_guessers_get_exactly_the_attempt_limit_of_ke2s),
 	    TEST(sigkill_during_recover_start_never_loses_a_committed_attempt),
+	    TEST(a_commit_leader_killed_mid_commit_sends_no_ke2_without_its_commit),
 	    TEST(registration_survives_sigkill_right_after_register_finish),
 	    /* Issue 9: RegisterStart answers never test guesses */
 	    SUITE_TESTS(register_start_answers_never_test_guesses_against_the_envelope),
