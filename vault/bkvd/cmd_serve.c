@@ -42,6 +42,7 @@
 #include "server.h"
 
 #define MAX_WORKERS    256
+#define WORKERS_PER_CPU 4 /* the default: see bkvd_serve */
 #define STOP_TIMEOUT_S 10
 #define PORT_WAIT_MS   3000 /* above the workers' 2 s drain (server.c) */
 
@@ -562,7 +563,7 @@ static void help(void)
 	printf("usage: bkvd serve [--config FILE] [--listen HOST:PORT] [--workers N]\n"
 	       "                  [--insecure-plaintext] [--port-file FILE]\n"
 	       "                  [--metrics-listen HOST:PORT] [--metrics-port-file FILE]\n\n"
-	       "Serves the vault: a master process and N workers (default: the number of CPUs)\n"
+	       "Serves the vault: a master process and N workers (default: 4 per online CPU)\n"
 	       "sharing the port. TLS is on unless the listen address is loopback and no\n"
 	       "certificate is configured, or --insecure-plaintext is given. Refuses a port\n"
 	       "another process listens on, and an SQLite database another bkvd serves.\n"
@@ -699,8 +700,13 @@ int bkvd_cmd_serve(int argc, char **argv)
 	}
 	uint32_t workers = o.workers_set ? o.workers : config.workers;
 	if (workers == 0) {
+		/* Each worker serves one request at a time and sleeps while its commit reaches
+		 * the disk: more workers than CPUs keep the CPUs busy meanwhile, and put more
+		 * writes into each group commit (SQLite) or concurrent WAL flush (PostgreSQL). */
 		long n = sysconf(_SC_NPROCESSORS_ONLN);
-		workers = n > 0 && n <= MAX_WORKERS ? (uint32_t)n : 1;
+		workers = n > 0 && n <= MAX_WORKERS / WORKERS_PER_CPU
+		              ? (uint32_t)n * WORKERS_PER_CPU
+		              : (n > 0 ? MAX_WORKERS : WORKERS_PER_CPU);
 	}
 	int lock_fd = -1;
 	const char *db = sqlite_path(config.storage);
