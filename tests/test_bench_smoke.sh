@@ -1,0 +1,41 @@
+#!/usr/bin/env bash
+# test_bench_smoke.sh - bkv-bench-vault's modes still run end to end: closed loop, --paced
+# and --half-peak, each for half a second on a throw-away development vault. It checks
+# that every mode prints its summary line with no failed recovery; it never looks at a
+# speed (speed is for the benchmark's reader, not for a test).
+#
+#   tests/test_bench_smoke.sh BIN_DIR
+set -euo pipefail
+bin=$1
+work=$(mktemp -d "${TMPDIR:-/tmp}/bkv-bench-smoke.XXXXXX")
+trap 'rm -rf "$work"' EXIT
+
+run() { # NAME ARGS...: the bench's --quiet output in $work/NAME.out
+  local name=$1
+  shift
+  BKVD="$bin/bkvd" "$bin/bkv-bench-vault" --vault-dir "$work/vault" --seconds 0.5 \
+    --connections 2 --accounts 4 --quiet "$@" >"$work/$name.out" 2>&1 || {
+    echo "FAIL: bkv-bench-vault $* exited with $?" >&2
+    cat "$work/$name.out" >&2
+    exit 1
+  }
+}
+
+expect() { # NAME MODE: a summary line of MODE with errors=0
+  if ! grep -q "^summary: mode=$2 .*errors=0 " "$work/$1.out" &&
+    ! { [ "$2" = half-peak ] && grep -q "^summary: mode=half-peak .*p99_p50=" "$work/$1.out"; }; then
+    echo "FAIL: no 'summary: mode=$2' line without errors in:" >&2
+    cat "$work/$1.out" >&2
+    exit 1
+  fi
+  echo "ok: $1 prints its mode=$2 summary"
+}
+
+run closed
+expect closed closed
+run paced --paced 20
+expect paced paced
+run half --half-peak
+expect half closed
+expect half paced
+expect half half-peak
