@@ -56,6 +56,9 @@ typedef struct bkv_storage_ops {
 	 * transaction does not commit, every result is UNAVAILABLE. NULL when the backend
 	 * needs no group. */
 	void (*commit_batch)(bkv_storage *s, bkv_group_op *const *ops, size_t n);
+	/* Upkeep that must not delay the batch (a WAL checkpoint): run by its leader after
+	 * the batch's writers were answered. */
+	void (*after_batch)(bkv_storage *s);
 } bkv_storage_ops;
 
 struct bkv_storage {

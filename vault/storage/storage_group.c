@@ -211,6 +211,11 @@ bkv_storage_err bkv_storage_group_write(bkv_storage_group *g, uint32_t member, b
 				g->writes += n;
 				wake_all(g);
 			}
+			if (s->ops->after_batch != NULL) {
+				unlock(g);
+				s->ops->after_batch(s);
+				lock(g);
+			}
 			continue;
 		}
 		const uint32_t seen = __atomic_load_n(&g->wake, __ATOMIC_ACQUIRE);

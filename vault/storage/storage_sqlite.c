@@ -13,6 +13,7 @@
  * was raised or sees the raised floor.
  */
 #include <fcntl.h>
+#include <stdbool.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -34,7 +35,12 @@ typedef struct sqlite_storage {
 	bkv_storage base;
 	sqlite3 *db;
 	sqlite3_stmt *stmts[STMT_COUNT];
+	bool committing_for_a_group; /* the WAL hook below replaces the autocheckpoint */
+	int wal_frames;              /* in the WAL after this connection's last commit */
 } sqlite_storage;
+
+/* SQLite's default: a checkpoint once the WAL holds this many frames. */
+#define CHECKPOINT_FRAMES 1000
 
 static const char *const migrations[] = {
     /* 1: records and the record_version counter */
@@ -488,13 +494,37 @@ static void sq_close(bkv_storage *s)
 	free(ss);
 }
 
+static int note_wal_frames(void *arg, sqlite3 *db, const char *name, int frames)
+{
+	(void)db;
+	(void)name;
+	((sqlite_storage *)arg)->wal_frames = frames;
+	return SQLITE_OK;
+}
+
+/* A group's leader checkpoints after its writers were answered, not inside their COMMIT
+ * as the autocheckpoint would. PASSIVE: it never waits for, nor blocks, another writer. */
+static void sq_after_batch(bkv_storage *s)
+{
+	sqlite_storage *ss = (sqlite_storage *)s;
+	if (ss->wal_frames < CHECKPOINT_FRAMES)
+		return;
+	ss->wal_frames = 0;
+	sqlite3_wal_checkpoint_v2(ss->db, NULL, SQLITE_CHECKPOINT_PASSIVE, NULL, NULL);
+}
+
 /* One transaction for the whole batch. A write refused on its own (EXISTS, STALE,
  * NOT_FOUND, SEAL_FLOOR: the statement changed nothing) keeps its result and the others
  * commit; a database failure rolls everything back, since SQLite may have ended the
  * transaction itself. */
 static void sq_commit_batch(bkv_storage *s, bkv_group_op *const *ops, size_t n)
 {
-	sqlite3 *db = db_of(s);
+	sqlite_storage *ss = (sqlite_storage *)s;
+	sqlite3 *db = ss->db;
+	if (!ss->committing_for_a_group) {
+		sqlite3_wal_hook(db, note_wal_frames, ss);
+		ss->committing_for_a_group = true;
+	}
 	bool failed = exec(db, "BEGIN IMMEDIATE") != SQLITE_OK;
 	for (size_t i = 0; i < n && !failed; i++) {
 		bkv_group_op *op = ops[i];
@@ -539,6 +569,7 @@ static const bkv_storage_ops sqlite_ops = {
     .blob_put = sq_blob_put,
     .blob_delete = sq_blob_delete,
     .commit_batch = sq_commit_batch,
+    .after_batch = sq_after_batch,
 };
 
 static int schema_version(sqlite3 *db)
