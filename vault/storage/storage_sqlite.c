@@ -29,7 +29,7 @@
 #define SEAL_FLOOR_MESSAGE "bkv: sealed under a key version below the seal floor"
 
 /* The statements of the request path, prepared once per connection. */
-enum { STMT_GET, STMT_INSERT, STMT_UPDATE, STMT_DELETE, STMT_COUNT };
+enum { STMT_GET, STMT_INSERT, STMT_UPDATE, STMT_UPDATE_SAME_SEAL, STMT_DELETE, STMT_COUNT };
 
 typedef struct sqlite_storage {
 	bkv_storage base;
@@ -276,26 +276,48 @@ static bkv_storage_err why_unchanged(bkv_storage *s, const uint8_t *account, siz
 	return err == BKV_STORAGE_OK || err == BKV_STORAGE_CORRUPT ? BKV_STORAGE_STALE : err;
 }
 
-static bkv_storage_err sq_update(bkv_storage *s, const bkv_record *r, const uint8_t *expected_mac,
-                                 size_t expected_mac_len)
+/* The compare-and-set UPDATE of every state column. SQLite rewrites the entry of every
+ * index whose column a statement SETs, changed or not, so the common write (counters, the
+ * same seal) has a statement of its own that leaves seal_key_version out of the SET and
+ * requires it unchanged instead: one page written per update, not two. */
+#define UPDATE_STATE                                                                               \
+	"UPDATE records SET suite = ?1, state = ?2, record_version = ?3, registration_id = ?4, "   \
+	"attempts_used = ?5, attempt_limit = ?6, guess_seq = ?7, last_finished_seq = ?8, "         \
+	"sealed = ?10, registered_at = ?11, destroyed_at = ?12, updated_at = ?13, mac = ?14"
+#define UPDATE_WHERE " WHERE account_id = ?15 AND mac = ?16"
+
+/* Runs one of the two UPDATEs; *changed says whether it wrote the row. */
+static bkv_storage_err update_with(bkv_storage *s, int which, const char *sql, const bkv_record *r,
+                                   int64_t now, const uint8_t *expected_mac,
+                                   size_t expected_mac_len, bool *changed)
 {
 	sqlite3 *db = db_of(s);
-	sqlite3_stmt *st =
-	    cached(s, STMT_UPDATE,
-	           "UPDATE records SET suite = ?, state = ?, record_version = ?, "
-	           "registration_id = ?, attempts_used = ?, attempt_limit = ?, guess_seq = ?, "
-	           "last_finished_seq = ?, seal_key_version = ?, sealed = ?, "
-	           "registered_at = ?, destroyed_at = ?, updated_at = ?, mac = ? "
-	           "WHERE account_id = ? AND mac = ?");
+	sqlite3_stmt *st = cached(s, which, sql);
 	if (st == NULL)
 		return BKV_STORAGE_UNAVAILABLE;
 	static const uint8_t nothing[1] = {0};
-	bind_state(st, r, now_unix());
+	bind_state(st, r, now);
 	sqlite3_bind_blob(st, 16, expected_mac_len ? expected_mac : nothing, (int)expected_mac_len,
 	                  SQLITE_STATIC);
-	bkv_storage_err err = write_result(db, sqlite3_step(st));
+	const bkv_storage_err err = write_result(db, sqlite3_step(st));
 	done(st);
-	if (err == BKV_STORAGE_OK && sqlite3_changes(db) == 0)
+	*changed = err == BKV_STORAGE_OK && sqlite3_changes(db) > 0;
+	return err;
+}
+
+static bkv_storage_err sq_update(bkv_storage *s, const bkv_record *r, const uint8_t *expected_mac,
+                                 size_t expected_mac_len)
+{
+	const int64_t now = now_unix();
+	bool changed = false;
+	bkv_storage_err err = update_with(s, STMT_UPDATE_SAME_SEAL,
+	                                  UPDATE_STATE UPDATE_WHERE " AND seal_key_version = ?9", r,
+	                                  now, expected_mac, expected_mac_len, &changed);
+	if (err == BKV_STORAGE_OK && !changed)
+		err =
+		    update_with(s, STMT_UPDATE, UPDATE_STATE ", seal_key_version = ?9" UPDATE_WHERE,
+		                r, now, expected_mac, expected_mac_len, &changed);
+	if (err == BKV_STORAGE_OK && !changed)
 		err = why_unchanged(s, r->account_id, r->account_id_len);
 	return err;
 }
