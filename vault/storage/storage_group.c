@@ -189,7 +189,9 @@ bkv_storage_err bkv_storage_group_write(bkv_storage_group *g, uint32_t member, b
 			return result;
 		}
 		if (g->leader == 0) {
-			/* Lead: every queued write goes into this commit. */
+			/* Lead: every queued write goes into this commit. The leader is named first,
+			 * so a death half-way through the loop leaves a batch to abandon. */
+			g->leader = getpid();
 			size_t n = 0;
 			for (uint32_t i = 0; i < g->members; i++) {
 				if (g->slots[i].state == SLOT_QUEUED) {
@@ -198,7 +200,6 @@ bkv_storage_err bkv_storage_group_write(bkv_storage_group *g, uint32_t member, b
 					ops[n++] = &g->slots[i].op;
 				}
 			}
-			g->leader = getpid();
 			unlock(g);
 			s->ops->commit_batch(s, ops, n);
 			lock(g);
