@@ -1303,7 +1303,8 @@ typedef struct vendor_key {
 	CK_BBOOL sensitive, extractable, use; /* use: encrypt+decrypt (AES) or sign */
 } vendor_key;
 
-static void vendor_make_secret(CK_SESSION_HANDLE h, const vendor_key *k)
+/* only: the one CKA_ALLOWED_MECHANISMS, or 0 for none */
+static void make_secret(CK_SESSION_HANDLE h, const vendor_key *k, CK_MECHANISM_TYPE only)
 {
 	CK_OBJECT_CLASS cls = CKO_SECRET_KEY;
 	CK_BBOOL yes = CK_TRUE;
@@ -1323,14 +1324,20 @@ static void vendor_make_secret(CK_SESSION_HANDLE h, const vendor_key *k)
 	    {k->value != NULL ? CKA_VALUE : CKA_VALUE_LEN,
 	     k->value != NULL ? (void *)k->value : (void *)&len,
 	     k->value != NULL ? k->len : sizeof(len)},
+	    {CKA_ALLOWED_MECHANISMS, &only, sizeof(only)},
 	};
-	const CK_ULONG n = sizeof(tmpl) / sizeof(tmpl[0]);
+	const CK_ULONG n = sizeof(tmpl) / sizeof(tmpl[0]) - (only == 0 ? 1 : 0);
 	CK_OBJECT_HANDLE obj;
 	CK_MECHANISM gen = {aes ? CKM_AES_KEY_GEN : CKM_GENERIC_SECRET_KEY_GEN, NULL, 0};
 	CK_RV rv = k->value != NULL ? g_fn->C_CreateObject(h, tmpl, n, &obj)
 	                            : g_fn->C_GenerateKey(h, &gen, tmpl, n, &obj);
 	if (rv != CKR_OK)
 		fail_msg("making %s: rv 0x%lx", k->label, (unsigned long)rv);
+}
+
+static void vendor_make_secret(CK_SESSION_HANDLE h, const vendor_key *k)
+{
+	make_secret(h, k, 0);
 }
 
 static void vendor_make_p256_pair(CK_SESSION_HANDLE h, const char *label, CK_BBOOL derive)
@@ -2455,55 +2462,53 @@ static void state_mac_on_a_closed_session_is_a_device_error(void **state)
 static uint8_t known_seal_key[32];
 static uint8_t known_mac_key[BKV_TOKEN_STATE_MAC_BYTES];
 
+/* Imports a key of known value: AES for encryption, or an HMAC-SHA256 key (replacing one
+ * of the same label) restricted to CKM_SHA256_HMAC. */
 static void import_known_key(CK_SESSION_HANDLE h, const char *label, bool aes, const uint8_t *value,
                              CK_ULONG len)
 {
 	if (!aes && count_labelled(h, label) > 0)
 		assert_int_equal(g_fn->C_DestroyObject(h, find_one(h, CKO_SECRET_KEY, label)),
 		                 CKR_OK);
-	CK_OBJECT_CLASS cls = CKO_SECRET_KEY;
-	CK_KEY_TYPE type = aes ? CKK_AES : CKK_GENERIC_SECRET;
-	CK_BBOOL yes = CK_TRUE, no = CK_FALSE;
-	CK_MECHANISM_TYPE allowed[] = {CKM_SHA256_HMAC};
-	CK_ATTRIBUTE tmpl[] = {
-	    {CKA_CLASS, &cls, sizeof(cls)},
-	    {CKA_KEY_TYPE, &type, sizeof(type)},
-	    {CKA_LABEL, (void *)label, strlen(label)},
-	    {CKA_VALUE, (void *)value, len},
-	    {CKA_TOKEN, &yes, sizeof(yes)},
-	    {CKA_PRIVATE, &yes, sizeof(yes)},
-	    {CKA_SENSITIVE, &yes, sizeof(yes)},
-	    {CKA_EXTRACTABLE, &no, sizeof(no)},
-	    {CKA_ENCRYPT, aes ? &yes : &no, sizeof(yes)},
-	    {CKA_DECRYPT, aes ? &yes : &no, sizeof(yes)},
-	    {CKA_SIGN, aes ? &no : &yes, sizeof(yes)},
-	    {CKA_ALLOWED_MECHANISMS, allowed, sizeof(allowed)},
-	};
-	CK_OBJECT_HANDLE obj;
-	const CK_ULONG n = sizeof(tmpl) / sizeof(tmpl[0]) - (aes ? 1 : 0);
-	assert_int_equal(g_fn->C_CreateObject(h, tmpl, n, &obj), CKR_OK);
+	const vendor_key k = {
+	    label, aes ? CKK_AES : CKK_GENERIC_SECRET, len, value, CK_TRUE, CK_FALSE, CK_TRUE};
+	make_secret(h, &k, aes ? 0 : CKM_SHA256_HMAC);
+}
+
+/* A token with bkv's keys for both suites, then the given keys of known value imported
+ * over them. Built once per label (*made). */
+static bkv_token *known_token(const char *token, bool *made, const vendor_key *keys, size_t n)
+{
+	if (!*made) {
+		init_token(token, NULL, 0);
+		bkv_token *t = vault_open(token);
+		create_keys(t, false, NULL);
+		bkv_token_close(t);
+		CK_SESSION_HANDLE h = inspect_session(token, true);
+		for (size_t i = 0; i < n; i++)
+			import_known_key(h, keys[i].label, keys[i].type == CKK_AES, keys[i].value,
+			                 keys[i].len);
+		inspect_close(h);
+		*made = true;
+	}
+	return vault_open_loaded(token);
 }
 
 static bkv_token *known_keys_token(void)
 {
 	static bool made;
-	if (!made) {
-		init_token("bkv-known-keys", NULL, 0);
-		bkv_token *t = vault_open("bkv-known-keys");
-		create_keys(t, false, NULL);
-		bkv_token_close(t);
-		for (size_t i = 0; i < 32; i++) {
-			known_seal_key[i] = (uint8_t)(0x5c + 7 * i);
-			known_mac_key[i] = (uint8_t)(0xa3 ^ (11 * i));
-		}
-		CK_SESSION_HANDLE h = inspect_session("bkv-known-keys", true);
-		import_known_key(h, "bkv-seal-2", true, known_seal_key, sizeof(known_seal_key));
-		import_known_key(h, BKV_TOKEN_STATE_MAC_LABEL, false, known_mac_key,
-		                 sizeof(known_mac_key));
-		inspect_close(h);
-		made = true;
+	for (size_t i = 0; i < 32; i++) {
+		known_seal_key[i] = (uint8_t)(0x5c + 7 * i);
+		known_mac_key[i] = (uint8_t)(0xa3 ^ (11 * i));
 	}
-	return vault_open_loaded("bkv-known-keys");
+	const vendor_key keys[] = {
+	    {.label = "bkv-seal-2", .type = CKK_AES, .len = 32, .value = known_seal_key},
+	    {.label = BKV_TOKEN_STATE_MAC_LABEL,
+	     .type = CKK_GENERIC_SECRET,
+	     .len = 32,
+	     .value = known_mac_key},
+	};
+	return known_token("bkv-known-keys", &made, keys, 2);
 }
 
 static void state_mac_equals_software_hmac_sha256(void **state)
@@ -3484,22 +3489,18 @@ static uint8_t known_cbc_aes[32], known_cbc_mac[32];
 static bkv_token *known_cbc_token(void)
 {
 	static bool made;
-	if (!made) {
-		init_token("bkv-known-cbc", NULL, 0);
-		bkv_token *t = vault_open("bkv-known-cbc");
-		create_keys(t, false, NULL);
-		bkv_token_close(t);
-		for (size_t i = 0; i < 32; i++) {
-			known_cbc_aes[i] = (uint8_t)(0x21 + 5 * i);
-			known_cbc_mac[i] = (uint8_t)(0x9e ^ (7 * i));
-		}
-		CK_SESSION_HANDLE h = inspect_session("bkv-known-cbc", true);
-		import_known_key(h, "bkv-seal-mac-2", false, known_cbc_mac, sizeof(known_cbc_mac));
-		import_known_key(h, "bkv-seal-2", true, known_cbc_aes, sizeof(known_cbc_aes));
-		inspect_close(h);
-		made = true;
+	for (size_t i = 0; i < 32; i++) {
+		known_cbc_aes[i] = (uint8_t)(0x21 + 5 * i);
+		known_cbc_mac[i] = (uint8_t)(0x9e ^ (7 * i));
 	}
-	return vault_open_loaded("bkv-known-cbc");
+	const vendor_key keys[] = {
+	    {.label = "bkv-seal-mac-2",
+	     .type = CKK_GENERIC_SECRET,
+	     .len = 32,
+	     .value = known_cbc_mac},
+	    {.label = "bkv-seal-2", .type = CKK_AES, .len = 32, .value = known_cbc_aes},
+	};
+	return known_token("bkv-known-cbc", &made, keys, 2);
 }
 
 /* token.h: tag = HMAC-SHA256(mac key, scheme || iv_len || iv || ciphertext || aad ||
