@@ -69,6 +69,17 @@ opaque_err opaque_p256_hash_to_curve_parts(const opaque_slice *msg, size_t nmsg,
 
 /* ---- Prime-order groups ---- */
 
+/* A received element, decoded and validated once (element_decode) and then multiplied any
+ * number of times (scalar_mult_decoded) without decoding it again. enc points at the
+ * encoding it came from, which must outlive it. P-256: point is the affine EC_POINT.
+ * ristretto255: point is NULL; libsodium decodes inside each multiplication (it has no
+ * decoded form in its API), so element_decode does the checks it cannot (identity, s >= p,
+ * negative s) and the multiplication the rest. Release with decoded_free. */
+typedef struct opaque_decoded {
+	const uint8_t *enc;
+	void *point;
+} opaque_decoded;
+
 typedef struct opaque_group {
 	size_t element_len;
 	size_t scalar_len;
@@ -78,6 +89,18 @@ typedef struct opaque_group {
 	/* out = scalar * element. Decodes and validates element (the element_validate errors)
 	 * and rejects an identity result, so callers need not validate it separately. */
 	opaque_err (*scalar_mult)(const uint8_t *scalar, const uint8_t *element, uint8_t *out);
+	/* The two halves of scalar_mult: decode (the element_validate errors, except that a
+	 * ristretto255 encoding off the curve is reported by the multiplication), then
+	 * out = scalar * element, rejecting an identity result. */
+	opaque_err (*element_decode)(const uint8_t *element, opaque_decoded *out);
+	opaque_err (*scalar_mult_decoded)(const uint8_t *scalar, const opaque_decoded *element,
+	                                  uint8_t *out);
+	void (*decoded_free)(opaque_decoded *element);
+	/* Lends a decoded element to this thread's scalar_mult until lend(NULL): a scalar_mult
+	 * on the same encoding then skips decoding. KE2 lends the client key share for the
+	 * duration of keys->ake_dh, whose software implementations (opaque_ake_dh) multiply
+	 * the same bytes. A no-op where decoding cannot be skipped (ristretto255). */
+	void (*lend)(const opaque_decoded *element);
 	opaque_err (*scalar_mult_base)(const uint8_t *scalar, uint8_t *out);
 	opaque_err (*scalar_invert)(const uint8_t *scalar, uint8_t *out);
 	opaque_err (*random_scalar)(uint8_t *out);

@@ -131,20 +131,40 @@ static opaque_err p256_encode(const p256_ctx *c, const EC_POINT *pt, uint8_t *ou
 	return OPAQUE_OK;
 }
 
-static opaque_err p256_element_validate(const uint8_t *e, size_t len)
+/* Decodes and validates e into a new affine point (d->point); d->enc = e. */
+static opaque_err p256_element_decode(const uint8_t *e, opaque_decoded *d)
 {
 	const p256_ctx *c = p256_get();
+	d->enc = e;
+	d->point = NULL;
 	if (c == NULL)
 		return OPAQUE_ERR_CRYPTO;
-	if (len != P256_ELEMENT_BYTES)
-		return OPAQUE_ERR_LENGTH;
-	BN_CTX *bn = BN_CTX_new();
+	BN_CTX *bn = BN_CTX_new(); /* the element is public: no secure context needed */
 	EC_POINT *pt = EC_POINT_new(c->group);
 	opaque_err err = OPAQUE_ERR_CRYPTO;
 	if (bn != NULL && pt != NULL)
-		err = p256_decode(c, e, len, pt, bn);
-	EC_POINT_free(pt);
+		err = p256_decode(c, e, P256_ELEMENT_BYTES, pt, bn);
 	BN_CTX_free(bn);
+	if (err == OPAQUE_OK)
+		d->point = pt;
+	else
+		EC_POINT_free(pt);
+	return err;
+}
+
+static void p256_decoded_free(opaque_decoded *d)
+{
+	EC_POINT_free(d->point);
+	d->point = NULL;
+}
+
+static opaque_err p256_element_validate(const uint8_t *e, size_t len)
+{
+	if (len != P256_ELEMENT_BYTES)
+		return OPAQUE_ERR_LENGTH;
+	opaque_decoded d;
+	opaque_err err = p256_element_decode(e, &d);
+	p256_decoded_free(&d);
 	return err;
 }
 
@@ -187,21 +207,37 @@ done:
 	return err;
 }
 
-static opaque_err p256_scalar_mult(const uint8_t *k, const uint8_t *element, uint8_t *out)
+static opaque_err p256_scalar_mult_decoded(const uint8_t *k, const opaque_decoded *d, uint8_t *out)
 {
 	const p256_ctx *c = p256_get();
-	if (c == NULL)
+	if (c == NULL || d->point == NULL)
 		return OPAQUE_ERR_CRYPTO;
-	opaque_err err = OPAQUE_ERR_CRYPTO;
 	BN_CTX *bn = BN_CTX_secure_new();
-	EC_POINT *pt = EC_POINT_new(c->group);
-	if (bn != NULL && pt != NULL) {
-		err = p256_decode(c, element, P256_ELEMENT_BYTES, pt, bn);
-		if (err == OPAQUE_OK)
-			err = p256_mult_point(c, k, pt, out, bn);
-	}
-	EC_POINT_free(pt);
+	opaque_err err = bn ? p256_mult_point(c, k, d->point, out, bn) : OPAQUE_ERR_CRYPTO;
 	BN_CTX_free(bn);
+	return err;
+}
+
+/* The element lent by this thread's KE2 (opaque_group.lend), or NULL. */
+static _Thread_local const opaque_decoded *lent;
+
+static void p256_lend(const opaque_decoded *d)
+{
+	lent = d;
+}
+
+static opaque_err p256_scalar_mult(const uint8_t *k, const uint8_t *element, uint8_t *out)
+{
+	/* The same bytes decode to the same point: reuse the lent decoding (the encoding is
+	 * public, so comparing it in variable time leaks nothing). */
+	const opaque_decoded *l = lent;
+	if (l != NULL && l->point != NULL && memcmp(l->enc, element, P256_ELEMENT_BYTES) == 0)
+		return p256_scalar_mult_decoded(k, l, out);
+	opaque_decoded d;
+	opaque_err err = p256_element_decode(element, &d);
+	if (err == OPAQUE_OK)
+		err = p256_scalar_mult_decoded(k, &d, out);
+	p256_decoded_free(&d);
 	return err;
 }
 
@@ -300,6 +336,10 @@ const opaque_group opaque_group_p256 = {
     .element_validate = p256_element_validate,
     .scalar_validate = p256_scalar_validate,
     .scalar_mult = p256_scalar_mult,
+    .element_decode = p256_element_decode,
+    .scalar_mult_decoded = p256_scalar_mult_decoded,
+    .decoded_free = p256_decoded_free,
+    .lend = p256_lend,
     .scalar_mult_base = p256_scalar_mult_base,
     .scalar_invert = p256_scalar_invert,
     .random_scalar = p256_random_scalar,

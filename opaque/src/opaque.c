@@ -124,17 +124,18 @@ done:
 	return err;
 }
 
-/* BlindEvaluate with the per-user key: evaluated = oprf_key * blinded_element. */
+/* BlindEvaluate with the per-user key: evaluated = oprf_key * blinded_element (decoded by
+ * the caller). */
 static opaque_err server_evaluate(const opaque_suite *s, const opaque_server_keys *keys,
                                   const uint8_t *credential_identifier,
-                                  size_t credential_identifier_len, const uint8_t *blinded_element,
-                                  uint8_t *evaluated_element)
+                                  size_t credential_identifier_len,
+                                  const opaque_decoded *blinded_element, uint8_t *evaluated_element)
 {
 	uint8_t oprf_key[OPAQUE_MAX_SCALAR_BYTES];
 	opaque_err err;
 	OPAQUE_TRY(
 	    derive_oprf_key(s, keys, credential_identifier, credential_identifier_len, oprf_key));
-	OPAQUE_TRY(s->group->scalar_mult(oprf_key, blinded_element, evaluated_element));
+	OPAQUE_TRY(s->group->scalar_mult_decoded(oprf_key, blinded_element, evaluated_element));
 done:
 	sodium_memzero(oprf_key, sizeof(oprf_key));
 	return err;
@@ -374,7 +375,8 @@ opaque_err opaque_server_registration_response(
     const uint8_t *registration_request, size_t registration_request_len,
     uint8_t *registration_response, size_t registration_response_len)
 {
-	const opaque_suite *s;
+	const opaque_suite *s = NULL;
+	opaque_decoded blinded = {NULL, NULL};
 	opaque_err err;
 	OPAQUE_TRY(check_config(config, &s));
 	if (keys == NULL || keys->suite != s->id || credential_identifier == NULL ||
@@ -386,12 +388,14 @@ opaque_err opaque_server_registration_response(
 	if (registration_request_len != s->sizes.registration_request)
 		OPAQUE_FAIL(OPAQUE_ERR_LENGTH);
 
-	/* response = evaluated_message || server_public_key; server_evaluate's multiplication
-	 * validates the request's element. */
+	/* response = evaluated_message || server_public_key */
+	OPAQUE_TRY(s->group->element_decode(registration_request, &blinded));
 	OPAQUE_TRY(server_evaluate(s, keys, credential_identifier, credential_identifier_len,
-	                           registration_request, registration_response));
+	                           &blinded, registration_response));
 	memcpy(registration_response + s->sizes.Noe, keys->server_public_key, s->sizes.Npk);
 done:
+	if (s != NULL)
+		s->group->decoded_free(&blinded);
 	if (err != OPAQUE_OK && registration_response != NULL)
 		sodium_memzero(registration_response, registration_response_len);
 	return err;
@@ -579,6 +583,7 @@ opaque_err opaque_server_login_start_with_randomness(
 	uint8_t server_private_keyshare[OPAQUE_MAX_SCALAR_BYTES];
 	uint8_t ikm[DH_MAX_BYTES];
 	uint8_t client_mac[OPAQUE_MAX_HASH_BYTES];
+	opaque_decoded blinded = {NULL, NULL}, keyshare = {NULL, NULL}, client_pk = {NULL, NULL};
 	opaque_err err;
 	if (state == NULL)
 		return OPAQUE_ERR_ARGUMENT;
@@ -608,10 +613,14 @@ opaque_err opaque_server_login_start_with_randomness(
 	const uint8_t *client_public_keyshare = opaque_reader_take(&r1, npk);
 	if (client_nonce == NULL || client_public_keyshare == NULL || !opaque_reader_done(&r1))
 		OPAQUE_FAIL(OPAQUE_ERR_LENGTH);
-	/* blinded_message, client_public_keyshare and client_public_key are validated by the
-	 * scalar multiplications that first use them: blinded_message in server_evaluate,
-	 * client_public_keyshare in dh1 (before it reaches keys->ake_dh, the token), and
-	 * client_public_key in dh3. Decoding a P-256 point costs a square root; once is enough. */
+	/* Each received element is decoded and validated here, once (a P-256 decoding costs a
+	 * square root), and the decoded form goes to every multiplication that uses it. For
+	 * ristretto255 libsodium decodes inside each multiplication, so the element is
+	 * fully validated by the first one: client_public_keyshare by dh1, before it reaches
+	 * keys->ake_dh (the token), which is told it has been validated. */
+	OPAQUE_TRY(s->group->element_decode(blinded_message, &blinded));
+	OPAQUE_TRY(s->group->element_decode(client_public_keyshare, &keyshare));
+	OPAQUE_TRY(s->group->element_decode(client_public_key, &client_pk));
 
 	/* credential_response = evaluated_message || masking_nonce || masked_response */
 	uint8_t *evaluated_message = ke2;
@@ -624,7 +633,7 @@ opaque_err opaque_server_login_start_with_randomness(
 	uint8_t *server_mac = server_public_keyshare + npk;
 
 	OPAQUE_TRY(server_evaluate(s, keys, credential_identifier, credential_identifier_len,
-	                           blinded_message, evaluated_message));
+	                           &blinded, evaluated_message));
 	memcpy(out_masking_nonce, masking_nonce, OPAQUE_NONCE_BYTES);
 	uint8_t unmasked[MASKED_MAX_BYTES];
 	memcpy(unmasked, keys->server_public_key, npk);
@@ -641,11 +650,15 @@ opaque_err opaque_server_login_start_with_randomness(
 	/* dh1 = server_private_keyshare * client_public_keyshare
 	 * dh2 = server_private_key * client_public_keyshare   (in keys: the token)
 	 * dh3 = server_private_keyshare * client_public_key */
-	OPAQUE_TRY(s->group->scalar_mult(server_private_keyshare, client_public_keyshare, ikm));
-	if (keys->ake_dh(keys->ctx, client_public_keyshare, npk, ikm + noe, noe) != OPAQUE_OK)
+	OPAQUE_TRY(s->group->scalar_mult_decoded(server_private_keyshare, &keyshare, ikm));
+	/* The software ake_dh (opaque_ake_dh) multiplies the same bytes: lend it the decoding. */
+	s->group->lend(&keyshare);
+	const opaque_err dh2 = keys->ake_dh(keys->ctx, client_public_keyshare, npk, ikm + noe, noe);
+	s->group->lend(NULL);
+	if (dh2 != OPAQUE_OK)
 		OPAQUE_FAIL(OPAQUE_ERR_SERVER_KEYS);
 	OPAQUE_TRY(
-	    s->group->scalar_mult(server_private_keyshare, client_public_key, ikm + 2 * noe));
+	    s->group->scalar_mult_decoded(server_private_keyshare, &client_pk, ikm + 2 * noe));
 
 	preamble p;
 	preamble_build(&p, config, client_identity_or(identities, client_public_key, npk),
@@ -661,6 +674,11 @@ done:
 	sodium_memzero(server_private_keyshare, sizeof(server_private_keyshare));
 	sodium_memzero(ikm, sizeof(ikm));
 	sodium_memzero(client_mac, sizeof(client_mac));
+	if (s != NULL) {
+		s->group->decoded_free(&blinded);
+		s->group->decoded_free(&keyshare);
+		s->group->decoded_free(&client_pk);
+	}
 	if (err != OPAQUE_OK) {
 		sodium_memzero(state, sizeof(*state));
 		if (ke2 != NULL)
@@ -705,6 +723,7 @@ opaque_err opaque_client_login_finish(const opaque_config *config, opaque_client
 	uint8_t ikm[DH_MAX_BYTES];
 	uint8_t expected_server_mac[OPAQUE_MAX_HASH_BYTES];
 	envelope_keys keys;
+	opaque_decoded server_keyshare = {NULL, NULL};
 	opaque_err err;
 	sodium_memzero(&keys, sizeof(keys));
 	OPAQUE_TRY(check_config(config, &s));
@@ -756,11 +775,13 @@ opaque_err opaque_client_login_finish(const opaque_config *config, opaque_client
 	 * dh1 = client_secret * server_public_keyshare
 	 * dh2 = client_secret * server_public_key
 	 * dh3 = client_private_key * server_public_keyshare */
-	/* Each element is validated by the first multiplication that uses it. */
-	OPAQUE_TRY(s->group->scalar_mult(state->client_secret, server_public_keyshare, ikm));
+	/* Each element is decoded and validated once (server_public_key by its only
+	 * multiplication). */
+	OPAQUE_TRY(s->group->element_decode(server_public_keyshare, &server_keyshare));
+	OPAQUE_TRY(s->group->scalar_mult_decoded(state->client_secret, &server_keyshare, ikm));
 	OPAQUE_TRY(s->group->scalar_mult(state->client_secret, server_public_key, ikm + noe));
-	OPAQUE_TRY(
-	    s->group->scalar_mult(keys.client_private_key, server_public_keyshare, ikm + 2 * noe));
+	OPAQUE_TRY(s->group->scalar_mult_decoded(keys.client_private_key, &server_keyshare,
+	                                         ikm + 2 * noe));
 
 	preamble p;
 	preamble_build(&p, config, client_identity_or(identities, keys.client_public_key, npk),
@@ -781,6 +802,8 @@ done:
 	sodium_memzero(ikm, sizeof(ikm));
 	sodium_memzero(expected_server_mac, sizeof(expected_server_mac));
 	sodium_memzero(&keys, sizeof(keys));
+	if (s != NULL)
+		s->group->decoded_free(&server_keyshare);
 	if (state != NULL)
 		sodium_memzero(state, sizeof(*state));
 	if (err != OPAQUE_OK) {
