@@ -14,6 +14,8 @@
 #include <stdbool.h>
 #include <string.h>
 
+#include <sodium.h>
+
 #include "opaque/wire.h"
 #include "opaque_internal.h"
 
@@ -42,6 +44,36 @@ typedef struct opaque_slice {
 #define OPAQUE_SLICE_STR(s) ((opaque_slice){(const uint8_t *)(s), sizeof(s) - 1})
 
 size_t opaque_hash_len(opaque_hash_id hash);
+
+typedef union opaque_hash_state {
+	crypto_hash_sha256_state sha256;
+	crypto_hash_sha512_state sha512;
+} opaque_hash_state;
+
+/* Incremental hashing, so a common prefix is hashed once (copy the state); final wipes st. */
+void opaque_hash_init(opaque_hash_id hash, opaque_hash_state *st);
+void opaque_hash_update(opaque_hash_id hash, opaque_hash_state *st, const opaque_slice *parts,
+                        size_t nparts);
+void opaque_hash_final(opaque_hash_id hash, opaque_hash_state *st, uint8_t *out);
+
+/* An HMAC key absorbed once (the inner and outer pads hashed), for several MACs under it. */
+typedef struct opaque_hmac_key {
+	opaque_hash_id hash;
+	union {
+		crypto_auth_hmacsha256_state sha256;
+		crypto_auth_hmacsha512_state sha512;
+	} st;
+} opaque_hmac_key;
+
+void opaque_hmac_key_init(opaque_hmac_key *k, opaque_hash_id hash, const uint8_t *key,
+                          size_t key_len);
+/* out = HMAC(key, parts...); k is left as it was. */
+void opaque_hmac_keyed(const opaque_hmac_key *k, const opaque_slice *parts, size_t nparts,
+                       uint8_t *out);
+void opaque_hmac_key_wipe(opaque_hmac_key *k);
+/* HKDF-Expand under an absorbed prk. */
+opaque_err opaque_hkdf_expand_keyed(const opaque_hmac_key *prk, const opaque_slice *info,
+                                    size_t ninfo, uint8_t *out, size_t out_len);
 /* out = Hash(parts[0] || ... ), hash_len bytes. */
 void opaque_hash(opaque_hash_id hash, const opaque_slice *parts, size_t nparts, uint8_t *out);
 /* out = HMAC(key, parts...), hash_len bytes. */

@@ -78,7 +78,7 @@ static opaque_err expand(const opaque_suite *s, const uint8_t *secret, const opa
 /* Expand-Label(Secret, Label, Context, Length) = Expand(Secret, CustomLabel, Length) with
  * CustomLabel = I2OSP(Length, 2) || I2OSP(len("OPAQUE-" || Label), 1) || "OPAQUE-" ||
  * Label || I2OSP(len(Context), 1) || Context */
-static opaque_err expand_label(const opaque_suite *s, const uint8_t *secret, const char *label,
+static opaque_err expand_label(const opaque_hmac_key *secret, const char *label,
                                const uint8_t *context, size_t context_len, uint8_t *out,
                                size_t out_len)
 {
@@ -89,7 +89,7 @@ static opaque_err expand_label(const opaque_suite *s, const uint8_t *secret, con
 	opaque_slice info[6] = {OPAQUE_SLICE(length_be, 2),  OPAQUE_SLICE(&full_label_len, 1),
 	                        OPAQUE_SLICE_STR("OPAQUE-"), OPAQUE_SLICE(label, label_len),
 	                        OPAQUE_SLICE(&ctx_len, 1),   OPAQUE_SLICE(context, context_len)};
-	return expand(s, secret, info, 6, out, out_len);
+	return opaque_hkdf_expand_keyed(secret, info, 6, out, out_len);
 }
 
 /* DeriveDiffieHellmanKeyPair(seed) = DeriveKeyPair(seed, "OPAQUE-DeriveDiffieHellmanKeyPair") */
@@ -286,31 +286,44 @@ static opaque_err derive_3dh(const opaque_suite *s, preamble *p, const uint8_t *
 {
 	const size_t nh = s->sizes.Nh;
 	uint8_t preamble_hash[OPAQUE_MAX_HASH_BYTES];
-	uint8_t prk[OPAQUE_MAX_HASH_BYTES];
-	uint8_t handshake_secret[OPAQUE_MAX_HASH_BYTES];
+	uint8_t prk_bytes[OPAQUE_MAX_HASH_BYTES];
+	uint8_t secret_bytes[OPAQUE_MAX_HASH_BYTES]; /* handshake_secret */
 	uint8_t km2[OPAQUE_MAX_HASH_BYTES];
 	uint8_t km3[OPAQUE_MAX_HASH_BYTES];
 	uint8_t transcript_hash[OPAQUE_MAX_HASH_BYTES];
+
+	opaque_hash_state preamble_state, transcript_state;
+	opaque_hmac_key prk, handshake_secret;
 	opaque_err err;
 
-	opaque_hash(s->hash, p->parts, p->nparts, preamble_hash);
+	/* Hash(preamble || server_mac) continues Hash(preamble): the preamble is hashed once. */
+	opaque_hash_init(s->hash, &preamble_state);
+	opaque_hash_update(s->hash, &preamble_state, p->parts, p->nparts);
+	transcript_state = preamble_state;
+	opaque_hash_final(s->hash, &preamble_state, preamble_hash);
+	/* prk and handshake_secret each key two MACs: absorb each key once. */
 	opaque_slice ikm_slice = OPAQUE_SLICE(ikm, 3 * s->sizes.Noe);
-	opaque_hkdf_extract(s->hash, NULL, 0, &ikm_slice, 1, prk);
-	OPAQUE_TRY(
-	    expand_label(s, prk, "HandshakeSecret", preamble_hash, nh, handshake_secret, nh));
-	OPAQUE_TRY(expand_label(s, prk, "SessionKey", preamble_hash, nh, session_key, nh));
-	OPAQUE_TRY(expand_label(s, handshake_secret, "ServerMAC", NULL, 0, km2, nh));
-	OPAQUE_TRY(expand_label(s, handshake_secret, "ClientMAC", NULL, 0, km3, nh));
+	opaque_hkdf_extract(s->hash, NULL, 0, &ikm_slice, 1, prk_bytes);
+	opaque_hmac_key_init(&prk, s->hash, prk_bytes, nh);
+	OPAQUE_TRY(expand_label(&prk, "HandshakeSecret", preamble_hash, nh, secret_bytes, nh));
+	OPAQUE_TRY(expand_label(&prk, "SessionKey", preamble_hash, nh, session_key, nh));
+	opaque_hmac_key_init(&handshake_secret, s->hash, secret_bytes, nh);
+	OPAQUE_TRY(expand_label(&handshake_secret, "ServerMAC", NULL, 0, km2, nh));
+	OPAQUE_TRY(expand_label(&handshake_secret, "ClientMAC", NULL, 0, km3, nh));
 
 	opaque_slice ph = OPAQUE_SLICE(preamble_hash, nh);
 	opaque_hmac(s->hash, km2, nh, &ph, 1, server_mac);
-	p->parts[p->nparts] = OPAQUE_SLICE(server_mac, nh);
-	opaque_hash(s->hash, p->parts, p->nparts + 1, transcript_hash);
+	opaque_slice mac = OPAQUE_SLICE(server_mac, nh);
+	opaque_hash_update(s->hash, &transcript_state, &mac, 1);
+	opaque_hash_final(s->hash, &transcript_state, transcript_hash);
 	opaque_slice th = OPAQUE_SLICE(transcript_hash, nh);
 	opaque_hmac(s->hash, km3, nh, &th, 1, client_mac);
 done:
-	sodium_memzero(prk, sizeof(prk));
-	sodium_memzero(handshake_secret, sizeof(handshake_secret));
+	sodium_memzero(prk_bytes, sizeof(prk_bytes));
+	sodium_memzero(secret_bytes, sizeof(secret_bytes));
+	opaque_hmac_key_wipe(&prk);
+	opaque_hmac_key_wipe(&handshake_secret);
+	sodium_memzero(&transcript_state, sizeof(transcript_state));
 	sodium_memzero(km2, sizeof(km2));
 	sodium_memzero(km3, sizeof(km3));
 	sodium_memzero(preamble_hash, sizeof(preamble_hash));
