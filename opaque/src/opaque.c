@@ -707,17 +707,15 @@ opaque_server_login_start(const opaque_config *config, const opaque_server_keys 
                           size_t registration_record_len, const uint8_t *ke1, size_t ke1_len,
                           opaque_server_login_state *state, uint8_t *ke2, size_t ke2_len)
 {
-	uint8_t masking_nonce[OPAQUE_NONCE_BYTES];
-	uint8_t server_nonce[OPAQUE_NONCE_BYTES];
-	uint8_t server_keyshare_seed[OPAQUE_SEED_BYTES];
-	opaque_random_bytes(masking_nonce, sizeof(masking_nonce));
-	opaque_random_bytes(server_nonce, sizeof(server_nonce));
-	opaque_random_bytes(server_keyshare_seed, sizeof(server_keyshare_seed));
+	/* masking_nonce || server_nonce || server_keyshare_seed, drawn in one call (one
+	 * getrandom system call with libsodium's default generator instead of three). */
+	uint8_t random[2 * OPAQUE_NONCE_BYTES + OPAQUE_SEED_BYTES];
+	opaque_random_bytes(random, sizeof(random));
 	opaque_err err = opaque_server_login_start_with_randomness(
 	    config, keys, identities, credential_identifier, credential_identifier_len,
-	    registration_record, registration_record_len, ke1, ke1_len, masking_nonce, server_nonce,
-	    server_keyshare_seed, state, ke2, ke2_len);
-	sodium_memzero(server_keyshare_seed, sizeof(server_keyshare_seed));
+	    registration_record, registration_record_len, ke1, ke1_len, random,
+	    random + OPAQUE_NONCE_BYTES, random + 2 * OPAQUE_NONCE_BYTES, state, ke2, ke2_len);
+	sodium_memzero(random, sizeof(random));
 	return err;
 }
 
