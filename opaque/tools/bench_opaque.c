@@ -73,8 +73,8 @@ enum {
 	CNT_R255_BASE,       /* crypto_scalarmult_ristretto255_base */
 	CNT_R255_VALID,      /* crypto_core_ristretto255_is_valid_point: an extra decode */
 	CNT_R255_FROM_HASH,  /* crypto_core_ristretto255_from_hash */
-	CNT_HASH,            /* crypto_hash_sha{256,512}_init: plain hash computations */
-	CNT_HMAC,            /* crypto_auth_hmacsha{256,512}_init: HMAC computations */
+	CNT_HASH,            /* crypto_hash_sha{256,512}_init: plain hashes started */
+	CNT_HMAC,            /* crypto_auth_hmacsha{256,512}_init: HMAC keys absorbed */
 	CNT_COUNT
 };
 
@@ -658,8 +658,8 @@ static bool run_suite(opaque_suite_id suite, int rounds, double slice)
 		       per_ke2[CNT_R255_VALID]);
 		printf("    %-44s %6.2f\n", "from_hash", per_ke2[CNT_R255_FROM_HASH]);
 	}
-	printf("    %-44s %6.2f\n", "hash computations (SHA-2 init)", per_ke2[CNT_HASH]);
-	printf("    %-44s %6.2f\n", "HMAC computations", per_ke2[CNT_HMAC]);
+	printf("    %-44s %6.2f\n", "plain SHA-2 hashes started (sha*_init)", per_ke2[CNT_HASH]);
+	printf("    %-44s %6.2f\n", "HMAC keys absorbed (hmacsha*_init)", per_ke2[CNT_HMAC]);
 	fflush(stdout);
 	fixture_wipe(&f);
 	return true;
@@ -672,7 +672,8 @@ static void usage(FILE *out)
 	        "  Server-side OPAQUE KE2 against its floor, per suite; see the header of\n"
 	        "  opaque/tools/bench_opaque.c for what each figure includes.\n"
 	        "  --rounds R   measured rounds (default %d, at most %d), after one warm-up\n"
-	        "  --slice S    seconds per figure per round (default %.2g)\n",
+	        "  --slice S    seconds per figure per round (default %.2g); --seconds S is the\n"
+	        "               same (the option's earlier name)\n",
 	        DEFAULT_ROUNDS, MAX_ROUNDS, DEFAULT_SLICE);
 }
 
@@ -701,7 +702,8 @@ int main(int argc, char **argv)
 			continue;
 		}
 		if (i + 1 < argc &&
-		    (strcmp(argv[i], "--rounds") == 0 || strcmp(argv[i], "--slice") == 0)) {
+		    (strcmp(argv[i], "--rounds") == 0 || strcmp(argv[i], "--slice") == 0 ||
+		     strcmp(argv[i], "--seconds") == 0)) {
 			const bool is_rounds = argv[i][2] == 'r';
 			char *end;
 			errno = 0;
