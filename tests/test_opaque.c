@@ -1070,6 +1070,53 @@ static void test_element_validate_accepts_valid_elements(void **state)
 	}
 }
 
+/* The P-256 decoder (its own square root) against OpenSSL's EC_POINT_oct2point: for random
+ * x with either prefix (about half of them on the curve) both accept the same encodings, and
+ * the decoded point is the right one: 1 * P re-encodes to the input and 2 * P matches
+ * OpenSSL's doubling of its own decoding. */
+static void test_p256_decoding_agrees_with_openssl(void **state)
+{
+	(void)state;
+	EC_GROUP *grp = EC_GROUP_new_by_curve_name(NID_X9_62_prime256v1);
+	EC_POINT *pt = EC_POINT_new(grp);
+	BN_CTX *bn = BN_CTX_new();
+	assert_non_null(bn);
+	uint8_t one[32] = {0}, two[32] = {0};
+	one[31] = 1;
+	two[31] = 2;
+	int accepted = 0;
+	for (int i = 0; i < 2000; i++) {
+		uint8_t enc[33], out[33], want[33];
+		randombytes_buf(enc, sizeof enc);
+		enc[0] = (uint8_t)(0x02 | (enc[0] & 1));
+		const int ossl = EC_POINT_oct2point(grp, pt, enc, 33, bn) == 1;
+		const opaque_err rc = opaque_element_validate(suite_p256, enc, 33);
+		if (ossl != (rc == OPAQUE_OK)) {
+			fail_msg("OpenSSL %s, opaque_element_validate says %s",
+			         ossl ? "decodes" : "rejects", opaque_strerror(rc));
+		}
+		if (!ossl) {
+			/* Off the curve, or (chance ~2^-32) x >= p. */
+			assert_true(rc == OPAQUE_ERR_ELEMENT_NOT_ON_CURVE ||
+			            rc == OPAQUE_ERR_ELEMENT_NONCANONICAL);
+			continue;
+		}
+		accepted++;
+		assert_err(opaque_scalar_mult(suite_p256, one, 32, enc, 33, out, 33), OPAQUE_OK);
+		assert_memory_equal(out, enc, 33);
+		assert_int_equal(EC_POINT_dbl(grp, pt, pt, bn), 1);
+		assert_int_equal(
+		    EC_POINT_point2oct(grp, pt, POINT_CONVERSION_COMPRESSED, want, 33, bn), 33);
+		assert_err(opaque_scalar_mult(suite_p256, two, 32, enc, 33, out, 33), OPAQUE_OK);
+		assert_memory_equal(out, want, 33);
+	}
+	/* About half of all x are on the curve: both outcomes were exercised. */
+	assert_true(accepted > 800 && accepted < 1200);
+	BN_CTX_free(bn);
+	EC_POINT_free(pt);
+	EC_GROUP_free(grp);
+}
+
 static void test_element_validate_rejects_invalid_elements_with_the_specific_error(void **state)
 {
 	fx *f = *state;
@@ -2304,6 +2351,7 @@ int main(void)
 	    BOTH(test_ke1_with_flipped_client_keyshare_fails_the_session),
 
 	    BOTH(test_element_validate_accepts_valid_elements),
+	    P256_TEST(test_p256_decoding_agrees_with_openssl),
 	    BOTH(test_element_validate_rejects_invalid_elements_with_the_specific_error),
 	    BOTH(test_element_validate_rejects_wrong_lengths),
 	    BOTH(test_registration_request_with_invalid_element_is_rejected),
