@@ -89,12 +89,11 @@ const p256_ctx *p256_get(void)
 	return shared_ctx_ptr;
 }
 
-/* Decodes and validates a compressed element into pt: x < p, y = sqrt(x^3 + ax + b) with the
- * parity the prefix asks for. The square root is (x^3 + ax + b)^((p+1)/4) (p = 3 mod 4) with
- * the shared Montgomery context, and y^2 is compared with x^3 + ax + b: that comparison is
- * the on-curve check. (OpenSSL's EC_POINT_set_compressed_coordinates does the same but sets
- * up a Montgomery context for every call; EC_POINT_set_affine_coordinates below checks the
- * curve equation once more, which the public API does not let us skip: about 0.5 us.) The
+/* Decodes and validates a compressed element into pt: x < p, then y = (x^3 + ax + b)^((p+1)/4)
+ * (p = 3 mod 4) with the shared Montgomery context, given the parity the prefix asks for.
+ * EC_POINT_set_affine_coordinates checks the curve equation, which is what rejects an x with
+ * no square root: that is the one on-curve check. (OpenSSL's set_compressed_coordinates
+ * does the same work but sets up a Montgomery context per call, and checks y^2 twice.) The
  * element is public, so variable time is fine here. */
 static opaque_err p256_decode(const p256_ctx *c, const uint8_t *e, size_t len, EC_POINT *pt,
                               BN_CTX *bn)
@@ -108,8 +107,7 @@ static opaque_err p256_decode(const p256_ctx *c, const uint8_t *e, size_t len, E
 	opaque_err err = OPAQUE_ERR_CRYPTO;
 	BN_CTX_start(bn);
 	BIGNUM *x = BN_CTX_get(bn), *rhs = BN_CTX_get(bn), *y = BN_CTX_get(bn);
-	BIGNUM *y2 = BN_CTX_get(bn);
-	if (y2 == NULL || BN_bin2bn(e + 1, 32, x) == NULL)
+	if (y == NULL || BN_bin2bn(e + 1, 32, x) == NULL)
 		goto done;
 	if (BN_cmp(x, c->p) >= 0) {
 		err = OPAQUE_ERR_ELEMENT_NONCANONICAL;
@@ -117,12 +115,11 @@ static opaque_err p256_decode(const p256_ctx *c, const uint8_t *e, size_t len, E
 	}
 	if (!BN_mod_sqr(rhs, x, c->p, bn) || !BN_mod_add(rhs, rhs, c->a, c->p, bn) ||
 	    !BN_mod_mul(rhs, rhs, x, c->p, bn) || !BN_mod_add(rhs, rhs, c->b, c->p, bn) ||
-	    !BN_mod_exp_mont(y, rhs, c->p_plus_1_quarter, c->p, bn, c->mont_p) ||
-	    !BN_mod_sqr(y2, y, c->p, bn))
+	    !BN_mod_exp_mont(y, rhs, c->p_plus_1_quarter, c->p, bn, c->mont_p))
 		goto done;
-	/* No square root: x is not on the curve. y = 0 would need a point of order 2, which
-	 * P-256 (prime order) does not have, so it cannot take the odd prefix. */
-	if (BN_cmp(y2, rhs) != 0 || (BN_is_zero(y) && (e[0] & 1))) {
+	/* y = 0 would be a point of order 2, which P-256 (prime order) does not have; and
+	 * p - 0 is not a field element. */
+	if (BN_is_zero(y) && (e[0] & 1)) {
 		err = OPAQUE_ERR_ELEMENT_NOT_ON_CURVE;
 		goto done;
 	}

@@ -8,8 +8,11 @@
  *               crypto_scalarmult_ristretto255, which cannot be split: it decodes, multiplies
  *               and encodes);
  *   mult_base   one fixed-base multiplication (EC_POINT_mul(k, G) / _ristretto255_base);
- *   decode      decoding one received element (P-256: EC_POINT_oct2point of 33 bytes, a
- *               square root and an on-curve check; ristretto255: _is_valid_point);
+ *   decode      decoding one received element with the library below (P-256:
+ *               EC_POINT_oct2point of 33 bytes, a square root and an on-curve check;
+ *               ristretto255: _is_valid_point): the yardstick the floor uses;
+ *   decode_lib  the same through this library's decoder (opaque_element_validate, which
+ *               also allocates its EC_POINT and BN_CTX);
  *   encode      P-256 only: EC_POINT_point2oct compressed from a multiplication's result
  *               (one field inversion); libsodium does not expose it;
  *   KE2         opaque_server_login_start, the whole call, with software server keys;
@@ -61,7 +64,8 @@
 enum {
 	CNT_EC_MUL_VAR,      /* EC_POINT_mul with a point argument */
 	CNT_EC_MUL_BASE,     /* EC_POINT_mul with a generator scalar */
-	CNT_EC_DECOMPRESS,   /* set_compressed_coordinates, or oct2point of a compressed point */
+	CNT_EC_DECOMPRESS,   /* set_compressed_coordinates, oct2point of a compressed point, or a
+	                      * BN_mod_exp_mont to the square-root exponent (p+1)/4 */
 	CNT_EC_OCT2POINT_UN, /* oct2point of an uncompressed point */
 	CNT_EC_COMPRESS,     /* point2oct compressed (into a buffer) */
 	CNT_EC_POINT2OCT_UN, /* point2oct uncompressed (into a buffer) */
@@ -90,6 +94,33 @@ int __wrap_EC_POINT_mul(const EC_GROUP *g, EC_POINT *r, const BIGNUM *n, const E
 	counters[CNT_EC_MUL_BASE] += n != NULL;
 	counters[CNT_EC_MUL_VAR] += q != NULL;
 	return __real_EC_POINT_mul(g, r, n, q, m, ctx);
+}
+
+/* (p+1)/4 for P-256: a BN_mod_exp_mont to this exponent is a decompression's square root. */
+static BIGNUM *sqrt_exponent;
+
+int __real_BN_mod_exp_mont(BIGNUM *r, const BIGNUM *a, const BIGNUM *e, const BIGNUM *m,
+                           BN_CTX *ctx, BN_MONT_CTX *mont);
+int __wrap_BN_mod_exp_mont(BIGNUM *r, const BIGNUM *a, const BIGNUM *e, const BIGNUM *m,
+                           BN_CTX *ctx, BN_MONT_CTX *mont);
+int __wrap_BN_mod_exp_mont(BIGNUM *r, const BIGNUM *a, const BIGNUM *e, const BIGNUM *m,
+                           BN_CTX *ctx, BN_MONT_CTX *mont)
+{
+	if (sqrt_exponent != NULL && BN_cmp(e, sqrt_exponent) == 0)
+		counters[CNT_EC_DECOMPRESS]++;
+	return __real_BN_mod_exp_mont(r, a, e, m, ctx, mont);
+}
+
+static bool sqrt_exponent_init(void)
+{
+	EC_GROUP *g = EC_GROUP_new_by_curve_name(NID_X9_62_prime256v1);
+	sqrt_exponent = BN_new();
+	bool ok = g != NULL && sqrt_exponent != NULL &&
+	          EC_GROUP_get_curve(g, sqrt_exponent, NULL, NULL, NULL) == 1 &&
+	          BN_add_word(sqrt_exponent, 1) == 1 &&
+	          BN_rshift(sqrt_exponent, sqrt_exponent, 2) == 1;
+	EC_GROUP_free(g);
+	return ok;
 }
 
 int __real_EC_POINT_set_compressed_coordinates(const EC_GROUP *g, EC_POINT *p, const BIGNUM *x,
@@ -482,6 +513,12 @@ static bool op_decode(bench_fixture *f)
 	                 "crypto_core_ristretto255_is_valid_point");
 }
 
+static bool op_decode_lib(bench_fixture *f)
+{
+	return check(opaque_element_validate(f->suite, f->element, f->sz->Noe), f,
+	             "opaque_element_validate");
+}
+
 static bool op_encode(bench_fixture *f)
 {
 	uint8_t out[33];
@@ -490,7 +527,16 @@ static bool op_encode(bench_fixture *f)
 	                 f, "EC_POINT_point2oct");
 }
 
-enum { FIG_MULT_VAR, FIG_MULT_BASE, FIG_DECODE, FIG_ENCODE, FIG_KE2, FIG_REG, FIG_COUNT };
+enum {
+	FIG_MULT_VAR,
+	FIG_MULT_BASE,
+	FIG_DECODE,
+	FIG_DECODE_LIB,
+	FIG_ENCODE,
+	FIG_KE2,
+	FIG_REG,
+	FIG_COUNT
+};
 
 static const struct figure {
 	const char *name;
@@ -504,6 +550,8 @@ static const struct figure {
      "crypto_scalarmult_ristretto255_base (mult + encode)"},
     {"decode", op_decode, "EC_POINT_oct2point, 33 bytes (sqrt + on-curve check)",
      "crypto_core_ristretto255_is_valid_point"},
+    {"decode_lib", op_decode_lib, "opaque_element_validate: this library's decoder + allocs",
+     "opaque_element_validate: encoding checks + is_valid_point"},
     {"encode", op_encode, "EC_POINT_point2oct compressed, from a mult result",
      NULL /* not exposed by libsodium */},
     {"KE2", op_ke2, "opaque_server_login_start, whole call, soft server keys",
@@ -637,29 +685,29 @@ static bool run_suite(opaque_suite_id suite, int rounds, double slice)
 	printf("  operations per KE2 (counted, server call only, mean of %d calls):\n",
 	       COUNT_KE2_CALLS);
 	if (p256) {
-		printf("    %-44s %6.2f\n", "EC_POINT_mul variable-base", per_ke2[CNT_EC_MUL_VAR]);
-		printf("    %-44s %6.2f\n", "EC_POINT_mul fixed-base", per_ke2[CNT_EC_MUL_BASE]);
-		printf("    %-44s %6.2f\n", "decompressions (33-byte decodes)",
+		printf("    %-46s %6.2f\n", "EC_POINT_mul variable-base", per_ke2[CNT_EC_MUL_VAR]);
+		printf("    %-46s %6.2f\n", "EC_POINT_mul fixed-base", per_ke2[CNT_EC_MUL_BASE]);
+		printf("    %-46s %6.2f\n", "decompressions (square roots of a received x)",
 		       per_ke2[CNT_EC_DECOMPRESS]);
-		printf("    %-44s %6.2f\n", "compressions (33-byte encodes)",
+		printf("    %-46s %6.2f\n", "compressions (33-byte encodes)",
 		       per_ke2[CNT_EC_COMPRESS]);
-		printf("    %-44s %6.2f\n", "uncompressed decodes / encodes",
+		printf("    %-46s %6.2f\n", "uncompressed decodes / encodes",
 		       per_ke2[CNT_EC_OCT2POINT_UN] + per_ke2[CNT_EC_POINT2OCT_UN]);
-		printf("    %-44s %6.2f\n", "explicit on-curve checks", per_ke2[CNT_EC_ON_CURVE]);
-		printf("    %-44s %6.2f\n", "set_affine_coordinates (curve check inside)",
+		printf("    %-46s %6.2f\n", "explicit on-curve checks", per_ke2[CNT_EC_ON_CURVE]);
+		printf("    %-46s %6.2f\n", "set_affine_coordinates (OpenSSL's curve check)",
 		       per_ke2[CNT_EC_SET_AFFINE]);
-		printf("    %-44s %6.2f\n", "EC_POINT_new + BN_CTX_new (allocations)",
+		printf("    %-46s %6.2f\n", "EC_POINT_new + BN_CTX_new (allocations)",
 		       per_ke2[CNT_EC_POINT_NEW] + per_ke2[CNT_BN_CTX_NEW]);
 	} else {
-		printf("    %-44s %6.2f\n", "scalarmult_ristretto255 (decode+mult+encode)",
+		printf("    %-46s %6.2f\n", "scalarmult_ristretto255 (decode+mult+encode)",
 		       per_ke2[CNT_R255_MUL]);
-		printf("    %-44s %6.2f\n", "scalarmult_ristretto255_base", per_ke2[CNT_R255_BASE]);
-		printf("    %-44s %6.2f\n", "is_valid_point (extra decodes)",
+		printf("    %-46s %6.2f\n", "scalarmult_ristretto255_base", per_ke2[CNT_R255_BASE]);
+		printf("    %-46s %6.2f\n", "is_valid_point (extra decodes)",
 		       per_ke2[CNT_R255_VALID]);
-		printf("    %-44s %6.2f\n", "from_hash", per_ke2[CNT_R255_FROM_HASH]);
+		printf("    %-46s %6.2f\n", "from_hash", per_ke2[CNT_R255_FROM_HASH]);
 	}
-	printf("    %-44s %6.2f\n", "plain SHA-2 hashes started (sha*_init)", per_ke2[CNT_HASH]);
-	printf("    %-44s %6.2f\n", "HMAC keys absorbed (hmacsha*_init)", per_ke2[CNT_HMAC]);
+	printf("    %-46s %6.2f\n", "plain SHA-2 hashes started (sha*_init)", per_ke2[CNT_HASH]);
+	printf("    %-46s %6.2f\n", "HMAC keys absorbed (hmacsha*_init)", per_ke2[CNT_HMAC]);
 	fflush(stdout);
 	fixture_wipe(&f);
 	return true;
@@ -723,8 +771,8 @@ int main(int argc, char **argv)
 		usage(stderr);
 		return 2;
 	}
-	if (sodium_init() < 0) {
-		fprintf(stderr, "bkv-bench-opaque: sodium_init failed\n");
+	if (sodium_init() < 0 || !sqrt_exponent_init()) {
+		fprintf(stderr, "bkv-bench-opaque: initialisation failed\n");
 		return 1;
 	}
 	printf("bkv-bench-opaque: server side, one thread; %s; libsodium %s\n"
