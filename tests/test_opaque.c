@@ -1070,6 +1070,53 @@ static void test_element_validate_accepts_valid_elements(void **state)
 	}
 }
 
+/* The P-256 decoder (its own square root) against OpenSSL's EC_POINT_oct2point: for random
+ * x with either prefix (about half of them on the curve) both accept the same encodings, and
+ * the decoded point is the right one: 1 * P re-encodes to the input and 2 * P matches
+ * OpenSSL's doubling of its own decoding. */
+static void test_p256_decoding_agrees_with_openssl(void **state)
+{
+	(void)state;
+	EC_GROUP *grp = EC_GROUP_new_by_curve_name(NID_X9_62_prime256v1);
+	EC_POINT *pt = EC_POINT_new(grp);
+	BN_CTX *bn = BN_CTX_new();
+	assert_non_null(bn);
+	uint8_t one[32] = {0}, two[32] = {0};
+	one[31] = 1;
+	two[31] = 2;
+	int accepted = 0;
+	for (int i = 0; i < 2000; i++) {
+		uint8_t enc[33], out[33], want[33];
+		randombytes_buf(enc, sizeof enc);
+		enc[0] = (uint8_t)(0x02 | (enc[0] & 1));
+		const int ossl = EC_POINT_oct2point(grp, pt, enc, 33, bn) == 1;
+		const opaque_err rc = opaque_element_validate(suite_p256, enc, 33);
+		if (ossl != (rc == OPAQUE_OK)) {
+			fail_msg("OpenSSL %s, opaque_element_validate says %s",
+			         ossl ? "decodes" : "rejects", opaque_strerror(rc));
+		}
+		if (!ossl) {
+			/* Off the curve, or (chance ~2^-32) x >= p. */
+			assert_true(rc == OPAQUE_ERR_ELEMENT_NOT_ON_CURVE ||
+			            rc == OPAQUE_ERR_ELEMENT_NONCANONICAL);
+			continue;
+		}
+		accepted++;
+		assert_err(opaque_scalar_mult(suite_p256, one, 32, enc, 33, out, 33), OPAQUE_OK);
+		assert_memory_equal(out, enc, 33);
+		assert_int_equal(EC_POINT_dbl(grp, pt, pt, bn), 1);
+		assert_int_equal(
+		    EC_POINT_point2oct(grp, pt, POINT_CONVERSION_COMPRESSED, want, 33, bn), 33);
+		assert_err(opaque_scalar_mult(suite_p256, two, 32, enc, 33, out, 33), OPAQUE_OK);
+		assert_memory_equal(out, want, 33);
+	}
+	/* About half of all x are on the curve: both outcomes were exercised. */
+	assert_true(accepted > 800 && accepted < 1200);
+	BN_CTX_free(bn);
+	EC_POINT_free(pt);
+	EC_GROUP_free(grp);
+}
+
 static void test_element_validate_rejects_invalid_elements_with_the_specific_error(void **state)
 {
 	fx *f = *state;
@@ -2036,6 +2083,14 @@ typedef struct plug {
 	int fail_expand, fail_dh;
 	int expand_calls, dh_calls;
 	uint8_t last_peer[OPAQUE_MAX_ELEMENT_BYTES];
+	/* If probe_len > 0, plug_dh also runs opaque_ake_dh(soft private key, probe) from
+	 * inside the callback, i.e. while KE2 lends its decoded key share, and keeps the
+	 * result: another peer must still be decoded and validated on its own. */
+	size_t probe_len;
+	uint8_t probe[OPAQUE_MAX_ELEMENT_BYTES];
+	opaque_err probe_err;
+	uint8_t probe_out[OPAQUE_MAX_ELEMENT_BYTES];
+	uint8_t last_out[OPAQUE_MAX_ELEMENT_BYTES];
 } plug;
 
 static opaque_err plug_expand(void *ctx, const uint8_t *info, size_t info_len, uint8_t *out,
@@ -2060,7 +2115,15 @@ static opaque_err plug_dh(void *ctx, const uint8_t *peer, size_t peer_len, uint8
 	if (p->fail_dh) {
 		return OPAQUE_ERR_SERVER_KEYS;
 	}
-	return p->soft->keys.ake_dh(p->soft->keys.ctx, peer, peer_len, out, out_len);
+	if (p->probe_len > 0) {
+		p->probe_err = opaque_ake_dh(p->keys.suite, p->soft->server_private_key, 32,
+		                             p->probe, p->probe_len, p->probe_out, out_len);
+	}
+	opaque_err rc = p->soft->keys.ake_dh(p->soft->keys.ctx, peer, peer_len, out, out_len);
+	if (rc == OPAQUE_OK && out_len <= sizeof p->last_out) {
+		memcpy(p->last_out, out, out_len);
+	}
+	return rc;
 }
 
 static void plug_init(plug *p, fx *f)
@@ -2113,6 +2176,94 @@ static void test_failing_ake_dh_fails_server_login_start_with_server_keys_and_no
 	assert_true(tu_is_zero(s.ke2, sizeof s.ke2));
 	assert_true(tu_is_zero(&s.sst, sizeof s.sst));
 	opaque_client_login_state_wipe(&s.cst);
+}
+
+/* The token (keys->ake_dh) is promised a validated peer: an invalid client key share must be
+ * rejected before ake_dh is ever called, with the element's own error. */
+static void test_ake_dh_never_sees_an_invalid_client_keyshare(void **state)
+{
+	fx *f = *state;
+	bad_element list[MAX_BAD];
+	msg_field fields[KE1_NFIELDS];
+	size_t n = bad_elements(f->suite, list);
+	ke1_fields(f->sz, fields);
+	register_user(f);
+	for (size_t i = 0; i < n; i++) {
+		plug p;
+		session s;
+		plug_init(&p, f);
+		client_start(f, &f->cfg, &s, PASSWORD);
+		memcpy(s.ke1 + fields[KE1_CLIENT_KEYSHARE].off, list[i].enc, f->sz->Npk);
+		opaque_err rc = server_start(f, &f->cfg, &p.keys, &NO_IDS, f->record, s.ke1, &s);
+		assert_bad_element_result(&list[i], rc, "client keyshare, plugged keys");
+		if (p.dh_calls != 0) {
+			fail_msg("%s: ake_dh was called with an invalid key share", list[i].what);
+		}
+		assert_true(tu_is_zero(s.ke2, sizeof s.ke2));
+		opaque_client_login_state_wipe(&s.cst);
+	}
+	/* And the peer it does get is the KE1 key share, a valid element. */
+	plug p;
+	session s;
+	plug_init(&p, f);
+	client_start(f, &f->cfg, &s, PASSWORD);
+	assert_err(server_start(f, &f->cfg, &p.keys, &NO_IDS, f->record, s.ke1, &s), OPAQUE_OK);
+	assert_int_equal(p.dh_calls, 1);
+	assert_memory_equal(p.last_peer, s.ke1 + fields[KE1_CLIENT_KEYSHARE].off, f->sz->Npk);
+	assert_err(opaque_element_validate(f->suite, p.last_peer, f->sz->Npk), OPAQUE_OK);
+	opaque_client_login_state_wipe(&s.cst);
+	opaque_server_login_state_wipe(&s.sst);
+}
+
+/* KE2 lends its decoded key share to opaque_ake_dh while keys->ake_dh runs. Any other peer
+ * given to opaque_ake_dh meanwhile must be decoded and validated as usual: invalid ones are
+ * rejected, the generator gives the server's public key (sk * G = pk), and for P-256 the
+ * key share's negation (same x, other prefix) gives the negated dh2 (same x, other prefix). */
+static void test_opaque_ake_dh_during_ke2_decodes_other_peers_itself(void **state)
+{
+	fx *f = *state;
+	bad_element list[MAX_BAD];
+	msg_field fields[KE1_NFIELDS];
+	size_t n = bad_elements(f->suite, list);
+	ke1_fields(f->sz, fields);
+	register_user(f);
+	for (size_t i = 0; i <= n + 1; i++) {
+		plug p;
+		session s;
+		plug_init(&p, f);
+		client_start(f, &f->cfg, &s, PASSWORD);
+		const uint8_t *keyshare = s.ke1 + fields[KE1_CLIENT_KEYSHARE].off;
+		p.probe_len = f->sz->Npk;
+		if (i < n) {
+			memcpy(p.probe, list[i].enc, f->sz->Npk);
+		} else if (i == n) {
+			generator(f->suite, p.probe);
+		} else if (f->suite == OPAQUE_SUITE_P256_SHA256) {
+			memcpy(p.probe, keyshare, f->sz->Npk);
+			p.probe[0] ^= 0x01; /* 02 <-> 03: -P */
+		} else {
+			opaque_client_login_state_wipe(&s.cst);
+			break;
+		}
+		assert_err(server_start(f, &f->cfg, &p.keys, &NO_IDS, f->record, s.ke1, &s),
+		           OPAQUE_OK);
+		assert_int_equal(p.dh_calls, 1);
+		if (i < n) {
+			if (p.probe_err == OPAQUE_OK) {
+				fail_msg("%s: accepted by opaque_ake_dh during KE2", list[i].what);
+			}
+		} else if (i == n) {
+			assert_err(p.probe_err, OPAQUE_OK);
+			assert_memory_equal(p.probe_out, f->soft.keys.server_public_key,
+			                    f->sz->Npk);
+		} else {
+			assert_err(p.probe_err, OPAQUE_OK);
+			assert_int_equal(p.probe_out[0], p.last_out[0] ^ 0x01);
+			assert_memory_equal(p.probe_out + 1, p.last_out + 1, f->sz->Npk - 1);
+		}
+		opaque_client_login_state_wipe(&s.cst);
+		opaque_server_login_state_wipe(&s.sst);
+	}
 }
 
 static void
@@ -2200,6 +2351,7 @@ int main(void)
 	    BOTH(test_ke1_with_flipped_client_keyshare_fails_the_session),
 
 	    BOTH(test_element_validate_accepts_valid_elements),
+	    P256_TEST(test_p256_decoding_agrees_with_openssl),
 	    BOTH(test_element_validate_rejects_invalid_elements_with_the_specific_error),
 	    BOTH(test_element_validate_rejects_wrong_lengths),
 	    BOTH(test_registration_request_with_invalid_element_is_rejected),
@@ -2238,6 +2390,8 @@ int main(void)
 
 	    BOTH(test_custom_server_keys_are_used_for_registration_and_login),
 	    BOTH(test_failing_ake_dh_fails_server_login_start_with_server_keys_and_no_ke2),
+	    BOTH(test_ake_dh_never_sees_an_invalid_client_keyshare),
+	    BOTH(test_opaque_ake_dh_during_ke2_decodes_other_peers_itself),
 	    BOTH(test_failing_oprf_seed_expand_fails_registration_and_login_with_server_keys),
 	};
 	return cmocka_run_group_tests(tests, NULL, NULL);

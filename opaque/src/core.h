@@ -14,6 +14,8 @@
 #include <stdbool.h>
 #include <string.h>
 
+#include <sodium.h>
+
 #include "opaque/wire.h"
 #include "opaque_internal.h"
 
@@ -42,6 +44,36 @@ typedef struct opaque_slice {
 #define OPAQUE_SLICE_STR(s) ((opaque_slice){(const uint8_t *)(s), sizeof(s) - 1})
 
 size_t opaque_hash_len(opaque_hash_id hash);
+
+typedef union opaque_hash_state {
+	crypto_hash_sha256_state sha256;
+	crypto_hash_sha512_state sha512;
+} opaque_hash_state;
+
+/* Incremental hashing, so a common prefix is hashed once (copy the state); final wipes st. */
+void opaque_hash_init(opaque_hash_id hash, opaque_hash_state *st);
+void opaque_hash_update(opaque_hash_id hash, opaque_hash_state *st, const opaque_slice *parts,
+                        size_t nparts);
+void opaque_hash_final(opaque_hash_id hash, opaque_hash_state *st, uint8_t *out);
+
+/* An HMAC key absorbed once (the inner and outer pads hashed), for several MACs under it. */
+typedef struct opaque_hmac_key {
+	opaque_hash_id hash;
+	union {
+		crypto_auth_hmacsha256_state sha256;
+		crypto_auth_hmacsha512_state sha512;
+	} st;
+} opaque_hmac_key;
+
+void opaque_hmac_key_init(opaque_hmac_key *k, opaque_hash_id hash, const uint8_t *key,
+                          size_t key_len);
+/* out = HMAC(key, parts...); k is left as it was. */
+void opaque_hmac_keyed(const opaque_hmac_key *k, const opaque_slice *parts, size_t nparts,
+                       uint8_t *out);
+void opaque_hmac_key_wipe(opaque_hmac_key *k);
+/* HKDF-Expand under an absorbed prk. */
+opaque_err opaque_hkdf_expand_keyed(const opaque_hmac_key *prk, const opaque_slice *info,
+                                    size_t ninfo, uint8_t *out, size_t out_len);
 /* out = Hash(parts[0] || ... ), hash_len bytes. */
 void opaque_hash(opaque_hash_id hash, const opaque_slice *parts, size_t nparts, uint8_t *out);
 /* out = HMAC(key, parts...), hash_len bytes. */
@@ -69,6 +101,17 @@ opaque_err opaque_p256_hash_to_curve_parts(const opaque_slice *msg, size_t nmsg,
 
 /* ---- Prime-order groups ---- */
 
+/* A received element, decoded and validated once (element_decode) and then multiplied any
+ * number of times (scalar_mult_decoded) without decoding it again. enc points at the
+ * encoding it came from, which must outlive it. P-256: point is the affine EC_POINT.
+ * ristretto255: point is NULL; libsodium decodes inside each multiplication (it has no
+ * decoded form in its API), so element_decode does the checks it cannot (identity, s >= p,
+ * negative s) and the multiplication the rest. Release with decoded_free. */
+typedef struct opaque_decoded {
+	const uint8_t *enc;
+	void *point;
+} opaque_decoded;
+
 typedef struct opaque_group {
 	size_t element_len;
 	size_t scalar_len;
@@ -78,6 +121,18 @@ typedef struct opaque_group {
 	/* out = scalar * element. Decodes and validates element (the element_validate errors)
 	 * and rejects an identity result, so callers need not validate it separately. */
 	opaque_err (*scalar_mult)(const uint8_t *scalar, const uint8_t *element, uint8_t *out);
+	/* The two halves of scalar_mult: decode (the element_validate errors, except that a
+	 * ristretto255 encoding off the curve is reported by the multiplication), then
+	 * out = scalar * element, rejecting an identity result. */
+	opaque_err (*element_decode)(const uint8_t *element, opaque_decoded *out);
+	opaque_err (*scalar_mult_decoded)(const uint8_t *scalar, const opaque_decoded *element,
+	                                  uint8_t *out);
+	void (*decoded_free)(opaque_decoded *element);
+	/* Lends a decoded element to this thread's scalar_mult until lend(NULL): a scalar_mult
+	 * on the same encoding then skips decoding. KE2 lends the client key share for the
+	 * duration of keys->ake_dh, whose software implementations (opaque_ake_dh) multiply
+	 * the same bytes. A no-op where decoding cannot be skipped (ristretto255). */
+	void (*lend)(const opaque_decoded *element);
 	opaque_err (*scalar_mult_base)(const uint8_t *scalar, uint8_t *out);
 	opaque_err (*scalar_invert)(const uint8_t *scalar, uint8_t *out);
 	opaque_err (*random_scalar)(uint8_t *out);

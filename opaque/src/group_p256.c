@@ -89,7 +89,12 @@ const p256_ctx *p256_get(void)
 	return shared_ctx_ptr;
 }
 
-/* Decodes and validates a compressed element into pt. */
+/* Decodes and validates a compressed element into pt: x < p, then y = (x^3 + ax + b)^((p+1)/4)
+ * (p = 3 mod 4) with the shared Montgomery context, given the parity the prefix asks for.
+ * EC_POINT_set_affine_coordinates checks the curve equation, which is what rejects an x with
+ * no square root: that is the one on-curve check. (OpenSSL's set_compressed_coordinates
+ * does the same work but sets up a Montgomery context per call, and checks y^2 twice.) The
+ * element is public, so variable time is fine here. */
 static opaque_err p256_decode(const p256_ctx *c, const uint8_t *e, size_t len, EC_POINT *pt,
                               BN_CTX *bn)
 {
@@ -101,20 +106,32 @@ static opaque_err p256_decode(const p256_ctx *c, const uint8_t *e, size_t len, E
 		return OPAQUE_ERR_ELEMENT_NONCANONICAL;
 	opaque_err err = OPAQUE_ERR_CRYPTO;
 	BN_CTX_start(bn);
-	BIGNUM *x = BN_CTX_get(bn);
-	if (x == NULL || BN_bin2bn(e + 1, 32, x) == NULL)
+	BIGNUM *x = BN_CTX_get(bn), *rhs = BN_CTX_get(bn), *y = BN_CTX_get(bn);
+	if (y == NULL || BN_bin2bn(e + 1, 32, x) == NULL)
 		goto done;
 	if (BN_cmp(x, c->p) >= 0) {
 		err = OPAQUE_ERR_ELEMENT_NONCANONICAL;
 		goto done;
 	}
-	if (EC_POINT_set_compressed_coordinates(c->group, pt, x, e[0] & 1, bn) != 1) {
-		ERR_clear_error();
+	if (!BN_mod_sqr(rhs, x, c->p, bn) || !BN_mod_add(rhs, rhs, c->a, c->p, bn) ||
+	    !BN_mod_mul(rhs, rhs, x, c->p, bn) || !BN_mod_add(rhs, rhs, c->b, c->p, bn) ||
+	    !BN_mod_exp_mont(y, rhs, c->p_plus_1_quarter, c->p, bn, c->mont_p))
+		goto done;
+	/* y = 0 would be a point of order 2, which P-256 (prime order) does not have; and
+	 * p - 0 is not a field element. */
+	if (BN_is_zero(y) && (e[0] & 1)) {
+		err = OPAQUE_ERR_ELEMENT_NOT_ON_CURVE;
+		goto done;
+	}
+	if (BN_is_odd(y) != (e[0] & 1) && !BN_sub(y, c->p, y))
+		goto done;
+	if (EC_POINT_set_affine_coordinates(c->group, pt, x, y, bn) != 1) {
 		err = OPAQUE_ERR_ELEMENT_NOT_ON_CURVE;
 		goto done;
 	}
 	err = OPAQUE_OK;
 done:
+	ERR_clear_error();
 	BN_CTX_end(bn);
 	return err;
 }
@@ -131,20 +148,40 @@ static opaque_err p256_encode(const p256_ctx *c, const EC_POINT *pt, uint8_t *ou
 	return OPAQUE_OK;
 }
 
-static opaque_err p256_element_validate(const uint8_t *e, size_t len)
+/* Decodes and validates e into a new affine point (d->point); d->enc = e. */
+static opaque_err p256_element_decode(const uint8_t *e, opaque_decoded *d)
 {
 	const p256_ctx *c = p256_get();
+	d->enc = e;
+	d->point = NULL;
 	if (c == NULL)
 		return OPAQUE_ERR_CRYPTO;
-	if (len != P256_ELEMENT_BYTES)
-		return OPAQUE_ERR_LENGTH;
-	BN_CTX *bn = BN_CTX_new();
+	BN_CTX *bn = BN_CTX_new(); /* the element is public: no secure context needed */
 	EC_POINT *pt = EC_POINT_new(c->group);
 	opaque_err err = OPAQUE_ERR_CRYPTO;
 	if (bn != NULL && pt != NULL)
-		err = p256_decode(c, e, len, pt, bn);
-	EC_POINT_free(pt);
+		err = p256_decode(c, e, P256_ELEMENT_BYTES, pt, bn);
 	BN_CTX_free(bn);
+	if (err == OPAQUE_OK)
+		d->point = pt;
+	else
+		EC_POINT_free(pt);
+	return err;
+}
+
+static void p256_decoded_free(opaque_decoded *d)
+{
+	EC_POINT_free(d->point);
+	d->point = NULL;
+}
+
+static opaque_err p256_element_validate(const uint8_t *e, size_t len)
+{
+	if (len != P256_ELEMENT_BYTES)
+		return OPAQUE_ERR_LENGTH;
+	opaque_decoded d;
+	opaque_err err = p256_element_decode(e, &d);
+	p256_decoded_free(&d);
 	return err;
 }
 
@@ -187,21 +224,37 @@ done:
 	return err;
 }
 
-static opaque_err p256_scalar_mult(const uint8_t *k, const uint8_t *element, uint8_t *out)
+static opaque_err p256_scalar_mult_decoded(const uint8_t *k, const opaque_decoded *d, uint8_t *out)
 {
 	const p256_ctx *c = p256_get();
-	if (c == NULL)
+	if (c == NULL || d->point == NULL)
 		return OPAQUE_ERR_CRYPTO;
-	opaque_err err = OPAQUE_ERR_CRYPTO;
 	BN_CTX *bn = BN_CTX_secure_new();
-	EC_POINT *pt = EC_POINT_new(c->group);
-	if (bn != NULL && pt != NULL) {
-		err = p256_decode(c, element, P256_ELEMENT_BYTES, pt, bn);
-		if (err == OPAQUE_OK)
-			err = p256_mult_point(c, k, pt, out, bn);
-	}
-	EC_POINT_free(pt);
+	opaque_err err = bn ? p256_mult_point(c, k, d->point, out, bn) : OPAQUE_ERR_CRYPTO;
 	BN_CTX_free(bn);
+	return err;
+}
+
+/* The element lent by this thread's KE2 (opaque_group.lend), or NULL. */
+static _Thread_local const opaque_decoded *lent;
+
+static void p256_lend(const opaque_decoded *d)
+{
+	lent = d;
+}
+
+static opaque_err p256_scalar_mult(const uint8_t *k, const uint8_t *element, uint8_t *out)
+{
+	/* The same bytes decode to the same point: reuse the lent decoding (the encoding is
+	 * public, so comparing it in variable time leaks nothing). */
+	const opaque_decoded *l = lent;
+	if (l != NULL && l->point != NULL && memcmp(l->enc, element, P256_ELEMENT_BYTES) == 0)
+		return p256_scalar_mult_decoded(k, l, out);
+	opaque_decoded d;
+	opaque_err err = p256_element_decode(element, &d);
+	if (err == OPAQUE_OK)
+		err = p256_scalar_mult_decoded(k, &d, out);
+	p256_decoded_free(&d);
 	return err;
 }
 
@@ -300,6 +353,10 @@ const opaque_group opaque_group_p256 = {
     .element_validate = p256_element_validate,
     .scalar_validate = p256_scalar_validate,
     .scalar_mult = p256_scalar_mult,
+    .element_decode = p256_element_decode,
+    .scalar_mult_decoded = p256_scalar_mult_decoded,
+    .decoded_free = p256_decoded_free,
+    .lend = p256_lend,
     .scalar_mult_base = p256_scalar_mult_base,
     .scalar_invert = p256_scalar_invert,
     .random_scalar = p256_random_scalar,

@@ -64,19 +64,43 @@ static opaque_err r255_scalar_validate(const uint8_t *k)
 	return OPAQUE_OK;
 }
 
-static opaque_err r255_scalar_mult(const uint8_t *k, const uint8_t *e, uint8_t *out)
+/* libsodium has no decoded form: "decoding" is the checks its decoder does not do, and the
+ * multiplication decodes (and rejects what is not a point). */
+static opaque_err r255_element_decode(const uint8_t *e, opaque_decoded *d)
 {
-	/* The cheap checks first; the decoding is libsodium's, inside the multiplication,
-	 * which fails on an encoding that is not a point and on an identity result. Only then
-	 * is e decoded again, to tell which. */
-	opaque_err err = r255_encoding_validate(e);
-	if (err != OPAQUE_OK)
-		return err;
-	if (crypto_scalarmult_ristretto255(out, k, e) == 0)
+	d->enc = e;
+	d->point = NULL;
+	return r255_encoding_validate(e);
+}
+
+static opaque_err r255_scalar_mult_decoded(const uint8_t *k, const opaque_decoded *d, uint8_t *out)
+{
+	if (crypto_scalarmult_ristretto255(out, k, d->enc) == 0)
 		return OPAQUE_OK;
 	sodium_memzero(out, R255_BYTES);
-	return crypto_core_ristretto255_is_valid_point(e) != 1 ? OPAQUE_ERR_ELEMENT_NOT_ON_CURVE
-	                                                       : OPAQUE_ERR_ELEMENT_IDENTITY;
+	return crypto_core_ristretto255_is_valid_point(d->enc) != 1
+	           ? OPAQUE_ERR_ELEMENT_NOT_ON_CURVE
+	           : OPAQUE_ERR_ELEMENT_IDENTITY;
+}
+
+/* The cheap checks first; the decoding is libsodium's, inside the multiplication, which
+ * fails on an encoding that is not a point and on an identity result. Only then is e
+ * decoded again, to tell which. */
+static opaque_err r255_scalar_mult(const uint8_t *k, const uint8_t *e, uint8_t *out)
+{
+	opaque_decoded d;
+	opaque_err err = r255_element_decode(e, &d);
+	return err == OPAQUE_OK ? r255_scalar_mult_decoded(k, &d, out) : err;
+}
+
+static void r255_decoded_free(opaque_decoded *d)
+{
+	d->point = NULL;
+}
+
+static void r255_lend(const opaque_decoded *d)
+{
+	(void)d;
 }
 
 static opaque_err r255_scalar_mult_base(const uint8_t *k, uint8_t *out)
@@ -139,6 +163,10 @@ const opaque_group opaque_group_ristretto255 = {
     .element_validate = r255_element_validate,
     .scalar_validate = r255_scalar_validate,
     .scalar_mult = r255_scalar_mult,
+    .element_decode = r255_element_decode,
+    .scalar_mult_decoded = r255_scalar_mult_decoded,
+    .decoded_free = r255_decoded_free,
+    .lend = r255_lend,
     .scalar_mult_base = r255_scalar_mult_base,
     .scalar_invert = r255_scalar_invert,
     .random_scalar = r255_random_scalar,

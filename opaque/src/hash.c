@@ -7,16 +7,6 @@
 
 #include "core.h"
 
-typedef union opaque_hash_state {
-	crypto_hash_sha256_state sha256;
-	crypto_hash_sha512_state sha512;
-} opaque_hash_state;
-
-typedef union opaque_hmac_state {
-	crypto_auth_hmacsha256_state sha256;
-	crypto_auth_hmacsha512_state sha512;
-} opaque_hmac_state;
-
 size_t opaque_hash_len(opaque_hash_id hash)
 {
 	return hash == OPAQUE_HASH_SHA512 ? crypto_hash_sha512_BYTES : crypto_hash_sha256_BYTES;
@@ -53,43 +43,81 @@ static void hash_final(opaque_hash_id hash, opaque_hash_state *st, uint8_t *out)
 	sodium_memzero(st, sizeof(*st));
 }
 
+void opaque_hash_init(opaque_hash_id hash, opaque_hash_state *st)
+{
+	hash_init(hash, st);
+}
+
+void opaque_hash_update(opaque_hash_id hash, opaque_hash_state *st, const opaque_slice *parts,
+                        size_t nparts)
+{
+	for (size_t i = 0; i < nparts; i++) {
+		if (parts[i].len > 0)
+			hash_update(hash, st, parts[i].data, parts[i].len);
+	}
+}
+
+void opaque_hash_final(opaque_hash_id hash, opaque_hash_state *st, uint8_t *out)
+{
+	hash_final(hash, st, out);
+}
+
 void opaque_hash(opaque_hash_id hash, const opaque_slice *parts, size_t nparts, uint8_t *out)
 {
 	opaque_hash_state st;
 	hash_init(hash, &st);
-	for (size_t i = 0; i < nparts; i++) {
-		if (parts[i].len > 0)
-			hash_update(hash, &st, parts[i].data, parts[i].len);
-	}
+	opaque_hash_update(hash, &st, parts, nparts);
 	hash_final(hash, &st, out);
 }
 
-void opaque_hmac(opaque_hash_id hash, const uint8_t *key, size_t key_len, const opaque_slice *parts,
-                 size_t nparts, uint8_t *out)
+void opaque_hmac_key_init(opaque_hmac_key *k, opaque_hash_id hash, const uint8_t *key,
+                          size_t key_len)
 {
 	/* libsodium's key argument is nonnull even when empty (HKDF-Extract with salt ""). */
 	static const uint8_t empty_key[1] = {0};
 	if (key_len == 0)
 		key = empty_key;
-	opaque_hmac_state st;
-	if (hash == OPAQUE_HASH_SHA512) {
-		crypto_auth_hmacsha512_init(&st.sha512, key, key_len);
+	k->hash = hash;
+	if (hash == OPAQUE_HASH_SHA512)
+		crypto_auth_hmacsha512_init(&k->st.sha512, key, key_len);
+	else
+		crypto_auth_hmacsha256_init(&k->st.sha256, key, key_len);
+}
+
+void opaque_hmac_keyed(const opaque_hmac_key *k, const opaque_slice *parts, size_t nparts,
+                       uint8_t *out)
+{
+	opaque_hmac_key st = *k; /* the keyed state is reused: work on a copy */
+	if (st.hash == OPAQUE_HASH_SHA512) {
 		for (size_t i = 0; i < nparts; i++) {
 			if (parts[i].len > 0)
-				crypto_auth_hmacsha512_update(&st.sha512, parts[i].data,
+				crypto_auth_hmacsha512_update(&st.st.sha512, parts[i].data,
 				                              parts[i].len);
 		}
-		crypto_auth_hmacsha512_final(&st.sha512, out);
+		crypto_auth_hmacsha512_final(&st.st.sha512, out);
 	} else {
-		crypto_auth_hmacsha256_init(&st.sha256, key, key_len);
 		for (size_t i = 0; i < nparts; i++) {
 			if (parts[i].len > 0)
-				crypto_auth_hmacsha256_update(&st.sha256, parts[i].data,
+				crypto_auth_hmacsha256_update(&st.st.sha256, parts[i].data,
 				                              parts[i].len);
 		}
-		crypto_auth_hmacsha256_final(&st.sha256, out);
+		crypto_auth_hmacsha256_final(&st.st.sha256, out);
 	}
 	sodium_memzero(&st, sizeof(st));
+}
+
+void opaque_hmac_key_wipe(opaque_hmac_key *k)
+{
+	sodium_memzero(k, sizeof(*k));
+}
+
+void opaque_hmac(opaque_hash_id hash, const uint8_t *key, size_t key_len, const opaque_slice *parts,
+                 size_t nparts, uint8_t *out)
+{
+	opaque_hmac_key k;
+	opaque_hmac_key_init(&k, hash, key, key_len);
+	opaque_hmac_keyed(&k, parts, nparts, out);
+	opaque_hmac_key_wipe(&k);
 }
 
 void opaque_hkdf_extract(opaque_hash_id hash, const uint8_t *salt, size_t salt_len,
@@ -103,7 +131,17 @@ void opaque_hkdf_extract(opaque_hash_id hash, const uint8_t *salt, size_t salt_l
 opaque_err opaque_hkdf_expand(opaque_hash_id hash, const uint8_t *prk, size_t prk_len,
                               const opaque_slice *info, size_t ninfo, uint8_t *out, size_t out_len)
 {
-	const size_t hlen = opaque_hash_len(hash);
+	opaque_hmac_key k;
+	opaque_hmac_key_init(&k, hash, prk, prk_len);
+	opaque_err err = opaque_hkdf_expand_keyed(&k, info, ninfo, out, out_len);
+	opaque_hmac_key_wipe(&k);
+	return err;
+}
+
+opaque_err opaque_hkdf_expand_keyed(const opaque_hmac_key *prk, const opaque_slice *info,
+                                    size_t ninfo, uint8_t *out, size_t out_len)
+{
+	const size_t hlen = opaque_hash_len(prk->hash);
 	if (out_len > 255 * hlen || ninfo > HKDF_MAX_INFO_PARTS)
 		return OPAQUE_ERR_ARGUMENT;
 
@@ -119,7 +157,7 @@ opaque_err opaque_hkdf_expand(opaque_hash_id hash, const uint8_t *prk, size_t pr
 			parts[n++] = info[i];
 		counter++;
 		parts[n++] = OPAQUE_SLICE(&counter, 1);
-		opaque_hmac(hash, prk, prk_len, parts, n, block);
+		opaque_hmac_keyed(prk, parts, n, block);
 		size_t take = out_len - done < hlen ? out_len - done : hlen;
 		memcpy(out + done, block, take);
 		done += take;

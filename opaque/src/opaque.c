@@ -78,7 +78,7 @@ static opaque_err expand(const opaque_suite *s, const uint8_t *secret, const opa
 /* Expand-Label(Secret, Label, Context, Length) = Expand(Secret, CustomLabel, Length) with
  * CustomLabel = I2OSP(Length, 2) || I2OSP(len("OPAQUE-" || Label), 1) || "OPAQUE-" ||
  * Label || I2OSP(len(Context), 1) || Context */
-static opaque_err expand_label(const opaque_suite *s, const uint8_t *secret, const char *label,
+static opaque_err expand_label(const opaque_hmac_key *secret, const char *label,
                                const uint8_t *context, size_t context_len, uint8_t *out,
                                size_t out_len)
 {
@@ -89,7 +89,7 @@ static opaque_err expand_label(const opaque_suite *s, const uint8_t *secret, con
 	opaque_slice info[6] = {OPAQUE_SLICE(length_be, 2),  OPAQUE_SLICE(&full_label_len, 1),
 	                        OPAQUE_SLICE_STR("OPAQUE-"), OPAQUE_SLICE(label, label_len),
 	                        OPAQUE_SLICE(&ctx_len, 1),   OPAQUE_SLICE(context, context_len)};
-	return expand(s, secret, info, 6, out, out_len);
+	return opaque_hkdf_expand_keyed(secret, info, 6, out, out_len);
 }
 
 /* DeriveDiffieHellmanKeyPair(seed) = DeriveKeyPair(seed, "OPAQUE-DeriveDiffieHellmanKeyPair") */
@@ -124,17 +124,18 @@ done:
 	return err;
 }
 
-/* BlindEvaluate with the per-user key: evaluated = oprf_key * blinded_element. */
+/* BlindEvaluate with the per-user key: evaluated = oprf_key * blinded_element (decoded by
+ * the caller). */
 static opaque_err server_evaluate(const opaque_suite *s, const opaque_server_keys *keys,
                                   const uint8_t *credential_identifier,
-                                  size_t credential_identifier_len, const uint8_t *blinded_element,
-                                  uint8_t *evaluated_element)
+                                  size_t credential_identifier_len,
+                                  const opaque_decoded *blinded_element, uint8_t *evaluated_element)
 {
 	uint8_t oprf_key[OPAQUE_MAX_SCALAR_BYTES];
 	opaque_err err;
 	OPAQUE_TRY(
 	    derive_oprf_key(s, keys, credential_identifier, credential_identifier_len, oprf_key));
-	OPAQUE_TRY(s->group->scalar_mult(oprf_key, blinded_element, evaluated_element));
+	OPAQUE_TRY(s->group->scalar_mult_decoded(oprf_key, blinded_element, evaluated_element));
 done:
 	sodium_memzero(oprf_key, sizeof(oprf_key));
 	return err;
@@ -285,31 +286,44 @@ static opaque_err derive_3dh(const opaque_suite *s, preamble *p, const uint8_t *
 {
 	const size_t nh = s->sizes.Nh;
 	uint8_t preamble_hash[OPAQUE_MAX_HASH_BYTES];
-	uint8_t prk[OPAQUE_MAX_HASH_BYTES];
-	uint8_t handshake_secret[OPAQUE_MAX_HASH_BYTES];
+	uint8_t prk_bytes[OPAQUE_MAX_HASH_BYTES];
+	uint8_t secret_bytes[OPAQUE_MAX_HASH_BYTES]; /* handshake_secret */
 	uint8_t km2[OPAQUE_MAX_HASH_BYTES];
 	uint8_t km3[OPAQUE_MAX_HASH_BYTES];
 	uint8_t transcript_hash[OPAQUE_MAX_HASH_BYTES];
+
+	opaque_hash_state preamble_state, transcript_state;
+	opaque_hmac_key prk, handshake_secret;
 	opaque_err err;
 
-	opaque_hash(s->hash, p->parts, p->nparts, preamble_hash);
+	/* Hash(preamble || server_mac) continues Hash(preamble): the preamble is hashed once. */
+	opaque_hash_init(s->hash, &preamble_state);
+	opaque_hash_update(s->hash, &preamble_state, p->parts, p->nparts);
+	transcript_state = preamble_state;
+	opaque_hash_final(s->hash, &preamble_state, preamble_hash);
+	/* prk and handshake_secret each key two MACs: absorb each key once. */
 	opaque_slice ikm_slice = OPAQUE_SLICE(ikm, 3 * s->sizes.Noe);
-	opaque_hkdf_extract(s->hash, NULL, 0, &ikm_slice, 1, prk);
-	OPAQUE_TRY(
-	    expand_label(s, prk, "HandshakeSecret", preamble_hash, nh, handshake_secret, nh));
-	OPAQUE_TRY(expand_label(s, prk, "SessionKey", preamble_hash, nh, session_key, nh));
-	OPAQUE_TRY(expand_label(s, handshake_secret, "ServerMAC", NULL, 0, km2, nh));
-	OPAQUE_TRY(expand_label(s, handshake_secret, "ClientMAC", NULL, 0, km3, nh));
+	opaque_hkdf_extract(s->hash, NULL, 0, &ikm_slice, 1, prk_bytes);
+	opaque_hmac_key_init(&prk, s->hash, prk_bytes, nh);
+	OPAQUE_TRY(expand_label(&prk, "HandshakeSecret", preamble_hash, nh, secret_bytes, nh));
+	OPAQUE_TRY(expand_label(&prk, "SessionKey", preamble_hash, nh, session_key, nh));
+	opaque_hmac_key_init(&handshake_secret, s->hash, secret_bytes, nh);
+	OPAQUE_TRY(expand_label(&handshake_secret, "ServerMAC", NULL, 0, km2, nh));
+	OPAQUE_TRY(expand_label(&handshake_secret, "ClientMAC", NULL, 0, km3, nh));
 
 	opaque_slice ph = OPAQUE_SLICE(preamble_hash, nh);
 	opaque_hmac(s->hash, km2, nh, &ph, 1, server_mac);
-	p->parts[p->nparts] = OPAQUE_SLICE(server_mac, nh);
-	opaque_hash(s->hash, p->parts, p->nparts + 1, transcript_hash);
+	opaque_slice mac = OPAQUE_SLICE(server_mac, nh);
+	opaque_hash_update(s->hash, &transcript_state, &mac, 1);
+	opaque_hash_final(s->hash, &transcript_state, transcript_hash);
 	opaque_slice th = OPAQUE_SLICE(transcript_hash, nh);
 	opaque_hmac(s->hash, km3, nh, &th, 1, client_mac);
 done:
-	sodium_memzero(prk, sizeof(prk));
-	sodium_memzero(handshake_secret, sizeof(handshake_secret));
+	sodium_memzero(prk_bytes, sizeof(prk_bytes));
+	sodium_memzero(secret_bytes, sizeof(secret_bytes));
+	opaque_hmac_key_wipe(&prk);
+	opaque_hmac_key_wipe(&handshake_secret);
+	sodium_memzero(&transcript_state, sizeof(transcript_state));
 	sodium_memzero(km2, sizeof(km2));
 	sodium_memzero(km3, sizeof(km3));
 	sodium_memzero(preamble_hash, sizeof(preamble_hash));
@@ -374,7 +388,8 @@ opaque_err opaque_server_registration_response(
     const uint8_t *registration_request, size_t registration_request_len,
     uint8_t *registration_response, size_t registration_response_len)
 {
-	const opaque_suite *s;
+	const opaque_suite *s = NULL;
+	opaque_decoded blinded = {NULL, NULL};
 	opaque_err err;
 	OPAQUE_TRY(check_config(config, &s));
 	if (keys == NULL || keys->suite != s->id || credential_identifier == NULL ||
@@ -386,12 +401,14 @@ opaque_err opaque_server_registration_response(
 	if (registration_request_len != s->sizes.registration_request)
 		OPAQUE_FAIL(OPAQUE_ERR_LENGTH);
 
-	/* response = evaluated_message || server_public_key; server_evaluate's multiplication
-	 * validates the request's element. */
+	/* response = evaluated_message || server_public_key */
+	OPAQUE_TRY(s->group->element_decode(registration_request, &blinded));
 	OPAQUE_TRY(server_evaluate(s, keys, credential_identifier, credential_identifier_len,
-	                           registration_request, registration_response));
+	                           &blinded, registration_response));
 	memcpy(registration_response + s->sizes.Noe, keys->server_public_key, s->sizes.Npk);
 done:
+	if (s != NULL)
+		s->group->decoded_free(&blinded);
 	if (err != OPAQUE_OK && registration_response != NULL)
 		sodium_memzero(registration_response, registration_response_len);
 	return err;
@@ -579,6 +596,7 @@ opaque_err opaque_server_login_start_with_randomness(
 	uint8_t server_private_keyshare[OPAQUE_MAX_SCALAR_BYTES];
 	uint8_t ikm[DH_MAX_BYTES];
 	uint8_t client_mac[OPAQUE_MAX_HASH_BYTES];
+	opaque_decoded blinded = {NULL, NULL}, keyshare = {NULL, NULL}, client_pk = {NULL, NULL};
 	opaque_err err;
 	if (state == NULL)
 		return OPAQUE_ERR_ARGUMENT;
@@ -608,10 +626,14 @@ opaque_err opaque_server_login_start_with_randomness(
 	const uint8_t *client_public_keyshare = opaque_reader_take(&r1, npk);
 	if (client_nonce == NULL || client_public_keyshare == NULL || !opaque_reader_done(&r1))
 		OPAQUE_FAIL(OPAQUE_ERR_LENGTH);
-	/* blinded_message, client_public_keyshare and client_public_key are validated by the
-	 * scalar multiplications that first use them: blinded_message in server_evaluate,
-	 * client_public_keyshare in dh1 (before it reaches keys->ake_dh, the token), and
-	 * client_public_key in dh3. Decoding a P-256 point costs a square root; once is enough. */
+	/* Each received element is decoded and validated here, once (a P-256 decoding costs a
+	 * square root), and the decoded form goes to every multiplication that uses it. For
+	 * ristretto255 libsodium decodes inside each multiplication, so the element is
+	 * fully validated by the first one: client_public_keyshare by dh1, before it reaches
+	 * keys->ake_dh (the token), which is told it has been validated. */
+	OPAQUE_TRY(s->group->element_decode(blinded_message, &blinded));
+	OPAQUE_TRY(s->group->element_decode(client_public_keyshare, &keyshare));
+	OPAQUE_TRY(s->group->element_decode(client_public_key, &client_pk));
 
 	/* credential_response = evaluated_message || masking_nonce || masked_response */
 	uint8_t *evaluated_message = ke2;
@@ -624,7 +646,7 @@ opaque_err opaque_server_login_start_with_randomness(
 	uint8_t *server_mac = server_public_keyshare + npk;
 
 	OPAQUE_TRY(server_evaluate(s, keys, credential_identifier, credential_identifier_len,
-	                           blinded_message, evaluated_message));
+	                           &blinded, evaluated_message));
 	memcpy(out_masking_nonce, masking_nonce, OPAQUE_NONCE_BYTES);
 	uint8_t unmasked[MASKED_MAX_BYTES];
 	memcpy(unmasked, keys->server_public_key, npk);
@@ -641,11 +663,15 @@ opaque_err opaque_server_login_start_with_randomness(
 	/* dh1 = server_private_keyshare * client_public_keyshare
 	 * dh2 = server_private_key * client_public_keyshare   (in keys: the token)
 	 * dh3 = server_private_keyshare * client_public_key */
-	OPAQUE_TRY(s->group->scalar_mult(server_private_keyshare, client_public_keyshare, ikm));
-	if (keys->ake_dh(keys->ctx, client_public_keyshare, npk, ikm + noe, noe) != OPAQUE_OK)
+	OPAQUE_TRY(s->group->scalar_mult_decoded(server_private_keyshare, &keyshare, ikm));
+	/* The software ake_dh (opaque_ake_dh) multiplies the same bytes: lend it the decoding. */
+	s->group->lend(&keyshare);
+	const opaque_err dh2 = keys->ake_dh(keys->ctx, client_public_keyshare, npk, ikm + noe, noe);
+	s->group->lend(NULL);
+	if (dh2 != OPAQUE_OK)
 		OPAQUE_FAIL(OPAQUE_ERR_SERVER_KEYS);
 	OPAQUE_TRY(
-	    s->group->scalar_mult(server_private_keyshare, client_public_key, ikm + 2 * noe));
+	    s->group->scalar_mult_decoded(server_private_keyshare, &client_pk, ikm + 2 * noe));
 
 	preamble p;
 	preamble_build(&p, config, client_identity_or(identities, client_public_key, npk),
@@ -661,6 +687,11 @@ done:
 	sodium_memzero(server_private_keyshare, sizeof(server_private_keyshare));
 	sodium_memzero(ikm, sizeof(ikm));
 	sodium_memzero(client_mac, sizeof(client_mac));
+	if (s != NULL) {
+		s->group->decoded_free(&blinded);
+		s->group->decoded_free(&keyshare);
+		s->group->decoded_free(&client_pk);
+	}
 	if (err != OPAQUE_OK) {
 		sodium_memzero(state, sizeof(*state));
 		if (ke2 != NULL)
@@ -676,17 +707,15 @@ opaque_server_login_start(const opaque_config *config, const opaque_server_keys 
                           size_t registration_record_len, const uint8_t *ke1, size_t ke1_len,
                           opaque_server_login_state *state, uint8_t *ke2, size_t ke2_len)
 {
-	uint8_t masking_nonce[OPAQUE_NONCE_BYTES];
-	uint8_t server_nonce[OPAQUE_NONCE_BYTES];
-	uint8_t server_keyshare_seed[OPAQUE_SEED_BYTES];
-	opaque_random_bytes(masking_nonce, sizeof(masking_nonce));
-	opaque_random_bytes(server_nonce, sizeof(server_nonce));
-	opaque_random_bytes(server_keyshare_seed, sizeof(server_keyshare_seed));
+	/* masking_nonce || server_nonce || server_keyshare_seed, drawn in one call (one
+	 * getrandom system call with libsodium's default generator instead of three). */
+	uint8_t random[2 * OPAQUE_NONCE_BYTES + OPAQUE_SEED_BYTES];
+	opaque_random_bytes(random, sizeof(random));
 	opaque_err err = opaque_server_login_start_with_randomness(
 	    config, keys, identities, credential_identifier, credential_identifier_len,
-	    registration_record, registration_record_len, ke1, ke1_len, masking_nonce, server_nonce,
-	    server_keyshare_seed, state, ke2, ke2_len);
-	sodium_memzero(server_keyshare_seed, sizeof(server_keyshare_seed));
+	    registration_record, registration_record_len, ke1, ke1_len, random,
+	    random + OPAQUE_NONCE_BYTES, random + 2 * OPAQUE_NONCE_BYTES, state, ke2, ke2_len);
+	sodium_memzero(random, sizeof(random));
 	return err;
 }
 
@@ -705,6 +734,7 @@ opaque_err opaque_client_login_finish(const opaque_config *config, opaque_client
 	uint8_t ikm[DH_MAX_BYTES];
 	uint8_t expected_server_mac[OPAQUE_MAX_HASH_BYTES];
 	envelope_keys keys;
+	opaque_decoded server_keyshare = {NULL, NULL};
 	opaque_err err;
 	sodium_memzero(&keys, sizeof(keys));
 	OPAQUE_TRY(check_config(config, &s));
@@ -756,11 +786,13 @@ opaque_err opaque_client_login_finish(const opaque_config *config, opaque_client
 	 * dh1 = client_secret * server_public_keyshare
 	 * dh2 = client_secret * server_public_key
 	 * dh3 = client_private_key * server_public_keyshare */
-	/* Each element is validated by the first multiplication that uses it. */
-	OPAQUE_TRY(s->group->scalar_mult(state->client_secret, server_public_keyshare, ikm));
+	/* Each element is decoded and validated once (server_public_key by its only
+	 * multiplication). */
+	OPAQUE_TRY(s->group->element_decode(server_public_keyshare, &server_keyshare));
+	OPAQUE_TRY(s->group->scalar_mult_decoded(state->client_secret, &server_keyshare, ikm));
 	OPAQUE_TRY(s->group->scalar_mult(state->client_secret, server_public_key, ikm + noe));
-	OPAQUE_TRY(
-	    s->group->scalar_mult(keys.client_private_key, server_public_keyshare, ikm + 2 * noe));
+	OPAQUE_TRY(s->group->scalar_mult_decoded(keys.client_private_key, &server_keyshare,
+	                                         ikm + 2 * noe));
 
 	preamble p;
 	preamble_build(&p, config, client_identity_or(identities, keys.client_public_key, npk),
@@ -781,6 +813,8 @@ done:
 	sodium_memzero(ikm, sizeof(ikm));
 	sodium_memzero(expected_server_mac, sizeof(expected_server_mac));
 	sodium_memzero(&keys, sizeof(keys));
+	if (s != NULL)
+		s->group->decoded_free(&server_keyshare);
 	if (state != NULL)
 		sodium_memzero(state, sizeof(*state));
 	if (err != OPAQUE_OK) {

@@ -1,11 +1,16 @@
 /*
  * fuzz_element.c - fuzzes group element decoding through opaque_element_validate for both
- * suites, and checks that OPRF BlindEvaluate accepts exactly the elements it accepts.
+ * suites, and checks that OPRF BlindEvaluate accepts exactly the elements it accepts. For
+ * P-256 the core's decoder (its own square root) must accept exactly the 33-byte encodings
+ * OpenSSL's EC_POINT_oct2point accepts.
  */
 #include "fuzz_common.h"
 
 #include "opaque/oprf.h"
 
+#include <openssl/ec.h>
+#include <openssl/err.h>
+#include <openssl/obj_mac.h>
 #include <string.h>
 
 #define HARNESS "fuzz-element"
@@ -31,6 +36,20 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 	valid = opaque_element_validate(suite, element.bytes, element.len);
 	if (valid == OPAQUE_OK && element.len != sz->Noe) {
 		fuzz_fail(HARNESS, "validated an element of the wrong length");
+	}
+	if (suite == OPAQUE_SUITE_P256_SHA256 && element.len == 33) {
+		static EC_GROUP *grp;
+		if (grp == NULL)
+			grp = EC_GROUP_new_by_curve_name(NID_X9_62_prime256v1);
+		EC_POINT *pt = grp ? EC_POINT_new(grp) : NULL;
+		if (pt == NULL)
+			fuzz_fail(HARNESS, "out of memory");
+		/* OpenSSL's only 33-byte encodings start with 02 or 03 (its identity is 00). */
+		const int ossl = EC_POINT_oct2point(grp, pt, element.bytes, 33, NULL) == 1;
+		ERR_clear_error();
+		EC_POINT_free(pt);
+		if (ossl != (valid == OPAQUE_OK))
+			fuzz_fail(HARNESS, "the P-256 decoder and OpenSSL's oct2point disagree");
 	}
 	if (fuzz_msg_equals(&element, f->soft.keys.server_public_key, sz->Npk) &&
 	    valid != OPAQUE_OK) {
