@@ -2091,6 +2091,9 @@ typedef struct plug {
 	opaque_err probe_err;
 	uint8_t probe_out[OPAQUE_MAX_ELEMENT_BYTES];
 	uint8_t last_out[OPAQUE_MAX_ELEMENT_BYTES];
+	/* P-256: what opaque_p256_lent_uncompressed gave for the peer, and for the probe */
+	bool lent, probe_lent;
+	uint8_t lent_point[65];
 } plug;
 
 static opaque_err plug_expand(void *ctx, const uint8_t *info, size_t info_len, uint8_t *out,
@@ -2114,6 +2117,12 @@ static opaque_err plug_dh(void *ctx, const uint8_t *peer, size_t peer_len, uint8
 	}
 	if (p->fail_dh) {
 		return OPAQUE_ERR_SERVER_KEYS;
+	}
+	if (p->keys.suite == OPAQUE_SUITE_P256_SHA256 && peer_len == 33) {
+		uint8_t other[65];
+		p->lent = opaque_p256_lent_uncompressed(peer, p->lent_point);
+		p->probe_lent =
+		    p->probe_len == 33 && opaque_p256_lent_uncompressed(p->probe, other);
 	}
 	if (p->probe_len > 0) {
 		p->probe_err = opaque_ake_dh(p->keys.suite, p->soft->server_private_key, 32,
@@ -2266,6 +2275,43 @@ static void test_opaque_ake_dh_during_ke2_decodes_other_peers_itself(void **stat
 	}
 }
 
+/* A token that wants the peer uncompressed gets the key share KE2 decoded, during its
+ * ake_dh only, for that peer only, and equal to OpenSSL's own decompression of it. */
+static void test_p256_lent_uncompressed_gives_the_key_share_during_ke2_only(void **state)
+{
+	fx *f = *state;
+	msg_field fields[KE1_NFIELDS];
+	ke1_fields(f->sz, fields);
+	register_user(f);
+	plug p;
+	session s;
+	plug_init(&p, f);
+	client_start(f, &f->cfg, &s, PASSWORD);
+	const uint8_t *keyshare = s.ke1 + fields[KE1_CLIENT_KEYSHARE].off;
+	uint8_t out[65];
+	memset(out, 0xAA, sizeof out);
+	assert_false(opaque_p256_lent_uncompressed(keyshare, out)); /* not inside KE2 */
+	assert_true(tu_is_zero(out, sizeof out));
+	p.probe_len = 33;
+	generator(f->suite, p.probe); /* another peer, asked for meanwhile */
+	assert_err(server_start(f, &f->cfg, &p.keys, &NO_IDS, f->record, s.ke1, &s), OPAQUE_OK);
+	assert_int_equal(p.dh_calls, 1);
+	assert_true(p.lent);
+	assert_false(p.probe_lent);
+	EC_GROUP *g = EC_GROUP_new_by_curve_name(NID_X9_62_prime256v1);
+	EC_POINT *pt = EC_POINT_new(g);
+	uint8_t want[65];
+	assert_int_equal(EC_POINT_oct2point(g, pt, keyshare, 33, NULL), 1);
+	assert_int_equal(
+	    EC_POINT_point2oct(g, pt, POINT_CONVERSION_UNCOMPRESSED, want, sizeof want, NULL), 65);
+	assert_memory_equal(p.lent_point, want, 65);
+	EC_POINT_free(pt);
+	EC_GROUP_free(g);
+	assert_false(opaque_p256_lent_uncompressed(keyshare, out)); /* KE2 is over */
+	opaque_client_login_state_wipe(&s.cst);
+	opaque_server_login_state_wipe(&s.sst);
+}
+
 static void
 test_failing_oprf_seed_expand_fails_registration_and_login_with_server_keys(void **state)
 {
@@ -2392,6 +2438,7 @@ int main(void)
 	    BOTH(test_failing_ake_dh_fails_server_login_start_with_server_keys_and_no_ke2),
 	    BOTH(test_ake_dh_never_sees_an_invalid_client_keyshare),
 	    BOTH(test_opaque_ake_dh_during_ke2_decodes_other_peers_itself),
+	    P256_TEST(test_p256_lent_uncompressed_gives_the_key_share_during_ke2_only),
 	    BOTH(test_failing_oprf_seed_expand_fails_registration_and_login_with_server_keys),
 	};
 	return cmocka_run_group_tests(tests, NULL, NULL);

@@ -243,6 +243,24 @@ static void p256_lend(const opaque_decoded *d)
 	lent = d;
 }
 
+bool opaque_p256_lent_uncompressed(const uint8_t peer[33], uint8_t out[65])
+{
+	memset(out, 0, 65);
+	const opaque_decoded *l = lent;
+	const p256_ctx *c = p256_get();
+	if (c == NULL || l == NULL || l->point == NULL ||
+	    memcmp(l->enc, peer, P256_ELEMENT_BYTES) != 0)
+		return false;
+	BN_CTX *bn = BN_CTX_new();
+	const bool ok =
+	    bn != NULL && EC_POINT_point2oct(c->group, l->point, POINT_CONVERSION_UNCOMPRESSED, out,
+	                                     65, bn) == 65;
+	BN_CTX_free(bn);
+	if (!ok)
+		memset(out, 0, 65);
+	return ok;
+}
+
 static opaque_err p256_scalar_mult(const uint8_t *k, const uint8_t *element, uint8_t *out)
 {
 	/* The same bytes decode to the same point: reuse the lent decoding (the encoding is

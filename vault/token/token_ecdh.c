@@ -155,14 +155,18 @@ bkv_token_err p256_dh_full_point(p256_x_only_dh_fn dh, void *ctx,
 	if (bn == NULL || p == NULL || shifted == NULL || s == NULL || c == NULL || sum == NULL)
 		goto done;
 	err = BKV_TOKEN_ERR_ARGUMENT;
-	if (EC_POINT_oct2point(g, p, peer_compressed, 33, bn) != 1 ||
+	/* Inside KE2 the key share is decoded already: take its uncompressed form (checked on
+	 * the curve again by oct2point, without the square root a decompression costs). */
+	const bool lent = opaque_p256_lent_uncompressed(peer_compressed, enc);
+	if ((lent ? EC_POINT_oct2point(g, p, enc, sizeof(enc), bn)
+	          : EC_POINT_oct2point(g, p, peer_compressed, 33, bn)) != 1 ||
 	    EC_POINT_is_at_infinity(g, p) ||
 	    EC_POINT_oct2point(g, s, server_public, P256_UNCOMPRESSED_BYTES, bn) != 1)
 		goto done;
 	err = BKV_TOKEN_ERR_NOMEM;
 
 	/* x1 = x(sk * P) */
-	if (!point_to_uncompressed(g, p, enc, bn))
+	if (!lent && !point_to_uncompressed(g, p, enc, bn))
 		goto done;
 	err = dh(ctx, enc, x1);
 	if (err != BKV_TOKEN_OK)

@@ -21,6 +21,7 @@
 #ifndef OPAQUE_OPAQUE_H
 #define OPAQUE_OPAQUE_H
 
+#include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
 
@@ -174,6 +175,13 @@ opaque_err opaque_ake_public_key(opaque_suite_id suite, const uint8_t *private_k
  * bytes) has been validated by the caller. */
 opaque_err opaque_ake_dh(opaque_suite_id suite, const uint8_t *private_key, size_t private_key_len,
                          const uint8_t *peer, size_t peer_len, uint8_t *out, size_t out_len);
+
+/* For an ake_dh that hands the P-256 peer to a device wanting it uncompressed: while
+ * opaque_server_login_start runs keys->ake_dh, the peer it passed is already decoded and
+ * validated, and this writes its uncompressed encoding (0x04 || x || y, 65 bytes) without
+ * decoding it again. false (out zeroed) for any other peer or outside that call: decode
+ * and validate it yourself then. */
+bool opaque_p256_lent_uncompressed(const uint8_t peer[33], uint8_t out[65]);
 
 /* A fresh AKE key pair: private Nsk bytes, public Npk bytes. */
 opaque_err opaque_generate_ake_key_pair(opaque_suite_id suite, uint8_t *private_key,
