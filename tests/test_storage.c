@@ -2803,25 +2803,25 @@ static int one_write_of_each_kind(bkv_storage *s, int index)
 	switch (index) {
 	case OP_INSERT_NEW:
 		r = sealed_under(LIT("new"), 2); /* at the floor */
-		return bkv_storage_insert(s, &r);
+		return (int)bkv_storage_insert(s, &r);
 	case OP_INSERT_EXISTING:
 		r = sealed_under(LIT("exists"), 2);
-		return bkv_storage_insert(s, &r);
+		return (int)bkv_storage_insert(s, &r);
 	case OP_UPDATE_STALE: {
 		if (bkv_storage_get(s, LIT("stale"), &r) != BKV_STORAGE_OK) {
 			return 102;
 		}
 		const bkv_record n = next_state(&r);
 		const uint8_t other[8] = {0xEE};
-		return bkv_storage_update(s, &n, other, sizeof(other));
+		return (int)bkv_storage_update(s, &n, other, sizeof(other));
 	}
 	case OP_UPDATE_MISSING:
 		make_record(&r, LIT("missing"));
-		return bkv_storage_update(s, &r, r.mac, r.mac_len);
+		return (int)bkv_storage_update(s, &r, r.mac, r.mac_len);
 	case OP_DELETE_MISSING:
-		return bkv_storage_delete(s, LIT("missing too"));
+		return (int)bkv_storage_delete(s, LIT("missing too"));
 	case OP_DELETE:
-		return bkv_storage_delete(s, LIT("deleted"));
+		return (int)bkv_storage_delete(s, LIT("deleted"));
 	case OP_UPDATE:
 	case OP_UPDATE_BELOW_FLOOR: {
 		const bool below = index == OP_UPDATE_BELOW_FLOOR;
@@ -2831,7 +2831,7 @@ static int one_write_of_each_kind(bkv_storage *s, int index)
 		}
 		bkv_record n = next_state(&r);
 		n.sealed[1] ^= below ? 1 : 0; /* another blob under a version below the floor */
-		return bkv_storage_update(s, &n, r.mac, r.mac_len);
+		return (int)bkv_storage_update(s, &n, r.mac, r.mac_len);
 	}
 	}
 	return 103;
@@ -2913,7 +2913,7 @@ static int advance_own_account(bkv_storage *s, int index)
 		return 102;
 	}
 	const bkv_record n = next_state(&r);
-	return bkv_storage_update(s, &n, r.mac, r.mac_len);
+	return (int)bkv_storage_update(s, &n, r.mac, r.mac_len);
 }
 
 /* A leader killed in its commit leaves that commit in doubt: every write in it is answered

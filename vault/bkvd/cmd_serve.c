@@ -41,10 +41,10 @@
 #include "bkvd.h"
 #include "server.h"
 
-#define MAX_WORKERS    256
+#define MAX_WORKERS     256
 #define WORKERS_PER_CPU 4 /* the default: see bkvd_serve */
-#define STOP_TIMEOUT_S 10
-#define PORT_WAIT_MS   3000 /* above the workers' 2 s drain (server.c) */
+#define STOP_TIMEOUT_S  10
+#define PORT_WAIT_MS    3000 /* above the workers' 2 s drain (server.c) */
 
 typedef struct serve_options {
 	const char *config_path;
@@ -827,8 +827,9 @@ int bkvd_cmd_serve(int argc, char **argv)
 	if (ch.group != NULL) {
 		bkv_storage_group_info gi;
 		bkv_storage_group_info_get(ch.group, &gi);
-		fprintf(stderr, "bkvd: %" PRIu64 " commits carried %" PRIu64 " writes\n",
-		        gi.batches, gi.writes);
+		if (gi.batches > 0)
+			fprintf(stderr, "bkvd: %" PRIu64 " commits carried %" PRIu64 " writes\n",
+			        gi.batches, gi.writes);
 		bkv_storage_group_free(ch.group);
 	}
 	fprintf(stderr, "bkvd: stopped\n");
