@@ -106,6 +106,25 @@ int bkv_listen(const char *host, const char *port, bool listening, char *why, si
 	return bkv_bind("the listen address", host, port, true, listening, &in_use, why, why_len);
 }
 
+/* The largest response that bkv_send_reply copies into one piece: one TLS record's payload. */
+#define COALESCE_MAX 16384
+
+void bkv_send_reply(struct evhttp_request *req, int code, const char *reason, struct evbuffer *body)
+{
+	struct evhttp_connection *evcon = evhttp_request_get_connection(req);
+	evhttp_send_reply(req, code, reason, body);
+	if (evcon == NULL)
+		return;
+	/* evhttp leaves the status line and headers in one chain of the connection's output and
+	 * the body in another, and the TLS bufferevent writes each chain as its own record with
+	 * its own write(2): joined, a response is one record and one system call. */
+	struct bufferevent *bev = evhttp_connection_get_bufferevent(evcon);
+	struct evbuffer *out = bev != NULL ? bufferevent_get_output(bev) : NULL;
+	const size_t pending = out != NULL ? evbuffer_get_length(out) : 0;
+	if (pending > 0 && pending <= COALESCE_MAX)
+		evbuffer_pullup(out, -1);
+}
+
 void bkv_reply_text(struct evhttp_request *req, int code, const char *type, const char *text,
                     size_t len)
 {
@@ -113,7 +132,7 @@ void bkv_reply_text(struct evhttp_request *req, int code, const char *type, cons
 	if (buf != NULL)
 		evbuffer_add(buf, text, len);
 	evhttp_add_header(evhttp_request_get_output_headers(req), "Content-Type", type);
-	evhttp_send_reply(req, code, NULL, buf);
+	bkv_send_reply(req, code, NULL, buf);
 	if (buf != NULL)
 		evbuffer_free(buf);
 }
