@@ -15,6 +15,7 @@
  * latency, request id, peer and a keyed hash of the account.
  */
 #include <inttypes.h>
+#include <pthread.h>
 #include <string.h>
 #include <time.h>
 
@@ -176,12 +177,36 @@ static void send_message(struct evhttp_request *req, const ProtobufCMessage *msg
 	evbuffer_free(buf);
 }
 
+/* Request ids come from a pool of random bytes refilled 32 ids at a time: one getrandom(2)
+ * per 32 requests instead of one per request. The ids are not secret (each is sent to its
+ * client), only unique; a fork empties the pool, so no two processes hand out the same ids. */
+#define REQUEST_ID_BYTES 8
+static uint8_t request_id_pool[32 * REQUEST_ID_BYTES];
+static size_t request_id_used = sizeof(request_id_pool);
+
+static void request_id_pool_forget(void)
+{
+	request_id_used = sizeof(request_id_pool);
+}
+
 /* A random 64-bit request id in hex, sent back in X-Request-Id and written to the request
  * log, so a client's report can be matched with the log line. */
 static void request_id_new(struct evhttp_request *req, char id[17])
 {
-	uint8_t raw[8];
-	randombytes_buf(raw, sizeof(raw));
+	static bool atfork_registered;
+	if (!atfork_registered)
+		atfork_registered = pthread_atfork(NULL, NULL, request_id_pool_forget) == 0;
+	uint8_t raw[REQUEST_ID_BYTES];
+	if (!atfork_registered) {
+		randombytes_buf(raw, sizeof(raw)); /* no pool without its fork guard */
+	} else {
+		if (request_id_used + REQUEST_ID_BYTES > sizeof(request_id_pool)) {
+			randombytes_buf(request_id_pool, sizeof(request_id_pool));
+			request_id_used = 0;
+		}
+		memcpy(raw, request_id_pool + request_id_used, sizeof(raw));
+		request_id_used += REQUEST_ID_BYTES;
+	}
 	sodium_bin2hex(id, 17, raw, sizeof(raw));
 	evhttp_add_header(evhttp_request_get_output_headers(req), "X-Request-Id", id);
 }

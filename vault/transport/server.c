@@ -30,6 +30,7 @@
 #include <event2/buffer.h>
 #include <event2/bufferevent.h>
 #include <event2/bufferevent_ssl.h>
+#include <event2/bufferevent_struct.h> /* ev_write, for bkv_send_reply */
 #include <event2/http.h>
 #include <event2/keyvalq_struct.h>
 #include <event2/listener.h>
@@ -123,6 +124,12 @@ void bkv_send_reply(struct evhttp_request *req, int code, const char *reason, st
 	const size_t pending = out != NULL ? evbuffer_get_length(out) : 0;
 	if (pending > 0 && pending <= COALESCE_MAX)
 		evbuffer_pullup(out, -1);
+	/* Write it in this pass of the loop, as if epoll had found the socket writable (it
+	 * almost always is; if not, the write waits for epoll as before): the bufferevent's own
+	 * write callback runs once the current callback has returned, and the change list then
+	 * has no epoll_ctl to make for the response. */
+	if (pending > 0)
+		event_active(&bev->ev_write, EV_WRITE, 1);
 }
 
 void bkv_reply_text(struct evhttp_request *req, int code, const char *type, const char *text,
@@ -497,7 +504,17 @@ int bkv_server_run(const bkv_server_settings *settings, bkv_vault *vault)
 {
 	int rc = 1;
 	const bkv_server_limits *limits = &settings->limits;
-	struct event_base *base = event_base_new();
+	/* The change list folds each request's event changes (reading off while it is
+	 * handled, writing on for its response, then off again, reading on) into what differs
+	 * at the next epoll_wait: none, when the response is written in the same pass
+	 * (bkv_send_reply). libevent warns that it is unsafe with descriptors cloned by dup():
+	 * none is registered here (the listener takes settings->listen_fd itself, below). */
+	struct event_config *config = event_config_new();
+	if (config != NULL)
+		event_config_set_flag(config, EVENT_BASE_FLAG_EPOLL_USE_CHANGELIST);
+	struct event_base *base = config != NULL ? event_base_new_with_config(config) : NULL;
+	if (config != NULL)
+		event_config_free(config);
 	struct evhttp *http = base ? evhttp_new(base) : NULL;
 	struct event *sigterm = NULL, *sigint = NULL;
 	accept_state accept = {0};
@@ -513,12 +530,15 @@ int bkv_server_run(const bkv_server_settings *settings, bkv_vault *vault)
 	evhttp_set_timeout(http, (int)limits->idle_timeout_s);
 	evhttp_set_bevcb(http, make_bev, &ctx);
 	evhttp_set_gencb(http, on_request, &ctx);
-	/* evhttp closes the socket it accepts on when freed; give it its own descriptor. */
-	int fd = dup(settings->listen_fd);
-	sd.bound = fd >= 0 ? evhttp_accept_socket_with_handle(http, fd) : NULL;
+	/* The listener uses the caller's descriptor without closing it (the caller does), and
+	 * no copy of it: a dup()ed descriptor would defeat the change list above. Backlog 0:
+	 * the socket is listening already. */
+	struct evconnlistener *listener = evconnlistener_new(
+	    base, NULL, NULL, LEV_OPT_CLOSE_ON_EXEC | LEV_OPT_REUSEABLE, 0, settings->listen_fd);
+	sd.bound = listener != NULL ? evhttp_bind_listener(http, listener) : NULL;
 	if (sd.bound == NULL) {
-		if (fd >= 0)
-			close(fd);
+		if (listener != NULL)
+			evconnlistener_free(listener);
 		goto done;
 	}
 	accept.listener = evhttp_bound_socket_get_listener(sd.bound);
