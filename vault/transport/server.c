@@ -13,6 +13,10 @@
  * refuses Content-Length with Transfer-Encoding itself) is answered 400 and its connection
  * closed, so nothing after it on that connection is ever read as a request. Accept errors (EMFILE
  * at the descriptor limit) pause the listener with backoff and log one line a minute at most.
+ *
+ * The loop uses libevent's epoll change list, and each response goes out in the loop pass that
+ * made it (bkv_send_reply), so a keep-alive request costs one epoll_ctl, not four. The change
+ * list is unsafe with descriptors cloned by dup(): none registered here may be one.
  */
 #include <errno.h>
 #include <inttypes.h>
