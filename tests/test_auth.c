@@ -318,6 +318,84 @@ static void hs256_token_signed_with_another_secret_is_rejected(void **state)
 	assert_rejected(&f->hs256, token, "signature");
 }
 
+/* RFC 7515 A.1: its HS256 token and 64-byte key. The signature is accepted, so the token
+ * gets as far as the claims (its iss is "joe"); with one signature bit changed it does not. */
+static void rfc7515_hs256_signature_verifies(void **state)
+{
+	(void)state;
+	static const char k[] =
+	    "AyM1SysPpbyDfgZld3umj1qzKObwVMkoqQ-EstJQLr_T-1qS0gZH75aKtMN3Yj0iPS4hcgUu"
+	    "TwjAzZr1Z9CAow";
+	static const char rfc_token[] = "Bearer eyJ0eXAiOiJKV1QiLA0KICJhbGciOiJIUzI1NiJ9."
+	                                "eyJpc3MiOiJqb2UiLA0KICJleHAiOjEzMDA4MTkzODAsDQogImh0dHA6Ly"
+	                                "9leGFtcGxlLmNvbS9pc19yb290Ijp0"
+	                                "cnVlfQ.dBjftJeZ4CVP-mB92K27uhbUJU1p1r_wW1gFWFOEjXk";
+	uint8_t key[64];
+	size_t key_len = 0;
+	assert_int_equal(sodium_base642bin(key, sizeof(key), k, strlen(k), NULL, &key_len, NULL,
+	                                   sodium_base64_VARIANT_URLSAFE_NO_PADDING),
+	                 0);
+	assert_int_equal(key_len, 64);
+	bkv_auth auth;
+	char why[256];
+	assert_true(init_auth(&auth, "HS256", key, key_len, LIFETIME, SKEW, why, sizeof(why)));
+	assert_rejected(&auth, rfc_token, "issuer");
+	text(token, sizeof(token), "%s", rfc_token);
+	token[strlen(token) - 2] = token[strlen(token) - 2] == 'X' ? 'Y' : 'X';
+	assert_rejected(&auth, token, "signature");
+	bkv_auth_free(&auth);
+}
+
+/* A secret longer than SHA-256's block is hashed first (RFC 2104): minted by libjwt, whose
+ * HMAC is OpenSSL's, it verifies here. */
+static void hs256_secret_longer_than_a_block_verifies(void **state)
+{
+	(void)state;
+	static const char long_secret[] =
+	    "a secret longer than the sixty-four bytes of one SHA-256 block, so HMAC hashes it";
+	assert_true(strlen(long_secret) > 64);
+	bkv_auth auth;
+	char why[256];
+	assert_true(init_auth(&auth, "HS256", long_secret, strlen(long_secret), LIFETIME, SKEW, why,
+	                      sizeof(why)));
+	char *jwt = bkv_auth_mint(&auth, "carol", NOW, LIFETIME);
+	assert_non_null(jwt);
+	text(token, sizeof(token), "Bearer %s", jwt);
+	free(jwt);
+	assert_accepted(&auth, token, "carol");
+	bkv_auth_free(&auth);
+}
+
+/* A tag of another length than 32 bytes, or claims changed after signing, never verify. */
+static void hs256_signature_of_wrong_length_or_over_other_claims_is_rejected(void **state)
+{
+	fixture *f = *state;
+	claims_with(claims, sizeof(claims), "alice", NOW + 600, "");
+	const size_t from = signing_input(token, HS256_HEADER, claims);
+	uint8_t mac[crypto_auth_hmacsha256_BYTES + 1];
+	crypto_auth_hmacsha256_state st;
+	crypto_auth_hmacsha256_init(&st, (const uint8_t *)SECRET, strlen(SECRET));
+	crypto_auth_hmacsha256_update(&st, (const uint8_t *)token + from, strlen(token + from));
+	crypto_auth_hmacsha256_final(&st, mac);
+	mac[crypto_auth_hmacsha256_BYTES] = 0;
+	char signed_input[TOKEN_TEXT];
+	text(signed_input, sizeof(signed_input), "%s", token);
+	append_signature(token, mac, crypto_auth_hmacsha256_BYTES - 1);
+	assert_rejected(&f->hs256, token, "signature");
+	text(token, sizeof(token), "%s", signed_input);
+	append_signature(token, mac, crypto_auth_hmacsha256_BYTES + 1);
+	assert_rejected(&f->hs256, token, "signature");
+	text(token, sizeof(token), "%s", signed_input);
+	append_signature(token, mac, crypto_auth_hmacsha256_BYTES);
+	assert_accepted(&f->hs256, token, "alice");
+	/* the same tag over claims naming another account */
+	char other_claims[TOKEN_TEXT];
+	claims_with(other_claims, sizeof(other_claims), "mallory", NOW + 600, "");
+	signing_input(token, HS256_HEADER, other_claims);
+	append_signature(token, mac, crypto_auth_hmacsha256_BYTES);
+	assert_rejected(&f->hs256, token, "signature");
+}
+
 static void es256_high_s_twin_is_rejected(void **state)
 {
 	fixture *f = *state;
@@ -646,6 +724,9 @@ int main(void)
 	    cmocka_unit_test(hand_signed_hs256_token_verifies),
 	    cmocka_unit_test(es256_low_s_token_verifies),
 	    cmocka_unit_test(hs256_token_signed_with_another_secret_is_rejected),
+	    cmocka_unit_test(rfc7515_hs256_signature_verifies),
+	    cmocka_unit_test(hs256_secret_longer_than_a_block_verifies),
+	    cmocka_unit_test(hs256_signature_of_wrong_length_or_over_other_claims_is_rejected),
 	    cmocka_unit_test(es256_high_s_twin_is_rejected),
 	    cmocka_unit_test(es256_signature_of_wrong_length_is_rejected),
 	    cmocka_unit_test(algorithm_none_is_rejected),

@@ -1,7 +1,9 @@
 /*
- * auth.c - JWT verification with libjwt (OpenSSL backend) and the pinned algorithm.
- * libjwt checks the signature; this file decodes the header and claims itself (bounds-checked
- * base64url, JSON that refuses repeated members) and decides whether they are acceptable.
+ * auth.c - JWT verification with the pinned algorithm. HS256 signatures are checked here
+ * (HMAC-SHA-256 from a state keyed once at init, constant-time compare); ES256 signatures by
+ * libjwt (OpenSSL backend). This file decodes the header and claims itself (bounds-checked
+ * base64url, JSON that refuses repeated members), once, and decides whether they are
+ * acceptable.
  * Every time claim is compared without overflow, whatever integer a signer put in it.
  */
 #include <errno.h>
@@ -72,6 +74,17 @@ bool bkv_auth_init(bkv_auth *auth, const bkv_auth_settings *s, char *why, size_t
 		bkv_auth_free(auth);
 		return false;
 	}
+	if (auth->alg == JWT_ALG_HS256) {
+		crypto_auth_hmacsha256_state *state = sodium_malloc(sizeof(*state));
+		if (state == NULL ||
+		    crypto_auth_hmacsha256_init(state, auth->key, auth->key_len) != 0) {
+			snprintf(why, why_len, "[auth] cannot key HMAC-SHA-256");
+			sodium_free(state);
+			bkv_auth_free(auth);
+			return false;
+		}
+		auth->hs256_state = state;
+	}
 	snprintf(auth->issuer, sizeof(auth->issuer), "%s", s->issuer);
 	snprintf(auth->audience, sizeof(auth->audience), "%s", s->audience);
 	auth->max_lifetime_s = s->max_lifetime_s;
@@ -83,6 +96,8 @@ void bkv_auth_free(bkv_auth *auth)
 {
 	if (auth->key != NULL)
 		sodium_free(auth->key);
+	if (auth->hs256_state != NULL)
+		sodium_free(auth->hs256_state); /* sodium_free wipes it */
 	memset(auth, 0, sizeof(*auth));
 }
 
@@ -97,6 +112,7 @@ typedef struct jwt_parts {
 	json_t *claims;
 	uint8_t signature[64];
 	size_t signature_len;
+	size_t signing_input_len; /* header "." claims: the bytes the signature covers */
 } jwt_parts;
 
 /* base64url without padding (RFC 7515 2), canonical: libsodium refuses stray bits. */
@@ -147,6 +163,7 @@ static bool jwt_parts_split(const char *token, jwt_parts *parts, const char **wh
 	parts->header = decode_json_object(token, (size_t)(dot1 - token), &repeats);
 	parts->claims = decode_json_object(dot1 + 1, (size_t)(dot2 - dot1 - 1), &repeats);
 	const char *signature = dot2 + 1;
+	parts->signing_input_len = (size_t)(dot2 - token);
 	if (parts->header == NULL || parts->claims == NULL ||
 	    !base64url_decode(signature, strlen(signature), parts->signature,
 	                      sizeof(parts->signature), &parts->signature_len)) {
@@ -190,6 +207,25 @@ static bool header_acceptable(const bkv_auth *auth, const jwt_parts *parts, cons
 		return false;
 	}
 	return true;
+}
+
+/* HS256 (RFC 7515 A.1): HMAC-SHA-256 over the signing input with the configured secret,
+ * from the state keyed at init; the 32-byte tag is compared in constant time. The signature
+ * was decoded canonically (jwt_parts_split), so its text has exactly one form. */
+static bool hs256_verifies(const bkv_auth *auth, const char *token, const jwt_parts *parts)
+{
+	if (parts->signature_len != crypto_auth_hmacsha256_BYTES)
+		return false;
+	crypto_auth_hmacsha256_state state;
+	uint8_t tag[crypto_auth_hmacsha256_BYTES];
+	memcpy(&state, auth->hs256_state, sizeof(state));
+	crypto_auth_hmacsha256_update(&state, (const unsigned char *)token,
+	                              parts->signing_input_len);
+	crypto_auth_hmacsha256_final(&state, tag);
+	const bool ok = crypto_verify_32(tag, parts->signature) == 0;
+	sodium_memzero(&state, sizeof(state));
+	sodium_memzero(tag, sizeof(tag));
+	return ok;
 }
 
 /* aud may be a string or an array of strings (RFC 7519 4.1.3). */
@@ -301,14 +337,21 @@ bool bkv_auth_verify(const bkv_auth *auth, const char *authorization, int64_t no
 	jwt_t *jwt = NULL;
 	if (!header_acceptable(auth, &parts, why))
 		goto done;
-	/* libjwt checks the signature, over the same bytes decoded above */
-	if (jwt_decode(&jwt, token, auth->key, (int)auth->key_len) != 0 || jwt == NULL) {
-		*why = "invalid bearer token (malformed or bad signature)";
-		goto done;
-	}
-	if ((int)jwt_get_alg(jwt) != auth->alg) {
-		*why = "the bearer token's algorithm is not the one this vault accepts";
-		goto done;
+	if (auth->alg == JWT_ALG_HS256) {
+		if (!hs256_verifies(auth, token, &parts)) {
+			*why = "invalid bearer token (malformed or bad signature)";
+			goto done;
+		}
+	} else {
+		/* ES256: libjwt checks the signature, over the same bytes decoded above */
+		if (jwt_decode(&jwt, token, auth->key, (int)auth->key_len) != 0 || jwt == NULL) {
+			*why = "invalid bearer token (malformed or bad signature)";
+			goto done;
+		}
+		if ((int)jwt_get_alg(jwt) != auth->alg) {
+			*why = "the bearer token's algorithm is not the one this vault accepts";
+			goto done;
+		}
 	}
 	if (!claims_acceptable(auth, parts.claims, now, why))
 		goto done;

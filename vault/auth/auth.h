@@ -24,6 +24,8 @@ typedef struct bkv_auth {
 	int alg; /* jwt_alg_t */
 	uint8_t *key;
 	size_t key_len;
+	/* HS256: HMAC-SHA-256 keyed once at init (guarded memory); each verify copies it. */
+	void *hs256_state;
 	char issuer[256];
 	char audience[256];
 	int64_t max_lifetime_s;

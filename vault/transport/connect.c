@@ -15,6 +15,7 @@
  * latency, request id, peer and a keyed hash of the account.
  */
 #include <inttypes.h>
+#include <pthread.h>
 #include <string.h>
 #include <time.h>
 
@@ -24,6 +25,7 @@
 #include <jansson.h>
 #include <sodium.h>
 
+#include "jsonline.h"
 #include "ratelimit.h"
 #include "server_internal.h"
 
@@ -148,7 +150,7 @@ static void send_error(struct evhttp_request *req, int http, const bkvd_status *
 	free(text);
 	evhttp_add_header(evhttp_request_get_output_headers(req), "Content-Type",
 	                  "application/json");
-	evhttp_send_reply(req, http, NULL, buf);
+	bkv_send_reply(req, http, NULL, buf);
 	if (buf != NULL)
 		evbuffer_free(buf);
 }
@@ -171,24 +173,69 @@ static void send_message(struct evhttp_request *req, const ProtobufCMessage *msg
 	evbuffer_commit_space(buf, &vec, 1);
 	evhttp_add_header(evhttp_request_get_output_headers(req), "Content-Type",
 	                  "application/proto");
-	evhttp_send_reply(req, 200, "OK", buf);
+	bkv_send_reply(req, 200, "OK", buf);
 	evbuffer_free(buf);
+}
+
+/* Request ids come from a pool of random bytes refilled 32 ids at a time: one getrandom(2)
+ * per 32 requests instead of one per request. The ids are not secret (each is sent to its
+ * client), only unique; a fork empties the pool, so no two processes hand out the same ids. */
+#define REQUEST_ID_BYTES 8
+static uint8_t request_id_pool[32 * REQUEST_ID_BYTES];
+static size_t request_id_used = sizeof(request_id_pool);
+
+static void request_id_pool_forget(void)
+{
+	request_id_used = sizeof(request_id_pool);
 }
 
 /* A random 64-bit request id in hex, sent back in X-Request-Id and written to the request
  * log, so a client's report can be matched with the log line. */
 static void request_id_new(struct evhttp_request *req, char id[17])
 {
-	uint8_t raw[8];
-	randombytes_buf(raw, sizeof(raw));
+	static bool atfork_registered;
+	if (!atfork_registered)
+		atfork_registered = pthread_atfork(NULL, NULL, request_id_pool_forget) == 0;
+	uint8_t raw[REQUEST_ID_BYTES];
+	if (!atfork_registered) {
+		randombytes_buf(raw, sizeof(raw)); /* no pool without its fork guard */
+	} else {
+		if (request_id_used + REQUEST_ID_BYTES > sizeof(request_id_pool)) {
+			randombytes_buf(request_id_pool, sizeof(request_id_pool));
+			request_id_used = 0;
+		}
+		memcpy(raw, request_id_pool + request_id_used, sizeof(raw));
+		request_id_used += REQUEST_ID_BYTES;
+	}
 	sodium_bin2hex(id, 17, raw, sizeof(raw));
 	evhttp_add_header(evhttp_request_get_output_headers(req), "X-Request-Id", id);
+}
+
+/* UTC now in RFC 3339 with milliseconds. The part up to the seconds is formatted once per
+ * second (gmtime_r and strftime are the costly part), the milliseconds every time. */
+static void log_timestamp(char ts[64])
+{
+	static time_t cached_second = -1;
+	static char cached[24];
+	struct timespec now;
+	clock_gettime(CLOCK_REALTIME, &now);
+	if (now.tv_sec != cached_second) {
+		struct tm tm;
+		if (gmtime_r(&now.tv_sec, &tm) == NULL ||
+		    strftime(cached, sizeof(cached), "%Y-%m-%dT%H:%M:%S", &tm) == 0) {
+			ts[0] = '\0';
+			cached_second = -1;
+			return;
+		}
+		cached_second = now.tv_sec;
+	}
+	snprintf(ts, 64, "%s.%03dZ", cached, (int)(now.tv_nsec / 1000000));
 }
 
 /* One JSON line per RPC: UTC time in RFC 3339 with milliseconds, request id, peer address
  * (the balancer's behind one), method, HTTP status, Connect code, latency, the keyed hash
  * of the account, and for unauthenticated the reason: bkv_auth_verify's static text,
- * never the token. */
+ * never the token. Written directly (jsonline.h), the same text jansson makes of it. */
 static void log_request(bkv_server_ctx *ctx, struct evhttp_request *req, const char *request_id,
                         const char *method, int http, const bkvd_status *st, uint64_t micros,
                         const uint8_t *account, size_t account_len)
@@ -199,14 +246,8 @@ static void log_request(bkv_server_ctx *ctx, struct evhttp_request *req, const c
 	char account_hash[33] = "";
 	if (account_len > 0)
 		bkv_account_hash(ctx->vault, (bkv_account){account, account_len}, account_hash);
-	struct timespec now;
-	struct tm tm;
-	char ts[64] = "";
-	clock_gettime(CLOCK_REALTIME, &now);
-	if (gmtime_r(&now.tv_sec, &tm) != NULL) {
-		const size_t n = strftime(ts, sizeof(ts), "%Y-%m-%dT%H:%M:%S", &tm);
-		snprintf(ts + n, sizeof(ts) - n, ".%03ldZ", now.tv_nsec / 1000000);
-	}
+	char ts[64];
+	log_timestamp(ts);
 	char peer[128] = "";
 	char *address = NULL;
 	ev_uint16_t port = 0;
@@ -216,17 +257,24 @@ static void log_request(bkv_server_ctx *ctx, struct evhttp_request *req, const c
 	if (address != NULL)
 		snprintf(peer, sizeof(peer), strchr(address, ':') ? "[%s]:%u" : "%s:%u", address,
 		         (unsigned)port);
-	json_t *line = json_pack("{s:s, s:s, s:s, s:s, s:i, s:s, s:f, s:s}", "ts", ts, "request_id",
-	                         request_id, "peer", peer, "method", method, "status", http, "code",
-	                         bkv_code_name(st->code), "latency_ms", (double)micros / 1000.0,
-	                         "account", account_hash);
-	if (line != NULL && st->code == BKV_CODE_UNAUTHENTICATED)
-		json_object_set_new(line, "reason", json_string(st->message));
-	char *text = line != NULL ? json_dumps(line, JSON_COMPACT | JSON_REAL_PRECISION(12)) : NULL;
-	json_decref(line);
-	if (text != NULL)
-		fprintf(log, "%s\n", text);
-	free(text);
+	char text[2048];
+	bkv_jsonline line;
+	bkv_jsonline_begin(&line, text, sizeof(text));
+	bkv_jsonline_string(&line, "ts", ts);
+	bkv_jsonline_string(&line, "request_id", request_id);
+	bkv_jsonline_string(&line, "peer", peer);
+	bkv_jsonline_string(&line, "method", method);
+	bkv_jsonline_int(&line, "status", http);
+	bkv_jsonline_string(&line, "code", bkv_code_name(st->code));
+	bkv_jsonline_real(&line, "latency_ms", (double)micros / 1000.0);
+	bkv_jsonline_string(&line, "account", account_hash);
+	if (st->code == BKV_CODE_UNAUTHENTICATED)
+		bkv_jsonline_string(&line, "reason", st->message);
+	if (bkv_jsonline_end(&line))
+		fwrite(text, 1, line.len, log);
+	else
+		fprintf(stderr, "bkvd: a request log line (request %s) exceeds %zu bytes\n",
+		        request_id, sizeof(text));
 	fflush(log);
 }
 

@@ -13,6 +13,10 @@
  * refuses Content-Length with Transfer-Encoding itself) is answered 400 and its connection
  * closed, so nothing after it on that connection is ever read as a request. Accept errors (EMFILE
  * at the descriptor limit) pause the listener with backoff and log one line a minute at most.
+ *
+ * The loop uses libevent's epoll change list, and each response goes out in the loop pass that
+ * made it (bkv_send_reply), so a keep-alive request costs one epoll_ctl, not four. The change
+ * list is unsafe with descriptors cloned by dup(): none registered here may be one.
  */
 #include <errno.h>
 #include <inttypes.h>
@@ -30,6 +34,7 @@
 #include <event2/buffer.h>
 #include <event2/bufferevent.h>
 #include <event2/bufferevent_ssl.h>
+#include <event2/bufferevent_struct.h> /* ev_write, for bkv_send_reply */
 #include <event2/http.h>
 #include <event2/keyvalq_struct.h>
 #include <event2/listener.h>
@@ -106,6 +111,31 @@ int bkv_listen(const char *host, const char *port, bool listening, char *why, si
 	return bkv_bind("the listen address", host, port, true, listening, &in_use, why, why_len);
 }
 
+/* The largest response that bkv_send_reply copies into one piece: one TLS record's payload. */
+#define COALESCE_MAX 16384
+
+void bkv_send_reply(struct evhttp_request *req, int code, const char *reason, struct evbuffer *body)
+{
+	struct evhttp_connection *evcon = evhttp_request_get_connection(req);
+	evhttp_send_reply(req, code, reason, body);
+	if (evcon == NULL)
+		return;
+	/* evhttp leaves the status line and headers in one chain of the connection's output and
+	 * the body in another, and the TLS bufferevent writes each chain as its own record with
+	 * its own write(2): joined, a response is one record and one system call. */
+	struct bufferevent *bev = evhttp_connection_get_bufferevent(evcon);
+	struct evbuffer *out = bev != NULL ? bufferevent_get_output(bev) : NULL;
+	const size_t pending = out != NULL ? evbuffer_get_length(out) : 0;
+	if (pending > 0 && pending <= COALESCE_MAX)
+		evbuffer_pullup(out, -1);
+	/* Write it in this pass of the loop, as if epoll had found the socket writable (it
+	 * almost always is; if not, the write waits for epoll as before): the bufferevent's own
+	 * write callback runs once the current callback has returned, and the change list then
+	 * has no epoll_ctl to make for the response. */
+	if (pending > 0)
+		event_active(&bev->ev_write, EV_WRITE, 1);
+}
+
 void bkv_reply_text(struct evhttp_request *req, int code, const char *type, const char *text,
                     size_t len)
 {
@@ -113,7 +143,7 @@ void bkv_reply_text(struct evhttp_request *req, int code, const char *type, cons
 	if (buf != NULL)
 		evbuffer_add(buf, text, len);
 	evhttp_add_header(evhttp_request_get_output_headers(req), "Content-Type", type);
-	evhttp_send_reply(req, code, NULL, buf);
+	bkv_send_reply(req, code, NULL, buf);
 	if (buf != NULL)
 		evbuffer_free(buf);
 }
@@ -478,7 +508,17 @@ int bkv_server_run(const bkv_server_settings *settings, bkv_vault *vault)
 {
 	int rc = 1;
 	const bkv_server_limits *limits = &settings->limits;
-	struct event_base *base = event_base_new();
+	/* The change list folds each request's event changes (reading off while it is
+	 * handled, writing on for its response, then off again, reading on) into what differs
+	 * at the next epoll_wait: none, when the response is written in the same pass
+	 * (bkv_send_reply). libevent warns that it is unsafe with descriptors cloned by dup():
+	 * none is registered here (the listener takes settings->listen_fd itself, below). */
+	struct event_config *config = event_config_new();
+	if (config != NULL)
+		event_config_set_flag(config, EVENT_BASE_FLAG_EPOLL_USE_CHANGELIST);
+	struct event_base *base = config != NULL ? event_base_new_with_config(config) : NULL;
+	if (config != NULL)
+		event_config_free(config);
 	struct evhttp *http = base ? evhttp_new(base) : NULL;
 	struct event *sigterm = NULL, *sigint = NULL;
 	accept_state accept = {0};
@@ -494,12 +534,15 @@ int bkv_server_run(const bkv_server_settings *settings, bkv_vault *vault)
 	evhttp_set_timeout(http, (int)limits->idle_timeout_s);
 	evhttp_set_bevcb(http, make_bev, &ctx);
 	evhttp_set_gencb(http, on_request, &ctx);
-	/* evhttp closes the socket it accepts on when freed; give it its own descriptor. */
-	int fd = dup(settings->listen_fd);
-	sd.bound = fd >= 0 ? evhttp_accept_socket_with_handle(http, fd) : NULL;
+	/* The listener uses the caller's descriptor without closing it (the caller does), and
+	 * no copy of it: a dup()ed descriptor would defeat the change list above. Backlog 0:
+	 * the socket is listening already. */
+	struct evconnlistener *listener = evconnlistener_new(
+	    base, NULL, NULL, LEV_OPT_CLOSE_ON_EXEC | LEV_OPT_REUSEABLE, 0, settings->listen_fd);
+	sd.bound = listener != NULL ? evhttp_bind_listener(http, listener) : NULL;
 	if (sd.bound == NULL) {
-		if (fd >= 0)
-			close(fd);
+		if (listener != NULL)
+			evconnlistener_free(listener);
 		goto done;
 	}
 	accept.listener = evhttp_bound_socket_get_listener(sd.bound);

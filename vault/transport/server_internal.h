@@ -28,5 +28,10 @@ struct evhttp_request;
 void bkv_reply_text(struct evhttp_request *req, int code, const char *type, const char *text,
                     size_t len);
 uint64_t bkv_now_us(void);
+/* evhttp_send_reply, then the response joined into one piece of the connection's output,
+ * so that TLS sends it as one record with one write(2). */
+struct evbuffer;
+void bkv_send_reply(struct evhttp_request *req, int code, const char *reason,
+                    struct evbuffer *body);
 
 #endif
