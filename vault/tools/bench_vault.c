@@ -229,7 +229,7 @@ static void help(void)
 	       "  --accounts N       accounts registered before the run (default %u)\n"
 	       "  --connections C    concurrent connections, one thread each (default %u)\n"
 	       "  --seconds D        duration of each measurement (default %.0f)\n"
-	       "  --workers W        bkvd worker processes (default: the number of CPUs)\n"
+	       "  --workers W        bkvd worker processes (default: bkvd's own default)\n"
 	       "  --paced RATE       open-loop load at RATE recoveries/s (see above)\n"
 	       "  --half-peak        closed loop (the peak), then paced at half the peak it\n"
 	       "                     measured; prints both and the paced p99/p50\n"
@@ -471,6 +471,28 @@ static bool read_port(const char *path, uint16_t *port)
 	return true;
 }
 
+/* bkvd's default worker count, from its "listening on URL with N workers" line. */
+static bool read_worker_count(bench *b)
+{
+	FILE *f = fopen(b->log_path, "r");
+	char line[1024];
+	unsigned n = 0;
+	while (f != NULL && n == 0 && fgets(line, sizeof(line), f) != NULL) {
+		const char *with = strstr(line, "bkvd: listening on ");
+		with = with != NULL ? strstr(with, " with ") : NULL;
+		if (with == NULL || sscanf(with, " with %u worker", &n) != 1 || n > MAX_WORKERS)
+			n = 0;
+	}
+	if (f != NULL)
+		fclose(f);
+	if (n == 0) {
+		fail("cannot read the worker count from %s", b->log_path);
+		return false;
+	}
+	b->opt.workers = n;
+	return true;
+}
+
 static bool start_server(bench *b)
 {
 	unlink(b->port_path);
@@ -495,9 +517,14 @@ static bool start_server(bench *b)
 		dup2(log, STDOUT_FILENO);
 		dup2(log, STDERR_FILENO);
 		signal(SIGPIPE, SIG_DFL); /* run bkvd as it would run anywhere else */
-		execl(b->bkvd, b->bkvd, "serve", "--config", b->config_path, "--listen",
-		      "127.0.0.1:0", "--workers", workers, "--port-file", b->port_path,
-		      (char *)NULL);
+		/* no --workers: bkvd's own default for the configured backend */
+		char *argv[] = {
+		    (char *)b->bkvd, "serve",       "--config",    (char *)b->config_path,
+		    "--listen",      "127.0.0.1:0", "--port-file", (char *)b->port_path,
+		    "--workers",     workers,       NULL};
+		if (b->opt.workers == 0)
+			argv[8] = NULL;
+		execv(b->bkvd, argv);
 		fprintf(stderr, PROG ": cannot run %s: %s\n", b->bkvd, strerror(errno));
 		_exit(127);
 	}
@@ -519,7 +546,7 @@ static bool start_server(bench *b)
 			return false;
 		}
 		if (read_port(b->port_path, &b->port))
-			return true;
+			return b->opt.workers > 0 || read_worker_count(b);
 		usleep(20000);
 	}
 	fail("bkvd serve wrote no port within %d s; see %s", START_TIMEOUT_MS / 1000, b->log_path);
@@ -1916,8 +1943,6 @@ int main(int argc, char **argv)
 	g_quiet = b.opt.quiet;
 	const long ncpu = sysconf(_SC_NPROCESSORS_ONLN);
 	b.ncpu = ncpu > 0 ? (unsigned)ncpu : 1;
-	if (b.opt.workers == 0)
-		b.opt.workers = b.ncpu < MAX_WORKERS ? b.ncpu : MAX_WORKERS;
 	setvbuf(stdout, NULL, _IOLBF, 0);
 	if (sodium_init() < 0 || curl_global_init(CURL_GLOBAL_DEFAULT) != CURLE_OK) {
 		fail("cannot initialize libsodium or libcurl");
