@@ -2626,6 +2626,27 @@ static void test_group_create_and_join_refuse_bad_arguments(void **state)
 	bkv_storage_group_reap(NULL, 1);
 }
 
+/* Writes n successive states over r (as stored), and returns the last. */
+static bkv_record advance_n(fx *f, bkv_record r, int n)
+{
+	for (int i = 0; i < n; i++) {
+		const bkv_record next = next_state(&r);
+		assert_int_equal(bkv_storage_update(f->s, &next, r.mac, r.mac_len), BKV_STORAGE_OK);
+		r = next;
+	}
+	return r;
+}
+
+/* The frames in the database's WAL file (4096-byte pages and 24-byte frame headers). */
+static long wal_frames(const fx *f)
+{
+	char wal[PATH_MAX + 8];
+	snprintf(wal, sizeof(wal), "%s-wal", f->path);
+	struct stat st;
+	assert_int_equal(stat(wal, &st), 0);
+	return (long)(st.st_size / (4096 + 24));
+}
+
 /* An update that keeps the seal rewrites the row's page only, not also the entry of the
  * index on seal_key_version (SQLite rewrites the entry of every index whose column the
  * UPDATE sets): 100 counter updates add about 100 WAL frames, not 200. */
@@ -2635,17 +2656,8 @@ static void test_an_update_that_keeps_the_seal_writes_one_page(void **state)
 	fx *f = *state;
 	insert_new(f, LIT("alice"));
 	reopen(f); /* the last connection's close checkpoints and removes the WAL */
-	bkv_record r = get_ok(f, LIT("alice"));
-	for (int i = 0; i < 100; i++) {
-		const bkv_record n = next_state(&r);
-		assert_int_equal(bkv_storage_update(f->s, &n, r.mac, r.mac_len), BKV_STORAGE_OK);
-		r = n;
-	}
-	char wal[PATH_MAX + 8];
-	snprintf(wal, sizeof(wal), "%s-wal", f->path);
-	struct stat st;
-	assert_int_equal(stat(wal, &st), 0);
-	const long frames = (long)(st.st_size / (4096 + 24));
+	const bkv_record r = advance_n(f, get_ok(f, LIT("alice")), 100);
+	const long frames = wal_frames(f);
 	print_message("100 updates: %ld WAL frames\n", frames);
 	assert_true(frames >= 100);
 	assert_true(frames < 120);
@@ -2671,21 +2683,11 @@ static void test_grouped_commits_keep_checkpointing_the_wal(void **state)
 	assert_non_null(g);
 	assert_int_equal(bkv_storage_join_group(f->s, g, 0), BKV_STORAGE_OK);
 	insert_new(f, LIT("alice"));
-	bkv_record r = get_ok(f, LIT("alice"));
-	for (int i = 0; i < 2500; i++) {
-		const bkv_record n = next_state(&r);
-		assert_int_equal(bkv_storage_update(f->s, &n, r.mac, r.mac_len), BKV_STORAGE_OK);
-		r = n;
-	}
-	char wal[PATH_MAX + 8];
-	snprintf(wal, sizeof(wal), "%s-wal", f->path);
-	struct stat st;
-	assert_int_equal(stat(wal, &st), 0); /* the connection is open: the WAL is there */
-	const long frame = 4096 + 24;        /* page size and frame header */
-	print_message("WAL after 2500 commits: %lld bytes (%lld frames)\n", (long long)st.st_size,
-	              (long long)(st.st_size / frame));
-	assert_true(st.st_size > 100 * frame);
-	assert_true(st.st_size < 1500 * frame);
+	advance_n(f, get_ok(f, LIT("alice")), 2500);
+	const long frames = wal_frames(f); /* the connection is open: the WAL is there */
+	print_message("WAL after 2500 commits: %ld frames\n", frames);
+	assert_true(frames > 100);
+	assert_true(frames < 1500);
 	close_storage(f);
 	bkv_storage_group_free(g);
 	reopen(f);
