@@ -2,14 +2,16 @@
  * storage_group.c - group commit for the processes of one host that share an SQLite
  * database (see "Group commit" in storage.h).
  *
- * The group is one shared mapping, made before fork: a robust process-shared mutex, a
- * futex word, the pid of the member that is committing (0 when none is), and one slot per
- * member. A member's write is a slot: it copies its change in (QUEUED) and then, under the
- * mutex, either finds no commit in flight and becomes the leader, or waits on the futex
- * word. The leader takes every QUEUED slot (IN_BATCH), drops the mutex, has the backend
- * run all of them in one transaction (one fsync), then marks them DONE, clears the leader
- * and wakes every waiter. A member returns only once its own slot is DONE, with its own
- * result, so no caller is answered before the commit that holds its change is durable.
+ * The group is one shared mapping, made before fork: a robust process-shared mutex, the
+ * pid of the member that is committing (0 when none is), and one slot per member, with a
+ * futex word of its own. A member's write is a slot: it copies its change in (QUEUED) and
+ * then, under the mutex, either finds no commit in flight and becomes the leader, or waits
+ * on its slot's futex word. The leader takes every QUEUED slot (IN_BATCH), drops the mutex,
+ * has the backend run all of them in one transaction (one fsync), then marks them DONE,
+ * clears the leader, and wakes the members of its batch and one queued member to lead the
+ * next commit: nobody else, so a commit costs no wake-ups of processes it did not serve. A member
+ * returns only once its own slot is DONE, with its own result, so no caller is answered before the
+ * commit that holds its change is durable.
  *
  * The batch is bounded by the number of members (one slot each, one write at a time per
  * process), so nothing is allocated and nothing can overflow.
@@ -24,7 +26,6 @@
  * marks it consistent (every field is written so that any prefix of an update is usable).
  */
 #include <errno.h>
-#include <limits.h>
 #include <linux/futex.h>
 #include <pthread.h>
 #include <signal.h>
@@ -45,12 +46,12 @@ enum { SLOT_FREE = 0, SLOT_QUEUED, SLOT_IN_BATCH, SLOT_DONE };
 
 typedef struct group_slot {
 	uint32_t state;
+	uint32_t wake; /* futex word of the process waiting on this slot: bumped to wake it */
 	bkv_group_op op;
 } group_slot;
 
 struct bkv_storage_group {
 	pthread_mutex_t lock;
-	uint32_t wake;    /* futex word: bumped whenever a batch ends */
 	pid_t leader;     /* the member committing now; 0 when none is */
 	uint64_t batches; /* commits run, and the writes they carried */
 	uint64_t writes;
@@ -103,10 +104,22 @@ static void unlock(bkv_storage_group *g)
 	pthread_mutex_unlock(&g->lock);
 }
 
-static void wake_all(bkv_storage_group *g)
+/* Under the lock: wakes the process waiting on slot, if any. */
+static void wake_slot(group_slot *slot)
 {
-	__atomic_add_fetch(&g->wake, 1, __ATOMIC_RELEASE);
-	syscall(SYS_futex, &g->wake, FUTEX_WAKE, INT_MAX, NULL, NULL, 0);
+	__atomic_add_fetch(&slot->wake, 1, __ATOMIC_RELEASE);
+	syscall(SYS_futex, &slot->wake, FUTEX_WAKE, 1, NULL, NULL, 0);
+}
+
+/* Under the lock, once no commit is in flight: wakes one queued member to lead the next. */
+static void wake_next_leader(bkv_storage_group *g)
+{
+	for (uint32_t i = 0; i < g->members; i++) {
+		if (g->slots[i].state == SLOT_QUEUED) {
+			wake_slot(&g->slots[i]);
+			return;
+		}
+	}
 }
 
 /* Under the lock: the batch of a leader that is gone is in doubt; answer it and end it. */
@@ -116,10 +129,28 @@ static void abandon_batch(bkv_storage_group *g)
 		if (g->slots[i].state == SLOT_IN_BATCH) {
 			g->slots[i].op.result = BKV_STORAGE_UNAVAILABLE;
 			g->slots[i].state = SLOT_DONE;
+			wake_slot(&g->slots[i]);
 		}
 	}
 	g->leader = 0;
-	wake_all(g);
+	wake_next_leader(g);
+}
+
+/* Unlocks, waits until slot is woken or WAIT_SLICE_NS pass, and locks again; then, if the
+ * commit that was in flight is still led by the same process and that process is gone,
+ * abandons its batch. */
+static void wait_on(bkv_storage_group *g, group_slot *slot)
+{
+	const uint32_t seen = __atomic_load_n(&slot->wake, __ATOMIC_ACQUIRE);
+	const pid_t leader = g->leader;
+	unlock(g);
+	struct timespec slice = {0, WAIT_SLICE_NS};
+	const long rc = syscall(SYS_futex, &slot->wake, FUTEX_WAIT, seen, &slice, NULL, 0);
+	const bool timed_out = rc != 0 && errno == ETIMEDOUT;
+	lock(g);
+	if (timed_out && g->leader == leader && leader != 0 && kill(leader, 0) != 0 &&
+	    errno == ESRCH)
+		abandon_batch(g);
 }
 
 void bkv_storage_group_reap(bkv_storage_group *g, pid_t pid)
@@ -154,16 +185,8 @@ bkv_storage_err bkv_storage_group_join(bkv_storage_group *g, uint32_t member)
 	 * (or abandoned); once it is not, it is this member's. */
 	group_slot *slot = &g->slots[member];
 	lock(g);
-	while (slot->state == SLOT_IN_BATCH) {
-		const uint32_t seen = __atomic_load_n(&g->wake, __ATOMIC_ACQUIRE);
-		const pid_t leader = g->leader;
-		unlock(g);
-		struct timespec slice = {0, WAIT_SLICE_NS};
-		syscall(SYS_futex, &g->wake, FUTEX_WAIT, seen, &slice, NULL, 0);
-		lock(g);
-		if (g->leader == leader && leader != 0 && kill(leader, 0) != 0 && errno == ESRCH)
-			abandon_batch(g);
-	}
+	while (slot->state == SLOT_IN_BATCH)
+		wait_on(g, slot);
 	sodium_memzero(&slot->op, sizeof(slot->op));
 	slot->state = SLOT_FREE;
 	unlock(g);
@@ -189,8 +212,8 @@ bkv_storage_err bkv_storage_group_write(bkv_storage_group *g, uint32_t member, b
 			return result;
 		}
 		if (g->leader == 0) {
-			/* Lead: every queued write goes into this commit. The leader is named first,
-			 * so a death half-way through the loop leaves a batch to abandon. */
+			/* Lead: every queued write goes into this commit. The leader is named
+			 * first, so a death half-way through the loop leaves a batch to abandon. */
 			g->leader = getpid();
 			size_t n = 0;
 			for (uint32_t i = 0; i < g->members; i++) {
@@ -205,12 +228,15 @@ bkv_storage_err bkv_storage_group_write(bkv_storage_group *g, uint32_t member, b
 			lock(g);
 			/* (abandoned meanwhile only if this process was taken for dead) */
 			if (g->leader == getpid()) {
-				for (size_t i = 0; i < n; i++)
+				for (size_t i = 0; i < n; i++) {
 					batch[i]->state = SLOT_DONE;
+					if (batch[i] != slot)
+						wake_slot(batch[i]);
+				}
 				g->leader = 0;
 				g->batches++;
 				g->writes += n;
-				wake_all(g);
+				wake_next_leader(g);
 			}
 			if (s->ops->after_batch != NULL) {
 				unlock(g);
@@ -219,15 +245,6 @@ bkv_storage_err bkv_storage_group_write(bkv_storage_group *g, uint32_t member, b
 			}
 			continue;
 		}
-		const uint32_t seen = __atomic_load_n(&g->wake, __ATOMIC_ACQUIRE);
-		const pid_t leader = g->leader;
-		unlock(g);
-		struct timespec slice = {0, WAIT_SLICE_NS};
-		const long rc = syscall(SYS_futex, &g->wake, FUTEX_WAIT, seen, &slice, NULL, 0);
-		const bool timed_out = rc != 0 && errno == ETIMEDOUT;
-		lock(g);
-		if (timed_out && g->leader == leader && leader != 0 && kill(leader, 0) != 0 &&
-		    errno == ESRCH)
-			abandon_batch(g);
+		wait_on(g, slot);
 	}
 }
