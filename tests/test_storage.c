@@ -3012,7 +3012,7 @@ typedef struct crash_report {
 
 /* crash_child for a group member on its own account: reports every value committed, and
  * treats UNAVAILABLE (a commit in doubt, its leader killed) like STALE: re-read, go on. */
-static void grouped_crash_child(const char *url, int index, int out)
+static void grouped_crash_child(const char *url, int index, int out, int ready, int go)
 {
 	alarm(CHILD_ALARM_S);
 	g_child_index = index;
@@ -3023,6 +3023,15 @@ static void grouped_crash_child(const char *url, int index, int out)
 	if (s == NULL || bkv_storage_get(s, (const uint8_t *)name, len, &r) != BKV_STORAGE_OK) {
 		_exit(100);
 	}
+	/* every member is open before any writes, so they all write at once */
+	char c = 'r';
+	if (write(ready, &c, 1) != 1) {
+		_exit(104);
+	}
+	close(ready);
+	while (read(go, &c, 1) < 0 && errno == EINTR) {
+	}
+	close(go);
 	for (;;) {
 		const bkv_record n = next_state(&r);
 		const bkv_storage_err err = bkv_storage_update(s, &n, r.mac, r.mac_len);
@@ -3063,8 +3072,10 @@ static void test_grouped_sigkill_never_loses_a_committed_update(void **state)
 	assert_non_null(g_group);
 	uint32_t floor[GROUP_CRASH_MEMBERS] = {0};
 	for (int round = 0; round < CRASH_ROUNDS; round++) {
-		int p[2];
+		int p[2], ready[2], go[2];
 		assert_int_equal(pipe(p), 0);
+		assert_int_equal(pipe(ready), 0);
+		assert_int_equal(pipe(go), 0);
 		pid_t pids[GROUP_CRASH_MEMBERS];
 		fflush(stdout);
 		fflush(stderr);
@@ -3073,10 +3084,20 @@ static void test_grouped_sigkill_never_loses_a_committed_update(void **state)
 			assert_true(pids[i] >= 0);
 			if (pids[i] == 0) {
 				close(p[0]);
-				grouped_crash_child(f->url, i, p[1]);
+				close(ready[0]);
+				close(go[1]);
+				grouped_crash_child(f->url, i, p[1], ready[1], go[0]);
 			}
 		}
 		close(p[1]);
+		close(ready[1]);
+		close(go[0]);
+		char c;
+		for (int i = 0; i < GROUP_CRASH_MEMBERS; i++) {
+			assert_int_equal(read(ready[0], &c, 1), 1);
+		}
+		close(ready[0]);
+		close(go[1]); /* go */
 		uint32_t last[GROUP_CRASH_MEMBERS];
 		memcpy(last, floor, sizeof(last));
 		const int wanted = 20 + rand() % 100;

@@ -609,6 +609,11 @@ static int schema_version(sqlite3 *db)
 static bool migrate(sqlite3 *db, char *why, size_t why_len)
 {
 	const int latest = (int)(sizeof(migrations) / sizeof(migrations[0]));
+	/* Almost every open finds the schema current: a read says so without the write lock,
+	 * which busy writers (a worker's siblings committing) could otherwise keep from a new
+	 * connection for the whole busy timeout. */
+	if (schema_version(db) == latest)
+		return true;
 	for (;;) {
 		if (exec(db, "BEGIN IMMEDIATE") != SQLITE_OK) {
 			snprintf(why, why_len, "cannot lock the database: %s", sqlite3_errmsg(db));
