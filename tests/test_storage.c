@@ -491,13 +491,12 @@ static void child_ready_and_wait(void)
 	close(child_go_fd);
 }
 
-/* Forks n children that run body, releases them together once all are ready, and waits
- * for all of them. status[i] is the child's exit code, or -signal if it was killed. The
- * parent must have no database connection open across the fork. */
-static void run_children(int n, child_fn body, void *arg, int *status)
+/* Forks n children that run body (child i joins g_group, if set, as member i) and releases
+ * them together once all are ready. The parent must have no database connection open
+ * across the fork. */
+static void start_children(int n, child_fn body, void *arg, pid_t *pid)
 {
 	int go[2], ready[2];
-	pid_t pid[N_CHILDREN];
 	assert_true(n <= N_CHILDREN);
 	assert_int_equal(pipe(go), 0);
 	assert_int_equal(pipe(ready), 0);
@@ -530,7 +529,14 @@ static void run_children(int n, child_fn body, void *arg, int *status)
 	}
 	close(ready[0]);
 	close(go[1]); /* go */
+}
 
+/* start_children, then waits for all of them. status[i] is the child's exit code, or
+ * -signal if it was killed. */
+static void run_children(int n, child_fn body, void *arg, int *status)
+{
+	pid_t pid[N_CHILDREN];
+	start_children(n, body, arg, pid);
 	const double deadline = now_s() + WAIT_DEADLINE_S;
 	int left = n;
 	for (int i = 0; i < n; i++) {
@@ -3012,42 +3018,38 @@ typedef struct crash_report {
 
 /* crash_child for a group member on its own account: reports every value committed, and
  * treats UNAVAILABLE (a commit in doubt, its leader killed) like STALE: re-read, go on. */
-static void grouped_crash_child(const char *url, int index, int out, int ready, int go)
+typedef struct crash_arg {
+	const char *url;
+	int out; /* pipe for the reports */
+} crash_arg;
+
+static int grouped_crash_child(int index, void *argp)
 {
-	alarm(CHILD_ALARM_S);
-	g_child_index = index;
+	const crash_arg *a = argp;
 	char name[16];
 	const size_t len = (size_t)snprintf(name, sizeof(name), "member-%d", index);
-	bkv_storage *s = child_open(url);
+	bkv_storage *s = child_open(a->url);
 	bkv_record r;
 	if (s == NULL || bkv_storage_get(s, (const uint8_t *)name, len, &r) != BKV_STORAGE_OK) {
-		_exit(100);
+		return 100;
 	}
-	/* every member is open before any writes, so they all write at once */
-	char c = 'r';
-	if (write(ready, &c, 1) != 1) {
-		_exit(104);
-	}
-	close(ready);
-	while (read(go, &c, 1) < 0 && errno == EINTR) {
-	}
-	close(go);
+	child_ready_and_wait(); /* every member is open before any writes: all write at once */
 	for (;;) {
 		const bkv_record n = next_state(&r);
 		const bkv_storage_err err = bkv_storage_update(s, &n, r.mac, r.mac_len);
 		if (err == BKV_STORAGE_STALE || err == BKV_STORAGE_UNAVAILABLE) {
 			if (bkv_storage_get(s, (const uint8_t *)name, len, &r) != BKV_STORAGE_OK) {
-				_exit(103);
+				return 103;
 			}
 			continue;
 		}
 		if (err != BKV_STORAGE_OK) {
-			_exit(101);
+			return 101;
 		}
 		r = n;
 		const crash_report rep = {index, n.attempts_used};
-		if (!write_full(out, &rep, sizeof(rep))) {
-			_exit(102);
+		if (!write_full(a->out, &rep, sizeof(rep))) {
+			return 102;
 		}
 	}
 }
@@ -3072,32 +3074,12 @@ static void test_grouped_sigkill_never_loses_a_committed_update(void **state)
 	assert_non_null(g_group);
 	uint32_t floor[GROUP_CRASH_MEMBERS] = {0};
 	for (int round = 0; round < CRASH_ROUNDS; round++) {
-		int p[2], ready[2], go[2];
+		int p[2];
 		assert_int_equal(pipe(p), 0);
-		assert_int_equal(pipe(ready), 0);
-		assert_int_equal(pipe(go), 0);
+		crash_arg arg = {f->url, p[1]};
 		pid_t pids[GROUP_CRASH_MEMBERS];
-		fflush(stdout);
-		fflush(stderr);
-		for (int i = 0; i < GROUP_CRASH_MEMBERS; i++) {
-			pids[i] = fork();
-			assert_true(pids[i] >= 0);
-			if (pids[i] == 0) {
-				close(p[0]);
-				close(ready[0]);
-				close(go[1]);
-				grouped_crash_child(f->url, i, p[1], ready[1], go[0]);
-			}
-		}
+		start_children(GROUP_CRASH_MEMBERS, grouped_crash_child, &arg, pids);
 		close(p[1]);
-		close(ready[1]);
-		close(go[0]);
-		char c;
-		for (int i = 0; i < GROUP_CRASH_MEMBERS; i++) {
-			assert_int_equal(read(ready[0], &c, 1), 1);
-		}
-		close(ready[0]);
-		close(go[1]); /* go */
 		uint32_t last[GROUP_CRASH_MEMBERS];
 		memcpy(last, floor, sizeof(last));
 		const int wanted = 20 + rand() % 100;
