@@ -2700,6 +2700,96 @@ static void test_grouped_commits_keep_checkpointing_the_wal(void **state)
 	assert_int_equal(get_ok(f, LIT("alice")).attempts_used, 2500);
 }
 
+/* Member index reads and updates its own CKPT_ACCOUNTS accounts in turn, CKPT_UPDATES times:
+ * reads and commits from every member overlap, as a vault's workers do. */
+#define CKPT_MEMBERS  4
+#define CKPT_ACCOUNTS 50
+#define CKPT_UPDATES  1500
+
+static void ckpt_account(int member, int k, char *name, size_t cap)
+{
+	snprintf(name, cap, "m%d-%02d", member, k % CKPT_ACCOUNTS);
+}
+
+static int child_update_own_accounts(int index, void *arg)
+{
+	bkv_storage *s = child_open(arg);
+	if (s == NULL) {
+		return 100;
+	}
+	child_ready_and_wait();
+	int code = 0;
+	for (int k = 0; k < CKPT_UPDATES && code == 0; k++) {
+		char name[16];
+		ckpt_account(index, k, name, sizeof(name));
+		bkv_record r;
+		bkv_storage_err err = bkv_storage_get(s, (const uint8_t *)name, strlen(name), &r);
+		const bkv_record n = next_state(&r);
+		if (err == BKV_STORAGE_OK) {
+			err = bkv_storage_update(s, &n, r.mac, r.mac_len);
+		}
+		if (err != BKV_STORAGE_OK) {
+			fprintf(stderr, "member %d: %s: %s\n", index, name,
+			        bkv_storage_strerror(err));
+			code = 110 + (int)err;
+		}
+	}
+	bkv_storage_close(s);
+	return code;
+}
+
+/*
+ * While members keep reading and committing, SQLite seldom finds a moment to start its WAL
+ * over, so the WAL stays longer than the checkpoint threshold. The autocheckpoint (and a
+ * leader that checkpointed whenever the WAL held 1000 frames) then ran a checkpoint, two
+ * fsyncs, after nearly every commit. The group checkpoints once per 1000 frames appended
+ * (each update here appends at most one frame), and the commit after a checkpoint starts
+ * the WAL over, so it stays near 1000 frames.
+ */
+static void test_busy_members_checkpoint_once_per_thousand_frames(void **state)
+{
+	SQLITE_ONLY();
+	fx *f = *state;
+	for (int m = 0; m < CKPT_MEMBERS; m++) {
+		for (int k = 0; k < CKPT_ACCOUNTS; k++) {
+			char name[16];
+			ckpt_account(m, k, name, sizeof(name));
+			insert_new(f, (const uint8_t *)name, strlen(name));
+		}
+	}
+	close_storage(f);
+	g_group = bkv_storage_group_create(CKPT_MEMBERS);
+	assert_non_null(g_group);
+	pid_t pid[CKPT_MEMBERS];
+	start_children(CKPT_MEMBERS, child_update_own_accounts, f->url, pid);
+	reopen(f); /* a connection of the parent's keeps the WAL file until it is measured */
+	int status[CKPT_MEMBERS];
+	for (int i = 0; i < CKPT_MEMBERS; i++) {
+		int ws = 0;
+		assert_int_equal(waitpid(pid[i], &ws, 0), pid[i]);
+		status[i] = WIFEXITED(ws) ? WEXITSTATUS(ws) : -WTERMSIG(ws);
+	}
+	bkv_storage_group_info gi;
+	bkv_storage_group_info_get(g_group, &gi);
+	bkv_storage_group_free(g_group);
+	g_group = NULL;
+	for (int i = 0; i < CKPT_MEMBERS; i++) {
+		assert_int_equal(status[i], 0);
+	}
+	const long frames = wal_frames(f); /* the file keeps its largest extent */
+	print_message("%llu writes in %llu commits, %llu checkpoints, WAL file %ld frames\n",
+	              (unsigned long long)gi.writes, (unsigned long long)gi.batches,
+	              (unsigned long long)gi.upkeeps, frames);
+	assert_int_equal(gi.writes, CKPT_MEMBERS * CKPT_UPDATES);
+	assert_true(gi.upkeeps >= 2);
+	assert_true(gi.upkeeps <= gi.writes / 1000 + 1);
+	assert_true(frames < 2500);
+	char name[16];
+	ckpt_account(CKPT_MEMBERS - 1, CKPT_ACCOUNTS - 1, name, sizeof(name));
+	assert_int_equal(get_ok(f, (const uint8_t *)name, strlen(name)).attempts_used,
+	                 CKPT_UPDATES / CKPT_ACCOUNTS);
+}
+
 /* A group member forked by the tests below: opens its storage, joins g_group as member
  * index, says it is ready, waits for EOF on its go pipe, then does its one write. */
 typedef struct member_arg {
@@ -3743,6 +3833,7 @@ int main(void)
 	    T_OPEN(test_an_update_that_keeps_the_seal_writes_one_page),
 	    T_OPEN(test_group_create_and_join_refuse_bad_arguments),
 	    T_OPEN(test_grouped_commits_keep_checkpointing_the_wal),
+	    T_OPEN(test_busy_members_checkpoint_once_per_thousand_frames),
 	    T_OPEN(test_grouped_read_and_update_loops_lose_no_increment),
 	    T_OPEN(test_grouped_updates_from_one_mac_succeed_exactly_once),
 	    T_OPEN(test_grouped_inserts_of_one_account_succeed_exactly_once),

@@ -832,8 +832,10 @@ int bkvd_cmd_serve(int argc, char **argv)
 		bkv_storage_group_info gi;
 		bkv_storage_group_info_get(ch.group, &gi);
 		if (gi.batches > 0)
-			fprintf(stderr, "bkvd: %" PRIu64 " commits carried %" PRIu64 " writes\n",
-			        gi.batches, gi.writes);
+			fprintf(stderr,
+			        "bkvd: %" PRIu64 " commits carried %" PRIu64 " writes; %" PRIu64
+			        " WAL checkpoints\n",
+			        gi.batches, gi.writes, gi.upkeeps);
 		bkv_storage_group_free(ch.group);
 	}
 	fprintf(stderr, "bkvd: stopped\n");

@@ -186,6 +186,7 @@ typedef struct bkv_storage_group_info {
 	uint32_t queued;   /* the writes waiting for the next one */
 	uint64_t batches;  /* commits run so far */
 	uint64_t writes;   /* and the writes they carried */
+	uint64_t upkeeps;  /* commits after which the leader checkpointed (SQLite's WAL) */
 } bkv_storage_group_info;
 
 /* What the group is doing, for logs and tests. */

@@ -56,9 +56,11 @@ typedef struct bkv_storage_ops {
 	 * transaction does not commit, every result is UNAVAILABLE. NULL when the backend
 	 * needs no group. */
 	void (*commit_batch)(bkv_storage *s, bkv_group_op *const *ops, size_t n);
-	/* Upkeep that must not delay the batch (a WAL checkpoint): run by its leader after
-	 * the batch's writers were answered. */
-	void (*after_batch)(bkv_storage *s);
+	/* Upkeep (a WAL checkpoint): run by the batch's leader after its writers were
+	 * answered, while it still leads, so no other commit runs meanwhile. *mark is one
+	 * word the group keeps for the backend across leaders (0 at first). Returns whether
+	 * it did any. */
+	bool (*after_batch)(bkv_storage *s, uint64_t *mark);
 } bkv_storage_ops;
 
 struct bkv_storage {

@@ -7,8 +7,9 @@
  * futex word of its own. A member's write is a slot: it copies its change in (QUEUED) and
  * then, under the mutex, either finds no commit in flight and becomes the leader, or waits
  * on its slot's futex word. The leader takes every QUEUED slot (IN_BATCH), drops the mutex,
- * has the backend run all of them in one transaction (one fsync), then marks them DONE,
- * clears the leader, and wakes the members of its batch and one queued member to lead the
+ * has the backend run all of them in one transaction (one fsync), then marks them DONE and
+ * wakes the members of its batch. It then runs the backend's upkeep (a WAL checkpoint, now
+ * and then) while still leading, clears the leader, and wakes one queued member to lead the
  * next commit: nobody else, so a commit costs no wake-ups of processes it did not serve. A member
  * returns only once its own slot is DONE, with its own result, so no caller is answered before the
  * commit that holds its change is durable.
@@ -55,6 +56,8 @@ struct bkv_storage_group {
 	pid_t leader;     /* the member committing now; 0 when none is */
 	uint64_t batches; /* commits run, and the writes they carried */
 	uint64_t writes;
+	uint64_t upkeeps;     /* batches after which the backend did upkeep (checkpoints) */
+	uint64_t upkeep_mark; /* the backend's word (after_batch) */
 	size_t mapped;
 	uint32_t members;
 	group_slot slots[];
@@ -174,6 +177,7 @@ void bkv_storage_group_info_get(bkv_storage_group *g, bkv_storage_group_info *ou
 	}
 	out->batches = g->batches;
 	out->writes = g->writes;
+	out->upkeeps = g->upkeeps;
 	unlock(g);
 }
 
@@ -227,22 +231,28 @@ bkv_storage_err bkv_storage_group_write(bkv_storage_group *g, uint32_t member, b
 			s->ops->commit_batch(s, ops, n);
 			lock(g);
 			/* (abandoned meanwhile only if this process was taken for dead) */
-			if (g->leader == getpid()) {
-				for (size_t i = 0; i < n; i++) {
-					batch[i]->state = SLOT_DONE;
-					if (batch[i] != slot)
-						wake_slot(batch[i]);
-				}
-				g->leader = 0;
-				g->batches++;
-				g->writes += n;
-				wake_next_leader(g);
+			if (g->leader != getpid())
+				continue;
+			for (size_t i = 0; i < n; i++) {
+				batch[i]->state = SLOT_DONE;
+				if (batch[i] != slot)
+					wake_slot(batch[i]);
 			}
+			g->batches++;
+			g->writes += n;
 			if (s->ops->after_batch != NULL) {
+				/* Still leading: the next commit starts after the upkeep, so a
+				 * checkpoint sees no commit race it (which would keep SQLite from
+				 * restarting its WAL: see sq_after_batch). */
 				unlock(g);
-				s->ops->after_batch(s);
+				const bool did = s->ops->after_batch(s, &g->upkeep_mark);
 				lock(g);
+				if (g->leader != getpid())
+					continue;
+				g->upkeeps += did;
 			}
+			g->leader = 0;
+			wake_next_leader(g);
 			continue;
 		}
 		wait_on(g, slot);

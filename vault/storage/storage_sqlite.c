@@ -524,15 +524,30 @@ static int note_wal_frames(void *arg, sqlite3 *db, const char *name, int frames)
 	return SQLITE_OK;
 }
 
-/* A group's leader checkpoints after its writers were answered, not inside their COMMIT
- * as the autocheckpoint would. PASSIVE: it never waits for, nor blocks, another writer. */
-static void sq_after_batch(bkv_storage *s)
+/*
+ * A group's leader checkpoints after its writers were answered, not inside their COMMIT
+ * as the autocheckpoint would, and once per CHECKPOINT_FRAMES frames appended since the
+ * group's last checkpoint (*mark: the WAL's length then), not at every commit while the
+ * WAL is longer than that, as the autocheckpoint does.
+ *
+ * SQLite starts the WAL over only when a writer begins with every frame checkpointed and
+ * no reader on the old frames. With readers and writers always busy that seldom happens,
+ * the WAL stays long, and "longer than 1000 frames" held at every commit: each one paid a
+ * checkpoint's two fsyncs on top of its own. The leader checkpoints before it lets the
+ * next commit begin, so that commit finds the WAL fully checkpointed and starts it over.
+ * PASSIVE: it never waits for a reader.
+ */
+static bool sq_after_batch(bkv_storage *s, uint64_t *mark)
 {
 	sqlite_storage *ss = (sqlite_storage *)s;
-	if (ss->wal_frames < CHECKPOINT_FRAMES)
-		return;
-	ss->wal_frames = 0;
+	const uint64_t frames = (uint64_t)ss->wal_frames;
+	if (frames < *mark)
+		*mark = 0; /* the WAL was started over */
+	if (frames - *mark < CHECKPOINT_FRAMES)
+		return false;
+	*mark = frames;
 	sqlite3_wal_checkpoint_v2(ss->db, NULL, SQLITE_CHECKPOINT_PASSIVE, NULL, NULL);
+	return true;
 }
 
 /* One transaction for the whole batch. A write refused on its own (EXISTS, STALE,
