@@ -8,8 +8,9 @@
 #     umask 022 and under umask 000 (and any directory bkvd creates 0700); a database
 #     others can read is served with a one-line warning; a log that cannot be opened is
 #     refused (exit 2);
-#   - the master logs each signal and each child's exit on one line: a worker killed by
-#     SIGKILL (its pid, signal 9, restarted), SIGTERM (the sender's pid, each child's exit
+#   - the master logs each signal and each child's exit on one line: a worker or the
+#     committer ([vault] committer = on) killed by SIGKILL (its pid, signal 9, restarted),
+#     SIGTERM (the sender's pid, each child's exit
 #     status, then "stopped"); with a worker that does not stop (SIGSTOPped): SIGINT,
 #     SIGTERM and SIGHUP while stopping, and the SIGKILL after the stop timeout (10 s);
 #   - SIGHUP: after `mv requests.log requests.log.1`, new requests go to a new
@@ -55,6 +56,8 @@ ops_cleanup() {
 trap ops_cleanup EXIT
 
 config=$(BKVD=$bin/bkvd "$root/scripts/dev-vault" "$work/vault")
+# a committer process whatever the disk's fsync costs, so the children are known
+sed -i 's|^\[vault\]|[vault]\ncommitter = on|' "$config"
 export SOFTHSM2_CONF=$work/vault/hsm/softhsm2.conf
 vault=$work/vault
 ca=$vault/tls/cert.pem
@@ -265,12 +268,32 @@ worker_kill_is_logged() {
 }
 check "a worker killed by SIGKILL: one line naming its pid and the signal, and a new worker" \
   worker_kill_is_logged
+committer_kill_is_logged() {
+  local committer new=""
+  committer=$(children_named "$first_pid" bkvd-committer)
+  echo "master $first_pid, committer $committer"
+  grep -qx "bkvd: commits run in a committer process (\[vault\] committer = on)" \
+    "$work/first.err" && [ -n "$committer" ] || return 1
+  kill -KILL "$committer"
+  for _ in $(seq 100); do
+    new=$(children_named "$first_pid" bkvd-committer)
+    [ -n "$new" ] && [ "$new" != "$committer" ] && break
+    sleep 0.05
+  done
+  echo "new committer $new"
+  grep -qx "bkvd: committer $committer killed by signal 9; restarting it" "$work/first.err" &&
+    [ -n "$new" ] && [ "$new" != "$committer" ]
+}
+check "the committer killed by SIGKILL: one line naming it, and a new committer" \
+  committer_kill_is_logged
 sigterm_is_logged() {
-  local worker metrics
+  local worker metrics committer
   worker=$(children_named "$first_pid" bkvd)
   metrics=$(children_named "$first_pid" bkvd-metrics)
-  echo "master $first_pid (SIGTERM from $$), worker $worker, metrics process $metrics"
-  [ -n "$worker" ] && [ -n "$metrics" ] || return 1
+  committer=$(children_named "$first_pid" bkvd-committer)
+  echo "master $first_pid (SIGTERM from $$), worker $worker, metrics process $metrics," \
+    "committer $committer"
+  [ -n "$worker" ] && [ -n "$metrics" ] && [ -n "$committer" ] || return 1
   local before
   before=$(wc -l < "$work/first.err")
   kill -TERM "$first_pid"
@@ -278,11 +301,12 @@ sigterm_is_logged() {
   pid=""
   tail -n +"$((before + 1))" "$work/first.err" > "$work/first.stop"
   cat "$work/first.stop"
-  # exactly these lines, the two exits in either order
-  [ "$(wc -l < "$work/first.stop")" -eq 4 ] &&
+  # exactly these lines, the three exits in any order
+  [ "$(wc -l < "$work/first.stop")" -eq 5 ] &&
     [ "$(head -1 "$work/first.stop")" = "bkvd: SIGTERM from pid $$: stopping the workers" ] &&
     grep -qx "bkvd: worker $worker exited with 0" "$work/first.stop" &&
     grep -qx "bkvd: metrics process $metrics exited with 0" "$work/first.stop" &&
+    grep -qx "bkvd: committer $committer exited with 0" "$work/first.stop" &&
     [ "$(tail -1 "$work/first.stop")" = "bkvd: stopped" ]
 }
 check "SIGTERM: one line naming the sender, one line per child's exit, then stopped" \
@@ -321,7 +345,8 @@ stop
 # every file it creates is 0600 and every directory (it creates none today) 0700.
 mkdir "$work/u0"
 chmod 777 "$work/u0"
-u0=$(variant u0 "s|^storage = .*|storage = sqlite:$work/u0/bkv.db|;s|^audit_log = .*|audit_log = $work/u0/audit.log|;s|^request_log = .*|request_log = $work/u0/requests.log|")
+# (the workers lead their own commits from here on: one child less to tell apart)
+u0=$(variant u0 "s|^committer = on|committer = off|;s|^storage = .*|storage = sqlite:$work/u0/bkv.db|;s|^audit_log = .*|audit_log = $work/u0/audit.log|;s|^request_log = .*|request_log = $work/u0/requests.log|")
 umask 000
 serve_ops u0 "$u0"
 umask 022
@@ -387,6 +412,7 @@ if [ -n "$pids_root" ] && mkdir "$pids_root/bkv-ops-$$" 2>/dev/null; then
   cgroup=$pids_root/bkv-ops-$$
 fi
 if [ -n "$cgroup" ] && [ -e "$cgroup/pids.max" ]; then
+  config=$(variant no-committer 's|^committer = on|committer = off|')
   # in_cgroup CMD...: CMD runs in the cgroup (sh moves itself there, then execs CMD, so CMD
   # keeps sh's pid). LeakSanitizer needs a task of its own at exit, which the cgroup does
   # not allow: these two runs of the sanitizer build go without leak detection.

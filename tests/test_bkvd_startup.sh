@@ -64,6 +64,8 @@ chmod 644 "$work/wrong.pin"
 refuses "a PIN file others can read" "readable by group or others" \
   "$(variant pin2 "s|^pin_file = .*|pin_file = $work/wrong.pin|")"
 refuses "unknown configuration key" "unknown key" "$(variant typo 's|^\[vault\]|[vault]\nlistne = 1|')"
+refuses "a committer setting other than auto, on or off" "invalid value for \[vault\] committer" \
+  "$(variant committer 's|^\[vault\]|[vault]\ncommitter = yes|')"
 refuses "plaintext on a public address" "TLS is required" \
   "$(variant plain 's|^tls_cert = .*||')" --listen 0.0.0.0:0
 refuses "plaintext on a name that starts with 127." "TLS is required" \

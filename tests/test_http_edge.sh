@@ -53,7 +53,13 @@ serve() {
   [ -s "$work/port" ] || { cat "$work/bkvd.log"; exit 1; }
   port=$(cat "$work/port")
 }
-worker() { echo $(cat "/proc/$pid/task/$pid/children"); }
+worker() { # the master's child called bkvd (not bkvd-committer)
+  local c
+  for c in $(cat "/proc/$pid/task/$pid/children"); do
+    [ "$(cat "/proc/$c/comm" 2>/dev/null)" = bkvd ] && echo "$c"
+  done
+  return 0
+}
 rss_kib() { awk '/^VmRSS/ {print $2}' "/proc/$1/status"; }
 cpu_ticks() { awk '{print $14 + $15}' "/proc/$1/stat"; }
 

@@ -2789,13 +2789,17 @@ static int guess_until_refused(bkv_vault *v, bkv_reply_buffers *buf, int report_
 	return rc;
 }
 
-static void concurrent_guessers_get_exactly_the_attempt_limit_of_ke2s(void **state)
+static pid_t start_committer(fx *f);
+
+static void concurrent_guessers(fx *f, bool with_committer)
 {
-	fx *f = *state;
+	if (with_committer && on_pg)
+		skip(); /* PostgreSQL groups commits in the server; no group here */
 	must_register(f, ALICE, P256, PASSWORD, 0);
 	const uint64_t bob_version = must_register(f, BOB, R255, PASSWORD, 0);
 	const bkv_record bob_before = must_peek(f, BOB);
 	vault_detach(f);
+	const pid_t committer = with_committer ? start_committer(f) : 0;
 
 	int report[2], ready[2], go[2];
 	assert_int_equal(pipe(report), 0);
@@ -2827,6 +2831,15 @@ static void concurrent_guessers_get_exactly_the_attempt_limit_of_ke2s(void **sta
 	close(go[1]);
 	reap_all(pids, statuses, spawned, now_ms() + CHILD_DEADLINE_MS);
 	const int64_t t_done = now_ms();
+	if (with_committer) {
+		bkv_storage_group_info gi;
+		bkv_storage_group_info_get(f->group, &gi);
+		assert_int_equal(gi.committer, committer); /* it ran all along */
+		kill(committer, SIGTERM);
+		int ws = 0;
+		assert_int_equal(waitpid(committer, &ws, 0), committer);
+		assert_true(WIFEXITED(ws) && WEXITSTATUS(ws) == BKV_STORAGE_OK);
+	}
 	guess_report reports[CONCURRENT_GUESSERS];
 	memset(reports, 0, sizeof(reports));
 	const bool all_reported =
@@ -2873,6 +2886,16 @@ static void concurrent_guessers_get_exactly_the_attempt_limit_of_ke2s(void **sta
 	assert_same_row(&bob_before, &bob_after);
 	assert_int_equal(count_events(ev, n, "attempt_used", BOB), 0);
 	must_recover_fully(f, BOB, R255, PASSWORD, bob_version);
+}
+
+static void concurrent_guessers_get_exactly_the_attempt_limit_of_ke2s(void **state)
+{
+	concurrent_guessers(*state, false);
+}
+
+static void concurrent_guessers_through_a_committer_get_exactly_the_limit(void **state)
+{
+	concurrent_guessers(*state, true);
 }
 
 /* ------------------------------------------------------------------------------------ */
@@ -3029,20 +3052,62 @@ static uint32_t raw_attempts_used(sqlite3 *db)
 	return used;
 }
 
+static volatile sig_atomic_t committer_stopping;
+
+static void on_committer_term(int sig)
+{
+	(void)sig;
+	committer_stopping = 1;
+}
+
+/* A committer process, as bkvd's: it runs every commit of f's group until SIGTERM. Forked
+ * before any pipe of the test is made, so it holds none of them open. */
+static pid_t start_committer(fx *f)
+{
+	fflush(NULL);
+	const pid_t pid = fork();
+	assert_true(pid >= 0);
+	if (pid == 0) {
+		alarm(CHILD_DEADLINE_MS / 1000 + 5);
+		struct sigaction sa;
+		memset(&sa, 0, sizeof(sa));
+		sa.sa_handler = on_committer_term;
+		sigaction(SIGTERM, &sa, NULL);
+		bkv_storage *s = NULL;
+		char why[256];
+		if (bkv_storage_open(f->url, &s, why, sizeof(why)) != BKV_STORAGE_OK)
+			_exit(100);
+		const bkv_storage_err err =
+		    bkv_storage_group_commit(f->group, s, &committer_stopping);
+		bkv_storage_close(s);
+		_exit((int)err);
+	}
+	const int64_t deadline = now_ms() + CHILD_DEADLINE_MS;
+	bkv_storage_group_info gi;
+	for (bkv_storage_group_info_get(f->group, &gi); gi.committer != pid;
+	     bkv_storage_group_info_get(f->group, &gi)) {
+		if (now_ms() > deadline)
+			fail_msg("the committer %d never took the group's commits", (int)pid);
+		sleep_ms(1);
+	}
+	return pid;
+}
+
 /* Guessers in processes that commit together. While this test holds the database's write
  * lock, the commit leader is killed, then the next leader with other guessers' attempts
  * in its commit: those commits are in doubt, so each of their guessers is answered
  * UNAVAILABLE and gets no KE2, and nothing of them reaches the database. Then the others
  * use up the record: exactly attempt_limit KE2s in all, each with its own count, and every
- * attempt in the database was answered with one. */
-static void a_commit_leader_killed_mid_commit_sends_no_ke2_without_its_commit(void **state)
+ * attempt in the database was answered with one. With a committer, the first leader
+ * killed is the committer, and the guessers lead from then on. */
+static void commit_leaders_killed(fx *f, bool with_committer)
 {
-	fx *f = *state;
 	if (on_pg)
 		skip(); /* PostgreSQL groups commits in the server; no group here */
 	must_register(f, ALICE, P256, PASSWORD, MAX_LIMIT);
 	const bkv_record registered = must_peek(f, ALICE);
 	vault_detach(f);
+	const pid_t committer = with_committer ? start_committer(f) : 0;
 	int report[2], ready[2], go[2];
 	assert_int_equal(pipe(report), 0);
 	assert_int_equal(pipe(ready), 0);
@@ -3071,6 +3136,8 @@ static void a_commit_leader_killed_mid_commit_sends_no_ke2_without_its_commit(vo
 	answer answers[4 * MAX_LIMIT + 64];
 	size_t n = 0, ke2 = 0;
 	const bkv_storage_group_info first = wait_for_commit(f, 0, 1, 1);
+	if (with_committer)
+		assert_int_equal(first.leader, committer);
 	kill(first.leader, SIGKILL);
 	int status = 0;
 	assert_int_equal(waitpid(first.leader, &status, 0), first.leader);
@@ -3122,6 +3189,16 @@ static void a_commit_leader_killed_mid_commit_sends_no_ke2_without_its_commit(vo
 	assert_int_equal(r.attempts_used, MAX_LIMIT);
 	assert_int_equal(r.guess_seq - registered.guess_seq, MAX_LIMIT);
 	assert_true(db_integrity_ok(f));
+}
+
+static void a_commit_leader_killed_mid_commit_sends_no_ke2_without_its_commit(void **state)
+{
+	commit_leaders_killed(*state, false);
+}
+
+static void a_committer_killed_mid_commit_sends_no_ke2_without_its_commit(void **state)
+{
+	commit_leaders_killed(*state, true);
 }
 
 static int register_then_wait(bkv_vault *v, bkv_reply_buffers *buf, int report_fd, void *arg)
@@ -4759,8 +4836,10 @@ int main(void)
 	    TEST(audit_log_records_destruction_by_finish_and_by_start),
 	    /* Processes */
 	    TEST(concurrent_guessers_get_exactly_the_attempt_limit_of_ke2s),
+	    TEST(concurrent_guessers_through_a_committer_get_exactly_the_limit),
 	    TEST(sigkill_during_recover_start_never_loses_a_committed_attempt),
 	    TEST(a_commit_leader_killed_mid_commit_sends_no_ke2_without_its_commit),
+	    TEST(a_committer_killed_mid_commit_sends_no_ke2_without_its_commit),
 	    TEST(registration_survives_sigkill_right_after_register_finish),
 	    /* Issue 9: RegisterStart answers never test guesses */
 	    SUITE_TESTS(register_start_answers_never_test_guesses_against_the_envelope),

@@ -2746,10 +2746,12 @@ static int child_update_own_accounts(int index, void *arg)
  * (each update here appends at most one frame), and the commit after a checkpoint starts
  * the WAL over, so it stays near 1000 frames.
  */
-static void test_busy_members_checkpoint_once_per_thousand_frames(void **state)
+static pid_t start_committer(const char *url);
+static int wait_exit(pid_t pid);
+
+static void busy_members_checkpoint(fx *f, bool with_committer)
 {
 	SQLITE_ONLY();
-	fx *f = *state;
 	for (int m = 0; m < CKPT_MEMBERS; m++) {
 		for (int k = 0; k < CKPT_ACCOUNTS; k++) {
 			char name[16];
@@ -2760,6 +2762,7 @@ static void test_busy_members_checkpoint_once_per_thousand_frames(void **state)
 	close_storage(f);
 	g_group = bkv_storage_group_create(CKPT_MEMBERS);
 	assert_non_null(g_group);
+	const pid_t committer = with_committer ? start_committer(f->url) : 0;
 	pid_t pid[CKPT_MEMBERS];
 	start_children(CKPT_MEMBERS, child_update_own_accounts, f->url, pid);
 	reopen(f); /* a connection of the parent's keeps the WAL file until it is measured */
@@ -2771,6 +2774,11 @@ static void test_busy_members_checkpoint_once_per_thousand_frames(void **state)
 	}
 	bkv_storage_group_info gi;
 	bkv_storage_group_info_get(g_group, &gi);
+	if (with_committer) {
+		assert_int_equal(gi.committer, committer);
+		kill(committer, SIGTERM);
+		assert_int_equal(wait_exit(committer), BKV_STORAGE_OK);
+	}
 	bkv_storage_group_free(g_group);
 	g_group = NULL;
 	for (int i = 0; i < CKPT_MEMBERS; i++) {
@@ -2788,6 +2796,16 @@ static void test_busy_members_checkpoint_once_per_thousand_frames(void **state)
 	ckpt_account(CKPT_MEMBERS - 1, CKPT_ACCOUNTS - 1, name, sizeof(name));
 	assert_int_equal(get_ok(f, (const uint8_t *)name, strlen(name)).attempts_used,
 	                 CKPT_UPDATES / CKPT_ACCOUNTS);
+}
+
+static void test_busy_members_checkpoint_once_per_thousand_frames(void **state)
+{
+	busy_members_checkpoint(*state, false);
+}
+
+static void test_a_busy_committer_checkpoints_once_per_thousand_frames(void **state)
+{
+	busy_members_checkpoint(*state, true);
 }
 
 /* A group member forked by the tests below: opens its storage, joins g_group as member
@@ -3097,6 +3115,172 @@ test_a_leader_killed_mid_commit_is_reaped_and_its_commit_answered_unavailable(vo
 static void test_a_leader_killed_mid_commit_is_noticed_by_its_waiters(void **state)
 {
 	leader_killed_mid_commit(*state, false);
+}
+
+/* A committer process (bkv_storage_group_commit on a connection of its own) until SIGTERM;
+ * exits with the bkv_storage_err it returned. */
+static volatile sig_atomic_t g_committer_stop;
+
+static void on_committer_term(int sig)
+{
+	(void)sig;
+	g_committer_stop = 1;
+}
+
+static pid_t fork_committer(const char *url)
+{
+	fflush(stdout);
+	fflush(stderr);
+	const pid_t pid = fork();
+	assert_true(pid >= 0);
+	if (pid > 0) {
+		return pid;
+	}
+	alarm(CHILD_ALARM_S);
+	struct sigaction sa;
+	memset(&sa, 0, sizeof(sa));
+	sa.sa_handler = on_committer_term;
+	sigaction(SIGTERM, &sa, NULL);
+	bkv_storage *s = NULL;
+	char why[256];
+	if (bkv_storage_open(url, &s, why, sizeof(why)) != BKV_STORAGE_OK) {
+		_exit(100);
+	}
+	const bkv_storage_err err = bkv_storage_group_commit(g_group, s, &g_committer_stop);
+	bkv_storage_close(s);
+	_exit((int)err);
+}
+
+/* Forks a committer and waits until it runs the group's commits. */
+static pid_t start_committer(const char *url)
+{
+	const pid_t pid = fork_committer(url);
+	const double deadline = now_s() + WAIT_DEADLINE_S;
+	bkv_storage_group_info gi;
+	for (bkv_storage_group_info_get(g_group, &gi); gi.committer != pid;
+	     bkv_storage_group_info_get(g_group, &gi)) {
+		if (now_s() > deadline) {
+			fail_msg("the committer %d never took the group's commits", (int)pid);
+		}
+		struct timespec ts = {0, 1000000};
+		nanosleep(&ts, NULL);
+	}
+	return pid;
+}
+
+/* While a committer runs, it leads every commit, the members' first ones too. Killed in a
+ * commit, it leaves that commit in doubt: its write is answered UNAVAILABLE and reached
+ * nothing (the write lock was held here), while the writes queued behind it are committed
+ * by a member, as before the committer. reap: the parent reports the death; otherwise the
+ * waiters notice the committer's pid is gone. */
+static void committer_killed_mid_commit(fx *f, bool reap)
+{
+	SQLITE_ONLY();
+	for (int i = 0; i < 3; i++) {
+		char name[16];
+		const int len = snprintf(name, sizeof(name), "member-%d", i);
+		insert_new(f, (const uint8_t *)name, (size_t)len);
+	}
+	close_storage(f);
+	g_group = bkv_storage_group_create(3);
+	assert_non_null(g_group);
+	/* (first: a committer forked later would hold the members' go pipes open) */
+	const pid_t committer = start_committer(f->url);
+	member_arg a = {.url = f->url, .write = advance_own_account};
+	pid_t pids[3];
+	fork_members(&a, 3, pids);
+	sqlite3 *db = raw_open(f);
+	raw_exec(db, "BEGIN IMMEDIATE");
+	/* member 0's write: the committer leads its commit, not member 0 */
+	close(a.go_fd[0]);
+	const bkv_storage_group_info first = wait_for_group(0, 1, 0);
+	assert_int_equal(first.leader, committer);
+	close(a.go_fd[1]);
+	close(a.go_fd[2]);
+	wait_for_group(0, 1, 2);
+	kill(committer, SIGKILL);
+	assert_int_equal(wait_exit(committer), -SIGKILL);
+	if (reap) {
+		bkv_storage_group_reap(g_group, committer);
+	}
+	/* without it, a member leads the next commit, of both queued writes */
+	const bkv_storage_group_info second = wait_for_group(committer, 2, 0);
+	assert_true(second.leader == pids[1] || second.leader == pids[2]);
+	assert_int_equal(second.committer, 0);
+	raw_exec(db, "ROLLBACK");
+	sqlite3_close(db);
+	assert_int_equal(wait_exit(pids[0]), BKV_STORAGE_UNAVAILABLE);
+	assert_int_equal(wait_exit(pids[1]), BKV_STORAGE_OK);
+	assert_int_equal(wait_exit(pids[2]), BKV_STORAGE_OK);
+	bkv_storage_group_free(g_group);
+	g_group = NULL;
+	reopen(f);
+	for (int i = 0; i < 3; i++) {
+		char name[16];
+		const int len = snprintf(name, sizeof(name), "member-%d", i);
+		assert_int_equal(get_ok(f, (const uint8_t *)name, (size_t)len).attempts_used,
+		                 i == 0 ? 0 : 1);
+	}
+}
+
+static void test_a_committer_killed_mid_commit_is_reaped_and_the_members_lead(void **state)
+{
+	committer_killed_mid_commit(*state, true);
+}
+
+static void test_a_committer_killed_mid_commit_is_noticed_by_its_waiters(void **state)
+{
+	committer_killed_mid_commit(*state, false);
+}
+
+/* A second committer is refused while the first runs; stopped, the first returns OK and
+ * the members lead again; a storage that is a member, a missing group or one PostgreSQL
+ * would join are refused. */
+static void test_a_committer_is_alone_and_stops_on_request(void **state)
+{
+	fx *f = *state;
+	static const volatile sig_atomic_t go_on = 0;
+	bkv_storage_group *g = bkv_storage_group_create(2);
+	assert_non_null(g);
+	assert_int_equal(bkv_storage_group_commit(NULL, f->s, &go_on), BKV_STORAGE_ARGUMENT);
+	assert_int_equal(bkv_storage_group_commit(g, NULL, &go_on), BKV_STORAGE_ARGUMENT);
+	if (on_pg) {
+		assert_int_equal(bkv_storage_group_commit(g, f->s, &go_on), BKV_STORAGE_ARGUMENT);
+		bkv_storage_group_free(g);
+		return;
+	}
+	assert_int_equal(bkv_storage_join_group(f->s, g, 0), BKV_STORAGE_OK);
+	assert_int_equal(bkv_storage_group_commit(g, f->s, &go_on), BKV_STORAGE_ARGUMENT);
+	close_storage(f);
+	bkv_storage_group_free(g);
+	reopen(f);
+	insert_new(f, LIT("alice"));
+	close_storage(f);
+
+	g_group = bkv_storage_group_create(2);
+	assert_non_null(g_group);
+	const pid_t committer = start_committer(f->url);
+	const pid_t second = fork_committer(f->url);
+	assert_int_equal(wait_exit(second), BKV_STORAGE_EXISTS);
+	/* a member's write goes through the committer */
+	reopen(f);
+	assert_int_equal(bkv_storage_join_group(f->s, g_group, 0), BKV_STORAGE_OK);
+	advance_ok(f, LIT("alice"));
+	bkv_storage_group_info gi;
+	bkv_storage_group_info_get(g_group, &gi);
+	assert_int_equal(gi.committer, committer);
+	assert_int_equal(gi.batches, 1);
+	kill(committer, SIGTERM);
+	assert_int_equal(wait_exit(committer), BKV_STORAGE_OK);
+	bkv_storage_group_info_get(g_group, &gi);
+	assert_int_equal(gi.committer, 0);
+	/* and without it the member leads its own commit */
+	assert_int_equal(advance_ok(f, LIT("alice")).attempts_used, 2);
+	bkv_storage_group_info_get(g_group, &gi);
+	assert_int_equal(gi.batches, 2);
+	close_storage(f);
+	bkv_storage_group_free(g_group);
+	g_group = NULL;
 }
 
 #define GROUP_CRASH_MEMBERS 4
@@ -3834,12 +4018,16 @@ int main(void)
 	    T_OPEN(test_group_create_and_join_refuse_bad_arguments),
 	    T_OPEN(test_grouped_commits_keep_checkpointing_the_wal),
 	    T_OPEN(test_busy_members_checkpoint_once_per_thousand_frames),
+	    T_OPEN(test_a_busy_committer_checkpoints_once_per_thousand_frames),
 	    T_OPEN(test_grouped_read_and_update_loops_lose_no_increment),
 	    T_OPEN(test_grouped_updates_from_one_mac_succeed_exactly_once),
 	    T_OPEN(test_grouped_inserts_of_one_account_succeed_exactly_once),
 	    T_OPEN(test_one_commit_carries_every_queued_write_with_its_own_result),
 	    T_OPEN(test_a_leader_killed_mid_commit_is_reaped_and_its_commit_answered_unavailable),
 	    T_OPEN(test_a_leader_killed_mid_commit_is_noticed_by_its_waiters),
+	    T_OPEN(test_a_committer_killed_mid_commit_is_reaped_and_the_members_lead),
+	    T_OPEN(test_a_committer_killed_mid_commit_is_noticed_by_its_waiters),
+	    T_OPEN(test_a_committer_is_alone_and_stops_on_request),
 	    T_OPEN(test_grouped_sigkill_never_loses_a_committed_update),
 	    /* shared rate buckets */
 	    T_OPEN(test_rate_buckets_are_shared_on_postgresql_only),

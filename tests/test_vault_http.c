@@ -171,8 +171,8 @@ static int run_capture(char *const argv[], char *out, size_t cap)
 /* Processes                                                                             */
 /* ------------------------------------------------------------------------------------ */
 
-/* True for bkvd's metrics process ([vault] metrics_listen), which is no worker. */
-static bool is_metrics_process(long pid)
+/* bkvd's metrics process or its committer: a child of the master that is no worker. */
+static bool is_helper_process(long pid)
 {
 	char path[64], comm[32] = "";
 	snprintf(path, sizeof(path), "/proc/%ld/comm", pid);
@@ -181,10 +181,11 @@ static bool is_metrics_process(long pid)
 		return false;
 	const bool read = fgets(comm, sizeof(comm), f) != NULL;
 	fclose(f);
-	return read && strcmp(comm, "bkvd-metrics\n") == 0;
+	return read &&
+	       (strcmp(comm, "bkvd-metrics\n") == 0 || strcmp(comm, "bkvd-committer\n") == 0);
 }
 
-/* Live (not zombie) children of ppid but bkvd's metrics process, like pgrep -P, from
+/* Live (not zombie) children of ppid but bkvd's helpers (the workers), like pgrep -P, from
  * /proc/<pid>/stat. */
 static size_t children_of(pid_t ppid, pid_t *out, size_t max)
 {
@@ -210,7 +211,7 @@ static size_t children_of(pid_t ppid, pid_t *out, size_t max)
 		char state;
 		int parent;
 		if (rp != NULL && sscanf(rp + 1, " %c %d", &state, &parent) == 2 &&
-		    parent == ppid && state != 'Z' && !is_metrics_process(pid))
+		    parent == ppid && state != 'Z' && !is_helper_process(pid))
 			out[n++] = (pid_t)pid;
 	}
 	closedir(d);

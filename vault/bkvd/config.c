@@ -96,6 +96,19 @@ static bool parse_bool(const char *value, bool *out)
 	return true;
 }
 
+static bool parse_committer(const char *value, bkvd_committer *out)
+{
+	if (strcmp(value, "auto") == 0)
+		*out = BKVD_COMMITTER_AUTO;
+	else if (strcmp(value, "on") == 0)
+		*out = BKVD_COMMITTER_ON;
+	else if (strcmp(value, "off") == 0)
+		*out = BKVD_COMMITTER_OFF;
+	else
+		return false;
+	return true;
+}
+
 /* per_account.METHOD / per_address.METHOD = rule. False if name is no such key. */
 static bool parse_rate_rule(const char *name, const char *value, bkv_rate_config *rc, bool *ok)
 {
@@ -168,6 +181,8 @@ static int on_entry(void *user, const char *section, const char *name, const cha
 			ok = STRING(storage);
 		else if (strcmp(name, "workers") == 0)
 			ok = parse_u32(value, 0, 256, &c->workers);
+		else if (strcmp(name, "committer") == 0)
+			ok = parse_committer(value, &c->committer);
 		else if (strcmp(name, "tls_cert") == 0)
 			ok = STRING(tls_cert);
 		else if (strcmp(name, "tls_key") == 0)

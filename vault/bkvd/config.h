@@ -19,6 +19,14 @@
 #define BKVD_MAX_SUITES 2
 #define BKVD_PATH_MAX   4096
 
+/* [vault] committer, SQLite only: whether a process of its own runs the workers' commits
+ * (cmd_serve.c); auto: where an fsync beside the database takes a disk's time. */
+typedef enum bkvd_committer {
+	BKVD_COMMITTER_AUTO,
+	BKVD_COMMITTER_ON,
+	BKVD_COMMITTER_OFF
+} bkvd_committer;
+
 typedef struct bkvd_config {
 	char path[BKVD_PATH_MAX]; /* the file it was read from */
 
@@ -27,6 +35,7 @@ typedef struct bkvd_config {
 	char metrics_listen[256]; /* host:port of the plain-HTTP /metrics listener; "" = off */
 	char storage[BKVD_PATH_MAX];
 	uint32_t workers; /* 0 = number of CPUs */
+	bkvd_committer committer;
 	char tls_cert[BKVD_PATH_MAX];
 	char tls_key[BKVD_PATH_MAX];
 	char audit_log[BKVD_PATH_MAX];   /* "-" for stderr, "" for none */

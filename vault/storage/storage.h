@@ -24,6 +24,7 @@
 #ifndef BKV_STORAGE_H
 #define BKV_STORAGE_H
 
+#include <signal.h>
 #include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
@@ -162,7 +163,8 @@ bkv_storage_err bkv_storage_blob_delete(bkv_storage *s, const char *name);
  * result, exactly as without the group; a write whose leader died mid-commit is answered
  * UNAVAILABLE although it may have committed (as a connection lost during COMMIT is). Other
  * writes (blobs, reseal, the floor) are not grouped. PostgreSQL needs no group: concurrent
- * commits share their WAL flushes in the server.
+ * commits share their WAL flushes in the server. A process of its own may run every commit
+ * instead of the members (bkv_storage_group_commit, below).
  *
  * The group is mapped by the parent before fork (members: how many processes join, at most
  * BKV_STORAGE_GROUP_MAX), each child joins with its own member index, at most one process
@@ -180,8 +182,19 @@ bkv_storage_err bkv_storage_join_group(bkv_storage *s, bkv_storage_group *g, uin
  * answered UNAVAILABLE at once (its outcome is in doubt), instead of after a waiter's
  * check of the child's pid. */
 void bkv_storage_group_reap(bkv_storage_group *g, pid_t pid);
+/* Runs every commit of the group from this process, until *stop: the members queue their
+ * writes and wait, and never commit themselves while it runs. s is this process's own
+ * storage, not joined to any group. A process that only commits sleeps most of the time,
+ * so the scheduler runs it at once when its fsync returns, where a member that leads
+ * waits behind the busy members for a CPU. If it dies, or returns, the members lead their
+ * own commits again (a commit it was running is answered UNAVAILABLE, as a leader's is).
+ * ARGUMENT if the backend needs no group or s is a member; EXISTS if another live process
+ * commits for the group. */
+bkv_storage_err bkv_storage_group_commit(bkv_storage_group *g, bkv_storage *s,
+                                         const volatile sig_atomic_t *stop);
 typedef struct bkv_storage_group_info {
 	pid_t leader;      /* the process committing now; 0 when no commit is in flight */
+	pid_t committer;   /* the process that runs every commit; 0 when the members lead */
 	uint32_t in_batch; /* the writes in that commit */
 	uint32_t queued;   /* the writes waiting for the next one */
 	uint64_t batches;  /* commits run so far */

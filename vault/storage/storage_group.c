@@ -17,6 +17,12 @@
  * The batch is bounded by the number of members (one slot each, one write at a time per
  * process), so nothing is allocated and nothing can overflow.
  *
+ * A committer (bkv_storage_group_commit) is a process that leads every commit and does
+ * nothing else: while one is registered, members queue and wake it (if it sleeps on its
+ * own futex word) instead of leading, and the end of a commit wakes it instead of a member.
+ * If it dies, it is cleared like a dead leader (by the parent's reap or a waiter's pid
+ * check) and the members lead again.
+ *
  * A leader that dies mid-commit leaves its batch in doubt, exactly like a connection lost
  * during COMMIT: the transaction either reached the disk or not. Its slots are answered
  * UNAVAILABLE, which the handlers treat as "send nothing", the safe side (an attempt that
@@ -56,8 +62,11 @@ struct bkv_storage_group {
 	pid_t leader;     /* the member committing now; 0 when none is */
 	uint64_t batches; /* commits run, and the writes they carried */
 	uint64_t writes;
-	uint64_t upkeeps;     /* batches after which the backend did upkeep (checkpoints) */
-	uint64_t upkeep_mark; /* the backend's word (after_batch) */
+	uint64_t upkeeps;        /* batches after which the backend did upkeep (checkpoints) */
+	uint64_t upkeep_mark;    /* the backend's word (after_batch) */
+	pid_t committer;         /* the process that runs every commit; 0: members lead */
+	uint32_t committer_idle; /* it waits for work on committer_wake */
+	uint32_t committer_wake; /* its futex word */
 	size_t mapped;
 	uint32_t members;
 	group_slot slots[];
@@ -114,9 +123,24 @@ static void wake_slot(group_slot *slot)
 	syscall(SYS_futex, &slot->wake, FUTEX_WAKE, 1, NULL, NULL, 0);
 }
 
-/* Under the lock, once no commit is in flight: wakes one queued member to lead the next. */
+/* Under the lock: wakes the committer if it waits for work. */
+static void wake_committer(bkv_storage_group *g)
+{
+	if (!g->committer_idle)
+		return;
+	g->committer_idle = 0;
+	__atomic_add_fetch(&g->committer_wake, 1, __ATOMIC_RELEASE);
+	syscall(SYS_futex, &g->committer_wake, FUTEX_WAKE, 1, NULL, NULL, 0);
+}
+
+/* Under the lock, once no commit is in flight: wakes one queued member to lead the next
+ * (the committer leads every commit when there is one: it looks for work itself). */
 static void wake_next_leader(bkv_storage_group *g)
 {
+	if (g->committer != 0) {
+		wake_committer(g);
+		return;
+	}
 	for (uint32_t i = 0; i < g->members; i++) {
 		if (g->slots[i].state == SLOT_QUEUED) {
 			wake_slot(&g->slots[i]);
@@ -154,6 +178,8 @@ static void wait_on(bkv_storage_group *g, group_slot *slot)
 	if (timed_out && g->leader == leader && leader != 0 && kill(leader, 0) != 0 &&
 	    errno == ESRCH)
 		abandon_batch(g);
+	if (timed_out && g->committer != 0 && kill(g->committer, 0) != 0 && errno == ESRCH)
+		g->committer = 0; /* the members lead until another committer starts */
 }
 
 void bkv_storage_group_reap(bkv_storage_group *g, pid_t pid)
@@ -161,6 +187,8 @@ void bkv_storage_group_reap(bkv_storage_group *g, pid_t pid)
 	if (g == NULL || pid <= 0)
 		return;
 	lock(g);
+	if (g->committer == pid)
+		g->committer = 0;
 	if (g->leader == pid)
 		abandon_batch(g);
 	unlock(g);
@@ -171,6 +199,7 @@ void bkv_storage_group_info_get(bkv_storage_group *g, bkv_storage_group_info *ou
 	memset(out, 0, sizeof(*out));
 	lock(g);
 	out->leader = g->leader;
+	out->committer = g->committer;
 	for (uint32_t i = 0; i < g->members; i++) {
 		out->in_batch += g->slots[i].state == SLOT_IN_BATCH;
 		out->queued += g->slots[i].state == SLOT_QUEUED;
@@ -197,12 +226,66 @@ bkv_storage_err bkv_storage_group_join(bkv_storage_group *g, uint32_t member)
 	return BKV_STORAGE_OK;
 }
 
+/*
+ * Under the lock, with no commit in flight: leads one commit of every queued write (at
+ * least one). The leader is named first, so a death half-way through leaves a batch to
+ * abandon. Returns with the lock held, the batch answered and no commit in flight.
+ */
+static void lead_batch(bkv_storage_group *g, bkv_storage *s, const group_slot *self)
+{
+	group_slot *batch[BKV_STORAGE_GROUP_MAX];
+	bkv_group_op *ops[BKV_STORAGE_GROUP_MAX];
+	const pid_t me = getpid();
+	g->leader = me;
+	size_t n = 0;
+	for (uint32_t i = 0; i < g->members; i++) {
+		if (g->slots[i].state == SLOT_QUEUED) {
+			g->slots[i].state = SLOT_IN_BATCH;
+			batch[n] = &g->slots[i];
+			ops[n++] = &g->slots[i].op;
+		}
+	}
+	unlock(g);
+	s->ops->commit_batch(s, ops, n);
+	lock(g);
+	/* (abandoned meanwhile only if this process was taken for dead) */
+	if (g->leader != me)
+		return;
+	for (size_t i = 0; i < n; i++) {
+		batch[i]->state = SLOT_DONE;
+		if (batch[i] != self)
+			wake_slot(batch[i]);
+	}
+	g->batches++;
+	g->writes += n;
+	if (s->ops->after_batch != NULL) {
+		/* Still leading: the next commit starts after the upkeep, so a checkpoint sees
+		 * no commit race it (which would keep SQLite from restarting its WAL: see
+		 * sq_after_batch). */
+		unlock(g);
+		const bool did = s->ops->after_batch(s, &g->upkeep_mark);
+		lock(g);
+		if (g->leader != me)
+			return;
+		g->upkeeps += did;
+	}
+	g->leader = 0;
+	wake_next_leader(g);
+}
+
+static bool any_queued(const bkv_storage_group *g)
+{
+	for (uint32_t i = 0; i < g->members; i++) {
+		if (g->slots[i].state == SLOT_QUEUED)
+			return true;
+	}
+	return false;
+}
+
 bkv_storage_err bkv_storage_group_write(bkv_storage_group *g, uint32_t member, bkv_storage *s,
                                         const bkv_group_op *op)
 {
 	group_slot *slot = &g->slots[member];
-	group_slot *batch[BKV_STORAGE_GROUP_MAX];
-	bkv_group_op *ops[BKV_STORAGE_GROUP_MAX];
 	lock(g);
 	slot->op = *op;
 	slot->op.result = BKV_STORAGE_UNAVAILABLE;
@@ -215,46 +298,49 @@ bkv_storage_err bkv_storage_group_write(bkv_storage_group *g, uint32_t member, b
 			unlock(g);
 			return result;
 		}
-		if (g->leader == 0) {
-			/* Lead: every queued write goes into this commit. The leader is named
-			 * first, so a death half-way through the loop leaves a batch to abandon. */
-			g->leader = getpid();
-			size_t n = 0;
-			for (uint32_t i = 0; i < g->members; i++) {
-				if (g->slots[i].state == SLOT_QUEUED) {
-					g->slots[i].state = SLOT_IN_BATCH;
-					batch[n] = &g->slots[i];
-					ops[n++] = &g->slots[i].op;
-				}
-			}
-			unlock(g);
-			s->ops->commit_batch(s, ops, n);
-			lock(g);
-			/* (abandoned meanwhile only if this process was taken for dead) */
-			if (g->leader != getpid())
-				continue;
-			for (size_t i = 0; i < n; i++) {
-				batch[i]->state = SLOT_DONE;
-				if (batch[i] != slot)
-					wake_slot(batch[i]);
-			}
-			g->batches++;
-			g->writes += n;
-			if (s->ops->after_batch != NULL) {
-				/* Still leading: the next commit starts after the upkeep, so a
-				 * checkpoint sees no commit race it (which would keep SQLite from
-				 * restarting its WAL: see sq_after_batch). */
-				unlock(g);
-				const bool did = s->ops->after_batch(s, &g->upkeep_mark);
-				lock(g);
-				if (g->leader != getpid())
-					continue;
-				g->upkeeps += did;
-			}
-			g->leader = 0;
-			wake_next_leader(g);
+		if (g->committer != 0)
+			wake_committer(g);
+		else if (g->leader == 0 && slot->state == SLOT_QUEUED) {
+			lead_batch(g, s, slot);
 			continue;
 		}
 		wait_on(g, slot);
 	}
+}
+
+bkv_storage_err bkv_storage_group_commit(bkv_storage_group *g, bkv_storage *s,
+                                         const volatile sig_atomic_t *stop)
+{
+	if (g == NULL || s == NULL || s->ops->commit_batch == NULL || s->group != NULL)
+		return BKV_STORAGE_ARGUMENT;
+	const pid_t me = getpid();
+	lock(g);
+	if (g->committer != 0 && g->committer != me && kill(g->committer, 0) == 0) {
+		unlock(g);
+		return BKV_STORAGE_EXISTS;
+	}
+	g->committer = me;
+	/* A commit a member leads now ends with wake_next_leader, which wakes the committer. */
+	while (!*stop && g->committer == me) {
+		if (g->leader == 0 && any_queued(g)) {
+			lead_batch(g, s, NULL);
+			continue;
+		}
+		g->committer_idle = 1;
+		const uint32_t seen = __atomic_load_n(&g->committer_wake, __ATOMIC_ACQUIRE);
+		unlock(g);
+		struct timespec slice = {0, WAIT_SLICE_NS};
+		syscall(SYS_futex, &g->committer_wake, FUTEX_WAIT, seen, &slice, NULL, 0);
+		lock(g);
+		g->committer_idle = 0;
+		if (g->leader != 0 && g->leader != me && kill(g->leader, 0) != 0 && errno == ESRCH)
+			abandon_batch(g);
+	}
+	if (g->committer == me) {
+		g->committer = 0;
+		if (g->leader == 0)
+			wake_next_leader(g); /* the members lead again */
+	}
+	unlock(g);
+	return BKV_STORAGE_OK;
 }
