@@ -20,9 +20,11 @@
 #include <cmocka.h>
 #include <jwt.h>
 #include <openssl/bn.h>
+#include <openssl/core_names.h>
 #include <openssl/ec.h>
 #include <openssl/evp.h>
 #include <openssl/obj_mac.h>
+#include <openssl/param_build.h>
 #include <openssl/pem.h>
 #include <sodium.h>
 
@@ -308,6 +310,107 @@ static void es256_low_s_token_verifies(void **state)
 }
 
 /* ---- signatures and algorithms ---- */
+
+/* The same claims signed by another P-256 key, and this key's signature moved onto other
+ * claims: both refused, while the token they were made from verifies. */
+static void es256_signature_by_another_key_or_over_other_claims_is_rejected(void **state)
+{
+	fixture *f = *state;
+	claims_with(claims, sizeof(claims), "bob", NOW + 600, "");
+	es256(f, token, claims, LOW_S);
+	assert_accepted(&f->es256, token, "bob");
+	const char *signature = strrchr(token, '.');
+	char other_claims[TOKEN_TEXT], moved[TOKEN_TEXT];
+	claims_with(other_claims, sizeof(other_claims), "eve", NOW + 600, "");
+	es256(f, moved, other_claims, LOW_S);
+	char *dot = strrchr(moved, '.');
+	text(dot, sizeof(moved) - (size_t)(dot - moved), "%s", signature);
+	assert_rejected(&f->es256, moved, "signature");
+
+	fixture other = *f;
+	other.es256_key = EVP_PKEY_Q_keygen(NULL, NULL, "EC", "P-256");
+	assert_non_null(other.es256_key);
+	es256(&other, token, claims, LOW_S);
+	EVP_PKEY_free(other.es256_key);
+	assert_rejected(&f->es256, token, "signature");
+}
+
+/* A PEM public key from an RFC 7517 JWK's x and y (base64url), P-256. */
+static size_t p256_pem_from_jwk(const char *x, const char *y, char *pem, size_t pem_max)
+{
+	uint8_t point[65] = {0x04};
+	size_t len = 0;
+	assert_int_equal(sodium_base642bin(point + 1, 32, x, strlen(x), NULL, &len, NULL,
+	                                   sodium_base64_VARIANT_URLSAFE_NO_PADDING),
+	                 0);
+	assert_int_equal(len, 32);
+	assert_int_equal(sodium_base642bin(point + 33, 32, y, strlen(y), NULL, &len, NULL,
+	                                   sodium_base64_VARIANT_URLSAFE_NO_PADDING),
+	                 0);
+	assert_int_equal(len, 32);
+	OSSL_PARAM params[] = {
+	    OSSL_PARAM_construct_utf8_string(OSSL_PKEY_PARAM_GROUP_NAME, (char *)"prime256v1", 0),
+	    OSSL_PARAM_construct_octet_string(OSSL_PKEY_PARAM_PUB_KEY, point, sizeof(point)),
+	    OSSL_PARAM_construct_end()};
+	EVP_PKEY_CTX *ctx = EVP_PKEY_CTX_new_from_name(NULL, "EC", NULL);
+	EVP_PKEY *pk = NULL;
+	assert_non_null(ctx);
+	assert_int_equal(EVP_PKEY_fromdata_init(ctx), 1);
+	assert_int_equal(EVP_PKEY_fromdata(ctx, &pk, EVP_PKEY_PUBLIC_KEY, params), 1);
+	BIO *bio = BIO_new(BIO_s_mem());
+	assert_int_equal(PEM_write_bio_PUBKEY(bio, pk), 1);
+	const int n = BIO_read(bio, pem, (int)pem_max);
+	assert_true(n > 0);
+	BIO_free(bio);
+	EVP_PKEY_free(pk);
+	EVP_PKEY_CTX_free(ctx);
+	return (size_t)n;
+}
+
+/* RFC 7515 A.3: its ES256 token and public key. Its S is the high one of the pair, so the
+ * token is refused as not low-S; with S replaced by n - S (its low-S twin, equally valid)
+ * the signature is accepted and the token gets as far as the claims (its iss is "joe");
+ * with one bit of R changed it does not. */
+static void rfc7515_es256_signature_verifies(void **state)
+{
+	(void)state;
+	static const char header_claims[] = "eyJhbGciOiJFUzI1NiJ9."
+	                                    "eyJpc3MiOiJqb2UiLA0KICJleHAiOjEzMDA4MTkzODAsDQogImh0dH"
+	                                    "A6Ly9leGFtcGxlLmNvbS9pc19yb290Ijp0"
+	                                    "cnVlfQ";
+	static const char signature[] = "DtEhU3ljbEg8L38VWAfUAqOyKAM6-Xx-"
+	                                "F4GawxaepmXFCgfTjDxw5djxLa8ISlSApmWQxfKTUJqPP3-Kg6NU1Q";
+	char pem[1024];
+	const size_t pem_len =
+	    p256_pem_from_jwk("f83OJ3D2xF1Bg8vub9tLe1gHMzV76e8Tus9uPHvRVEU",
+	                      "x_FEzRu9m36HLN_tue659LNpXW6pCyStikYjKIWI5a0", pem, sizeof(pem));
+	bkv_auth auth;
+	char why[256];
+	assert_true(init_auth(&auth, "ES256", pem, pem_len, LIFETIME, SKEW, why, sizeof(why)));
+	text(token, sizeof(token), "Bearer %s.%s", header_claims, signature);
+	assert_rejected(&auth, token, "low-S");
+
+	uint8_t raw[64];
+	size_t len = 0;
+	assert_int_equal(sodium_base642bin(raw, sizeof(raw), signature, strlen(signature), NULL,
+	                                   &len, NULL, sodium_base64_VARIANT_URLSAFE_NO_PADDING),
+	                 0);
+	assert_int_equal(len, 64);
+	EC_GROUP *group = EC_GROUP_new_by_curve_name(NID_X9_62_prime256v1);
+	BIGNUM *s = BN_bin2bn(raw + 32, 32, NULL);
+	assert_int_equal(BN_sub(s, EC_GROUP_get0_order(group), s), 1);
+	assert_int_equal(BN_bn2binpad(s, raw + 32, 32), 32);
+	BN_free(s);
+	EC_GROUP_free(group);
+	text(token, sizeof(token), "Bearer %s", header_claims);
+	append_signature(token, raw, sizeof(raw));
+	assert_rejected(&auth, token, "issuer");
+	raw[5] ^= 0x10;
+	text(token, sizeof(token), "Bearer %s", header_claims);
+	append_signature(token, raw, sizeof(raw));
+	assert_rejected(&auth, token, "signature");
+	bkv_auth_free(&auth);
+}
 
 static void hs256_token_signed_with_another_secret_is_rejected(void **state)
 {
@@ -717,6 +820,45 @@ static void settings_that_would_overflow_are_refused(void **state)
 	assert_false(init_auth(&auth, "HS256", "short", 5, 60, 1, why, sizeof(why)));
 }
 
+/* ES256 needs a P-256 public key in PEM: another curve, an RSA key, a private key or no
+ * PEM at all stops the start with a message that names the file's problem. */
+static void es256_key_must_be_a_p256_public_key(void **state)
+{
+	fixture *f = *state;
+	bkv_auth auth;
+	char why[512], pem[8192];
+	assert_true(init_auth(&auth, "ES256", f->es256_public_pem, f->es256_public_pem_len,
+	                      LIFETIME, SKEW, why, sizeof(why)));
+	bkv_auth_free(&auth);
+	EVP_PKEY *keys[] = {EVP_PKEY_Q_keygen(NULL, NULL, "EC", "P-384"),
+	                    EVP_PKEY_Q_keygen(NULL, NULL, "RSA", (size_t)2048),
+	                    EVP_PKEY_Q_keygen(NULL, NULL, "ED25519")};
+	for (size_t i = 0; i < sizeof(keys) / sizeof(keys[0]); i++) {
+		assert_non_null(keys[i]);
+		BIO *bio = BIO_new(BIO_s_mem());
+		assert_int_equal(PEM_write_bio_PUBKEY(bio, keys[i]), 1);
+		const int n = BIO_read(bio, pem, sizeof(pem));
+		BIO_free(bio);
+		EVP_PKEY_free(keys[i]);
+		assert_true(n > 0);
+		assert_false(
+		    init_auth(&auth, "ES256", pem, (size_t)n, LIFETIME, SKEW, why, sizeof(why)));
+		assert_non_null(strstr(why, "ES256 needs a P-256 public key"));
+		assert_non_null(strstr(why, "another type or curve"));
+	}
+	/* the fixture's private key, and a secret that is no PEM */
+	BIO *bio = BIO_new(BIO_s_mem());
+	assert_int_equal(PEM_write_bio_PrivateKey(bio, f->es256_key, NULL, NULL, 0, NULL, NULL), 1);
+	const int n = BIO_read(bio, pem, sizeof(pem));
+	BIO_free(bio);
+	assert_true(n > 0);
+	assert_false(init_auth(&auth, "ES256", pem, (size_t)n, LIFETIME, SKEW, why, sizeof(why)));
+	assert_non_null(strstr(why, "no PEM public key"));
+	assert_false(
+	    init_auth(&auth, "ES256", SECRET, strlen(SECRET), LIFETIME, SKEW, why, sizeof(why)));
+	assert_non_null(strstr(why, "no PEM public key"));
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
@@ -729,6 +871,9 @@ int main(void)
 	    cmocka_unit_test(hs256_signature_of_wrong_length_or_over_other_claims_is_rejected),
 	    cmocka_unit_test(es256_high_s_twin_is_rejected),
 	    cmocka_unit_test(es256_signature_of_wrong_length_is_rejected),
+	    cmocka_unit_test(es256_signature_by_another_key_or_over_other_claims_is_rejected),
+	    cmocka_unit_test(rfc7515_es256_signature_verifies),
+	    cmocka_unit_test(es256_key_must_be_a_p256_public_key),
 	    cmocka_unit_test(algorithm_none_is_rejected),
 	    cmocka_unit_test(algorithm_other_than_the_pinned_one_is_rejected),
 	    cmocka_unit_test(crit_header_is_rejected),

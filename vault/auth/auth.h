@@ -26,6 +26,8 @@ typedef struct bkv_auth {
 	size_t key_len;
 	/* HS256: HMAC-SHA-256 keyed once at init (guarded memory); each verify copies it. */
 	void *hs256_state;
+	/* ES256: the P-256 public key (an EVP_PKEY), parsed once at init. */
+	void *es256_key;
 	char issuer[256];
 	char audience[256];
 	int64_t max_lifetime_s;
