@@ -79,6 +79,7 @@
 #include <sqlite3.h>
 
 #include "handlers.h"
+#include "testgroup.h"
 #include "testpg.h"
 #include "ticket.h"
 #include "testtoken.h"
@@ -2789,7 +2790,13 @@ static int guess_until_refused(bkv_vault *v, bkv_reply_buffers *buf, int report_
 	return rc;
 }
 
-static pid_t start_committer(fx *f);
+/* A committer process, as bkvd's: it runs every commit of f's group until SIGTERM. Forked
+ * before any pipe of the test is made, so it holds none of them open. */
+static pid_t start_committer(fx *f)
+{
+	return tg_start_committer(f->group, f->url, CHILD_DEADLINE_MS / 1000 + 5,
+	                          CHILD_DEADLINE_MS / 1000);
+}
 
 static void concurrent_guessers(fx *f, bool with_committer)
 {
@@ -3017,26 +3024,6 @@ static int guess_and_report_each(bkv_vault *v, bkv_reply_buffers *buf, int repor
 	return WORKER_TIMEOUT;
 }
 
-/* Waits until a commit led by another process than not_leader is in flight with at least
- * in_batch writes and at least queued more waiting. */
-static bkv_storage_group_info wait_for_commit(fx *f, pid_t not_leader, uint32_t in_batch,
-                                              uint32_t queued)
-{
-	const int64_t deadline = now_ms() + CHILD_DEADLINE_MS;
-	bkv_storage_group_info gi;
-	for (;;) {
-		bkv_storage_group_info_get(f->group, &gi);
-		if (gi.leader != 0 && gi.leader != not_leader && gi.in_batch >= in_batch &&
-		    gi.queued >= queued)
-			return gi;
-		if (now_ms() > deadline)
-			fail_msg(
-			    "no commit with %u writes and %u queued (leader %d: %u, %u queued)",
-			    in_batch, queued, (int)gi.leader, gi.in_batch, gi.queued);
-		sleep_ms(1);
-	}
-}
-
 static uint32_t raw_attempts_used(sqlite3 *db)
 {
 	sqlite3_stmt *st = NULL;
@@ -3050,47 +3037,6 @@ static uint32_t raw_attempts_used(sqlite3 *db)
 	const uint32_t used = (uint32_t)sqlite3_column_int64(st, 0);
 	sqlite3_finalize(st);
 	return used;
-}
-
-static volatile sig_atomic_t committer_stopping;
-
-static void on_committer_term(int sig)
-{
-	(void)sig;
-	committer_stopping = 1;
-}
-
-/* A committer process, as bkvd's: it runs every commit of f's group until SIGTERM. Forked
- * before any pipe of the test is made, so it holds none of them open. */
-static pid_t start_committer(fx *f)
-{
-	fflush(NULL);
-	const pid_t pid = fork();
-	assert_true(pid >= 0);
-	if (pid == 0) {
-		alarm(CHILD_DEADLINE_MS / 1000 + 5);
-		struct sigaction sa;
-		memset(&sa, 0, sizeof(sa));
-		sa.sa_handler = on_committer_term;
-		sigaction(SIGTERM, &sa, NULL);
-		bkv_storage *s = NULL;
-		char why[256];
-		if (bkv_storage_open(f->url, &s, why, sizeof(why)) != BKV_STORAGE_OK)
-			_exit(100);
-		const bkv_storage_err err =
-		    bkv_storage_group_commit(f->group, s, &committer_stopping);
-		bkv_storage_close(s);
-		_exit((int)err);
-	}
-	const int64_t deadline = now_ms() + CHILD_DEADLINE_MS;
-	bkv_storage_group_info gi;
-	for (bkv_storage_group_info_get(f->group, &gi); gi.committer != pid;
-	     bkv_storage_group_info_get(f->group, &gi)) {
-		if (now_ms() > deadline)
-			fail_msg("the committer %d never took the group's commits", (int)pid);
-		sleep_ms(1);
-	}
-	return pid;
 }
 
 /* Guessers in processes that commit together. While this test holds the database's write
@@ -3135,14 +3081,16 @@ static void commit_leaders_killed(fx *f, bool with_committer)
 	close(go[1]);
 	answer answers[4 * MAX_LIMIT + 64];
 	size_t n = 0, ke2 = 0;
-	const bkv_storage_group_info first = wait_for_commit(f, 0, 1, 1);
+	const bkv_storage_group_info first =
+	    tg_wait_for_commit(f->group, 0, 1, 1, CHILD_DEADLINE_MS / 1000);
 	if (with_committer)
 		assert_int_equal(first.leader, committer);
 	kill(first.leader, SIGKILL);
 	int status = 0;
 	assert_int_equal(waitpid(first.leader, &status, 0), first.leader);
 	bkv_storage_group_reap(f->group, first.leader);
-	const bkv_storage_group_info second = wait_for_commit(f, first.leader, 2, 0);
+	const bkv_storage_group_info second =
+	    tg_wait_for_commit(f->group, first.leader, 2, 0, CHILD_DEADLINE_MS / 1000);
 	kill(second.leader, SIGKILL);
 	assert_int_equal(waitpid(second.leader, &status, 0), second.leader);
 	bkv_storage_group_reap(f->group, second.leader);

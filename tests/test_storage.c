@@ -51,6 +51,7 @@
 #include <sqlite3.h>
 
 #include "storage.h"
+#include "testgroup.h"
 #include "testpg.h"
 
 /* ------------------------------------------------------------------------------------ */
@@ -2746,7 +2747,6 @@ static int child_update_own_accounts(int index, void *arg)
  * (each update here appends at most one frame), and the commit after a checkpoint starts
  * the WAL over, so it stays near 1000 frames.
  */
-static pid_t start_committer(const char *url);
 static int wait_exit(pid_t pid);
 
 static void busy_members_checkpoint(fx *f, bool with_committer)
@@ -2762,7 +2762,9 @@ static void busy_members_checkpoint(fx *f, bool with_committer)
 	close_storage(f);
 	g_group = bkv_storage_group_create(CKPT_MEMBERS);
 	assert_non_null(g_group);
-	const pid_t committer = with_committer ? start_committer(f->url) : 0;
+	const pid_t committer =
+	    with_committer ? tg_start_committer(g_group, f->url, CHILD_ALARM_S, WAIT_DEADLINE_S)
+	                   : 0;
 	pid_t pid[CKPT_MEMBERS];
 	start_children(CKPT_MEMBERS, child_update_own_accounts, f->url, pid);
 	reopen(f); /* a connection of the parent's keeps the WAL file until it is measured */
@@ -2855,28 +2857,6 @@ static int wait_exit(pid_t pid)
 	int ws;
 	assert_int_equal(waitpid(pid, &ws, 0), pid);
 	return WIFEXITED(ws) ? WEXITSTATUS(ws) : -WTERMSIG(ws);
-}
-
-/* Waits until a commit other than not_leader's is in flight with at least in_batch writes
- * and at least queued more waiting. */
-static bkv_storage_group_info wait_for_group(pid_t not_leader, uint32_t in_batch, uint32_t queued)
-{
-	const double deadline = now_s() + WAIT_DEADLINE_S;
-	bkv_storage_group_info gi;
-	for (;;) {
-		bkv_storage_group_info_get(g_group, &gi);
-		if (gi.leader != 0 && gi.leader != not_leader && gi.in_batch >= in_batch &&
-		    gi.queued >= queued) {
-			return gi;
-		}
-		if (now_s() > deadline) {
-			fail_msg("the group never had %u writes in a commit and %u queued "
-			         "(leader %d, %u in the commit, %u queued)",
-			         in_batch, queued, (int)gi.leader, gi.in_batch, gi.queued);
-		}
-		struct timespec ts = {0, 1000000};
-		nanosleep(&ts, NULL);
-	}
 }
 
 /* Forks n members, each ready (storage open, group joined) before it returns. */
@@ -2977,12 +2957,12 @@ static void test_one_commit_carries_every_queued_write_with_its_own_result(void 
 	sqlite3 *db = raw_open(f);
 	raw_exec(db, "BEGIN IMMEDIATE");
 	close(a.go_fd[0]);
-	const bkv_storage_group_info first = wait_for_group(0, 1, 0);
+	const bkv_storage_group_info first = tg_wait_for_commit(g_group, 0, 1, 0, WAIT_DEADLINE_S);
 	assert_int_equal(first.leader, pids[0]);
 	for (int i = 1; i < OP_COUNT; i++) {
 		close(a.go_fd[i]);
 	}
-	wait_for_group(0, 1, OP_COUNT - 1);
+	tg_wait_for_commit(g_group, 0, 1, OP_COUNT - 1, WAIT_DEADLINE_S);
 	raw_exec(db, "ROLLBACK");
 	sqlite3_close(db);
 	int status[OP_COUNT];
@@ -3055,17 +3035,18 @@ static void leader_killed_mid_commit(fx *f, bool reap)
 	raw_exec(db, "BEGIN IMMEDIATE");
 	/* member 0 leads a commit of its own write, 1 and 2 queue behind it */
 	close(a.go_fd[0]);
-	wait_for_group(0, 1, 0);
+	tg_wait_for_commit(g_group, 0, 1, 0, WAIT_DEADLINE_S);
 	close(a.go_fd[1]);
 	close(a.go_fd[2]);
-	wait_for_group(0, 1, 2);
+	tg_wait_for_commit(g_group, 0, 1, 2, WAIT_DEADLINE_S);
 	kill(pids[0], SIGKILL);
 	assert_int_equal(wait_exit(pids[0]), -SIGKILL);
 	if (reap) {
 		bkv_storage_group_reap(g_group, pids[0]);
 	}
 	/* the next leader takes both queued writes; kill it too */
-	const bkv_storage_group_info second = wait_for_group(pids[0], 2, 0);
+	const bkv_storage_group_info second =
+	    tg_wait_for_commit(g_group, pids[0], 2, 0, WAIT_DEADLINE_S);
 	const int killed = second.leader == pids[1] ? 1 : 2, survivor = 3 - killed;
 	assert_int_equal(second.leader, pids[killed]);
 	kill(pids[killed], SIGKILL);
@@ -3117,57 +3098,6 @@ static void test_a_leader_killed_mid_commit_is_noticed_by_its_waiters(void **sta
 	leader_killed_mid_commit(*state, false);
 }
 
-/* A committer process (bkv_storage_group_commit on a connection of its own) until SIGTERM;
- * exits with the bkv_storage_err it returned. */
-static volatile sig_atomic_t g_committer_stop;
-
-static void on_committer_term(int sig)
-{
-	(void)sig;
-	g_committer_stop = 1;
-}
-
-static pid_t fork_committer(const char *url)
-{
-	fflush(stdout);
-	fflush(stderr);
-	const pid_t pid = fork();
-	assert_true(pid >= 0);
-	if (pid > 0) {
-		return pid;
-	}
-	alarm(CHILD_ALARM_S);
-	struct sigaction sa;
-	memset(&sa, 0, sizeof(sa));
-	sa.sa_handler = on_committer_term;
-	sigaction(SIGTERM, &sa, NULL);
-	bkv_storage *s = NULL;
-	char why[256];
-	if (bkv_storage_open(url, &s, why, sizeof(why)) != BKV_STORAGE_OK) {
-		_exit(100);
-	}
-	const bkv_storage_err err = bkv_storage_group_commit(g_group, s, &g_committer_stop);
-	bkv_storage_close(s);
-	_exit((int)err);
-}
-
-/* Forks a committer and waits until it runs the group's commits. */
-static pid_t start_committer(const char *url)
-{
-	const pid_t pid = fork_committer(url);
-	const double deadline = now_s() + WAIT_DEADLINE_S;
-	bkv_storage_group_info gi;
-	for (bkv_storage_group_info_get(g_group, &gi); gi.committer != pid;
-	     bkv_storage_group_info_get(g_group, &gi)) {
-		if (now_s() > deadline) {
-			fail_msg("the committer %d never took the group's commits", (int)pid);
-		}
-		struct timespec ts = {0, 1000000};
-		nanosleep(&ts, NULL);
-	}
-	return pid;
-}
-
 /* While a committer runs, it leads every commit, the members' first ones too. Killed in a
  * commit, it leaves that commit in doubt: its write is answered UNAVAILABLE and reached
  * nothing (the write lock was held here), while the writes queued behind it are committed
@@ -3185,7 +3115,7 @@ static void committer_killed_mid_commit(fx *f, bool reap)
 	g_group = bkv_storage_group_create(3);
 	assert_non_null(g_group);
 	/* (first: a committer forked later would hold the members' go pipes open) */
-	const pid_t committer = start_committer(f->url);
+	const pid_t committer = tg_start_committer(g_group, f->url, CHILD_ALARM_S, WAIT_DEADLINE_S);
 	member_arg a = {.url = f->url, .write = advance_own_account};
 	pid_t pids[3];
 	fork_members(&a, 3, pids);
@@ -3193,18 +3123,19 @@ static void committer_killed_mid_commit(fx *f, bool reap)
 	raw_exec(db, "BEGIN IMMEDIATE");
 	/* member 0's write: the committer leads its commit, not member 0 */
 	close(a.go_fd[0]);
-	const bkv_storage_group_info first = wait_for_group(0, 1, 0);
+	const bkv_storage_group_info first = tg_wait_for_commit(g_group, 0, 1, 0, WAIT_DEADLINE_S);
 	assert_int_equal(first.leader, committer);
 	close(a.go_fd[1]);
 	close(a.go_fd[2]);
-	wait_for_group(0, 1, 2);
+	tg_wait_for_commit(g_group, 0, 1, 2, WAIT_DEADLINE_S);
 	kill(committer, SIGKILL);
 	assert_int_equal(wait_exit(committer), -SIGKILL);
 	if (reap) {
 		bkv_storage_group_reap(g_group, committer);
 	}
 	/* without it, a member leads the next commit, of both queued writes */
-	const bkv_storage_group_info second = wait_for_group(committer, 2, 0);
+	const bkv_storage_group_info second =
+	    tg_wait_for_commit(g_group, committer, 2, 0, WAIT_DEADLINE_S);
 	assert_true(second.leader == pids[1] || second.leader == pids[2]);
 	assert_int_equal(second.committer, 0);
 	raw_exec(db, "ROLLBACK");
@@ -3259,8 +3190,8 @@ static void test_a_committer_is_alone_and_stops_on_request(void **state)
 
 	g_group = bkv_storage_group_create(2);
 	assert_non_null(g_group);
-	const pid_t committer = start_committer(f->url);
-	const pid_t second = fork_committer(f->url);
+	const pid_t committer = tg_start_committer(g_group, f->url, CHILD_ALARM_S, WAIT_DEADLINE_S);
+	const pid_t second = tg_fork_committer(g_group, f->url, CHILD_ALARM_S);
 	assert_int_equal(wait_exit(second), BKV_STORAGE_EXISTS);
 	/* a member's write goes through the committer */
 	reopen(f);
