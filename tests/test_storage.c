@@ -2998,13 +2998,33 @@ static void test_one_commit_carries_every_queued_write_with_its_own_result(void 
 	assert_same_state(&below, &r);
 }
 
+/* "member-i": the account member i writes in the tests below. Returns its length. */
+static size_t member_account(int i, char name[16])
+{
+	return (size_t)snprintf(name, 16, "member-%d", i);
+}
+
+static void insert_member_accounts(fx *f, int n)
+{
+	for (int i = 0; i < n; i++) {
+		char name[16];
+		insert_new(f, (const uint8_t *)name, member_account(i, name));
+	}
+}
+
+static uint32_t member_attempts(fx *f, int i)
+{
+	char name[16];
+	return get_ok(f, (const uint8_t *)name, member_account(i, name)).attempts_used;
+}
+
 /* Member i advances its own account "member-i" once. */
 static int advance_own_account(bkv_storage *s, int index)
 {
 	char name[16];
-	const int len = snprintf(name, sizeof(name), "member-%d", index);
+	const size_t len = member_account(index, name);
 	bkv_record r;
-	bkv_storage_err err = bkv_storage_get(s, (const uint8_t *)name, (size_t)len, &r);
+	bkv_storage_err err = bkv_storage_get(s, (const uint8_t *)name, len, &r);
 	if (err != BKV_STORAGE_OK) {
 		return 102;
 	}
@@ -3020,11 +3040,7 @@ static int advance_own_account(bkv_storage *s, int index)
 static void leader_killed_mid_commit(fx *f, bool reap)
 {
 	SQLITE_ONLY();
-	for (int i = 0; i < 3; i++) {
-		char name[16];
-		const int len = snprintf(name, sizeof(name), "member-%d", i);
-		insert_new(f, (const uint8_t *)name, (size_t)len);
-	}
+	insert_member_accounts(f, 3);
 	close_storage(f);
 	g_group = bkv_storage_group_create(3);
 	assert_non_null(g_group);
@@ -3062,9 +3078,7 @@ static void leader_killed_mid_commit(fx *f, bool reap)
 	/* nothing reached the database; new processes on the dead members' indexes write */
 	reopen(f);
 	for (int i = 0; i < 3; i++) {
-		char name[16];
-		const int len = snprintf(name, sizeof(name), "member-%d", i);
-		assert_int_equal(get_ok(f, (const uint8_t *)name, (size_t)len).attempts_used, 0);
+		assert_int_equal(member_attempts(f, i), 0);
 	}
 	close_storage(f);
 	fork_members(&a, 3, pids);
@@ -3081,9 +3095,7 @@ static void leader_killed_mid_commit(fx *f, bool reap)
 	assert_int_equal(gi.leader, 0);
 	reopen(f);
 	for (int i = 0; i < 3; i++) {
-		char name[16];
-		const int len = snprintf(name, sizeof(name), "member-%d", i);
-		assert_int_equal(get_ok(f, (const uint8_t *)name, (size_t)len).attempts_used, 1);
+		assert_int_equal(member_attempts(f, i), 1);
 	}
 }
 
@@ -3106,11 +3118,7 @@ static void test_a_leader_killed_mid_commit_is_noticed_by_its_waiters(void **sta
 static void committer_killed_mid_commit(fx *f, bool reap)
 {
 	SQLITE_ONLY();
-	for (int i = 0; i < 3; i++) {
-		char name[16];
-		const int len = snprintf(name, sizeof(name), "member-%d", i);
-		insert_new(f, (const uint8_t *)name, (size_t)len);
-	}
+	insert_member_accounts(f, 3);
 	close_storage(f);
 	g_group = bkv_storage_group_create(3);
 	assert_non_null(g_group);
@@ -3147,10 +3155,7 @@ static void committer_killed_mid_commit(fx *f, bool reap)
 	g_group = NULL;
 	reopen(f);
 	for (int i = 0; i < 3; i++) {
-		char name[16];
-		const int len = snprintf(name, sizeof(name), "member-%d", i);
-		assert_int_equal(get_ok(f, (const uint8_t *)name, (size_t)len).attempts_used,
-		                 i == 0 ? 0 : 1);
+		assert_int_equal(member_attempts(f, i), i == 0 ? 0 : 1);
 	}
 }
 
@@ -3232,7 +3237,7 @@ static int grouped_crash_child(int index, void *argp)
 {
 	const crash_arg *a = argp;
 	char name[16];
-	const size_t len = (size_t)snprintf(name, sizeof(name), "member-%d", index);
+	const size_t len = member_account(index, name);
 	bkv_storage *s = child_open(a->url);
 	bkv_record r;
 	if (s == NULL || bkv_storage_get(s, (const uint8_t *)name, len, &r) != BKV_STORAGE_OK) {
@@ -3266,11 +3271,7 @@ static void test_grouped_sigkill_never_loses_a_committed_update(void **state)
 {
 	SQLITE_ONLY();
 	fx *f = *state;
-	for (int i = 0; i < GROUP_CRASH_MEMBERS; i++) {
-		char name[16];
-		const int len = snprintf(name, sizeof(name), "member-%d", i);
-		insert_new(f, (const uint8_t *)name, (size_t)len);
-	}
+	insert_member_accounts(f, GROUP_CRASH_MEMBERS);
 	close_storage(f);
 	const unsigned seed = (unsigned)time(NULL) ^ (unsigned)getpid();
 	srand(seed);
@@ -3306,8 +3307,8 @@ static void test_grouped_sigkill_never_loses_a_committed_update(void **state)
 		reopen(f);
 		for (int i = 0; i < GROUP_CRASH_MEMBERS; i++) {
 			char name[16];
-			const int len = snprintf(name, sizeof(name), "member-%d", i);
-			const bkv_record r = get_ok(f, (const uint8_t *)name, (size_t)len);
+			const bkv_record r =
+			    get_ok(f, (const uint8_t *)name, member_account(i, name));
 			assert_true(r.attempts_used >= last[i]);     /* never lowered */
 			assert_true(r.attempts_used <= last[i] + 1); /* at most one unreported */
 			assert_int_equal(r.guess_seq, r.attempts_used);

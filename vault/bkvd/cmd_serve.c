@@ -315,6 +315,19 @@ typedef struct children {
 	sigset_t child_mask; /* the mask bkvd started with, plus SIGHUP until a worker handles it */
 } children;
 
+/* In a child just forked: it dies with the master, takes the children's signal mask and
+ * drops the master's descriptors (the metrics listener too unless keep_metrics). */
+static void child_setup(const children *ch, bool keep_metrics)
+{
+	prctl(PR_SET_PDEATHSIG, SIGTERM);
+	sigprocmask(SIG_SETMASK, &ch->child_mask, NULL);
+	close(ch->reserved_fd);
+	if (ch->metrics_fd >= 0 && !keep_metrics)
+		close(ch->metrics_fd);
+	if (ch->lock_fd >= 0)
+		close(ch->lock_fd);
+}
+
 static pid_t spawn_worker(const bkvd_config *c, const children *ch, uint32_t member,
                           const uint8_t log_key[32])
 {
@@ -322,13 +335,7 @@ static pid_t spawn_worker(const bkvd_config *c, const children *ch, uint32_t mem
 	pid_t pid = fork();
 	if (pid != 0)
 		return pid;
-	prctl(PR_SET_PDEATHSIG, SIGTERM);
-	sigprocmask(SIG_SETMASK, &ch->child_mask, NULL);
-	close(ch->reserved_fd);
-	if (ch->metrics_fd >= 0)
-		close(ch->metrics_fd);
-	if (ch->lock_fd >= 0)
-		close(ch->lock_fd);
+	child_setup(ch, false);
 	_exit(worker_main(c, &ch->addr, ch->tls, ch->metrics_shm, ch->limiter, ch->group, member,
 	                  log_key));
 }
@@ -340,14 +347,10 @@ static pid_t spawn_metrics(const children *ch, uint8_t log_key[32])
 	pid_t pid = fork();
 	if (pid != 0)
 		return pid;
-	prctl(PR_SET_PDEATHSIG, SIGTERM);
 	prctl(PR_SET_NAME, "bkvd-metrics"); /* tells it from the workers in ps and /proc */
 	sodium_memzero(log_key, 32);
 	signal(SIGHUP, SIG_IGN);
-	sigprocmask(SIG_SETMASK, &ch->child_mask, NULL);
-	close(ch->reserved_fd);
-	if (ch->lock_fd >= 0)
-		close(ch->lock_fd);
+	child_setup(ch, true);
 	_exit(bkv_metrics_serve(ch->metrics_fd, ch->metrics_shm) == 0 ? BKVD_EXIT_OK
 	                                                              : BKVD_EXIT_FAILURE);
 }
@@ -374,7 +377,6 @@ static pid_t spawn_committer(const bkvd_config *c, const children *ch, uint8_t l
 	pid_t pid = fork();
 	if (pid != 0)
 		return pid;
-	prctl(PR_SET_PDEATHSIG, SIGTERM);
 	prctl(PR_SET_NAME, "bkvd-committer");
 	sodium_memzero(log_key, 32);
 	signal(SIGHUP, SIG_IGN);
@@ -383,12 +385,7 @@ static pid_t spawn_committer(const bkvd_config *c, const children *ch, uint8_t l
 	sa.sa_handler = on_committer_term; /* no SA_RESTART: a wait ends at once */
 	sigaction(SIGTERM, &sa, NULL);
 	sigaction(SIGINT, &sa, NULL);
-	sigprocmask(SIG_SETMASK, &ch->child_mask, NULL);
-	close(ch->reserved_fd);
-	if (ch->metrics_fd >= 0)
-		close(ch->metrics_fd);
-	if (ch->lock_fd >= 0)
-		close(ch->lock_fd);
+	child_setup(ch, false);
 	bkv_storage *s = NULL;
 	char why[512] = "";
 	bkv_storage_err err = bkv_storage_open(c->storage, &s, why, sizeof(why));
