@@ -43,16 +43,6 @@ variant() { # variant NAME LIMITS-LINES: the config with a [limits] section
 # idle_timeout well above read_timeout: a silent connection closed at 2 s is the deadline's.
 edge=$(variant edge "$(printf 'idle_timeout = 6\nread_timeout = 2\nmax_header_bytes = 8192\nmax_headers = 32')")
 
-# serve CONFIG [WORKERS]: like testlib's start, on plain HTTP; sets pid and port
-serve() {
-  rm -f "$work/port"
-  "$bin/bkvd" serve --config "$1" --listen 127.0.0.1:0 --workers "${2:-1}" \
-    --port-file "$work/port" 2>>"$work/bkvd.log" &
-  pid=$!
-  for _ in $(seq 200); do [ -s "$work/port" ] && break; sleep 0.05; done
-  [ -s "$work/port" ] || { cat "$work/bkvd.log"; exit 1; }
-  port=$(cat "$work/port")
-}
 worker() { # the master's child called bkvd (not bkvd-committer)
   local c
   for c in $(cat "/proc/$pid/task/$pid/children"); do
@@ -87,8 +77,9 @@ counted() {
   grep -q ' passed, .* failed$' "$1" || { echo "FAIL http_edge.py did not finish"; failed=$((failed + 1)); }
 }
 
-# A TLS instance beside the plain one, for the handshake check.
-serve "$work/tls.conf"
+# A TLS instance beside the plain one, for the handshake check. (testlib's start sets pid
+# and port; the BKV_VAULT it exports is unused here.)
+start "$bin/bkvd" "$work/tls.conf"
 tls_pid=$pid
 tls_port=$port
 cleanup() {
@@ -96,7 +87,7 @@ cleanup() {
   if [ -n "$pid" ]; then kill "$pid" 2>/dev/null || true; wait "$pid" 2>/dev/null || true; fi
   rm -rf "$work"
 }
-serve "$edge"
+start "$bin/bkvd" "$edge"
 
 # ---- header size and count ----
 w=$(worker)
@@ -162,7 +153,7 @@ sigterm_idle() {
 check "SIGTERM with no connection open: bkvd exits at once (under 1.5 s)" sigterm_idle
 cat "$work/stop-time"
 
-serve "$edge"
+start "$bin/bkvd" "$edge"
 in_flight() {
   echo "$pid" >"$work/pid"
   probe in_flight "$work/pid" || return 1
@@ -172,7 +163,7 @@ in_flight() {
 check "SIGTERM with a request in flight: it is answered, an idle connection closed" in_flight
 
 # ---- connections ----
-serve "$(variant full "$(printf 'max_connections = 3\nread_timeout = 10')")"
+start "$bin/bkvd" "$(variant full "$(printf 'max_connections = 3\nread_timeout = 10')")"
 cat "$work/bkvd.log" >>"$work/earlier.log"
 : >"$work/bkvd.log"
 check "over max_connections (3): closed at once; served again after" probe refused_when_full 3
@@ -205,8 +196,8 @@ cat "$work/stop-time"
 cat "$work/bkvd.log" >>"$work/earlier.log"
 : >"$work/bkvd.log"
 rm -f "$work/pid"
-(ulimit -n 96 && serve "$(variant fds "$(printf 'read_timeout = 30\nidle_timeout = 30')")" &&
-  echo "$pid" >"$work/pid" && wait "$pid") &
+fds=$(variant fds "$(printf 'read_timeout = 30\nidle_timeout = 30')")
+(ulimit -n 96 && start "$bin/bkvd" "$fds" && echo "$pid" >"$work/pid" && wait "$pid") &
 fd_shell=$!
 for _ in $(seq 200); do [ -s "$work/pid" ] && break; sleep 0.05; done
 pid=$(cat "$work/pid")

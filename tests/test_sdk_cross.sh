@@ -21,9 +21,10 @@
 # LIBBKV is the build's libbkv.so.0 (for the Python binding, used from sdk/python/src),
 # CROSS_JAR holds tests/sdk-cross/CrossSdk.java. BKV_SDK_PRELOAD (the sanitizer build's
 # ASan runtime) is preloaded into the JVM and Python only, as sdk_java and sdk_python do.
-# Under tests/with-vault it works in $BKV_TEST_DIR (with-vault removes it and any bkvd
-# left from it); alone, in a directory of its own that it removes. Fails if bkvd's log
-# holds a sanitizer report.
+# The work directory, its clean-up, check/summary and bkvd's start are tests/testlib.sh's:
+# under tests/with-vault the directory is inside $BKV_TEST_DIR (with-vault removes it and
+# any bkvd left from it); alone, a directory of its own that it removes. Fails if bkvd's
+# log holds a sanitizer report.
 set -euo pipefail
 
 usage="usage: test_sdk_cross.sh BUILD_BIN_DIR LIBBKV JAVA LIBBKVJNI BKV_JAR CROSS_JAR"
@@ -34,46 +35,13 @@ jni=$(realpath "${4:?$usage}")
 bkv_jar=$(realpath "${5:?$usage}")
 cross_jar=$(realpath "${6:?$usage}")
 root=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
-if [ -n "${BKV_TEST_DIR:-}" ]; then
-  work=$BKV_TEST_DIR/sdk-cross
-  mkdir -p "$work"
-else
-  work=$(mktemp -d "${TMPDIR:-/tmp}/bkv-sdk-cross.XXXXXXXX")
-fi
-pid=""
-cleanup() {
-  if [ -n "$pid" ]; then kill "$pid" 2>/dev/null || true; wait "$pid" 2>/dev/null || true; fi
-  rm -rf "$work"
-}
-trap cleanup EXIT
-trap 'exit 129' HUP
-trap 'exit 130' INT
-trap 'exit 143' TERM
-
-passed=0
-failed=0
-# check NAME COMMAND...: "ok NAME", or "FAIL NAME" with COMMAND's output indented
-check() {
-  local name=$1
-  shift
-  if "$@" >"$work/check.out" 2>&1; then
-    echo "ok $name"
-    passed=$((passed + 1))
-  else
-    echo "FAIL $name"
-    sed 's/^/    /' "$work/check.out"
-    failed=$((failed + 1))
-  fi
-}
+# shellcheck source=tests/testlib.sh
+. "$root/tests/testlib.sh"
 
 config=$(BKVD=$bin/bkvd "$root/scripts/dev-vault" "$work/vault")
 export SOFTHSM2_CONF=$work/vault/hsm/softhsm2.conf
-"$bin/bkvd" serve --config "$config" --listen 127.0.0.1:0 --workers 1 \
-  --port-file "$work/port" 2>>"$work/bkvd.log" &
-pid=$!
-for _ in $(seq 200); do [ -s "$work/port" ] && break; sleep 0.05; done
-[ -s "$work/port" ] || { cat "$work/bkvd.log"; exit 1; }
-url=https://127.0.0.1:$(cat "$work/port")
+start "$bin/bkvd" "$config"
+url=$BKV_VAULT
 ca=$work/vault/tls/cert.pem
 argon2=1,1024,1
 
@@ -230,10 +198,7 @@ for suite in p256-sha256 ristretto255-sha512; do
     recovers_same "$key4" cli "$suite" "$account" "$work/pw2"
 done
 
-kill "$pid"
-wait "$pid" 2>/dev/null || true
-pid=""
+stop
 no_sanitizer_report() { ! grep -q Sanitizer "$work/bkvd.log"; }
 check "bkvd reported no sanitizer error" no_sanitizer_report
-echo "$passed passed, $failed failed"
-[ "$failed" -eq 0 ]
+summary

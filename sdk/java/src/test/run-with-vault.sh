@@ -12,8 +12,9 @@
 # the ASan options a JVM needs: its own SIGSEGV handling, and no leak check (the JVM does
 # not free its memory at exit). Without it, java runs with -Xcheck:jni alone.
 #
-# Under tests/with-vault it works in $BKV_TEST_DIR (with-vault removes it and any bkvd left
-# from it); alone, in a directory of its own that it removes.
+# The work directory, its clean-up and bkvd's start are tests/testlib.sh's: under
+# tests/with-vault it is inside $BKV_TEST_DIR (with-vault removes it and any bkvd left from
+# it); alone, a directory of its own that it removes.
 set -euo pipefail
 
 usage="usage: run-with-vault.sh BUILD_BIN_DIR JAVA JUNIT_CONSOLE_JAR LIBBKVJNI BKV_JAR TESTS_JAR"
@@ -24,29 +25,12 @@ jni=$(realpath "${4:?$usage}")
 bkv_jar=$(realpath "${5:?$usage}")
 tests_jar=$(realpath "${6:?$usage}")
 root=$(cd "$(dirname "${BASH_SOURCE[0]}")/../../../.." && pwd)
-if [ -n "${BKV_TEST_DIR:-}" ]; then
-  work=$BKV_TEST_DIR/java
-  mkdir -p "$work"
-else
-  work=$(mktemp -d "${TMPDIR:-/tmp}/bkv-java-test.XXXXXXXX")
-fi
-pid=""
-cleanup() {
-  if [ -n "$pid" ]; then kill "$pid" 2>/dev/null || true; wait "$pid" 2>/dev/null || true; fi
-  rm -rf "$work"
-}
-trap cleanup EXIT
-trap 'exit 129' HUP
-trap 'exit 130' INT
-trap 'exit 143' TERM
+# shellcheck source=tests/testlib.sh
+. "$root/tests/testlib.sh"
 
 config=$(BKVD=$bin/bkvd "$root/scripts/dev-vault" "$work/vault")
 export SOFTHSM2_CONF=$work/vault/hsm/softhsm2.conf
-"$bin/bkvd" serve --config "$config" --listen 127.0.0.1:0 --workers 1 \
-  --port-file "$work/port" 2>>"$work/bkvd.log" &
-pid=$!
-for _ in $(seq 200); do [ -s "$work/port" ] && break; sleep 0.05; done
-[ -s "$work/port" ] || { cat "$work/bkvd.log"; exit 1; }
+start "$bin/bkvd" "$config"
 
 openssl req -x509 -newkey ec -pkeyopt ec_paramgen_curve:prime256v1 -nodes -days 1 \
   -subj /CN=other -keyout "$work/other-key.pem" -out "$work/other-cert.pem" 2>/dev/null
@@ -60,7 +44,7 @@ fi
 
 rc=0
 "${launch[@]}" -Xcheck:jni -Dorg.bkv.library="$jni" \
-  -Dbkv.test.url="https://127.0.0.1:$(cat "$work/port")" \
+  -Dbkv.test.url="$BKV_VAULT" \
   -Dbkv.test.caFile="$work/vault/tls/cert.pem" \
   -Dbkv.test.otherCaFile="$work/other-cert.pem" \
   -Dbkv.test.bkvd="$bin/bkvd" -Dbkv.test.config="$config" \
