@@ -10,6 +10,9 @@
  *            checks. A token that verifies must then obey every rule, checked here
  *            independently of auth.c: no repeated member, alg HS256, no crit, an integer
  *            exp inside the accepted window, and the account equal to sub.
+ *   Raw inputs also go to an ES256 verifier whose P-256 public key is made at start and
+ *   whose private key is dropped at once: no raw input may verify there either. That drives
+ *   auth.c's ES256 path (the R || S signature turned into DER for OpenSSL) with any bytes.
  *   tests/fuzz/corpus/fuzz-jwt holds a good signed token and a raw one to start from.
  */
 #include <stdbool.h>
@@ -19,6 +22,8 @@
 #include <unistd.h>
 
 #include <jansson.h>
+#include <openssl/evp.h>
+#include <openssl/pem.h>
 #include <sodium.h>
 
 #include "auth.h"
@@ -31,7 +36,7 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size);
 #define SKEW     60
 
 static const char SECRET[] = "fuzzing secret that is at least 32 bytes long";
-static bkv_auth auth;
+static bkv_auth auth, es256_auth;
 
 _Noreturn static void fail(const char *what)
 {
@@ -53,6 +58,17 @@ int LLVMFuzzerInitialize(int *argc, char ***argv)
 	if (!bkv_auth_init(&auth, &s, why, sizeof(why)))
 		abort();
 	unlink(path);
+
+	char es_path[] = "/tmp/bkv-fuzz-jwt-es256-XXXXXX";
+	EVP_PKEY *key = EVP_PKEY_Q_keygen(NULL, NULL, "EC", "P-256");
+	FILE *f = (fd = mkstemp(es_path)) >= 0 ? fdopen(fd, "w") : NULL;
+	if (key == NULL || f == NULL || PEM_write_PUBKEY(f, key) != 1 || fclose(f) != 0)
+		abort();
+	EVP_PKEY_free(key); /* nobody can sign for it now */
+	bkv_auth_settings es = {"ES256", es_path, "bkv-fuzz", "bkv", LIFETIME, SKEW};
+	if (!bkv_auth_init(&es256_auth, &es, why, sizeof(why)))
+		abort();
+	unlink(es_path);
 	return 0;
 }
 
@@ -148,6 +164,13 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 		check_accepted(header, header_len, claims, claims_len, account, account_len);
 	if (!ok && why == NULL)
 		fail("rejected without a reason");
+	if (!signed_mode) {
+		why = NULL;
+		if (bkv_auth_verify(&es256_auth, value, NOW, account, &account_len, &why))
+			fail("an ES256 forgery verified: nobody holds the private key");
+		if (why == NULL)
+			fail("rejected without a reason");
+	}
 	free(value);
 	return 0;
 }
