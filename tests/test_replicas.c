@@ -230,9 +230,8 @@ static int run_logged(char *const argv[], const char *log)
 /* Processes                                                                             */
 /* ------------------------------------------------------------------------------------ */
 
-/* Live (not zombie) processes whose parent is ppid (ppid > 0) or whose process group is
- * pgid (pgid > 0), from /proc/<pid>/stat. */
-static size_t processes(pid_t ppid, pid_t pgid, pid_t *out, size_t max)
+/* Live (not zombie) processes whose process group is pgid. */
+static size_t group_members(pid_t pgid, pid_t *out, size_t max)
 {
 	DIR *d = opendir("/proc");
 	size_t n = 0;
@@ -240,52 +239,20 @@ static size_t processes(pid_t ppid, pid_t pgid, pid_t *out, size_t max)
 		return 0;
 	struct dirent *e;
 	while ((e = readdir(d)) != NULL && n < max) {
-		char *end;
-		long pid = strtol(e->d_name, &end, 10);
-		if (*end != '\0' || pid <= 0)
-			continue;
-		char path[64], buf[512];
-		snprintf(path, sizeof(path), "/proc/%ld/stat", pid);
-		FILE *f = fopen(path, "r");
-		if (f == NULL)
-			continue;
-		size_t len = fread(buf, 1, sizeof(buf) - 1, f);
-		fclose(f);
-		buf[len] = '\0';
-		const char *rp = strrchr(buf, ')');
-		char state;
+		char *end, state;
 		int parent, group;
-		if (rp == NULL || sscanf(rp + 1, " %c %d %d", &state, &parent, &group) != 3 ||
-		    state == 'Z')
-			continue;
-		if ((ppid > 0 && parent == ppid) || (pgid > 0 && group == pgid))
+		long pid = strtol(e->d_name, &end, 10);
+		if (*end == '\0' && pid > 0 && tp_proc_stat(pid, &state, &parent, &group) &&
+		    group == pgid && state != 'Z')
 			out[n++] = (pid_t)pid;
 	}
 	closedir(d);
 	return n;
 }
 
-/* True for bkvd's metrics process ([vault] metrics_listen), which is no worker. */
-static bool is_metrics_process(pid_t pid)
-{
-	char path[64], comm[32] = "";
-	snprintf(path, sizeof(path), "/proc/%ld/comm", (long)pid);
-	FILE *f = fopen(path, "r");
-	if (f == NULL)
-		return false;
-	const bool read = fgets(comm, sizeof(comm), f) != NULL;
-	fclose(f);
-	return read && strcmp(comm, "bkvd-metrics\n") == 0;
-}
-
 static size_t workers_of(const replica *r, pid_t *out, size_t max)
 {
-	size_t n = r->master > 0 ? processes(r->master, 0, out, max) : 0;
-	size_t workers = 0;
-	for (size_t i = 0; i < n; i++)
-		if (!is_metrics_process(out[i]))
-			out[workers++] = out[i];
-	return workers;
+	return r->master > 0 ? tp_bkvd_workers(r->master, out, max) : 0;
 }
 
 /* ------------------------------------------------------------------------------------ */
@@ -467,7 +434,7 @@ static bool group_gone(pid_t pgid, int timeout_ms)
 	const double deadline = now_ms() + timeout_ms;
 	do {
 		pid_t left[MAX_PIDS];
-		if (processes(0, pgid, left, MAX_PIDS) == 0)
+		if (group_members(pgid, left, MAX_PIDS) == 0)
 			return true;
 		sleep_ms(10);
 	} while (now_ms() < deadline);

@@ -171,61 +171,6 @@ static int run_capture(char *const argv[], char *out, size_t cap)
 /* Processes                                                                             */
 /* ------------------------------------------------------------------------------------ */
 
-/* bkvd's metrics process or its committer: a child of the master that is no worker. */
-static bool is_helper_process(long pid)
-{
-	char path[64], comm[32] = "";
-	snprintf(path, sizeof(path), "/proc/%ld/comm", pid);
-	FILE *f = fopen(path, "r");
-	if (f == NULL)
-		return false;
-	const bool read = fgets(comm, sizeof(comm), f) != NULL;
-	fclose(f);
-	return read &&
-	       (strcmp(comm, "bkvd-metrics\n") == 0 || strcmp(comm, "bkvd-committer\n") == 0);
-}
-
-/* Live (not zombie) children of ppid but bkvd's helpers (the workers), like pgrep -P, from
- * /proc/<pid>/stat. */
-static size_t children_of(pid_t ppid, pid_t *out, size_t max)
-{
-	DIR *d = opendir("/proc");
-	size_t n = 0;
-	if (d == NULL)
-		return 0;
-	struct dirent *e;
-	while ((e = readdir(d)) != NULL && n < max) {
-		char *end;
-		long pid = strtol(e->d_name, &end, 10);
-		if (*end != '\0' || pid <= 0)
-			continue;
-		char path[64], buf[512];
-		snprintf(path, sizeof(path), "/proc/%ld/stat", pid);
-		FILE *f = fopen(path, "r");
-		if (f == NULL)
-			continue;
-		size_t len = fread(buf, 1, sizeof(buf) - 1, f);
-		fclose(f);
-		buf[len] = '\0';
-		const char *rp = strrchr(buf, ')');
-		char state;
-		int parent;
-		if (rp != NULL && sscanf(rp + 1, " %c %d", &state, &parent) == 2 &&
-		    parent == ppid && state != 'Z' && !is_helper_process(pid))
-			out[n++] = (pid_t)pid;
-	}
-	closedir(d);
-	/* Sorted, so two listings compare with memcmp. */
-	for (size_t i = 1; i < n; i++) {
-		for (size_t j = i; j > 0 && out[j - 1] > out[j]; j--) {
-			pid_t t = out[j];
-			out[j] = out[j - 1];
-			out[j - 1] = t;
-		}
-	}
-	return n;
-}
-
 static bool pid_gone(pid_t pid)
 {
 	char path[64], buf[512];
@@ -261,7 +206,7 @@ static void kill_all_children(void)
 {
 	for (int round = 0; round < 20; round++) {
 		pid_t kids[MAX_PIDS];
-		size_t n = children_of(getpid(), kids, MAX_PIDS);
+		size_t n = tp_bkvd_workers(getpid(), kids, MAX_PIDS);
 		if (n == 0)
 			break;
 		for (size_t i = 0; i < n; i++)
@@ -554,7 +499,7 @@ static bool vault_start(void)
 		pid_t kids[MAX_PIDS];
 		if (master_exited(NULL))
 			break;
-		if (children_of(env.master, kids, MAX_PIDS) == WORKERS && healthz_ok())
+		if (tp_bkvd_workers(env.master, kids, MAX_PIDS) == WORKERS && healthz_ok())
 			return true;
 		sleep_ms(20);
 	}
@@ -570,7 +515,7 @@ static bool vault_stop(int sig, int *status)
 	if (env.master <= 0)
 		return true;
 	pid_t workers[MAX_PIDS];
-	const size_t nworkers = children_of(env.master, workers, MAX_PIDS);
+	const size_t nworkers = tp_bkvd_workers(env.master, workers, MAX_PIDS);
 	kill(env.master, sig);
 	const double deadline = now_ms() + STOP_TIMEOUT_MS;
 	int st = 0;
@@ -2247,7 +2192,7 @@ static raw_snapshot raw_begin(void)
 		}
 		bkv_client_free(c);
 	}
-	snap.nworkers = children_of(env.master, snap.workers, MAX_PIDS);
+	snap.nworkers = tp_bkvd_workers(env.master, snap.workers, MAX_PIDS);
 	assert_int_equal(snap.nworkers, WORKERS);
 	snap.restarts = current_metric("bkv_worker_restarts_total");
 	return snap;
@@ -2268,7 +2213,7 @@ static void raw_end(const raw_snapshot *before)
 	}
 	assert_true(healthz_ok());
 	pid_t workers[MAX_PIDS];
-	const size_t n = children_of(env.master, workers, MAX_PIDS);
+	const size_t n = tp_bkvd_workers(env.master, workers, MAX_PIDS);
 	if (n != before->nworkers || memcmp(workers, before->workers, n * sizeof(pid_t)) != 0)
 		fail_msg("the worker processes changed (a worker died)");
 	assert_true(current_metric("bkv_worker_restarts_total") == before->restarts);
@@ -3116,7 +3061,7 @@ static void test_kill_worker(void **state)
 	bkv_client_free(setup);
 	const double restarts_before = current_metric("bkv_worker_restarts_total");
 	pid_t workers[MAX_PIDS];
-	const size_t nworkers = children_of(env.master, workers, MAX_PIDS);
+	const size_t nworkers = tp_bkvd_workers(env.master, workers, MAX_PIDS);
 	assert_int_equal(nworkers, WORKERS);
 
 	looper l;
@@ -3159,7 +3104,7 @@ static void test_kill_worker(void **state)
 	bool restarted = false;
 	while (!restarted && now_ms() < deadline) {
 		pid_t now[MAX_PIDS];
-		const size_t n = children_of(env.master, now, MAX_PIDS);
+		const size_t n = tp_bkvd_workers(env.master, now, MAX_PIDS);
 		bool victim_gone = true;
 		for (size_t i = 0; i < n; i++)
 			victim_gone = victim_gone && now[i] != victim;
@@ -3219,7 +3164,7 @@ static void test_kill_master(void **state)
 	bkv_client_free(c);
 
 	pid_t workers[MAX_PIDS];
-	const size_t nworkers = children_of(env.master, workers, MAX_PIDS);
+	const size_t nworkers = tp_bkvd_workers(env.master, workers, MAX_PIDS);
 	assert_int_equal(nworkers, WORKERS);
 	const pid_t old_master = env.master;
 	assert_int_equal(kill(old_master, SIGKILL), 0);

@@ -1,18 +1,22 @@
 /*
  * testproc.h - helpers for the tests that run bkvd and bkv as processes: a monotonic
  * clock, sleeping, joining paths, reading a whole file, showing a log's tail when a test
- * fails, waiting for a child and removing a temp tree. Header-only (static) so each test stays a single source file.
+ * fails, waiting for a child, listing bkvd's workers and removing a temp tree. Header-only (static)
+ * so each test stays a single source file.
  */
 #ifndef BKV_TESTPROC_H
 #define BKV_TESTPROC_H
 
+#include <dirent.h>
 #include <errno.h>
 #include <ftw.h>
 #include <limits.h>
+#include <stdbool.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
+#include <sys/types.h>
 #include <sys/wait.h>
 #include <time.h>
 
@@ -97,6 +101,64 @@ static inline int wait_child(pid_t pid)
 			return -1;
 	}
 	return status;
+}
+
+/* pid's state, parent and process group from /proc/<pid>/stat; false if it is gone. */
+static inline bool tp_proc_stat(long pid, char *state, int *parent, int *group)
+{
+	char path[64], buf[512];
+	snprintf(path, sizeof(path), "/proc/%ld/stat", pid);
+	FILE *f = fopen(path, "r");
+	if (f == NULL)
+		return false;
+	size_t len = fread(buf, 1, sizeof(buf) - 1, f);
+	fclose(f);
+	buf[len] = '\0';
+	/* comm, in parentheses, may hold spaces and ')': the fields follow the last ')' */
+	const char *rp = strrchr(buf, ')');
+	return rp != NULL && sscanf(rp + 1, " %c %d %d", state, parent, group) == 3;
+}
+
+/* bkvd's metrics process or its committer: a child of the master that is no worker. */
+static inline bool tp_is_bkvd_helper(long pid)
+{
+	char path[64], comm[32] = "";
+	snprintf(path, sizeof(path), "/proc/%ld/comm", pid);
+	FILE *f = fopen(path, "r");
+	if (f == NULL)
+		return false;
+	const bool read = fgets(comm, sizeof(comm), f) != NULL;
+	fclose(f);
+	return read &&
+	       (strcmp(comm, "bkvd-metrics\n") == 0 || strcmp(comm, "bkvd-committer\n") == 0);
+}
+
+/* The live (not zombie) children of master but bkvd's helpers, i.e. its workers, like
+ * pgrep -P; at most max, sorted ascending so two listings compare with memcmp. */
+static inline size_t tp_bkvd_workers(pid_t master, pid_t *out, size_t max)
+{
+	DIR *d = opendir("/proc");
+	size_t n = 0;
+	if (d == NULL)
+		return 0;
+	struct dirent *e;
+	while ((e = readdir(d)) != NULL && n < max) {
+		char *end, state;
+		int parent, group;
+		long pid = strtol(e->d_name, &end, 10);
+		if (*end == '\0' && pid > 0 && tp_proc_stat(pid, &state, &parent, &group) &&
+		    parent == master && state != 'Z' && !tp_is_bkvd_helper(pid))
+			out[n++] = (pid_t)pid;
+	}
+	closedir(d);
+	for (size_t i = 1; i < n; i++) {
+		for (size_t j = i; j > 0 && out[j - 1] > out[j]; j--) {
+			pid_t t = out[j];
+			out[j] = out[j - 1];
+			out[j - 1] = t;
+		}
+	}
+	return n;
 }
 
 static inline void chomp(char *s)
