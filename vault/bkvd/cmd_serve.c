@@ -42,11 +42,14 @@
 #include "server.h"
 
 #define MAX_WORKERS 256
-/* The default worker counts (see bkvd_serve), measured with scripts/bench-storage. */
-#define SQLITE_WORKERS_PER_CPU 8
-#define PG_WORKERS_PER_CPU     4
-#define STOP_TIMEOUT_S         10
-#define PORT_WAIT_MS           3000 /* above the workers' 2 s drain (server.c) */
+/* The default worker counts (see bkvd_serve), measured with bkv-bench-vault and
+ * scripts/bench-storage: with SQLite where a commit costs a disk's fsync (a committer),
+ * where it costs next to nothing (the workers lead their own), and with PostgreSQL. */
+#define SQLITE_DISK_WORKERS_PER_CPU 8
+#define SQLITE_FAST_WORKERS_PER_CPU 2
+#define PG_WORKERS_PER_CPU          4
+#define STOP_TIMEOUT_S              10
+#define PORT_WAIT_MS                3000 /* above the workers' 2 s drain (server.c) */
 
 typedef struct serve_options {
 	const char *config_path;
@@ -443,6 +446,24 @@ static double fsync_ms(const char *db)
 	return t[4];
 }
 
+/* Whether a committer runs the SQLite commits ([vault] committer; auto: measured), and
+ * the start-up line that says so, into line. */
+static bool choose_committer(const bkvd_config *c, const char *db, char *line, size_t line_len)
+{
+	const double ms = c->committer == BKVD_COMMITTER_AUTO ? fsync_ms(db) : -1;
+	const bool on = c->committer == BKVD_COMMITTER_AUTO ? ms < 0 || ms >= COMMITTER_FSYNC_MS
+	                                                    : c->committer == BKVD_COMMITTER_ON;
+	const char *what =
+	    on ? "commits run in a committer process" : "the workers run their own commits";
+	if (c->committer != BKVD_COMMITTER_AUTO)
+		snprintf(line, line_len, "%s ([vault] committer = %s)", what, on ? "on" : "off");
+	else if (ms < 0)
+		snprintf(line, line_len, "%s (fsync beside the database not measured)", what);
+	else
+		snprintf(line, line_len, "%s (fsync beside the database: %.3f ms)", what, ms);
+	return on;
+}
+
 /* The supervised processes: the workers, then the metrics process and the committer. */
 typedef enum { CHILD_WORKER, CHILD_METRICS, CHILD_COMMITTER } child_kind;
 static const char *const child_names[] = {"worker", "metrics process", "committer"};
@@ -814,13 +835,19 @@ int bkvd_cmd_serve(int argc, char **argv)
 		return BKVD_EXIT_STARTUP;
 	}
 	const char *db = sqlite_path(config.storage);
+	char commits[128] = "";
+	const bool use_committer =
+	    db != NULL && choose_committer(&config, db, commits, sizeof(commits));
 	uint32_t workers = o.workers_set ? o.workers : config.workers;
 	if (workers == 0) {
 		/* Each worker serves one request at a time and sleeps while its commit reaches
 		 * the disk: more workers than CPUs keep the CPUs busy meanwhile, and put more
 		 * writes into each group commit (SQLite) or concurrent WAL flush (PostgreSQL,
-		 * where each worker is also a server connection, hence fewer). */
-		const uint32_t per_cpu = db != NULL ? SQLITE_WORKERS_PER_CPU : PG_WORKERS_PER_CPU;
+		 * where each worker is also a server connection, hence fewer). Where commits
+		 * cost next to nothing, extra workers only cost context switches. */
+		const uint32_t per_cpu = db == NULL      ? PG_WORKERS_PER_CPU
+		                         : use_committer ? SQLITE_DISK_WORKERS_PER_CPU
+		                                         : SQLITE_FAST_WORKERS_PER_CPU;
 		const long n = sysconf(_SC_NPROCESSORS_ONLN);
 		workers = n > 0 && n <= MAX_WORKERS / per_cpu ? (uint32_t)n * per_cpu
 		                                              : (n > 0 ? MAX_WORKERS : per_cpu);
@@ -881,25 +908,9 @@ int bkvd_cmd_serve(int argc, char **argv)
 	if (ch.metrics_fd >= 0)
 		fprintf(stderr, "bkvd: metrics on http://%s:%u/metrics\n", metrics_host,
 		        actual_metrics_port);
-	if (ch.group != NULL) {
-		/* auto: measured; on or off: as configured */
-		const double ms = config.committer == BKVD_COMMITTER_AUTO ? fsync_ms(db) : -1;
-		ch.use_committer = config.committer == BKVD_COMMITTER_AUTO
-		                       ? ms < 0 || ms >= COMMITTER_FSYNC_MS
-		                       : config.committer == BKVD_COMMITTER_ON;
-		char how[96];
-		if (config.committer != BKVD_COMMITTER_AUTO)
-			snprintf(how, sizeof(how), "[vault] committer = %s",
-			         ch.use_committer ? "on" : "off");
-		else if (ms < 0)
-			snprintf(how, sizeof(how), "fsync beside the database not measured");
-		else
-			snprintf(how, sizeof(how), "fsync beside the database: %.3f ms", ms);
-		fprintf(stderr, "bkvd: %s (%s)\n",
-		        ch.use_committer ? "commits run in a committer process"
-		                         : "the workers run their own commits",
-		        how);
-	}
+	ch.use_committer = ch.group != NULL && use_committer;
+	if (ch.group != NULL)
+		fprintf(stderr, "bkvd: %s\n", commits);
 
 	sigaddset(&mask, SIGTERM);
 	sigaddset(&mask, SIGINT);
