@@ -230,24 +230,17 @@ static int run_logged(char *const argv[], const char *log)
 /* Processes                                                                             */
 /* ------------------------------------------------------------------------------------ */
 
+static bool in_group(long pid, int parent, int group, long pgid)
+{
+	(void)pid;
+	(void)parent;
+	return group == pgid;
+}
+
 /* Live (not zombie) processes whose process group is pgid. */
 static size_t group_members(pid_t pgid, pid_t *out, size_t max)
 {
-	DIR *d = opendir("/proc");
-	size_t n = 0;
-	if (d == NULL)
-		return 0;
-	struct dirent *e;
-	while ((e = readdir(d)) != NULL && n < max) {
-		char *end, state;
-		int parent, group;
-		long pid = strtol(e->d_name, &end, 10);
-		if (*end == '\0' && pid > 0 && tp_proc_stat(pid, &state, &parent, &group) &&
-		    group == pgid && state != 'Z')
-			out[n++] = (pid_t)pid;
-	}
-	closedir(d);
-	return n;
+	return tp_processes(in_group, pgid, out, max);
 }
 
 static size_t workers_of(const replica *r, pid_t *out, size_t max)

@@ -133,9 +133,10 @@ static inline bool tp_is_bkvd_helper(long pid)
 	       (strcmp(comm, "bkvd-metrics\n") == 0 || strcmp(comm, "bkvd-committer\n") == 0);
 }
 
-/* The live (not zombie) children of master but bkvd's helpers, i.e. its workers, like
- * pgrep -P; at most max, sorted ascending so two listings compare with memcmp. */
-static inline size_t tp_bkvd_workers(pid_t master, pid_t *out, size_t max)
+/* The live (not zombie) processes that keep accepts (given their pid, parent and process group),
+ * at most max, in /proc's order. */
+static inline size_t tp_processes(bool (*keep)(long pid, int parent, int group, long arg), long arg,
+                                  pid_t *out, size_t max)
 {
 	DIR *d = opendir("/proc");
 	size_t n = 0;
@@ -147,10 +148,24 @@ static inline size_t tp_bkvd_workers(pid_t master, pid_t *out, size_t max)
 		int parent, group;
 		long pid = strtol(e->d_name, &end, 10);
 		if (*end == '\0' && pid > 0 && tp_proc_stat(pid, &state, &parent, &group) &&
-		    parent == master && state != 'Z' && !tp_is_bkvd_helper(pid))
+		    state != 'Z' && keep(pid, parent, group, arg))
 			out[n++] = (pid_t)pid;
 	}
 	closedir(d);
+	return n;
+}
+
+static inline bool tp_is_bkvd_worker_of(long pid, int parent, int group, long master)
+{
+	(void)group;
+	return parent == master && !tp_is_bkvd_helper(pid);
+}
+
+/* The live (not zombie) children of master but bkvd's helpers, i.e. its workers, like
+ * pgrep -P; at most max, sorted ascending so two listings compare with memcmp. */
+static inline size_t tp_bkvd_workers(pid_t master, pid_t *out, size_t max)
+{
+	const size_t n = tp_processes(tp_is_bkvd_worker_of, master, out, max);
 	for (size_t i = 1; i < n; i++) {
 		for (size_t j = i; j > 0 && out[j - 1] > out[j]; j--) {
 			pid_t t = out[j];
