@@ -50,6 +50,7 @@
 #include <libpq-fe.h>
 #include <sqlite3.h>
 
+#include "fiber.h"
 #include "storage.h"
 #include "testgroup.h"
 #include "testpg.h"
@@ -3169,6 +3170,243 @@ static void test_a_committer_killed_mid_commit_is_noticed_by_its_waiters(void **
 	committer_killed_mid_commit(*state, false);
 }
 
+/* ---- Lanes: several writes in flight from one process, on fibers ---- */
+
+#define LANES 4
+
+typedef struct lane_write {
+	bkv_storage *s;
+	int account;
+	int result;
+} lane_write;
+
+static void lane_advance(void *arg)
+{
+	lane_write *w = arg;
+	w->result = advance_own_account(w->s, w->account);
+}
+
+static bool lane_can_yield(void *fibers)
+{
+	return bkv_fibers_inside(fibers);
+}
+
+static void lane_yield(void *fibers, bool (*ready)(const void *arg), const void *ready_arg)
+{
+	bkv_fibers_yield(fibers, ready, ready_arg);
+}
+
+/* What bkvd's worker loop does: resume the waiting fibers that are ready when the member's
+ * eventfd is readable, and every fiber at least every 100 ms (tick); until none is busy.
+ * Without tick only the eventfd moves them. */
+static void run_fibers(bkv_fibers *fibers, int wake_fd, bool tick)
+{
+	const double deadline = now_s() + WAIT_DEADLINE_S;
+	while (bkv_fibers_busy(fibers) > 0) {
+		if (now_s() > deadline)
+			fail_msg("%u fibers still wait after %d s", bkv_fibers_busy(fibers),
+			         WAIT_DEADLINE_S);
+		struct pollfd p = {.fd = wake_fd, .events = POLLIN};
+		const bool woken = poll(&p, 1, 100) > 0;
+		if (woken) {
+			uint64_t count;
+			assert_int_equal(read(wake_fd, &count, sizeof(count)), sizeof(count));
+		}
+		if (woken || tick)
+			bkv_fibers_resume(fibers, !woken);
+	}
+}
+
+static void run_fibers_until_done(bkv_fibers *fibers, int wake_fd)
+{
+	run_fibers(fibers, wake_fd, true);
+}
+
+/* A member of a group with lanes, on this process's own storage: its writes on fibers
+ * yield instead of sleeping. */
+static bkv_fibers *join_with_fibers(fx *f, bkv_storage_group *g, uint32_t member)
+{
+	reopen(f);
+	assert_int_equal(bkv_storage_join_group(f->s, g, member), BKV_STORAGE_OK);
+	bkv_fibers *fibers = bkv_fibers_new(LANES, 256 * 1024);
+	assert_non_null(fibers);
+	const bkv_storage_waiter waiter = {lane_can_yield, lane_yield, fibers};
+	bkv_storage_set_waiter(f->s, &waiter);
+	return fibers;
+}
+
+/* One process, four writes in flight at once: while the committer's first commit (of
+ * the first write) waits for the database's write lock, the other three yield in their
+ * lanes and the process goes on; all three go into the next commit, each with its own
+ * result. A group without lanes would have served one write at a time. */
+static void test_a_member_with_lanes_has_a_write_in_flight_per_fiber(void **state)
+{
+	SQLITE_ONLY();
+	fx *f = *state;
+	insert_member_accounts(f, LANES);
+	close_storage(f);
+	g_group = bkv_storage_group_create_lanes(2, LANES);
+	assert_non_null(g_group);
+	assert_int_equal(bkv_storage_group_lanes(g_group), LANES);
+	const int wake_fd = bkv_storage_group_wake_fd(g_group, 0);
+	assert_true(wake_fd >= 0);
+	const pid_t committer = tg_start_committer(g_group, f->url, CHILD_ALARM_S, WAIT_DEADLINE_S);
+	bkv_fibers *fibers = join_with_fibers(f, g_group, 0);
+	sqlite3 *db = raw_open(f);
+	raw_exec(db, "BEGIN IMMEDIATE");
+	lane_write w[LANES];
+	for (int i = 0; i < LANES; i++) {
+		w[i] = (lane_write){.s = f->s, .account = i, .result = -1};
+		assert_true(bkv_fibers_run(fibers, lane_advance, &w[i]));
+		if (i == 0)
+			tg_wait_for_commit(g_group, 0, 1, 0, WAIT_DEADLINE_S);
+	}
+	/* every write is in flight, and this process is not blocked in any of them */
+	assert_int_equal(bkv_fibers_busy(fibers), LANES);
+	const bkv_storage_group_info held = tg_wait_for_commit(g_group, 0, 1, LANES - 1, 1);
+	assert_int_equal(held.leader, committer);
+	raw_exec(db, "ROLLBACK");
+	sqlite3_close(db);
+	run_fibers_until_done(fibers, wake_fd);
+	for (int i = 0; i < LANES; i++)
+		assert_int_equal(w[i].result, BKV_STORAGE_OK);
+	bkv_storage_group_info gi;
+	bkv_storage_group_info_get(g_group, &gi);
+	assert_int_equal(gi.batches, 2);
+	assert_int_equal(gi.writes, LANES);
+	kill(committer, SIGTERM);
+	assert_int_equal(wait_exit(committer), BKV_STORAGE_OK);
+	close_storage(f);
+	bkv_fibers_free(fibers);
+	bkv_storage_group_free(g_group);
+	g_group = NULL;
+	reopen(f);
+	for (int i = 0; i < LANES; i++)
+		assert_int_equal(member_attempts(f, i), 1);
+}
+
+/* A fiber that waits on a committer killed in its commit is not left waiting: within its
+ * next 100 ms tick it finds the committer gone and is answered UNAVAILABLE (nothing of it
+ * reached the database, whose write lock was held), and the next write is led by the
+ * member itself. The same attack without the eventfd or the tick would hang. */
+static void test_a_fiber_waiting_on_a_dead_committer_is_answered_unavailable(void **state)
+{
+	SQLITE_ONLY();
+	fx *f = *state;
+	insert_member_accounts(f, 2);
+	close_storage(f);
+	g_group = bkv_storage_group_create_lanes(1, LANES);
+	assert_non_null(g_group);
+	const int wake_fd = bkv_storage_group_wake_fd(g_group, 0);
+	const pid_t committer = tg_start_committer(g_group, f->url, CHILD_ALARM_S, WAIT_DEADLINE_S);
+	bkv_fibers *fibers = join_with_fibers(f, g_group, 0);
+	sqlite3 *db = raw_open(f);
+	raw_exec(db, "BEGIN IMMEDIATE");
+	lane_write first = {.s = f->s, .account = 0, .result = -1};
+	assert_true(bkv_fibers_run(fibers, lane_advance, &first));
+	assert_int_equal(tg_wait_for_commit(g_group, 0, 1, 0, WAIT_DEADLINE_S).leader, committer);
+	kill(committer, SIGKILL);
+	assert_int_equal(wait_exit(committer), -SIGKILL);
+	run_fibers_until_done(fibers, wake_fd);
+	assert_int_equal(first.result, BKV_STORAGE_UNAVAILABLE);
+	raw_exec(db, "ROLLBACK");
+	sqlite3_close(db);
+	lane_write second = {.s = f->s, .account = 1, .result = -1};
+	assert_true(bkv_fibers_run(fibers, lane_advance, &second));
+	run_fibers_until_done(fibers, wake_fd);
+	assert_int_equal(second.result, BKV_STORAGE_OK);
+	close_storage(f);
+	bkv_fibers_free(fibers);
+	bkv_storage_group_free(g_group);
+	g_group = NULL;
+	reopen(f);
+	assert_int_equal(member_attempts(f, 0), 0);
+	assert_int_equal(member_attempts(f, 1), 1);
+}
+
+/* Without a committer, a fiber whose write queued behind another member's commit is woken
+ * through its eventfd alone to lead the next commit itself (its write is not done yet,
+ * but nobody else will commit it): it never depends on the 100 ms tick. */
+static void test_a_queued_fiber_is_woken_to_lead_the_next_commit(void **state)
+{
+	SQLITE_ONLY();
+	fx *f = *state;
+	insert_member_accounts(f, 2);
+	close_storage(f);
+	g_group = bkv_storage_group_create_lanes(2, LANES);
+	assert_non_null(g_group);
+	member_arg a = {.url = f->url, .write = advance_own_account};
+	pid_t child;
+	fork_members(&a, 1, &child); /* member 0, writing member-0 */
+	bkv_fibers *fibers = join_with_fibers(f, g_group, 1);
+	const int wake_fd = bkv_storage_group_wake_fd(g_group, 1);
+	sqlite3 *db = raw_open(f);
+	raw_exec(db, "BEGIN IMMEDIATE");
+	close(a.go_fd[0]);
+	assert_int_equal(tg_wait_for_commit(g_group, 0, 1, 0, WAIT_DEADLINE_S).leader, child);
+	lane_write w = {.s = f->s, .account = 1, .result = -1};
+	assert_true(bkv_fibers_run(fibers, lane_advance, &w));
+	tg_wait_for_commit(g_group, 0, 1, 1, WAIT_DEADLINE_S);
+	raw_exec(db, "ROLLBACK");
+	sqlite3_close(db);
+	run_fibers(fibers, wake_fd, false);
+	assert_int_equal(w.result, BKV_STORAGE_OK);
+	assert_int_equal(wait_exit(child), BKV_STORAGE_OK);
+	bkv_storage_group_info gi;
+	bkv_storage_group_info_get(g_group, &gi);
+	assert_int_equal(gi.batches, 2);
+	close_storage(f);
+	bkv_fibers_free(fibers);
+	bkv_storage_group_free(g_group);
+	g_group = NULL;
+	reopen(f);
+	assert_int_equal(member_attempts(f, 0), 1);
+	assert_int_equal(member_attempts(f, 1), 1);
+}
+
+/* Off a fiber (the waiter cannot yield there), a member of a group with lanes writes as
+ * one without: it sleeps on its slot until its commit is done. */
+static void test_a_member_with_lanes_writes_off_a_fiber_by_sleeping(void **state)
+{
+	SQLITE_ONLY();
+	fx *f = *state;
+	insert_member_accounts(f, 1);
+	close_storage(f);
+	g_group = bkv_storage_group_create_lanes(1, LANES);
+	assert_non_null(g_group);
+	const pid_t committer = tg_start_committer(g_group, f->url, CHILD_ALARM_S, WAIT_DEADLINE_S);
+	bkv_fibers *fibers = join_with_fibers(f, g_group, 0);
+	assert_int_equal(advance_own_account(f->s, 0), BKV_STORAGE_OK);
+	kill(committer, SIGTERM);
+	assert_int_equal(wait_exit(committer), BKV_STORAGE_OK);
+	close_storage(f);
+	bkv_fibers_free(fibers);
+	bkv_storage_group_free(g_group);
+	g_group = NULL;
+	reopen(f);
+	assert_int_equal(member_attempts(f, 0), 1);
+}
+
+/* Lanes are bounded: the group refuses more slots than BKV_STORAGE_GROUP_SLOTS, or more
+ * lanes than BKV_STORAGE_GROUP_LANES_MAX; with one lane there is no eventfd. */
+static void test_group_lanes_are_bounded(void **state)
+{
+	(void)state;
+	assert_null(bkv_storage_group_create_lanes(1, 0));
+	assert_null(bkv_storage_group_create_lanes(1, BKV_STORAGE_GROUP_LANES_MAX + 1));
+	assert_null(bkv_storage_group_create_lanes(BKV_STORAGE_GROUP_MAX, 8));
+	bkv_storage_group *g = bkv_storage_group_create_lanes(2, 1);
+	assert_non_null(g);
+	assert_int_equal(bkv_storage_group_wake_fd(g, 0), -1);
+	bkv_storage_group_free(g);
+	g = bkv_storage_group_create_lanes(BKV_STORAGE_GROUP_SLOTS / BKV_STORAGE_GROUP_LANES_MAX,
+	                                   BKV_STORAGE_GROUP_LANES_MAX);
+	assert_non_null(g);
+	assert_true(bkv_storage_group_wake_fd(g, 0) >= 0);
+	assert_int_equal(bkv_storage_group_wake_fd(g, BKV_STORAGE_GROUP_SLOTS), -1);
+	bkv_storage_group_free(g);
+}
+
 /* A second committer is refused while the first runs; stopped, the first returns OK and
  * the members lead again; a storage that is a member, a missing group or one PostgreSQL
  * would join are refused. */
@@ -3959,6 +4197,11 @@ int main(void)
 	    T_OPEN(test_a_leader_killed_mid_commit_is_noticed_by_its_waiters),
 	    T_OPEN(test_a_committer_killed_mid_commit_is_reaped_and_the_members_lead),
 	    T_OPEN(test_a_committer_killed_mid_commit_is_noticed_by_its_waiters),
+	    T_OPEN(test_a_member_with_lanes_has_a_write_in_flight_per_fiber),
+	    T_OPEN(test_a_fiber_waiting_on_a_dead_committer_is_answered_unavailable),
+	    T_OPEN(test_a_queued_fiber_is_woken_to_lead_the_next_commit),
+	    T_OPEN(test_a_member_with_lanes_writes_off_a_fiber_by_sleeping),
+	    T_OPEN(test_group_lanes_are_bounded),
 	    T_OPEN(test_a_committer_is_alone_and_stops_on_request),
 	    T_OPEN(test_grouped_sigkill_never_loses_a_committed_update),
 	    /* shared rate buckets */

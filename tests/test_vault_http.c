@@ -46,6 +46,7 @@
 #include <unistd.h>
 
 #include <cmocka.h>
+#include <sqlite3.h>
 
 #include <curl/curl.h>
 #include <jansson.h>
@@ -73,6 +74,7 @@ extern char **environ;
 #define GUESSERS          16
 #define BURST_LIMIT       10u
 #define DEFAULT_LIMIT     10u
+#define READ_TIMEOUT_S    2 /* [limits] read_timeout of the test vault */
 #define MAX_BODY          (64 * 1024)
 
 static const char PASSWORD[] = "correct horse battery staple";
@@ -656,6 +658,13 @@ static int group_setup(void **state)
 	char sink[64];
 	if (run_capture(ossl_argv, sink, sizeof(sink)) != 0) {
 		fprintf(stderr, "openssl req failed\n");
+		return -1;
+	}
+	/* A short request deadline, for test_a_client_gone_while_its_attempt_commits. */
+	FILE *conf = fopen(env.conf, "a");
+	if (conf == NULL || fprintf(conf, "\n[limits]\nread_timeout = %d\n", READ_TIMEOUT_S) < 0 ||
+	    fclose(conf) != 0) {
+		fprintf(stderr, "cannot append [limits] to %s\n", env.conf);
 		return -1;
 	}
 	return vault_start() ? 0 : -1;
@@ -2880,6 +2889,102 @@ static void test_concurrent_guessers(void **state)
 	bkv_client_free(c);
 }
 
+/* The longest RecoverStart in the request log since offset from, in ms. */
+static double longest_recover_start_ms(long from)
+{
+	char *log = slurp(env.request_log, NULL);
+	double longest = 0;
+	for (char *line = log != NULL && (long)strlen(log) > from ? log + from : NULL;
+	     line != NULL && *line != '\0';) {
+		char *end = strchr(line, '\n');
+		if (end != NULL)
+			*end = '\0';
+		const char *latency = strstr(line, "\"latency_ms\":");
+		if (strstr(line, "\"method\":\"RecoverStart\"") != NULL && latency != NULL) {
+			const double ms = strtod(latency + strlen("\"latency_ms\":"), NULL);
+			longest = ms > longest ? ms : longest;
+		}
+		line = end != NULL ? end + 1 : NULL;
+	}
+	free(log);
+	return longest;
+}
+
+/* A client that hangs up while its RecoverStart waits for the commit (the test holds the
+ * database's write lock) costs that connection only. The request outlives its connection:
+ * the worker closes it at read_timeout while the request waits on a fiber (the loop runs
+ * meanwhile), and evhttp keeps the request without its connection. When the lock is free
+ * the attempt is committed (fail-safe: counted, though no KE2 went out), the answer goes
+ * nowhere and frees the request, and the worker goes on. bkv_connect_handle logs before it
+ * answers and touches the request no more after; the sanitizer build runs this path
+ * (libevent's own reads are outside its view). Only on SQLite with a committer, where the
+ * workers run requests on fibers. */
+static void test_a_client_gone_while_its_attempt_commits(void **state)
+{
+	(void)state;
+	const char *pg = getenv("BKV_DEV_VAULT_STORAGE");
+	if (pg != NULL && pg[0] != '\0')
+		skip();
+	const bkv_suite suite = BKV_SUITE_RISTRETTO255_SHA512;
+	const char *token = token_for("http-gone");
+	bkv_client *c = cheap_client(suite);
+	bkv_key key;
+	bkv_key_generate(&key);
+	do_register(c, token, PASSWORD, &key, 10);
+	pid_t before[MAX_PIDS], after[MAX_PIDS];
+	const size_t n_before = tp_bkvd_workers(env.master, before, MAX_PIDS);
+
+	char db_path[PATH_MAX];
+	path_join(db_path, env.vault_dir, "bkv.db");
+	sqlite3 *db = NULL;
+	assert_int_equal(sqlite3_open(db_path, &db), SQLITE_OK);
+	assert_int_equal(sqlite3_exec(db, "BEGIN IMMEDIATE", NULL, NULL, NULL), SQLITE_OK);
+	const opaque_config oc = cheap_config(suite);
+	const opaque_sizes *sizes = opaque_suite_sizes(oc.suite);
+	opaque_client_login_state login;
+	uint8_t ke1[OPAQUE_MAX_KE1_BYTES];
+	assert_int_equal(opaque_client_login_start(&oc, (const uint8_t *)PASSWORD, strlen(PASSWORD),
+	                                           &login, ke1, sizes->ke1),
+	                 OPAQUE_OK);
+	opaque_client_login_state_wipe(&login);
+	size_t len;
+	uint8_t *packed = pack_recover_start(suite, ke1, sizes->ke1, &len);
+	const long log_from = file_size(env.request_log);
+	char *auth = bearer(token), *auth_header = NULL;
+	assert_true(asprintf(&auth_header, "Authorization: %s", auth) > 0);
+	const char *headers[] = {"Content-Type: application/proto", "Connect-Protocol-Version: 1",
+	                         auth_header, NULL};
+	http_reply r;
+	const bool answered =
+	    tu_http_request(env.ca, env.url, 500, "POST", "/bkv.v1.BackupKeyVault/RecoverStart",
+	                    headers, packed, len, &r);
+	http_reply_free(&r);
+	free(packed);
+	free(auth);
+	free(auth_header);
+	/* no answer while its commit waits for the lock; curl has closed the connection */
+	assert_false(answered);
+	/* past the request's deadline, within the committer's 5 s wait for the lock */
+	sleep_ms(READ_TIMEOUT_S * 1000 + 700);
+	assert_int_equal(sqlite3_exec(db, "ROLLBACK", NULL, NULL, NULL), SQLITE_OK);
+	sqlite3_close(db);
+
+	const double deadline = now_ms() + 10000;
+	uint32_t used = 0;
+	while ((used = get_status(c, token).attempts_used) == 0 && now_ms() < deadline)
+		sleep_ms(10);
+	assert_int_equal(used, 1);
+	/* answered (and logged) only after its connection's deadline had closed it */
+	assert_true(longest_recover_start_ms(log_from) >= READ_TIMEOUT_S * 1000.0);
+	assert_true(healthz_ok());
+	const size_t n_after = tp_bkvd_workers(env.master, after, MAX_PIDS);
+	assert_int_equal(n_after, n_before);
+	assert_memory_equal(after, before, n_before * sizeof(pid_t));
+	expect_recover(c, token, PASSWORD, &key);
+	assert_int_equal(get_status(c, token).attempts_used, 0);
+	bkv_client_free(c);
+}
+
 /* ------------------------------------------------------------------------------------ */
 /* Restarts and kills                                                                    */
 /* ------------------------------------------------------------------------------------ */
@@ -3312,6 +3417,7 @@ int main(int argc, char **argv)
 	    ONCE(test_raw_authorization),
 	    ONCE(test_healthz_and_metrics),
 	    ONCE(test_concurrent_guessers),
+	    ONCE(test_a_client_gone_while_its_attempt_commits),
 	    ONCE(test_restart),
 	    ONCE(test_kill_worker),
 	    ONCE(test_kill_master),

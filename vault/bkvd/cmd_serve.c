@@ -39,17 +39,22 @@
 #include <sodium.h>
 
 #include "bkvd.h"
+#include "fiber.h"
 #include "server.h"
 
 #define MAX_WORKERS 256
 /* The default worker counts (see bkvd_serve), measured with bkv-bench-vault and
- * scripts/bench-storage: with SQLite where a commit costs a disk's fsync (a committer),
- * where it costs next to nothing (the workers lead their own), and with PostgreSQL. */
-#define SQLITE_DISK_WORKERS_PER_CPU 8
-#define SQLITE_FAST_WORKERS_PER_CPU 2
-#define PG_WORKERS_PER_CPU          4
-#define STOP_TIMEOUT_S              10
-#define PORT_WAIT_MS                3000 /* above the workers' 2 s drain (server.c) */
+ * scripts/bench-storage: with SQLite (where a commit costs a disk's fsync, a committer and
+ * fibers; where it costs next to nothing, the workers lead their own), and with
+ * PostgreSQL. */
+#define SQLITE_WORKERS_PER_CPU 2
+#define PG_WORKERS_PER_CPU     4
+/* With a committer, each worker runs up to this many requests at once on fibers: one
+ * waits for its commit while the others compute (fiber.h). */
+#define FIBERS_PER_WORKER 16
+#define FIBER_STACK_BYTES (1024 * 1024) /* mapped, touched only as deep as a request goes */
+#define STOP_TIMEOUT_S    10
+#define PORT_WAIT_MS      3000 /* above the workers' 2 s drain (server.c) */
 
 typedef struct serve_options {
 	const char *config_path;
@@ -208,6 +213,16 @@ typedef struct worker_addr {
 	int ready_fd;  /* a worker writes one byte here once it listens */
 } worker_addr;
 
+static bool fiber_can_yield(void *fibers)
+{
+	return bkv_fibers_inside(fibers);
+}
+
+static void fiber_yield(void *fibers, bool (*ready)(const void *arg), const void *ready_arg)
+{
+	bkv_fibers_yield(fibers, ready, ready_arg);
+}
+
 static int worker_main(const bkvd_config *c, const worker_addr *addr, bool tls,
                        bkv_metrics *metrics, bkv_rate_limiter *limiter, bkv_storage_group *group,
                        uint32_t member, const uint8_t log_key[32])
@@ -217,6 +232,7 @@ static int worker_main(const bkvd_config *c, const worker_addr *addr, bool tls,
 	bkv_vault_settings *s = &vault.settings;
 	bkv_server_settings server = {
 	    .listen_fd = -1,
+	    .wake_fd = -1,
 	    .auth = NULL,
 	    .metrics = metrics,
 	    .rate_limiter = limiter,
@@ -241,6 +257,17 @@ static int worker_main(const bkvd_config *c, const worker_addr *addr, bool tls,
 	    bkv_storage_join_group(vault.storage, group, member) != BKV_STORAGE_OK) {
 		fprintf(stderr, "bkvd worker: cannot join the database's commit group\n");
 		goto done;
+	}
+	const uint32_t lanes = bkv_storage_group_lanes(group);
+	if (lanes > 1) {
+		server.fibers = bkv_fibers_new(lanes, FIBER_STACK_BYTES);
+		if (server.fibers == NULL) {
+			fprintf(stderr, "bkvd worker: cannot map %u fiber stacks\n", lanes);
+			goto done;
+		}
+		const bkv_storage_waiter waiter = {fiber_can_yield, fiber_yield, server.fibers};
+		bkv_storage_set_waiter(vault.storage, &waiter);
+		server.wake_fd = bkv_storage_group_wake_fd(group, member);
 	}
 	if (!auth_settings(c, &auth, why, sizeof(why))) {
 		fprintf(stderr, "bkvd worker: %s\n", why);
@@ -287,6 +314,7 @@ done:
 		bkv_auth_free(&auth);
 	bkv_storage_close(vault.storage);
 	bkv_token_close(vault.token);
+	bkv_fibers_free(server.fibers);
 	sodium_memzero(&vault.settings.log_key, sizeof(vault.settings.log_key));
 	return rc;
 }
@@ -840,14 +868,13 @@ int bkvd_cmd_serve(int argc, char **argv)
 	    db != NULL && choose_committer(&config, db, commits, sizeof(commits));
 	uint32_t workers = o.workers_set ? o.workers : config.workers;
 	if (workers == 0) {
-		/* Each worker serves one request at a time and sleeps while its commit reaches
-		 * the disk: more workers than CPUs keep the CPUs busy meanwhile, and put more
-		 * writes into each group commit (SQLite) or concurrent WAL flush (PostgreSQL,
-		 * where each worker is also a server connection, hence fewer). Where commits
-		 * cost next to nothing, extra workers only cost context switches. */
-		const uint32_t per_cpu = db == NULL      ? PG_WORKERS_PER_CPU
-		                         : use_committer ? SQLITE_DISK_WORKERS_PER_CPU
-		                                         : SQLITE_FAST_WORKERS_PER_CPU;
+		/* A worker without fibers serves one request at a time and sleeps while its
+		 * commit reaches the disk: more workers than CPUs keep the CPUs busy meanwhile,
+		 * and put more writes into each concurrent WAL flush (PostgreSQL, where each
+		 * worker is also a server connection). With a committer each worker runs
+		 * FIBERS_PER_WORKER requests at once, so a few per CPU fill the CPUs. Where
+		 * commits cost next to nothing, extra workers only cost context switches. */
+		const uint32_t per_cpu = db == NULL ? PG_WORKERS_PER_CPU : SQLITE_WORKERS_PER_CPU;
 		const long n = sysconf(_SC_NPROCESSORS_ONLN);
 		workers = n > 0 && n <= MAX_WORKERS / per_cpu ? (uint32_t)n * per_cpu
 		                                              : (n > 0 ? MAX_WORKERS : per_cpu);
@@ -881,7 +908,11 @@ int bkvd_cmd_serve(int argc, char **argv)
 		actual_metrics_port = ch.metrics_fd >= 0 ? bound_port(ch.metrics_fd) : 0;
 	}
 	/* Workers on one SQLite database commit together (storage.h, "Group commit"). */
-	ch.group = db != NULL ? bkv_storage_group_create(workers) : NULL;
+	uint32_t lanes = use_committer ? FIBERS_PER_WORKER : 1;
+	if (lanes > BKV_STORAGE_GROUP_SLOTS / workers)
+		lanes = BKV_STORAGE_GROUP_SLOTS / workers;
+	ch.group =
+	    db != NULL ? bkv_storage_group_create_lanes(workers, lanes > 1 ? lanes : 1) : NULL;
 	const bool mapped = ch.metrics_shm != NULL && (!config.rate_limit.enabled || ch.limiter) &&
 	                    (db == NULL || ch.group != NULL);
 	if (!mapped || ch.reserved_fd < 0 || (metrics_listen[0] != '\0' && ch.metrics_fd < 0)) {
@@ -911,6 +942,11 @@ int bkvd_cmd_serve(int argc, char **argv)
 	ch.use_committer = ch.group != NULL && use_committer;
 	if (ch.group != NULL)
 		fprintf(stderr, "bkvd: %s\n", commits);
+	if (bkv_storage_group_lanes(ch.group) > 1)
+		fprintf(stderr,
+		        "bkvd: each worker serves up to %u requests at once: one waits for its "
+		        "commit while the others run\n",
+		        bkv_storage_group_lanes(ch.group));
 
 	sigaddset(&mask, SIGTERM);
 	sigaddset(&mask, SIGINT);

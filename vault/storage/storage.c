@@ -87,14 +87,42 @@ bkv_storage_err bkv_storage_join_group(bkv_storage *s, bkv_storage_group *g, uin
 	return err;
 }
 
-/* A write through the group this process joined. */
+void bkv_storage_set_waiter(bkv_storage *s, const bkv_storage_waiter *waiter)
+{
+	if (s == NULL)
+		return;
+	s->has_waiter = waiter != NULL && waiter->can_yield != NULL && waiter->yield != NULL;
+	if (s->has_waiter)
+		s->waiter = *waiter;
+}
+
+/* A write through the group this process joined, on a lane of its own: a caller that can
+ * yield waits (yielding) for a lane when all are busy, which only happens with more
+ * fibers than lanes. */
 static bkv_storage_err grouped(bkv_storage *s, bkv_group_kind kind, const bkv_record *r,
                                const uint8_t *expected_mac, size_t expected_mac_len)
 {
+	const uint32_t lanes = bkv_storage_group_lanes(s->group);
+	const bool yielding = s->has_waiter && lanes > 1 && s->waiter.can_yield(s->waiter.arg);
+	uint32_t lane = 0;
+	for (;;) {
+		while (lane < lanes && (s->lanes_busy >> lane & 1u) != 0)
+			lane++;
+		if (lane < lanes)
+			break;
+		if (!yielding)
+			return BKV_STORAGE_ARGUMENT; /* one write at a time without a waiter */
+		s->waiter.yield(s->waiter.arg, NULL, NULL);
+		lane = 0;
+	}
 	bkv_group_op op = {.kind = kind, .record = *r, .expected_mac_len = expected_mac_len};
 	if (expected_mac_len > 0)
 		memcpy(op.expected_mac, expected_mac, expected_mac_len);
-	return bkv_storage_group_write(s->group, s->member, s, &op);
+	s->lanes_busy |= (uint64_t)1 << lane;
+	const bkv_storage_err err = bkv_storage_group_write(s->group, s->member, lane, s, &op,
+	                                                    yielding ? &s->waiter : NULL);
+	s->lanes_busy &= ~((uint64_t)1 << lane);
+	return err;
 }
 
 bkv_storage_err bkv_storage_insert(bkv_storage *s, const bkv_record *r)

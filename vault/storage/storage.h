@@ -168,13 +168,41 @@ bkv_storage_err bkv_storage_blob_delete(bkv_storage *s, const char *name);
  *
  * The group is mapped by the parent before fork (members: how many processes join, at most
  * BKV_STORAGE_GROUP_MAX), each child joins with its own member index, at most one process
- * per index at a time, one write at a time per process. */
-#define BKV_STORAGE_GROUP_MAX 256
+ * per index at a time, one write at a time per process, or per lane (below). */
+#define BKV_STORAGE_GROUP_MAX       256
+#define BKV_STORAGE_GROUP_LANES_MAX 64
+#define BKV_STORAGE_GROUP_SLOTS     1024 /* members * lanes */
 
 typedef struct bkv_storage_group bkv_storage_group;
 
 bkv_storage_group *bkv_storage_group_create(uint32_t members);
+/* A group whose members may each have up to lanes writes in flight at once: a process that
+ * runs several requests on one thread (fibers) and, instead of sleeping while a write
+ * waits for its commit, yields to its event loop (bkv_storage_set_waiter). With lanes > 1
+ * each member has an eventfd (bkv_storage_group_wake_fd) that the commit writes to when
+ * one of its writes is done, for the loop to watch. Every process that uses the group must
+ * be forked after this call and keep those descriptors open (they are written by number).
+ * NULL if members * lanes exceeds BKV_STORAGE_GROUP_SLOTS. */
+bkv_storage_group *bkv_storage_group_create_lanes(uint32_t members, uint32_t lanes);
+/* The member's eventfd; -1 with one lane. */
+int bkv_storage_group_wake_fd(const bkv_storage_group *g, uint32_t member);
+uint32_t bkv_storage_group_lanes(const bkv_storage_group *g);
 void bkv_storage_group_free(bkv_storage_group *g);
+
+/* How a member waits for its grouped writes without blocking its thread. can_yield says
+ * whether the caller may yield now (it runs on a fiber); yield switches to the event loop
+ * and returns when the loop resumes it: when the member's eventfd is readable and
+ * ready(ready_arg) says its write is done (ready may be NULL: any time), and every 100 ms
+ * whatever ready says (for the checks on a dead leader). A caller that cannot yield sleeps
+ * as without a waiter. */
+typedef struct bkv_storage_waiter {
+	bool (*can_yield)(void *arg);
+	void (*yield)(void *arg, bool (*ready)(const void *ready_arg), const void *ready_arg);
+	void *arg;
+} bkv_storage_waiter;
+/* Set before the first write; NULL for none. Only a joined storage of a group with lanes > 1
+ * uses it. */
+void bkv_storage_set_waiter(bkv_storage *s, const bkv_storage_waiter *waiter);
 /* ARGUMENT if the backend commits its own groups (PostgreSQL) or member is out of range.
  * A slot left by a dead process is cleared first. */
 bkv_storage_err bkv_storage_join_group(bkv_storage *s, bkv_storage_group *g, uint32_t member);

@@ -67,12 +67,17 @@ struct bkv_storage {
 	const bkv_storage_ops *ops;
 	bkv_storage_group *group; /* NULL unless joined */
 	uint32_t member;
+	uint64_t lanes_busy; /* this process's lanes with a write in flight */
+	bkv_storage_waiter waiter;
+	bool has_waiter;
 };
 
 /* storage_group.c */
 bkv_storage_err bkv_storage_group_join(bkv_storage_group *g, uint32_t member);
-bkv_storage_err bkv_storage_group_write(bkv_storage_group *g, uint32_t member, bkv_storage *s,
-                                        const bkv_group_op *op);
+/* waiter NULL: sleep on the slot's futex word. */
+bkv_storage_err bkv_storage_group_write(bkv_storage_group *g, uint32_t member, uint32_t lane,
+                                        bkv_storage *s, const bkv_group_op *op,
+                                        const bkv_storage_waiter *waiter);
 
 bkv_storage_err bkv_storage_sqlite_open(const char *path, bkv_storage **storage, char *why,
                                         size_t why_len);

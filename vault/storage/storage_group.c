@@ -34,6 +34,7 @@
  */
 #include <errno.h>
 #include <linux/futex.h>
+#include <sys/eventfd.h>
 #include <pthread.h>
 #include <signal.h>
 #include <stdbool.h>
@@ -54,6 +55,7 @@ enum { SLOT_FREE = 0, SLOT_QUEUED, SLOT_IN_BATCH, SLOT_DONE };
 typedef struct group_slot {
 	uint32_t state;
 	uint32_t wake; /* futex word of the process waiting on this slot: bumped to wake it */
+	int wake_fd;   /* or, when >= 0, its member's eventfd: written to wake it */
 	bkv_group_op op;
 } group_slot;
 
@@ -69,14 +71,23 @@ struct bkv_storage_group {
 	uint32_t committer_wake; /* its futex word */
 	size_t mapped;
 	uint32_t members;
+	uint32_t lanes;                      /* slots per member */
+	uint32_t slot_count;                 /* members * lanes */
+	int wake_fds[BKV_STORAGE_GROUP_MAX]; /* each member's eventfd; -1 with one lane */
 	group_slot slots[];
 };
 
 bkv_storage_group *bkv_storage_group_create(uint32_t members)
 {
-	if (members == 0 || members > BKV_STORAGE_GROUP_MAX)
+	return bkv_storage_group_create_lanes(members, 1);
+}
+
+bkv_storage_group *bkv_storage_group_create_lanes(uint32_t members, uint32_t lanes)
+{
+	if (members == 0 || members > BKV_STORAGE_GROUP_MAX || lanes == 0 ||
+	    lanes > BKV_STORAGE_GROUP_LANES_MAX || members * lanes > BKV_STORAGE_GROUP_SLOTS)
 		return NULL;
-	const size_t size = sizeof(bkv_storage_group) + members * sizeof(group_slot);
+	const size_t size = sizeof(bkv_storage_group) + members * lanes * sizeof(group_slot);
 	bkv_storage_group *g =
 	    mmap(NULL, size, PROT_READ | PROT_WRITE, MAP_SHARED | MAP_ANONYMOUS, -1, 0);
 	if (g == MAP_FAILED)
@@ -87,13 +98,34 @@ bkv_storage_group *bkv_storage_group_create(uint32_t members)
 	     pthread_mutexattr_setrobust(&attr, PTHREAD_MUTEX_ROBUST) == 0 &&
 	     pthread_mutex_init(&g->lock, &attr) == 0;
 	pthread_mutexattr_destroy(&attr);
-	if (!ok) {
-		munmap(g, size);
-		return NULL;
-	}
 	g->mapped = size;
 	g->members = members;
+	g->lanes = lanes;
+	g->slot_count = members * lanes;
+	for (uint32_t m = 0; m < BKV_STORAGE_GROUP_MAX; m++) {
+		g->wake_fds[m] = -1;
+		if (ok && lanes > 1 && m < members) {
+			g->wake_fds[m] = eventfd(0, EFD_NONBLOCK | EFD_CLOEXEC);
+			ok = g->wake_fds[m] >= 0;
+		}
+	}
+	for (uint32_t i = 0; i < g->slot_count; i++)
+		g->slots[i].wake_fd = -1;
+	if (!ok) {
+		bkv_storage_group_free(g);
+		return NULL;
+	}
 	return g;
+}
+
+int bkv_storage_group_wake_fd(const bkv_storage_group *g, uint32_t member)
+{
+	return g != NULL && member < g->members ? g->wake_fds[member] : -1;
+}
+
+uint32_t bkv_storage_group_lanes(const bkv_storage_group *g)
+{
+	return g != NULL ? g->lanes : 0;
 }
 
 void bkv_storage_group_free(bkv_storage_group *g)
@@ -101,7 +133,11 @@ void bkv_storage_group_free(bkv_storage_group *g)
 	if (g == NULL)
 		return;
 	pthread_mutex_destroy(&g->lock);
-	sodium_memzero(g->slots, g->members * sizeof(group_slot));
+	for (uint32_t m = 0; m < g->members; m++) {
+		if (g->wake_fds[m] >= 0)
+			close(g->wake_fds[m]);
+	}
+	sodium_memzero(g->slots, g->slot_count * sizeof(group_slot));
 	munmap(g, g->mapped);
 }
 
@@ -116,9 +152,17 @@ static void unlock(bkv_storage_group *g)
 	pthread_mutex_unlock(&g->lock);
 }
 
-/* Under the lock: wakes the process waiting on slot, if any. */
+/* Under the lock: wakes the process waiting on slot, if any: through its eventfd when it
+ * waits in its event loop, else its futex word. */
 static void wake_slot(group_slot *slot)
 {
+	if (slot->wake_fd >= 0) {
+		const uint64_t one = 1;
+		if (write(slot->wake_fd, &one, sizeof(one)) != (ssize_t)sizeof(one)) {
+			/* EAGAIN only at 2^64 - 2 unread wakes: it is readable either way */
+		}
+		return;
+	}
 	__atomic_add_fetch(&slot->wake, 1, __ATOMIC_RELEASE);
 	syscall(SYS_futex, &slot->wake, FUTEX_WAKE, 1, NULL, NULL, 0);
 }
@@ -141,7 +185,7 @@ static void wake_next_leader(bkv_storage_group *g)
 		wake_committer(g);
 		return;
 	}
-	for (uint32_t i = 0; i < g->members; i++) {
+	for (uint32_t i = 0; i < g->slot_count; i++) {
 		if (g->slots[i].state == SLOT_QUEUED) {
 			wake_slot(&g->slots[i]);
 			return;
@@ -152,7 +196,7 @@ static void wake_next_leader(bkv_storage_group *g)
 /* Under the lock: the batch of a leader that is gone is in doubt; answer it and end it. */
 static void abandon_batch(bkv_storage_group *g)
 {
-	for (uint32_t i = 0; i < g->members; i++) {
+	for (uint32_t i = 0; i < g->slot_count; i++) {
 		if (g->slots[i].state == SLOT_IN_BATCH) {
 			g->slots[i].op.result = BKV_STORAGE_UNAVAILABLE;
 			g->slots[i].state = SLOT_DONE;
@@ -163,9 +207,18 @@ static void abandon_batch(bkv_storage_group *g)
 	wake_next_leader(g);
 }
 
-/* Unlocks, waits until slot is woken or WAIT_SLICE_NS pass, and locks again; then, if the
- * commit that was in flight is still led by the same process and that process is gone,
- * abandons its batch. */
+/* Under the lock, after a wait of WAIT_SLICE_NS: if the commit that was in flight is still
+ * led by the same process and that process is gone, abandons its batch; a committer that
+ * is gone is cleared. */
+static void check_gone(bkv_storage_group *g, pid_t leader)
+{
+	if (g->leader == leader && leader != 0 && kill(leader, 0) != 0 && errno == ESRCH)
+		abandon_batch(g);
+	if (g->committer != 0 && kill(g->committer, 0) != 0 && errno == ESRCH)
+		g->committer = 0; /* the members lead until another committer starts */
+}
+
+/* Unlocks, waits until slot is woken or WAIT_SLICE_NS pass, and locks again. */
 static void wait_on(bkv_storage_group *g, group_slot *slot)
 {
 	const uint32_t seen = __atomic_load_n(&slot->wake, __ATOMIC_ACQUIRE);
@@ -175,11 +228,50 @@ static void wait_on(bkv_storage_group *g, group_slot *slot)
 	const long rc = syscall(SYS_futex, &slot->wake, FUTEX_WAIT, seen, &slice, NULL, 0);
 	const bool timed_out = rc != 0 && errno == ETIMEDOUT;
 	lock(g);
-	if (timed_out && g->leader == leader && leader != 0 && kill(leader, 0) != 0 &&
-	    errno == ESRCH)
-		abandon_batch(g);
-	if (timed_out && g->committer != 0 && kill(g->committer, 0) != 0 && errno == ESRCH)
-		g->committer = 0; /* the members lead until another committer starts */
+	if (timed_out)
+		check_gone(g, leader);
+}
+
+static uint64_t monotonic_ns(void)
+{
+	struct timespec ts;
+	clock_gettime(CLOCK_MONOTONIC, &ts);
+	return (uint64_t)ts.tv_sec * 1000000000u + (uint64_t)ts.tv_nsec;
+}
+
+typedef struct slot_wait {
+	const bkv_storage_group *g;
+	const group_slot *slot;
+} slot_wait;
+
+/* A hint, read without the lock: whether the waiter has something to do, its slot's commit
+ * being done or no commit in flight for it to lead (wake_next_leader). */
+static bool slot_ready(const void *arg)
+{
+	const slot_wait *w = arg;
+	return __atomic_load_n(&w->slot->state, __ATOMIC_ACQUIRE) == SLOT_DONE ||
+	       (__atomic_load_n(&w->g->leader, __ATOMIC_ACQUIRE) == 0 &&
+	        __atomic_load_n(&w->g->committer, __ATOMIC_ACQUIRE) == 0);
+}
+
+/* Unlocks, yields to the caller's event loop (which resumes it on the member's eventfd once
+ * slot_ready, or on its own tick), and locks again; the liveness checks run once per
+ * WAIT_SLICE_NS. */
+static void wait_yielding(bkv_storage_group *g, group_slot *slot, const bkv_storage_waiter *waiter,
+                          uint64_t *checked_ns)
+{
+	const pid_t leader = g->leader;
+	const slot_wait wait = {g, slot};
+	unlock(g);
+	waiter->yield(waiter->arg, slot_ready, &wait);
+	lock(g);
+	if (slot->state == SLOT_DONE)
+		return;
+	const uint64_t now = monotonic_ns();
+	if (now - *checked_ns >= (uint64_t)WAIT_SLICE_NS) {
+		*checked_ns = now;
+		check_gone(g, leader);
+	}
 }
 
 void bkv_storage_group_reap(bkv_storage_group *g, pid_t pid)
@@ -200,7 +292,7 @@ void bkv_storage_group_info_get(bkv_storage_group *g, bkv_storage_group_info *ou
 	lock(g);
 	out->leader = g->leader;
 	out->committer = g->committer;
-	for (uint32_t i = 0; i < g->members; i++) {
+	for (uint32_t i = 0; i < g->slot_count; i++) {
 		out->in_batch += g->slots[i].state == SLOT_IN_BATCH;
 		out->queued += g->slots[i].state == SLOT_QUEUED;
 	}
@@ -214,14 +306,17 @@ bkv_storage_err bkv_storage_group_join(bkv_storage_group *g, uint32_t member)
 {
 	if (g == NULL || member >= g->members)
 		return BKV_STORAGE_ARGUMENT;
-	/* A slot left by a member that died: one still in a batch is answered by its leader
+	/* Slots left by a member that died: one still in a batch is answered by its leader
 	 * (or abandoned); once it is not, it is this member's. */
-	group_slot *slot = &g->slots[member];
 	lock(g);
-	while (slot->state == SLOT_IN_BATCH)
-		wait_on(g, slot);
-	sodium_memzero(&slot->op, sizeof(slot->op));
-	slot->state = SLOT_FREE;
+	for (uint32_t lane = 0; lane < g->lanes; lane++) {
+		group_slot *slot = &g->slots[member * g->lanes + lane];
+		slot->wake_fd = -1;
+		while (slot->state == SLOT_IN_BATCH)
+			wait_on(g, slot);
+		sodium_memzero(&slot->op, sizeof(slot->op));
+		slot->state = SLOT_FREE;
+	}
 	unlock(g);
 	return BKV_STORAGE_OK;
 }
@@ -233,12 +328,12 @@ bkv_storage_err bkv_storage_group_join(bkv_storage_group *g, uint32_t member)
  */
 static void lead_batch(bkv_storage_group *g, bkv_storage *s, const group_slot *self)
 {
-	group_slot *batch[BKV_STORAGE_GROUP_MAX];
-	bkv_group_op *ops[BKV_STORAGE_GROUP_MAX];
+	group_slot *batch[BKV_STORAGE_GROUP_SLOTS];
+	bkv_group_op *ops[BKV_STORAGE_GROUP_SLOTS];
 	const pid_t me = getpid();
 	g->leader = me;
 	size_t n = 0;
-	for (uint32_t i = 0; i < g->members; i++) {
+	for (uint32_t i = 0; i < g->slot_count; i++) {
 		if (g->slots[i].state == SLOT_QUEUED) {
 			g->slots[i].state = SLOT_IN_BATCH;
 			batch[n] = &g->slots[i];
@@ -275,20 +370,24 @@ static void lead_batch(bkv_storage_group *g, bkv_storage *s, const group_slot *s
 
 static bool any_queued(const bkv_storage_group *g)
 {
-	for (uint32_t i = 0; i < g->members; i++) {
+	for (uint32_t i = 0; i < g->slot_count; i++) {
 		if (g->slots[i].state == SLOT_QUEUED)
 			return true;
 	}
 	return false;
 }
 
-bkv_storage_err bkv_storage_group_write(bkv_storage_group *g, uint32_t member, bkv_storage *s,
-                                        const bkv_group_op *op)
+bkv_storage_err bkv_storage_group_write(bkv_storage_group *g, uint32_t member, uint32_t lane,
+                                        bkv_storage *s, const bkv_group_op *op,
+                                        const bkv_storage_waiter *waiter)
 {
-	group_slot *slot = &g->slots[member];
+	group_slot *slot = &g->slots[member * g->lanes + lane];
+	const bool yielding = waiter != NULL && g->wake_fds[member] >= 0;
+	uint64_t checked_ns = yielding ? monotonic_ns() : 0;
 	lock(g);
 	slot->op = *op;
 	slot->op.result = BKV_STORAGE_UNAVAILABLE;
+	slot->wake_fd = yielding ? g->wake_fds[member] : -1;
 	slot->state = SLOT_QUEUED;
 	for (;;) {
 		if (slot->state == SLOT_DONE) {
@@ -304,7 +403,10 @@ bkv_storage_err bkv_storage_group_write(bkv_storage_group *g, uint32_t member, b
 			lead_batch(g, s, slot);
 			continue;
 		}
-		wait_on(g, slot);
+		if (yielding)
+			wait_yielding(g, slot, waiter, &checked_ns);
+		else
+			wait_on(g, slot);
 	}
 }
 

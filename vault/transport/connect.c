@@ -236,7 +236,7 @@ static void log_timestamp(char ts[64])
  * (the balancer's behind one), method, HTTP status, Connect code, latency, the keyed hash
  * of the account, and for unauthenticated the reason: bkv_auth_verify's static text,
  * never the token. Written directly (jsonline.h), the same text jansson makes of it. */
-static void log_request(bkv_server_ctx *ctx, struct evhttp_request *req, const char *request_id,
+static void log_request(bkv_server_ctx *ctx, const char *peer, const char *request_id,
                         const char *method, int http, const bkvd_status *st, uint64_t micros,
                         const uint8_t *account, size_t account_len)
 {
@@ -248,15 +248,6 @@ static void log_request(bkv_server_ctx *ctx, struct evhttp_request *req, const c
 		bkv_account_hash(ctx->vault, (bkv_account){account, account_len}, account_hash);
 	char ts[64];
 	log_timestamp(ts);
-	char peer[128] = "";
-	char *address = NULL;
-	ev_uint16_t port = 0;
-	struct evhttp_connection *conn = evhttp_request_get_connection(req);
-	if (conn != NULL)
-		evhttp_connection_get_peer(conn, &address, &port);
-	if (address != NULL)
-		snprintf(peer, sizeof(peer), strchr(address, ':') ? "[%s]:%u" : "%s:%u", address,
-		         (unsigned)port);
 	char text[2048];
 	bkv_jsonline line;
 	bkv_jsonline_begin(&line, text, sizeof(text));
@@ -355,12 +346,29 @@ static bkvd_status dispatch(bkv_server_ctx *ctx, rpc_method method, bkv_account 
 	return bkvd_status_error(BKV_CODE_UNIMPLEMENTED, "unknown method");
 }
 
+/* The client's address for the request log, taken before the handler runs: on a fiber the
+ * connection may be gone by the time the answer is ready. */
+static void peer_of(bkv_server_ctx *ctx, struct evhttp_request *req, char peer[128])
+{
+	peer[0] = '\0';
+	struct evhttp_connection *conn = evhttp_request_get_connection(req);
+	if (ctx->settings->request_log == NULL || conn == NULL)
+		return;
+	char *address = NULL;
+	ev_uint16_t port = 0;
+	evhttp_connection_get_peer(conn, &address, &port);
+	if (address != NULL)
+		snprintf(peer, 128, strchr(address, ':') ? "[%s]:%u" : "%s:%u", address,
+		         (unsigned)port);
+}
+
 void bkv_connect_handle(bkv_server_ctx *ctx, struct evhttp_request *req, const char *name)
 {
 	const uint64_t started = bkv_now_us();
 	bkv_metrics *metrics = ctx->settings->metrics;
-	char request_id[17];
+	char request_id[17], peer[128];
 	request_id_new(req, request_id);
+	peer_of(ctx, req, peer);
 	rpc_method method = METHOD_UNKNOWN;
 	for (rpc_method i = 0; i < METHOD_UNKNOWN; i++) {
 		if (strcmp(name, methods[i].name) == 0)
@@ -373,6 +381,8 @@ void bkv_connect_handle(bkv_server_ctx *ctx, struct evhttp_request *req, const c
 	bkvd_status st = bkvd_status_ok();
 	int http = 0;
 	uint32_t retry_after_ms = 0;
+	response_storage out;
+	ProtobufCMessage *response = NULL;
 	struct evkeyvalq *in = evhttp_request_get_input_headers(req);
 
 	if (method == METHOD_UNKNOWN) {
@@ -442,8 +452,6 @@ void bkv_connect_handle(bkv_server_ctx *ctx, struct evhttp_request *req, const c
 		goto reply;
 	}
 	buf = malloc(sizeof(*buf));
-	response_storage out;
-	ProtobufCMessage *response = NULL;
 	if (buf == NULL) {
 		st = bkvd_status_error(BKV_CODE_INTERNAL, "out of memory");
 		goto reply;
@@ -455,11 +463,9 @@ void bkv_connect_handle(bkv_server_ctx *ctx, struct evhttp_request *req, const c
 		ctx->token_backoff_ms = TOKEN_BACKOFF_MIN_MS;
 		ctx->token_retry_at_ms = bkv_now_ms();
 	}
-	if (st.code == BKV_CODE_OK)
-		send_message(req, response);
-reply:
-	if (st.code != BKV_CODE_OK)
-		send_error(req, http ? http : http_status(st.code), &st, retry_after_ms);
+reply:;
+	/* Logged first: answering may free req (its connection closed while a fiber
+	 * waited), so nothing after the answer touches it. */
 	const uint64_t micros = bkv_now_us() - started;
 	if (metrics != NULL && retry_after_ms > 0)
 		bkv_metrics_add(&metrics->rate_limited[method], 1);
@@ -467,12 +473,16 @@ reply:
 		bkv_metrics_add(&metrics->requests[method][st.code], 1);
 		bkv_metrics_observe(&metrics->latency[method], micros);
 	}
-	log_request(ctx, req, request_id,
+	log_request(ctx, peer, request_id,
 	            method == METHOD_UNKNOWN ? "unknown" : methods[method].name,
 	            st.code == BKV_CODE_OK ? 200
 	            : http                 ? http
 	                                   : http_status(st.code),
 	            &st, micros, account_id, account_len);
+	if (st.code == BKV_CODE_OK)
+		send_message(req, response);
+	else
+		send_error(req, http ? http : http_status(st.code), &st, retry_after_ms);
 	if (request != NULL)
 		protobuf_c_message_free_unpacked(request, NULL);
 	if (buf != NULL) {

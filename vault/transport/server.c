@@ -1,8 +1,10 @@
 /*
  * server.c - one worker's event loop: the listening socket, TLS, routing and graceful
- * shutdown. Requests are handled synchronously on the loop (the token serializes work
- * inside a process anyway); concurrency comes from running several worker processes on
- * the same SO_REUSEPORT port.
+ * shutdown. Concurrency comes from several worker processes on the same SO_REUSEPORT port
+ * and, with fibers (bkv_server_settings.fibers), from several requests in flight in each:
+ * a request runs on the loop's thread until it returns or waits for its commit, and while
+ * it waits the loop serves others (the token serializes work inside a process anyway, so
+ * nothing is lost by running one at a time).
  *
  * The edge is strict and bounded (bkv_server_limits): a client gets at most so many
  * header bytes and fields, must deliver each request whole within read_timeout of its
@@ -23,6 +25,7 @@
 #include <netdb.h>
 #include <netinet/in.h>
 #include <netinet/tcp.h>
+#include <poll.h>
 #include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -39,6 +42,7 @@
 #include <event2/keyvalq_struct.h>
 #include <event2/listener.h>
 
+#include "fiber.h"
 #include "server_internal.h"
 
 #define SERVICE_PREFIX        "/bkv.v1.BackupKeyVault/"
@@ -47,6 +51,7 @@
 #define ACCEPT_BACKOFF_MIN_MS 50
 #define ACCEPT_BACKOFF_MAX_MS 1000
 #define ACCEPT_LOG_EVERY_S    60
+#define FIBER_TICK_MS         100 /* waiting fibers recheck (a dead committer) this often */
 
 uint64_t bkv_now_us(void)
 {
@@ -220,6 +225,121 @@ static size_t header_count(struct evhttp_request *req)
 	return n;
 }
 
+/* ---- RPCs on fibers ----
+ *
+ * With fibers, each RPC runs on one; an RPC that arrives while every fiber is busy waits
+ * in a queue (at most one per connection: evhttp reads nothing more from a connection
+ * until its request is answered). A fiber that yields leaves its request unanswered, so
+ * evhttp keeps it: if the connection closes meanwhile, evhttp detaches the request
+ * instead of freeing it, and the answer, when it comes, frees it without sending. */
+
+typedef struct rpc_call {
+	bkv_server_ctx *ctx;
+	struct evhttp_request *req;
+	const char *method; /* in req's URI */
+	struct rpc_call *next;
+} rpc_call;
+
+static void run_call(void *arg)
+{
+	rpc_call *call = arg;
+	bkv_connect_handle(call->ctx, call->req, call->method);
+	free(call);
+}
+
+static void check_drained(bkv_server_ctx *ctx)
+{
+	if (ctx->draining && ctx->connection_count == 0 &&
+	    bkv_fibers_busy(ctx->settings->fibers) == 0)
+		event_base_loopbreak(ctx->base);
+}
+
+/* After fibers ran: start queued RPCs on the free ones, and keep the tick while any is
+ * busy. */
+static void fibers_ran(bkv_server_ctx *ctx)
+{
+	bkv_fibers *fibers = ctx->settings->fibers;
+	while (ctx->calls_head != NULL) {
+		rpc_call *call = ctx->calls_head;
+		ctx->calls_head = call->next;
+		if (ctx->calls_head == NULL)
+			ctx->calls_tail = NULL;
+		if (!bkv_fibers_run(fibers, run_call, call)) {
+			call->next = ctx->calls_head; /* every fiber is busy: back to the front */
+			ctx->calls_head = call;
+			if (ctx->calls_tail == NULL)
+				ctx->calls_tail = call;
+			break;
+		}
+	}
+	const bool busy = bkv_fibers_busy(fibers) > 0;
+	if (busy && !evtimer_pending(ctx->fiber_tick, NULL)) {
+		const struct timeval tick = {0, FIBER_TICK_MS * 1000};
+		evtimer_add(ctx->fiber_tick, &tick);
+	} else if (!busy) {
+		evtimer_del(ctx->fiber_tick);
+	}
+	check_drained(ctx);
+}
+
+static void handle_rpc(bkv_server_ctx *ctx, struct evhttp_request *req, const char *method)
+{
+	if (ctx->settings->fibers == NULL) {
+		bkv_connect_handle(ctx, req, method);
+		return;
+	}
+	rpc_call *call = malloc(sizeof(*call));
+	if (call == NULL) {
+		bkv_reply_text(req, 503, "text/plain", "out of memory\n", 14);
+		return;
+	}
+	*call = (rpc_call){.ctx = ctx, .req = req, .method = method};
+	if (ctx->calls_tail != NULL)
+		ctx->calls_tail->next = call;
+	else
+		ctx->calls_head = call;
+	ctx->calls_tail = call;
+	fibers_ran(ctx);
+}
+
+/* A commit this worker waits for is done (the eventfd): the fibers whose writes are done
+ * go on. Or the tick: every waiting fiber looks again (a committer may have died). */
+static void on_fibers_wake(evutil_socket_t fd, short events, void *arg)
+{
+	bkv_server_ctx *ctx = arg;
+	if (events & EV_READ) {
+		uint64_t count;
+		if (read(fd, &count, sizeof(count)) != (ssize_t)sizeof(count)) {
+			/* EAGAIN: another pass read it first */
+		}
+	}
+	bkv_fibers_resume(ctx->settings->fibers, !(events & EV_READ));
+	fibers_ran(ctx);
+}
+
+/* After the loop: fibers still waiting (the drain time ran out) finish before the
+ * connections are freed; their commits end within the commit group's own checks. */
+static void finish_fibers(bkv_server_ctx *ctx)
+{
+	bkv_fibers *fibers = ctx->settings->fibers;
+	while (bkv_fibers_busy(fibers) > 0) {
+		struct pollfd p = {.fd = ctx->settings->wake_fd, .events = POLLIN};
+		if (p.fd >= 0 && poll(&p, 1, FIBER_TICK_MS) > 0) {
+			uint64_t count;
+			if (read(p.fd, &count, sizeof(count)) != (ssize_t)sizeof(count)) {
+				/* nothing to read after all */
+			}
+		}
+		bkv_fibers_resume(fibers, true);
+	}
+	while (ctx->calls_head != NULL) {
+		rpc_call *call = ctx->calls_head;
+		ctx->calls_head = call->next;
+		free(call); /* its request is freed with its connection */
+	}
+	ctx->calls_tail = NULL;
+}
+
 static void on_request(struct evhttp_request *req, void *arg)
 {
 	bkv_server_ctx *ctx = arg;
@@ -236,7 +356,7 @@ static void on_request(struct evhttp_request *req, void *arg)
 	} else if (path == NULL) {
 		bkv_reply_text(req, 400, "text/plain", "bad request\n", 12);
 	} else if (strncmp(path, SERVICE_PREFIX, sizeof(SERVICE_PREFIX) - 1) == 0) {
-		bkv_connect_handle(ctx, req, path + sizeof(SERVICE_PREFIX) - 1);
+		handle_rpc(ctx, req, path + sizeof(SERVICE_PREFIX) - 1);
 	} else if (strcmp(path, "/healthz") == 0 && get) {
 		bkv_reply_text(req, 200, "text/plain", "ok\n", 3);
 	} else { /* /metrics included: it is served on [vault] metrics_listen only */
@@ -319,8 +439,7 @@ static void on_connection_close(struct evhttp_connection *evcon, void *arg)
 		conn->next->prev = conn->prev;
 	ctx->connection_count--;
 	free(conn);
-	if (ctx->draining && ctx->connection_count == 0)
-		event_base_loopbreak(ctx->base);
+	check_drained(ctx);
 }
 
 static void on_connection_timer(evutil_socket_t fd, short events, void *arg)
@@ -478,7 +597,8 @@ static void on_drain_check(evutil_socket_t fd, short events, void *arg)
 		if (connection_idle(conn))
 			connection_fail(conn, BEV_EVENT_EOF);
 	}
-	if (ctx->connection_count == 0 || bkv_now_ms() >= s->drain_until_ms) {
+	if ((ctx->connection_count == 0 && bkv_fibers_busy(ctx->settings->fibers) == 0) ||
+	    bkv_now_ms() >= s->drain_until_ms) {
 		event_base_loopbreak(ctx->base);
 		return;
 	}
@@ -520,7 +640,7 @@ int bkv_server_run(const bkv_server_settings *settings, bkv_vault *vault)
 	if (config != NULL)
 		event_config_free(config);
 	struct evhttp *http = base ? evhttp_new(base) : NULL;
-	struct event *sigterm = NULL, *sigint = NULL;
+	struct event *sigterm = NULL, *sigint = NULL, *wake = NULL;
 	accept_state accept = {0};
 	shutdown_state sd = {.http = http, .accept = &accept};
 	bkv_server_ctx ctx = {.settings = settings, .vault = vault, .base = base};
@@ -553,11 +673,27 @@ int bkv_server_run(const bkv_server_settings *settings, bkv_vault *vault)
 	if (accept.retry == NULL || sd.drain_check == NULL || sigterm == NULL || sigint == NULL ||
 	    event_add(sigterm, NULL) != 0 || event_add(sigint, NULL) != 0)
 		goto done;
+	if (settings->fibers != NULL) {
+		ctx.fiber_tick = evtimer_new(base, on_fibers_wake, &ctx);
+		wake = settings->wake_fd >= 0
+		           ? event_new(base, settings->wake_fd, EV_READ | EV_PERSIST,
+		                       on_fibers_wake, &ctx)
+		           : NULL;
+		if (ctx.fiber_tick == NULL || (settings->wake_fd >= 0 && wake == NULL) ||
+		    (wake != NULL && event_add(wake, NULL) != 0))
+			goto done;
+	}
 	worker_accept = &accept;
 	evconnlistener_set_error_cb(accept.listener, on_accept_error);
 	rc = event_base_dispatch(base) < 0 ? 1 : 0;
 done:
 	worker_accept = NULL;
+	if (settings->fibers != NULL)
+		finish_fibers(&ctx);
+	if (wake != NULL)
+		event_free(wake);
+	if (ctx.fiber_tick != NULL)
+		event_free(ctx.fiber_tick);
 	if (sigterm != NULL)
 		event_free(sigterm);
 	if (sigint != NULL)

@@ -44,6 +44,12 @@ typedef struct bkv_server_settings {
 	void *recover_arg;
 	bkv_rate_limiter *rate_limiter; /* shared by the workers; NULL for no limits */
 	bkv_server_limits limits;
+	/* Fibers to run RPCs on, so that while one waits for its commit the loop serves
+	 * others, or NULL to run each on the loop. Whoever waits on a fiber yields
+	 * (storage.h, bkv_storage_set_waiter); the loop resumes the waiting fibers when wake_fd
+	 * (an eventfd, or -1) is readable, and every 100 ms while any waits. */
+	struct bkv_fibers *fibers;
+	int wake_fd;
 } bkv_server_settings;
 
 /* Serves until SIGTERM/SIGINT: then stops accepting, closes idle connections, lets requests

@@ -20,6 +20,10 @@ struct bkv_server_ctx {
 	struct bkv_connection *connections;
 	uint32_t connection_count;
 	bool draining;
+	/* RPCs waiting for a free fiber, oldest first, and the tick that resumes waiting
+	 * fibers while any is busy. */
+	struct rpc_call *calls_head, *calls_tail;
+	struct event *fiber_tick;
 };
 
 uint64_t bkv_now_ms(void);
