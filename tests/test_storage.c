@@ -3235,6 +3235,17 @@ static bkv_fibers *join_with_fibers(fx *f, bkv_storage_group *g, uint32_t member
 	return fibers;
 }
 
+/* Ends join_with_fibers: the storage, the fibers and the group go; the storage reopens,
+ * alone, to check what was committed. */
+static void leave_fibers(fx *f, bkv_fibers *fibers)
+{
+	close_storage(f);
+	bkv_fibers_free(fibers);
+	bkv_storage_group_free(g_group);
+	g_group = NULL;
+	reopen(f);
+}
+
 /* One process, four writes in flight at once: while the committer's first commit (of
  * the first write) waits for the database's write lock, the other three yield in their
  * lanes and the process goes on; all three go into the next commit, each with its own
@@ -3276,11 +3287,7 @@ static void test_a_member_with_lanes_has_a_write_in_flight_per_fiber(void **stat
 	assert_int_equal(gi.writes, LANES);
 	kill(committer, SIGTERM);
 	assert_int_equal(wait_exit(committer), BKV_STORAGE_OK);
-	close_storage(f);
-	bkv_fibers_free(fibers);
-	bkv_storage_group_free(g_group);
-	g_group = NULL;
-	reopen(f);
+	leave_fibers(f, fibers);
 	for (int i = 0; i < LANES; i++)
 		assert_int_equal(member_attempts(f, i), 1);
 }
@@ -3315,11 +3322,7 @@ static void test_a_fiber_waiting_on_a_dead_committer_is_answered_unavailable(voi
 	assert_true(bkv_fibers_run(fibers, lane_advance, &second));
 	run_fibers_until_done(fibers, wake_fd);
 	assert_int_equal(second.result, BKV_STORAGE_OK);
-	close_storage(f);
-	bkv_fibers_free(fibers);
-	bkv_storage_group_free(g_group);
-	g_group = NULL;
-	reopen(f);
+	leave_fibers(f, fibers);
 	assert_int_equal(member_attempts(f, 0), 0);
 	assert_int_equal(member_attempts(f, 1), 1);
 }
@@ -3355,11 +3358,7 @@ static void test_a_queued_fiber_is_woken_to_lead_the_next_commit(void **state)
 	bkv_storage_group_info gi;
 	bkv_storage_group_info_get(g_group, &gi);
 	assert_int_equal(gi.batches, 2);
-	close_storage(f);
-	bkv_fibers_free(fibers);
-	bkv_storage_group_free(g_group);
-	g_group = NULL;
-	reopen(f);
+	leave_fibers(f, fibers);
 	assert_int_equal(member_attempts(f, 0), 1);
 	assert_int_equal(member_attempts(f, 1), 1);
 }
@@ -3379,11 +3378,7 @@ static void test_a_member_with_lanes_writes_off_a_fiber_by_sleeping(void **state
 	assert_int_equal(advance_own_account(f->s, 0), BKV_STORAGE_OK);
 	kill(committer, SIGTERM);
 	assert_int_equal(wait_exit(committer), BKV_STORAGE_OK);
-	close_storage(f);
-	bkv_fibers_free(fibers);
-	bkv_storage_group_free(g_group);
-	g_group = NULL;
-	reopen(f);
+	leave_fibers(f, fibers);
 	assert_int_equal(member_attempts(f, 0), 1);
 }
 
