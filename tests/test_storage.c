@@ -3186,16 +3186,6 @@ static void lane_advance(void *arg)
 	w->result = advance_own_account(w->s, w->account);
 }
 
-static bool lane_can_yield(void *fibers)
-{
-	return bkv_fibers_inside(fibers);
-}
-
-static void lane_yield(void *fibers, bool (*ready)(const void *arg), const void *ready_arg)
-{
-	bkv_fibers_yield(fibers, ready, ready_arg);
-}
-
 /* What bkvd's worker loop does: resume the waiting fibers that are ready when the member's
  * eventfd is readable, and every fiber at least every 100 ms (tick); until none is busy.
  * Without tick only the eventfd moves them. */
@@ -3230,7 +3220,8 @@ static bkv_fibers *join_with_fibers(fx *f, bkv_storage_group *g, uint32_t member
 	assert_int_equal(bkv_storage_join_group(f->s, g, member), BKV_STORAGE_OK);
 	bkv_fibers *fibers = bkv_fibers_new(LANES, 256 * 1024);
 	assert_non_null(fibers);
-	const bkv_storage_waiter waiter = {lane_can_yield, lane_yield, fibers};
+	const bkv_storage_waiter waiter = {bkv_fibers_waiter_can_yield, bkv_fibers_waiter_yield,
+	                                   fibers};
 	bkv_storage_set_waiter(f->s, &waiter);
 	return fibers;
 }

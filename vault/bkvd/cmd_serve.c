@@ -213,16 +213,6 @@ typedef struct worker_addr {
 	int ready_fd;  /* a worker writes one byte here once it listens */
 } worker_addr;
 
-static bool fiber_can_yield(void *fibers)
-{
-	return bkv_fibers_inside(fibers);
-}
-
-static void fiber_yield(void *fibers, bool (*ready)(const void *arg), const void *ready_arg)
-{
-	bkv_fibers_yield(fibers, ready, ready_arg);
-}
-
 static int worker_main(const bkvd_config *c, const worker_addr *addr, bool tls,
                        bkv_metrics *metrics, bkv_rate_limiter *limiter, bkv_storage_group *group,
                        uint32_t member, const uint8_t log_key[32])
@@ -265,7 +255,8 @@ static int worker_main(const bkvd_config *c, const worker_addr *addr, bool tls,
 			fprintf(stderr, "bkvd worker: cannot map %u fiber stacks\n", lanes);
 			goto done;
 		}
-		const bkv_storage_waiter waiter = {fiber_can_yield, fiber_yield, server.fibers};
+		const bkv_storage_waiter waiter = {bkv_fibers_waiter_can_yield,
+		                                   bkv_fibers_waiter_yield, server.fibers};
 		bkv_storage_set_waiter(vault.storage, &waiter);
 		server.wake_fd = bkv_storage_group_wake_fd(group, member);
 	}

@@ -206,3 +206,13 @@ uint32_t bkv_fibers_busy(const bkv_fibers *fs)
 {
 	return fs != NULL ? fs->busy : 0;
 }
+
+bool bkv_fibers_waiter_can_yield(void *fibers)
+{
+	return bkv_fibers_inside(fibers);
+}
+
+void bkv_fibers_waiter_yield(void *fibers, bool (*ready)(const void *arg), const void *arg)
+{
+	bkv_fibers_yield(fibers, ready, arg);
+}

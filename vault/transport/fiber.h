@@ -45,4 +45,9 @@ void bkv_fibers_resume(bkv_fibers *fibers, bool all);
 /* Fibers running or yielded. */
 uint32_t bkv_fibers_busy(const bkv_fibers *fibers);
 
+/* bkv_fibers_inside and bkv_fibers_yield in the shape of a storage waiter's callbacks
+ * (storage.h, bkv_storage_waiter), whose argument is the bkv_fibers. */
+bool bkv_fibers_waiter_can_yield(void *fibers);
+void bkv_fibers_waiter_yield(void *fibers, bool (*ready)(const void *arg), const void *arg);
+
 #endif
