@@ -899,11 +899,11 @@ int bkvd_cmd_serve(int argc, char **argv)
 		actual_metrics_port = ch.metrics_fd >= 0 ? bound_port(ch.metrics_fd) : 0;
 	}
 	/* Workers on one SQLite database commit together (storage.h, "Group commit"). */
+	/* (workers <= MAX_WORKERS keeps this at 4 lanes or more) */
 	uint32_t lanes = use_committer ? FIBERS_PER_WORKER : 1;
 	if (lanes > BKV_STORAGE_GROUP_SLOTS / workers)
 		lanes = BKV_STORAGE_GROUP_SLOTS / workers;
-	ch.group =
-	    db != NULL ? bkv_storage_group_create_lanes(workers, lanes > 1 ? lanes : 1) : NULL;
+	ch.group = db != NULL ? bkv_storage_group_create_lanes(workers, lanes) : NULL;
 	const bool mapped = ch.metrics_shm != NULL && (!config.rate_limit.enabled || ch.limiter) &&
 	                    (db == NULL || ch.group != NULL);
 	if (!mapped || ch.reserved_fd < 0 || (metrics_listen[0] != '\0' && ch.metrics_fd < 0)) {

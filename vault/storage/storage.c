@@ -91,9 +91,8 @@ void bkv_storage_set_waiter(bkv_storage *s, const bkv_storage_waiter *waiter)
 {
 	if (s == NULL)
 		return;
-	s->has_waiter = waiter != NULL && waiter->can_yield != NULL && waiter->yield != NULL;
-	if (s->has_waiter)
-		s->waiter = *waiter;
+	const bool usable = waiter != NULL && waiter->can_yield != NULL && waiter->yield != NULL;
+	s->waiter = usable ? *waiter : (bkv_storage_waiter){0};
 }
 
 /* A write through the group this process joined, on a lane of its own: a caller that can
@@ -103,7 +102,8 @@ static bkv_storage_err grouped(bkv_storage *s, bkv_group_kind kind, const bkv_re
                                const uint8_t *expected_mac, size_t expected_mac_len)
 {
 	const uint32_t lanes = bkv_storage_group_lanes(s->group);
-	const bool yielding = s->has_waiter && lanes > 1 && s->waiter.can_yield(s->waiter.arg);
+	const bool yielding =
+	    s->waiter.yield != NULL && lanes > 1 && s->waiter.can_yield(s->waiter.arg);
 	uint32_t lane = 0;
 	for (;;) {
 		while (lane < lanes && (s->lanes_busy >> lane & 1u) != 0)

@@ -67,9 +67,8 @@ struct bkv_storage {
 	const bkv_storage_ops *ops;
 	bkv_storage_group *group; /* NULL unless joined */
 	uint32_t member;
-	uint64_t lanes_busy; /* this process's lanes with a write in flight */
-	bkv_storage_waiter waiter;
-	bool has_waiter;
+	uint64_t lanes_busy;       /* this process's lanes with a write in flight */
+	bkv_storage_waiter waiter; /* yield NULL: none */
 };
 
 /* storage_group.c */
