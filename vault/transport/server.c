@@ -302,17 +302,22 @@ static void handle_rpc(bkv_server_ctx *ctx, struct evhttp_request *req, const ch
 	fibers_ran(ctx);
 }
 
+/* Reads the wake eventfd back to zero (nonblocking: nothing to read is no error). */
+static void clear_wake(int fd)
+{
+	uint64_t count;
+	if (read(fd, &count, sizeof(count)) != (ssize_t)sizeof(count)) {
+		/* EAGAIN: nobody wrote since the last read */
+	}
+}
+
 /* A commit this worker waits for is done (the eventfd): the fibers whose writes are done
  * go on. Or the tick: every waiting fiber looks again (a committer may have died). */
 static void on_fibers_wake(evutil_socket_t fd, short events, void *arg)
 {
 	bkv_server_ctx *ctx = arg;
-	if (events & EV_READ) {
-		uint64_t count;
-		if (read(fd, &count, sizeof(count)) != (ssize_t)sizeof(count)) {
-			/* EAGAIN: another pass read it first */
-		}
-	}
+	if (events & EV_READ)
+		clear_wake(fd);
 	bkv_fibers_resume(ctx->settings->fibers, !(events & EV_READ));
 	fibers_ran(ctx);
 }
@@ -324,12 +329,8 @@ static void finish_fibers(bkv_server_ctx *ctx)
 	bkv_fibers *fibers = ctx->settings->fibers;
 	while (bkv_fibers_busy(fibers) > 0) {
 		struct pollfd p = {.fd = ctx->settings->wake_fd, .events = POLLIN};
-		if (p.fd >= 0 && poll(&p, 1, FIBER_TICK_MS) > 0) {
-			uint64_t count;
-			if (read(p.fd, &count, sizeof(count)) != (ssize_t)sizeof(count)) {
-				/* nothing to read after all */
-			}
-		}
+		if (p.fd >= 0 && poll(&p, 1, FIBER_TICK_MS) > 0)
+			clear_wake(p.fd);
 		bkv_fibers_resume(fibers, true);
 	}
 	while (ctx->calls_head != NULL) {
