@@ -2889,24 +2889,28 @@ static void test_concurrent_guessers(void **state)
 	bkv_client_free(c);
 }
 
-/* The longest RecoverStart in the request log since offset from, in ms. */
+/* The longest RecoverStart in the request log since offset from, in ms (each line read as
+ * JSON, as audit_scan reads the audit log). */
 static double longest_recover_start_ms(long from)
 {
-	char *log = slurp(env.request_log, NULL);
+	size_t len = 0;
+	char *text = slurp(env.request_log, &len);
+	if (text == NULL)
+		fail_msg("cannot read %s", env.request_log);
 	double longest = 0;
-	for (char *line = log != NULL && (long)strlen(log) > from ? log + from : NULL;
-	     line != NULL && *line != '\0';) {
-		char *end = strchr(line, '\n');
-		if (end != NULL)
-			*end = '\0';
-		const char *latency = strstr(line, "\"latency_ms\":");
-		if (strstr(line, "\"method\":\"RecoverStart\"") != NULL && latency != NULL) {
-			const double ms = strtod(latency + strlen("\"latency_ms\":"), NULL);
-			longest = ms > longest ? ms : longest;
-		}
-		line = end != NULL ? end + 1 : NULL;
+	for (char *line = text + (from < (long)len ? from : (long)len); *line != '\0';) {
+		char *eol = strchr(line, '\n');
+		if (eol != NULL)
+			*eol = '\0';
+		json_t *j = json_loads(line, 0, NULL);
+		const char *method = json_string_value(json_object_get(j, "method"));
+		const double ms = json_number_value(json_object_get(j, "latency_ms"));
+		if (method != NULL && strcmp(method, "RecoverStart") == 0 && ms > longest)
+			longest = ms;
+		json_decref(j);
+		line = eol ? eol + 1 : line + strlen(line);
 	}
-	free(log);
+	free(text);
 	return longest;
 }
 
