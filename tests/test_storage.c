@@ -40,6 +40,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/socket.h>
+#include <sys/mman.h>
 #include <sys/types.h>
 #include <sys/stat.h>
 #include <sys/wait.h>
@@ -3443,6 +3444,230 @@ static void test_a_committer_is_alone_and_stops_on_request(void **state)
 	g_group = NULL;
 }
 
+/* ---- A committer holds a commit for writes on their way (bkv_storage_expect_write) ---- */
+
+/* Member 0's next step, set by the parent in shared memory. */
+enum { STEP_WAIT = 0, STEP_WRITE, STEP_END };
+static uint32_t *g_step;
+
+/* Member 0 announces its write, then writes (advance_own_account) or ends without one, as
+ * the parent says; the other members advance their own accounts. */
+static int announcer_or_writer(bkv_storage *s, int index)
+{
+	if (index != 0) {
+		return advance_own_account(s, index);
+	}
+	bkv_storage_expect_write(s);
+	uint32_t step;
+	while ((step = __atomic_load_n(g_step, __ATOMIC_ACQUIRE)) == STEP_WAIT) {
+		tg_sleep_1ms();
+	}
+	if (step == STEP_WRITE) {
+		return advance_own_account(s, index);
+	}
+	bkv_storage_expect_end(s);
+	return 0;
+}
+
+static bkv_storage_group_info wait_expected(uint32_t expected, uint32_t queued)
+{
+	const double deadline = now_s() + WAIT_DEADLINE_S;
+	bkv_storage_group_info gi;
+	for (bkv_storage_group_info_get(g_group, &gi);
+	     gi.expected != expected || gi.queued != queued;
+	     bkv_storage_group_info_get(g_group, &gi)) {
+		if (now_s() > deadline) {
+			fail_msg("never %u writes expected and %u queued (%u and %u)", expected,
+			         queued, gi.expected, gi.queued);
+		}
+		tg_sleep_1ms();
+	}
+	return gi;
+}
+
+/* Three members and a committer that may hold a commit for a minute. Member 2's write is
+ * committed first, while the database's write lock is held for slow_s seconds: a hold
+ * lasts at most as long as the last commit took. Then member 0 announces its write and
+ * member 1 queues one. Returns the committer. */
+static pid_t hold_setup(fx *f, member_arg *a, pid_t pids[3], double slow_s)
+{
+	insert_member_accounts(f, 3);
+	close_storage(f);
+	g_step =
+	    mmap(NULL, sizeof(*g_step), PROT_READ | PROT_WRITE, MAP_SHARED | MAP_ANONYMOUS, -1, 0);
+	assert_true(g_step != MAP_FAILED);
+	*g_step = STEP_WAIT;
+	g_group = bkv_storage_group_create(3);
+	assert_non_null(g_group);
+	bkv_storage_group_set_hold_max(g_group, 60ull * 1000000000u);
+	const pid_t committer = tg_start_committer(g_group, f->url, CHILD_ALARM_S, WAIT_DEADLINE_S);
+	*a = (member_arg){.url = f->url, .write = announcer_or_writer};
+	fork_members(a, 3, pids);
+	sqlite3 *db = raw_open(f);
+	raw_exec(db, "BEGIN IMMEDIATE");
+	close(a->go_fd[2]);
+	tg_wait_for_commit(g_group, 0, 1, 0, WAIT_DEADLINE_S);
+	const struct timespec slow = {(time_t)slow_s,
+	                              (long)((slow_s - (double)(time_t)slow_s) * 1e9)};
+	nanosleep(&slow, NULL);
+	raw_exec(db, "ROLLBACK");
+	sqlite3_close(db);
+	assert_int_equal(wait_exit(pids[2]), BKV_STORAGE_OK);
+	close(a->go_fd[0]);
+	wait_expected(1, 0);
+	close(a->go_fd[1]);
+	return committer;
+}
+
+/* Stops the committer and checks each member's account: advanced once, or not. */
+static void hold_teardown(fx *f, pid_t committer, const bool advanced[3])
+{
+	kill(committer, SIGTERM);
+	assert_int_equal(wait_exit(committer), BKV_STORAGE_OK);
+	bkv_storage_group_free(g_group);
+	g_group = NULL;
+	munmap(g_step, sizeof(*g_step));
+	g_step = NULL;
+	reopen(f);
+	for (int i = 0; i < 3; i++) {
+		assert_int_equal(member_attempts(f, i), advanced[i] ? 1 : 0);
+	}
+}
+
+/* Member 1's write waits in a held commit while member 0's is on its way, and the two
+ * share one commit: without the hold member 1 would have committed alone. */
+static void test_a_committer_holds_a_commit_for_a_write_on_its_way(void **state)
+{
+	SQLITE_ONLY();
+	fx *f = *state;
+	member_arg a;
+	pid_t pids[3];
+	const pid_t committer = hold_setup(f, &a, pids, 2.0);
+	bkv_storage_group_info gi = wait_expected(1, 1);
+	assert_int_equal(gi.held, 1);
+	assert_int_equal(gi.batches, 1);
+	__atomic_store_n(g_step, STEP_WRITE, __ATOMIC_RELEASE);
+	assert_int_equal(wait_exit(pids[0]), BKV_STORAGE_OK);
+	assert_int_equal(wait_exit(pids[1]), BKV_STORAGE_OK);
+	bkv_storage_group_info_get(g_group, &gi);
+	assert_int_equal(gi.batches, 2); /* member 2's, then members 0 and 1 together */
+	assert_int_equal(gi.writes, 3);
+	assert_int_equal(gi.held, 1);
+	assert_int_equal(gi.hold_expired, 0); /* released by member 0's write, not by time */
+	assert_int_equal(gi.expected, 0);
+	hold_teardown(f, committer, (const bool[3]){true, true, true});
+}
+
+/* A request that announced its write and ends without one releases the held commit before
+ * the hold runs out (here 2 s; the committer looks again at least every 100 ms). */
+static void test_an_announced_write_that_never_comes_releases_the_hold(void **state)
+{
+	SQLITE_ONLY();
+	fx *f = *state;
+	member_arg a;
+	pid_t pids[3];
+	const pid_t committer = hold_setup(f, &a, pids, 2.0);
+	wait_expected(1, 1);
+	__atomic_store_n(g_step, STEP_END, __ATOMIC_RELEASE);
+	assert_int_equal(wait_exit(pids[0]), 0);
+	assert_int_equal(wait_exit(pids[1]), BKV_STORAGE_OK);
+	bkv_storage_group_info gi;
+	bkv_storage_group_info_get(g_group, &gi);
+	assert_int_equal(gi.batches, 2);
+	assert_int_equal(gi.writes, 2);
+	assert_int_equal(gi.held, 1);
+	assert_int_equal(gi.hold_expired, 0);
+	assert_int_equal(gi.expected, 0);
+	hold_teardown(f, committer, (const bool[3]){false, true, true});
+}
+
+/* An announcement that stays open (a request stuck in its handler) holds a commit no
+ * longer than the last commit took: member 1's write commits while member 0 still
+ * announces. */
+static void test_a_hold_ends_when_its_time_is_up(void **state)
+{
+	SQLITE_ONLY();
+	fx *f = *state;
+	member_arg a;
+	pid_t pids[3];
+	const pid_t committer = hold_setup(f, &a, pids, 0.0);
+	assert_int_equal(wait_exit(pids[1]), BKV_STORAGE_OK);
+	bkv_storage_group_info gi;
+	bkv_storage_group_info_get(g_group, &gi);
+	assert_int_equal(gi.batches, 2);
+	assert_int_equal(gi.held, 1);
+	assert_int_equal(gi.hold_expired, 1);
+	assert_int_equal(gi.expected, 1); /* member 0 still announces */
+	__atomic_store_n(g_step, STEP_END, __ATOMIC_RELEASE);
+	assert_int_equal(wait_exit(pids[0]), 0);
+	bkv_storage_group_info_get(g_group, &gi);
+	assert_int_equal(gi.expected, 0);
+	hold_teardown(f, committer, (const bool[3]){false, true, true});
+}
+
+/* Exit status of a child that joins the group as member 1, announces a write if told to,
+ * and exits without ending it (as a worker killed in its handler would). */
+static int join_and_die(fx *f, bool announce)
+{
+	fflush(NULL);
+	const pid_t pid = fork();
+	assert_true(pid >= 0);
+	if (pid == 0) {
+		g_child_index = 1;
+		bkv_storage *s = child_open(f->url);
+		if (s == NULL) {
+			_exit(100);
+		}
+		if (announce) {
+			bkv_storage_expect_write(s);
+		}
+		_exit(0);
+	}
+	return wait_exit(pid);
+}
+
+/* An announcement lasts until its write is queued or it ends, one per process at a time;
+ * a member that dies announcing leaves its count until another process takes its index,
+ * so a dead worker cannot make the committer hold every commit. */
+static void test_announced_writes_are_counted_until_queued_or_ended(void **state)
+{
+	SQLITE_ONLY();
+	fx *f = *state;
+	insert_member_accounts(f, 1);
+	g_group = bkv_storage_group_create(2);
+	assert_non_null(g_group);
+	bkv_storage_expect_write(f->s); /* not joined: nothing to count */
+	bkv_storage_expect_end(f->s);
+	bkv_storage_group_info gi;
+	bkv_storage_group_info_get(g_group, &gi);
+	assert_int_equal(gi.expected, 0);
+	assert_int_equal(bkv_storage_join_group(f->s, g_group, 0), BKV_STORAGE_OK);
+	bkv_storage_expect_write(f->s);
+	bkv_storage_expect_write(f->s);
+	bkv_storage_group_info_get(g_group, &gi);
+	assert_int_equal(gi.expected, 1);
+	assert_int_equal(advance_own_account(f->s, 0), BKV_STORAGE_OK);
+	bkv_storage_group_info_get(g_group, &gi);
+	assert_int_equal(gi.expected, 0);
+	assert_int_equal(gi.writes, 1);
+	bkv_storage_expect_write(f->s);
+	bkv_storage_expect_end(f->s);
+	bkv_storage_expect_end(f->s);
+	bkv_storage_group_info_get(g_group, &gi);
+	assert_int_equal(gi.expected, 0);
+
+	assert_int_equal(join_and_die(f, true), 0);
+	bkv_storage_group_info_get(g_group, &gi);
+	assert_int_equal(gi.expected, 1);
+	assert_int_equal(join_and_die(f, false), 0);
+	bkv_storage_group_info_get(g_group, &gi);
+	assert_int_equal(gi.expected, 0);
+	close_storage(f);
+	bkv_storage_group_free(g_group);
+	g_group = NULL;
+	reopen(f);
+}
+
 #define GROUP_CRASH_MEMBERS 4
 
 typedef struct crash_report {
@@ -4189,6 +4414,10 @@ int main(void)
 	    T_OPEN(test_a_member_with_lanes_writes_off_a_fiber_by_sleeping),
 	    T_OPEN(test_group_lanes_are_bounded),
 	    T_OPEN(test_a_committer_is_alone_and_stops_on_request),
+	    T_OPEN(test_a_committer_holds_a_commit_for_a_write_on_its_way),
+	    T_OPEN(test_an_announced_write_that_never_comes_releases_the_hold),
+	    T_OPEN(test_a_hold_ends_when_its_time_is_up),
+	    T_OPEN(test_announced_writes_are_counted_until_queued_or_ended),
 	    T_OPEN(test_grouped_sigkill_never_loses_a_committed_update),
 	    /* shared rate buckets */
 	    T_OPEN(test_rate_buckets_are_shared_on_postgresql_only),

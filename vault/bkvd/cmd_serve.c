@@ -362,6 +362,33 @@ static pid_t spawn_worker(const bkvd_config *c, const children *ch, uint32_t mem
 	                  log_key));
 }
 
+/* The workers' commit group (SQLite), for /metrics. */
+static void render_group(FILE *f, void *arg)
+{
+	bkv_storage_group_info gi;
+	bkv_storage_group_info_get(arg, &gi);
+	fprintf(f,
+	        "# HELP bkv_commits_total SQLite commits of the workers' writes (group commit).\n"
+	        "# TYPE bkv_commits_total counter\n"
+	        "bkv_commits_total %" PRIu64 "\n"
+	        "# HELP bkv_commit_writes_total Writes those commits carried.\n"
+	        "# TYPE bkv_commit_writes_total counter\n"
+	        "bkv_commit_writes_total %" PRIu64 "\n"
+	        "# HELP bkv_commits_held_total Commits the committer held for writes on their "
+	        "way.\n"
+	        "# TYPE bkv_commits_held_total counter\n"
+	        "bkv_commits_held_total %" PRIu64 "\n"
+	        "# HELP bkv_commit_holds_expired_total Of those, the ones whose hold ran out of "
+	        "time.\n"
+	        "# TYPE bkv_commit_holds_expired_total counter\n"
+	        "bkv_commit_holds_expired_total %" PRIu64 "\n"
+	        "# HELP bkv_commit_writes_announced Writes that running requests announced and "
+	        "have not queued yet.\n"
+	        "# TYPE bkv_commit_writes_announced gauge\n"
+	        "bkv_commit_writes_announced %" PRIu32 "\n",
+	        gi.batches, gi.writes, gi.held, gi.hold_expired, gi.expected);
+}
+
 /* The metrics process holds no key: it only reads the shared counters. */
 static pid_t spawn_metrics(const children *ch, uint8_t log_key[32])
 {
@@ -373,8 +400,11 @@ static pid_t spawn_metrics(const children *ch, uint8_t log_key[32])
 	sodium_memzero(log_key, 32);
 	signal(SIGHUP, SIG_IGN);
 	child_setup(ch, true);
-	_exit(bkv_metrics_serve(ch->metrics_fd, ch->metrics_shm) == 0 ? BKVD_EXIT_OK
-	                                                              : BKVD_EXIT_FAILURE);
+	const bkv_metrics_extra group = {render_group, ch->group};
+	_exit(bkv_metrics_serve(ch->metrics_fd, ch->metrics_shm,
+	                        ch->group != NULL ? &group : NULL) == 0
+	          ? BKVD_EXIT_OK
+	          : BKVD_EXIT_FAILURE);
 }
 
 /*
@@ -423,10 +453,11 @@ static pid_t spawn_committer(const bkvd_config *c, const children *ch, uint8_t l
 	_exit(BKVD_EXIT_OK);
 }
 
-/* A committer pays for its wake-ups (two context switches per write) only where a commit's
- * fsync costs a disk's time: not on tmpfs, nor on a disk whose write cache survives a
- * power cut (tens of microseconds). */
-#define COMMITTER_FSYNC_MS 0.1
+/* A committer, and with it the workers' fibers, pays for its wake-ups wherever an fsync
+ * reaches a device. Measured on a disk whose fsync the probe put at 0.09 ms: without a
+ * committer 723 / 749 recoveries/s, with one 1087 / 1130. On tmpfs (about 1 us) the two
+ * are even, and the workers lead their own commits: one process less. */
+#define COMMITTER_FSYNC_MS 0.02
 
 /* What fdatasync of one rewritten page costs beside the database (the median of 9, in
  * ms), or -1 if the probe file cannot be written there. */
@@ -1003,9 +1034,17 @@ int bkvd_cmd_serve(int argc, char **argv)
 		bkv_storage_group_info_get(ch.group, &gi);
 		if (gi.batches > 0)
 			fprintf(stderr,
-			        "bkvd: %" PRIu64 " commits carried %" PRIu64 " writes; %" PRIu64
-			        " WAL checkpoints\n",
-			        gi.batches, gi.writes, gi.upkeeps);
+			        "bkvd: %" PRIu64 " commits carried %" PRIu64 " writes (%" PRIu64
+			        " held for writes on their way, %" PRIu64
+			        " of them until the hold ran out); %" PRIu64 " WAL checkpoints\n",
+			        gi.batches, gi.writes, gi.held, gi.hold_expired, gi.upkeeps);
+		/* Every request ends its announcement (handlers.h), so only a worker that died in
+		 * a request leaves one. */
+		if (gi.expected > 0)
+			fprintf(stderr,
+			        "bkvd: %" PRIu32 " announced writes were still open at the stop: "
+			        "a worker ended in the middle of a request\n",
+			        gi.expected);
 		bkv_storage_group_free(ch.group);
 	}
 	fprintf(stderr, "bkvd: stopped\n");

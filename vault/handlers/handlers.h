@@ -182,6 +182,12 @@ bkv_token_err bkv_record_mac(bkv_token *token, bkv_record *r);
  * floor (storage.h): the caller reads the row again, and seals again if it seals. */
 bkvd_status bkv_update_record(bkv_vault *v, bkv_record *next, const bkv_record *current,
                               bool *stale);
+/* Around a handler that writes a record (RegisterFinish, RecoverStart, RecoverFinish,
+ * Delete): its write is announced before it computes, so that a committer may hold a
+ * commit for it (bkv_storage_expect_write), and the announcement ends with the handler if
+ * it wrote nothing. */
+void bkvd_write_expected(bkv_vault *v);
+void bkvd_write_settled(bkv_vault *v);
 /* DATA_LOSS, audited with why. */
 bkvd_status bkvd_status_data_loss(bkv_vault *v, bkv_account account, const char *why);
 

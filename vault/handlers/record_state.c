@@ -107,6 +107,16 @@ bkvd_status bkv_load_record(bkv_vault *v, bkv_account account, bkv_record *r)
 	return bkvd_status_ok();
 }
 
+void bkvd_write_expected(bkv_vault *v)
+{
+	bkv_storage_expect_write(v->storage);
+}
+
+void bkvd_write_settled(bkv_vault *v)
+{
+	bkv_storage_expect_end(v->storage);
+}
+
 bkvd_status bkv_update_record(bkv_vault *v, bkv_record *next, const bkv_record *current,
                               bool *stale)
 {

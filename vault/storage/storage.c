@@ -95,12 +95,31 @@ void bkv_storage_set_waiter(bkv_storage *s, const bkv_storage_waiter *waiter)
 	s->waiter = usable ? *waiter : (bkv_storage_waiter){0};
 }
 
+void bkv_storage_expect_write(bkv_storage *s)
+{
+	if (s == NULL || s->group == NULL || s->expecting)
+		return;
+	s->expecting = true;
+	bkv_storage_group_expect(s->group, s->member, true);
+}
+
+void bkv_storage_expect_end(bkv_storage *s)
+{
+	if (s == NULL || !s->expecting)
+		return;
+	s->expecting = false;
+	bkv_storage_group_expect(s->group, s->member, false);
+}
+
 /* A write through the group this process joined, on a lane of its own: a caller that can
  * yield waits (yielding) for a lane when all are busy, which only happens with more
- * fibers than lanes. */
+ * fibers than lanes. The announcement is taken before any yield, while it is still this
+ * request's. */
 static bkv_storage_err grouped(bkv_storage *s, bkv_group_kind kind, const bkv_record *r,
                                const uint8_t *expected_mac, size_t expected_mac_len)
 {
+	const bool expected = s->expecting;
+	s->expecting = false;
 	const uint32_t lanes = bkv_storage_group_lanes(s->group);
 	const bool yielding =
 	    s->waiter.yield != NULL && lanes > 1 && s->waiter.can_yield(s->waiter.arg);
@@ -110,8 +129,11 @@ static bkv_storage_err grouped(bkv_storage *s, bkv_group_kind kind, const bkv_re
 			lane++;
 		if (lane < lanes)
 			break;
-		if (!yielding)
+		if (!yielding) {
+			if (expected)
+				bkv_storage_group_expect(s->group, s->member, false);
 			return BKV_STORAGE_ARGUMENT; /* one write at a time without a waiter */
+		}
 		s->waiter.yield(s->waiter.arg, NULL, NULL);
 		lane = 0;
 	}
@@ -120,7 +142,7 @@ static bkv_storage_err grouped(bkv_storage *s, bkv_group_kind kind, const bkv_re
 		memcpy(op.expected_mac, expected_mac, expected_mac_len);
 	s->lanes_busy |= (uint64_t)1 << lane;
 	const bkv_storage_err err = bkv_storage_group_write(s->group, s->member, lane, s, &op,
-	                                                    yielding ? &s->waiter : NULL);
+	                                                    yielding ? &s->waiter : NULL, expected);
 	s->lanes_busy &= ~((uint64_t)1 << lane);
 	return err;
 }

@@ -69,14 +69,18 @@ struct bkv_storage {
 	uint32_t member;
 	uint64_t lanes_busy;       /* this process's lanes with a write in flight */
 	bkv_storage_waiter waiter; /* yield NULL: none */
+	bool expecting;            /* bkv_storage_expect_write, its write not yet queued */
 };
 
 /* storage_group.c */
 bkv_storage_err bkv_storage_group_join(bkv_storage_group *g, uint32_t member);
-/* waiter NULL: sleep on the slot's futex word. */
+/* waiter NULL: sleep on the slot's futex word. expected: the write was announced
+ * (bkv_storage_group_expect), and is no longer on its way once queued. */
 bkv_storage_err bkv_storage_group_write(bkv_storage_group *g, uint32_t member, uint32_t lane,
                                         bkv_storage *s, const bkv_group_op *op,
-                                        const bkv_storage_waiter *waiter);
+                                        const bkv_storage_waiter *waiter, bool expected);
+/* One write more (on) or less (off) on its way from member. */
+void bkv_storage_group_expect(bkv_storage_group *g, uint32_t member, bool on);
 
 bkv_storage_err bkv_storage_sqlite_open(const char *path, bkv_storage **storage, char *why,
                                         size_t why_len);

@@ -23,6 +23,14 @@
  * If it dies, it is cleared like a dead leader (by the parent's reap or a waiter's pid
  * check) and the members lead again.
  *
+ * The committer may hold a commit for writes on their way: a member counts the requests
+ * that announced a write (bkv_storage_group_expect) until each write is queued or the
+ * request ends, and a committer that finds writes queued while others are announced waits
+ * for them, at most as long as its last commit took (and at most hold_max_ns). Queued
+ * writes wake a holding committer only once nothing more is announced, so a held commit
+ * costs one wake-up. A member's count is its own to lower; one that died leaves it to the
+ * process that takes over its index, which starts from 0.
+ *
  * A leader that dies mid-commit leaves its batch in doubt, exactly like a connection lost
  * during COMMIT: the transaction either reached the disk or not. Its slots are answered
  * UNAVAILABLE, which the handlers treat as "send nothing", the safe side (an attempt that
@@ -49,6 +57,9 @@
 #include "storage_backend.h"
 
 #define WAIT_SLICE_NS 100000000L /* a waiter checks its leader's pid this often */
+/* The committer holds a commit for announced writes at most this long by default (and at
+ * most as long as its last commit took). */
+#define HOLD_MAX_NS 1000000u
 
 enum { SLOT_FREE = 0, SLOT_QUEUED, SLOT_IN_BATCH, SLOT_DONE };
 
@@ -64,16 +75,23 @@ struct bkv_storage_group {
 	pid_t leader;     /* the member committing now; 0 when none is */
 	uint64_t batches; /* commits run, and the writes they carried */
 	uint64_t writes;
-	uint64_t upkeeps;        /* batches after which the backend did upkeep (checkpoints) */
-	uint64_t upkeep_mark;    /* the backend's word (after_batch) */
-	pid_t committer;         /* the process that runs every commit; 0: members lead */
-	uint32_t committer_idle; /* it waits for work on committer_wake */
-	uint32_t committer_wake; /* its futex word */
+	uint64_t upkeeps;           /* batches after which the backend did upkeep (checkpoints) */
+	uint64_t upkeep_mark;       /* the backend's word (after_batch) */
+	pid_t committer;            /* the process that runs every commit; 0: members lead */
+	uint32_t committer_idle;    /* it waits for work on committer_wake */
+	uint32_t committer_wake;    /* its futex word */
+	uint32_t committer_holding; /* it holds queued writes for announced ones */
+	uint32_t expected_total;    /* the members' expected[], summed */
+	uint64_t last_commit_ns;    /* how long the last batch's commit took */
+	uint64_t hold_max_ns;       /* bkv_storage_group_set_hold_max */
+	uint64_t held;              /* commits the committer held for announced writes */
+	uint64_t hold_expired;      /* of those, the ones that ran out of time */
 	size_t mapped;
 	uint32_t members;
-	uint32_t lanes;                      /* slots per member */
-	uint32_t slot_count;                 /* members * lanes */
-	int wake_fds[BKV_STORAGE_GROUP_MAX]; /* each member's eventfd; -1 with one lane */
+	uint32_t lanes;                           /* slots per member */
+	uint32_t slot_count;                      /* members * lanes */
+	int wake_fds[BKV_STORAGE_GROUP_MAX];      /* each member's eventfd; -1 with one lane */
+	uint32_t expected[BKV_STORAGE_GROUP_MAX]; /* each member's writes on their way */
 	group_slot slots[];
 };
 
@@ -99,6 +117,7 @@ bkv_storage_group *bkv_storage_group_create_lanes(uint32_t members, uint32_t lan
 	     pthread_mutex_init(&g->lock, &attr) == 0;
 	pthread_mutexattr_destroy(&attr);
 	g->mapped = size;
+	g->hold_max_ns = HOLD_MAX_NS;
 	g->members = members;
 	g->lanes = lanes;
 	g->slot_count = members * lanes;
@@ -126,6 +145,12 @@ int bkv_storage_group_wake_fd(const bkv_storage_group *g, uint32_t member)
 uint32_t bkv_storage_group_lanes(const bkv_storage_group *g)
 {
 	return g != NULL ? g->lanes : 0;
+}
+
+void bkv_storage_group_set_hold_max(bkv_storage_group *g, uint64_t max_ns)
+{
+	if (g != NULL)
+		__atomic_store_n(&g->hold_max_ns, max_ns, __ATOMIC_RELAXED);
 }
 
 void bkv_storage_group_free(bkv_storage_group *g)
@@ -299,6 +324,9 @@ void bkv_storage_group_info_get(bkv_storage_group *g, bkv_storage_group_info *ou
 	out->batches = g->batches;
 	out->writes = g->writes;
 	out->upkeeps = g->upkeeps;
+	out->held = g->held;
+	out->hold_expired = g->hold_expired;
+	out->expected = __atomic_load_n(&g->expected_total, __ATOMIC_RELAXED);
 	unlock(g);
 }
 
@@ -309,6 +337,8 @@ bkv_storage_err bkv_storage_group_join(bkv_storage_group *g, uint32_t member)
 	/* Slots left by a member that died: one still in a batch is answered by its leader
 	 * (or abandoned); once it is not, it is this member's. */
 	lock(g);
+	const uint32_t left = __atomic_exchange_n(&g->expected[member], 0, __ATOMIC_RELAXED);
+	__atomic_sub_fetch(&g->expected_total, left, __ATOMIC_RELAXED); /* a dead one's */
 	for (uint32_t lane = 0; lane < g->lanes; lane++) {
 		group_slot *slot = &g->slots[member * g->lanes + lane];
 		slot->wake_fd = -1;
@@ -341,11 +371,14 @@ static void lead_batch(bkv_storage_group *g, bkv_storage *s, const group_slot *s
 		}
 	}
 	unlock(g);
+	const uint64_t started = monotonic_ns();
 	s->ops->commit_batch(s, ops, n);
+	const uint64_t took = monotonic_ns() - started;
 	lock(g);
 	/* (abandoned meanwhile only if this process was taken for dead) */
 	if (g->leader != me)
 		return;
+	g->last_commit_ns = took;
 	for (size_t i = 0; i < n; i++) {
 		batch[i]->state = SLOT_DONE;
 		if (batch[i] != self)
@@ -368,6 +401,46 @@ static void lead_batch(bkv_storage_group *g, bkv_storage *s, const group_slot *s
 	wake_next_leader(g);
 }
 
+/* One announced write of member is no longer on its way. Only the member itself lowers its
+ * count, so the check cannot race the decrement; a process that takes over a dead
+ * member's index starts from 0 (bkv_storage_group_join). */
+static void unexpect(bkv_storage_group *g, uint32_t member)
+{
+	if (__atomic_load_n(&g->expected[member], __ATOMIC_RELAXED) == 0)
+		return;
+	__atomic_sub_fetch(&g->expected[member], 1, __ATOMIC_RELAXED);
+	__atomic_sub_fetch(&g->expected_total, 1, __ATOMIC_RELAXED);
+}
+
+static bool any_expected(const bkv_storage_group *g)
+{
+	return __atomic_load_n(&g->expected_total, __ATOMIC_RELAXED) != 0;
+}
+
+/* Under the lock, after a write was queued: wakes the committer if it waits for work, or
+ * holds a commit and nothing more is on its way; a commit held for several writes thus
+ * costs one wake-up, not one per write. */
+static void nudge_committer(bkv_storage_group *g)
+{
+	if (!g->committer_holding || !any_expected(g))
+		wake_committer(g);
+}
+
+void bkv_storage_group_expect(bkv_storage_group *g, uint32_t member, bool on)
+{
+	if (g == NULL || member >= g->members)
+		return;
+	if (on) {
+		/* (the member's count first: a rejoin subtracts it from the total) */
+		__atomic_add_fetch(&g->expected[member], 1, __ATOMIC_RELAXED);
+		__atomic_add_fetch(&g->expected_total, 1, __ATOMIC_RELAXED);
+		return;
+	}
+	/* A request that ended without its write: a held commit sees it when the hold's time
+	 * is up or at its next wake-up, whichever comes first. */
+	unexpect(g, member);
+}
+
 static bool any_queued(const bkv_storage_group *g)
 {
 	for (uint32_t i = 0; i < g->slot_count; i++) {
@@ -379,7 +452,7 @@ static bool any_queued(const bkv_storage_group *g)
 
 bkv_storage_err bkv_storage_group_write(bkv_storage_group *g, uint32_t member, uint32_t lane,
                                         bkv_storage *s, const bkv_group_op *op,
-                                        const bkv_storage_waiter *waiter)
+                                        const bkv_storage_waiter *waiter, bool expected)
 {
 	group_slot *slot = &g->slots[member * g->lanes + lane];
 	const bool yielding = waiter != NULL && g->wake_fds[member] >= 0;
@@ -389,6 +462,8 @@ bkv_storage_err bkv_storage_group_write(bkv_storage_group *g, uint32_t member, u
 	slot->op.result = BKV_STORAGE_UNAVAILABLE;
 	slot->wake_fd = yielding ? g->wake_fds[member] : -1;
 	slot->state = SLOT_QUEUED;
+	if (expected)
+		unexpect(g, member);
 	for (;;) {
 		if (slot->state == SLOT_DONE) {
 			const bkv_storage_err result = slot->op.result;
@@ -398,7 +473,7 @@ bkv_storage_err bkv_storage_group_write(bkv_storage_group *g, uint32_t member, u
 			return result;
 		}
 		if (g->committer != 0)
-			wake_committer(g);
+			nudge_committer(g);
 		else if (g->leader == 0 && slot->state == SLOT_QUEUED) {
 			lead_batch(g, s, slot);
 			continue;
@@ -423,15 +498,33 @@ bkv_storage_err bkv_storage_group_commit(bkv_storage_group *g, bkv_storage *s,
 	}
 	g->committer = me;
 	/* A commit a member leads now ends with wake_next_leader, which wakes the committer. */
+	uint64_t holding_since = 0; /* the queued writes wait for announced ones since then */
 	while (!*stop && g->committer == me) {
+		long wait_ns = WAIT_SLICE_NS;
 		if (g->leader == 0 && any_queued(g)) {
-			lead_batch(g, s, NULL);
-			continue;
+			const uint64_t most = __atomic_load_n(&g->hold_max_ns, __ATOMIC_RELAXED);
+			const uint64_t hold = g->last_commit_ns < most ? g->last_commit_ns : most;
+			const uint64_t now = hold > 0 && any_expected(g) ? monotonic_ns() : 0;
+			if (now != 0 && holding_since == 0) {
+				holding_since = now;
+				g->held++;
+			}
+			if (now == 0 || now - holding_since >= hold) {
+				g->hold_expired += now != 0;
+				holding_since = 0;
+				g->committer_holding = 0;
+				lead_batch(g, s, NULL);
+				continue;
+			}
+			/* hold: woken when nothing more is on its way (nudge_committer) */
+			const uint64_t left = hold - (now - holding_since);
+			wait_ns = left < (uint64_t)WAIT_SLICE_NS ? (long)left : WAIT_SLICE_NS;
 		}
+		g->committer_holding = holding_since != 0;
 		g->committer_idle = 1;
 		const uint32_t seen = __atomic_load_n(&g->committer_wake, __ATOMIC_ACQUIRE);
 		unlock(g);
-		struct timespec slice = {0, WAIT_SLICE_NS};
+		struct timespec slice = {0, wait_ns};
 		syscall(SYS_futex, &g->committer_wake, FUTEX_WAIT, seen, &slice, NULL, 0);
 		lock(g);
 		g->committer_idle = 0;

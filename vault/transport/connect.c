@@ -307,11 +307,10 @@ static bool rate_check(bkv_server_ctx *ctx, struct evhttp_request *req, int rate
 	                              now_ms, retry_after_ms);
 }
 
-static bkvd_status dispatch(bkv_server_ctx *ctx, rpc_method method, bkv_account account,
-                            const ProtobufCMessage *request, ProtobufCMessage **response,
-                            response_storage *out, bkv_reply_buffers *buf)
+static bkvd_status call_handler(bkv_vault *v, rpc_method method, bkv_account account,
+                                const ProtobufCMessage *request, ProtobufCMessage **response,
+                                response_storage *out, bkv_reply_buffers *buf)
 {
-	bkv_vault *v = ctx->vault;
 	switch (method) {
 	case METHOD_GET_CONFIG:
 		*response = &out->get_config.base;
@@ -344,6 +343,22 @@ static bkvd_status dispatch(bkv_server_ctx *ctx, rpc_method method, bkv_account 
 	/* bkv_connect_handle answers unknown methods before dispatch; nothing reaches here. */
 	*response = NULL;
 	return bkvd_status_error(BKV_CODE_UNIMPLEMENTED, "unknown method");
+}
+
+/* A method that writes a record announces its write before it computes (handlers.h). */
+static bkvd_status dispatch(bkv_server_ctx *ctx, rpc_method method, bkv_account account,
+                            const ProtobufCMessage *request, ProtobufCMessage **response,
+                            response_storage *out, bkv_reply_buffers *buf)
+{
+	const bool writes = method == METHOD_REGISTER_FINISH || method == METHOD_RECOVER_START ||
+	                    method == METHOD_RECOVER_FINISH || method == METHOD_DELETE;
+	if (writes)
+		bkvd_write_expected(ctx->vault);
+	const bkvd_status st =
+	    call_handler(ctx->vault, method, account, request, response, out, buf);
+	if (writes)
+		bkvd_write_settled(ctx->vault);
+	return st;
 }
 
 /* The client's address for the request log, taken before the handler runs: on a fiber the

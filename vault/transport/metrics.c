@@ -78,7 +78,7 @@ static void render_histogram(FILE *f, const char *name, const char *label_key, c
 	fprintf(f, "%s_count{%s=\"%s\"} %" PRIu64 "\n", name, label_key, label, load(&h->count));
 }
 
-char *bkv_metrics_render(const bkv_metrics *m, size_t *len)
+char *bkv_metrics_render(const bkv_metrics *m, const bkv_metrics_extra *extra, size_t *len)
 {
 	char *out = NULL;
 	FILE *f = open_memstream(&out, len);
@@ -123,6 +123,8 @@ char *bkv_metrics_render(const bkv_metrics *m, size_t *len)
 	for (size_t i = 0; i < BKV_METRICS_METHODS; i++)
 		fprintf(f, "bkv_rate_limited_total{method=\"%s\"} %" PRIu64 "\n",
 		        bkv_metrics_method_names[i], load(&m->rate_limited[i]));
+	if (extra != NULL && extra->render != NULL)
+		extra->render(f, extra->arg);
 	if (fclose(f) != 0) {
 		free(out);
 		return NULL;
@@ -130,9 +132,14 @@ char *bkv_metrics_render(const bkv_metrics *m, size_t *len)
 	return out;
 }
 
+typedef struct metrics_source {
+	const bkv_metrics *m;
+	const bkv_metrics_extra *extra;
+} metrics_source;
+
 static void on_metrics_request(struct evhttp_request *req, void *arg)
 {
-	const bkv_metrics *m = arg;
+	const metrics_source *src = arg;
 	const struct evhttp_uri *uri = evhttp_request_get_evhttp_uri(req);
 	const char *path = uri ? evhttp_uri_get_path(uri) : NULL;
 	if (path == NULL || strcmp(path, "/metrics") != 0 ||
@@ -141,7 +148,7 @@ static void on_metrics_request(struct evhttp_request *req, void *arg)
 		return;
 	}
 	size_t len = 0;
-	char *text = bkv_metrics_render(m, &len);
+	char *text = bkv_metrics_render(src->m, src->extra, &len);
 	if (text != NULL)
 		bkv_reply_text(req, 200, "text/plain; version=0.0.4", text, len);
 	else
@@ -156,8 +163,9 @@ static void on_stop(evutil_socket_t sig, short events, void *arg)
 	event_base_loopbreak(arg);
 }
 
-int bkv_metrics_serve(int listen_fd, const bkv_metrics *m)
+int bkv_metrics_serve(int listen_fd, const bkv_metrics *m, const bkv_metrics_extra *extra)
 {
+	const metrics_source src = {m, extra};
 	int rc = 1;
 	struct event_base *base = event_base_new();
 	struct evhttp *http = base ? evhttp_new(base) : NULL;
@@ -168,7 +176,7 @@ int bkv_metrics_serve(int listen_fd, const bkv_metrics *m)
 	evhttp_set_max_body_size(http, 1024);
 	evhttp_set_max_headers_size(http, 8192);
 	evhttp_set_timeout(http, 10);
-	evhttp_set_gencb(http, on_metrics_request, (void *)m);
+	evhttp_set_gencb(http, on_metrics_request, (void *)&src);
 	if (evhttp_accept_socket_with_handle(http, listen_fd) == NULL) {
 		close(listen_fd);
 		goto done;

@@ -38,11 +38,16 @@ extern const char *const bkv_metrics_token_op_names[BKV_METRICS_TOKEN_OPS];
 bkv_metrics *bkv_metrics_create(void);
 void bkv_metrics_observe(bkv_histogram *h, uint64_t micros);
 void bkv_metrics_add(uint64_t *counter, uint64_t n);
+/* More samples, written after m's in the same exposition (NULL: none). */
+typedef struct bkv_metrics_extra {
+	void (*render)(FILE *f, void *arg);
+	void *arg;
+} bkv_metrics_extra;
 /* Writes the Prometheus text exposition into a malloc'd string. */
-char *bkv_metrics_render(const bkv_metrics *m, size_t *len);
+char *bkv_metrics_render(const bkv_metrics *m, const bkv_metrics_extra *extra, size_t *len);
 /* Serves GET /metrics (and 404 for anything else) in plain HTTP on listen_fd (bound and
  * listening; owned from here on) until SIGTERM or SIGINT; returns 0 then, non-zero if the
  * loop cannot start. Runs in a process of its own (bkvd serve forks it). */
-int bkv_metrics_serve(int listen_fd, const bkv_metrics *m);
+int bkv_metrics_serve(int listen_fd, const bkv_metrics *m, const bkv_metrics_extra *extra);
 
 #endif
