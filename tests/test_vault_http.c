@@ -893,42 +893,63 @@ typedef struct audit_counts {
 } audit_counts;
 
 /* The audit events for account from byte offset `from` of audit.log on. */
+/* Calls each(line, arg) for every whole line of the JSON-lines file path from byte offset
+ * from on (a last line without its newline is still being written, and skipped); a line
+ * that is not JSON fails the test. */
+static void each_json_line(const char *path, long from, void (*each)(json_t *line, void *arg),
+                           void *arg)
+{
+	size_t len = 0;
+	char *text = slurp(path, &len);
+	if (text == NULL)
+		fail_msg("cannot read %s", path);
+	char *line = text + (from < (long)len ? from : (long)len);
+	for (char *eol; (eol = strchr(line, '\n')) != NULL; line = eol + 1) {
+		*eol = '\0';
+		json_t *j = json_loads(line, 0, NULL);
+		if (j == NULL)
+			fail_msg("%s: a line is not JSON: %s", path, line);
+		each(j, arg);
+		json_decref(j);
+	}
+	free(text);
+}
+
+typedef struct audit_scan_arg {
+	const char *hash;
+	audit_counts *counts;
+} audit_scan_arg;
+
+static void count_audit_event(json_t *j, void *arg)
+{
+	const audit_scan_arg *a = arg;
+	audit_counts *c = a->counts;
+	const char *event = json_string_value(json_object_get(j, "event"));
+	const char *acct = json_string_value(json_object_get(j, "account"));
+	if (event == NULL || acct == NULL || strcmp(acct, a->hash) != 0)
+		return;
+	if (strcmp(event, "attempt_used") == 0) {
+		c->attempt_used++;
+		json_int_t used = json_integer_value(json_object_get(j, "attempts_used"));
+		if (used >= 0 && used < 64)
+			c->used_value[used]++;
+	} else if (strcmp(event, "destroyed") == 0) {
+		c->destroyed++;
+	} else if (strcmp(event, "registered") == 0) {
+		c->registered++;
+	} else if (strcmp(event, "recovered") == 0) {
+		c->recovered++;
+	}
+}
+
 static audit_counts audit_scan(const char *account, long from)
 {
 	audit_counts c;
 	memset(&c, 0, sizeof(c));
 	char hash[33];
 	account_hash(account, hash);
-	size_t len = 0;
-	char *text = slurp(env.audit_log, &len);
-	if (text == NULL)
-		fail_msg("cannot read %s", env.audit_log);
-	for (char *line = text + (from < (long)len ? from : (long)len); *line != '\0';) {
-		char *eol = strchr(line, '\n');
-		if (eol != NULL)
-			*eol = '\0';
-		json_t *j = json_loads(line, 0, NULL);
-		const char *event = json_string_value(json_object_get(j, "event"));
-		const char *acct = json_string_value(json_object_get(j, "account"));
-		if (event != NULL && acct != NULL && strcmp(acct, hash) == 0) {
-			if (strcmp(event, "attempt_used") == 0) {
-				c.attempt_used++;
-				json_int_t used =
-				    json_integer_value(json_object_get(j, "attempts_used"));
-				if (used >= 0 && used < 64)
-					c.used_value[used]++;
-			} else if (strcmp(event, "destroyed") == 0) {
-				c.destroyed++;
-			} else if (strcmp(event, "registered") == 0) {
-				c.registered++;
-			} else if (strcmp(event, "recovered") == 0) {
-				c.recovered++;
-			}
-		}
-		json_decref(j);
-		line = eol ? eol + 1 : line + strlen(line);
-	}
-	free(text);
+	audit_scan_arg a = {hash, &c};
+	each_json_line(env.audit_log, from, count_audit_event, &a);
 	return c;
 }
 
@@ -2574,6 +2595,18 @@ static void check_logs_hold_no_secrets(void)
 	}
 }
 
+/* A request-log line of a request refused as unauthenticated: no account is named. */
+static void count_refused(json_t *j, void *arg)
+{
+	const char *code = json_string_value(json_object_get(j, "code"));
+	if (code == NULL || strcmp(code, "unauthenticated") != 0)
+		return;
+	const char *acct = json_string_value(json_object_get(j, "account"));
+	assert_non_null(acct);
+	assert_string_equal(acct, "");
+	(*(unsigned *)arg)++;
+}
+
 static void test_raw_authorization(void **state)
 {
 	(void)state;
@@ -2627,28 +2660,8 @@ static void test_raw_authorization(void **state)
 	http_reply_free(&r);
 
 	/* Each refusal is in the request log, as unauthenticated and with no account. */
-	size_t len = 0;
-	char *text = slurp(env.request_log, &len);
-	assert_non_null(text);
 	unsigned refused = 0;
-	for (char *line = text + log_from; *line != '\0';) {
-		char *eol = strchr(line, '\n');
-		if (eol != NULL)
-			*eol = '\0';
-		json_t *j = json_loads(line, 0, NULL);
-		if (j == NULL)
-			fail_msg("requests.log line is not JSON: %s", line);
-		const char *code = json_string_value(json_object_get(j, "code"));
-		const char *acct = json_string_value(json_object_get(j, "account"));
-		if (code != NULL && strcmp(code, "unauthenticated") == 0) {
-			refused++;
-			assert_non_null(acct);
-			assert_string_equal(acct, "");
-		}
-		json_decref(j);
-		line = eol ? eol + 1 : line + strlen(line);
-	}
-	free(text);
+	each_json_line(env.request_log, log_from, count_refused, &refused);
 	assert_int_equal(refused, (sizeof(cases) / sizeof(cases[0])) *
 	                              (sizeof(methods) / sizeof(methods[0])));
 	check_logs_hold_no_secrets();
@@ -2897,28 +2910,20 @@ static void test_concurrent_guessers(void **state)
 	bkv_client_free(c);
 }
 
-/* The longest RecoverStart in the request log since offset from, in ms (each line read as
- * JSON, as audit_scan reads the audit log). */
+static void longer_recover_start(json_t *j, void *arg)
+{
+	const char *method = json_string_value(json_object_get(j, "method"));
+	const double ms = json_number_value(json_object_get(j, "latency_ms"));
+	double *longest = arg;
+	if (method != NULL && strcmp(method, "RecoverStart") == 0 && ms > *longest)
+		*longest = ms;
+}
+
+/* The longest RecoverStart in the request log since offset from, in ms. */
 static double longest_recover_start_ms(long from)
 {
-	size_t len = 0;
-	char *text = slurp(env.request_log, &len);
-	if (text == NULL)
-		fail_msg("cannot read %s", env.request_log);
 	double longest = 0;
-	for (char *line = text + (from < (long)len ? from : (long)len); *line != '\0';) {
-		char *eol = strchr(line, '\n');
-		if (eol != NULL)
-			*eol = '\0';
-		json_t *j = json_loads(line, 0, NULL);
-		const char *method = json_string_value(json_object_get(j, "method"));
-		const double ms = json_number_value(json_object_get(j, "latency_ms"));
-		if (method != NULL && strcmp(method, "RecoverStart") == 0 && ms > longest)
-			longest = ms;
-		json_decref(j);
-		line = eol ? eol + 1 : line + strlen(line);
-	}
-	free(text);
+	each_json_line(env.request_log, from, longer_recover_start, &longest);
 	return longest;
 }
 
@@ -2941,14 +2946,8 @@ static void test_refused_writes_end_their_announcements(void **state)
 	}
 	assert_true(grouped);
 	const bkv_suite suite = BKV_SUITE_RISTRETTO255_SHA512;
-	const opaque_config oc = cheap_config(suite);
-	opaque_client_login_state login;
 	uint8_t ke1[OPAQUE_MAX_KE1_BYTES];
-	const size_t ke1_len = opaque_suite_sizes(oc.suite)->ke1;
-	assert_int_equal(opaque_client_login_start(&oc, (const uint8_t *)PASSWORD, strlen(PASSWORD),
-	                                           &login, ke1, ke1_len),
-	                 OPAQUE_OK);
-	opaque_client_login_state_wipe(&login);
+	const size_t ke1_len = make_ke1(suite, ke1);
 	size_t len;
 	uint8_t *packed = pack_recover_start(suite, ke1, ke1_len, &len);
 	char *auth = bearer(token_for("http-never-registered"));
