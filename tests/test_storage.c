@@ -3626,9 +3626,10 @@ static int join_and_die(fx *f, bool announce)
 	return wait_exit(pid);
 }
 
-/* An announcement lasts until its write is queued or it ends, one per process at a time;
- * a member that dies announcing leaves its count until another process takes its index,
- * so a dead worker cannot make the committer hold every commit. */
+/* An announcement lasts until its write is queued or it ends, one per process at a time,
+ * and is counted only while a committer runs (nobody else reads it); a member that dies
+ * announcing leaves its count until another process takes its index, so a dead worker
+ * cannot make the committer hold every commit. */
 static void test_announced_writes_are_counted_until_queued_or_ended(void **state)
 {
 	SQLITE_ONLY();
@@ -3638,10 +3639,16 @@ static void test_announced_writes_are_counted_until_queued_or_ended(void **state
 	assert_non_null(g_group);
 	bkv_storage_expect_write(f->s); /* not joined: nothing to count */
 	bkv_storage_expect_end(f->s);
+	assert_int_equal(bkv_storage_join_group(f->s, g_group, 0), BKV_STORAGE_OK);
+	bkv_storage_expect_write(f->s); /* no committer: nothing counted, the write as ever */
 	bkv_storage_group_info gi;
 	bkv_storage_group_info_get(g_group, &gi);
 	assert_int_equal(gi.expected, 0);
-	assert_int_equal(bkv_storage_join_group(f->s, g_group, 0), BKV_STORAGE_OK);
+	assert_int_equal(advance_own_account(f->s, 0), BKV_STORAGE_OK);
+	bkv_storage_group_info_get(g_group, &gi);
+	assert_int_equal(gi.expected, 0);
+
+	const pid_t committer = tg_start_committer(g_group, f->url, CHILD_ALARM_S, WAIT_DEADLINE_S);
 	bkv_storage_expect_write(f->s);
 	bkv_storage_expect_write(f->s);
 	bkv_storage_group_info_get(g_group, &gi);
@@ -3649,7 +3656,7 @@ static void test_announced_writes_are_counted_until_queued_or_ended(void **state
 	assert_int_equal(advance_own_account(f->s, 0), BKV_STORAGE_OK);
 	bkv_storage_group_info_get(g_group, &gi);
 	assert_int_equal(gi.expected, 0);
-	assert_int_equal(gi.writes, 1);
+	assert_int_equal(gi.writes, 2);
 	bkv_storage_expect_write(f->s);
 	bkv_storage_expect_end(f->s);
 	bkv_storage_expect_end(f->s);
@@ -3662,10 +3669,13 @@ static void test_announced_writes_are_counted_until_queued_or_ended(void **state
 	assert_int_equal(join_and_die(f, false), 0);
 	bkv_storage_group_info_get(g_group, &gi);
 	assert_int_equal(gi.expected, 0);
+	kill(committer, SIGTERM);
+	assert_int_equal(wait_exit(committer), BKV_STORAGE_OK);
 	close_storage(f);
 	bkv_storage_group_free(g_group);
 	g_group = NULL;
 	reopen(f);
+	assert_int_equal(member_attempts(f, 0), 2);
 }
 
 #define GROUP_CRASH_MEMBERS 4

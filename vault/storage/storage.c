@@ -99,8 +99,7 @@ void bkv_storage_expect_write(bkv_storage *s)
 {
 	if (s == NULL || s->group == NULL || s->expecting)
 		return;
-	s->expecting = true;
-	bkv_storage_group_expect(s->group, s->member, true);
+	s->expecting = bkv_storage_group_expect(s->group, s->member, true);
 }
 
 void bkv_storage_expect_end(bkv_storage *s)

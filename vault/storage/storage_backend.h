@@ -79,8 +79,9 @@ bkv_storage_err bkv_storage_group_join(bkv_storage_group *g, uint32_t member);
 bkv_storage_err bkv_storage_group_write(bkv_storage_group *g, uint32_t member, uint32_t lane,
                                         bkv_storage *s, const bkv_group_op *op,
                                         const bkv_storage_waiter *waiter, bool expected);
-/* One write more (on) or less (off) on its way from member. */
-void bkv_storage_group_expect(bkv_storage_group *g, uint32_t member, bool on);
+/* One write more (on) or less (off) on its way from member. Only a committer reads the
+ * count: without one, on counts nothing and returns false. */
+bool bkv_storage_group_expect(bkv_storage_group *g, uint32_t member, bool on);
 
 bkv_storage_err bkv_storage_sqlite_open(const char *path, bkv_storage **storage, char *why,
                                         size_t why_len);

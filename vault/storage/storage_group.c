@@ -426,19 +426,23 @@ static void nudge_committer(bkv_storage_group *g)
 		wake_committer(g);
 }
 
-void bkv_storage_group_expect(bkv_storage_group *g, uint32_t member, bool on)
+bool bkv_storage_group_expect(bkv_storage_group *g, uint32_t member, bool on)
 {
 	if (g == NULL || member >= g->members)
-		return;
+		return false;
 	if (on) {
+		/* (nobody would read it: no shared write on the members' hot path) */
+		if (__atomic_load_n(&g->committer, __ATOMIC_RELAXED) == 0)
+			return false;
 		/* (the member's count first: a rejoin subtracts it from the total) */
 		__atomic_add_fetch(&g->expected[member], 1, __ATOMIC_RELAXED);
 		__atomic_add_fetch(&g->expected_total, 1, __ATOMIC_RELAXED);
-		return;
+		return true;
 	}
 	/* A request that ended without its write: a held commit sees it when the hold's time
 	 * is up or at its next wake-up, whichever comes first. */
 	unexpect(g, member);
+	return false;
 }
 
 static bool any_queued(const bkv_storage_group *g)
