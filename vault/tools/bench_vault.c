@@ -573,6 +573,26 @@ static void stop_server(void)
 	g_server_pid = 0;
 }
 
+/* The first line of bkvd's log that holds what, into out without its "bkvd: " and newline;
+ * false if there is none. */
+static bool log_line(const char *log_path, const char *what, char *out, size_t cap)
+{
+	FILE *f = fopen(log_path, "r");
+	if (f == NULL)
+		return false;
+	char line[1024];
+	bool found = false;
+	while (!found && fgets(line, sizeof(line), f) != NULL) {
+		if (strstr(line, what) == NULL)
+			continue;
+		line[strcspn(line, "\n")] = '\0';
+		snprintf(out, cap, "%s", strncmp(line, "bkvd: ", 6) == 0 ? line + 6 : line);
+		found = true;
+	}
+	fclose(f);
+	return found;
+}
+
 /* How many times the bkvd log says a worker was restarted. */
 static unsigned count_restarts(const char *log_path)
 {
@@ -1726,6 +1746,9 @@ static void print_header(const bench *b)
 	else
 		report("  storage: %s (%s; synchronous=FULL: each commit waits for its fsync)\n",
 		       shown, fs_name(b->config.storage));
+	char line[1024];
+	if (log_line(b->log_path, " commits", line, sizeof(line)))
+		report("  bkvd says: %s\n", line); /* who commits, and why ([vault] committer) */
 	report("  client KSF: identity. The KSF runs only on the client; the vault's Argon2id "
 	       "(t=%u, %u KiB)\n  would measure the load generator, not the vault.\n",
 	       b->config.ksf.iterations, b->config.ksf.memory_kib);
@@ -2020,6 +2043,10 @@ int main(int argc, char **argv)
 	if (restarts > 0)
 		report("bkvd restarted a worker %u time%s during the run (see %s)\n", restarts,
 		       restarts == 1 ? "" : "s", b.log_path);
+	char commits[1024];
+	if (log_line(b.log_path, "commits carried", commits, sizeof(commits)))
+		report("bkvd's group commit over its whole run (registration included): %s\n",
+		       commits);
 	if (b.opt.half_peak) {
 		const size_t n = paced.recoveries;
 		report(
