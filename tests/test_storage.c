@@ -3469,16 +3469,19 @@ static int announcer_or_writer(bkv_storage *s, int index)
 	return 0;
 }
 
-static bkv_storage_group_info wait_expected(uint32_t expected, uint32_t queued)
+/* Waits until expected writes are announced, queued are queued and at least held commits
+ * were held (the committer starts a hold only once it runs after the write was queued). */
+static bkv_storage_group_info wait_expected(uint32_t expected, uint32_t queued, uint64_t held)
 {
 	const double deadline = now_s() + WAIT_DEADLINE_S;
 	bkv_storage_group_info gi;
 	for (bkv_storage_group_info_get(g_group, &gi);
-	     gi.expected != expected || gi.queued != queued;
+	     gi.expected != expected || gi.queued != queued || gi.held < held;
 	     bkv_storage_group_info_get(g_group, &gi)) {
 		if (now_s() > deadline) {
-			fail_msg("never %u writes expected and %u queued (%u and %u)", expected,
-			         queued, gi.expected, gi.queued);
+			fail_msg("never %u writes expected, %u queued, %llu held (%u, %u, %llu)",
+			         expected, queued, (unsigned long long)held, gi.expected, gi.queued,
+			         (unsigned long long)gi.held);
 		}
 		tg_sleep_1ms();
 	}
@@ -3514,7 +3517,7 @@ static pid_t hold_setup(fx *f, member_arg *a, pid_t pids[3], double slow_s)
 	sqlite3_close(db);
 	assert_int_equal(wait_exit(pids[2]), BKV_STORAGE_OK);
 	close(a->go_fd[0]);
-	wait_expected(1, 0);
+	wait_expected(1, 0, 0);
 	close(a->go_fd[1]);
 	return committer;
 }
@@ -3534,15 +3537,15 @@ static void hold_teardown(fx *f, pid_t committer, const bool advanced[3])
 	}
 }
 
-/* With a hold of about 2 s, member 0 does step; the held commit goes before the hold runs
+/* With a hold of about 3 s, member 0 does step; the held commit goes before the hold runs
  * out (hold_expired 0), released by member 0's write or by the end of its announcement
  * (the committer looks again at least every 100 ms). */
 static void release_hold_by(fx *f, uint32_t step)
 {
 	member_arg a;
 	pid_t pids[3];
-	const pid_t committer = hold_setup(f, &a, pids, 2.0);
-	bkv_storage_group_info gi = wait_expected(1, 1);
+	const pid_t committer = hold_setup(f, &a, pids, 3.0);
+	bkv_storage_group_info gi = wait_expected(1, 1, 1);
 	assert_int_equal(gi.held, 1);
 	assert_int_equal(gi.batches, 1);
 	__atomic_store_n(g_step, step, __ATOMIC_RELEASE);
