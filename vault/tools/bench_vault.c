@@ -471,21 +471,35 @@ static bool read_port(const char *path, uint16_t *port)
 	return true;
 }
 
+/* The first line of bkvd's log that holds what, into out without its "bkvd: " and newline;
+ * false if there is none. */
+static bool log_line(const char *log_path, const char *what, char *out, size_t cap)
+{
+	FILE *f = fopen(log_path, "r");
+	if (f == NULL)
+		return false;
+	char line[1024];
+	bool found = false;
+	while (!found && fgets(line, sizeof(line), f) != NULL) {
+		if (strstr(line, what) == NULL)
+			continue;
+		line[strcspn(line, "\n")] = '\0';
+		snprintf(out, cap, "%s", strncmp(line, "bkvd: ", 6) == 0 ? line + 6 : line);
+		found = true;
+	}
+	fclose(f);
+	return found;
+}
+
 /* bkvd's default worker count, from its "listening on URL with N workers" line. */
 static bool read_worker_count(bench *b)
 {
-	FILE *f = fopen(b->log_path, "r");
 	char line[1024];
+	const char *with = log_line(b->log_path, "bkvd: listening on ", line, sizeof(line))
+	                       ? strstr(line, " with ")
+	                       : NULL;
 	unsigned n = 0;
-	while (f != NULL && n == 0 && fgets(line, sizeof(line), f) != NULL) {
-		const char *with = strstr(line, "bkvd: listening on ");
-		with = with != NULL ? strstr(with, " with ") : NULL;
-		if (with == NULL || sscanf(with, " with %u worker", &n) != 1 || n > MAX_WORKERS)
-			n = 0;
-	}
-	if (f != NULL)
-		fclose(f);
-	if (n == 0) {
+	if (with == NULL || sscanf(with, " with %u worker", &n) != 1 || n == 0 || n > MAX_WORKERS) {
 		fail("cannot read the worker count from %s", b->log_path);
 		return false;
 	}
@@ -571,26 +585,6 @@ static void stop_server(void)
 		usleep(20000);
 	}
 	g_server_pid = 0;
-}
-
-/* The first line of bkvd's log that holds what, into out without its "bkvd: " and newline;
- * false if there is none. */
-static bool log_line(const char *log_path, const char *what, char *out, size_t cap)
-{
-	FILE *f = fopen(log_path, "r");
-	if (f == NULL)
-		return false;
-	char line[1024];
-	bool found = false;
-	while (!found && fgets(line, sizeof(line), f) != NULL) {
-		if (strstr(line, what) == NULL)
-			continue;
-		line[strcspn(line, "\n")] = '\0';
-		snprintf(out, cap, "%s", strncmp(line, "bkvd: ", 6) == 0 ? line + 6 : line);
-		found = true;
-	}
-	fclose(f);
-	return found;
 }
 
 /* How many times the bkvd log says a worker was restarted. */
