@@ -209,11 +209,11 @@ void bkv_storage_set_waiter(bkv_storage *s, const bkv_storage_waiter *waiter);
  * that finds writes queued while announced ones are still on their way holds the commit
  * for them, at most as long as its last commit took (and at most the hold maximum, below),
  * so that they share its fsync: fewer commits carry more writes each, for less CPU per
- * write under load, while a write that is alone is committed at once. No write is answered before
- * its commit is durable. Between the two calls, and until the write is queued, the caller must not
- * yield (one announcement per process is open at a time: the fibers of a process switch only inside
- * a write's wait). Only a committer reads the count: without a group, or while no
- * committer runs, both do nothing. */
+ * write under load, while a write that is alone is committed at once. No write is
+ * answered before its commit is durable. Between the two calls, and until the write is
+ * queued, the caller must not yield (one announcement per process is open at a time: the
+ * fibers of a process switch only inside a write's wait). Only a committer reads the
+ * count: without a group, or while no committer runs, both do nothing. */
 void bkv_storage_expect_write(bkv_storage *s);
 void bkv_storage_expect_end(bkv_storage *s);
 /* The longest the committer holds a commit for writes on their way: at most as long as its
