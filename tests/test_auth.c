@@ -859,6 +859,139 @@ static void es256_key_must_be_a_p256_public_key(void **state)
 	assert_non_null(strstr(why, "no PEM public key"));
 }
 
+/* ---- the cache of verified tokens ----
+ * Each test first checks that the cache was used where it says so (the hit counter), so
+ * that a rule it then shows still holding held for a cached token and not for a fresh
+ * verify. */
+
+static void assert_hits(const bkv_auth *auth, uint64_t before, uint64_t more)
+{
+	assert_int_equal(bkv_auth_cache_hits(auth) - before, more);
+}
+
+/* The attack: a token is used once while valid, then again after its expiry, or with the
+ * clock set back before its nbf or iat, or so far back that its exp lies beyond the
+ * lifetime. The cached token is checked against the clock at each use, as a fresh one is. */
+static void a_cached_token_is_checked_against_the_clock_at_every_use(void **state)
+{
+	fixture *f = *state;
+	char extra[64], got[BKV_AUTH_ACCOUNT_MAX + 1];
+	const char *why;
+	text(extra, sizeof(extra), ",\"nbf\":%lld", (long long)NOW + 10); /* iat is NOW */
+	claims_with(claims, sizeof(claims), "clock", NOW + 100, extra);
+	hs256(token, HS256_HEADER, claims);
+	const uint64_t hits = bkv_auth_cache_hits(&f->hs256);
+	assert_true(verify_at(&f->hs256, token, NOW, got, &why));
+	assert_hits(&f->hs256, hits, 0); /* the first use verifies */
+	assert_true(verify_at(&f->hs256, token, NOW + 100 + SKEW, got, &why));
+	assert_string_equal(got, "clock");
+	assert_hits(&f->hs256, hits, 1); /* the second comes from the cache */
+	const struct {
+		int64_t now;
+		const char *reason;
+	} refused[] = {
+	    {NOW + 100 + SKEW + 1, "expired"},
+	    {NOW + 10 - SKEW - 1, "nbf"},
+	    {NOW - SKEW - 1, "iat"},
+	    {NOW + 100 - LIFETIME - SKEW - 1, "lifetime"},
+	};
+	for (size_t i = 0; i < sizeof(refused) / sizeof(refused[0]); i++) {
+		assert_false(verify_at(&f->hs256, token, refused[i].now, got, &why));
+		if (strstr(why, refused[i].reason) == NULL)
+			fail_msg("refused for \"%s\", expected \"%s\"", why, refused[i].reason);
+	}
+	assert_true(verify_at(&f->hs256, token, NOW, got, &why));
+	assert_hits(&f->hs256, hits, 2); /* only the accepted uses count */
+}
+
+/* The attack: a valid token is verified, then one that differs from it in one character
+ * (of the signature, of the claims, or one character appended) is sent. None of them may
+ * ride on the cached verify. */
+static void a_token_that_differs_from_a_cached_one_is_verified_on_its_own(void **state)
+{
+	fixture *f = *state;
+	for (int alg = 0; alg < 2; alg++) {
+		const bkv_auth *auth = alg == 0 ? &f->hs256 : &f->es256;
+		claims_with(claims, sizeof(claims), "mallory", NOW + 600, "");
+		if (alg == 0)
+			hs256(token, HS256_HEADER, claims);
+		else
+			es256(f, token, claims, LOW_S);
+		assert_accepted(auth, token, "mallory");
+		const uint64_t hits = bkv_auth_cache_hits(auth);
+		assert_accepted(auth, token, "mallory");
+		assert_hits(auth, hits, 1);
+		char altered[TOKEN_TEXT];
+		const size_t len = strlen(token);
+		const char *dot = strchr(token + strlen("Bearer "), '.');
+		const size_t at[] = {len - 2, (size_t)(dot - token) + 3};
+		for (size_t i = 0; i < sizeof(at) / sizeof(at[0]); i++) {
+			memcpy(altered, token, len + 1);
+			altered[at[i]] = altered[at[i]] == 'A' ? 'B' : 'A';
+			assert_rejected(auth, altered, "");
+		}
+		text(altered, sizeof(altered), "%sA", token);
+		assert_rejected(auth, altered, "malformed");
+		assert_hits(auth, hits, 1);
+	}
+}
+
+/* More tokens than the cache has slots, each for its own account, in two rounds: every
+ * answer names the token's own account, whichever token last held its slot. */
+static void each_token_answers_for_its_own_account_when_slots_are_shared(void **state)
+{
+	fixture *f = *state;
+	enum { TOKENS = 3000 };
+	char **tokens = calloc(TOKENS, sizeof(*tokens));
+	assert_non_null(tokens);
+	char sub[32], got[BKV_AUTH_ACCOUNT_MAX + 1];
+	const char *why;
+	for (int i = 0; i < TOKENS; i++) {
+		text(sub, sizeof(sub), "account-%d", i);
+		claims_with(claims, sizeof(claims), sub, NOW + 600, "");
+		hs256(token, HS256_HEADER, claims); /* the signers write TOKEN_TEXT-sized buffers */
+		tokens[i] = strdup(token);
+		assert_non_null(tokens[i]);
+	}
+	const uint64_t hits = bkv_auth_cache_hits(&f->hs256);
+	for (int round = 0; round < 2; round++) {
+		for (int i = 0; i < TOKENS; i++) {
+			text(sub, sizeof(sub), "account-%d", i);
+			assert_true(verify_at(&f->hs256, tokens[i], NOW, got, &why));
+			assert_string_equal(got, sub);
+		}
+	}
+	/* some of the second round came from the cache, and not all: slots were shared */
+	const uint64_t more = bkv_auth_cache_hits(&f->hs256) - hits;
+	assert_true(more > 0 && more < TOKENS);
+	for (int i = 0; i < TOKENS; i++)
+		free(tokens[i]);
+	free(tokens);
+}
+
+/* A token refused once is refused again: refusals are never cached, and a token that was
+ * rejected for its time is accepted once its time comes, with its own account. */
+static void a_refused_token_is_not_remembered(void **state)
+{
+	fixture *f = *state;
+	char extra[64], got[BKV_AUTH_ACCOUNT_MAX + 1];
+	const char *why;
+	text(extra, sizeof(extra), ",\"nbf\":%lld", (long long)NOW + 1000);
+	claims_with(claims, sizeof(claims), "later", NOW + 2000, extra);
+	hs256(token, HS256_HEADER, claims);
+	const uint64_t hits = bkv_auth_cache_hits(&f->hs256);
+	assert_false(verify_at(&f->hs256, token, NOW, got, &why));
+	assert_false(verify_at(&f->hs256, token, NOW, got, &why));
+	assert_true(verify_at(&f->hs256, token, NOW + 1000, got, &why));
+	assert_string_equal(got, "later");
+	assert_hits(&f->hs256, hits, 0);
+	hs256_sign_with(token, HS256_HEADER, claims, "another secret of at least thirty-two bytes",
+	                strlen("another secret of at least thirty-two bytes"));
+	assert_rejected(&f->hs256, token, "signature");
+	assert_rejected(&f->hs256, token, "signature");
+	assert_hits(&f->hs256, hits, 0);
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
@@ -893,6 +1026,10 @@ int main(void)
 	    cmocka_unit_test(malformed_tokens_are_rejected),
 	    cmocka_unit_test(authorization_header_must_be_a_bearer_token_of_bounded_size),
 	    cmocka_unit_test(settings_that_would_overflow_are_refused),
+	    cmocka_unit_test(a_cached_token_is_checked_against_the_clock_at_every_use),
+	    cmocka_unit_test(a_token_that_differs_from_a_cached_one_is_verified_on_its_own),
+	    cmocka_unit_test(each_token_answers_for_its_own_account_when_slots_are_shared),
+	    cmocka_unit_test(a_refused_token_is_not_remembered),
 	};
 	return cmocka_run_group_tests(tests, setup, teardown);
 }

@@ -26,6 +26,36 @@
 #include "auth.h"
 
 #define KEY_FILE_MAX 16384
+/* Tokens verified lately, per process: a recovery's RPCs carry the same token, and a hit
+ * costs one BLAKE2b of the token where a verify costs two JSON parses and the signature
+ * (an ECDSA verify, for ES256). Power of two. */
+#define CACHE_SLOTS 1024
+
+typedef enum { CLAIM_ABSENT, CLAIM_VALID, CLAIM_INVALID } claim_state;
+
+/* The time claims, which are checked against the clock at every use. */
+typedef struct token_times {
+	int64_t exp;
+	int64_t iat;
+	int64_t nbf;
+	claim_state iat_state;
+	claim_state nbf_state;
+} token_times;
+
+/* A token that passed every check: its digest (never the token itself), its time claims
+ * and its sub. Only the time claims can turn a verified token away again. */
+typedef struct cached_token {
+	uint8_t digest[crypto_generichash_BYTES];
+	bool used;
+	token_times times;
+	size_t account_len;
+	uint8_t account[BKV_AUTH_ACCOUNT_MAX];
+} cached_token;
+
+struct bkv_auth_cache {
+	cached_token slot[CACHE_SLOTS];
+	uint64_t hits;
+};
 
 static bool read_file(const char *path, uint8_t **out, size_t *len, char *why, size_t why_len)
 {
@@ -122,6 +152,12 @@ bool bkv_auth_init(bkv_auth *auth, const bkv_auth_settings *s, char *why, size_t
 		bkv_auth_free(auth);
 		return false;
 	}
+	auth->cache = calloc(1, sizeof(*auth->cache));
+	if (auth->cache == NULL) {
+		snprintf(why, why_len, "out of memory");
+		bkv_auth_free(auth);
+		return false;
+	}
 	snprintf(auth->issuer, sizeof(auth->issuer), "%s", s->issuer);
 	snprintf(auth->audience, sizeof(auth->audience), "%s", s->audience);
 	auth->max_lifetime_s = s->max_lifetime_s;
@@ -136,6 +172,10 @@ void bkv_auth_free(bkv_auth *auth)
 	if (auth->hs256_state != NULL)
 		sodium_free(auth->hs256_state); /* sodium_free wipes it */
 	EVP_PKEY_free(auth->es256_key);
+	if (auth->cache != NULL) {
+		sodium_memzero(auth->cache, sizeof(*auth->cache));
+		free(auth->cache);
+	}
 	memset(auth, 0, sizeof(*auth));
 }
 
@@ -311,8 +351,6 @@ static bool audience_matches(const json_t *claims, const char *audience)
 	return false;
 }
 
-typedef enum { CLAIM_ABSENT, CLAIM_VALID, CLAIM_INVALID } claim_state;
-
 /* A NumericDate (RFC 7519 2) as this vault takes it: a non-negative JSON integer. jansson
  * refuses integers beyond int64 when it parses; fractions and strings are refused here. */
 static claim_state numeric_date(const json_t *claims, const char *name, int64_t *seconds)
@@ -333,8 +371,53 @@ static bool later_than(int64_t t, int64_t now, int64_t slack)
 	return !__builtin_add_overflow(now, slack, &limit) && t > limit;
 }
 
+/* The time claims as they are written: exp required and non-zero, iat and nbf optional;
+ * each a NumericDate. */
+static bool times_read(const json_t *claims, token_times *t, const char **why)
+{
+	if (numeric_date(claims, "exp", &t->exp) != CLAIM_VALID || t->exp == 0) {
+		*why = "the bearer token has no valid expiry (exp)";
+		return false;
+	}
+	t->iat_state = numeric_date(claims, "iat", &t->iat);
+	if (t->iat_state == CLAIM_INVALID) {
+		*why = "the bearer token's issue time (iat) is not a valid date";
+		return false;
+	}
+	t->nbf_state = numeric_date(claims, "nbf", &t->nbf);
+	if (t->nbf_state == CLAIM_INVALID) {
+		*why = "the bearer token's not-before time (nbf) is not a valid date";
+		return false;
+	}
+	return true;
+}
+
+/* The time claims against the clock now: at the first verify and at every cached use. */
+static bool times_acceptable(const bkv_auth *auth, const token_times *t, int64_t now,
+                             const char **why)
+{
+	/* exp + skew < now, written so that neither side can overflow */
+	if (later_than(now, t->exp, auth->clock_skew_s)) {
+		*why = "the bearer token has expired";
+		return false;
+	}
+	if (later_than(t->exp, now, auth->max_lifetime_s + auth->clock_skew_s)) {
+		*why = "the bearer token's lifetime exceeds what this vault accepts";
+		return false;
+	}
+	if (t->iat_state == CLAIM_VALID && later_than(t->iat, now, auth->clock_skew_s)) {
+		*why = "the bearer token was issued in the future (iat)";
+		return false;
+	}
+	if (t->nbf_state == CLAIM_VALID && later_than(t->nbf, now, auth->clock_skew_s)) {
+		*why = "the bearer token is not valid yet (nbf)";
+		return false;
+	}
+	return true;
+}
+
 static bool claims_acceptable(const bkv_auth *auth, const json_t *claims, int64_t now,
-                              const char **why)
+                              token_times *times, const char **why)
 {
 	const char *iss = json_string_value(json_object_get(claims, "iss"));
 	if (iss == NULL || strcmp(iss, auth->issuer) != 0) {
@@ -345,39 +428,22 @@ static bool claims_acceptable(const bkv_auth *auth, const json_t *claims, int64_
 		*why = "the bearer token is not for this vault (aud)";
 		return false;
 	}
-	int64_t exp = 0, iat = 0, nbf = 0;
-	if (numeric_date(claims, "exp", &exp) != CLAIM_VALID || exp == 0) {
-		*why = "the bearer token has no valid expiry (exp)";
-		return false;
-	}
-	/* exp + skew < now, written so that neither side can overflow */
-	if (later_than(now, exp, auth->clock_skew_s)) {
-		*why = "the bearer token has expired";
-		return false;
-	}
-	if (later_than(exp, now, auth->max_lifetime_s + auth->clock_skew_s)) {
-		*why = "the bearer token's lifetime exceeds what this vault accepts";
-		return false;
-	}
-	const claim_state iat_state = numeric_date(claims, "iat", &iat);
-	if (iat_state == CLAIM_INVALID) {
-		*why = "the bearer token's issue time (iat) is not a valid date";
-		return false;
-	}
-	if (iat_state == CLAIM_VALID && later_than(iat, now, auth->clock_skew_s)) {
-		*why = "the bearer token was issued in the future (iat)";
-		return false;
-	}
-	const claim_state nbf_state = numeric_date(claims, "nbf", &nbf);
-	if (nbf_state == CLAIM_INVALID) {
-		*why = "the bearer token's not-before time (nbf) is not a valid date";
-		return false;
-	}
-	if (nbf_state == CLAIM_VALID && later_than(nbf, now, auth->clock_skew_s)) {
-		*why = "the bearer token is not valid yet (nbf)";
-		return false;
-	}
-	return true;
+	return times_read(claims, times, why) && times_acceptable(auth, times, now, why);
+}
+
+/* The slot a token's digest maps to; *hit when it holds that token. */
+static cached_token *cache_slot(const bkv_auth *auth, const uint8_t *digest, bool *hit)
+{
+	uint64_t index;
+	memcpy(&index, digest, sizeof(index));
+	cached_token *c = &auth->cache->slot[index & (CACHE_SLOTS - 1)];
+	*hit = c->used && sodium_memcmp(c->digest, digest, sizeof(c->digest)) == 0;
+	return c;
+}
+
+uint64_t bkv_auth_cache_hits(const bkv_auth *auth)
+{
+	return auth->cache->hits;
 }
 
 bool bkv_auth_verify(const bkv_auth *auth, const char *authorization, int64_t now, uint8_t *account,
@@ -397,10 +463,24 @@ bool bkv_auth_verify(const bkv_auth *auth, const char *authorization, int64_t no
 		*why = "the bearer token is too long";
 		return false;
 	}
+	uint8_t digest[crypto_generichash_BYTES];
+	crypto_generichash(digest, sizeof(digest), (const unsigned char *)token, strlen(token),
+	                   NULL, 0);
+	bool hit;
+	cached_token *cached = cache_slot(auth, digest, &hit);
+	if (hit) {
+		if (!times_acceptable(auth, &cached->times, now, why))
+			return false;
+		memcpy(account, cached->account, cached->account_len);
+		*account_len = cached->account_len;
+		auth->cache->hits++;
+		return true;
+	}
 	jwt_parts parts;
 	if (!jwt_parts_split(token, &parts, why))
 		return false;
 	bool ok = false;
+	token_times times;
 	if (!header_acceptable(auth, &parts, why))
 		goto done;
 	if (!(auth->alg == JWT_ALG_HS256 ? hs256_verifies(auth, token, &parts)
@@ -408,7 +488,7 @@ bool bkv_auth_verify(const bkv_auth *auth, const char *authorization, int64_t no
 		*why = "invalid bearer token (malformed or bad signature)";
 		goto done;
 	}
-	if (!claims_acceptable(auth, parts.claims, now, why))
+	if (!claims_acceptable(auth, parts.claims, now, &times, why))
 		goto done;
 	const json_t *sub = json_object_get(parts.claims, "sub");
 	const size_t sub_len = json_is_string(sub) ? json_string_length(sub) : 0;
@@ -418,6 +498,11 @@ bool bkv_auth_verify(const bkv_auth *auth, const char *authorization, int64_t no
 	}
 	memcpy(account, json_string_value(sub), sub_len);
 	*account_len = sub_len;
+	memcpy(cached->digest, digest, sizeof(digest));
+	cached->times = times;
+	memcpy(cached->account, account, sub_len);
+	cached->account_len = sub_len;
+	cached->used = true;
 	ok = true;
 done:
 	jwt_parts_free(&parts);

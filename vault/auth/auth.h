@@ -32,6 +32,10 @@ typedef struct bkv_auth {
 	char audience[256];
 	int64_t max_lifetime_s;
 	int64_t clock_skew_s;
+	/* Tokens this process verified lately (auth.c), so that the RPCs of one recovery pay
+	 * for one verify. Per process and not thread-safe: bkvd's workers each have their own
+	 * copy from the fork, and each runs one thread. */
+	struct bkv_auth_cache *cache;
 } bkv_auth;
 
 typedef struct bkv_auth_settings {
@@ -47,9 +51,14 @@ bool bkv_auth_init(bkv_auth *auth, const bkv_auth_settings *settings, char *why,
 void bkv_auth_free(bkv_auth *auth);
 
 /* Verifies an Authorization header value. On success copies sub into account (1..256
- * bytes). On failure *why is a static message fit for the client. */
+ * bytes). On failure *why is a static message fit for the client. A token this process
+ * verified before is taken from the cache once its exp, iat and nbf pass against now
+ * again; only verified tokens are kept, under their BLAKE2b digest. */
 bool bkv_auth_verify(const bkv_auth *auth, const char *authorization, int64_t now, uint8_t *account,
                      size_t *account_len, const char **why);
+
+/* How many verifies this process answered from its cache of verified tokens. */
+uint64_t bkv_auth_cache_hits(const bkv_auth *auth);
 
 /* Mints a token for development (bkvd dev-token). HS256 only. Returns malloc'd text. */
 char *bkv_auth_mint(const bkv_auth *auth, const char *account, int64_t now, int64_t lifetime_s);
