@@ -3681,7 +3681,10 @@ typedef struct crash_report {
 } crash_report;
 
 /* crash_child for a group member on its own account: reports every value committed, and
- * treats UNAVAILABLE (a commit in doubt, its leader killed) like STALE: re-read, go on. */
+ * treats UNAVAILABLE (a commit in doubt, its leader killed) like STALE: re-read, report
+ * what the re-read found (committed, whether or not the write in doubt got in), go on.
+ * Without that report, a write in doubt that did commit, followed by a commit that the
+ * kill cut off before its report, read as two unreported commits. */
 typedef struct crash_arg {
 	const char *url;
 	int out; /* pipe for the reports */
@@ -3705,13 +3708,12 @@ static int grouped_crash_child(int index, void *argp)
 			if (bkv_storage_get(s, (const uint8_t *)name, len, &r) != BKV_STORAGE_OK) {
 				return 103;
 			}
-			continue;
-		}
-		if (err != BKV_STORAGE_OK) {
+		} else if (err == BKV_STORAGE_OK) {
+			r = n;
+		} else {
 			return 101;
 		}
-		r = n;
-		const crash_report rep = {index, n.attempts_used};
+		const crash_report rep = {index, r.attempts_used};
 		if (!write_full(a->out, &rep, sizeof(rep))) {
 			return 102;
 		}
