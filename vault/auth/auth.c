@@ -154,7 +154,7 @@ bool bkv_auth_init(bkv_auth *auth, const bkv_auth_settings *s, char *why, size_t
 	}
 	auth->cache = calloc(1, sizeof(*auth->cache));
 	if (auth->cache == NULL) {
-		snprintf(why, why_len, "out of memory");
+		snprintf(why, why_len, "[auth] out of memory for the cache of verified tokens");
 		bkv_auth_free(auth);
 		return false;
 	}
