@@ -13,7 +13,7 @@ trap 'rm -rf "$work"' EXIT
 run() { # NAME ARGS...: the bench's --quiet output in $work/NAME.out
   local name=$1
   shift
-  BKVD="$bin/bkvd" "$bin/bkv-bench-vault" --vault-dir "$work/vault" --seconds 0.5 \
+  BKVD="$bin/bkvd" "$bin/bkv-bench-vault" --vault-dir "${vault_dir:-$work/vault}" --seconds 0.5 \
     --connections 2 --accounts 4 --quiet "$@" >"$work/$name.out" 2>&1 || {
     echo "FAIL: bkv-bench-vault $* exited with $?" >&2
     cat "$work/$name.out" >&2
@@ -33,6 +33,11 @@ expect() { # NAME MODE: a summary line of MODE with errors=0
 
 run closed
 expect closed closed
+# An ES256 vault, as deployments run: the bench signs its tokens (low S) and checks each
+# one against the vault's rules before the run.
+BKV_DEV_VAULT_AUTH=ES256 BKVD="$bin/bkvd" "$(dirname "$0")/../scripts/dev-vault" "$work/es256" >/dev/null
+vault_dir=$work/es256 run es256
+expect es256 closed
 run paced --paced 20
 expect paced paced
 run half --half-peak

@@ -51,7 +51,11 @@
 #include <unistd.h>
 
 #include <curl/curl.h>
+#include <openssl/bn.h>
+#include <openssl/ec.h>
 #include <openssl/evp.h>
+#include <openssl/obj_mac.h>
+#include <openssl/pem.h>
 #include <sodium.h>
 
 #include "auth.h"
@@ -196,6 +200,7 @@ typedef struct bench {
 	char bkvd[PATH_MAX];
 	char log_path[PATH_MAX];
 	char port_path[PATH_MAX];
+	char es256_key_path[PATH_MAX]; /* the ES256 vault's private key (scripts/dev-vault) */
 	bkvd_config config;
 	uint16_t port;
 	char urls[M_COUNT][128];
@@ -213,11 +218,12 @@ static void help(void)
 	printf("usage: " PROG " --vault-dir DIR [--accounts N] [--connections C] [--seconds D]\n"
 	       "                       [--workers W] [--paced RATE | --half-peak] [--quiet]\n\n"
 	       "Load benchmark of bkvd: starts `bkvd serve` on the development vault in DIR\n"
-	       "(prepared with scripts/dev-vault DIR, which is run here if DIR has no bkvd.conf),\n"
-	       "registers N accounts, then C keep-alive HTTPS connections run full recoveries\n"
-	       "(RecoverStart + RecoverFinish) for D seconds, and the same handlers, token and\n"
-	       "storage are called in-process for D seconds: the floor. bkvd is stopped at the\n"
-	       "end. Prints figures only.\n\n"
+	       "(prepared with scripts/dev-vault DIR, which is run here if DIR has no bkvd.conf;\n"
+	       "BKV_DEV_VAULT_AUTH=ES256 scripts/dev-vault DIR makes one with ES256 tokens, as\n"
+	       "deployments run), registers N accounts, then C keep-alive HTTPS connections\n"
+	       "run full recoveries (RecoverStart + RecoverFinish) for D seconds, and the same\n"
+	       "handlers, token and storage are called in-process for D seconds: the floor.\n"
+	       "bkvd is stopped at the end. Prints figures only.\n\n"
 	       "Closed loop (the default): each connection starts its next recovery when the\n"
 	       "previous one ends; HTTP and floor alternate in %.1f s slices, so both see the\n"
 	       "same host. Latency counts from each recovery's start.\n"
@@ -434,10 +440,15 @@ static bool prepare_vault(bench *b)
 		fail("%s", why);
 		return false;
 	}
-	if (strcmp(b->config.auth_algorithm, "HS256") != 0) {
+	/* The benchmark mints the account tokens: with the HS256 secret, or with the ES256
+	 * private key that scripts/dev-vault (BKV_DEV_VAULT_AUTH=ES256) keeps beside it. */
+	snprintf(b->es256_key_path, sizeof(b->es256_key_path), "%s/dev-jwt-es256.key", b->dir);
+	if (strcmp(b->config.auth_algorithm, "HS256") != 0 &&
+	    (strcmp(b->config.auth_algorithm, "ES256") != 0 ||
+	     access(b->es256_key_path, R_OK) != 0)) {
 		fail("%s: the benchmark mints account tokens, so it needs the development HS256 "
-		     "auth key (scripts/dev-vault)",
-		     b->config_path);
+		     "secret or the ES256 private key %s (scripts/dev-vault)",
+		     b->config_path, b->es256_key_path);
 		return false;
 	}
 	return true;
@@ -1568,6 +1579,84 @@ done:
 
 /* ---- Accounts ---- */
 
+/* base64url without padding of len bytes at out + *at, advancing *at. */
+static bool append_b64url(char *out, size_t cap, size_t *at, const uint8_t *bytes, size_t len)
+{
+	if (sodium_base64_encoded_len(len, sodium_base64_VARIANT_URLSAFE_NO_PADDING) > cap - *at)
+		return false;
+	sodium_bin2base64(out + *at, cap - *at, bytes, len,
+	                  sodium_base64_VARIANT_URLSAFE_NO_PADDING);
+	*at += strlen(out + *at);
+	return true;
+}
+
+/* An ES256 token as an issuer would sign it (RFC 7515, RFC 7518 3.4: R || S), with S in
+ * the low form the vault requires (docs/PROTOCOL.md). Returns malloc'd text or NULL. */
+static char *mint_es256(EVP_PKEY *key, const bkvd_config *c, const char *sub, int64_t now,
+                        int64_t lifetime)
+{
+	static const char header[] = "{\"alg\":\"ES256\",\"typ\":\"JWT\"}";
+	char claims[1024];
+	const int n = snprintf(claims, sizeof(claims),
+	                       "{\"iss\":\"%s\",\"aud\":\"%s\",\"sub\":\"%s\",\"iat\":%" PRId64
+	                       ",\"exp\":%" PRId64 "}",
+	                       c->auth_issuer, c->auth_audience, sub, now, now + lifetime);
+	char *out = malloc(BKV_AUTH_TOKEN_MAX);
+	size_t at = 0;
+	if (n < 0 || (size_t)n >= sizeof(claims) || out == NULL ||
+	    !append_b64url(out, BKV_AUTH_TOKEN_MAX, &at, (const uint8_t *)header,
+	                   sizeof(header) - 1) ||
+	    at + 1 >= BKV_AUTH_TOKEN_MAX)
+		goto fail;
+	out[at++] = '.';
+	if (!append_b64url(out, BKV_AUTH_TOKEN_MAX, &at, (const uint8_t *)claims, (size_t)n))
+		goto fail;
+	const size_t signed_len = at;
+	uint8_t der[80], raw[64];
+	size_t der_len = sizeof(der);
+	EVP_MD_CTX *md = EVP_MD_CTX_new();
+	const bool signed_ok =
+	    md != NULL && EVP_DigestSignInit(md, NULL, EVP_sha256(), NULL, key) == 1 &&
+	    EVP_DigestSign(md, der, &der_len, (const uint8_t *)out, signed_len) == 1;
+	EVP_MD_CTX_free(md);
+	const uint8_t *p = der;
+	ECDSA_SIG *sig = signed_ok ? d2i_ECDSA_SIG(NULL, &p, (long)der_len) : NULL;
+	EC_GROUP *group = EC_GROUP_new_by_curve_name(NID_X9_62_prime256v1);
+	BIGNUM *s = sig ? BN_dup(ECDSA_SIG_get0_s(sig)) : NULL, *twin = BN_new();
+	bool ok = s != NULL && twin != NULL && group != NULL &&
+	          BN_sub(twin, EC_GROUP_get0_order(group), s) == 1;
+	if (ok && BN_cmp(s, twin) > 0) /* high S: its twin n - S is the low one */
+		BN_copy(s, twin);
+	ok = ok && BN_bn2binpad(ECDSA_SIG_get0_r(sig), raw, 32) == 32 &&
+	     BN_bn2binpad(s, raw + 32, 32) == 32 && at + 1 < BKV_AUTH_TOKEN_MAX;
+	BN_free(s);
+	BN_free(twin);
+	EC_GROUP_free(group);
+	ECDSA_SIG_free(sig);
+	if (!ok)
+		goto fail;
+	out[at++] = '.';
+	if (!append_b64url(out, BKV_AUTH_TOKEN_MAX, &at, raw, sizeof(raw)))
+		goto fail;
+	return out;
+fail:
+	free(out);
+	return NULL;
+}
+
+static EVP_PKEY *load_es256_key(const char *path)
+{
+	FILE *f = fopen(path, "r");
+	EVP_PKEY *key = f ? PEM_read_PrivateKey(f, NULL, NULL, NULL) : NULL;
+	if (f != NULL)
+		fclose(f);
+	if (key != NULL && !EVP_PKEY_is_a(key, "EC")) {
+		EVP_PKEY_free(key);
+		key = NULL;
+	}
+	return key;
+}
+
 static bool make_accounts(bench *b)
 {
 	char why[512];
@@ -1590,6 +1679,13 @@ static bool make_accounts(bench *b)
 		fail("%s", why);
 		return false;
 	}
+	EVP_PKEY *es256 = NULL;
+	if (strcmp(b->config.auth_algorithm, "ES256") == 0 &&
+	    (es256 = load_es256_key(b->es256_key_path)) == NULL) {
+		fail("cannot read the ES256 private key %s", b->es256_key_path);
+		bkv_auth_free(&auth);
+		return false;
+	}
 	b->anon_headers = curl_slist_append(NULL, "Content-Type: application/proto");
 	b->anon_headers = curl_slist_append(b->anon_headers, "Connect-Protocol-Version: 1");
 	b->anon_headers = curl_slist_append(b->anon_headers, "Expect:");
@@ -1603,7 +1699,21 @@ static bool make_accounts(bench *b)
 		 * reused from an earlier run. */
 		snprintf(a->id, sizeof(a->id), ACCOUNT_PREFIX "%08x-%06u", run_id, i);
 		a->id_len = strlen(a->id);
-		char *jwt = bkv_auth_mint(&auth, a->id, now, lifetime);
+		char *jwt = es256 ? mint_es256(es256, &b->config, a->id, now, lifetime)
+		                  : bkv_auth_mint(&auth, a->id, now, lifetime);
+		/* minted as the vault will read it: a token it refuses is a benchmark bug */
+		const char *refused = NULL;
+		uint8_t sub[BKV_AUTH_ACCOUNT_MAX];
+		size_t sub_len = 0;
+		char bearer[BKV_AUTH_TOKEN_MAX + 8];
+		if (jwt != NULL)
+			snprintf(bearer, sizeof(bearer), "Bearer %s", jwt);
+		if (jwt != NULL && !bkv_auth_verify(&auth, bearer, now, sub, &sub_len, &refused)) {
+			fail("a minted account token is refused: %s", refused);
+			free(jwt);
+			ok = false;
+			break;
+		}
 		if (jwt == NULL) {
 			fail("cannot mint an account token");
 			ok = false;
@@ -1618,6 +1728,7 @@ static bool make_accounts(bench *b)
 		a->headers = curl_slist_append(a->headers, header);
 		ok = a->headers != NULL;
 	}
+	EVP_PKEY_free(es256);
 	bkv_auth_free(&auth);
 	return ok;
 }
@@ -1743,6 +1854,11 @@ static void print_header(const bench *b)
 	char line[1024];
 	if (log_line(b->log_path, " commits", line, sizeof(line)))
 		report("  bkvd says: %s\n", line); /* who commits, and why ([vault] committer) */
+	report(
+	    "  auth: %s bearer tokens, one per account, minted before the run and used for all\n"
+	    "  of its recoveries, so after its first RPC each worker verifies it from its token\n"
+	    "  cache (a client with one token per recovery pays one verify per recovery)\n",
+	    b->config.auth_algorithm);
 	report("  client KSF: identity. The KSF runs only on the client; the vault's Argon2id "
 	       "(t=%u, %u KiB)\n  would measure the load generator, not the vault.\n",
 	       b->config.ksf.iterations, b->config.ksf.memory_kib);
