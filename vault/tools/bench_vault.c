@@ -183,6 +183,7 @@ typedef struct options {
 	double paced_rate; /* recoveries/s over all connections; 0 = closed loop */
 	bool half_peak;    /* closed loop, then paced at half the rate it measured */
 	bool quiet;        /* only the summary lines */
+	bool reuse_tokens; /* each account's token for all its recoveries, not one each */
 } options;
 
 typedef struct bench_account {
@@ -211,12 +212,15 @@ typedef struct bench {
 	size_t context_len;
 	opaque_config client; /* the vault's suite and context; identity KSF */
 	bench_account *accounts;
+	bkv_auth auth;   /* mints HS256 tokens, and checks every token minted before the run */
+	EVP_PKEY *es256; /* mints ES256 tokens on an ES256 vault; NULL otherwise */
 } bench;
 
 static void help(void)
 {
 	printf("usage: " PROG " --vault-dir DIR [--accounts N] [--connections C] [--seconds D]\n"
-	       "                       [--workers W] [--paced RATE | --half-peak] [--quiet]\n\n"
+	       "                       [--workers W] [--paced RATE | --half-peak] [--quiet]\n"
+	       "                       [--reuse-tokens]\n\n"
 	       "Load benchmark of bkvd: starts `bkvd serve` on the development vault in DIR\n"
 	       "(prepared with scripts/dev-vault DIR, which is run here if DIR has no bkvd.conf;\n"
 	       "BKV_DEV_VAULT_AUTH=ES256 scripts/dev-vault DIR makes one with ES256 tokens, as\n"
@@ -239,7 +243,9 @@ static void help(void)
 	       "  --paced RATE       open-loop load at RATE recoveries/s (see above)\n"
 	       "  --half-peak        closed loop (the peak), then paced at half the peak it\n"
 	       "                     measured; prints both and the paced p99/p50\n"
-	       "  --quiet            print only the machine-readable `summary:` lines\n\n"
+	       "  --quiet            print only the machine-readable `summary:` lines\n"
+	       "  --reuse-tokens     each account's token, minted before the run, for all its\n"
+	       "                     recoveries (default: one token minted per recovery)\n\n"
 	       "Environment: BKVD, the bkvd to run (default: the one next to this program).\n",
 	       SLICE_S, DEFAULT_ACCOUNTS, DEFAULT_CONNECTIONS, DEFAULT_SECONDS);
 }
@@ -270,6 +276,7 @@ static int parse_options(int argc, char **argv, options *o)
 	    {"paced", required_argument, NULL, 'p'},
 	    {"half-peak", no_argument, NULL, 'H'},
 	    {"quiet", no_argument, NULL, 'q'},
+	    {"reuse-tokens", no_argument, NULL, 'R'},
 	    {"help", no_argument, NULL, 'h'},
 	    {NULL, 0, NULL, 0},
 	};
@@ -318,6 +325,9 @@ static int parse_options(int argc, char **argv, options *o)
 			break;
 		case 'q':
 			o->quiet = true;
+			break;
+		case 'R':
+			o->reuse_tokens = true;
 			break;
 		case 'h':
 			help();
@@ -947,9 +957,18 @@ static uint32_t us_since(uint64_t t0, uint64_t t1)
 }
 
 /* One full recovery; its latency counts from scheduled (paced) or, if 0, from its start. */
+static struct curl_slist *account_headers(const bench *b, const bench_account *a, bool check,
+                                          char *why, size_t why_len);
+
+/* One recovery over HTTPS. Its token is minted for it, as a client with one token per
+ * session has (--reuse-tokens: the account's token minted before the run). */
 static bool recover_http(conn *c, const bench *b, const bench_account *a, uint64_t scheduled,
                          http_sample *s, uint64_t *client_cpu, char *why, size_t why_len)
 {
+	struct curl_slist *fresh = NULL;
+	if (!b->opt.reuse_tokens && (fresh = account_headers(b, a, false, why, why_len)) == NULL)
+		return false;
+	struct curl_slist *const headers = fresh != NULL ? fresh : a->headers;
 	const opaque_sizes *sz = b->sizes;
 	opaque_client_login_state state;
 	uint8_t ke1[OPAQUE_MAX_KE1_BYTES], ke3[OPAQUE_MAX_KE3_BYTES];
@@ -966,7 +985,7 @@ static bool recover_http(conn *c, const bench *b, const bench_account *a, uint64
 	sreq.suite = (Bkv__V1__Suite)b->suite;
 	sreq.ke1 = (ProtobufCBinaryData){sz->ke1, ke1};
 	const uint64_t t1 = now_ns();
-	if (!rpc(c, b, M_RECOVER_START, a->headers, &sreq.base,
+	if (!rpc(c, b, M_RECOVER_START, headers, &sreq.base,
 	         &bkv__v1__recover_start_response__descriptor, (ProtobufCMessage **)&start, why,
 	         why_len))
 		goto done;
@@ -980,7 +999,7 @@ static bool recover_http(conn *c, const bench *b, const bench_account *a, uint64
 	freq.ticket = start->ticket;
 	freq.ke3 = (ProtobufCBinaryData){sz->ke3, ke3};
 	const uint64_t t3 = now_ns();
-	if (!rpc(c, b, M_RECOVER_FINISH, a->headers, &freq.base,
+	if (!rpc(c, b, M_RECOVER_FINISH, headers, &freq.base,
 	         &bkv__v1__recover_finish_response__descriptor, (ProtobufCMessage **)&finish, why,
 	         why_len))
 		goto done;
@@ -1003,6 +1022,7 @@ done:
 		bkv__v1__recover_start_response__free_unpacked(start, NULL);
 	if (finish != NULL)
 		bkv__v1__recover_finish_response__free_unpacked(finish, NULL);
+	curl_slist_free_all(fresh);
 	return ok;
 }
 
@@ -1657,10 +1677,49 @@ static EVP_PKEY *load_es256_key(const char *path)
 	return key;
 }
 
+/* The headers of one account's RPCs, with a token minted now. check: the token is first
+ * verified as the vault will (a token it would refuse is a benchmark bug). */
+static struct curl_slist *account_headers(const bench *b, const bench_account *a, bool check,
+                                          char *why, size_t why_len)
+{
+	/* Issued up to a minute back, a different second each time, so that two tokens an
+	 * account gets within a second differ (HS256 signs deterministically). */
+	static uint64_t minted;
+	const int64_t now = (int64_t)time(NULL);
+	const int64_t issued =
+	    now - (int64_t)(__atomic_fetch_add(&minted, 1, __ATOMIC_RELAXED) % 60);
+	const int64_t lifetime = b->config.auth_max_lifetime_s;
+	char *jwt = b->es256 ? mint_es256(b->es256, &b->config, a->id, issued, lifetime)
+	                     : bkv_auth_mint(&b->auth, a->id, issued, lifetime);
+	if (jwt == NULL) {
+		set_why(why, why_len, "cannot mint an account token");
+		return NULL;
+	}
+	char header[BKV_AUTH_TOKEN_MAX + 32];
+	snprintf(header, sizeof(header), "Authorization: Bearer %s", jwt);
+	free(jwt);
+	const char *refused = NULL;
+	uint8_t sub[BKV_AUTH_ACCOUNT_MAX];
+	size_t sub_len = 0;
+	if (check && !bkv_auth_verify(&b->auth, header + strlen("Authorization: "), now, sub,
+	                              &sub_len, &refused)) {
+		set_why(why, why_len, "a minted account token is refused: %s", refused);
+		return NULL;
+	}
+	struct curl_slist *h = curl_slist_append(NULL, "Content-Type: application/proto");
+	struct curl_slist *all = h ? curl_slist_append(h, "Connect-Protocol-Version: 1") : NULL;
+	all = all ? curl_slist_append(all, "Expect:") : NULL;
+	all = all ? curl_slist_append(all, header) : NULL;
+	if (all == NULL) {
+		curl_slist_free_all(h);
+		set_why(why, why_len, "out of memory");
+	}
+	return all;
+}
+
 static bool make_accounts(bench *b)
 {
 	char why[512];
-	bkv_auth auth;
 	bkv_auth_settings s = {
 	    .algorithm = b->config.auth_algorithm,
 	    .key_file = b->config.auth_key_file,
@@ -1675,15 +1734,13 @@ static bool make_accounts(bench *b)
 		     lifetime, b->opt.seconds);
 		return false;
 	}
-	if (!bkv_auth_init(&auth, &s, why, sizeof(why))) {
+	if (!bkv_auth_init(&b->auth, &s, why, sizeof(why))) {
 		fail("%s", why);
 		return false;
 	}
-	EVP_PKEY *es256 = NULL;
 	if (strcmp(b->config.auth_algorithm, "ES256") == 0 &&
-	    (es256 = load_es256_key(b->es256_key_path)) == NULL) {
+	    (b->es256 = load_es256_key(b->es256_key_path)) == NULL) {
 		fail("cannot read the ES256 private key %s", b->es256_key_path);
-		bkv_auth_free(&auth);
 		return false;
 	}
 	b->anon_headers = curl_slist_append(NULL, "Content-Type: application/proto");
@@ -1691,7 +1748,6 @@ static bool make_accounts(bench *b)
 	b->anon_headers = curl_slist_append(b->anon_headers, "Expect:");
 	b->accounts = calloc(b->opt.accounts, sizeof(*b->accounts));
 	bool ok = b->anon_headers != NULL && b->accounts != NULL;
-	const int64_t now = (int64_t)time(NULL);
 	const uint32_t run_id = randombytes_random();
 	for (unsigned i = 0; ok && i < b->opt.accounts; i++) {
 		bench_account *a = &b->accounts[i];
@@ -1699,37 +1755,12 @@ static bool make_accounts(bench *b)
 		 * reused from an earlier run. */
 		snprintf(a->id, sizeof(a->id), ACCOUNT_PREFIX "%08x-%06u", run_id, i);
 		a->id_len = strlen(a->id);
-		char *jwt = es256 ? mint_es256(es256, &b->config, a->id, now, lifetime)
-		                  : bkv_auth_mint(&auth, a->id, now, lifetime);
-		/* minted as the vault will read it: a token it refuses is a benchmark bug */
-		const char *refused = NULL;
-		uint8_t sub[BKV_AUTH_ACCOUNT_MAX];
-		size_t sub_len = 0;
-		char bearer[BKV_AUTH_TOKEN_MAX + 8];
-		if (jwt != NULL)
-			snprintf(bearer, sizeof(bearer), "Bearer %s", jwt);
-		if (jwt != NULL && !bkv_auth_verify(&auth, bearer, now, sub, &sub_len, &refused)) {
-			fail("a minted account token is refused: %s", refused);
-			free(jwt);
+		a->headers = account_headers(b, a, true, why, sizeof(why));
+		if (a->headers == NULL) {
+			fail("%s", why);
 			ok = false;
-			break;
 		}
-		if (jwt == NULL) {
-			fail("cannot mint an account token");
-			ok = false;
-			break;
-		}
-		char header[BKV_AUTH_TOKEN_MAX + 32];
-		snprintf(header, sizeof(header), "Authorization: Bearer %s", jwt);
-		free(jwt);
-		a->headers = curl_slist_append(NULL, "Content-Type: application/proto");
-		a->headers = curl_slist_append(a->headers, "Connect-Protocol-Version: 1");
-		a->headers = curl_slist_append(a->headers, "Expect:");
-		a->headers = curl_slist_append(a->headers, header);
-		ok = a->headers != NULL;
 	}
-	EVP_PKEY_free(es256);
-	bkv_auth_free(&auth);
 	return ok;
 }
 
@@ -1743,6 +1774,10 @@ static void free_accounts(bench *b)
 	b->accounts = NULL;
 	curl_slist_free_all(b->anon_headers);
 	b->anon_headers = NULL;
+	EVP_PKEY_free(b->es256);
+	b->es256 = NULL;
+	if (b->auth.cache != NULL)
+		bkv_auth_free(&b->auth);
 }
 
 static bool register_all(bench *b, double *seconds)
@@ -1854,11 +1889,19 @@ static void print_header(const bench *b)
 	char line[1024];
 	if (log_line(b->log_path, " commits", line, sizeof(line)))
 		report("  bkvd says: %s\n", line); /* who commits, and why ([vault] committer) */
-	report(
-	    "  auth: %s bearer tokens, one per account, minted before the run and used for all\n"
-	    "  of its recoveries, so after its first RPC each worker verifies it from its token\n"
-	    "  cache (a client with one token per recovery pays one verify per recovery)\n",
-	    b->config.auth_algorithm);
+	if (b->opt.reuse_tokens)
+		report("  auth: %s bearer tokens, one per account, minted before the run and used "
+		       "for\n"
+		       "  all its recoveries: after its first RPC each worker finds it in its "
+		       "token cache\n",
+		       b->config.auth_algorithm);
+	else
+		report(
+		    "  auth: %s bearer tokens, one minted per recovery (by the load generator), as "
+		    "a\n"
+		    "  client with one token per session has: RecoverStart checks its signature,\n"
+		    "  RecoverFinish finds it in the worker's token cache\n",
+		    b->config.auth_algorithm);
 	report("  client KSF: identity. The KSF runs only on the client; the vault's Argon2id "
 	       "(t=%u, %u KiB)\n  would measure the load generator, not the vault.\n",
 	       b->config.ksf.iterations, b->config.ksf.memory_kib);
@@ -2073,8 +2116,9 @@ static void print_summary(const bench *b, const http_result *h, const floor_resu
 int main(int argc, char **argv)
 {
 	static bench b;
-	b.opt = (options){
-	    DEFAULT_ACCOUNTS, DEFAULT_CONNECTIONS, 0, DEFAULT_SECONDS, NULL, 0, false, false};
+	b.opt = (options){.accounts = DEFAULT_ACCOUNTS,
+	                  .connections = DEFAULT_CONNECTIONS,
+	                  .seconds = DEFAULT_SECONDS};
 	const int parsed = parse_options(argc, argv, &b.opt);
 	if (parsed != 0)
 		return parsed == 1 ? 0 : 2;
