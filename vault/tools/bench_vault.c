@@ -956,12 +956,12 @@ static uint32_t us_since(uint64_t t0, uint64_t t1)
 	return us > UINT32_MAX ? UINT32_MAX : (uint32_t)us;
 }
 
-/* One full recovery; its latency counts from scheduled (paced) or, if 0, from its start. */
 static struct curl_slist *account_headers(const bench *b, const bench_account *a, bool check,
                                           char *why, size_t why_len);
 
-/* One recovery over HTTPS. Its token is minted for it, as a client with one token per
- * session has (--reuse-tokens: the account's token minted before the run). */
+/* One full recovery; its latency counts from scheduled (paced) or, if 0, from its start.
+ * Its token is minted for it, as a client with one token per session has (--reuse-tokens:
+ * the account's token minted before the run). */
 static bool recover_http(conn *c, const bench *b, const bench_account *a, uint64_t scheduled,
                          http_sample *s, uint64_t *client_cpu, char *why, size_t why_len)
 {
@@ -1677,8 +1677,26 @@ static EVP_PKEY *load_es256_key(const char *path)
 	return key;
 }
 
-/* The headers of one account's RPCs, with a token minted now. check: the token is first
- * verified as the vault will (a token it would refuse is a benchmark bug). */
+/* The headers of every RPC, and authorization (a whole header line) when not NULL. */
+static struct curl_slist *rpc_headers(const char *authorization)
+{
+	const char *const lines[] = {"Content-Type: application/proto",
+	                             "Connect-Protocol-Version: 1", "Expect:", authorization};
+	const size_t n = authorization != NULL ? 4 : 3;
+	struct curl_slist *list = NULL;
+	for (size_t i = 0; i < n; i++) {
+		struct curl_slist *more = curl_slist_append(list, lines[i]);
+		if (more == NULL) {
+			curl_slist_free_all(list);
+			return NULL;
+		}
+		list = more;
+	}
+	return list;
+}
+
+/* The headers of one account's RPCs, with a token minted for them. check: the token is
+ * first verified as the vault will (a token it would refuse is a benchmark bug). */
 static struct curl_slist *account_headers(const bench *b, const bench_account *a, bool check,
                                           char *why, size_t why_len)
 {
@@ -1706,15 +1724,10 @@ static struct curl_slist *account_headers(const bench *b, const bench_account *a
 		set_why(why, why_len, "a minted account token is refused: %s", refused);
 		return NULL;
 	}
-	struct curl_slist *h = curl_slist_append(NULL, "Content-Type: application/proto");
-	struct curl_slist *all = h ? curl_slist_append(h, "Connect-Protocol-Version: 1") : NULL;
-	all = all ? curl_slist_append(all, "Expect:") : NULL;
-	all = all ? curl_slist_append(all, header) : NULL;
-	if (all == NULL) {
-		curl_slist_free_all(h);
+	struct curl_slist *headers = rpc_headers(header);
+	if (headers == NULL)
 		set_why(why, why_len, "out of memory");
-	}
-	return all;
+	return headers;
 }
 
 static bool make_accounts(bench *b)
@@ -1743,9 +1756,7 @@ static bool make_accounts(bench *b)
 		fail("cannot read the ES256 private key %s", b->es256_key_path);
 		return false;
 	}
-	b->anon_headers = curl_slist_append(NULL, "Content-Type: application/proto");
-	b->anon_headers = curl_slist_append(b->anon_headers, "Connect-Protocol-Version: 1");
-	b->anon_headers = curl_slist_append(b->anon_headers, "Expect:");
+	b->anon_headers = rpc_headers(NULL);
 	b->accounts = calloc(b->opt.accounts, sizeof(*b->accounts));
 	bool ok = b->anon_headers != NULL && b->accounts != NULL;
 	const uint32_t run_id = randombytes_random();
@@ -1776,8 +1787,7 @@ static void free_accounts(bench *b)
 	b->anon_headers = NULL;
 	EVP_PKEY_free(b->es256);
 	b->es256 = NULL;
-	if (b->auth.cache != NULL)
-		bkv_auth_free(&b->auth);
+	bkv_auth_free(&b->auth); /* also when it was never initialized: it is zeroed */
 }
 
 static bool register_all(bench *b, double *seconds)
@@ -1890,17 +1900,14 @@ static void print_header(const bench *b)
 	if (log_line(b->log_path, " commits", line, sizeof(line)))
 		report("  bkvd says: %s\n", line); /* who commits, and why ([vault] committer) */
 	if (b->opt.reuse_tokens)
-		report("  auth: %s bearer tokens, one per account, minted before the run and used "
-		       "for\n"
-		       "  all its recoveries: after its first RPC each worker finds it in its "
-		       "token cache\n",
+		report("  auth: %s bearer tokens, one per account, minted before the run and used\n"
+		       "  for all its recoveries: after its first RPC each worker has it cached\n",
 		       b->config.auth_algorithm);
 	else
 		report(
-		    "  auth: %s bearer tokens, one minted per recovery (by the load generator), as "
-		    "a\n"
-		    "  client with one token per session has: RecoverStart checks its signature,\n"
-		    "  RecoverFinish finds it in the worker's token cache\n",
+		    "  auth: %s bearer tokens, one minted per recovery by the load generator, as\n"
+		    "  a client with one token per session has: RecoverStart checks the\n"
+		    "  signature, RecoverFinish finds the token in the worker's cache\n",
 		    b->config.auth_algorithm);
 	report("  client KSF: identity. The KSF runs only on the client; the vault's Argon2id "
 	       "(t=%u, %u KiB)\n  would measure the load generator, not the vault.\n",
