@@ -2565,14 +2565,51 @@ static void test_sigkill_never_loses_a_committed_update(void **state)
 }
 
 /* ------------------------------------------------------------------------------------ */
-/* Group commit (SQLite)                                                                 */
+/* Group commit (SQLite, and PostgreSQL through the same group)                          */
 /* ------------------------------------------------------------------------------------ */
+
+/* Holds back every write to the records until release_writes, while reads go on: on
+ * SQLite the database's write lock, on PostgreSQL a table lock that conflicts with every
+ * writer and no reader. A grouped commit started meanwhile waits in its first write. */
+typedef struct write_block {
+	sqlite3 *db;
+	PGconn *pg;
+} write_block;
+
+static write_block block_writes(const fx *f)
+{
+	write_block b = {NULL, NULL};
+	if (on_pg) {
+		b.pg = pg_raw_connect();
+		assert_non_null(b.pg);
+		PGresult *res = PQexec(b.pg, "BEGIN; LOCK TABLE records IN EXCLUSIVE MODE");
+		if (PQresultStatus(res) != PGRES_COMMAND_OK) {
+			fail_msg("cannot lock the records: %s", PQerrorMessage(b.pg));
+		}
+		PQclear(res);
+	} else {
+		b.db = raw_open(f);
+		raw_exec(b.db, "BEGIN IMMEDIATE");
+	}
+	return b;
+}
+
+static void release_writes(write_block *b)
+{
+	if (b->pg != NULL) {
+		PQclear(PQexec(b->pg, "ROLLBACK"));
+		PQfinish(b->pg);
+	} else {
+		raw_exec(b->db, "ROLLBACK");
+		sqlite3_close(b->db);
+	}
+	*b = (write_block){NULL, NULL};
+}
 
 /* Runs a concurrency test with its children joined to one group, and checks the group
  * committed their writes together at least once. */
 static void with_group(void (*test)(void **), void **state, bool must_batch)
 {
-	SQLITE_ONLY();
 	g_group = bkv_storage_group_create(N_CHILDREN);
 	assert_non_null(g_group);
 	test(state);
@@ -2614,21 +2651,16 @@ static void test_group_create_and_join_refuse_bad_arguments(void **state)
 	assert_non_null(g);
 	assert_int_equal(bkv_storage_join_group(NULL, g, 0), BKV_STORAGE_ARGUMENT);
 	assert_int_equal(bkv_storage_join_group(f->s, NULL, 0), BKV_STORAGE_ARGUMENT);
-	if (on_pg) {
-		/* PostgreSQL groups its own commits */
-		assert_int_equal(bkv_storage_join_group(f->s, g, 0), BKV_STORAGE_ARGUMENT);
-	} else {
-		assert_int_equal(bkv_storage_join_group(f->s, g, 2), BKV_STORAGE_ARGUMENT);
-		assert_int_equal(bkv_storage_join_group(f->s, g, 1), BKV_STORAGE_OK);
-		assert_int_equal(bkv_storage_join_group(f->s, g, 0), BKV_STORAGE_ARGUMENT);
-		/* joined: a write goes through the group and is committed */
-		insert_new(f, LIT("alice"));
-		advance_ok(f, LIT("alice"));
-		bkv_storage_group_info gi;
-		bkv_storage_group_info_get(g, &gi);
-		assert_int_equal(gi.batches, 2);
-		assert_int_equal(gi.writes, 2);
-	}
+	assert_int_equal(bkv_storage_join_group(f->s, g, 2), BKV_STORAGE_ARGUMENT);
+	assert_int_equal(bkv_storage_join_group(f->s, g, 1), BKV_STORAGE_OK);
+	assert_int_equal(bkv_storage_join_group(f->s, g, 0), BKV_STORAGE_ARGUMENT);
+	/* joined: a write goes through the group and is committed */
+	insert_new(f, LIT("alice"));
+	advance_ok(f, LIT("alice"));
+	bkv_storage_group_info gi;
+	bkv_storage_group_info_get(g, &gi);
+	assert_int_equal(gi.batches, 2);
+	assert_int_equal(gi.writes, 2);
 	close_storage(f);
 	bkv_storage_group_free(g);
 	bkv_storage_group_free(NULL);
@@ -2940,7 +2972,6 @@ static int one_write_of_each_kind(bkv_storage *s, int index)
  * result: the refused ones change nothing and do not stop the others. */
 static void test_one_commit_carries_every_queued_write_with_its_own_result(void **state)
 {
-	SQLITE_ONLY();
 	fx *f = *state;
 	insert_new(f, LIT("exists"));
 	const bkv_record stale = insert_new(f, LIT("stale"));
@@ -2956,8 +2987,7 @@ static void test_one_commit_carries_every_queued_write_with_its_own_result(void 
 	member_arg a = {.url = f->url, .write = one_write_of_each_kind};
 	pid_t pids[OP_COUNT];
 	fork_members(&a, OP_COUNT, pids);
-	sqlite3 *db = raw_open(f);
-	raw_exec(db, "BEGIN IMMEDIATE");
+	write_block block = block_writes(f);
 	close(a.go_fd[0]);
 	const bkv_storage_group_info first = tg_wait_for_commit(g_group, 0, 1, 0, WAIT_DEADLINE_S);
 	assert_int_equal(first.leader, pids[0]);
@@ -2965,8 +2995,7 @@ static void test_one_commit_carries_every_queued_write_with_its_own_result(void 
 		close(a.go_fd[i]);
 	}
 	tg_wait_for_commit(g_group, 0, 1, OP_COUNT - 1, WAIT_DEADLINE_S);
-	raw_exec(db, "ROLLBACK");
-	sqlite3_close(db);
+	release_writes(&block);
 	int status[OP_COUNT];
 	for (int i = 0; i < OP_COUNT; i++) {
 		status[i] = wait_exit(pids[i]);
@@ -3041,7 +3070,6 @@ static int advance_own_account(bkv_storage *s, int index)
  * otherwise a waiter notices the leader's pid is gone. */
 static void leader_killed_mid_commit(fx *f, bool reap)
 {
-	SQLITE_ONLY();
 	insert_member_accounts(f, 3);
 	close_storage(f);
 	g_group = bkv_storage_group_create(3);
@@ -3049,8 +3077,7 @@ static void leader_killed_mid_commit(fx *f, bool reap)
 	member_arg a = {.url = f->url, .write = advance_own_account};
 	pid_t pids[3];
 	fork_members(&a, 3, pids);
-	sqlite3 *db = raw_open(f);
-	raw_exec(db, "BEGIN IMMEDIATE");
+	write_block block = block_writes(f);
 	/* member 0 leads a commit of its own write, 1 and 2 queue behind it */
 	close(a.go_fd[0]);
 	tg_wait_for_commit(g_group, 0, 1, 0, WAIT_DEADLINE_S);
@@ -3074,8 +3101,7 @@ static void leader_killed_mid_commit(fx *f, bool reap)
 	}
 	/* the survivor's write was in the dead leader's commit: in doubt, so UNAVAILABLE */
 	assert_int_equal(wait_exit(pids[survivor]), BKV_STORAGE_UNAVAILABLE);
-	raw_exec(db, "ROLLBACK");
-	sqlite3_close(db);
+	release_writes(&block);
 
 	/* nothing reached the database; new processes on the dead members' indexes write */
 	reopen(f);
@@ -3119,7 +3145,6 @@ static void test_a_leader_killed_mid_commit_is_noticed_by_its_waiters(void **sta
  * waiters notice the committer's pid is gone. */
 static void committer_killed_mid_commit(fx *f, bool reap)
 {
-	SQLITE_ONLY();
 	insert_member_accounts(f, 3);
 	close_storage(f);
 	g_group = bkv_storage_group_create(3);
@@ -3129,8 +3154,7 @@ static void committer_killed_mid_commit(fx *f, bool reap)
 	member_arg a = {.url = f->url, .write = advance_own_account};
 	pid_t pids[3];
 	fork_members(&a, 3, pids);
-	sqlite3 *db = raw_open(f);
-	raw_exec(db, "BEGIN IMMEDIATE");
+	write_block block = block_writes(f);
 	/* member 0's write: the committer leads its commit, not member 0 */
 	close(a.go_fd[0]);
 	const bkv_storage_group_info first = tg_wait_for_commit(g_group, 0, 1, 0, WAIT_DEADLINE_S);
@@ -3148,8 +3172,7 @@ static void committer_killed_mid_commit(fx *f, bool reap)
 	    tg_wait_for_commit(g_group, committer, 2, 0, WAIT_DEADLINE_S);
 	assert_true(second.leader == pids[1] || second.leader == pids[2]);
 	assert_int_equal(second.committer, 0);
-	raw_exec(db, "ROLLBACK");
-	sqlite3_close(db);
+	release_writes(&block);
 	assert_int_equal(wait_exit(pids[0]), BKV_STORAGE_UNAVAILABLE);
 	assert_int_equal(wait_exit(pids[1]), BKV_STORAGE_OK);
 	assert_int_equal(wait_exit(pids[2]), BKV_STORAGE_OK);
@@ -3244,7 +3267,6 @@ static void leave_fibers(fx *f, bkv_fibers *fibers)
  * result. A group without lanes would have served one write at a time. */
 static void test_a_member_with_lanes_has_a_write_in_flight_per_fiber(void **state)
 {
-	SQLITE_ONLY();
 	fx *f = *state;
 	insert_member_accounts(f, LANES);
 	close_storage(f);
@@ -3255,8 +3277,7 @@ static void test_a_member_with_lanes_has_a_write_in_flight_per_fiber(void **stat
 	assert_true(wake_fd >= 0);
 	const pid_t committer = tg_start_committer(g_group, f->url, CHILD_ALARM_S, WAIT_DEADLINE_S);
 	bkv_fibers *fibers = join_with_fibers(f, g_group, 0);
-	sqlite3 *db = raw_open(f);
-	raw_exec(db, "BEGIN IMMEDIATE");
+	write_block block = block_writes(f);
 	lane_write w[LANES];
 	for (int i = 0; i < LANES; i++) {
 		w[i] = (lane_write){.s = f->s, .account = i, .result = -1};
@@ -3268,8 +3289,7 @@ static void test_a_member_with_lanes_has_a_write_in_flight_per_fiber(void **stat
 	assert_int_equal(bkv_fibers_busy(fibers), LANES);
 	const bkv_storage_group_info held = tg_wait_for_commit(g_group, 0, 1, LANES - 1, 1);
 	assert_int_equal(held.leader, committer);
-	raw_exec(db, "ROLLBACK");
-	sqlite3_close(db);
+	release_writes(&block);
 	run_fibers_until_done(fibers, wake_fd);
 	for (int i = 0; i < LANES; i++)
 		assert_int_equal(w[i].result, BKV_STORAGE_OK);
@@ -3290,7 +3310,6 @@ static void test_a_member_with_lanes_has_a_write_in_flight_per_fiber(void **stat
  * member itself. The same attack without the eventfd or the tick would hang. */
 static void test_a_fiber_waiting_on_a_dead_committer_is_answered_unavailable(void **state)
 {
-	SQLITE_ONLY();
 	fx *f = *state;
 	insert_member_accounts(f, 2);
 	close_storage(f);
@@ -3299,8 +3318,7 @@ static void test_a_fiber_waiting_on_a_dead_committer_is_answered_unavailable(voi
 	const int wake_fd = bkv_storage_group_wake_fd(g_group, 0);
 	const pid_t committer = tg_start_committer(g_group, f->url, CHILD_ALARM_S, WAIT_DEADLINE_S);
 	bkv_fibers *fibers = join_with_fibers(f, g_group, 0);
-	sqlite3 *db = raw_open(f);
-	raw_exec(db, "BEGIN IMMEDIATE");
+	write_block block = block_writes(f);
 	lane_write first = {.s = f->s, .account = 0, .result = -1};
 	assert_true(bkv_fibers_run(fibers, lane_advance, &first));
 	assert_int_equal(tg_wait_for_commit(g_group, 0, 1, 0, WAIT_DEADLINE_S).leader, committer);
@@ -3308,8 +3326,7 @@ static void test_a_fiber_waiting_on_a_dead_committer_is_answered_unavailable(voi
 	assert_int_equal(wait_exit(committer), -SIGKILL);
 	run_fibers_until_done(fibers, wake_fd);
 	assert_int_equal(first.result, BKV_STORAGE_UNAVAILABLE);
-	raw_exec(db, "ROLLBACK");
-	sqlite3_close(db);
+	release_writes(&block);
 	lane_write second = {.s = f->s, .account = 1, .result = -1};
 	assert_true(bkv_fibers_run(fibers, lane_advance, &second));
 	run_fibers_until_done(fibers, wake_fd);
@@ -3324,7 +3341,6 @@ static void test_a_fiber_waiting_on_a_dead_committer_is_answered_unavailable(voi
  * but nobody else will commit it): it never depends on the 100 ms tick. */
 static void test_a_queued_fiber_is_woken_to_lead_the_next_commit(void **state)
 {
-	SQLITE_ONLY();
 	fx *f = *state;
 	insert_member_accounts(f, 2);
 	close_storage(f);
@@ -3335,15 +3351,13 @@ static void test_a_queued_fiber_is_woken_to_lead_the_next_commit(void **state)
 	fork_members(&a, 1, &child); /* member 0, writing member-0 */
 	bkv_fibers *fibers = join_with_fibers(f, g_group, 1);
 	const int wake_fd = bkv_storage_group_wake_fd(g_group, 1);
-	sqlite3 *db = raw_open(f);
-	raw_exec(db, "BEGIN IMMEDIATE");
+	write_block block = block_writes(f);
 	close(a.go_fd[0]);
 	assert_int_equal(tg_wait_for_commit(g_group, 0, 1, 0, WAIT_DEADLINE_S).leader, child);
 	lane_write w = {.s = f->s, .account = 1, .result = -1};
 	assert_true(bkv_fibers_run(fibers, lane_advance, &w));
 	tg_wait_for_commit(g_group, 0, 1, 1, WAIT_DEADLINE_S);
-	raw_exec(db, "ROLLBACK");
-	sqlite3_close(db);
+	release_writes(&block);
 	run_fibers(fibers, wake_fd, false);
 	assert_int_equal(w.result, BKV_STORAGE_OK);
 	assert_int_equal(wait_exit(child), BKV_STORAGE_OK);
@@ -3359,7 +3373,6 @@ static void test_a_queued_fiber_is_woken_to_lead_the_next_commit(void **state)
  * one without: it sleeps on its slot until its commit is done. */
 static void test_a_member_with_lanes_writes_off_a_fiber_by_sleeping(void **state)
 {
-	SQLITE_ONLY();
 	fx *f = *state;
 	insert_member_accounts(f, 1);
 	close_storage(f);
@@ -3395,8 +3408,7 @@ static void test_group_lanes_are_bounded(void **state)
 }
 
 /* A second committer is refused while the first runs; stopped, the first returns OK and
- * the members lead again; a storage that is a member, a missing group or one PostgreSQL
- * would join are refused. */
+ * the members lead again; a storage that is a member and a missing group are refused. */
 static void test_a_committer_is_alone_and_stops_on_request(void **state)
 {
 	fx *f = *state;
@@ -3405,11 +3417,6 @@ static void test_a_committer_is_alone_and_stops_on_request(void **state)
 	assert_non_null(g);
 	assert_int_equal(bkv_storage_group_commit(NULL, f->s, &go_on), BKV_STORAGE_ARGUMENT);
 	assert_int_equal(bkv_storage_group_commit(g, NULL, &go_on), BKV_STORAGE_ARGUMENT);
-	if (on_pg) {
-		assert_int_equal(bkv_storage_group_commit(g, f->s, &go_on), BKV_STORAGE_ARGUMENT);
-		bkv_storage_group_free(g);
-		return;
-	}
 	assert_int_equal(bkv_storage_join_group(f->s, g, 0), BKV_STORAGE_OK);
 	assert_int_equal(bkv_storage_group_commit(g, f->s, &go_on), BKV_STORAGE_ARGUMENT);
 	close_storage(f);
@@ -3506,15 +3513,13 @@ static pid_t hold_setup(fx *f, member_arg *a, pid_t pids[3], double slow_s)
 	const pid_t committer = tg_start_committer(g_group, f->url, CHILD_ALARM_S, WAIT_DEADLINE_S);
 	*a = (member_arg){.url = f->url, .write = announcer_or_writer};
 	fork_members(a, 3, pids);
-	sqlite3 *db = raw_open(f);
-	raw_exec(db, "BEGIN IMMEDIATE");
+	write_block block = block_writes(f);
 	close(a->go_fd[2]);
 	tg_wait_for_commit(g_group, 0, 1, 0, WAIT_DEADLINE_S);
 	const struct timespec slow = {(time_t)slow_s,
 	                              (long)((slow_s - (double)(time_t)slow_s) * 1e9)};
 	nanosleep(&slow, NULL);
-	raw_exec(db, "ROLLBACK");
-	sqlite3_close(db);
+	release_writes(&block);
 	assert_int_equal(wait_exit(pids[2]), BKV_STORAGE_OK);
 	close(a->go_fd[0]);
 	wait_expected(1, 0, 0);
@@ -3565,14 +3570,12 @@ static void release_hold_by(fx *f, uint32_t step)
  * share one commit: without the hold member 1 would have committed alone. */
 static void test_a_committer_holds_a_commit_for_a_write_on_its_way(void **state)
 {
-	SQLITE_ONLY();
 	release_hold_by(*state, STEP_WRITE);
 }
 
 /* A request that announced its write and ends without one releases the held commit. */
 static void test_an_announced_write_that_never_comes_releases_the_hold(void **state)
 {
-	SQLITE_ONLY();
 	release_hold_by(*state, STEP_END);
 }
 
@@ -3581,7 +3584,6 @@ static void test_an_announced_write_that_never_comes_releases_the_hold(void **st
  * announces. */
 static void test_a_hold_ends_when_its_time_is_up(void **state)
 {
-	SQLITE_ONLY();
 	fx *f = *state;
 	member_arg a;
 	pid_t pids[3];
@@ -3627,7 +3629,6 @@ static int join_and_die(fx *f, bool announce)
  * cannot make the committer hold every commit. */
 static void test_announced_writes_are_counted_until_queued_or_ended(void **state)
 {
-	SQLITE_ONLY();
 	fx *f = *state;
 	insert_member_accounts(f, 1);
 	g_group = bkv_storage_group_create(2);
@@ -3725,7 +3726,6 @@ static int grouped_crash_child(int index, void *argp)
  * is ever lost, and every row holds a whole state. */
 static void test_grouped_sigkill_never_loses_a_committed_update(void **state)
 {
-	SQLITE_ONLY();
 	fx *f = *state;
 	insert_member_accounts(f, GROUP_CRASH_MEMBERS);
 	close_storage(f);
@@ -4325,6 +4325,64 @@ static void test_pg_concurrent_rate_takes_never_exceed_the_burst(void **state)
 	assert_int_equal(total, 3);
 }
 
+#define ORDER_MEMBERS 8
+
+/* Member i advances "member-(ORDER_MEMBERS - 1 - i)": queued in member order, the writes
+ * come in descending account order. */
+static int advance_mirrored_account(bkv_storage *s, int index)
+{
+	return advance_own_account(s, ORDER_MEMBERS - 1 - index);
+}
+
+/* A batch writes its rows in account order whatever order its writes were queued in, so
+ * two replicas' batches that share rows lock them in the same order and cannot deadlock
+ * (storage_pg.c, pg_commit_batch). A trigger logs each row write with its transaction. */
+static void test_pg_a_batch_writes_its_rows_in_account_order(void **state)
+{
+	POSTGRESQL_ONLY();
+	fx *f = *state;
+	insert_member_accounts(f, ORDER_MEMBERS);
+	close_storage(f);
+	pg_exec("CREATE TABLE write_order (n bigserial, xid xid8, account bytea);"
+	        "CREATE FUNCTION bkv_test_order() RETURNS trigger LANGUAGE plpgsql AS $$BEGIN "
+	        "INSERT INTO write_order (xid, account) VALUES (pg_current_xact_id(), "
+	        "NEW.account_id); RETURN NEW; END$$;"
+	        "CREATE TRIGGER order_of_writes BEFORE UPDATE ON records FOR EACH ROW "
+	        "EXECUTE FUNCTION bkv_test_order()");
+	g_group = bkv_storage_group_create(ORDER_MEMBERS);
+	assert_non_null(g_group);
+	member_arg a = {.url = f->url, .write = advance_mirrored_account};
+	pid_t pids[ORDER_MEMBERS];
+	fork_members(&a, ORDER_MEMBERS, pids);
+	/* member 0 leads a commit that waits; the others queue behind it */
+	write_block block = block_writes(f);
+	close(a.go_fd[0]);
+	tg_wait_for_commit(g_group, 0, 1, 0, WAIT_DEADLINE_S);
+	for (int i = 1; i < ORDER_MEMBERS; i++) {
+		close(a.go_fd[i]);
+	}
+	tg_wait_for_commit(g_group, 0, 1, ORDER_MEMBERS - 1, WAIT_DEADLINE_S);
+	release_writes(&block);
+	for (int i = 0; i < ORDER_MEMBERS; i++) {
+		assert_int_equal(wait_exit(pids[i]), BKV_STORAGE_OK);
+	}
+	bkv_storage_group_free(g_group);
+	g_group = NULL;
+	/* one transaction wrote the seven queued rows, none of them after a greater one */
+	assert_int_equal(pg_int("SELECT count(*) FROM (SELECT xid FROM write_order GROUP BY xid "
+	                        "HAVING count(*) = 7) t"),
+	                 1);
+	assert_int_equal(pg_int("SELECT count(*) FROM (SELECT account < lag(account) OVER "
+	                        "(PARTITION BY xid ORDER BY n) AS back FROM write_order) w "
+	                        "WHERE back"),
+	                 0);
+	assert_int_equal(pg_int("SELECT count(*) FROM write_order"), ORDER_MEMBERS);
+	reopen(f);
+	for (int i = 0; i < ORDER_MEMBERS; i++) {
+		assert_int_equal(member_attempts(f, i), 1);
+	}
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
@@ -4432,6 +4490,7 @@ int main(void)
 	    T_OPEN(test_pg_rate_prune_deletes_only_buckets_that_are_full_again),
 	    T_OPEN(test_rate_take_rejects_bad_arguments),
 	    T_OPEN(test_pg_concurrent_rate_takes_never_exceed_the_burst),
+	    T_OPEN(test_pg_a_batch_writes_its_rows_in_account_order),
 	    /* PostgreSQL only */
 	    T_OPEN(test_pg_session_keeps_synchronous_commit_on_and_has_a_statement_timeout),
 	    T_OPEN(test_pg_statement_timeout_bounds_a_stuck_statement),

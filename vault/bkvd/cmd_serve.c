@@ -333,7 +333,8 @@ typedef struct children {
 	bool tls;
 	bkv_metrics *metrics_shm;
 	bkv_rate_limiter *limiter; /* shared by the workers; NULL when rate limits are off */
-	bkv_storage_group *group;  /* the workers' group commit; NULL unless SQLite */
+	bkv_storage_group *group;  /* the workers' group commit; NULL on PostgreSQL without a
+	                            * committer */
 	sigset_t child_mask; /* the mask bkvd started with, plus SIGHUP until a worker handles it */
 } children;
 
@@ -362,13 +363,13 @@ static pid_t spawn_worker(const bkvd_config *c, const children *ch, uint32_t mem
 	                  log_key));
 }
 
-/* The workers' commit group (SQLite), for /metrics. */
+/* The workers' commit group, for /metrics. */
 static void render_group(FILE *f, void *arg)
 {
 	bkv_storage_group_info gi;
 	bkv_storage_group_info_get(arg, &gi);
 	fprintf(f,
-	        "# HELP bkv_commits_total SQLite commits of the workers' writes (group commit).\n"
+	        "# HELP bkv_commits_total Commits of the workers' writes (group commit).\n"
 	        "# TYPE bkv_commits_total counter\n"
 	        "bkv_commits_total %" PRIu64 "\n"
 	        "# HELP bkv_commit_writes_total Writes those commits carried.\n"
@@ -496,10 +497,20 @@ static double fsync_ms(const char *db)
 	return t[4];
 }
 
-/* Whether a committer runs the SQLite commits ([vault] committer; auto: measured), and
- * the start-up line that says so, into line. */
+/* Whether a committer runs the workers' commits ([vault] committer; auto: measured beside
+ * an SQLite database, always on PostgreSQL, db NULL), and the start-up line that says so,
+ * into line. */
 static bool choose_committer(const bkvd_config *c, const char *db, char *line, size_t line_len)
 {
+	if (db == NULL) {
+		/* Each commit waits for a round trip and the server's WAL flush, never nothing. */
+		const bool on = c->committer != BKVD_COMMITTER_OFF;
+		snprintf(line, line_len, "%s ([vault] committer = %s, PostgreSQL)",
+		         on ? "commits run in a committer process"
+		            : "each worker runs its own commits, one request at a time",
+		         c->committer == BKVD_COMMITTER_AUTO ? "auto" : (on ? "on" : "off"));
+		return on;
+	}
 	const double ms = c->committer == BKVD_COMMITTER_AUTO ? fsync_ms(db) : -1;
 	const bool on = c->committer == BKVD_COMMITTER_AUTO ? ms < 0 || ms >= COMMITTER_FSYNC_MS
 	                                                    : c->committer == BKVD_COMMITTER_ON;
@@ -886,8 +897,7 @@ int bkvd_cmd_serve(int argc, char **argv)
 	}
 	const char *db = sqlite_path(config.storage);
 	char commits[128] = "";
-	const bool use_committer =
-	    db != NULL && choose_committer(&config, db, commits, sizeof(commits));
+	const bool use_committer = choose_committer(&config, db, commits, sizeof(commits));
 	uint32_t workers = o.workers_set ? o.workers : config.workers;
 	if (workers == 0) {
 		/* A worker without fibers serves one request at a time and sleeps while its
@@ -929,14 +939,16 @@ int bkvd_cmd_serve(int argc, char **argv)
 		                         &in_use, why, sizeof(why));
 		actual_metrics_port = ch.metrics_fd >= 0 ? bound_port(ch.metrics_fd) : 0;
 	}
-	/* Workers on one SQLite database commit together (storage.h, "Group commit"). */
+	/* The workers commit together (storage.h, "Group commit"): always on one SQLite
+	 * database, on PostgreSQL through a committer. */
 	/* (workers <= MAX_WORKERS keeps this at 4 lanes or more) */
 	uint32_t lanes = use_committer ? FIBERS_PER_WORKER : 1;
 	if (lanes > BKV_STORAGE_GROUP_SLOTS / workers)
 		lanes = BKV_STORAGE_GROUP_SLOTS / workers;
-	ch.group = db != NULL ? bkv_storage_group_create_lanes(workers, lanes) : NULL;
+	const bool grouped = db != NULL || use_committer;
+	ch.group = grouped ? bkv_storage_group_create_lanes(workers, lanes) : NULL;
 	const bool mapped = ch.metrics_shm != NULL && (!config.rate_limit.enabled || ch.limiter) &&
-	                    (db == NULL || ch.group != NULL);
+	                    (!grouped || ch.group != NULL);
 	if (!mapped || ch.reserved_fd < 0 || (metrics_listen[0] != '\0' && ch.metrics_fd < 0)) {
 		fprintf(stderr, "bkvd: %s\n",
 		        !mapped ? "cannot map shared metrics and rate limits" : why);
@@ -962,8 +974,7 @@ int bkvd_cmd_serve(int argc, char **argv)
 		fprintf(stderr, "bkvd: metrics on http://%s:%u/metrics\n", metrics_host,
 		        actual_metrics_port);
 	ch.use_committer = ch.group != NULL && use_committer;
-	if (ch.group != NULL)
-		fprintf(stderr, "bkvd: %s\n", commits);
+	fprintf(stderr, "bkvd: %s\n", commits);
 	if (bkv_storage_group_lanes(ch.group) > 1)
 		fprintf(stderr,
 		        "bkvd: each worker serves up to %u requests at once: one waits for its "

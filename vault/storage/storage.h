@@ -156,15 +156,17 @@ bkv_storage_err bkv_storage_blob_put(bkv_storage *s, const char *name, const uin
 bkv_storage_err bkv_storage_blob_delete(bkv_storage *s, const char *name);
 
 /* ---- Group commit ----
- * The worker processes of one host that share an SQLite database commit together: a
- * process queues its insert, update or delete in shared memory, and whichever process finds
- * no commit in flight commits every queued write in one transaction (one fsync), then wakes
- * the others. Each call still returns only after its own write is durable, with its own
- * result, exactly as without the group; a write whose leader died mid-commit is answered
- * UNAVAILABLE although it may have committed (as a connection lost during COMMIT is). Other
- * writes (blobs, reseal, the floor) are not grouped. PostgreSQL needs no group: concurrent
- * commits share their WAL flushes in the server. A process of its own may run every commit
- * instead of the members (bkv_storage_group_commit, below).
+ * The worker processes of one host that share a database commit together: a process
+ * queues its insert, update or delete in shared memory, and whichever process finds no
+ * commit in flight commits every queued write in one transaction (one fsync, or one WAL
+ * flush of PostgreSQL's), then wakes the others. Each call still returns only after its
+ * own write is durable, with its own result, exactly as without the group; a write whose
+ * leader died mid-commit is answered UNAVAILABLE although it may have committed (as a
+ * connection lost during COMMIT is). Other writes (blobs, reseal, the floor) are not
+ * grouped. A process of its own may run every commit instead of the members
+ * (bkv_storage_group_commit, below): what lets a member serve other requests on fibers
+ * while its writes wait. On PostgreSQL each host has its own group; the database orders
+ * the hosts' commits as it orders any writers' (storage_pg.c, pg_commit_batch).
  *
  * The group is mapped by the parent before fork (members: how many processes join, at most
  * BKV_STORAGE_GROUP_MAX), each child joins with its own member index, at most one process
@@ -219,7 +221,7 @@ void bkv_storage_expect_end(bkv_storage *s);
 /* The longest the committer holds a commit for writes on their way: at most as long as its
  * last commit took, and at most max_ns (default 1 ms; 0: it never holds). */
 void bkv_storage_group_set_hold_max(bkv_storage_group *g, uint64_t max_ns);
-/* ARGUMENT if the backend commits its own groups (PostgreSQL) or member is out of range.
+/* ARGUMENT if s is joined already or member is out of range.
  * A slot left by a dead process is cleared first. */
 bkv_storage_err bkv_storage_join_group(bkv_storage *s, bkv_storage_group *g, uint32_t member);
 /* The parent calls this for every child it reaps: a batch that child was committing is

@@ -1,6 +1,6 @@
 /*
- * storage_group.c - group commit for the processes of one host that share an SQLite
- * database (see "Group commit" in storage.h).
+ * storage_group.c - group commit for the processes of one host that share a database
+ * (see "Group commit" in storage.h).
  *
  * The group is one shared mapping, made before fork: a robust process-shared mutex, the
  * pid of the member that is committing (0 when none is), and one slot per member, with a

@@ -1045,6 +1045,90 @@ static bkv_storage_err pg_blob_delete(bkv_storage *s, const char *name)
 	return attempt(pg_of(s), true, blob_delete_body, &c);
 }
 
+/* ---- Group commit ---------------------------------------------------------------------- */
+
+static bkv_storage_err op_body(pg_storage *ps, void *p)
+{
+	const bkv_group_op *op = p;
+	switch (op->kind) {
+	case BKV_GROUP_INSERT:
+		return insert_body(ps, (void *)&op->record);
+	case BKV_GROUP_UPDATE: {
+		update_ctx c = {&op->record, op->expected_mac, op->expected_mac_len};
+		return update_body(ps, &c);
+	}
+	case BKV_GROUP_DELETE: {
+		account_ctx c = {op->record.account_id, op->record.account_id_len};
+		return delete_body(ps, &c);
+	}
+	}
+	return BKV_STORAGE_ARGUMENT;
+}
+
+typedef struct batch_ctx {
+	bkv_group_op **ops;
+	size_t n;
+} batch_ctx;
+
+/* Every op in turn; an op's own outcome (STALE, EXISTS, NOT_FOUND) is its result and the
+ * others go on. A statement that failed ends the batch with its error: PostgreSQL has
+ * aborted the transaction. */
+static bkv_storage_err batch_body(pg_storage *ps, void *p)
+{
+	const batch_ctx *c = p;
+	for (size_t i = 0; i < c->n; i++) {
+		const bkv_storage_err err = op_body(ps, c->ops[i]);
+		if (err == BKV_STORAGE_UNAVAILABLE || err == BKV_STORAGE_SEAL_FLOOR ||
+		    err == BKV_STORAGE_ARGUMENT)
+			return err;
+		c->ops[i]->result = err;
+	}
+	return BKV_STORAGE_OK;
+}
+
+/* Account order (bytea's: bytes, then length), then queue order. */
+static int by_account(const void *a, const void *b)
+{
+	const bkv_group_op *x = *(bkv_group_op *const *)a, *y = *(bkv_group_op *const *)b;
+	const size_t lx = x->record.account_id_len, ly = y->record.account_id_len;
+	const int c = memcmp(x->record.account_id, y->record.account_id, lx < ly ? lx : ly);
+	if (c != 0 || lx != ly)
+		return c != 0 ? c : (lx < ly ? -1 : 1);
+	return x < y ? -1 : (x > y);
+}
+
+/*
+ * The group's writes in one transaction, one COMMIT and one WAL flush. Rows are written in
+ * account order, so two replicas' batches lock shared rows in the same order and never
+ * deadlock each other. The transaction runs through attempt(), as a single write does:
+ * retried after a lost connection or a deadlock, its COMMIT settled when in doubt, and
+ * every result UNAVAILABLE if it did not commit. A statement that fails for one op alone
+ * (the seal floor's trigger, any other error) aborts the whole transaction in PostgreSQL;
+ * then, and nothing having committed, each op runs again in a transaction of its own, so
+ * only that op carries the refusal.
+ */
+static void pg_commit_batch(bkv_storage *s, bkv_group_op *const *ops, size_t n)
+{
+	pg_storage *ps = pg_of(s);
+	bkv_group_op *sorted[BKV_STORAGE_GROUP_SLOTS];
+	if (n == 0 || n > BKV_STORAGE_GROUP_SLOTS)
+		return;
+	memcpy(sorted, ops, n * sizeof(*ops));
+	qsort(sorted, n, sizeof(*sorted), by_account);
+	batch_ctx c = {sorted, n};
+	const bkv_storage_err err = attempt(ps, true, batch_body, &c);
+	const bool op_refused = err == BKV_STORAGE_SEAL_FLOOR || err == BKV_STORAGE_ARGUMENT ||
+	                        (err == BKV_STORAGE_UNAVAILABLE && ps->fault == FAULT_ERROR);
+	for (size_t i = 0; i < n && err != BKV_STORAGE_OK; i++) {
+		if (!op_refused)
+			sorted[i]->result = BKV_STORAGE_UNAVAILABLE;
+		else if (n == 1)
+			sorted[i]->result = err;
+		else
+			sorted[i]->result = attempt(ps, true, op_body, sorted[i]);
+	}
+}
+
 static void pg_close(bkv_storage *s)
 {
 	pg_storage *ps = pg_of(s);
@@ -1069,6 +1153,7 @@ static const bkv_storage_ops pg_ops = {
     .blob_delete = pg_blob_delete,
     .rate_take = pg_rate_take,
     .rate_prune = pg_rate_prune,
+    .commit_batch = pg_commit_batch,
 };
 
 /* ---- Schema ---------------------------------------------------------------------------- */
