@@ -556,9 +556,9 @@ static commit_outcome settle(pg_storage *ps, const char *xid)
 	return IN_DOUBT;
 }
 
-static commit_outcome commit(pg_storage *ps, const char *xid)
+/* What became of transaction xid, from its COMMIT's result res (taken; NULL if none came). */
+static commit_outcome commit_result(pg_storage *ps, const char *xid, PGresult *res)
 {
-	PGresult *res = PQexec(ps->conn, "COMMIT");
 	if (PQresultStatus(res) == PGRES_COMMAND_OK) {
 		/* COMMIT of a failed transaction answers "ROLLBACK", not an error */
 		const bool ok = strcmp(PQcmdStatus(res), "COMMIT") == 0 &&
@@ -575,9 +575,14 @@ static commit_outcome commit(pg_storage *ps, const char *xid)
 		rollback(ps); /* a failed COMMIT has already rolled back; make sure */
 		return ABORTED;
 	}
-	const commit_outcome outcome = settle(ps, xid);
+	const commit_outcome outcome = xid[0] != '\0' ? settle(ps, xid) : IN_DOUBT;
 	ps->fault = FAULT_LOST;
 	return outcome;
+}
+
+static commit_outcome commit(pg_storage *ps, const char *xid)
+{
+	return commit_result(ps, xid, PQexec(ps->conn, "COMMIT"));
 }
 
 /* The body of a call: statements on ps->conn. Returns OK to commit (when in a transaction),
@@ -585,11 +590,19 @@ static commit_outcome commit(pg_storage *ps, const char *xid)
  * back and return. */
 typedef bkv_storage_err (*body_fn)(pg_storage *ps, void *ctx);
 
-/* Runs body, in a transaction if it writes, at most MAX_TRIES times and not after
- * RETRY_WINDOW_S: again after a serialization failure or deadlock, or after losing the
- * connection before COMMIT (the server aborts the transaction) or at COMMIT if the
- * transaction is known to have aborted. */
-static bkv_storage_err attempt(pg_storage *ps, bool write, body_fn body, void *ctx)
+/* One run of a call on a connected ps. Sets *again when the call may run once more:
+ * nothing committed, and the failure was a serialization failure, a deadlock or a lost
+ * connection. */
+typedef bkv_storage_err (*run_fn)(pg_storage *ps, void *ctx, bool *again);
+
+static bool may_run_again(const pg_storage *ps)
+{
+	return ps->fault == FAULT_RETRY || ps->fault == FAULT_LOST;
+}
+
+/* Runs once at most MAX_TRIES times and not after RETRY_WINDOW_S, as long as it says it
+ * may run again. */
+static bkv_storage_err attempt_runs(pg_storage *ps, run_fn once, void *ctx)
 {
 	const double start = now_monotonic();
 	for (int t = 0; t < MAX_TRIES; t++) {
@@ -600,33 +613,54 @@ static bkv_storage_err attempt(pg_storage *ps, bool write, body_fn body, void *c
 		if (!ensure_connected(ps))
 			return BKV_STORAGE_UNAVAILABLE;
 		ps->fault = FAULT_NONE;
-		char xid[24] = "";
-		if (write && !begin(ps, xid)) {
-			if (ps->fault == FAULT_RETRY || ps->fault == FAULT_LOST)
-				continue;
-			return BKV_STORAGE_UNAVAILABLE;
-		}
-		bkv_storage_err err = body(ps, ctx);
-		if (err != BKV_STORAGE_OK || !write) {
-			if (write)
-				rollback(ps);
-			if (err == BKV_STORAGE_UNAVAILABLE &&
-			    (ps->fault == FAULT_RETRY || ps->fault == FAULT_LOST))
-				continue;
+		bool again = false;
+		const bkv_storage_err err = once(ps, ctx, &again);
+		if (!again)
 			return err;
-		}
-		switch (commit(ps, xid)) {
-		case COMMITTED:
-			return BKV_STORAGE_OK;
-		case ABORTED:
-			if (ps->fault == FAULT_RETRY || ps->fault == FAULT_LOST)
-				continue;
-			return BKV_STORAGE_UNAVAILABLE;
-		case IN_DOUBT:
-			return BKV_STORAGE_UNAVAILABLE;
-		}
 	}
 	return BKV_STORAGE_UNAVAILABLE;
+}
+
+typedef struct call {
+	bool write;
+	body_fn body;
+	void *ctx;
+} call;
+
+/* body, in a transaction if it writes: BEGIN, body and COMMIT, a round trip each. A lost
+ * connection before COMMIT, or at COMMIT if the transaction is known to have aborted, may
+ * run again. */
+static bkv_storage_err run_call(pg_storage *ps, void *p, bool *again)
+{
+	const call *c = p;
+	char xid[24] = "";
+	if (c->write && !begin(ps, xid)) {
+		*again = may_run_again(ps);
+		return BKV_STORAGE_UNAVAILABLE;
+	}
+	const bkv_storage_err err = c->body(ps, c->ctx);
+	if (err != BKV_STORAGE_OK || !c->write) {
+		if (c->write)
+			rollback(ps);
+		*again = err == BKV_STORAGE_UNAVAILABLE && may_run_again(ps);
+		return err;
+	}
+	switch (commit(ps, xid)) {
+	case COMMITTED:
+		return BKV_STORAGE_OK;
+	case ABORTED:
+		*again = may_run_again(ps);
+		return BKV_STORAGE_UNAVAILABLE;
+	case IN_DOUBT:
+		break;
+	}
+	return BKV_STORAGE_UNAVAILABLE;
+}
+
+static bkv_storage_err attempt(pg_storage *ps, bool write, body_fn body, void *ctx)
+{
+	call c = {write, body, ctx};
+	return attempt_runs(ps, run_call, &c);
 }
 
 /* ---- Operations ------------------------------------------------------------------------ */
@@ -695,77 +729,87 @@ static bkv_storage_err run_counted(pg_storage *ps, const char *name, const param
 	return BKV_STORAGE_OK;
 }
 
-static bkv_storage_err insert_body(pg_storage *ps, void *p)
+/* The parameters of a grouped write into q, and its statement's name. */
+static const char *op_params(const bkv_group_op *op, params *q)
 {
-	params q = {.n = 0};
-	p_record(&q, p, now_unix());
-	uint64_t n = 0;
-	bkv_storage_err err = run_counted(ps, "insert", &q, &n);
-	if (err == BKV_STORAGE_OK && n == 0)
-		err = BKV_STORAGE_EXISTS;
+	*q = (params){.n = 0};
+	switch (op->kind) {
+	case BKV_GROUP_INSERT:
+		p_record(q, &op->record, now_unix());
+		return "insert";
+	case BKV_GROUP_UPDATE:
+		p_record(q, &op->record, now_unix());
+		p_bytes(q, op->expected_mac, op->expected_mac_len);
+		return "update";
+	case BKV_GROUP_DELETE:
+		p_bytes(q, op->record.account_id, op->record.account_id_len);
+		return "delete";
+	}
+	return NULL;
+}
+
+/* What a write that changed no row means: an insert found the account, a delete did not,
+ * and an update found no row or another MAC (STALE here; exists_or_not_found tells). */
+static bkv_storage_err no_row_changed(bkv_group_kind kind)
+{
+	return kind == BKV_GROUP_INSERT
+	           ? BKV_STORAGE_EXISTS
+	           : (kind == BKV_GROUP_DELETE ? BKV_STORAGE_NOT_FOUND : BKV_STORAGE_STALE);
+}
+
+/* An update that changed nothing: STALE if the account has a row, else NOT_FOUND. */
+static bkv_storage_err exists_or_not_found(pg_storage *ps, const uint8_t *account, size_t len)
+{
+	params k = {.n = 0};
+	p_bytes(&k, account, len);
+	PGresult *res = run(ps, "exists", &k);
+	if (res == NULL)
+		return BKV_STORAGE_UNAVAILABLE;
+	const bkv_storage_err err = PQntuples(res) > 0 ? BKV_STORAGE_STALE : BKV_STORAGE_NOT_FOUND;
+	PQclear(res);
 	return err;
+}
+
+/* One grouped write, inside the caller's transaction. */
+static bkv_storage_err op_body(pg_storage *ps, void *p)
+{
+	const bkv_group_op *op = p;
+	params q;
+	const char *name = op_params(op, &q);
+	if (name == NULL)
+		return BKV_STORAGE_ARGUMENT;
+	uint64_t n = 0;
+	bkv_storage_err err = run_counted(ps, name, &q, &n);
+	if (err != BKV_STORAGE_OK || n > 0)
+		return err;
+	err = no_row_changed(op->kind);
+	return err == BKV_STORAGE_STALE
+	           ? exists_or_not_found(ps, op->record.account_id, op->record.account_id_len)
+	           : err;
 }
 
 static bkv_storage_err pg_insert(bkv_storage *s, const bkv_record *r)
 {
-	return attempt(pg_of(s), true, insert_body, (void *)r);
-}
-
-typedef struct update_ctx {
-	const bkv_record *r;
-	const uint8_t *expected_mac;
-	size_t expected_mac_len;
-} update_ctx;
-
-static bkv_storage_err update_body(pg_storage *ps, void *p)
-{
-	const update_ctx *c = p;
-	params q = {.n = 0};
-	p_record(&q, c->r, now_unix());
-	p_bytes(&q, c->expected_mac, c->expected_mac_len);
-	uint64_t n = 0;
-	bkv_storage_err err = run_counted(ps, "update", &q, &n);
-	if (err != BKV_STORAGE_OK || n > 0)
-		return err;
-	/* Nothing matched: no row, or another MAC. */
-	params k = {.n = 0};
-	p_bytes(&k, c->r->account_id, c->r->account_id_len);
-	PGresult *res = run(ps, "exists", &k);
-	if (res == NULL)
-		return BKV_STORAGE_UNAVAILABLE;
-	err = PQntuples(res) > 0 ? BKV_STORAGE_STALE : BKV_STORAGE_NOT_FOUND;
-	PQclear(res);
-	return err;
+	bkv_group_op op = {.kind = BKV_GROUP_INSERT, .record = *r};
+	return attempt(pg_of(s), true, op_body, &op);
 }
 
 static bkv_storage_err pg_update(bkv_storage *s, const bkv_record *r, const uint8_t *expected_mac,
                                  size_t expected_mac_len)
 {
-	update_ctx c = {r, expected_mac, expected_mac_len};
-	return attempt(pg_of(s), true, update_body, &c);
-}
-
-typedef struct account_ctx {
-	const uint8_t *account;
-	size_t len;
-} account_ctx;
-
-static bkv_storage_err delete_body(pg_storage *ps, void *p)
-{
-	const account_ctx *c = p;
-	params q = {.n = 0};
-	p_bytes(&q, c->account, c->len);
-	uint64_t n = 0;
-	bkv_storage_err err = run_counted(ps, "delete", &q, &n);
-	if (err == BKV_STORAGE_OK && n == 0)
-		err = BKV_STORAGE_NOT_FOUND;
-	return err;
+	bkv_group_op op = {.kind = BKV_GROUP_UPDATE, .record = *r};
+	if (expected_mac_len > 0) /* (storage.c checked it) */
+		memcpy(op.expected_mac, expected_mac, expected_mac_len);
+	op.expected_mac_len = expected_mac_len;
+	return attempt(pg_of(s), true, op_body, &op);
 }
 
 static bkv_storage_err pg_delete(bkv_storage *s, const uint8_t *account, size_t len)
 {
-	account_ctx c = {account, len};
-	return attempt(pg_of(s), true, delete_body, &c);
+	bkv_group_op op = {.kind = BKV_GROUP_DELETE};
+	memcpy(op.record.account_id, account, len); /* (storage.c checked it) */
+	op.record.account_id_len = len;
+	return attempt(pg_of(s), true, op_body, &op);
 }
 
 typedef struct list_ctx {
@@ -1047,45 +1091,6 @@ static bkv_storage_err pg_blob_delete(bkv_storage *s, const char *name)
 
 /* ---- Group commit ---------------------------------------------------------------------- */
 
-static bkv_storage_err op_body(pg_storage *ps, void *p)
-{
-	const bkv_group_op *op = p;
-	switch (op->kind) {
-	case BKV_GROUP_INSERT:
-		return insert_body(ps, (void *)&op->record);
-	case BKV_GROUP_UPDATE: {
-		update_ctx c = {&op->record, op->expected_mac, op->expected_mac_len};
-		return update_body(ps, &c);
-	}
-	case BKV_GROUP_DELETE: {
-		account_ctx c = {op->record.account_id, op->record.account_id_len};
-		return delete_body(ps, &c);
-	}
-	}
-	return BKV_STORAGE_ARGUMENT;
-}
-
-typedef struct batch_ctx {
-	bkv_group_op **ops;
-	size_t n;
-} batch_ctx;
-
-/* Every op in turn; an op's own outcome (STALE, EXISTS, NOT_FOUND) is its result and the
- * others go on. A statement that failed ends the batch with its error: PostgreSQL has
- * aborted the transaction. */
-static bkv_storage_err batch_body(pg_storage *ps, void *p)
-{
-	const batch_ctx *c = p;
-	for (size_t i = 0; i < c->n; i++) {
-		const bkv_storage_err err = op_body(ps, c->ops[i]);
-		if (err == BKV_STORAGE_UNAVAILABLE || err == BKV_STORAGE_SEAL_FLOOR ||
-		    err == BKV_STORAGE_ARGUMENT)
-			return err;
-		c->ops[i]->result = err;
-	}
-	return BKV_STORAGE_OK;
-}
-
 /* Account order (bytea's: bytes, then length), then queue order. */
 static int by_account(const void *a, const void *b)
 {
@@ -1097,15 +1102,135 @@ static int by_account(const void *a, const void *b)
 	return x < y ? -1 : (x > y);
 }
 
+/* The next result of a pipeline: NULL (ps->fault set) if the connection failed. Swallows
+ * the NULL that ends each query's results. */
+static PGresult *pipeline_result(pg_storage *ps)
+{
+	PGresult *res = PQgetResult(ps->conn);
+	if (res == NULL) {
+		classify(ps, NULL);
+		return NULL;
+	}
+	if (PQresultStatus(res) != PGRES_PIPELINE_SYNC) {
+		PGresult *extra = PQgetResult(ps->conn);
+		if (extra != NULL) { /* (one result per statement here) */
+			PQclear(extra);
+			ps->fault = FAULT_LOST;
+			ps->ready = false; /* out of step: reconnect before the next call */
+		}
+	}
+	return res;
+}
+
+/* The fault of a statement's result in a pipeline (FAULT_NONE if it succeeded); after the
+ * first failure the server skips the rest of the pipeline (PGRES_PIPELINE_ABORTED). */
+static void note_fault(pg_storage *ps, const PGresult *res)
+{
+	const ExecStatusType st = PQresultStatus(res);
+	if (ps->fault == FAULT_NONE && st != PGRES_COMMAND_OK && st != PGRES_TUPLES_OK)
+		classify(ps, st == PGRES_PIPELINE_ABORTED ? NULL : res);
+}
+
+typedef struct batch_ctx {
+	bkv_group_op **ops;
+	size_t n;
+} batch_ctx;
+
 /*
- * The group's writes in one transaction, one COMMIT and one WAL flush. Rows are written in
- * account order, so two replicas' batches lock shared rows in the same order and never
- * deadlock each other. The transaction runs through attempt(), as a single write does:
- * retried after a lost connection or a deadlock, its COMMIT settled when in doubt, and
- * every result UNAVAILABLE if it did not commit. A statement that fails for one op alone
- * (the seal floor's trigger, any other error) aborts the whole transaction in PostgreSQL;
- * then, and nothing having committed, each op runs again in a transaction of its own, so
- * only that op carries the refusal.
+ * One run of a batch, in one round trip: BEGIN, the transaction's id, every write and
+ * COMMIT go out in one pipeline, and their results come back together. A session the
+ * server ends (pg_terminate_backend, a restart) still sends what it had computed before
+ * its error, the id among it, to settle the COMMIT with; a connection cut without a word
+ * leaves the batch in doubt (UNAVAILABLE), as a lost COMMIT does. Each write's result is
+ * set from the rows it changed; an update that changed none is STALE until run_batch's
+ * caller tells it from NOT_FOUND.
+ */
+static bkv_storage_err run_batch(pg_storage *ps, void *p, bool *again)
+{
+	const batch_ctx *c = p;
+	static const char *const begin_sql = "BEGIN ISOLATION LEVEL READ COMMITTED, READ WRITE";
+	bool sent = PQenterPipelineMode(ps->conn) == 1 &&
+	            PQsendQueryParams(ps->conn, begin_sql, 0, NULL, NULL, NULL, NULL, 1) == 1 &&
+	            PQsendQueryParams(ps->conn, "SELECT pg_current_xact_id()::text", 0, NULL, NULL,
+	                              NULL, NULL, 0) == 1;
+	for (size_t i = 0; i < c->n && sent; i++) {
+		params q;
+		const char *name = op_params(c->ops[i], &q);
+		sent = name != NULL && PQsendQueryPrepared(ps->conn, name, q.n, q.values, q.lengths,
+		                                           q.formats, 1) == 1;
+	}
+	sent = sent && PQsendQueryParams(ps->conn, "COMMIT", 0, NULL, NULL, NULL, NULL, 1) == 1 &&
+	       PQpipelineSync(ps->conn) == 1;
+	if (!sent) {
+		/* nothing was sent, or the connection failed on the way: settled as lost, since
+		 * part of it may have reached the server without the id */
+		classify(ps, NULL);
+		return BKV_STORAGE_UNAVAILABLE;
+	}
+	char xid[24] = "";
+	PGresult *res = pipeline_result(ps); /* BEGIN */
+	if (res != NULL) {
+		note_fault(ps, res);
+		PQclear(res);
+		res = pipeline_result(ps); /* the id */
+	}
+	if (res != NULL) {
+		note_fault(ps, res);
+		if (ps->fault == FAULT_NONE && PQntuples(res) == 1 && PQgetlength(res, 0, 0) < 24)
+			snprintf(xid, sizeof(xid), "%s", PQgetvalue(res, 0, 0));
+		PQclear(res);
+	}
+	for (size_t i = 0; i < c->n && ps->fault != FAULT_LOST; i++) {
+		res = pipeline_result(ps);
+		if (res == NULL)
+			break;
+		note_fault(ps, res);
+		if (PQresultStatus(res) == PGRES_COMMAND_OK)
+			c->ops[i]->result =
+			    affected(res) > 0 ? BKV_STORAGE_OK : no_row_changed(c->ops[i]->kind);
+		PQclear(res);
+	}
+	const pg_fault fault = ps->fault;
+	PGresult *commit_res = fault != FAULT_LOST ? pipeline_result(ps) : NULL;
+	res = ps->fault != FAULT_LOST ? pipeline_result(ps) : NULL; /* the sync */
+	if (PQresultStatus(res) != PGRES_PIPELINE_SYNC || PQexitPipelineMode(ps->conn) != 1) {
+		ps->fault = FAULT_LOST;
+		ps->ready = false; /* never reused half-read: reconnected before the next call */
+	}
+	PQclear(res);
+	if (fault != FAULT_NONE && fault != FAULT_LOST) {
+		/* a statement failed: the COMMIT was skipped and the transaction aborted */
+		PQclear(commit_res);
+		ps->fault = fault;
+		rollback(ps);
+		*again = fault == FAULT_RETRY;
+		return fault == FAULT_SEAL_FLOOR ? BKV_STORAGE_SEAL_FLOOR : BKV_STORAGE_UNAVAILABLE;
+	}
+	if (ps->fault == FAULT_LOST) {
+		PQclear(commit_res);
+		commit_res = NULL;
+	}
+	switch (commit_result(ps, xid, commit_res)) {
+	case COMMITTED:
+		return BKV_STORAGE_OK;
+	case ABORTED:
+		*again = may_run_again(ps);
+		return BKV_STORAGE_UNAVAILABLE;
+	case IN_DOUBT:
+		break;
+	}
+	return BKV_STORAGE_UNAVAILABLE;
+}
+
+/*
+ * The group's writes in one transaction, one round trip and one WAL flush (run_batch).
+ * Rows are written in account order, so two replicas' batches lock shared rows in the same
+ * order and never deadlock each other. The batch runs as a single write does: again after
+ * a lost connection or a deadlock, its COMMIT settled when in doubt, and every result
+ * UNAVAILABLE if it did not commit. A statement that fails for one write alone (the seal
+ * floor's trigger, any other error) aborts the whole transaction in PostgreSQL; then, and
+ * nothing having committed, each write runs again in a transaction of its own, so only
+ * that one carries the refusal.
  */
 static void pg_commit_batch(bkv_storage *s, bkv_group_op *const *ops, size_t n)
 {
@@ -1116,16 +1241,23 @@ static void pg_commit_batch(bkv_storage *s, bkv_group_op *const *ops, size_t n)
 	memcpy(sorted, ops, n * sizeof(*ops));
 	qsort(sorted, n, sizeof(*sorted), by_account);
 	batch_ctx c = {sorted, n};
-	const bkv_storage_err err = attempt(ps, true, batch_body, &c);
-	const bool op_refused = err == BKV_STORAGE_SEAL_FLOOR || err == BKV_STORAGE_ARGUMENT ||
+	const bkv_storage_err err = attempt_runs(ps, run_batch, &c);
+	const bool op_refused = err == BKV_STORAGE_SEAL_FLOOR ||
 	                        (err == BKV_STORAGE_UNAVAILABLE && ps->fault == FAULT_ERROR);
-	for (size_t i = 0; i < n && err != BKV_STORAGE_OK; i++) {
-		if (!op_refused)
-			sorted[i]->result = BKV_STORAGE_UNAVAILABLE;
-		else if (n == 1)
-			sorted[i]->result = err;
-		else
-			sorted[i]->result = attempt(ps, true, op_body, sorted[i]);
+	for (size_t i = 0; i < n; i++) {
+		bkv_group_op *op = sorted[i];
+		if (err == BKV_STORAGE_OK) {
+			/* committed; an update that changed nothing found no row, or another MAC */
+			if (op->result == BKV_STORAGE_STALE)
+				op->result = exists_or_not_found(ps, op->record.account_id,
+				                                 op->record.account_id_len);
+		} else if (!op_refused) {
+			op->result = BKV_STORAGE_UNAVAILABLE;
+		} else if (n == 1) {
+			op->result = err;
+		} else {
+			op->result = attempt(ps, true, op_body, op);
+		}
 	}
 }
 
