@@ -4104,6 +4104,33 @@ static void test_pg_a_batch_whose_session_dies_runs_again_and_counts_once(void *
 	}
 }
 
+/* A batch sent on a session the server ended while it was idle (a restart, an operator's
+ * pg_terminate_backend) meets that session's error in answer to its BEGIN: nothing of it
+ * ran, so it runs again on a new connection instead of being left in doubt. */
+static void test_pg_a_batch_on_a_session_the_server_ended_runs_again(void **state)
+{
+	POSTGRESQL_ONLY();
+	fx *f = *state;
+	bkv_storage_group *g = bkv_storage_group_create(1);
+	assert_non_null(g);
+	assert_int_equal(bkv_storage_join_group(f->s, g, 0), BKV_STORAGE_OK);
+	insert_new(f, LIT("alice"));
+	const bkv_record r = advance_ok(f, LIT("alice"));
+	const bkv_record n = next_state(&r);
+	/* the batch is the first statement on the ended session */
+	assert_int_equal(pg_int("SELECT count(pg_terminate_backend(pid)) FROM pg_stat_activity "
+	                        "WHERE datname = current_database() AND pid <> pg_backend_pid()"),
+	                 1);
+	assert_int_equal(bkv_storage_update(f->s, &n, r.mac, r.mac_len), BKV_STORAGE_OK);
+	bkv_storage_group_info gi;
+	bkv_storage_group_info_get(g, &gi);
+	assert_int_equal(gi.writes, 3);
+	close_storage(f);
+	bkv_storage_group_free(g);
+	reopen(f);
+	assert_int_equal(get_ok(f, LIT("alice")).attempts_used, 2);
+}
+
 static void test_pg_a_commit_whose_answer_is_lost_is_settled_as_committed(void **state)
 {
 	POSTGRESQL_ONLY();
@@ -4592,6 +4619,7 @@ int main(void)
 	    T_OPEN(test_pg_concurrent_rate_takes_never_exceed_the_burst),
 	    T_OPEN(test_pg_a_batch_writes_its_rows_in_account_order),
 	    T_OPEN(test_pg_a_batch_whose_session_dies_runs_again_and_counts_once),
+	    T_OPEN(test_pg_a_batch_on_a_session_the_server_ended_runs_again),
 	    /* PostgreSQL only */
 	    T_OPEN(test_pg_session_keeps_synchronous_commit_on_and_has_a_statement_timeout),
 	    T_OPEN(test_pg_statement_timeout_bounds_a_stuck_statement),

@@ -1169,6 +1169,9 @@ static bkv_storage_err run_batch(pg_storage *ps, void *p, bool *again)
 	}
 	char xid[24] = "";
 	PGresult *res = pipeline_result(ps); /* BEGIN */
+	/* An error in answer to BEGIN (a session the server had ended already, say) means the
+	 * server ran none of it: after an error it skips all up to the sync. */
+	const bool refused = res != NULL && PQresultStatus(res) != PGRES_COMMAND_OK;
 	if (res != NULL) {
 		note_fault(ps, res);
 		PQclear(res);
@@ -1209,6 +1212,10 @@ static bkv_storage_err run_batch(pg_storage *ps, void *p, bool *again)
 	if (ps->fault == FAULT_LOST) {
 		PQclear(commit_res);
 		commit_res = NULL;
+		if (refused) {
+			*again = true;
+			return BKV_STORAGE_UNAVAILABLE;
+		}
 	}
 	switch (commit_result(ps, xid, commit_res)) {
 	case COMMITTED:
