@@ -25,6 +25,10 @@
  *    change may have committed: the only case where UNAVAILABLE does not mean "nothing
  *    committed". The caller re-reads the row and finds either the MAC it expected or the
  *    one it wrote, never anything in between.
+ *  - A group's writes (storage.h, "Group commit") commit as one such transaction, sent
+ *    in one libpq pipeline: one round trip and one WAL flush for every write of the
+ *    host's batch (pg_commit_batch). A COMMIT sent in a pipeline runs even if the
+ *    process that sent it dies first: its writes are in doubt, as above.
  *  - A lost connection is re-established on the next call (PQreset), at once the first
  *    time, then no more often than an exponential backoff (50 ms .. 1 s) allows; while
  *    the backoff runs, calls fail at once with BKV_STORAGE_UNAVAILABLE. Connecting is
