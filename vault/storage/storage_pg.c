@@ -625,6 +625,15 @@ static bkv_storage_err attempt_runs(pg_storage *ps, run_fn once, void *ctx)
 	return BKV_STORAGE_UNAVAILABLE;
 }
 
+/* A run's result from its COMMIT's outcome; one that aborted may run again. */
+static bkv_storage_err after_commit(const pg_storage *ps, commit_outcome outcome, bool *again)
+{
+	if (outcome == COMMITTED)
+		return BKV_STORAGE_OK;
+	*again = outcome == ABORTED && may_run_again(ps);
+	return BKV_STORAGE_UNAVAILABLE;
+}
+
 typedef struct call {
 	bool write;
 	body_fn body;
@@ -649,16 +658,7 @@ static bkv_storage_err run_call(pg_storage *ps, void *p, bool *again)
 		*again = err == BKV_STORAGE_UNAVAILABLE && may_run_again(ps);
 		return err;
 	}
-	switch (commit(ps, xid)) {
-	case COMMITTED:
-		return BKV_STORAGE_OK;
-	case ABORTED:
-		*again = may_run_again(ps);
-		return BKV_STORAGE_UNAVAILABLE;
-	case IN_DOUBT:
-		break;
-	}
-	return BKV_STORAGE_UNAVAILABLE;
+	return after_commit(ps, commit(ps, xid), again);
 }
 
 static bkv_storage_err attempt(pg_storage *ps, bool write, body_fn body, void *ctx)
@@ -1221,16 +1221,7 @@ static bkv_storage_err run_batch(pg_storage *ps, void *p, bool *again)
 			return BKV_STORAGE_UNAVAILABLE;
 		}
 	}
-	switch (commit_result(ps, xid, commit_res)) {
-	case COMMITTED:
-		return BKV_STORAGE_OK;
-	case ABORTED:
-		*again = may_run_again(ps);
-		return BKV_STORAGE_UNAVAILABLE;
-	case IN_DOUBT:
-		break;
-	}
-	return BKV_STORAGE_UNAVAILABLE;
+	return after_commit(ps, commit_result(ps, xid, commit_res), again);
 }
 
 /*
