@@ -3819,7 +3819,8 @@ static void test_grouped_sigkill_never_loses_a_committed_update(void **state)
 /* ------------------------------------------------------------------------------------ */
 
 /* The backend's own session, seen from a trigger: synchronous_commit stays on even when the
- * database's default says off, a statement timeout is set, and writes run READ COMMITTED. */
+ * database's default says off, a statement timeout is set, and writes run READ COMMITTED.
+ * A rate take alone commits without waiting for the flush, and that does not outlive it. */
 static void test_pg_session_keeps_synchronous_commit_on_and_has_a_statement_timeout(void **state)
 {
 	POSTGRESQL_ONLY();
@@ -3833,16 +3834,27 @@ static void test_pg_session_keeps_synchronous_commit_on_and_has_a_statement_time
 	        "current_setting('statement_timeout'), current_setting('transaction_isolation'), "
 	        "current_setting('application_name')); RETURN NEW; END$$;"
 	        "CREATE TRIGGER capture BEFORE INSERT OR UPDATE ON records FOR EACH ROW "
+	        "EXECUTE FUNCTION bkv_test_capture();"
+	        "CREATE TRIGGER capture BEFORE INSERT OR UPDATE ON bkv_rate_buckets FOR EACH ROW "
 	        "EXECUTE FUNCTION bkv_test_capture()");
 	assert_int_equal(pg_int("SELECT count(*) FROM pg_db_role_setting WHERE setdatabase = "
 	                        "(SELECT oid FROM pg_database WHERE datname = current_database())"),
 	                 1);
 	reopen(f);
 	insert_new(f, LIT("alice"));
+	/* a rate take, between two writes on the same session: its own transaction alone
+	 * commits without waiting for the WAL flush */
+	bool taken = false;
+	uint64_t level = 0;
+	assert_int_equal(bkv_storage_rate_take(f->s, LIT("bucket"), 10, 1, 1, 1000, &taken, &level),
+	                 BKV_STORAGE_OK);
+	assert_true(taken);
 	advance_ok(f, LIT("alice"));
 	assert_int_equal(pg_int("SELECT count(*) FROM seen WHERE sync = 'on' AND timeout = '5s' "
 	                        "AND isolation = 'read committed' AND app = 'bkvd'"),
 	                 2);
+	assert_int_equal(pg_int("SELECT count(*) FROM seen WHERE sync = 'off'"), 1);
+	assert_int_equal(pg_int("SELECT count(*) FROM seen"), 3);
 }
 
 /* A statement stuck in the database is cut off by the statement timeout (here 500 ms,

@@ -192,10 +192,15 @@ static const statement statements[] = {
      {I}},
     /* $1 key, $2 capacity, $3 cost, $4 refill per ms, $5 now: one UPSERT refills the
      * bucket for the time since its last take (clamped to $2 ms, so no product overflows),
-     * takes $3 if it holds that much, and never moves updated_ms back */
+     * takes $3 if it holds that much, and never moves updated_ms back. Its own implicit
+     * transaction commits without waiting for the WAL flush (synchronous_commit off for
+     * that transaction alone): a take is not worth a flush, and one the server loses in a
+     * crash (the last few hundred ms) only lets a few more requests through, while the
+     * attempt limit stays durable (docs/SECURITY.md) */
     {"rate_take",
      "INSERT INTO bkv_rate_buckets AS b (key, level, taken, updated_ms, full_at_ms) "
-     "VALUES ($1, $2 - $3, true, $5, $5 + ($3 + $4 - 1) / $4) "
+     "SELECT $1, $2 - $3, true, $5, $5 + ($3 + $4 - 1) / $4 "
+     "FROM (SELECT set_config('synchronous_commit', 'off', true)) AS no_flush_wait "
      "ON CONFLICT (key) DO UPDATE SET (level, taken, updated_ms, full_at_ms) = ("
      " SELECT n.level, n.taken, greatest(b.updated_ms, $5),"
      "  greatest(b.updated_ms, $5) + ($2 - n.level + $4 - 1) / $4"
