@@ -7,7 +7,9 @@
 # [rate_limit] line stops bkvd at start. With SQLite: one bkvd with 2 workers (the workers
 # share the buckets). With BKV_TEST_PG_URL (tests/with-postgres): two bkvd replicas on one
 # database, 1 worker each, share the per-account budget (the requests alternate between
-# them, so neither replica's own table alone would refuse the fourth).
+# them, so neither replica's own table alone would refuse the fourth); the first runs its
+# commits in a committer ([vault] committer = auto), the second with committer = off, each
+# worker committing its own, and each says so at start.
 #
 #   tests/with-vault tests/test_rate_limit_http.sh BUILD_BIN_DIR
 set -euo pipefail
@@ -64,9 +66,13 @@ bad_config "an unknown method" "per_account.GetConfig = 10/min" \
 bad_config "an unknown scope" "per_host.GetStatus = 10/min" \
   "unknown key [rate_limit] per_host.GetStatus"
 
+# replica 2 (PostgreSQL): the same vault without a committer
+sed 's|^\(storage = .*\)$|\1\ncommitter = off|' "$config" >"$work/no-committer.conf"
 urls=() metrics_urls=()
 for r in $(seq "$replicas"); do
-  "$bin/bkvd" serve --config "$config" --listen 127.0.0.1:0 --workers "$workers" \
+  conf=$config
+  [ "$r" -eq 2 ] && conf=$work/no-committer.conf
+  "$bin/bkvd" serve --config "$conf" --listen 127.0.0.1:0 --workers "$workers" \
     --port-file "$work/port$r" --metrics-listen 127.0.0.1:0 \
     --metrics-port-file "$work/metrics-port$r" 2>>"$work/bkvd$r.log" &
   pids+=($!)
@@ -77,6 +83,15 @@ for r in $(seq "$replicas"); do
 done
 # metrics N: replica N's metrics text; fails (and so fails the test) if it cannot be read
 metrics() { curl -sSf "${metrics_urls[$(($1 - 1))]}"; }
+if [ "$replicas" -eq 2 ]; then
+  check "replica 1 runs a committer" \
+    "grep -qxF 'bkvd: commits run in a committer process ([vault] committer = auto, PostgreSQL)' '$work/bkvd1.log'"
+  check "replica 2 commits in its workers" \
+    "grep -qxF 'bkvd: each worker runs its own commits, one request at a time ([vault] committer = off, PostgreSQL)' '$work/bkvd2.log'"
+  m1=$(metrics 1) m2=$(metrics 2)
+  check "replica 1 counts its commits, replica 2 has no commit group" \
+    "grep -q '^bkv_commits_total ' <<<\"\$m1\" && ! grep -q '^bkv_commits_total ' <<<\"\$m2\""
+fi
 # url N: replica N (1-based), round robin
 url() { echo "${urls[$((($1 - 1) % replicas))]}"; }
 
