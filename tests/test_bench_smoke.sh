@@ -38,6 +38,11 @@ expect closed closed
 BKV_DEV_VAULT_AUTH=ES256 BKVD="$bin/bkvd" "$(dirname "$0")/../scripts/dev-vault" "$work/es256" >/dev/null
 vault_dir=$work/es256 run es256
 expect es256 closed
+# Rate limits on, every rule far above the load: every request takes, none is refused.
+BKV_DEV_VAULT_RATE_LIMITS=on BKVD="$bin/bkvd" "$(dirname "$0")/../scripts/dev-vault" "$work/limits" >/dev/null
+grep -qx 'per_account.RecoverStart = 100000/s burst 100000' "$work/limits/bkvd.conf"
+vault_dir=$work/limits run limits
+expect limits closed
 run paced --paced 20
 expect paced paced
 run half --half-peak
