@@ -509,20 +509,28 @@ static void rollback(pg_storage *ps)
 		ps->ready = false;
 }
 
-/* BEGIN, and the transaction's id (assigned now) for settling an in-doubt COMMIT. */
-static bool begin(pg_storage *ps, char xid[24])
+/* A write transaction's first statements: BEGIN, and its id (assigned now) for settling
+ * an in-doubt COMMIT. */
+#define BEGIN_SQL   "BEGIN ISOLATION LEVEL READ COMMITTED, READ WRITE"
+#define XACT_ID_SQL "SELECT pg_current_xact_id()::text"
+
+/* The transaction id from XACT_ID_SQL's result into xid; false if it has none. */
+static bool read_xid(const PGresult *res, char xid[24])
 {
-	PGresult *res = NULL;
-	if (!exec_sql(ps,
-	              "BEGIN ISOLATION LEVEL READ COMMITTED, READ WRITE;"
-	              "SELECT pg_current_xact_id()::text",
-	              &res)) {
-		rollback(ps);
-		return false;
-	}
 	const bool ok = PQntuples(res) == 1 && PQgetlength(res, 0, 0) < 24;
 	if (ok)
 		snprintf(xid, 24, "%s", PQgetvalue(res, 0, 0));
+	return ok;
+}
+
+static bool begin(pg_storage *ps, char xid[24])
+{
+	PGresult *res = NULL;
+	if (!exec_sql(ps, BEGIN_SQL ";" XACT_ID_SQL, &res)) {
+		rollback(ps);
+		return false;
+	}
+	const bool ok = read_xid(res, xid);
 	PQclear(res);
 	if (!ok) {
 		ps->fault = FAULT_ERROR;
@@ -1157,11 +1165,9 @@ typedef struct batch_ctx {
 static bkv_storage_err run_batch(pg_storage *ps, void *p, bool *again)
 {
 	const batch_ctx *c = p;
-	static const char *const begin_sql = "BEGIN ISOLATION LEVEL READ COMMITTED, READ WRITE";
 	bool sent = PQenterPipelineMode(ps->conn) == 1 &&
-	            PQsendQueryParams(ps->conn, begin_sql, 0, NULL, NULL, NULL, NULL, 1) == 1 &&
-	            PQsendQueryParams(ps->conn, "SELECT pg_current_xact_id()::text", 0, NULL, NULL,
-	                              NULL, NULL, 0) == 1;
+	            PQsendQueryParams(ps->conn, BEGIN_SQL, 0, NULL, NULL, NULL, NULL, 1) == 1 &&
+	            PQsendQueryParams(ps->conn, XACT_ID_SQL, 0, NULL, NULL, NULL, NULL, 0) == 1;
 	for (size_t i = 0; i < c->n && sent; i++) {
 		params q;
 		const char *name = op_params(c->ops[i], &q);
@@ -1188,8 +1194,8 @@ static bkv_storage_err run_batch(pg_storage *ps, void *p, bool *again)
 	}
 	if (res != NULL) {
 		note_fault(ps, res);
-		if (ps->fault == FAULT_NONE && PQntuples(res) == 1 && PQgetlength(res, 0, 0) < 24)
-			snprintf(xid, sizeof(xid), "%s", PQgetvalue(res, 0, 0));
+		if (ps->fault == FAULT_NONE)
+			read_xid(res, xid);
 		PQclear(res);
 	}
 	for (size_t i = 0; i < c->n && ps->fault != FAULT_LOST; i++) {
