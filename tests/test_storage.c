@@ -53,6 +53,7 @@
 
 #include "fiber.h"
 #include "storage.h"
+#include "testblock.h"
 #include "testgroup.h"
 #include "testpg.h"
 
@@ -2568,42 +2569,10 @@ static void test_sigkill_never_loses_a_committed_update(void **state)
 /* Group commit (SQLite, and PostgreSQL through the same group)                          */
 /* ------------------------------------------------------------------------------------ */
 
-/* Holds back every write to the records until release_writes, while reads go on: on
- * SQLite the database's write lock, on PostgreSQL a table lock that conflicts with every
- * writer and no reader. A grouped commit started meanwhile waits in its first write. */
-typedef struct write_block {
-	sqlite3 *db;
-	PGconn *pg;
-} write_block;
-
-static write_block block_writes(const fx *f)
+/* Holds back every write to the records until tb_release_writes (testblock.h). */
+static tb_block block_writes(const fx *f)
 {
-	write_block b = {NULL, NULL};
-	if (on_pg) {
-		b.pg = pg_raw_connect();
-		assert_non_null(b.pg);
-		PGresult *res = PQexec(b.pg, "BEGIN; LOCK TABLE records IN EXCLUSIVE MODE");
-		if (PQresultStatus(res) != PGRES_COMMAND_OK) {
-			fail_msg("cannot lock the records: %s", PQerrorMessage(b.pg));
-		}
-		PQclear(res);
-	} else {
-		b.db = raw_open(f);
-		raw_exec(b.db, "BEGIN IMMEDIATE");
-	}
-	return b;
-}
-
-static void release_writes(write_block *b)
-{
-	if (b->pg != NULL) {
-		PQclear(PQexec(b->pg, "ROLLBACK"));
-		PQfinish(b->pg);
-	} else {
-		raw_exec(b->db, "ROLLBACK");
-		sqlite3_close(b->db);
-	}
-	*b = (write_block){NULL, NULL};
+	return tb_block_writes(f->path, on_pg ? pg_url : NULL);
 }
 
 /* Runs a concurrency test with its children joined to one group, and checks the group
@@ -2987,7 +2956,7 @@ static void test_one_commit_carries_every_queued_write_with_its_own_result(void 
 	member_arg a = {.url = f->url, .write = one_write_of_each_kind};
 	pid_t pids[OP_COUNT];
 	fork_members(&a, OP_COUNT, pids);
-	write_block block = block_writes(f);
+	tb_block block = block_writes(f);
 	close(a.go_fd[0]);
 	const bkv_storage_group_info first = tg_wait_for_commit(g_group, 0, 1, 0, WAIT_DEADLINE_S);
 	assert_int_equal(first.leader, pids[0]);
@@ -2995,7 +2964,7 @@ static void test_one_commit_carries_every_queued_write_with_its_own_result(void 
 		close(a.go_fd[i]);
 	}
 	tg_wait_for_commit(g_group, 0, 1, OP_COUNT - 1, WAIT_DEADLINE_S);
-	release_writes(&block);
+	tb_release_writes(&block);
 	int status[OP_COUNT];
 	for (int i = 0; i < OP_COUNT; i++) {
 		status[i] = wait_exit(pids[i]);
@@ -3103,7 +3072,7 @@ static void leader_killed_mid_commit(fx *f, bool reap)
 	member_arg a = {.url = f->url, .write = advance_own_account};
 	pid_t pids[3];
 	fork_members(&a, 3, pids);
-	write_block block = block_writes(f);
+	tb_block block = block_writes(f);
 	/* member 0 leads a commit of its own write, 1 and 2 queue behind it */
 	close(a.go_fd[0]);
 	tg_wait_for_commit(g_group, 0, 1, 0, WAIT_DEADLINE_S);
@@ -3127,7 +3096,7 @@ static void leader_killed_mid_commit(fx *f, bool reap)
 	}
 	/* the survivor's write was in the dead leader's commit: in doubt, so UNAVAILABLE */
 	assert_int_equal(wait_exit(pids[survivor]), BKV_STORAGE_UNAVAILABLE);
-	release_writes(&block);
+	tb_release_writes(&block);
 
 	/* nothing reached the database (SQLite) or each write is in doubt (PostgreSQL); new
 	 * processes on the dead members' indexes write */
@@ -3182,7 +3151,7 @@ static void committer_killed_mid_commit(fx *f, bool reap)
 	member_arg a = {.url = f->url, .write = advance_own_account};
 	pid_t pids[3];
 	fork_members(&a, 3, pids);
-	write_block block = block_writes(f);
+	tb_block block = block_writes(f);
 	/* member 0's write: the committer leads its commit, not member 0 */
 	close(a.go_fd[0]);
 	const bkv_storage_group_info first = tg_wait_for_commit(g_group, 0, 1, 0, WAIT_DEADLINE_S);
@@ -3200,7 +3169,7 @@ static void committer_killed_mid_commit(fx *f, bool reap)
 	    tg_wait_for_commit(g_group, committer, 2, 0, WAIT_DEADLINE_S);
 	assert_true(second.leader == pids[1] || second.leader == pids[2]);
 	assert_int_equal(second.committer, 0);
-	release_writes(&block);
+	tb_release_writes(&block);
 	assert_int_equal(wait_exit(pids[0]), BKV_STORAGE_UNAVAILABLE);
 	assert_int_equal(wait_exit(pids[1]), BKV_STORAGE_OK);
 	assert_int_equal(wait_exit(pids[2]), BKV_STORAGE_OK);
@@ -3306,7 +3275,7 @@ static void test_a_member_with_lanes_has_a_write_in_flight_per_fiber(void **stat
 	assert_true(wake_fd >= 0);
 	const pid_t committer = tg_start_committer(g_group, f->url, CHILD_ALARM_S, WAIT_DEADLINE_S);
 	bkv_fibers *fibers = join_with_fibers(f, g_group, 0);
-	write_block block = block_writes(f);
+	tb_block block = block_writes(f);
 	lane_write w[LANES];
 	for (int i = 0; i < LANES; i++) {
 		w[i] = (lane_write){.s = f->s, .account = i, .result = -1};
@@ -3318,7 +3287,7 @@ static void test_a_member_with_lanes_has_a_write_in_flight_per_fiber(void **stat
 	assert_int_equal(bkv_fibers_busy(fibers), LANES);
 	const bkv_storage_group_info held = tg_wait_for_commit(g_group, 0, 1, LANES - 1, 1);
 	assert_int_equal(held.leader, committer);
-	release_writes(&block);
+	tb_release_writes(&block);
 	run_fibers_until_done(fibers, wake_fd);
 	for (int i = 0; i < LANES; i++)
 		assert_int_equal(w[i].result, BKV_STORAGE_OK);
@@ -3347,7 +3316,7 @@ static void test_a_fiber_waiting_on_a_dead_committer_is_answered_unavailable(voi
 	const int wake_fd = bkv_storage_group_wake_fd(g_group, 0);
 	const pid_t committer = tg_start_committer(g_group, f->url, CHILD_ALARM_S, WAIT_DEADLINE_S);
 	bkv_fibers *fibers = join_with_fibers(f, g_group, 0);
-	write_block block = block_writes(f);
+	tb_block block = block_writes(f);
 	lane_write first = {.s = f->s, .account = 0, .result = -1};
 	assert_true(bkv_fibers_run(fibers, lane_advance, &first));
 	assert_int_equal(tg_wait_for_commit(g_group, 0, 1, 0, WAIT_DEADLINE_S).leader, committer);
@@ -3355,7 +3324,7 @@ static void test_a_fiber_waiting_on_a_dead_committer_is_answered_unavailable(voi
 	assert_int_equal(wait_exit(committer), -SIGKILL);
 	run_fibers_until_done(fibers, wake_fd);
 	assert_int_equal(first.result, BKV_STORAGE_UNAVAILABLE);
-	release_writes(&block);
+	tb_release_writes(&block);
 	lane_write second = {.s = f->s, .account = 1, .result = -1};
 	assert_true(bkv_fibers_run(fibers, lane_advance, &second));
 	run_fibers_until_done(fibers, wake_fd);
@@ -3380,13 +3349,13 @@ static void test_a_queued_fiber_is_woken_to_lead_the_next_commit(void **state)
 	fork_members(&a, 1, &child); /* member 0, writing member-0 */
 	bkv_fibers *fibers = join_with_fibers(f, g_group, 1);
 	const int wake_fd = bkv_storage_group_wake_fd(g_group, 1);
-	write_block block = block_writes(f);
+	tb_block block = block_writes(f);
 	close(a.go_fd[0]);
 	assert_int_equal(tg_wait_for_commit(g_group, 0, 1, 0, WAIT_DEADLINE_S).leader, child);
 	lane_write w = {.s = f->s, .account = 1, .result = -1};
 	assert_true(bkv_fibers_run(fibers, lane_advance, &w));
 	tg_wait_for_commit(g_group, 0, 1, 1, WAIT_DEADLINE_S);
-	release_writes(&block);
+	tb_release_writes(&block);
 	run_fibers(fibers, wake_fd, false);
 	assert_int_equal(w.result, BKV_STORAGE_OK);
 	assert_int_equal(wait_exit(child), BKV_STORAGE_OK);
@@ -3542,13 +3511,13 @@ static pid_t hold_setup(fx *f, member_arg *a, pid_t pids[3], double slow_s)
 	const pid_t committer = tg_start_committer(g_group, f->url, CHILD_ALARM_S, WAIT_DEADLINE_S);
 	*a = (member_arg){.url = f->url, .write = announcer_or_writer};
 	fork_members(a, 3, pids);
-	write_block block = block_writes(f);
+	tb_block block = block_writes(f);
 	close(a->go_fd[2]);
 	tg_wait_for_commit(g_group, 0, 1, 0, WAIT_DEADLINE_S);
 	const struct timespec slow = {(time_t)slow_s,
 	                              (long)((slow_s - (double)(time_t)slow_s) * 1e9)};
 	nanosleep(&slow, NULL);
-	release_writes(&block);
+	tb_release_writes(&block);
 	assert_int_equal(wait_exit(pids[2]), BKV_STORAGE_OK);
 	close(a->go_fd[0]);
 	wait_expected(1, 0, 0);
@@ -4494,14 +4463,14 @@ static void test_pg_a_batch_writes_its_rows_in_account_order(void **state)
 	pid_t pids[ORDER_MEMBERS];
 	fork_members(&a, ORDER_MEMBERS, pids);
 	/* member 0 leads a commit that waits; the others queue behind it */
-	write_block block = block_writes(f);
+	tb_block block = block_writes(f);
 	close(a.go_fd[0]);
 	tg_wait_for_commit(g_group, 0, 1, 0, WAIT_DEADLINE_S);
 	for (int i = 1; i < ORDER_MEMBERS; i++) {
 		close(a.go_fd[i]);
 	}
 	tg_wait_for_commit(g_group, 0, 1, ORDER_MEMBERS - 1, WAIT_DEADLINE_S);
-	release_writes(&block);
+	tb_release_writes(&block);
 	for (int i = 0; i < ORDER_MEMBERS; i++) {
 		assert_int_equal(wait_exit(pids[i]), BKV_STORAGE_OK);
 	}

@@ -46,7 +46,6 @@
 #include <unistd.h>
 
 #include <cmocka.h>
-#include <libpq-fe.h>
 #include <sqlite3.h>
 
 #include <curl/curl.h>
@@ -54,9 +53,9 @@
 #include <sodium.h>
 
 #include "bkv.h"
+#include "testblock.h"
 #include "testhttp.h"
 #include "testproc.h"
-#include "testpg.h"
 #include "bkv/v1/vault.pb-c.h"
 #include "opaque/opaque.h"
 
@@ -2964,44 +2963,12 @@ static void test_refused_writes_end_their_announcements(void **state)
 	free(m1);
 }
 
-/* Holds back every write to the vault's records until release_db_writes, reads going on:
- * SQLite's write lock, or on PostgreSQL a table lock that conflicts with writers only. */
-typedef struct db_writes_held {
-	sqlite3 *db;
-	PGconn *pg;
-} db_writes_held;
-
-static db_writes_held hold_db_writes(void)
+/* Holds back every write to the vault's records until tb_release_writes (testblock.h). */
+static tb_block hold_db_writes(void)
 {
-	db_writes_held h = {NULL, NULL};
-	const char *pg = getenv("BKV_DEV_VAULT_STORAGE");
-	if (pg != NULL && pg[0] != '\0') {
-		h.pg = tu_pg_connect(pg);
-		assert_non_null(h.pg);
-		PGresult *res = PQexec(h.pg, "BEGIN; LOCK TABLE records IN EXCLUSIVE MODE");
-		assert_int_equal(PQresultStatus(res), PGRES_COMMAND_OK);
-		PQclear(res);
-		return h;
-	}
 	char db_path[PATH_MAX];
 	path_join(db_path, env.vault_dir, "bkv.db");
-	assert_int_equal(sqlite3_open(db_path, &h.db), SQLITE_OK);
-	assert_int_equal(sqlite3_exec(h.db, "BEGIN IMMEDIATE", NULL, NULL, NULL), SQLITE_OK);
-	return h;
-}
-
-static void release_db_writes(db_writes_held *h)
-{
-	if (h->pg != NULL) {
-		PGresult *res = PQexec(h->pg, "ROLLBACK");
-		assert_int_equal(PQresultStatus(res), PGRES_COMMAND_OK);
-		PQclear(res);
-		PQfinish(h->pg);
-	} else {
-		assert_int_equal(sqlite3_exec(h->db, "ROLLBACK", NULL, NULL, NULL), SQLITE_OK);
-		sqlite3_close(h->db);
-	}
-	*h = (db_writes_held){NULL, NULL};
+	return tb_block_writes(db_path, getenv("BKV_DEV_VAULT_STORAGE"));
 }
 
 /* A client that hangs up while its RecoverStart waits for the commit (the test holds the
@@ -3025,7 +2992,7 @@ static void test_a_client_gone_while_its_attempt_commits(void **state)
 	pid_t before[MAX_PIDS], after[MAX_PIDS];
 	const size_t n_before = tp_bkvd_workers(env.master, before, MAX_PIDS);
 
-	db_writes_held held = hold_db_writes();
+	tb_block held = hold_db_writes();
 	const opaque_config oc = cheap_config(suite);
 	const opaque_sizes *sizes = opaque_suite_sizes(oc.suite);
 	opaque_client_login_state login;
@@ -3054,7 +3021,7 @@ static void test_a_client_gone_while_its_attempt_commits(void **state)
 	/* past the request's deadline, within the committer's 5 s wait for the lock (SQLite's
 	 * busy timeout, PostgreSQL's statement_timeout) */
 	sleep_ms(READ_TIMEOUT_S * 1000 + 700);
-	release_db_writes(&held);
+	tb_release_writes(&held);
 
 	const double deadline = now_ms() + 10000;
 	uint32_t used = 0;
