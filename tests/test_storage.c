@@ -3242,8 +3242,11 @@ static bkv_fibers *join_with_fibers(fx *f, bkv_storage_group *g, uint32_t member
 	assert_int_equal(bkv_storage_join_group(f->s, g, member), BKV_STORAGE_OK);
 	bkv_fibers *fibers = bkv_fibers_new(LANES, 256 * 1024);
 	assert_non_null(fibers);
-	const bkv_storage_waiter waiter = {bkv_fibers_waiter_can_yield, bkv_fibers_waiter_yield,
-	                                   fibers};
+	/* writes yield, reads block (those on PostgreSQL yield with yield_fd: the reads'
+	 * own tests below) */
+	const bkv_storage_waiter waiter = {.can_yield = bkv_fibers_waiter_can_yield,
+	                                   .yield = bkv_fibers_waiter_yield,
+	                                   .arg = fibers};
 	bkv_storage_set_waiter(f->s, &waiter);
 	return fibers;
 }
@@ -4112,6 +4115,210 @@ static void test_pg_a_batch_on_a_session_the_server_ended_runs_again(void **stat
 	assert_int_equal(get_ok(f, LIT("alice")).attempts_used, 2);
 }
 
+/* ---- PostgreSQL reads on fibers ---- */
+
+/* A loop as bkvd's worker runs it: watches the descriptor a fiber waits on and resumes
+ * that fiber when it is readable, and runs a pass over the ready ones when a fiber kicked.
+ * No tick: nothing moves a fiber but those two. */
+typedef struct fd_loop {
+	int fd;      /* the last descriptor asked for */
+	int watches; /* how often one was */
+} fd_loop;
+
+static void loop_watch(void *arg, int fd)
+{
+	fd_loop *l = arg;
+	l->fd = fd;
+	l->watches++;
+}
+
+static bkv_fibers *fibers_on_storage(fx *f, fd_loop *l)
+{
+	bkv_fibers *fibers = bkv_fibers_new(LANES, 256 * 1024);
+	assert_non_null(fibers);
+	*l = (fd_loop){.fd = -1};
+	bkv_fibers_set_watch(fibers, loop_watch, l);
+	const bkv_storage_waiter waiter = BKV_FIBERS_WAITER(fibers);
+	bkv_storage_set_waiter(f->s, &waiter);
+	return fibers;
+}
+
+static void run_fd_loop(bkv_fibers *fibers, const fd_loop *l)
+{
+	const double deadline = now_s() + WAIT_DEADLINE_S;
+	for (;;) {
+		while (bkv_fibers_kicked(fibers))
+			bkv_fibers_resume(fibers, false);
+		if (bkv_fibers_busy(fibers) == 0)
+			return;
+		if (now_s() > deadline)
+			fail_msg("%u fibers still wait after %d s", bkv_fibers_busy(fibers),
+			         WAIT_DEADLINE_S);
+		struct pollfd p = {.fd = l->fd, .events = POLLIN};
+		if (poll(&p, 1, 100) > 0)
+			bkv_fibers_resume_fd(fibers, l->fd);
+	}
+}
+
+typedef struct fiber_read {
+	bkv_storage *s;
+	const char *account;
+	int result; /* -1 until it returns */
+	bkv_record r;
+	bool taken; /* a rate take (account names the bucket) */
+} fiber_read;
+
+static void fiber_get(void *arg)
+{
+	fiber_read *c = arg;
+	c->result = bkv_storage_get(c->s, (const uint8_t *)c->account, strlen(c->account), &c->r);
+}
+
+static void fiber_take(void *arg)
+{
+	fiber_read *c = arg;
+	uint64_t level = 0;
+	c->result = bkv_storage_rate_take(c->s, (const uint8_t *)c->account, strlen(c->account), 10,
+	                                  1, 1, 1000, &c->taken, &level);
+}
+
+/* A session of its own that holds every statement on the records and the rate buckets,
+ * reads included (ACCESS EXCLUSIVE), until released. One at a time: a test that failed
+ * while holding leaves it to the next hold, which ends it first. */
+static PGconn *reads_held;
+
+static void hold_reads(void)
+{
+	if (reads_held != NULL)
+		PQfinish(reads_held);
+	reads_held = pg_raw_connect();
+	assert_non_null(reads_held);
+	PGresult *res = PQexec(reads_held, "BEGIN; LOCK TABLE records, bkv_rate_buckets IN "
+	                                   "ACCESS EXCLUSIVE MODE");
+	assert_int_equal(PQresultStatus(res), PGRES_COMMAND_OK);
+	PQclear(res);
+}
+
+static void release_reads(void)
+{
+	PGresult *res = PQexec(reads_held, "ROLLBACK");
+	assert_int_equal(PQresultStatus(res), PGRES_COMMAND_OK);
+	PQclear(res);
+	PQfinish(reads_held);
+	reads_held = NULL;
+}
+
+/* Runs the loop until a session other than not_pid waits for the held lock (a statement
+ * was sent), and returns its pid. */
+static int64_t pump_until_a_read_waits(bkv_fibers *fibers, const fd_loop *l, int64_t not_pid)
+{
+	const double deadline = now_s() + WAIT_DEADLINE_S;
+	for (;;) {
+		const int64_t pid =
+		    pg_int("SELECT coalesce(max(pid), 0) FROM pg_stat_activity WHERE "
+		           "datname = current_database() AND wait_event_type = 'Lock'");
+		if (pid != 0 && pid != not_pid)
+			return pid;
+		if (now_s() > deadline)
+			fail_msg("no statement came to wait for the lock");
+		struct pollfd p = {.fd = l->fd, .events = POLLIN};
+		if (poll(&p, 1, 10) > 0)
+			bkv_fibers_resume_fd(fibers, l->fd);
+	}
+}
+
+/* A read on a fiber yields while the server works on it, and the thread goes on: here the
+ * server holds it behind a lock while this test, on the same thread, starts a rate take on
+ * a second fiber (which waits for the connection), and a caller off the fibers is refused
+ * at once rather than blocking (or reading the first fiber's answer). Once the lock goes,
+ * the socket wakes the first and its kick the second, without any tick; both get their
+ * own answers, and the connection is clean for the next caller. Blocking reads would keep
+ * bkv_fibers_run from returning until the lock went. */
+static void test_pg_a_read_on_a_fiber_yields_while_the_server_works(void **state)
+{
+	POSTGRESQL_ONLY();
+	fx *f = *state;
+	insert_new(f, LIT("alice"));
+	insert_new(f, LIT("bob"));
+	const bkv_record alice = get_ok(f, LIT("alice"));
+	fd_loop l;
+	bkv_fibers *fibers = fibers_on_storage(f, &l);
+	hold_reads();
+	fiber_read get = {.s = f->s, .account = "alice", .result = -1};
+	fiber_read take = {.s = f->s, .account = "bucket", .result = -1};
+	assert_true(bkv_fibers_run(fibers, fiber_get, &get));
+	assert_int_equal(bkv_fibers_busy(fibers), 1);
+	assert_int_equal(l.watches, 1);
+	assert_true(l.fd >= 0);
+	pump_until_a_read_waits(fibers, &l, 0);
+	assert_true(bkv_fibers_run(fibers, fiber_take, &take));
+	assert_int_equal(bkv_fibers_busy(fibers), 2);
+	assert_int_equal(l.watches, 1); /* the take waits for the connection, not the server */
+	bkv_record r;
+	assert_int_equal(bkv_storage_get(f->s, LIT("bob"), &r), BKV_STORAGE_UNAVAILABLE);
+	assert_int_equal(get.result, -1);
+	assert_int_equal(take.result, -1);
+	release_reads();
+	run_fd_loop(fibers, &l);
+	assert_int_equal(get.result, BKV_STORAGE_OK);
+	assert_same_record(&get.r, &alice);
+	assert_int_equal(take.result, BKV_STORAGE_OK);
+	assert_true(take.taken);
+	assert_int_equal(l.watches, 2); /* the take's own wait on the server */
+	assert_int_equal(bkv_storage_get(f->s, LIT("bob"), &r), BKV_STORAGE_OK);
+	bkv_storage_set_waiter(f->s, NULL);
+	bkv_fibers_free(fibers);
+}
+
+/* The session of a read that waits on its fiber is ended by the server: the socket wakes
+ * the fiber, which finds the connection lost, reconnects and reads again, on the fiber
+ * again (the lock is gone first: a new session's statements are prepared before its read,
+ * and preparing waits for the lock as reading does). A take on a session that ends is not
+ * run again (it could take twice): UNAVAILABLE. */
+static void test_pg_a_read_whose_session_ends_while_its_fiber_waits_runs_again(void **state)
+{
+	POSTGRESQL_ONLY();
+	fx *f = *state;
+	insert_new(f, LIT("alice"));
+	const bkv_record alice = get_ok(f, LIT("alice"));
+	fd_loop l;
+	bkv_fibers *fibers = fibers_on_storage(f, &l);
+	hold_reads();
+	fiber_read get = {.s = f->s, .account = "alice", .result = -1};
+	assert_true(bkv_fibers_run(fibers, fiber_get, &get));
+	const int64_t first = pump_until_a_read_waits(fibers, &l, 0);
+	const char *end_waiter = "SELECT count(pg_terminate_backend(pid)) FROM pg_stat_activity "
+	                         "WHERE datname = current_database() AND wait_event_type = 'Lock'";
+	assert_int_equal(pg_int(end_waiter), 1);
+	release_reads();
+	const int watched = l.watches;
+	run_fd_loop(fibers, &l);
+	assert_int_equal(get.result, BKV_STORAGE_OK);
+	assert_same_record(&get.r, &alice);
+	assert_true(l.watches > watched); /* its second read waited on the new socket */
+	assert_int_equal(pg_int("SELECT count(*) FROM pg_stat_activity WHERE datname = "
+	                        "current_database() AND application_name = 'bkvd'"),
+	                 1);
+	char same_pid[96];
+	snprintf(same_pid, sizeof(same_pid),
+	         "SELECT count(*) FROM pg_stat_activity WHERE pid = %lld", (long long)first);
+	assert_int_equal(pg_int(same_pid), 0);
+	/* a take whose session ends */
+	hold_reads();
+	fiber_read take = {.s = f->s, .account = "bucket", .result = -1};
+	assert_true(bkv_fibers_run(fibers, fiber_take, &take));
+	pump_until_a_read_waits(fibers, &l, 0);
+	assert_int_equal(pg_int(end_waiter), 1);
+	run_fd_loop(fibers, &l);
+	assert_int_equal(take.result, BKV_STORAGE_UNAVAILABLE);
+	release_reads();
+	bkv_record r;
+	assert_int_equal(bkv_storage_get(f->s, LIT("alice"), &r), BKV_STORAGE_OK);
+	bkv_storage_set_waiter(f->s, NULL);
+	bkv_fibers_free(fibers);
+	assert_int_equal(pg_int("SELECT count(*) FROM bkv_rate_buckets"), 0);
+}
+
 static void test_pg_a_commit_whose_answer_is_lost_is_settled_as_committed(void **state)
 {
 	POSTGRESQL_ONLY();
@@ -4601,6 +4808,8 @@ int main(void)
 	    T_OPEN(test_pg_a_batch_writes_its_rows_in_account_order),
 	    T_OPEN(test_pg_a_batch_whose_session_dies_runs_again_and_counts_once),
 	    T_OPEN(test_pg_a_batch_on_a_session_the_server_ended_runs_again),
+	    T_OPEN(test_pg_a_read_on_a_fiber_yields_while_the_server_works),
+	    T_OPEN(test_pg_a_read_whose_session_ends_while_its_fiber_waits_runs_again),
 	    /* PostgreSQL only */
 	    T_OPEN(test_pg_session_keeps_synchronous_commit_on_and_has_a_statement_timeout),
 	    T_OPEN(test_pg_statement_timeout_bounds_a_stuck_statement),
@@ -4621,6 +4830,8 @@ int main(void)
 		fprintf(stderr, "BKV_TEST_STORAGE=%s: expected sqlite or postgresql\n", backend);
 		return 1;
 	}
+	if (getenv("BKV_TEST_FILTER") != NULL) /* a glob over test names, for development */
+		cmocka_set_test_filter(getenv("BKV_TEST_FILTER"));
 	return cmocka_run_group_tests_name(on_pg ? "storage (postgresql)" : "storage (sqlite)",
 	                                   tests, NULL, NULL);
 }

@@ -103,6 +103,7 @@ typedef struct vault_env {
 	char audit_log[PATH_MAX];
 	uint8_t log_key[32];
 	pid_t master;
+	unsigned workers; /* --workers of the running vault: WORKERS unless a test changed it */
 	unsigned port;
 	char url[64];
 	char metrics_url[64]; /* the plain-HTTP metrics listener (--metrics-listen) */
@@ -456,6 +457,10 @@ static bool vault_start(void)
 	posix_spawn_file_actions_addopen(&fa, STDOUT_FILENO, env.serve_log,
 	                                 O_WRONLY | O_CREAT | O_APPEND, 0600);
 	posix_spawn_file_actions_adddup2(&fa, STDOUT_FILENO, STDERR_FILENO);
+	if (env.workers == 0)
+		env.workers = WORKERS;
+	char workers[16];
+	snprintf(workers, sizeof(workers), "%u", env.workers);
 	char *argv[] = {(char *)env.bkvd,
 	                "serve",
 	                "--config",
@@ -463,7 +468,7 @@ static bool vault_start(void)
 	                "--listen",
 	                "127.0.0.1:0",
 	                "--workers",
-	                "2",
+	                workers,
 	                "--port-file",
 	                env.port_file,
 	                "--metrics-listen",
@@ -502,7 +507,7 @@ static bool vault_start(void)
 		pid_t kids[MAX_PIDS];
 		if (master_exited(NULL))
 			break;
-		if (tp_bkvd_workers(env.master, kids, MAX_PIDS) == WORKERS && healthz_ok())
+		if (tp_bkvd_workers(env.master, kids, MAX_PIDS) == env.workers && healthz_ok())
 			return true;
 		sleep_ms(20);
 	}
@@ -540,13 +545,21 @@ static bool vault_stop(int sig, int *status)
 	return ok;
 }
 
-/* Per-test setup: the vault is up (a failed test may have left it down). */
+static PGconn *reads_held; /* test_a_waiting_database_read_stalls_no_worker's lock */
+
+/* Per-test setup: the vault is up, with WORKERS workers and no lock of a test on its
+ * database (a failed test may have left it otherwise). */
 static int ensure_vault(void **state)
 {
 	(void)state;
 	test_started_ms = now_ms();
-	if (env.master > 0 && !master_exited(NULL) && healthz_ok())
+	if (reads_held != NULL) {
+		PQfinish(reads_held); /* the server ends its transaction, and the lock */
+		reads_held = NULL;
+	}
+	if (env.master > 0 && env.workers == WORKERS && !master_exited(NULL) && healthz_ok())
 		return 0;
+	env.workers = WORKERS;
 	vault_stop(SIGKILL, NULL);
 	return vault_start() ? 0 : -1;
 }
@@ -3044,6 +3057,76 @@ static void test_a_client_gone_while_its_attempt_commits(void **state)
 	bkv_client_free(c);
 }
 
+/* Restarts the vault with n workers. */
+static void restart_with_workers(unsigned n)
+{
+	int status = -1;
+	assert_true(vault_stop(SIGTERM, &status));
+	env.workers = n;
+	assert_true(vault_start());
+}
+
+/* A database read that waits stalls no worker: on PostgreSQL a read yields its fiber while
+ * the server works, and the worker answers other requests meanwhile. With one worker, the
+ * test holds every read behind a lock (ACCESS EXCLUSIVE on the records and the rate
+ * buckets), sends a GetStatus (its client gives up; the request goes on) and, once its
+ * read waits at the server, asks /healthz on a new connection: answered while the same
+ * read, the same session's same statement, still waits. A read that blocked its worker
+ * would leave /healthz unanswered until the statement timeout (5 s) ended that read.
+ * SQLite's reads wait on no server: PostgreSQL only. */
+static void test_a_waiting_database_read_stalls_no_worker(void **state)
+{
+	(void)state;
+	const char *url = getenv("BKV_DEV_VAULT_STORAGE");
+	if (url == NULL)
+		skip();
+	restart_with_workers(1);
+	reads_held = tu_pg_connect(url);
+	PGconn *held = reads_held;
+	assert_non_null(held);
+	PGresult *res = PQexec(held, "BEGIN; LOCK TABLE records, bkv_rate_buckets IN ACCESS "
+	                             "EXCLUSIVE MODE");
+	assert_int_equal(PQresultStatus(res), PGRES_COMMAND_OK);
+	PQclear(res);
+	char *auth = bearer(token_for("http-read-waits")), *auth_header = NULL;
+	assert_true(asprintf(&auth_header, "Authorization: %s", auth) > 0);
+	const char *headers[] = {"Content-Type: application/proto", "Connect-Protocol-Version: 1",
+	                         auth_header, NULL};
+	http_reply r;
+	assert_false(tu_http_request(env.ca, env.url, 300, "POST",
+	                             "/bkv.v1.BackupKeyVault/GetStatus", headers, "", 0, &r));
+	http_reply_free(&r);
+	/* the statements waiting for the lock, as pid@start */
+	const char *waiting_sql = "SELECT coalesce(string_agg(pid || '@' || query_start, ','), '') "
+	                          "FROM pg_stat_activity WHERE datname = current_database() AND "
+	                          "wait_event_type = 'Lock'";
+	char before[256] = "";
+	const double deadline = now_ms() + 10000;
+	while (before[0] == '\0' && now_ms() < deadline) {
+		res = PQexec(held, waiting_sql);
+		assert_int_equal(PQresultStatus(res), PGRES_TUPLES_OK);
+		snprintf(before, sizeof(before), "%s", PQgetvalue(res, 0, 0));
+		PQclear(res);
+		if (before[0] == '\0')
+			sleep_ms(10);
+	}
+	assert_true(before[0] != '\0');
+	assert_null(strchr(before, ',')); /* one worker, one connection: one read */
+	assert_true(healthz_ok());
+	res = PQexec(held, waiting_sql);
+	assert_int_equal(PQresultStatus(res), PGRES_TUPLES_OK);
+	assert_string_equal(PQgetvalue(res, 0, 0), before);
+	PQclear(res);
+	res = PQexec(held, "ROLLBACK");
+	assert_int_equal(PQresultStatus(res), PGRES_COMMAND_OK);
+	PQclear(res);
+	PQfinish(held);
+	reads_held = NULL;
+	free(auth);
+	free(auth_header);
+	restart_with_workers(WORKERS);
+}
+
 /* ------------------------------------------------------------------------------------ */
 /* Restarts and kills                                                                    */
 /* ------------------------------------------------------------------------------------ */
@@ -3478,6 +3561,7 @@ int main(int argc, char **argv)
 	    ONCE(test_healthz_and_metrics),
 	    ONCE(test_concurrent_guessers),
 	    ONCE(test_a_client_gone_while_its_attempt_commits),
+	    ONCE(test_a_waiting_database_read_stalls_no_worker),
 	    ONCE(test_refused_writes_end_their_announcements),
 	    ONCE(test_restart),
 	    ONCE(test_kill_worker),

@@ -257,8 +257,7 @@ static int worker_main(const bkvd_config *c, const worker_addr *addr, bool tls,
 			fprintf(stderr, "bkvd worker: cannot map %u fiber stacks\n", lanes);
 			goto done;
 		}
-		const bkv_storage_waiter waiter = {bkv_fibers_waiter_can_yield,
-		                                   bkv_fibers_waiter_yield, server.fibers};
+		const bkv_storage_waiter waiter = BKV_FIBERS_WAITER(server.fibers);
 		bkv_storage_set_waiter(vault.storage, &waiter);
 		server.wake_fd = bkv_storage_group_wake_fd(group, member);
 	}

@@ -93,6 +93,10 @@ void bkv_storage_set_waiter(bkv_storage *s, const bkv_storage_waiter *waiter)
 		return;
 	const bool usable = waiter != NULL && waiter->can_yield != NULL && waiter->yield != NULL;
 	s->waiter = usable ? *waiter : (bkv_storage_waiter){0};
+	if (s->waiter.yield_fd == NULL || s->waiter.kick == NULL) {
+		s->waiter.yield_fd = NULL; /* a read waits on a descriptor only with both */
+		s->waiter.kick = NULL;
+	}
 }
 
 void bkv_storage_expect_write(bkv_storage *s)

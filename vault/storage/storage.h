@@ -201,9 +201,18 @@ typedef struct bkv_storage_waiter {
 	bool (*can_yield)(void *arg);
 	void (*yield)(void *arg, bool (*ready)(const void *ready_arg), const void *ready_arg);
 	void *arg;
+	/* How a PostgreSQL read waits for the server without blocking its thread (NULL: it
+	 * blocks). yield_fd yields until the loop finds fd readable (or its tick resumes every
+	 * waiting caller); kick asks the loop to look at the yielded callers' ready() again soon
+	 * (the connection they wait for is free). */
+	void (*yield_fd)(void *arg, int fd);
+	void (*kick)(void *arg);
 } bkv_storage_waiter;
-/* Set before the first write; NULL for none. Only a joined storage of a group with lanes > 1
- * uses it. */
+/* Set before the first call; NULL for none. Grouped writes use it in a joined storage of a
+ * group with lanes > 1. PostgreSQL's get, rate_take and rate_prune use it whenever it has
+ * yield_fd and kick: the callers of the process then share its one connection. A read
+ * yields while its statement is out; a caller that finds the connection busy yields until
+ * it is free, or, if it cannot yield, gets UNAVAILABLE. Every other call blocks as before. */
 void bkv_storage_set_waiter(bkv_storage *s, const bkv_storage_waiter *waiter);
 /* Writes on their way. A member announces a request that will probably write before it
  * starts computing (bkv_storage_expect_write); the announcement lasts until that request's

@@ -29,6 +29,10 @@
  *    in one libpq pipeline: one round trip and one WAL flush for every write of the
  *    host's batch (pg_commit_batch). A COMMIT sent in a pipeline runs even if the
  *    process that sent it dies first: its writes are in doubt, as above.
+ *  - With a waiter that can watch a descriptor (storage.h, bkv_storage_set_waiter), the
+ *    reads that are single statements outside a transaction (get, rate_take, rate_prune)
+ *    yield the caller's fiber until the server's answer is on the socket; every other
+ *    statement, and connecting, blocks (run_read).
  *  - A lost connection is re-established on the next call (PQreset), at once the first
  *    time, then no more often than an exponential backoff (50 ms .. 1 s) allows; while
  *    the backoff runs, calls fail at once with BKV_STORAGE_UNAVAILABLE. Connecting is
@@ -245,6 +249,8 @@ typedef struct pg_storage {
 	pg_fault fault;      /* of the last failed statement */
 	unsigned backoff_ms; /* 0 while connected, or after a loss until the first retry */
 	double retry_at;     /* monotonic seconds: no reconnect before this */
+	bool in_flight;      /* a yielded caller's read is out on conn (run_read) */
+	uint32_t waiting;    /* callers yielded until it is back */
 } pg_storage;
 
 static double now_monotonic(void)
@@ -409,34 +415,114 @@ static void classify(pg_storage *ps, const PGresult *res)
 	}
 }
 
-/* Runs a prepared statement with binary results. Its result if it succeeded, else NULL with
- * ps->fault set. */
-static PGresult *run(pg_storage *ps, const char *name, const params *p)
+static bool failed(const PGresult *res)
 {
-	PGresult *res = PQexecPrepared(ps->conn, name, p->n, p->values, p->lengths, p->formats, 1);
 	const ExecStatusType st = PQresultStatus(res);
-	if (res != NULL && (st == PGRES_COMMAND_OK || st == PGRES_TUPLES_OK))
+	return res == NULL || (st != PGRES_COMMAND_OK && st != PGRES_TUPLES_OK);
+}
+
+/* res if it is a statement's success, else NULL with ps->fault set (res cleared). */
+static PGresult *succeeded(pg_storage *ps, PGresult *res)
+{
+	if (!failed(res))
 		return res;
 	classify(ps, res);
 	PQclear(res);
 	return NULL;
 }
 
+/* Runs a prepared statement with binary results. Its result if it succeeded, else NULL with
+ * ps->fault set. */
+static PGresult *run(pg_storage *ps, const char *name, const params *p)
+{
+	return succeeded(
+	    ps, PQexecPrepared(ps->conn, name, p->n, p->values, p->lengths, p->formats, 1));
+}
+
+/* ---- Reads that yield (storage.h, bkv_storage_set_waiter) -------------------------------
+ * On a caller that can yield (a fiber of bkvd's worker), a read sends its statement and
+ * yields until the server's answer is on the socket, so the worker's other requests go on
+ * meanwhile. The connection carries one statement at a time: while a read is out, every
+ * other call on this storage waits for it (wait_for_connection), and the read kicks the
+ * loop when it is back. Nothing else yields, so a transaction never has another caller's
+ * statement in between its own. */
+
+static bool yields(const pg_storage *ps)
+{
+	const bkv_storage_waiter *w = &ps->base.waiter;
+	return w->yield_fd != NULL && w->can_yield(w->arg);
+}
+
+static bool connection_free(const void *arg)
+{
+	return !((const pg_storage *)arg)->in_flight;
+}
+
+/* Waits (yielding) until no read of another caller is out; false if the caller cannot
+ * yield, and one is. */
+static bool wait_for_connection(pg_storage *ps)
+{
+	while (ps->in_flight) {
+		if (!yields(ps))
+			return false;
+		ps->waiting++;
+		ps->base.waiter.yield(ps->base.waiter.arg, connection_free, ps);
+		ps->waiting--;
+	}
+	return true;
+}
+
+/* Yields until the socket is readable, then reads what came. false if the connection
+ * failed (PQgetResult then answers with the error at once). */
+static bool await_input(pg_storage *ps)
+{
+	const int fd = PQsocket(ps->conn);
+	if (fd < 0)
+		return false;
+	ps->base.waiter.yield_fd(ps->base.waiter.arg, fd);
+	return PQconsumeInput(ps->conn) == 1;
+}
+
+/* A statement outside any transaction, as run(); on a caller that can yield, it yields
+ * while the server works. */
+static PGresult *run_read(pg_storage *ps, const char *name, const params *p)
+{
+	if (!yields(ps))
+		return run(ps, name, p);
+	PGresult *res = NULL;
+	if (PQsendQueryPrepared(ps->conn, name, p->n, p->values, p->lengths, p->formats, 1) == 1) {
+		ps->in_flight = true;
+		for (;;) {
+			while (PQisBusy(ps->conn) && await_input(ps)) {
+			}
+			PGresult *next = PQgetResult(ps->conn);
+			if (next == NULL)
+				break;
+			if (res == NULL || (failed(next) && !failed(res))) {
+				PQclear(res); /* an error wins, as in PQexec */
+				res = next;
+			} else {
+				PQclear(next);
+			}
+		}
+		ps->in_flight = false;
+		if (ps->waiting > 0)
+			ps->base.waiter.kick(ps->base.waiter.arg);
+	}
+	return succeeded(ps, res);
+}
+
 /* Runs SQL text (several statements allowed). true if the last one succeeded. */
 static bool exec_sql(pg_storage *ps, const char *sql, PGresult **out)
 {
-	PGresult *res = PQexec(ps->conn, sql);
-	const ExecStatusType st = PQresultStatus(res);
-	if (res != NULL && (st == PGRES_COMMAND_OK || st == PGRES_TUPLES_OK)) {
-		if (out != NULL)
-			*out = res;
-		else
-			PQclear(res);
-		return true;
-	}
-	classify(ps, res);
-	PQclear(res);
-	return false;
+	PGresult *res = succeeded(ps, PQexec(ps->conn, sql));
+	if (res == NULL)
+		return false;
+	if (out != NULL)
+		*out = res;
+	else
+		PQclear(res);
+	return true;
 }
 
 static uint64_t affected(const PGresult *res)
@@ -469,10 +555,13 @@ static bool setup_session(pg_storage *ps)
 	return ps->ready;
 }
 
-/* Between calls the connection is idle, outside any transaction. Reconnects if it was lost,
- * unless the backoff says not yet. false: fail the call with UNAVAILABLE. */
+/* Between calls the connection is idle, outside any transaction. Waits for another
+ * caller's read that is out (wait_for_connection), and reconnects if the connection was
+ * lost, unless the backoff says not yet. false: fail the call with UNAVAILABLE. */
 static bool ensure_connected(pg_storage *ps)
 {
+	if (!wait_for_connection(ps))
+		return false;
 	if (ps->ready && PQstatus(ps->conn) == CONNECTION_OK) {
 		if (PQtransactionStatus(ps->conn) == PQTRANS_IDLE)
 			return true;
@@ -698,7 +787,7 @@ static bkv_storage_err get_body(pg_storage *ps, void *p)
 	get_ctx *c = p;
 	params q = {.n = 0};
 	p_bytes(&q, c->account, c->len);
-	PGresult *res = run(ps, "get", &q);
+	PGresult *res = run_read(ps, "get", &q);
 	if (res == NULL)
 		return BKV_STORAGE_UNAVAILABLE;
 	bkv_storage_err err = BKV_STORAGE_NOT_FOUND; /* else one row: account_id is the key */
@@ -982,7 +1071,7 @@ static bkv_storage_err pg_rate_take(bkv_storage *s, const uint8_t *key, size_t k
 	p_int(&q, (int64_t)cost);
 	p_int(&q, (int64_t)refill_per_ms);
 	p_int(&q, now_ms);
-	PGresult *res = run(ps, "rate_take", &q);
+	PGresult *res = run_read(ps, "rate_take", &q);
 	if (res == NULL)
 		return BKV_STORAGE_UNAVAILABLE;
 	bool ok = PQntuples(res) == 1 && PQnfields(res) == 2 && !PQgetisnull(res, 0, 0) &&
@@ -1001,7 +1090,7 @@ static bkv_storage_err pg_rate_prune(bkv_storage *s, int64_t now_ms)
 		return BKV_STORAGE_UNAVAILABLE;
 	params q = {.n = 0};
 	p_int(&q, now_ms);
-	PGresult *res = run(ps, "rate_prune", &q);
+	PGresult *res = run_read(ps, "rate_prune", &q);
 	if (res == NULL)
 		return BKV_STORAGE_UNAVAILABLE;
 	PQclear(res);

@@ -39,6 +39,7 @@ typedef struct fiber {
 	void *arg;
 	bool (*ready)(const void *arg); /* while yielded */
 	const void *ready_arg;
+	int wait_fd; /* while yielded on a descriptor (bkv_fibers_yield_fd); else -1 */
 	void *asan_fake_stack;
 } fiber;
 
@@ -48,6 +49,9 @@ struct bkv_fibers {
 	const void *loop_stack_bottom; /* for the sanitizer's switch back */
 	size_t loop_stack_size;
 	uint32_t count, busy;
+	bool kicked;                      /* bkv_fibers_kick since the last resume pass */
+	void (*watch)(void *arg, int fd); /* bkv_fibers_set_watch */
+	void *watch_arg;
 	fiber fibers[];
 };
 
@@ -120,6 +124,7 @@ bkv_fibers *bkv_fibers_new(uint32_t count, size_t stack_bytes)
 		}
 		fb->mapping = m;
 		fb->mapped = stack + page;
+		fb->wait_fd = -1;
 	}
 	return fs;
 }
@@ -194,12 +199,52 @@ void bkv_fibers_resume(bkv_fibers *fs, bool all)
 {
 	if (fs->current != NULL)
 		return;
+	fs->kicked = false;
 	for (uint32_t i = 0; i < fs->count; i++) {
 		fiber *fb = &fs->fibers[i];
 		if (fb->busy && fb->yielded &&
-		    (all || fb->ready == NULL || fb->ready(fb->ready_arg)))
+		    (all || (fb->wait_fd < 0 && (fb->ready == NULL || fb->ready(fb->ready_arg)))))
 			to_fiber(fs, fb);
 	}
+}
+
+void bkv_fibers_set_watch(bkv_fibers *fs, void (*watch)(void *arg, int fd), void *arg)
+{
+	fs->watch = watch;
+	fs->watch_arg = arg;
+}
+
+void bkv_fibers_yield_fd(bkv_fibers *fs, int fd)
+{
+	fiber *fb = fs->current;
+	if (fb == NULL)
+		return;
+	if (fs->watch != NULL)
+		fs->watch(fs->watch_arg, fd);
+	fb->wait_fd = fd;
+	bkv_fibers_yield(fs, NULL, NULL);
+	fb->wait_fd = -1;
+}
+
+void bkv_fibers_resume_fd(bkv_fibers *fs, int fd)
+{
+	if (fs->current != NULL || fd < 0)
+		return;
+	for (uint32_t i = 0; i < fs->count; i++) {
+		fiber *fb = &fs->fibers[i];
+		if (fb->busy && fb->yielded && fb->wait_fd == fd)
+			to_fiber(fs, fb);
+	}
+}
+
+void bkv_fibers_kick(bkv_fibers *fs)
+{
+	fs->kicked = true;
+}
+
+bool bkv_fibers_kicked(const bkv_fibers *fs)
+{
+	return fs != NULL && fs->kicked;
 }
 
 uint32_t bkv_fibers_busy(const bkv_fibers *fs)
@@ -215,4 +260,14 @@ bool bkv_fibers_waiter_can_yield(void *fibers)
 void bkv_fibers_waiter_yield(void *fibers, bool (*ready)(const void *arg), const void *arg)
 {
 	bkv_fibers_yield(fibers, ready, arg);
+}
+
+void bkv_fibers_waiter_yield_fd(void *fibers, int fd)
+{
+	bkv_fibers_yield_fd(fibers, fd);
+}
+
+void bkv_fibers_waiter_kick(void *fibers)
+{
+	bkv_fibers_kick(fibers);
 }

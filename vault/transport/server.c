@@ -259,6 +259,8 @@ static void check_drained(bkv_server_ctx *ctx)
 static void fibers_ran(bkv_server_ctx *ctx)
 {
 	bkv_fibers *fibers = ctx->settings->fibers;
+	while (bkv_fibers_kicked(fibers))
+		bkv_fibers_resume(fibers, false); /* first those that waited for a connection */
 	while (ctx->calls_head != NULL) {
 		rpc_call *call = ctx->calls_head;
 		ctx->calls_head = call->next;
@@ -322,8 +324,30 @@ static void on_fibers_wake(evutil_socket_t fd, short events, void *arg)
 	fibers_ran(ctx);
 }
 
+/* The descriptor a fiber waits on is readable: it goes on. */
+static void on_fiber_fd(evutil_socket_t fd, short events, void *arg)
+{
+	(void)events;
+	bkv_server_ctx *ctx = arg;
+	bkv_fibers_resume_fd(ctx->settings->fibers, fd);
+	fibers_ran(ctx);
+}
+
+/* A fiber yields on fd: watch it, once. Armed afresh each time, since a reconnect may
+ * give a new socket the number of one closed while it was watched. */
+static void watch_fiber_fd(void *arg, int fd)
+{
+	bkv_server_ctx *ctx = arg;
+	event_del(ctx->fiber_fd);
+	if (event_assign(ctx->fiber_fd, ctx->base, fd, EV_READ, on_fiber_fd, ctx) != 0 ||
+	    event_add(ctx->fiber_fd, NULL) != 0) {
+		/* the tick resumes it within FIBER_TICK_MS */
+	}
+}
+
 /* After the loop: fibers still waiting (the drain time ran out) finish before the
- * connections are freed; their commits end within the commit group's own checks. */
+ * connections are freed; their commits end within the commit group's own checks, and a
+ * read waiting on its socket looks again at each tick. */
 static void finish_fibers(bkv_server_ctx *ctx)
 {
 	bkv_fibers *fibers = ctx->settings->fibers;
@@ -676,21 +700,28 @@ int bkv_server_run(const bkv_server_settings *settings, bkv_vault *vault)
 		goto done;
 	if (settings->fibers != NULL) {
 		ctx.fiber_tick = evtimer_new(base, on_fibers_wake, &ctx);
+		ctx.fiber_fd = event_new(base, -1, 0, on_fiber_fd, &ctx);
 		wake = settings->wake_fd >= 0
 		           ? event_new(base, settings->wake_fd, EV_READ | EV_PERSIST,
 		                       on_fibers_wake, &ctx)
 		           : NULL;
-		if (ctx.fiber_tick == NULL || (settings->wake_fd >= 0 && wake == NULL) ||
+		if (ctx.fiber_tick == NULL || ctx.fiber_fd == NULL ||
+		    (settings->wake_fd >= 0 && wake == NULL) ||
 		    (wake != NULL && event_add(wake, NULL) != 0))
 			goto done;
+		bkv_fibers_set_watch(settings->fibers, watch_fiber_fd, &ctx);
 	}
 	worker_accept = &accept;
 	evconnlistener_set_error_cb(accept.listener, on_accept_error);
 	rc = event_base_dispatch(base) < 0 ? 1 : 0;
 done:
 	worker_accept = NULL;
-	if (settings->fibers != NULL)
+	if (settings->fibers != NULL) {
 		finish_fibers(&ctx);
+		bkv_fibers_set_watch(settings->fibers, NULL, NULL);
+	}
+	if (ctx.fiber_fd != NULL)
+		event_free(ctx.fiber_fd);
 	if (wake != NULL)
 		event_free(wake);
 	if (ctx.fiber_tick != NULL)

@@ -24,6 +24,8 @@ struct bkv_server_ctx {
 	 * fibers while any is busy. */
 	struct rpc_call *calls_head, *calls_tail;
 	struct event *fiber_tick;
+	/* The descriptor a fiber waits on (a database socket), once (bkv_fibers_set_watch). */
+	struct event *fiber_fd;
 };
 
 uint64_t bkv_now_ms(void);
