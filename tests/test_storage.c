@@ -4171,15 +4171,17 @@ typedef struct fiber_read {
 static void fiber_get(void *arg)
 {
 	fiber_read *c = arg;
-	c->result = bkv_storage_get(c->s, (const uint8_t *)c->account, strlen(c->account), &c->r);
+	c->result =
+	    (int)bkv_storage_get(c->s, (const uint8_t *)c->account, strlen(c->account), &c->r);
 }
 
 static void fiber_take(void *arg)
 {
 	fiber_read *c = arg;
 	uint64_t level = 0;
-	c->result = bkv_storage_rate_take(c->s, (const uint8_t *)c->account, strlen(c->account), 10,
-	                                  1, 1, 1000, &c->taken, &level);
+	c->result =
+	    (int)bkv_storage_rate_take(c->s, (const uint8_t *)c->account, strlen(c->account), 10, 1,
+	                               1, 1000, &c->taken, &level);
 }
 
 /* A session of its own that holds every statement on the records and the rate buckets,
