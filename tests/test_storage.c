@@ -4165,14 +4165,20 @@ typedef struct fiber_read {
 	const char *account;
 	int result; /* -1 until it returns */
 	bkv_record r;
-	bool taken; /* a rate take (account names the bucket) */
+	bool taken;         /* a rate take (account names the bucket) */
+	bkv_fibers *fibers; /* fiber_get_later: the fibers it runs on, */
+	const bool *held;   /* and while *held it waits */
+	int done;           /* in which place it returned */
 } fiber_read;
+
+static int reads_done;
 
 static void fiber_get(void *arg)
 {
 	fiber_read *c = arg;
 	c->result =
 	    (int)bkv_storage_get(c->s, (const uint8_t *)c->account, strlen(c->account), &c->r);
+	c->done = ++reads_done;
 }
 
 static void fiber_take(void *arg)
@@ -4182,6 +4188,21 @@ static void fiber_take(void *arg)
 	c->result =
 	    (int)bkv_storage_rate_take(c->s, (const uint8_t *)c->account, strlen(c->account), 10, 1,
 	                               1, 1000, &c->taken, &level);
+	c->done = ++reads_done;
+}
+
+static bool let_go(const void *arg)
+{
+	return !*(const bool *)arg;
+}
+
+/* fiber_get, once the test lets it go on. */
+static void fiber_get_later(void *arg)
+{
+	fiber_read *c = arg;
+	while (*c->held)
+		bkv_fibers_yield(c->fibers, let_go, c->held);
+	fiber_get(arg);
 }
 
 /* A session of its own that holds every statement on the records and the rate buckets,
@@ -4268,6 +4289,42 @@ static void test_pg_a_read_on_a_fiber_yields_while_the_server_works(void **state
 	assert_true(take.taken);
 	assert_int_equal(l.watches, 2); /* the take's own wait on the server */
 	assert_int_equal(bkv_storage_get(f->s, LIT("bob"), &r), BKV_STORAGE_OK);
+	bkv_storage_set_waiter(f->s, NULL);
+	bkv_fibers_free(fibers);
+}
+
+/* The callers waiting for the connection get it in the order they came, not in the order
+ * of their fibers: here the fiber that asks last is the first fiber, and a pass over the
+ * ready fibers in index order would let it overtake the take that waited before it. */
+static void test_pg_callers_get_the_connection_in_turn(void **state)
+{
+	POSTGRESQL_ONLY();
+	fx *f = *state;
+	insert_new(f, LIT("alice"));
+	fd_loop l;
+	bkv_fibers *fibers = fibers_on_storage(f, &l);
+	hold_reads();
+	reads_done = 0;
+	bool held = true;
+	fiber_read late = {
+	    .s = f->s, .account = "alice", .result = -1, .fibers = fibers, .held = &held};
+	fiber_read first = {.s = f->s, .account = "alice", .result = -1};
+	fiber_read take = {.s = f->s, .account = "bucket", .result = -1};
+	assert_true(bkv_fibers_run(fibers, fiber_get_later, &late)); /* fiber 0, parked */
+	assert_true(bkv_fibers_run(fibers, fiber_get, &first));      /* its read waits */
+	pump_until_a_read_waits(fibers, &l, 0);
+	assert_true(bkv_fibers_run(fibers, fiber_take, &take)); /* waits for the connection */
+	held = false;
+	bkv_fibers_resume(fibers, false); /* the first fiber asks now, after the take */
+	assert_int_equal(bkv_fibers_busy(fibers), 3);
+	release_reads();
+	run_fd_loop(fibers, &l);
+	assert_int_equal(first.result, BKV_STORAGE_OK);
+	assert_int_equal(take.result, BKV_STORAGE_OK);
+	assert_int_equal(late.result, BKV_STORAGE_OK);
+	assert_int_equal(first.done, 1);
+	assert_int_equal(take.done, 2);
+	assert_int_equal(late.done, 3);
 	bkv_storage_set_waiter(f->s, NULL);
 	bkv_fibers_free(fibers);
 }
@@ -4812,6 +4869,7 @@ int main(void)
 	    T_OPEN(test_pg_a_batch_on_a_session_the_server_ended_runs_again),
 	    T_OPEN(test_pg_a_read_on_a_fiber_yields_while_the_server_works),
 	    T_OPEN(test_pg_a_read_whose_session_ends_while_its_fiber_waits_runs_again),
+	    T_OPEN(test_pg_callers_get_the_connection_in_turn),
 	    /* PostgreSQL only */
 	    T_OPEN(test_pg_session_keeps_synchronous_commit_on_and_has_a_statement_timeout),
 	    T_OPEN(test_pg_statement_timeout_bounds_a_stuck_statement),

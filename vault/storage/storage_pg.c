@@ -250,7 +250,8 @@ typedef struct pg_storage {
 	unsigned backoff_ms; /* 0 while connected, or after a loss until the first retry */
 	double retry_at;     /* monotonic seconds: no reconnect before this */
 	bool in_flight;      /* a yielded caller's read is out on conn (run_read) */
-	uint32_t waiting;    /* callers yielded until it is back */
+	uint32_t next_turn;  /* the turn of the longest-waiting caller yielded for conn */
+	uint32_t turns;      /* turns handed out: next_turn == turns when none waits */
 } pg_storage;
 
 static double now_monotonic(void)
@@ -453,22 +454,32 @@ static bool yields(const pg_storage *ps)
 	return w->yield_fd != NULL && w->can_yield(w->arg);
 }
 
-static bool connection_free(const void *arg)
+typedef struct turn {
+	const pg_storage *ps;
+	uint32_t turn;
+} turn;
+
+static bool my_turn(const void *arg)
 {
-	return !((const pg_storage *)arg)->in_flight;
+	const turn *t = arg;
+	return !t->ps->in_flight && t->ps->next_turn == t->turn;
 }
 
-/* Waits (yielding) until no read of another caller is out; false if the caller cannot
- * yield, and one is. */
+/* Waits (yielding) until no read of another caller is out, in turn: the callers that wait
+ * for the connection get it first come, first served, never overtaken by one that comes
+ * later. false if the caller cannot yield, and a read is out. */
 static bool wait_for_connection(pg_storage *ps)
 {
-	while (ps->in_flight) {
-		if (!yields(ps))
-			return false;
-		ps->waiting++;
-		ps->base.waiter.yield(ps->base.waiter.arg, connection_free, ps);
-		ps->waiting--;
-	}
+	if (!ps->in_flight && ps->next_turn == ps->turns)
+		return true;
+	if (!yields(ps))
+		return !ps->in_flight; /* it runs to its end without yielding */
+	const turn mine = {ps, ps->turns++};
+	do
+		ps->base.waiter.yield(ps->base.waiter.arg, my_turn, &mine);
+	while (!my_turn(&mine));
+	if (++ps->next_turn != ps->turns)
+		ps->base.waiter.kick(ps->base.waiter.arg); /* the next goes on once this is done */
 	return true;
 }
 
@@ -506,8 +517,8 @@ static PGresult *run_read(pg_storage *ps, const char *name, const params *p)
 			}
 		}
 		ps->in_flight = false;
-		if (ps->waiting > 0)
-			ps->base.waiter.kick(ps->base.waiter.arg);
+		if (ps->next_turn != ps->turns)
+			ps->base.waiter.kick(ps->base.waiter.arg); /* the next in turn goes on */
 	}
 	return succeeded(ps, res);
 }
