@@ -4143,6 +4143,12 @@ static bkv_fibers *fibers_on_storage(fx *f, fd_loop *l)
 	return fibers;
 }
 
+static void end_fibers_on_storage(fx *f, bkv_fibers *fibers)
+{
+	bkv_storage_set_waiter(f->s, NULL);
+	bkv_fibers_free(fibers);
+}
+
 static void run_fd_loop(bkv_fibers *fibers, const fd_loop *l)
 {
 	const double deadline = now_s() + WAIT_DEADLINE_S;
@@ -4289,8 +4295,7 @@ static void test_pg_a_read_on_a_fiber_yields_while_the_server_works(void **state
 	assert_true(take.taken);
 	assert_int_equal(l.watches, 2); /* the take's own wait on the server */
 	assert_int_equal(bkv_storage_get(f->s, LIT("bob"), &r), BKV_STORAGE_OK);
-	bkv_storage_set_waiter(f->s, NULL);
-	bkv_fibers_free(fibers);
+	end_fibers_on_storage(f, fibers);
 }
 
 /* The callers waiting for the connection get it in the order they came, not in the order
@@ -4325,8 +4330,7 @@ static void test_pg_callers_get_the_connection_in_turn(void **state)
 	assert_int_equal(first.done, 1);
 	assert_int_equal(take.done, 2);
 	assert_int_equal(late.done, 3);
-	bkv_storage_set_waiter(f->s, NULL);
-	bkv_fibers_free(fibers);
+	end_fibers_on_storage(f, fibers);
 }
 
 /* The session of a read that waits on its fiber is ended by the server: the socket wakes
@@ -4373,8 +4377,7 @@ static void test_pg_a_read_whose_session_ends_while_its_fiber_waits_runs_again(v
 	release_reads();
 	bkv_record r;
 	assert_int_equal(bkv_storage_get(f->s, LIT("alice"), &r), BKV_STORAGE_OK);
-	bkv_storage_set_waiter(f->s, NULL);
-	bkv_fibers_free(fibers);
+	end_fibers_on_storage(f, fibers);
 	assert_int_equal(pg_int("SELECT count(*) FROM bkv_rate_buckets"), 0);
 }
 
