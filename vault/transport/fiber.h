@@ -63,7 +63,7 @@ bool bkv_fibers_kicked(const bkv_fibers *fibers);
 
 /* bkv_fibers_inside, bkv_fibers_yield, bkv_fibers_yield_fd and bkv_fibers_kick in the shape
  * of a storage waiter's callbacks (storage.h, bkv_storage_waiter), whose argument is the
- * bkv_fibers; BKV_FIBERS_WAITER(fibers) is such a waiter. */
+ * bkv_fibers; BKV_FIBERS_WAITER(fibers) is such a waiter (where storage.h is included). */
 bool bkv_fibers_waiter_can_yield(void *fibers);
 void bkv_fibers_waiter_yield(void *fibers, bool (*ready)(const void *arg), const void *arg);
 void bkv_fibers_waiter_yield_fd(void *fibers, int fd);
