@@ -2575,6 +2575,16 @@ static tb_block block_writes(const fx *f)
 	return tb_block_writes(f->path, on_pg ? pg_url : NULL);
 }
 
+/* The fixture's storage, the one member of a group of its own: its writes are grouped
+ * commits, each led by itself. */
+static bkv_storage_group *alone_in_a_group(fx *f)
+{
+	bkv_storage_group *g = bkv_storage_group_create(1);
+	assert_non_null(g);
+	assert_int_equal(bkv_storage_join_group(f->s, g, 0), BKV_STORAGE_OK);
+	return g;
+}
+
 /* Runs a concurrency test with its children joined to one group, and checks the group
  * committed their writes together at least once. */
 static void with_group(void (*test)(void **), void **state, bool must_batch)
@@ -2689,9 +2699,7 @@ static void test_grouped_commits_keep_checkpointing_the_wal(void **state)
 {
 	SQLITE_ONLY();
 	fx *f = *state;
-	bkv_storage_group *g = bkv_storage_group_create(1);
-	assert_non_null(g);
-	assert_int_equal(bkv_storage_join_group(f->s, g, 0), BKV_STORAGE_OK);
+	bkv_storage_group *g = alone_in_a_group(f);
 	insert_new(f, LIT("alice"));
 	advance_n(f, get_ok(f, LIT("alice")), 2500);
 	const long frames = wal_frames(f); /* the connection is open: the WAL is there */
@@ -4095,9 +4103,7 @@ static void test_pg_a_batch_on_a_session_the_server_ended_runs_again(void **stat
 {
 	POSTGRESQL_ONLY();
 	fx *f = *state;
-	bkv_storage_group *g = bkv_storage_group_create(1);
-	assert_non_null(g);
-	assert_int_equal(bkv_storage_join_group(f->s, g, 0), BKV_STORAGE_OK);
+	bkv_storage_group *g = alone_in_a_group(f);
 	insert_new(f, LIT("alice"));
 	const bkv_record r = advance_ok(f, LIT("alice"));
 	const bkv_record n = next_state(&r);
@@ -4211,30 +4217,21 @@ static void fiber_get_later(void *arg)
 	fiber_get(arg);
 }
 
-/* A session of its own that holds every statement on the records and the rate buckets,
- * reads included (ACCESS EXCLUSIVE), until released. One at a time: a test that failed
- * while holding leaves it to the next hold, which ends it first. */
+/* Every statement on the records held back, reads included (tb_block_reads), until
+ * released. One at a time: a test that failed while holding leaves it to the next hold,
+ * which ends it first. */
 static PGconn *reads_held;
 
 static void hold_reads(void)
 {
 	if (reads_held != NULL)
 		PQfinish(reads_held);
-	reads_held = pg_raw_connect();
-	assert_non_null(reads_held);
-	PGresult *res = PQexec(reads_held, "BEGIN; LOCK TABLE records, bkv_rate_buckets IN "
-	                                   "ACCESS EXCLUSIVE MODE");
-	assert_int_equal(PQresultStatus(res), PGRES_COMMAND_OK);
-	PQclear(res);
+	reads_held = tb_block_reads(pg_url);
 }
 
 static void release_reads(void)
 {
-	PGresult *res = PQexec(reads_held, "ROLLBACK");
-	assert_int_equal(PQresultStatus(res), PGRES_COMMAND_OK);
-	PQclear(res);
-	PQfinish(reads_held);
-	reads_held = NULL;
+	tb_release_reads(&reads_held);
 }
 
 /* Runs the loop until a session other than not_pid waits for the held lock (a statement

@@ -3081,13 +3081,9 @@ static void test_a_waiting_database_read_stalls_no_worker(void **state)
 	if (url == NULL)
 		skip();
 	restart_with_workers(1);
-	reads_held = tu_pg_connect(url);
+	reads_held = tb_block_reads(url);
 	PGconn *held = reads_held;
-	assert_non_null(held);
-	PGresult *res = PQexec(held, "BEGIN; LOCK TABLE records, bkv_rate_buckets IN ACCESS "
-	                             "EXCLUSIVE MODE");
-	assert_int_equal(PQresultStatus(res), PGRES_COMMAND_OK);
-	PQclear(res);
+	PGresult *res;
 	char *auth = bearer(token_for("http-read-waits")), *auth_header = NULL;
 	assert_true(asprintf(&auth_header, "Authorization: %s", auth) > 0);
 	const char *headers[] = {"Content-Type: application/proto", "Connect-Protocol-Version: 1",
@@ -3117,11 +3113,7 @@ static void test_a_waiting_database_read_stalls_no_worker(void **state)
 	assert_int_equal(PQresultStatus(res), PGRES_TUPLES_OK);
 	assert_string_equal(PQgetvalue(res, 0, 0), before);
 	PQclear(res);
-	res = PQexec(held, "ROLLBACK");
-	assert_int_equal(PQresultStatus(res), PGRES_COMMAND_OK);
-	PQclear(res);
-	PQfinish(held);
-	reads_held = NULL;
+	tb_release_reads(&reads_held);
 	free(auth);
 	free(auth_header);
 	restart_with_workers(WORKERS);

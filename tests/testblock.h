@@ -1,6 +1,7 @@
 /*
  * testblock.h - holds back every write to the vault's records while reads go on, for the
- * tests that need a commit caught in flight: on SQLite the database's write lock (BEGIN
+ * tests that need a commit caught in flight (and, on PostgreSQL, every read too, for those
+ * that need a read caught waiting: tb_block_reads): on SQLite the database's write lock (BEGIN
  * IMMEDIATE on a connection of its own), on PostgreSQL a table lock that conflicts with
  * every writer and no reader (LOCK TABLE records IN EXCLUSIVE MODE). A commit started
  * meanwhile waits in its first write. Header-only; failures go through cmocka.
@@ -58,6 +59,31 @@ static inline void tb_release_writes(tb_block *b)
 		sqlite3_close(b->db);
 	}
 	*b = (tb_block){NULL, NULL};
+}
+
+/* PostgreSQL only: holds back every statement on the records and the rate buckets, reads
+ * included (ACCESS EXCLUSIVE, which conflicts even with preparing a statement on them),
+ * from a session of its own until tb_release_reads; closing that session (PQfinish) ends
+ * the hold as well. Never keep one across a fork. */
+static inline PGconn *tb_block_reads(const char *pg_url)
+{
+	PGconn *c = tu_pg_connect(pg_url);
+	assert_non_null(c);
+	PGresult *res =
+	    PQexec(c, "BEGIN; LOCK TABLE records, bkv_rate_buckets IN ACCESS EXCLUSIVE MODE");
+	if (PQresultStatus(res) != PGRES_COMMAND_OK)
+		fail_msg("cannot lock the records: %s", PQerrorMessage(c));
+	PQclear(res);
+	return c;
+}
+
+static inline void tb_release_reads(PGconn **held)
+{
+	PGresult *res = PQexec(*held, "ROLLBACK");
+	assert_int_equal(PQresultStatus(res), PGRES_COMMAND_OK);
+	PQclear(res);
+	PQfinish(*held);
+	*held = NULL;
 }
 
 #endif

@@ -1243,9 +1243,8 @@ static PGresult *pipeline_result(pg_storage *ps)
  * first failure the server skips the rest of the pipeline (PGRES_PIPELINE_ABORTED). */
 static void note_fault(pg_storage *ps, const PGresult *res)
 {
-	const ExecStatusType st = PQresultStatus(res);
-	if (ps->fault == FAULT_NONE && st != PGRES_COMMAND_OK && st != PGRES_TUPLES_OK)
-		classify(ps, st == PGRES_PIPELINE_ABORTED ? NULL : res);
+	if (ps->fault == FAULT_NONE && failed(res))
+		classify(ps, PQresultStatus(res) == PGRES_PIPELINE_ABORTED ? NULL : res);
 }
 
 typedef struct batch_ctx {
